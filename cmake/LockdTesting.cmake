@@ -1,0 +1,28 @@
+# lockd_add_test(NAME <target> LABEL <unit|sim|e2e|crash|faults> SOURCES ... LIBS ...)
+#
+# One GoogleTest binary, every test in it registered with CTest under LABEL. Tests are discovered
+# when ctest runs (not at build time), so a sanitizer build does not run binaries while linking.
+# Timing-sensitive labels (e2e, crash, faults) share one RESOURCE_LOCK so they never run side by
+# side on a small machine, even under `ctest -j`.
+include(GoogleTest)
+
+set(LOCKD_TSAN_SUPPRESSIONS ${PROJECT_SOURCE_DIR}/tests/tsan.supp)
+set(LOCKD_TEST_ENV
+    "TSAN_OPTIONS=suppressions=${LOCKD_TSAN_SUPPRESSIONS}:halt_on_error=1:second_deadlock_stack=1"
+    "UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1"
+    "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0")
+
+function(lockd_add_test)
+  cmake_parse_arguments(T "" "NAME;LABEL;TIMEOUT" "SOURCES;LIBS" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 600)
+  endif()
+  add_executable(${T_NAME} ${T_SOURCES})
+  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest_main GTest::gmock lockd_warnings)
+  set(props LABELS ${T_LABEL} TIMEOUT ${T_TIMEOUT} ENVIRONMENT "${LOCKD_TEST_ENV}")
+  if(T_LABEL STREQUAL "e2e" OR T_LABEL STREQUAL "crash" OR T_LABEL STREQUAL "faults")
+    list(APPEND props RESOURCE_LOCK lockd_timing)
+  endif()
+  gtest_discover_tests(${T_NAME} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
+                       PROPERTIES ${props})
+endfunction()

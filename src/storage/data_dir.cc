@@ -1,0 +1,70 @@
+#include "storage/data_dir.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+
+namespace lockd::storage {
+namespace {
+
+std::string ErrnoText(int err) { return std::strerror(err); }
+
+std::string ReadOwner(const std::string& lock_path) {
+  std::ifstream in(lock_path);
+  std::string pid;
+  std::getline(in, pid);
+  return pid.empty() ? "unknown" : pid;
+}
+
+}  // namespace
+
+DataDir::DataDir(std::string path, int lock_fd) : path_(std::move(path)), lock_fd_(lock_fd) {}
+
+Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) return Internal("cannot create data dir " + path + ": " + ec.message());
+
+  const std::string lock_path = path + "/LOCK.lockd";
+  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return Internal("cannot open " + lock_path + ": " + ErrnoText(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      return FailedPrecondition("data dir " + path + " is in use by another process (pid " +
+                                ReadOwner(lock_path) + ")");
+    }
+    return Internal("cannot lock " + lock_path + ": " + ErrnoText(err));
+  }
+  // Record the owner for the error message above; the lock itself is the flock, not the content.
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    const int err = errno;
+    ::close(fd);
+    return Internal("cannot write " + lock_path + ": " + ErrnoText(err));
+  }
+
+  std::unique_ptr<DataDir> dir(new DataDir(path, fd));
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, path + "/db", &db);
+  if (!s.ok()) return Internal("cannot open database in " + path + ": " + s.ToString());
+  dir->db_.reset(db);
+  return dir;
+}
+
+DataDir::~DataDir() {
+  db_.reset();
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+}
+
+}  // namespace lockd::storage

@@ -1,0 +1,77 @@
+#include <gtest/gtest.h>
+
+#include "base/clock.h"
+#include "base/host_port.h"
+#include "base/status.h"
+#include "base/strong_int.h"
+
+namespace lockd {
+namespace {
+
+using IdA = StrongInt<struct IdATag>;
+
+TEST(StrongInt, OrdersStepsAndMeasuresDistance) {
+  IdA a(5), b(9);
+  EXPECT_LT(a, b);
+  EXPECT_EQ(a.next(), IdA(6));
+  EXPECT_EQ(b - a, 4u);
+  EXPECT_EQ(a + 4, b);
+  EXPECT_TRUE(IdA().zero());
+  static_assert(!std::is_convertible_v<uint64_t, IdA>, "construction must be explicit");
+  static_assert(!std::is_convertible_v<StrongInt<struct OtherTag>, IdA>, "tags must not mix");
+}
+
+TEST(Status, CarriesCodeAndMessage) {
+  Status s = NotFound("lease 42 is unknown");
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.ToString(), "NOT_FOUND: lease 42 is unknown");
+  EXPECT_TRUE(Status::Ok().ok());
+}
+
+TEST(Result, HoldsValueOrError) {
+  Result<int> v = 7;
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, 7);
+  Result<int> e = InvalidArgument("bad");
+  EXPECT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(HostPort, ParsesHostAndPort) {
+  auto hp = ParseHostPort("127.0.0.1:7401");
+  ASSERT_TRUE(hp.ok());
+  EXPECT_EQ(hp->host, "127.0.0.1");
+  EXPECT_EQ(hp->port, 7401);
+  auto v6 = ParseHostPort("[::1]:80");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->host, "::1");
+}
+
+TEST(HostPort, RejectsMalformedAddressesWithTheReason) {
+  for (const char* bad : {"", "7401", "host:", ":80", "h:0", "h:65536", "h:12x", "[::1:80"}) {
+    auto hp = ParseHostPort(bad);
+    EXPECT_FALSE(hp.ok()) << bad;
+    EXPECT_EQ(hp.status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+TEST(Clock, BootTimeNeverGoesBackwards) {
+  const auto& clock = SystemClock::Instance();
+  BootTime prev = clock.Now();
+  for (int i = 0; i < 1000; ++i) {
+    BootTime now = clock.Now();
+    EXPECT_GE(now, prev);
+    prev = now;
+  }
+}
+
+TEST(Clock, ManualClockMovesOnlyWhenTold) {
+  ManualClock c;
+  BootTime t0 = c.Now();
+  EXPECT_EQ(c.Now(), t0);
+  c.Advance(std::chrono::milliseconds(5));
+  EXPECT_EQ(c.Now() - t0, std::chrono::milliseconds(5));
+}
+
+}  // namespace
+}  // namespace lockd

@@ -1,0 +1,152 @@
+// The daemon as a person runs it: real `lockd` processes on free loopback ports, checked with the
+// real `lockctl`. Every test stops what it starts (Process kills and reaps in its destructor).
+#include <signal.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "support/process.h"
+
+namespace lockd {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::Process;
+using testing::RunCommand;
+using testing::TempDir;
+using namespace std::chrono_literals;
+
+struct NodePorts {
+  int client, peer, http;
+  std::string client_addr() const { return "127.0.0.1:" + std::to_string(client); }
+};
+
+NodePorts PickPorts() {
+  auto p = testing::FreePorts(3);
+  return {p[0], p[1], p[2]};
+}
+
+std::unique_ptr<Process> StartLockd(const NodePorts& ports, const std::string& data_dir,
+                                    const std::string& log) {
+  return std::make_unique<Process>(
+      std::vector<std::string>{LOCKD_BINARY, "--id", "1", "--client-addr", ports.client_addr(),
+                               "--peer-addr", "127.0.0.1:" + std::to_string(ports.peer),
+                               "--http-addr", "127.0.0.1:" + std::to_string(ports.http),
+                               "--data-dir", data_dir},
+      log);
+}
+
+testing::CommandResult Lockctl(std::vector<std::string> args) {
+  args.insert(args.begin(), LOCKCTL_BINARY);
+  return RunCommand(args, 20s);
+}
+
+bool Serving(const std::string& endpoint) {
+  return Lockctl({"--endpoints", endpoint, "health"}).exit_code == 0;
+}
+
+TEST(Daemon, ServesHealthAndExitsZeroOnSigterm) {
+  TempDir dir;
+  NodePorts ports = PickPorts();
+  auto node = StartLockd(ports, dir.path() + "/data", dir.path() + "/lockd.log");
+  ASSERT_TRUE(testing::WaitFor([&] { return Serving(ports.client_addr()); }, 30s))
+      << node->ReadLog();
+
+  auto table = Lockctl({"--endpoints", ports.client_addr(), "health"});
+  EXPECT_EQ(table.exit_code, 0);
+  EXPECT_THAT(table.output, HasSubstr("SERVING"));
+
+  node->Signal(SIGTERM);
+  auto code = node->Wait(30s);
+  ASSERT_TRUE(code.has_value()) << "lockd did not exit within 30 s of SIGTERM";
+  EXPECT_EQ(*code, 0) << node->ReadLog();
+  EXPECT_THAT(node->ReadLog(), HasSubstr("stopped"));
+}
+
+TEST(Daemon, ExitsZeroOnSigint) {
+  TempDir dir;
+  NodePorts ports = PickPorts();
+  auto node = StartLockd(ports, dir.path() + "/data", dir.path() + "/lockd.log");
+  ASSERT_TRUE(testing::WaitFor([&] { return Serving(ports.client_addr()); }, 30s));
+  node->Signal(SIGINT);
+  auto code = node->Wait(30s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0);
+}
+
+TEST(Daemon, RefusesADataDirAnotherProcessHolds) {
+  TempDir dir;
+  NodePorts first_ports = PickPorts();
+  auto first = StartLockd(first_ports, dir.path() + "/data", dir.path() + "/first.log");
+  ASSERT_TRUE(testing::WaitFor([&] { return Serving(first_ports.client_addr()); }, 30s));
+
+  NodePorts second_ports = PickPorts();
+  auto second = StartLockd(second_ports, dir.path() + "/data", dir.path() + "/second.log");
+  auto code = second->Wait(30s);
+  ASSERT_TRUE(code.has_value()) << "the second lockd kept running on a held data dir";
+  EXPECT_NE(*code, 0);
+  EXPECT_THAT(second->ReadLog(), HasSubstr("in use by another process"));
+  EXPECT_TRUE(Serving(first_ports.client_addr())) << "the first node must be unaffected";
+}
+
+TEST(Daemon, ReusesItsDataDirAfterKill9) {
+  TempDir dir;
+  NodePorts ports = PickPorts();
+  auto node = StartLockd(ports, dir.path() + "/data", dir.path() + "/a.log");
+  ASSERT_TRUE(testing::WaitFor([&] { return Serving(ports.client_addr()); }, 30s));
+  node->Kill();  // the kernel drops the flock with the process
+  auto again = StartLockd(ports, dir.path() + "/data", dir.path() + "/b.log");
+  EXPECT_TRUE(testing::WaitFor([&] { return Serving(ports.client_addr()); }, 30s))
+      << again->ReadLog();
+}
+
+TEST(Daemon, RejectsBadFlagsWithAClearError) {
+  TempDir dir;
+  auto r = RunCommand({LOCKD_BINARY, "--client-addr", "nonsense", "--data-dir", dir.path()}, 20s);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--client-addr"));
+  auto id = RunCommand({LOCKD_BINARY, "--id", "0", "--data-dir", dir.path()}, 20s);
+  EXPECT_EQ(id.exit_code, 2);
+  EXPECT_THAT(id.output, HasSubstr("--id"));
+}
+
+TEST(Daemon, ReadsItsTomlConfigFile) {
+  TempDir dir;
+  NodePorts ports = PickPorts();
+  const std::string config = dir.path() + "/lockd.toml";
+  {
+    FILE* f = fopen(config.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    fprintf(f, "id = 3\nclient-addr = \"%s\"\npeer-addr = \"127.0.0.1:%d\"\n"
+               "http-addr = \"127.0.0.1:%d\"\ndata-dir = \"%s/data\"\nlog-level = \"debug\"\n",
+            ports.client_addr().c_str(), ports.peer, ports.http, dir.path().c_str());
+    fclose(f);
+  }
+  Process node({LOCKD_BINARY, "--config", config}, dir.path() + "/lockd.log");
+  ASSERT_TRUE(testing::WaitFor([&] { return Serving(ports.client_addr()); }, 30s))
+      << node.ReadLog();
+  EXPECT_THAT(node.ReadLog(), HasSubstr("node 3"));
+}
+
+TEST(Lockctl, ReportsUnreachableEndpointsAndFailsInJsonToo) {
+  TempDir dir;
+  NodePorts ports = PickPorts();
+  auto node = StartLockd(ports, dir.path() + "/data", dir.path() + "/lockd.log");
+  ASSERT_TRUE(testing::WaitFor([&] { return Serving(ports.client_addr()); }, 30s));
+  const std::string dead = "127.0.0.1:" + std::to_string(testing::FreePorts(1)[0]);
+
+  auto r = Lockctl({"--endpoints", ports.client_addr() + "," + dead, "--timeout-ms", "500",
+                    "--json", "health"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("\"endpoint\":\"" + ports.client_addr() + "\",\"status\":\"SERVING\""));
+  EXPECT_THAT(r.output, HasSubstr("\"endpoint\":\"" + dead + "\",\"status\":\"UNREACHABLE\""));
+}
+
+TEST(Lockctl, TakesEndpointsFromTheEnvironmentAndRejectsBadOnes) {
+  auto r = Lockctl({"--endpoints", "not-an-address", "health"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("host:port"));
+}
+
+}  // namespace
+}  // namespace lockd
