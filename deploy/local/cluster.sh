@@ -31,12 +31,15 @@ bin="$PWD/build/release/src/daemon/lockd"
 pids=()
 stop() {
   trap - INT TERM EXIT
-  echo "stopping ${#pids[@]} nodes..."
+  trap "" PIPE
+  # Signal the nodes before printing anything: stdout may be a pipe that Ctrl-C already closed.
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  echo "stopping ${#pids[@]} nodes..." 2>/dev/null || true
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  echo "stopped"
+  echo "stopped" 2>/dev/null || true
+  exit 0
 }
-trap stop INT TERM EXIT
+trap stop INT TERM EXIT PIPE
 
 endpoints=""
 for i in $(seq 1 "$nodes"); do
@@ -62,4 +65,5 @@ echo "      $ctl health"
 echo "Ctrl-C stops the cluster."
 # Wait until a node exits or we are interrupted.
 wait -n "${pids[@]}" || true
-echo "a node exited; see its log in $data"
+echo "a node exited unexpectedly; see its log in $data"
+exit 1

@@ -13,6 +13,10 @@ namespace {
 int Run(const lockd::server::NodeOptions& options) {
   // Block the stop signals in every thread (gRPC's included) and take them here with sigwait, so
   // no handler runs in an arbitrary thread.
+  // A shell starts background jobs with SIGINT ignored, and an ignored signal is discarded before
+  // sigwait could see it: restore the default disposition first.
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
