@@ -5,18 +5,19 @@
 #include <cstdio>
 #include <cstdlib>
 
-#define LOCKD_CHECK(cond)                                                                  \
-  do {                                                                                     \
-    if (!(cond)) [[unlikely]] {                                                            \
+#define LOCKD_CHECK(cond)                                                                 \
+  do {                                                                                    \
+    if (!(cond)) [[unlikely]] {                                                           \
       std::fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                        \
-    }                                                                                      \
+      std::abort();                                                                       \
+    }                                                                                     \
   } while (0)
 
-#define LOCKD_CHECK_MSG(cond, msg)                                                                \
-  do {                                                                                            \
-    if (!(cond)) [[unlikely]] {                                                                   \
-      std::fprintf(stderr, "%s:%d: invariant violated: %s (%s)\n", __FILE__, __LINE__, #cond, msg); \
-      std::abort();                                                                               \
-    }                                                                                             \
+#define LOCKD_CHECK_MSG(cond, msg)                                                            \
+  do {                                                                                        \
+    if (!(cond)) [[unlikely]] {                                                               \
+      std::fprintf(stderr, "%s:%d: invariant violated: %s (%s)\n", __FILE__, __LINE__, #cond, \
+                   msg);                                                                      \
+      std::abort();                                                                           \
+    }                                                                                         \
   } while (0)

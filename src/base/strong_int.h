@@ -44,5 +44,7 @@ class StrongInt {
 
 template <typename Tag>
 struct std::hash<lockd::StrongInt<Tag>> {
-  size_t operator()(lockd::StrongInt<Tag> v) const noexcept { return std::hash<uint64_t>{}(v.value()); }
+  size_t operator()(lockd::StrongInt<Tag> v) const noexcept {
+    return std::hash<uint64_t>{}(v.value());
+  }
 };

@@ -54,7 +54,8 @@ std::string FormatHealth(const std::vector<HealthResult>& results, bool json) {
     }
     return out + "]\n";
   }
-  std::snprintf(line, sizeof line, "%-24s %-12s %10s  %s\n", "ENDPOINT", "STATUS", "LATENCY", "ERROR");
+  std::snprintf(line, sizeof line, "%-24s %-12s %10s  %s\n", "ENDPOINT", "STATUS", "LATENCY",
+                "ERROR");
   out += line;
   for (const auto& r : results) {
     std::snprintf(line, sizeof line, "%-24s %-12s %8.2fms  %s\n", r.endpoint.c_str(),

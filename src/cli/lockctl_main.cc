@@ -19,8 +19,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   int exit_code = 0;
-  auto* health = app.add_subcommand("health", "Ask every endpoint whether it is serving; exits 1 "
-                                              "unless all are SERVING");
+  auto* health = app.add_subcommand("health",
+                                    "Ask every endpoint whether it is serving; exits 1 "
+                                    "unless all are SERVING");
   health->callback([&] {
     auto endpoints = lockd::cli::ResolveEndpoints(endpoints_flag);
     if (!endpoints.ok()) {

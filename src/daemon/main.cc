@@ -1,10 +1,10 @@
 // lockd: the lock server daemon. Parses flags and the TOML config, starts a Node, and runs until
 // SIGTERM or SIGINT, then shuts down cleanly and exits 0.
 #include <signal.h>
+#include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
-#include <spdlog/spdlog.h>
 
 #include "server/node.h"
 

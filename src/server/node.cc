@@ -15,7 +15,9 @@ namespace lockd::server {
 
 Node::Node(NodeOptions options) : options_(std::move(options)) {}
 
-Node::~Node() { Shutdown(); }
+Node::~Node() {
+  Shutdown();
+}
 
 Status Node::Start() {
   if (Status s = Validate(options_); !s.ok()) return s;

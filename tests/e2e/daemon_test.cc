@@ -1,9 +1,8 @@
 // The daemon as a person runs it: real `lockd` processes on free loopback ports, checked with the
 // real `lockctl`. Every test stops what it starts (Process kills and reaps in its destructor).
-#include <signal.h>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include "support/process.h"
 
@@ -117,8 +116,9 @@ TEST(Daemon, ReadsItsTomlConfigFile) {
   {
     FILE* f = fopen(config.c_str(), "w");
     ASSERT_NE(f, nullptr);
-    fprintf(f, "id = 3\nclient-addr = \"%s\"\npeer-addr = \"127.0.0.1:%d\"\n"
-               "http-addr = \"127.0.0.1:%d\"\ndata-dir = \"%s/data\"\nlog-level = \"debug\"\n",
+    fprintf(f,
+            "id = 3\nclient-addr = \"%s\"\npeer-addr = \"127.0.0.1:%d\"\n"
+            "http-addr = \"127.0.0.1:%d\"\ndata-dir = \"%s/data\"\nlog-level = \"debug\"\n",
             ports.client_addr().c_str(), ports.peer, ports.http, dir.path().c_str());
     fclose(f);
   }
@@ -135,10 +135,11 @@ TEST(Lockctl, ReportsUnreachableEndpointsAndFailsInJsonToo) {
   ASSERT_TRUE(testing::WaitFor([&] { return Serving(ports.client_addr()); }, 30s));
   const std::string dead = "127.0.0.1:" + std::to_string(testing::FreePorts(1)[0]);
 
-  auto r = Lockctl({"--endpoints", ports.client_addr() + "," + dead, "--timeout-ms", "500",
-                    "--json", "health"});
+  auto r = Lockctl(
+      {"--endpoints", ports.client_addr() + "," + dead, "--timeout-ms", "500", "--json", "health"});
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_THAT(r.output, HasSubstr("\"endpoint\":\"" + ports.client_addr() + "\",\"status\":\"SERVING\""));
+  EXPECT_THAT(r.output,
+              HasSubstr("\"endpoint\":\"" + ports.client_addr() + "\",\"status\":\"SERVING\""));
   EXPECT_THAT(r.output, HasSubstr("\"endpoint\":\"" + dead + "\",\"status\":\"UNREACHABLE\""));
 }
 

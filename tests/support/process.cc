@@ -49,7 +49,9 @@ Process::Process(std::vector<std::string> argv, std::string log_path)
   }
 }
 
-Process::~Process() { Kill(); }
+Process::~Process() {
+  Kill();
+}
 
 bool Process::running() {
   if (exit_code_) return false;
