@@ -1,0 +1,103 @@
+// PeerTransport: moves encoded Raft messages between the members of a cluster over gRPC.
+//
+// Outbound, each peer gets one long-lived stream that this node opens; messages queue per peer and
+// are sent in batches (one frame carries everything queued, up to a byte bound), and a broken
+// stream is reopened with jittered exponential back-off. Raft tolerates loss, so a full queue drops
+// rather than blocks: Send() never waits on the network. Inbound, PeerService checks the first
+// frame of every stream (cluster id, sender is a member, format version, and the timing constants
+// the leader lease relies on) and hands each accepted batch to the handler; anything else is
+// rejected, logged and the stream closed.
+//
+// Threads: two per peer (a sender that writes, a reader that watches the reply stream) plus gRPC's
+// own for inbound streams. The handler runs on gRPC threads and must only enqueue. The node runtime
+// owns the transport; it is not copyable and Stop() (or the destructor) joins every thread.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lockd/peer/v1/peer.grpc.pb.h"
+
+namespace lockd::server {
+
+/// What this node says about itself in every Hello, and what it requires of every peer's Hello.
+struct PeerIdentity {
+  std::string cluster_id;
+  uint64_t node_id = 0;
+  uint32_t format_version = 1;
+  uint64_t election_min_ms = 1000;
+  uint64_t tick_ms = 100;
+  uint32_t drift_ppm = 10'000;
+};
+
+struct PeerTransportOptions {
+  size_t max_queued_messages = 4096;  ///< per peer; beyond it Send() drops
+  size_t max_batch_bytes = 1 << 20;   ///< one frame's payload
+  int backoff_initial_ms = 50;
+  int backoff_max_ms = 2000;
+};
+
+/// Counters for one outbound peer, for Status and metrics.
+struct PeerStats {
+  bool connected = false;
+  uint64_t sent = 0;
+  uint64_t dropped = 0;
+  uint64_t reconnects = 0;
+  std::string last_error;
+};
+
+class PeerTransport {
+ public:
+  /// Called with each accepted batch, in the order the sender queued it.
+  using Handler = std::function<void(uint64_t from, std::vector<std::string> messages)>;
+  /// Whether a node id may talk to us (a member, or a learner being added).
+  using MembershipCheck = std::function<bool(uint64_t from)>;
+
+  PeerTransport(PeerIdentity self, Handler handler, MembershipCheck is_member,
+                PeerTransportOptions options = {});
+  ~PeerTransport();
+  PeerTransport(const PeerTransport&) = delete;
+  PeerTransport& operator=(const PeerTransport&) = delete;
+
+  /// The inbound service, to register on the peer-port server before it starts.
+  grpc::Service* service();
+
+  /// Starts (or re-targets) the outbound stream to `id`.
+  void SetPeer(uint64_t id, const std::string& peer_addr);
+  void RemovePeer(uint64_t id);
+
+  /// Queues one encoded message for `to`. False when it was dropped (unknown peer, full queue).
+  bool Send(uint64_t to, std::string encoded);
+
+  PeerStats Stats(uint64_t id) const;
+  /// Stops every outbound stream and joins their threads; inbound streams end with the server.
+  void Stop();
+
+  /// Why a Hello is refused, or empty when it is acceptable. Public for tests.
+  std::string CheckHello(const lockd::peer::v1::Hello& hello) const;
+
+ private:
+  class Outbound;
+  class InboundService;
+
+  const PeerIdentity self_;
+  const Handler handler_;
+  const MembershipCheck is_member_;
+  const PeerTransportOptions options_;
+  std::unique_ptr<InboundService> inbound_;
+
+  mutable std::mutex mu_;  ///< guards outbound_ (the map; each Outbound has its own lock)
+  std::map<uint64_t, std::unique_ptr<Outbound>> outbound_;
+};
+
+}  // namespace lockd::server
