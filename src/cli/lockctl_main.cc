@@ -1,7 +1,11 @@
 // lockctl: the operator's command line for a lockd cluster.
+#include <signal.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <iostream>
 
+#include "cli/commands.h"
 #include "cli/endpoints.h"
 #include "cli/health.h"
 
@@ -10,7 +14,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::string endpoints_flag;
   bool json = false;
-  int timeout_ms = 2000;
+  int timeout_ms = 5000;
   app.add_option("--endpoints", endpoints_flag,
                  "Comma-separated host:port list (default: $LOCKD_ENDPOINTS, else 127.0.0.1:7401)");
   app.add_flag("--json", json, "Print JSON instead of a table");
@@ -19,22 +23,99 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   int exit_code = 0;
-  auto* health = app.add_subcommand("health",
-                                    "Ask every endpoint whether it is serving; exits 1 "
-                                    "unless all are SERVING");
-  health->callback([&] {
-    auto endpoints = lockd::cli::ResolveEndpoints(endpoints_flag);
-    if (!endpoints.ok()) {
-      std::fprintf(stderr, "lockctl: %s\n", endpoints.status().message().c_str());
-      exit_code = 2;
-      return;
-    }
-    auto results = lockd::cli::CheckHealth(*endpoints, std::chrono::milliseconds(timeout_ms));
-    std::fputs(lockd::cli::FormatHealth(results, json).c_str(), stdout);
+  // Resolves the endpoints and runs `f` with a context, or sets exit code 2.
+  auto with_context = [&](auto f) {
+    return [&, f] {
+      auto endpoints = lockd::cli::ResolveEndpoints(endpoints_flag);
+      if (!endpoints.ok()) {
+        std::fprintf(stderr, "lockctl: %s\n", endpoints.status().message().c_str());
+        exit_code = 2;
+        return;
+      }
+      lockd::cli::CommandContext c{*endpoints, json, std::chrono::milliseconds(timeout_ms),
+                                   std::cout, std::cerr};
+      exit_code = f(c);
+    };
+  };
+
+  auto* health = app.add_subcommand(
+      "health", "Ask every endpoint whether it is serving; exits 1 unless all are SERVING");
+  health->callback(with_context([&](const lockd::cli::CommandContext& c) {
+    auto results = lockd::cli::CheckHealth(c.endpoints, c.timeout);
+    c.out << lockd::cli::FormatHealth(results, c.json);
     for (const auto& r : results) {
-      if (!r.serving()) exit_code = 1;
+      if (!r.serving()) return 1;
     }
-  });
+    return 0;
+  }));
+
+  auto* status = app.add_subcommand("status", "Members, roles, term, leader, commit and lag");
+  status->callback(with_context([](const auto& c) { return lockd::cli::RunStatus(c); }));
+
+  bool stale = false;
+  std::string page_token;
+  auto* locks = app.add_subcommand("locks", "Inspect locks")->require_subcommand(1);
+  std::string prefix;
+  auto* locks_list = locks->add_subcommand("list", "Locks whose name starts with PREFIX");
+  locks_list->add_option("prefix", prefix, "Name prefix (default: all)");
+  locks_list->add_option("--page-token", page_token, "Continue a listing");
+  locks_list->add_flag("--stale", stale, "Answer from the node asked, without a quorum read");
+  locks_list->callback(with_context(
+      [&](const auto& c) { return lockd::cli::RunLocksList(c, prefix, page_token, stale); }));
+  std::string name;
+  auto* locks_get = locks->add_subcommand("get",
+                                          "Holders (lease, label, token, fence, held for, "
+                                          "lease time left) and waiters in order");
+  locks_get->add_option("name", name, "Lock name")->required();
+  locks_get->add_flag("--stale", stale, "Answer from the node asked, without a quorum read");
+  locks_get->callback(
+      with_context([&](const auto& c) { return lockd::cli::RunLocksGet(c, name, stale); }));
+
+  auto* leases = app.add_subcommand("leases", "Inspect leases")->require_subcommand(1);
+  auto* leases_list = leases->add_subcommand("list", "Every lease");
+  leases_list->add_option("--page-token", page_token, "Continue a listing");
+  leases_list->add_flag("--stale", stale, "Answer from the node asked, without a quorum read");
+  leases_list->callback(
+      with_context([&](const auto& c) { return lockd::cli::RunLeasesList(c, page_token, stale); }));
+  uint64_t lease_id = 0;
+  auto* leases_get = leases->add_subcommand("get", "One lease: TTL, time left, what it holds");
+  leases_get->add_option("id", lease_id, "Lease id")->required();
+  leases_get->add_flag("--stale", stale, "Answer from the node asked, without a quorum read");
+  leases_get->callback(
+      with_context([&](const auto& c) { return lockd::cli::RunLeasesGet(c, lease_id, stale); }));
+
+  lockd::cli::AcquireArgs acquire_args;
+  int ttl_ms = 10'000, wait_ms = 0;
+  auto* acquire = app.add_subcommand(
+      "acquire", "Acquire NAME and hold it, renewing its lease, until Ctrl-C; then release it");
+  acquire->add_option("name", acquire_args.name, "Lock name")->required();
+  acquire->add_option("--ttl", ttl_ms, "Lease TTL in ms")->capture_default_str();
+  acquire->add_option("--wait", wait_ms, "Wait up to this many ms in the queue (0: try once)")
+      ->capture_default_str();
+  acquire->add_flag("--shared", acquire_args.shared, "Acquire in SHARED mode");
+  acquire->add_option("--label", acquire_args.label, "Lease label (default: lockctl@host:pid)");
+  acquire->callback(with_context([&](const auto& c) {
+    // Block the stop signals before the client library starts its thread, so RunAcquire can wait
+    // for them.
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+    acquire_args.ttl = std::chrono::milliseconds(ttl_ms);
+    acquire_args.wait = std::chrono::milliseconds(wait_ms);
+    return lockd::cli::RunAcquire(c, acquire_args);
+  }));
+
+  std::string release_name;
+  uint64_t release_lease = 0, release_token = 0;
+  auto* release = app.add_subcommand("release", "Release NAME held by a lease with a token");
+  release->add_option("name", release_name, "Lock name")->required();
+  release->add_option("--lease", release_lease, "Holding lease id")->required();
+  release->add_option("--token", release_token, "The grant's token")->required();
+  release->callback(with_context([&](const auto& c) {
+    return lockd::cli::RunRelease(c, release_name, release_lease, release_token);
+  }));
 
   CLI11_PARSE(app, argc, argv);
   return exit_code;

@@ -1,0 +1,202 @@
+#include "cli/commands.h"
+
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <random>
+
+#include "cli/format.h"
+#include "lockd/client.h"
+#include "lockd/v1/lockd.grpc.pb.h"
+
+namespace lockd::cli {
+
+namespace pb = lockd::v1;
+
+namespace {
+
+/// Calls `rpc(stub, ctx)` on each endpoint in turn until one answers with something other than
+/// UNAVAILABLE. Prints the failure and returns false when none gives a good answer.
+template <typename Stub, typename Rpc>
+bool CallAny(const CommandContext& c, Rpc rpc) {
+  grpc::Status last;
+  for (const auto& e : c.endpoints) {
+    auto stub = Stub::NewStub(grpc::CreateChannel(e, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + c.timeout);
+    last = rpc(*stub, ctx);
+    if (last.ok()) return true;
+    if (last.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+  }
+  c.err << "lockctl: " << StatusCodeName(static_cast<StatusCode>(last.error_code())) << ": "
+        << last.error_message() << "\n";
+  return false;
+}
+
+/// A request header for a one-shot command: a fresh client id, sequence 1.
+pb::RequestHeader OneShotHeader() {
+  std::random_device rd;
+  pb::RequestHeader h;
+  h.mutable_id()->set_client_hi((uint64_t{rd()} << 32) | rd());
+  h.mutable_id()->set_client_lo((uint64_t{rd()} << 32) | rd());
+  h.mutable_id()->set_seq(1);
+  h.set_attempt(1);
+  h.set_watermark(1);
+  return h;
+}
+
+}  // namespace
+
+int RunStatus(const CommandContext& c) {
+  pb::StatusResponse resp;
+  if (!CallAny<pb::ClusterService>(c, [&](auto& stub, auto& ctx) {
+        return stub.Status(&ctx, pb::StatusRequest(), &resp);
+      })) {
+    return 1;
+  }
+  c.out << FormatStatus(resp, c.json);
+  return 0;
+}
+
+int RunLocksList(const CommandContext& c, const std::string& prefix, const std::string& page_token,
+                 bool stale) {
+  pb::ListLocksRequest req;
+  req.set_prefix(prefix);
+  req.set_page_token(page_token);
+  req.set_stale(stale);
+  pb::ListLocksResponse resp;
+  if (!CallAny<pb::LockService>(
+          c, [&](auto& stub, auto& ctx) { return stub.ListLocks(&ctx, req, &resp); })) {
+    return 1;
+  }
+  c.out << FormatLocks(resp, c.json);
+  return 0;
+}
+
+int RunLocksGet(const CommandContext& c, const std::string& name, bool stale) {
+  pb::GetLockRequest req;
+  req.set_name(name);
+  req.set_stale(stale);
+  pb::GetLockResponse resp;
+  if (!CallAny<pb::LockService>(
+          c, [&](auto& stub, auto& ctx) { return stub.GetLock(&ctx, req, &resp); })) {
+    return 1;
+  }
+  c.out << FormatLock(resp.lock(), c.json);
+  return 0;
+}
+
+int RunLeasesList(const CommandContext& c, const std::string& page_token, bool stale) {
+  pb::ListLeasesRequest req;
+  req.set_page_token(page_token);
+  req.set_stale(stale);
+  pb::ListLeasesResponse resp;
+  if (!CallAny<pb::LockService>(
+          c, [&](auto& stub, auto& ctx) { return stub.ListLeases(&ctx, req, &resp); })) {
+    return 1;
+  }
+  c.out << FormatLeases(resp, c.json);
+  return 0;
+}
+
+int RunLeasesGet(const CommandContext& c, uint64_t lease_id, bool stale) {
+  pb::GetLeaseRequest req;
+  req.set_lease_id(lease_id);
+  req.set_stale(stale);
+  pb::GetLeaseResponse resp;
+  if (!CallAny<pb::LockService>(
+          c, [&](auto& stub, auto& ctx) { return stub.GetLease(&ctx, req, &resp); })) {
+    return 1;
+  }
+  c.out << FormatLease(resp.lease(), c.json);
+  return 0;
+}
+
+int RunRelease(const CommandContext& c, const std::string& name, uint64_t lease_id,
+               uint64_t token) {
+  pb::ReleaseRequest req;
+  *req.mutable_header() = OneShotHeader();
+  req.set_name(name);
+  req.set_lease_id(lease_id);
+  req.set_token(token);
+  pb::ReleaseResponse resp;
+  // Retrying on another endpoint with the same request id is safe: the server answers it once.
+  if (!CallAny<pb::LockService>(
+          c, [&](auto& stub, auto& ctx) { return stub.Release(&ctx, req, &resp); })) {
+    return 1;
+  }
+  if (c.json) {
+    c.out << "{\"released\":true}\n";
+  } else {
+    c.out << "released " << name << " (lease " << lease_id << ", token " << token << ")\n";
+  }
+  return 0;
+}
+
+int RunAcquire(const CommandContext& c, const AcquireArgs& a) {
+  client::ClientOptions o;
+  o.endpoints = c.endpoints;
+  o.call_timeout = c.timeout;
+  auto cl = client::Client::Connect(o);
+  if (!cl.ok()) {
+    c.err << "lockctl: " << cl.status().message() << "\n";
+    return 2;
+  }
+  char host[256] = "?";
+  gethostname(host, sizeof host - 1);
+  const std::string label =
+      a.label.empty() ? "lockctl@" + std::string(host) + ":" + std::to_string(getpid()) : a.label;
+  auto lease = (*cl)->GrantLease(a.ttl, label);
+  if (!lease.ok()) {
+    c.err << "lockctl: cannot get a lease: " << lease.status().ToString() << "\n";
+    return 1;
+  }
+  client::AcquireOptions ao;
+  ao.mode = a.shared ? client::Mode::kShared : client::Mode::kExclusive;
+  ao.wait = a.wait;
+  auto grant = (*cl)->Acquire(a.name, **lease, ao);
+  if (!grant.ok() || !grant->acquired) {
+    if (!grant.ok()) {
+      c.err << "lockctl: " << grant.status().ToString() << "\n";
+    } else if (c.json) {
+      c.out << "{\"acquired\":false}\n";
+    } else {
+      c.out << "not acquired: " << a.name << " is held\n";
+    }
+    (void)(*cl)->Revoke(**lease);
+    return 1;
+  }
+  if (c.json) {
+    c.out << "{\"acquired\":true,\"name\":\"" << a.name << "\",\"lease_id\":\"" << grant->lease_id
+          << "\",\"token\":\"" << grant->token << "\",\"fence\":\"" << grant->fence << "\"}\n";
+  } else {
+    c.out << "acquired " << a.name << " (" << (a.shared ? "shared" : "exclusive") << ")  lease "
+          << grant->lease_id << "  token " << grant->token << "  fence " << grant->fence
+          << "\nholding until Ctrl-C\n";
+  }
+  c.out.flush();
+
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  const timespec poll{0, 200'000'000};
+  int code = 0;
+  while (sigtimedwait(&stop, nullptr, &poll) < 0) {
+    if (!(*lease)->valid()) {
+      c.err << "lockctl: lost " << a.name << ": " << (*lease)->lost_reason() << "\n";
+      code = 3;
+      break;
+    }
+  }
+  if (code == 0) {
+    Status s = (*cl)->Release(*grant);
+    if (!s.ok()) c.err << "lockctl: release failed: " << s.ToString() << "\n";
+    if (!c.json) c.out << "released " << a.name << "\n";
+  }
+  (void)(*cl)->Revoke(**lease);
+  return code;
+}
+
+}  // namespace lockd::cli

@@ -1,0 +1,43 @@
+// lockctl's commands. Each talks to the first endpoint that answers (any node serves any call and
+// forwards to the leader), prints to `out`, reports errors on `err`, and returns the exit code:
+// 0 done, 1 the cluster said no (or a try-lock was not acquired), 2 bad arguments, 3 a held lock
+// was lost.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace lockd::cli {
+
+struct CommandContext {
+  std::vector<std::string> endpoints;
+  bool json = false;
+  std::chrono::milliseconds timeout{5000};
+  std::ostream& out;
+  std::ostream& err;
+};
+
+int RunStatus(const CommandContext& c);
+int RunLocksList(const CommandContext& c, const std::string& prefix, const std::string& page_token,
+                 bool stale);
+int RunLocksGet(const CommandContext& c, const std::string& name, bool stale);
+int RunLeasesList(const CommandContext& c, const std::string& page_token, bool stale);
+int RunLeasesGet(const CommandContext& c, uint64_t lease_id, bool stale);
+int RunRelease(const CommandContext& c, const std::string& name, uint64_t lease_id, uint64_t token);
+
+struct AcquireArgs {
+  std::string name;
+  std::chrono::milliseconds ttl{10'000};
+  std::chrono::milliseconds wait{0};
+  bool shared = false;
+  std::string label;
+};
+/// Grants a lease, acquires, prints the grant, then holds it (renewing) until SIGINT or SIGTERM,
+/// and releases it and revokes the lease. The caller must have blocked SIGINT and SIGTERM in every
+/// thread before calling (lockctl's main does), so they can be awaited here.
+int RunAcquire(const CommandContext& c, const AcquireArgs& a);
+
+}  // namespace lockd::cli
