@@ -1,0 +1,99 @@
+// WatchHub: fans the state machine's events out to Watch streams, in log order, and keeps a
+// bounded history so a watcher can resume from the position after the last one it saw.
+//
+// The apply loop calls Publish() once per applied entry that produced events (all events of one
+// entry travel together, so a release and the handoff it causes arrive in one message). A watcher
+// subscribes with a filter (a name, or a prefix) and an optional resume position; the hub replays
+// the retained history after that position, then delivers live entries. A position from another
+// cluster, or one below the retained history (history is bounded, and a snapshot install cuts
+// it), is OUT_OF_RANGE: the watcher must re-read the state and watch from now.
+//
+// Delivery is by callback on the publishing thread; a subscriber must only enqueue (the gRPC
+// reactor does). A subscriber whose callback returns false is dropped (its stream is gone or too
+// far behind). Thread-safe: Publish, Subscribe and Unsubscribe may come from any thread.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+
+namespace lockd::server {
+
+struct WatchEvent {
+  enum class Type { kAcquired, kReleased, kExpired, kWaiting, kCancelled };
+  Type type = Type::kAcquired;
+  uint32_t number = 0;  ///< event number within its entry
+  std::string name;
+  uint64_t lease_id = 0;
+  bool shared = false;
+  uint64_t token = 0;
+  uint64_t fence = 0;
+};
+
+/// The events of one applied log entry.
+struct WatchEntry {
+  uint64_t index = 0;
+  std::vector<WatchEvent> events;
+};
+
+struct WatchFilter {
+  std::string key;
+  bool prefix = false;
+  bool Matches(const std::string& name) const;
+};
+
+/// (index, event number): the last event a watcher saw. {0, 0} with resume=false means "from now".
+struct WatchPosition {
+  std::string cluster_id;
+  uint64_t index = 0;
+  uint32_t event = 0;
+};
+
+class WatchHub {
+ public:
+  /// Receives the matching events of one entry (never an empty list). False: drop me.
+  using Sink = std::function<bool(const WatchEntry&)>;
+
+  WatchHub(std::string cluster_id, size_t max_entries)
+      : cluster_id_(std::move(cluster_id)), max_entries_(max_entries) {}
+
+  /// Events of the entry at `index` (indices increase). Entries without events need no call.
+  void Publish(WatchEntry entry);
+  /// History before `index` is gone (a snapshot was installed): resuming below it is OUT_OF_RANGE.
+  void CutHistory(uint64_t index);
+  /// Everything up to `applied` is known to this hub (entries with no events included).
+  void Applied(uint64_t applied);
+
+  /// Starts a watch. With `after`, replays retained events after that position first. Returns the
+  /// subscription id, or OUT_OF_RANGE.
+  Result<uint64_t> Subscribe(WatchFilter filter, const WatchPosition* after, Sink sink);
+  void Unsubscribe(uint64_t id);
+  size_t subscribers() const;
+
+ private:
+  struct Subscriber {
+    WatchFilter filter;
+    Sink sink;
+  };
+  /// The events of `e` that `f` wants, after position (index, event) when given.
+  static WatchEntry Select(const WatchEntry& e, const WatchFilter& f, uint64_t after_index,
+                           uint32_t after_event);
+
+  const std::string cluster_id_;
+  const size_t max_entries_;
+
+  mutable std::mutex mu_;  ///< guards everything below; sinks are called with it held, in order
+  std::deque<WatchEntry> history_;
+  uint64_t history_floor_ = 0;  ///< every entry with index > floor and <= applied_ is retained
+  uint64_t applied_ = 0;
+  uint64_t next_id_ = 1;
+  std::map<uint64_t, Subscriber> subscribers_;
+};
+
+}  // namespace lockd::server
