@@ -9,7 +9,7 @@ PACKAGES=(
   librocksdb-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcpp-httplib-dev libssl-dev zlib1g-dev libbrotli-dev
-  clang-format iproute2 procps
+  clang-format iproute2 procps curl
 )
 
 missing=()

@@ -63,11 +63,8 @@ Status Node::StartHttp() {
     res.set_content(ok ? "SERVING\n" : "NOT_SERVING\n", "text/plain");
   });
   http_server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    std::string body;
-    body += "# HELP lockd_up Whether this node is serving (1) or not (0).\n";
-    body += "# TYPE lockd_up gauge\n";
-    body += "lockd_up " + std::string(serving_.load() ? "1" : "0") + "\n";
-    res.set_content(body, "text/plain; version=0.0.4");
+    up_.Set(serving_.load() ? 1 : 0);
+    res.set_content(metrics_.Render(), "text/plain; version=0.0.4");
   });
   if (!http_server_->bind_to_port(hp->host, hp->port)) {
     http_server_.reset();

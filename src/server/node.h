@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "base/status.h"
+#include "server/metrics.h"
 #include "server/options.h"
 
 namespace grpc {
@@ -43,6 +44,8 @@ class Node {
   std::unique_ptr<httplib::Server> http_server_;
   std::thread http_thread_;
   std::atomic<bool> serving_{false};  ///< What /healthz and grpc.health.v1 report.
+  MetricsRegistry metrics_;
+  Gauge& up_ = metrics_.AddGauge("lockd_up", "Whether this node is serving (1) or not (0).");
 };
 
 }  // namespace lockd::server

@@ -62,6 +62,18 @@ TEST(Daemon, ServesHealthAndExitsZeroOnSigterm) {
   EXPECT_THAT(node->ReadLog(), HasSubstr("stopped"));
 }
 
+TEST(Daemon, ServesHealthzAndMetricsOverHttp) {
+  TempDir dir;
+  NodePorts ports = PickPorts();
+  auto node = StartLockd(ports, dir.path() + "/data", dir.path() + "/lockd.log");
+  ASSERT_TRUE(testing::WaitFor([&] { return Serving(ports.client_addr()); }, 30s));
+  const std::string http = "127.0.0.1:" + std::to_string(ports.http);
+  auto healthz = RunCommand({"/usr/bin/curl", "-s", "http://" + http + "/healthz"}, 20s);
+  EXPECT_EQ(healthz.output, "SERVING\n");
+  auto metrics = RunCommand({"/usr/bin/curl", "-s", "http://" + http + "/metrics"}, 20s);
+  EXPECT_THAT(metrics.output, HasSubstr("# TYPE lockd_up gauge\nlockd_up 1\n"));
+}
+
 TEST(Daemon, ExitsZeroOnSigint) {
   TempDir dir;
   NodePorts ports = PickPorts();
