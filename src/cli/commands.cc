@@ -46,6 +46,28 @@ pb::RequestHeader OneShotHeader() {
   return h;
 }
 
+/// One read-only LockService call, its answer printed by `format`.
+template <typename Req, typename Resp>
+int Query(const CommandContext& c,
+          grpc::Status (pb::LockService::Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+          const Req& req, std::string (*format)(const Resp&, bool)) {
+  Resp resp;
+  if (!CallAny<pb::LockService>(c, [&](pb::LockService::Stub& stub, grpc::ClientContext& ctx) {
+        return (stub.*method)(&ctx, req, &resp);
+      })) {
+    return 1;
+  }
+  c.out << format(resp, c.json);
+  return 0;
+}
+
+std::string FormatGetLock(const pb::GetLockResponse& r, bool json) {
+  return FormatLock(r.lock(), json);
+}
+std::string FormatGetLease(const pb::GetLeaseResponse& r, bool json) {
+  return FormatLease(r.lease(), json);
+}
+
 }  // namespace
 
 int RunStatus(const CommandContext& c) {
@@ -65,52 +87,28 @@ int RunLocksList(const CommandContext& c, const std::string& prefix, const std::
   req.set_prefix(prefix);
   req.set_page_token(page_token);
   req.set_stale(stale);
-  pb::ListLocksResponse resp;
-  if (!CallAny<pb::LockService>(
-          c, [&](auto& stub, auto& ctx) { return stub.ListLocks(&ctx, req, &resp); })) {
-    return 1;
-  }
-  c.out << FormatLocks(resp, c.json);
-  return 0;
+  return Query(c, &pb::LockService::Stub::ListLocks, req, &FormatLocks);
 }
 
 int RunLocksGet(const CommandContext& c, const std::string& name, bool stale) {
   pb::GetLockRequest req;
   req.set_name(name);
   req.set_stale(stale);
-  pb::GetLockResponse resp;
-  if (!CallAny<pb::LockService>(
-          c, [&](auto& stub, auto& ctx) { return stub.GetLock(&ctx, req, &resp); })) {
-    return 1;
-  }
-  c.out << FormatLock(resp.lock(), c.json);
-  return 0;
+  return Query(c, &pb::LockService::Stub::GetLock, req, &FormatGetLock);
 }
 
 int RunLeasesList(const CommandContext& c, const std::string& page_token, bool stale) {
   pb::ListLeasesRequest req;
   req.set_page_token(page_token);
   req.set_stale(stale);
-  pb::ListLeasesResponse resp;
-  if (!CallAny<pb::LockService>(
-          c, [&](auto& stub, auto& ctx) { return stub.ListLeases(&ctx, req, &resp); })) {
-    return 1;
-  }
-  c.out << FormatLeases(resp, c.json);
-  return 0;
+  return Query(c, &pb::LockService::Stub::ListLeases, req, &FormatLeases);
 }
 
 int RunLeasesGet(const CommandContext& c, uint64_t lease_id, bool stale) {
   pb::GetLeaseRequest req;
   req.set_lease_id(lease_id);
   req.set_stale(stale);
-  pb::GetLeaseResponse resp;
-  if (!CallAny<pb::LockService>(
-          c, [&](auto& stub, auto& ctx) { return stub.GetLease(&ctx, req, &resp); })) {
-    return 1;
-  }
-  c.out << FormatLease(resp.lease(), c.json);
-  return 0;
+  return Query(c, &pb::LockService::Stub::GetLease, req, &FormatGetLease);
 }
 
 int RunRelease(const CommandContext& c, const std::string& name, uint64_t lease_id,

@@ -55,32 +55,28 @@ std::vector<double> LatencyBuckets() {
           0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 }
 
-Counter& MetricsRegistry::AddCounter(const std::string& name, const std::string& help) {
-  std::lock_guard lock(mu_);
+MetricsRegistry::Family& MetricsRegistry::NewFamily(const std::string& name,
+                                                    const std::string& help) {
   Family& f = families_[name];
   LOCKD_CHECK_MSG(!f.counter && !f.gauge && !f.histogram, "metric registered twice");
   f.help = help;
-  f.counter = std::make_unique<Counter>();
-  return *f.counter;
+  return f;
+}
+
+Counter& MetricsRegistry::AddCounter(const std::string& name, const std::string& help) {
+  std::lock_guard lock(mu_);
+  return *(NewFamily(name, help).counter = std::make_unique<Counter>());
 }
 
 Gauge& MetricsRegistry::AddGauge(const std::string& name, const std::string& help) {
   std::lock_guard lock(mu_);
-  Family& f = families_[name];
-  LOCKD_CHECK_MSG(!f.counter && !f.gauge && !f.histogram, "metric registered twice");
-  f.help = help;
-  f.gauge = std::make_unique<Gauge>();
-  return *f.gauge;
+  return *(NewFamily(name, help).gauge = std::make_unique<Gauge>());
 }
 
 Histogram& MetricsRegistry::AddHistogram(const std::string& name, const std::string& help,
                                          std::vector<double> bounds) {
   std::lock_guard lock(mu_);
-  Family& f = families_[name];
-  LOCKD_CHECK_MSG(!f.counter && !f.gauge && !f.histogram, "metric registered twice");
-  f.help = help;
-  f.histogram = std::make_unique<Histogram>(std::move(bounds));
-  return *f.histogram;
+  return *(NewFamily(name, help).histogram = std::make_unique<Histogram>(std::move(bounds)));
 }
 
 std::string MetricsRegistry::Render() const {

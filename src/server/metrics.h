@@ -70,6 +70,9 @@ class MetricsRegistry {
     std::unique_ptr<Gauge> gauge;
     std::unique_ptr<Histogram> histogram;
   };
+  /// A new, empty family (mu_ held); registering a name twice is a programming error.
+  Family& NewFamily(const std::string& name, const std::string& help);
+
   mutable std::mutex mu_;  ///< guards the map (not the metrics, which are atomic)
   std::map<std::string, Family> families_;
 };
