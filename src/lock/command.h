@@ -1,0 +1,92 @@
+// Commands: what the Raft log carries for the lock state machine, and their binary format.
+//
+// An entry is: format version (1 byte), the wall-clock second the leader stamped when proposing
+// (for guarantee 8's restore floor only; the state machine never reads a clock), the command kind,
+// then — for commands a client sent — its RequestHeader, then the arguments. A newer version is
+// refused with an error naming both versions. The digest the exactly-once table compares is over
+// the kind and the arguments, not the header, so a retry (another attempt, a newer watermark)
+// matches its first attempt.
+#pragma once
+
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "base/status.h"
+#include "lock/types.h"
+
+namespace lockd::lock {
+
+inline constexpr uint8_t kCommandFormatVersion = 1;
+
+struct GrantLease {
+  RequestHeader header;
+  uint64_t ttl_ms = 0;
+  std::string label;
+};
+struct RevokeLease {
+  RequestHeader header;
+  LeaseId lease;
+};
+/// Leader-decided: the lease's deadline passed (no header; nobody retries it).
+struct ExpireLease {
+  LeaseId lease;
+};
+struct Acquire {
+  RequestHeader header;
+  std::string name;
+  LeaseId lease;  ///< zero: grant a lease for this one lock, with ttl_ms and label
+  Mode mode = Mode::kExclusive;
+  uint64_t wait_ms = 0;
+  uint64_t ttl_ms = 0;
+  std::string label;
+};
+struct Cancel {
+  RequestHeader header;
+  std::string name;
+  LeaseId lease;
+  RequestId acquire;
+};
+struct Release {
+  RequestHeader header;
+  std::string name;
+  LeaseId lease;
+  FencingToken token;
+};
+/// Admin: release every holder of `name`, or only `lease`'s hold when it is not zero.
+struct ForceRelease {
+  RequestHeader header;
+  std::string name;
+  LeaseId lease;
+  std::string reason;
+};
+/// Leader-decided: the wait of Acquire `acquire` on `name` ran out of time.
+struct WaitTimeout {
+  std::string name;
+  RequestId acquire;
+};
+/// Leader-decided: forget outcomes below their client's watermark recorded at or before
+/// `recorded_at_or_before`, and clients with no lease and no activity since then.
+struct RetireOutcomes {
+  LogIndex recorded_at_or_before;
+};
+
+using Command = std::variant<GrantLease, RevokeLease, ExpireLease, Acquire, Cancel, Release,
+                             ForceRelease, WaitTimeout, RetireOutcomes>;
+
+/// A decoded entry: the command and the leader's wall-clock stamp.
+struct Envelope {
+  int64_t wall_seconds = 0;
+  Command command;
+};
+
+std::string Encode(const Command& command, int64_t wall_seconds);
+Result<Envelope> Decode(std::string_view bytes);
+
+/// The method-and-arguments digest of a client command (0 for leader-decided ones).
+uint64_t Digest(const Command& command);
+/// The header of a client command, or nullptr for leader-decided ones.
+const RequestHeader* HeaderOf(const Command& command);
+const char* KindName(const Command& command);
+
+}  // namespace lockd::lock

@@ -1,0 +1,425 @@
+// LockStateMachine: apply. Reads, snapshots and invariants are in state_machine_views.cc.
+#include "lock/state_machine.h"
+
+#include "base/check.h"
+#include "lock/validate.h"
+
+namespace lockd::lock {
+
+namespace {
+
+Outcome Error(StatusCode code, std::string message) {
+  Outcome o;
+  o.code = code;
+  o.message = std::move(message);
+  return o;
+}
+
+Outcome Error(const Status& s) {
+  return Error(s.code(), s.message());
+}
+
+std::string LeaseName(LeaseId id) {
+  return "lease " + std::to_string(id.value());
+}
+
+}  // namespace
+
+void LockStateMachine::Ctx::Emit(Event::Type type, const std::string& name, LeaseId lease,
+                                 Mode mode, FencingToken token, FencingToken fence) {
+  Event e;
+  e.type = type;
+  e.number = static_cast<uint32_t>(result.events.size() + 1);
+  e.name = name;
+  e.lease = lease;
+  e.mode = mode;
+  e.token = token;
+  e.fence = fence;
+  result.events.push_back(std::move(e));
+}
+
+Result<ApplyResult> LockStateMachine::Apply(LogIndex index, std::string_view entry) {
+  auto env = Decode(entry);
+  if (!env.ok()) {
+    return Status(env.status().code(),
+                  "entry " + std::to_string(index.value()) + ": " + env.status().message());
+  }
+  return ApplyCommand(index, env->command, env->wall_seconds);
+}
+
+ApplyResult LockStateMachine::ApplyCommand(LogIndex index, const Command& command,
+                                           int64_t wall_seconds) {
+  LOCKD_CHECK_MSG(index > applied_, "entries are applied once, in index order");
+  applied_ = index;
+  if (wall_seconds > wall_seconds_) wall_seconds_ = wall_seconds;
+  Ctx ctx{index, {}};
+
+  const RequestHeader* header = HeaderOf(command);
+  if (!header) {
+    ctx.result.outcome = Execute(ctx, command);
+    return std::move(ctx.result);
+  }
+  if (Status s = ValidateHeader(*header); !s.ok()) {
+    ctx.result.outcome = Error(s);  // not recorded: an id that cannot be retried
+    return std::move(ctx.result);
+  }
+  const uint64_t digest = Digest(command);
+  const auto admission = once_.Admit(*header, digest, index);
+  switch (admission.verdict) {
+    case ExactlyOnce::Verdict::kBelowWatermark:
+      ctx.result.outcome =
+          Error(StatusCode::kFailedPrecondition,
+                "request " + ToString(header->id) +
+                    " is below its client's watermark: a late duplicate, not executed");
+      break;
+    case ExactlyOnce::Verdict::kDigestMismatch:
+      ctx.result.outcome =
+          Error(StatusCode::kInvalidArgument,
+                "request id " + ToString(header->id) + " was already used for a different call");
+      break;
+    case ExactlyOnce::Verdict::kReplay:
+      ctx.result.outcome = *admission.recorded;
+      break;
+    case ExactlyOnce::Verdict::kCancelledInAdvance: {
+      Outcome o;
+      o.message = "cancelled before it arrived";
+      ctx.result.outcome = o;
+      once_.Record(header->id, digest, o, index);
+      break;
+    }
+    case ExactlyOnce::Verdict::kExecute:
+      ctx.result.outcome = Execute(ctx, command);
+      once_.Record(header->id, digest, ctx.result.outcome, index);
+      break;
+  }
+  return std::move(ctx.result);
+}
+
+Outcome LockStateMachine::Execute(Ctx& ctx, const Command& command) {
+  return std::visit(
+      [&](const auto& c) -> Outcome {
+        using T = std::decay_t<decltype(c)>;
+        if constexpr (std::is_same_v<T, GrantLease>) {
+          return DoGrantLease(ctx, c);
+        } else if constexpr (std::is_same_v<T, RevokeLease>) {
+          if (!leases_.count(c.lease))
+            return Error(StatusCode::kNotFound, LeaseName(c.lease) + " is unknown or expired");
+          return EndLease(ctx, c.lease, /*expired=*/false);
+        } else if constexpr (std::is_same_v<T, ExpireLease>) {
+          if (!leases_.count(c.lease)) return Outcome{};  // already gone: nothing to do
+          return EndLease(ctx, c.lease, /*expired=*/true);
+        } else if constexpr (std::is_same_v<T, Acquire>) {
+          return DoAcquire(ctx, c);
+        } else if constexpr (std::is_same_v<T, Cancel>) {
+          return DoCancel(ctx, c);
+        } else if constexpr (std::is_same_v<T, Release>) {
+          return DoRelease(ctx, c);
+        } else if constexpr (std::is_same_v<T, ForceRelease>) {
+          return DoForceRelease(ctx, c);
+        } else if constexpr (std::is_same_v<T, WaitTimeout>) {
+          DoWaitTimeout(ctx, c);
+          return Outcome{};
+        } else if constexpr (std::is_same_v<T, RetireOutcomes>) {
+          std::set<ClientId> with_lease;
+          for (const auto& [_, l] : leases_) with_lease.insert(l.granted_by.client);
+          once_.Retire(c.recorded_at_or_before,
+                       [&](const ClientId& id) { return with_lease.count(id) > 0; });
+          return Outcome{};
+        }
+      },
+      command);
+}
+
+Status LockStateMachine::CheckLeaseLimits(const std::string& label) const {
+  if (leases_.size() >= limits_.max_leases) {
+    return ResourceExhausted("the cluster holds " + std::to_string(leases_.size()) +
+                             " leases, the configured limit");
+  }
+  auto it = leases_per_label_.find(label);
+  if (it != leases_per_label_.end() && it->second >= limits_.max_leases_per_label) {
+    return ResourceExhausted("label '" + label + "' has " + std::to_string(it->second) +
+                             " leases, the configured limit per label");
+  }
+  return Status::Ok();
+}
+
+LeaseId LockStateMachine::CreateLease(Ctx& ctx, uint64_t ttl_ms, const std::string& label,
+                                      const RequestId& by) {
+  const LeaseId id(++lease_counter_);
+  Lease& l = leases_[id];
+  l.ttl_ms = ttl_ms;
+  l.label = label;
+  l.granted_by = by;
+  ++leases_per_label_[label];
+  ctx.result.leases_granted.emplace_back(id, ttl_ms);
+  return id;
+}
+
+Outcome LockStateMachine::DoGrantLease(Ctx& ctx, const GrantLease& c) {
+  if (Status s = ValidateTtl(c.ttl_ms, limits_); !s.ok()) return Error(s);
+  if (Status s = ValidateLabel(c.label, limits_); !s.ok()) return Error(s);
+  if (Status s = CheckLeaseLimits(c.label); !s.ok()) return Error(s);
+  Outcome o;
+  o.lease = CreateLease(ctx, c.ttl_ms, c.label, c.header.id);
+  o.ttl_ms = c.ttl_ms;
+  return o;
+}
+
+bool LockStateMachine::Compatible(const Lock& lock, Mode mode) {
+  if (lock.holders.empty()) return true;
+  return mode == Mode::kShared && lock.holders.front().mode == Mode::kShared;
+}
+
+void LockStateMachine::Grant(Ctx& ctx, const std::string& name, Lock& lock, LeaseId lease,
+                             Mode mode, const RequestId& by, FencingToken* token,
+                             FencingToken* fence) {
+  *token = FencingToken(++token_counter_);
+  // Concurrent readers share one fence: the token of the first grant of their run.
+  *fence = (mode == Mode::kShared && !lock.holders.empty()) ? lock.holders.front().fence : *token;
+  lock.holders.push_back(Holder{lease, mode, *token, *fence, by, ctx.index});
+  leases_.at(lease).held.insert(name);
+  ctx.Emit(Event::Type::kAcquired, name, lease, mode, *token, *fence);
+}
+
+Outcome LockStateMachine::DoAcquire(Ctx& ctx, const Acquire& c) {
+  if (Status s = ValidateName(c.name, limits_); !s.ok()) return Error(s);
+  if (Status s = ValidateWait(c.wait_ms, limits_); !s.ok()) return Error(s);
+  if (c.mode != Mode::kExclusive && c.mode != Mode::kShared) {
+    return Error(StatusCode::kInvalidArgument, "mode must be EXCLUSIVE or SHARED");
+  }
+  const bool new_lease = c.lease.zero();
+  if (new_lease) {
+    if (c.ttl_ms == 0) {
+      return Error(StatusCode::kInvalidArgument,
+                   "give a lease_id, or a ttl_ms to grant a lease for this lock");
+    }
+    if (Status s = ValidateTtl(c.ttl_ms, limits_); !s.ok()) return Error(s);
+    if (Status s = ValidateLabel(c.label, limits_); !s.ok()) return Error(s);
+    if (Status s = CheckLeaseLimits(c.label); !s.ok()) return Error(s);
+  } else {
+    if (c.ttl_ms != 0) {
+      return Error(StatusCode::kInvalidArgument,
+                   "ttl_ms is only for an Acquire without a lease_id");
+    }
+    auto l = leases_.find(c.lease);
+    if (l == leases_.end())
+      return Error(StatusCode::kNotFound, LeaseName(c.lease) + " is unknown or expired");
+    if (l->second.held.count(c.name) || l->second.waiting.count(c.name)) {
+      return Error(StatusCode::kFailedPrecondition,
+                   LeaseName(c.lease) + " already " +
+                       (l->second.held.count(c.name) ? "holds" : "waits for") + " '" + c.name +
+                       "'; a lease holds or waits for a name at most once (release first)");
+    }
+  }
+  auto it = locks_.find(c.name);
+  const bool exists = it != locks_.end();
+  if (!exists && locks_.size() >= limits_.max_locks) {
+    return Error(
+        StatusCode::kResourceExhausted,
+        "the cluster tracks " + std::to_string(locks_.size()) + " locks, the configured limit");
+  }
+  const bool grantable = !exists || (it->second.waiters.empty() && Compatible(it->second, c.mode));
+  if (!grantable && c.wait_ms > 0 && it->second.waiters.size() >= limits_.max_waiters_per_lock) {
+    return Error(StatusCode::kResourceExhausted, "'" + c.name + "' has " +
+                                                     std::to_string(it->second.waiters.size()) +
+                                                     " waiters, the configured limit");
+  }
+
+  Outcome o;
+  o.mode = c.mode;
+  if (!grantable && c.wait_ms == 0) {  // a failed try-lock changes nothing, not even a lease
+    o.holders = HolderViews(it->second);
+    return o;
+  }
+  const LeaseId lease = new_lease ? CreateLease(ctx, c.ttl_ms, c.label, c.header.id) : c.lease;
+  o.lease = lease;
+  if (new_lease) o.ttl_ms = c.ttl_ms;
+  if (!exists) it = locks_.emplace(c.name, Lock{}).first;
+  if (grantable) {
+    Grant(ctx, c.name, it->second, lease, c.mode, c.header.id, &o.token, &o.fence);
+    o.acquired = true;
+    return o;
+  }
+  it->second.waiters.push_back(Waiter{lease, c.mode, c.header.id, c.wait_ms, ctx.index, new_lease});
+  leases_.at(lease).waiting.insert(c.name);
+  ctx.Emit(Event::Type::kWaiting, c.name, lease, c.mode, FencingToken(), FencingToken());
+  ctx.result.waits_started.push_back(WaitStarted{c.name, c.header.id, lease, c.wait_ms});
+  o.waiting = true;
+  o.holders = HolderViews(it->second);
+  return o;
+}
+
+void LockStateMachine::Promote(Ctx& ctx, const std::string& name, Lock& lock) {
+  while (!lock.waiters.empty() && Compatible(lock, lock.waiters.front().mode)) {
+    Waiter w = lock.waiters.front();
+    lock.waiters.erase(lock.waiters.begin());
+    leases_.at(w.lease).waiting.erase(name);
+    Outcome o;
+    o.acquired = true;
+    o.mode = w.mode;
+    o.lease = w.lease;
+    if (w.created_lease) o.ttl_ms = leases_.at(w.lease).ttl_ms;
+    Grant(ctx, name, lock, w.lease, w.mode, w.acquire, &o.token, &o.fence);
+    once_.Update(w.acquire, o);
+    ctx.result.completions.push_back(Completion{w.acquire, std::move(o)});
+  }
+}
+
+void LockStateMachine::EraseIfEmpty(LockMap::iterator it) {
+  if (it->second.holders.empty() && it->second.waiters.empty()) locks_.erase(it);
+}
+
+void LockStateMachine::RemoveHolder(Ctx& ctx, LockMap::iterator it, size_t i, Event::Type type) {
+  Lock& lock = it->second;
+  const Holder h = lock.holders[i];
+  lock.holders.erase(lock.holders.begin() + static_cast<ptrdiff_t>(i));
+  leases_.at(h.lease).held.erase(it->first);
+  ctx.Emit(type, it->first, h.lease, h.mode, h.token, h.fence);
+  Promote(ctx, it->first, lock);
+  EraseIfEmpty(it);
+}
+
+void LockStateMachine::RemoveWaiter(Ctx& ctx, LockMap::iterator it, size_t i,
+                                    const std::string& why, Event::Type type) {
+  Lock& lock = it->second;
+  const Waiter w = lock.waiters[i];
+  lock.waiters.erase(lock.waiters.begin() + static_cast<ptrdiff_t>(i));
+  leases_.at(w.lease).waiting.erase(it->first);
+  ctx.Emit(type, it->first, w.lease, w.mode, FencingToken(), FencingToken());
+  Outcome o;
+  o.mode = w.mode;
+  o.lease = w.lease;
+  if (w.created_lease && leases_.count(w.lease)) o.ttl_ms = leases_.at(w.lease).ttl_ms;
+  o.message = why;
+  o.holders = HolderViews(lock);
+  once_.Update(w.acquire, o);
+  ctx.result.completions.push_back(Completion{w.acquire, std::move(o)});
+  // The head may have been an EXCLUSIVE waiter that held back compatible SHARED ones.
+  Promote(ctx, it->first, lock);
+  EraseIfEmpty(it);
+}
+
+Outcome LockStateMachine::EndLease(Ctx& ctx, LeaseId id, bool expired) {
+  Outcome o;
+  const Lease lease = leases_.at(id);  // a copy: removals below edit the live sets
+  for (const auto& name : lease.held) {
+    auto it = locks_.find(name);
+    auto& hs = it->second.holders;
+    for (size_t i = 0; i < hs.size(); ++i) {
+      if (hs[i].lease == id) {
+        RemoveHolder(ctx, it, i, expired ? Event::Type::kExpired : Event::Type::kReleased);
+        break;
+      }
+    }
+    o.released.push_back(name);
+  }
+  for (const auto& name : lease.waiting) {
+    auto it = locks_.find(name);
+    auto& ws = it->second.waiters;
+    for (size_t i = 0; i < ws.size(); ++i) {
+      if (ws[i].lease == id) {
+        RemoveWaiter(ctx, it, i, LeaseName(id) + (expired ? " expired" : " was revoked"),
+                     Event::Type::kCancelled);
+        break;
+      }
+    }
+    o.dropped.push_back(name);
+  }
+  auto label = leases_per_label_.find(lease.label);
+  if (--label->second == 0) leases_per_label_.erase(label);
+  leases_.erase(id);
+  ctx.result.leases_ended.push_back(id);
+  return o;
+}
+
+Outcome LockStateMachine::DoCancel(Ctx& ctx, const Cancel& c) {
+  if (Status s = ValidateName(c.name, limits_); !s.ok()) return Error(s);
+  Outcome o;
+  auto it = locks_.find(c.name);
+  if (it != locks_.end()) {
+    auto& ws = it->second.waiters;
+    for (size_t i = 0; i < ws.size(); ++i) {
+      if (ws[i].acquire == c.acquire && ws[i].lease == c.lease) {
+        RemoveWaiter(ctx, it, i, "cancelled", Event::Type::kCancelled);
+        o.effect = CancelEffect::kWithdrewWait;
+        return o;
+      }
+    }
+    auto& hs = it->second.holders;
+    for (size_t i = 0; i < hs.size(); ++i) {
+      if (hs[i].acquired_by == c.acquire && hs[i].lease == c.lease) {
+        RemoveHolder(ctx, it, i, Event::Type::kReleased);
+        o.effect = CancelEffect::kReleasedGrant;
+        return o;
+      }
+    }
+  }
+  if (once_.Known(c.acquire) || once_.BelowWatermark(c.acquire)) {
+    o.effect = CancelEffect::kNothingToCancel;
+    return o;
+  }
+  if (!leases_.count(c.lease))
+    return Error(StatusCode::kNotFound, LeaseName(c.lease) + " is unknown or expired");
+  once_.CancelInAdvance(c.acquire, ctx.index);
+  o.effect = CancelEffect::kCancelledInAdvance;
+  return o;
+}
+
+Outcome LockStateMachine::DoRelease(Ctx& ctx, const Release& c) {
+  if (Status s = ValidateName(c.name, limits_); !s.ok()) return Error(s);
+  if (!leases_.count(c.lease))
+    return Error(StatusCode::kNotFound, LeaseName(c.lease) + " is unknown or expired");
+  auto it = locks_.find(c.name);
+  if (it != locks_.end()) {
+    auto& hs = it->second.holders;
+    for (size_t i = 0; i < hs.size(); ++i) {
+      if (hs[i].lease == c.lease && hs[i].token == c.token) {
+        RemoveHolder(ctx, it, i, Event::Type::kReleased);
+        return Outcome{};
+      }
+    }
+  }
+  return Error(StatusCode::kFailedPrecondition, LeaseName(c.lease) + " does not hold '" + c.name +
+                                                    "' with token " +
+                                                    std::to_string(c.token.value()));
+}
+
+Outcome LockStateMachine::DoForceRelease(Ctx& ctx, const ForceRelease& c) {
+  if (Status s = ValidateName(c.name, limits_); !s.ok()) return Error(s);
+  Outcome o;
+  auto it = locks_.find(c.name);
+  if (it == locks_.end()) return o;
+  // Collect first: each removal may promote waiters into the holder list.
+  std::vector<Holder> targets;
+  for (const auto& h : it->second.holders) {
+    if (c.lease.zero() || h.lease == c.lease) targets.push_back(h);
+  }
+  for (const auto& h : targets) {
+    o.holders.push_back(HolderView{h.lease, leases_.at(h.lease).label, h.mode, h.token, h.fence,
+                                   h.acquired_by, h.granted_at});
+    it = locks_.find(c.name);
+    auto& hs = it->second.holders;
+    for (size_t i = 0; i < hs.size(); ++i) {
+      if (hs[i].token == h.token) {
+        RemoveHolder(ctx, it, i, Event::Type::kReleased);
+        break;
+      }
+    }
+  }
+  return o;
+}
+
+void LockStateMachine::DoWaitTimeout(Ctx& ctx, const WaitTimeout& c) {
+  auto it = locks_.find(c.name);
+  if (it == locks_.end()) return;  // granted or ended already: a grant that won the race stands
+  auto& ws = it->second.waiters;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    if (ws[i].acquire == c.acquire) {
+      RemoveWaiter(ctx, it, i, "not acquired within wait_ms " + std::to_string(ws[i].wait_ms),
+                   Event::Type::kCancelled);
+      return;
+    }
+  }
+}
+
+}  // namespace lockd::lock

@@ -1,0 +1,57 @@
+// The vocabulary of the lease and lock state machine: ids, modes, request ids and limits.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <string>
+
+#include "base/strong_int.h"
+
+namespace lockd::lock {
+
+using LeaseId = StrongInt<struct LeaseIdTag>;            ///< 0 means "none"; never reused
+using FencingToken = StrongInt<struct FencingTokenTag>;  ///< unique per grant, increasing
+using LogIndex = StrongInt<struct LockLogIndexTag>;      ///< the Raft index an entry applied at
+
+enum class Mode : uint8_t { kExclusive = 1, kShared = 2 };
+
+/// A client process: 128 random bits, new at every process start.
+struct ClientId {
+  uint64_t hi = 0;
+  uint64_t lo = 0;
+  auto operator<=>(const ClientId&) const = default;
+  bool zero() const { return hi == 0 && lo == 0; }
+};
+
+/// One mutating call across its retries.
+struct RequestId {
+  ClientId client;
+  uint64_t seq = 0;
+  auto operator<=>(const RequestId&) const = default;
+  bool zero() const { return client.zero() && seq == 0; }
+};
+
+/// Carried by every client command (design brief, "Exactly once").
+struct RequestHeader {
+  RequestId id;
+  uint32_t attempt = 1;
+  uint64_t watermark = 0;  ///< the client's lowest still-pending sequence number
+};
+
+/// Configured limits. The ones that depend on state are enforced at apply; all of them are
+/// checked before a command is proposed, so a refused request never reaches the log.
+struct Limits {
+  size_t max_name_bytes = 512;
+  size_t max_label_bytes = 128;
+  uint64_t min_ttl_ms = 2'000;
+  uint64_t max_ttl_ms = 3'600'000;
+  uint64_t max_wait_ms = 3'600'000;
+  size_t max_locks = 1'000'000;  ///< names held or waited for
+  size_t max_leases = 100'000;
+  size_t max_waiters_per_lock = 10'000;
+  size_t max_leases_per_label = 100'000;
+};
+
+std::string ToString(const RequestId& id);
+
+}  // namespace lockd::lock
