@@ -334,6 +334,9 @@ Outcome LockStateMachine::EndLease(Ctx& ctx, LeaseId id, bool expired) {
 
 Outcome LockStateMachine::DoCancel(Ctx& ctx, const Cancel& c) {
   if (Status s = ValidateName(c.name, limits_); !s.ok()) return Error(s);
+  if (c.acquire == c.header.id) {
+    return Error(StatusCode::kInvalidArgument, "a Cancel names the Acquire to cancel, not itself");
+  }
   Outcome o;
   auto it = locks_.find(c.name);
   if (it != locks_.end()) {
