@@ -1,6 +1,6 @@
 #include "lock/command.h"
 
-#include "lock/codec.h"
+#include "base/codec.h"
 
 namespace lockd::lock {
 namespace {

@@ -12,7 +12,7 @@
 #include <functional>
 #include <map>
 
-#include "lock/codec.h"
+#include "base/codec.h"
 #include "lock/outcome.h"
 #include "lock/types.h"
 

@@ -2,7 +2,7 @@
 #include <algorithm>
 
 #include "base/check.h"
-#include "lock/codec.h"
+#include "base/codec.h"
 #include "lock/state_machine.h"
 
 namespace lockd::lock {

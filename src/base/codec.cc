@@ -1,6 +1,6 @@
-#include "lock/codec.h"
+#include "base/codec.h"
 
-namespace lockd::lock {
+namespace lockd {
 
 void Writer::Varint(uint64_t v) {
   while (v >= 0x80) {
@@ -65,4 +65,4 @@ uint64_t Fnv1a64(std::string_view data) {
   return h;
 }
 
-}  // namespace lockd::lock
+}  // namespace lockd

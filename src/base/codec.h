@@ -1,5 +1,5 @@
-// A small binary codec for commands and snapshots: varints and length-prefixed bytes. Reading is
-// bounds-checked; a malformed or truncated input is an error value, never a crash.
+// A small binary codec for log entries, commands and snapshots: varints and length-prefixed bytes.
+// Reading is bounds-checked; a malformed or truncated input is an error value, never a crash.
 #pragma once
 
 #include <cstdint>
@@ -8,7 +8,7 @@
 
 #include "base/status.h"
 
-namespace lockd::lock {
+namespace lockd {
 
 class Writer {
  public:
@@ -41,4 +41,4 @@ class Reader {
 /// FNV-1a, 64-bit: the digest of a command's method and arguments.
 uint64_t Fnv1a64(std::string_view data);
 
-}  // namespace lockd::lock
+}  // namespace lockd
