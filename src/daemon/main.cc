@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "server/node.h"
+#include "storage/inspect.h"
 
 namespace {
 
@@ -57,7 +58,21 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error, critical or off")
       ->capture_default_str();
+  std::string inspect;
+  app.add_option("--inspect-data-dir", inspect,
+                 "Print a data dir's log range, hard state, members and snapshot, then exit "
+                 "(safe while a node runs on it)");
   CLI11_PARSE(app, argc, argv);
+
+  if (!inspect.empty()) {
+    auto report = lockd::storage::InspectDataDir(inspect);
+    if (!report.ok()) {
+      std::fprintf(stderr, "lockd: %s\n", report.status().ToString().c_str());
+      return 1;
+    }
+    std::fputs(lockd::storage::FormatReport(*report).c_str(), stdout);
+    return 0;
+  }
 
   if (lockd::Status s = lockd::server::Validate(o); !s.ok()) {
     std::fprintf(stderr, "lockd: %s\n", s.message().c_str());

@@ -10,6 +10,8 @@
 
 #include "grpc/health/v1/health.pb.h"  // links the descriptor, so reflection can describe it
 #include "storage/data_dir.h"
+#include "storage/raft_store.h"
+#include "storage/snapshot_store.h"
 
 namespace lockd::server {
 
@@ -25,7 +27,17 @@ Status Node::Start() {
   auto dir = storage::DataDir::Open(options_.data_dir);
   if (!dir.ok()) return dir.status();
   data_dir_ = std::move(dir).value();
-  spdlog::info("node {}: data dir {} opened", options_.node_id, options_.data_dir);
+  // Recovery: the log, hard state and the newest snapshot are verified before anything is
+  // served; damage stops the node with an error naming it.
+  auto store = storage::RaftStore::Open(data_dir_->raft_dir());
+  if (!store.ok()) return store.status();
+  raft_store_ = std::move(store).value();
+  auto snapshot = storage::SnapshotStore(data_dir_->snapshot_dir()).LoadLatest();
+  if (!snapshot.ok()) return snapshot.status();
+  spdlog::info("node {}: data dir {} opened: log [{}, {}], term {}, commit {}", options_.node_id,
+               options_.data_dir, raft_store_->FirstIndex().value(),
+               raft_store_->LastIndex().value(), raft_store_->Initial().hard.term.value(),
+               raft_store_->Initial().hard.commit.value());
 
   // Touch the health descriptor so the linker keeps it for reflection.
   (void)grpc::health::v1::HealthCheckResponse::descriptor();
@@ -88,6 +100,7 @@ void Node::Shutdown() {
     if (http_thread_.joinable()) http_thread_.join();
     http_server_.reset();
   }
+  raft_store_.reset();
   data_dir_.reset();
 }
 

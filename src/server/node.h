@@ -21,7 +21,8 @@ class Server;
 
 namespace lockd::storage {
 class DataDir;
-}
+class RaftStore;
+}  // namespace lockd::storage
 
 namespace lockd::server {
 
@@ -40,6 +41,7 @@ class Node {
 
   NodeOptions options_;
   std::unique_ptr<storage::DataDir> data_dir_;
+  std::unique_ptr<storage::RaftStore> raft_store_;
   std::unique_ptr<grpc::Server> grpc_server_;
   std::unique_ptr<httplib::Server> http_server_;
   std::thread http_thread_;

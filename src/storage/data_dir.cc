@@ -8,13 +8,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <rocksdb/db.h>
-#include <rocksdb/options.h>
 
 namespace lockd::storage {
 namespace {
 
-std::string ErrnoText(int err) { return std::strerror(err); }
+std::string ErrnoText(int err) {
+  return std::strerror(err);
+}
 
 std::string ReadOwner(const std::string& lock_path) {
   std::ifstream in(lock_path);
@@ -52,18 +52,10 @@ Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& path) {
     return Internal("cannot write " + lock_path + ": " + ErrnoText(err));
   }
 
-  std::unique_ptr<DataDir> dir(new DataDir(path, fd));
-  rocksdb::Options options;
-  options.create_if_missing = true;
-  rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(options, path + "/db", &db);
-  if (!s.ok()) return Internal("cannot open database in " + path + ": " + s.ToString());
-  dir->db_.reset(db);
-  return dir;
+  return std::unique_ptr<DataDir>(new DataDir(path, fd));
 }
 
 DataDir::~DataDir() {
-  db_.reset();
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
 }
 
