@@ -71,8 +71,7 @@ TEST_F(RaftStoreTest, AppendsEntriesAndHardStateAtomicallyAndKeepsThemAcrossRest
 
 TEST_F(RaftStoreTest, EntriesRespectsMaxBytesButReturnsAtLeastOne) {
   auto s = Open();
-  ASSERT_TRUE(
-      s->Append(B({E(1, 1, std::string(100, 'a')), E(2, 1, std::string(100, 'b'))})).ok());
+  ASSERT_TRUE(s->Append(B({E(1, 1, std::string(100, 'a')), E(2, 1, std::string(100, 'b'))})).ok());
   EXPECT_EQ(s->Entries(LogIndex(1), LogIndex(3), 1)->size(), 1u);
   EXPECT_EQ(s->Entries(LogIndex(1), LogIndex(3), 1000)->size(), 2u);
   EXPECT_EQ(s->Entries(LogIndex(1), LogIndex(5), 1000).status().code(), StatusCode::kOutOfRange);
