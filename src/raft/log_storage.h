@@ -24,7 +24,8 @@ class LogStorage {
   virtual InitialState Initial() const = 0;
   /// Entries [lo, hi), at most `max_bytes` of them by Entry::ByteSize() but always at least one
   /// when lo < hi. OUT_OF_RANGE when lo was compacted or hi is past the last index + 1.
-  virtual Result<std::vector<Entry>> Entries(LogIndex lo, LogIndex hi, uint64_t max_bytes) const = 0;
+  virtual Result<std::vector<Entry>> Entries(LogIndex lo, LogIndex hi,
+                                             uint64_t max_bytes) const = 0;
   /// The term of entry i, for i in [FirstIndex() - 1, LastIndex()] (FirstIndex() - 1 is the
   /// snapshot's index). OUT_OF_RANGE outside.
   virtual Result<Term> TermAt(LogIndex i) const = 0;

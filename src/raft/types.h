@@ -11,8 +11,8 @@
 
 namespace lockd::raft {
 
-using NodeId = StrongInt<struct NodeIdTag>;    ///< 0 means "none".
-using Term = StrongInt<struct TermTag>;        ///< 0 is the term before any election.
+using NodeId = StrongInt<struct NodeIdTag>;      ///< 0 means "none".
+using Term = StrongInt<struct TermTag>;          ///< 0 is the term before any election.
 using LogIndex = StrongInt<struct LogIndexTag>;  ///< 0 is the index before the first entry.
 
 /// Version of the entry and message formats this build writes; a node refuses newer ones.

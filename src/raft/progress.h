@@ -1,0 +1,49 @@
+// Progress: the leader's view of one follower's log, with the states of etcd's tracker:
+// probe (one append at a time until the follower's position is known), replicate (pipelined
+// appends, bounded by a ring of in-flight messages) and — with Raft core II — snapshot.
+#pragma once
+
+#include <cstddef>
+#include <deque>
+
+#include "raft/types.h"
+
+namespace lockd::raft {
+
+class Progress {
+ public:
+  enum class State { kProbe, kReplicate };
+
+  Progress(LogIndex next, size_t max_inflight) : next_(next), max_inflight_(max_inflight) {}
+
+  LogIndex match() const { return match_; }
+  LogIndex next() const { return next_; }
+  State state() const { return state_; }
+  bool recent_active() const { return recent_active_; }
+  void set_recent_active(bool v) { recent_active_ = v; }
+
+  /// Whether the leader may send another append now.
+  bool CanSend() const;
+  /// An append carrying entries up to `last` was sent.
+  void Sent(LogIndex last);
+  /// The follower acknowledged up to `index`; false if stale.
+  bool MaybeUpdate(LogIndex index);
+  /// The follower rejected an append at `rejected`; `next_hint` is where to probe next.
+  bool MaybeDecrease(LogIndex rejected, LogIndex next_hint);
+  void BecomeProbe();
+  void BecomeReplicate();
+  /// A heartbeat response lets a paused probe try again.
+  void Unpause() { probe_sent_ = false; }
+  size_t inflight() const { return inflight_.size(); }
+
+ private:
+  LogIndex match_;
+  LogIndex next_;
+  State state_ = State::kProbe;
+  bool probe_sent_ = false;
+  bool recent_active_ = false;
+  size_t max_inflight_;
+  std::deque<LogIndex> inflight_;  ///< last index of each append in flight (replicate state)
+};
+
+}  // namespace lockd::raft
