@@ -431,9 +431,7 @@ void Raft::SendAppend(NodeId to, bool allow_empty) {
   if (!pr.CanSend()) return;
   const LogIndex prev = pr.next().prev();
   std::vector<Entry> entries = log_.Slice(pr.next(), log_.last_index().next(), cfg_.max_msg_bytes);
-  // An empty append only carries the commit index; while appends are in flight, the next one (or
-  // a heartbeat) carries it instead, so the in-flight bound holds for every append.
-  if (entries.empty() && (!allow_empty || pr.inflight() > 0)) return;
+  if (entries.empty() && !allow_empty) return;
   Message m;
   m.type = MessageType::kApp;
   m.to = to;
@@ -447,7 +445,10 @@ void Raft::SendAppend(NodeId to, bool allow_empty) {
 }
 
 void Raft::BroadcastAppend() {
-  for (const auto& [p, _] : progress_) SendAppend(p);
+  // An empty append only carries the commit index; while appends are in flight to a follower, the
+  // next one (or a heartbeat) carries it, so commit propagation does not bypass the in-flight
+  // bound. (A heartbeat response still sends an empty append, which repairs lost ones.)
+  for (const auto& [p, pr] : progress_) SendAppend(p, /*allow_empty=*/pr.inflight() == 0);
 }
 
 void Raft::AppendEntries(std::vector<Entry> entries) {
