@@ -32,8 +32,12 @@ class Progress {
   bool MaybeDecrease(LogIndex rejected, LogIndex next_hint);
   void BecomeProbe();
   void BecomeReplicate();
-  /// A heartbeat response lets a paused probe try again.
-  void Unpause() { probe_sent_ = false; }
+  /// A heartbeat response lets a paused probe try again, and frees one in-flight slot: appends
+  /// lost on the way would otherwise fill the window forever.
+  void OnHeartbeatResponse() {
+    probe_sent_ = false;
+    if (!inflight_.empty() && inflight_.size() >= max_inflight_) inflight_.pop_front();
+  }
   size_t inflight() const { return inflight_.size(); }
 
  private:
