@@ -99,7 +99,7 @@ TEST(Sim, EveryPlantedBugIsCaught) {
       {"credit_ack_to_newest_round",
        [](raft::TestingKnobs& k) { k.credit_ack_to_newest_round = true; }},
   };
-  const uint64_t budget = EnvOr("LOCKD_SIM_KNOB_SEEDS", 400);
+  const uint64_t budget = EnvOr("LOCKD_SIM_KNOB_SEEDS", 600);
   for (const auto& bug : bugs) {
     uint64_t found = 0;
     std::string failure;
@@ -107,6 +107,7 @@ TEST(Sim, EveryPlantedBugIsCaught) {
       SimOptions o;
       o.seed = seed;
       o.nodes = seed % 2 ? 3 : 5;
+      o.aggressive = seed % 3 != 0;
       bug.set(o.knobs);
       const SimResult r = RunSimulation(o);
       if (!r.ok()) {

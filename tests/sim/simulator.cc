@@ -8,6 +8,7 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "raft/memory_storage.h"
 #include "server/leader_lease.h"
@@ -34,6 +35,7 @@ struct Node {
   double rate = 1.0;  // local clock = offset + rate · global
   int64_t offset = 0;
   int64_t last_tick_local = 0;
+  int64_t started_local = 0;
   bool up = true;
   int64_t restart_at = 0;
   int64_t stalled_until = 0;
@@ -123,6 +125,7 @@ class Sim {
     n.applied_own_term = false;
     n.proposals.clear();
     n.last_tick_local = Local(n);
+    n.started_local = Local(n);
   }
 
   int64_t Local(const Node& n) const { return n.offset + static_cast<int64_t>(n.rate * now_); }
@@ -134,6 +137,8 @@ class Sim {
   void Call(Node& n, F f) {
     const BootTime before = LocalBoot(n);
     f(*n.raft);
+    if (!n.raft) return;
+    CheckCommit(n);
     SyncLease(n);
     for (uint64_t r = n.seen_round + 1; r <= n.raft->newest_round(); ++r)
       n.lease.RoundStarted(r, before);
@@ -182,8 +187,19 @@ class Sim {
       for (auto& m : rd.messages) Send(std::move(m));
       for (const auto& e : rd.committed) Apply(n, e);
       for (const auto& rs : rd.read_states) CheckRead(rs);
-      for (uint64_t round : rd.rounds_confirmed) n.lease.RoundConfirmed(round);
+      for (uint64_t round : rd.rounds_confirmed) {
+        // Credited to its own round: a majority of voters echoed this round's id.
+        auto acks = round_acks_[{n.id, rd.term.value(), round}];
+        acks.insert(n.id);
+        if (acks.size() < ids_.size() / 2 + 1) {
+          Fail("node " + std::to_string(n.id.value()) + " confirmed round " +
+               std::to_string(round) + " of term " + std::to_string(rd.term.value()) + " with " +
+               std::to_string(acks.size()) + " acknowledgements of it");
+        }
+        n.lease.RoundConfirmed(round);
+      }
       n.raft->Advance(rd);
+      CheckCommit(n);
       SyncLease(n);
       if (!o_.knobs.any()) n.raft->CheckInvariants();
     }
@@ -202,6 +218,29 @@ class Sim {
   // --- network -------------------------------------------------------------------------------
 
   void Send(Message m) {
+    // Term and vote are durable before any vote, or request for one, leaves the node.
+    const raft::HardState durable = nodes_.at(m.from)->storage->Initial().hard;
+    if (m.type == raft::MessageType::kVote && (durable.term != m.term || durable.vote != m.from)) {
+      Fail("node " + std::to_string(m.from.value()) + " asked for votes in term " +
+           std::to_string(m.term.value()) + " before its term and vote were durable");
+    }
+    const bool grant =
+        (m.type == raft::MessageType::kVoteResp || m.type == raft::MessageType::kPreVoteResp) &&
+        !m.reject;
+    if (grant && !transfer_votes_.count({m.from, m.to, m.term.value()})) {
+      const Node& voter = *nodes_.at(m.from);
+      if (Local(voter) - voter.started_local < kElectionTicks * kTick) {
+        Fail("node " + std::to_string(m.from.value()) + " granted a vote " +
+             std::to_string((Local(voter) - voter.started_local) / kMs) +
+             " ms after it started (E_min is " + std::to_string(kElectionTicks * kTick / kMs) +
+             " ms)");
+      }
+    }
+    if (m.type == raft::MessageType::kVoteResp && !m.reject &&
+        (durable.term != m.term || durable.vote != m.to)) {
+      Fail("node " + std::to_string(m.from.value()) + " granted a vote in term " +
+           std::to_string(m.term.value()) + " before the vote was durable");
+    }
     if (faults_ && rng_() % 100 < 3) return;  // dropped
     int64_t delay = static_cast<int64_t>(1 + rng_() % 10) * kMs;
     if (faults_ && rng_() % 50 == 0)
@@ -224,6 +263,12 @@ class Sim {
             std::make_pair(to.stalled_until + static_cast<int64_t>(rng_() % kMs), ++msg_seq_),
             std::move(m));
         continue;
+      }
+      if (m.type == raft::MessageType::kVote && m.transfer)
+        transfer_votes_.insert({m.to, m.from, m.term.value()});
+      if (m.type == raft::MessageType::kHeartbeatResp && to.raft->role() == Role::kLeader &&
+          m.term == to.raft->term()) {
+        round_acks_[{to.id, m.term.value(), m.round}].insert(m.from);
       }
       Call(to, [&](raft::Raft& r) { (void)r.Step(m); });
     }
@@ -284,15 +329,15 @@ class Sim {
     } else if (roll < 490) {
       blocked_.clear();
       Log("heal");
-    } else if (roll < 497) {
+    } else if (roll < (o_.aggressive ? 520 : 497)) {
       NodeId victim = ids_[rng_() % ids_.size()];
       if (nodes_.at(victim)->up) Crash(*nodes_.at(victim), "kill");
-    } else if (roll < 505) {
+    } else if (roll < (o_.aggressive ? 528 : 505)) {
       Node& n = *nodes_.at(ids_[rng_() % ids_.size()]);
       n.stalled_until =
           std::max(n.stalled_until, now_ + static_cast<int64_t>(200 + rng_() % 2800) * kMs);
       Log("stall " + std::to_string(n.id.value()));
-    } else if (roll < 510 && leader) {
+    } else if (roll < (o_.aggressive ? 540 : 510) && leader) {
       const NodeId to = ids_[rng_() % ids_.size()];
       if (to != leader->id) Call(*leader, [&](raft::Raft& r) { (void)r.TransferLeadership(to); });
       Log("transfer " + std::to_string(leader->id.value()) + "->" + std::to_string(to.value()));
@@ -426,6 +471,21 @@ class Sim {
     reads_.erase(it);
   }
 
+  /// The commit index never decreases, and a leader moves it only to an entry of its own term.
+  void CheckCommit(Node& n) {
+    const raft::Raft& r = *n.raft;
+    if (r.log().committed() < n.commit_seen) {
+      Fail("commit index went backwards on node " + std::to_string(n.id.value()));
+    }
+    if (r.role() == Role::kLeader && r.log().committed() > n.commit_seen &&
+        r.log().TermOr(r.log().committed(), Term()) != r.term()) {
+      Fail("commit rule: the leader of term " + std::to_string(r.term().value()) +
+           " committed index " + std::to_string(r.log().committed().value()) +
+           " by counting replicas of an earlier term's entry");
+    }
+    n.commit_seen = r.log().committed();
+  }
+
   void CheckDurable(Node& n, const raft::HardState& hs) {
     if (hs.term < n.durable.term)
       Fail("durable term went backwards on node " + std::to_string(n.id.value()));
@@ -464,9 +524,7 @@ class Sim {
           Fail("election safety: two leaders in term " + std::to_string(r.term().value()));
         }
       }
-      if (r.log().committed() < n.commit_seen)
-        Fail("commit index went backwards on node " + std::to_string(id.value()));
-      n.commit_seen = r.log().committed();
+      CheckCommit(n);
     }
     if (step_ % 25 == 0) CheckLogMatching();
     // No acknowledged entry is ever lost: it stays in the one history.
@@ -600,6 +658,9 @@ class Sim {
   std::vector<std::pair<uint64_t, int64_t>> confirmed_;  // (term, received_global)
   std::map<uint64_t, int64_t> first_apply_;              // term -> global time
   std::map<uint64_t, NodeId> leaders_;
+  std::set<std::tuple<NodeId, NodeId, uint64_t>> transfer_votes_;  // (voter, candidate, term)
+  std::map<std::tuple<NodeId, uint64_t, uint64_t>, std::set<NodeId>>
+      round_acks_;  // (leader, term, round)
   std::string failure_;
   uint64_t hash_ = 0xcbf29ce484222325ull;
 };

@@ -19,6 +19,8 @@ struct SimOptions {
   int safety_steps = 2000;
   raft::TestingKnobs knobs;
   bool trace = false;  ///< print every step
+  /// More crashes, stalls, transfers and long message delays: for hunting planted bugs.
+  bool aggressive = false;
 };
 
 struct SimResult {
