@@ -70,6 +70,7 @@ void Raft::Reset(Term term) {
   transfer_target_ = NodeId();
   transfer_elapsed_ = 0;
   uncommitted_bytes_ = 0;
+  uncommitted_.clear();
   round_acks_.clear();
   waiting_for_commit_.clear();
   pending_reads_.clear();
@@ -459,6 +460,7 @@ void Raft::AppendEntries(std::vector<Entry> entries) {
     e.index = next;
     next = next.next();
     uncommitted_bytes_ += e.ByteSize();
+    uncommitted_.emplace_back(e.index, e.ByteSize());
   }
   log_.Append(entries);
 }
@@ -477,9 +479,9 @@ bool Raft::MaybeCommit() {
     return false;
   const bool first_in_term = !committed_current_term();
   log_.CommitTo(idx);
-  uncommitted_bytes_ = 0;
-  for (const auto& e : log_.Slice(idx.next(), log_.last_index().next(), UINT64_MAX)) {
-    uncommitted_bytes_ += e.ByteSize();
+  while (!uncommitted_.empty() && uncommitted_.front().first <= idx) {
+    uncommitted_bytes_ -= uncommitted_.front().second;
+    uncommitted_.pop_front();
   }
   if (first_in_term && committed_current_term()) {
     for (auto& r : waiting_for_commit_) {
@@ -514,7 +516,9 @@ Result<LogIndex> Raft::Propose(std::string data) {
     return Unavailable("too many uncommitted bytes; retry later");
   }
   AppendEntries({std::move(e)});
-  BroadcastAppend();
+  // Appends go out when the runtime next takes a Ready: every proposal made until then shares
+  // one append per follower.
+  broadcast_pending_ = true;
   return log_.last_index();
 }
 
@@ -562,12 +566,16 @@ Status Raft::TransferLeadership(NodeId to) {
 
 bool Raft::HasReady() const {
   const HardState hs{term_, vote_, log_.committed()};
-  return !msgs_now_.empty() || !msgs_.empty() || !log_.unstable().empty() ||
+  return broadcast_pending_ || !msgs_now_.empty() || !msgs_.empty() || !log_.unstable().empty() ||
          hs != persisted_hard_ || log_.committed() > log_.applied() || !read_states_.empty() ||
          !rounds_confirmed_.empty();
 }
 
 Ready Raft::GetReady() {
+  if (broadcast_pending_) {
+    broadcast_pending_ = false;
+    if (role_ == Role::kLeader) BroadcastAppend();
+  }
   Ready rd;
   HardState hs{term_, vote_, log_.committed()};
   if (cfg_.knobs.skip_vote_persist) hs.vote = persisted_hard_.vote;

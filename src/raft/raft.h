@@ -22,6 +22,7 @@
 // `lease_time_branch_ended` turns true once this leader sent TimeoutNow (for the rest of its term).
 #pragma once
 
+#include <deque>
 #include <map>
 #include <optional>
 #include <random>
@@ -186,6 +187,8 @@ class Raft {
   int transfer_elapsed_ = 0;
   bool lease_time_branch_ended_ = false;
   uint64_t uncommitted_bytes_ = 0;
+  std::deque<std::pair<LogIndex, uint64_t>>
+      uncommitted_;  ///< (index, bytes) of this leader's entries
 
   // Heartbeat rounds and the reads waiting on them.
   uint64_t next_round_ = 1;
@@ -200,6 +203,7 @@ class Raft {
   std::vector<PendingRead> pending_reads_;
 
   // What the next Ready carries.
+  bool broadcast_pending_ = false;  ///< proposals appended since the last Ready
   std::vector<Message> msgs_now_, msgs_;
   std::vector<ReadState> read_states_;
   std::vector<uint64_t> rounds_confirmed_;
