@@ -1,6 +1,7 @@
 #include "lock/command.h"
 
 #include "base/codec.h"
+#include "lock/wire.h"
 
 namespace lockd::lock {
 namespace {
@@ -26,27 +27,10 @@ bool GetHeader(Reader& r, RequestHeader* h) {
   return ok;
 }
 
-void PutRequestId(Writer& w, const RequestId& id) {
-  w.Fixed64(id.client.hi);
-  w.Fixed64(id.client.lo);
-  w.Varint(id.seq);
-}
-
-bool GetRequestId(Reader& r, RequestId* id) {
-  return r.Fixed64(&id->client.hi) && r.Fixed64(&id->client.lo) && r.Varint(&id->seq);
-}
-
 bool GetLease(Reader& r, LeaseId* id) {
   uint64_t v = 0;
   if (!r.Varint(&v)) return false;
   *id = LeaseId(v);
-  return true;
-}
-
-bool GetMode(Reader& r, Mode* m) {
-  uint8_t v = 0;
-  if (!r.U8(&v) || (v != 1 && v != 2)) return false;
-  *m = static_cast<Mode>(v);
   return true;
 }
 

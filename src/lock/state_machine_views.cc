@@ -4,6 +4,7 @@
 #include "base/check.h"
 #include "base/codec.h"
 #include "lock/state_machine.h"
+#include "lock/wire.h"
 
 namespace lockd::lock {
 
@@ -93,26 +94,7 @@ std::vector<WaitStarted> LockStateMachine::PendingWaits() const {
 // locks (name, holders, waiters), the exactly-once table. A lease's held/waiting sets and the
 // per-label counts are derived on restore.
 
-namespace {
-
-void PutRequestId(Writer& w, const RequestId& id) {
-  w.Fixed64(id.client.hi);
-  w.Fixed64(id.client.lo);
-  w.Varint(id.seq);
-}
-
-bool GetRequestId(Reader& r, RequestId* id) {
-  return r.Fixed64(&id->client.hi) && r.Fixed64(&id->client.lo) && r.Varint(&id->seq);
-}
-
-bool GetMode(Reader& r, Mode* m) {
-  uint8_t v = 0;
-  if (!r.U8(&v) || (v != 1 && v != 2)) return false;
-  *m = static_cast<Mode>(v);
-  return true;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::string LockStateMachine::Snapshot() const {
   Writer w;

@@ -283,10 +283,7 @@ void Raft::StepCandidate(const Message& m) {
   const bool pre = role_ == Role::kPreCandidate;
   switch (m.type) {
     case MessageType::kApp:
-      BecomeFollower(m.term, m.from);
-      StepFollower(m);
-      break;
-    case MessageType::kHeartbeat:
+    case MessageType::kHeartbeat:  // a leader of this term exists: follow it
       BecomeFollower(m.term, m.from);
       StepFollower(m);
       break;
