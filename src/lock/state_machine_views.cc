@@ -94,8 +94,6 @@ std::vector<WaitStarted> LockStateMachine::PendingWaits() const {
 // locks (name, holders, waiters), the exactly-once table. A lease's held/waiting sets and the
 // per-label counts are derived on restore.
 
-namespace {}  // namespace
-
 std::string LockStateMachine::Snapshot() const {
   Writer w;
   w.U8(kSnapshotFormatVersion);

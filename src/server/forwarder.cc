@@ -33,6 +33,21 @@ grpc::Status Forwarder::MapForwardStatus(const grpc::Status& s,
   return s;
 }
 
+Forwarder::~Forwarder() {
+  std::unique_lock lock(mu_);
+  idle_.wait(lock, [this] { return outstanding_ == 0; });
+}
+
+void Forwarder::Started() {
+  std::lock_guard lock(mu_);
+  ++outstanding_;
+}
+
+void Forwarder::Finished() {
+  std::lock_guard lock(mu_);
+  if (--outstanding_ == 0) idle_.notify_all();
+}
+
 lockd::v1::LockService::Stub* Forwarder::StubFor(const std::string& addr) {
   std::lock_guard lock(mu_);
   auto& stub = stubs_[addr];

@@ -13,6 +13,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
@@ -32,6 +33,8 @@ class Forwarder {
  public:
   Forwarder(uint64_t node_id, std::chrono::milliseconds max_forward_age)
       : node_id_(node_id), max_forward_age_(max_forward_age) {}
+  /// Waits for every forwarded call's callback to finish, so no call outlives its channel.
+  ~Forwarder();
 
   /// Calls `method` on the LockService at `leader_addr` with `req`, filling `resp`, then `done`
   /// with the leader's status. `received` is when this node got the call (system clock, as gRPC
@@ -48,10 +51,14 @@ class Forwarder {
     call->req = req;
     if (!Prepare(call->ctx, received, caller_deadline, done)) return;
     auto* stub = StubFor(leader_addr);
-    (stub->async()->*method)(&call->ctx, &call->req, resp,
-                             [call, caller_deadline, done = std::move(done)](grpc::Status s) {
-                               done(MapForwardStatus(s, caller_deadline));
-                             });
+    Started();
+    (stub->async()->*method)(
+        &call->ctx, &call->req, resp,
+        [this, call, caller_deadline, done = std::move(done)](grpc::Status s) mutable {
+          done(MapForwardStatus(s, caller_deadline));
+          call.reset();  // the context goes before the channel can
+          Finished();
+        });
   }
 
  private:
@@ -69,10 +76,14 @@ class Forwarder {
                std::chrono::system_clock::time_point caller_deadline,
                const std::function<void(grpc::Status)>& done);
   lockd::v1::LockService::Stub* StubFor(const std::string& addr);
+  void Started();
+  void Finished();
 
   const uint64_t node_id_;
   const std::chrono::milliseconds max_forward_age_;
-  std::mutex mu_;  ///< guards stubs_
+  std::mutex mu_;  ///< guards stubs_ and outstanding_
+  std::condition_variable idle_;
+  size_t outstanding_ = 0;
   std::map<std::string, std::unique_ptr<lockd::v1::LockService::Stub>> stubs_;
 };
 
