@@ -25,4 +25,17 @@ function(lockd_add_test)
   endif()
   gtest_discover_tests(${T_NAME} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
                        PROPERTIES ${props})
+  set_property(GLOBAL APPEND PROPERTY LOCKD_TESTS_${T_LABEL} ${T_NAME})
+endfunction()
+
+# tests_<label>: builds only the test binaries of one label (CI's sanitizer builds need no
+# daemon, benchmark or other label's binaries). Called once, after every test is declared.
+function(lockd_label_targets)
+  foreach(label unit sim e2e crash faults)
+    get_property(targets GLOBAL PROPERTY LOCKD_TESTS_${label})
+    add_custom_target(tests_${label})
+    if(targets)
+      add_dependencies(tests_${label} ${targets})
+    endif()
+  endforeach()
 endfunction()
