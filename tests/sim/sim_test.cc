@@ -72,6 +72,7 @@ TEST(Sim, Replay) {
   o.seed = seed;
   o.nodes = static_cast<int>(EnvOr("LOCKD_SIM_NODES", 3));
   o.trace = EnvOr("LOCKD_SIM_TRACE", 0) != 0;
+  o.aggressive = EnvOr("LOCKD_SIM_AGGRESSIVE", 0) != 0;
   const SimResult r = RunSimulation(o);
   std::printf("trace hash %016llx\n", (unsigned long long)r.trace_hash);
   EXPECT_TRUE(r.ok()) << r.failure;
@@ -99,7 +100,10 @@ TEST(Sim, EveryPlantedBugIsCaught) {
       {"credit_ack_to_newest_round",
        [](raft::TestingKnobs& k) { k.credit_ack_to_newest_round = true; }},
   };
-  const uint64_t budget = EnvOr("LOCKD_SIM_KNOB_SEEDS", 600);
+  // Skipping the log-matching check shows only after a three-way divergence (a follower holding
+  // an entry of another term at the new leader's probe index): it took ~550 and ~1,300 seeds in two
+  // random streams, so the budget is generous; every other bug is caught within ~30 seeds.
+  const uint64_t budget = EnvOr("LOCKD_SIM_KNOB_SEEDS", 3000);
   for (const auto& bug : bugs) {
     uint64_t found = 0;
     std::string failure;

@@ -95,6 +95,9 @@ class Sim {
     r.acked = acked_;
     r.reads = reads_done_;
     r.renewals = renewals_done_;
+    if (o_.trace)
+      std::printf("appends whose previous entry existed with another term: %llu\n",
+                  (unsigned long long)mismatched_appends_);
     return r;
   }
 
@@ -111,6 +114,9 @@ class Sim {
     c.max_msg_bytes = 512;  // small, so catching up takes several appends
     c.seed = o_.seed * 131 + id.value() * 7 + restarts_;
     c.knobs = o_.knobs;
+    // Without CheckQuorum a cut-off leader keeps accepting proposals for as long as the partition
+    // lasts, which grows long divergent logs (the aggressive mode wants them).
+    c.check_quorum = !(o_.aggressive && o_.seed % 2 == 0);
     return c;
   }
 
@@ -241,10 +247,17 @@ class Sim {
       Fail("node " + std::to_string(m.from.value()) + " granted a vote in term " +
            std::to_string(m.term.value()) + " before the vote was durable");
     }
+    if (m.type == raft::MessageType::kTimeoutNow)
+      timeout_now_sent_.insert({m.from, m.term.value()});
     if (faults_ && rng_() % 100 < 3) return;  // dropped
     int64_t delay = static_cast<int64_t>(1 + rng_() % 10) * kMs;
     if (faults_ && rng_() % 50 == 0)
       delay += static_cast<int64_t>(rng_() % 500) * kMs;  // reordered
+    // A TimeoutNow that arrives late: often after the leader abandoned the transfer (one election
+    // timeout), sometimes after other leaders came and went.
+    if (faults_ && m.type == raft::MessageType::kTimeoutNow && rng_() % 3 == 0) {
+      delay += static_cast<int64_t>(500 + rng_() % 2500) * kMs;
+    }
     const bool dup = faults_ && rng_() % 100 < 2;
     if (dup)
       net_.emplace(
@@ -270,7 +283,20 @@ class Sim {
           m.term == to.raft->term()) {
         round_acks_[{to.id, m.term.value(), m.round}].insert(m.from);
       }
+      // Log matching: a follower accepts an append only if it has the entry before the new ones.
+      const bool prev_matches = m.type != raft::MessageType::kApp ||
+                                m.index < to.raft->log().committed() ||
+                                to.raft->log().MatchTerm(m.index, m.log_term);
+      if (!prev_matches && m.index <= to.raft->log().last_index()) ++mismatched_appends_;
+      app_resp_.erase(to.id);
       Call(to, [&](raft::Raft& r) { (void)r.Step(m); });
+      auto resp = app_resp_.find(to.id);
+      if (!prev_matches && resp != app_resp_.end() && !resp->second.reject &&
+          resp->second.index >= m.index) {
+        Fail("log matching: node " + std::to_string(to.id.value()) +
+             " accepted an append after index " + std::to_string(m.index.value()) +
+             " although its entry there is not of term " + std::to_string(m.log_term.value()));
+      }
     }
   }
 
@@ -295,7 +321,12 @@ class Sim {
     for (auto& [_, n] : nodes_) {
       if (Running(*n) && n->raft->role() == Role::kLeader) leaders.push_back(n.get());
     }
-    return leaders.empty() ? nullptr : leaders[rng_() % leaders.size()];
+    if (leaders.empty()) return nullptr;
+    if (o_.aggressive && rng_() % 2) {  // clients stuck on the oldest leader they know
+      return *std::min_element(leaders.begin(), leaders.end(),
+                               [](Node* a, Node* b) { return a->raft->term() < b->raft->term(); });
+    }
+    return leaders[rng_() % leaders.size()];
   }
 
   void Act() {
@@ -326,7 +357,7 @@ class Sim {
       return;
     } else if (roll < 470) {
       Partition();
-    } else if (roll < 490) {
+    } else if (roll < (o_.aggressive ? 474 : 490)) {  // aggressive: partitions last longer
       blocked_.clear();
       Log("heal");
     } else if (roll < (o_.aggressive ? 520 : 497)) {
@@ -395,6 +426,13 @@ class Sim {
       }
       // Rule (a): not before the leader applied the first entry of its term.
       if (n.applied_own_term && n.lease.CanAcknowledge(it->received_local, LocalBoot(n))) {
+        // After TimeoutNow only a round begun after the renewal may confirm it.
+        if (timeout_now_sent_.count({n.id, it->term}) &&
+            !(n.lease.last_confirmed_start() &&
+              *n.lease.last_confirmed_start() >= it->received_local)) {
+          Fail("leader lease: the leader of term " + std::to_string(it->term) +
+               " confirmed a renewal by the time branch after it sent TimeoutNow");
+        }
         ++renewals_done_;
         confirmed_.emplace_back(it->term, it->received_global);
         for (const auto& [term, at] : first_apply_) {
@@ -658,9 +696,15 @@ class Sim {
   std::vector<std::pair<uint64_t, int64_t>> confirmed_;  // (term, received_global)
   std::map<uint64_t, int64_t> first_apply_;              // term -> global time
   std::map<uint64_t, NodeId> leaders_;
-  std::set<std::tuple<NodeId, NodeId, uint64_t>> transfer_votes_;  // (voter, candidate, term)
-  std::map<std::tuple<NodeId, uint64_t, uint64_t>, std::set<NodeId>>
-      round_acks_;  // (leader, term, round)
+  // (voter, candidate, term) of vote requests caused by a leadership transfer.
+  std::set<std::tuple<NodeId, NodeId, uint64_t>> transfer_votes_;
+  // (leader, term) that sent TimeoutNow.
+  std::set<std::pair<NodeId, uint64_t>> timeout_now_sent_;
+  // (leader, term, round) -> the voters that echoed that round.
+  std::map<std::tuple<NodeId, uint64_t, uint64_t>, std::set<NodeId>> round_acks_;
+  // The append response a node sent while handling the message being delivered.
+  std::map<NodeId, Message> app_resp_;
+  uint64_t mismatched_appends_ = 0;
   std::string failure_;
   uint64_t hash_ = 0xcbf29ce484222325ull;
 };
