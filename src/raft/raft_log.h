@@ -11,7 +11,9 @@ namespace lockd::raft {
 
 class RaftLog {
  public:
-  explicit RaftLog(const LogStorage& storage);
+  /// `applied`: what the application already applied (its snapshot), 0 for the storage's first
+  /// index - 1. Entries up to it count as committed.
+  RaftLog(const LogStorage& storage, LogIndex applied);
 
   LogIndex first_index() const;
   LogIndex last_index() const;
