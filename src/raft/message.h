@@ -6,7 +6,6 @@
 #include <string>
 #include <vector>
 
-#include "base/status.h"
 #include "raft/types.h"
 
 namespace lockd::raft {
@@ -22,8 +21,6 @@ enum class MessageType : uint8_t {
   kHeartbeatResp,
   kTimeoutNow,  ///< leadership transfer: campaign now, bypassing the vote refusal
 };
-
-inline constexpr uint8_t kMaxMessageType = static_cast<uint8_t>(MessageType::kTimeoutNow);
 
 const char* TypeName(MessageType t);
 
@@ -46,11 +43,5 @@ struct Message {
 
   bool operator==(const Message&) const = default;
 };
-
-/// Checks what a peer could get wrong without the core noticing otherwise: the format version
-/// (FAILED_PRECONDITION when newer), the type, and an append's entries (contiguous after
-/// `index`, terms non-decreasing from `log_term` up to the message's term, known entry types).
-/// A malformed message is INVALID_ARGUMENT: the core drops it instead of aborting on it.
-Status ValidateMessage(const Message& m);
 
 }  // namespace lockd::raft

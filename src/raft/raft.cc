@@ -1,6 +1,6 @@
-// Roles, time and elections: construction, Tick, the term rules of Step, (pre-)votes, the vote
-// refusal window and CheckQuorum.
 #include "raft/raft.h"
+
+#include <algorithm>
 
 #include "base/check.h"
 
@@ -20,13 +20,19 @@ const char* RoleName(Role r) {
   return "?";
 }
 
+const char* TypeName(MessageType t) {
+  static constexpr const char* kNames[] = {
+      "?",   "PreVote", "PreVoteResp", "Vote",          "VoteResp",
+      "App", "AppResp", "Heartbeat",   "HeartbeatResp", "TimeoutNow"};
+  return kNames[static_cast<int>(t)];
+}
+
 Raft::Raft(Config config, const LogStorage& storage)
     : id_(config.id),
       cfg_(std::move(config)),
-      log_(storage, cfg_.applied),
+      log_(storage),
       rng_(cfg_.seed * 0x9E3779B97F4A7C15ull + id_.value()) {
   LOCKD_CHECK(!id_.zero() && cfg_.election_tick > cfg_.heartbeat_tick && cfg_.heartbeat_tick > 0);
-  LOCKD_CHECK(cfg_.max_inflight > 0 && cfg_.max_pending_rounds > 0);
   const InitialState init = storage.Initial();
   term_ = init.hard.term;
   vote_ = init.hard.vote;
@@ -43,12 +49,7 @@ Raft::Raft(Config config, const LogStorage& storage)
   since_leader_ = cfg_.knobs.no_vote_refusal_after_restart ? cfg_.election_tick : 0;
 }
 
-const Progress* Raft::progress(NodeId id) const {
-  auto it = progress_.find(id);
-  return it == progress_.end() ? nullptr : &it->second;
-}
-
-// --- roles -------------------------------------------------------------------------------------
+// --- roles -----------------------------------------------------------------------------------
 
 void Raft::ResetRandomizedTimeout() {
   randomized_timeout_ = cfg_.election_tick + static_cast<int>(rng_() % cfg_.election_tick);
@@ -71,17 +72,12 @@ void Raft::Reset(Term term) {
   uncommitted_bytes_ = 0;
   uncommitted_.clear();
   round_acks_.clear();
-  confirmed_round_ = 0;
-  // Reads waiting on this leadership cannot be answered by it any more: the runtime fails them
-  // with a retryable error.
-  for (const auto& r : waiting_for_commit_) dropped_reads_.push_back(r.ctx);
-  for (const auto& r : pending_reads_) dropped_reads_.push_back(r.ctx);
   waiting_for_commit_.clear();
   pending_reads_.clear();
 }
 
 void Raft::BecomeFollower(Term term, NodeId leader) {
-  if (role_ == Role::kLeader) since_leader_ = 0;  // stopped being leader: refuse votes for E_min
+  if (role_ == Role::kLeader) since_leader_ = 0;  // stopped being leader
   Reset(term);
   role_ = Role::kFollower;
   leader_ = leader;
@@ -109,7 +105,6 @@ void Raft::BecomeLeader() {
   for (NodeId p : config_.ids()) {
     auto [it, _] = progress_.emplace(p, Progress(log_.last_index().next(), cfg_.max_inflight));
     if (p == id_) {
-      // Only what its disk has counts for the leader's own vote in the commit quorum.
       it->second.MaybeUpdate(log_.stable_last());
       it->second.BecomeReplicate();
     }
@@ -142,8 +137,6 @@ void Raft::Campaign(bool pre, bool transfer) {
   }
 }
 
-// The vote-refusal window: a leader always refuses; anyone else until E_min ticks after it last
-// heard from a leader, stopped leading, or started.
 bool Raft::InLease() const {
   return role_ == Role::kLeader || since_leader_ < cfg_.election_tick;
 }
@@ -151,34 +144,26 @@ bool Raft::InLease() const {
 // --- time --------------------------------------------------------------------------------------
 
 void Raft::Tick() {
-  // Both counters saturate (a learner or a long-lived follower ticks forever).
-  constexpr int kSaturated = 1 << 30;
-  if (since_leader_ < kSaturated) ++since_leader_;
-  if (role_ == Role::kLeader) return TickLeader();
-  // election_elapsed_ is reset whenever since_leader_ is, so a campaign (outside a transfer)
-  // never starts inside the refusal window: the node would otherwise vote for itself there.
-  if (election_elapsed_ < kSaturated) ++election_elapsed_;
-  if (election_elapsed_ >= randomized_timeout_ && Voter(id_)) {
-    election_elapsed_ = 0;
-    Campaign(cfg_.pre_vote, /*transfer=*/false);
+  ++since_leader_;
+  if (role_ != Role::kLeader) {
+    if (++election_elapsed_ >= randomized_timeout_ && Voter(id_)) {
+      election_elapsed_ = 0;
+      Campaign(cfg_.pre_vote, /*transfer=*/false);
+    }
+    return;
   }
-}
-
-void Raft::TickLeader() {
-  if (!transfer_target_.zero() && ++transfer_elapsed_ >= cfg_.election_tick) {
-    transfer_target_ = NodeId();  // the transfer did not finish in time: abandon it
-    transfer_elapsed_ = 0;
+  if (transfer_target_ != NodeId() && ++transfer_elapsed_ >= cfg_.election_tick) {
+    transfer_target_ = NodeId();  // the transfer did not finish in time: abort it
   }
   if (++election_elapsed_ >= cfg_.election_tick) {
     election_elapsed_ = 0;
     if (cfg_.check_quorum) {
       const bool active = config_.Majority([&](NodeId p) {
-        auto it = progress_.find(p);
-        return p == id_ || (it != progress_.end() && it->second.recent_active());
+        return p == id_ || (progress_.count(p) && progress_.at(p).recent_active());
       });
       for (auto& [p, pr] : progress_) pr.set_recent_active(p == id_);
       if (!active) {
-        BecomeFollower(term_, NodeId());  // CheckQuorum: a leader cut off from a majority
+        BecomeFollower(term_, NodeId());
         return;
       }
     }
@@ -194,8 +179,6 @@ void Raft::TickLeader() {
 void Raft::Send(Message m) {
   m.from = id_;
   if (m.term.zero()) m.term = term_;
-  // A leader's appends, heartbeats and TimeoutNow promise nothing that the pending write makes
-  // durable (its term and vote were durable before it could win), so they leave before the write.
   const bool from_leader_now =
       role_ == Role::kLeader && (m.type == MessageType::kApp || m.type == MessageType::kHeartbeat ||
                                  m.type == MessageType::kTimeoutNow);
@@ -203,25 +186,25 @@ void Raft::Send(Message m) {
 }
 
 Status Raft::Step(const Message& m) {
-  if (Status s = ValidateMessage(m); !s.ok()) return s;
-  if (m.to != id_) return InvalidArgument("message for node " + std::to_string(m.to.value()));
+  if (m.version > kFormatVersion) {
+    return FailedPrecondition("message format " + std::to_string(m.version) + " is newer than " +
+                              std::to_string(kFormatVersion));
+  }
+  if (m.to != id_ || m.from.zero() || m.from == id_) return InvalidArgument("misaddressed message");
   const bool vote_request = m.type == MessageType::kVote || m.type == MessageType::kPreVote;
   if (m.term > term_) {
-    // Inside the refusal window a vote request is ignored altogether: it must not even raise the
-    // term, or a partitioned node could depose a healthy leader.
-    if (vote_request && !m.transfer && InLease()) return Status::Ok();
+    if (vote_request && !m.transfer && InLease()) return Status::Ok();  // refused, term unchanged
     if (m.type == MessageType::kPreVote || (m.type == MessageType::kPreVoteResp && !m.reject)) {
-      // A pre-vote never changes terms; a granted pre-vote carries the candidate's future term.
+      // A pre-vote never changes terms.
     } else {
       const bool from_leader = m.type == MessageType::kApp || m.type == MessageType::kHeartbeat;
       BecomeFollower(m.term, from_leader ? m.from : NodeId());
     }
   } else if (m.term < term_) {
-    if (m.type == MessageType::kApp || m.type == MessageType::kHeartbeat) {
-      // Tell a stale leader our term, so it steps down (with CheckQuorum and PreVote it would not
-      // otherwise learn of it: we never raise our term by campaigning against it).
+    if ((cfg_.check_quorum || cfg_.pre_vote) &&
+        (m.type == MessageType::kApp || m.type == MessageType::kHeartbeat)) {
       Message r;
-      r.type = MessageType::kAppResp;
+      r.type = MessageType::kAppResp;  // tells a stale leader our term
       r.to = m.from;
       Send(std::move(r));
     } else if (m.type == MessageType::kPreVote) {
@@ -254,7 +237,6 @@ Status Raft::Step(const Message& m) {
 
 void Raft::HandleVoteRequest(const Message& m) {
   const bool pre = m.type == MessageType::kPreVote;
-  // One vote per term; a pre-vote for a later term binds nothing.
   const bool can_vote =
       vote_ == m.from || (vote_.zero() && leader_.zero()) || (pre && m.term > term_);
   const bool up_to_date =
@@ -267,7 +249,7 @@ void Raft::HandleVoteRequest(const Message& m) {
     r.term = m.term;
     if (!pre) {
       election_elapsed_ = 0;
-      vote_ = m.from;  // durable before the grant leaves: the grant goes in `messages`
+      vote_ = m.from;
     }
   } else {
     r.reject = true;
@@ -278,15 +260,16 @@ void Raft::HandleVoteRequest(const Message& m) {
 void Raft::StepFollower(const Message& m) {
   switch (m.type) {
     case MessageType::kApp:
+      election_elapsed_ = 0;
+      since_leader_ = 0;
+      leader_ = m.from;
+      HandleAppend(m);
+      break;
     case MessageType::kHeartbeat:
       election_elapsed_ = 0;
-      since_leader_ = 0;  // heard from a leader: the refusal window restarts
+      since_leader_ = 0;
       leader_ = m.from;
-      if (m.type == MessageType::kApp) {
-        HandleAppend(m);
-      } else {
-        HandleHeartbeat(m);
-      }
+      HandleHeartbeat(m);
       break;
     case MessageType::kTimeoutNow:
       if (Voter(id_)) Campaign(/*pre=*/false, /*transfer=*/true);
@@ -326,6 +309,40 @@ void Raft::StepCandidate(const Message& m) {
   }
 }
 
+void Raft::HandleAppend(const Message& m) {
+  Message r;
+  r.type = MessageType::kAppResp;
+  r.to = m.from;
+  if (m.index < log_.committed()) {
+    r.index = log_.committed();
+    Send(std::move(r));
+    return;
+  }
+  const bool matches = cfg_.knobs.skip_log_matching_check
+                           ? (m.index >= log_.first_index().prev() && m.index <= log_.last_index())
+                           : log_.MatchTerm(m.index, m.log_term);
+  if (matches) {
+    const LogIndex last_new = log_.MaybeAppend(m.index, m.entries);
+    log_.CommitTo(std::min(m.commit, last_new));
+    r.index = last_new;
+  } else {
+    r.reject = true;
+    r.index = m.index;
+    r.reject_hint = std::min(m.index, log_.last_index());
+    r.hint_term = log_.TermOr(r.reject_hint, Term());
+  }
+  Send(std::move(r));
+}
+
+void Raft::HandleHeartbeat(const Message& m) {
+  log_.CommitTo(std::min(m.commit, log_.last_index()));
+  Message r;
+  r.type = MessageType::kHeartbeatResp;
+  r.to = m.from;
+  r.round = m.round;
+  Send(std::move(r));
+}
+
 void Raft::StepLeader(const Message& m) {
   auto it = progress_.find(m.from);
   if (it == progress_.end()) return;
@@ -344,6 +361,274 @@ void Raft::StepLeader(const Message& m) {
     default:
       break;
   }
+}
+
+void Raft::HandleAppendResponse(const Message& m) {
+  Progress& pr = progress_.at(m.from);
+  if (m.reject) {
+    const LogIndex hint = log_.FindConflictByTerm(m.reject_hint, m.hint_term);
+    if (pr.MaybeDecrease(m.index, hint)) {
+      if (pr.state() == Progress::State::kReplicate) pr.BecomeProbe();
+      SendAppend(m.from);
+    }
+    return;
+  }
+  if (!pr.MaybeUpdate(m.index)) return;
+  if (pr.state() == Progress::State::kProbe) pr.BecomeReplicate();
+  if (MaybeCommit()) {
+    BroadcastAppend();
+  } else {
+    SendAppend(m.from, /*allow_empty=*/false);
+  }
+  if (m.from == transfer_target_ && pr.match() == log_.last_index()) {
+    Message t;
+    t.type = MessageType::kTimeoutNow;
+    t.to = m.from;
+    Send(std::move(t));
+    if (!cfg_.knobs.keep_time_lease_after_timeout_now) lease_time_branch_ended_ = true;
+  }
+}
+
+void Raft::HandleHeartbeatResponse(const Message& m) {
+  uint64_t round = m.round;
+  if (cfg_.knobs.credit_ack_to_newest_round) round = next_round_ - 1;
+  auto it = round_acks_.find(round);
+  if (it == round_acks_.end()) return;
+  if (!config_.contains(m.from)) return;  // learners never confirm leadership
+  it->second.insert(m.from);
+  const auto& acks = it->second;
+  if (!config_.Majority([&](NodeId p) { return acks.count(p) > 0; })) return;
+  confirmed_round_ = std::max(confirmed_round_, round);
+  rounds_confirmed_.push_back(round);
+  round_acks_.erase(round_acks_.begin(), std::next(it));
+  ReleasePendingReads();
+}
+
+void Raft::StartRound() {
+  const uint64_t round = next_round_++;
+  round_acks_[round] = {id_};
+  for (const auto& [p, pr] : progress_) {
+    if (p == id_) continue;
+    Message h;
+    h.type = MessageType::kHeartbeat;
+    h.to = p;
+    h.round = round;
+    h.commit = std::min(pr.match(), log_.committed());
+    Send(std::move(h));
+  }
+  if (config_.Majority([&](NodeId p) { return p == id_; })) {  // a single voter confirms alone
+    confirmed_round_ = round;
+    rounds_confirmed_.push_back(round);
+    round_acks_.erase(round);
+    ReleasePendingReads();
+  }
+}
+
+void Raft::SendAppend(NodeId to, bool allow_empty) {
+  if (to == id_) return;
+  Progress& pr = progress_.at(to);
+  if (!pr.CanSend()) return;
+  const LogIndex prev = pr.next().prev();
+  std::vector<Entry> entries = log_.Slice(pr.next(), log_.last_index().next(), cfg_.max_msg_bytes);
+  if (entries.empty() && !allow_empty) return;
+  Message m;
+  m.type = MessageType::kApp;
+  m.to = to;
+  m.index = prev;
+  m.log_term = log_.TermOr(prev, Term());
+  m.commit = log_.committed();
+  const LogIndex last = entries.empty() ? prev : entries.back().index;
+  m.entries = std::move(entries);
+  pr.Sent(last);
+  Send(std::move(m));
+}
+
+void Raft::BroadcastAppend() {
+  // An empty append only carries the commit index; while appends are in flight to a follower, the
+  // next one (or a heartbeat) carries it, so commit propagation does not bypass the in-flight
+  // bound. (A heartbeat response still sends an empty append, which repairs lost ones.)
+  for (const auto& [p, pr] : progress_) SendAppend(p, /*allow_empty=*/pr.inflight() == 0);
+}
+
+void Raft::AppendEntries(std::vector<Entry> entries) {
+  LogIndex next = log_.last_index().next();
+  for (auto& e : entries) {
+    e.term = term_;
+    e.index = next;
+    next = next.next();
+    uncommitted_bytes_ += e.ByteSize();
+    uncommitted_.emplace_back(e.index, e.ByteSize());
+  }
+  log_.Append(entries);
+}
+
+bool Raft::committed_current_term() const {
+  return log_.TermOr(log_.committed(), Term()) == term_;
+}
+
+bool Raft::MaybeCommit() {
+  const LogIndex idx = config_.CommittedIndex([&](NodeId p) {
+    auto it = progress_.find(p);
+    return it == progress_.end() ? LogIndex() : it->second.match();
+  });
+  if (idx <= log_.committed() || idx > log_.last_index()) return false;
+  if (!cfg_.knobs.count_old_term_entries_for_commit && log_.TermOr(idx, Term()) != term_)
+    return false;
+  const bool first_in_term = !committed_current_term();
+  log_.CommitTo(idx);
+  while (!uncommitted_.empty() && uncommitted_.front().first <= idx) {
+    uncommitted_bytes_ -= uncommitted_.front().second;
+    uncommitted_.pop_front();
+  }
+  if (first_in_term && committed_current_term()) {
+    for (auto& r : waiting_for_commit_) {
+      r.index = log_.committed();
+      r.round = next_round_;
+      pending_reads_.push_back(r);
+    }
+    waiting_for_commit_.clear();
+  }
+  return true;
+}
+
+void Raft::ReleasePendingReads() {
+  if (!committed_current_term() && !cfg_.knobs.read_index_before_term_commit) return;
+  auto ready =
+      std::stable_partition(pending_reads_.begin(), pending_reads_.end(),
+                            [&](const PendingRead& r) { return r.round > confirmed_round_; });
+  for (auto it = ready; it != pending_reads_.end(); ++it)
+    read_states_.push_back({it->index, it->ctx});
+  pending_reads_.erase(ready, pending_reads_.end());
+}
+
+// --- client calls ------------------------------------------------------------------------------
+
+Result<LogIndex> Raft::Propose(std::string data) {
+  if (role_ != Role::kLeader) {
+    return Unavailable("not the leader (leader: " + std::to_string(leader_.value()) + ")");
+  }
+  if (!transfer_target_.zero()) return Unavailable("leadership transfer in progress");
+  Entry e{term_, LogIndex(), EntryType::kNormal, std::move(data)};
+  if (uncommitted_bytes_ + e.ByteSize() > cfg_.max_uncommitted_bytes) {
+    return Unavailable("too many uncommitted bytes; retry later");
+  }
+  AppendEntries({std::move(e)});
+  // Appends go out when the runtime next takes a Ready: every proposal made until then shares
+  // one append per follower.
+  broadcast_pending_ = true;
+  return log_.last_index();
+}
+
+Status Raft::ReadIndex(uint64_t ctx) {
+  if (role_ != Role::kLeader) return Unavailable("not the leader");
+  if (!committed_current_term() && !cfg_.knobs.read_index_before_term_commit) {
+    waiting_for_commit_.push_back({LogIndex(), ctx, 0});
+    return Status::Ok();
+  }
+  pending_reads_.push_back({log_.committed(), ctx, next_round_});  // the next round confirms it
+  return Status::Ok();
+}
+
+bool Raft::round_wanted() const {
+  return std::any_of(pending_reads_.begin(), pending_reads_.end(),
+                     [&](const PendingRead& r) { return r.round >= next_round_; });
+}
+
+Status Raft::RequestRound() {
+  if (role_ != Role::kLeader) return Unavailable("not the leader");
+  StartRound();
+  return Status::Ok();
+}
+
+Status Raft::TransferLeadership(NodeId to) {
+  if (role_ != Role::kLeader) return Unavailable("not the leader");
+  if (to == id_ || !config_.incoming().contains(to)) {
+    return InvalidArgument("node " + std::to_string(to.value()) + " is not another voter");
+  }
+  transfer_target_ = to;
+  transfer_elapsed_ = 0;
+  if (progress_.at(to).match() == log_.last_index()) {
+    Message t;
+    t.type = MessageType::kTimeoutNow;
+    t.to = to;
+    Send(std::move(t));
+    if (!cfg_.knobs.keep_time_lease_after_timeout_now) lease_time_branch_ended_ = true;
+  } else {
+    SendAppend(to);
+  }
+  return Status::Ok();
+}
+
+// --- Ready -------------------------------------------------------------------------------------
+
+bool Raft::HasReady() const {
+  const HardState hs{term_, vote_, log_.committed()};
+  return broadcast_pending_ || !msgs_now_.empty() || !msgs_.empty() || !log_.unstable().empty() ||
+         hs != persisted_hard_ || log_.committed() > log_.applied() || !read_states_.empty() ||
+         !rounds_confirmed_.empty();
+}
+
+Ready Raft::GetReady() {
+  if (broadcast_pending_) {
+    broadcast_pending_ = false;
+    if (role_ == Role::kLeader) BroadcastAppend();
+  }
+  Ready rd;
+  HardState hs{term_, vote_, log_.committed()};
+  if (cfg_.knobs.skip_vote_persist) hs.vote = persisted_hard_.vote;
+  if (hs != persisted_hard_) rd.hard_state = hs;
+  rd.entries = log_.unstable();
+  rd.messages_now = std::move(msgs_now_);
+  rd.messages = std::move(msgs_);
+  msgs_now_.clear();
+  msgs_.clear();
+  rd.committed = log_.NextToApply(UINT64_MAX);
+  rd.read_states = std::move(read_states_);
+  read_states_.clear();
+  rd.rounds_confirmed = std::move(rounds_confirmed_);
+  rounds_confirmed_.clear();
+  rd.lease_time_branch_ended = lease_time_branch_ended_;
+  rd.role = role_;
+  rd.leader = leader_;
+  rd.term = term_;
+  return rd;
+}
+
+void Raft::Advance(const Ready& rd) {
+  if (rd.hard_state) persisted_hard_ = *rd.hard_state;
+  if (!rd.entries.empty()) {
+    log_.StableTo(rd.entries.back().index, rd.entries.back().term);
+    if (role_ == Role::kLeader) {
+      // The leader's own vote in the commit quorum counts only now that its disk has the entries.
+      progress_.at(id_).MaybeUpdate(log_.stable_last());
+      if (MaybeCommit()) BroadcastAppend();
+    }
+  }
+  if (!rd.committed.empty()) log_.AppliedTo(rd.committed.back().index);
+}
+
+// --- invariants --------------------------------------------------------------------------------
+
+void Raft::CheckInvariants() const {
+  LOCKD_CHECK(log_.applied() <= log_.committed());
+  LOCKD_CHECK(log_.committed() <= log_.last_index());
+  LOCKD_CHECK(persisted_hard_.term <= term_);
+  const auto& u = log_.unstable();
+  for (size_t i = 1; i < u.size(); ++i) {
+    LOCKD_CHECK(u[i].index == u[i - 1].index.next());
+    LOCKD_CHECK(u[i].term >= u[i - 1].term);
+  }
+  if (role_ == Role::kLeader) {
+    LOCKD_CHECK(leader_ == id_ && vote_ == id_);
+    for (const auto& [p, pr] : progress_) {
+      LOCKD_CHECK(pr.match() <= log_.last_index());
+      LOCKD_CHECK(pr.next() > pr.match() && pr.next() <= log_.last_index().next());
+    }
+    LOCKD_CHECK(progress_.at(id_).match() <= log_.stable_last());
+  } else {
+    LOCKD_CHECK(progress_.empty() && pending_reads_.empty());
+  }
+  if (role_ == Role::kCandidate) LOCKD_CHECK(vote_ == id_);
 }
 
 }  // namespace lockd::raft

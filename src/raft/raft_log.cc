@@ -6,15 +6,11 @@
 
 namespace lockd::raft {
 
-RaftLog::RaftLog(const LogStorage& storage, LogIndex applied)
+RaftLog::RaftLog(const LogStorage& storage)
     : storage_(storage),
       unstable_offset_(storage.LastIndex().next()),
-      committed_(std::max(storage.Initial().hard.commit, applied)),
-      applied_(std::max(storage.FirstIndex().prev(), applied)) {
-  // The commit index is written lazily, so an applied snapshot may be ahead of it; never ahead of
-  // the log itself.
-  LOCKD_CHECK_MSG(committed_ <= last_index(), "applied or committed index past the log's end");
-}
+      committed_(storage.Initial().hard.commit),
+      applied_(storage.FirstIndex().prev()) {}
 
 LogIndex RaftLog::first_index() const {
   return storage_.FirstIndex();

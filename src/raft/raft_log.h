@@ -11,9 +11,7 @@ namespace lockd::raft {
 
 class RaftLog {
  public:
-  /// `applied`: what the application already applied (its snapshot), 0 for the storage's first
-  /// index - 1. Entries up to it count as committed.
-  RaftLog(const LogStorage& storage, LogIndex applied);
+  explicit RaftLog(const LogStorage& storage);
 
   LogIndex first_index() const;
   LogIndex last_index() const;
