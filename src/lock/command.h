@@ -32,21 +32,19 @@ struct RevokeLease {
 struct ExpireLease {
   LeaseId lease;
 };
-/// Grant now, or (wait_ms > 0) queue; wait_ms is kept for the leader's timer.
 struct Acquire {
   RequestHeader header;
   std::string name;
   LeaseId lease;  ///< zero: grant a lease for this one lock, with ttl_ms and label
   Mode mode = Mode::kExclusive;
   uint64_t wait_ms = 0;
-  uint64_t ttl_ms = 0;  ///< only with lease zero
-  std::string label;    ///< only with lease zero
+  uint64_t ttl_ms = 0;
+  std::string label;
 };
-/// Ends Acquire `acquire` only: withdraws its wait, releases its grant, or marks it in advance.
 struct Cancel {
   RequestHeader header;
   std::string name;
-  LeaseId lease;  ///< the Acquire's lease; zero for the lease that Acquire granted itself
+  LeaseId lease;
   RequestId acquire;
 };
 struct Release {
@@ -68,8 +66,7 @@ struct WaitTimeout {
   RequestId acquire;
 };
 /// Leader-decided: forget outcomes below their client's watermark recorded at or before
-/// `recorded_at_or_before`, and whole clients with no lease and no activity since then. The
-/// leader picks an index it applied at least F_fwd ago (retention decided in the log).
+/// `recorded_at_or_before`, and clients with no lease and no activity since then.
 struct RetireOutcomes {
   LogIndex recorded_at_or_before;
 };

@@ -1,7 +1,5 @@
 #include "lock/exactly_once.h"
 
-#include "lock/wire.h"
-
 namespace lockd::lock {
 
 ExactlyOnce::Admission ExactlyOnce::Admit(const RequestHeader& h, uint64_t digest, LogIndex at) {
@@ -48,13 +46,6 @@ bool ExactlyOnce::Known(const RequestId& id) const {
   return c != clients_.end() && c->second.records.count(id.seq) > 0;
 }
 
-bool ExactlyOnce::CancelledInAdvance(const RequestId& id) const {
-  auto c = clients_.find(id.client);
-  if (c == clients_.end()) return false;
-  auto r = c->second.records.find(id.seq);
-  return r != c->second.records.end() && r->second.cancelled_in_advance;
-}
-
 bool ExactlyOnce::BelowWatermark(const RequestId& id) const {
   auto c = clients_.find(id.client);
   return c != clients_.end() && id.seq < c->second.watermark;
@@ -62,29 +53,16 @@ bool ExactlyOnce::BelowWatermark(const RequestId& id) const {
 
 void ExactlyOnce::Retire(LogIndex upto, const std::function<bool(const ClientId&)>& has_lease) {
   for (auto c = clients_.begin(); c != clients_.end();) {
-    if (c->second.last_active <= upto && !has_lease(c->first)) {
-      c = clients_.erase(c);
-      continue;
-    }
     auto& records = c->second.records;
     for (auto r = records.begin(); r != records.end() && r->first < c->second.watermark;) {
       r = r->second.recorded_at <= upto ? records.erase(r) : std::next(r);
     }
-    ++c;
-  }
-}
-
-std::vector<ExactlyOnce::ClientView> ExactlyOnce::Clients() const {
-  std::vector<ClientView> out;
-  for (const auto& [id, c] : clients_) {
-    ClientView v{id, c.watermark, c.last_active, {}};
-    for (const auto& [seq, r] : c.records) {
-      v.records.push_back(
-          RecordView{seq, r.digest, r.recorded_at, r.cancelled_in_advance, r.outcome});
+    if (records.empty() && c->second.last_active <= upto && !has_lease(c->first)) {
+      c = clients_.erase(c);
+    } else {
+      ++c;
     }
-    out.push_back(std::move(v));
   }
-  return out;
 }
 
 size_t ExactlyOnce::records() const {
@@ -101,7 +79,6 @@ void EncodeOutcome(Writer& w, const Outcome& o) {
   w.Varint(o.lease.value());
   w.Varint(o.ttl_ms);
   w.U8(static_cast<uint8_t>((o.acquired ? 1 : 0) | (o.waiting ? 2 : 0)));
-  w.U8(static_cast<uint8_t>(o.why_not));
   w.Varint(o.token.value());
   w.Varint(o.fence.value());
   w.U8(static_cast<uint8_t>(o.mode));
@@ -112,7 +89,9 @@ void EncodeOutcome(Writer& w, const Outcome& o) {
     w.U8(static_cast<uint8_t>(h.mode));
     w.Varint(h.token.value());
     w.Varint(h.fence.value());
-    PutRequestId(w, h.acquired_by);
+    w.Fixed64(h.acquired_by.client.hi);
+    w.Fixed64(h.acquired_by.client.lo);
+    w.Varint(h.acquired_by.seq);
     w.Varint(h.granted_at.value());
   }
   w.U8(static_cast<uint8_t>(o.effect));
@@ -124,36 +103,35 @@ void EncodeOutcome(Writer& w, const Outcome& o) {
 
 bool DecodeOutcome(Reader& r, Outcome* o) {
   uint64_t code = 0, lease = 0, token = 0, fence = 0, n = 0;
-  uint8_t flags = 0, why = 0, effect = 0;
-  if (!r.Varint(&code) || code > static_cast<uint64_t>(StatusCode::kDataLoss) ||
-      !r.Bytes(&o->message) || !r.Varint(&lease) || !r.Varint(&o->ttl_ms) || !r.U8(&flags) ||
-      flags > 3 || !r.U8(&why) || why > kMaxNotAcquired || !r.Varint(&token) || !r.Varint(&fence) ||
-      !GetMode(r, &o->mode) || !r.Varint(&n)) {
+  uint8_t flags = 0, mode = 0, effect = 0;
+  if (!r.Varint(&code) || !r.Bytes(&o->message) || !r.Varint(&lease) || !r.Varint(&o->ttl_ms) ||
+      !r.U8(&flags) || !r.Varint(&token) || !r.Varint(&fence) || !r.U8(&mode) || !r.Varint(&n)) {
     return false;
   }
   o->code = static_cast<StatusCode>(code);
   o->lease = LeaseId(lease);
   o->acquired = flags & 1;
   o->waiting = flags & 2;
-  o->why_not = static_cast<NotAcquired>(why);
   o->token = FencingToken(token);
   o->fence = FencingToken(fence);
+  o->mode = static_cast<Mode>(mode);
   if (n > r.remaining()) return false;
   o->holders.resize(n);
   for (auto& h : o->holders) {
     uint64_t hl = 0, ht = 0, hf = 0, at = 0;
-    if (!r.Varint(&hl) || !r.Bytes(&h.label) || !GetMode(r, &h.mode) || !r.Varint(&ht) ||
-        !r.Varint(&hf) || !GetRequestId(r, &h.acquired_by) || !r.Varint(&at)) {
+    uint8_t hm = 0;
+    if (!r.Varint(&hl) || !r.Bytes(&h.label) || !r.U8(&hm) || !r.Varint(&ht) || !r.Varint(&hf) ||
+        !r.Fixed64(&h.acquired_by.client.hi) || !r.Fixed64(&h.acquired_by.client.lo) ||
+        !r.Varint(&h.acquired_by.seq) || !r.Varint(&at)) {
       return false;
     }
     h.lease = LeaseId(hl);
+    h.mode = static_cast<Mode>(hm);
     h.token = FencingToken(ht);
     h.fence = FencingToken(hf);
     h.granted_at = LogIndex(at);
   }
-  if (!r.U8(&effect) || effect > kMaxCancelEffect || !r.Varint(&n) || n > r.remaining()) {
-    return false;
-  }
+  if (!r.U8(&effect) || !r.Varint(&n) || n > r.remaining()) return false;
   o->effect = static_cast<CancelEffect>(effect);
   o->released.resize(n);
   for (auto& s : o->released) {
@@ -208,9 +186,9 @@ bool ExactlyOnce::DecodeFrom(Reader& r) {
       }
       rec.recorded_at = LogIndex(at);
       rec.cancelled_in_advance = cancelled != 0;
-      if (!c.records.emplace(seq, std::move(rec)).second) return false;
+      c.records.emplace(seq, std::move(rec));
     }
-    if (!clients_.emplace(id, std::move(c)).second) return false;
+    clients_.emplace(id, std::move(c));
   }
   return true;
 }

@@ -6,9 +6,7 @@
 // Per client it keeps the largest watermark seen (the client's lowest still-pending sequence
 // number): a command below it is a late duplicate and is refused without executing. Outcomes are
 // forgotten only by RetireOutcomes entries the leader proposes — never by a clock — so every node
-// retires the same records at the same index: an outcome below its client's watermark once it is
-// old enough, and a whole client (watermark and outcomes) once it has no lease and has been quiet
-// for the retention window. Part of the snapshot.
+// retires the same records at the same index. Part of the snapshot.
 #pragma once
 
 #include <functional>
@@ -20,7 +18,6 @@
 
 namespace lockd::lock {
 
-/// The exactly-once table of one LockStateMachine (which owns it).
 class ExactlyOnce {
  public:
   enum class Verdict {
@@ -44,36 +41,15 @@ class ExactlyOnce {
   void CancelInAdvance(const RequestId& id, LogIndex at);
   /// Whether a record exists for `id` (finished, pending, or cancelled in advance).
   bool Known(const RequestId& id) const;
-  /// Whether a Cancel marked `id` before it arrived (and it has not arrived since).
-  bool CancelledInAdvance(const RequestId& id) const;
   /// Whether `id` is below its client's watermark (it would be refused).
   bool BelowWatermark(const RequestId& id) const;
 
-  /// Forgets outcomes below their client's watermark recorded at or before `upto`, and every
-  /// record of a client that has no lease and was last active at or before `upto` (design brief:
-  /// the record lasts while the client has a lease, plus the retention window).
+  /// Forgets outcomes below their client's watermark recorded at or before `upto`, and clients
+  /// that hold no lease and were last active at or before `upto`.
   void Retire(LogIndex upto, const std::function<bool(const ClientId&)>& has_lease);
 
   size_t clients() const { return clients_.size(); }
   size_t records() const;
-
-  /// Inspection and tests: the whole table in order (clients by id, records by sequence).
-  struct RecordView {
-    uint64_t seq = 0;
-    uint64_t digest = 0;
-    LogIndex recorded_at;
-    bool cancelled_in_advance = false;
-    Outcome outcome;
-    bool operator==(const RecordView&) const = default;
-  };
-  struct ClientView {
-    ClientId id;
-    uint64_t watermark = 0;
-    LogIndex last_active;
-    std::vector<RecordView> records;
-    bool operator==(const ClientView&) const = default;
-  };
-  std::vector<ClientView> Clients() const;
 
   void EncodeTo(Writer& w) const;
   bool DecodeFrom(Reader& r);

@@ -34,26 +34,13 @@ struct WaiterView {
   bool operator==(const WaiterView&) const = default;
 };
 
-/// What a Cancel did (design brief: "Says which happened").
 enum class CancelEffect : uint8_t {
   kNone = 0,
-  kWithdrewWait = 1,        ///< the Acquire was waiting; its wait ended
-  kReleasedGrant = 2,       ///< the Acquire's grant was still held; it is released
-  kCancelledInAdvance = 3,  ///< the Acquire has not arrived; it will be a no-op
-  kNothingToCancel = 4,     ///< the Acquire already finished (or was refused)
+  kWithdrewWait = 1,
+  kReleasedGrant = 2,
+  kCancelledInAdvance = 3,
+  kNothingToCancel = 4,
 };
-inline constexpr uint8_t kMaxCancelEffect = 4;
-
-/// Why an Acquire answered acquired = false (all are OK answers, not errors).
-enum class NotAcquired : uint8_t {
-  kNone = 0,                ///< acquired, still waiting, or an error
-  kBusy = 1,                ///< a try-lock (wait_ms = 0) found the lock taken or queued
-  kWaitTimedOut = 2,        ///< the leader's WaitTimeout ended the wait
-  kCancelled = 3,           ///< a Cancel withdrew the wait
-  kLeaseEnded = 4,          ///< the waiting lease was revoked or expired
-  kCancelledInAdvance = 5,  ///< a Cancel named this Acquire before it arrived
-};
-inline constexpr uint8_t kMaxNotAcquired = 5;
 
 /// The answer to one command. `code` and `message` become the gRPC status; the other fields are
 /// filled by the commands they belong to.
@@ -66,7 +53,6 @@ struct Outcome {
   // Acquire.
   bool acquired = false;
   bool waiting = false;  ///< enqueued; the final answer comes when the wait ends
-  NotAcquired why_not = NotAcquired::kNone;
   FencingToken token;
   FencingToken fence;
   Mode mode = Mode::kExclusive;
@@ -81,19 +67,15 @@ struct Outcome {
   bool operator==(const Outcome&) const = default;
 };
 
-/// A change for Watch and the metrics. Its position is (index, number): all events of one entry
-/// share the index, so a release and the handoff it causes arrive together.
 struct Event {
   enum class Type : uint8_t { kAcquired = 1, kReleased, kExpired, kWaiting, kCancelled };
   Type type = Type::kAcquired;
-  LogIndex index;       ///< the entry that made the change
   uint32_t number = 0;  ///< within the entry, from 1
   std::string name;
   LeaseId lease;
   Mode mode = Mode::kExclusive;
-  FencingToken token;  ///< zero for waits
-  FencingToken fence;  ///< zero for waits
-  RequestId request;   ///< the Acquire that made the hold or wait
+  FencingToken token;
+  FencingToken fence;
   bool operator==(const Event&) const = default;
 };
 

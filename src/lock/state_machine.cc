@@ -23,25 +23,18 @@ std::string LeaseName(LeaseId id) {
   return "lease " + std::to_string(id.value());
 }
 
-Outcome UnknownLease(LeaseId id) {
-  return Error(StatusCode::kNotFound, LeaseName(id) + " is unknown or has ended");
-}
-
 }  // namespace
 
 void LockStateMachine::Ctx::Emit(Event::Type type, const std::string& name, LeaseId lease,
-                                 Mode mode, FencingToken token, FencingToken fence,
-                                 const RequestId& request) {
+                                 Mode mode, FencingToken token, FencingToken fence) {
   Event e;
   e.type = type;
-  e.index = index;
   e.number = static_cast<uint32_t>(result.events.size() + 1);
   e.name = name;
   e.lease = lease;
   e.mode = mode;
   e.token = token;
   e.fence = fence;
-  e.request = request;
   result.events.push_back(std::move(e));
 }
 
@@ -62,7 +55,7 @@ ApplyResult LockStateMachine::ApplyCommand(LogIndex index, const Command& comman
   Ctx ctx{index, {}};
 
   const RequestHeader* header = HeaderOf(command);
-  if (!header) {  // leader-decided: nobody retries it, nothing to record
+  if (!header) {
     ctx.result.outcome = Execute(ctx, command);
     return std::move(ctx.result);
   }
@@ -88,17 +81,7 @@ ApplyResult LockStateMachine::ApplyCommand(LogIndex index, const Command& comman
       ctx.result.outcome = *admission.recorded;
       break;
     case ExactlyOnce::Verdict::kCancelledInAdvance: {
-      const auto* acquire = std::get_if<Acquire>(&command);
-      if (!acquire) {  // the id stays reserved for the Acquire the Cancel named
-        ctx.result.outcome =
-            Error(StatusCode::kInvalidArgument,
-                  "request id " + ToString(header->id) +
-                      " was cancelled as an Acquire; it cannot carry a " + KindName(command));
-        break;
-      }
       Outcome o;
-      o.mode = acquire->mode;
-      o.why_not = NotAcquired::kCancelledInAdvance;
       o.message = "cancelled before it arrived";
       ctx.result.outcome = o;
       once_.Record(header->id, digest, o, index);
@@ -119,7 +102,8 @@ Outcome LockStateMachine::Execute(Ctx& ctx, const Command& command) {
         if constexpr (std::is_same_v<T, GrantLease>) {
           return DoGrantLease(ctx, c);
         } else if constexpr (std::is_same_v<T, RevokeLease>) {
-          if (!leases_.count(c.lease)) return UnknownLease(c.lease);
+          if (!leases_.count(c.lease))
+            return Error(StatusCode::kNotFound, LeaseName(c.lease) + " is unknown or expired");
           return EndLease(ctx, c.lease, /*expired=*/false);
         } else if constexpr (std::is_same_v<T, ExpireLease>) {
           if (!leases_.count(c.lease)) return Outcome{};  // already gone: nothing to do
@@ -136,15 +120,15 @@ Outcome LockStateMachine::Execute(Ctx& ctx, const Command& command) {
           DoWaitTimeout(ctx, c);
           return Outcome{};
         } else if constexpr (std::is_same_v<T, RetireOutcomes>) {
+          std::set<ClientId> with_lease;
+          for (const auto& [_, l] : leases_) with_lease.insert(l.granted_by.client);
           once_.Retire(c.recorded_at_or_before,
-                       [&](const ClientId& id) { return leases_per_client_.count(id) > 0; });
+                       [&](const ClientId& id) { return with_lease.count(id) > 0; });
           return Outcome{};
         }
       },
       command);
 }
-
-// --- leases -----------------------------------------------------------------------------------
 
 Status LockStateMachine::CheckLeaseLimits(const std::string& label) const {
   if (leases_.size() >= limits_.max_leases) {
@@ -161,33 +145,14 @@ Status LockStateMachine::CheckLeaseLimits(const std::string& label) const {
 
 LeaseId LockStateMachine::CreateLease(Ctx& ctx, uint64_t ttl_ms, const std::string& label,
                                       const RequestId& by) {
-  LOCKD_CHECK_MSG(lease_counter_ < UINT64_MAX, "lease ids exhausted");
   const LeaseId id(++lease_counter_);
   Lease& l = leases_[id];
   l.ttl_ms = ttl_ms;
   l.label = label;
   l.granted_by = by;
   ++leases_per_label_[label];
-  ++leases_per_client_[by.client];
   ctx.result.leases_granted.emplace_back(id, ttl_ms);
   return id;
-}
-
-void LockStateMachine::EraseLease(Ctx& ctx, LeaseId id) {
-  auto it = leases_.find(id);
-  LOCKD_CHECK(it != leases_.end() && it->second.held.empty() && it->second.waiting.empty());
-  auto label = leases_per_label_.find(it->second.label);
-  if (--label->second == 0) leases_per_label_.erase(label);
-  auto client = leases_per_client_.find(it->second.granted_by.client);
-  if (--client->second == 0) leases_per_client_.erase(client);
-  leases_.erase(it);
-  ctx.result.leases_ended.push_back(id);
-}
-
-void LockStateMachine::EndOneLockLease(Ctx& ctx, LeaseId id, const RequestId& by) {
-  auto it = leases_.find(id);
-  if (it == leases_.end() || it->second.granted_by != by) return;
-  if (it->second.held.empty() && it->second.waiting.empty()) EraseLease(ctx, id);
 }
 
 Outcome LockStateMachine::DoGrantLease(Ctx& ctx, const GrantLease& c) {
@@ -200,56 +165,20 @@ Outcome LockStateMachine::DoGrantLease(Ctx& ctx, const GrantLease& c) {
   return o;
 }
 
-Outcome LockStateMachine::EndLease(Ctx& ctx, LeaseId id, bool expired) {
-  Outcome o;
-  // Copies: each removal edits the lease's sets and may erase the lock the view points into.
-  const Lease& lease = leases_.at(id);
-  const std::vector<std::string> held(lease.held.begin(), lease.held.end());
-  const std::vector<std::string> waiting(lease.waiting.begin(), lease.waiting.end());
-  for (const auto& name : held) {
-    auto it = locks_.find(name);
-    auto& hs = it->second.holders;
-    for (size_t i = 0; i < hs.size(); ++i) {
-      if (hs[i].lease == id) {
-        RemoveHolder(ctx, it, i, expired ? Event::Type::kExpired : Event::Type::kReleased);
-        break;
-      }
-    }
-    o.released.push_back(name);
-  }
-  for (const auto& name : waiting) {
-    auto it = locks_.find(name);
-    auto& ws = it->second.waiters;
-    for (size_t i = 0; i < ws.size(); ++i) {
-      if (ws[i].lease == id) {
-        RemoveWaiter(ctx, it, i, NotAcquired::kLeaseEnded,
-                     LeaseName(id) + (expired ? " expired" : " was revoked"));
-        break;
-      }
-    }
-    o.dropped.push_back(name);
-  }
-  EraseLease(ctx, id);
-  return o;
-}
-
-// --- locks ------------------------------------------------------------------------------------
-
 bool LockStateMachine::Compatible(const Lock& lock, Mode mode) {
   if (lock.holders.empty()) return true;
   return mode == Mode::kShared && lock.holders.front().mode == Mode::kShared;
 }
 
-void LockStateMachine::Grant(Ctx& ctx, LockMap::iterator it, LeaseId lease, Mode mode,
-                             const RequestId& by, FencingToken* token, FencingToken* fence) {
-  LOCKD_CHECK_MSG(token_counter_ < UINT64_MAX, "fencing tokens exhausted");
-  Lock& lock = it->second;
+void LockStateMachine::Grant(Ctx& ctx, const std::string& name, Lock& lock, LeaseId lease,
+                             Mode mode, const RequestId& by, FencingToken* token,
+                             FencingToken* fence) {
   *token = FencingToken(++token_counter_);
   // Concurrent readers share one fence: the token of the first grant of their run.
   *fence = (mode == Mode::kShared && !lock.holders.empty()) ? lock.holders.front().fence : *token;
-  lock.holders.push_back(Holder{lease, *token, *fence, by, ctx.index, mode});
-  leases_.at(lease).held.insert(it->first);
-  ctx.Emit(Event::Type::kAcquired, it->first, lease, mode, *token, *fence, by);
+  lock.holders.push_back(Holder{lease, mode, *token, *fence, by, ctx.index});
+  leases_.at(lease).held.insert(name);
+  ctx.Emit(Event::Type::kAcquired, name, lease, mode, *token, *fence);
 }
 
 Outcome LockStateMachine::DoAcquire(Ctx& ctx, const Acquire& c) {
@@ -268,18 +197,18 @@ Outcome LockStateMachine::DoAcquire(Ctx& ctx, const Acquire& c) {
     if (Status s = ValidateLabel(c.label, limits_); !s.ok()) return Error(s);
     if (Status s = CheckLeaseLimits(c.label); !s.ok()) return Error(s);
   } else {
-    if (c.ttl_ms != 0 || !c.label.empty()) {
+    if (c.ttl_ms != 0) {
       return Error(StatusCode::kInvalidArgument,
-                   "ttl_ms and label are only for an Acquire without a lease_id");
+                   "ttl_ms is only for an Acquire without a lease_id");
     }
     auto l = leases_.find(c.lease);
-    if (l == leases_.end()) return UnknownLease(c.lease);
-    const bool holds = l->second.held.count(c.name) > 0;
-    if (holds || l->second.waiting.count(c.name)) {
+    if (l == leases_.end())
+      return Error(StatusCode::kNotFound, LeaseName(c.lease) + " is unknown or expired");
+    if (l->second.held.count(c.name) || l->second.waiting.count(c.name)) {
       return Error(StatusCode::kFailedPrecondition,
-                   LeaseName(c.lease) + " already " + (holds ? "holds" : "waits for") + " '" +
-                       c.name + "'; a lease holds or waits for a name at most once, and there " +
-                       "is no upgrade (release first)");
+                   LeaseName(c.lease) + " already " +
+                       (l->second.held.count(c.name) ? "holds" : "waits for") + " '" + c.name +
+                       "'; a lease holds or waits for a name at most once (release first)");
     }
   }
   auto it = locks_.find(c.name);
@@ -299,7 +228,6 @@ Outcome LockStateMachine::DoAcquire(Ctx& ctx, const Acquire& c) {
   Outcome o;
   o.mode = c.mode;
   if (!grantable && c.wait_ms == 0) {  // a failed try-lock changes nothing, not even a lease
-    o.why_not = NotAcquired::kBusy;
     o.holders = HolderViews(it->second);
     return o;
   }
@@ -308,33 +236,30 @@ Outcome LockStateMachine::DoAcquire(Ctx& ctx, const Acquire& c) {
   if (new_lease) o.ttl_ms = c.ttl_ms;
   if (!exists) it = locks_.emplace(c.name, Lock{}).first;
   if (grantable) {
-    Grant(ctx, it, lease, c.mode, c.header.id, &o.token, &o.fence);
+    Grant(ctx, c.name, it->second, lease, c.mode, c.header.id, &o.token, &o.fence);
     o.acquired = true;
     return o;
   }
-  it->second.waiters.push_back(Waiter{lease, c.header.id, c.wait_ms, ctx.index, c.mode});
-  leases_.at(lease).waiting.insert(it->first);
-  ctx.Emit(Event::Type::kWaiting, it->first, lease, c.mode, FencingToken(), FencingToken(),
-           c.header.id);
+  it->second.waiters.push_back(Waiter{lease, c.mode, c.header.id, c.wait_ms, ctx.index, new_lease});
+  leases_.at(lease).waiting.insert(c.name);
+  ctx.Emit(Event::Type::kWaiting, c.name, lease, c.mode, FencingToken(), FencingToken());
   ctx.result.waits_started.push_back(WaitStarted{c.name, c.header.id, lease, c.wait_ms});
   o.waiting = true;
   o.holders = HolderViews(it->second);
   return o;
 }
 
-void LockStateMachine::Promote(Ctx& ctx, LockMap::iterator it) {
-  Lock& lock = it->second;
+void LockStateMachine::Promote(Ctx& ctx, const std::string& name, Lock& lock) {
   while (!lock.waiters.empty() && Compatible(lock, lock.waiters.front().mode)) {
-    const Waiter w = lock.waiters.front();
+    Waiter w = lock.waiters.front();
     lock.waiters.erase(lock.waiters.begin());
-    Lease& lease = leases_.at(w.lease);
-    lease.waiting.erase(it->first);
+    leases_.at(w.lease).waiting.erase(name);
     Outcome o;
     o.acquired = true;
     o.mode = w.mode;
     o.lease = w.lease;
-    if (lease.granted_by == w.acquire) o.ttl_ms = lease.ttl_ms;  // it granted its own lease
-    Grant(ctx, it, w.lease, w.mode, w.acquire, &o.token, &o.fence);
+    if (w.created_lease) o.ttl_ms = leases_.at(w.lease).ttl_ms;
+    Grant(ctx, name, lock, w.lease, w.mode, w.acquire, &o.token, &o.fence);
     once_.Update(w.acquire, o);
     ctx.result.completions.push_back(Completion{w.acquire, std::move(o)});
   }
@@ -349,39 +274,62 @@ void LockStateMachine::RemoveHolder(Ctx& ctx, LockMap::iterator it, size_t i, Ev
   const Holder h = lock.holders[i];
   lock.holders.erase(lock.holders.begin() + static_cast<ptrdiff_t>(i));
   leases_.at(h.lease).held.erase(it->first);
-  ctx.Emit(type, it->first, h.lease, h.mode, h.token, h.fence, h.acquired_by);
-  Promote(ctx, it);
+  ctx.Emit(type, it->first, h.lease, h.mode, h.token, h.fence);
+  Promote(ctx, it->first, lock);
   EraseIfEmpty(it);
 }
 
-void LockStateMachine::RemoveWaiter(Ctx& ctx, LockMap::iterator it, size_t i, NotAcquired why,
-                                    const std::string& message) {
+void LockStateMachine::RemoveWaiter(Ctx& ctx, LockMap::iterator it, size_t i,
+                                    const std::string& why, Event::Type type) {
   Lock& lock = it->second;
   const Waiter w = lock.waiters[i];
   lock.waiters.erase(lock.waiters.begin() + static_cast<ptrdiff_t>(i));
-  Lease& lease = leases_.at(w.lease);
-  lease.waiting.erase(it->first);
-  const bool own_lease = lease.granted_by == w.acquire;
-  ctx.Emit(Event::Type::kCancelled, it->first, w.lease, w.mode, FencingToken(), FencingToken(),
-           w.acquire);
+  leases_.at(w.lease).waiting.erase(it->first);
+  ctx.Emit(type, it->first, w.lease, w.mode, FencingToken(), FencingToken());
   Outcome o;
   o.mode = w.mode;
-  // A lease the Acquire granted itself ends with its wait, as if the try-lock had failed.
-  if (!own_lease) o.lease = w.lease;
-  o.why_not = why;
-  o.message = message;
+  o.lease = w.lease;
+  if (w.created_lease && leases_.count(w.lease)) o.ttl_ms = leases_.at(w.lease).ttl_ms;
+  o.message = why;
   o.holders = HolderViews(lock);
   once_.Update(w.acquire, o);
   ctx.result.completions.push_back(Completion{w.acquire, std::move(o)});
   // The head may have been an EXCLUSIVE waiter that held back compatible SHARED ones.
-  Promote(ctx, it);
+  Promote(ctx, it->first, lock);
   EraseIfEmpty(it);
-  if (own_lease && why != NotAcquired::kLeaseEnded) EndOneLockLease(ctx, w.lease, w.acquire);
 }
 
-bool LockStateMachine::CancelLeaseMatches(LeaseId given, LeaseId actual,
-                                          const RequestId& acquire) const {
-  return given == actual || (given.zero() && leases_.at(actual).granted_by == acquire);
+Outcome LockStateMachine::EndLease(Ctx& ctx, LeaseId id, bool expired) {
+  Outcome o;
+  const Lease lease = leases_.at(id);  // a copy: removals below edit the live sets
+  for (const auto& name : lease.held) {
+    auto it = locks_.find(name);
+    auto& hs = it->second.holders;
+    for (size_t i = 0; i < hs.size(); ++i) {
+      if (hs[i].lease == id) {
+        RemoveHolder(ctx, it, i, expired ? Event::Type::kExpired : Event::Type::kReleased);
+        break;
+      }
+    }
+    o.released.push_back(name);
+  }
+  for (const auto& name : lease.waiting) {
+    auto it = locks_.find(name);
+    auto& ws = it->second.waiters;
+    for (size_t i = 0; i < ws.size(); ++i) {
+      if (ws[i].lease == id) {
+        RemoveWaiter(ctx, it, i, LeaseName(id) + (expired ? " expired" : " was revoked"),
+                     Event::Type::kCancelled);
+        break;
+      }
+    }
+    o.dropped.push_back(name);
+  }
+  auto label = leases_per_label_.find(lease.label);
+  if (--label->second == 0) leases_per_label_.erase(label);
+  leases_.erase(id);
+  ctx.result.leases_ended.push_back(id);
+  return o;
 }
 
 Outcome LockStateMachine::DoCancel(Ctx& ctx, const Cancel& c) {
@@ -389,42 +337,32 @@ Outcome LockStateMachine::DoCancel(Ctx& ctx, const Cancel& c) {
   if (c.acquire == c.header.id) {
     return Error(StatusCode::kInvalidArgument, "a Cancel names the Acquire to cancel, not itself");
   }
-  const auto other_lease = [&](LeaseId actual) {
-    return Error(StatusCode::kFailedPrecondition, "Acquire " + ToString(c.acquire) + " on '" +
-                                                      c.name + "' is " + LeaseName(actual) +
-                                                      "'s, not " + LeaseName(c.lease) + "'s");
-  };
   Outcome o;
   auto it = locks_.find(c.name);
   if (it != locks_.end()) {
     auto& ws = it->second.waiters;
     for (size_t i = 0; i < ws.size(); ++i) {
-      if (ws[i].acquire != c.acquire) continue;
-      if (!CancelLeaseMatches(c.lease, ws[i].lease, c.acquire)) return other_lease(ws[i].lease);
-      RemoveWaiter(ctx, it, i, NotAcquired::kCancelled, "cancelled");
-      o.effect = CancelEffect::kWithdrewWait;
-      return o;
+      if (ws[i].acquire == c.acquire && ws[i].lease == c.lease) {
+        RemoveWaiter(ctx, it, i, "cancelled", Event::Type::kCancelled);
+        o.effect = CancelEffect::kWithdrewWait;
+        return o;
+      }
     }
     auto& hs = it->second.holders;
     for (size_t i = 0; i < hs.size(); ++i) {
-      if (hs[i].acquired_by != c.acquire) continue;
-      const LeaseId lease = hs[i].lease;
-      if (!CancelLeaseMatches(c.lease, lease, c.acquire)) return other_lease(lease);
-      RemoveHolder(ctx, it, i, Event::Type::kReleased);
-      EndOneLockLease(ctx, lease, c.acquire);
-      o.effect = CancelEffect::kReleasedGrant;
-      return o;
+      if (hs[i].acquired_by == c.acquire && hs[i].lease == c.lease) {
+        RemoveHolder(ctx, it, i, Event::Type::kReleased);
+        o.effect = CancelEffect::kReleasedGrant;
+        return o;
+      }
     }
-  }
-  if (once_.CancelledInAdvance(c.acquire)) {
-    o.effect = CancelEffect::kCancelledInAdvance;  // a second Cancel of the same future Acquire
-    return o;
   }
   if (once_.Known(c.acquire) || once_.BelowWatermark(c.acquire)) {
     o.effect = CancelEffect::kNothingToCancel;
     return o;
   }
-  if (!c.lease.zero() && !leases_.count(c.lease)) return UnknownLease(c.lease);
+  if (!leases_.count(c.lease))
+    return Error(StatusCode::kNotFound, LeaseName(c.lease) + " is unknown or expired");
   once_.CancelInAdvance(c.acquire, ctx.index);
   o.effect = CancelEffect::kCancelledInAdvance;
   return o;
@@ -432,7 +370,8 @@ Outcome LockStateMachine::DoCancel(Ctx& ctx, const Cancel& c) {
 
 Outcome LockStateMachine::DoRelease(Ctx& ctx, const Release& c) {
   if (Status s = ValidateName(c.name, limits_); !s.ok()) return Error(s);
-  if (!leases_.count(c.lease)) return UnknownLease(c.lease);
+  if (!leases_.count(c.lease))
+    return Error(StatusCode::kNotFound, LeaseName(c.lease) + " is unknown or expired");
   auto it = locks_.find(c.name);
   if (it != locks_.end()) {
     auto& hs = it->second.holders;
@@ -479,8 +418,8 @@ void LockStateMachine::DoWaitTimeout(Ctx& ctx, const WaitTimeout& c) {
   auto& ws = it->second.waiters;
   for (size_t i = 0; i < ws.size(); ++i) {
     if (ws[i].acquire == c.acquire) {
-      RemoveWaiter(ctx, it, i, NotAcquired::kWaitTimedOut,
-                   "not acquired within wait_ms " + std::to_string(ws[i].wait_ms));
+      RemoveWaiter(ctx, it, i, "not acquired within wait_ms " + std::to_string(ws[i].wait_ms),
+                   Event::Type::kCancelled);
       return;
     }
   }

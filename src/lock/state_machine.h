@@ -52,15 +52,9 @@ struct Page {
   std::string next;  ///< where the next page starts; empty on the last page
 };
 
-/// The replicated lease and lock state of one node. Owned by the node runtime (one instance, on
-/// its apply thread); movable, not copyable (leases point into the lock table).
 class LockStateMachine {
  public:
   explicit LockStateMachine(Limits limits = {}) : limits_(limits) {}
-  LockStateMachine(LockStateMachine&&) = default;
-  LockStateMachine& operator=(LockStateMachine&&) = default;
-  LockStateMachine(const LockStateMachine&) = delete;
-  LockStateMachine& operator=(const LockStateMachine&) = delete;
 
   /// Applies the committed entry at `index` (indices increase). A malformed entry or a newer
   /// format is an error: the node must stop rather than diverge from its peers.
@@ -68,14 +62,11 @@ class LockStateMachine {
   /// Applies an already-decoded command (the simulator and tests use this).
   ApplyResult ApplyCommand(LogIndex index, const Command& command, int64_t wall_seconds = 0);
 
-  // --- inspection (deterministic order: locks by name, leases by id) ---
-  static constexpr size_t kDefaultPageSize = 100;
+  // --- inspection ---
   std::optional<LockView> GetLock(std::string_view name) const;
-  /// Locks whose name starts with `prefix`, by name, after `after` (exclusive; empty = from the
-  /// start), at most `limit` (0 = kDefaultPageSize). `next` is the `after` of the next page.
+  /// Locks whose name starts with `prefix`, by name, after `after` (exclusive), at most `limit`.
   Page<LockView> ListLocks(std::string_view prefix, std::string_view after, size_t limit) const;
   std::optional<LeaseView> GetLease(LeaseId id) const;
-  /// Leases by id after `after` (exclusive), at most `limit` (0 = kDefaultPageSize).
   Page<LeaseView> ListLeases(LeaseId after, size_t limit) const;
   /// Every lease with its TTL: a new leader starts their deadlines from these.
   std::vector<std::pair<LeaseId, uint64_t>> LeaseTtls() const;
@@ -93,55 +84,48 @@ class LockStateMachine {
 
   // --- snapshots ---
   std::string Snapshot() const;
-  /// Rebuilds the state from Snapshot() bytes. A newer format is FAILED_PRECONDITION; damaged or
-  /// inconsistent bytes are DATA_LOSS (never a crash).
   static Result<LockStateMachine> Restore(std::string_view snapshot, Limits limits);
   /// A new cluster from a backup (guarantee 8): no leases, no holders, no waiters, no outcomes;
   /// the token and lease-id counters start at max(floor, counter + 2^32 × (1 + whole seconds
-  /// from the backup's wall stamp to `now_wall_seconds`)).
+  /// from the backup's wall time to `now_wall_seconds`)).
   static Result<LockStateMachine> RestoreAsNewCluster(std::string_view snapshot, Limits limits,
                                                       int64_t now_wall_seconds, uint64_t floor);
 
-  /// Whether the structure is consistent (mutual exclusion, fences, token order, the queue head
-  /// not grantable, derived indexes matching); the first violation found otherwise.
-  Status CheckConsistency() const;
-  /// Aborts (LOCKD_CHECK) unless CheckConsistency() holds; the simulator and tests call it after
-  /// every apply.
+  /// Aborts (LOCKD_CHECK) if the structure is inconsistent; the simulator and tests call it
+  /// after every apply.
   void CheckInvariants() const;
   bool operator==(const LockStateMachine& o) const;
 
  private:
   struct Holder {
     LeaseId lease;
+    Mode mode = Mode::kExclusive;
     FencingToken token;
     FencingToken fence;
     RequestId acquired_by;
     LogIndex granted_at;
-    Mode mode = Mode::kExclusive;
     bool operator==(const Holder&) const = default;
   };
   struct Waiter {
     LeaseId lease;
+    Mode mode = Mode::kExclusive;
     RequestId acquire;
     uint64_t wait_ms = 0;
     LogIndex enqueued_at;
-    Mode mode = Mode::kExclusive;
+    bool created_lease = false;  ///< the Acquire granted this lease itself (lease_id was 0)
     bool operator==(const Waiter&) const = default;
   };
   struct Lock {
-    std::vector<Holder> holders;  ///< in grant order (tokens increase)
-    std::vector<Waiter> waiters;  ///< FIFO: in the order their Acquires were applied
+    std::vector<Holder> holders;
+    std::vector<Waiter> waiters;
     bool operator==(const Lock&) const = default;
   };
-  /// Names as views of the lock table's keys: a map node never moves, and a name leaves these
-  /// sets before its lock leaves the table. Saves a copy of every held name.
-  using NameSet = std::set<std::string_view>;
   struct Lease {
     uint64_t ttl_ms = 0;
     std::string label;
     RequestId granted_by;
-    NameSet held;     ///< derived from locks_, kept for O(held) revoke
-    NameSet waiting;  ///< likewise
+    std::set<std::string> held;     ///< derived from locks_, kept for O(held) revoke
+    std::set<std::string> waiting;  ///< likewise
     bool operator==(const Lease&) const = default;
   };
   using LockMap = std::map<std::string, Lock, std::less<>>;
@@ -151,7 +135,7 @@ class LockStateMachine {
     LogIndex index;
     ApplyResult result;
     void Emit(Event::Type type, const std::string& name, LeaseId lease, Mode mode,
-              FencingToken token, FencingToken fence, const RequestId& request);
+              FencingToken token, FencingToken fence);
   };
 
   Outcome Execute(Ctx& ctx, const Command& command);
@@ -165,25 +149,16 @@ class LockStateMachine {
 
   /// A new lease; the caller has checked the limits.
   LeaseId CreateLease(Ctx& ctx, uint64_t ttl_ms, const std::string& label, const RequestId& by);
-  /// Forgets a lease that holds and waits for nothing.
-  void EraseLease(Ctx& ctx, LeaseId id);
-  /// A lease granted by Acquire `by` itself (a one-lock lease) ends with that Acquire's wait or
-  /// grant when it holds and waits for nothing else.
-  void EndOneLockLease(Ctx& ctx, LeaseId id, const RequestId& by);
-  /// Whether a Cancel naming `given` may act on a hold or wait of `actual` made by `acquire`:
-  /// the same lease, or zero for the lease that Acquire granted itself.
-  bool CancelLeaseMatches(LeaseId given, LeaseId actual, const RequestId& acquire) const;
   Status CheckLeaseLimits(const std::string& label) const;
-  void Grant(Ctx& ctx, LockMap::iterator it, LeaseId lease, Mode mode, const RequestId& by,
-             FencingToken* token, FencingToken* fence);
+  void Grant(Ctx& ctx, const std::string& name, Lock& lock, LeaseId lease, Mode mode,
+             const RequestId& by, FencingToken* token, FencingToken* fence);
   /// Removes holder `i` (event of `type`), then promotes waiters. Erases an empty lock.
   void RemoveHolder(Ctx& ctx, LockMap::iterator it, size_t i, Event::Type type);
   /// Removes waiter `i`, completes its Acquire with acquired=false and `why`, then promotes.
-  /// Erases an empty lock.
-  void RemoveWaiter(Ctx& ctx, LockMap::iterator it, size_t i, NotAcquired why,
-                    const std::string& message);
+  void RemoveWaiter(Ctx& ctx, LockMap::iterator it, size_t i, const std::string& why,
+                    Event::Type type);
   /// Grants the queue's head while it is compatible with the holders (FIFO, no overtaking).
-  void Promote(Ctx& ctx, LockMap::iterator it);
+  void Promote(Ctx& ctx, const std::string& name, Lock& lock);
   void EraseIfEmpty(LockMap::iterator it);
   std::vector<HolderView> HolderViews(const Lock& lock) const;
   LockView ViewOf(const std::string& name, const Lock& lock) const;
@@ -193,8 +168,7 @@ class LockStateMachine {
   Limits limits_;
   LockMap locks_;  ///< only names held or waited for
   std::map<LeaseId, Lease> leases_;
-  std::map<std::string, size_t, std::less<>> leases_per_label_;  ///< derived
-  std::map<ClientId, size_t> leases_per_client_;                 ///< by granting client; derived
+  std::map<std::string, size_t, std::less<>> leases_per_label_;
   ExactlyOnce once_;
   uint64_t token_counter_ = 0;  ///< the last token granted
   uint64_t lease_counter_ = 0;  ///< the last lease id granted

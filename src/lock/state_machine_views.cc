@@ -27,10 +27,12 @@ LockView LockStateMachine::ViewOf(const std::string& name, const Lock& lock) con
 }
 
 LeaseView LockStateMachine::ViewOf(LeaseId id, const Lease& l) const {
-  LeaseView v{id, l.ttl_ms, l.label, l.granted_by, {}, {}};
-  for (std::string_view n : l.held) v.held.emplace_back(n);
-  for (std::string_view n : l.waiting) v.waiting.emplace_back(n);
-  return v;
+  return LeaseView{id,
+                   l.ttl_ms,
+                   l.label,
+                   l.granted_by,
+                   {l.held.begin(), l.held.end()},
+                   {l.waiting.begin(), l.waiting.end()}};
 }
 
 std::optional<LockView> LockStateMachine::GetLock(std::string_view name) const {
@@ -41,10 +43,9 @@ std::optional<LockView> LockStateMachine::GetLock(std::string_view name) const {
 
 Page<LockView> LockStateMachine::ListLocks(std::string_view prefix, std::string_view after,
                                            size_t limit) const {
-  if (limit == 0) limit = kDefaultPageSize;
   Page<LockView> page;
-  auto it =
-      after.empty() || after < prefix ? locks_.lower_bound(prefix) : locks_.upper_bound(after);
+  auto it = after.empty() ? locks_.lower_bound(prefix) : locks_.upper_bound(after);
+  if (!after.empty() && it != locks_.end() && it->first < prefix) it = locks_.lower_bound(prefix);
   for (; it != locks_.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
     if (page.items.size() == limit) {
       page.next = page.items.back().name;
@@ -62,7 +63,6 @@ std::optional<LeaseView> LockStateMachine::GetLease(LeaseId id) const {
 }
 
 Page<LeaseView> LockStateMachine::ListLeases(LeaseId after, size_t limit) const {
-  if (limit == 0) limit = kDefaultPageSize;
   Page<LeaseView> page;
   for (auto it = leases_.upper_bound(after); it != leases_.end(); ++it) {
     if (page.items.size() == limit) {
@@ -127,6 +127,7 @@ std::string LockStateMachine::Snapshot() const {
       PutRequestId(w, x.acquire);
       w.Varint(x.wait_ms);
       w.Varint(x.enqueued_at.value());
+      w.U8(x.created_lease ? 1 : 0);
     }
   }
   once_.EncodeTo(w);
@@ -143,8 +144,8 @@ Result<LockStateMachine> LockStateMachine::Restore(std::string_view snapshot, Li
                               " is newer than this node's " +
                               std::to_string(kSnapshotFormatVersion) + "; upgrade the node");
   }
-  const auto bad = [&](const std::string& what) {
-    return DataLoss("lock state snapshot is malformed (" + what + ")");
+  const auto bad = [&](const char* what) {
+    return DataLoss(std::string("lock state snapshot is malformed (") + what + ")");
   };
   uint64_t applied = 0, wall = 0, n = 0;
   if (version == 0 || !r.Varint(&sm.token_counter_) || !r.Varint(&sm.lease_counter_) ||
@@ -157,23 +158,18 @@ Result<LockStateMachine> LockStateMachine::Restore(std::string_view snapshot, Li
     uint64_t id = 0;
     Lease l;
     if (!r.Varint(&id) || !r.Varint(&l.ttl_ms) || !r.Bytes(&l.label) ||
-        !GetRequestId(r, &l.granted_by)) {
+        !GetRequestId(r, &l.granted_by) || id == 0 || id > sm.lease_counter_) {
       return bad("lease");
     }
     ++sm.leases_per_label_[l.label];
-    ++sm.leases_per_client_[l.granted_by.client];
     if (!sm.leases_.emplace(LeaseId(id), std::move(l)).second) return bad("duplicate lease");
   }
   if (!r.Varint(&n)) return bad("lock count");
   for (uint64_t i = 0; i < n; ++i) {
     std::string name;
+    Lock lock;
     uint64_t holders = 0, waiters = 0;
-    if (!r.Bytes(&name)) return bad("lock name");
-    // Into the table first: the leases' name sets point at its key.
-    auto [it, fresh] = sm.locks_.emplace(std::move(name), Lock{});
-    if (!fresh) return bad("duplicate lock");
-    Lock& lock = it->second;
-    if (!r.Varint(&holders) || holders > r.remaining()) return bad("holder count");
+    if (!r.Bytes(&name) || !r.Varint(&holders) || holders > r.remaining()) return bad("lock");
     for (uint64_t j = 0; j < holders; ++j) {
       Holder h;
       uint64_t lease = 0, token = 0, fence = 0, at = 0;
@@ -186,31 +182,29 @@ Result<LockStateMachine> LockStateMachine::Restore(std::string_view snapshot, Li
       h.fence = FencingToken(fence);
       h.granted_at = LogIndex(at);
       auto l = sm.leases_.find(h.lease);
-      if (l == sm.leases_.end() || !l->second.held.insert(it->first).second) {
-        return bad("holder of '" + it->first + "' names a missing lease or holds twice");
-      }
+      if (l == sm.leases_.end() || !l->second.held.insert(name).second) return bad("holder lease");
       lock.holders.push_back(h);
     }
-    if (!r.Varint(&waiters) || waiters > r.remaining()) return bad("waiter count");
+    if (!r.Varint(&waiters) || waiters > r.remaining()) return bad("waiters");
     for (uint64_t j = 0; j < waiters; ++j) {
       Waiter x;
       uint64_t lease = 0, at = 0;
+      uint8_t created = 0;
       if (!r.Varint(&lease) || !GetMode(r, &x.mode) || !GetRequestId(r, &x.acquire) ||
-          !r.Varint(&x.wait_ms) || !r.Varint(&at)) {
+          !r.Varint(&x.wait_ms) || !r.Varint(&at) || !r.U8(&created)) {
         return bad("waiter");
       }
       x.lease = LeaseId(lease);
       x.enqueued_at = LogIndex(at);
+      x.created_lease = created != 0;
       auto l = sm.leases_.find(x.lease);
-      if (l == sm.leases_.end() || !l->second.waiting.insert(it->first).second) {
-        return bad("waiter of '" + it->first + "' names a missing lease or waits twice");
-      }
+      if (l == sm.leases_.end() || !l->second.waiting.insert(name).second)
+        return bad("waiter lease");
       lock.waiters.push_back(x);
     }
+    if (!sm.locks_.emplace(std::move(name), std::move(lock)).second) return bad("duplicate lock");
   }
   if (!sm.once_.DecodeFrom(r) || !r.done()) return bad("exactly-once table");
-  // A checksum guards against damage on disk; this guards against a state no apply could reach.
-  if (Status s = sm.CheckConsistency(); !s.ok()) return bad(s.message());
   return sm;
 }
 
@@ -242,72 +236,46 @@ Result<LockStateMachine> LockStateMachine::RestoreAsNewCluster(std::string_view 
 
 bool LockStateMachine::operator==(const LockStateMachine& o) const {
   return locks_ == o.locks_ && leases_ == o.leases_ && leases_per_label_ == o.leases_per_label_ &&
-         leases_per_client_ == o.leases_per_client_ && once_ == o.once_ &&
-         token_counter_ == o.token_counter_ && lease_counter_ == o.lease_counter_ &&
-         applied_ == o.applied_ && wall_seconds_ == o.wall_seconds_;
+         once_ == o.once_ && token_counter_ == o.token_counter_ &&
+         lease_counter_ == o.lease_counter_ && applied_ == o.applied_ &&
+         wall_seconds_ == o.wall_seconds_;
 }
 
 // --- invariants -------------------------------------------------------------------------------
 
-Status LockStateMachine::CheckConsistency() const {
-  const auto broken = [](const std::string& what) { return Internal(what); };
-  std::map<LeaseId, NameSet> held, waiting;
-  std::set<FencingToken> tokens;
+void LockStateMachine::CheckInvariants() const {
+  std::map<LeaseId, std::set<std::string>> held, waiting;
   for (const auto& [name, lock] : locks_) {
-    const std::string where = "lock '" + name + "': ";
-    if (lock.holders.empty() && lock.waiters.empty()) return broken(where + "kept while empty");
+    LOCKD_CHECK_MSG(!lock.holders.empty() || !lock.waiters.empty(), "an empty lock is kept");
     std::set<LeaseId> seen;
-    FencingToken previous;
     for (const auto& h : lock.holders) {
-      // Mutual exclusion (guarantee 1): one EXCLUSIVE holder, or SHARED ones sharing one fence.
-      if (h.mode == Mode::kExclusive && (lock.holders.size() != 1 || h.fence != h.token)) {
-        return broken(where + "an EXCLUSIVE holder is not alone or its fence is not its token");
+      // Mutual exclusion: one EXCLUSIVE holder, or only SHARED ones sharing one fence.
+      if (h.mode == Mode::kExclusive) LOCKD_CHECK(lock.holders.size() == 1 && h.fence == h.token);
+      if (h.mode == Mode::kShared) {
+        LOCKD_CHECK(lock.holders.front().mode == Mode::kShared);
+        LOCKD_CHECK(h.fence == lock.holders.front().fence && h.fence <= h.token);
       }
-      if (h.mode == Mode::kShared && (lock.holders.front().mode != Mode::kShared ||
-                                      h.fence != lock.holders.front().fence || h.fence > h.token)) {
-        return broken(where + "SHARED holders do not share the fence of their run");
-      }
-      // Fencing (guarantee 2): holders in grant order, every token issued once, none ahead of
-      // the counter.
-      if (h.token <= previous || h.token.value() > token_counter_ ||
-          !tokens.insert(h.token).second) {
-        return broken(where + "token " + std::to_string(h.token.value()) + " out of order");
-      }
-      previous = h.token;
-      if (!leases_.count(h.lease)) return broken(where + "held by a missing lease");
-      if (!seen.insert(h.lease).second) return broken(where + "a lease holds it twice");
+      LOCKD_CHECK(h.token.value() <= token_counter_ && !h.token.zero());
+      LOCKD_CHECK(leases_.count(h.lease));
+      LOCKD_CHECK_MSG(seen.insert(h.lease).second, "a lease holds a name twice");
       held[h.lease].insert(name);
     }
     for (const auto& w : lock.waiters) {
-      if (!leases_.count(w.lease)) return broken(where + "waited for by a missing lease");
-      if (!seen.insert(w.lease).second) return broken(where + "a lease holds or waits twice");
+      LOCKD_CHECK(leases_.count(w.lease));
+      LOCKD_CHECK_MSG(seen.insert(w.lease).second, "a lease holds or waits for a name twice");
       waiting[w.lease].insert(name);
     }
     // Handoff is immediate: the head of the queue is never grantable.
-    if (!lock.waiters.empty() && Compatible(lock, lock.waiters.front().mode)) {
-      return broken(where + "the head of the queue could be granted");
-    }
+    if (!lock.waiters.empty()) LOCKD_CHECK(!Compatible(lock, lock.waiters.front().mode));
   }
   std::map<std::string, size_t, std::less<>> per_label;
-  std::map<ClientId, size_t> per_client;
   for (const auto& [id, l] : leases_) {
-    if (id.zero() || id.value() > lease_counter_) return broken("a lease id above the counter");
-    if (l.held != held[id] || l.waiting != waiting[id]) {
-      return broken("lease " + std::to_string(id.value()) +
-                    ": its held or waiting names disagree with the locks");
-    }
+    LOCKD_CHECK(id.value() <= lease_counter_);
+    LOCKD_CHECK(l.held == held[id]);
+    LOCKD_CHECK(l.waiting == waiting[id]);
     ++per_label[l.label];
-    ++per_client[l.granted_by.client];
   }
-  if (per_label != leases_per_label_ || per_client != leases_per_client_) {
-    return broken("lease counts per label or per client disagree with the leases");
-  }
-  return Status::Ok();
-}
-
-void LockStateMachine::CheckInvariants() const {
-  const Status s = CheckConsistency();
-  LOCKD_CHECK_MSG(s.ok(), s.message().c_str());
+  LOCKD_CHECK(per_label == leases_per_label_);
 }
 
 }  // namespace lockd::lock
