@@ -1,6 +1,7 @@
 #include "storage/data_dir.h"
 
 #include <fcntl.h>
+#include <rocksdb/file_system.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -8,6 +9,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+
+#include "storage/fs_util.h"
 
 namespace lockd::storage {
 namespace {
@@ -29,6 +32,7 @@ DataDir::DataDir(std::string path, int lock_fd) : path_(std::move(path)), lock_f
 
 Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& path) {
   std::error_code ec;
+  const bool existed = std::filesystem::is_directory(path, ec);
   std::filesystem::create_directories(path, ec);
   if (ec) return Internal("cannot create data dir " + path + ": " + ec.message());
 
@@ -52,7 +56,17 @@ Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& path) {
     return Internal("cannot write " + lock_path + ": " + ErrnoText(err));
   }
 
-  return std::unique_ptr<DataDir>(new DataDir(path, fd));
+  std::unique_ptr<DataDir> dir(new DataDir(path, fd));
+  // The folders must survive a power cut as surely as the files in them: a snapshot whose folder
+  // entry was never synced can vanish while the log it let us compact stays compacted.
+  rocksdb::FileSystem* fs = rocksdb::FileSystem::Default().get();
+  if (!existed) {
+    if (Status s = SyncDir(fs, ParentDir(path)); !s.ok()) return s;
+  }
+  for (const std::string& sub : {dir->raft_dir(), dir->snapshot_dir()}) {
+    if (Status s = CreateDirDurably(fs, sub); !s.ok()) return s;
+  }
+  return dir;
 }
 
 DataDir::~DataDir() {

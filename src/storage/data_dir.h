@@ -4,7 +4,9 @@
 // `snapshots/`). Two processes must never open one directory: the second would append to a log the
 // first believes it owns. `DataDir::Open` takes an advisory lock (flock) on `<dir>/LOCK.lockd` that
 // the kernel releases when the process dies, including on kill -9, so a crashed node never leaves a
-// stale lock behind. The owner is the daemon's main; everything opened inside lives no longer.
+// stale lock behind. Open also creates `raft/` and `snapshots/` and syncs the folders that name
+// them, so they are durable before anything is written inside. The owner is the daemon's main;
+// everything opened inside (NodeStorage) lives no longer.
 #pragma once
 
 #include <memory>
@@ -16,7 +18,8 @@ namespace lockd::storage {
 
 class DataDir {
  public:
-  /// Creates `path` if missing and locks it. FAILED_PRECONDITION when another process holds it.
+  /// Creates `path` (and its `raft/` and `snapshots/` folders, durably) if missing and locks it.
+  /// FAILED_PRECONDITION when another process holds it.
   static Result<std::unique_ptr<DataDir>> Open(const std::string& path);
   ~DataDir();
 

@@ -61,23 +61,38 @@ bool GetConf(Reader& r, raft::ConfState* c) {
 
 }  // namespace
 
-std::string EncodeEntry(const raft::Entry& e) {
+std::string EncodeEntryHeader(const raft::Entry& e) {
   Writer w;
+  // The index is also the key; keeping it under the checksum catches a record under a wrong key.
+  w.Varint(e.index.value());
   w.Varint(e.term.value());
   w.U8(static_cast<uint8_t>(e.type));
-  std::string body = w.Take();
-  body += e.data;
-  return Seal(body);
+  const std::string fields = w.Take();
+  const uint32_t crc = Crc32c(e.data, Crc32c(fields));
+  Writer h;
+  h.U8(kRecordFormatVersion);
+  for (int i = 0; i < 4; ++i) h.U8(static_cast<uint8_t>(crc >> (8 * i)));
+  std::string out = h.Take();
+  out += fields;
+  return out;
+}
+
+std::string EncodeEntry(const raft::Entry& e) {
+  return EncodeEntryHeader(e) + e.data;
 }
 
 Result<raft::Entry> DecodeEntry(raft::LogIndex index, std::string_view bytes) {
   auto body = Open(bytes, ("log entry " + std::to_string(index.value())).c_str());
   if (!body.ok()) return body.status();
   Reader r(*body);
-  uint64_t term = 0;
+  uint64_t stored_index = 0, term = 0;
   uint8_t type = 0;
-  if (!r.Varint(&term) || !r.U8(&type) || type > 1) {
+  if (!r.Varint(&stored_index) || !r.Varint(&term) || !r.U8(&type) || type > 1) {
     return DataLoss("log entry " + std::to_string(index.value()) + " is malformed");
+  }
+  if (stored_index != index.value()) {
+    return DataLoss("log entry " + std::to_string(index.value()) + " holds the record of entry " +
+                    std::to_string(stored_index));
   }
   raft::Entry e;
   e.term = raft::Term(term);

@@ -1,6 +1,7 @@
 // How storage encodes what it keeps: log entries, hard state, membership and snapshot metadata.
-// Every record starts with a format version and a CRC-32C of the rest, so a torn or corrupted
-// record is detected at recovery (and named), and a newer format is refused rather than misread.
+// Every record is `version (1 byte) | CRC-32C of the body (4 bytes, little-endian) | body`, so a
+// torn or corrupted record is detected at recovery (and named), and a newer format is refused
+// rather than misread. An entry's body is index, term (varints), type (1 byte), data.
 #pragma once
 
 #include <string>
@@ -14,7 +15,10 @@ namespace lockd::storage {
 inline constexpr uint8_t kRecordFormatVersion = 1;
 
 std::string EncodeEntry(const raft::Entry& e);
-/// `index` comes from the key; it is checked against nothing here.
+/// The record of `e` without its data: EncodeEntry(e) == EncodeEntryHeader(e) + e.data. Lets the
+/// writer hand RocksDB the two parts and skip one copy of every entry's data.
+std::string EncodeEntryHeader(const raft::Entry& e);
+/// `index` comes from the key; the record must agree with it.
 Result<raft::Entry> DecodeEntry(raft::LogIndex index, std::string_view bytes);
 
 std::string EncodeHardState(const raft::HardState& hs);

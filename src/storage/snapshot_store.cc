@@ -1,27 +1,69 @@
 #include "storage/snapshot_store.h"
 
-#include <fcntl.h>
-#include <unistd.h>
+#include <rocksdb/file_system.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <cstdio>
 #include <vector>
 
 #include "base/codec.h"
 #include "storage/crc32c.h"
+#include "storage/fs_util.h"
 #include "storage/records.h"
 
 namespace lockd::storage {
-namespace fs = std::filesystem;
 namespace {
 
 constexpr char kMagic[] = "LOCKDSNP";
+constexpr size_t kMagicBytes = 8;
 
-std::string FileName(const raft::SnapshotMeta& m) {
+bool ParseName(const std::string& name, uint64_t* index, uint64_t* term) {
+  unsigned long long i = 0, t = 0;
+  int used = 0;
+  if (name.size() != 43 ||
+      std::sscanf(name.c_str(), "snap-%16llx-%16llx.snap%n", &i, &t, &used) != 2 || used != 43) {
+    return false;
+  }
+  *index = i;
+  *term = t;
+  return true;
+}
+
+/// Complete snapshot files (final names only), oldest first.
+std::vector<std::string> SnapshotFiles(rocksdb::FileSystem* fs, const std::string& dir) {
+  std::vector<std::string> children, out;
+  fs->GetChildren(dir, {}, &children, nullptr).PermitUncheckedError();
+  uint64_t i = 0, t = 0;
+  for (auto& name : children) {
+    if (ParseName(name, &i, &t)) out.push_back(std::move(name));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string Encode(const raft::SnapshotMeta& meta, const std::string& payload) {
+  Writer w;
+  for (size_t i = 0; i < kMagicBytes; ++i) w.U8(static_cast<uint8_t>(kMagic[i]));
+  w.Fixed64(kSnapshotFileVersion);
+  w.Bytes(EncodeSnapshotMeta(meta));
+  w.Bytes(payload);
+  std::string data = w.Take();
+  const uint32_t crc = Crc32c(data);
+  for (int i = 0; i < 4; ++i) data.push_back(static_cast<char>(crc >> (8 * i)));
+  return data;
+}
+
+}  // namespace
+
+SnapshotStore::SnapshotStore(std::string dir, SnapshotStoreOptions options)
+    : dir_(std::move(dir)),
+      options_(std::move(options)),
+      fs_(options_.fs ? options_.fs : rocksdb::FileSystem::Default().get()),
+      own_fail_stop_(options_.on_fatal),
+      fail_stop_(options_.shared_fail_stop ? options_.shared_fail_stop : &own_fail_stop_) {}
+
+std::string SnapshotStore::FileName(const raft::SnapshotMeta& m) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "snap-%016llx-%016llx.snap",
                 static_cast<unsigned long long>(m.index.value()),
@@ -29,118 +71,86 @@ std::string FileName(const raft::SnapshotMeta& m) {
   return buf;
 }
 
-Status Errno(const std::string& what, const std::string& path) {
-  return DataLoss(what + " " + path + ": " + std::strerror(errno));
-}
-
-/// Writes all of `data` to `fd`, then fsyncs it.
-Status WriteAllAndSync(int fd, const std::string& data, const std::string& path) {
-  size_t off = 0;
-  while (off < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Errno("cannot write", path);
-    }
-    off += static_cast<size_t>(n);
+Status SnapshotStore::Save(const raft::SnapshotMeta& meta, const std::string& payload) {
+  if (Status s = fail_stop_->Check(); !s.ok()) return s;
+  if (Status s = SaveFile(meta, payload); !s.ok()) {
+    return fail_stop_->Trip("saving snapshot " + dir_ + "/" + FileName(meta), s.message());
   }
-  if (::fsync(fd) != 0) return Errno("cannot fsync", path);
+  // Only now is the new snapshot durable: the older ones (and leftovers) may go. A failed removal
+  // loses nothing, so it is a warning, not a fail-stop.
+  const std::string keep = FileName(meta);
+  std::vector<std::string> children;
+  fs_->GetChildren(dir_, {}, &children, nullptr).PermitUncheckedError();
+  uint64_t i = 0, t = 0;
+  for (const auto& name : children) {
+    const bool older = ParseName(name, &i, &t) && name < keep;
+    const bool leftover = name.ends_with(".tmp");
+    if (!older && !leftover) continue;
+    auto st = fs_->DeleteFile(dir_ + "/" + name, {}, nullptr);
+    if (!st.ok()) spdlog::warn("cannot remove old snapshot {}/{}: {}", dir_, name, st.ToString());
+  }
   return Status::Ok();
 }
 
-Status SyncDir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Errno("cannot open", dir);
-  const int r = ::fsync(fd);
-  ::close(fd);
-  return r == 0 ? Status::Ok() : Errno("cannot fsync", dir);
-}
-
-std::vector<std::string> SnapshotFiles(const std::string& dir) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.starts_with("snap-") && name.ends_with(".snap")) out.push_back(name);
-  }
-  std::sort(out.begin(), out.end());  // hex, fixed width: name order is index order
-  return out;
-}
-
-}  // namespace
-
-Status SnapshotStore::Save(const raft::SnapshotMeta& meta, const std::string& payload) {
-  std::error_code ec;
-  fs::create_directories(dir_, ec);
-  if (ec) return DataLoss("cannot create " + dir_ + ": " + ec.message());
-  Writer w;
-  for (size_t i = 0; i < 8; ++i) w.U8(static_cast<uint8_t>(kMagic[i]));
-  w.Fixed64(kSnapshotFileVersion);
-  w.Bytes(EncodeSnapshotMeta(meta));
-  w.Bytes(payload);
-  std::string data = w.Take();
-  const uint32_t crc = Crc32c(data);
-  for (int i = 0; i < 4; ++i) data.push_back(static_cast<char>(crc >> (8 * i)));
-
+Status SnapshotStore::SaveFile(const raft::SnapshotMeta& meta, const std::string& payload) {
+  if (Status s = CreateDirDurably(fs_, dir_); !s.ok()) return s;
   const std::string final_path = dir_ + "/" + FileName(meta);
   const std::string tmp = final_path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Errno("cannot create", tmp);
-  Status s = WriteAllAndSync(fd, data, tmp);
-  ::close(fd);
-  if (!s.ok()) {
-    ::unlink(tmp.c_str());
-    return s;
-  }
-  if (::rename(tmp.c_str(), final_path.c_str()) != 0) return Errno("cannot rename", tmp);
-  if (Status d = SyncDir(dir_); !d.ok()) return d;
-  // Only now is the new snapshot durable: the older ones may go.
-  for (const auto& name : SnapshotFiles(dir_)) {
-    if (name < FileName(meta)) ::unlink((dir_ + "/" + name).c_str());
-  }
-  for (const auto& e : fs::directory_iterator(dir_, ec)) {
-    if (e.path().extension() == ".tmp") fs::remove(e.path(), ec);
-  }
-  return Status::Ok();
+  if (Status s = WriteFileDurably(fs_, tmp, Encode(meta, payload)); !s.ok()) return s;
+  auto st = fs_->RenameFile(tmp, final_path, {}, nullptr);
+  if (!st.ok()) return Internal("rename " + tmp + ": " + st.ToString());
+  if (options_.skip_dir_sync_for_testing) return Status::Ok();
+  return SyncDir(fs_, dir_);
 }
 
-Result<StoredSnapshot> SnapshotStore::ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return DataLoss("cannot read snapshot " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string data = ss.str();
-  if (data.size() < 8 + 8 + 4 || data.compare(0, 8, kMagic, 8) != 0) {
+Result<StoredSnapshot> SnapshotStore::ReadFile(const std::string& path) const {
+  std::string data;
+  auto st = rocksdb::ReadFileToString(fs_, path, &data);
+  if (!st.ok()) return DataLoss("cannot read snapshot " + path + ": " + st.ToString());
+  if (data.size() < kMagicBytes + 8 + 4 || data.compare(0, kMagicBytes, kMagic) != 0) {
     return DataLoss("snapshot " + path + " is not a lockd snapshot (or is truncated)");
   }
   const std::string_view body(data.data(), data.size() - 4);
-  uint32_t crc = 0;
-  for (int i = 0; i < 4; ++i)
-    crc |= uint32_t{static_cast<uint8_t>(data[data.size() - 4 + i])} << (8 * i);
-  Reader r(body.substr(8));
+  Reader r(body.substr(kMagicBytes));
   uint64_t version = 0;
   if (!r.Fixed64(&version)) return DataLoss("snapshot " + path + " is truncated");
+  // The version is checked before the checksum: a newer format may place its checksum elsewhere.
   if (version > kSnapshotFileVersion) {
     return FailedPrecondition("snapshot " + path + " has format version " +
                               std::to_string(version) + ", newer than this build's " +
-                              std::to_string(kSnapshotFileVersion));
+                              std::to_string(kSnapshotFileVersion) + "; upgrade lockd");
   }
-  if (Crc32c(body) != crc) return DataLoss("snapshot " + path + " fails its checksum");
+  uint32_t crc = 0;
+  for (int i = 0; i < 4; ++i) {
+    crc |= uint32_t{static_cast<uint8_t>(data[data.size() - 4 + i])} << (8 * i);
+  }
+  if (version == 0 || Crc32c(body) != crc) {
+    return DataLoss("snapshot " + path + " fails its checksum (damaged or truncated)");
+  }
   std::string meta_bytes;
   StoredSnapshot s;
   s.path = path;
+  s.file_bytes = data.size();
   if (!r.Bytes(&meta_bytes) || !r.Bytes(&s.payload) || !r.done()) {
     return DataLoss("snapshot " + path + " is malformed");
   }
   auto meta = DecodeSnapshotMeta(meta_bytes);
-  if (!meta.ok())
+  if (!meta.ok()) {
     return Status(meta.status().code(), "snapshot " + path + ": " + meta.status().message());
+  }
   s.meta = *meta;
+  const std::string name = path.substr(path.rfind('/') + 1);
+  uint64_t index = 0, term = 0;
+  if (ParseName(name, &index, &term) &&
+      (index != s.meta.index.value() || term != s.meta.term.value())) {
+    return DataLoss("snapshot " + path + " holds index " + std::to_string(s.meta.index.value()) +
+                    " term " + std::to_string(s.meta.term.value()) + ", not what its name says");
+  }
   return s;
 }
 
 Result<std::optional<StoredSnapshot>> SnapshotStore::LoadLatest() const {
-  const auto files = SnapshotFiles(dir_);
+  const auto files = SnapshotFiles(fs_, dir_);
   if (files.empty()) return std::optional<StoredSnapshot>();
   auto s = ReadFile(dir_ + "/" + files.back());
   if (!s.ok()) return s.status();

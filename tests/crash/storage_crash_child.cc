@@ -1,43 +1,51 @@
-// The child of the kill -9 test: opens the store, appends synced batches from where the log ends,
-// and prints "ack <last index> <commit>" after each one returns, until it is killed (or, bounded,
-// after 5,000 batches). Entry i of term t carries "i<i>t<t>", so the parent can check contents.
-//   storage_crash_child DIR TERM SEED
+// The child of the kill -9 test: takes the data dir's lock, recovers the node's storage, then
+// runs the seeded workload (appends, truncations, snapshots, installs) from the recovered state,
+// writing one byte to fd 3 (a pipe to the parent) after each op is acknowledged, until killed or
+// after 3,000 ops.
+//   storage_crash_child DATA_DIR SEED
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <random>
 
-#include "storage/raft_store.h"
+#include "storage/data_dir.h"
+#include "storage/node_storage.h"
+#include "workload.h"
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: %s DIR TERM SEED\n", argv[0]);
+  using namespace lockd::storage;
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: %s DATA_DIR SEED\n", argv[0]);
     return 2;
   }
-  const uint64_t term = std::strtoull(argv[2], nullptr, 10);
-  std::mt19937_64 rng(std::strtoull(argv[3], nullptr, 10));
-  auto store = lockd::storage::RaftStore::Open(argv[1]);
-  if (!store.ok()) {
-    std::fprintf(stderr, "open: %s\n", store.status().ToString().c_str());
+  auto dir = DataDir::Open(argv[1]);
+  if (!dir.ok()) {
+    std::fprintf(stderr, "data dir: %s\n", dir.status().ToString().c_str());
     return 1;
   }
-  uint64_t next = (*store)->LastIndex().value() + 1;
-  for (int batch = 0; batch < 5000; ++batch) {
-    lockd::storage::PersistBatch b;
-    const uint64_t n = 1 + rng() % 16;
-    for (uint64_t k = 0; k < n; ++k, ++next) {
-      b.entries.push_back(lockd::raft::Entry{
-          lockd::raft::Term(term), lockd::raft::LogIndex(next), lockd::raft::EntryType::kNormal,
-          "i" + std::to_string(next) + "t" + std::to_string(term)});
-    }
-    b.hard_state = lockd::raft::HardState{lockd::raft::Term(term), lockd::raft::NodeId(1),
-                                          lockd::raft::LogIndex(next - 1)};
-    const lockd::Status s = (*store)->Append(b);
+  auto storage = NodeStorage::Open(**dir);
+  if (!storage.ok()) {
+    std::fprintf(stderr, "recovery: %s\n", storage.status().ToString().c_str());
+    return 1;
+  }
+  auto model = testing::Model::From(**storage);
+  if (!model.ok()) {
+    std::fprintf(stderr, "reading back: %s\n", model.status().ToString().c_str());
+    return 1;
+  }
+  testing::Model m = *model;
+  std::mt19937_64 rng(std::strtoull(argv[2], nullptr, 10));
+  for (int i = 0; i < 3000; ++i) {
+    const testing::Op op = testing::NextOp(m, rng);
+    const lockd::Status s = testing::Execute(**storage, op);
     if (!s.ok()) {
-      std::fprintf(stderr, "append: %s\n", s.ToString().c_str());
+      std::fprintf(stderr, "%s: %s\n", op.Describe().c_str(), s.ToString().c_str());
       return 1;
     }
-    std::printf("ack %llu\n", static_cast<unsigned long long>(next - 1));
-    std::fflush(stdout);
+    m = testing::Apply(m, op);
+    // The op is durable: acknowledge it. A kill before this write leaves it unacknowledged.
+    if (::write(3, "a", 1) != 1) return 1;
   }
   return 0;
 }

@@ -1,9 +1,13 @@
 // RaftStore: every operation, and a restart after each, including truncation across the
-// snapshot boundary; recovery refuses damage and names it; a failed write stops the store.
+// snapshot boundary; the log's shape is guarded; recovery refuses damage and names it; a failed
+// write stops the store for good.
 #include "storage/raft_store.h"
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
+
+#include <atomic>
+#include <thread>
 
 #include "fault_fs.h"
 #include "storage/records.h"
@@ -15,6 +19,7 @@ namespace {
 using raft::Entry;
 using raft::HardState;
 using raft::LogIndex;
+using raft::NodeId;
 using raft::Term;
 
 Entry E(uint64_t index, uint64_t term, std::string data = "") {
@@ -22,15 +27,29 @@ Entry E(uint64_t index, uint64_t term, std::string data = "") {
   return Entry{Term(term), LogIndex(index), raft::EntryType::kNormal, data};
 }
 
-/// A batch whose hard state carries a term at least that of its entries, as the core's always do.
-PersistBatch B(std::vector<Entry> es) {
-  return PersistBatch{HardState{Term(10), raft::NodeId(), LogIndex()}, std::move(es)};
+HardState H(uint64_t term, uint64_t commit, uint64_t vote = 0) {
+  return HardState{Term(term), NodeId(vote), LogIndex(commit)};
+}
+
+/// A batch whose hard state carries a term at least that of its entries, as the core's do.
+PersistBatch B(std::vector<Entry> es, uint64_t commit = 0) {
+  PersistBatch b;
+  b.hard_state = H(10, commit);
+  b.entries = std::move(es);
+  return b;
+}
+
+std::vector<Entry> Range(uint64_t from, uint64_t to, uint64_t term) {
+  std::vector<Entry> es;
+  for (uint64_t i = from; i <= to; ++i) es.push_back(E(i, term));
+  return es;
 }
 
 class RaftStoreTest : public ::testing::Test {
  protected:
-  std::unique_ptr<RaftStore> Open() {
-    auto s = RaftStore::Open(dir_.path() + "/raft");
+  std::string path() const { return dir_.path() + "/raft"; }
+  std::unique_ptr<RaftStore> Open(RaftStoreOptions o = {}) {
+    auto s = RaftStore::Open(path(), std::move(o));
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return s.ok() ? std::move(s).value() : nullptr;
   }
@@ -43,6 +62,23 @@ class RaftStoreTest : public ::testing::Test {
     for (auto i = s.FirstIndex(); i <= s.LastIndex(); ++i) out.push_back(s.TermAt(i)->value());
     return out;
   }
+  static std::vector<Entry> All(const RaftStore& s) {
+    auto r = s.Entries(s.FirstIndex(), s.LastIndex().next(), UINT64_MAX);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : std::vector<Entry>{};
+  }
+  /// Opens the RocksDB underneath directly, to plant damage.
+  template <typename F>
+  void Poke(F f) {
+    rocksdb::DB* db = nullptr;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+        {rocksdb::kDefaultColumnFamilyName, {}}, {"log", {}}, {"meta", {}}};
+    std::vector<rocksdb::ColumnFamilyHandle*> hs;
+    ASSERT_TRUE(rocksdb::DB::Open({}, path(), cfs, &hs, &db).ok());
+    f(db, hs[1], hs[2]);
+    for (auto* h : hs) delete h;
+    delete db;
+  }
   lockd::testing::TempDir dir_;
 };
 
@@ -52,21 +88,35 @@ TEST_F(RaftStoreTest, AnEmptyStoreStartsAtIndexOne) {
   EXPECT_EQ(s->LastIndex(), LogIndex(0));
   EXPECT_TRUE(s->Initial().hard.empty());
   EXPECT_EQ(*s->TermAt(LogIndex(0)), Term(0));
+  EXPECT_EQ(s->TermAt(LogIndex(1)).status().code(), StatusCode::kOutOfRange);
+  s = Reopen(s);
+  EXPECT_EQ(s->LastIndex(), LogIndex(0));
 }
 
-TEST_F(RaftStoreTest, AppendsEntriesAndHardStateAtomicallyAndKeepsThemAcrossRestart) {
+TEST_F(RaftStoreTest, AppendsEntriesHardStateAndMembershipAtomicallyAndKeepsThemAcrossRestart) {
   auto s = Open();
-  ASSERT_TRUE(
-      s->Append({HardState{Term(2), raft::NodeId(1), LogIndex(2)}, {E(1, 1), E(2, 1), E(3, 2)}})
-          .ok());
+  PersistBatch b;
+  b.hard_state = H(2, 2, 1);
+  b.entries = {E(1, 1), E(2, 1), E(3, 2)};
+  b.conf_state = raft::ConfState{{NodeId(1), NodeId(2), NodeId(3)}, {}, {NodeId(4)}, {}, false};
+  ASSERT_TRUE(s->Append(b).ok());
   s = Reopen(s);
   EXPECT_EQ(s->LastIndex(), LogIndex(3));
-  EXPECT_EQ(s->Initial().hard, (HardState{Term(2), raft::NodeId(1), LogIndex(2)}));
-  auto got = s->Entries(LogIndex(1), LogIndex(4), 1 << 20);
-  ASSERT_TRUE(got.ok());
-  ASSERT_EQ(got->size(), 3u);
-  EXPECT_EQ((*got)[2], E(3, 2));
+  EXPECT_EQ(s->Initial().hard, H(2, 2, 1));
+  EXPECT_EQ(s->Initial().conf, *b.conf_state);
+  EXPECT_EQ(All(*s), b.entries);
   EXPECT_EQ(Terms(*s), (std::vector<uint64_t>{1, 1, 2}));
+}
+
+TEST_F(RaftStoreTest, AHardStateAloneAndAMembershipAloneArePersisted) {
+  auto s = Open();
+  ASSERT_TRUE(s->Append(PersistBatch{H(5, 0, 3), {}, {}}).ok());
+  raft::ConfState conf;
+  conf.voters = {NodeId(7)};
+  ASSERT_TRUE(s->SetConfState(conf).ok());
+  s = Reopen(s);
+  EXPECT_EQ(s->Initial().hard, H(5, 0, 3));
+  EXPECT_EQ(s->Initial().conf, conf);
 }
 
 TEST_F(RaftStoreTest, EntriesRespectsMaxBytesButReturnsAtLeastOne) {
@@ -74,120 +124,263 @@ TEST_F(RaftStoreTest, EntriesRespectsMaxBytesButReturnsAtLeastOne) {
   ASSERT_TRUE(s->Append(B({E(1, 1, std::string(100, 'a')), E(2, 1, std::string(100, 'b'))})).ok());
   EXPECT_EQ(s->Entries(LogIndex(1), LogIndex(3), 1)->size(), 1u);
   EXPECT_EQ(s->Entries(LogIndex(1), LogIndex(3), 1000)->size(), 2u);
+  EXPECT_EQ(s->Entries(LogIndex(2), LogIndex(3), 1000)->front(), E(2, 1, std::string(100, 'b')));
+  EXPECT_TRUE(s->Entries(LogIndex(2), LogIndex(2), 1000)->empty());
   EXPECT_EQ(s->Entries(LogIndex(1), LogIndex(5), 1000).status().code(), StatusCode::kOutOfRange);
 }
 
-TEST_F(RaftStoreTest, AConflictingSuffixIsReplacedAndAGapRefused) {
+TEST_F(RaftStoreTest, AConflictingSuffixIsReplacedInTheSameBatchAndAGapRefused) {
   auto s = Open();
-  ASSERT_TRUE(s->Append(B({E(1, 1), E(2, 1), E(3, 1), E(4, 1)})).ok());
-  ASSERT_TRUE(s->Append(B({E(3, 2)})).ok());
+  ASSERT_TRUE(s->Append(B(Range(1, 4, 1), 1)).ok());
+  ASSERT_TRUE(s->Append(B({E(3, 2)}, 1)).ok());
   EXPECT_EQ(s->LastIndex(), LogIndex(3)) << "entries after the conflict are gone";
   s = Reopen(s);
   EXPECT_EQ(Terms(*s), (std::vector<uint64_t>{1, 1, 2}));
+  EXPECT_EQ(All(*s).back(), E(3, 2));
   EXPECT_EQ(s->Append(B({E(5, 2)})).code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(s->LastIndex(), LogIndex(3));
+  EXPECT_FALSE(s->failed()) << "a refused batch is not a failure";
+}
+
+TEST_F(RaftStoreTest, TheLogsShapeIsGuarded) {
+  auto s = Open();
+  ASSERT_TRUE(s->Append(B(Range(1, 5, 2), 3)).ok());
+  EXPECT_EQ(s->Append(B({E(3, 3)})).code(), StatusCode::kFailedPrecondition)
+      << "committed entries are never overwritten";
+  EXPECT_EQ(s->Append(B({E(6, 2), E(8, 2)})).code(), StatusCode::kInvalidArgument)
+      << "entries must be contiguous";
+  EXPECT_EQ(s->Append(B({E(6, 1)})).code(), StatusCode::kInvalidArgument)
+      << "terms never decrease along the log";
+  EXPECT_EQ(s->Append(PersistBatch{H(10, 2), {}, {}}).code(), StatusCode::kFailedPrecondition)
+      << "the commit index never goes back";
+  EXPECT_EQ(s->Append(PersistBatch{H(9, 3), {}, {}}).code(), StatusCode::kFailedPrecondition)
+      << "the term never goes back";
+  EXPECT_EQ(s->Append(PersistBatch{H(10, 6), {}, {}}).code(), StatusCode::kFailedPrecondition)
+      << "commit cannot pass the last entry";
+  PersistBatch no_hs;
+  no_hs.entries = {E(6, 11)};
+  EXPECT_EQ(s->Append(no_hs).code(), StatusCode::kFailedPrecondition)
+      << "an entry's term needs a hard state of that term";
+  s = Reopen(s);
+  EXPECT_EQ(All(*s), Range(1, 5, 2)) << "nothing refused was written";
+  EXPECT_EQ(s->Initial().hard, H(10, 3));
 }
 
 TEST_F(RaftStoreTest, CompactionDropsThePrefixAndTruncationWorksAcrossTheBoundary) {
   auto s = Open();
-  std::vector<Entry> es;
-  for (uint64_t i = 1; i <= 10; ++i) es.push_back(E(i, i <= 5 ? 1 : 2));
-  ASSERT_TRUE(s->Append(B(es)).ok());
+  std::vector<Entry> es = Range(1, 5, 1);
+  for (auto& e : Range(6, 10, 2)) es.push_back(e);
+  ASSERT_TRUE(s->Append(B(es, 6)).ok());
+  EXPECT_EQ(s->Compact({LogIndex(8), Term(2), {}}).code(), StatusCode::kFailedPrecondition)
+      << "only committed entries are compacted";
+  EXPECT_EQ(s->Compact({LogIndex(6), Term(1), {}}).code(), StatusCode::kFailedPrecondition)
+      << "a snapshot whose term the log disagrees with";
   ASSERT_TRUE(s->Compact({LogIndex(6), Term(2), {}}).ok());
+  EXPECT_EQ(s->FirstIndex(), LogIndex(7));
   s = Reopen(s);
   EXPECT_EQ(s->FirstIndex(), LogIndex(7));
+  EXPECT_EQ(s->Snapshot().index, LogIndex(6));
   EXPECT_EQ(*s->TermAt(LogIndex(6)), Term(2)) << "the snapshot's own term is known";
   EXPECT_EQ(s->TermAt(LogIndex(5)).status().code(), StatusCode::kOutOfRange);
   EXPECT_EQ(s->Entries(LogIndex(5), LogIndex(8), 1 << 20).status().code(), StatusCode::kOutOfRange);
-  // A new leader overwrites everything after the snapshot.
-  ASSERT_TRUE(s->Append(B({E(7, 3), E(8, 3)})).ok());
+  // A new leader overwrites everything after the snapshot boundary.
+  ASSERT_TRUE(s->Append(B({E(7, 3), E(8, 3)}, 6)).ok());
   s = Reopen(s);
   EXPECT_EQ(s->LastIndex(), LogIndex(8));
   EXPECT_EQ(Terms(*s), (std::vector<uint64_t>{3, 3}));
+  EXPECT_EQ(All(*s), (std::vector<Entry>{E(7, 3), E(8, 3)}));
   EXPECT_EQ(s->Append(B({E(6, 3)})).code(), StatusCode::kFailedPrecondition)
       << "nothing may be written at or below the snapshot";
-  EXPECT_EQ(s->Compact({LogIndex(8), Term(1), {}}).code(), StatusCode::kFailedPrecondition)
-      << "a snapshot whose term the log disagrees with";
+  // Compacting everything leaves an empty log that starts after the snapshot.
+  ASSERT_TRUE(s->Append(PersistBatch{H(10, 8), {}, {}}).ok());
+  ASSERT_TRUE(s->Compact({LogIndex(8), Term(3), {}}).ok());
+  s = Reopen(s);
+  EXPECT_EQ(s->FirstIndex(), LogIndex(9));
+  EXPECT_EQ(s->LastIndex(), LogIndex(8));
+  EXPECT_EQ(*s->TermAt(LogIndex(8)), Term(3));
+  ASSERT_TRUE(s->Append(B({E(9, 4)}, 8)).ok());
+  s = Reopen(s);
+  EXPECT_EQ(All(*s), (std::vector<Entry>{E(9, 4)}));
 }
 
 TEST_F(RaftStoreTest, ResetToSnapshotReplacesTheWholeLog) {
   auto s = Open();
-  ASSERT_TRUE(
-      s->Append({HardState{Term(1), raft::NodeId(), LogIndex(1)}, {E(1, 1), E(2, 1)}}).ok());
+  ASSERT_TRUE(s->Append(PersistBatch{H(1, 1), {E(1, 1), E(2, 1)}, {}}).ok());
   raft::ConfState conf;
-  conf.voters = {raft::NodeId(1), raft::NodeId(2), raft::NodeId(3)};
+  conf.voters = {NodeId(1), NodeId(2), NodeId(3)};
   ASSERT_TRUE(s->ResetToSnapshot({LogIndex(50), Term(4), conf}).ok());
   s = Reopen(s);
   EXPECT_EQ(s->FirstIndex(), LogIndex(51));
   EXPECT_EQ(s->LastIndex(), LogIndex(50));
-  EXPECT_EQ(s->Initial().hard.commit, LogIndex(50));
+  EXPECT_EQ(s->Initial().hard, H(4, 50));
   EXPECT_EQ(s->Initial().conf, conf);
-  ASSERT_TRUE(s->Append(B({E(51, 4)})).ok());
+  EXPECT_EQ(s->ResetToSnapshot({LogIndex(40), Term(4), conf}).code(),
+            StatusCode::kFailedPrecondition)
+      << "an older snapshot is refused";
+  ASSERT_TRUE(s->Append(B({E(51, 4)}, 50)).ok());
+  s = Reopen(s);
+  EXPECT_EQ(All(*s), (std::vector<Entry>{E(51, 4)}));
 }
 
-TEST_F(RaftStoreTest, RecoveryNamesADamagedEntryAGapAndANewerFormat) {
+TEST_F(RaftStoreTest, TermsStayInMemoryAsRunsAcrossTruncationAndCompaction) {
+  auto s = Open();
+  for (uint64_t t = 1; t <= 5; ++t) {
+    ASSERT_TRUE(s->Append(B(Range((t - 1) * 100 + 1, t * 100, t), (t - 1) * 100)).ok());
+  }
+  EXPECT_EQ(s->Stats().entries, 500u);
+  EXPECT_EQ(s->Stats().term_runs, 5u);
+  ASSERT_TRUE(s->Append(B(Range(450, 460, 7), 400)).ok());
+  ASSERT_TRUE(s->Compact({LogIndex(250), Term(3), {}}).ok());
+  s = Reopen(s);
+  EXPECT_EQ(s->Stats().term_runs, 4u);  // terms 3, 4, 5, 7
+  EXPECT_EQ(*s->TermAt(LogIndex(251)), Term(3));
+  EXPECT_EQ(*s->TermAt(LogIndex(449)), Term(5));
+  EXPECT_EQ(*s->TermAt(LogIndex(450)), Term(7));
+  EXPECT_EQ(s->LastIndex(), LogIndex(460));
+}
+
+TEST_F(RaftStoreTest, RecoveryNamesADamagedEntryAGapANewerFormatAndAMisplacedRecord) {
   {
     auto s = Open();
-    std::vector<Entry> es;
-    for (uint64_t i = 1; i <= 5; ++i) es.push_back(E(i, 1));
-    ASSERT_TRUE(s->Append(B(es)).ok());
+    ASSERT_TRUE(s->Append(B(Range(1, 5, 1))).ok());
   }
-  auto poke = [&](auto f) {
-    rocksdb::DB* db = nullptr;
-    rocksdb::DBOptions o;
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-        {rocksdb::kDefaultColumnFamilyName, {}}, {"log", {}}, {"meta", {}}};
-    std::vector<rocksdb::ColumnFamilyHandle*> hs;
-    ASSERT_TRUE(rocksdb::DB::Open(o, dir_.path() + "/raft", cfs, &hs, &db).ok());
-    f(db, hs[1]);
-    for (auto* h : hs) delete h;
-    delete db;
-  };
-  std::string good;
-  poke([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* log) {
+  std::string good, four;
+  Poke([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* log, auto*) {
     ASSERT_TRUE(db->Get({}, log, IndexKey(LogIndex(3)), &good).ok());
+    ASSERT_TRUE(db->Get({}, log, IndexKey(LogIndex(4)), &four).ok());
     std::string bad = good;
     bad.back() ^= 0x5a;
     ASSERT_TRUE(db->Put({}, log, IndexKey(LogIndex(3)), bad).ok());
   });
-  auto r = RaftStore::Open(dir_.path() + "/raft");
+  auto r = RaftStore::Open(path());
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("log entry 3"), std::string::npos) << r.status().ToString();
+  EXPECT_EQ(r.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(r.status().message().find("log entry 3 record fails its checksum"), std::string::npos)
+      << r.status().ToString();
 
-  poke([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* log) {
+  Poke([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* log, auto*) {
     std::string newer = good;
     newer[0] = 9;
     ASSERT_TRUE(db->Put({}, log, IndexKey(LogIndex(3)), newer).ok());
   });
-  r = RaftStore::Open(dir_.path() + "/raft");
+  r = RaftStore::Open(path());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_NE(r.status().message().find("newer"), std::string::npos);
+  EXPECT_NE(r.status().message().find("format version 9, newer"), std::string::npos);
 
-  poke([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* log) {
+  Poke([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* log, auto*) {
+    ASSERT_TRUE(db->Put({}, log, IndexKey(LogIndex(3)), four).ok());
+  });
+  r = RaftStore::Open(path());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("log entry 3 holds the record of entry 4"), std::string::npos)
+      << r.status().ToString();
+
+  Poke([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* log, auto*) {
     ASSERT_TRUE(db->Delete({}, log, IndexKey(LogIndex(3))).ok());
   });
-  r = RaftStore::Open(dir_.path() + "/raft");
+  r = RaftStore::Open(path());
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("gap: entry 3"), std::string::npos) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("gap: entry 3 is missing"), std::string::npos)
+      << r.status().ToString();
 }
 
-TEST_F(RaftStoreTest, AFullDiskStopsTheStoreForGood) {
+TEST_F(RaftStoreTest, RecoveryRefusesAHardStateTheLogCannotBackAndADamagedHardState) {
+  {
+    auto s = Open();
+    ASSERT_TRUE(s->Append(B(Range(1, 5, 1), 5)).ok());
+  }
+  Poke([&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* log, auto*) {
+    ASSERT_TRUE(db->Delete({}, log, IndexKey(LogIndex(5))).ok());
+  });
+  auto r = RaftStore::Open(path());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("commit index 5 is past the last log entry 4"),
+            std::string::npos)
+      << r.status().ToString();
+  Poke([&](rocksdb::DB* db, auto*, rocksdb::ColumnFamilyHandle* meta) {
+    std::string hs;
+    ASSERT_TRUE(db->Get({}, meta, "hard_state", &hs).ok());
+    hs[hs.size() - 1] ^= 1;
+    ASSERT_TRUE(db->Put({}, meta, "hard_state", hs).ok());
+  });
+  r = RaftStore::Open(path());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("hard state record fails its checksum"), std::string::npos)
+      << r.status().ToString();
+}
+
+TEST_F(RaftStoreTest, AFullDiskStopsTheStoreForGoodAndCallsTheFatalHandlerOnce) {
+  auto fault = std::make_shared<testing::FaultFs>(rocksdb::FileSystem::Default());
+  auto env = rocksdb::NewCompositeEnv(fault);
+  int fatal_calls = 0;
+  RaftStoreOptions o;
+  o.env = env.get();
+  o.on_fatal = [&](const Status&) { ++fatal_calls; };
+  auto s = Open(o);
+  ASSERT_TRUE(s->Append(B({E(1, 1)})).ok());
+  fault->SetNoSpace(true);
+  const Status full = s->Append(B({E(2, 1)}));
+  EXPECT_FALSE(full.ok());
+  EXPECT_NE(full.message().find("fail-stop"), std::string::npos) << full.ToString();
+  EXPECT_NE(full.message().find("No space left"), std::string::npos) << full.ToString();
+  EXPECT_NE(full.message().find("must exit"), std::string::npos) << full.ToString();
+  EXPECT_TRUE(s->failed());
+  fault->SetNoSpace(false);  // space comes back: the store still refuses, without trying
+  EXPECT_EQ(s->Append(B({E(2, 1)})).message(), full.message());
+  EXPECT_EQ(s->SetConfState({}).message(), full.message());
+  EXPECT_EQ(s->Compact({LogIndex(1), Term(1), {}}).message(), full.message());
+  EXPECT_EQ(s->ResetToSnapshot({LogIndex(9), Term(1), {}}).message(), full.message());
+  EXPECT_EQ(fatal_calls, 1);
+  EXPECT_EQ(s->LastIndex(), LogIndex(1)) << "nothing after the failure is acknowledged";
+  s.reset();
+  s = Open();
+  EXPECT_EQ(All(*s), (std::vector<Entry>{E(1, 1)}));
+}
+
+TEST_F(RaftStoreTest, AFailedSyncIsFatalToo) {
   auto fault = std::make_shared<testing::FaultFs>(rocksdb::FileSystem::Default());
   auto env = rocksdb::NewCompositeEnv(fault);
   RaftStoreOptions o;
   o.env = env.get();
-  auto s = RaftStore::Open(dir_.path() + "/raft", o);
-  ASSERT_TRUE(s.ok());
-  ASSERT_TRUE((*s)->Append(B({E(1, 1)})).ok());
-  fault->SetNoSpace(true);
-  const Status full = (*s)->Append(B({E(2, 1)}));
-  EXPECT_FALSE(full.ok());
-  EXPECT_NE(full.message().find("must exit"), std::string::npos) << full.ToString();
-  fault->SetNoSpace(false);  // space comes back: the store still refuses
-  EXPECT_FALSE((*s)->Append(B({E(2, 1)})).ok());
-  EXPECT_FALSE((*s)->fatal().ok());
-  EXPECT_EQ((*s)->LastIndex(), LogIndex(1)) << "nothing after the failure is acknowledged";
+  auto s = Open(o);
+  ASSERT_TRUE(s->Append(B({E(1, 1)})).ok());
+  fault->SetSyncError(true);
+  EXPECT_FALSE(s->Append(B({E(2, 1)})).ok());
+  fault->SetSyncError(false);
+  EXPECT_FALSE(s->Append(B({E(2, 1)})).ok()) << "no retry after a failed fsync";
+  EXPECT_TRUE(s->failed());
+}
+
+TEST_F(RaftStoreTest, AReadOnlyStoreReadsButRefusesWrites) {
+  auto s = Open();
+  ASSERT_TRUE(s->Append(B(Range(1, 3, 1))).ok());
+  RaftStoreOptions ro;
+  ro.read_only = true;
+  auto r = RaftStore::Open(path(), ro);  // while the writer holds it, as inspection does
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)->LastIndex(), LogIndex(3));
+  EXPECT_EQ((*r)->Append(B({E(4, 1)})).code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_F(RaftStoreTest, ReadsFromAnotherThreadSeeAConsistentLogWhileWritesGoOn) {
+  auto s = Open();
+  ASSERT_TRUE(s->Append(B({E(1, 1)})).ok());
+  std::atomic<bool> done{false};
+  std::thread reader([&] {
+    while (!done) {
+      const LogIndex last = s->LastIndex();
+      ASSERT_TRUE(s->TermAt(last).ok());
+      auto es = s->Entries(LogIndex(1), last.next(), UINT64_MAX);
+      ASSERT_TRUE(es.ok()) << es.status().ToString();
+      ASSERT_EQ(es->size(), last.value());
+      ASSERT_EQ(es->back(), E(last.value(), 1));
+    }
+  });
+  for (uint64_t i = 2; i <= 200; ++i) ASSERT_TRUE(s->Append(B({E(i, 1)}, i - 1)).ok());
+  done = true;
+  reader.join();
+  EXPECT_EQ(s->LastIndex(), LogIndex(200));
 }
 
 }  // namespace

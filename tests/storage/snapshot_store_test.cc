@@ -1,3 +1,4 @@
+// SnapshotStore: durable atomic saves, the newest loaded, damage named, failures fatal.
 #include "storage/snapshot_store.h"
 
 #include <gtest/gtest.h>
@@ -5,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "fault_fs.h"
 #include "support/process.h"
 
 namespace lockd::storage {
@@ -85,6 +87,53 @@ TEST(SnapshotStore, ALeftoverTemporaryFileIsIgnored) {
   auto got = store.LoadLatest();
   ASSERT_TRUE(got.ok() && *got);
   EXPECT_EQ((*got)->meta.index, raft::LogIndex(10));
+}
+
+TEST(SnapshotStore, AFileWhoseNameDisagreesWithItsContentIsRefused) {
+  lockd::testing::TempDir dir;
+  SnapshotStore store(dir.path() + "/snapshots");
+  ASSERT_TRUE(store.Save(Meta(10, 1), "a").ok());
+  fs::rename(store.dir() + "/" + SnapshotStore::FileName(Meta(10, 1)),
+             store.dir() + "/" + SnapshotStore::FileName(Meta(12, 1)));
+  auto r = store.LoadLatest();
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("not what its name says"), std::string::npos)
+      << r.status().ToString();
+}
+
+TEST(SnapshotStore, AnEmptyFileIsNamedAsDamaged) {
+  lockd::testing::TempDir dir;
+  SnapshotStore store(dir.path() + "/snapshots");
+  ASSERT_TRUE(store.Save(Meta(10, 1), "a").ok());
+  const std::string path = store.dir() + "/" + SnapshotStore::FileName(Meta(10, 1));
+  std::ofstream(path, std::ios::trunc).close();
+  auto r = store.LoadLatest();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(r.status().message().find(path), std::string::npos);
+}
+
+TEST(SnapshotStore, AFullDiskFailsTheSaveForGoodAndKeepsThePreviousSnapshot) {
+  lockd::testing::TempDir dir;
+  testing::FaultFs fault(rocksdb::FileSystem::Default());
+  int fatal_calls = 0;
+  SnapshotStoreOptions o;
+  o.fs = &fault;
+  o.on_fatal = [&](const Status&) { ++fatal_calls; };
+  SnapshotStore store(dir.path() + "/snapshots", o);
+  ASSERT_TRUE(store.Save(Meta(10, 1), "first").ok());
+  fault.SetNoSpace(true);
+  const Status full = store.Save(Meta(20, 2), std::string(4096, 'x'));
+  EXPECT_FALSE(full.ok());
+  EXPECT_NE(full.message().find("No space left"), std::string::npos) << full.ToString();
+  EXPECT_TRUE(store.failed());
+  fault.SetNoSpace(false);
+  EXPECT_FALSE(store.Save(Meta(30, 2), "later").ok()) << "no save after a failure";
+  EXPECT_EQ(fatal_calls, 1);
+  auto got = store.LoadLatest();
+  ASSERT_TRUE(got.ok() && *got) << got.status().ToString();
+  EXPECT_EQ((*got)->meta, Meta(10, 1));
+  EXPECT_EQ((*got)->payload, "first");
 }
 
 }  // namespace
