@@ -58,6 +58,53 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error, critical or off")
       ->capture_default_str();
+  app.add_option("--initial-cluster", o.initial_cluster,
+                 "Members of a new cluster: id=peer_host:port/client_host:port,... (used only "
+                 "when the data dir is empty; empty: a one-node cluster)")
+      ->capture_default_str();
+  app.add_option("--cluster-token", o.cluster_token,
+                 "Mixed into a new cluster's id, so clusters with the same members differ")
+      ->capture_default_str();
+  app.add_option("--tick-ms", o.tick_ms, "T_tick: heartbeat interval (same on every member)")
+      ->capture_default_str();
+  app.add_option("--election-min-ms", o.election_min_ms,
+                 "E_min: minimum election timeout; timeouts are random in [E_min, 2 E_min) "
+                 "(same on every member)")
+      ->capture_default_str();
+  app.add_option("--drift", o.drift,
+                 "rho: assumed bound on clock-rate drift between nodes, as a fraction (same on "
+                 "every member)")
+      ->capture_default_str();
+  app.add_option("--forward-timeout-ms", o.forward_timeout_ms,
+                 "F_fwd: nothing is forwarded or proposed later than this after a node received "
+                 "it")
+      ->capture_default_str();
+  app.add_option("--min-ttl-ms", o.min_ttl_ms, "Shortest lease TTL granted")->capture_default_str();
+  app.add_option("--max-ttl-ms", o.max_ttl_ms, "Longest lease TTL granted")->capture_default_str();
+  app.add_option("--max-wait-ms", o.max_wait_ms, "Longest wait_ms of an Acquire")
+      ->capture_default_str();
+  app.add_option("--max-name-bytes", o.max_name_bytes, "Longest lock name, in bytes")
+      ->capture_default_str();
+  app.add_option("--max-label-bytes", o.max_label_bytes, "Longest lease label, in bytes")
+      ->capture_default_str();
+  app.add_option("--max-locks", o.max_locks, "Most locks held or waited for at once")
+      ->capture_default_str();
+  app.add_option("--max-leases", o.max_leases, "Most leases at once")->capture_default_str();
+  app.add_option("--max-waiters-per-lock", o.max_waiters_per_lock, "Longest queue of one lock")
+      ->capture_default_str();
+  app.add_option("--max-leases-per-label", o.max_leases_per_label, "Most leases sharing one label")
+      ->capture_default_str();
+  app.add_option("--max-request-bytes", o.max_request_bytes,
+                 "Largest client message; larger ones are RESOURCE_EXHAUSTED")
+      ->capture_default_str();
+  app.add_option("--max-page-size", o.max_page_size, "Most items in one List page")
+      ->capture_default_str();
+  app.add_option("--watch-history", o.watch_history,
+                 "Entries with events kept for resuming watches")
+      ->capture_default_str();
+  app.add_option("--health-max-apply-lag", o.health_max_apply_lag,
+                 "Health is SERVING only while applied is within this many entries of commit")
+      ->capture_default_str();
   std::string inspect;
   app.add_option("--inspect-data-dir", inspect,
                  "Print a data dir's log range, hard state, members and snapshot, then exit "

@@ -134,6 +134,8 @@ class Raft {
   NodeId vote() const { return vote_; }
   const RaftLog& log() const { return log_; }
   const JointConfig& config() const { return config_; }
+  /// The leader's view of every member's log (empty unless leader).
+  const std::map<NodeId, Progress>& progress() const { return progress_; }
   bool lease_time_branch_ended() const { return lease_time_branch_ended_; }
   /// Whether the leader has committed an entry of its own term.
   bool committed_current_term() const;

@@ -5,15 +5,78 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <httplib.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <random>
 
 #include "grpc/health/v1/health.pb.h"  // links the descriptor, so reflection can describe it
+#include "raft/types.h"
+#include "server/cluster_identity.h"
+#include "server/cluster_metadata.h"
+#include "server/forwarder.h"
+#include "server/lock_service.h"
+#include "server/peer_transport.h"
+#include "server/replica.h"
+#include "server/watch_hub.h"
 #include "storage/data_dir.h"
-#include "storage/raft_store.h"
-#include "storage/snapshot_store.h"
+#include "storage/node_storage.h"
 
 namespace lockd::server {
+
+namespace {
+
+lock::Limits LimitsOf(const NodeOptions& o) {
+  lock::Limits l;
+  l.max_name_bytes = o.max_name_bytes;
+  l.max_label_bytes = o.max_label_bytes;
+  l.min_ttl_ms = o.min_ttl_ms;
+  l.max_ttl_ms = o.max_ttl_ms;
+  l.max_wait_ms = o.max_wait_ms;
+  l.max_locks = o.max_locks;
+  l.max_leases = o.max_leases;
+  l.max_waiters_per_lock = o.max_waiters_per_lock;
+  l.max_leases_per_label = o.max_leases_per_label;
+  return l;
+}
+
+/// The cluster this data dir belongs to: recorded at bootstrap, read back ever after.
+Result<ClusterIdentity> ResolveIdentity(const NodeOptions& o, const storage::DataDir& dir) {
+  auto recorded = LoadClusterIdentity(dir.path());
+  if (!recorded.ok()) return recorded.status();
+  if (recorded->has_value()) {
+    const ClusterIdentity& id = **recorded;
+    bool self = false;
+    for (const auto& m : id.members) self = self || m.id == o.node_id;
+    if (!self) {
+      return FailedPrecondition("data dir " + dir.path() + " belongs to cluster " + id.cluster_id +
+                                ", of which node " + std::to_string(o.node_id) +
+                                " is not a member (wrong --id?)");
+    }
+    if (!o.initial_cluster.empty()) {
+      auto flags = ParseInitialCluster(o.initial_cluster);
+      if (flags.ok() && *flags != id.members) {
+        spdlog::warn(
+            "--initial-cluster differs from the membership recorded in {}; the recorded "
+            "one is used (it only matters when a cluster is bootstrapped)",
+            dir.path());
+      }
+    }
+    return id;
+  }
+  ClusterIdentity id;
+  if (o.initial_cluster.empty()) {
+    id.members.push_back(MemberSpec{o.node_id, o.peer_addr, o.client_addr});
+  } else {
+    auto members = ParseInitialCluster(o.initial_cluster);
+    if (!members.ok()) return members.status();
+    id.members = *members;
+  }
+  id.cluster_id = DeriveClusterId(o.cluster_token, id.members);
+  return id;
+}
+
+}  // namespace
 
 Node::Node(NodeOptions options) : options_(std::move(options)) {}
 
@@ -27,42 +90,174 @@ Status Node::Start() {
   auto dir = storage::DataDir::Open(options_.data_dir);
   if (!dir.ok()) return dir.status();
   data_dir_ = std::move(dir).value();
+  auto identity = ResolveIdentity(options_, *data_dir_);
+  if (!identity.ok()) return identity.status();
+  cluster_id_ = identity->cluster_id;
+
   // Recovery: the log, hard state and the newest snapshot are verified before anything is
-  // served; damage stops the node with an error naming it.
-  auto store = storage::RaftStore::Open(data_dir_->raft_dir());
+  // served; damage stops the node with an error naming it. A write that fails later stops the
+  // process: a node that cannot persist must not acknowledge anything.
+  storage::NodeStorageOptions so;
+  so.on_fatal = [](const lockd::Status& s) {
+    spdlog::critical("storage failed, exiting (restart recovers from what is durable): {}",
+                     s.ToString());
+    spdlog::default_logger()->flush();
+    _exit(70);
+  };
+  auto store = storage::NodeStorage::Open(*data_dir_, so);
   if (!store.ok()) return store.status();
-  raft_store_ = std::move(store).value();
-  auto snapshot = storage::SnapshotStore(data_dir_->snapshot_dir()).LoadLatest();
-  if (!snapshot.ok()) return snapshot.status();
-  spdlog::info("node {}: data dir {} opened: log [{}, {}], term {}, commit {}", options_.node_id,
-               options_.data_dir, raft_store_->FirstIndex().value(),
-               raft_store_->LastIndex().value(), raft_store_->Initial().hard.term.value(),
-               raft_store_->Initial().hard.commit.value());
+  storage_ = std::move(store).value();
+  const auto initial = storage_->log().Initial();
+  if (initial.conf.voters.empty()) {
+    if (!initial.hard.empty() || storage_->log().LastIndex().value() > 0) {
+      return DataLoss("data dir " + options_.data_dir +
+                      " has a Raft log but no membership; it cannot be recovered as is");
+    }
+    // A new node of a new cluster: record who the members are before anything else is durable.
+    if (Status s = SaveClusterIdentity(data_dir_->path(), *identity); !s.ok()) return s;
+    raft::ConfState conf;
+    for (const auto& m : identity->members) conf.voters.push_back(raft::NodeId(m.id));
+    if (Status s = storage_->log().SetConfState(conf); !s.ok()) return s;
+    spdlog::info("node {}: bootstrapped cluster {} with {} members", options_.node_id, cluster_id_,
+                 identity->members.size());
+  }
+  spdlog::info("node {}: data dir {}: cluster {}, log [{}, {}], term {}, commit {}",
+               options_.node_id, options_.data_dir, cluster_id_,
+               storage_->log().FirstIndex().value(), storage_->log().LastIndex().value(),
+               initial.hard.term.value(), initial.hard.commit.value());
+
+  watch_ = std::make_unique<WatchHub>(cluster_id_, options_.watch_history);
+  PeerIdentity self;
+  self.cluster_id = cluster_id_;
+  self.node_id = options_.node_id;
+  self.format_version = raft::kFormatVersion;
+  self.election_min_ms = options_.election_min_ms;
+  self.tick_ms = options_.tick_ms;
+  self.drift_ppm = static_cast<uint32_t>(options_.drift * 1'000'000 + 0.5);
+  const auto members = identity->members;
+  transport_ = std::make_unique<PeerTransport>(
+      self,
+      [this](uint64_t from, std::vector<std::string> messages) {
+        replica_->DeliverPeerMessages(from, std::move(messages));
+      },
+      [members](uint64_t from) {
+        for (const auto& m : members) {
+          if (m.id == from) return true;
+        }
+        return false;
+      });
+
+  ReplicaOptions ro;
+  ro.node_id = options_.node_id;
+  ro.cluster_id = cluster_id_;
+  ro.members = identity->members;
+  ro.timing.tick = std::chrono::milliseconds(options_.tick_ms);
+  ro.timing.election_min = std::chrono::milliseconds(options_.election_min_ms);
+  ro.timing.drift = options_.drift;
+  ro.forward_timeout = std::chrono::milliseconds(options_.forward_timeout_ms);
+  ro.limits = LimitsOf(options_);
+  ro.seed = std::random_device{}() ^ (options_.node_id << 32);
+  replica_ =
+      std::make_unique<Replica>(ro, *storage_, *transport_, *watch_, SystemClock::Instance());
+  if (Status s = replica_->Start(); !s.ok()) return s;
+
+  {
+    grpc::ServerBuilder builder;
+    int bound = 0;
+    builder.AddListeningPort(options_.peer_addr, grpc::InsecureServerCredentials(), &bound);
+    builder.RegisterService(transport_->service());
+    builder.SetMaxReceiveMessageSize(64 << 20);
+    peer_server_ = builder.BuildAndStart();
+    if (!peer_server_ || bound == 0) {
+      peer_server_.reset();
+      Shutdown();
+      return Unavailable("cannot listen on --peer-addr " + options_.peer_addr +
+                         " (in use, or not an address of this machine)");
+    }
+  }
+  for (const auto& m : identity->members) {
+    if (m.id != options_.node_id) transport_->SetPeer(m.id, m.peer_addr);
+  }
+
+  metadata_ = std::make_unique<ClusterMetadata>();
+  metadata_->Set("", cluster_id_);
+  forwarder_ = std::make_unique<Forwarder>(options_.node_id,
+                                           std::chrono::milliseconds(options_.forward_timeout_ms));
+  ServiceContext sc{*replica_,
+                    *forwarder_,
+                    *watch_,
+                    SystemClock::Instance(),
+                    LimitsOf(options_),
+                    cluster_id_,
+                    identity->members,
+                    std::chrono::milliseconds(options_.forward_timeout_ms),
+                    static_cast<uint32_t>(options_.max_page_size)};
+  lock_service_ = std::make_unique<LockServiceImpl>(std::move(sc));
+  cluster_service_ = std::make_unique<ClusterServiceImpl>(*lock_service_);
 
   // Touch the health descriptor so the linker keeps it for reflection.
   (void)grpc::health::v1::HealthCheckResponse::descriptor();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(options_.client_addr, grpc::InsecureServerCredentials(), &bound_port);
+  builder.RegisterService(lock_service_.get());
+  builder.RegisterService(cluster_service_.get());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_request_bytes));
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(metadata_->Factory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   grpc_server_ = builder.BuildAndStart();
   if (!grpc_server_ || bound_port == 0) {
     grpc_server_.reset();
+    Shutdown();
     return Unavailable("cannot listen on --client-addr " + options_.client_addr +
                        " (in use, or not an address of this machine)");
   }
-  spdlog::info("node {}: client gRPC on {}", options_.node_id, options_.client_addr);
+  grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+  spdlog::info("node {}: client gRPC on {}, peers on {}", options_.node_id, options_.client_addr,
+               options_.peer_addr);
 
   if (Status s = StartHttp(); !s.ok()) {
     Shutdown();
     return s;
   }
-  // A standalone node is its own leader; once Raft lands, health follows leader knowledge.
-  serving_ = true;
-  grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  stop_watcher_ = false;
+  watcher_ = std::thread([this] { WatchLeadership(); });
   return Status::Ok();
+}
+
+void Node::WatchLeadership() {
+  uint64_t last_leader = ~uint64_t{0};
+  bool last_serving = false;
+  std::unique_lock lock(watcher_mu_);
+  while (!stop_watcher_) {
+    const ReplicaStatus st = replica_->status();
+    if (st.leader_id != last_leader) {
+      std::string addr;
+      for (const auto& m : replica_->options().members) {
+        if (m.id == st.leader_id) addr = m.client_addr;
+      }
+      metadata_->Set(addr, cluster_id_);
+      if (st.leader_id != 0) spdlog::info("node {}: leader is {}", options_.node_id, st.leader_id);
+      last_leader = st.leader_id;
+    }
+    const bool serving = replica_->healthy(options_.health_max_apply_lag);
+    if (serving != last_serving) {
+      grpc_server_->GetHealthCheckService()->SetServingStatus(serving);
+      last_serving = serving;
+    }
+    serving_ = serving;
+    is_leader_.Set(st.role == raft::Role::kLeader ? 1 : 0);
+    term_.Set(static_cast<double>(st.term));
+    commit_.Set(static_cast<double>(st.commit));
+    applied_.Set(static_cast<double>(st.applied));
+    leases_.Set(static_cast<double>(st.lease_count));
+    locks_.Set(static_cast<double>(st.lock_count));
+    tokens_.Set(static_cast<double>(st.token_counter));
+    watcher_cv_.wait_for(lock, std::chrono::milliseconds(20));
+  }
 }
 
 Status Node::StartHttp() {
@@ -89,18 +284,43 @@ Status Node::StartHttp() {
 
 void Node::Shutdown() {
   serving_ = false;
+  if (watcher_.joinable()) {
+    {
+      std::lock_guard lock(watcher_mu_);
+      stop_watcher_ = true;
+    }
+    watcher_cv_.notify_all();
+    watcher_.join();
+  }
+  if (grpc_server_) grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+  // A leader hands over first, so the cluster does not wait out an election timeout.
+  if (replica_) replica_->TransferAway(std::chrono::milliseconds(2000));
+  if (lock_service_) lock_service_->Shutdown();
+  if (replica_) replica_->Stop();
   if (grpc_server_) {
-    grpc_server_->GetHealthCheckService()->SetServingStatus(false);
-    grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     grpc_server_->Wait();
     grpc_server_.reset();
+  }
+  if (transport_) transport_->Stop();
+  if (peer_server_) {
+    peer_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    peer_server_->Wait();
+    peer_server_.reset();
   }
   if (http_server_) {
     http_server_->stop();
     if (http_thread_.joinable()) http_thread_.join();
     http_server_.reset();
   }
-  raft_store_.reset();
+  cluster_service_.reset();
+  lock_service_.reset();
+  forwarder_.reset();
+  replica_.reset();
+  transport_.reset();
+  watch_.reset();
+  metadata_.reset();
+  storage_.reset();
   data_dir_.reset();
 }
 

@@ -1,11 +1,19 @@
-// Node: one running lockd process. It owns the data directory and the listeners: the client gRPC
-// server (health, reflection, and the lockd services) and the HTTP endpoint (/healthz, /metrics).
-// Start() binds everything or fails with the reason; Shutdown() stops accepting, lets in-flight
-// calls finish within a bound, and releases the data directory.
+// Node: one running lockd process. It owns the data directory, the storage, the Replica (Raft
+// core + lock state machine + the leader's lease and wait bookkeeping), the peer transport and
+// the listeners: the client gRPC server (LockService, ClusterService, health, reflection), the
+// peer gRPC server and the HTTP endpoint (/healthz, /metrics).
+//
+// Start() recovers the data dir (or bootstraps a new cluster from --initial-cluster), binds
+// everything or fails with the reason. Shutdown() (SIGTERM): health goes NOT_SERVING, a leader
+// hands leadership to the most caught-up voter, open streams end, the loop finishes its pass and
+// answers what still waits UNAVAILABLE, the listeners stop, and the data dir is released.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <thread>
 
 #include "base/status.h"
@@ -21,10 +29,18 @@ class Server;
 
 namespace lockd::storage {
 class DataDir;
-class RaftStore;
+class NodeStorage;
 }  // namespace lockd::storage
 
 namespace lockd::server {
+
+class ClusterMetadata;
+class ClusterServiceImpl;
+class Forwarder;
+class LockServiceImpl;
+class PeerTransport;
+class Replica;
+class WatchHub;
 
 class Node {
  public:
@@ -35,19 +51,41 @@ class Node {
   void Shutdown();
 
   const NodeOptions& options() const { return options_; }
+  const std::string& cluster_id() const { return cluster_id_; }
 
  private:
   Status StartHttp();
+  void WatchLeadership();  ///< keeps metadata, health and gauges current
 
   NodeOptions options_;
+  std::string cluster_id_;
   std::unique_ptr<storage::DataDir> data_dir_;
-  std::unique_ptr<storage::RaftStore> raft_store_;
+  std::unique_ptr<storage::NodeStorage> storage_;
+  std::unique_ptr<WatchHub> watch_;
+  std::unique_ptr<PeerTransport> transport_;
+  std::unique_ptr<Replica> replica_;
+  std::unique_ptr<ClusterMetadata> metadata_;
+  std::unique_ptr<Forwarder> forwarder_;
+  std::unique_ptr<LockServiceImpl> lock_service_;
+  std::unique_ptr<ClusterServiceImpl> cluster_service_;
+  std::unique_ptr<grpc::Server> peer_server_;
   std::unique_ptr<grpc::Server> grpc_server_;
   std::unique_ptr<httplib::Server> http_server_;
   std::thread http_thread_;
+  std::thread watcher_;
+  std::mutex watcher_mu_;  ///< guards stop_watcher_
+  std::condition_variable watcher_cv_;
+  bool stop_watcher_ = false;
   std::atomic<bool> serving_{false};  ///< What /healthz and grpc.health.v1 report.
   MetricsRegistry metrics_;
   Gauge& up_ = metrics_.AddGauge("lockd_up", "Whether this node is serving (1) or not (0).");
+  Gauge& is_leader_ = metrics_.AddGauge("lockd_is_leader", "Whether this node leads (1) or not.");
+  Gauge& term_ = metrics_.AddGauge("lockd_raft_term", "The node's current Raft term.");
+  Gauge& commit_ = metrics_.AddGauge("lockd_raft_commit_index", "The node's commit index.");
+  Gauge& applied_ = metrics_.AddGauge("lockd_raft_applied_index", "The node's applied index.");
+  Gauge& leases_ = metrics_.AddGauge("lockd_leases", "Leases in the replicated state.");
+  Gauge& locks_ = metrics_.AddGauge("lockd_locks", "Locks held or waited for.");
+  Gauge& tokens_ = metrics_.AddGauge("lockd_token_counter", "The last fencing token granted.");
 };
 
 }  // namespace lockd::server

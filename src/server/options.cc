@@ -58,6 +58,52 @@ Status Validate(const NodeOptions& o) {
     return InvalidArgument("--client-addr, --peer-addr and --http-addr must all differ");
   }
   if (o.data_dir.empty()) return InvalidArgument("--data-dir must not be empty");
+  if (!o.initial_cluster.empty()) {
+    auto members = ParseInitialCluster(o.initial_cluster);
+    if (!members.ok()) return members.status();
+    bool self = false;
+    for (const auto& m : *members) {
+      if (m.id != o.node_id) continue;
+      self = true;
+      if (m.peer_addr != o.peer_addr || m.client_addr != o.client_addr) {
+        return InvalidArgument("--initial-cluster: member " + std::to_string(m.id) + " is " +
+                               m.peer_addr + "/" + m.client_addr +
+                               " but this node's --peer-addr/--client-addr are " + o.peer_addr +
+                               "/" + o.client_addr);
+      }
+    }
+    if (!self) {
+      return InvalidArgument("--initial-cluster does not name this node (--id " +
+                             std::to_string(o.node_id) + ")");
+    }
+  }
+  if (o.cluster_token.empty()) return InvalidArgument("--cluster-token must not be empty");
+  if (o.tick_ms < 1 || o.tick_ms > 10'000) {
+    return InvalidArgument("--tick-ms must be in [1, 10000], not " + std::to_string(o.tick_ms));
+  }
+  if (o.election_min_ms < 3 * o.tick_ms || o.election_min_ms > 600'000) {
+    return InvalidArgument("--election-min-ms must be at least 3 x --tick-ms (" +
+                           std::to_string(3 * o.tick_ms) + ") and at most 600000, not " +
+                           std::to_string(o.election_min_ms));
+  }
+  if (!(o.drift >= 0.0 && o.drift < 0.25)) {
+    return InvalidArgument("--drift must be in [0, 0.25) (a fraction: 0.01 is 1%)");
+  }
+  if (o.forward_timeout_ms < 100) return InvalidArgument("--forward-timeout-ms must be >= 100");
+  if (o.min_ttl_ms == 0 || o.min_ttl_ms > o.max_ttl_ms) {
+    return InvalidArgument("--min-ttl-ms must be > 0 and <= --max-ttl-ms");
+  }
+  for (const auto& [flag, v] :
+       {std::pair<const char*, uint64_t>{"--max-name-bytes", o.max_name_bytes},
+        {"--max-locks", o.max_locks},
+        {"--max-leases", o.max_leases},
+        {"--max-waiters-per-lock", o.max_waiters_per_lock},
+        {"--max-leases-per-label", o.max_leases_per_label},
+        {"--max-page-size", o.max_page_size},
+        {"--watch-history", o.watch_history}}) {
+    if (v == 0) return InvalidArgument(std::string(flag) + " must be > 0");
+  }
+  if (o.max_request_bytes < 1024) return InvalidArgument("--max-request-bytes must be >= 1024");
   static constexpr const char* kLevels[] = {"trace", "debug",    "info", "warn",
                                             "error", "critical", "off"};
   for (const char* level : kLevels) {

@@ -19,6 +19,36 @@ struct NodeOptions {
   std::string http_addr = "127.0.0.1:7601";    ///< /metrics and /healthz
   std::string data_dir = "./lockd-data";
   std::string log_level = "info";
+
+  /// The members of a new cluster ("id=peer/client,..."); used only when the data dir is empty.
+  /// Empty: a one-node cluster of this node alone.
+  std::string initial_cluster;
+  /// Mixed into the cluster id of a new cluster, so two clusters bootstrapped from the same
+  /// member list still get different ids.
+  std::string cluster_token = "lockd";
+
+  // Timing. Every member must use the same values (peers check them when they connect).
+  uint64_t tick_ms = 100;           ///< T_tick: heartbeat interval and the core's tick
+  uint64_t election_min_ms = 1000;  ///< E_min; election timeouts are random in [E_min, 2·E_min)
+  double drift = 0.01;              ///< ρ, the assumed bound on clock-rate drift
+  uint64_t forward_timeout_ms = 10'000;  ///< F_fwd
+
+  // Limits (design brief, guarantee 9).
+  uint64_t min_ttl_ms = 2'000;
+  uint64_t max_ttl_ms = 3'600'000;
+  uint64_t max_wait_ms = 3'600'000;
+  uint64_t max_name_bytes = 512;
+  uint64_t max_label_bytes = 128;
+  uint64_t max_locks = 1'000'000;
+  uint64_t max_leases = 100'000;
+  uint64_t max_waiters_per_lock = 10'000;
+  uint64_t max_leases_per_label = 100'000;
+  uint64_t max_request_bytes = 64 * 1024;  ///< larger client messages are RESOURCE_EXHAUSTED
+  uint64_t max_page_size = 1000;
+
+  uint64_t watch_history = 10'000;  ///< entries with events kept for resuming watches
+  /// Health is SERVING only while the applied index is within this many entries of the commit.
+  uint64_t health_max_apply_lag = 1000;
 };
 
 /// One member of the initial cluster, as `--initial-cluster` names it.

@@ -1,0 +1,152 @@
+// LockServiceImpl and ClusterServiceImpl: the client-facing gRPC services (callback API: a waiting
+// Acquire or a parked renewal holds no thread).
+//
+// Every call is validated first (INVALID_ARGUMENT before anything is proposed). On the leader a
+// mutating call becomes a command submitted to the Replica; on any other node it is forwarded to
+// the leader with the caller's deadline cut to F_fwd (Forwarder); a call that was itself forwarded
+// and reaches a node that is not the leader is UNAVAILABLE (the client retries with the same
+// request id). Inspection is linearizable (ReadIndex on the leader) unless `stale` asks for the
+// local state. Watch streams read the apply stream through the WatchHub.
+//
+// Owned by Node, which registers them on the client-port server and calls Shutdown() before the
+// server stops, so that every open stream ends.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "base/clock.h"
+#include "lock/types.h"
+#include "lockd/v1/lockd.grpc.pb.h"
+#include "server/forwarder.h"
+#include "server/replica.h"
+
+namespace lockd::server {
+
+class WatchHub;
+
+/// What the services need to know about the node beyond the Replica.
+struct ServiceContext {
+  Replica& replica;
+  Forwarder& forwarder;
+  WatchHub& watch;
+  const Clock& clock;
+  lock::Limits limits;
+  std::string cluster_id;
+  std::vector<MemberSpec> members;
+  std::chrono::milliseconds forward_timeout{10'000};
+  uint32_t max_page_size = 1000;
+
+  /// The client address of member `id`, or empty when it is not a member.
+  std::string ClientAddr(uint64_t id) const;
+};
+
+class LockServiceImpl final : public lockd::v1::LockService::CallbackService {
+ public:
+  explicit LockServiceImpl(ServiceContext ctx);
+  ~LockServiceImpl() override;
+
+  /// Ends every Watch and KeepAlive stream (the server is stopping).
+  void Shutdown();
+
+  grpc::ServerUnaryReactor* GrantLease(grpc::CallbackServerContext* ctx,
+                                       const lockd::v1::GrantLeaseRequest* req,
+                                       lockd::v1::GrantLeaseResponse* resp) override;
+  grpc::ServerUnaryReactor* Renew(grpc::CallbackServerContext* ctx,
+                                  const lockd::v1::RenewRequest* req,
+                                  lockd::v1::RenewResponse* resp) override;
+  grpc::ServerBidiReactor<lockd::v1::RenewRequest, lockd::v1::RenewResponse>* KeepAlive(
+      grpc::CallbackServerContext* ctx) override;
+  grpc::ServerUnaryReactor* RevokeLease(grpc::CallbackServerContext* ctx,
+                                        const lockd::v1::RevokeLeaseRequest* req,
+                                        lockd::v1::RevokeLeaseResponse* resp) override;
+  grpc::ServerUnaryReactor* Acquire(grpc::CallbackServerContext* ctx,
+                                    const lockd::v1::AcquireRequest* req,
+                                    lockd::v1::AcquireResponse* resp) override;
+  grpc::ServerUnaryReactor* Cancel(grpc::CallbackServerContext* ctx,
+                                   const lockd::v1::CancelRequest* req,
+                                   lockd::v1::CancelResponse* resp) override;
+  grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* ctx,
+                                    const lockd::v1::ReleaseRequest* req,
+                                    lockd::v1::ReleaseResponse* resp) override;
+  grpc::ServerUnaryReactor* GetLock(grpc::CallbackServerContext* ctx,
+                                    const lockd::v1::GetLockRequest* req,
+                                    lockd::v1::GetLockResponse* resp) override;
+  grpc::ServerUnaryReactor* ListLocks(grpc::CallbackServerContext* ctx,
+                                      const lockd::v1::ListLocksRequest* req,
+                                      lockd::v1::ListLocksResponse* resp) override;
+  grpc::ServerUnaryReactor* ListLeases(grpc::CallbackServerContext* ctx,
+                                       const lockd::v1::ListLeasesRequest* req,
+                                       lockd::v1::ListLeasesResponse* resp) override;
+  grpc::ServerUnaryReactor* GetLease(grpc::CallbackServerContext* ctx,
+                                     const lockd::v1::GetLeaseRequest* req,
+                                     lockd::v1::GetLeaseResponse* resp) override;
+  grpc::ServerWriteReactor<lockd::v1::WatchResponse>* Watch(
+      grpc::CallbackServerContext* ctx, const lockd::v1::WatchRequest* req) override;
+
+  /// A stream reactor that Shutdown() must end.
+  class Stream {
+   public:
+    virtual ~Stream() = default;
+    virtual void End() = 0;
+  };
+  void Register(Stream* s);
+  void Unregister(Stream* s);
+
+  /// Forwards a unary call to the leader, or answers UNAVAILABLE when none can take it.
+  template <typename Req, typename Resp>
+  void Forward(grpc::CallbackServerContext* ctx,
+               void (lockd::v1::LockService::StubInterface::async_interface::*method)(
+                   grpc::ClientContext*, const Req*, Resp*, std::function<void(grpc::Status)>),
+               const Req& req, Resp* resp, std::function<void(grpc::Status)> done);
+
+  /// Submits a validated command on the leader (or forwards it) and answers `reactor`.
+  template <typename Req, typename Resp>
+  grpc::ServerUnaryReactor* Mutate(
+      grpc::CallbackServerContext* ctx, const Req* req, Resp* resp,
+      void (lockd::v1::LockService::StubInterface::async_interface::*method)(
+          grpc::ClientContext*, const Req*, Resp*, std::function<void(grpc::Status)>));
+
+  /// Runs a read (`fill` on the loop thread) linearizably on the leader, forwarded elsewhere, or
+  /// locally when `stale`.
+  template <typename Req, typename Resp>
+  grpc::ServerUnaryReactor* Inspect(
+      grpc::CallbackServerContext* ctx, const Req* req, Resp* resp, bool stale,
+      void (lockd::v1::LockService::StubInterface::async_interface::*method)(
+          grpc::ClientContext*, const Req*, Resp*, std::function<void(grpc::Status)>),
+      std::function<grpc::Status(const ReadView&, Resp*)> fill);
+
+  ServiceContext& context() { return ctx_; }
+
+ private:
+  ServiceContext ctx_;
+  std::mutex mu_;  ///< guards streams_ and shutdown_
+  std::set<Stream*> streams_;
+  bool shutdown_ = false;
+};
+
+class ClusterServiceImpl final : public lockd::v1::ClusterService::CallbackService {
+ public:
+  explicit ClusterServiceImpl(LockServiceImpl& locks) : locks_(locks) {}
+
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx,
+                                   const lockd::v1::StatusRequest* req,
+                                   lockd::v1::StatusResponse* resp) override;
+  grpc::ServerUnaryReactor* TransferLeadership(
+      grpc::CallbackServerContext* ctx, const lockd::v1::TransferLeadershipRequest* req,
+      lockd::v1::TransferLeadershipResponse* resp) override;
+  grpc::ServerUnaryReactor* ForceRelease(grpc::CallbackServerContext* ctx,
+                                         const lockd::v1::ForceReleaseRequest* req,
+                                         lockd::v1::ForceReleaseResponse* resp) override;
+
+ private:
+  LockServiceImpl& locks_;
+};
+
+}  // namespace lockd::server

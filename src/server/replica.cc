@@ -1,0 +1,601 @@
+// Replica: the loop, leadership changes and the Ready cycle. Leases, waits and retirement are in
+// replica_leases.cc.
+#include "server/replica.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <random>
+
+#include "raft/wire.h"
+#include "server/peer_transport.h"
+#include "server/watch_hub.h"
+#include "storage/node_storage.h"
+
+namespace lockd::server {
+
+namespace {
+
+lock::LogIndex ToLockIndex(raft::LogIndex i) {
+  return lock::LogIndex(i.value());
+}
+
+WatchEvent::Type ToWatchType(lock::Event::Type t) {
+  switch (t) {
+    case lock::Event::Type::kAcquired:
+      return WatchEvent::Type::kAcquired;
+    case lock::Event::Type::kReleased:
+      return WatchEvent::Type::kReleased;
+    case lock::Event::Type::kExpired:
+      return WatchEvent::Type::kExpired;
+    case lock::Event::Type::kWaiting:
+      return WatchEvent::Type::kWaiting;
+    case lock::Event::Type::kCancelled:
+      return WatchEvent::Type::kCancelled;
+  }
+  return WatchEvent::Type::kAcquired;
+}
+
+Status NotLeader() {
+  return Unavailable(
+      "this node lost leadership before the call finished; retry with the same "
+      "request id");
+}
+
+}  // namespace
+
+Replica::Replica(ReplicaOptions options, storage::NodeStorage& storage, PeerTransport& transport,
+                 WatchHub& watch, const Clock& clock)
+    : options_(std::move(options)),
+      storage_(storage),
+      transport_(transport),
+      watch_(watch),
+      clock_(clock),
+      state_(options_.limits),
+      lease_(options_.timing) {}
+
+Replica::~Replica() {
+  Stop();
+}
+
+Status Replica::Start() {
+  if (const auto& snap = storage_.recovered_snapshot(); snap.has_value()) {
+    auto restored = lock::LockStateMachine::Restore(snap->payload, options_.limits);
+    if (!restored.ok()) return restored.status();
+    state_ = std::move(restored).value();
+    applied_ = snap->meta.index.value();
+  }
+  raft::Config cfg;
+  cfg.id = raft::NodeId(options_.node_id);
+  for (const auto& m : options_.members) cfg.peers.push_back(raft::NodeId(m.id));
+  const auto tick = options_.timing.tick;
+  cfg.election_tick = static_cast<int>(options_.timing.election_min / tick);
+  cfg.heartbeat_tick = 1;
+  cfg.seed = options_.seed;
+  raft_ = std::make_unique<raft::Raft>(cfg, storage_.log());
+  const BootTime now = clock_.Now();
+  last_tick_ = now;
+  expected_wake_ = now;
+  last_retire_ = now;
+  SyncRole();
+  loop_ = std::thread([this] { Loop(); });
+  return Status::Ok();
+}
+
+void Replica::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && !loop_.joinable()) return;
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (loop_.joinable()) loop_.join();
+  // The loop is gone: answer whatever still waits, so no RPC outlives the node.
+  const Status gone = Unavailable("this node is shutting down; retry on another node");
+  for (auto& [i, p] : proposals_) p.done(gone);
+  proposals_.clear();
+  for (auto& [id, done] : waiting_acquires_) done(gone);
+  waiting_acquires_.clear();
+  for (auto& r : parked_renewals_) r.done(gone);
+  parked_renewals_.clear();
+  for (auto& [c, r] : reads_awaiting_index_) r.fail(gone);
+  reads_awaiting_index_.clear();
+  for (auto& [i, r] : reads_awaiting_apply_) r.fail(gone);
+  reads_awaiting_apply_.clear();
+  std::vector<ParkedRenewal> renewals;
+  std::vector<std::function<void()>> work;
+  {
+    std::lock_guard lock(mu_);
+    renewals.swap(renewals_in_);
+    work.swap(work_in_);
+  }
+  for (auto& r : renewals) r.done(gone);
+  // Queued work holds callbacks; running it now (with stopping_ set) answers them UNAVAILABLE.
+  for (auto& w : work) w();
+}
+
+void Replica::TransferAway(std::chrono::milliseconds bound) {
+  if (!is_leader()) return;
+  TransferLeadership(0, [](const Status& s) {
+    if (!s.ok()) spdlog::warn("leadership transfer at shutdown: {}", s.ToString());
+  });
+  const auto until = std::chrono::steady_clock::now() + bound;
+  while (is_leader() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+void Replica::Enqueue(std::function<void()> work) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      work_in_.push_back(std::move(work));
+      work = nullptr;
+    }
+  }
+  if (work) {
+    work();  // stopping: the work sees stopping_ and answers UNAVAILABLE itself
+    return;
+  }
+  wake_.notify_one();
+}
+
+bool Replica::healthy(uint64_t max_apply_lag) const {
+  std::lock_guard lock(mu_);
+  return fatal_.ok() && status_.leader_id != 0 && status_.commit <= status_.applied + max_apply_lag;
+}
+
+ReplicaStatus Replica::status() const {
+  std::lock_guard lock(mu_);
+  return status_;
+}
+
+Status Replica::fatal() const {
+  std::lock_guard lock(mu_);
+  return fatal_;
+}
+
+void Replica::Fail(const Status& s) {
+  spdlog::critical("node {}: stopping: {}", options_.node_id, s.ToString());
+  std::lock_guard lock(mu_);
+  if (fatal_.ok()) fatal_ = s;
+  stopping_ = true;
+}
+
+// --- the loop ---------------------------------------------------------------------------------
+
+void Replica::Loop() {
+  std::vector<ParkedRenewal> renewals;
+  std::vector<std::function<void()>> work;
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      const BootTime now = clock_.Now();
+      const BootTime wake_at = NextWake(now);
+      expected_wake_ = wake_at;
+      if (renewals_in_.empty() && work_in_.empty() && !stopping_ && wake_at > now) {
+        wake_.wait_for(lock, wake_at - now);
+      }
+      if (stopping_) return;
+      renewals.swap(renewals_in_);
+      work.swap(work_in_);
+    }
+    const BootTime start = clock_.Now();
+    // A stall: the loop woke more than a heartbeat interval late (the process was stopped, the
+    // machine paused it) or the previous pass ran longer than one (a slow disk).
+    const bool stalled =
+        start - expected_wake_ > options_.timing.tick || last_pass_ > options_.timing.tick;
+
+    // 1. Renewals first, then the stall rule.
+    for (auto& r : renewals) HandleRenewal(std::move(r), start);
+    renewals.clear();
+    if (stalled && leader_ && deadlines_.active()) {
+      spdlog::warn(
+          "node {}: loop stalled ({} ms late, last pass {} ms); lease deadlines moved "
+          "to at least now + TTL/3",
+          options_.node_id,
+          std::chrono::duration_cast<std::chrono::milliseconds>(start - expected_wake_).count(),
+          std::chrono::duration_cast<std::chrono::milliseconds>(last_pass_).count());
+      deadlines_.Stalled(start);
+    }
+    // 2. Expiries ahead of anything that could promote a waiter.
+    ProposeExpiries(start);
+    // 3. Peer messages, proposals, reads.
+    for (auto& w : work) w();
+    work.clear();
+    // 4. Time.
+    TickIfDue(clock_.Now());
+    ProposeWaitTimeouts(clock_.Now());
+    ProposeRetirement(clock_.Now());
+    if (raft_->role() == raft::Role::kLeader && (round_for_renewals_ || raft_->round_wanted())) {
+      StartRoundNow();
+    }
+    round_for_renewals_ = false;
+    // 5. The Ready cycle.
+    HandleReadies();
+    RetryParkedRenewals(clock_.Now());
+    {
+      std::lock_guard lock(mu_);
+      status_.node_id = options_.node_id;
+      status_.leader_id = raft_->leader().value();
+      status_.term = raft_->term().value();
+      status_.role = raft_->role();
+      status_.commit = raft_->log().committed().value();
+      status_.applied = applied_;
+      status_.first_index = raft_->log().first_index().value();
+      status_.last_index = raft_->log().last_index().value();
+      status_.token_counter = state_.token_counter().value();
+      status_.lease_count = state_.lease_count();
+      status_.lock_count = state_.lock_count();
+      status_.leases_ready = leader_ && deadlines_.active();
+      status_.members.clear();
+      for (const auto& m : options_.members) {
+        ReplicaStatus::Member mm;
+        mm.id = m.id;
+        mm.voter = raft_->config().contains(raft::NodeId(m.id));
+        if (leader_) {
+          const auto& progress = raft_->progress();
+          if (auto it = progress.find(raft::NodeId(m.id)); it != progress.end()) {
+            mm.match = it->second.match().value();
+            mm.active = it->second.recent_active() || m.id == options_.node_id;
+          }
+        }
+        status_.members.push_back(mm);
+      }
+    }
+    last_pass_ = clock_.Now() - start;
+  }
+}
+
+BootTime Replica::NextWake(BootTime now) const {
+  BootTime next = last_tick_ + options_.timing.tick;
+  if (leader_ && deadlines_.active()) {
+    if (auto d = deadlines_.NextDeadline(); d && *d < next) next = *d;
+    if (!wait_order_.empty() && wait_order_.begin()->first < next) {
+      next = wait_order_.begin()->first;
+    }
+  }
+  return next < now ? now : next;
+}
+
+void Replica::TickIfDue(BootTime now) {
+  if (now - last_tick_ < options_.timing.tick) return;
+  // One tick however long it has been: n ticks then span more than (n-1)·T_tick.
+  last_tick_ = now;
+  const uint64_t before = raft_->newest_round();
+  const BootTime stamp = clock_.Now();  // taken before the call that may start a round
+  raft_->Tick();
+  StampRounds(before, stamp);
+  SyncRole();
+}
+
+void Replica::StartRoundNow() {
+  const uint64_t before = raft_->newest_round();
+  const BootTime stamp = clock_.Now();
+  if (raft_->RequestRound().ok()) StampRounds(before, stamp);
+}
+
+void Replica::StampRounds(uint64_t before, BootTime at) {
+  if (!leader_) return;
+  for (uint64_t id = before + 1; id <= raft_->newest_round(); ++id) lease_.RoundStarted(id, at);
+}
+
+// --- leadership -------------------------------------------------------------------------------
+
+void Replica::SyncRole() {
+  const bool leading = raft_->role() == raft::Role::kLeader;
+  if (leader_ && (!leading || raft_->term() != leader_term_)) OnLostLeadership();
+  if (leading && !leader_) OnBecameLeader();
+  is_leader_ = leader_;
+  leader_id_ = raft_->leader().value();
+}
+
+void Replica::OnBecameLeader() {
+  leader_ = true;
+  leader_term_ = raft_->term();
+  lease_.BecomeLeader(leader_term_.value());
+  spdlog::info("node {}: leader of term {}", options_.node_id, leader_term_.value());
+}
+
+void Replica::OnLostLeadership() {
+  spdlog::info("node {}: no longer leader (term {})", options_.node_id, raft_->term().value());
+  leader_ = false;
+  lease_.StepDown();
+  deadlines_.Deactivate();
+  wait_timers_.clear();
+  wait_order_.clear();
+  expiries_to_propose_.clear();
+  applied_samples_.clear();
+  transfer_to_ = raft::NodeId();
+  // Nothing waiting on this node can be answered by it any more; every retry is safe.
+  for (auto& [i, p] : proposals_) p.done(NotLeader());
+  proposals_.clear();
+  for (auto& [id, done] : waiting_acquires_) {
+    done(
+        Unavailable("leadership changed while the Acquire waited; retry with the same request "
+                    "id to rejoin the wait"));
+  }
+  waiting_acquires_.clear();
+  for (auto& r : parked_renewals_) r.done(NotLeader());
+  parked_renewals_.clear();
+  for (auto& [c, r] : reads_awaiting_index_) r.fail(NotLeader());
+  reads_awaiting_index_.clear();
+  for (auto& [i, r] : reads_awaiting_apply_) r.fail(NotLeader());
+  reads_awaiting_apply_.clear();
+}
+
+// --- entry points -----------------------------------------------------------------------------
+
+void Replica::Submit(lock::Command command, Deadline deadline, CommandDone done) {
+  Enqueue([this, command = std::move(command), deadline, done = std::move(done)]() mutable {
+    if (stopping_ || !leader_) {
+      done(Unavailable("not the leader; retry with the same request id"));
+      return;
+    }
+    if (std::chrono::system_clock::now() >= deadline) {
+      done(Status(StatusCode::kDeadlineExceeded,
+                  "the call's deadline passed before it was "
+                  "proposed"));
+      return;
+    }
+    auto index = raft_->Propose(lock::Encode(command, WallSeconds()));
+    if (!index.ok()) {
+      done(index.status());
+      return;
+    }
+    proposals_[*index] = PendingProposal{raft_->term(), std::move(done)};
+  });
+}
+
+void Replica::Renew(uint64_t lease, BootTime received, RenewDone done) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      renewals_in_.push_back(ParkedRenewal{lease, received, std::move(done)});
+      done = nullptr;
+    }
+  }
+  if (done) {
+    done(Unavailable("this node is shutting down; retry on another node"));
+    return;
+  }
+  wake_.notify_one();
+}
+
+void Replica::Read(bool linearizable, ReadFn fn, FailFn fail) {
+  Enqueue([this, linearizable, fn = std::move(fn), fail = std::move(fail)]() mutable {
+    if (stopping_) {
+      fail(Unavailable("this node is shutting down"));
+      return;
+    }
+    if (!linearizable) {
+      fn(View());
+      return;
+    }
+    if (!leader_) {
+      fail(Unavailable("not the leader; a linearizable read needs the leader"));
+      return;
+    }
+    const uint64_t ctx = next_read_ctx_++;
+    if (Status s = raft_->ReadIndex(ctx); !s.ok()) {
+      fail(s);
+      return;
+    }
+    reads_awaiting_index_.emplace(ctx, PendingRead{std::move(fn), std::move(fail)});
+  });
+}
+
+void Replica::DeliverPeerMessages(uint64_t from, std::vector<std::string> messages) {
+  Enqueue([this, from, messages = std::move(messages)] {
+    if (stopping_) return;
+    for (const auto& bytes : messages) {
+      auto m = raft::DecodeMessage(bytes);
+      if (!m.ok()) {
+        spdlog::warn("node {}: dropped a message from node {}: {}", options_.node_id, from,
+                     m.status().ToString());
+        continue;
+      }
+      if (m->from.value() != from || m->to.value() != options_.node_id) {
+        spdlog::warn(
+            "node {}: dropped a message that claims to be from {} to {} on node {}'s "
+            "stream",
+            options_.node_id, m->from.value(), m->to.value(), from);
+        continue;
+      }
+      const uint64_t before = raft_->newest_round();
+      const BootTime stamp = clock_.Now();
+      if (Status s = raft_->Step(*m); !s.ok()) {
+        spdlog::warn("node {}: refused a {} from node {}: {}", options_.node_id,
+                     raft::TypeName(m->type), from, s.ToString());
+      }
+      StampRounds(before, stamp);
+      SyncRole();
+    }
+  });
+}
+
+void Replica::TransferLeadership(uint64_t to, FailFn done) {
+  Enqueue([this, to, done = std::move(done)] {
+    if (stopping_ || !leader_) {
+      done(Unavailable("not the leader"));
+      return;
+    }
+    raft::NodeId target(to);
+    if (target.zero()) {
+      // The most caught-up voter other than this node.
+      raft::LogIndex best;
+      for (const auto& [id, pr] : raft_->progress()) {
+        if (id.value() == options_.node_id || !raft_->config().contains(id)) continue;
+        if (target.zero() || pr.match() > best) {
+          target = id;
+          best = pr.match();
+        }
+      }
+      if (target.zero()) {
+        done(FailedPrecondition("no other voter to hand leadership to"));
+        return;
+      }
+    }
+    done(raft_->TransferLeadership(target));
+  });
+}
+
+// --- the Ready cycle --------------------------------------------------------------------------
+
+void Replica::Send(const std::vector<raft::Message>& messages) {
+  for (const auto& m : messages) {
+    if (m.to.value() == options_.node_id) continue;
+    transport_.Send(m.to.value(), raft::EncodeMessage(m));
+  }
+}
+
+void Replica::HandleReadies() {
+  while (raft_->HasReady()) {
+    raft::Ready rd = raft_->GetReady();
+    Send(rd.messages_now);
+    if (rd.hard_state.has_value() || !rd.entries.empty()) {
+      storage::PersistBatch batch;
+      batch.hard_state = rd.hard_state;
+      batch.entries = rd.entries;
+      if (Status s = storage_.log().Append(batch); !s.ok()) {
+        // Nothing that depends on this batch may leave the node: stop here.
+        Fail(s);
+        return;
+      }
+    }
+    Send(rd.messages);
+    for (const auto& e : rd.committed) {
+      Apply(e);
+      if (!fatal().ok()) return;
+    }
+    for (const auto& rs : rd.read_states) {
+      auto it = reads_awaiting_index_.find(rs.ctx);
+      if (it == reads_awaiting_index_.end()) continue;
+      reads_awaiting_apply_.emplace(rs.index, std::move(it->second));
+      reads_awaiting_index_.erase(it);
+    }
+    for (uint64_t id : rd.rounds_confirmed) lease_.RoundConfirmed(id);
+    if (rd.lease_time_branch_ended) lease_.EndTimeBranch();
+    raft_->Advance(rd);
+    SyncRole();
+    ServeReads();
+  }
+}
+
+void Replica::ServeReads() {
+  while (!reads_awaiting_apply_.empty() &&
+         reads_awaiting_apply_.begin()->first.value() <= applied_) {
+    auto node = reads_awaiting_apply_.extract(reads_awaiting_apply_.begin());
+    node.mapped().fn(View());
+  }
+}
+
+ReadView Replica::View() {
+  return ReadView{state_, [this](lock::LeaseId id) { return LeaseRemaining(id); },
+                  [this](lock::LogIndex i) { return SinceApplied(i); }};
+}
+
+std::optional<std::chrono::milliseconds> Replica::SinceApplied(lock::LogIndex index) const {
+  // The first sample at or after the index was taken no earlier than the entry applied.
+  auto it = std::lower_bound(apply_times_.begin(), apply_times_.end(), index.value(),
+                             [](const auto& sample, uint64_t i) { return sample.first < i; });
+  if (index.value() < first_index_this_run_ || apply_times_.empty()) return std::nullopt;
+  if (it == apply_times_.end()) --it;  // applied after the newest sample: within a second of it
+  return std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now() - it->second);
+}
+
+void Replica::Apply(const raft::Entry& entry) {
+  const uint64_t index = entry.index.value();
+  if (index <= applied_) return;  // covered by the restored snapshot
+  const BootTime now = clock_.Now();
+  if (first_index_this_run_ == 0) first_index_this_run_ = index;
+  if (apply_times_.empty() || now - apply_times_.back().second >= std::chrono::seconds(1)) {
+    apply_times_.emplace_back(index, now);
+    if (apply_times_.size() > 100'000) apply_times_.pop_front();
+  }
+  auto pending = proposals_.find(entry.index);
+  if (entry.type != raft::EntryType::kNormal || entry.data.empty()) {
+    // A leader's no-op (or a membership entry, once the core makes them).
+    applied_ = index;
+    if (pending != proposals_.end()) {
+      pending->second.done(NotLeader());
+      proposals_.erase(pending);
+    }
+    if (leader_ && entry.term == leader_term_ && !deadlines_.active()) ActivateLeases(now);
+    watch_.Applied(index);
+    return;
+  }
+  auto result = state_.Apply(ToLockIndex(entry.index), entry.data);
+  if (!result.ok()) {
+    Fail(Status(result.status().code(),
+                "cannot apply committed entry " + std::to_string(index) +
+                    " (the node would diverge from its peers): " + result.status().message()));
+    return;
+  }
+  applied_ = index;
+  lock::ApplyResult& r = *result;
+
+  // The leader's own bookkeeping first, so that the answers below see it.
+  if (leader_ && deadlines_.active()) {
+    for (const auto& [lease, ttl] : r.leases_granted) {
+      deadlines_.Added(lease.value(), std::chrono::milliseconds(ttl), now);
+    }
+    for (const auto& w : r.waits_started) ArmWait(w.name, w.acquire, w.wait_ms, now);
+  }
+  for (const auto& lease : r.leases_ended) deadlines_.Removed(lease.value());
+
+  if (pending != proposals_.end()) {
+    CommandDone done = std::move(pending->second.done);
+    const bool ours = pending->second.term == entry.term;
+    proposals_.erase(pending);
+    if (!ours) {
+      done(NotLeader());
+    } else if (r.outcome.waiting) {
+      auto env = lock::Decode(entry.data);
+      const lock::RequestHeader* h = env.ok() ? lock::HeaderOf(env->command) : nullptr;
+      if (h) {
+        waiting_acquires_.emplace(h->id, std::move(done));
+      } else {
+        done(Internal("a waiting outcome for a command without a request id"));
+      }
+    } else {
+      done(std::move(r.outcome));
+    }
+  }
+  for (auto& c : r.completions) {
+    DisarmWait(c.acquire);
+    auto [lo, hi] = waiting_acquires_.equal_range(c.acquire);
+    for (auto it = lo; it != hi; ++it) it->second(c.outcome);
+    waiting_acquires_.erase(lo, hi);
+  }
+  if (!r.events.empty()) {
+    WatchEntry we;
+    we.index = index;
+    for (const auto& e : r.events) {
+      WatchEvent w;
+      w.type = ToWatchType(e.type);
+      w.number = e.number;
+      w.name = e.name;
+      w.lease_id = e.lease.value();
+      w.shared = e.mode == lock::Mode::kShared;
+      w.token = e.token.value();
+      w.fence = e.fence.value();
+      we.events.push_back(std::move(w));
+    }
+    watch_.Publish(std::move(we));
+  }
+  watch_.Applied(index);
+  if (leader_ && entry.term == leader_term_ && !deadlines_.active()) ActivateLeases(now);
+}
+
+bool Replica::Propose(const lock::Command& command) {
+  auto index = raft_->Propose(lock::Encode(command, WallSeconds()));
+  if (!index.ok()) {
+    spdlog::warn("node {}: could not propose {}: {}", options_.node_id, lock::KindName(command),
+                 index.status().ToString());
+    return false;
+  }
+  return true;
+}
+
+}  // namespace lockd::server

@@ -1,0 +1,249 @@
+// Replica: one member's share of the replicated lock service. It owns the Raft core, the lock
+// state machine and the leader's lease and wait bookkeeping, and drives them from one thread
+// (the loop); gRPC threads talk to it only through its queues.
+//
+// Each pass of the loop, in this order:
+//   1. renewals that arrived are answered or parked (first, so that after a stall the renewals
+//      that arrived during it count before any deadline is judged: etcd#15247), then a detected
+//      stall raises every deadline to at least its end + TTL/3;
+//   2. leases past their deadline get their expiry proposed, ahead of any other entry proposed
+//      in this pass (a lease past its deadline is never granted anything: etcd#11456);
+//   3. peer messages, client proposals and reads are handed to the core;
+//   4. one tick if T_tick has passed since the last one (missed ticks are dropped), waits past
+//      their time get their timeout proposed, and old outcomes their retirement;
+//   5. every Ready is carried out in the core's order: send what needs no sync, persist (one
+//      synced batch: group commit), send the rest, apply what is committed, answer callers.
+//
+// Answers: a proposal is answered when its entry applies. When leadership is lost, or the entry
+// at its index turns out to be another leader's, the call is answered UNAVAILABLE — the proposal
+// may or may not commit later, and the client's retry with the same request id is answered
+// exactly once by the state machine. An Acquire that waits is answered when its wait ends.
+//
+// Leases (design brief, guarantee 4): renewals never touch the log. The leader acknowledges a
+// renewal received at r once LeaderLease allows it (a confirmed heartbeat round begun at or after
+// r, or the time branch); deadlines live in LeaseDeadlines on CLOCK_BOOTTIME, start only once the
+// leader applied the first entry of its term, and expiry is proposed through the log.
+//
+// Owned by Node; Start() and Stop() from one thread, everything else thread-safe.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/status.h"
+#include "lock/state_machine.h"
+#include "raft/raft.h"
+#include "server/leader_lease.h"
+#include "server/lease_deadlines.h"
+#include "server/options.h"
+
+namespace lockd::storage {
+class NodeStorage;
+}
+
+namespace lockd::server {
+
+class PeerTransport;
+class WatchHub;
+
+struct ReplicaOptions {
+  uint64_t node_id = 0;
+  std::string cluster_id;
+  std::vector<MemberSpec> members;  ///< the initial voters, with their addresses
+  LeaseTiming timing;
+  std::chrono::milliseconds forward_timeout{10'000};  ///< F_fwd
+  lock::Limits limits;
+  uint64_t seed = 1;
+};
+
+/// What a read sees, on the loop thread: the state machine and the leader's deadlines.
+struct ReadView {
+  const lock::LockStateMachine& state;
+  /// Time left on a lease as the leader sees it; nullopt on a follower or when unknown.
+  std::function<std::optional<std::chrono::milliseconds>(lock::LeaseId)> lease_remaining;
+  /// How long ago this node applied the entry at an index (to within a second); nullopt when
+  /// it applied before this process started.
+  std::function<std::optional<std::chrono::milliseconds>(lock::LogIndex)> since_applied;
+};
+
+/// The node's Raft role and position, for Status and health.
+struct ReplicaStatus {
+  uint64_t node_id = 0;
+  uint64_t leader_id = 0;
+  uint64_t term = 0;
+  raft::Role role = raft::Role::kFollower;
+  uint64_t commit = 0;
+  uint64_t applied = 0;
+  uint64_t first_index = 0;
+  uint64_t last_index = 0;
+  uint64_t token_counter = 0;
+  uint64_t lease_count = 0;
+  uint64_t lock_count = 0;
+  bool leases_ready = false;  ///< leader: first entry of its term applied, deadlines running
+  struct Member {
+    uint64_t id = 0;
+    bool voter = true;
+    uint64_t match = 0;  ///< leader's view
+    bool active = false;
+  };
+  std::vector<Member> members;
+};
+
+class Replica {
+ public:
+  using Deadline = std::chrono::system_clock::time_point;
+  /// The outcome of a client command, or UNAVAILABLE / DEADLINE_EXCEEDED when it cannot tell.
+  using CommandDone = std::function<void(Result<lock::Outcome>)>;
+  using RenewDone = std::function<void(Result<std::chrono::milliseconds>)>;
+  using ReadFn = std::function<void(const ReadView&)>;
+  using FailFn = std::function<void(const Status&)>;
+
+  Replica(ReplicaOptions options, storage::NodeStorage& storage, PeerTransport& transport,
+          WatchHub& watch, const Clock& clock);
+  ~Replica();
+  Replica(const Replica&) = delete;
+  Replica& operator=(const Replica&) = delete;
+
+  /// Restores the state machine from the recovered snapshot and starts the loop (the log after
+  /// it is applied by the loop, as the core hands it back).
+  Status Start();
+  /// Leader: hands leadership to the most caught-up voter and waits up to `bound` for it.
+  void TransferAway(std::chrono::milliseconds bound);
+  /// Answers every waiting caller UNAVAILABLE and joins the loop.
+  void Stop();
+
+  // --- thread-safe entry points ---
+  /// Proposes a client command (leader only; the caller forwards otherwise).
+  void Submit(lock::Command command, Deadline deadline, CommandDone done);
+  /// A renewal received at `received` (leader only).
+  void Renew(uint64_t lease, BootTime received, RenewDone done);
+  /// Runs `fn` on the loop: `linearizable` after a ReadIndex round (leader only), else at once.
+  void Read(bool linearizable, ReadFn fn, FailFn fail);
+  /// Encoded Raft messages from peer `from`.
+  void DeliverPeerMessages(uint64_t from, std::vector<std::string> messages);
+  /// Asks the leader to hand leadership to `to` (0: the most caught-up voter).
+  void TransferLeadership(uint64_t to, FailFn done);
+
+  bool is_leader() const { return is_leader_.load(); }
+  uint64_t leader_id() const { return leader_id_.load(); }
+  /// Whether health may say SERVING: a leader is known and the apply lag is small.
+  bool healthy(uint64_t max_apply_lag) const;
+  ReplicaStatus status() const;
+  const ReplicaOptions& options() const { return options_; }
+  /// The fatal error that stopped the loop (OK while running), e.g. a malformed committed entry.
+  Status fatal() const;
+
+ private:
+  struct PendingProposal {
+    raft::Term term;
+    CommandDone done;
+  };
+  struct ParkedRenewal {
+    uint64_t lease;
+    BootTime received;
+    RenewDone done;
+  };
+  struct PendingRead {
+    ReadFn fn;
+    FailFn fail;
+  };
+  struct WaitTimer {
+    std::string name;
+    BootTime deadline;
+  };
+
+  void Loop();
+  void RunPass();
+  void Enqueue(std::function<void()> work);
+
+  // Leadership.
+  void SyncRole();
+  void OnBecameLeader();
+  void OnLostLeadership();
+  void ActivateLeases(BootTime now);
+
+  // The core.
+  void TickIfDue(BootTime now);
+  void StartRoundNow();
+  void StampRounds(uint64_t before, BootTime at);
+  void HandleReadies();
+  void Send(const std::vector<raft::Message>& messages);
+  void Apply(const raft::Entry& entry);
+  void ServeReads();
+  bool Propose(const lock::Command& command);
+
+  // Leases and waits.
+  void HandleRenewal(ParkedRenewal r, BootTime now);
+  void RetryParkedRenewals(BootTime now);
+  void ProposeExpiries(BootTime now);
+  void ProposeWaitTimeouts(BootTime now);
+  void ProposeRetirement(BootTime now);
+  void ArmWait(const std::string& name, const lock::RequestId& id, uint64_t wait_ms, BootTime now);
+  void DisarmWait(const lock::RequestId& id);
+  std::optional<std::chrono::milliseconds> LeaseRemaining(lock::LeaseId id) const;
+  std::optional<std::chrono::milliseconds> SinceApplied(lock::LogIndex index) const;
+  ReadView View();
+  BootTime NextWake(BootTime now) const;
+
+  void Fail(const Status& s);
+
+  const ReplicaOptions options_;
+  storage::NodeStorage& storage_;
+  PeerTransport& transport_;
+  WatchHub& watch_;
+  const Clock& clock_;
+
+  // --- loop thread only ---
+  std::unique_ptr<raft::Raft> raft_;
+  lock::LockStateMachine state_;
+  LeaderLease lease_;
+  LeaseDeadlines deadlines_;
+  bool leader_ = false;
+  raft::Term leader_term_;
+  uint64_t applied_ = 0;
+  BootTime last_tick_;
+  BootTime expected_wake_;
+  std::chrono::nanoseconds last_pass_{0};
+  std::map<raft::LogIndex, PendingProposal> proposals_;
+  std::multimap<lock::RequestId, CommandDone> waiting_acquires_;
+  std::vector<ParkedRenewal> parked_renewals_;
+  bool round_for_renewals_ = false;
+  uint64_t next_read_ctx_ = 1;
+  std::map<uint64_t, PendingRead> reads_awaiting_index_;
+  std::multimap<raft::LogIndex, PendingRead> reads_awaiting_apply_;
+  std::map<lock::RequestId, WaitTimer> wait_timers_;
+  std::set<std::pair<BootTime, lock::RequestId>> wait_order_;
+  std::vector<uint64_t> expiries_to_propose_;
+  std::deque<std::pair<BootTime, uint64_t>> applied_samples_;  ///< for RetireOutcomes
+  /// (first index applied, time) about once a second, for "held for" in inspection.
+  std::deque<std::pair<uint64_t, BootTime>> apply_times_;
+  uint64_t first_index_this_run_ = 0;
+  BootTime last_retire_;
+  raft::NodeId transfer_to_;
+
+  // --- shared with other threads ---
+  mutable std::mutex mu_;  ///< guards the queues, status_ and fatal_; never held across I/O
+  std::condition_variable wake_;
+  std::vector<ParkedRenewal> renewals_in_;
+  std::vector<std::function<void()>> work_in_;
+  bool stopping_ = false;
+  ReplicaStatus status_;
+  Status fatal_;
+  std::atomic<bool> is_leader_{false};
+  std::atomic<uint64_t> leader_id_{0};
+  std::thread loop_;
+};
+
+}  // namespace lockd::server

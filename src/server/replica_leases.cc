@@ -1,0 +1,152 @@
+// Replica: lease renewals and expiry, wait timers and outcome retirement — the leader's decisions
+// that are taken on its clock and reach the state machine only as log entries.
+#include <spdlog/spdlog.h>
+
+#include "server/replica.h"
+
+namespace lockd::server {
+
+namespace {
+
+std::chrono::milliseconds ToMillis(std::chrono::nanoseconds d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d);
+}
+
+}  // namespace
+
+void Replica::ActivateLeases(BootTime now) {
+  // The first entry of this term is applied: every lease gets a full TTL from now, and every
+  // pending wait its full wait again (a new leader re-arms every wait; none ends early).
+  std::vector<std::pair<uint64_t, std::chrono::milliseconds>> leases;
+  for (const auto& [id, ttl] : state_.LeaseTtls()) {
+    leases.emplace_back(id.value(), std::chrono::milliseconds(ttl));
+  }
+  deadlines_.Activate(now, leases);
+  for (const auto& w : state_.PendingWaits()) ArmWait(w.name, w.acquire, w.wait_ms, now);
+  applied_samples_.clear();
+  last_retire_ = now;
+  spdlog::info("node {}: leader ready: {} leases, {} waits re-armed", options_.node_id,
+               leases.size(), wait_timers_.size());
+}
+
+std::optional<std::chrono::milliseconds> Replica::LeaseRemaining(lock::LeaseId id) const {
+  if (!leader_ || !deadlines_.active()) return std::nullopt;
+  auto left = deadlines_.Remaining(id.value(), clock_.Now());
+  if (!left) return std::nullopt;
+  return ToMillis(*left);
+}
+
+// --- renewals ---------------------------------------------------------------------------------
+
+void Replica::HandleRenewal(ParkedRenewal r, BootTime now) {
+  if (!leader_) {
+    r.done(Unavailable("not the leader; renew through the leader"));
+    return;
+  }
+  if (!deadlines_.active()) {
+    r.done(Unavailable("a new leader is not ready to answer renewals yet; retry shortly"));
+    return;
+  }
+  if (!state_.GetLease(lock::LeaseId(r.lease)).has_value()) {
+    r.done(NotFound("lease " + std::to_string(r.lease) + " is unknown or has expired"));
+    return;
+  }
+  if (deadlines_.PastDeadline(r.lease, now)) {
+    r.done(NotFound("lease " + std::to_string(r.lease) + " has expired"));
+    return;
+  }
+  if (lease_.CanAcknowledge(r.received, now)) {
+    if (deadlines_.Renew(r.lease, r.received) != LeaseDeadlines::Renewal::kRenewed) {
+      r.done(NotFound("lease " + std::to_string(r.lease) + " has expired"));
+      return;
+    }
+    auto left = deadlines_.Remaining(r.lease, now);
+    r.done(left ? ToMillis(*left) : std::chrono::milliseconds(0));
+    return;
+  }
+  // Leadership has to be confirmed by a round begun after this renewal arrived.
+  if (lease_.NeedsRoundAfter(r.received)) round_for_renewals_ = true;
+  parked_renewals_.push_back(std::move(r));
+}
+
+void Replica::RetryParkedRenewals(BootTime now) {
+  if (parked_renewals_.empty()) return;
+  std::vector<ParkedRenewal> parked;
+  parked.swap(parked_renewals_);
+  for (auto& r : parked) HandleRenewal(std::move(r), now);
+  if (round_for_renewals_ && leader_) {
+    // Renewals that arrived after every round in flight began: start one for them now rather
+    // than at the next tick.
+    StartRoundNow();
+    round_for_renewals_ = false;
+    HandleReadies();
+  }
+}
+
+// --- expiry, waits, retirement ------------------------------------------------------------------
+
+void Replica::ProposeExpiries(BootTime now) {
+  if (!leader_ || !deadlines_.active()) return;
+  for (uint64_t lease : deadlines_.DecideExpired(now)) {
+    spdlog::info("node {}: lease {} passed its deadline; proposing its expiry", options_.node_id,
+                 lease);
+    expiries_to_propose_.push_back(lease);
+  }
+  std::vector<uint64_t> left;
+  for (uint64_t lease : expiries_to_propose_) {
+    if (!Propose(lock::ExpireLease{lock::LeaseId(lease)})) left.push_back(lease);
+  }
+  expiries_to_propose_.swap(left);
+}
+
+void Replica::ArmWait(const std::string& name, const lock::RequestId& id, uint64_t wait_ms,
+                      BootTime now) {
+  DisarmWait(id);
+  const BootTime deadline = now + std::chrono::milliseconds(wait_ms);
+  wait_timers_[id] = WaitTimer{name, deadline};
+  wait_order_.insert({deadline, id});
+}
+
+void Replica::DisarmWait(const lock::RequestId& id) {
+  auto it = wait_timers_.find(id);
+  if (it == wait_timers_.end()) return;
+  wait_order_.erase({it->second.deadline, id});
+  wait_timers_.erase(it);
+}
+
+void Replica::ProposeWaitTimeouts(BootTime now) {
+  if (!leader_ || !deadlines_.active()) return;
+  while (!wait_order_.empty() && wait_order_.begin()->first <= now) {
+    const lock::RequestId id = wait_order_.begin()->second;
+    const std::string name = wait_timers_[id].name;
+    if (!Propose(lock::WaitTimeout{name, id})) {
+      // The core refused (over its uncommitted-bytes bound): try again a tick later.
+      ArmWait(name, id, static_cast<uint64_t>(ToMillis(options_.timing.tick).count()), now);
+      return;
+    }
+    // The caller is answered when the timeout applies; if a grant wins the race, the caller
+    // learns of the grant and the timeout is a no-op.
+    DisarmWait(id);
+  }
+}
+
+void Replica::ProposeRetirement(BootTime now) {
+  if (!leader_ || !deadlines_.active()) return;
+  const auto f_fwd = options_.forward_timeout;
+  if (applied_samples_.empty() || now - applied_samples_.back().first >= std::chrono::seconds(1)) {
+    applied_samples_.emplace_back(now, applied_);
+  }
+  if (now - last_retire_ < f_fwd) return;
+  // The newest index applied at least F_fwd ago: every outcome recorded at or before it is
+  // older than any forward or proposal that could still carry its request.
+  uint64_t upto = 0;
+  while (!applied_samples_.empty() && now - applied_samples_.front().first >= f_fwd) {
+    upto = applied_samples_.front().second;
+    applied_samples_.pop_front();
+  }
+  if (upto == 0) return;
+  last_retire_ = now;
+  Propose(lock::RetireOutcomes{lock::LogIndex(upto)});
+}
+
+}  // namespace lockd::server
