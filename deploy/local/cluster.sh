@@ -26,6 +26,13 @@ cmake --build --preset release --target lockd lockctl
 data="${LOCKD_LOCAL_DATA:-$PWD/deploy/local/data}"
 [ "$wipe" -eq 1 ] && rm -rf "$data"
 mkdir -p "$data"
+# A data dir remembers the cluster it was bootstrapped into; another size needs fresh ones.
+if [ -f "$data/NODES" ] && [ "$(cat "$data/NODES")" != "$nodes" ]; then
+  echo "cluster.sh: $data holds a $(cat "$data/NODES")-node cluster; add --wipe to start a" \
+    "$nodes-node one from empty data dirs" >&2
+  exit 2
+fi
+echo "$nodes" >"$data/NODES"
 bin="$PWD/build/release/src/daemon/lockd"
 
 pids=()
@@ -42,11 +49,16 @@ stop() {
 trap stop INT TERM EXIT PIPE
 
 endpoints=""
+initial=""
+for i in $(seq 1 "$nodes"); do
+  initial="${initial:+$initial,}$i=127.0.0.1:$((7500 + i))/127.0.0.1:$((7400 + i))"
+done
 for i in $(seq 1 "$nodes"); do
   "$bin" --id "$i" \
     --client-addr "127.0.0.1:$((7400 + i))" \
     --peer-addr "127.0.0.1:$((7500 + i))" \
     --http-addr "127.0.0.1:$((7600 + i))" \
+    --initial-cluster "$initial" \
     --data-dir "$data/node$i" >>"$data/node$i.log" 2>&1 &
   pids+=($!)
   endpoints="${endpoints:+$endpoints,}127.0.0.1:$((7400 + i))"
@@ -54,14 +66,18 @@ done
 
 echo "lockd: $nodes nodes starting; logs in $data/node*.log"
 ctl="$PWD/build/release/src/cli/lockctl"
-for _ in $(seq 1 50); do
+for _ in $(seq 1 100); do
   "$ctl" --endpoints "$endpoints" health >/dev/null 2>&1 && break
   sleep 0.2
 done
 "$ctl" --endpoints "$endpoints" health || true
 echo
+"$ctl" --endpoints "$endpoints" status || true
+echo
 echo "Try:  export LOCKD_ENDPOINTS=$endpoints"
 echo "      $ctl health"
+echo "      $ctl acquire seat/42 --ttl 10000     # holds it until Ctrl-C"
+echo "      $ctl locks list"
 echo "Ctrl-C stops the cluster."
 # Wait until a node exits or we are interrupted.
 wait -n "${pids[@]}" || true

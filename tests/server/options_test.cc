@@ -24,6 +24,34 @@ TEST(Options, EachBadSettingIsNamedInTheError) {
   EXPECT_NE(Validate(o).message().find("--log-level"), std::string::npos);
 }
 
+TEST(Options, ClusterTimingAndLimitsAreValidatedWithTheFlagNamed) {
+  NodeOptions o;
+  o.initial_cluster = "2=127.0.0.1:7502/127.0.0.1:7402";
+  EXPECT_NE(Validate(o).message().find("does not name this node"), std::string::npos);
+  o.initial_cluster = "1=127.0.0.1:9999/127.0.0.1:7401";
+  EXPECT_NE(Validate(o).message().find("--peer-addr"), std::string::npos);
+  o.initial_cluster = "1=127.0.0.1:7501/127.0.0.1:7401,2=127.0.0.1:7502/127.0.0.1:7402";
+  EXPECT_TRUE(Validate(o).ok()) << Validate(o).ToString();
+  o = NodeOptions{};
+  o.election_min_ms = 2 * o.tick_ms;
+  EXPECT_NE(Validate(o).message().find("--election-min-ms"), std::string::npos);
+  o = NodeOptions{};
+  o.drift = 0.5;
+  EXPECT_NE(Validate(o).message().find("--drift"), std::string::npos);
+  o = NodeOptions{};
+  o.min_ttl_ms = o.max_ttl_ms + 1;
+  EXPECT_NE(Validate(o).message().find("--min-ttl-ms"), std::string::npos);
+  o = NodeOptions{};
+  o.max_locks = 0;
+  EXPECT_NE(Validate(o).message().find("--max-locks"), std::string::npos);
+  o = NodeOptions{};
+  o.max_request_bytes = 10;
+  EXPECT_NE(Validate(o).message().find("--max-request-bytes"), std::string::npos);
+  o = NodeOptions{};
+  o.cluster_token = "";
+  EXPECT_NE(Validate(o).message().find("--cluster-token"), std::string::npos);
+}
+
 TEST(InitialCluster, ParsesMembersInOrder) {
   auto m = ParseInitialCluster("1=127.0.0.1:7501/127.0.0.1:7401,2=127.0.0.1:7502/127.0.0.1:7402");
   ASSERT_TRUE(m.ok()) << m.status().ToString();
