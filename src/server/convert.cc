@@ -135,7 +135,6 @@ Result<lock::Command> ToCommand(const pb::ReleaseRequest& r, const lock::Limits&
   if (!h.ok()) return h.status();
   if (Status s = lock::ValidateName(r.name(), l); !s.ok()) return s;
   if (Status s = ValidateLease(r.lease_id()); !s.ok()) return s;
-  if (r.token() == 0) return InvalidArgument("token is missing (0 is never granted)");
   return lock::Command(
       lock::Release{*h, r.name(), lock::LeaseId(r.lease_id()), lock::FencingToken(r.token())});
 }

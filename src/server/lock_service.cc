@@ -608,7 +608,10 @@ grpc::ServerWriteReactor<pb::WatchResponse>* LockServiceImpl::Watch(grpc::Callba
   }
   {
     std::lock_guard lock(mu_);
-    if (shutdown_) bad = "node stopping";
+    if (shutdown_) {
+      reactor->Finish(Unavail("node stopping; watch on another node"));
+      return reactor;
+    }
   }
   if (!bad.empty()) {
     reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, bad));

@@ -86,6 +86,12 @@ Status Validate(const NodeOptions& o) {
                            std::to_string(3 * o.tick_ms) + ") and at most 600000, not " +
                            std::to_string(o.election_min_ms));
   }
+  // The core counts E_min in whole ticks while the leader lease reasons with E_min itself: they
+  // must be the same span.
+  if (o.election_min_ms % o.tick_ms != 0) {
+    return InvalidArgument("--election-min-ms (" + std::to_string(o.election_min_ms) +
+                           ") must be a multiple of --tick-ms (" + std::to_string(o.tick_ms) + ")");
+  }
   if (!(o.drift >= 0.0 && o.drift < 0.25)) {
     return InvalidArgument("--drift must be in [0, 0.25) (a fraction: 0.01 is 1%)");
   }
