@@ -41,9 +41,19 @@ void ClusterMetadata::Set(std::string leader_client_addr, std::string cluster_id
   cluster_ = std::move(cluster_id);
 }
 
-std::string ClusterMetadata::leader() const {
+void ClusterMetadata::SetLeaderSource(std::function<std::string()> source) {
   std::lock_guard lock(mu_);
-  return leader_;
+  leader_source_ = std::move(source);
+}
+
+std::string ClusterMetadata::leader() const {
+  std::function<std::string()> source;
+  {
+    std::lock_guard lock(mu_);
+    if (!leader_source_) return leader_;
+    source = leader_source_;
+  }
+  return source();
 }
 
 std::string ClusterMetadata::cluster() const {

@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/server_interceptor.h>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -18,6 +19,9 @@ namespace lockd::server {
 class ClusterMetadata {
  public:
   void Set(std::string leader_client_addr, std::string cluster_id);
+  /// Where the leader's address comes from at each response (the runtime's current view), so
+  /// the stamp is never older than what the node itself knows; overrides Set's leader.
+  void SetLeaderSource(std::function<std::string()> source);
   std::string leader() const;
   std::string cluster() const;
 
@@ -29,6 +33,7 @@ class ClusterMetadata {
   mutable std::mutex mu_;  ///< guards the two strings
   std::string leader_;
   std::string cluster_;
+  std::function<std::string()> leader_source_;
 };
 
 }  // namespace lockd::server

@@ -62,6 +62,10 @@ pb::LockMode ToProto(lock::Mode m) {
 
 namespace {
 
+/// Answers carry no times (the apply thread's clock is not at hand there).
+const ViewClock kNoClock{[](lock::LogIndex) { return std::nullopt; },
+                         [](lock::LeaseId) { return std::nullopt; }};
+
 Status ValidateLease(uint64_t id) {
   if (id == 0) return InvalidArgument("lease_id is missing (0 names no lease)");
   return Status::Ok();
@@ -167,9 +171,7 @@ void FillResponse(const lock::Outcome& o, pb::AcquireResponse* out) {
     out->set_token(o.token.value());
     out->set_fence(o.fence.value());
   }
-  ViewClock none{[](lock::LogIndex) { return std::nullopt; },
-                 [](lock::LeaseId) { return std::nullopt; }};
-  for (const auto& h : o.holders) ToProto(h, none, out->add_holders());
+  for (const auto& h : o.holders) ToProto(h, kNoClock, out->add_holders());
 }
 
 void FillResponse(const lock::Outcome& o, pb::CancelResponse* out) {
@@ -195,11 +197,7 @@ void FillResponse(const lock::Outcome& o, pb::CancelResponse* out) {
 void FillResponse(const lock::Outcome&, pb::ReleaseResponse*) {}
 
 void FillResponse(const lock::Outcome& o, pb::ForceReleaseResponse* out) {
-  for (const auto& h : o.holders) {
-    ViewClock none{[](lock::LogIndex) { return std::nullopt; },
-                   [](lock::LeaseId) { return std::nullopt; }};
-    ToProto(h, none, out->add_released());
-  }
+  for (const auto& h : o.holders) ToProto(h, kNoClock, out->add_released());
 }
 
 void ToProto(const lock::HolderView& h, const ViewClock& c, pb::Holder* out) {

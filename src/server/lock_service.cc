@@ -15,6 +15,17 @@ using Async = pb::LockService::StubInterface::async_interface;
 
 namespace {
 
+/// The callback that answers a submitted command's call: its status, or the filled response.
+template <typename Resp>
+Replica::CommandDone AnswerCommand(grpc::ServerUnaryReactor* reactor, Resp* resp) {
+  return [reactor, resp](Result<lock::Outcome> r) {
+    if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
+    if (!r->ok()) return reactor->Finish(ToGrpc(*r));
+    FillResponse(*r, resp);
+    reactor->Finish(grpc::Status::OK);
+  };
+}
+
 grpc::Status Unavail(const std::string& m) {
   return grpc::Status(grpc::StatusCode::UNAVAILABLE, m);
 }
@@ -110,13 +121,7 @@ grpc::ServerUnaryReactor* LockServiceImpl::Mutate(
   // Nothing is proposed past the caller's deadline or more than F_fwd after it arrived here.
   const auto deadline =
       std::min(ctx->deadline(), std::chrono::system_clock::now() + ctx_.forward_timeout);
-  ctx_.replica.Submit(std::move(command).value(), deadline,
-                      [reactor, resp](Result<lock::Outcome> r) {
-                        if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
-                        if (!r->ok()) return reactor->Finish(ToGrpc(*r));
-                        FillResponse(*r, resp);
-                        reactor->Finish(grpc::Status::OK);
-                      });
+  ctx_.replica.Submit(std::move(command).value(), deadline, AnswerCommand(reactor, resp));
   return reactor;
 }
 
@@ -489,7 +494,6 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
       return;
     }
     subscription_ = *id;
-    subscribed_ = true;
   }
 
   void End() override {
@@ -583,7 +587,6 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
   bool finished_ = false;
   grpc::Status final_;
   uint64_t subscription_ = 0;
-  bool subscribed_ = false;
 };
 
 }  // namespace
@@ -720,12 +723,7 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::ForceRelease(grpc::CallbackServerC
   }
   const auto deadline =
       std::min(ctx->deadline(), std::chrono::system_clock::now() + c.forward_timeout);
-  c.replica.Submit(std::move(command).value(), deadline, [reactor, resp](Result<lock::Outcome> r) {
-    if (!r.ok()) return reactor->Finish(ToGrpc(r.status()));
-    if (!r->ok()) return reactor->Finish(ToGrpc(*r));
-    FillResponse(*r, resp);
-    reactor->Finish(grpc::Status::OK);
-  });
+  c.replica.Submit(std::move(command).value(), deadline, AnswerCommand(reactor, resp));
   return reactor;
 }
 

@@ -181,6 +181,13 @@ Status Node::Start() {
 
   metadata_ = std::make_unique<ClusterMetadata>();
   metadata_->Set("", cluster_id_);
+  metadata_->SetLeaderSource([this] {
+    const uint64_t leader = replica_->leader_id();
+    for (const auto& m : replica_->options().members) {
+      if (m.id == leader) return m.client_addr;
+    }
+    return std::string();
+  });
   forwarder_ = std::make_unique<Forwarder>(options_.node_id,
                                            std::chrono::milliseconds(options_.forward_timeout_ms));
   ServiceContext sc{*replica_,
@@ -229,17 +236,12 @@ Status Node::Start() {
 }
 
 void Node::WatchLeadership() {
-  uint64_t last_leader = ~uint64_t{0};
+  uint64_t last_leader = 0;
   bool last_serving = false;
   std::unique_lock lock(watcher_mu_);
   while (!stop_watcher_) {
     const ReplicaStatus st = replica_->status();
     if (st.leader_id != last_leader) {
-      std::string addr;
-      for (const auto& m : replica_->options().members) {
-        if (m.id == st.leader_id) addr = m.client_addr;
-      }
-      metadata_->Set(addr, cluster_id_);
       if (st.leader_id != 0) spdlog::info("node {}: leader is {}", options_.node_id, st.leader_id);
       last_leader = st.leader_id;
     }

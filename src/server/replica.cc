@@ -92,16 +92,7 @@ void Replica::Stop() {
   if (loop_.joinable()) loop_.join();
   // The loop is gone: answer whatever still waits, so no RPC outlives the node.
   const Status gone = Unavailable("this node is shutting down; retry on another node");
-  for (auto& [i, p] : proposals_) p.done(gone);
-  proposals_.clear();
-  for (auto& [id, done] : waiting_acquires_) done(gone);
-  waiting_acquires_.clear();
-  for (auto& r : parked_renewals_) r.done(gone);
-  parked_renewals_.clear();
-  for (auto& [c, r] : reads_awaiting_index_) r.fail(gone);
-  reads_awaiting_index_.clear();
-  for (auto& [i, r] : reads_awaiting_apply_) r.fail(gone);
-  reads_awaiting_apply_.clear();
+  AnswerEveryCaller(gone, gone);
   std::vector<ParkedRenewal> renewals;
   std::vector<std::function<void()>> work;
   {
@@ -308,19 +299,21 @@ void Replica::OnLostLeadership() {
   applied_samples_.clear();
   transfer_to_ = raft::NodeId();
   // Nothing waiting on this node can be answered by it any more; every retry is safe.
-  for (auto& [i, p] : proposals_) p.done(NotLeader());
+  AnswerEveryCaller(NotLeader(),
+                    Unavailable("leadership changed while the Acquire waited; retry with the "
+                                "same request id to rejoin the wait"));
+}
+
+void Replica::AnswerEveryCaller(const Status& s, const Status& waits) {
+  for (auto& [i, p] : proposals_) p.done(s);
   proposals_.clear();
-  for (auto& [id, done] : waiting_acquires_) {
-    done(
-        Unavailable("leadership changed while the Acquire waited; retry with the same request "
-                    "id to rejoin the wait"));
-  }
+  for (auto& [id, done] : waiting_acquires_) done(waits);
   waiting_acquires_.clear();
-  for (auto& r : parked_renewals_) r.done(NotLeader());
+  for (auto& r : parked_renewals_) r.done(s);
   parked_renewals_.clear();
-  for (auto& [c, r] : reads_awaiting_index_) r.fail(NotLeader());
+  for (auto& [c, r] : reads_awaiting_index_) r.fail(s);
   reads_awaiting_index_.clear();
-  for (auto& [i, r] : reads_awaiting_apply_) r.fail(NotLeader());
+  for (auto& [i, r] : reads_awaiting_apply_) r.fail(s);
   reads_awaiting_apply_.clear();
 }
 

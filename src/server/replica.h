@@ -173,6 +173,8 @@ class Replica {
   void OnBecameLeader();
   void OnLostLeadership();
   void ActivateLeases(BootTime now);
+  /// Answers every proposal, renewal and read with `s`, and every waiting Acquire with `waits`.
+  void AnswerEveryCaller(const Status& s, const Status& waits);
 
   // The core.
   void TickIfDue(BootTime now);
