@@ -33,4 +33,23 @@ void MemoryLogStorage::Append(const std::vector<Entry>& es) {
   entries_.insert(entries_.end(), es.begin(), es.end());
 }
 
+Status MemoryLogStorage::Compact(const SnapshotMeta& meta) {
+  if (meta.index <= snap_.index) return Status::Ok();  // an older snapshot: nothing to drop
+  if (meta.index > hard_.commit) return FailedPrecondition("compaction past the commit index");
+  auto t = TermAt(meta.index);
+  if (!t.ok() || *t != meta.term) return FailedPrecondition("snapshot term does not match the log");
+  entries_.erase(entries_.begin(),
+                 entries_.begin() + static_cast<ptrdiff_t>(meta.index - snap_.index));
+  snap_ = meta;
+  return Status::Ok();
+}
+
+void MemoryLogStorage::ResetToSnapshot(const SnapshotMeta& meta) {
+  LOCKD_CHECK(meta.index > snap_.index && meta.index >= hard_.commit);
+  entries_.clear();
+  snap_ = meta;
+  conf_ = meta.conf;
+  hard_.commit = meta.index;
+}
+
 }  // namespace lockd::raft

@@ -21,6 +21,12 @@ class MemoryLogStorage final : public LogStorage {
   void Append(const std::vector<Entry>& entries);
   void SetHardState(const HardState& hs) { hard_ = hs; }
   void SetConfState(const ConfState& cs) { conf_ = cs; }
+  /// A snapshot of the state machine covers everything up to meta.index (committed, in the log or
+  /// at the snapshot's own index): the prefix is dropped. As storage::RaftStore::Compact.
+  Status Compact(const SnapshotMeta& meta);
+  /// A snapshot from the leader was installed: the whole log is replaced by it, the membership
+  /// becomes its, the commit index rises to it. As storage::RaftStore::ResetToSnapshot.
+  void ResetToSnapshot(const SnapshotMeta& meta);
 
  private:
   HardState hard_;

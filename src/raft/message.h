@@ -20,6 +20,9 @@ enum class MessageType : uint8_t {
   kHeartbeat,  ///< carries a round id, echoed by the response
   kHeartbeatResp,
   kTimeoutNow,  ///< leadership transfer: campaign now, bypassing the vote refusal
+  /// The leader's snapshot at `snapshot` (its payload travels beside the message: see raft.h).
+  /// The follower answers with a kAppResp for `snapshot.index` (or its commit index).
+  kSnapshot,
 };
 
 const char* TypeName(MessageType t);
@@ -40,6 +43,7 @@ struct Message {
   Term hint_term;         ///< kAppResp reject: the follower's term at reject_hint
   uint64_t round = 0;     ///< kHeartbeat / kHeartbeatResp: the leader's round id
   bool transfer = false;  ///< kVote: campaign caused by a leadership transfer
+  SnapshotMeta snapshot;  ///< kSnapshot: what the snapshot covers
 
   bool operator==(const Message&) const = default;
 };

@@ -1,6 +1,7 @@
 // Progress: the leader's view of one follower's log, with the states of etcd's tracker:
 // probe (one append at a time until the follower's position is known), replicate (pipelined
-// appends, bounded by a ring of in-flight messages) and — with Raft core II — snapshot.
+// appends, bounded by a ring of in-flight messages) and snapshot (the entries the follower needs
+// are compacted: a snapshot is on its way, and no append is sent until it is installed or fails).
 #pragma once
 
 #include <cstddef>
@@ -12,7 +13,7 @@ namespace lockd::raft {
 
 class Progress {
  public:
-  enum class State { kProbe, kReplicate };
+  enum class State { kProbe, kReplicate, kSnapshot };
 
   Progress(LogIndex next, size_t max_inflight) : next_(next), max_inflight_(max_inflight) {}
 
@@ -32,6 +33,12 @@ class Progress {
   bool MaybeDecrease(LogIndex rejected, LogIndex next_hint);
   void BecomeProbe();
   void BecomeReplicate();
+  /// A snapshot at `index` was sent: no appends until it is installed or reported failed.
+  void BecomeSnapshot(LogIndex index);
+  /// The runtime finished sending the snapshot (ok) or gave up. Either way the follower is probed
+  /// again once it answers (its answer to the snapshot, or a heartbeat response).
+  void SnapshotDone(bool ok);
+  LogIndex pending_snapshot() const { return pending_snapshot_; }
   /// A heartbeat response lets a paused probe try again, and frees one in-flight slot: appends
   /// lost on the way would otherwise fill the window forever.
   void OnHeartbeatResponse() {
@@ -43,6 +50,7 @@ class Progress {
  private:
   LogIndex match_;
   LogIndex next_;
+  LogIndex pending_snapshot_;  ///< the index of the snapshot in flight (snapshot state)
   State state_ = State::kProbe;
   bool probe_sent_ = false;
   bool recent_active_ = false;

@@ -22,8 +22,8 @@ const char* RoleName(Role r) {
 
 const char* TypeName(MessageType t) {
   static constexpr const char* kNames[] = {
-      "?",   "PreVote", "PreVoteResp", "Vote",          "VoteResp",
-      "App", "AppResp", "Heartbeat",   "HeartbeatResp", "TimeoutNow"};
+      "?",       "PreVote",   "PreVoteResp",   "Vote",       "VoteResp", "App",
+      "AppResp", "Heartbeat", "HeartbeatResp", "TimeoutNow", "Snapshot"};
   return kNames[static_cast<int>(t)];
 }
 
@@ -37,10 +37,31 @@ Raft::Raft(Config config, const LogStorage& storage)
   term_ = init.hard.term;
   vote_ = init.hard.vote;
   persisted_hard_ = init.hard;
-  std::set<NodeId> voters(init.conf.voters.begin(), init.conf.voters.end());
-  if (voters.empty()) voters.insert(cfg_.peers.begin(), cfg_.peers.end());
-  std::set<NodeId> outgoing(init.conf.voters_outgoing.begin(), init.conf.voters_outgoing.end());
-  config_ = JointConfig(MajorityConfig(voters), MajorityConfig(outgoing));
+  // The membership: the snapshot's (exactly the one at its index), else the stored one (the
+  // bootstrap membership), else the configured peers; then every committed kConfChange entry
+  // after the snapshot, in log order (each carries the whole membership it leads to).
+  const SnapshotMeta snap = storage.Snapshot();
+  ConfState base;
+  if (!snap.index.zero() && !snap.conf.voters.empty()) {
+    base = snap.conf;
+  } else if (!init.conf.voters.empty()) {
+    base = init.conf;
+  } else {
+    std::set<NodeId> peers(cfg_.peers.begin(), cfg_.peers.end());
+    base.voters.assign(peers.begin(), peers.end());
+  }
+  SetConf(base, snap.index);
+  for (LogIndex lo = log_.first_index(); lo <= log_.committed();) {
+    const std::vector<Entry> es = log_.Slice(lo, log_.committed().next(), 1 << 20);
+    for (const Entry& e : es) {
+      if (e.type != EntryType::kConfChange) continue;
+      auto cc = DecodeConfChangeEntry(e.data);
+      LOCKD_CHECK_MSG(cc.ok(), "a committed membership entry is damaged");
+      SetConf(cc->target, e.index);
+    }
+    lo = es.back().index.next();
+  }
+  conf_changed_ = false;
   // A planted bug may damage committed entries; let the simulator's checkers report it.
   if (cfg_.knobs.any()) log_.AllowCommittedOverwriteForTesting();
   BecomeFollower(term_, NodeId());
@@ -102,13 +123,10 @@ void Raft::BecomeLeader() {
   LOCKD_CHECK(role_ == Role::kCandidate);
   role_ = Role::kLeader;
   leader_ = id_;
-  for (NodeId p : config_.ids()) {
-    auto [it, _] = progress_.emplace(p, Progress(log_.last_index().next(), cfg_.max_inflight));
-    if (p == id_) {
-      it->second.MaybeUpdate(log_.stable_last());
-      it->second.BecomeReplicate();
-    }
-  }
+  AddProgressForMembers();
+  // No membership change until everything in the log at the election is applied, which needs an
+  // entry of this term committed: an earlier term's change still in the log is settled first.
+  pending_conf_index_ = cfg_.knobs.conf_change_without_term_commit ? LogIndex() : log_.last_index();
   AppendEntries({Entry{term_, LogIndex(), EntryType::kNormal, ""}});  // the term's no-op
 }
 
@@ -119,7 +137,7 @@ void Raft::Campaign(bool pre, bool transfer) {
     BecomeCandidate();
   }
   votes_[id_] = true;
-  if (config_.Vote(votes_) == VoteResult::kWon) {
+  if (quorum_.Vote(votes_) == VoteResult::kWon) {
     if (pre) return Campaign(false, transfer);
     BecomeLeader();
     return;
@@ -146,7 +164,7 @@ bool Raft::InLease() const {
 void Raft::Tick() {
   ++since_leader_;
   if (role_ != Role::kLeader) {
-    if (++election_elapsed_ >= randomized_timeout_ && Voter(id_)) {
+    if (++election_elapsed_ >= randomized_timeout_ && Voter(id_) && !log_.pending_snapshot()) {
       election_elapsed_ = 0;
       Campaign(cfg_.pre_vote, /*transfer=*/false);
     }
@@ -158,7 +176,7 @@ void Raft::Tick() {
   if (++election_elapsed_ >= cfg_.election_tick) {
     election_elapsed_ = 0;
     if (cfg_.check_quorum) {
-      const bool active = config_.Majority([&](NodeId p) {
+      const bool active = quorum_.Majority([&](NodeId p) {
         return p == id_ || (progress_.count(p) && progress_.at(p).recent_active());
       });
       for (auto& [p, pr] : progress_) pr.set_recent_active(p == id_);
@@ -172,6 +190,7 @@ void Raft::Tick() {
     heartbeat_elapsed_ = 0;
     StartRound();
   }
+  MaybeAutoLeave();  // retried here when a transfer or an earlier change held it back
 }
 
 // --- messages ----------------------------------------------------------------------------------
@@ -180,8 +199,9 @@ void Raft::Send(Message m) {
   m.from = id_;
   if (m.term.zero()) m.term = term_;
   const bool from_leader_now =
-      role_ == Role::kLeader && (m.type == MessageType::kApp || m.type == MessageType::kHeartbeat ||
-                                 m.type == MessageType::kTimeoutNow);
+      role_ == Role::kLeader &&
+      (m.type == MessageType::kApp || m.type == MessageType::kHeartbeat ||
+       m.type == MessageType::kTimeoutNow || m.type == MessageType::kSnapshot);
   (from_leader_now ? msgs_now_ : msgs_).push_back(std::move(m));
 }
 
@@ -197,12 +217,14 @@ Status Raft::Step(const Message& m) {
     if (m.type == MessageType::kPreVote || (m.type == MessageType::kPreVoteResp && !m.reject)) {
       // A pre-vote never changes terms.
     } else {
-      const bool from_leader = m.type == MessageType::kApp || m.type == MessageType::kHeartbeat;
+      const bool from_leader = m.type == MessageType::kApp || m.type == MessageType::kHeartbeat ||
+                               m.type == MessageType::kSnapshot;
       BecomeFollower(m.term, from_leader ? m.from : NodeId());
     }
   } else if (m.term < term_) {
     if ((cfg_.check_quorum || cfg_.pre_vote) &&
-        (m.type == MessageType::kApp || m.type == MessageType::kHeartbeat)) {
+        (m.type == MessageType::kApp || m.type == MessageType::kHeartbeat ||
+         m.type == MessageType::kSnapshot)) {
       Message r;
       r.type = MessageType::kAppResp;  // tells a stale leader our term
       r.to = m.from;
@@ -241,7 +263,8 @@ void Raft::HandleVoteRequest(const Message& m) {
       vote_ == m.from || (vote_.zero() && leader_.zero()) || (pre && m.term > term_);
   const bool up_to_date =
       cfg_.knobs.grant_votes_to_shorter_logs || log_.IsUpToDate(m.index, m.log_term);
-  const bool refused = !m.transfer && InLease();
+  // A learner (or a node outside the membership) never votes.
+  const bool refused = (!m.transfer && InLease()) || !Voter(id_);
   Message r;
   r.type = pre ? MessageType::kPreVoteResp : MessageType::kVoteResp;
   r.to = m.from;
@@ -271,8 +294,14 @@ void Raft::StepFollower(const Message& m) {
       leader_ = m.from;
       HandleHeartbeat(m);
       break;
+    case MessageType::kSnapshot:
+      election_elapsed_ = 0;
+      since_leader_ = 0;
+      leader_ = m.from;
+      HandleSnapshot(m);
+      break;
     case MessageType::kTimeoutNow:
-      if (Voter(id_)) Campaign(/*pre=*/false, /*transfer=*/true);
+      if (Voter(id_) && !log_.pending_snapshot()) Campaign(/*pre=*/false, /*transfer=*/true);
       break;
     default:
       break;
@@ -283,6 +312,7 @@ void Raft::StepCandidate(const Message& m) {
   const bool pre = role_ == Role::kPreCandidate;
   switch (m.type) {
     case MessageType::kApp:
+    case MessageType::kSnapshot:
     case MessageType::kHeartbeat:  // a leader of this term exists: follow it
       BecomeFollower(m.term, m.from);
       StepFollower(m);
@@ -291,7 +321,7 @@ void Raft::StepCandidate(const Message& m) {
     case MessageType::kVoteResp: {
       if ((m.type == MessageType::kPreVoteResp) != pre) break;  // a response to another phase
       votes_[m.from] = !m.reject;
-      const VoteResult result = config_.Vote(votes_);
+      const VoteResult result = quorum_.Vote(votes_);
       if (result == VoteResult::kWon) {
         if (pre) {
           Campaign(/*pre=*/false, /*transfer=*/false);
@@ -330,6 +360,26 @@ void Raft::HandleAppend(const Message& m) {
     r.index = m.index;
     r.reject_hint = std::min(m.index, log_.last_index());
     r.hint_term = log_.TermOr(r.reject_hint, Term());
+  }
+  Send(std::move(r));
+}
+
+void Raft::HandleSnapshot(const Message& m) {
+  Message r;
+  r.type = MessageType::kAppResp;
+  r.to = m.from;
+  const SnapshotMeta& snap = m.snapshot;
+  if (snap.index.zero() || !CheckConfState(snap.conf).ok()) return;  // malformed: ignored
+  if (snap.index <= log_.committed()) {
+    r.index = log_.committed();  // it has all of it already
+  } else if (log_.MatchTerm(snap.index, snap.term)) {
+    log_.CommitTo(snap.index);  // the log has the entries: commit them, drop the payload
+    r.index = snap.index;
+  } else {
+    log_.Restore(snap);
+    conf_history_.clear();
+    SetConf(snap.conf, snap.index);
+    r.index = snap.index;
   }
   Send(std::move(r));
 }
@@ -374,7 +424,10 @@ void Raft::HandleAppendResponse(const Message& m) {
     return;
   }
   if (!pr.MaybeUpdate(m.index)) return;
-  if (pr.state() == Progress::State::kProbe) pr.BecomeReplicate();
+  if (pr.state() == Progress::State::kProbe ||
+      (pr.state() == Progress::State::kSnapshot && pr.match() >= pr.pending_snapshot())) {
+    pr.BecomeReplicate();
+  }
   if (MaybeCommit()) {
     BroadcastAppend();
   } else {
@@ -397,7 +450,7 @@ void Raft::HandleHeartbeatResponse(const Message& m) {
   if (!config_.contains(m.from)) return;  // learners never confirm leadership
   it->second.insert(m.from);
   const auto& acks = it->second;
-  if (!config_.Majority([&](NodeId p) { return acks.count(p) > 0; })) return;
+  if (!quorum_.Majority([&](NodeId p) { return acks.count(p) > 0; })) return;
   confirmed_round_ = std::max(confirmed_round_, round);
   rounds_confirmed_.push_back(round);
   round_acks_.erase(round_acks_.begin(), std::next(it));
@@ -416,7 +469,7 @@ void Raft::StartRound() {
     h.commit = std::min(pr.match(), log_.committed());
     Send(std::move(h));
   }
-  if (config_.Majority([&](NodeId p) { return p == id_; })) {  // a single voter confirms alone
+  if (quorum_.Majority([&](NodeId p) { return p == id_; })) {  // a single voter confirms alone
     confirmed_round_ = round;
     rounds_confirmed_.push_back(round);
     round_acks_.erase(round);
@@ -428,6 +481,7 @@ void Raft::SendAppend(NodeId to, bool allow_empty) {
   if (to == id_) return;
   Progress& pr = progress_.at(to);
   if (!pr.CanSend()) return;
+  if (pr.next() < log_.first_index()) return SendSnapshot(to, pr);  // compacted away
   const LogIndex prev = pr.next().prev();
   std::vector<Entry> entries = log_.Slice(pr.next(), log_.last_index().next(), cfg_.max_msg_bytes);
   if (entries.empty() && !allow_empty) return;
@@ -441,6 +495,23 @@ void Raft::SendAppend(NodeId to, bool allow_empty) {
   m.entries = std::move(entries);
   pr.Sent(last);
   Send(std::move(m));
+}
+
+void Raft::SendSnapshot(NodeId to, Progress& pr) {
+  Message m;
+  m.type = MessageType::kSnapshot;
+  m.to = to;
+  m.snapshot = log_.snapshot();
+  LOCKD_CHECK_MSG(!m.snapshot.index.zero(), "entries were compacted without a snapshot");
+  m.commit = log_.committed();
+  pr.BecomeSnapshot(m.snapshot.index);
+  Send(std::move(m));
+}
+
+void Raft::ReportSnapshot(NodeId to, bool ok) {
+  if (role_ != Role::kLeader) return;
+  auto it = progress_.find(to);
+  if (it != progress_.end()) it->second.SnapshotDone(ok);
 }
 
 void Raft::BroadcastAppend() {
@@ -467,7 +538,7 @@ bool Raft::committed_current_term() const {
 }
 
 bool Raft::MaybeCommit() {
-  const LogIndex idx = config_.CommittedIndex([&](NodeId p) {
+  const LogIndex idx = quorum_.CommittedIndex([&](NodeId p) {
     auto it = progress_.find(p);
     return it == progress_.end() ? LogIndex() : it->second.match();
   });
@@ -559,11 +630,117 @@ Status Raft::TransferLeadership(NodeId to) {
   return Status::Ok();
 }
 
+// --- membership --------------------------------------------------------------------------------
+
+void Raft::SetConf(const ConfState& cs, LogIndex index) {
+  conf_ = cs;
+  conf_index_ = index;
+  config_ = ToJointConfig(cs);
+  quorum_ = cfg_.knobs.ignore_old_majority_in_joint ? JointConfig(config_.incoming(), {}) : config_;
+  conf_history_.emplace_back(index, cs);
+  conf_changed_ = true;
+  if (role_ != Role::kLeader) return;
+  // Rounds begun under the old membership never confirm; newer ones (and the reads) carry on.
+  round_acks_.clear();
+  const std::set<NodeId> members = Members(cs);
+  for (auto it = progress_.begin(); it != progress_.end();) {
+    it = members.count(it->first) || it->first == id_ ? std::next(it) : progress_.erase(it);
+  }
+  if (!transfer_target_.zero() && !config_.incoming().contains(transfer_target_))
+    transfer_target_ = NodeId();
+  if (!Voter(id_)) {
+    BecomeFollower(term_, NodeId());  // its removal is committed: it leads no more
+    return;
+  }
+  AddProgressForMembers();
+  if (MaybeCommit()) BroadcastAppend();
+  MaybeAutoLeave();
+}
+
+void Raft::AddProgressForMembers() {
+  for (NodeId p : Members(conf_)) {
+    auto [it, fresh] = progress_.emplace(p, Progress(log_.last_index().next(), cfg_.max_inflight));
+    if (fresh && p == id_) {
+      it->second.MaybeUpdate(log_.stable_last());
+      it->second.BecomeReplicate();
+    }
+  }
+}
+
+bool Raft::CanProposeConfChange() const {
+  return role_ == Role::kLeader && transfer_target_.zero() && pending_conf_index_ <= conf_index_;
+}
+
+void Raft::MaybeAutoLeave() {
+  if (!IsJoint(conf_) || !conf_.auto_leave || !CanProposeConfChange()) return;
+  auto target = LeaveJoint(conf_);
+  LOCKD_CHECK(target.ok());
+  (void)AppendConfEntry(*target, "");
+}
+
+Result<LogIndex> Raft::AppendConfEntry(const ConfState& target, std::string context) {
+  Entry e{term_, LogIndex(), EntryType::kConfChange,
+          EncodeConfChangeEntry({target, std::move(context)})};
+  if (uncommitted_bytes_ + e.ByteSize() > cfg_.max_uncommitted_bytes) {
+    return Unavailable("too many uncommitted bytes; retry later");
+  }
+  if (std::find(target.voters.begin(), target.voters.end(), id_) == target.voters.end() &&
+      !cfg_.knobs.keep_time_lease_after_timeout_now) {
+    lease_time_branch_ended_ = true;  // a membership without this leader may elect another
+  }
+  AppendEntries({std::move(e)});
+  pending_conf_index_ = log_.last_index();
+  broadcast_pending_ = true;
+  return log_.last_index();
+}
+
+Result<LogIndex> Raft::ProposeConfChange(const ConfChange& cc) {
+  if (role_ != Role::kLeader) return Unavailable("not the leader");
+  if (!transfer_target_.zero()) return Unavailable("leadership transfer in progress");
+  if (pending_conf_index_ > conf_index_) {
+    return Unavailable("a membership change (or this term's first commit) is still pending");
+  }
+  auto target = ApplyConfChange(conf_, cc);
+  if (!target.ok()) return target.status();
+  for (const auto& c : cc.changes) {
+    if (c.type != ConfChangeType::kAddVoter || IsVoter(conf_, c.node)) continue;
+    auto it = progress_.find(c.node);
+    const LogIndex match = it == progress_.end() ? LogIndex() : it->second.match();
+    if (log_.last_index() - match > cfg_.max_promotion_lag) {
+      return Unavailable("node " + std::to_string(c.node.value()) + " lags " +
+                         std::to_string(log_.last_index() - match) +
+                         " entries behind: add it as a learner and promote it once caught up");
+    }
+  }
+  return AppendConfEntry(*target, cc.context);
+}
+
+Result<SnapshotMeta> Raft::SnapshotMetaAt(LogIndex index) const {
+  const SnapshotMeta cur = log_.snapshot();
+  if (index < cur.index || index > log_.applied()) {
+    return OutOfRange("a snapshot can cover only applied entries after the last snapshot");
+  }
+  if (index == cur.index) return cur;
+  SnapshotMeta meta;
+  meta.index = index;
+  meta.term = log_.TermOr(index, Term());
+  for (const auto& [at, cs] : conf_history_) {
+    if (at <= index) meta.conf = cs;
+  }
+  return meta;
+}
+
+const Progress* Raft::progress(NodeId id) const {
+  auto it = progress_.find(id);
+  return it == progress_.end() ? nullptr : &it->second;
+}
+
 // --- Ready -------------------------------------------------------------------------------------
 
 bool Raft::HasReady() const {
   const HardState hs{term_, vote_, log_.committed()};
-  return broadcast_pending_ || !msgs_now_.empty() || !msgs_.empty() || !log_.unstable().empty() ||
+  return broadcast_pending_ || conf_changed_ || log_.pending_snapshot().has_value() ||
+         !msgs_now_.empty() || !msgs_.empty() || !log_.unstable().empty() ||
          hs != persisted_hard_ || log_.committed() > log_.applied() || !read_states_.empty() ||
          !rounds_confirmed_.empty();
 }
@@ -574,6 +751,9 @@ Ready Raft::GetReady() {
     if (role_ == Role::kLeader) BroadcastAppend();
   }
   Ready rd;
+  rd.snapshot = log_.pending_snapshot();
+  if (conf_changed_) rd.conf_state = conf_;
+  conf_changed_ = false;
   HardState hs{term_, vote_, log_.committed()};
   if (cfg_.knobs.skip_vote_persist) hs.vote = persisted_hard_.vote;
   if (hs != persisted_hard_) rd.hard_state = hs;
@@ -595,6 +775,7 @@ Ready Raft::GetReady() {
 }
 
 void Raft::Advance(const Ready& rd) {
+  if (rd.snapshot) log_.SnapshotInstalled(*rd.snapshot);
   if (rd.hard_state) persisted_hard_ = *rd.hard_state;
   if (!rd.entries.empty()) {
     log_.StableTo(rd.entries.back().index, rd.entries.back().term);
@@ -604,7 +785,19 @@ void Raft::Advance(const Ready& rd) {
       if (MaybeCommit()) BroadcastAppend();
     }
   }
-  if (!rd.committed.empty()) log_.AppliedTo(rd.committed.back().index);
+  if (!rd.committed.empty()) {
+    log_.AppliedTo(rd.committed.back().index);
+    // Membership changes take effect as they are applied, in log order.
+    for (const Entry& e : rd.committed) {
+      if (e.type != EntryType::kConfChange || e.index <= conf_index_) continue;
+      auto cc = DecodeConfChangeEntry(e.data);
+      LOCKD_CHECK_MSG(cc.ok(), "a committed membership entry is damaged");
+      SetConf(cc->target, e.index);
+    }
+  }
+  const LogIndex snap = log_.snapshot().index;
+  while (conf_history_.size() > 1 && conf_history_[1].first <= snap)
+    conf_history_.erase(conf_history_.begin());
 }
 
 // --- invariants --------------------------------------------------------------------------------
@@ -618,8 +811,12 @@ void Raft::CheckInvariants() const {
     LOCKD_CHECK(u[i].index == u[i - 1].index.next());
     LOCKD_CHECK(u[i].term >= u[i - 1].term);
   }
+  if (!conf_.voters.empty()) LOCKD_CHECK(CheckConfState(conf_).ok());
+  LOCKD_CHECK(conf_index_ <= log_.committed());
   if (role_ == Role::kLeader) {
-    LOCKD_CHECK(leader_ == id_ && vote_ == id_);
+    LOCKD_CHECK(leader_ == id_ && vote_ == id_ && Voter(id_) && !log_.pending_snapshot());
+    for (NodeId p : Members(conf_)) LOCKD_CHECK(progress_.count(p));
+    LOCKD_CHECK(progress_.size() == Members(conf_).size());
     for (const auto& [p, pr] : progress_) {
       LOCKD_CHECK(pr.match() <= log_.last_index());
       LOCKD_CHECK(pr.next() > pr.match() && pr.next() <= log_.last_index().next());

@@ -19,7 +19,38 @@
 // What the runtime needs for the leader lease (design brief, guarantee 4, rule (c)): heartbeat
 // rounds carry ids that acknowledgements echo; `rounds_confirmed` lists each round a majority of
 // the voters of every configuration acknowledged (credited to that round, not a newer one);
-// `lease_time_branch_ended` turns true once this leader sent TimeoutNow (for the rest of its term).
+// `lease_time_branch_ended` turns true once this leader sent TimeoutNow, or appended a membership
+// that removes it from the voters (for the rest of its term).
+//
+// Snapshots and compaction (Raft core II). The runtime owns every snapshot:
+//   - Taking one: at any applied index i (rd.committed applied up to i), the runtime snapshots the
+//     state machine, saves the file with SnapshotMetaAt(i) (term and membership at i), then
+//     compacts the durable log (storage::RaftStore::Compact(meta), MemoryLogStorage::Compact).
+//     The core reads the new FirstIndex()/Snapshot() through LogStorage; no call is needed.
+//   - Sending one: a follower whose next entry is compacted gets a kSnapshot message in
+//     `messages_now` naming the SnapshotMeta (the latest durable snapshot, LogStorage::Snapshot()).
+//     The core sends no appends to that follower meanwhile. The runtime streams the snapshot file
+//     covering that meta in chunks (resumable, bounded memory) beside the message and calls
+//     ReportSnapshot(to, ok) once the follower's runtime confirmed receipt (ok) or the transfer
+//     failed (ok = false: the core retries after the follower's next heartbeat response).
+//   - Receiving one: the follower's runtime receives and checks the whole payload first, then
+//     Step()s the kSnapshot message. If the core takes it, the next Ready carries `snapshot` (the
+//     same meta): in step 2, before persisting `hard_state` and `entries`, the runtime installs the
+//     payload as its state machine and replaces the log with the snapshot
+//     (storage::RaftStore::ResetToSnapshot(meta), after saving the file); `committed` then starts
+//     after meta.index. If no Ready carries it (the follower already had those entries), the
+//     payload is discarded. The follower answers the leader (kAppResp) in `messages`, after step 2.
+//
+// Membership (Raft core II): ProposeConfChange appends a kConfChange entry carrying the whole
+// membership it leads to (conf_change.h). The core applies it itself when the runtime applied the
+// entry (the Advance after a Ready whose `committed` holds it), in log order; the next Ready then
+// carries `conf_state`, the membership in force, for the runtime's peer set (persisting it with
+// storage::PersistBatch::conf_state is optional: at start the core rebuilds the membership from
+// the snapshot's and the committed kConfChange entries). A joint membership is left by an entry
+// the leader proposes itself. Commit, elections, CheckQuorum, ReadIndex and heartbeat rounds need
+// a majority of both halves of a joint membership; learners receive the log and heartbeats but
+// never vote and are never counted. A leader removed from the voters steps down once it applied
+// its removal; a node that is not a voter never campaigns.
 #pragma once
 
 #include <deque>
@@ -31,6 +62,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "raft/conf_change.h"
 #include "raft/log_storage.h"
 #include "raft/message.h"
 #include "raft/progress.h"
@@ -49,11 +81,17 @@ struct TestingKnobs {
   bool keep_time_lease_after_timeout_now = false;
   bool no_vote_refusal_after_restart = false;
   bool credit_ack_to_newest_round = false;
+  /// A new leader may propose a membership change before it committed an entry of its term (so
+  /// before an earlier term's uncommitted change in its log is settled).
+  bool conf_change_without_term_commit = false;
+  /// During a joint membership, decisions count only the incoming voters.
+  bool ignore_old_majority_in_joint = false;
   bool any() const {
     return count_old_term_entries_for_commit || skip_vote_persist || grant_votes_to_shorter_logs ||
            skip_log_matching_check || read_index_before_term_commit ||
            keep_time_lease_after_timeout_now || no_vote_refusal_after_restart ||
-           credit_ack_to_newest_round;
+           credit_ack_to_newest_round || conf_change_without_term_commit ||
+           ignore_old_majority_in_joint;
   }
 };
 
@@ -68,6 +106,8 @@ struct Config {
   uint64_t max_uncommitted_bytes = 64 << 20;
   bool pre_vote = true;
   bool check_quorum = true;
+  /// A node becomes a voter only if the leader's log is at most this many entries ahead of it.
+  uint64_t max_promotion_lag = 1000;
   uint64_t seed = 1;  ///< for the randomized election timeout
   TestingKnobs knobs;
 };
@@ -82,6 +122,9 @@ struct ReadState {
 };
 
 struct Ready {
+  /// A snapshot from the leader to install before persisting `hard_state` and `entries` (see the
+  /// contract above); its payload is the one the runtime received with the kSnapshot message.
+  std::optional<SnapshotMeta> snapshot;
   std::optional<HardState> hard_state;
   std::vector<Entry> entries;
   std::vector<Message> messages_now;
@@ -93,6 +136,8 @@ struct Ready {
   Role role = Role::kFollower;
   NodeId leader;
   Term term;
+  /// The membership in force changed (a kConfChange entry was applied, or a snapshot restored).
+  std::optional<ConfState> conf_state;
 };
 
 class Raft {
@@ -120,6 +165,17 @@ class Raft {
   /// Hands leadership to `to` once it has caught up (TimeoutNow).
   Status TransferLeadership(NodeId to);
 
+  /// Appends a membership change on the leader; returns the entry's index. UNAVAILABLE when not
+  /// leader, during a transfer, while an earlier change is not yet applied or the leader has not
+  /// committed an entry of its term, or while a promoted node lags more than max_promotion_lag;
+  /// INVALID_ARGUMENT / FAILED_PRECONDITION for a change that does not apply to the membership.
+  Result<LogIndex> ProposeConfChange(const ConfChange& cc);
+  /// The runtime finished streaming the snapshot of a kSnapshot message to `to` (ok), or gave up.
+  void ReportSnapshot(NodeId to, bool ok);
+  /// What a snapshot of the state machine at applied index `index` covers: its term and the
+  /// membership then. OUT_OF_RANGE unless durable snapshot index <= index <= applied.
+  Result<SnapshotMeta> SnapshotMetaAt(LogIndex index) const;
+
   bool HasReady() const;
   Ready GetReady();
   void Advance(const Ready& rd);
@@ -136,6 +192,11 @@ class Raft {
   const JointConfig& config() const { return config_; }
   /// The leader's view of every member's log (empty unless leader).
   const std::map<NodeId, Progress>& progress() const { return progress_; }
+  /// The membership in force (as of conf_index()).
+  const ConfState& conf_state() const { return conf_; }
+  LogIndex conf_index() const { return conf_index_; }
+  /// The leader's view of `id` (nullptr when not leader or not a member).
+  const Progress* progress(NodeId id) const;
   bool lease_time_branch_ended() const { return lease_time_branch_ended_; }
   /// Whether the leader has committed an entry of its own term.
   bool committed_current_term() const;
@@ -167,6 +228,14 @@ class Raft {
   void ReleasePendingReads();
   bool InLease() const;
   bool Voter(NodeId id) const { return config_.contains(id); }
+  void SendSnapshot(NodeId to, Progress& pr);
+  void HandleSnapshot(const Message& m);
+  /// Puts `cs` (made by the entry at `index`, or a snapshot there) in force.
+  void SetConf(const ConfState& cs, LogIndex index);
+  void AddProgressForMembers();
+  void MaybeAutoLeave();
+  bool CanProposeConfChange() const;
+  Result<LogIndex> AppendConfEntry(const ConfState& target, std::string context);
 
   const NodeId id_;
   Config cfg_;
@@ -176,6 +245,12 @@ class Raft {
   NodeId leader_;
   Role role_ = Role::kFollower;
   JointConfig config_;
+  JointConfig quorum_;  ///< config_, or what a planted bug makes of it
+  ConfState conf_;
+  LogIndex conf_index_;
+  std::vector<std::pair<LogIndex, ConfState>> conf_history_;  ///< for SnapshotMetaAt
+  LogIndex pending_conf_index_;  ///< leader: no new change until conf_index_ reaches it
+  bool conf_changed_ = false;    ///< the next Ready carries conf_state
   std::map<NodeId, Progress> progress_;
   std::map<NodeId, bool> votes_;
 

@@ -9,19 +9,37 @@ namespace lockd::raft {
 RaftLog::RaftLog(const LogStorage& storage)
     : storage_(storage),
       unstable_offset_(storage.LastIndex().next()),
-      committed_(storage.Initial().hard.commit),
+      committed_(std::max(storage.Initial().hard.commit, storage.FirstIndex().prev())),
       applied_(storage.FirstIndex().prev()) {}
 
 LogIndex RaftLog::first_index() const {
-  return storage_.FirstIndex();
+  return pending_snapshot_ ? pending_snapshot_->index.next() : storage_.FirstIndex();
 }
 
 LogIndex RaftLog::last_index() const {
-  return unstable_.empty() ? storage_.LastIndex() : unstable_.back().index;
+  if (!unstable_.empty()) return unstable_.back().index;
+  return pending_snapshot_ ? pending_snapshot_->index : storage_.LastIndex();
 }
 
 LogIndex RaftLog::stable_last() const {
   return unstable_offset_.prev();
+}
+
+SnapshotMeta RaftLog::snapshot() const {
+  return pending_snapshot_ ? *pending_snapshot_ : storage_.Snapshot();
+}
+
+void RaftLog::Restore(const SnapshotMeta& meta) {
+  LOCKD_CHECK_MSG(meta.index > committed_, "a snapshot never moves the commit index back");
+  pending_snapshot_ = meta;
+  unstable_.clear();
+  unstable_offset_ = meta.index.next();
+  committed_ = meta.index;
+  applied_ = meta.index;
+}
+
+void RaftLog::SnapshotInstalled(const SnapshotMeta& meta) {
+  if (pending_snapshot_ && pending_snapshot_->index == meta.index) pending_snapshot_.reset();
 }
 
 Term RaftLog::TermOr(LogIndex i, Term fallback) const {
@@ -29,6 +47,7 @@ Term RaftLog::TermOr(LogIndex i, Term fallback) const {
     if (i > last_index()) return fallback;
     return unstable_[i - unstable_offset_].term;
   }
+  if (pending_snapshot_) return i == pending_snapshot_->index ? pending_snapshot_->term : fallback;
   auto t = storage_.TermAt(i);
   return t.ok() ? *t : fallback;
 }
@@ -47,6 +66,7 @@ std::vector<Entry> RaftLog::Slice(LogIndex lo, LogIndex hi, uint64_t max_bytes) 
   if (lo >= hi) return out;
   uint64_t bytes = 0;
   if (lo < unstable_offset_) {
+    LOCKD_CHECK_MSG(!pending_snapshot_, "a slice below a snapshot being installed");
     auto stored = storage_.Entries(lo, std::min(hi, unstable_offset_), max_bytes);
     LOCKD_CHECK_MSG(stored.ok(), "storage cannot read entries the core believes it has");
     for (auto& e : *stored) {

@@ -1,8 +1,11 @@
 // RaftLog: the log as the core sees it — the durable part read through LogStorage, plus the
 // unstable tail not yet handed to the runtime for persisting (as etcd's log_unstable) — with the
-// commit and applied indices.
+// commit and applied indices. A snapshot received from the leader replaces the whole log at once
+// (Restore); until the runtime has installed it (Advance), the log is that snapshot plus the
+// unstable tail and the durable log is not read.
 #pragma once
 
+#include <optional>
 #include <vector>
 
 #include "raft/log_storage.h"
@@ -34,6 +37,15 @@ class RaftLog {
   /// For the fast back-off: the largest index <= index whose term <= term.
   LogIndex FindConflictByTerm(LogIndex index, Term term) const;
 
+  /// The snapshot the log starts after: the pending one if any, else the durable one.
+  SnapshotMeta snapshot() const;
+  /// A snapshot from the leader replaces the log: commit and applied jump to its index, and it
+  /// waits (pending_snapshot()) for the runtime to install it. Requires meta.index > committed().
+  void Restore(const SnapshotMeta& meta);
+  const std::optional<SnapshotMeta>& pending_snapshot() const { return pending_snapshot_; }
+  /// The runtime installed the pending snapshot (storage now starts after it).
+  void SnapshotInstalled(const SnapshotMeta& meta);
+
   const std::vector<Entry>& unstable() const { return unstable_; }
   /// The runtime persisted everything up to `index` with term `term`.
   void StableTo(LogIndex index, Term term);
@@ -54,6 +66,7 @@ class RaftLog {
   const LogStorage& storage_;
   std::vector<Entry> unstable_;  ///< contiguous, starting at unstable_offset_
   LogIndex unstable_offset_;
+  std::optional<SnapshotMeta> pending_snapshot_;  ///< received, not yet installed by the runtime
   LogIndex committed_;
   LogIndex applied_;
   bool checks_committed_ = true;
