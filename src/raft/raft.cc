@@ -124,10 +124,10 @@ void Raft::BecomeLeader() {
   role_ = Role::kLeader;
   leader_ = id_;
   AddProgressForMembers();
-  // No membership change until everything in the log at the election is applied, which needs an
-  // entry of this term committed: an earlier term's change still in the log is settled first.
-  pending_conf_index_ = cfg_.knobs.conf_change_without_term_commit ? LogIndex() : log_.last_index();
   AppendEntries({Entry{term_, LogIndex(), EntryType::kNormal, ""}});  // the term's no-op
+  // No membership change until this term's no-op is applied: an entry of this term is then
+  // committed, and any earlier term's change still in the log is settled (applied or gone).
+  pending_conf_index_ = cfg_.knobs.conf_change_without_term_commit ? LogIndex() : log_.last_index();
 }
 
 void Raft::Campaign(bool pre, bool transfer) {
@@ -668,7 +668,7 @@ void Raft::AddProgressForMembers() {
 }
 
 bool Raft::CanProposeConfChange() const {
-  return role_ == Role::kLeader && transfer_target_.zero() && pending_conf_index_ <= conf_index_;
+  return role_ == Role::kLeader && transfer_target_.zero() && pending_conf_index_ <= log_.applied();
 }
 
 void Raft::MaybeAutoLeave() {
@@ -697,7 +697,7 @@ Result<LogIndex> Raft::AppendConfEntry(const ConfState& target, std::string cont
 Result<LogIndex> Raft::ProposeConfChange(const ConfChange& cc) {
   if (role_ != Role::kLeader) return Unavailable("not the leader");
   if (!transfer_target_.zero()) return Unavailable("leadership transfer in progress");
-  if (pending_conf_index_ > conf_index_) {
+  if (pending_conf_index_ > log_.applied()) {
     return Unavailable("a membership change (or this term's first commit) is still pending");
   }
   auto target = ApplyConfChange(conf_, cc);

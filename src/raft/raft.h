@@ -249,7 +249,7 @@ class Raft {
   ConfState conf_;
   LogIndex conf_index_;
   std::vector<std::pair<LogIndex, ConfState>> conf_history_;  ///< for SnapshotMetaAt
-  LogIndex pending_conf_index_;  ///< leader: no new change until conf_index_ reaches it
+  LogIndex pending_conf_index_;  ///< leader: no new change until applied reaches it
   bool conf_changed_ = false;    ///< the next Ready carries conf_state
   std::map<NodeId, Progress> progress_;
   std::map<NodeId, bool> votes_;

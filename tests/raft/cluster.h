@@ -2,6 +2,8 @@
 // delivered in order unless a link is cut, and the Ready contract followed exactly.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <deque>
 #include <map>
 #include <memory>
@@ -29,6 +31,30 @@ class Cluster {
     }
   }
 
+  /// A node that joins later: empty storage, no membership of its own (it learns it from the log
+  /// or a snapshot), so it never campaigns until it is made a voter.
+  void AddNode(int i) {
+    NodeId id(i);
+    ids_.push_back(id);
+    storage_[id] = std::make_unique<MemoryLogStorage>();
+    Config c = configs_.begin()->second;
+    c.id = id;
+    c.peers = {};
+    c.seed = id.value();
+    configs_[id] = c;
+    nodes_[id] = std::make_unique<Raft>(c, *storage_[id]);
+  }
+
+  /// The state machine snapshot at node i's applied index `index`; its log is compacted up to it.
+  Status Compact(int i, LogIndex index) {
+    NodeId id(i);
+    auto meta = nodes_.at(id)->SnapshotMetaAt(index);
+    if (!meta.ok()) return meta.status();
+    snapshot_data_[id].assign(applied_[id].begin(),
+                              applied_[id].begin() + static_cast<ptrdiff_t>(index.value()));
+    return storage_.at(id)->Compact(*meta);
+  }
+
   Raft& node(int i) { return *nodes_.at(NodeId(i)); }
   MemoryLogStorage& storage(int i) { return *storage_.at(NodeId(i)); }
   std::vector<Entry>& applied(int i) { return applied_[NodeId(i)]; }
@@ -45,6 +71,8 @@ class Cluster {
     }
   }
   void Heal() { cut_.clear(); }
+  /// Every snapshot transfer fails (and is reported so) until turned off.
+  void FailSnapshots(bool v) { fail_snapshots_ = v; }
 
   /// Processes Readies and delivers messages until nothing moves.
   void Stabilize(int max_rounds = 10'000) {
@@ -55,8 +83,13 @@ class Cluster {
         Message m = std::move(queue_.front());
         queue_.pop_front();
         moved = true;
-        if (cut_.count({m.from, m.to})) continue;
+        if (cut_.count({m.from, m.to}) || (fail_snapshots_ && m.type == MessageType::kSnapshot)) {
+          if (m.type == MessageType::kSnapshot) nodes_.at(m.from)->ReportSnapshot(m.to, false);
+          continue;
+        }
+        if (m.type == MessageType::kSnapshot) received_[m.to] = snapshot_data_[m.from];
         (void)nodes_.at(m.to)->Step(m);
+        if (m.type == MessageType::kSnapshot) nodes_.at(m.from)->ReportSnapshot(m.to, true);
         nodes_.at(m.to)->CheckInvariants();
       }
       if (!moved) return;
@@ -88,7 +121,7 @@ class Cluster {
   void Restart(int i) {
     NodeId id(i);
     nodes_[id] = std::make_unique<Raft>(configs_.at(id), *storage_.at(id));
-    applied_[id].clear();
+    applied_[id] = snapshot_data_[id];
   }
 
  private:
@@ -98,6 +131,11 @@ class Cluster {
     Ready rd = r.GetReady();
     for (auto& m : rd.messages_now) Enqueue(std::move(m));
     MemoryLogStorage& s = *storage_.at(id);
+    if (rd.snapshot) {
+      EXPECT_EQ(received_[id].size(), rd.snapshot->index.value());
+      applied_[id] = snapshot_data_[id] = received_[id];
+      s.ResetToSnapshot(*rd.snapshot);
+    }
     s.Append(rd.entries);
     if (rd.hard_state) s.SetHardState(*rd.hard_state);
     for (auto& m : rd.messages) Enqueue(std::move(m));
@@ -118,9 +156,12 @@ class Cluster {
   std::map<NodeId, std::unique_ptr<Raft>> nodes_;
   std::map<NodeId, std::vector<Entry>> applied_;
   std::map<NodeId, std::vector<ReadState>> reads_;
+  std::map<NodeId, std::vector<Entry>> snapshot_data_;  ///< the durable snapshot's payload
+  std::map<NodeId, std::vector<Entry>> received_;       ///< the payload of the last kSnapshot
   std::deque<Message> queue_;
   std::vector<Message> sent_;
   std::set<std::pair<NodeId, NodeId>> cut_;
+  bool fail_snapshots_ = false;
 };
 
 }  // namespace lockd::raft::testing

@@ -1,0 +1,272 @@
+// Membership changes alone (conf_change.h), then on a synchronous cluster: learners, simple and
+// joint changes, a removed leader, the current-term rule.
+#include "raft/conf_change.h"
+
+#include <gtest/gtest.h>
+
+#include "cluster.h"
+#include "raft/memory_storage.h"
+#include "raft/raft.h"
+
+namespace lockd::raft {
+namespace {
+
+using testing::Cluster;
+
+std::vector<NodeId> Ids(std::initializer_list<uint64_t> v) {
+  std::vector<NodeId> out;
+  for (uint64_t i : v) out.push_back(NodeId(i));
+  return out;
+}
+
+ConfState Voters(std::initializer_list<uint64_t> v) {
+  ConfState cs;
+  cs.voters = Ids(v);
+  return cs;
+}
+
+ConfChange Change(ConfChangeType t, uint64_t node) {
+  ConfChange cc;
+  cc.changes.push_back({t, NodeId(node)});
+  return cc;
+}
+
+TEST(ConfChange, OneVoterChangeIsSimpleAndMoreGoJoint) {
+  auto added = ApplyConfChange(Voters({1, 2, 3}), Change(ConfChangeType::kAddVoter, 4));
+  ASSERT_TRUE(added.ok());
+  EXPECT_EQ(added->voters, Ids({1, 2, 3, 4}));
+  EXPECT_FALSE(IsJoint(*added));
+
+  ConfChange two = Change(ConfChangeType::kAddVoter, 4);
+  two.changes.push_back({ConfChangeType::kAddVoter, NodeId(5)});
+  auto joint = ApplyConfChange(Voters({1, 2, 3}), two);
+  ASSERT_TRUE(joint.ok());
+  EXPECT_EQ(joint->voters, Ids({1, 2, 3, 4, 5}));
+  EXPECT_EQ(joint->voters_outgoing, Ids({1, 2, 3}));
+  EXPECT_TRUE(joint->auto_leave);
+  auto left = LeaveJoint(*joint);
+  ASSERT_TRUE(left.ok());
+  EXPECT_EQ(*left, Voters({1, 2, 3, 4, 5}));
+  EXPECT_FALSE(ApplyConfChange(*joint, Change(ConfChangeType::kRemove, 1)).ok())
+      << "no change on top of a joint configuration";
+}
+
+TEST(ConfChange, ADemotedVoterWaitsInLearnersNextDuringTheJointPhase) {
+  ConfChange cc = Change(ConfChangeType::kAddLearner, 3);
+  cc.force_joint = true;
+  auto joint = ApplyConfChange(Voters({1, 2, 3}), cc);
+  ASSERT_TRUE(joint.ok());
+  EXPECT_EQ(joint->voters, Ids({1, 2}));
+  EXPECT_EQ(joint->learners_next, Ids({3}));
+  EXPECT_TRUE(joint->learners.empty());
+  auto left = LeaveJoint(*joint);
+  ASSERT_TRUE(left.ok());
+  EXPECT_EQ(left->learners, Ids({3}));
+  EXPECT_TRUE(CheckConfState(*left).ok());
+}
+
+TEST(ConfChange, NonsenseChangesAreRefused) {
+  EXPECT_FALSE(ApplyConfChange(Voters({1}), Change(ConfChangeType::kRemove, 1)).ok())
+      << "no voter left";
+  EXPECT_FALSE(ApplyConfChange(Voters({1, 2}), Change(ConfChangeType::kRemove, 7)).ok());
+  ConfChange twice = Change(ConfChangeType::kAddVoter, 4);
+  twice.changes.push_back({ConfChangeType::kAddLearner, NodeId(4)});
+  EXPECT_FALSE(ApplyConfChange(Voters({1, 2, 3}), twice).ok());
+  ConfState bad = Voters({1, 2});
+  bad.learners = Ids({2});
+  EXPECT_FALSE(CheckConfState(bad).ok());
+}
+
+TEST(ConfChange, EntryEncodingRoundTripsAndRefusesDamage) {
+  ConfChangeEntry e{Voters({1, 2, 3}), "10.0.0.4:7501"};
+  e.target.learners = Ids({4});
+  const std::string bytes = EncodeConfChangeEntry(e);
+  auto back = DecodeConfChangeEntry(bytes);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, e);
+  for (size_t n = 0; n < bytes.size(); ++n)
+    EXPECT_FALSE(DecodeConfChangeEntry(bytes.substr(0, n)).ok()) << n;
+  EXPECT_FALSE(DecodeConfChangeEntry(bytes + "x").ok());
+  std::string newer = bytes;
+  newer[0] = 2;
+  auto refused = DecodeConfChangeEntry(newer);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST(Quorum, JointCommitNeedsBothMajorities) {
+  JointConfig joint(MajorityConfig({NodeId(1), NodeId(2), NodeId(3)}),
+                    MajorityConfig({NodeId(1), NodeId(4), NodeId(5)}));
+  std::map<NodeId, LogIndex> match = {{NodeId(1), LogIndex(9)},
+                                      {NodeId(2), LogIndex(9)},
+                                      {NodeId(3), LogIndex(9)},
+                                      {NodeId(4), LogIndex(2)},
+                                      {NodeId(5), LogIndex(1)}};
+  EXPECT_EQ(joint.CommittedIndex([&](NodeId id) { return match[id]; }), LogIndex(2));
+  EXPECT_EQ(joint.Vote({{NodeId(1), true}, {NodeId(2), true}, {NodeId(3), true}}),
+            VoteResult::kPending);
+  EXPECT_EQ(
+      joint.Vote({{NodeId(1), true}, {NodeId(2), true}, {NodeId(4), false}, {NodeId(5), false}}),
+      VoteResult::kLost);
+}
+
+// --- on a cluster -----------------------------------------------------------------------------
+
+int Leader(Cluster& c, int n) {
+  for (int i = 1; i <= n; ++i)
+    if (c.node(i).role() == Role::kLeader) return i;
+  return 0;
+}
+
+void ExpectConfOnAll(Cluster& c, std::initializer_list<int> nodes, const ConfState& cs) {
+  for (int i : nodes) EXPECT_EQ(c.node(i).conf_state(), cs) << "node " << i;
+}
+
+TEST(Membership, ALearnerGetsTheLogButNeverVotesOrCampaigns) {
+  Cluster c(3);
+  const int leader = c.ElectLeader();
+  ASSERT_NE(leader, 0);
+  c.TickAll(2);
+  c.AddNode(4);
+  auto idx = c.node(leader).ProposeConfChange(Change(ConfChangeType::kAddLearner, 4));
+  ASSERT_TRUE(idx.ok()) << idx.status().ToString();
+  c.Stabilize();
+  ASSERT_TRUE(c.node(leader).Propose("x").ok());
+  c.TickAll(3);
+  EXPECT_EQ(c.node(4).log().committed(), c.node(leader).log().committed());
+  EXPECT_EQ(c.node(4).conf_state().learners, Ids({4}));
+  EXPECT_FALSE(c.node(leader).config().contains(NodeId(4)));
+  // Alone, the learner never campaigns.
+  c.Isolate(4);
+  const Term t = c.node(4).term();
+  c.TickAll(100);
+  EXPECT_EQ(c.node(4).term(), t);
+  EXPECT_EQ(c.node(4).role(), Role::kFollower);
+  c.Heal();
+  c.TickAll(3);
+  // Promoted once caught up: it votes from then on, and a majority of four is three.
+  auto promoted = c.node(Leader(c, 3)).ProposeConfChange(Change(ConfChangeType::kAddVoter, 4));
+  ASSERT_TRUE(promoted.ok()) << promoted.status().ToString();
+  c.TickAll(3);
+  ExpectConfOnAll(c, {1, 2, 3, 4}, Voters({1, 2, 3, 4}));
+}
+
+TEST(Membership, APromotionWaitsUntilTheLearnerCaughtUp) {
+  Cluster c(3);
+  const int leader = c.ElectLeader();
+  c.TickAll(2);
+  c.AddNode(4);
+  c.Isolate(4);
+  ASSERT_TRUE(c.node(leader).ProposeConfChange(Change(ConfChangeType::kAddLearner, 4)).ok());
+  c.TickAll(3);
+  for (int k = 0; k < 1100; ++k) ASSERT_TRUE(c.node(leader).Propose("p").ok());
+  c.TickAll(2);
+  auto refused = c.node(leader).ProposeConfChange(Change(ConfChangeType::kAddVoter, 4));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+  c.Heal();
+  c.TickAll(5);
+  EXPECT_TRUE(c.node(leader).ProposeConfChange(Change(ConfChangeType::kAddVoter, 4)).ok());
+}
+
+TEST(Membership, ThreeToFiveToThreeThroughJointConfigurations) {
+  Cluster c(3);
+  const int leader = c.ElectLeader();
+  c.TickAll(2);
+  c.AddNode(4);
+  c.AddNode(5);
+  ConfChange grow = Change(ConfChangeType::kAddVoter, 4);
+  grow.changes.push_back({ConfChangeType::kAddVoter, NodeId(5)});
+  ASSERT_TRUE(c.node(leader).ProposeConfChange(grow).ok());
+  c.TickAll(5);  // the joint configuration commits, then the leader leaves it by itself
+  ExpectConfOnAll(c, {1, 2, 3, 4, 5}, Voters({1, 2, 3, 4, 5}));
+  const int l2 = Leader(c, 5);
+  ASSERT_NE(l2, 0);
+  // Shrink back to three voters, removing two of the original ones (and maybe the leader).
+  ConfChange shrink = Change(ConfChangeType::kRemove, 1);
+  shrink.changes.push_back({ConfChangeType::kRemove, NodeId(2)});
+  ASSERT_TRUE(c.node(l2).ProposeConfChange(shrink).ok());
+  c.TickAll(30);
+  ExpectConfOnAll(c, {3, 4, 5}, Voters({3, 4, 5}));
+  const int l3 = Leader(c, 5);
+  ASSERT_TRUE(l3 >= 3) << "a removed node leads: " << l3;
+  ASSERT_TRUE(c.node(l3).Propose("after").ok());
+  c.TickAll(3);
+  EXPECT_EQ(c.node(3).log().committed(), c.node(l3).log().committed());
+}
+
+TEST(Membership, ARemovedLeaderEndsItsLeaseBranchAndStepsDownAfterTheCommit) {
+  Cluster c(3);
+  const int leader = c.ElectLeader();
+  c.TickAll(2);
+  ASSERT_FALSE(c.node(leader).lease_time_branch_ended());
+  ASSERT_TRUE(c.node(leader).ProposeConfChange(Change(ConfChangeType::kRemove, leader)).ok());
+  EXPECT_TRUE(c.node(leader).lease_time_branch_ended())
+      << "appending a membership without itself ends the time branch";
+  c.Stabilize();
+  EXPECT_NE(c.node(leader).role(), Role::kLeader);
+  EXPECT_FALSE(c.node(leader).config().contains(NodeId(leader)));
+  c.TickAll(60);
+  int leaders = 0;
+  for (int i = 1; i <= 3; ++i) leaders += c.node(i).role() == Role::kLeader;
+  EXPECT_EQ(leaders, 1);
+  EXPECT_NE(c.node(leader).role(), Role::kLeader) << "a removed node never campaigns";
+  EXPECT_NE(c.node(leader).role(), Role::kCandidate);
+}
+
+// One node driven by hand: elected with node 2's vote, then refused a change until its term's
+// no-op is committed and applied.
+TEST(Membership, ANewLeaderProposesNoChangeBeforeItsTermsFirstCommit) {
+  MemoryLogStorage storage;
+  Config cfg;
+  cfg.id = NodeId(1);
+  cfg.peers = Ids({1, 2, 3});
+  Raft r(cfg, storage);
+  auto drain = [&] {
+    std::vector<Message> out;
+    while (r.HasReady()) {
+      Ready rd = r.GetReady();
+      storage.Append(rd.entries);
+      if (rd.hard_state) storage.SetHardState(*rd.hard_state);
+      for (auto& m : rd.messages_now) out.push_back(m);
+      for (auto& m : rd.messages) out.push_back(m);
+      r.Advance(rd);
+    }
+    return out;
+  };
+  auto reply = [&](MessageType t, Term term) {
+    Message m;
+    m.type = t;
+    m.from = NodeId(2);
+    m.to = NodeId(1);
+    m.term = term;
+    ASSERT_TRUE(r.Step(m).ok());
+  };
+  for (int t = 0; t < 40 && r.role() == Role::kFollower; ++t) r.Tick();
+  ASSERT_EQ(r.role(), Role::kPreCandidate);
+  drain();
+  reply(MessageType::kPreVoteResp, r.term().next());
+  ASSERT_EQ(r.role(), Role::kCandidate);
+  drain();
+  reply(MessageType::kVoteResp, r.term());
+  ASSERT_EQ(r.role(), Role::kLeader);
+  drain();
+  auto refused = r.ProposeConfChange(Change(ConfChangeType::kRemove, 3));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+  Message ack;
+  ack.type = MessageType::kAppResp;
+  ack.from = NodeId(2);
+  ack.to = NodeId(1);
+  ack.term = r.term();
+  ack.index = r.log().last_index();
+  ASSERT_TRUE(r.Step(ack).ok());
+  drain();
+  ASSERT_TRUE(r.committed_current_term());
+  EXPECT_TRUE(r.ProposeConfChange(Change(ConfChangeType::kRemove, 3)).ok());
+  EXPECT_FALSE(r.ProposeConfChange(Change(ConfChangeType::kRemove, 2)).ok())
+      << "one change at a time";
+}
+
+}  // namespace
+}  // namespace lockd::raft
