@@ -21,34 +21,6 @@ std::string Id(NodeId id) {
 
 constexpr uint8_t kEntryVersion = 1;
 
-void PutU64(std::string& out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-bool GetU64(std::string_view& in, uint64_t& v) {
-  if (in.size() < 8) return false;
-  v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<uint8_t>(in[i])) << (8 * i);
-  in.remove_prefix(8);
-  return true;
-}
-
-void PutIds(std::string& out, const std::vector<NodeId>& ids) {
-  PutU64(out, ids.size());
-  for (NodeId id : ids) PutU64(out, id.value());
-}
-
-bool GetIds(std::string_view& in, std::vector<NodeId>& ids) {
-  uint64_t n = 0;
-  if (!GetU64(in, n) || n > in.size() / 8) return false;
-  for (uint64_t i = 0; i < n; ++i) {
-    uint64_t v = 0;
-    if (!GetU64(in, v)) return false;
-    ids.push_back(NodeId(v));
-  }
-  return true;
-}
-
 }  // namespace
 
 bool IsJoint(const ConfState& cs) {
@@ -161,37 +133,53 @@ bool IsVoter(const ConfState& cs, NodeId id) {
          std::count(cs.voters_outgoing.begin(), cs.voters_outgoing.end(), id) > 0;
 }
 
+void PutConfState(Writer& w, const ConfState& cs) {
+  for (const auto* list : {&cs.voters, &cs.voters_outgoing, &cs.learners, &cs.learners_next}) {
+    w.Varint(list->size());
+    for (NodeId id : *list) w.Varint(id.value());
+  }
+  w.U8(cs.auto_leave ? 1 : 0);
+}
+
+bool GetConfState(Reader& r, ConfState* cs) {
+  for (auto* list : {&cs->voters, &cs->voters_outgoing, &cs->learners, &cs->learners_next}) {
+    uint64_t n = 0;
+    // Each id takes at least one byte: a larger count is a lie, not an allocation.
+    if (!r.Varint(&n) || n > r.remaining()) return false;
+    list->clear();
+    list->reserve(n);
+    for (uint64_t i = 0; i < n; ++i) {
+      uint64_t id = 0;
+      if (!r.Varint(&id)) return false;
+      list->push_back(NodeId(id));
+    }
+  }
+  uint8_t auto_leave = 0;
+  if (!r.U8(&auto_leave) || auto_leave > 1) return false;
+  cs->auto_leave = auto_leave != 0;
+  return true;
+}
+
 std::string EncodeConfChangeEntry(const ConfChangeEntry& e) {
-  std::string out;
-  out.push_back(static_cast<char>(kEntryVersion));
-  PutIds(out, e.target.voters);
-  PutIds(out, e.target.voters_outgoing);
-  PutIds(out, e.target.learners);
-  PutIds(out, e.target.learners_next);
-  out.push_back(e.target.auto_leave ? 1 : 0);
-  PutU64(out, e.context.size());
-  out += e.context;
-  return out;
+  Writer w;
+  w.U8(kEntryVersion);
+  PutConfState(w, e.target);
+  w.Bytes(e.context);
+  return w.Take();
 }
 
 Result<ConfChangeEntry> DecodeConfChangeEntry(std::string_view in) {
-  if (in.empty()) return DataLoss("an empty membership entry");
-  const uint8_t version = static_cast<uint8_t>(in[0]);
+  Reader r(in);
+  uint8_t version = 0;
+  if (!r.U8(&version)) return DataLoss("an empty membership entry");
   if (version > kEntryVersion) {
     return FailedPrecondition("membership entry format " + std::to_string(version) +
                               " is newer than " + std::to_string(kEntryVersion));
   }
-  in.remove_prefix(1);
   ConfChangeEntry e;
-  uint64_t n = 0;
-  if (!GetIds(in, e.target.voters) || !GetIds(in, e.target.voters_outgoing) ||
-      !GetIds(in, e.target.learners) || !GetIds(in, e.target.learners_next) || in.empty()) {
-    return DataLoss("a truncated membership entry");
+  if (!GetConfState(r, &e.target) || !r.Bytes(&e.context) || !r.done()) {
+    return DataLoss("a truncated or damaged membership entry");
   }
-  e.target.auto_leave = in[0] != 0;
-  in.remove_prefix(1);
-  if (!GetU64(in, n) || n != in.size()) return DataLoss("a damaged membership entry");
-  e.context = std::string(in);
   if (Status s = CheckConfState(e.target); !s.ok()) {
     return DataLoss("a membership entry with a malformed membership: " + s.message());
   }

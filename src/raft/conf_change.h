@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/codec.h"
 #include "base/status.h"
 #include "raft/quorum.h"
 #include "raft/types.h"
@@ -64,6 +65,12 @@ JointConfig ToJointConfig(const ConfState& cs);
 /// Every member that receives the log: voters (both halves), learners and learners_next.
 std::set<NodeId> Members(const ConfState& cs);
 bool IsVoter(const ConfState& cs, NodeId id);
+
+/// The one binary form of a ConfState (in membership entries, snapshot metadata on disk and on the
+/// wire): four id lists then the auto_leave flag. GetConfState checks only framing; callers that
+/// need a well-formed membership also run CheckConfState.
+void PutConfState(Writer& w, const ConfState& cs);
+bool GetConfState(Reader& r, ConfState* cs);
 
 /// Versioned encoding of a kConfChange entry's data; decoding refuses damage and newer versions.
 std::string EncodeConfChangeEntry(const ConfChangeEntry& e);

@@ -1,6 +1,7 @@
 #include "raft/wire.h"
 
 #include "base/codec.h"
+#include "raft/conf_change.h"
 
 namespace lockd::raft {
 namespace {
@@ -34,6 +35,12 @@ std::string EncodeMessage(const Message& m) {
     w.U8(static_cast<uint8_t>(e.type));
     w.Bytes(e.data);
   }
+  // Only a kSnapshot carries its metadata, so every other message keeps its size.
+  if (m.type == MessageType::kSnapshot) {
+    w.Varint(m.snapshot.index.value());
+    w.Varint(m.snapshot.term.value());
+    PutConfState(w, m.snapshot.conf);
+  }
   return w.Take();
 }
 
@@ -57,7 +64,7 @@ Result<Message> DecodeMessage(std::string_view bytes) {
     return Malformed("truncated header");
   }
   if (type < static_cast<uint8_t>(MessageType::kPreVote) ||
-      type > static_cast<uint8_t>(MessageType::kTimeoutNow)) {
+      type > static_cast<uint8_t>(MessageType::kSnapshot)) {
     return Malformed("unknown type " + std::to_string(type));
   }
   if (flags & ~(kFlagReject | kFlagTransfer)) return Malformed("unknown flags");
@@ -95,6 +102,19 @@ Result<Message> DecodeMessage(std::string_view bytes) {
       return Malformed("entry terms decrease");
     }
     m.entries.push_back(std::move(e));
+  }
+  if (m.type == MessageType::kSnapshot) {
+    uint64_t snap_index = 0, snap_term = 0;
+    if (!r.Varint(&snap_index) || !r.Varint(&snap_term) || !GetConfState(r, &m.snapshot.conf)) {
+      return Malformed("truncated snapshot metadata");
+    }
+    m.snapshot.index = LogIndex(snap_index);
+    m.snapshot.term = Term(snap_term);
+    if (m.snapshot.index.value() == 0) return Malformed("a snapshot at index 0");
+    if (m.snapshot.term > m.term) return Malformed("snapshot term above the message's term");
+    if (Status s = CheckConfState(m.snapshot.conf); !s.ok()) {
+      return Malformed("snapshot membership: " + s.message());
+    }
   }
   if (!r.done()) return Malformed("trailing bytes");
   return m;

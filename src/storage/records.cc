@@ -1,6 +1,7 @@
 #include "storage/records.h"
 
 #include "base/codec.h"
+#include "raft/conf_change.h"
 #include "storage/crc32c.h"
 
 namespace lockd::storage {
@@ -32,31 +33,6 @@ Result<std::string_view> Open(std::string_view bytes, const char* what) {
     return DataLoss(std::string(what) + " record fails its checksum");
   }
   return body;
-}
-
-void PutConf(Writer& w, const raft::ConfState& c) {
-  for (const auto* list : {&c.voters, &c.voters_outgoing, &c.learners, &c.learners_next}) {
-    w.Varint(list->size());
-    for (auto id : *list) w.Varint(id.value());
-  }
-  w.U8(c.auto_leave ? 1 : 0);
-}
-
-bool GetConf(Reader& r, raft::ConfState* c) {
-  for (auto* list : {&c->voters, &c->voters_outgoing, &c->learners, &c->learners_next}) {
-    uint64_t n = 0;
-    if (!r.Varint(&n) || n > r.remaining()) return false;
-    list->clear();
-    for (uint64_t i = 0; i < n; ++i) {
-      uint64_t id = 0;
-      if (!r.Varint(&id)) return false;
-      list->push_back(raft::NodeId(id));
-    }
-  }
-  uint8_t al = 0;
-  if (!r.U8(&al)) return false;
-  c->auto_leave = al != 0;
-  return true;
 }
 
 }  // namespace
@@ -125,7 +101,7 @@ std::string EncodeSnapshotMeta(const raft::SnapshotMeta& m) {
   Writer w;
   w.Varint(m.index.value());
   w.Varint(m.term.value());
-  PutConf(w, m.conf);
+  raft::PutConfState(w, m.conf);
   return Seal(w.Take());
 }
 
@@ -135,7 +111,7 @@ Result<raft::SnapshotMeta> DecodeSnapshotMeta(std::string_view bytes) {
   Reader r(*body);
   uint64_t i = 0, t = 0;
   raft::SnapshotMeta m;
-  if (!r.Varint(&i) || !r.Varint(&t) || !GetConf(r, &m.conf) || !r.done()) {
+  if (!r.Varint(&i) || !r.Varint(&t) || !raft::GetConfState(r, &m.conf) || !r.done()) {
     return DataLoss("snapshot metadata record is malformed");
   }
   m.index = raft::LogIndex(i);

@@ -91,6 +91,57 @@ TEST(Wire, UnknownTypesAndImpossibleEntriesAreRefused) {
   EXPECT_FALSE(DecodeMessage(EncodeMessage(anonymous)).ok());
 }
 
+Message SampleSnapshot() {
+  Message m;
+  m.type = MessageType::kSnapshot;
+  m.from = NodeId(1);
+  m.to = NodeId(4);
+  m.term = Term(9);
+  m.commit = LogIndex(120);
+  m.snapshot.index = LogIndex(100);
+  m.snapshot.term = Term(8);
+  m.snapshot.conf.voters = {NodeId(1), NodeId(2), NodeId(3)};
+  m.snapshot.conf.voters_outgoing = {NodeId(1), NodeId(2), NodeId(5)};
+  m.snapshot.conf.learners = {NodeId(4)};
+  m.snapshot.conf.learners_next = {NodeId(5)};
+  m.snapshot.conf.auto_leave = true;
+  return m;
+}
+
+TEST(Wire, ASnapshotMessageCarriesItsMetadata) {
+  const Message m = SampleSnapshot();
+  const std::string bytes = EncodeMessage(m);
+  auto back = DecodeMessage(bytes);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, m);
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    EXPECT_FALSE(DecodeMessage(bytes.substr(0, n)).ok()) << "prefix of " << n << " bytes";
+  }
+  // Metadata is only on kSnapshot: an append keeps its old size and ignores the field.
+  Message app = SampleAppend();
+  const size_t plain = EncodeMessage(app).size();
+  app.snapshot = m.snapshot;
+  EXPECT_EQ(EncodeMessage(app).size(), plain);
+}
+
+TEST(Wire, AnImpossibleSnapshotIsRefused) {
+  Message future = SampleSnapshot();
+  future.snapshot.term = Term(10);  // above the message's term
+  EXPECT_FALSE(DecodeMessage(EncodeMessage(future)).ok());
+
+  Message at_zero = SampleSnapshot();
+  at_zero.snapshot.index = LogIndex(0);
+  EXPECT_FALSE(DecodeMessage(EncodeMessage(at_zero)).ok());
+
+  Message no_voters = SampleSnapshot();
+  no_voters.snapshot.conf = ConfState{};
+  EXPECT_FALSE(DecodeMessage(EncodeMessage(no_voters)).ok());
+
+  Message twice = SampleSnapshot();
+  twice.snapshot.conf.learners = {NodeId(2)};  // a voter cannot also be a learner
+  EXPECT_FALSE(DecodeMessage(EncodeMessage(twice)).ok());
+}
+
 TEST(Wire, AHugeEntryCountIsNotAnAllocation) {
   // Header of an append whose entry count claims 2^40 entries, with no entries behind it.
   Message m = SampleAppend();

@@ -250,7 +250,7 @@ class Sim {
     if (m.type == raft::MessageType::kTimeoutNow)
       timeout_now_sent_.insert({m.from, m.term.value()});
     if (m.type == raft::MessageType::kAppResp) app_resp_[m.from] = m;  // for the log-matching check
-    if (faults_ && rng_() % 100 < 3) return;  // dropped
+    if (faults_ && rng_() % 100 < 3) return;                           // dropped
     int64_t delay = static_cast<int64_t>(1 + rng_() % 10) * kMs;
     if (faults_ && rng_() % 50 == 0)
       delay += static_cast<int64_t>(rng_() % 500) * kMs;  // reordered
