@@ -105,6 +105,12 @@ int main(int argc, char** argv) {
   app.add_option("--health-max-apply-lag", o.health_max_apply_lag,
                  "Health is SERVING only while applied is within this many entries of commit")
       ->capture_default_str();
+  app.add_option("--snapshot-entries", o.snapshot_entries,
+                 "Take a snapshot and compact the log every this many applied entries (0: never)")
+      ->capture_default_str();
+  app.add_option("--max-snapshot-bytes", o.max_snapshot_bytes,
+                 "Largest snapshot accepted from a leader")
+      ->capture_default_str();
   std::string inspect;
   app.add_option("--inspect-data-dir", inspect,
                  "Print a data dir's log range, hard state, members and snapshot, then exit "

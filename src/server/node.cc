@@ -26,6 +26,12 @@ namespace lockd::server {
 
 namespace {
 
+PeerTransportOptions TransportOptionsOf(const NodeOptions& o) {
+  PeerTransportOptions t;
+  t.max_snapshot_bytes = o.max_snapshot_bytes;
+  return t;
+}
+
 lock::Limits LimitsOf(const NodeOptions& o) {
   lock::Limits l;
   l.max_name_bytes = o.max_name_bytes;
@@ -145,7 +151,12 @@ Status Node::Start() {
           if (m.id == from) return true;
         }
         return false;
-      });
+      },
+      TransportOptionsOf(options_));
+  transport_->SetSnapshotHandler([this](uint64_t from, std::string message, std::string payload,
+                                        std::function<void(Status)> done) {
+    replica_->DeliverSnapshot(from, std::move(message), std::move(payload), std::move(done));
+  });
 
   ReplicaOptions ro;
   ro.node_id = options_.node_id;
@@ -157,6 +168,7 @@ Status Node::Start() {
   ro.forward_timeout = std::chrono::milliseconds(options_.forward_timeout_ms);
   ro.limits = LimitsOf(options_);
   ro.seed = std::random_device{}() ^ (options_.node_id << 32);
+  ro.snapshot_entries = options_.snapshot_entries;
   replica_ =
       std::make_unique<Replica>(ro, *storage_, *transport_, *watch_, SystemClock::Instance());
   if (Status s = replica_->Start(); !s.ok()) return s;

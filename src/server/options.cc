@@ -110,6 +110,9 @@ Status Validate(const NodeOptions& o) {
     if (v == 0) return InvalidArgument(std::string(flag) + " must be > 0");
   }
   if (o.max_request_bytes < 1024) return InvalidArgument("--max-request-bytes must be >= 1024");
+  if (o.max_snapshot_bytes < (1 << 20)) {
+    return InvalidArgument("--max-snapshot-bytes must be >= 1048576 (1 MiB)");
+  }
   static constexpr const char* kLevels[] = {"trace", "debug",    "info", "warn",
                                             "error", "critical", "off"};
   for (const char* level : kLevels) {

@@ -49,6 +49,11 @@ struct NodeOptions {
   uint64_t watch_history = 10'000;  ///< entries with events kept for resuming watches
   /// Health is SERVING only while the applied index is within this many entries of the commit.
   uint64_t health_max_apply_lag = 1000;
+  // Snapshots.
+  /// A snapshot is taken, and the log compacted to it, every this many applied entries (0: never).
+  uint64_t snapshot_entries = 10'000;
+  /// Largest snapshot this node accepts from a leader.
+  uint64_t max_snapshot_bytes = uint64_t{4} << 30;
 };
 
 /// One member of the initial cluster, as `--initial-cluster` names it.

@@ -2,8 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
+#include <future>
 #include <random>
+
+#include "raft/wire.h"
+#include "storage/crc32c.h"
 
 namespace lockd::server {
 
@@ -11,6 +16,8 @@ using lockd::peer::v1::Frame;
 using lockd::peer::v1::Hello;
 using lockd::peer::v1::PeerService;
 using lockd::peer::v1::Reply;
+using lockd::peer::v1::SnapshotChunk;
+using lockd::peer::v1::SnapshotReply;
 
 // ------------------------------------------------------------------------------------------------
 // Outbound: one peer's queue, its sender thread and, while connected, a reader thread.
@@ -31,10 +38,12 @@ class PeerTransport::Outbound {
 
   bool Enqueue(std::string msg) {
     std::lock_guard lock(mu_);
-    if (stopping_ || queue_.size() >= owner_.options_.max_queued_messages) {
+    if (stopping_ || !reachable_ || queue_.size() >= owner_.options_.max_queued_messages ||
+        queued_bytes_ + msg.size() > owner_.options_.max_queued_bytes) {
       ++stats_.dropped;
       return false;
     }
+    queued_bytes_ += msg.size();
     queue_.push_back(std::move(msg));
     cv_.notify_all();
     return true;
@@ -63,6 +72,11 @@ class PeerTransport::Outbound {
       const bool was_accepted = RunStream();
       std::unique_lock lock(mu_);
       if (stopping_) return;
+      // Unreachable until a stream is accepted again: drop what waits, and queue nothing new.
+      reachable_ = false;
+      stats_.dropped += queue_.size();
+      queue_.clear();
+      queued_bytes_ = 0;
       ++stats_.reconnects;
       backoff_ms = was_accepted ? owner_.options_.backoff_initial_ms
                                 : std::min(backoff_ms * 2, owner_.options_.backoff_max_ms);
@@ -90,6 +104,7 @@ class PeerTransport::Outbound {
       {
         std::lock_guard lock(mu_);
         stats_.connected = true;
+        reachable_ = true;
         stats_.last_error.clear();
       }
       reader = std::thread([&] {
@@ -117,15 +132,7 @@ class PeerTransport::Outbound {
 
   bool Handshake(grpc::ClientReaderWriter<Frame, Reply>& stream) {
     Frame frame;
-    Hello* hello = frame.mutable_hello();
-    const PeerIdentity& self = owner_.self_;
-    hello->set_cluster_id(self.cluster_id);
-    hello->set_from(self.node_id);
-    hello->set_to(id_);
-    hello->set_format_version(self.format_version);
-    hello->set_election_min_ms(self.election_min_ms);
-    hello->set_tick_ms(self.tick_ms);
-    hello->set_drift_ppm(self.drift_ppm);
+    *frame.mutable_hello() = owner_.MakeHello(id_);
     Reply reply;
     if (!stream.Write(frame) || !stream.Read(&reply)) {
       SetError("cannot reach peer " + std::to_string(id_) + " at " + addr_);
@@ -152,6 +159,7 @@ class PeerTransport::Outbound {
                (batch->messages_size() == 0 ||
                 bytes + queue_.front().size() <= owner_.options_.max_batch_bytes)) {
           bytes += queue_.front().size();
+          queued_bytes_ -= queue_.front().size();
           batch->add_messages(std::move(queue_.front()));
           queue_.pop_front();
         }
@@ -181,11 +189,115 @@ class PeerTransport::Outbound {
   mutable std::mutex mu_;  ///< guards everything below
   std::condition_variable cv_;
   std::deque<std::string> queue_;
+  size_t queued_bytes_ = 0;
+  /// False from a failed or broken stream until the next accepted one (see the file comment).
+  /// True at first, so the messages of a new peer wait for its first connection.
+  bool reachable_ = true;
   bool stopping_ = false;
   grpc::ClientContext* active_ctx_ = nullptr;  ///< the live stream's context, to cancel on Stop
   PeerStats stats_;
   std::minstd_rand jitter_;
   std::thread sender_;
+};
+
+// ------------------------------------------------------------------------------------------------
+// SnapshotSend: one snapshot transfer to one peer, on its own thread and stream.
+
+class PeerTransport::SnapshotSend {
+ public:
+  SnapshotSend(const PeerTransport& owner, uint64_t to, std::string addr, std::string message,
+               std::shared_ptr<const std::string> payload, std::function<void(bool)> done)
+      : owner_(owner),
+        to_(to),
+        addr_(std::move(addr)),
+        message_(std::move(message)),
+        payload_(std::move(payload)),
+        done_(std::move(done)) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~SnapshotSend() {
+    Cancel();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void Cancel() {
+    std::lock_guard lock(mu_);
+    cancelled_ = true;
+    ctx_.TryCancel();
+  }
+
+ private:
+  void Run() {
+    std::string error = Transfer();
+    const bool ok = error.empty();
+    if (ok) {
+      spdlog::info("sent a snapshot of {} bytes to node {}", payload_->size(), to_);
+    } else {
+      spdlog::warn("snapshot transfer to node {} at {} failed: {}", to_, addr_, error);
+    }
+    done_(ok);
+  }
+
+  /// The whole transfer; returns why it failed, or empty.
+  std::string Transfer() {
+    {
+      std::lock_guard lock(mu_);
+      if (cancelled_) return "cancelled";
+      ctx_.set_deadline(std::chrono::system_clock::now() + owner_.options_.snapshot_timeout);
+    }
+    auto stub =
+        PeerService::NewStub(grpc::CreateChannel(addr_, grpc::InsecureChannelCredentials()));
+    auto stream = stub->InstallSnapshot(&ctx_);
+    const std::string& payload = *payload_;
+    SnapshotChunk first;
+    *first.mutable_hello() = owner_.MakeHello(to_);
+    first.set_message(message_);
+    first.set_total_bytes(payload.size());
+    first.set_crc32c(storage::Crc32c(payload));
+    SnapshotReply reply;
+    if (!stream->Write(first) || !stream->Read(&reply)) return Finish(*stream, "no answer");
+    if (!reply.error().empty()) return Finish(*stream, "refused: " + reply.error());
+    uint64_t offset = reply.resume_offset();
+    if (offset > payload.size()) return Finish(*stream, "resume offset past the payload");
+    if (offset > 0) spdlog::info("snapshot to node {} resumes at byte {}", to_, offset);
+    const size_t chunk = std::max<size_t>(1, owner_.options_.snapshot_chunk_bytes);
+    while (offset < payload.size()) {
+      SnapshotChunk c;
+      c.set_offset(offset);
+      const size_t n = std::min<size_t>(chunk, payload.size() - offset);
+      c.set_data(payload.substr(offset, n));
+      if (!stream->Write(c))
+        return Finish(*stream, "stream broke at byte " + std::to_string(offset));
+      offset += n;
+    }
+    stream->WritesDone();
+    if (!stream->Read(&reply)) return Finish(*stream, "no confirmation");
+    if (!reply.error().empty()) return Finish(*stream, reply.error());
+    if (!reply.done()) return Finish(*stream, "not confirmed");
+    std::string rest = Finish(*stream, "");
+    return rest;
+  }
+
+  static std::string Finish(grpc::ClientReaderWriter<SnapshotChunk, SnapshotReply>& stream,
+                            std::string error) {
+    grpc::Status s = stream.Finish();
+    if (!error.empty()) {
+      if (!s.ok()) error += " (" + s.error_message() + ")";
+      return error;
+    }
+    return s.ok() ? std::string() : "stream ended: " + s.error_message();
+  }
+
+  const PeerTransport& owner_;
+  const uint64_t to_;
+  const std::string addr_;
+  const std::string message_;
+  const std::shared_ptr<const std::string> payload_;
+  const std::function<void(bool)> done_;
+  std::mutex mu_;
+  bool cancelled_ = false;
+  grpc::ClientContext ctx_;
+  std::thread thread_;
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -222,7 +334,77 @@ class PeerTransport::InboundService final : public PeerService::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status InstallSnapshot(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<SnapshotReply, SnapshotChunk>* stream) override {
+    SnapshotChunk chunk;
+    if (!stream->Read(&chunk)) return grpc::Status::OK;
+    if (!chunk.has_hello()) {
+      return Refuse(ctx, stream, "the first chunk of a snapshot must carry a Hello");
+    }
+    if (std::string why = owner_.CheckHello(chunk.hello()); !why.empty()) {
+      return Refuse(ctx, stream, why);
+    }
+    const uint64_t from = chunk.hello().from();
+    const std::string message = chunk.message();
+    auto m = raft::DecodeMessage(message);
+    if (!m.ok()) return Refuse(ctx, stream, m.status().message());
+    if (m->type != raft::MessageType::kSnapshot || m->from.value() != from ||
+        m->to.value() != owner_.self_.node_id) {
+      return Refuse(ctx, stream, "the first chunk must carry a kSnapshot from its sender to us");
+    }
+    if (!owner_.snapshot_handler_) return Refuse(ctx, stream, "this node takes no snapshots");
+    const SnapshotTransferId id{m->snapshot.index.value(), m->snapshot.term.value(),
+                                chunk.total_bytes(), chunk.crc32c()};
+    SnapshotAssembler& assembler = *owner_.assembler_;
+    auto resume = assembler.Begin(from, id);
+    if (!resume.ok()) return Refuse(ctx, stream, resume.status().message());
+    SnapshotReply reply;
+    reply.set_resume_offset(*resume);
+    if (!stream->Write(reply)) return grpc::Status::OK;
+    bool whole = *resume == id.total_bytes;
+    if (whole) {
+      // Everything was held already (a transfer broken just before its confirmation): the
+      // checksum still has to hold.
+      auto r = assembler.Add(from, *resume, {});
+      if (!r.ok()) return Refuse(ctx, stream, r.status().message());
+    }
+    while (!whole && stream->Read(&chunk)) {
+      auto r = assembler.Add(from, chunk.offset(), chunk.data());
+      if (!r.ok()) return Refuse(ctx, stream, r.status().message());
+      whole = *r;
+    }
+    // A stream that broke early keeps its bytes for the sender's next attempt.
+    if (!whole) return grpc::Status::OK;
+    std::string payload = assembler.Take(from);
+    spdlog::info("received a snapshot of {} bytes at index {} from node {}", payload.size(),
+                 id.index, from);
+    auto outcome = std::make_shared<std::promise<Status>>();
+    std::future<Status> installed = outcome->get_future();
+    owner_.snapshot_handler_(from, message, std::move(payload),
+                             [outcome](Status s) { outcome->set_value(s); });
+    if (installed.wait_for(owner_.options_.snapshot_timeout) != std::future_status::ready) {
+      return Refuse(ctx, stream, "the install did not finish in time");
+    }
+    const Status s = installed.get();
+    if (!s.ok()) return Refuse(ctx, stream, s.ToString());
+    SnapshotReply done;
+    done.set_done(true);
+    stream->Write(done);
+    return grpc::Status::OK;
+  }
+
  private:
+  static grpc::Status Refuse(grpc::ServerContext* ctx,
+                             grpc::ServerReaderWriter<SnapshotReply, SnapshotChunk>* stream,
+                             const std::string& why) {
+    spdlog::warn("refused a snapshot from {}: {}", ctx->peer(), why);
+    SnapshotReply reply;
+    reply.set_error(why);
+    stream->Write(reply);
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, why);
+  }
+
   static grpc::Status Reject(grpc::ServerContext* ctx,
                              grpc::ServerReaderWriter<Reply, Frame>* stream,
                              const std::string& why) {
@@ -244,7 +426,8 @@ PeerTransport::PeerTransport(PeerIdentity self, Handler handler, MembershipCheck
       handler_(std::move(handler)),
       is_member_(std::move(is_member)),
       options_(options),
-      inbound_(std::make_unique<InboundService>(*this)) {}
+      inbound_(std::make_unique<InboundService>(*this)),
+      assembler_(std::make_unique<SnapshotAssembler>(options.max_snapshot_bytes)) {}
 
 PeerTransport::~PeerTransport() {
   Stop();
@@ -252,6 +435,18 @@ PeerTransport::~PeerTransport() {
 
 grpc::Service* PeerTransport::service() {
   return inbound_.get();
+}
+
+Hello PeerTransport::MakeHello(uint64_t to) const {
+  Hello hello;
+  hello.set_cluster_id(self_.cluster_id);
+  hello.set_from(self_.node_id);
+  hello.set_to(to);
+  hello.set_format_version(self_.format_version);
+  hello.set_election_min_ms(self_.election_min_ms);
+  hello.set_tick_ms(self_.tick_ms);
+  hello.set_drift_ppm(self_.drift_ppm);
+  return hello;
 }
 
 std::string PeerTransport::CheckHello(const Hello& h) const {
@@ -296,8 +491,13 @@ void PeerTransport::SetPeer(uint64_t id, const std::string& peer_addr) {
 
 void PeerTransport::RemovePeer(uint64_t id) {
   std::unique_ptr<Outbound> old;
+  std::unique_ptr<SnapshotSend> send;
   {
     std::lock_guard lock(mu_);
+    if (auto s = snapshot_sends_.find(id); s != snapshot_sends_.end()) {
+      send = std::move(s->second);
+      snapshot_sends_.erase(s);
+    }
     auto it = outbound_.find(id);
     if (it == outbound_.end()) return;
     old = std::move(it->second);
@@ -311,6 +511,29 @@ bool PeerTransport::Send(uint64_t to, std::string encoded) {
   return it != outbound_.end() && it->second->Enqueue(std::move(encoded));
 }
 
+void PeerTransport::SetSnapshotHandler(SnapshotHandler handler) {
+  snapshot_handler_ = std::move(handler);
+}
+
+void PeerTransport::SendSnapshot(uint64_t to, std::string message,
+                                 std::shared_ptr<const std::string> payload,
+                                 std::function<void(bool ok)> done) {
+  std::unique_ptr<SnapshotSend> old;
+  {
+    std::lock_guard lock(mu_);
+    auto peer = outbound_.find(to);
+    if (!stopped_ && peer != outbound_.end()) {
+      auto& slot = snapshot_sends_[to];
+      old = std::move(slot);
+      slot = std::make_unique<SnapshotSend>(*this, to, peer->second->addr(), std::move(message),
+                                            std::move(payload), std::move(done));
+      done = nullptr;
+    }
+  }
+  old.reset();  // cancels and joins outside the lock (its done(false) runs now)
+  if (done) done(false);
+}
+
 PeerStats PeerTransport::Stats(uint64_t id) const {
   std::lock_guard lock(mu_);
   auto it = outbound_.find(id);
@@ -319,10 +542,14 @@ PeerStats PeerTransport::Stats(uint64_t id) const {
 
 void PeerTransport::Stop() {
   std::map<uint64_t, std::unique_ptr<Outbound>> all;
+  std::map<uint64_t, std::unique_ptr<SnapshotSend>> sends;
   {
     std::lock_guard lock(mu_);
+    stopped_ = true;
     all.swap(outbound_);
+    sends.swap(snapshot_sends_);
   }
+  sends.clear();  // cancels each transfer; their done(false) run here
   all.clear();
 }
 

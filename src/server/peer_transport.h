@@ -3,18 +3,28 @@
 // Outbound, each peer gets one long-lived stream that this node opens; messages queue per peer and
 // are sent in batches (one frame carries everything queued, up to a byte bound), and a broken
 // stream is reopened with jittered exponential back-off. Raft tolerates loss, so a full queue drops
-// rather than blocks: Send() never waits on the network. Inbound, PeerService checks the first
-// frame of every stream (cluster id, sender is a member, format version, and the timing constants
-// the leader lease relies on) and hands each accepted batch to the handler; anything else is
-// rejected, logged and the stream closed.
+// rather than blocks: Send() never waits on the network. While a peer is unreachable (its stream
+// broke, or a connection attempt failed) nothing queues for it: what was queued is dropped, and so
+// is every message until a stream is accepted again. Old appends would only be replayed into a
+// restarted peer and hold memory meanwhile; the leader resends what the peer actually lacks.
+// Inbound, PeerService checks the first frame of every stream (cluster id, sender is a member,
+// format version, and the timing constants the leader lease relies on) and hands each accepted
+// batch to the handler; anything else is rejected, logged and the stream closed.
 //
-// Threads: two per peer (a sender that writes, a reader that watches the reply stream) plus gRPC's
-// own for inbound streams. The handler runs on gRPC threads and must only enqueue. The node runtime
-// owns the transport; it is not copyable and Stop() (or the destructor) joins every thread.
+// Snapshots travel on their own stream (InstallSnapshot), one transfer per peer at a time on a
+// thread of its own, in chunks: a large snapshot never delays heartbeats, and an interrupted
+// transfer resumes where it stopped (SnapshotAssembler). The receiver checks the Hello as on the
+// message stream, and hands the whole, checked payload to the snapshot handler.
+//
+// Threads: two per peer (a sender that writes, a reader that watches the reply stream), one per
+// snapshot being sent, plus gRPC's own for inbound streams. The handler runs on gRPC threads and
+// must only enqueue. The node runtime owns the transport; it is not copyable and Stop() (or the
+// destructor) joins every thread.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -26,7 +36,9 @@
 #include <thread>
 #include <vector>
 
+#include "base/status.h"
 #include "lockd/peer/v1/peer.grpc.pb.h"
+#include "server/snapshot_assembler.h"
 
 namespace lockd::server {
 
@@ -41,10 +53,16 @@ struct PeerIdentity {
 };
 
 struct PeerTransportOptions {
-  size_t max_queued_messages = 4096;  ///< per peer; beyond it Send() drops
-  size_t max_batch_bytes = 1 << 20;   ///< one frame's payload
+  size_t max_queued_messages = 4096;   ///< per peer; beyond it Send() drops
+  size_t max_queued_bytes = 64 << 20;  ///< per peer; beyond it Send() drops
+  size_t max_batch_bytes = 1 << 20;    ///< one frame's payload
   int backoff_initial_ms = 50;
   int backoff_max_ms = 2000;
+  size_t snapshot_chunk_bytes = 1 << 20;
+  uint64_t max_snapshot_bytes = uint64_t{1} << 32;  ///< larger incoming snapshots are refused
+  /// A snapshot transfer (sending, and the receiver's install) that takes longer fails; the
+  /// core retries it.
+  std::chrono::milliseconds snapshot_timeout{300'000};
 };
 
 /// Counters for one outbound peer, for Status and metrics.
@@ -62,6 +80,10 @@ class PeerTransport {
   using Handler = std::function<void(uint64_t from, std::vector<std::string> messages)>;
   /// Whether a node id may talk to us (a member, or a learner being added).
   using MembershipCheck = std::function<bool(uint64_t from)>;
+  /// A whole snapshot from `from`: its encoded kSnapshot message and its checked payload. The
+  /// handler must call `done` once, with the outcome of handing it to Raft (from any thread).
+  using SnapshotHandler = std::function<void(
+      uint64_t from, std::string message, std::string payload, std::function<void(Status)> done)>;
 
   PeerTransport(PeerIdentity self, Handler handler, MembershipCheck is_member,
                 PeerTransportOptions options = {});
@@ -79,6 +101,15 @@ class PeerTransport {
   /// Queues one encoded message for `to`. False when it was dropped (unknown peer, full queue).
   bool Send(uint64_t to, std::string encoded);
 
+  /// Where received snapshots go; set before the peer server starts. Without one, every incoming
+  /// snapshot is refused.
+  void SetSnapshotHandler(SnapshotHandler handler);
+  /// Streams the snapshot `payload` (named by the encoded kSnapshot `message`) to `to` on a thread
+  /// of its own; `done(ok)` runs once, on that thread, when the receiver confirmed the install or
+  /// the transfer failed. A transfer still running to `to` is cancelled first (its done(false)).
+  void SendSnapshot(uint64_t to, std::string message, std::shared_ptr<const std::string> payload,
+                    std::function<void(bool ok)> done);
+
   PeerStats Stats(uint64_t id) const;
   /// Stops every outbound stream and joins their threads; inbound streams end with the server.
   void Stop();
@@ -89,6 +120,9 @@ class PeerTransport {
  private:
   class Outbound;
   class InboundService;
+  class SnapshotSend;
+
+  lockd::peer::v1::Hello MakeHello(uint64_t to) const;
 
   const PeerIdentity self_;
   const Handler handler_;
@@ -98,6 +132,10 @@ class PeerTransport {
 
   mutable std::mutex mu_;  ///< guards outbound_ (the map; each Outbound has its own lock)
   std::map<uint64_t, std::unique_ptr<Outbound>> outbound_;
+  std::map<uint64_t, std::unique_ptr<SnapshotSend>> snapshot_sends_;
+  SnapshotHandler snapshot_handler_;
+  std::unique_ptr<SnapshotAssembler> assembler_;
+  bool stopped_ = false;
 };
 
 }  // namespace lockd::server

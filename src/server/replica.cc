@@ -64,6 +64,7 @@ Status Replica::Start() {
     if (!restored.ok()) return restored.status();
     state_ = std::move(restored).value();
     applied_ = snap->meta.index.value();
+    snapshot_index_ = applied_;
   }
   raft::Config cfg;
   cfg.id = raft::NodeId(options_.node_id);
@@ -93,6 +94,8 @@ void Replica::Stop() {
   // The loop is gone: answer whatever still waits, so no RPC outlives the node.
   const Status gone = Unavailable("this node is shutting down; retry on another node");
   AnswerEveryCaller(gone, gone);
+  for (auto& done : snapshot_senders_) done(gone);
+  snapshot_senders_.clear();
   std::vector<ParkedRenewal> renewals;
   std::vector<std::function<void()>> work;
   {
@@ -202,8 +205,10 @@ void Replica::Loop() {
       StartRoundNow();
     }
     round_for_renewals_ = false;
-    // 5. The Ready cycle.
+    // 5. The Ready cycle, then (rarely) a snapshot of what it applied.
     HandleReadies();
+    AnswerSnapshotSenders();
+    MaybeTakeSnapshot();
     RetryParkedRenewals(clock_.Now());
     {
       std::lock_guard lock(mu_);
@@ -407,6 +412,35 @@ void Replica::DeliverPeerMessages(uint64_t from, std::vector<std::string> messag
   });
 }
 
+void Replica::DeliverSnapshot(uint64_t from, std::string message, std::string payload,
+                              std::function<void(Status)> done) {
+  Enqueue([this, from, message = std::move(message), payload = std::move(payload),
+           done = std::move(done)]() mutable {
+    if (stopping_) {
+      done(Unavailable("this node is shutting down"));
+      return;
+    }
+    auto m = raft::DecodeMessage(message);
+    if (!m.ok() || m->type != raft::MessageType::kSnapshot || m->from.value() != from ||
+        m->to.value() != options_.node_id) {
+      done(InvalidArgument("not a kSnapshot from node " + std::to_string(from) + " to this node"));
+      return;
+    }
+    incoming_ = IncomingSnapshot{m->snapshot, std::move(payload)};
+    const uint64_t before = raft_->newest_round();
+    const BootTime stamp = clock_.Now();
+    if (Status s = raft_->Step(*m); !s.ok()) {
+      incoming_.reset();
+      done(s);
+      return;
+    }
+    StampRounds(before, stamp);
+    SyncRole();
+    // Answered once this pass's Ready installed it (or showed it was not needed).
+    snapshot_senders_.push_back(std::move(done));
+  });
+}
+
 void Replica::TransferLeadership(uint64_t to, FailFn done) {
   Enqueue([this, to, done = std::move(done)] {
     if (stopping_ || !leader_) {
@@ -438,6 +472,10 @@ void Replica::TransferLeadership(uint64_t to, FailFn done) {
 void Replica::Send(const std::vector<raft::Message>& messages) {
   for (const auto& m : messages) {
     if (m.to.value() == options_.node_id) continue;
+    if (m.type == raft::MessageType::kSnapshot) {
+      SendSnapshot(m);
+      continue;
+    }
     transport_.Send(m.to.value(), raft::EncodeMessage(m));
   }
 }
@@ -445,6 +483,13 @@ void Replica::Send(const std::vector<raft::Message>& messages) {
 void Replica::HandleReadies() {
   while (raft_->HasReady()) {
     raft::Ready rd = raft_->GetReady();
+    if (rd.snapshot.has_value()) {
+      // Before anything of this Ready is persisted (its entries follow the snapshot).
+      if (Status s = InstallSnapshot(*rd.snapshot); !s.ok()) {
+        Fail(s);
+        return;
+      }
+    }
     Send(rd.messages_now);
     if (rd.hard_state.has_value() || !rd.entries.empty()) {
       storage::PersistBatch batch;
@@ -579,6 +624,100 @@ void Replica::Apply(const raft::Entry& entry) {
   }
   watch_.Applied(index);
   if (leader_ && entry.term == leader_term_ && !deadlines_.active()) ActivateLeases(now);
+}
+
+// --- snapshots --------------------------------------------------------------------------------
+
+void Replica::MaybeTakeSnapshot() {
+  if (options_.snapshot_entries == 0 || applied_ < snapshot_index_ + options_.snapshot_entries ||
+      !fatal().ok()) {
+    return;
+  }
+  auto meta = raft_->SnapshotMetaAt(raft::LogIndex(applied_));
+  if (!meta.ok()) {
+    spdlog::warn("node {}: no snapshot at {}: {}", options_.node_id, applied_,
+                 meta.status().ToString());
+    return;
+  }
+  const BootTime start = clock_.Now();
+  const std::string payload = state_.Snapshot();
+  if (Status s = storage_.SaveSnapshot(*meta, payload); !s.ok()) {
+    Fail(s);
+    return;
+  }
+  snapshot_index_ = applied_;
+  spdlog::info("node {}: snapshot at index {} ({} bytes, {} ms); log compacted up to it",
+               options_.node_id, applied_, payload.size(),
+               std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now() - start).count());
+}
+
+Status Replica::InstallSnapshot(const raft::SnapshotMeta& meta) {
+  if (!incoming_.has_value() || incoming_->meta.index != meta.index ||
+      incoming_->meta.term != meta.term) {
+    return Internal("Raft asked to install a snapshot at index " +
+                    std::to_string(meta.index.value()) + " that this node did not receive");
+  }
+  auto restored = lock::LockStateMachine::Restore(incoming_->payload, options_.limits);
+  if (!restored.ok()) {
+    return DataLoss("the leader's snapshot at index " + std::to_string(meta.index.value()) +
+                    " does not restore: " + restored.status().message());
+  }
+  if (Status s = storage_.InstallSnapshot(meta, incoming_->payload); !s.ok()) return s;
+  state_ = std::move(restored).value();
+  applied_ = meta.index.value();
+  snapshot_index_ = applied_;
+  // What happened up to the snapshot is not known here event by event.
+  first_index_this_run_ = applied_ + 1;
+  apply_times_.clear();
+  watch_.CutHistory(applied_);
+  watch_.Applied(applied_);
+  spdlog::info("node {}: installed the leader's snapshot at index {} (term {}, {} bytes)",
+               options_.node_id, applied_, meta.term.value(), incoming_->payload.size());
+  incoming_.reset();
+  return Status::Ok();
+}
+
+void Replica::AnswerSnapshotSenders() {
+  if (snapshot_senders_.empty()) return;
+  // A snapshot the core did not ask for (it had those entries already) is simply dropped.
+  incoming_.reset();
+  const Status s = fatal();
+  for (auto& done : snapshot_senders_) done(s);
+  snapshot_senders_.clear();
+}
+
+std::shared_ptr<const std::string> Replica::SnapshotPayload(const raft::SnapshotMeta& meta) {
+  if (auto p = cached_payload_.lock(); p && cached_meta_ == meta) return p;
+  auto loaded = storage_.snapshots().LoadLatest();
+  if (!loaded.ok() || !loaded->has_value() || (*loaded)->meta.index != meta.index ||
+      (*loaded)->meta.term != meta.term) {
+    spdlog::warn("node {}: the snapshot at index {} to send is not the newest on disk{}",
+                 options_.node_id, meta.index.value(),
+                 loaded.ok() ? "" : ": " + loaded.status().ToString());
+    return nullptr;
+  }
+  auto p = std::make_shared<const std::string>(std::move((*loaded)->payload));
+  cached_meta_ = meta;
+  cached_payload_ = p;
+  return p;
+}
+
+void Replica::SendSnapshot(const raft::Message& m) {
+  const uint64_t to = m.to.value();
+  // The core hears the outcome on a later pass (never inside the Ready being handled).
+  auto report = [this, to](bool ok) {
+    Enqueue([this, to, ok] {
+      if (!stopping_) raft_->ReportSnapshot(raft::NodeId(to), ok);
+    });
+  };
+  auto payload = SnapshotPayload(m.snapshot);
+  if (!payload) {
+    report(false);
+    return;
+  }
+  spdlog::info("node {}: sending node {} the snapshot at index {} ({} bytes)", options_.node_id, to,
+               m.snapshot.index.value(), payload->size());
+  transport_.SendSnapshot(to, raft::EncodeMessage(m), std::move(payload), report);
 }
 
 bool Replica::Propose(const lock::Command& command) {

@@ -66,6 +66,9 @@ struct ReplicaOptions {
   std::chrono::milliseconds forward_timeout{10'000};  ///< F_fwd
   lock::Limits limits;
   uint64_t seed = 1;
+  /// A snapshot is taken (and the log compacted to it) once this many entries applied since the
+  /// last one; 0: never.
+  uint64_t snapshot_entries = 10'000;
 };
 
 /// What a read sees, on the loop thread: the state machine and the leader's deadlines.
@@ -133,6 +136,10 @@ class Replica {
   void Read(bool linearizable, ReadFn fn, FailFn fail);
   /// Encoded Raft messages from peer `from`.
   void DeliverPeerMessages(uint64_t from, std::vector<std::string> messages);
+  /// A whole snapshot from peer `from` (its encoded kSnapshot message and checked payload);
+  /// `done` once it is installed (or was not needed), or with why it failed.
+  void DeliverSnapshot(uint64_t from, std::string message, std::string payload,
+                       std::function<void(Status)> done);
   /// Asks the leader to hand leadership to `to` (0: the most caught-up voter).
   void TransferLeadership(uint64_t to, FailFn done);
 
@@ -186,6 +193,15 @@ class Replica {
   void ServeReads();
   bool Propose(const lock::Command& command);
 
+  // Snapshots.
+  void MaybeTakeSnapshot();
+  /// Installs the received snapshot the core asked for (Ready::snapshot).
+  Status InstallSnapshot(const raft::SnapshotMeta& meta);
+  /// Streams the snapshot a kSnapshot message names to its follower.
+  void SendSnapshot(const raft::Message& m);
+  std::shared_ptr<const std::string> SnapshotPayload(const raft::SnapshotMeta& meta);
+  void AnswerSnapshotSenders();
+
   // Leases and waits.
   void HandleRenewal(ParkedRenewal r, BootTime now);
   void RetryParkedRenewals(BootTime now);
@@ -234,6 +250,16 @@ class Replica {
   uint64_t first_index_this_run_ = 0;
   BootTime last_retire_;
   raft::NodeId transfer_to_;
+  uint64_t snapshot_index_ = 0;  ///< of the newest snapshot this node holds
+  /// The newest snapshot's payload while a transfer still uses it (loaded from disk on demand).
+  raft::SnapshotMeta cached_meta_;
+  std::weak_ptr<const std::string> cached_payload_;
+  struct IncomingSnapshot {
+    raft::SnapshotMeta meta;
+    std::string payload;
+  };
+  std::optional<IncomingSnapshot> incoming_;
+  std::vector<std::function<void(Status)>> snapshot_senders_;  ///< answered after the Ready
 
   // --- shared with other threads ---
   mutable std::mutex mu_;  ///< guards the queues, status_ and fatal_; never held across I/O

@@ -1182,6 +1182,14 @@ TEST_F(Api, WatchResumesAfterAPositionOnAnyNodeAndRefusesAnotherClustersPosition
   const v1::WatchPosition after = seen[3].position();
   for (int node = 0; node < cluster_.size(); ++node) {
     SCOPED_TRACE("resumed on node " + std::to_string(node + 1));
+    // A node that has not applied the position yet refuses it (OUT_OF_RANGE, "ahead"): a
+    // follower may still be catching up.
+    ASSERT_TRUE(testing::WaitFor(
+        [&] {
+          v1::StatusResponse s;
+          return cluster_.Status(node, &s).ok() && s.applied_index() >= after.index();
+        },
+        10s));
     v1::WatchRequest req;
     req.set_prefix("wr/");
     *req.mutable_after() = after;

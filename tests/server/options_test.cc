@@ -48,6 +48,12 @@ TEST(Options, ClusterTimingAndLimitsAreValidatedWithTheFlagNamed) {
   o.max_request_bytes = 10;
   EXPECT_NE(Validate(o).message().find("--max-request-bytes"), std::string::npos);
   o = NodeOptions{};
+  o.max_snapshot_bytes = 1000;
+  EXPECT_NE(Validate(o).message().find("--max-snapshot-bytes"), std::string::npos);
+  o = NodeOptions{};
+  o.snapshot_entries = 0;  // never snapshot: allowed
+  EXPECT_TRUE(Validate(o).ok());
+  o = NodeOptions{};
   o.cluster_token = "";
   EXPECT_NE(Validate(o).message().find("--cluster-token"), std::string::npos);
 }

@@ -6,8 +6,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <mutex>
+#include <optional>
 
+#include "raft/wire.h"
 #include "support/process.h"
 
 namespace lockd::server {
@@ -179,9 +182,129 @@ TEST(PeerTransport, SendNeverBlocksOnADeadPeerAndDropsPastTheBound) {
   EXPECT_LE(accepted, 10);
   EXPECT_GE(a.Stats(2).dropped, 990u);
   EXPECT_FALSE(a.Send(9, "to nobody")) << "an unknown peer is a drop, not an error";
+  // Once a connection attempt failed, nothing queues for the peer until one succeeds.
+  ASSERT_TRUE(testing::WaitFor([&] { return !a.Stats(2).last_error.empty(); }, 20s));
+  EXPECT_FALSE(a.Send(2, "while unreachable"));
   const auto stop_start = std::chrono::steady_clock::now();
   a.Stop();
   EXPECT_LT(std::chrono::steady_clock::now() - stop_start, 10s);
+}
+
+// --- snapshots ---------------------------------------------------------------------------------
+
+std::string SnapshotMessage(uint64_t from, uint64_t to) {
+  raft::Message m;
+  m.type = raft::MessageType::kSnapshot;
+  m.from = raft::NodeId(from);
+  m.to = raft::NodeId(to);
+  m.term = raft::Term(4);
+  m.snapshot.index = raft::LogIndex(500);
+  m.snapshot.term = raft::Term(3);
+  m.snapshot.conf.voters = {raft::NodeId(1), raft::NodeId(2), raft::NodeId(3)};
+  return raft::EncodeMessage(m);
+}
+
+/// A node that takes snapshots: records each one and answers with `outcome`.
+class SnapshotTaker {
+ public:
+  SnapshotTaker(
+      int port, Status outcome,
+      std::function<bool(uint64_t)> is_member = [](uint64_t) { return true; })
+      : transport_(Identity(2), {}, std::move(is_member)) {
+    transport_.SetSnapshotHandler([this, outcome](uint64_t from, std::string message,
+                                                  std::string payload,
+                                                  std::function<void(Status)> done) {
+      {
+        std::lock_guard lock(mu_);
+        got_.push_back({from, std::move(message), std::move(payload)});
+      }
+      done(outcome);
+    });
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:" + std::to_string(port),
+                             grpc::InsecureServerCredentials());
+    builder.SetMaxReceiveMessageSize(64 << 20);
+    builder.RegisterService(transport_.service());
+    server_ = builder.BuildAndStart();
+  }
+  ~SnapshotTaker() {
+    server_->Shutdown(std::chrono::system_clock::now() + 1s);
+    transport_.Stop();
+  }
+  struct Got {
+    uint64_t from;
+    std::string message, payload;
+  };
+  std::vector<Got> got() {
+    std::lock_guard lock(mu_);
+    return got_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Got> got_;
+  PeerTransport transport_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+/// Sends one snapshot and waits for its done(ok).
+std::optional<bool> SendOne(PeerTransport& t, uint64_t to, std::string payload) {
+  std::promise<bool> done;
+  auto f = done.get_future();
+  t.SendSnapshot(to, SnapshotMessage(1, to), std::make_shared<const std::string>(payload),
+                 [&done](bool ok) { done.set_value(ok); });
+  if (f.wait_for(60s) != std::future_status::ready) return std::nullopt;
+  return f.get();
+}
+
+TEST(PeerTransport, StreamsASnapshotInChunksToTheHandler) {
+  const int port = testing::FreePorts(1)[0];
+  SnapshotTaker b(port, Status::Ok());
+  PeerTransportOptions options;
+  options.snapshot_chunk_bytes = 64 << 10;
+  PeerTransport a(
+      Identity(1), {}, [](uint64_t) { return true; }, options);
+  a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
+  std::string payload(3'000'000, '\0');
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 31 + i / 7);
+  EXPECT_EQ(SendOne(a, 2, payload), std::optional<bool>(true));
+  auto got = b.got();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].from, 1u);
+  EXPECT_EQ(got[0].message, SnapshotMessage(1, 2));
+  EXPECT_TRUE(got[0].payload == payload) << "the payload changed on the way";
+}
+
+TEST(PeerTransport, ASnapshotTheReceiverCannotInstallIsReportedAsFailed) {
+  const int port = testing::FreePorts(1)[0];
+  SnapshotTaker b(port, Internal("disk full"));
+  auto a = MakeSender(Identity(1));
+  a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
+  EXPECT_EQ(SendOne(a, 2, "state"), std::optional<bool>(false));
+  EXPECT_EQ(b.got().size(), 1u);
+}
+
+TEST(PeerTransport, ASnapshotFromANonMemberOrToAnUnknownPeerGoesNowhere) {
+  const int port = testing::FreePorts(1)[0];
+  SnapshotTaker b(port, Status::Ok(), [](uint64_t from) { return from == 3; });
+  auto a = MakeSender(Identity(1));
+  a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
+  EXPECT_EQ(SendOne(a, 2, "state"), std::optional<bool>(false));
+  EXPECT_EQ(SendOne(a, 7, "state"), std::optional<bool>(false)) << "no such peer";
+  EXPECT_TRUE(b.got().empty()) << "a refused sender's snapshot must not reach Raft";
+}
+
+TEST(PeerTransport, StopCancelsASnapshotInFlightAndReportsIt) {
+  // Nobody listens: the transfer cannot finish; Stop must end it and report the failure.
+  auto a = MakeSender(Identity(1));
+  a.SetPeer(2, "127.0.0.1:" + std::to_string(testing::FreePorts(1)[0]));
+  std::promise<bool> done;
+  auto f = done.get_future();
+  a.SendSnapshot(2, SnapshotMessage(1, 2), std::make_shared<const std::string>("s"),
+                 [&done](bool ok) { done.set_value(ok); });
+  a.Stop();
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  EXPECT_FALSE(f.get());
 }
 
 }  // namespace
