@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iostream>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -334,6 +335,9 @@ class LockctlOnCluster : public ::testing::Test {
 
   void TearDown() override {
     for (uint64_t l : leases_) (void)client().Revoke(l);
+    // The cluster outlives the test (it keeps the logs of a failed test only when its own
+    // destructor sees the failure), so a failed test prints the nodes' logs here.
+    if (HasFailure()) std::cerr << cluster().LogTails();
   }
 
   static Cluster* cluster_;
