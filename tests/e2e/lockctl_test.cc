@@ -668,6 +668,22 @@ TEST_F(LockctlOnCluster, AcquireHoldsAndRenewsPastSeveralTtlsThenReleasesOnSigin
   EXPECT_TRUE(a.acquired());
 }
 
+TEST_F(LockctlOnCluster, AcquireExitsThreeWhenItsLeaseIsLost) {
+  auto p = Start({"acquire", "cli/hold/lost", "--ttl", "3000"}, true);
+  const std::string line = p->WaitFirstLine(30s);
+  ASSERT_FALSE(line.empty()) << p->err();
+  const uint64_t lease = U64(Field(Parse<google::protobuf::Struct>(line), "lease_id"));
+  ASSERT_GT(lease, 0u) << line;
+  // Someone else ends the lease (as ForceRelease or an expiry would): lockctl's next renewal is
+  // NOT_FOUND, and it stops holding with exit 3.
+  ASSERT_TRUE(client().Revoke(lease).status.ok());
+  auto code = p->Wait(30s);
+  ASSERT_TRUE(code.has_value()) << "lockctl kept holding a lock whose lease is gone";
+  EXPECT_EQ(*code, 3) << p->err();
+  EXPECT_THAT(p->err(), HasSubstr("lost cli/hold/lost"));
+  EXPECT_EQ(client().MustGetLock("cli/hold/lost").holders_size(), 0);
+}
+
 TEST_F(LockctlOnCluster, AcquireTableSaysWhatItHoldsAndThatItReleased) {
   auto p = Start({"acquire", "cli/hold/table", "--ttl", "10000"});
   const std::string line = p->WaitFirstLine(30s);
