@@ -4,9 +4,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <random>
+#include <thread>
 
 #include "cli/format.h"
+#include "cli/json.h"
 #include "lockd/client.h"
 #include "lockd/v1/lockd.grpc.pb.h"
 
@@ -150,10 +153,37 @@ int RunAcquire(const CommandContext& c, const AcquireArgs& a) {
     c.err << "lockctl: cannot get a lease: " << lease.status().ToString() << "\n";
     return 1;
   }
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  const timespec poll{0, 200'000'000};
+
   client::AcquireOptions ao;
   ao.mode = a.shared ? client::Mode::kShared : client::Mode::kExclusive;
   ao.wait = a.wait;
+  // Ctrl-C while the Acquire waits in the queue gives up the wait: revoking the lease ends it
+  // (the Acquire then answers acquired = false, or a grant that won the race is given back).
+  std::atomic<bool> acquire_done{false};
+  std::atomic<int> interrupted{0};
+  std::thread watcher([&] {
+    while (!acquire_done.load()) {
+      const int sig = sigtimedwait(&stop, nullptr, &poll);
+      if (sig > 0) {
+        interrupted = sig;
+        (void)(*cl)->Revoke(**lease);
+        return;
+      }
+    }
+  });
   auto grant = (*cl)->Acquire(a.name, **lease, ao);
+  acquire_done = true;
+  watcher.join();
+  if (interrupted.load() != 0) {
+    if (grant.ok() && grant->acquired) (void)(*cl)->Release(*grant);
+    c.err << "lockctl: interrupted; gave up waiting for " << a.name << "\n";
+    return 128 + interrupted.load();
+  }
   if (!grant.ok() || !grant->acquired) {
     if (!grant.ok()) {
       c.err << "lockctl: " << grant.status().ToString() << "\n";
@@ -166,8 +196,9 @@ int RunAcquire(const CommandContext& c, const AcquireArgs& a) {
     return 1;
   }
   if (c.json) {
-    c.out << "{\"acquired\":true,\"name\":\"" << a.name << "\",\"lease_id\":\"" << grant->lease_id
-          << "\",\"token\":\"" << grant->token << "\",\"fence\":\"" << grant->fence << "\"}\n";
+    c.out << "{\"acquired\":true,\"name\":" << JsonString(a.name) << ",\"lease_id\":\""
+          << grant->lease_id << "\",\"token\":\"" << grant->token << "\",\"fence\":\""
+          << grant->fence << "\"}\n";
   } else {
     c.out << "acquired " << a.name << " (" << (a.shared ? "shared" : "exclusive") << ")  lease "
           << grant->lease_id << "  token " << grant->token << "  fence " << grant->fence
@@ -175,11 +206,6 @@ int RunAcquire(const CommandContext& c, const AcquireArgs& a) {
   }
   c.out.flush();
 
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGINT);
-  sigaddset(&stop, SIGTERM);
-  const timespec poll{0, 200'000'000};
   int code = 0;
   while (sigtimedwait(&stop, nullptr, &poll) < 0) {
     if (!(*lease)->valid()) {

@@ -1,7 +1,7 @@
 // lockctl's commands. Each talks to the first endpoint that answers (any node serves any call and
 // forwards to the leader), prints to `out`, reports errors on `err`, and returns the exit code:
 // 0 done, 1 the cluster said no (or a try-lock was not acquired), 2 bad arguments, 3 a held lock
-// was lost.
+// was lost, 128 + the signal when `acquire` was interrupted while it waited for the lock.
 #pragma once
 
 #include <chrono>
@@ -36,8 +36,10 @@ struct AcquireArgs {
   std::string label;
 };
 /// Grants a lease, acquires, prints the grant, then holds it (renewing) until SIGINT or SIGTERM,
-/// and releases it and revokes the lease. The caller must have blocked SIGINT and SIGTERM in every
-/// thread before calling (lockctl's main does), so they can be awaited here.
+/// and releases it and revokes the lease. SIGINT or SIGTERM while the Acquire still waits in the
+/// queue gives up the wait (the lease is revoked) and returns 128 + the signal. The caller must
+/// have blocked SIGINT and SIGTERM in every thread before calling (lockctl's main does), so they
+/// can be awaited here.
 int RunAcquire(const CommandContext& c, const AcquireArgs& a);
 
 }  // namespace lockd::cli

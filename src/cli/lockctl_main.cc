@@ -89,8 +89,11 @@ int main(int argc, char** argv) {
   auto* acquire = app.add_subcommand(
       "acquire", "Acquire NAME and hold it, renewing its lease, until Ctrl-C; then release it");
   acquire->add_option("name", acquire_args.name, "Lock name")->required();
-  acquire->add_option("--ttl", ttl_ms, "Lease TTL in ms")->capture_default_str();
+  acquire->add_option("--ttl", ttl_ms, "Lease TTL in ms")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   acquire->add_option("--wait", wait_ms, "Wait up to this many ms in the queue (0: try once)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   acquire->add_flag("--shared", acquire_args.shared, "Acquire in SHARED mode");
   acquire->add_option("--label", acquire_args.label, "Lease label (default: lockctl@host:pid)");
@@ -117,6 +120,12 @@ int main(int argc, char** argv) {
     return lockd::cli::RunRelease(c, release_name, release_lease, release_token);
   }));
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help prints and exits 0; every other parse error is bad arguments: exit 2, as the
+    // commands document (CLI11's own codes, 100 and up, would mean nothing to a script).
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   return exit_code;
 }

@@ -24,52 +24,12 @@ constexpr uint64_t kLongTtl = 120'000;
 constexpr v1::LockMode kEx = v1::EXCLUSIVE;
 constexpr v1::LockMode kSh = v1::SHARED;
 
-struct AcquireResult {
-  CallInfo info;
-  v1::AcquireResponse resp;
-};
-
-/// A waiting Acquire running in a background thread; `header` names it (for Cancel).
-struct PendingAcquire {
-  v1::RequestHeader header;
-  std::future<AcquireResult> result;
-
-  /// The result, waiting at most `timeout`; a failed assertion if it is not there.
-  AcquireResult Get(Ms timeout = 30s) {
-    if (result.wait_for(timeout) != std::future_status::ready) {
-      ADD_FAILURE() << "the waiting Acquire seq " << header.id().seq() << " did not return within "
-                    << timeout.count() << " ms";
-      return {};
-    }
-    return result.get();
-  }
-  bool Done() { return result.wait_for(0ms) == std::future_status::ready; }
-};
-
-PendingAcquire StartAcquire(Client& c, const std::string& name, uint64_t lease, v1::LockMode mode,
-                            uint64_t wait_ms, CallOptions o = {},
-                            std::optional<v1::RequestHeader> header = std::nullopt) {
-  PendingAcquire p;
-  p.header = header ? *header : c.Begin();
+/// StartAcquire with an overall deadline that outlasts the wait (20 s past wait_ms at least).
+PendingAcquire StartWait(Client& c, const std::string& name, uint64_t lease, v1::LockMode mode,
+                         uint64_t wait_ms, CallOptions o = {},
+                         std::optional<v1::RequestHeader> header = std::nullopt) {
   o.deadline = std::max(o.deadline, Ms(wait_ms) + 20s);
-  auto h = p.header;
-  p.result = std::async(std::launch::async, [&c, name, lease, mode, wait_ms, o, h] {
-    AcquireResult r;
-    r.info = c.Acquire(name, lease, mode, wait_ms, &r.resp, o, h);
-    c.End(h.id().seq());
-    return r;
-  });
-  return p;
-}
-
-/// Polls GetLock until `name` has at least `n` waiters.
-bool WaitForWaiters(Client& c, const std::string& name, int n, Ms timeout = 15s) {
-  return testing::WaitFor(
-      [&] {
-        v1::GetLockResponse r;
-        return c.GetLock(name, &r).status.ok() && r.lock().waiters_size() >= n;
-      },
-      timeout);
+  return StartAcquire(c, name, lease, mode, wait_ms, o, header);
 }
 
 uint64_t TokenCounter(Cluster& cluster, int node) {
@@ -163,7 +123,7 @@ TEST_F(Api, RevokeReleasesEveryLockAndWaitAndTheLeaseIsThenNotFound) {
   ASSERT_TRUE(a.acquired());
   ASSERT_TRUE(client_.Acquire("rv/other", other, kEx, 0, &a).status.ok());
   ASSERT_TRUE(a.acquired());
-  auto wait = StartAcquire(client_, "rv/other", lease, kEx, 60'000);
+  auto wait = StartWait(client_, "rv/other", lease, kEx, 60'000);
   ASSERT_TRUE(WaitForWaiters(client_, "rv/other", 1));
 
   v1::RevokeLeaseResponse rv;
@@ -305,7 +265,7 @@ TEST_F(Api, WaitingAcquiresAreGrantedInFifoOrderWithIncreasingTokens) {
     leases.push_back(client_.MustGrantLease(kLongTtl, "w" + std::to_string(i)));
     // Alternate the nodes the waits go through: the queue order is the commit order.
     CallOptions o = At(i % cluster_.size());
-    waits.push_back(StartAcquire(client_, "fifo/x", leases.back(), kEx, 60'000, o));
+    waits.push_back(StartWait(client_, "fifo/x", leases.back(), kEx, 60'000, o));
     ASSERT_TRUE(WaitForWaiters(client_, "fifo/x", i + 1)) << "waiter " << i << " never queued";
   }
   auto lock = client_.MustGetLock("fifo/x");
@@ -366,7 +326,7 @@ TEST_F(Api, WaitingAcquireThatRunsOutOfWaitTimeIsNotAcquiredAndLeavesTheQueue) {
   ASSERT_TRUE(client_.GetLease(waiter, &g).status.ok());
   EXPECT_TRUE(g.lease().waiting().empty());
   // The lease may wait for the name again.
-  auto again = StartAcquire(client_, "wt/x", waiter, kEx, 30'000);
+  auto again = StartWait(client_, "wt/x", waiter, kEx, 30'000);
   ASSERT_TRUE(WaitForWaiters(client_, "wt/x", 1));
   ASSERT_TRUE(client_.Release("wt/x", holder, a.token()).status.ok());
   auto r = again.Get();
@@ -395,14 +355,14 @@ TEST_F(Api, SharedHoldersShareOneFenceAndAnExclusiveWaiterIsNotOvertakenByShared
   EXPECT_FALSE(e.acquired()) << "EXCLUSIVE is not compatible with SHARED holders";
   EXPECT_EQ(e.holders_size(), 2);
 
-  auto ex_wait = StartAcquire(client_, "sh/x", ex, kEx, 60'000);
+  auto ex_wait = StartWait(client_, "sh/x", ex, kEx, 60'000);
   ASSERT_TRUE(WaitForWaiters(client_, "sh/x", 1));
   // A later SHARED request does not overtake the queued EXCLUSIVE one: not as a try-lock...
   v1::AcquireResponse t3;
   ASSERT_TRUE(client_.Acquire("sh/x", s3, kSh, 0, &t3).status.ok());
   EXPECT_FALSE(t3.acquired()) << "a SHARED try-lock overtook a waiting EXCLUSIVE request";
   // ... nor as a wait: it queues behind.
-  auto s3_wait = StartAcquire(client_, "sh/x", s3, kSh, 60'000);
+  auto s3_wait = StartWait(client_, "sh/x", s3, kSh, 60'000);
   ASSERT_TRUE(WaitForWaiters(client_, "sh/x", 2));
   auto lock = client_.MustGetLock("sh/x");
   ASSERT_EQ(lock.waiters_size(), 2);
@@ -434,7 +394,7 @@ TEST_F(Api, CancelWithdrawsAWaitAndTheWaitingCallEndsNotAcquired) {
   const uint64_t waiter = client_.MustGrantLease(kLongTtl);
   v1::AcquireResponse a;
   ASSERT_TRUE(client_.Acquire("cw/x", holder, kEx, 0, &a).status.ok());
-  auto wait = StartAcquire(client_, "cw/x", waiter, kEx, 60'000);
+  auto wait = StartWait(client_, "cw/x", waiter, kEx, 60'000);
   ASSERT_TRUE(WaitForWaiters(client_, "cw/x", 1));
 
   v1::CancelResponse c;
@@ -464,7 +424,7 @@ TEST_F(Api, CancelAfterTheGrantReleasesItAndHandsTheLockToTheNextWaiter) {
   ASSERT_TRUE(client_.Acquire("cg/x", holder, kEx, 0, &a, {}, header).status.ok());
   client_.End(header.id().seq());
   ASSERT_TRUE(a.acquired());
-  auto wait = StartAcquire(client_, "cg/x", next, kEx, 60'000);
+  auto wait = StartWait(client_, "cg/x", next, kEx, 60'000);
   ASSERT_TRUE(WaitForWaiters(client_, "cg/x", 1));
 
   v1::CancelResponse c;
@@ -570,7 +530,7 @@ TEST_F(Api, SecondAcquireOfAHeldOrAwaitedNameByTheSameLeaseIsRefused) {
   // Waiting counts too.
   v1::AcquireResponse o;
   ASSERT_TRUE(client_.Acquire("sa/awaited", other, kEx, 0, &o).status.ok());
-  auto wait = StartAcquire(client_, "sa/awaited", lease, kEx, 60'000);
+  auto wait = StartWait(client_, "sa/awaited", lease, kEx, 60'000);
   ASSERT_TRUE(WaitForWaiters(client_, "sa/awaited", 1));
   v1::AcquireResponse b;
   auto info = client_.Acquire("sa/awaited", lease, kEx, 0, &b);
@@ -595,7 +555,7 @@ TEST_F(Api, UnrenewedLeaseExpiresAfterItsTtlReleasingItsLocksAndPromotingTheNext
     w.set_name("ex/x");
     return w;
   }());
-  auto wait = StartAcquire(client_, "ex/x", waiter, kEx, 60'000);
+  auto wait = StartWait(client_, "ex/x", waiter, kEx, 60'000);
 
   auto r = wait.Get(30s);
   const auto promoted_after = std::chrono::duration_cast<Ms>(Clock::now() - granted_at);
@@ -723,7 +683,7 @@ TEST_F(Api, RetriedReleaseCancelAndRevokeAreAnsweredOnce) {
   const uint64_t next = client_.MustGrantLease(kLongTtl);
   v1::AcquireResponse a;
   ASSERT_TRUE(client_.Acquire("rt/rel", lease, kEx, 0, &a).status.ok());
-  auto wait = StartAcquire(client_, "rt/rel", next, kEx, 60'000);
+  auto wait = StartWait(client_, "rt/rel", next, kEx, 60'000);
   ASSERT_TRUE(WaitForWaiters(client_, "rt/rel", 1));
 
   // Release: the retry answers OK (the first outcome), and does not release the new holder.
@@ -785,10 +745,10 @@ TEST_F(Api, RetriedWaitingAcquireRejoinsThePendingWaitAndBothCallsGetTheOneGrant
   v1::AcquireResponse a;
   ASSERT_TRUE(client_.Acquire("rj/x", holder, kEx, 0, &a).status.ok());
   auto header = client_.Begin();
-  auto first = StartAcquire(client_, "rj/x", waiter, kEx, 60'000, At(leader_), header);
+  auto first = StartWait(client_, "rj/x", waiter, kEx, 60'000, At(leader_), header);
   ASSERT_TRUE(WaitForWaiters(client_, "rj/x", 1));
   header.set_attempt(2);
-  auto retry = StartAcquire(client_, "rj/x", waiter, kEx, 60'000, At(follower_), header);
+  auto retry = StartWait(client_, "rj/x", waiter, kEx, 60'000, At(follower_), header);
   std::this_thread::sleep_for(500ms);
   EXPECT_FALSE(retry.Done()) << "the retry of a pending wait must rejoin it, not answer at once";
   EXPECT_EQ(client_.MustGetLock("rj/x").waiters_size(), 1) << "the retry queued a second wait";
@@ -1083,7 +1043,7 @@ TEST_F(Api, WatchDeliversEveryEventInLogOrderWithOneEntryPerMessage) {
 
   v1::AcquireResponse a;
   ASSERT_TRUE(client_.Acquire("wa/x", la, kEx, 0, &a).status.ok());  // ACQUIRED a
-  auto bw = StartAcquire(client_, "wa/x", lb, kEx, 60'000);          // WAITING b
+  auto bw = StartWait(client_, "wa/x", lb, kEx, 60'000);             // WAITING b
   ASSERT_TRUE(WaitForWaiters(client_, "wa/x", 1));
   ASSERT_TRUE(client_.Release("wa/x", la, a.token()).status.ok());  // RELEASED a + ACQUIRED b
   auto b = bw.Get();
@@ -1091,7 +1051,7 @@ TEST_F(Api, WatchDeliversEveryEventInLogOrderWithOneEntryPerMessage) {
   v1::AcquireResponse c;
   ASSERT_TRUE(client_.Acquire("wa/x", lc, kEx, 0, &c).status.ok());  // (try-lock: nothing)
   ASSERT_FALSE(c.acquired());
-  auto cw = StartAcquire(client_, "wa/x", lc, kEx, 60'000);  // WAITING c
+  auto cw = StartWait(client_, "wa/x", lc, kEx, 60'000);  // WAITING c
   ASSERT_TRUE(WaitForWaiters(client_, "wa/x", 1));
   v1::CancelResponse cr;
   ASSERT_TRUE(client_.Cancel("wa/x", lc, cw.header.id(), &cr).status.ok());  // CANCELLED c

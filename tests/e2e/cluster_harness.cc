@@ -655,6 +655,47 @@ v1::LockInfo Client::MustGetLock(const std::string& name) {
 }
 
 // ------------------------------------------------------------------------------------------
+// Acquires in the background
+// ------------------------------------------------------------------------------------------
+
+AcquireResult PendingAcquire::Get(Ms timeout) {
+  if (result.wait_for(timeout) != std::future_status::ready) {
+    ADD_FAILURE() << "the waiting Acquire seq " << header.id().seq() << " did not return within "
+                  << timeout.count() << " ms";
+    return {};
+  }
+  return result.get();
+}
+
+bool PendingAcquire::Done() {
+  return result.wait_for(0ms) == std::future_status::ready;
+}
+
+PendingAcquire StartAcquire(Client& c, const std::string& name, uint64_t lease, v1::LockMode mode,
+                            uint64_t wait_ms, CallOptions o,
+                            std::optional<v1::RequestHeader> header) {
+  PendingAcquire p;
+  p.header = header ? *header : c.Begin();
+  auto h = p.header;
+  p.result = std::async(std::launch::async, [&c, name, lease, mode, wait_ms, o, h] {
+    AcquireResult r;
+    r.info = c.Acquire(name, lease, mode, wait_ms, &r.resp, o, h);
+    c.End(h.id().seq());
+    return r;
+  });
+  return p;
+}
+
+bool WaitForWaiters(Client& c, const std::string& name, int n, Ms timeout) {
+  return testing::WaitFor(
+      [&] {
+        v1::GetLockResponse r;
+        return c.GetLock(name, &r).status.ok() && r.lock().waiters_size() >= n;
+      },
+      timeout);
+}
+
+// ------------------------------------------------------------------------------------------
 // Watch
 // ------------------------------------------------------------------------------------------
 

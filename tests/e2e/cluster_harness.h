@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -239,6 +240,33 @@ class Client {
   std::set<uint64_t> pending_;
   std::atomic<int> rotation_{0};
 };
+
+/// What one Acquire call did, run by StartAcquire.
+struct AcquireResult {
+  CallInfo info;
+  v1::AcquireResponse resp;
+};
+
+/// A (waiting) Acquire running in a background thread; `header` names it (for Cancel).
+struct PendingAcquire {
+  v1::RequestHeader header;
+  std::future<AcquireResult> result;
+
+  /// The result, waiting at most `timeout`; a failed assertion (and an empty result) if it is
+  /// not there by then.
+  AcquireResult Get(Ms timeout = 30s);
+  bool Done();
+};
+
+/// Starts `c.Acquire(name, lease, mode, wait_ms, ..., o, header)` in a background thread, with
+/// `o` exactly as given (the caller picks the overall deadline and the first node) and `header`
+/// (default: a fresh Begin()), which is End()ed when the call returns.
+PendingAcquire StartAcquire(Client& c, const std::string& name, uint64_t lease, v1::LockMode mode,
+                            uint64_t wait_ms, CallOptions o = {},
+                            std::optional<v1::RequestHeader> header = std::nullopt);
+
+/// Polls GetLock until `name` has at least `n` waiters (false after `timeout`).
+bool WaitForWaiters(Client& c, const std::string& name, int n, Ms timeout = 15s);
 
 /// Reads a Watch stream on node `node` until `n` events arrived or `timeout` passed; every
 /// response is one entry's events. Returns the responses; `status` gets the stream's status

@@ -26,53 +26,17 @@ using Code = grpc::StatusCode;
 constexpr v1::LockMode kEx = v1::EXCLUSIVE;
 constexpr v1::LockMode kSh = v1::SHARED;
 
-struct AcquireResult {
-  CallInfo info;
-  v1::AcquireResponse resp;
-};
-
-struct PendingAcquire {
-  v1::RequestHeader header;
-  std::future<AcquireResult> result;
-  AcquireResult Get(Ms timeout = 40s) {
-    if (result.wait_for(timeout) != std::future_status::ready) {
-      ADD_FAILURE() << "the waiting Acquire seq " << header.id().seq() << " did not return within "
-                    << timeout.count() << " ms";
-      return {};
-    }
-    return result.get();
-  }
-  bool Done() { return result.wait_for(0ms) == std::future_status::ready; }
-};
-
 /// A waiting Acquire in a background thread that keeps retrying (same request id) across
-/// failovers until `deadline`.
-PendingAcquire StartAcquire(Client& c, const std::string& name, uint64_t lease, v1::LockMode mode,
-                            uint64_t wait_ms, int first_node, Ms deadline = 60s) {
-  PendingAcquire p;
-  p.header = c.Begin();
+/// failovers until `deadline`. Each attempt waits at most 3 s past wait_ms... but a failover must
+/// not end the call early, so an attempt cut short by its own timeout is retried as well (the
+/// default).
+PendingAcquire StartRetryingAcquire(Client& c, const std::string& name, uint64_t lease,
+                                    v1::LockMode mode, uint64_t wait_ms, int first_node,
+                                    Ms deadline = 60s) {
   CallOptions o;
   o.node = first_node;
   o.deadline = deadline;
-  // Each attempt waits at most 3 s past wait_ms... but a failover must not end the call early,
-  // so an attempt cut short by its own timeout is retried as well (the default).
-  auto h = p.header;
-  p.result = std::async(std::launch::async, [&c, name, lease, mode, wait_ms, o, h] {
-    AcquireResult r;
-    r.info = c.Acquire(name, lease, mode, wait_ms, &r.resp, o, h);
-    c.End(h.id().seq());
-    return r;
-  });
-  return p;
-}
-
-bool WaitForWaiters(Client& c, const std::string& name, int n, Ms timeout = 15s) {
-  return testing::WaitFor(
-      [&] {
-        v1::GetLockResponse r;
-        return c.GetLock(name, &r).status.ok() && r.lock().waiters_size() >= n;
-      },
-      timeout);
+  return StartAcquire(c, name, lease, mode, wait_ms, o);
 }
 
 uint64_t MaxTokenCounter(Cluster& cluster) {
@@ -114,13 +78,14 @@ TEST(Failover, LeaderKill9WhileClientsHoldAndWaitLosesNothingAndServesWaitsInOrd
   // the leader and are retried, same request id, rejoining their wait).
   std::vector<PendingAcquire> waits;
   for (int i = 0; i < 3; ++i) {
-    waits.push_back(StartAcquire(client, "fo/x", waiters[i], kEx, 90'000, (leader + i) % 3, 120s));
+    waits.push_back(
+        StartRetryingAcquire(client, "fo/x", waiters[i], kEx, 90'000, (leader + i) % 3, 120s));
     ASSERT_TRUE(WaitForWaiters(client, "fo/x", i + 1)) << "waiter " << i << " never queued";
   }
   // A wait that must time out after the failover: the new leader re-arms it from the log.
   v1::AcquireResponse sh;
   auto short_wait_start = Clock::now();
-  auto short_wait = StartAcquire(client, "fo/shared", short_waiter, kEx, 6000, leader, 60s);
+  auto short_wait = StartRetryingAcquire(client, "fo/shared", short_waiter, kEx, 6000, leader, 60s);
   ASSERT_TRUE(WaitForWaiters(client, "fo/shared", 1));
   const uint64_t tokens_before = MaxTokenCounter(cluster);
   ASSERT_GE(tokens_before, std::max(h.token(), r1.token()));
@@ -169,7 +134,7 @@ TEST(Failover, LeaderKill9WhileClientsHoldAndWaitLosesNothingAndServesWaitsInOrd
     for (int j = i; j < 3; ++j) EXPECT_FALSE(waits[j].Done()) << "waiter " << j << " ended early";
     auto rel = client.Release("fo/x", holding, holding_token);
     ASSERT_TRUE(rel.status.ok()) << Describe(rel.status);
-    auto r = waits[i].Get();
+    auto r = waits[i].Get(40s);
     ASSERT_TRUE(r.info.status.ok()) << "waiter " << i << ": " << Describe(r.info.status);
     ASSERT_TRUE(r.resp.acquired()) << "waiter " << i;
     EXPECT_EQ(r.resp.lease_id(), waiters[i]);
@@ -296,7 +261,7 @@ void WholeClusterRestart(bool crash) {
   ASSERT_TRUE(client.Acquire("rs/s", b, kSh, 0, &bs).status.ok());
   ASSERT_TRUE(client.Acquire("rs/s", c, kSh, 0, &cs).status.ok());
   ASSERT_TRUE(ax.acquired() && bs.acquired() && cs.acquired());
-  auto wait = StartAcquire(client, "rs/x", b, kEx, 120'000, 0, 5s);
+  auto wait = StartRetryingAcquire(client, "rs/x", b, kEx, 120'000, 0, 5s);
   ASSERT_TRUE(WaitForWaiters(client, "rs/x", 1));
   // Burn some tokens with churn, so the counter is ahead of any live holder's token.
   for (int i = 0; i < 5; ++i) {
