@@ -2,6 +2,7 @@
 #
 # One GoogleTest binary, every test in it registered with CTest under LABEL. Tests are discovered
 # when ctest runs (not at build time), so a sanitizer build does not run binaries while linking.
+# ONE_PROCESS registers the whole binary as one CTest test instead (for a shared fixture).
 # Timing-sensitive labels (e2e, crash, faults) share one RESOURCE_LOCK so they never run side by
 # side on a small machine, even under `ctest -j`.
 include(GoogleTest)
@@ -13,7 +14,7 @@ set(LOCKD_TEST_ENV
     "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0")
 
 function(lockd_add_test)
-  cmake_parse_arguments(T "" "NAME;LABEL;TIMEOUT" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(T "ONE_PROCESS" "NAME;LABEL;TIMEOUT" "SOURCES;LIBS" ${ARGN})
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 600)
   endif()
@@ -23,8 +24,15 @@ function(lockd_add_test)
   if(T_LABEL STREQUAL "e2e" OR T_LABEL STREQUAL "crash" OR T_LABEL STREQUAL "faults")
     list(APPEND props RESOURCE_LOCK lockd_timing)
   endif()
-  gtest_discover_tests(${T_NAME} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
-                       PROPERTIES ${props})
+  if(T_ONE_PROCESS)
+    # A suite whose tests share one fixture (one cluster started in SetUpTestSuite) runs as one
+    # CTest test: per-test processes would start that fixture once per test.
+    add_test(NAME ${T_NAME} COMMAND ${T_NAME})
+    set_tests_properties(${T_NAME} PROPERTIES ${props})
+  else()
+    gtest_discover_tests(${T_NAME} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
+                         PROPERTIES ${props})
+  endif()
   set_property(GLOBAL APPEND PROPERTY LOCKD_TESTS_${T_LABEL} ${T_NAME})
 endfunction()
 
