@@ -181,14 +181,13 @@ void LockStateMachine::Grant(Ctx& ctx, const std::string& name, Lock& lock, Leas
   ctx.Emit(Event::Type::kAcquired, name, lease, mode, *token, *fence);
 }
 
-Outcome LockStateMachine::DoAcquire(Ctx& ctx, const Acquire& c) {
+std::optional<Outcome> LockStateMachine::CheckAcquire(const Acquire& c, bool* grantable) const {
   if (Status s = ValidateName(c.name, limits_); !s.ok()) return Error(s);
   if (Status s = ValidateWait(c.wait_ms, limits_); !s.ok()) return Error(s);
   if (c.mode != Mode::kExclusive && c.mode != Mode::kShared) {
     return Error(StatusCode::kInvalidArgument, "mode must be EXCLUSIVE or SHARED");
   }
-  const bool new_lease = c.lease.zero();
-  if (new_lease) {
+  if (c.lease.zero()) {
     if (c.ttl_ms == 0) {
       return Error(StatusCode::kInvalidArgument,
                    "give a lease_id, or a ttl_ms to grant a lease for this lock");
@@ -218,12 +217,35 @@ Outcome LockStateMachine::DoAcquire(Ctx& ctx, const Acquire& c) {
         StatusCode::kResourceExhausted,
         "the cluster tracks " + std::to_string(locks_.size()) + " locks, the configured limit");
   }
-  const bool grantable = !exists || (it->second.waiters.empty() && Compatible(it->second, c.mode));
-  if (!grantable && c.wait_ms > 0 && it->second.waiters.size() >= limits_.max_waiters_per_lock) {
+  *grantable = !exists || (it->second.waiters.empty() && Compatible(it->second, c.mode));
+  if (!*grantable && c.wait_ms > 0 && it->second.waiters.size() >= limits_.max_waiters_per_lock) {
     return Error(StatusCode::kResourceExhausted, "'" + c.name + "' has " +
                                                      std::to_string(it->second.waiters.size()) +
                                                      " waiters, the configured limit");
   }
+  return std::nullopt;
+}
+
+std::optional<Outcome> LockStateMachine::FailedTryLock(const Acquire& c) const {
+  if (c.wait_ms != 0 || !ValidateHeader(c.header).ok() || once_.Known(c.header.id) ||
+      once_.BelowWatermark(c.header.id)) {
+    return std::nullopt;
+  }
+  bool grantable = true;
+  if (CheckAcquire(c, &grantable).has_value() || grantable) return std::nullopt;
+  // Exactly what DoAcquire answers for it (and, like there, nothing changes).
+  Outcome o;
+  o.mode = c.mode;
+  o.holders = HolderViews(locks_.at(c.name));
+  return o;
+}
+
+Outcome LockStateMachine::DoAcquire(Ctx& ctx, const Acquire& c) {
+  bool grantable = true;
+  if (auto error = CheckAcquire(c, &grantable)) return *std::move(error);
+  const bool new_lease = c.lease.zero();
+  auto it = locks_.find(c.name);
+  const bool exists = it != locks_.end();
 
   Outcome o;
   o.mode = c.mode;

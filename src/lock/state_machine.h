@@ -64,6 +64,11 @@ class LockStateMachine {
 
   // --- inspection ---
   std::optional<LockView> GetLock(std::string_view name) const;
+  /// The outcome `c` would get from the log if it is a try-lock that fails (so it changes
+  /// nothing, not even a lease): for the read path, which answers such a first attempt after a
+  /// ReadIndex instead of a log entry (design brief, "Exactly once"). nullopt whenever the log
+  /// could answer anything else: a grant, a wait, an error, or a recorded or refused request id.
+  std::optional<Outcome> FailedTryLock(const Acquire& c) const;
   /// Locks whose name starts with `prefix`, by name, after `after` (exclusive), at most `limit`.
   Page<LockView> ListLocks(std::string_view prefix, std::string_view after, size_t limit) const;
   std::optional<LeaseView> GetLease(LeaseId id) const;
@@ -150,6 +155,9 @@ class LockStateMachine {
   /// A new lease; the caller has checked the limits.
   LeaseId CreateLease(Ctx& ctx, uint64_t ttl_ms, const std::string& label, const RequestId& by);
   Status CheckLeaseLimits(const std::string& label) const;
+  /// Every check of an Acquire, changing nothing: its error outcome, or nullopt and whether the
+  /// lock could be granted at once.
+  std::optional<Outcome> CheckAcquire(const Acquire& c, bool* grantable) const;
   void Grant(Ctx& ctx, const std::string& name, Lock& lock, LeaseId lease, Mode mode,
              const RequestId& by, FencingToken* token, FencingToken* fence);
   /// Removes holder `i` (event of `type`), then promotes waiters. Erases an empty lock.

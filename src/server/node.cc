@@ -270,6 +270,10 @@ void Node::WatchLeadership() {
     leases_.Set(static_cast<double>(st.lease_count));
     locks_.Set(static_cast<double>(st.lock_count));
     tokens_.Set(static_cast<double>(st.token_counter));
+    snapshot_index_.Set(static_cast<double>(st.first_index > 0 ? st.first_index - 1 : 0));
+    if (st.try_locks_by_read > try_locks_by_read_.value()) {
+      try_locks_by_read_.Add(st.try_locks_by_read - try_locks_by_read_.value());
+    }
     watcher_cv_.wait_for(lock, std::chrono::milliseconds(20));
   }
 }

@@ -86,6 +86,11 @@ class Node {
   Gauge& leases_ = metrics_.AddGauge("lockd_leases", "Leases in the replicated state.");
   Gauge& locks_ = metrics_.AddGauge("lockd_locks", "Locks held or waited for.");
   Gauge& tokens_ = metrics_.AddGauge("lockd_token_counter", "The last fencing token granted.");
+  Gauge& snapshot_index_ =
+      metrics_.AddGauge("lockd_snapshot_index", "The index of the node's newest snapshot.");
+  Counter& try_locks_by_read_ = metrics_.AddCounter(
+      "lockd_try_locks_by_read_total",
+      "Try-locks that failed and were answered after a ReadIndex round, with no log entry.");
 };
 
 }  // namespace lockd::server

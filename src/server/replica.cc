@@ -223,6 +223,7 @@ void Replica::Loop() {
       status_.token_counter = state_.token_counter().value();
       status_.lease_count = state_.lease_count();
       status_.lock_count = state_.lock_count();
+      status_.try_locks_by_read = reads_for_try_locks_;
       status_.leases_ready = leader_ && deadlines_.active();
       status_.members.clear();
       for (const auto& m : options_.members) {
@@ -326,23 +327,56 @@ void Replica::AnswerEveryCaller(const Status& s, const Status& waits) {
 
 void Replica::Submit(lock::Command command, Deadline deadline, CommandDone done) {
   Enqueue([this, command = std::move(command), deadline, done = std::move(done)]() mutable {
-    if (stopping_ || !leader_) {
-      done(Unavailable("not the leader; retry with the same request id"));
+    const auto* acquire = std::get_if<lock::Acquire>(&command);
+    // A first attempt at a try-lock that fails changes nothing: a ReadIndex round answers it
+    // without a log entry or an fsync (design brief, "Exactly once"; guarantee 7).
+    if (acquire && acquire->header.attempt == 1 && leader_ && !stopping_ &&
+        state_.FailedTryLock(*acquire).has_value()) {
+      TryLockByRead(std::move(command), deadline, std::move(done));
       return;
     }
-    if (std::chrono::system_clock::now() >= deadline) {
-      done(Status(StatusCode::kDeadlineExceeded,
-                  "the call's deadline passed before it was "
-                  "proposed"));
-      return;
-    }
-    auto index = raft_->Propose(lock::Encode(command, WallSeconds()));
-    if (!index.ok()) {
-      done(index.status());
-      return;
-    }
-    proposals_[*index] = PendingProposal{raft_->term(), std::move(done)};
+    ProposeCommand(std::move(command), deadline, std::move(done));
   });
+}
+
+void Replica::ProposeCommand(lock::Command command, Deadline deadline, CommandDone done) {
+  if (stopping_ || !leader_) {
+    done(Unavailable("not the leader; retry with the same request id"));
+    return;
+  }
+  if (std::chrono::system_clock::now() >= deadline) {
+    done(
+        Status(StatusCode::kDeadlineExceeded, "the call's deadline passed before it was proposed"));
+    return;
+  }
+  auto index = raft_->Propose(lock::Encode(command, WallSeconds()));
+  if (!index.ok()) {
+    done(index.status());
+    return;
+  }
+  proposals_[*index] = PendingProposal{raft_->term(), std::move(done)};
+}
+
+void Replica::TryLockByRead(lock::Command command, Deadline deadline, CommandDone done) {
+  const uint64_t ctx = next_read_ctx_++;
+  if (!raft_->ReadIndex(ctx).ok()) {
+    ProposeCommand(std::move(command), deadline, std::move(done));
+    return;
+  }
+  // fn or fail runs, never both: they share the one callback.
+  auto shared = std::make_shared<CommandDone>(std::move(done));
+  ReadFn fn = [this, command = std::move(command), deadline, shared](const ReadView& view) mutable {
+    if (auto outcome = view.state.FailedTryLock(std::get<lock::Acquire>(command))) {
+      ++reads_for_try_locks_;
+      (*shared)(std::move(*outcome));
+      return;
+    }
+    // Between the check and the read index the lock came free (or the request id was used):
+    // the log decides.
+    ProposeCommand(std::move(command), deadline, std::move(*shared));
+  };
+  FailFn fail = [shared](const Status& s) { (*shared)(s); };
+  reads_awaiting_index_.emplace(ctx, PendingRead{std::move(fn), std::move(fail)});
 }
 
 void Replica::Renew(uint64_t lease, BootTime received, RenewDone done) {

@@ -94,7 +94,8 @@ struct ReplicaStatus {
   uint64_t token_counter = 0;
   uint64_t lease_count = 0;
   uint64_t lock_count = 0;
-  bool leases_ready = false;  ///< leader: first entry of its term applied, deadlines running
+  uint64_t try_locks_by_read = 0;  ///< failed try-locks answered after a ReadIndex (this run)
+  bool leases_ready = false;       ///< leader: first entry of its term applied, deadlines running
   struct Member {
     uint64_t id = 0;
     bool voter = true;
@@ -192,6 +193,10 @@ class Replica {
   void Apply(const raft::Entry& entry);
   void ServeReads();
   bool Propose(const lock::Command& command);
+  /// A client command into the log (leader only), answered when it applies.
+  void ProposeCommand(lock::Command command, Deadline deadline, CommandDone done);
+  /// A try-lock that fails at this moment: answered after a ReadIndex if it still fails then.
+  void TryLockByRead(lock::Command command, Deadline deadline, CommandDone done);
 
   // Snapshots.
   void MaybeTakeSnapshot();
@@ -239,6 +244,7 @@ class Replica {
   std::vector<ParkedRenewal> parked_renewals_;
   bool round_for_renewals_ = false;
   uint64_t next_read_ctx_ = 1;
+  uint64_t reads_for_try_locks_ = 0;
   std::map<uint64_t, PendingRead> reads_awaiting_index_;
   std::multimap<raft::LogIndex, PendingRead> reads_awaiting_apply_;
   std::map<lock::RequestId, WaitTimer> wait_timers_;

@@ -24,7 +24,8 @@ Result<uint64_t> SnapshotAssembler::Begin(uint64_t from, const SnapshotTransferI
 Result<bool> SnapshotAssembler::Add(uint64_t from, uint64_t offset, std::string_view data) {
   std::lock_guard lock(mu_);
   auto it = partials_.find(from);
-  if (it == partials_.end()) return FailedPrecondition("a snapshot chunk before its transfer began");
+  if (it == partials_.end())
+    return FailedPrecondition("a snapshot chunk before its transfer began");
   Partial& p = it->second;
   if (offset != p.data.size()) {
     return InvalidArgument("a snapshot chunk at offset " + std::to_string(offset) + ", expected " +

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "e2e/cluster_harness.h"
+#include "support/process.h"
 
 namespace lockd::e2e {
 namespace {
@@ -221,6 +222,18 @@ TEST_F(Api, TryLockOnAFreeNameGrantsAnExclusiveHoldWhoseFenceIsItsToken) {
   EXPECT_EQ(TokenCounter(cluster_, leader_), a.token());
 }
 
+/// The sum over every node of one counter in /metrics.
+uint64_t MetricSum(Cluster& cluster, const std::string& name) {
+  uint64_t sum = 0;
+  for (int i = 0; i < cluster.size(); ++i) {
+    auto r = testing::RunCommand(
+        {"/usr/bin/curl", "-s", "http://" + cluster.http_addr(i) + "/metrics"}, 10s);
+    const size_t at = r.output.find("\n" + name + " ");
+    if (at != std::string::npos) sum += std::stoull(r.output.substr(at + name.size() + 2));
+  }
+  return sum;
+}
+
 TEST_F(Api, TryLockOnAHeldNameIsNotAcquiredShowsTheHoldersAndChangesNothing) {
   const uint64_t holder = client_.MustGrantLease(kLongTtl, "holder");
   const uint64_t other = client_.MustGrantLease(kLongTtl, "other");
@@ -250,6 +263,11 @@ TEST_F(Api, TryLockOnAHeldNameIsNotAcquiredShowsTheHoldersAndChangesNothing) {
   EXPECT_TRUE(g.lease().held().empty());
   EXPECT_TRUE(g.lease().waiting().empty());
   EXPECT_EQ(TokenCounter(cluster_, leader_), tokens_before);
+  // First attempts were answered by the read path (a ReadIndex round, no log entry); a retried
+  // attempt would have gone through the log, with the same answer.
+  EXPECT_TRUE(testing::WaitFor(
+      [&] { return MetricSum(cluster_, "lockd_try_locks_by_read_total") >= 1; }, 10s))
+      << "no failed try-lock was answered from the read path";
 }
 
 TEST_F(Api, WaitingAcquiresAreGrantedInFifoOrderWithIncreasingTokens) {

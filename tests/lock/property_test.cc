@@ -228,7 +228,7 @@ TEST(Property, StateMachineMatchesTheReferenceModel) {
   const char* one = std::getenv("LOCKD_LOCK_SEED");  // replay a single seed
   const uint64_t first = one && *one ? std::strtoull(one, nullptr, 10) : 1;
   const uint64_t last = one && *one ? first : seeds;
-  uint64_t compared = 0, snapshots = 0;
+  uint64_t compared = 0, snapshots = 0, failed_try_locks = 0;
   for (uint64_t seed = first; seed <= last; ++seed) {
     LockStateMachine sm(limits);
     Model model(limits);
@@ -244,8 +244,24 @@ TEST(Property, StateMachineMatchesTheReferenceModel) {
         if (h) std::printf(" wm=%llu", static_cast<unsigned long long>(h->watermark));
         std::printf("\n");
       }
+      // The read path's verdict, taken before the log applies the same command.
+      std::optional<Outcome> by_read;
+      if (const auto* a = std::get_if<Acquire>(&c)) by_read = sm.FailedTryLock(*a);
+      const uint64_t tokens_before = sm.token_counter().value();
       const ApplyResult got = sm.ApplyCommand(LogIndex(step), c);
       const ApplyResult want = model.Apply(step, c);
+      if (by_read.has_value()) {
+        ++failed_try_locks;
+        ASSERT_EQ(*by_read, got.outcome) << "seed=" << seed << " step=" << step
+                                         << ": the read path answers a try-lock otherwise";
+        ASSERT_TRUE(got.events.empty() && got.completions.empty() && got.leases_granted.empty());
+        ASSERT_EQ(sm.token_counter().value(), tokens_before);
+      } else if (const auto* a = std::get_if<Acquire>(&c);
+                 a && a->wait_ms == 0 && got.outcome.ok()) {
+        // A failed try-lock the read path did not take must have been a replay or refusal.
+        ASSERT_TRUE(got.outcome.acquired || sm.exactly_once().Known(a->header.id))
+            << "seed=" << seed << " step=" << step;
+      }
       gen.Applied(step);
       sm.CheckInvariants();
       ++compared;
@@ -269,10 +285,12 @@ TEST(Property, StateMachineMatchesTheReferenceModel) {
       }
     }
   }
-  std::printf("compared %llu commands over %llu sequences; %llu snapshot round trips\n",
-              static_cast<unsigned long long>(compared),
-              static_cast<unsigned long long>(last - first + 1),
-              static_cast<unsigned long long>(snapshots));
+  std::printf(
+      "compared %llu commands over %llu sequences; %llu snapshot round trips; %llu failed "
+      "try-locks checked against the read path\n",
+      static_cast<unsigned long long>(compared), static_cast<unsigned long long>(last - first + 1),
+      static_cast<unsigned long long>(snapshots),
+      static_cast<unsigned long long>(failed_try_locks));
 }
 
 }  // namespace

@@ -404,5 +404,83 @@ TEST(Snapshot, RestoreAsANewClusterDropsLeasesAndRaisesCountersPastTheOldCluster
       << "a wall clock behind the backup still raises by 2^32";
 }
 
+// --- the read path's failed try-lock ----------------------------------------------------------
+
+/// Whether FailedTryLock's answer for `c` is exactly what the log gives it, and the log changed
+/// nothing but the exactly-once record; or, when it has no answer, that the log does something
+/// else (a grant, a wait or an error).
+Acquire Try(Harness& h, const std::string& name, LeaseId lease, Mode mode = Mode::kExclusive,
+            uint64_t wait_ms = 0, uint64_t ttl_ms = 0, std::string label = "") {
+  return Acquire{h.Header(), name, lease, mode, wait_ms, ttl_ms, std::move(label)};
+}
+
+void ExpectReadPathAgreesWithTheLog(Harness& h, const Acquire& c) {
+  const auto by_read = h.sm.FailedTryLock(c);
+  const uint64_t tokens = h.sm.token_counter().value();
+  const auto locks = h.sm.ListLocks("", "", 1000).items;
+  const auto leases = h.sm.ListLeases(LeaseId(), 1000).items;
+  const ApplyResult r = h.Do(c);
+  if (by_read.has_value()) {
+    EXPECT_EQ(*by_read, r.outcome) << "the read path must answer exactly what the log would";
+    EXPECT_FALSE(r.outcome.acquired);
+    EXPECT_FALSE(r.outcome.waiting);
+    EXPECT_EQ(h.sm.token_counter().value(), tokens);
+    EXPECT_EQ(h.sm.ListLocks("", "", 1000).items, locks);
+    EXPECT_EQ(h.sm.ListLeases(LeaseId(), 1000).items, leases) << "not even a lease";
+  } else {
+    EXPECT_TRUE(!r.outcome.ok() || r.outcome.acquired || r.outcome.waiting)
+        << "a failed try-lock the read path did not recognise: " << r.outcome.message;
+  }
+}
+
+TEST(FailedTryLock, AnswersExactlyAsTheLogForAHeldLockAndNothingElse) {
+  Harness h;
+  const LeaseId a = h.Lease(), b = h.Lease();
+  ASSERT_TRUE(h.Acquire("x", a).outcome.acquired);
+  ASSERT_TRUE(h.Acquire("s", a, Mode::kShared).outcome.acquired);
+  ASSERT_TRUE(h.Acquire("q", a).outcome.acquired);
+  ASSERT_TRUE(h.Acquire("q", b, Mode::kExclusive, 60'000).outcome.waiting);
+  const LeaseId c = h.Lease();
+
+  // Held exclusively: fails for either mode, with an existing lease or a new one.
+  EXPECT_TRUE(h.sm.FailedTryLock(Try(h, "x", b)).has_value());
+  ExpectReadPathAgreesWithTheLog(h, Try(h, "x", b));
+  ExpectReadPathAgreesWithTheLog(h, Try(h, "x", b, Mode::kShared));
+  ExpectReadPathAgreesWithTheLog(h, Try(h, "x", LeaseId(), Mode::kExclusive, 0, 5'000, "new"));
+  // Held shared: an exclusive try fails, a shared one is granted (the log's business).
+  ExpectReadPathAgreesWithTheLog(h, Try(h, "s", b));
+  EXPECT_FALSE(h.sm.FailedTryLock(Try(h, "s", c, Mode::kShared)).has_value());
+  ExpectReadPathAgreesWithTheLog(h, Try(h, "s", c, Mode::kShared));
+  // A queue: a shared try behind a waiting exclusive fails too (no overtaking).
+  ExpectReadPathAgreesWithTheLog(h, Try(h, "q", c, Mode::kShared));
+  // Free, waiting, erroneous: never the read path.
+  EXPECT_FALSE(h.sm.FailedTryLock(Try(h, "free", b)).has_value());
+  ExpectReadPathAgreesWithTheLog(h, Try(h, "free", b));
+  EXPECT_FALSE(h.sm.FailedTryLock(Try(h, "x", c, Mode::kExclusive, 1000)));
+  EXPECT_FALSE(h.sm.FailedTryLock(Try(h, "x", LeaseId(777))).has_value())
+      << "an unknown lease is NOT_FOUND from the log";
+  EXPECT_FALSE(h.sm.FailedTryLock(Try(h, "x", a)).has_value())
+      << "a lease that already holds the name is FAILED_PRECONDITION from the log";
+  EXPECT_FALSE(h.sm.FailedTryLock(Try(h, "", b)).has_value());
+  EXPECT_FALSE(h.sm.FailedTryLock(Try(h, "x", b, static_cast<Mode>(9))).has_value());
+}
+
+TEST(FailedTryLock, NeverAnswersARequestIdTheTableKnowsOrRefuses) {
+  Harness h;
+  const LeaseId a = h.Lease(), b = h.Lease();
+  ASSERT_TRUE(h.Acquire("x", a).outcome.acquired);
+  // An id already executed (its first attempt was granted, say) is the table's to answer.
+  const Acquire tried = Try(h, "x", b);
+  ASSERT_TRUE(h.sm.FailedTryLock(tried).has_value());
+  h.Do(tried);
+  EXPECT_FALSE(h.sm.FailedTryLock(tried).has_value()) << "a recorded id replays from the log";
+  // Below the client's watermark: the log refuses it, the read path must not answer it.
+  RequestHeader late = h.Header(ClientId{9, 9});
+  RequestHeader ahead = h.Header(ClientId{9, 9});
+  ahead.watermark = late.id.seq + 1;
+  h.Do(GrantLease{ahead, 5'000, "w"});
+  EXPECT_FALSE(h.sm.FailedTryLock(Acquire{late, "x", b, Mode::kExclusive, 0, 0, ""}).has_value());
+}
+
 }  // namespace
 }  // namespace lockd::lock

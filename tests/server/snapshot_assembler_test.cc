@@ -67,8 +67,7 @@ TEST(SnapshotAssembler, RefusesBadChunksAndKeepsWhatWasGood) {
   ASSERT_FALSE(*a.Add(2, 0, std::string_view(p).substr(0, 1'000)));
   EXPECT_EQ(a.Add(2, 2'000, "x").status().code(), StatusCode::kInvalidArgument) << "a gap";
   EXPECT_EQ(a.Add(2, 500, "x").status().code(), StatusCode::kInvalidArgument) << "an overlap";
-  EXPECT_EQ(a.Add(2, 1'000, std::string(5'001, 'x')).status().code(),
-            StatusCode::kInvalidArgument)
+  EXPECT_EQ(a.Add(2, 1'000, std::string(5'001, 'x')).status().code(), StatusCode::kInvalidArgument)
       << "past the end";
   EXPECT_EQ(a.held(2), 1'000u) << "refused chunks change nothing";
 }
