@@ -727,6 +727,12 @@ Result<SnapshotMeta> Raft::SnapshotMetaAt(LogIndex index) const {
   for (const auto& [at, cs] : conf_history_) {
     if (at <= index) meta.conf = cs;
   }
+  // A node added later learns the log without the bootstrap membership: before it applied its
+  // first membership entry it knows none, and a snapshot without voters is refused everywhere.
+  if (meta.conf.voters.empty()) {
+    return FailedPrecondition("the membership at " + std::to_string(index.value()) +
+                              " is not known here (this node joined later)");
+  }
   return meta;
 }
 

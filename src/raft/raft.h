@@ -173,7 +173,9 @@ class Raft {
   /// The runtime finished streaming the snapshot of a kSnapshot message to `to` (ok), or gave up.
   void ReportSnapshot(NodeId to, bool ok);
   /// What a snapshot of the state machine at applied index `index` covers: its term and the
-  /// membership then. OUT_OF_RANGE unless durable snapshot index <= index <= applied.
+  /// membership then. OUT_OF_RANGE unless durable snapshot index <= index <= applied;
+  /// FAILED_PRECONDITION where the membership is not known (a node added later, before the first
+  /// membership entry it applied: it never had the bootstrap membership).
   Result<SnapshotMeta> SnapshotMetaAt(LogIndex index) const;
 
   bool HasReady() const;
