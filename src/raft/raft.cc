@@ -263,8 +263,10 @@ void Raft::HandleVoteRequest(const Message& m) {
       vote_ == m.from || (vote_.zero() && leader_.zero()) || (pre && m.term > term_);
   const bool up_to_date =
       cfg_.knobs.grant_votes_to_shorter_logs || log_.IsUpToDate(m.index, m.log_term);
-  // A learner (or a node outside the membership) never votes.
-  const bool refused = (!m.transfer && InLease()) || !Voter(id_);
+  // A learner (or a node outside the membership) answers too: it may have been promoted without
+  // knowing it yet (the promotion committed on the other voters), and the remaining voters may
+  // need its vote. The candidate's membership decides whether the vote counts (as in etcd).
+  const bool refused = !m.transfer && InLease();
   Message r;
   r.type = pre ? MessageType::kPreVoteResp : MessageType::kVoteResp;
   r.to = m.from;
