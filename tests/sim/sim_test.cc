@@ -75,6 +75,9 @@ TEST(Sim, TheSameSeedGivesTheSameTraceHash) {
     o.aggressive = true;
     EXPECT_EQ(RunSimulation(o).trace_hash, RunSimulation(o).trace_hash) << seed << " aggressive";
     o.aggressive = false;
+    o.membership_heavy = true;
+    EXPECT_EQ(RunSimulation(o).trace_hash, RunSimulation(o).trace_hash) << seed << " heavy";
+    o.membership_heavy = false;
     o.snapshots = o.membership = false;  // the Raft core I simulation
     EXPECT_EQ(RunSimulation(o).trace_hash, RunSimulation(o).trace_hash) << seed << " core I";
     EXPECT_NE(RunSimulation(o).trace_hash, r.trace_hash) << seed;
