@@ -19,9 +19,9 @@ uint64_t EnvOr(const char* name, uint64_t fallback) {
 
 uint64_t DefaultSeeds() {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  return 200;  // sanitizers run 3-10x slower; the release run covers the full count
+  return 300;  // sanitizers run 3-10x slower; the release run covers the full count
 #else
-  return 1000;
+  return 2000;
 #endif
 }
 
