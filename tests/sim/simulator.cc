@@ -456,6 +456,15 @@ class Sim {
         continue;
       }
       auto dest = nodes_.find(t.to);
+      // Either side may crash in the middle of the stream.
+      const uint64_t crash = faults_ ? rng_() % 100 : 100;
+      if (crash == 0) {
+        Crash(from, "while sending a snapshot");
+        active_xfer_.erase(act);
+        continue;
+      }
+      if (crash == 1 && dest != nodes_.end() && dest->second->up)
+        Crash(*dest->second, "while receiving a snapshot");
       if (dest == nodes_.end() || !dest->second->up || dest->second->incarnation != t.to_inc) {
         FailTransfer(std::move(t), "the receiver crashed");
         continue;
