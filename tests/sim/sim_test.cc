@@ -1,6 +1,7 @@
 // The simulator's tests: many seeds safe and live, determinism, each planted bug caught, and a
 // replay entry point. LOCKD_SIM_SEEDS sets the seed count, LOCKD_SIM_SOAK_SECONDS turns the seed
-// run into a soak (LOCKD_SIM_AGGRESSIVE=1 / LOCKD_SIM_MEMBERSHIP_HEAVY=1 for every seed),
+// run into a soak (LOCKD_SIM_AGGRESSIVE=1 / LOCKD_SIM_MEMBERSHIP_HEAVY=1 for every seed,
+// LOCKD_SIM_STEPS for longer runs),
 // LOCKD_SIM_SEED (+ the variables ReplayCommand prints) replays one seed.
 #include <gtest/gtest.h>
 
@@ -41,6 +42,7 @@ TEST(Sim, ManySeedsAreSafeAndLive) {
     // For soaks: every seed aggressive, or membership-heavy.
     if (EnvOr("LOCKD_SIM_AGGRESSIVE", 0)) o.aggressive = true;
     if (EnvOr("LOCKD_SIM_MEMBERSHIP_HEAVY", 0)) o.membership_heavy = true;
+    o.safety_steps = static_cast<int>(EnvOr("LOCKD_SIM_STEPS", o.safety_steps));
     const SimResult r = RunSimulation(o);
     ASSERT_TRUE(r.ok()) << "seed=" << seed << " nodes=" << o.nodes << ": " << r.failure
                         << "\nreplay: " << ReplayCommand(o);
