@@ -263,8 +263,10 @@ void Raft::HandleVoteRequest(const Message& m) {
       vote_ == m.from || (vote_.zero() && leader_.zero()) || (pre && m.term > term_);
   const bool up_to_date =
       cfg_.knobs.grant_votes_to_shorter_logs || log_.IsUpToDate(m.index, m.log_term);
-  // A learner (or a node outside the membership) never votes.
-  const bool refused = (!m.transfer && InLease()) || !Voter(id_);
+  // A learner (or a node outside the membership) answers too: it may have been promoted without
+  // knowing it yet (the promotion committed on the other voters), and the remaining voters may
+  // need its vote. The candidate's membership decides whether the vote counts (as in etcd).
+  const bool refused = !m.transfer && InLease();
   Message r;
   r.type = pre ? MessageType::kPreVoteResp : MessageType::kVoteResp;
   r.to = m.from;
@@ -726,6 +728,12 @@ Result<SnapshotMeta> Raft::SnapshotMetaAt(LogIndex index) const {
   meta.term = log_.TermOr(index, Term());
   for (const auto& [at, cs] : conf_history_) {
     if (at <= index) meta.conf = cs;
+  }
+  // A node added later learns the log without the bootstrap membership: before it applied its
+  // first membership entry it knows none, and a snapshot without voters is refused everywhere.
+  if (meta.conf.voters.empty()) {
+    return FailedPrecondition("the membership at " + std::to_string(index.value()) +
+                              " is not known here (this node joined later)");
   }
   return meta;
 }

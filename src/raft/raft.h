@@ -48,9 +48,10 @@
 // storage::PersistBatch::conf_state is optional: at start the core rebuilds the membership from
 // the snapshot's and the committed kConfChange entries). A joint membership is left by an entry
 // the leader proposes itself. Commit, elections, CheckQuorum, ReadIndex and heartbeat rounds need
-// a majority of both halves of a joint membership; learners receive the log and heartbeats but
-// never vote and are never counted. A leader removed from the voters steps down once it applied
-// its removal; a node that is not a voter never campaigns.
+// a majority of both halves of a joint membership; learners receive the log and heartbeats, never
+// campaign and are never counted (they do answer vote requests: a promoted learner may not know it
+// yet, and the other voters may need its vote). A leader removed from the voters steps down once
+// it applied its removal; a node that is not a voter never campaigns.
 #pragma once
 
 #include <deque>
@@ -173,7 +174,9 @@ class Raft {
   /// The runtime finished streaming the snapshot of a kSnapshot message to `to` (ok), or gave up.
   void ReportSnapshot(NodeId to, bool ok);
   /// What a snapshot of the state machine at applied index `index` covers: its term and the
-  /// membership then. OUT_OF_RANGE unless durable snapshot index <= index <= applied.
+  /// membership then. OUT_OF_RANGE unless durable snapshot index <= index <= applied;
+  /// FAILED_PRECONDITION where the membership is not known (a node added later, before the first
+  /// membership entry it applied: it never had the bootstrap membership).
   Result<SnapshotMeta> SnapshotMetaAt(LogIndex index) const;
 
   bool HasReady() const;

@@ -95,6 +95,31 @@ TEST(Snapshot, SnapshotMetaCarriesTheMembershipAtItsIndex) {
   EXPECT_EQ(c.node(4).conf_state(), c.node(leader).conf_state());
 }
 
+// Found by the simulator: a node added later learns the log from index 1 without the bootstrap
+// membership, so before its first membership entry it knows no membership. A snapshot there
+// would carry no voters, and every node it is sent to refuses it as malformed.
+TEST(Snapshot, ANodeThatJoinedLaterTakesNoSnapshotBeforeItKnowsTheMembership) {
+  Cluster c(3);
+  const int leader = c.ElectLeader();
+  ASSERT_NE(leader, 0);
+  for (int k = 0; k < 3; ++k) ASSERT_TRUE(c.node(leader).Propose("e").ok());
+  c.TickAll(2);
+  c.AddNode(4);
+  ConfChange cc;
+  cc.changes.push_back({ConfChangeType::kAddLearner, NodeId(4)});
+  auto at = c.node(leader).ProposeConfChange(cc);
+  ASSERT_TRUE(at.ok());
+  c.TickAll(3);
+  ASSERT_GE(c.node(4).log().applied(), *at);
+  auto before = c.node(4).SnapshotMetaAt(at->prev());
+  EXPECT_FALSE(before.ok() && before->conf.voters.empty())
+      << "a snapshot with no voters: " << ToString(before->conf);
+  EXPECT_FALSE(before.ok());
+  auto after = c.node(4).SnapshotMetaAt(*at);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->conf, c.node(leader).conf_state());
+}
+
 TEST(Snapshot, ProgressInSnapshotStateSendsNothingUntilDone) {
   Progress pr(LogIndex(1), 4);
   pr.BecomeSnapshot(LogIndex(10));

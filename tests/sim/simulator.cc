@@ -10,12 +10,14 @@
 #include <sstream>
 #include <tuple>
 
+#include "raft/conf_change.h"
 #include "raft/memory_storage.h"
 #include "server/leader_lease.h"
 
 namespace lockd::sim {
 namespace {
 
+using raft::ConfState;
 using raft::Entry;
 using raft::LogIndex;
 using raft::Message;
@@ -49,7 +51,40 @@ struct Node {
   LogIndex commit_seen;
   raft::HardState durable;
   std::map<uint64_t, std::string> proposals;  // index -> data, proposed while leader
+  uint64_t incarnation = 0;                   // bumped at every start: a crash ends streams
+  // The durable snapshot file: the state machine (the applied entries) at storage->Snapshot().
+  std::shared_ptr<const std::vector<Entry>> snap_file;
+  // Payloads of kSnapshot messages received in full, by index, until the core takes or drops one.
+  std::map<uint64_t, std::shared_ptr<const std::vector<Entry>>> received;
+  uint64_t conf_index_seen = 0;  // the core's conf_index(), never backwards within an incarnation
+  ConfState peers;               // the runtime's membership: from the start, then Ready::conf_state
 };
+
+using Payload = std::shared_ptr<const std::vector<Entry>>;
+
+/// A snapshot on its way from a leader's runtime to a follower's, chunk by chunk, then the report
+/// back to the sender's core.
+struct Transfer {
+  uint64_t id = 0;
+  NodeId from, to;
+  uint64_t from_inc = 0, to_inc = 0;  // the incarnations the stream belongs to
+  Message m;
+  Payload payload;
+  int chunks_left = 0;
+  bool report = false;  // a report to the sender (ok), not a chunk
+  bool ok = false;
+};
+
+/// Whether b may follow a in force: a simple change moves at most one voter, a joint
+/// configuration is entered from exactly its outgoing voters and left to exactly its incoming
+/// ones. Any two configurations one such step apart have intersecting quorums.
+bool AllowedStep(const ConfState& a, const ConfState& b) {
+  const bool ja = raft::IsJoint(a), jb = raft::IsJoint(b);
+  if (!ja && !jb) return raft::VoterDelta(a, b) <= 1;
+  if (!ja && jb) return b.voters_outgoing == a.voters;
+  if (ja && !jb) return b.voters == a.voters;
+  return false;
+}
 
 struct Read {
   NodeId node;
@@ -66,16 +101,11 @@ struct Renewal {
 class Sim {
  public:
   explicit Sim(const SimOptions& o) : o_(o), rng_(o.seed) {
-    for (int i = 1; i <= o.nodes; ++i) ids_.push_back(NodeId(i));
-    for (NodeId id : ids_) {
-      auto n = std::make_unique<Node>();
-      n->id = id;
-      n->storage = std::make_unique<raft::MemoryLogStorage>();
-      n->rate = 1.0 + kDrift * (static_cast<double>(rng_() % 2001) / 1000.0 - 1.0);
-      n->offset = static_cast<int64_t>(rng_() % (1000 * kMs));
-      nodes_[id] = std::move(n);
-      Start(*nodes_[id]);
-    }
+    for (int i = 1; i <= o.nodes; ++i) initial_.push_back(NodeId(i));
+    ConfState initial;
+    initial.voters = initial_;
+    conf_hist_[0] = initial;
+    for (NodeId id : initial_) Create(id);
   }
 
   SimResult Run() {
@@ -95,6 +125,10 @@ class Sim {
     r.acked = acked_;
     r.reads = reads_done_;
     r.renewals = renewals_done_;
+    r.snapshots = snapshots_;
+    r.installs = installs_;
+    r.transfers_failed = transfers_failed_;
+    r.conf_changes = conf_hist_.size() - 1;
     if (o_.trace)
       std::printf("appends whose previous entry existed with another term: %llu\n",
                   (unsigned long long)mismatched_appends_);
@@ -107,7 +141,9 @@ class Sim {
   raft::Config ConfigFor(NodeId id) {
     raft::Config c;
     c.id = id;
-    c.peers = ids_;
+    // A node added later starts with no membership: it learns it from the log or a snapshot.
+    if (id.value() <= static_cast<uint64_t>(o_.nodes)) c.peers = initial_;
+    c.max_promotion_lag = 64;
     c.election_tick = kElectionTicks;
     c.heartbeat_tick = 1;
     c.max_inflight = 8;
@@ -120,10 +156,32 @@ class Sim {
     return c;
   }
 
+  void Create(NodeId id) {
+    auto n = std::make_unique<Node>();
+    n->id = id;
+    n->storage = std::make_unique<raft::MemoryLogStorage>();
+    n->rate = 1.0 + kDrift * (static_cast<double>(rng_() % 2001) / 1000.0 - 1.0);
+    n->offset = static_cast<int64_t>(rng_() % (1000 * kMs));
+    nodes_[id] = std::move(n);
+    ids_.push_back(id);
+    Start(*nodes_[id]);
+  }
+
   void Start(Node& n) {
     n.raft = std::make_unique<raft::Raft>(ConfigFor(n.id), *n.storage);
     n.up = true;
-    n.applied.clear();
+    ++n.incarnation;
+    n.received.clear();
+    // The state machine comes back from the durable snapshot file; the core replays the rest.
+    const uint64_t snap = n.storage->Snapshot().index.value();
+    if (snap != (n.snap_file ? n.snap_file->size() : 0)) {
+      Fail("node " + std::to_string(n.id.value()) + " has a snapshot file that does not match " +
+           "its log's snapshot at " + std::to_string(snap));
+    }
+    n.applied = n.snap_file ? *n.snap_file : std::vector<Entry>();
+    n.conf_index_seen = 0;
+    n.peers = n.raft->conf_state();
+    CheckConf(n);
     n.commit_seen = n.raft->log().committed();
     n.lease.StepDown();
     n.lease_term = 0;
@@ -168,13 +226,27 @@ class Sim {
     if (r.role() == Role::kLeader && n.led_term != r.term().value()) {
       n.led_term = r.term().value();
       CheckLeaderCompleteness(n);
+      // Elected by a majority of each half of its configuration (the votes it was granted).
+      const auto& grants = vote_grants_[{n.id, r.term().value()}];
+      if (!r.config().Majority([&](NodeId p) { return p == n.id || grants.count(p) > 0; })) {
+        Fail("election quorum: node " + std::to_string(n.id.value()) + " leads term " +
+             std::to_string(r.term().value()) + " without votes from a majority of each half of " +
+             raft::ToString(r.conf_state()));
+      }
     }
   }
 
   void Pump(Node& n) {
     for (int guard = 0; n.up && n.raft->HasReady() && guard < 1000; ++guard) {
       raft::Ready rd = n.raft->GetReady();
+      // Ready::conf_state reports every change of the membership in force, and only those.
+      if (rd.conf_state) n.peers = *rd.conf_state;
+      if (n.peers != n.raft->conf_state()) {
+        Fail("node " + std::to_string(n.id.value()) + ": the membership in force changed to " +
+             raft::ToString(n.raft->conf_state()) + " but no Ready carried it");
+      }
       for (auto& m : rd.messages_now) Send(std::move(m));
+      if (rd.snapshot && !Install(n, *rd.snapshot)) return;
       // A crash in the middle of the write: a prefix of the entries reaches the disk, nothing is
       // sent that depends on it.
       if (faults_ && !rd.entries.empty() && rng_() % 400 == 0) {
@@ -197,7 +269,7 @@ class Sim {
         // Credited to its own round: a majority of voters echoed this round's id.
         auto acks = round_acks_[{n.id, rd.term.value(), round}];
         acks.insert(n.id);
-        if (acks.size() < ids_.size() / 2 + 1) {
+        if (!n.raft->config().Majority([&](NodeId p) { return acks.count(p) > 0; })) {
           Fail("node " + std::to_string(n.id.value()) + " confirmed round " +
                std::to_string(round) + " of term " + std::to_string(rd.term.value()) + " with " +
                std::to_string(acks.size()) + " acknowledgements of it");
@@ -207,6 +279,7 @@ class Sim {
       n.raft->Advance(rd);
       CheckCommit(n);
       SyncLease(n);
+      CheckConf(n);
       if (!o_.knobs.any()) n.raft->CheckInvariants();
     }
   }
@@ -217,6 +290,7 @@ class Sim {
     n.restart_at =
         now_ + static_cast<int64_t>(rng_() % 2 ? 20 + rng_() % 300 : 300 + rng_() % 3000) * kMs;
     n.raft.reset();
+    n.received.clear();
     ++restarts_;
     Log(std::string("crash ") + std::to_string(n.id.value()) + " (" + why + ")");
   }
@@ -247,6 +321,18 @@ class Sim {
       Fail("node " + std::to_string(m.from.value()) + " granted a vote in term " +
            std::to_string(m.term.value()) + " before the vote was durable");
     }
+    if (m.type == raft::MessageType::kVoteResp && !m.reject)
+      vote_grants_[{m.to, m.term.value()}].insert(m.from);
+    if (m.type == raft::MessageType::kVote || m.type == raft::MessageType::kPreVote) {
+      // A node that is not a voter (removed, a learner, not yet added) never campaigns.
+      const raft::Raft& r = *nodes_.at(m.from)->raft;
+      if (!raft::IsVoter(r.conf_state(), m.from)) {
+        Fail("node " + std::to_string(m.from.value()) + " campaigned in term " +
+             std::to_string(m.term.value()) + " while not a voter of " +
+             raft::ToString(r.conf_state()));
+      }
+    }
+    if (m.type == raft::MessageType::kSnapshot) return StartTransfer(std::move(m));
     if (m.type == raft::MessageType::kTimeoutNow)
       timeout_now_sent_.insert({m.from, m.term.value()});
     if (m.type == raft::MessageType::kAppResp) app_resp_[m.from] = m;  // for the log-matching check
@@ -270,7 +356,9 @@ class Sim {
     while (!net_.empty() && net_.begin()->first.first <= now_ && failure_.empty()) {
       Message m = std::move(net_.begin()->second);
       net_.erase(net_.begin());
-      Node& to = *nodes_.at(m.to);
+      auto dest = nodes_.find(m.to);
+      if (dest == nodes_.end()) continue;  // no such node (yet): the network delivers nothing
+      Node& to = *dest->second;
       if (!to.up || blocked_.count({m.from, m.to})) continue;
       if (to.stalled_until > now_) {  // it reads its socket after the stall
         net_.emplace(
@@ -299,6 +387,216 @@ class Sim {
              " although its entry there is not of term " + std::to_string(m.log_term.value()));
       }
     }
+  }
+
+  // --- snapshot transfers ----------------------------------------------------------------------
+
+  /// The runtime streams the leader's durable snapshot file beside the kSnapshot message. One
+  /// stream per follower: a newer one replaces an older one, which then reports nothing.
+  void StartTransfer(Message m) {
+    Node& from = *nodes_.at(m.from);
+    if (!from.snap_file || from.snap_file->size() != m.snapshot.index.value() ||
+        from.storage->Snapshot() != m.snapshot) {
+      Fail("node " + std::to_string(m.from.value()) + " sent a snapshot at " +
+           std::to_string(m.snapshot.index.value()) + " that is not its durable snapshot");
+      return;
+    }
+    Transfer t;
+    t.id = ++xfer_seq_;
+    t.from = m.from;
+    t.to = m.to;
+    t.from_inc = from.incarnation;
+    auto dest = nodes_.find(m.to);
+    t.to_inc = dest == nodes_.end() ? 0 : dest->second->incarnation;
+    t.payload = from.snap_file;
+    t.chunks_left = 1 + static_cast<int>(std::min<size_t>(15, t.payload->size() / 32));
+    t.m = std::move(m);
+    active_xfer_[{t.from, t.to}] = t.id;
+    Log("snapshot " + std::to_string(t.m.snapshot.index.value()) + " " +
+        std::to_string(t.from.value()) + "->" + std::to_string(t.to.value()) + " in " +
+        std::to_string(t.chunks_left) + " chunks");
+    xfers_.emplace(std::make_pair(now_ + static_cast<int64_t>(1 + rng_() % 10) * kMs, ++msg_seq_),
+                   std::move(t));
+  }
+
+  void Reschedule(Transfer t, int64_t at) {
+    xfers_.emplace(std::make_pair(at, ++msg_seq_), std::move(t));
+  }
+
+  void FailTransfer(Transfer t, const char* why) {
+    Log("snapshot transfer " + std::to_string(t.from.value()) + "->" +
+        std::to_string(t.to.value()) + " failed: " + why);
+    t.report = true;
+    t.ok = false;
+    // The sender's stream times out (or sees the error) a while later.
+    Reschedule(std::move(t), now_ + static_cast<int64_t>(50 + rng_() % 950) * kMs);
+  }
+
+  void Transfers() {
+    while (!xfers_.empty() && xfers_.begin()->first.first <= now_ && failure_.empty()) {
+      Transfer t = std::move(xfers_.begin()->second);
+      xfers_.erase(xfers_.begin());
+      auto act = active_xfer_.find({t.from, t.to});
+      if (act == active_xfer_.end() || act->second != t.id) continue;  // superseded
+      Node& from = *nodes_.at(t.from);
+      if (!from.up || from.incarnation != t.from_inc) {  // the stream died with the sender
+        active_xfer_.erase(act);
+        continue;
+      }
+      if (from.stalled_until > now_) {
+        Reschedule(std::move(t), from.stalled_until + static_cast<int64_t>(rng_() % kMs));
+        continue;
+      }
+      if (t.report) {
+        active_xfer_.erase(act);
+        if (!t.ok) ++transfers_failed_;
+        Log("report snapshot " + std::to_string(t.to.value()) + (t.ok ? " ok" : " failed") +
+            " at " + std::to_string(t.from.value()));
+        Call(from, [&](raft::Raft& r) { r.ReportSnapshot(t.to, t.ok); });
+        continue;
+      }
+      auto dest = nodes_.find(t.to);
+      // Either side may crash in the middle of the stream.
+      const uint64_t crash = faults_ ? rng_() % 100 : 100;
+      if (crash == 0) {
+        Crash(from, "while sending a snapshot");
+        active_xfer_.erase(act);
+        continue;
+      }
+      if (crash == 1 && dest != nodes_.end() && dest->second->up)
+        Crash(*dest->second, "while receiving a snapshot");
+      if (dest == nodes_.end() || !dest->second->up || dest->second->incarnation != t.to_inc) {
+        FailTransfer(std::move(t), "the receiver crashed");
+        continue;
+      }
+      Node& to = *dest->second;
+      if (blocked_.count({t.from, t.to})) {
+        FailTransfer(std::move(t), "partitioned");
+        continue;
+      }
+      if (faults_ && rng_() % 100 < 3) {
+        FailTransfer(std::move(t), "connection reset");
+        continue;
+      }
+      if (to.stalled_until > now_) {
+        Reschedule(std::move(t), to.stalled_until + static_cast<int64_t>(rng_() % kMs));
+        continue;
+      }
+      if (--t.chunks_left > 0) {
+        int64_t delay = static_cast<int64_t>(5 + rng_() % 30) * kMs;
+        if (faults_ && rng_() % 20 == 0) delay += static_cast<int64_t>(rng_() % 500) * kMs;
+        Reschedule(std::move(t), now_ + delay);
+        continue;
+      }
+      // The whole payload arrived (and was checked): the follower's runtime Steps the message and
+      // installs Ready::snapshot from the payload if the core takes it.
+      to.received[t.m.snapshot.index.value()] = t.payload;
+      Call(to, [&](raft::Raft& r) { (void)r.Step(t.m); });
+      to.received.clear();
+      if (faults_ && rng_() % 100 < 3) {
+        FailTransfer(std::move(t), "the receipt was lost");
+        continue;
+      }
+      t.report = true;
+      t.ok = true;
+      Reschedule(std::move(t), now_ + static_cast<int64_t>(1 + rng_() % 10) * kMs);
+    }
+  }
+
+  /// Step 2 of a Ready carrying a snapshot: save the payload as the snapshot file, restore the
+  /// state machine from it, replace the log. A crash may come before or after. False if crashed.
+  bool Install(Node& n, const raft::SnapshotMeta& meta) {
+    auto it = n.received.find(meta.index.value());
+    if (it == n.received.end()) {
+      Fail("node " + std::to_string(n.id.value()) + " was asked to install a snapshot at " +
+           std::to_string(meta.index.value()) + " it did not receive");
+      return false;
+    }
+    const Payload payload = it->second;
+    if (payload->size() != meta.index.value()) {
+      Fail("snapshot payload size does not match its index");
+      return false;
+    }
+    if (faults_ && rng_() % 25 == 0) {
+      Crash(n, "before the snapshot install");  // the old file and log stay
+      return false;
+    }
+    n.storage->ResetToSnapshot(meta);
+    n.snap_file = payload;
+    n.applied = *payload;
+    n.durable.commit = std::max(n.durable.commit, meta.index);
+    for (auto p = n.proposals.begin(); p != n.proposals.end() && p->first <= meta.index.value();)
+      p = n.proposals.erase(p);
+    ++installs_;
+    Log("install snapshot " + std::to_string(meta.index.value()) + " at " +
+        std::to_string(n.id.value()));
+    // The restored state machine is the committed history's prefix.
+    for (size_t k = 0; k < payload->size(); ++k) {
+      const Entry& e = (*payload)[k];
+      if (k >= history_.size() || e.index.value() != k + 1 || history_[k].term != e.term ||
+          history_[k].data != e.data) {
+        Fail("node " + std::to_string(n.id.value()) + " installed a snapshot at " +
+             std::to_string(meta.index.value()) + " whose entry " + std::to_string(k + 1) +
+             " is not the committed one");
+        return false;
+      }
+    }
+    if (ConfAt(meta.index.value()) != meta.conf) {
+      Fail("snapshot at " + std::to_string(meta.index.value()) + " carries membership " +
+           raft::ToString(meta.conf) + ", the log has " +
+           raft::ToString(ConfAt(meta.index.value())) + " there");
+    }
+    if (faults_ && rng_() % 25 == 0) {
+      Crash(n, "after the snapshot install");  // before the hard state and entries
+      return false;
+    }
+    return true;
+  }
+
+  /// The runtime snapshots the state machine at a random applied index: the file is saved
+  /// (durable), then the log compacted. A crash in between leaves the log uncompacted, and the
+  /// restart uses the snapshot the log names (the orphan file is dropped).
+  void TakeSnapshot(Node& n) {
+    const LogIndex first = n.storage->Snapshot().index;
+    const LogIndex applied = n.raft->log().applied();
+    if (applied <= first) return;
+    const LogIndex at = first + (1 + rng_() % (applied - first));
+    auto meta = n.raft->SnapshotMetaAt(at);
+    // A node added later knows no membership before its first membership entry.
+    if (!meta.ok() && meta.status().code() == StatusCode::kFailedPrecondition &&
+        n.id.value() > static_cast<uint64_t>(o_.nodes) && conf_hist_.size() > 1 &&
+        at.value() < std::next(conf_hist_.begin())->first) {
+      return;
+    }
+    if (!meta.ok()) {
+      Fail("SnapshotMetaAt(" + std::to_string(at.value()) + ") on node " +
+           std::to_string(n.id.value()) + ": " + meta.status().ToString());
+      return;
+    }
+    if (n.applied.size() != applied.value()) {
+      Fail("node " + std::to_string(n.id.value()) + " applied " + std::to_string(n.applied.size()) +
+           " entries, its core says " + std::to_string(applied.value()));
+      return;
+    }
+    if (meta->conf != ConfAt(at.value())) {
+      Fail("SnapshotMetaAt(" + std::to_string(at.value()) + ") gives membership " +
+           raft::ToString(meta->conf) + ", the log has " + raft::ToString(ConfAt(at.value())));
+      return;
+    }
+    auto payload = std::make_shared<const std::vector<Entry>>(
+        n.applied.begin(), n.applied.begin() + static_cast<ptrdiff_t>(at.value()));
+    if (rng_() % 20 == 0) {
+      Crash(n, "between the snapshot save and the compaction");
+      return;
+    }
+    if (Status st = n.storage->Compact(*meta); !st.ok()) {
+      Fail("compaction at " + std::to_string(at.value()) + " on node " +
+           std::to_string(n.id.value()) + ": " + st.ToString());
+      return;
+    }
+    n.snap_file = std::move(payload);
+    ++snapshots_;
+    Log("snapshot at " + std::to_string(n.id.value()) + " up to " + std::to_string(at.value()));
   }
 
   // --- the workload and the faults ------------------------------------------------------------
@@ -331,6 +629,11 @@ class Sim {
   }
 
   void Act() {
+    if (o_.membership && (o_.aggressive || o_.membership_heavy) && faults_) {
+      // An operator's tool retries its membership change on a new leader at once.
+      Node* newest = Leader();
+      if (newest && !newest->applied_own_term) ChangeMembership(/*voters_only=*/true);
+    }
     const int roll = static_cast<int>(rng_() % 1000);
     Node* leader = SomeLeader();
     if (roll < 250 && leader) {
@@ -373,6 +676,101 @@ class Sim {
       const NodeId to = ids_[rng_() % ids_.size()];
       if (to != leader->id) Call(*leader, [&](raft::Raft& r) { (void)r.TransferLeadership(to); });
       Log("transfer " + std::to_string(leader->id.value()) + "->" + std::to_string(to.value()));
+    } else if (roll >= 600 && roll < 630 && o_.snapshots) {
+      Node& n = *nodes_.at(ids_[rng_() % ids_.size()]);
+      if (Running(n)) TakeSnapshot(n);
+    } else if (roll >= 650 &&
+               roll < (o_.membership_heavy ? 750
+                       : o_.aggressive     ? 700
+                                           : 665) &&
+               o_.membership) {
+      ChangeMembership();
+    }
+  }
+
+  /// The scenario driver: an operator asks the newest leader for a membership change that keeps
+  /// 3 to 5 voters — add a learner (a node is created for a new id), promote a caught-up learner,
+  /// remove a voter (a crashed one first), replace a crashed voter by a learner, 3 -> 5 and 5 -> 3
+  /// in one joint change, demote a voter, remove a learner — simple or joint, and sometimes hands
+  /// leadership over right after. `voters_only`: a change that moves a voter.
+  void ChangeMembership(bool voters_only = false) {
+    Node* leader = Leader();
+    if (!leader) return;
+    raft::Raft& r = *leader->raft;
+    const ConfState cs = r.conf_state();
+    if (raft::IsJoint(cs)) return;
+    const std::set<NodeId> members = raft::Members(cs);
+    std::vector<NodeId> outsiders, learners = cs.learners, down_voters, other_voters;
+    for (int i = 1; i <= o_.max_nodes; ++i) {
+      if (!members.count(NodeId(i))) outsiders.push_back(NodeId(i));
+    }
+    for (NodeId v : cs.voters) {
+      auto it = nodes_.find(v);
+      if (it != nodes_.end() && !it->second->up) down_voters.push_back(v);
+      if (v != leader->id) other_voters.push_back(v);
+    }
+    auto caught_up = [&](NodeId id) {
+      const raft::Progress* p = r.progress(id);
+      return p && r.log().last_index() - p->match() <= 8;
+    };
+    std::vector<NodeId> ready_learners;
+    for (NodeId l : learners) {
+      if (caught_up(l) || rng_() % 4 == 0) ready_learners.push_back(l);  // sometimes too early
+    }
+    auto pick = [&](const std::vector<NodeId>& v) { return v[rng_() % v.size()]; };
+    using raft::ConfChangeType;
+    raft::ConfChange cc;
+    cc.force_joint = rng_() % 3 == 0;
+    const size_t voters = cs.voters.size();
+    int kind = static_cast<int>(rng_() % 9);
+    if (kind == 8) kind = voters == 3 && learners.size() >= 2 ? 5 : 0;  // 3 -> 5 at once
+    if (voters_only) kind = 2 + static_cast<int>(rng_() % 5);           // a voter changes
+    if (kind <= 1 && !outsiders.empty() && learners.size() < 2) {
+      cc.changes.push_back({ConfChangeType::kAddLearner, pick(outsiders)});
+    } else if (kind == 2 && !ready_learners.empty() && voters < 5) {
+      cc.changes.push_back({ConfChangeType::kAddVoter, pick(ready_learners)});
+    } else if (kind == 3 && voters > 3) {
+      const NodeId v = !down_voters.empty() ? pick(down_voters)
+                       : rng_() % 5 == 0    ? leader->id
+                                            : pick(other_voters);
+      cc.changes.push_back({ConfChangeType::kRemove, v});
+    } else if (kind == 4 && !down_voters.empty() && !ready_learners.empty()) {
+      cc.changes.push_back({ConfChangeType::kRemove, pick(down_voters)});  // replace a crashed node
+      cc.changes.push_back({ConfChangeType::kAddVoter, pick(ready_learners)});
+    } else if (kind == 5 && voters == 3 && learners.size() >= 2) {
+      std::vector<NodeId> pool = learners;
+      std::shuffle(pool.begin(), pool.end(), rng_);
+      for (size_t k = 0; k < 2; ++k) cc.changes.push_back({ConfChangeType::kAddVoter, pool[k]});
+    } else if (kind == 5 && voters == 5) {
+      std::vector<NodeId> pool = down_voters.size() >= 2 ? down_voters : other_voters;
+      std::shuffle(pool.begin(), pool.end(), rng_);
+      for (size_t k = 0; k < 2; ++k) cc.changes.push_back({ConfChangeType::kRemove, pool[k]});
+    } else if (kind == 6 && voters > 3) {
+      cc.changes.push_back({ConfChangeType::kAddLearner, pick(other_voters)});  // a demotion
+    } else if (kind == 7 && !learners.empty()) {
+      cc.changes.push_back({ConfChangeType::kRemove, pick(learners)});
+    } else {
+      return;
+    }
+    std::string what = cc.force_joint ? "joint" : "";
+    for (const auto& c : cc.changes) {
+      what += std::string(c.type == ConfChangeType::kAddVoter     ? " +v"
+                          : c.type == ConfChangeType::kAddLearner ? " +l"
+                                                                  : " -") +
+              std::to_string(c.node.value());
+      if (!nodes_.count(c.node)) Create(c.node);  // the operator starts the new node first
+    }
+    Call(*leader, [&](raft::Raft& core) {
+      auto idx = core.ProposeConfChange(cc);
+      what += idx.ok() ? " at " + std::to_string(idx->value()) : " refused";
+    });
+    Log("membership" + what + " on " + std::to_string(leader->id.value()));
+    if (leader->up && rng_() % (o_.aggressive || o_.membership_heavy ? 2 : 4) == 0 &&
+        !other_voters.empty()) {
+      const NodeId to = pick(other_voters);
+      Call(*leader, [&](raft::Raft& core) { (void)core.TransferLeadership(to); });
+      Log("transfer during the change " + std::to_string(leader->id.value()) + "->" +
+          std::to_string(to.value()));
     }
   }
 
@@ -407,6 +805,7 @@ class Sim {
       }
     }
     Deliver();
+    Transfers();
     for (NodeId id : ids_) {
       Node& n = *nodes_.at(id);
       // A tick only once T_tick has passed on its own clock since the last; missed ticks drop.
@@ -474,6 +873,7 @@ class Sim {
     } else {
       history_.push_back(e);
       applied_at_.push_back(now_);
+      if (e.type == raft::EntryType::kConfChange) CommittedConfChange(e);
     }
     if (!first_apply_.count(e.term.value())) {
       first_apply_[e.term.value()] = now_;
@@ -494,6 +894,60 @@ class Sim {
         acked_data_[i] = e.data;
       }
       n.proposals.erase(p);
+    }
+  }
+
+  /// A membership entry joined the committed history: it must follow the one before by an
+  /// allowed step (no two configurations in force one after the other have disjoint quorums).
+  void CommittedConfChange(const Entry& e) {
+    auto cc = raft::DecodeConfChangeEntry(e.data);
+    if (!cc.ok()) {
+      Fail("committed membership entry " + std::to_string(e.index.value()) + " is damaged");
+      return;
+    }
+    const ConfState& prev = conf_hist_.rbegin()->second;
+    if (!AllowedStep(prev, cc->target)) {
+      Fail("membership: committed entry " + std::to_string(e.index.value()) + " moves from " +
+           raft::ToString(prev) + " to " + raft::ToString(cc->target) +
+           ", not a simple change nor a joint step (their quorums need not intersect)");
+    }
+    conf_hist_[e.index.value()] = cc->target;
+    Log("committed membership " + raft::ToString(cc->target) + " at " +
+        std::to_string(e.index.value()));
+  }
+
+  /// The membership the committed history puts in force at index i.
+  const ConfState& ConfAt(uint64_t i) const { return std::prev(conf_hist_.upper_bound(i))->second; }
+
+  /// Every committed membership entry is applied by every node, in log order: the core's
+  /// membership in force is the history's at its conf_index (a membership entry, or the snapshot
+  /// it restored), no committed membership entry at or below its applied index is skipped, and
+  /// conf_index never moves back.
+  void CheckConf(Node& n) {
+    if (!n.up || !failure_.empty()) return;
+    const raft::Raft& r = *n.raft;
+    const uint64_t ci = r.conf_index().value();
+    const uint64_t applied = r.log().applied().value();
+    const std::string who = "membership on node " + std::to_string(n.id.value()) + ": ";
+    if (n.id.value() > static_cast<uint64_t>(o_.nodes) && ci == 0) {
+      if (!r.conf_state().voters.empty())
+        Fail(who + "a node added later has a membership before it learned one");
+      return;
+    }
+    if (ci < n.conf_index_seen) {
+      Fail(who + "conf_index went back from " + std::to_string(n.conf_index_seen) + " to " +
+           std::to_string(ci));
+    }
+    n.conf_index_seen = ci;
+    if (ci > history_.size()) return;  // committed, not yet applied anywhere
+    if (r.conf_state() != ConfAt(ci)) {
+      Fail(who + "in force " + raft::ToString(r.conf_state()) + " as of " + std::to_string(ci) +
+           ", the committed history has " + raft::ToString(ConfAt(ci)));
+    }
+    auto next = conf_hist_.upper_bound(ci);
+    if (next != conf_hist_.end() && next->first <= applied) {
+      Fail(who + "applied up to " + std::to_string(applied) + " but not the membership entry at " +
+           std::to_string(next->first));
     }
   }
 
@@ -522,6 +976,25 @@ class Sim {
            " committed index " + std::to_string(r.log().committed().value()) +
            " by counting replicas of an earlier term's entry");
     }
+    if (r.role() == Role::kLeader && r.log().committed() > n.commit_seen) {
+      // Commit quorum: the entry is durable on a majority of each half of the configuration.
+      const LogIndex idx = r.log().committed();
+      const Term t = r.log().TermOr(idx, Term());
+      auto durable = [&](NodeId p) {
+        auto it = nodes_.find(p);
+        if (it == nodes_.end()) return false;
+        const raft::MemoryLogStorage& st = *it->second->storage;
+        if (st.Snapshot().index >= idx) return true;
+        auto term = st.TermAt(idx);
+        return term.ok() && *term == t;
+      };
+      if (!r.config().Majority(durable)) {
+        Fail("commit quorum: the leader of term " + std::to_string(r.term().value()) +
+             " committed index " + std::to_string(idx.value()) +
+             " which is not durable on a majority of each half of " +
+             raft::ToString(r.conf_state()));
+      }
+    }
     n.commit_seen = r.log().committed();
   }
 
@@ -544,6 +1017,7 @@ class Sim {
     for (size_t k = 0; k < history_.size(); ++k) {
       const Entry& e = history_[k];
       if (applied_at_[k] >= term_began) break;
+      if (e.index < n.raft->log().first_index().prev()) continue;  // in its snapshot
       if (!n.raft->log().MatchTerm(e.index, e.term)) {
         Fail("leader completeness: the leader of term " + std::to_string(n.raft->term().value()) +
              " lacks committed entry " + std::to_string(e.index.value()));
@@ -583,8 +1057,11 @@ class Sim {
         const auto& la = up[a]->raft->log();
         const auto& lb = up[b]->raft->log();
         const LogIndex last = std::min(la.last_index(), lb.last_index());
+        // Below a snapshot's index the entries are gone (and were committed).
+        const LogIndex low =
+            std::max({LogIndex(1), la.first_index().prev(), lb.first_index().prev()});
         bool matched_above = false;
-        for (LogIndex i = last; i >= LogIndex(1); i = i.prev()) {
+        for (LogIndex i = last; i >= low; i = i.prev()) {
           const bool same = la.TermOr(i, Term()) == lb.TermOr(i, Term());
           if (matched_above && !same) {
             Fail("log matching: nodes " + std::to_string(up[a]->id.value()) + " and " +
@@ -634,8 +1111,12 @@ class Sim {
         });
         continue;
       }
+      // Every member of the leader's membership (removed nodes and spares are not asked).
       bool all = true;
-      for (const auto& [_, n] : nodes_) all &= n->raft->log().committed().value() >= target;
+      for (NodeId p : raft::Members(leader->raft->conf_state())) {
+        auto it = nodes_.find(p);
+        all &= it != nodes_.end() && it->second->raft->log().committed().value() >= target;
+      }
       if (all && acked_data_.count(target)) {
         Log("live after " + std::to_string((now_ - start) / kMs) + " ms");
         return;
@@ -646,7 +1127,7 @@ class Sim {
       }
     }
     if (failure_.empty())
-      Fail("liveness: no leader committed a new entry on every node within 30 s of healing");
+      Fail("liveness: no leader committed a new entry on every member within 30 s of healing");
   }
 
   // --- trace -----------------------------------------------------------------------------------
@@ -680,8 +1161,15 @@ class Sim {
 
   SimOptions o_;
   std::mt19937_64 rng_;
-  std::vector<NodeId> ids_;
+  std::vector<NodeId> initial_;  // the voters at the start
+  std::vector<NodeId> ids_;      // every node created so far
   std::map<NodeId, std::unique_ptr<Node>> nodes_;
+  std::map<std::pair<int64_t, uint64_t>, Transfer> xfers_;
+  std::map<std::pair<NodeId, NodeId>, uint64_t> active_xfer_;  // (from, to) -> the current stream
+  uint64_t xfer_seq_ = 0, snapshots_ = 0, installs_ = 0, transfers_failed_ = 0;
+  std::map<uint64_t, ConfState> conf_hist_;  // index -> membership of the committed history
+  // (candidate, term) -> the voters that granted it a vote.
+  std::map<std::pair<NodeId, uint64_t>, std::set<NodeId>> vote_grants_;
   std::map<std::pair<int64_t, uint64_t>, Message> net_;
   std::set<std::pair<NodeId, NodeId>> blocked_;
   int64_t now_ = 0;
@@ -716,10 +1204,50 @@ SimResult RunSimulation(const SimOptions& options) {
   return Sim(options).Run();
 }
 
+namespace {
+
+struct KnobName {
+  const char* name;
+  bool raft::TestingKnobs::*field;
+};
+constexpr KnobName kKnobs[] = {
+    {"count_old_term_entries_for_commit", &raft::TestingKnobs::count_old_term_entries_for_commit},
+    {"skip_vote_persist", &raft::TestingKnobs::skip_vote_persist},
+    {"grant_votes_to_shorter_logs", &raft::TestingKnobs::grant_votes_to_shorter_logs},
+    {"skip_log_matching_check", &raft::TestingKnobs::skip_log_matching_check},
+    {"read_index_before_term_commit", &raft::TestingKnobs::read_index_before_term_commit},
+    {"keep_time_lease_after_timeout_now", &raft::TestingKnobs::keep_time_lease_after_timeout_now},
+    {"no_vote_refusal_after_restart", &raft::TestingKnobs::no_vote_refusal_after_restart},
+    {"credit_ack_to_newest_round", &raft::TestingKnobs::credit_ack_to_newest_round},
+    {"conf_change_without_term_commit", &raft::TestingKnobs::conf_change_without_term_commit},
+    {"ignore_old_majority_in_joint", &raft::TestingKnobs::ignore_old_majority_in_joint},
+};
+
+}  // namespace
+
+bool SetKnob(raft::TestingKnobs& knobs, const std::string& name) {
+  for (const auto& k : kKnobs) {
+    if (name == k.name) {
+      knobs.*k.field = true;
+      return true;
+    }
+  }
+  return false;
+}
+
 std::string ReplayCommand(const SimOptions& o) {
-  return "LOCKD_SIM_SEED=" + std::to_string(o.seed) +
-         " LOCKD_SIM_NODES=" + std::to_string(o.nodes) +
-         " LOCKD_SIM_TRACE=1 build/release/tests/sim/sim_test --gtest_filter=Sim.Replay";
+  std::string env =
+      "LOCKD_SIM_SEED=" + std::to_string(o.seed) + " LOCKD_SIM_NODES=" + std::to_string(o.nodes);
+  if (o.aggressive) env += " LOCKD_SIM_AGGRESSIVE=1";
+  if (o.membership_heavy) env += " LOCKD_SIM_MEMBERSHIP_HEAVY=1";
+  if (!o.snapshots) env += " LOCKD_SIM_SNAPSHOTS=0";
+  if (!o.membership) env += " LOCKD_SIM_MEMBERSHIP=0";
+  if (o.safety_steps != SimOptions().safety_steps)
+    env += " LOCKD_SIM_STEPS=" + std::to_string(o.safety_steps);
+  for (const auto& k : kKnobs) {
+    if (o.knobs.*k.field) env += std::string(" LOCKD_SIM_KNOB=") + k.name;
+  }
+  return env + " LOCKD_SIM_TRACE=1 build/release/tests/sim/sim_test --gtest_filter=Sim.Replay";
 }
 
 }  // namespace lockd::sim
