@@ -664,13 +664,15 @@ void Replica::Apply(const raft::Entry& entry) {
 
 void Replica::MaybeTakeSnapshot() {
   if (options_.snapshot_entries == 0 || applied_ < snapshot_index_ + options_.snapshot_entries ||
-      !fatal().ok()) {
+      applied_ < snapshot_retry_at_ || !fatal().ok()) {
     return;
   }
   auto meta = raft_->SnapshotMetaAt(raft::LogIndex(applied_));
   if (!meta.ok()) {
-    spdlog::warn("node {}: no snapshot at {}: {}", options_.node_id, applied_,
-                 meta.status().ToString());
+    // E.g. a node that joined later and does not know the membership at this index yet.
+    snapshot_retry_at_ = applied_ + options_.snapshot_entries;
+    spdlog::warn("node {}: no snapshot at {} (next try at {}): {}", options_.node_id, applied_,
+                 snapshot_retry_at_, meta.status().ToString());
     return;
   }
   const BootTime start = clock_.Now();

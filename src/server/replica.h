@@ -256,7 +256,8 @@ class Replica {
   uint64_t first_index_this_run_ = 0;
   BootTime last_retire_;
   raft::NodeId transfer_to_;
-  uint64_t snapshot_index_ = 0;  ///< of the newest snapshot this node holds
+  uint64_t snapshot_index_ = 0;     ///< of the newest snapshot this node holds
+  uint64_t snapshot_retry_at_ = 0;  ///< after a failed attempt, no new one before this index
   /// The newest snapshot's payload while a transfer still uses it (loaded from disk on demand).
   raft::SnapshotMeta cached_meta_;
   std::weak_ptr<const std::string> cached_payload_;

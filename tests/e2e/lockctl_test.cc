@@ -267,6 +267,17 @@ class LockctlOnCluster : public ::testing::Test {
   static void SetUpTestSuite() {
     cluster_ = new Cluster();
     leader_ = cluster_->WaitForReady();
+    // Every node has applied the leader's first entry, so whichever node lockctl asks knows a
+    // commit index (a follower learns it with the next heartbeat).
+    testing::WaitFor(
+        [] {
+          for (int i = 0; i < cluster_->size(); ++i) {
+            v1::StatusResponse s;
+            if (!cluster_->Status(i, &s).ok() || s.applied_index() == 0) return false;
+          }
+          return true;
+        },
+        20s);
   }
   static void TearDownTestSuite() {
     delete cluster_;
