@@ -177,6 +177,23 @@ const char* KindName(const Command& command) {
   return kNames[command.index()];
 }
 
+std::string ToString(const Limits& l) {
+  std::string s;
+  auto put = [&s](const char* flag, uint64_t v) {
+    s += (s.empty() ? "" : " ") + std::string(flag) + "=" + std::to_string(v);
+  };
+  put("--max-name-bytes", l.max_name_bytes);
+  put("--max-label-bytes", l.max_label_bytes);
+  put("--min-ttl-ms", l.min_ttl_ms);
+  put("--max-ttl-ms", l.max_ttl_ms);
+  put("--max-wait-ms", l.max_wait_ms);
+  put("--max-locks", l.max_locks);
+  put("--max-leases", l.max_leases);
+  put("--max-waiters-per-lock", l.max_waiters_per_lock);
+  put("--max-leases-per-label", l.max_leases_per_label);
+  return s;
+}
+
 std::string ToString(const RequestId& id) {
   char buf[80];
   std::snprintf(

@@ -53,5 +53,7 @@ struct Limits {
 };
 
 std::string ToString(const RequestId& id);
+/// The limits as the flags that set them ("--max-name-bytes=512 ..."): what peers compare.
+std::string ToString(const Limits& limits);
 
 }  // namespace lockd::lock

@@ -48,14 +48,11 @@ void Forwarder::Finished() {
   if (--outstanding_ == 0) idle_.notify_all();
 }
 
-lockd::v1::LockService::Stub* Forwarder::StubFor(const std::string& addr) {
+std::shared_ptr<grpc::Channel> Forwarder::ChannelFor(const std::string& addr) {
   std::lock_guard lock(mu_);
-  auto& stub = stubs_[addr];
-  if (!stub) {
-    stub = lockd::v1::LockService::NewStub(
-        grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
-  }
-  return stub.get();
+  auto& channel = channels_[addr];
+  if (!channel) channel = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+  return channel;
 }
 
 }  // namespace lockd::server

@@ -36,23 +36,23 @@ class Forwarder {
   /// Waits for every forwarded call's callback to finish, so no call outlives its channel.
   ~Forwarder();
 
-  /// Calls `method` on the LockService at `leader_addr` with `req`, filling `resp`, then `done`
-  /// with the leader's status. `received` is when this node got the call (system clock, as gRPC
-  /// deadlines are); `caller_deadline` is the caller's. A call already older than F_fwd, or past
-  /// its deadline, is answered at once.
-  template <typename Req, typename Resp>
+  /// Calls `method` of `Service` (LockService or ClusterService) at `leader_addr` with `req`,
+  /// filling `resp`, then `done` with the leader's status. `received` is when this node got the
+  /// call (system clock, as gRPC deadlines are); `caller_deadline` is the caller's. A call already
+  /// older than F_fwd, or past its deadline, is answered at once.
+  template <typename Service, typename Req, typename Resp>
   void Forward(const std::string& leader_addr,
-               void (lockd::v1::LockService::StubInterface::async_interface::*method)(
+               void (Service::StubInterface::async_interface::*method)(
                    grpc::ClientContext*, const Req*, Resp*, std::function<void(grpc::Status)>),
                const Req& req, Resp* resp, std::chrono::system_clock::time_point received,
                std::chrono::system_clock::time_point caller_deadline,
                std::function<void(grpc::Status)> done) {
-    auto call = std::make_shared<Call<Req>>();
+    auto call = std::make_shared<Call<Service, Req>>();
     call->req = req;
     if (!Prepare(call->ctx, received, caller_deadline, done)) return;
-    auto* stub = StubFor(leader_addr);
+    call->stub = Service::NewStub(ChannelFor(leader_addr));
     Started();
-    (stub->async()->*method)(
+    (call->stub->async()->*method)(
         &call->ctx, &call->req, resp,
         [this, call, caller_deadline, done = std::move(done)](grpc::Status s) mutable {
           done(MapForwardStatus(s, caller_deadline));
@@ -62,8 +62,9 @@ class Forwarder {
   }
 
  private:
-  template <typename Req>
+  template <typename Service, typename Req>
   struct Call {
+    std::unique_ptr<typename Service::Stub> stub;
     grpc::ClientContext ctx;
     Req req;
   };
@@ -75,16 +76,16 @@ class Forwarder {
   bool Prepare(grpc::ClientContext& ctx, std::chrono::system_clock::time_point received,
                std::chrono::system_clock::time_point caller_deadline,
                const std::function<void(grpc::Status)>& done);
-  lockd::v1::LockService::Stub* StubFor(const std::string& addr);
+  std::shared_ptr<grpc::Channel> ChannelFor(const std::string& addr);
   void Started();
   void Finished();
 
   const uint64_t node_id_;
   const std::chrono::milliseconds max_forward_age_;
-  std::mutex mu_;  ///< guards stubs_ and outstanding_
+  std::mutex mu_;  ///< guards channels_ and outstanding_
   std::condition_variable idle_;
   size_t outstanding_ = 0;
-  std::map<std::string, std::unique_ptr<lockd::v1::LockService::Stub>> stubs_;
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
 };
 
 }  // namespace lockd::server

@@ -12,6 +12,7 @@ namespace lockd::server {
 
 namespace pb = lockd::v1;
 using Async = pb::LockService::StubInterface::async_interface;
+using ClusterAsync = pb::ClusterService::StubInterface::async_interface;
 
 namespace {
 
@@ -79,11 +80,12 @@ void LockServiceImpl::Shutdown() {
 
 // --- the shapes every call takes ----------------------------------------------------------------
 
-template <typename Req, typename Resp>
-void LockServiceImpl::Forward(grpc::CallbackServerContext* ctx,
-                              void (Async::*method)(grpc::ClientContext*, const Req*, Resp*,
-                                                    std::function<void(grpc::Status)>),
-                              const Req& req, Resp* resp, std::function<void(grpc::Status)> done) {
+template <typename Svc, typename Req, typename Resp>
+void LockServiceImpl::Forward(
+    grpc::CallbackServerContext* ctx,
+    void (Svc::StubInterface::async_interface::*method)(grpc::ClientContext*, const Req*, Resp*,
+                                                        std::function<void(grpc::Status)>),
+    const Req& req, Resp* resp, std::function<void(grpc::Status)> done) {
   if (WasForwarded(*ctx)) {
     // Forwarded once already: a second hop could loop between nodes with stale views.
     done(
@@ -99,8 +101,8 @@ void LockServiceImpl::Forward(grpc::CallbackServerContext* ctx,
                 "with the same request id"));
     return;
   }
-  ctx_.forwarder.Forward(addr, method, req, resp, std::chrono::system_clock::now(), ctx->deadline(),
-                         std::move(done));
+  ctx_.forwarder.Forward<Svc>(addr, method, req, resp, std::chrono::system_clock::now(),
+                              ctx->deadline(), std::move(done));
 }
 
 template <typename Req, typename Resp>
@@ -115,7 +117,8 @@ grpc::ServerUnaryReactor* LockServiceImpl::Mutate(
     return reactor;
   }
   if (!ctx_.replica.is_leader()) {
-    Forward(ctx, method, *req, resp, [reactor](grpc::Status s) { reactor->Finish(s); });
+    Forward<pb::LockService>(ctx, method, *req, resp,
+                             [reactor](grpc::Status s) { reactor->Finish(s); });
     return reactor;
   }
   // Nothing is proposed past the caller's deadline or more than F_fwd after it arrived here.
@@ -133,7 +136,8 @@ grpc::ServerUnaryReactor* LockServiceImpl::Inspect(
     std::function<grpc::Status(const ReadView&, Resp*)> fill) {
   auto* reactor = ctx->DefaultReactor();
   if (!stale && !ctx_.replica.is_leader()) {
-    Forward(ctx, method, *req, resp, [reactor](grpc::Status s) { reactor->Finish(s); });
+    Forward<pb::LockService>(ctx, method, *req, resp,
+                             [reactor](grpc::Status s) { reactor->Finish(s); });
     return reactor;
   }
   ctx_.replica.Read(
@@ -190,7 +194,8 @@ grpc::ServerUnaryReactor* LockServiceImpl::Renew(grpc::CallbackServerContext* ct
     return reactor;
   }
   if (!ctx_.replica.is_leader()) {
-    Forward(ctx, &Async::Renew, *req, resp, [reactor](grpc::Status s) { reactor->Finish(s); });
+    Forward<pb::LockService>(ctx, &Async::Renew, *req, resp,
+                             [reactor](grpc::Status s) { reactor->Finish(s); });
     return reactor;
   }
   const uint64_t lease = req->lease_id(), seq = req->seq();
@@ -294,9 +299,9 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
     }
     // A follower passes each renewal to the leader as a unary Renew.
     auto resp = std::make_shared<pb::RenewResponse>();
-    service_.Forward(ctx_, &Async::Renew, req, resp.get(), [answer, resp](grpc::Status s) {
-      answer(s, s.ok() ? resp->remaining_ms() : 0);
-    });
+    service_.Forward<pb::LockService>(
+        ctx_, &Async::Renew, req, resp.get(),
+        [answer, resp](grpc::Status s) { answer(s, s.ok() ? resp->remaining_ms() : 0); });
   }
 
   void Queue(pb::RenewResponse r) {  // alive_->mu held
@@ -690,10 +695,8 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::TransferLeadership(
     return reactor;
   }
   if (!c.replica.is_leader()) {
-    reactor->Finish(grpc::Status(
-        grpc::StatusCode::FAILED_PRECONDITION,
-        "this node is not the leader; send TransferLeadership to the leader (lockd-leader "
-        "metadata names it)"));
+    locks_.Forward<pb::ClusterService>(ctx, &ClusterAsync::TransferLeadership, *req, resp,
+                                       [reactor](grpc::Status s) { reactor->Finish(s); });
     return reactor;
   }
   c.replica.TransferLeadership(req->to(), [reactor, resp, &c](const lockd::Status& s) {
@@ -715,10 +718,8 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::ForceRelease(grpc::CallbackServerC
     return reactor;
   }
   if (!c.replica.is_leader()) {
-    // ClusterService calls are not forwarded by the LockService forwarder: send to the leader.
-    reactor->Finish(
-        Unavail("this node is not the leader; retry on the leader named by the "
-                "lockd-leader metadata, with the same request id"));
+    locks_.Forward<pb::ClusterService>(ctx, &ClusterAsync::ForceRelease, *req, resp,
+                                       [reactor](grpc::Status s) { reactor->Finish(s); });
     return reactor;
   }
   const auto deadline =

@@ -99,10 +99,11 @@ class LockServiceImpl final : public lockd::v1::LockService::CallbackService {
   void Register(Stream* s);
   void Unregister(Stream* s);
 
-  /// Forwards a unary call to the leader, or answers UNAVAILABLE when none can take it.
-  template <typename Req, typename Resp>
+  /// Forwards a unary call of `Svc` (LockService or ClusterService) to the leader, or
+  /// answers UNAVAILABLE when none can take it.
+  template <typename Svc, typename Req, typename Resp>
   void Forward(grpc::CallbackServerContext* ctx,
-               void (lockd::v1::LockService::StubInterface::async_interface::*method)(
+               void (Svc::StubInterface::async_interface::*method)(
                    grpc::ClientContext*, const Req*, Resp*, std::function<void(grpc::Status)>),
                const Req& req, Resp* resp, std::function<void(grpc::Status)> done);
 

@@ -140,6 +140,7 @@ Status Node::Start() {
   self.election_min_ms = options_.election_min_ms;
   self.tick_ms = options_.tick_ms;
   self.drift_ppm = static_cast<uint32_t>(options_.drift * 1'000'000 + 0.5);
+  self.limits = lock::ToString(LimitsOf(options_));
   const auto members = identity->members;
   transport_ = std::make_unique<PeerTransport>(
       self,

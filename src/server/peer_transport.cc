@@ -446,6 +446,7 @@ Hello PeerTransport::MakeHello(uint64_t to) const {
   hello.set_election_min_ms(self_.election_min_ms);
   hello.set_tick_ms(self_.tick_ms);
   hello.set_drift_ppm(self_.drift_ppm);
+  hello.set_limits(self_.limits);
   return hello;
 }
 
@@ -471,6 +472,10 @@ std::string PeerTransport::CheckHello(const Hello& h) const {
            " ppm; here " + std::to_string(self_.election_min_ms) + ", " +
            std::to_string(self_.tick_ms) + ", " + std::to_string(self_.drift_ppm) +
            "): the leader lease requires equal values on every node";
+  }
+  if (h.limits() != self_.limits) {
+    return "limits differ (node " + std::to_string(h.from()) + ": " + h.limits() +
+           "; here: " + self_.limits + "): members applying different limits could diverge";
   }
   return {};
 }

@@ -50,6 +50,7 @@ struct PeerIdentity {
   uint64_t election_min_ms = 1000;
   uint64_t tick_ms = 100;
   uint32_t drift_ppm = 10'000;
+  std::string limits;  ///< lock::ToString(Limits): must be equal on every member
 };
 
 struct PeerTransportOptions {

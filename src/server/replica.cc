@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
 #include <random>
 
 #include "raft/wire.h"
@@ -96,6 +97,8 @@ void Replica::Stop() {
   AnswerEveryCaller(gone, gone);
   for (auto& done : snapshot_senders_) done(gone);
   snapshot_senders_.clear();
+  if (transfer_) transfer_->done(gone);
+  transfer_.reset();
   std::vector<ParkedRenewal> renewals;
   std::vector<std::function<void()>> work;
   {
@@ -110,12 +113,14 @@ void Replica::Stop() {
 
 void Replica::TransferAway(std::chrono::milliseconds bound) {
   if (!is_leader()) return;
-  TransferLeadership(0, [](const Status& s) {
-    if (!s.ok()) spdlog::warn("leadership transfer at shutdown: {}", s.ToString());
-  });
-  const auto until = std::chrono::steady_clock::now() + bound;
-  while (is_leader() && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto outcome = std::make_shared<std::promise<Status>>();
+  auto answered = outcome->get_future();
+  TransferLeadership(0, [outcome](const Status& s) { outcome->set_value(s); });
+  if (answered.wait_for(bound) != std::future_status::ready) {
+    spdlog::warn("node {}: leadership transfer at shutdown did not finish within {} ms",
+                 options_.node_id, bound.count());
+  } else if (Status s = answered.get(); !s.ok()) {
+    spdlog::warn("node {}: leadership transfer at shutdown: {}", options_.node_id, s.ToString());
   }
 }
 
@@ -207,6 +212,7 @@ void Replica::Loop() {
     round_for_renewals_ = false;
     // 5. The Ready cycle, then (rarely) a snapshot of what it applied.
     HandleReadies();
+    CheckTransfer(clock_.Now());
     AnswerSnapshotSenders();
     MaybeTakeSnapshot();
     RetryParkedRenewals(clock_.Now());
@@ -303,7 +309,6 @@ void Replica::OnLostLeadership() {
   wait_order_.clear();
   expiries_to_propose_.clear();
   applied_samples_.clear();
-  transfer_to_ = raft::NodeId();
   // Nothing waiting on this node can be answered by it any more; every retry is safe.
   AnswerEveryCaller(NotLeader(),
                     Unavailable("leadership changed while the Acquire waited; retry with the "
@@ -497,8 +502,45 @@ void Replica::TransferLeadership(uint64_t to, FailFn done) {
         return;
       }
     }
-    done(raft_->TransferLeadership(target));
+    if (transfer_) {
+      done(FailedPrecondition("a transfer to node " + std::to_string(transfer_->to.value()) +
+                              " is in progress"));
+      return;
+    }
+    if (Status s = raft_->TransferLeadership(target); !s.ok()) {
+      done(s);
+      return;
+    }
+    spdlog::info("node {}: handing leadership to node {}", options_.node_id, target.value());
+    transfer_ =
+        PendingTransfer{target, clock_.Now() + 3 * options_.timing.election_min, std::move(done)};
   });
+}
+
+void Replica::CheckTransfer(BootTime now) {
+  if (!transfer_) return;
+  const raft::NodeId leader = raft_->leader();
+  Status outcome;
+  if (!leader_ && leader == transfer_->to) {
+    outcome = Status::Ok();
+  } else if (!leader_ && !leader.zero() && leader.value() != options_.node_id) {
+    outcome =
+        Status(StatusCode::kAborted, "leadership went to node " + std::to_string(leader.value()) +
+                                         ", not node " + std::to_string(transfer_->to.value()));
+  } else if (now >= transfer_->deadline) {
+    outcome =
+        Status(StatusCode::kDeadlineExceeded,
+               "node " + std::to_string(transfer_->to.value()) + " did not take over within " +
+                   std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      3 * options_.timing.election_min)
+                                      .count()) +
+                   " ms" + (leader_ ? "; this node still leads" : ""));
+  } else {
+    return;
+  }
+  FailFn done = std::move(transfer_->done);
+  transfer_.reset();
+  done(outcome);
 }
 
 // --- the Ready cycle --------------------------------------------------------------------------

@@ -123,7 +123,7 @@ class Replica {
   /// Restores the state machine from the recovered snapshot and starts the loop (the log after
   /// it is applied by the loop, as the core hands it back).
   Status Start();
-  /// Leader: hands leadership to the most caught-up voter and waits up to `bound` for it.
+  /// Leader: hands leadership to the most caught-up voter and waits up to `bound` for it to lead.
   void TransferAway(std::chrono::milliseconds bound);
   /// Answers every waiting caller UNAVAILABLE and joins the loop.
   void Stop();
@@ -141,7 +141,9 @@ class Replica {
   /// `done` once it is installed (or was not needed), or with why it failed.
   void DeliverSnapshot(uint64_t from, std::string message, std::string payload,
                        std::function<void(Status)> done);
-  /// Asks the leader to hand leadership to `to` (0: the most caught-up voter).
+  /// Asks the leader to hand leadership to `to` (0: the most caught-up voter). `done` once `to`
+  /// leads (OK), leadership went elsewhere (ABORTED), or it did not happen within 3·E_min
+  /// (DEADLINE_EXCEEDED).
   void TransferLeadership(uint64_t to, FailFn done);
 
   bool is_leader() const { return is_leader_.load(); }
@@ -181,6 +183,7 @@ class Replica {
   void OnBecameLeader();
   void OnLostLeadership();
   void ActivateLeases(BootTime now);
+  void CheckTransfer(BootTime now);
   /// Answers every proposal, renewal and read with `s`, and every waiting Acquire with `waits`.
   void AnswerEveryCaller(const Status& s, const Status& waits);
 
@@ -255,7 +258,13 @@ class Replica {
   std::deque<std::pair<uint64_t, BootTime>> apply_times_;
   uint64_t first_index_this_run_ = 0;
   BootTime last_retire_;
-  raft::NodeId transfer_to_;
+  struct PendingTransfer {
+    raft::NodeId to;
+    BootTime deadline;
+    FailFn done;
+  };
+  /// A TransferLeadership call, answered once `to` leads (or it failed or timed out).
+  std::optional<PendingTransfer> transfer_;
   uint64_t snapshot_index_ = 0;     ///< of the newest snapshot this node holds
   uint64_t snapshot_retry_at_ = 0;  ///< after a failed attempt, no new one before this index
   /// The newest snapshot's payload while a transfer still uses it (loaded from disk on demand).

@@ -1203,5 +1203,85 @@ TEST_F(Api, WatchResumesAfterAPositionOnAnyNodeAndRefusesAnotherClustersPosition
   EXPECT_TRUE(got.empty());
 }
 
+// ---------------------------------------------------------------------------------------------
+// ClusterService: forwarded like every other call
+// ---------------------------------------------------------------------------------------------
+
+TEST_F(Api, TransferLeadershipFromAnyNodeAnswersOnceTheNamedNodeLeads) {
+  const int target = (leader_ + 2) % cluster_.size();  // neither the leader nor follower_
+  v1::TransferLeadershipRequest req;
+  req.set_to(cluster_.id(target));
+  v1::TransferLeadershipResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 20s);
+  // Sent to a follower, which forwards it; the answer comes once the target leads.
+  grpc::Status st = cluster_.cluster(follower_).TransferLeadership(&ctx, req, &resp);
+  ASSERT_TRUE(st.ok()) << Describe(st) << "\n" << cluster_.StatusSummary();
+  EXPECT_EQ(resp.leader_id(), cluster_.id(target));
+  v1::StatusResponse s;
+  ASSERT_TRUE(cluster_.Status(target, &s).ok());
+  EXPECT_EQ(s.leader_id(), cluster_.id(target)) << "answered before the target led";
+
+  // 0: the most caught-up other voter takes over.
+  grpc::ClientContext any;
+  any.set_deadline(std::chrono::system_clock::now() + 20s);
+  v1::TransferLeadershipRequest to_any;
+  st = cluster_.cluster(leader_).TransferLeadership(&any, to_any, &resp);
+  ASSERT_TRUE(st.ok()) << Describe(st);
+  EXPECT_NE(resp.leader_id(), cluster_.id(target));
+  EXPECT_NE(resp.leader_id(), 0u);
+
+  // Not a member, or the leader itself: refused, leadership stays.
+  const uint64_t leader_now = resp.leader_id();
+  for (uint64_t bad : {uint64_t{99}, leader_now}) {
+    grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + 10s);
+    v1::TransferLeadershipRequest r;
+    r.set_to(bad);
+    st = cluster_.cluster(leader_).TransferLeadership(&c, r, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad << ": " << Describe(st);
+  }
+  ASSERT_TRUE(cluster_.Status(0, &s).ok());
+  EXPECT_EQ(s.leader_id(), leader_now);
+}
+
+TEST_F(Api, ForceReleaseOnAFollowerReleasesTheHolderAndPromotesTheNextWaiter) {
+  const uint64_t holder = client_.MustGrantLease(kLongTtl, "stuck");
+  const uint64_t next = client_.MustGrantLease(kLongTtl, "next");
+  v1::AcquireResponse a;
+  ASSERT_TRUE(client_.Acquire("fr/x", holder, kEx, 0, &a).status.ok());
+  ASSERT_TRUE(a.acquired());
+  auto wait = std::async(std::launch::async, [&] {
+    v1::AcquireResponse w;
+    auto info = client_.Acquire("fr/x", next, kEx, 60'000, &w);
+    return std::make_pair(info.status, w);
+  });
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return client_.MustGetLock("fr/x").waiters_size() == 1; }, 15s));
+
+  v1::ForceReleaseRequest req;
+  *req.mutable_header() = client_.Begin();
+  req.set_name("fr/x");
+  req.set_reason("operator: stuck job");
+  v1::ForceReleaseResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 20s);
+  const grpc::Status st = cluster_.cluster(follower_).ForceRelease(&ctx, req, &resp);
+  client_.End(req.header().id().seq());
+  ASSERT_TRUE(st.ok()) << Describe(st);
+  ASSERT_EQ(resp.released_size(), 1);
+  EXPECT_EQ(resp.released(0).lease_id(), holder);
+  EXPECT_EQ(resp.released(0).token(), a.token());
+
+  ASSERT_EQ(wait.wait_for(20s), std::future_status::ready);
+  auto [wst, w] = wait.get();
+  ASSERT_TRUE(wst.ok()) << Describe(wst);
+  EXPECT_TRUE(w.acquired());
+  EXPECT_GT(w.token(), a.token());
+  v1::GetLeaseResponse g;
+  ASSERT_TRUE(client_.GetLease(holder, &g).status.ok()) << "the lease itself lives on";
+  EXPECT_TRUE(g.lease().held().empty());
+}
+
 }  // namespace
 }  // namespace lockd::e2e

@@ -55,8 +55,9 @@ class ForwarderTest : public ::testing::Test {
     pb::GetLockRequest req;
     req.set_name("seat/1");
     std::promise<grpc::Status> p;
-    f.Forward(addr_, &pb::LockService::StubInterface::async_interface::GetLock, req, resp, received,
-              deadline, [&](grpc::Status s) { p.set_value(s); });
+    f.Forward<pb::LockService>(addr_, &pb::LockService::StubInterface::async_interface::GetLock,
+                               req, resp, received, deadline,
+                               [&](grpc::Status s) { p.set_value(s); });
     return p.get_future().get();
   }
 

@@ -145,6 +145,9 @@ TEST(PeerTransport, ChecksHelloFieldsOneByOne) {
   bad = h;
   bad.set_drift_ppm(20'000);
   EXPECT_NE(t.CheckHello(bad), "");
+  bad = h;
+  bad.set_limits("--max-name-bytes=64");
+  EXPECT_NE(t.CheckHello(bad).find("limits differ"), std::string::npos) << t.CheckHello(bad);
 }
 
 TEST(PeerTransport, ReconnectsAfterTheReceiverRestarts) {
