@@ -66,6 +66,8 @@ Status Replica::Start() {
     state_ = std::move(restored).value();
     applied_ = snap->meta.index.value();
     snapshot_index_ = applied_;
+    // The events up to the snapshot are not replayed: resuming inside them is OUT_OF_RANGE.
+    watch_.CutHistory(applied_);
   }
   raft::Config cfg;
   cfg.id = raft::NodeId(options_.node_id);

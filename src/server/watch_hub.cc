@@ -31,6 +31,7 @@ void WatchHub::Publish(WatchEntry entry) {
   history_.push_back(std::move(entry));
   while (history_.size() > max_entries_) {
     history_floor_ = history_.front().index;
+    floor_events_ = history_.front().events.empty() ? 0 : history_.front().events.back().number;
     history_.pop_front();
   }
 }
@@ -43,7 +44,10 @@ void WatchHub::Applied(uint64_t applied) {
 void WatchHub::CutHistory(uint64_t index) {
   std::lock_guard lock(mu_);
   while (!history_.empty() && history_.front().index <= index) history_.pop_front();
-  if (index > history_floor_) history_floor_ = index;
+  if (index > history_floor_) {
+    history_floor_ = index;
+    floor_events_ = kUnknownEvents;  // what entry `index` held is not known here
+  }
   if (index > applied_) applied_ = index;
 }
 
@@ -54,8 +58,10 @@ Result<uint64_t> WatchHub::Subscribe(WatchFilter filter, const WatchPosition* af
       return OutOfRange("position is from cluster '" + after->cluster_id + "', this is '" +
                         cluster_id_ + "': re-read the state and watch from now");
     }
-    if (after->index < history_floor_) {
-      return OutOfRange("history before index " + std::to_string(history_floor_ + 1) +
+    // The entry at the floor is gone too: a position there is good only if it saw all of it.
+    if (after->index < history_floor_ ||
+        (after->index == history_floor_ && history_floor_ > 0 && after->event < floor_events_)) {
+      return OutOfRange("history up to index " + std::to_string(history_floor_) +
                         " is no longer kept (asked to resume after " +
                         std::to_string(after->index) + "): re-read the state and watch from now");
     }

@@ -91,6 +91,9 @@ class WatchHub {
   mutable std::mutex mu_;  ///< guards everything below; sinks are called with it held, in order
   std::deque<WatchEntry> history_;
   uint64_t history_floor_ = 0;  ///< every entry with index > floor and <= applied_ is retained
+  static constexpr uint32_t kUnknownEvents = UINT32_MAX;
+  /// The last event number of the entry at the floor (kUnknownEvents after a snapshot cut).
+  uint32_t floor_events_ = 0;
   uint64_t applied_ = 0;
   uint64_t next_id_ = 1;
   std::map<uint64_t, Subscriber> subscribers_;

@@ -76,9 +76,22 @@ TEST(WatchHub, APositionOfAnotherClusterOrBelowHistoryIsOutOfRange) {
             StatusCode::kOutOfRange);
   WatchPosition old{"c1", 1, 1};  // entries 1..3 fell out of the 2-entry history
   EXPECT_EQ(hub.Subscribe({"x", false}, &old, got.sink()).status().code(), StatusCode::kOutOfRange);
-  WatchPosition recent{"c1", 3, 1};
+  WatchPosition recent{"c1", 3, 1};  // entry 3 is gone, but this watcher saw all of it
   EXPECT_TRUE(hub.Subscribe({"x", false}, &recent, got.sink()).ok());
   EXPECT_EQ(got.entries.size(), 2u);  // 4 and 5
+}
+
+TEST(WatchHub, APositionInsideTheDroppedFloorEntryIsOutOfRange) {
+  WatchHub hub("c1", 1);
+  hub.Publish(Entry(1, {"x", "x", "x"}));  // events 1..3 of one entry
+  hub.Publish(Entry(2, {"x"}));            // entry 1 falls out
+  Collected got;
+  WatchPosition partial{"c1", 1, 2};  // saw events 1 and 2 of entry 1, not 3
+  EXPECT_EQ(hub.Subscribe({"x", false}, &partial, got.sink()).status().code(),
+            StatusCode::kOutOfRange);
+  WatchPosition whole{"c1", 1, 3};
+  EXPECT_TRUE(hub.Subscribe({"x", false}, &whole, got.sink()).ok());
+  EXPECT_EQ(got.entries.size(), 1u);  // entry 2
 }
 
 TEST(WatchHub, ASnapshotInstallCutsHistory) {
@@ -88,8 +101,13 @@ TEST(WatchHub, ASnapshotInstallCutsHistory) {
   Collected got;
   WatchPosition p{"c1", 4, 1};
   EXPECT_EQ(hub.Subscribe({"x", false}, &p, got.sink()).status().code(), StatusCode::kOutOfRange);
+  // What entry 10 held is not known after the cut, so no position inside it can resume.
   WatchPosition at{"c1", 10, 0};
-  EXPECT_TRUE(hub.Subscribe({"x", false}, &at, got.sink()).ok());
+  EXPECT_EQ(hub.Subscribe({"x", false}, &at, got.sink()).status().code(), StatusCode::kOutOfRange);
+  hub.Publish(Entry(11, {"x"}));
+  WatchPosition after_cut{"c1", 11, 0};
+  EXPECT_TRUE(hub.Subscribe({"x", false}, &after_cut, got.sink()).ok());
+  EXPECT_EQ(got.entries.size(), 1u);
 }
 
 TEST(WatchHub, ASinkThatRefusesIsDropped) {

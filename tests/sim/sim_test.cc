@@ -26,6 +26,24 @@ uint64_t DefaultSeeds() {
 #endif
 }
 
+TEST(Sim, TheDisjointMajorityCheckSeesWhatItShould) {
+  auto conf = [](std::vector<uint64_t> in, std::vector<uint64_t> out = {}) {
+    raft::ConfState c;
+    for (uint64_t v : in) c.voters.push_back(raft::NodeId(v));
+    for (uint64_t v : out) c.voters_outgoing.push_back(raft::NodeId(v));
+    return c;
+  };
+  EXPECT_TRUE(QuorumsIntersect(conf({1, 2, 3}), conf({1, 2, 3, 4})));      // one voter added
+  EXPECT_TRUE(QuorumsIntersect(conf({1, 2, 3}), conf({1, 2})));            // one voter removed
+  EXPECT_FALSE(QuorumsIntersect(conf({1, 2, 3}), conf({1, 2, 3, 4, 5})));  // two at once
+  EXPECT_FALSE(QuorumsIntersect(conf({1, 2, 3}), conf({3, 4, 5})));
+  // Through a joint configuration every step meets the one before.
+  EXPECT_TRUE(QuorumsIntersect(conf({1, 2, 3}), conf({3, 4, 5}, {1, 2, 3})));
+  EXPECT_TRUE(QuorumsIntersect(conf({3, 4, 5}, {1, 2, 3}), conf({3, 4, 5})));
+  // Counting only the incoming half of a joint configuration (a planted bug) would not.
+  EXPECT_FALSE(QuorumsIntersect(conf({1, 2, 3}), conf({3, 4, 5}, {})));
+}
+
 TEST(Sim, ManySeedsAreSafeAndLive) {
   const uint64_t seeds = EnvOr("LOCKD_SIM_SEEDS", DefaultSeeds());
   const uint64_t soak = EnvOr("LOCKD_SIM_SOAK_SECONDS", 0);

@@ -86,6 +86,36 @@ bool AllowedStep(const ConfState& a, const ConfState& b) {
   return false;
 }
 
+/// Whether every quorum of `a` meets every quorum of `b` (a quorum of a joint configuration is a
+/// majority of each half), checked by brute force over their voters: for each set S that is a
+/// quorum of a, the nodes outside S must not be a quorum of b. Independent of AllowedStep, so it
+/// checks that rule as well as the configurations.
+bool QuorumsMeet(const ConfState& a, const ConfState& b) {
+  std::set<NodeId> all;
+  for (const auto* list : {&a.voters, &a.voters_outgoing, &b.voters, &b.voters_outgoing}) {
+    all.insert(list->begin(), list->end());
+  }
+  const std::vector<NodeId> u(all.begin(), all.end());
+  LOCKD_CHECK(u.size() < 20);
+  auto quorum = [&](const ConfState& c, uint32_t mask) {
+    auto majority = [&](const std::vector<NodeId>& voters) {
+      if (voters.empty()) return true;
+      size_t in = 0;
+      for (NodeId v : voters) {
+        const size_t bit = std::lower_bound(u.begin(), u.end(), v) - u.begin();
+        in += (mask >> bit) & 1;
+      }
+      return 2 * in > voters.size();
+    };
+    return majority(c.voters) && majority(c.voters_outgoing);
+  };
+  const uint32_t full = (uint32_t{1} << u.size()) - 1;
+  for (uint32_t s = 0; s <= full; ++s) {
+    if (quorum(a, s) && quorum(b, full & ~s)) return false;
+  }
+  return true;
+}
+
 struct Read {
   NodeId node;
   uint64_t min_index;  // every write acknowledged before the read began is at or below this
@@ -906,7 +936,11 @@ class Sim {
       return;
     }
     const ConfState& prev = conf_hist_.rbegin()->second;
-    if (!AllowedStep(prev, cc->target)) {
+    if (!QuorumsMeet(prev, cc->target)) {
+      Fail("membership: committed entry " + std::to_string(e.index.value()) + " moves from " +
+           raft::ToString(prev) + " to " + raft::ToString(cc->target) +
+           ": two disjoint majorities exist across them");
+    } else if (!AllowedStep(prev, cc->target)) {
       Fail("membership: committed entry " + std::to_string(e.index.value()) + " moves from " +
            raft::ToString(prev) + " to " + raft::ToString(cc->target) +
            ", not a simple change nor a joint step (their quorums need not intersect)");
@@ -1199,6 +1233,10 @@ class Sim {
 };
 
 }  // namespace
+
+bool QuorumsIntersect(const raft::ConfState& a, const raft::ConfState& b) {
+  return QuorumsMeet(a, b);
+}
 
 SimResult RunSimulation(const SimOptions& options) {
   return Sim(options).Run();

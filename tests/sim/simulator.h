@@ -53,6 +53,10 @@ struct SimResult {
 
 SimResult RunSimulation(const SimOptions& options);
 
+/// The checker's own test of two configurations: whether every quorum of one meets every quorum
+/// of the other (joint: a majority of each half), by brute force.
+bool QuorumsIntersect(const raft::ConfState& a, const raft::ConfState& b);
+
 /// Sets the knob called `name` (as in TestingKnobs); false if there is none.
 bool SetKnob(raft::TestingKnobs& knobs, const std::string& name);
 
