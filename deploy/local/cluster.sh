@@ -33,6 +33,10 @@ if [ -f "$data/NODES" ] && [ "$(cat "$data/NODES")" != "$nodes" ]; then
   exit 2
 fi
 echo "$nodes" >"$data/NODES"
+# A new cluster gets a token of its own, so a cluster bootstrapped again after --wipe has another
+# cluster id, and clients see that its leases and tokens started over.
+[ -f "$data/TOKEN" ] || echo "local-$(date +%s)-$$-$RANDOM" >"$data/TOKEN"
+token="$(cat "$data/TOKEN")"
 bin="$PWD/build/release/src/daemon/lockd"
 
 pids=()
@@ -58,7 +62,7 @@ for i in $(seq 1 "$nodes"); do
     --client-addr "127.0.0.1:$((7400 + i))" \
     --peer-addr "127.0.0.1:$((7500 + i))" \
     --http-addr "127.0.0.1:$((7600 + i))" \
-    --initial-cluster "$initial" \
+    --initial-cluster "$initial" --cluster-token "$token" \
     --data-dir "$data/node$i" >>"$data/node$i.log" 2>&1 &
   pids+=($!)
   endpoints="${endpoints:+$endpoints,}127.0.0.1:$((7400 + i))"

@@ -126,6 +126,13 @@ Status Node::Start() {
     if (Status s = storage_->log().SetConfState(conf); !s.ok()) return s;
     spdlog::info("node {}: bootstrapped cluster {} with {} members", options_.node_id, cluster_id_,
                  identity->members.size());
+    if (options_.cluster_token == NodeOptions{}.cluster_token && identity->members.size() > 1) {
+      spdlog::warn(
+          "node {}: bootstrapped with the default --cluster-token: a cluster bootstrapped again "
+          "from wiped data dirs with the same flags gets the same cluster id, and clients cannot "
+          "tell that its leases and tokens started over; pick a token per bootstrap",
+          options_.node_id);
+    }
   }
   spdlog::info("node {}: data dir {}: cluster {}, log [{}, {}], term {}, commit {}",
                options_.node_id, options_.data_dir, cluster_id_,

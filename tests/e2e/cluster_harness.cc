@@ -227,6 +227,8 @@ std::vector<std::string> Cluster::Argv(int i) const {
       data_dir(i),
       "--initial-cluster",
       InitialCluster(),
+      "--cluster-token",
+      "e2e-" + dir(),  // one cluster id per test cluster, as an operator should pick
       "--tick-ms",
       std::to_string(o.tick_ms),
       "--election-min-ms",
