@@ -156,8 +156,14 @@ TEST(PeerTransport, ReconnectsAfterTheReceiverRestarts) {
   sender.SetPeer(2, "127.0.0.1:" + std::to_string(port));
   {
     Receiver b(Identity(2), port);
-    sender.Send(2, "before");
-    ASSERT_TRUE(testing::WaitFor([&] { return b.count() == 1; }, 20s));
+    // The sender's first attempt may have found nobody listening: until a stream is accepted,
+    // nothing queues for the peer, so keep sending until one arrives.
+    ASSERT_TRUE(testing::WaitFor(
+        [&] {
+          sender.Send(2, "before");
+          return b.count() > 0;
+        },
+        30s));
   }
   Receiver again(Identity(2), port);
   // Messages sent while the stream is down may be lost (Raft retransmits); keep sending until one
