@@ -675,10 +675,8 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::Status(grpc::CallbackServerContext
     if (st.role == raft::Role::kLeader) {
       o->set_match_index(m.match);
       o->set_lag(st.commit > m.match ? st.commit - m.match : 0);
-      o->set_reachable(m.active);
-    } else {
-      o->set_reachable(m.id == st.node_id);
     }
+    o->set_reachable(m.active);
   }
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -218,6 +218,27 @@ void Replica::Loop() {
     AnswerSnapshotSenders();
     MaybeTakeSnapshot();
     RetryParkedRenewals(clock_.Now());
+    // Reachability: the leader's Raft view (a recent answer), elsewhere whether this node's
+    // stream to the peer is up. Taken before mu_, which the transport's callbacks need.
+    std::vector<ReplicaStatus::Member> members;
+    for (const auto& m : options_.members) {
+      ReplicaStatus::Member mm;
+      mm.id = m.id;
+      mm.voter = raft_->config().contains(raft::NodeId(m.id));
+      if (m.id == options_.node_id) {
+        mm.active = true;
+      } else if (!leader_) {
+        mm.active = transport_.Stats(m.id).connected;
+      }
+      if (leader_) {
+        const auto& progress = raft_->progress();
+        if (auto it = progress.find(raft::NodeId(m.id)); it != progress.end()) {
+          mm.match = it->second.match().value();
+          mm.active = mm.active || it->second.recent_active();
+        }
+      }
+      members.push_back(mm);
+    }
     {
       std::lock_guard lock(mu_);
       status_.node_id = options_.node_id;
@@ -233,20 +254,7 @@ void Replica::Loop() {
       status_.lock_count = state_.lock_count();
       status_.try_locks_by_read = reads_for_try_locks_;
       status_.leases_ready = leader_ && deadlines_.active();
-      status_.members.clear();
-      for (const auto& m : options_.members) {
-        ReplicaStatus::Member mm;
-        mm.id = m.id;
-        mm.voter = raft_->config().contains(raft::NodeId(m.id));
-        if (leader_) {
-          const auto& progress = raft_->progress();
-          if (auto it = progress.find(raft::NodeId(m.id)); it != progress.end()) {
-            mm.match = it->second.match().value();
-            mm.active = it->second.recent_active() || m.id == options_.node_id;
-          }
-        }
-        status_.members.push_back(mm);
-      }
+      status_.members = std::move(members);
     }
     last_pass_ = clock_.Now() - start;
   }

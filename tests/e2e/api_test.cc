@@ -1203,6 +1203,27 @@ TEST_F(Api, WatchResumesAfterAPositionOnAnyNodeAndRefusesAnotherClustersPosition
   EXPECT_TRUE(got.empty());
 }
 
+TEST_F(Api, StatusOnAFollowerShowsWhichPeersItsStreamsReach) {
+  const int other = 3 - leader_ - follower_;
+  auto reachable = [&](int asked, int member) {
+    v1::StatusResponse s;
+    if (!cluster_.Status(asked, &s).ok()) return false;
+    for (const auto& m : s.members()) {
+      if (m.id() == cluster_.id(member)) return m.reachable();
+    }
+    return false;
+  };
+  EXPECT_TRUE(testing::WaitFor(
+      [&] { return reachable(follower_, leader_) && reachable(follower_, other); }, 15s))
+      << cluster_.StatusSummary();
+  cluster_.Kill(other);
+  EXPECT_TRUE(testing::WaitFor([&] { return !reachable(follower_, other); }, 20s))
+      << "a killed peer still shows as reachable from a follower";
+  EXPECT_TRUE(reachable(follower_, leader_));
+  EXPECT_TRUE(testing::WaitFor([&] { return !reachable(leader_, other); }, 20s))
+      << "nor from the leader";
+}
+
 // ---------------------------------------------------------------------------------------------
 // ClusterService: forwarded like every other call
 // ---------------------------------------------------------------------------------------------
