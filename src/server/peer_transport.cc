@@ -38,13 +38,15 @@ class PeerTransport::Outbound {
 
   bool Enqueue(std::string msg) {
     std::lock_guard lock(mu_);
-    if (stopping_ || !reachable_ || queue_.size() >= owner_.options_.max_queued_messages ||
-        queued_bytes_ + msg.size() > owner_.options_.max_queued_bytes) {
+    if (stopping_ ||
+        (reachable_ && (queue_.size() >= owner_.options_.max_queued_messages ||
+                        queued_bytes_ + msg.size() > owner_.options_.max_queued_bytes))) {
       ++stats_.dropped;
       return false;
     }
     queued_bytes_ += msg.size();
     queue_.push_back(std::move(msg));
+    if (!reachable_) TrimForUnreachable();
     cv_.notify_all();
     return true;
   }
@@ -62,7 +64,9 @@ class PeerTransport::Outbound {
 
   PeerStats Stats() const {
     std::lock_guard lock(mu_);
-    return stats_;
+    PeerStats s = stats_;
+    s.queued = queue_.size();
+    return s;
   }
 
  private:
@@ -72,11 +76,9 @@ class PeerTransport::Outbound {
       const bool was_accepted = RunStream();
       std::unique_lock lock(mu_);
       if (stopping_) return;
-      // Unreachable until a stream is accepted again: drop what waits, and queue nothing new.
+      // Unreachable until a stream is accepted again: only the newest few messages wait.
       reachable_ = false;
-      stats_.dropped += queue_.size();
-      queue_.clear();
-      queued_bytes_ = 0;
+      TrimForUnreachable();
       ++stats_.reconnects;
       backoff_ms = was_accepted ? owner_.options_.backoff_initial_ms
                                 : std::min(backoff_ms * 2, owner_.options_.backoff_max_ms);
@@ -176,6 +178,18 @@ class PeerTransport::Outbound {
     }
   }
 
+  /// Drops the oldest messages beyond the unreachable bounds (mu_ held).
+  void TrimForUnreachable() {
+    const auto& o = owner_.options_;
+    const size_t most = std::min(o.max_queued_while_unreachable, o.max_queued_messages);
+    while (!queue_.empty() &&
+           (queue_.size() > most || queued_bytes_ > o.max_queued_bytes_while_unreachable)) {
+      queued_bytes_ -= queue_.front().size();
+      queue_.pop_front();
+      ++stats_.dropped;
+    }
+  }
+
   void SetError(std::string e) {
     std::lock_guard lock(mu_);
     stats_.last_error = std::move(e);
@@ -191,7 +205,6 @@ class PeerTransport::Outbound {
   std::deque<std::string> queue_;
   size_t queued_bytes_ = 0;
   /// False from a failed or broken stream until the next accepted one (see the file comment).
-  /// True at first, so the messages of a new peer wait for its first connection.
   bool reachable_ = true;
   bool stopping_ = false;
   grpc::ClientContext* active_ctx_ = nullptr;  ///< the live stream's context, to cancel on Stop

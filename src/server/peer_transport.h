@@ -4,9 +4,10 @@
 // are sent in batches (one frame carries everything queued, up to a byte bound), and a broken
 // stream is reopened with jittered exponential back-off. Raft tolerates loss, so a full queue drops
 // rather than blocks: Send() never waits on the network. While a peer is unreachable (its stream
-// broke, or a connection attempt failed) nothing queues for it: what was queued is dropped, and so
-// is every message until a stream is accepted again. Old appends would only be replayed into a
-// restarted peer and hold memory meanwhile; the leader resends what the peer actually lacks.
+// broke, or a connection attempt failed) only the newest few messages wait for it (oldest dropped
+// first): a vote request or TimeoutNow sent while a stream is still being set up arrives, but a
+// backlog of old appends is neither held in memory nor replayed into a restarted peer; the leader
+// resends what the peer actually lacks.
 // Inbound, PeerService checks the first frame of every stream (cluster id, sender is a member,
 // format version, and the timing constants the leader lease relies on) and hands each accepted
 // batch to the handler; anything else is rejected, logged and the stream closed.
@@ -56,7 +57,10 @@ struct PeerIdentity {
 struct PeerTransportOptions {
   size_t max_queued_messages = 4096;   ///< per peer; beyond it Send() drops
   size_t max_queued_bytes = 64 << 20;  ///< per peer; beyond it Send() drops
-  size_t max_batch_bytes = 1 << 20;    ///< one frame's payload
+  /// While the peer is unreachable: the newest this many messages / bytes are kept.
+  size_t max_queued_while_unreachable = 64;
+  size_t max_queued_bytes_while_unreachable = 1 << 20;
+  size_t max_batch_bytes = 1 << 20;  ///< one frame's payload
   int backoff_initial_ms = 50;
   int backoff_max_ms = 2000;
   size_t snapshot_chunk_bytes = 1 << 20;
@@ -71,6 +75,7 @@ struct PeerStats {
   bool connected = false;
   uint64_t sent = 0;
   uint64_t dropped = 0;
+  size_t queued = 0;  ///< messages waiting now
   uint64_t reconnects = 0;
   std::string last_error;
 };

@@ -1230,6 +1230,21 @@ TEST_F(Api, StatusOnAFollowerShowsWhichPeersItsStreamsReach) {
 
 TEST_F(Api, TransferLeadershipFromAnyNodeAnswersOnceTheNamedNodeLeads) {
   const int target = (leader_ + 2) % cluster_.size();  // neither the leader nor follower_
+  // A transfer is one TimeoutNow: let every peer stream come up first, so it is not lost to a
+  // connection still being made right after the cluster started (DEADLINE_EXCEEDED then).
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        for (int i = 0; i < cluster_.size(); ++i) {
+          v1::StatusResponse s;
+          if (!cluster_.Status(i, &s).ok()) return false;
+          for (const auto& m : s.members()) {
+            if (!m.reachable()) return false;
+          }
+        }
+        return true;
+      },
+      15s))
+      << cluster_.StatusSummary();
   v1::TransferLeadershipRequest req;
   req.set_to(cluster_.id(target));
   v1::TransferLeadershipResponse resp;
