@@ -137,11 +137,11 @@ class PeerTransport::Outbound {
     *frame.mutable_hello() = owner_.MakeHello(id_);
     Reply reply;
     if (!stream.Write(frame) || !stream.Read(&reply)) {
-      SetError("cannot reach peer " + std::to_string(id_) + " at " + addr_);
+      MarkUnreachable("cannot reach peer " + std::to_string(id_) + " at " + addr_);
       return false;
     }
     if (!reply.accepted()) {
-      SetError("peer " + std::to_string(id_) + " refused us: " + reply.error());
+      MarkUnreachable("peer " + std::to_string(id_) + " refused us: " + reply.error());
       spdlog::warn("peer {} at {} refused our hello: {}", id_, addr_, reply.error());
       return false;
     }
@@ -188,6 +188,14 @@ class PeerTransport::Outbound {
       queue_.pop_front();
       ++stats_.dropped;
     }
+  }
+
+  /// The error and the unreachable state together, so whoever sees the one sees the other.
+  void MarkUnreachable(std::string e) {
+    std::lock_guard lock(mu_);
+    stats_.last_error = std::move(e);
+    reachable_ = false;
+    TrimForUnreachable();
   }
 
   void SetError(std::string e) {
