@@ -282,24 +282,24 @@ void Raft::HandleVoteRequest(const Message& m) {
   Send(std::move(r));
 }
 
+void Raft::HeardFromLeader(NodeId leader) {
+  election_elapsed_ = 0;
+  since_leader_ = 0;
+  leader_ = leader;
+}
+
 void Raft::StepFollower(const Message& m) {
   switch (m.type) {
     case MessageType::kApp:
-      election_elapsed_ = 0;
-      since_leader_ = 0;
-      leader_ = m.from;
+      HeardFromLeader(m.from);
       HandleAppend(m);
       break;
     case MessageType::kHeartbeat:
-      election_elapsed_ = 0;
-      since_leader_ = 0;
-      leader_ = m.from;
+      HeardFromLeader(m.from);
       HandleHeartbeat(m);
       break;
     case MessageType::kSnapshot:
-      election_elapsed_ = 0;
-      since_leader_ = 0;
-      leader_ = m.from;
+      HeardFromLeader(m.from);
       HandleSnapshot(m);
       break;
     case MessageType::kTimeoutNow:

@@ -216,6 +216,8 @@ class Raft {
   void StepLeader(const Message& m);
   void StepCandidate(const Message& m);
   void StepFollower(const Message& m);
+  /// A follower heard from its leader: resets the election timer and the vote refusal's clock.
+  void HeardFromLeader(NodeId leader);
   void HandleVoteRequest(const Message& m);
   void HandleAppend(const Message& m);
   void HandleHeartbeat(const Message& m);

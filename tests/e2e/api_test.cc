@@ -1287,13 +1287,10 @@ TEST_F(Api, ForceReleaseOnAFollowerReleasesTheHolderAndPromotesTheNextWaiter) {
   v1::AcquireResponse a;
   ASSERT_TRUE(client_.Acquire("fr/x", holder, kEx, 0, &a).status.ok());
   ASSERT_TRUE(a.acquired());
-  auto wait = std::async(std::launch::async, [&] {
-    v1::AcquireResponse w;
-    auto info = client_.Acquire("fr/x", next, kEx, 60'000, &w);
-    return std::make_pair(info.status, w);
-  });
-  ASSERT_TRUE(
-      testing::WaitFor([&] { return client_.MustGetLock("fr/x").waiters_size() == 1; }, 15s));
+  CallOptions o;
+  o.deadline = 80s;  // outlasts the wait
+  auto wait = StartAcquire(client_, "fr/x", next, kEx, 60'000, o);
+  ASSERT_TRUE(WaitForWaiters(client_, "fr/x", 1));
 
   v1::ForceReleaseRequest req;
   *req.mutable_header() = client_.Begin();
@@ -1309,11 +1306,10 @@ TEST_F(Api, ForceReleaseOnAFollowerReleasesTheHolderAndPromotesTheNextWaiter) {
   EXPECT_EQ(resp.released(0).lease_id(), holder);
   EXPECT_EQ(resp.released(0).token(), a.token());
 
-  ASSERT_EQ(wait.wait_for(20s), std::future_status::ready);
-  auto [wst, w] = wait.get();
-  ASSERT_TRUE(wst.ok()) << Describe(wst);
-  EXPECT_TRUE(w.acquired());
-  EXPECT_GT(w.token(), a.token());
+  const AcquireResult w = wait.Get(20s);
+  ASSERT_TRUE(w.info.status.ok()) << Describe(w.info.status);
+  EXPECT_TRUE(w.resp.acquired());
+  EXPECT_GT(w.resp.token(), a.token());
   v1::GetLeaseResponse g;
   ASSERT_TRUE(client_.GetLease(holder, &g).status.ok()) << "the lease itself lives on";
   EXPECT_TRUE(g.lease().held().empty());
