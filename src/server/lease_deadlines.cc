@@ -58,10 +58,15 @@ std::vector<uint64_t> LeaseDeadlines::DecideExpired(BootTime now) {
   return out;
 }
 
-bool LeaseDeadlines::PastDeadline(uint64_t lease, BootTime now) const {
+bool LeaseDeadlines::RefusesRenewal(uint64_t lease, BootTime received) const {
   auto it = leases_.find(lease);
   if (it == leases_.end()) return false;  // unknown here: the state machine answers NOT_FOUND
-  return it->second.expiring || it->second.deadline <= now;
+  return it->second.expiring || it->second.deadline <= received;
+}
+
+bool LeaseDeadlines::Expiring(uint64_t lease) const {
+  auto it = leases_.find(lease);
+  return it != leases_.end() && it->second.expiring;
 }
 
 void LeaseDeadlines::Stalled(BootTime end) {

@@ -7,9 +7,14 @@
 //   - an acknowledged renewal received at r moves the deadline to at least r + TTL;
 //   - once the leader decides a deadline has passed, the lease is "expiring": renewals get
 //     NOT_FOUND from then on, whether or not the expiry has committed yet;
-//   - after a stall of the loop or disk longer than a heartbeat interval, the runtime first
-//     processes the renewals that arrived during it, then calls Stalled(end), which raises every
-//     deadline to at least end + TTL/3 before anything may expire (etcd#15247).
+//   - a renewal is refused only if the lease is expiring or its deadline was at or before the
+//     renewal's receive time (never because the deadline passed while the renewal waited in a
+//     queue, a stall or a heartbeat round: NOT_FOUND must mean expired or expiring);
+//   - after a stall of the loop or disk longer than a heartbeat interval, Stalled(end) raises
+//     every deadline to at least end + TTL/3 before anything may expire (etcd#15247). Renewals and
+//     Stalled only ever raise deadlines, so their order does not change any deadline; the runtime
+//     raises first so that no renewal that arrived during the stall is refused for a deadline
+//     the stall itself let pass.
 // Owned by the runtime's loop thread; not thread-safe. Lease ids are the state machine's.
 #pragma once
 
@@ -46,8 +51,12 @@ class LeaseDeadlines {
   /// Leases whose deadline is at or before `now`, in deadline order; each is marked expiring and
   /// is returned once. The runtime proposes their expiry.
   std::vector<uint64_t> DecideExpired(BootTime now);
-  /// Whether `lease` must not be granted anything now: it is expiring or past its deadline.
-  bool PastDeadline(uint64_t lease, BootTime now) const;
+  /// Whether a renewal of `lease` received at `received` must be refused: the lease is expiring
+  /// or its deadline was at or before `received`. False for a lease not tracked here (the state
+  /// machine decides whether it exists).
+  bool RefusesRenewal(uint64_t lease, BootTime received) const;
+  /// Whether the leader has decided that `lease` expired (its expiry is proposed or committing).
+  bool Expiring(uint64_t lease) const;
   /// The loop or disk stalled until `end`: no deadline earlier than end + TTL/3.
   void Stalled(BootTime end);
 

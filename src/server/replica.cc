@@ -187,9 +187,9 @@ void Replica::Loop() {
     const bool stalled =
         start - expected_wake_ > options_.timing.tick || last_pass_ > options_.timing.tick;
 
-    // 1. Renewals first, then the stall rule.
-    for (auto& r : renewals) HandleRenewal(std::move(r), start);
-    renewals.clear();
+    // 1. The stall rule and the renewals that arrived, before any expiry is decided. Both only
+    // raise deadlines, so their order changes no deadline; raising first means no renewal that
+    // arrived during the stall is refused for a deadline the stall itself let pass.
     if (stalled && leader_ && deadlines_.active()) {
       spdlog::warn(
           "node {}: loop stalled ({} ms late, last pass {} ms); lease deadlines moved "
@@ -199,6 +199,8 @@ void Replica::Loop() {
           std::chrono::duration_cast<std::chrono::milliseconds>(last_pass_).count());
       deadlines_.Stalled(start);
     }
+    for (auto& r : renewals) HandleRenewal(std::move(r), start);
+    renewals.clear();
     // 2. Expiries ahead of anything that could promote a waiter.
     ProposeExpiries(start);
     // 3. Peer messages, proposals, reads.
@@ -498,17 +500,20 @@ void Replica::TransferLeadership(uint64_t to, FailFn done) {
     }
     raft::NodeId target(to);
     if (target.zero()) {
-      // The most caught-up voter other than this node.
+      // The most caught-up voter that is up: its stream is connected and it answered recently.
+      // A peer that just stopped may still have the best match index; handing over to it only
+      // waits out the bound (issue 13, defect 10).
       raft::LogIndex best;
       for (const auto& [id, pr] : raft_->progress()) {
         if (id.value() == options_.node_id || !raft_->config().contains(id)) continue;
+        if (!pr.recent_active() || !transport_.Stats(id.value()).connected) continue;
         if (target.zero() || pr.match() > best) {
           target = id;
           best = pr.match();
         }
       }
       if (target.zero()) {
-        done(FailedPrecondition("no other voter to hand leadership to"));
+        done(FailedPrecondition("no other voter is reachable to hand leadership to"));
         return;
       }
     }
@@ -683,13 +688,13 @@ void Replica::Apply(const raft::Entry& entry) {
         done(Internal("a waiting outcome for a command without a request id"));
       }
     } else {
-      done(std::move(r.outcome));
+      done(GrantAnswer(std::move(r.outcome)));
     }
   }
   for (auto& c : r.completions) {
     DisarmWait(c.acquire);
     auto [lo, hi] = waiting_acquires_.equal_range(c.acquire);
-    for (auto it = lo; it != hi; ++it) it->second(c.outcome);
+    for (auto it = lo; it != hi; ++it) it->second(GrantAnswer(c.outcome));
     waiting_acquires_.erase(lo, hi);
   }
   if (!r.events.empty()) {

@@ -3,9 +3,9 @@
 // (the loop); gRPC threads talk to it only through its queues.
 //
 // Each pass of the loop, in this order:
-//   1. renewals that arrived are answered or parked (first, so that after a stall the renewals
-//      that arrived during it count before any deadline is judged: etcd#15247), then a detected
-//      stall raises every deadline to at least its end + TTL/3;
+//   1. a detected stall raises every deadline to at least its end + TTL/3 (etcd#15247), then
+//      the renewals that arrived are answered or parked; a renewal is refused only if its
+//      lease's expiry is decided or its deadline was at or before the renewal arrived;
 //   2. leases past their deadline get their expiry proposed, ahead of any other entry proposed
 //      in this pass (a lease past its deadline is never granted anything: etcd#11456);
 //   3. peer messages, client proposals and reads are handed to the core;
@@ -214,6 +214,9 @@ class Replica {
   void HandleRenewal(ParkedRenewal r, BootTime now);
   void RetryParkedRenewals(BootTime now);
   void ProposeExpiries(BootTime now);
+  /// The answer to a caller whose Acquire's outcome is `o`: a grant to a lease that this leader
+  /// decided expired, or that no longer exists, is NOT_FOUND instead (issue 13, defect 8).
+  lock::Outcome GrantAnswer(lock::Outcome o) const;
   void ProposeWaitTimeouts(BootTime now);
   void ProposeRetirement(BootTime now);
   void ArmWait(const std::string& name, const lock::RequestId& id, uint64_t wait_ms, BootTime now);

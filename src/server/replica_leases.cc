@@ -51,15 +51,17 @@ void Replica::HandleRenewal(ParkedRenewal r, BootTime now) {
     r.done(NotFound("lease " + std::to_string(r.lease) + " is unknown or has expired"));
     return;
   }
-  if (deadlines_.PastDeadline(r.lease, now)) {
+  // Judged by when the renewal arrived: a deadline that passed while it waited (in the queue,
+  // a stall, a heartbeat round) does not refuse it (issue 13, defect 2).
+  if (deadlines_.RefusesRenewal(r.lease, r.received) ||
+      deadlines_.Renew(r.lease, r.received) != LeaseDeadlines::Renewal::kRenewed) {
     r.done(NotFound("lease " + std::to_string(r.lease) + " has expired"));
     return;
   }
+  // The deadline now counts from r even before leadership is confirmed: that only delays an
+  // expiry, which is always safe, and keeps a renewal waiting for its round from seeing its lease
+  // decided expired under it. If this node turns out not to lead, its deadlines are dropped.
   if (lease_.CanAcknowledge(r.received, now)) {
-    if (deadlines_.Renew(r.lease, r.received) != LeaseDeadlines::Renewal::kRenewed) {
-      r.done(NotFound("lease " + std::to_string(r.lease) + " has expired"));
-      return;
-    }
     auto left = deadlines_.Remaining(r.lease, now);
     r.done(left ? ToMillis(*left) : std::chrono::milliseconds(0));
     return;
@@ -81,6 +83,24 @@ void Replica::RetryParkedRenewals(BootTime now) {
     round_for_renewals_ = false;
     HandleReadies();
   }
+}
+
+lock::Outcome Replica::GrantAnswer(lock::Outcome o) const {
+  if (!o.ok() || !o.acquired) return o;
+  // A grant applied after the leader decided its lease expired (proposed before the deadline,
+  // committed after it), or after the lease's expiry applied (a retry answered from the
+  // exactly-once record), is void: the expiry releases it. Saying "acquired" would invite the
+  // caller to use a lock its lease no longer backs, so the answer is the lease's NOT_FOUND.
+  const bool gone = !state_.GetLease(o.lease).has_value();
+  const bool expiring = leader_ && deadlines_.active() && deadlines_.Expiring(o.lease.value());
+  if (!gone && !expiring) return o;
+  lock::Outcome void_grant;
+  void_grant.code = StatusCode::kNotFound;
+  void_grant.message = "lease " + std::to_string(o.lease.value()) +
+                       (gone ? " no longer exists (expired or revoked)" : " is expiring") +
+                       ": the grant with token " + std::to_string(o.token.value()) +
+                       " is void and is released with the lease; treat the lease as lost";
+  return void_grant;
 }
 
 // --- expiry, waits, retirement ------------------------------------------------------------------

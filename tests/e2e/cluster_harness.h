@@ -104,6 +104,8 @@ class Cluster {
   void Resume(int i);  ///< SIGCONT
   void Restart(int i);
   bool running(int i);
+  /// Node i's process id (-1 if it was never started).
+  pid_t pid(int i) const { return nodes_[i].process ? nodes_[i].process->pid() : -1; }
   bool paused(int i) const { return nodes_[i].paused; }
   /// Running and not paused.
   bool live(int i);

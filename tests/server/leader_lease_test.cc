@@ -102,7 +102,8 @@ TEST(LeaseDeadlines, OnceExpiryIsDecidedRenewalsAreNotFound) {
   d.Activate(T(0), {{1, 2000ms}});
   ASSERT_EQ(d.DecideExpired(T(2000)).size(), 1u);
   EXPECT_EQ(d.Renew(1, T(2001)), LeaseDeadlines::Renewal::kNotFound);
-  EXPECT_TRUE(d.PastDeadline(1, T(2001)));
+  EXPECT_TRUE(d.RefusesRenewal(1, T(1000))) << "decided: even an old renewal is refused";
+  EXPECT_TRUE(d.Expiring(1));
   EXPECT_TRUE(d.DecideExpired(T(9000)).empty()) << "decided once";
   d.Removed(1);
   EXPECT_EQ(d.Renew(1, T(2002)), LeaseDeadlines::Renewal::kNotFound);
@@ -119,11 +120,27 @@ TEST(LeaseDeadlines, AStallRaisesEveryDeadlineToItsEndPlusAThirdOfTtl) {
       << "a later deadline stays where it was";
 }
 
-TEST(LeaseDeadlines, GrantsAreRefusedPastTheDeadlineEvenBeforeExpiryIsDecided) {
+TEST(LeaseDeadlines, ARenewalIsRefusedOnlyIfItArrivedAtOrAfterTheDeadline) {
   LeaseDeadlines d;
   d.Activate(T(0), {{1, 2000ms}});
-  EXPECT_FALSE(d.PastDeadline(1, T(1999)));
-  EXPECT_TRUE(d.PastDeadline(1, T(2000)));
+  // Judged by when the renewal arrived, not by when the loop gets to it (issue 13, defect 2).
+  EXPECT_FALSE(d.RefusesRenewal(1, T(1999)));
+  EXPECT_TRUE(d.RefusesRenewal(1, T(2000)));
+  EXPECT_FALSE(d.Expiring(1)) << "past the deadline is not decided yet";
+  EXPECT_FALSE(d.RefusesRenewal(99, T(5000))) << "untracked: the state machine decides";
+}
+
+TEST(LeaseDeadlines, RenewalsThatArrivedDuringAStallAreNotRefusedAfterIt) {
+  // The loop stalled from 500 ms to 6 s. The stall is raised first (Replica's order), so a
+  // renewal the gRPC threads stamped just after the stall ended is judged against the raised
+  // deadline, not the one the stall let pass.
+  LeaseDeadlines d;
+  d.Activate(T(0), {{1, 2000ms}});
+  d.Stalled(T(6000));
+  EXPECT_FALSE(d.RefusesRenewal(1, T(6001)));
+  EXPECT_EQ(d.Renew(1, T(6001)), LeaseDeadlines::Renewal::kRenewed);
+  EXPECT_TRUE(d.DecideExpired(T(8000)).empty());
+  EXPECT_EQ(d.DecideExpired(T(8001)), std::vector<uint64_t>{1});
 }
 
 }  // namespace
