@@ -200,11 +200,12 @@ grpc::ServerUnaryReactor* LockServiceImpl::Renew(grpc::CallbackServerContext* ct
   }
   const uint64_t lease = req->lease_id(), seq = req->seq();
   ctx_.replica.Renew(lease, received,
-                     [reactor, resp, lease, seq](Result<std::chrono::milliseconds> left) {
-                       if (!left.ok()) return reactor->Finish(ToGrpc(left.status()));
+                     [reactor, resp, lease, seq](Result<Replica::Renewed> renewed) {
+                       if (!renewed.ok()) return reactor->Finish(ToGrpc(renewed.status()));
                        resp->set_lease_id(lease);
                        resp->set_seq(seq);
-                       resp->set_remaining_ms(left->count());
+                       resp->set_remaining_ms(renewed->remaining.count());
+                       for (uint64_t t : renewed->held_tokens) resp->add_held_tokens(t);
                        reactor->Finish(grpc::Status::OK);
                      });
   return reactor;
@@ -272,36 +273,39 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
 
   void Handle(const pb::RenewRequest& req) {
     auto alive = alive_;
+    // `r` carries what a renewal answers (remaining_ms, held_tokens); the rest is set here.
     auto answer = [alive, lease = req.lease_id(), seq = req.seq()](const grpc::Status& s,
-                                                                   uint64_t remaining_ms) {
+                                                                   pb::RenewResponse r) {
       std::lock_guard lock(alive->mu);
       if (!alive->self) return;
-      pb::RenewResponse r;
       r.set_lease_id(lease);
       r.set_seq(seq);
-      r.set_remaining_ms(remaining_ms);
       r.set_code(s.error_code());
       r.set_message(s.error_message());
       alive->self->Queue(std::move(r));
     };
     auto& ctx = service_.context();
     if (req.lease_id() == 0) {
-      answer(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "lease_id is missing"), 0);
+      answer(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "lease_id is missing"), {});
       return;
     }
     const BootTime received = ctx.clock.Now();
     if (ctx.replica.is_leader()) {
-      ctx.replica.Renew(req.lease_id(), received, [answer](Result<std::chrono::milliseconds> left) {
-        if (!left.ok()) return answer(ToGrpc(left.status()), 0);
-        answer(grpc::Status::OK, left->count());
+      ctx.replica.Renew(req.lease_id(), received, [answer](Result<Replica::Renewed> renewed) {
+        if (!renewed.ok()) return answer(ToGrpc(renewed.status()), {});
+        pb::RenewResponse r;
+        r.set_remaining_ms(renewed->remaining.count());
+        for (uint64_t t : renewed->held_tokens) r.add_held_tokens(t);
+        answer(grpc::Status::OK, std::move(r));
       });
       return;
     }
     // A follower passes each renewal to the leader as a unary Renew.
     auto resp = std::make_shared<pb::RenewResponse>();
-    service_.Forward<pb::LockService>(
-        ctx_, &Async::Renew, req, resp.get(),
-        [answer, resp](grpc::Status s) { answer(s, s.ok() ? resp->remaining_ms() : 0); });
+    service_.Forward<pb::LockService>(ctx_, &Async::Renew, req, resp.get(),
+                                      [answer, resp](grpc::Status s) {
+                                        answer(s, s.ok() ? std::move(*resp) : pb::RenewResponse());
+                                      });
   }
 
   void Queue(pb::RenewResponse r) {  // alive_->mu held

@@ -110,7 +110,14 @@ class Replica {
   using Deadline = std::chrono::system_clock::time_point;
   /// The outcome of a client command, or UNAVAILABLE / DEADLINE_EXCEEDED when it cannot tell.
   using CommandDone = std::function<void(Result<lock::Outcome>)>;
-  using RenewDone = std::function<void(Result<std::chrono::milliseconds>)>;
+  /// An acknowledged renewal: the time left on the lease as the leader sees it, and the tokens
+  /// of every grant the lease holds now (a holder that misses one of its tokens learns that an
+  /// operator force-released it or the lease was revoked and re-granted nothing: issue 14).
+  struct Renewed {
+    std::chrono::milliseconds remaining{0};
+    std::vector<uint64_t> held_tokens;
+  };
+  using RenewDone = std::function<void(Result<Renewed>)>;
   using ReadFn = std::function<void(const ReadView&)>;
   using FailFn = std::function<void(const Status&)>;
 

@@ -47,7 +47,8 @@ void Replica::HandleRenewal(ParkedRenewal r, BootTime now) {
     r.done(Unavailable("a new leader is not ready to answer renewals yet; retry shortly"));
     return;
   }
-  if (!state_.GetLease(lock::LeaseId(r.lease)).has_value()) {
+  const auto view = state_.GetLease(lock::LeaseId(r.lease));
+  if (!view.has_value()) {
     r.done(NotFound("lease " + std::to_string(r.lease) + " is unknown or has expired"));
     return;
   }
@@ -63,7 +64,16 @@ void Replica::HandleRenewal(ParkedRenewal r, BootTime now) {
   // decided expired under it. If this node turns out not to lead, its deadlines are dropped.
   if (lease_.CanAcknowledge(r.received, now)) {
     auto left = deadlines_.Remaining(r.lease, now);
-    r.done(left ? ToMillis(*left) : std::chrono::milliseconds(0));
+    Renewed answer;
+    answer.remaining = left ? ToMillis(*left) : std::chrono::milliseconds(0);
+    for (const auto& name : view->held) {
+      const auto lock = state_.GetLock(name);
+      if (!lock) continue;
+      for (const auto& h : lock->holders) {
+        if (h.lease.value() == r.lease) answer.held_tokens.push_back(h.token.value());
+      }
+    }
+    r.done(std::move(answer));
     return;
   }
   // Leadership has to be confirmed by a round begun after this renewal arrived.
