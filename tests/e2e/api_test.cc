@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <set>
 #include <thread>
 
 #include "e2e/cluster_harness.h"
@@ -1313,6 +1314,52 @@ TEST_F(Api, ForceReleaseOnAFollowerReleasesTheHolderAndPromotesTheNextWaiter) {
   v1::GetLeaseResponse g;
   ASSERT_TRUE(client_.GetLease(holder, &g).status.ok()) << "the lease itself lives on";
   EXPECT_TRUE(g.lease().held().empty());
+}
+
+// A renewal answers the tokens the lease holds, so a holder learns of a force-release at its next
+// renewal (issue 14): unary on the leader and through a follower, and on KeepAlive.
+TEST_F(Api, RenewalsAnswerTheTokensTheLeaseHoldsSoAForceReleaseIsSeen) {
+  const uint64_t lease = client_.MustGrantLease(kLongTtl, "holds-two");
+  v1::AcquireResponse x, y;
+  ASSERT_TRUE(client_.Acquire("held/x", lease, kEx, 0, &x).status.ok());
+  ASSERT_TRUE(client_.Acquire("held/y", lease, v1::SHARED, 0, &y).status.ok());
+  ASSERT_TRUE(x.acquired() && y.acquired());
+  auto tokens = [](const v1::RenewResponse& r) {
+    return std::set<uint64_t>(r.held_tokens().begin(), r.held_tokens().end());
+  };
+  for (int node : {leader_, follower_}) {
+    v1::RenewResponse r;
+    ASSERT_TRUE(client_.Renew(lease, 1, &r, At(node)).status.ok());
+    EXPECT_EQ(tokens(r), (std::set<uint64_t>{x.token(), y.token()})) << "node " << node;
+  }
+
+  v1::ForceReleaseRequest req;
+  *req.mutable_header() = client_.Begin();
+  req.set_name("held/x");
+  v1::ForceReleaseResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 20s);
+  ASSERT_TRUE(cluster_.cluster(leader_).ForceRelease(&ctx, req, &resp).ok());
+  client_.End(req.header().id().seq());
+
+  v1::RenewResponse after;
+  ASSERT_TRUE(client_.Renew(lease, 2, &after, At(follower_)).status.ok());
+  EXPECT_EQ(tokens(after), std::set<uint64_t>{y.token()});
+  grpc::ClientContext kctx;
+  kctx.set_deadline(std::chrono::system_clock::now() + 10s);
+  auto stream = cluster_.lock(leader_).KeepAlive(&kctx);
+  v1::RenewRequest rr;
+  rr.set_lease_id(lease);
+  rr.set_seq(3);
+  ASSERT_TRUE(stream->Write(rr));
+  v1::RenewResponse ka;
+  ASSERT_TRUE(stream->Read(&ka));
+  EXPECT_EQ(ka.code(), 0) << ka.message();
+  EXPECT_EQ(ka.seq(), 3u);
+  EXPECT_EQ(tokens(ka), std::set<uint64_t>{y.token()});
+  stream->WritesDone();
+  kctx.TryCancel();
+  stream->Finish();
 }
 
 }  // namespace
