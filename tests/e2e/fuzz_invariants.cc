@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include "e2e/fuzz_gen.h"
 
@@ -166,15 +167,24 @@ ConsistencyReport CheckConsistency(Cluster& cluster, Ms timeout) {
   const auto deadline = Clock::now() + timeout;
   std::vector<View> views;
   while (Clock::now() < deadline) {
+    // All nodes read at once: leases keep expiring, so the applied index moves, and views read
+    // one after the other rarely share one.
     views.clear();
+    std::vector<std::optional<View>> read(cluster.size());
+    std::vector<std::thread> readers;
     for (int i = 0; i < cluster.size(); ++i) {
-      if (auto v = StaleView(cluster, i)) views.push_back(std::move(*v));
+      readers.emplace_back([&, i] { read[i] = StaleView(cluster, i); });
     }
+    for (auto& r : readers) r.join();
+    for (auto& v : read) {
+      if (v) views.push_back(std::move(*v));
+    }
+    ++report.attempts;
     const bool one_index = views.size() == static_cast<size_t>(cluster.size()) &&
                            std::all_of(views.begin(), views.end(),
                                        [&](const View& v) { return v.index == views[0].index; });
     if (!one_index) {
-      std::this_thread::sleep_for(100ms);
+      std::this_thread::sleep_for(20ms);
       continue;
     }
     report.agreed = true;

@@ -113,7 +113,8 @@ void World::SendWatch(Gen& g, int node) {
     }
   }
   const grpc::Status s = reader->Finish();
-  Record(Method::kWatch, node, s, MetaOf(ctx), false, false, request);
+  Record(Method::kWatch, node, s, MetaOf(ctx), r.ByteSizeLong() > options_.max_request_bytes, false,
+         request);
 }
 
 void World::SendBackup(Gen&, int node) {

@@ -167,6 +167,7 @@ class World {
 struct ConsistencyReport {
   bool agreed = false;  ///< every node showed the same view at one applied index
   uint64_t index = 0;
+  int attempts = 0;  ///< rounds of reads until one index was shared
   size_t locks = 0, holders = 0, waiters = 0, leases = 0;
   std::string disagreement;           ///< the last difference seen, when !agreed
   std::vector<std::string> problems;  ///< invariant violations

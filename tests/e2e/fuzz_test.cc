@@ -33,9 +33,12 @@ uint64_t EnvU64(const char* name, uint64_t fallback) {
 }
 
 TEST(Fuzz, RandomRequestsToEveryRpcGetDocumentedCodesAndLeaveTheClusterConsistent) {
+  const auto test_start = Clock::now();
   ClusterOptions options;
   options.max_wait_ms = 600'000;
-  options.log_level = "warn";  // 100k refused requests are not worth a log line each
+  // 100k refused requests are not worth a log line each.
+  options.log_level =
+      std::getenv("LOCKD_FUZZ_LOG_LEVEL") ? std::getenv("LOCKD_FUZZ_LOG_LEVEL") : "warn";
   Cluster cluster(options);
   const int leader = cluster.WaitForReady();
   ASSERT_GE(leader, 0) << cluster.StatusSummary();
@@ -49,6 +52,8 @@ TEST(Fuzz, RandomRequestsToEveryRpcGetDocumentedCodesAndLeaveTheClusterConsisten
   std::cerr << "[fuzz] seed " << seed << " (replay: LOCKD_FUZZ_SEED=" << seed << "), " << requests
             << " requests\n";
 
+  std::cerr << "[fuzz] cluster ready in "
+            << std::chrono::duration_cast<Ms>(Clock::now() - test_start).count() << " ms\n";
   World world(cluster, st.cluster_id(), options, seed);
   constexpr int kThreads = 4;
   const auto start = Clock::now();
@@ -95,13 +100,34 @@ TEST(Fuzz, RandomRequestsToEveryRpcGetDocumentedCodesAndLeaveTheClusterConsisten
   }
 
   // The state is consistent on every node, and the same on all of them.
+  const auto check_start = Clock::now();
   const ConsistencyReport report = CheckConsistency(cluster, 40s);
   std::cerr << "[fuzz] state at index " << report.index << ": " << report.locks << " locks, "
             << report.holders << " holders, " << report.waiters << " waiters, " << report.leases
-            << " leases\n";
+            << " leases (checked in "
+            << std::chrono::duration_cast<Ms>(Clock::now() - check_start).count() << " ms, "
+            << report.attempts << " rounds of reads)\n";
   EXPECT_TRUE(report.agreed) << "the three nodes never showed one applied index with equal views: "
                              << report.disagreement;
   for (const auto& p : report.problems) ADD_FAILURE() << p << " (seed " << seed << ")";
+
+  // How long each node takes to stop on SIGTERM after the run (all at once). Not asserted: a node
+  // has been seen not to exit within 30 s after a fuzz run (reported with issue 13; the harness
+  // kills it); the figure shows when it happens.
+  std::vector<std::string> stops(cluster.size());
+  std::vector<std::thread> stoppers;
+  for (int i = 0; i < cluster.size(); ++i) {
+    stoppers.emplace_back([&, i] {
+      const auto t0 = Clock::now();
+      const auto code = cluster.Stop(i, 6s);
+      stops[i] = "node " + std::to_string(i + 1) + " " +
+                 (code ? "exited " + std::to_string(*code) : std::string("did NOT exit")) +
+                 " after " +
+                 std::to_string(std::chrono::duration_cast<Ms>(Clock::now() - t0).count()) + " ms";
+    });
+  }
+  for (auto& s : stoppers) s.join();
+  for (const auto& s : stops) std::cerr << "[fuzz] SIGTERM: " << s << "\n";
 }
 
 }  // namespace
