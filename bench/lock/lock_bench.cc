@@ -54,7 +54,8 @@ void Throughput() {
   for (size_t k = 0; k < entries.size(); ++k) {
     auto r = sm.Apply(LogIndex(++index), entries[k]);
     if (!r.ok() || !r->outcome.ok()) ++failures;
-    if (k % 10'000 == 9'999) sm.ApplyCommand(LogIndex(++index), RetireOutcomes{LogIndex(index)});
+    if (k % 10'000 == 9'999)
+      sm.ApplyCommand(LogIndex(++index), RetireOutcomes{LogIndex(index), LogIndex()});
   }
   const double secs = Seconds(Clock::now() - start);
   std::printf(
@@ -68,6 +69,8 @@ void Memory(size_t locks, size_t leases) {
   limits.max_locks = locks;
   limits.max_leases = leases;
   limits.max_leases_per_label = leases;
+  // One client sends every call here and retires nothing until the end.
+  limits.max_outcomes_per_client = limits.max_outcomes = 2 * (locks + leases) + 2;
   const size_t before = mallinfo2().uordblks;
   auto* sm = new LockStateMachine(limits);
   uint64_t seq = 0, index = 0;
@@ -82,7 +85,7 @@ void Memory(size_t locks, size_t leases) {
                      Acquire{H(++seq), name, LeaseId(1 + i % leases), Mode::kExclusive, 0, 0, ""});
   }
   // The exactly-once records of these calls would be retired by the leader; measure without them.
-  sm->ApplyCommand(LogIndex(++index), RetireOutcomes{LogIndex(index)});
+  sm->ApplyCommand(LogIndex(++index), RetireOutcomes{LogIndex(index), LogIndex()});
   const size_t after = mallinfo2().uordblks;
   std::printf(
       "memory: %zu leases = %.1f MiB (%.0f B/lease); %zu held locks = %.1f MiB (%.0f B/held lock, "

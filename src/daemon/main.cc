@@ -94,6 +94,19 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-leases-per-label", o.max_leases_per_label, "Most leases sharing one label")
       ->capture_default_str();
+  app.add_option("--outcome-retention-ms", o.outcome_retention_ms,
+                 "W: every exactly-once record (a request's outcome, a client's watermark, a "
+                 "Cancel in advance) is retired once this old; a retry within it is answered "
+                 "from its record (>= --forward-timeout-ms; same on every member)")
+      ->capture_default_str();
+  app.add_option("--max-outcomes-per-client", o.max_outcomes_per_client,
+                 "Most exactly-once records one client id may have at once; a new request past "
+                 "it is RESOURCE_EXHAUSTED (same on every member)")
+      ->capture_default_str();
+  app.add_option("--max-outcomes", o.max_outcomes,
+                 "Most exactly-once records kept at once (outcomes plus one per client); a new "
+                 "request past it is RESOURCE_EXHAUSTED (same on every member)")
+      ->capture_default_str();
   app.add_option("--max-request-bytes", o.max_request_bytes,
                  "Largest client message; larger ones are RESOURCE_EXHAUSTED")
       ->capture_default_str();

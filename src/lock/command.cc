@@ -68,13 +68,14 @@ void PutArgs(Writer& w, const Command& command) {
           PutRequestId(w, c.acquire);
         } else if constexpr (std::is_same_v<T, RetireOutcomes>) {
           w.Varint(c.recorded_at_or_before.value());
+          w.Varint(c.expired_at_or_before.value());
         }
       },
       command);
 }
 
 template <typename T>
-bool GetArgs(Reader& r, T* c) {
+bool GetArgs(Reader& r, uint8_t version, T* c) {
   if constexpr (std::is_same_v<T, GrantLease>) {
     return r.Varint(&c->ttl_ms) && r.Bytes(&c->label);
   } else if constexpr (std::is_same_v<T, RevokeLease> || std::is_same_v<T, ExpireLease>) {
@@ -94,23 +95,24 @@ bool GetArgs(Reader& r, T* c) {
   } else if constexpr (std::is_same_v<T, WaitTimeout>) {
     return r.Bytes(&c->name) && GetRequestId(r, &c->acquire);
   } else if constexpr (std::is_same_v<T, RetireOutcomes>) {
-    uint64_t v = 0;
-    bool ok = r.Varint(&v);
+    uint64_t v = 0, expired = 0;
+    bool ok = r.Varint(&v) && (version < 2 || r.Varint(&expired));
     c->recorded_at_or_before = LogIndex(v);
+    c->expired_at_or_before = LogIndex(expired);
     return ok;
   }
 }
 
 template <size_t I = 0>
-bool DecodeKind(uint8_t kind, Reader& r, Command* out) {
+bool DecodeKind(uint8_t kind, uint8_t version, Reader& r, Command* out) {
   if constexpr (I < std::variant_size_v<Command>) {
-    if (kind != I + 1) return DecodeKind<I + 1>(kind, r, out);
+    if (kind != I + 1) return DecodeKind<I + 1>(kind, version, r, out);
     using T = std::variant_alternative_t<I, Command>;
     T c;
     if constexpr (requires { c.header; }) {
       if (!GetHeader(r, &c.header)) return false;
     }
-    if (!GetArgs(r, &c)) return false;
+    if (!GetArgs(r, version, &c)) return false;
     *out = std::move(c);
     return true;
   } else {
@@ -142,7 +144,7 @@ Result<Envelope> Decode(std::string_view bytes) {
   }
   if (version == 0) return InvalidArgument("command format version 0 is not valid");
   Envelope e;
-  if (!r.Varint(&wall) || !r.U8(&kind) || !DecodeKind(kind, r, &e.command) || !r.done()) {
+  if (!r.Varint(&wall) || !r.U8(&kind) || !DecodeKind(kind, version, r, &e.command) || !r.done()) {
     return InvalidArgument("malformed command entry (kind " + std::to_string(kind) + ", " +
                            std::to_string(bytes.size()) + " bytes)");
   }
@@ -191,6 +193,9 @@ std::string ToString(const Limits& l) {
   put("--max-leases", l.max_leases);
   put("--max-waiters-per-lock", l.max_waiters_per_lock);
   put("--max-leases-per-label", l.max_leases_per_label);
+  put("--outcome-retention-ms", l.outcome_retention_ms);
+  put("--max-outcomes-per-client", l.max_outcomes_per_client);
+  put("--max-outcomes", l.max_outcomes);
   return s;
 }
 

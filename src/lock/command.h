@@ -17,7 +17,8 @@
 
 namespace lockd::lock {
 
-inline constexpr uint8_t kCommandFormatVersion = 1;
+/// 2: RetireOutcomes carries `expired_at_or_before`. Version 1 entries are still read.
+inline constexpr uint8_t kCommandFormatVersion = 2;
 
 struct GrantLease {
   RequestHeader header;
@@ -66,9 +67,13 @@ struct WaitTimeout {
   RequestId acquire;
 };
 /// Leader-decided: forget outcomes below their client's watermark recorded at or before
-/// `recorded_at_or_before`, and clients with no lease and no activity since then.
+/// `recorded_at_or_before` (an index applied at least F_fwd ago), every record made at or before
+/// `expired_at_or_before` (an index applied at least the retention window ago) whatever the
+/// watermark says, and clients with no lease and no activity since `expired_at_or_before`. A
+/// record of an Acquire still waiting is kept until its wait ends.
 struct RetireOutcomes {
   LogIndex recorded_at_or_before;
+  LogIndex expired_at_or_before;  ///< 0 in version 1 entries: nothing retired by age
 };
 
 using Command = std::variant<GrantLease, RevokeLease, ExpireLease, Acquire, Cancel, Release,

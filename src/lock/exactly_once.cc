@@ -2,23 +2,75 @@
 
 namespace lockd::lock {
 
-ExactlyOnce::Admission ExactlyOnce::Admit(const RequestHeader& h, uint64_t digest, LogIndex at) {
+namespace {
+
+bool Pending(const Outcome& o) {
+  return o.waiting;
+}
+
+std::string ClientName(const ClientId& c) {
+  return ToString(RequestId{c, 0}).substr(0, 32);
+}
+
+}  // namespace
+
+Status ExactlyOnce::Room(const ClientId& client, size_t reserved_own, size_t reserved,
+                         const Limits& limits) const {
+  auto it = clients_.find(client);
+  const size_t own = it == clients_.end() ? 0 : it->second.records.size();
+  if (own + reserved_own + 1 > limits.max_outcomes_per_client) {
+    return ResourceExhausted(
+        "client " + ClientName(client) + " has " + std::to_string(own) +
+        " outstanding exactly-once records, the limit (--max-outcomes-per-client=" +
+        std::to_string(limits.max_outcomes_per_client) +
+        "); a client that sends its watermark (its lowest pending sequence number) has its "
+        "answered requests retired early");
+  }
+  const size_t added = it == clients_.end() ? 2 : 1;
+  if (size() + reserved + added > limits.max_outcomes) {
+    return ResourceExhausted("the cluster keeps " + std::to_string(size()) +
+                             " exactly-once records, the limit (--max-outcomes=" +
+                             std::to_string(limits.max_outcomes) + ")");
+  }
+  return Status::Ok();
+}
+
+ExactlyOnce::Admission ExactlyOnce::Peek(const RequestHeader& h, uint64_t digest,
+                                         const Limits& limits) const {
+  auto c = clients_.find(h.id.client);
+  if (c != clients_.end()) {
+    if (h.id.seq < c->second.watermark) return {Verdict::kBelowWatermark, nullptr, {}};
+    auto it = c->second.records.find(h.id.seq);
+    if (it != c->second.records.end()) {
+      if (it->second.cancelled_in_advance) return {Verdict::kCancelledInAdvance, nullptr, {}};
+      if (it->second.digest != digest) return {Verdict::kDigestMismatch, nullptr, {}};
+      return {Verdict::kReplay, &it->second.outcome, {}};
+    }
+    if (h.id.seq <= c->second.forgotten_through) return {Verdict::kForgotten, nullptr, {}};
+  }
+  // Only a request that would add a record is ever refused for room: a retry is answered above.
+  if (Status s = Room(h.id.client, 0, 0, limits); !s.ok()) {
+    return {Verdict::kNoRoom, nullptr, std::move(s)};
+  }
+  return {Verdict::kExecute, nullptr, {}};
+}
+
+ExactlyOnce::Admission ExactlyOnce::Admit(const RequestHeader& h, uint64_t digest, LogIndex at,
+                                          const Limits& limits) {
+  Admission a = Peek(h, digest, limits);
+  if (a.verdict == Verdict::kNoRoom && !clients_.count(h.id.client)) return a;
   Client& c = clients_[h.id.client];
   if (at > c.last_active) c.last_active = at;
-  const bool below = h.id.seq < c.watermark;
   if (h.watermark > c.watermark) c.watermark = h.watermark;
-  if (below) return {Verdict::kBelowWatermark, nullptr};
-  auto it = c.records.find(h.id.seq);
-  if (it == c.records.end()) return {Verdict::kExecute, nullptr};
-  if (it->second.cancelled_in_advance) return {Verdict::kCancelledInAdvance, nullptr};
-  if (it->second.digest != digest) return {Verdict::kDigestMismatch, nullptr};
-  return {Verdict::kReplay, &it->second.outcome};
+  return a;
 }
 
 void ExactlyOnce::Record(const RequestId& id, uint64_t digest, const Outcome& outcome,
                          LogIndex at) {
   Client& c = clients_[id.client];
-  Entry& r = c.records[id.seq];
+  auto [it, added] = c.records.try_emplace(id.seq);
+  if (added) ++records_;
+  Entry& r = it->second;
   r.digest = digest;
   r.outcome = outcome;
   r.recorded_at = at;
@@ -26,18 +78,27 @@ void ExactlyOnce::Record(const RequestId& id, uint64_t digest, const Outcome& ou
   if (at > c.last_active) c.last_active = at;
 }
 
-void ExactlyOnce::Update(const RequestId& id, const Outcome& outcome) {
+void ExactlyOnce::Update(const RequestId& id, const Outcome& outcome, LogIndex at) {
   auto c = clients_.find(id.client);
   if (c == clients_.end()) return;
   auto r = c->second.records.find(id.seq);
-  if (r != c->second.records.end()) r->second.outcome = outcome;
+  if (r == c->second.records.end()) return;
+  r->second.outcome = outcome;
+  // The caller learns the final answer now: a retry gets it for a whole window from here.
+  r->second.recorded_at = at;
+}
+
+Status ExactlyOnce::RoomForCancelInAdvance(const RequestId& id, const ClientId& canceller,
+                                           const Limits& limits) const {
+  return Room(id.client, canceller == id.client ? 1 : 0, 1, limits);
 }
 
 void ExactlyOnce::CancelInAdvance(const RequestId& id, LogIndex at) {
   Client& c = clients_[id.client];
-  Entry& r = c.records[id.seq];
-  r.cancelled_in_advance = true;
-  r.recorded_at = at;
+  auto [it, added] = c.records.try_emplace(id.seq);
+  if (added) ++records_;
+  it->second.cancelled_in_advance = true;
+  it->second.recorded_at = at;
   if (at > c.last_active) c.last_active = at;
 }
 
@@ -46,29 +107,41 @@ bool ExactlyOnce::Known(const RequestId& id) const {
   return c != clients_.end() && c->second.records.count(id.seq) > 0;
 }
 
-bool ExactlyOnce::BelowWatermark(const RequestId& id) const {
+bool ExactlyOnce::Refused(const RequestId& id) const {
   auto c = clients_.find(id.client);
-  return c != clients_.end() && id.seq < c->second.watermark;
+  return c != clients_.end() &&
+         (id.seq < c->second.watermark ||
+          (id.seq <= c->second.forgotten_through && !c->second.records.count(id.seq)));
 }
 
-void ExactlyOnce::Retire(LogIndex upto, const std::function<bool(const ClientId&)>& has_lease) {
+void ExactlyOnce::LeaseEnded(const ClientId& client, LogIndex at) {
+  auto c = clients_.find(client);
+  if (c != clients_.end() && at > c->second.last_active) c->second.last_active = at;
+}
+
+void ExactlyOnce::Retire(LogIndex below_watermark_upto, LogIndex expired_upto,
+                         const std::function<bool(const ClientId&)>& has_lease) {
   for (auto c = clients_.begin(); c != clients_.end();) {
-    auto& records = c->second.records;
-    for (auto r = records.begin(); r != records.end() && r->first < c->second.watermark;) {
-      r = r->second.recorded_at <= upto ? records.erase(r) : std::next(r);
+    Client& client = c->second;
+    for (auto r = client.records.begin(); r != client.records.end();) {
+      const Entry& e = r->second;
+      const bool expired = e.recorded_at <= expired_upto;
+      const bool answered = r->first < client.watermark && e.recorded_at <= below_watermark_upto;
+      // A wait still pending keeps its record: its retry must rejoin it, and its end update it.
+      if (Pending(e.outcome) || !(expired || answered)) {
+        ++r;
+        continue;
+      }
+      if (expired && r->first > client.forgotten_through) client.forgotten_through = r->first;
+      r = client.records.erase(r);
+      --records_;
     }
-    if (records.empty() && c->second.last_active <= upto && !has_lease(c->first)) {
+    if (client.records.empty() && client.last_active <= expired_upto && !has_lease(c->first)) {
       c = clients_.erase(c);
     } else {
       ++c;
     }
   }
-}
-
-size_t ExactlyOnce::records() const {
-  size_t n = 0;
-  for (const auto& [_, c] : clients_) n += c.records.size();
-  return n;
 }
 
 // --- encoding ---------------------------------------------------------------------------------
@@ -151,6 +224,7 @@ void ExactlyOnce::EncodeTo(Writer& w) const {
     w.Fixed64(id.hi);
     w.Fixed64(id.lo);
     w.Varint(c.watermark);
+    w.Varint(c.forgotten_through);
     w.Varint(c.last_active.value());
     w.Varint(c.records.size());
     for (const auto& [seq, rec] : c.records) {
@@ -163,15 +237,17 @@ void ExactlyOnce::EncodeTo(Writer& w) const {
   }
 }
 
-bool ExactlyOnce::DecodeFrom(Reader& r) {
+bool ExactlyOnce::DecodeFrom(Reader& r, uint8_t version) {
   clients_.clear();
+  records_ = 0;
   uint64_t n = 0;
   if (!r.Varint(&n)) return false;
   for (uint64_t i = 0; i < n; ++i) {
     ClientId id;
     Client c;
     uint64_t active = 0, records = 0;
-    if (!r.Fixed64(&id.hi) || !r.Fixed64(&id.lo) || !r.Varint(&c.watermark) || !r.Varint(&active) ||
+    if (!r.Fixed64(&id.hi) || !r.Fixed64(&id.lo) || !r.Varint(&c.watermark) ||
+        (version >= 2 && !r.Varint(&c.forgotten_through)) || !r.Varint(&active) ||
         !r.Varint(&records)) {
       return false;
     }
@@ -186,9 +262,10 @@ bool ExactlyOnce::DecodeFrom(Reader& r) {
       }
       rec.recorded_at = LogIndex(at);
       rec.cancelled_in_advance = cancelled != 0;
-      c.records.emplace(seq, std::move(rec));
+      if (!c.records.emplace(seq, std::move(rec)).second) return false;
+      ++records_;
     }
-    clients_.emplace(id, std::move(c));
+    if (!clients_.emplace(id, std::move(c)).second) return false;
   }
   return true;
 }

@@ -64,13 +64,24 @@ ApplyResult LockStateMachine::ApplyCommand(LogIndex index, const Command& comman
     return std::move(ctx.result);
   }
   const uint64_t digest = Digest(command);
-  const auto admission = once_.Admit(*header, digest, index);
+  const auto admission = once_.Admit(*header, digest, index, limits_);
   switch (admission.verdict) {
     case ExactlyOnce::Verdict::kBelowWatermark:
       ctx.result.outcome =
           Error(StatusCode::kFailedPrecondition,
                 "request " + ToString(header->id) +
                     " is below its client's watermark: a late duplicate, not executed");
+      break;
+    case ExactlyOnce::Verdict::kForgotten:
+      ctx.result.outcome =
+          Error(StatusCode::kFailedPrecondition,
+                "request " + ToString(header->id) +
+                    " is older than the exactly-once retention window (--outcome-retention-ms=" +
+                    std::to_string(limits_.outcome_retention_ms) +
+                    "): its outcome was retired; not executed again");
+      break;
+    case ExactlyOnce::Verdict::kNoRoom:
+      ctx.result.outcome = Error(admission.refusal);  // not recorded: it did not run
       break;
     case ExactlyOnce::Verdict::kDigestMismatch:
       ctx.result.outcome =
@@ -122,7 +133,7 @@ Outcome LockStateMachine::Execute(Ctx& ctx, const Command& command) {
         } else if constexpr (std::is_same_v<T, RetireOutcomes>) {
           std::set<ClientId> with_lease;
           for (const auto& [_, l] : leases_) with_lease.insert(l.granted_by.client);
-          once_.Retire(c.recorded_at_or_before,
+          once_.Retire(c.recorded_at_or_before, c.expired_at_or_before,
                        [&](const ClientId& id) { return with_lease.count(id) > 0; });
           return Outcome{};
         }
@@ -227,8 +238,8 @@ std::optional<Outcome> LockStateMachine::CheckAcquire(const Acquire& c, bool* gr
 }
 
 std::optional<Outcome> LockStateMachine::FailedTryLock(const Acquire& c) const {
-  if (c.wait_ms != 0 || !ValidateHeader(c.header).ok() || once_.Known(c.header.id) ||
-      once_.BelowWatermark(c.header.id)) {
+  if (c.wait_ms != 0 || !ValidateHeader(c.header).ok() ||
+      once_.Peek(c.header, Digest(c), limits_).verdict != ExactlyOnce::Verdict::kExecute) {
     return std::nullopt;
   }
   bool grantable = true;
@@ -282,7 +293,7 @@ void LockStateMachine::Promote(Ctx& ctx, const std::string& name, Lock& lock) {
     o.lease = w.lease;
     if (w.created_lease) o.ttl_ms = leases_.at(w.lease).ttl_ms;
     Grant(ctx, name, lock, w.lease, w.mode, w.acquire, &o.token, &o.fence);
-    once_.Update(w.acquire, o);
+    once_.Update(w.acquire, o, ctx.index);
     ctx.result.completions.push_back(Completion{w.acquire, std::move(o)});
   }
 }
@@ -314,7 +325,7 @@ void LockStateMachine::RemoveWaiter(Ctx& ctx, LockMap::iterator it, size_t i,
   if (w.created_lease && leases_.count(w.lease)) o.ttl_ms = leases_.at(w.lease).ttl_ms;
   o.message = why;
   o.holders = HolderViews(lock);
-  once_.Update(w.acquire, o);
+  once_.Update(w.acquire, o, ctx.index);
   ctx.result.completions.push_back(Completion{w.acquire, std::move(o)});
   // The head may have been an EXCLUSIVE waiter that held back compatible SHARED ones.
   Promote(ctx, it->first, lock);
@@ -350,6 +361,7 @@ Outcome LockStateMachine::EndLease(Ctx& ctx, LeaseId id, bool expired) {
   auto label = leases_per_label_.find(lease.label);
   if (--label->second == 0) leases_per_label_.erase(label);
   leases_.erase(id);
+  once_.LeaseEnded(lease.granted_by.client, ctx.index);
   ctx.result.leases_ended.push_back(id);
   return o;
 }
@@ -359,32 +371,43 @@ Outcome LockStateMachine::DoCancel(Ctx& ctx, const Cancel& c) {
   if (c.acquire == c.header.id) {
     return Error(StatusCode::kInvalidArgument, "a Cancel names the Acquire to cancel, not itself");
   }
+  // The Acquire is found by its request id alone (an Acquire that granted its own lease has a
+  // lease id its caller may not know); a lease id, when given, must be the one it used.
+  const auto other_lease = [&](LeaseId used, const char* what) {
+    return Error(StatusCode::kFailedPrecondition, "Acquire " + ToString(c.acquire) + " " + what +
+                                                      " '" + c.name + "' with " + LeaseName(used) +
+                                                      ", not " + LeaseName(c.lease) +
+                                                      "; give its lease id or none");
+  };
   Outcome o;
   auto it = locks_.find(c.name);
   if (it != locks_.end()) {
     auto& ws = it->second.waiters;
     for (size_t i = 0; i < ws.size(); ++i) {
-      if (ws[i].acquire == c.acquire && ws[i].lease == c.lease) {
-        RemoveWaiter(ctx, it, i, "cancelled", Event::Type::kCancelled);
-        o.effect = CancelEffect::kWithdrewWait;
-        return o;
-      }
+      if (ws[i].acquire != c.acquire) continue;
+      if (!c.lease.zero() && ws[i].lease != c.lease) return other_lease(ws[i].lease, "waits for");
+      RemoveWaiter(ctx, it, i, "cancelled", Event::Type::kCancelled);
+      o.effect = CancelEffect::kWithdrewWait;
+      return o;
     }
     auto& hs = it->second.holders;
     for (size_t i = 0; i < hs.size(); ++i) {
-      if (hs[i].acquired_by == c.acquire && hs[i].lease == c.lease) {
-        RemoveHolder(ctx, it, i, Event::Type::kReleased);
-        o.effect = CancelEffect::kReleasedGrant;
-        return o;
-      }
+      if (hs[i].acquired_by != c.acquire) continue;
+      if (!c.lease.zero() && hs[i].lease != c.lease) return other_lease(hs[i].lease, "holds");
+      RemoveHolder(ctx, it, i, Event::Type::kReleased);
+      o.effect = CancelEffect::kReleasedGrant;
+      return o;
     }
   }
-  if (once_.Known(c.acquire) || once_.BelowWatermark(c.acquire)) {
+  if (once_.Known(c.acquire) || once_.Refused(c.acquire)) {
     o.effect = CancelEffect::kNothingToCancel;
     return o;
   }
-  if (!leases_.count(c.lease))
+  if (!c.lease.zero() && !leases_.count(c.lease))
     return Error(StatusCode::kNotFound, LeaseName(c.lease) + " is unknown or expired");
+  if (Status s = once_.RoomForCancelInAdvance(c.acquire, c.header.id.client, limits_); !s.ok()) {
+    return Error(s);
+  }
   once_.CancelInAdvance(c.acquire, ctx.index);
   o.effect = CancelEffect::kCancelledInAdvance;
   return o;

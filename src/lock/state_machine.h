@@ -27,7 +27,8 @@
 
 namespace lockd::lock {
 
-inline constexpr uint8_t kSnapshotFormatVersion = 1;
+/// 2: each exactly-once client carries forgotten_through. Version 1 snapshots are still read.
+inline constexpr uint8_t kSnapshotFormatVersion = 2;
 
 struct LockView {
   std::string name;

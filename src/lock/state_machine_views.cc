@@ -204,7 +204,7 @@ Result<LockStateMachine> LockStateMachine::Restore(std::string_view snapshot, Li
     }
     if (!sm.locks_.emplace(std::move(name), std::move(lock)).second) return bad("duplicate lock");
   }
-  if (!sm.once_.DecodeFrom(r) || !r.done()) return bad("exactly-once table");
+  if (!sm.once_.DecodeFrom(r, version) || !r.done()) return bad("exactly-once table");
   return sm;
 }
 

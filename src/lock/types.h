@@ -50,6 +50,14 @@ struct Limits {
   size_t max_leases = 100'000;
   size_t max_waiters_per_lock = 10'000;
   size_t max_leases_per_label = 100'000;
+  /// W: every exactly-once record is retired once it is this old, whatever the watermark says
+  /// (the leader decides the index bound on its clock; the state machine never reads one). At
+  /// least F_fwd.
+  uint64_t outcome_retention_ms = 300'000;
+  /// Exactly-once records of one client (outcomes and cancels in advance) kept at once.
+  size_t max_outcomes_per_client = 100'000;
+  /// Exactly-once records kept at once: every outcome, plus one per client for its watermark.
+  size_t max_outcomes = 1'000'000;
 };
 
 std::string ToString(const RequestId& id);

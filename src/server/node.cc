@@ -43,6 +43,9 @@ lock::Limits LimitsOf(const NodeOptions& o) {
   l.max_leases = o.max_leases;
   l.max_waiters_per_lock = o.max_waiters_per_lock;
   l.max_leases_per_label = o.max_leases_per_label;
+  l.outcome_retention_ms = o.outcome_retention_ms;
+  l.max_outcomes_per_client = o.max_outcomes_per_client;
+  l.max_outcomes = o.max_outcomes;
   return l;
 }
 

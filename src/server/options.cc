@@ -96,6 +96,13 @@ Status Validate(const NodeOptions& o) {
     return InvalidArgument("--drift must be in [0, 0.25) (a fraction: 0.01 is 1%)");
   }
   if (o.forward_timeout_ms < 100) return InvalidArgument("--forward-timeout-ms must be >= 100");
+  // A retry may be proposed up to F_fwd after a node received it: its record must outlive that.
+  if (o.outcome_retention_ms < o.forward_timeout_ms) {
+    return InvalidArgument("--outcome-retention-ms (" + std::to_string(o.outcome_retention_ms) +
+                           ") must be >= --forward-timeout-ms (" +
+                           std::to_string(o.forward_timeout_ms) + ")");
+  }
+  if (o.max_outcomes < 2) return InvalidArgument("--max-outcomes must be >= 2");
   if (o.min_ttl_ms == 0 || o.min_ttl_ms > o.max_ttl_ms) {
     return InvalidArgument("--min-ttl-ms must be > 0 and <= --max-ttl-ms");
   }
@@ -105,6 +112,7 @@ Status Validate(const NodeOptions& o) {
         {"--max-leases", o.max_leases},
         {"--max-waiters-per-lock", o.max_waiters_per_lock},
         {"--max-leases-per-label", o.max_leases_per_label},
+        {"--max-outcomes-per-client", o.max_outcomes_per_client},
         {"--max-page-size", o.max_page_size},
         {"--watch-history", o.watch_history}}) {
     if (v == 0) return InvalidArgument(std::string(flag) + " must be > 0");

@@ -43,7 +43,11 @@ struct NodeOptions {
   uint64_t max_leases = 100'000;
   uint64_t max_waiters_per_lock = 10'000;
   uint64_t max_leases_per_label = 100'000;
-  uint64_t max_request_bytes = 64 * 1024;  ///< larger client messages are RESOURCE_EXHAUSTED
+  /// W: an exactly-once record is retired once this old, whatever the watermark (>= F_fwd).
+  uint64_t outcome_retention_ms = 300'000;
+  uint64_t max_outcomes_per_client = 100'000;  ///< exactly-once records of one client
+  uint64_t max_outcomes = 1'000'000;           ///< exactly-once records, plus one per client
+  uint64_t max_request_bytes = 64 * 1024;      ///< larger client messages are RESOURCE_EXHAUSTED
   uint64_t max_page_size = 1000;
 
   uint64_t watch_history = 10'000;  ///< entries with events kept for resuming watches

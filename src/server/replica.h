@@ -263,7 +263,9 @@ class Replica {
   std::map<lock::RequestId, WaitTimer> wait_timers_;
   std::set<std::pair<BootTime, lock::RequestId>> wait_order_;
   std::vector<uint64_t> expiries_to_propose_;
-  std::deque<std::pair<BootTime, uint64_t>> applied_samples_;  ///< for RetireOutcomes
+  /// (time, applied index) about once a second over the last retention window: where the two
+  /// bounds of a RetireOutcomes entry come from.
+  std::deque<std::pair<BootTime, uint64_t>> applied_samples_;
   /// (first index applied, time) about once a second, for "held for" in inspection.
   std::deque<std::pair<uint64_t, BootTime>> apply_times_;
   uint64_t first_index_this_run_ = 0;

@@ -163,20 +163,30 @@ void Replica::ProposeWaitTimeouts(BootTime now) {
 void Replica::ProposeRetirement(BootTime now) {
   if (!leader_ || !deadlines_.active()) return;
   const auto f_fwd = options_.forward_timeout;
+  // W, never below F_fwd (options validation says so too).
+  const auto window = std::max<std::chrono::nanoseconds>(
+      f_fwd, std::chrono::milliseconds(options_.limits.outcome_retention_ms));
   if (applied_samples_.empty() || now - applied_samples_.back().first >= std::chrono::seconds(1)) {
     applied_samples_.emplace_back(now, applied_);
   }
   if (now - last_retire_ < f_fwd) return;
-  // The newest index applied at least F_fwd ago: every outcome recorded at or before it is
-  // older than any forward or proposal that could still carry its request.
-  uint64_t upto = 0;
-  while (!applied_samples_.empty() && now - applied_samples_.front().first >= f_fwd) {
-    upto = applied_samples_.front().second;
+  // A sample (t, i) says this node had applied i by t, so every record made at or before i is
+  // at least now − t old. Below-watermark outcomes go once F_fwd old (older than any forward or
+  // proposal that could still carry their request); every record once W old. Samples older than
+  // W are dropped after use; the rest (about one a second for W) stay for later rounds.
+  uint64_t answered = 0, expired = 0;
+  while (!applied_samples_.empty() && now - applied_samples_.front().first >= window) {
+    expired = applied_samples_.front().second;
     applied_samples_.pop_front();
   }
-  if (upto == 0) return;
+  answered = expired;
+  for (const auto& [at, index] : applied_samples_) {
+    if (now - at < f_fwd) break;
+    answered = index;
+  }
+  if (answered == 0) return;
   last_retire_ = now;
-  Propose(lock::RetireOutcomes{lock::LogIndex(upto)});
+  Propose(lock::RetireOutcomes{lock::LogIndex(answered), lock::LogIndex(expired)});
 }
 
 }  // namespace lockd::server

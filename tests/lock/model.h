@@ -51,7 +51,11 @@ class Model {
   std::vector<Wait> waits;    // in enqueue order (per name, that is FIFO)
   std::vector<LeaseRec> leases;
   std::vector<Rec> recs;
-  std::map<ClientId, uint64_t> watermark, last_active;
+  /// The per-client record: watermark, last activity, highest seq retired for age.
+  struct ClientRec {
+    uint64_t watermark = 0, last_active = 0, forgotten = 0;
+  };
+  std::map<ClientId, ClientRec> clients;
   uint64_t tokens = 0, lease_ids = 0;
 
   ApplyResult Apply(uint64_t index, const Command& cmd) {
@@ -68,12 +72,19 @@ class Model {
       return r;
     }
     const uint64_t d = Digest(cmd);
-    auto& wm = watermark[h->id.client];
-    last_active[h->id.client] = std::max(last_active[h->id.client], index);
-    const bool below = h->id.seq < wm;
-    wm = std::max(wm, h->watermark);
+    const bool known = clients.count(h->id.client) > 0;
+    const ClientRec before = known ? clients[h->id.client] : ClientRec{};
     Rec* rec = Find(h->id);
-    if (below) {
+    // A new request that does not fit is refused; from an unknown client it leaves no trace.
+    const bool fits = Room(h->id.client, 0, 0);
+    if (!known && !rec && !fits) {
+      r.outcome = Err(StatusCode::kResourceExhausted);
+      return r;
+    }
+    ClientRec& cl = clients[h->id.client];
+    cl.last_active = std::max(cl.last_active, index);
+    cl.watermark = std::max(cl.watermark, h->watermark);
+    if (h->id.seq < before.watermark) {
       r.outcome = Err(StatusCode::kFailedPrecondition);
     } else if (rec && rec->cancelled) {
       rec->cancelled = false;
@@ -85,11 +96,32 @@ class Model {
       r.outcome = Err(StatusCode::kInvalidArgument);
     } else if (rec) {
       r.outcome = rec->outcome;
+    } else if (h->id.seq <= before.forgotten) {
+      r.outcome = Err(StatusCode::kFailedPrecondition);
+    } else if (!fits) {
+      r.outcome = Err(StatusCode::kResourceExhausted);
     } else {
       r.outcome = Run(cmd);
       recs.push_back(Rec{h->id, d, r.outcome, index, false});
     }
     return r;
+  }
+
+  size_t RecordsOf(const ClientId& c) const {
+    return std::count_if(recs.begin(), recs.end(), [&](auto& r) { return r.id.client == c; });
+  }
+  /// Room for one more record of `c`, besides the ones reserved (see ExactlyOnce::Room).
+  bool Room(const ClientId& c, size_t reserved_own, size_t reserved) const {
+    if (RecordsOf(c) + reserved_own + 1 > limits_.max_outcomes_per_client) return false;
+    const size_t added = clients.count(c) ? 1 : 2;
+    return recs.size() + clients.size() + reserved + added <= limits_.max_outcomes;
+  }
+  bool Refused(const RequestId& id) const {
+    auto c = clients.find(id.client);
+    if (c == clients.end()) return false;
+    if (id.seq < c->second.watermark) return true;
+    return id.seq <= c->second.forgotten &&
+           std::none_of(recs.begin(), recs.end(), [&](auto& r) { return r.id == id; });
   }
 
   bool HasLease(uint64_t id) const {
@@ -182,7 +214,10 @@ class Model {
     Emit(Event::Type::kAcquired, name, lease, m, o.token.value(), o.fence.value());
   }
   void SetRec(const RequestId& id, const Outcome& o) {
-    if (Rec* r = Find(id)) r->outcome = o;
+    if (Rec* r = Find(id)) {
+      r->outcome = o;
+      r->at = idx_;
+    }
   }
   void Promote(const std::string& name) {
     while (true) {
@@ -252,7 +287,11 @@ class Model {
       }
       o.dropped.push_back(n);
     }
-    leases.erase(std::find_if(leases.begin(), leases.end(), [&](auto& l) { return l.id == id; }));
+    auto gone = std::find_if(leases.begin(), leases.end(), [&](auto& l) { return l.id == id; });
+    if (auto c = clients.find(gone->by.client); c != clients.end()) {
+      c->second.last_active = std::max(c->second.last_active, idx_);
+    }
+    leases.erase(gone);
     res_->leases_ended.push_back(LeaseId(id));
     return o;
   }
@@ -322,17 +361,24 @@ class Model {
     }
     if (auto* c = std::get_if<RetireOutcomes>(&cmd)) {
       const uint64_t upto = c->recorded_at_or_before.value();
-      std::erase_if(
-          recs, [&](const Rec& r) { return r.id.seq < watermark[r.id.client] && r.at <= upto; });
-      for (auto it = watermark.begin(); it != watermark.end();) {
+      const uint64_t expired = c->expired_at_or_before.value();
+      std::erase_if(recs, [&](const Rec& r) {
+        if (r.outcome.waiting) return false;  // a pending wait keeps its record
+        ClientRec& cl = clients[r.id.client];
+        if (r.at <= expired) {
+          cl.forgotten = std::max(cl.forgotten, r.id.seq);
+          return true;
+        }
+        return r.id.seq < cl.watermark && r.at <= upto;
+      });
+      for (auto it = clients.begin(); it != clients.end();) {
         const ClientId cl = it->first;
         const bool has_recs =
             std::any_of(recs.begin(), recs.end(), [&](auto& r) { return r.id.client == cl; });
         const bool has_lease =
             std::any_of(leases.begin(), leases.end(), [&](auto& l) { return l.by.client == cl; });
-        if (!has_recs && !has_lease && last_active[cl] <= upto) {
-          last_active.erase(cl);
-          it = watermark.erase(it);
+        if (!has_recs && !has_lease && it->second.last_active <= expired) {
+          it = clients.erase(it);
         } else {
           ++it;
         }
@@ -397,30 +443,35 @@ class Model {
     if (!ValidateName(c.name, limits_).ok() || c.acquire == c.header.id) {
       return Err(StatusCode::kInvalidArgument);
     }
+    // Found by its request id alone; a lease id, when given, must be the one it used.
+    const auto matches = [&](uint64_t lease) { return c.lease.zero() || lease == c.lease.value(); };
     Outcome o;
     for (size_t i = 0; i < waits.size(); ++i) {
-      if (waits[i].name == c.name && waits[i].acquire == c.acquire &&
-          waits[i].lease == c.lease.value()) {
+      if (waits[i].name == c.name && waits[i].acquire == c.acquire) {
+        if (!matches(waits[i].lease)) return Err(StatusCode::kFailedPrecondition);
         DropWait(i, Event::Type::kCancelled, "cancelled");
         o.effect = CancelEffect::kWithdrewWait;
         return o;
       }
     }
     for (size_t i = 0; i < grants.size(); ++i) {
-      if (grants[i].name == c.name && grants[i].by == c.acquire &&
-          grants[i].lease == c.lease.value()) {
+      if (grants[i].name == c.name && grants[i].by == c.acquire) {
+        if (!matches(grants[i].lease)) return Err(StatusCode::kFailedPrecondition);
         DropGrant(i, Event::Type::kReleased);
         o.effect = CancelEffect::kReleasedGrant;
         return o;
       }
     }
-    if (Find(c.acquire) || c.acquire.seq < watermark[c.acquire.client]) {
+    if (Find(c.acquire) || Refused(c.acquire)) {
       o.effect = CancelEffect::kNothingToCancel;
       return o;
     }
-    if (!HasLease(c.lease.value())) return Err(StatusCode::kNotFound);
+    if (!c.lease.zero() && !HasLease(c.lease.value())) return Err(StatusCode::kNotFound);
+    if (!Room(c.acquire.client, c.acquire.client == c.header.id.client ? 1 : 0, 1)) {
+      return Err(StatusCode::kResourceExhausted);
+    }
     recs.push_back(Rec{c.acquire, 0, Outcome{}, idx_, true});
-    last_active[c.acquire.client] = std::max(last_active[c.acquire.client], idx_);
+    clients[c.acquire.client].last_active = std::max(clients[c.acquire.client].last_active, idx_);
     o.effect = CancelEffect::kCancelledInAdvance;
     return o;
   }

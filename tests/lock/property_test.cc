@@ -66,7 +66,12 @@ class Generator {
     if (roll < 17) return ExpireLease{LeaseFrom(m)};
     if (roll < 20 && !acquires_.empty())
       return WaitTimeout{Name(), acquires_[Pick(acquires_.size())]};
-    if (roll < 22) return RetireOutcomes{LogIndex(index_ > 5 ? index_ - Pick(5) : 0)};
+    if (roll < 22) {
+      // As the leader proposes them: the age bound at or below the watermark bound.
+      const uint64_t answered = index_ > 5 ? index_ - Pick(5) : 0;
+      const uint64_t expired = Pick(2) ? 0 : answered - std::min<uint64_t>(answered, Pick(40));
+      return RetireOutcomes{LogIndex(answered), LogIndex(expired)};
+    }
     if (roll < 24) Finish();  // some pending calls complete: watermarks move
     const int kind = Pick(100);
     Command c;
@@ -109,6 +114,11 @@ class Generator {
       for (const auto& g : m.grants) {
         if (g.by == target) lease = LeaseId(g.lease);
       }
+      // Often no lease id at all (the caller of a one-lock Acquire does not know it), now and
+      // then a wrong one.
+      const int which = Pick(8);
+      if (which < 3) lease = LeaseId();
+      if (which == 3) lease = LeaseFrom(m);
       c = Cancel{Header(), Name(), lease, target};
     } else if (kind < 94) {
       c = RevokeLease{Header(), LeaseFrom(m)};
@@ -204,6 +214,8 @@ void ExpectSameState(const LockStateMachine& sm, const Model& m, uint64_t seed, 
   }
   EXPECT_EQ(sm.token_counter().value(), m.tokens);
   EXPECT_EQ(sm.lease_counter().value(), m.lease_ids);
+  EXPECT_EQ(sm.exactly_once().records(), m.recs.size());
+  EXPECT_EQ(sm.exactly_once().clients(), m.clients.size());
 }
 
 uint64_t SeedCount() {
@@ -229,7 +241,12 @@ TEST(Property, StateMachineMatchesTheReferenceModel) {
   const uint64_t first = one && *one ? std::strtoull(one, nullptr, 10) : 1;
   const uint64_t last = one && *one ? first : seeds;
   uint64_t compared = 0, snapshots = 0, failed_try_locks = 0;
+  // The new rules must actually be exercised, not just agree.
+  uint64_t table_full = 0, forgotten = 0, cancels_by_id_alone = 0;
   for (uint64_t seed = first; seed <= last; ++seed) {
+    // Every other sequence runs with an exactly-once table small enough to fill up.
+    limits.max_outcomes_per_client = seed % 2 ? 25 : Limits{}.max_outcomes_per_client;
+    limits.max_outcomes = seed % 2 ? 60 : Limits{}.max_outcomes;
     LockStateMachine sm(limits);
     Model model(limits);
     Generator gen(seed);
@@ -263,6 +280,14 @@ TEST(Property, StateMachineMatchesTheReferenceModel) {
             << "seed=" << seed << " step=" << step;
       }
       gen.Applied(step);
+      if (got.outcome.message.find("--max-outcomes") != std::string::npos) ++table_full;
+      if (got.outcome.message.find("retention window") != std::string::npos) ++forgotten;
+      if (const auto* x = std::get_if<Cancel>(&c);
+          x && x->lease.zero() && got.outcome.ok() &&
+          (got.outcome.effect == CancelEffect::kWithdrewWait ||
+           got.outcome.effect == CancelEffect::kReleasedGrant)) {
+        ++cancels_by_id_alone;
+      }
       sm.CheckInvariants();
       ++compared;
       const std::string where =
@@ -287,10 +312,17 @@ TEST(Property, StateMachineMatchesTheReferenceModel) {
   }
   std::printf(
       "compared %llu commands over %llu sequences; %llu snapshot round trips; %llu failed "
-      "try-locks checked against the read path\n",
+      "try-locks checked against the read path; %llu refused for a full exactly-once table, "
+      "%llu for a retired record; %llu cancels by request id alone\n",
       static_cast<unsigned long long>(compared), static_cast<unsigned long long>(last - first + 1),
-      static_cast<unsigned long long>(snapshots),
-      static_cast<unsigned long long>(failed_try_locks));
+      static_cast<unsigned long long>(snapshots), static_cast<unsigned long long>(failed_try_locks),
+      static_cast<unsigned long long>(table_full), static_cast<unsigned long long>(forgotten),
+      static_cast<unsigned long long>(cancels_by_id_alone));
+  if (last - first >= 100) {
+    EXPECT_GT(table_full, 0u);
+    EXPECT_GT(forgotten, 0u);
+    EXPECT_GT(cancels_by_id_alone, 0u);
+  }
 }
 
 }  // namespace

@@ -280,13 +280,13 @@ TEST(ExactlyOnce, OutcomesAreRetiredOnlyByTheLogBelowTheWatermark) {
   const ClientId cl{5, 5};
   h.Do(GrantLease{RequestHeader{{cl, 1}, 1, 1}, 5000, ""});
   EXPECT_EQ(h.sm.exactly_once().records(), base + 1);
-  h.Do(RetireOutcomes{LogIndex(h.index)});
+  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex()});
   EXPECT_EQ(h.sm.exactly_once().records(), base + 1) << "seq 1 is not below the watermark (1)";
   h.Do(GrantLease{RequestHeader{{cl, 2}, 1, 2}, 5000, ""});
   EXPECT_EQ(h.sm.exactly_once().records(), base + 2);
-  h.Do(RetireOutcomes{LogIndex(h.index - 3)});
+  h.Do(RetireOutcomes{LogIndex(h.index - 3), LogIndex()});
   EXPECT_EQ(h.sm.exactly_once().records(), base + 2) << "seq 1 was recorded after that index";
-  h.Do(RetireOutcomes{LogIndex(h.index)});
+  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex()});
   EXPECT_EQ(h.sm.exactly_once().records(), base + 1) << "seq 1 is below the watermark (2) now";
 }
 
@@ -344,7 +344,7 @@ TEST(Codec, EveryCommandRoundTripsAndNewerVersionsAreRefused) {
                               lock::Release{hd, "n", LeaseId(4), FencingToken(77)},
                               ForceRelease{hd, "n", LeaseId(), "why"},
                               WaitTimeout{"n", RequestId{{1, 2}, 9}},
-                              RetireOutcomes{LogIndex(50)}};
+                              RetireOutcomes{LogIndex(50), LogIndex(40)}};
   for (const auto& c : all) {
     const std::string bytes = Encode(c, 12345);
     auto d = Decode(bytes);
@@ -357,9 +357,19 @@ TEST(Codec, EveryCommandRoundTripsAndNewerVersionsAreRefused) {
     }
   }
   std::string newer = Encode(all[0], 0);
-  newer[0] = 2;
+  newer[0] = kCommandFormatVersion + 1;
   EXPECT_EQ(Decode(newer).status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(Decode(newer).status().message().find("newer"), std::string::npos);
+}
+
+TEST(Codec, AVersion1RetireOutcomesStillDecodesAndRetiresNothingForAge) {
+  // Version 1, wall second 7, kind 9 (RetireOutcomes), recorded_at_or_before 50: no second bound.
+  const std::string v1 = {1, 7, 9, 50};
+  auto d = Decode(v1);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  const auto& r = std::get<RetireOutcomes>(d->command);
+  EXPECT_EQ(r.recorded_at_or_before, LogIndex(50));
+  EXPECT_EQ(r.expired_at_or_before, LogIndex());
 }
 
 TEST(Codec, TheDigestIgnoresAttemptAndWatermark) {
