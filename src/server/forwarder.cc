@@ -1,5 +1,7 @@
 #include "server/forwarder.h"
 
+#include <vector>
+
 namespace lockd::server {
 
 bool WasForwarded(const grpc::CallbackServerContext& ctx) {
@@ -23,8 +25,20 @@ bool Forwarder::Prepare(grpc::ClientContext& ctx, std::chrono::system_clock::tim
   return true;
 }
 
-grpc::Status Forwarder::MapForwardStatus(const grpc::Status& s,
-                                         std::chrono::system_clock::time_point caller_deadline) {
+grpc::Status Forwarder::StoppingStatus() {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      "this node is stopping; retry on another node with the same request id");
+}
+
+grpc::Status Forwarder::MapForwardStatus(
+    const grpc::Status& s, std::chrono::system_clock::time_point caller_deadline) const {
+  if (s.error_code() == grpc::StatusCode::CANCELLED) {
+    // Either this node cancelled it (Stop) or the leader's server did (it is stopping); in
+    // neither case has the caller given up, and its call may not have run: retry elsewhere.
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "the forward to the leader was cancelled (a node is stopping); retry "
+                        "with the same request id");
+  }
   if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
       std::chrono::system_clock::now() < caller_deadline) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -38,14 +52,35 @@ Forwarder::~Forwarder() {
   idle_.wait(lock, [this] { return outstanding_ == 0; });
 }
 
-void Forwarder::Started() {
+bool Forwarder::Started(std::shared_ptr<grpc::ClientContext> ctx) {
   std::lock_guard lock(mu_);
+  if (stopping_) return false;
   ++outstanding_;
+  grpc::ClientContext* key = ctx.get();
+  in_flight_.emplace(key, std::move(ctx));
+  return true;
 }
 
-void Forwarder::Finished() {
+void Forwarder::Finished(grpc::ClientContext* ctx) {
+  std::lock_guard lock(mu_);
+  in_flight_.erase(ctx);
+}
+
+void Forwarder::Idle() {
   std::lock_guard lock(mu_);
   if (--outstanding_ == 0) idle_.notify_all();
+}
+
+void Forwarder::Stop() {
+  std::vector<std::shared_ptr<grpc::ClientContext>> calls;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    for (const auto& [key, ctx] : in_flight_) calls.push_back(ctx);
+  }
+  // Outside mu_: a cancel may run the call's callback on this thread, which takes mu_. A
+  // context registered before its call started is cancelled when the call starts.
+  for (const auto& ctx : calls) ctx->TryCancel();
 }
 
 std::shared_ptr<grpc::Channel> Forwarder::ChannelFor(const std::string& addr) {

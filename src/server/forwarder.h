@@ -7,6 +7,11 @@
 // forwards a forwarded call again: it answers UNAVAILABLE and the client retries (same request
 // id, so safely). The call is asynchronous: no thread waits for the leader's answer.
 //
+// When the node stops (Stop), every forward in flight is cancelled and answered UNAVAILABLE
+// ("this node is stopping"), and so is every new one: a stopping node finishes no call with
+// CANCELLED, so a retry with the same request id goes elsewhere. A forward the leader itself
+// cancelled (it was stopping) is UNAVAILABLE too.
+//
 // Thread-safe. Channels to the leader are cached by address and created on first use.
 #pragma once
 
@@ -51,15 +56,24 @@ class Forwarder {
     call->req = req;
     if (!Prepare(call->ctx, received, caller_deadline, done)) return;
     call->stub = Service::NewStub(ChannelFor(leader_addr));
-    Started();
+    // Aliases the call: Stop may cancel the context while the callback drops its reference.
+    if (!Started(std::shared_ptr<grpc::ClientContext>(call, &call->ctx))) {
+      done(StoppingStatus());
+      return;
+    }
     (call->stub->async()->*method)(
         &call->ctx, &call->req, resp,
         [this, call, caller_deadline, done = std::move(done)](grpc::Status s) mutable {
           done(MapForwardStatus(s, caller_deadline));
+          Finished(&call->ctx);
           call.reset();  // the context goes before the channel can
-          Finished();
+          Idle();
         });
   }
+
+  /// The node is stopping: cancels every forward in flight (each answers UNAVAILABLE) and
+  /// refuses new ones the same way. Idempotent.
+  void Stop();
 
  private:
   template <typename Service, typename Req>
@@ -69,22 +83,31 @@ class Forwarder {
     Req req;
   };
 
-  /// A forward cut short by F_fwd is UNAVAILABLE (retry), not the caller's DEADLINE_EXCEEDED.
-  static grpc::Status MapForwardStatus(const grpc::Status& s,
-                                       std::chrono::system_clock::time_point caller_deadline);
+  /// A forward cut short by F_fwd is UNAVAILABLE (retry), not the caller's DEADLINE_EXCEEDED;
+  /// one cancelled (by Stop, or by the stopping leader) is UNAVAILABLE, not CANCELLED.
+  grpc::Status MapForwardStatus(const grpc::Status& s,
+                                std::chrono::system_clock::time_point caller_deadline) const;
+  static grpc::Status StoppingStatus();
   /// Sets the deadline and metadata; false (after calling `done`) when the call must not go.
   bool Prepare(grpc::ClientContext& ctx, std::chrono::system_clock::time_point received,
                std::chrono::system_clock::time_point caller_deadline,
                const std::function<void(grpc::Status)>& done);
   std::shared_ptr<grpc::Channel> ChannelFor(const std::string& addr);
-  void Started();
-  void Finished();
+  /// Registers a call about to start; false when stopping (the call must not go).
+  bool Started(std::shared_ptr<grpc::ClientContext> ctx);
+  /// The call's callback ran: Stop no longer cancels it.
+  void Finished(grpc::ClientContext* ctx);
+  /// The call and its context are gone.
+  void Idle();
 
   const uint64_t node_id_;
   const std::chrono::milliseconds max_forward_age_;
-  std::mutex mu_;  ///< guards channels_ and outstanding_
+  std::mutex mu_;  ///< guards channels_, outstanding_, in_flight_ and stopping_
   std::condition_variable idle_;
   size_t outstanding_ = 0;
+  /// Calls whose callback has not run yet.
+  std::map<grpc::ClientContext*, std::shared_ptr<grpc::ClientContext>> in_flight_;
+  bool stopping_ = false;
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
 };
 

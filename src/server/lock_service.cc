@@ -2,7 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include <deque>
+#include <charconv>
 
 #include "lock/validate.h"
 #include "server/convert.h"
@@ -58,9 +58,11 @@ LockServiceImpl::~LockServiceImpl() {
   Shutdown();
 }
 
-void LockServiceImpl::Register(Stream* s) {
+bool LockServiceImpl::Register(Stream* s) {
   std::lock_guard lock(mu_);
+  if (shutdown_) return false;
   streams_.insert(s);
+  return true;
 }
 
 void LockServiceImpl::Unregister(Stream* s) {
@@ -73,9 +75,30 @@ void LockServiceImpl::Shutdown() {
   {
     std::lock_guard lock(mu_);
     shutdown_ = true;
+    stopping_ = true;
     streams = streams_;
   }
+  // Forwards in flight end UNAVAILABLE now, not CANCELLED when the server's shutdown deadline
+  // cancels the calls they answer.
+  ctx_.forwarder.Stop();
   for (Stream* s : streams) s->End();
+}
+
+grpc::Status LockServiceImpl::Stopping(const std::string& what_to_do) {
+  return Unavail("this node is stopping; " + what_to_do);
+}
+
+std::optional<grpc::Status> LockServiceImpl::Refuse(const google::protobuf::Message& req) const {
+  if (stopping_) return Stopping("retry on another node with the same request id");
+  // gRPC's own receive limit sits above this one (see Node), so that an oversize request is
+  // refused here, with the response metadata, rather than by gRPC without it.
+  if (const size_t size = req.ByteSizeLong(); size > ctx_.max_request_bytes) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        "request of " + std::to_string(size) +
+                            " bytes is larger than the limit of " +
+                            std::to_string(ctx_.max_request_bytes) + " (--max-request-bytes)");
+  }
+  return std::nullopt;
 }
 
 // --- the shapes every call takes ----------------------------------------------------------------
@@ -105,12 +128,23 @@ void LockServiceImpl::Forward(
                               ctx->deadline(), std::move(done));
 }
 
+// The KeepAlive stream (lock_service_streams.cc) forwards its renewals with this one.
+template void LockServiceImpl::Forward<pb::LockService, pb::RenewRequest, pb::RenewResponse>(
+    grpc::CallbackServerContext*,
+    void (Async::*)(grpc::ClientContext*, const pb::RenewRequest*, pb::RenewResponse*,
+                    std::function<void(grpc::Status)>),
+    const pb::RenewRequest&, pb::RenewResponse*, std::function<void(grpc::Status)>);
+
 template <typename Req, typename Resp>
 grpc::ServerUnaryReactor* LockServiceImpl::Mutate(
     grpc::CallbackServerContext* ctx, const Req* req, Resp* resp,
     void (Async::*method)(grpc::ClientContext*, const Req*, Resp*,
                           std::function<void(grpc::Status)>)) {
   auto* reactor = ctx->DefaultReactor();
+  if (auto refused = Refuse(*req)) {
+    reactor->Finish(*refused);
+    return reactor;
+  }
   auto command = ToCommand(*req, ctx_.limits);
   if (!command.ok()) {
     reactor->Finish(ToGrpc(command.status()));
@@ -188,6 +222,10 @@ grpc::ServerUnaryReactor* LockServiceImpl::Renew(grpc::CallbackServerContext* ct
                                                  pb::RenewResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   const BootTime received = ctx_.clock.Now();
+  if (auto refused = Refuse(*req)) {
+    reactor->Finish(*refused);
+    return reactor;
+  }
   if (req->lease_id() == 0) {
     reactor->Finish(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "lease_id is missing (0 names no lease)"));
@@ -211,157 +249,16 @@ grpc::ServerUnaryReactor* LockServiceImpl::Renew(grpc::CallbackServerContext* ct
   return reactor;
 }
 
-namespace {
-
-/// KeepAlive: reads renewals as they come, answers each (in the order answers are ready, each
-/// echoing its own seq), one write in flight at a time. A failed renewal is an answer with a
-/// code, not the end of the stream.
-class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, pb::RenewResponse>,
-                               public LockServiceImpl::Stream {
- public:
-  KeepAliveReactor(LockServiceImpl& service, grpc::CallbackServerContext* ctx)
-      : service_(service), ctx_(ctx), alive_(std::make_shared<Alive>()) {
-    alive_->self = this;
-    service_.Register(this);
-    StartRead(&in_);
-  }
-
-  void End() override { FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "node stopping")); }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {  // the client half-closed, or the stream broke
-      std::lock_guard lock(alive_->mu);
-      reading_done_ = true;
-      MaybeFinishLocked();
-      return;
-    }
-    pb::RenewRequest req = in_;
-    {
-      std::lock_guard lock(alive_->mu);
-      ++outstanding_;
-    }
-    StartRead(&in_);
-    Handle(req);
-  }
-
-  void OnWriteDone(bool ok) override {
-    std::lock_guard lock(alive_->mu);
-    writing_ = false;
-    if (!ok) {
-      reading_done_ = true;
-      pending_.clear();
-    }
-    WriteNextLocked();
-    MaybeFinishLocked();
-  }
-
-  void OnDone() override {
-    service_.Unregister(this);
-    {
-      std::lock_guard lock(alive_->mu);
-      alive_->self = nullptr;
-    }
-    delete this;
-  }
-
- private:
-  /// Outlives the reactor: answers that arrive after the stream ended find self == nullptr.
-  struct Alive {
-    std::mutex mu;  ///< guards the reactor's state below and self
-    KeepAliveReactor* self = nullptr;
-  };
-
-  void Handle(const pb::RenewRequest& req) {
-    auto alive = alive_;
-    // `r` carries what a renewal answers (remaining_ms, held_tokens); the rest is set here.
-    auto answer = [alive, lease = req.lease_id(), seq = req.seq()](const grpc::Status& s,
-                                                                   pb::RenewResponse r) {
-      std::lock_guard lock(alive->mu);
-      if (!alive->self) return;
-      r.set_lease_id(lease);
-      r.set_seq(seq);
-      r.set_code(s.error_code());
-      r.set_message(s.error_message());
-      alive->self->Queue(std::move(r));
-    };
-    auto& ctx = service_.context();
-    if (req.lease_id() == 0) {
-      answer(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "lease_id is missing"), {});
-      return;
-    }
-    const BootTime received = ctx.clock.Now();
-    if (ctx.replica.is_leader()) {
-      ctx.replica.Renew(req.lease_id(), received, [answer](Result<Replica::Renewed> renewed) {
-        if (!renewed.ok()) return answer(ToGrpc(renewed.status()), {});
-        pb::RenewResponse r;
-        r.set_remaining_ms(renewed->remaining.count());
-        for (uint64_t t : renewed->held_tokens) r.add_held_tokens(t);
-        answer(grpc::Status::OK, std::move(r));
-      });
-      return;
-    }
-    // A follower passes each renewal to the leader as a unary Renew.
-    auto resp = std::make_shared<pb::RenewResponse>();
-    service_.Forward<pb::LockService>(ctx_, &Async::Renew, req, resp.get(),
-                                      [answer, resp](grpc::Status s) {
-                                        answer(s, s.ok() ? std::move(*resp) : pb::RenewResponse());
-                                      });
-  }
-
-  void Queue(pb::RenewResponse r) {  // alive_->mu held
-    --outstanding_;
-    if (finished_) return;
-    pending_.push_back(std::move(r));
-    WriteNextLocked();
-  }
-
-  void WriteNextLocked() {
-    if (writing_ || pending_.empty() || finished_) return;
-    out_ = std::move(pending_.front());
-    pending_.pop_front();
-    writing_ = true;
-    StartWrite(&out_);
-  }
-
-  void MaybeFinishLocked() {
-    if (reading_done_ && !writing_ && pending_.empty() && outstanding_ == 0 && !finished_) {
-      finished_ = true;
-      Finish(grpc::Status::OK);
-    }
-  }
-
-  void FinishOnce(const grpc::Status& s) {
-    std::lock_guard lock(alive_->mu);
-    if (finished_) return;
-    finished_ = true;
-    pending_.clear();
-    Finish(s);
-  }
-
-  LockServiceImpl& service_;
-  grpc::CallbackServerContext* ctx_;
-  std::shared_ptr<Alive> alive_;
-  pb::RenewRequest in_;
-  pb::RenewResponse out_;
-  std::deque<pb::RenewResponse> pending_;
-  bool writing_ = false;
-  bool reading_done_ = false;
-  bool finished_ = false;
-  int outstanding_ = 0;
-};
-
-}  // namespace
-
-grpc::ServerBidiReactor<pb::RenewRequest, pb::RenewResponse>* LockServiceImpl::KeepAlive(
-    grpc::CallbackServerContext* ctx) {
-  return new KeepAliveReactor(*this, ctx);
-}
-
 // --- inspection ---------------------------------------------------------------------------------
 
 grpc::ServerUnaryReactor* LockServiceImpl::GetLock(grpc::CallbackServerContext* ctx,
                                                    const pb::GetLockRequest* req,
                                                    pb::GetLockResponse* resp) {
+  if (auto refused = Refuse(*req)) {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(*refused);
+    return reactor;
+  }
   if (Status s = lock::ValidateName(req->name(), ctx_.limits); !s.ok()) {
     auto* reactor = ctx->DefaultReactor();
     reactor->Finish(ToGrpc(s));
@@ -383,6 +280,11 @@ grpc::ServerUnaryReactor* LockServiceImpl::GetLock(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* LockServiceImpl::ListLocks(grpc::CallbackServerContext* ctx,
                                                      const pb::ListLocksRequest* req,
                                                      pb::ListLocksResponse* resp) {
+  if (auto refused = Refuse(*req)) {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(*refused);
+    return reactor;
+  }
   auto fail = [ctx](const std::string& m) {
     auto* reactor = ctx->DefaultReactor();
     reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, m));
@@ -413,13 +315,23 @@ grpc::ServerUnaryReactor* LockServiceImpl::ListLocks(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* LockServiceImpl::ListLeases(grpc::CallbackServerContext* ctx,
                                                       const pb::ListLeasesRequest* req,
                                                       pb::ListLeasesResponse* resp) {
+  if (auto refused = Refuse(*req)) {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(*refused);
+    return reactor;
+  }
   uint64_t after = 0;
   if (!req->page_token().empty()) {
+    // from_chars, not stoull: a token of 20+ digits must be a bad token, not an exception.
     const std::string& t = req->page_token();
-    bool ok = t.rfind(kLeasePage, 0) == 0 && t.size() > std::string(kLeasePage).size() &&
-              t.size() <= std::string(kLeasePage).size() + 20;
+    const std::string_view prefix(kLeasePage);
+    const char* first = t.data() + prefix.size();
+    const char* last = t.data() + t.size();
+    bool ok = t.size() > prefix.size() && t.compare(0, prefix.size(), prefix) == 0 &&
+              *first >= '0' && *first <= '9';
     if (ok) {
-      for (char c : t.substr(std::string(kLeasePage).size())) ok = ok && c >= '0' && c <= '9';
+      auto [end, ec] = std::from_chars(first, last, after);
+      ok = ec == std::errc() && end == last;
     }
     if (!ok) {
       auto* reactor = ctx->DefaultReactor();
@@ -427,7 +339,6 @@ grpc::ServerUnaryReactor* LockServiceImpl::ListLeases(grpc::CallbackServerContex
                                    "page_token is not one this service returned for ListLeases"));
       return reactor;
     }
-    after = std::stoull(t.substr(std::string(kLeasePage).size()));
   }
   const uint32_t limit = PageSize(req->page_size(), ctx_.max_page_size);
   return Inspect<pb::ListLeasesRequest, pb::ListLeasesResponse>(
@@ -443,6 +354,11 @@ grpc::ServerUnaryReactor* LockServiceImpl::ListLeases(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* LockServiceImpl::GetLease(grpc::CallbackServerContext* ctx,
                                                     const pb::GetLeaseRequest* req,
                                                     pb::GetLeaseResponse* resp) {
+  if (auto refused = Refuse(*req)) {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(*refused);
+    return reactor;
+  }
   if (req->lease_id() == 0) {
     auto* reactor = ctx->DefaultReactor();
     reactor->Finish(
@@ -460,185 +376,6 @@ grpc::ServerUnaryReactor* LockServiceImpl::GetLease(grpc::CallbackServerContext*
         ToProto(*view, ClockOf(v), out->mutable_lease());
         return grpc::Status::OK;
       });
-}
-
-// --- Watch --------------------------------------------------------------------------------------
-
-namespace {
-
-pb::LockEvent::Type ToProto(WatchEvent::Type t) {
-  switch (t) {
-    case WatchEvent::Type::kAcquired:
-      return pb::LockEvent::ACQUIRED;
-    case WatchEvent::Type::kReleased:
-      return pb::LockEvent::RELEASED;
-    case WatchEvent::Type::kExpired:
-      return pb::LockEvent::EXPIRED;
-    case WatchEvent::Type::kWaiting:
-      return pb::LockEvent::WAITING;
-    case WatchEvent::Type::kCancelled:
-      return pb::LockEvent::CANCELLED;
-  }
-  return pb::LockEvent::TYPE_UNSPECIFIED;
-}
-
-/// One Watch stream: entries queue here (from the apply thread, via the hub) and are written one
-/// at a time. A watcher that falls more than kMaxQueued entries behind is ended with
-/// RESOURCE_EXHAUSTED; it resumes from the last position it saw.
-class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
-                           public LockServiceImpl::Stream {
- public:
-  static constexpr size_t kMaxQueued = 4096;
-
-  WatchReactor(LockServiceImpl& service, WatchHub& hub, std::string cluster_id)
-      : service_(service), hub_(hub), cluster_id_(std::move(cluster_id)) {}
-
-  void Start(WatchFilter filter, const WatchPosition* after) {
-    service_.Register(this);
-    auto id = hub_.Subscribe(std::move(filter), after,
-                             [this](const WatchEntry& e) { return Deliver(e); });
-    std::lock_guard lock(mu_);
-    if (!id.ok()) {
-      FinishLocked(ToGrpc(id.status()));
-      return;
-    }
-    subscription_ = *id;
-  }
-
-  void End() override {
-    std::lock_guard lock(mu_);
-    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "node stopping; resume on another node from your last position"));
-  }
-
-  void OnWriteDone(bool ok) override {
-    std::lock_guard lock(mu_);
-    writing_ = false;
-    if (!ok) {
-      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
-      return;
-    }
-    WriteNextLocked();
-  }
-
-  void OnCancel() override {
-    std::lock_guard lock(mu_);
-    FinishLocked(grpc::Status::CANCELLED);
-  }
-
-  void OnDone() override {
-    // The sink may run on the apply thread until Unsubscribe returns; after it, never again.
-    hub_.Unsubscribe(subscription_);
-    service_.Unregister(this);
-    delete this;
-  }
-
- private:
-  bool Deliver(const WatchEntry& e) {
-    std::lock_guard lock(mu_);
-    if (finishing_) return false;
-    if (queue_.size() >= kMaxQueued) {
-      FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                "this watcher fell too far behind; resume from its last "
-                                "position"));
-      return false;
-    }
-    pb::WatchResponse r;
-    for (const auto& ev : e.events) {
-      auto* o = r.add_events();
-      o->set_type(ToProto(ev.type));
-      o->mutable_position()->set_cluster_id(cluster_id_);
-      o->mutable_position()->set_index(e.index);
-      o->mutable_position()->set_event(ev.number);
-      o->set_name(ev.name);
-      o->set_lease_id(ev.lease_id);
-      o->set_mode(ev.shared ? pb::SHARED : pb::EXCLUSIVE);
-      o->set_token(ev.token);
-      o->set_fence(ev.fence);
-    }
-    queue_.push_back(std::move(r));
-    WriteNextLocked();
-    return true;
-  }
-
-  void WriteNextLocked() {
-    if (writing_) return;
-    if (queue_.empty()) {
-      if (finishing_ && !finished_) {
-        finished_ = true;
-        Finish(final_);
-      }
-      return;
-    }
-    out_ = std::move(queue_.front());
-    queue_.pop_front();
-    writing_ = true;
-    StartWrite(&out_);
-  }
-
-  /// Ends the stream once the write in flight (if any) completes; queued entries are dropped.
-  void FinishLocked(const grpc::Status& s) {
-    if (finishing_) return;
-    finishing_ = true;
-    final_ = s;
-    queue_.clear();
-    WriteNextLocked();
-  }
-
-  LockServiceImpl& service_;
-  WatchHub& hub_;
-  const std::string cluster_id_;
-  std::mutex mu_;  ///< guards everything below (Deliver runs on the apply thread)
-  std::deque<pb::WatchResponse> queue_;
-  pb::WatchResponse out_;
-  bool writing_ = false;
-  bool finishing_ = false;
-  bool finished_ = false;
-  grpc::Status final_;
-  uint64_t subscription_ = 0;
-};
-
-}  // namespace
-
-grpc::ServerWriteReactor<pb::WatchResponse>* LockServiceImpl::Watch(grpc::CallbackServerContext*,
-                                                                    const pb::WatchRequest* req) {
-  auto* reactor = new WatchReactor(*this, ctx_.watch, ctx_.cluster_id);
-  WatchFilter filter;
-  std::string bad;
-  if (req->target_case() == pb::WatchRequest::kName) {
-    filter.key = req->name();
-    if (Status s = lock::ValidateName(req->name(), ctx_.limits); !s.ok()) bad = s.message();
-  } else if (req->target_case() == pb::WatchRequest::kPrefix) {
-    filter.key = req->prefix();
-    filter.prefix = true;
-    if (req->prefix().size() > ctx_.limits.max_name_bytes || !lock::IsValidUtf8(req->prefix())) {
-      bad = "prefix must be valid UTF-8 of at most " + std::to_string(ctx_.limits.max_name_bytes) +
-            " bytes";
-    }
-  } else {
-    bad = "give a name or a prefix to watch (an empty prefix watches every lock)";
-  }
-  {
-    std::lock_guard lock(mu_);
-    if (shutdown_) {
-      reactor->Finish(Unavail("node stopping; watch on another node"));
-      return reactor;
-    }
-  }
-  if (!bad.empty()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, bad));
-    return reactor;
-  }
-  WatchPosition after;
-  const WatchPosition* from = nullptr;
-  if (req->has_after()) {
-    after.cluster_id = req->after().cluster_id();
-    after.index = req->after().index();
-    after.event = req->after().event();
-    from = &after;
-  }
-  reactor->Start(std::move(filter), from);
-  return reactor;
 }
 
 // --- ClusterService -----------------------------------------------------------------------------
@@ -691,6 +428,10 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::TransferLeadership(
     pb::TransferLeadershipResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   auto& c = locks_.context();
+  if (auto refused = locks_.Refuse(*req)) {
+    reactor->Finish(*refused);
+    return reactor;
+  }
   if (req->to() != 0 && c.ClientAddr(req->to()).empty()) {
     reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                  "node " + std::to_string(req->to()) + " is not a member"));
@@ -714,6 +455,10 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::ForceRelease(grpc::CallbackServerC
                                                            pb::ForceReleaseResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   auto& c = locks_.context();
+  if (auto refused = locks_.Refuse(*req)) {
+    reactor->Finish(*refused);
+    return reactor;
+  }
   auto command = ToCommand(*req, c.limits);
   if (!command.ok()) {
     reactor->Finish(ToGrpc(command.status()));

@@ -8,16 +8,23 @@
 // request id). Inspection is linearizable (ReadIndex on the leader) unless `stale` asks for the
 // local state. Watch streams read the apply stream through the WatchHub.
 //
+// Every call is also refused first when the node is stopping (UNAVAILABLE, "this node is
+// stopping": a retry with the same request id goes to another node) and when its message is
+// larger than --max-request-bytes (RESOURCE_EXHAUSTED naming the limit; gRPC's own receive limit
+// is set above it so that this answer, with the response metadata, is the one the caller sees).
+//
 // Owned by Node, which registers them on the client-port server and calls Shutdown() before the
-// server stops, so that every open stream ends.
+// server stops, so that every open stream and every forward in flight ends UNAVAILABLE.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -25,6 +32,7 @@
 #include "lock/types.h"
 #include "lockd/v1/lockd.grpc.pb.h"
 #include "server/forwarder.h"
+#include "server/metrics.h"
 #include "server/replica.h"
 
 namespace lockd::server {
@@ -42,6 +50,10 @@ struct ServiceContext {
   std::vector<MemberSpec> members;
   std::chrono::milliseconds forward_timeout{10'000};
   uint32_t max_page_size = 1000;
+  size_t max_request_bytes = 65536;
+  /// Streams ended RESOURCE_EXHAUSTED because their reader fell behind (null: not counted).
+  Counter* keepalive_overflows = nullptr;
+  Counter* watch_overflows = nullptr;
 
   /// The client address of member `id`, or empty when it is not a member.
   std::string ClientAddr(uint64_t id) const;
@@ -52,8 +64,18 @@ class LockServiceImpl final : public lockd::v1::LockService::CallbackService {
   explicit LockServiceImpl(ServiceContext ctx);
   ~LockServiceImpl() override;
 
-  /// Ends every Watch and KeepAlive stream (the server is stopping).
+  /// The node is stopping: every new call and every forward in flight is answered UNAVAILABLE,
+  /// and every Watch and KeepAlive stream ends UNAVAILABLE.
   void Shutdown();
+
+  /// Answers queued unwritten on one KeepAlive stream (its client does not read) before it ends.
+  static constexpr size_t kMaxKeepAliveBacklog = 1024;
+
+  /// UNAVAILABLE saying the node is stopping, then `what_to_do`.
+  static grpc::Status Stopping(const std::string& what_to_do);
+  /// The answer to a call this node refuses before looking at it: it is stopping, or `req` is
+  /// larger than --max-request-bytes. nullopt: go on.
+  std::optional<grpc::Status> Refuse(const google::protobuf::Message& req) const;
 
   grpc::ServerUnaryReactor* GrantLease(grpc::CallbackServerContext* ctx,
                                        const lockd::v1::GrantLeaseRequest* req,
@@ -96,7 +118,8 @@ class LockServiceImpl final : public lockd::v1::LockService::CallbackService {
     virtual ~Stream() = default;
     virtual void End() = 0;
   };
-  void Register(Stream* s);
+  /// False when the node is stopping: the stream must end at once.
+  [[nodiscard]] bool Register(Stream* s);
   void Unregister(Stream* s);
 
   /// Forwards a unary call of `Svc` (LockService or ClusterService) to the leader, or
@@ -130,6 +153,7 @@ class LockServiceImpl final : public lockd::v1::LockService::CallbackService {
   std::mutex mu_;  ///< guards streams_ and shutdown_
   std::set<Stream*> streams_;
   bool shutdown_ = false;
+  std::atomic<bool> stopping_{false};  ///< shutdown_, readable without mu_ on every call
 };
 
 class ClusterServiceImpl final : public lockd::v1::ClusterService::CallbackService {

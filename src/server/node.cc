@@ -7,7 +7,9 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <limits>
 #include <random>
 
 #include "grpc/health/v1/health.pb.h"  // links the descriptor, so reflection can describe it
@@ -47,6 +49,15 @@ lock::Limits LimitsOf(const NodeOptions& o) {
   l.max_outcomes_per_client = o.max_outcomes_per_client;
   l.max_outcomes = o.max_outcomes;
   return l;
+}
+
+/// gRPC's own receive limit on the client port: well above --max-request-bytes, so that the
+/// handlers see an oversize request and refuse it with the response metadata (LockServiceImpl::
+/// Refuse). Only a message above this one is refused by gRPC itself, without the metadata
+/// (docs/api.md says so); it still bounds what one message can make the node buffer.
+int ClientReceiveLimit(const NodeOptions& o) {
+  const uint64_t limit = std::max<uint64_t>(4 * uint64_t{o.max_request_bytes}, 16u << 20);
+  return static_cast<int>(std::min<uint64_t>(limit, std::numeric_limits<int>::max()));
 }
 
 /// The cluster this data dir belongs to: recorded at bootstrap, read back ever after.
@@ -221,7 +232,10 @@ Status Node::Start() {
                     cluster_id_,
                     identity->members,
                     std::chrono::milliseconds(options_.forward_timeout_ms),
-                    static_cast<uint32_t>(options_.max_page_size)};
+                    static_cast<uint32_t>(options_.max_page_size),
+                    options_.max_request_bytes,
+                    &keepalive_overflows_,
+                    &watch_overflows_};
   lock_service_ = std::make_unique<LockServiceImpl>(std::move(sc));
   cluster_service_ = std::make_unique<ClusterServiceImpl>(*lock_service_);
 
@@ -234,7 +248,7 @@ Status Node::Start() {
   builder.AddListeningPort(options_.client_addr, grpc::InsecureServerCredentials(), &bound_port);
   builder.RegisterService(lock_service_.get());
   builder.RegisterService(cluster_service_.get());
-  builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_request_bytes));
+  builder.SetMaxReceiveMessageSize(ClientReceiveLimit(options_));
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(metadata_->Factory());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));

@@ -5,8 +5,10 @@
 //
 // Start() recovers the data dir (or bootstraps a new cluster from --initial-cluster), binds
 // everything or fails with the reason. Shutdown() (SIGTERM): health goes NOT_SERVING, a leader
-// hands leadership to the most caught-up voter, open streams end, the loop finishes its pass and
-// answers what still waits UNAVAILABLE, the listeners stop, and the data dir is released.
+// hands leadership to the most caught-up voter, then every new call, every forward in flight and
+// every open stream is answered UNAVAILABLE ("this node is stopping"), the loop finishes its pass
+// and answers what still waits UNAVAILABLE, the listeners stop, and the data dir is released. So
+// no call a stopping node cannot finish ends CANCELLED: its retry goes to another node.
 #pragma once
 
 #include <atomic>
@@ -91,6 +93,12 @@ class Node {
   Counter& try_locks_by_read_ = metrics_.AddCounter(
       "lockd_try_locks_by_read_total",
       "Try-locks that failed and were answered after a ReadIndex round, with no log entry.");
+  Counter& keepalive_overflows_ = metrics_.AddCounter(
+      "lockd_keepalive_overflows_total",
+      "KeepAlive streams ended RESOURCE_EXHAUSTED because their client did not read the answers.");
+  Counter& watch_overflows_ = metrics_.AddCounter(
+      "lockd_watch_overflows_total",
+      "Watch streams ended RESOURCE_EXHAUSTED because their client fell too far behind.");
 };
 
 }  // namespace lockd::server

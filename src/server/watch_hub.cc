@@ -1,5 +1,7 @@
 #include "server/watch_hub.h"
 
+#include <algorithm>
+
 namespace lockd::server {
 
 bool WatchFilter::Matches(const std::string& name) const {
@@ -21,6 +23,10 @@ void WatchHub::Publish(WatchEntry entry) {
   std::lock_guard lock(mu_);
   if (entry.index > applied_) applied_ = entry.index;
   for (auto it = subscribers_.begin(); it != subscribers_.end();) {
+    if (!it->second.live) {  // it reads this entry from the history when its replay gets there
+      ++it;
+      continue;
+    }
     WatchEntry mine = Select(entry, it->second.filter, 0, 0);
     if (!mine.events.empty() && !it->second.sink(mine)) {
       it = subscribers_.erase(it);
@@ -51,34 +57,69 @@ void WatchHub::CutHistory(uint64_t index) {
   if (index > applied_) applied_ = index;
 }
 
+Status WatchHub::CheckRetained(uint64_t index, uint32_t event) const {
+  // The entry at the floor is gone too: a position there is good only if it saw all of it.
+  if (index < history_floor_ ||
+      (index == history_floor_ && history_floor_ > 0 && event < floor_events_)) {
+    return OutOfRange("history up to index " + std::to_string(history_floor_) +
+                      " is no longer kept (asked to resume after " + std::to_string(index) +
+                      "): re-read the state and watch from now");
+  }
+  return Status::Ok();
+}
+
 Result<uint64_t> WatchHub::Subscribe(WatchFilter filter, const WatchPosition* after, Sink sink) {
   std::lock_guard lock(mu_);
+  Subscriber s{std::move(filter), std::move(sink)};
   if (after) {
     if (after->cluster_id != cluster_id_) {
       return OutOfRange("position is from cluster '" + after->cluster_id + "', this is '" +
                         cluster_id_ + "': re-read the state and watch from now");
     }
-    // The entry at the floor is gone too: a position there is good only if it saw all of it.
-    if (after->index < history_floor_ ||
-        (after->index == history_floor_ && history_floor_ > 0 && after->event < floor_events_)) {
-      return OutOfRange("history up to index " + std::to_string(history_floor_) +
-                        " is no longer kept (asked to resume after " +
-                        std::to_string(after->index) + "): re-read the state and watch from now");
-    }
+    if (Status st = CheckRetained(after->index, after->event); !st.ok()) return st;
     if (after->index > applied_) {
       return OutOfRange("position " + std::to_string(after->index) +
                         " is ahead of this node's applied index " + std::to_string(applied_));
     }
-    for (const auto& e : history_) {
-      if (e.index < after->index) continue;
-      WatchEntry mine = Select(e, filter, after->index, after->event);
-      if (!mine.events.empty() && !sink(mine))
-        return Unavailable("watcher went away during replay");
-    }
+    s.live = false;
+    s.after_index = after->index;
+    s.after_event = after->event;
   }
   const uint64_t id = next_id_++;
-  subscribers_.emplace(id, Subscriber{std::move(filter), std::move(sink)});
+  subscribers_.emplace(id, std::move(s));
   return id;
+}
+
+Result<bool> WatchHub::Replay(uint64_t id, size_t max_entries, size_t max_scan) {
+  std::lock_guard lock(mu_);
+  auto it = subscribers_.find(id);
+  if (it == subscribers_.end()) return Unavailable("the watch ended during its replay");
+  Subscriber& s = it->second;
+  if (s.live) return true;
+  if (Status st = CheckRetained(s.after_index, s.after_event); !st.ok()) {
+    subscribers_.erase(it);
+    return OutOfRange("the watch fell behind the kept history while replaying it: " + st.message());
+  }
+  // History indices increase, so the resume point is found by bisection, not a scan.
+  auto e = std::lower_bound(history_.begin(), history_.end(), s.after_index,
+                            [](const WatchEntry& h, uint64_t i) { return h.index < i; });
+  size_t delivered = 0;
+  for (size_t scanned = 0; e != history_.end() && delivered < max_entries && scanned < max_scan;
+       ++e, ++scanned) {
+    WatchEntry mine = Select(*e, s.filter, s.after_index, s.after_event);
+    s.after_index = e->index;
+    s.after_event = kUnknownEvents;  // every event of this entry is delivered or not wanted
+    if (mine.events.empty()) continue;
+    ++delivered;
+    if (!s.sink(mine)) {
+      subscribers_.erase(it);
+      return Unavailable("the watcher went away during its replay");
+    }
+  }
+  // Caught up: from here on Publish delivers, under this same lock, so nothing is seen twice
+  // and nothing is missed.
+  if (e == history_.end()) s.live = true;
+  return s.live;
 }
 
 void WatchHub::Unsubscribe(uint64_t id) {

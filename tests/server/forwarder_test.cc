@@ -98,5 +98,33 @@ TEST_F(ForwarderTest, AnOldRequestOrAnExpiredCallerIsNotForwarded) {
   EXPECT_EQ(leader_.calls, 0);
 }
 
+TEST_F(ForwarderTest, StopAnswersEveryForwardInFlightAndEveryNewOneUnavailable) {
+  Forwarder f(3, 10s);
+  leader_.delay = 1500ms;  // the leader is slow: the forward is in flight when the node stops
+  const auto now = Clock::now();
+  pb::GetLockRequest req;
+  req.set_name("seat/1");
+  pb::GetLockResponse resp;
+  std::promise<grpc::Status> p;
+  f.Forward<pb::LockService>(addr_, &pb::LockService::StubInterface::async_interface::GetLock, req,
+                             &resp, now, now + 30s, [&](grpc::Status s) { p.set_value(s); });
+  for (int i = 0; i < 200; ++i) {  // until the leader has the call
+    {
+      std::lock_guard lock(leader_.mu);
+      if (leader_.calls > 0) break;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  f.Stop();
+  auto answered = p.get_future();
+  ASSERT_EQ(answered.wait_for(2s), std::future_status::ready) << "Stop ends the forward now";
+  const grpc::Status s = answered.get();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_NE(s.error_message().find("stopping"), std::string::npos) << s.error_message();
+  const grpc::Status later = Forward(f, Clock::now(), Clock::now() + 30s, &resp);
+  EXPECT_EQ(later.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(later.error_message().find("stopping"), std::string::npos) << later.error_message();
+}
+
 }  // namespace
 }  // namespace lockd::server

@@ -1,0 +1,405 @@
+// The two streaming calls of LockServiceImpl: KeepAlive (bidi: renewals in, answers out) and
+// Watch (server stream: replayed history, then live events). Both are bounded: a stream whose
+// reader does not keep up is ended RESOURCE_EXHAUSTED (counted in /metrics) instead of queueing
+// without limit on the node, and both end UNAVAILABLE when the node stops.
+#include <spdlog/spdlog.h>
+
+#include <deque>
+
+#include "lock/validate.h"
+#include "server/convert.h"
+#include "server/lock_service.h"
+#include "server/watch_hub.h"
+
+namespace lockd::server {
+
+namespace pb = lockd::v1;
+using Async = pb::LockService::StubInterface::async_interface;
+
+namespace {
+
+/// KeepAlive: reads renewals as they come, answers each (in the order answers are ready, each
+/// echoing its own seq), one write in flight at a time. A failed renewal is an answer with a
+/// code, not the end of the stream. Answers not yet written are at most kMaxKeepAliveBacklog: a
+/// client that sends and never reads is ended RESOURCE_EXHAUSTED.
+class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, pb::RenewResponse>,
+                               public LockServiceImpl::Stream {
+ public:
+  KeepAliveReactor(LockServiceImpl& service, grpc::CallbackServerContext* ctx)
+      : service_(service), ctx_(ctx), alive_(std::make_shared<Alive>()) {
+    alive_->self = this;
+    if (!service_.Register(this)) {
+      FinishOnce(LockServiceImpl::Stopping("keep the leases alive through another node"));
+      return;
+    }
+    StartRead(&in_);
+  }
+
+  void End() override {
+    FinishOnce(LockServiceImpl::Stopping("keep the leases alive through another node"));
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client half-closed, or the stream broke
+      std::lock_guard lock(alive_->mu);
+      reading_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    pb::RenewRequest req = in_;
+    {
+      std::lock_guard lock(alive_->mu);
+      if (finished_) return;  // no more reads: the stream is ending
+      ++outstanding_;
+    }
+    StartRead(&in_);
+    Handle(req);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lock(alive_->mu);
+    writing_ = false;
+    if (!ok) {
+      reading_done_ = true;
+      pending_.clear();
+    }
+    WriteNextLocked();
+    MaybeFinishLocked();
+  }
+
+  void OnDone() override {
+    service_.Unregister(this);
+    {
+      std::lock_guard lock(alive_->mu);
+      alive_->self = nullptr;
+    }
+    delete this;
+  }
+
+ private:
+  /// Outlives the reactor: answers that arrive after the stream ended find self == nullptr.
+  struct Alive {
+    std::mutex mu;  ///< guards the reactor's state below and self
+    KeepAliveReactor* self = nullptr;
+  };
+
+  void Handle(const pb::RenewRequest& req) {
+    auto alive = alive_;
+    // `r` carries what a renewal answers (remaining_ms, held_tokens); the rest is set here.
+    auto answer = [alive, lease = req.lease_id(), seq = req.seq()](const grpc::Status& s,
+                                                                   pb::RenewResponse r) {
+      std::lock_guard lock(alive->mu);
+      if (!alive->self) return;
+      r.set_lease_id(lease);
+      r.set_seq(seq);
+      r.set_code(s.error_code());
+      r.set_message(s.error_message());
+      alive->self->Queue(std::move(r));
+    };
+    auto& ctx = service_.context();
+    if (req.lease_id() == 0) {
+      answer(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "lease_id is missing"), {});
+      return;
+    }
+    if (auto refused = service_.Refuse(req)) {
+      answer(*refused, {});
+      return;
+    }
+    const BootTime received = ctx.clock.Now();
+    if (ctx.replica.is_leader()) {
+      ctx.replica.Renew(req.lease_id(), received, [answer](Result<Replica::Renewed> renewed) {
+        if (!renewed.ok()) return answer(ToGrpc(renewed.status()), {});
+        pb::RenewResponse r;
+        r.set_remaining_ms(renewed->remaining.count());
+        for (uint64_t t : renewed->held_tokens) r.add_held_tokens(t);
+        answer(grpc::Status::OK, std::move(r));
+      });
+      return;
+    }
+    // A follower passes each renewal to the leader as a unary Renew.
+    auto resp = std::make_shared<pb::RenewResponse>();
+    service_.Forward<pb::LockService>(ctx_, &Async::Renew, req, resp.get(),
+                                      [answer, resp](grpc::Status s) {
+                                        answer(s, s.ok() ? std::move(*resp) : pb::RenewResponse());
+                                      });
+  }
+
+  void Queue(pb::RenewResponse r) {  // alive_->mu held
+    --outstanding_;
+    if (finished_) return;
+    if (pending_.size() >= LockServiceImpl::kMaxKeepAliveBacklog) {
+      // The client sends renewals and does not read the answers: end the stream rather than
+      // hold its answers without bound. Renewals in flight are not counted: a legitimate client
+      // may renew many leases in one burst, and each is answered within a heartbeat round.
+      if (auto* c = service_.context().keepalive_overflows) c->Add();
+      FinishLocked(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          "this KeepAlive stream has " + std::to_string(LockServiceImpl::kMaxKeepAliveBacklog) +
+              " answers its client has not read (the bound per stream); read the answers as "
+              "they come, then open a new stream"));
+      return;
+    }
+    pending_.push_back(std::move(r));
+    WriteNextLocked();
+  }
+
+  void WriteNextLocked() {
+    if (writing_ || pending_.empty() || finished_) return;
+    out_ = std::move(pending_.front());
+    pending_.pop_front();
+    writing_ = true;
+    StartWrite(&out_);
+  }
+
+  void MaybeFinishLocked() {
+    if (reading_done_ && !writing_ && pending_.empty() && outstanding_ == 0 && !finished_) {
+      finished_ = true;
+      Finish(grpc::Status::OK);
+    }
+  }
+
+  void FinishOnce(const grpc::Status& s) {
+    std::lock_guard lock(alive_->mu);
+    FinishLocked(s);
+  }
+
+  /// Ends the stream now, even with a write in flight that a non-reading client never completes.
+  void FinishLocked(const grpc::Status& s) {
+    if (finished_) return;
+    finished_ = true;
+    pending_.clear();
+    Finish(s);
+  }
+
+  LockServiceImpl& service_;
+  grpc::CallbackServerContext* ctx_;
+  std::shared_ptr<Alive> alive_;
+  pb::RenewRequest in_;
+  pb::RenewResponse out_;
+  std::deque<pb::RenewResponse> pending_;
+  bool writing_ = false;
+  bool reading_done_ = false;
+  bool finished_ = false;
+  size_t outstanding_ = 0;
+};
+
+pb::LockEvent::Type ToProto(WatchEvent::Type t) {
+  switch (t) {
+    case WatchEvent::Type::kAcquired:
+      return pb::LockEvent::ACQUIRED;
+    case WatchEvent::Type::kReleased:
+      return pb::LockEvent::RELEASED;
+    case WatchEvent::Type::kExpired:
+      return pb::LockEvent::EXPIRED;
+    case WatchEvent::Type::kWaiting:
+      return pb::LockEvent::WAITING;
+    case WatchEvent::Type::kCancelled:
+      return pb::LockEvent::CANCELLED;
+  }
+  return pb::LockEvent::TYPE_UNSPECIFIED;
+}
+
+/// One Watch stream: entries queue here (from the apply thread, via the hub) and are written one
+/// at a time. A resume replays the hub's history one chunk at a time, pulling the next chunk
+/// only when the previous one is written, so the replay is paced by the watcher and never holds
+/// the hub (and the apply loop's Publish) for more than one chunk. A live watcher that falls
+/// more than kMaxQueued entries behind is ended with RESOURCE_EXHAUSTED; it resumes from the last
+/// position it saw.
+class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
+                           public LockServiceImpl::Stream {
+ public:
+  static constexpr size_t kMaxQueued = 4096;
+  static constexpr size_t kReplayChunk = 256;  ///< entries per replay step, well below kMaxQueued
+
+  WatchReactor(LockServiceImpl& service, WatchHub& hub, std::string cluster_id)
+      : service_(service), hub_(hub), cluster_id_(std::move(cluster_id)) {}
+
+  void Start(WatchFilter filter, const WatchPosition* after) {
+    if (!service_.Register(this)) {
+      std::lock_guard lock(mu_);
+      FinishLocked(LockServiceImpl::Stopping("watch on another node from your last position"));
+      return;
+    }
+    auto id = hub_.Subscribe(std::move(filter), after,
+                             [this](const WatchEntry& e) { return Deliver(e); });
+    {
+      std::lock_guard lock(mu_);
+      if (!id.ok()) {
+        FinishLocked(ToGrpc(id.status()));
+        return;
+      }
+      subscription_ = *id;
+      replaying_ = after != nullptr;
+    }
+    PumpReplay();
+  }
+
+  void End() override {
+    std::lock_guard lock(mu_);
+    FinishLocked(LockServiceImpl::Stopping("resume on another node from your last position"));
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool pump = false;
+    {
+      std::lock_guard lock(mu_);
+      writing_ = false;
+      if (!ok) {
+        FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+        return;
+      }
+      WriteNextLocked();
+      pump = replaying_ && !writing_ && !finishing_;
+    }
+    if (pump) PumpReplay();
+  }
+
+  void OnCancel() override {
+    std::lock_guard lock(mu_);
+    FinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    // The sink may run on the apply thread until Unsubscribe returns; after it, never again.
+    hub_.Unsubscribe(subscription_);
+    service_.Unregister(this);
+    delete this;
+  }
+
+ private:
+  /// Pulls replay chunks while nothing is left to write. Called without mu_: the hub calls the
+  /// sink (which takes mu_) with its own mutex held, so mu_ is never held while calling the hub.
+  void PumpReplay() {
+    for (;;) {
+      {
+        std::lock_guard lock(mu_);
+        if (!replaying_ || pulling_ || writing_ || finishing_ || !queue_.empty()) return;
+        pulling_ = true;
+      }
+      auto live = hub_.Replay(subscription_, kReplayChunk);
+      std::lock_guard lock(mu_);
+      pulling_ = false;
+      if (!live.ok()) {
+        FinishLocked(ToGrpc(live.status()));
+        return;
+      }
+      if (*live) replaying_ = false;
+      // Otherwise: a chunk was queued (and its write started), or the scanned entries held
+      // nothing for this filter and the loop pulls again.
+    }
+  }
+
+  bool Deliver(const WatchEntry& e) {
+    std::lock_guard lock(mu_);
+    if (finishing_) return false;
+    if (queue_.size() >= kMaxQueued) {
+      if (auto* c = service_.context().watch_overflows) c->Add();
+      FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                "this watcher fell " + std::to_string(kMaxQueued) +
+                                    " entries behind (the bound per stream); resume from its "
+                                    "last position"));
+      return false;
+    }
+    pb::WatchResponse r;
+    for (const auto& ev : e.events) {
+      auto* o = r.add_events();
+      o->set_type(ToProto(ev.type));
+      o->mutable_position()->set_cluster_id(cluster_id_);
+      o->mutable_position()->set_index(e.index);
+      o->mutable_position()->set_event(ev.number);
+      o->set_name(ev.name);
+      o->set_lease_id(ev.lease_id);
+      o->set_mode(ev.shared ? pb::SHARED : pb::EXCLUSIVE);
+      o->set_token(ev.token);
+      o->set_fence(ev.fence);
+    }
+    queue_.push_back(std::move(r));
+    WriteNextLocked();
+    return true;
+  }
+
+  void WriteNextLocked() {
+    if (writing_) return;
+    if (queue_.empty()) {
+      if (finishing_ && !finished_) {
+        finished_ = true;
+        Finish(final_);
+      }
+      return;
+    }
+    out_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    StartWrite(&out_);
+  }
+
+  /// Ends the stream once the write in flight (if any) completes; queued entries are dropped.
+  void FinishLocked(const grpc::Status& s) {
+    if (finishing_) return;
+    finishing_ = true;
+    final_ = s;
+    queue_.clear();
+    WriteNextLocked();
+  }
+
+  LockServiceImpl& service_;
+  WatchHub& hub_;
+  const std::string cluster_id_;
+  std::mutex mu_;  ///< guards everything below (Deliver runs on the apply thread)
+  std::deque<pb::WatchResponse> queue_;
+  pb::WatchResponse out_;
+  bool writing_ = false;
+  bool finishing_ = false;
+  bool finished_ = false;
+  bool replaying_ = false;  ///< the hub has more history for this watcher (pulled by PumpReplay)
+  bool pulling_ = false;    ///< a PumpReplay is asking the hub right now
+  grpc::Status final_;
+  uint64_t subscription_ = 0;
+};
+
+}  // namespace
+
+grpc::ServerBidiReactor<pb::RenewRequest, pb::RenewResponse>* LockServiceImpl::KeepAlive(
+    grpc::CallbackServerContext* ctx) {
+  return new KeepAliveReactor(*this, ctx);
+}
+
+grpc::ServerWriteReactor<pb::WatchResponse>* LockServiceImpl::Watch(grpc::CallbackServerContext*,
+                                                                    const pb::WatchRequest* req) {
+  auto* reactor = new WatchReactor(*this, ctx_.watch, ctx_.cluster_id);
+  if (auto refused = Refuse(*req)) {
+    reactor->Finish(*refused);
+    return reactor;
+  }
+  WatchFilter filter;
+  std::string bad;
+  if (req->target_case() == pb::WatchRequest::kName) {
+    filter.key = req->name();
+    if (Status s = lock::ValidateName(req->name(), ctx_.limits); !s.ok()) bad = s.message();
+  } else if (req->target_case() == pb::WatchRequest::kPrefix) {
+    filter.key = req->prefix();
+    filter.prefix = true;
+    if (req->prefix().size() > ctx_.limits.max_name_bytes || !lock::IsValidUtf8(req->prefix())) {
+      bad = "prefix must be valid UTF-8 of at most " + std::to_string(ctx_.limits.max_name_bytes) +
+            " bytes";
+    }
+  } else {
+    bad = "give a name or a prefix to watch (an empty prefix watches every lock)";
+  }
+  if (!bad.empty()) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, bad));
+    return reactor;
+  }
+  WatchPosition after;
+  const WatchPosition* from = nullptr;
+  if (req->has_after()) {
+    after.cluster_id = req->after().cluster_id();
+    after.index = req->after().index();
+    after.event = req->after().event();
+    from = &after;
+  }
+  reactor->Start(std::move(filter), from);
+  return reactor;
+}
+
+}  // namespace lockd::server
