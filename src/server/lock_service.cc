@@ -598,7 +598,13 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
 
 grpc::ServerWriteReactor<pb::WatchResponse>* LockServiceImpl::Watch(grpc::CallbackServerContext*,
                                                                     const pb::WatchRequest* req) {
-  auto* reactor = new WatchReactor(*this, ctx_.watch, ctx_.cluster_id);
+  // Once decided the id never changes, so the reactor's copy stays true.
+  const std::string cluster_id = ctx_.cluster_id();
+  auto* reactor = new WatchReactor(*this, ctx_.watch, cluster_id);
+  if (cluster_id.empty()) {
+    reactor->Finish(Unavail("cluster id not decided yet; retry"));
+    return reactor;
+  }
   WatchFilter filter;
   std::string bad;
   if (req->target_case() == pb::WatchRequest::kName) {
@@ -645,7 +651,7 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::Status(grpc::CallbackServerContext
   auto* reactor = ctx->DefaultReactor();
   auto& c = locks_.context();
   const ReplicaStatus st = c.replica.status();
-  resp->set_cluster_id(c.cluster_id);
+  resp->set_cluster_id(c.cluster_id());
   resp->set_node_id(st.node_id);
   resp->set_leader_id(st.leader_id);
   resp->set_term(st.term);

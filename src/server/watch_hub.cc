@@ -51,6 +51,11 @@ void WatchHub::CutHistory(uint64_t index) {
   if (index > applied_) applied_ = index;
 }
 
+void WatchHub::SetClusterId(std::string cluster_id) {
+  std::lock_guard lock(mu_);
+  cluster_id_ = std::move(cluster_id);
+}
+
 Result<uint64_t> WatchHub::Subscribe(WatchFilter filter, const WatchPosition* after, Sink sink) {
   std::lock_guard lock(mu_);
   if (after) {
