@@ -4,6 +4,7 @@
 #include "server/peer_transport.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <chrono>
@@ -19,6 +20,10 @@ namespace lockd::server {
 namespace {
 
 using namespace std::chrono_literals;
+
+// spdlog builds its registry on first use inside the (uninstrumented) library: done here, before
+// any transport thread logs, so TSan sees it happen before them (else a false data race).
+const bool kLoggerBuilt = spdlog::default_logger() != nullptr;
 
 PeerIdentity Identity(uint64_t id) {
   PeerIdentity p;
