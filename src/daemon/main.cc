@@ -62,8 +62,10 @@ int main(int argc, char** argv) {
                  "Members of a new cluster: id=peer_host:port/client_host:port,... (used only "
                  "when the data dir is empty; empty: a one-node cluster)")
       ->capture_default_str();
-  app.add_option("--cluster-token", o.cluster_token,
-                 "Mixed into a new cluster's id, so clusters with the same members differ")
+  app.add_option(
+         "--cluster-token", o.cluster_token,
+         "A label for a new cluster: with the member list it makes the bootstrap id by which "
+         "members of one bootstrap recognise each other (the cluster id itself is random)")
       ->capture_default_str();
   app.add_option("--tick-ms", o.tick_ms, "T_tick: heartbeat interval (same on every member)")
       ->capture_default_str();

@@ -3,8 +3,10 @@
 #include <rocksdb/file_system.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "base/codec.h"
@@ -15,8 +17,14 @@ namespace lockd::server {
 
 namespace {
 
-constexpr int kVersion = 1;
+constexpr int kVersion = 2;
 constexpr const char* kFile = "/cluster";
+constexpr const char* kUndecided = "-";  ///< the cluster id field while not decided
+
+/// The id entry: tag byte 0 (never a lock command's format version), then its own version.
+constexpr char kIdEntryTag = '\0';
+using std::string_view_literals::operator""sv;
+constexpr std::string_view kIdEntryPrefix = "\0lockd-cluster-id 1 "sv;
 
 std::string Hex(uint64_t v) {
   char buf[17];
@@ -24,12 +32,19 @@ std::string Hex(uint64_t v) {
   return buf;
 }
 
+bool IsHexId(const std::string& s) {
+  return !s.empty() && s.size() <= 64 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(c) != 0; });
+}
+
 }  // namespace
 
-std::string DeriveClusterId(const std::string& token, const std::vector<MemberSpec>& members) {
+std::string DeriveBootstrapId(const std::string& token, const std::vector<MemberSpec>& members) {
   std::vector<MemberSpec> sorted = members;
   std::sort(sorted.begin(), sorted.end(),
             [](const MemberSpec& a, const MemberSpec& b) { return a.id < b.id; });
+  // Unchanged since format 1, whose cluster ids were this value: an upgraded cluster's bootstrap
+  // id and cluster id stay equal, and a wiped member of it still recognises its bootstrap.
   std::string key = "lockd-cluster-v1\n" + token + "\n";
   for (const auto& m : sorted) {
     key += std::to_string(m.id) + "=" + m.peer_addr + "/" + m.client_addr + "\n";
@@ -37,11 +52,23 @@ std::string DeriveClusterId(const std::string& token, const std::vector<MemberSp
   return Hex(Fnv1a64(key));
 }
 
+std::string NewRandomId() {
+  std::random_device os;  // /dev/urandom on Linux
+  std::string id;
+  for (int i = 0; i < 2; ++i) id += Hex((uint64_t{os()} << 32) | os());
+  return id;
+}
+
 std::string EncodeClusterIdentity(const ClusterIdentity& id) {
   std::string body = "lockd-cluster " + std::to_string(kVersion) + "\n";
-  body += "cluster-id " + id.cluster_id + "\n";
+  body += "cluster-id " + (id.cluster_id.empty() ? std::string(kUndecided) : id.cluster_id) + "\n";
+  body += "bootstrap-id " + id.bootstrap_id + "\n";
+  body += "incarnation " + id.incarnation + "\n";
   for (const auto& m : id.members) {
     body += "member " + std::to_string(m.id) + " " + m.peer_addr + " " + m.client_addr + "\n";
+  }
+  for (const auto& [peer, incarnation] : id.known_peers) {
+    body += "known-peer " + std::to_string(peer) + " " + incarnation + "\n";
   }
   return body + "crc32c " + std::to_string(storage::Crc32c(body)) + "\n";
 }
@@ -69,13 +96,34 @@ Result<ClusterIdentity> DecodeClusterIdentity(const std::string& text) {
   if (!(in >> word >> id.cluster_id) || word != "cluster-id" || id.cluster_id.empty()) {
     return DataLoss("cluster identity file has no cluster id");
   }
-  while (in >> word) {
-    if (word != "member") return DataLoss("cluster identity file: unexpected '" + word + "'");
-    MemberSpec m;
-    if (!(in >> m.id >> m.peer_addr >> m.client_addr) || m.id == 0) {
-      return DataLoss("cluster identity file: a malformed member line");
+  if (version == 1) {
+    id.bootstrap_id = id.cluster_id;  // format 1 derived its cluster id the bootstrap id's way
+  } else {
+    if (id.cluster_id == kUndecided) id.cluster_id.clear();
+    if (!(in >> word >> id.bootstrap_id) || word != "bootstrap-id" || !IsHexId(id.bootstrap_id)) {
+      return DataLoss("cluster identity file has no bootstrap id");
     }
-    id.members.push_back(std::move(m));
+    if (!(in >> word >> id.incarnation) || word != "incarnation" || !IsHexId(id.incarnation)) {
+      return DataLoss("cluster identity file has no incarnation");
+    }
+  }
+  while (in >> word) {
+    if (word == "member") {
+      MemberSpec m;
+      if (!(in >> m.id >> m.peer_addr >> m.client_addr) || m.id == 0) {
+        return DataLoss("cluster identity file: a malformed member line");
+      }
+      id.members.push_back(std::move(m));
+    } else if (word == "known-peer" && version >= 2) {
+      uint64_t peer = 0;
+      std::string incarnation;
+      if (!(in >> peer >> incarnation) || peer == 0 || !IsHexId(incarnation)) {
+        return DataLoss("cluster identity file: a malformed known-peer line");
+      }
+      id.known_peers[peer] = std::move(incarnation);
+    } else {
+      return DataLoss("cluster identity file: unexpected '" + word + "'");
+    }
   }
   if (id.members.empty()) return DataLoss("cluster identity file names no member");
   return id;
@@ -104,6 +152,106 @@ Status SaveClusterIdentity(const std::string& data_dir, const ClusterIdentity& i
     return Internal("cannot rename " + tmp + " to " + path);
   }
   return storage::SyncDir(fs, data_dir);
+}
+
+// --- the cluster id's log entry ---------------------------------------------------------------
+
+std::string EncodeClusterIdEntry(const std::string& cluster_id) {
+  return std::string(kIdEntryPrefix) + cluster_id;
+}
+
+bool IsClusterIdEntry(std::string_view data) {
+  return !data.empty() && data[0] == kIdEntryTag;
+}
+
+Result<std::string> DecodeClusterIdEntry(std::string_view data) {
+  if (!data.starts_with(kIdEntryPrefix)) {
+    return FailedPrecondition(
+        "a cluster id entry of an unknown format (written by a newer lockd?); upgrade the node");
+  }
+  std::string id(data.substr(kIdEntryPrefix.size()));
+  if (!IsHexId(id)) return InvalidArgument("a cluster id entry with a malformed id");
+  return id;
+}
+
+// --- IdentityStore ----------------------------------------------------------------------------
+
+IdentityStore::IdentityStore(std::string data_dir, ClusterIdentity recorded)
+    : data_dir_(std::move(data_dir)),
+      bootstrap_id_(recorded.bootstrap_id),
+      incarnation_(recorded.incarnation),
+      recorded_(std::move(recorded)) {}
+
+void IdentityStore::SetDecidedListener(DecidedListener listener) {
+  std::lock_guard lock(mu_);
+  listener_ = std::move(listener);
+}
+
+std::string IdentityStore::cluster_id() const {
+  std::lock_guard lock(mu_);
+  return recorded_.cluster_id;
+}
+
+ClusterIdentity IdentityStore::Recorded() const {
+  std::lock_guard lock(mu_);
+  return recorded_;
+}
+
+Result<bool> IdentityStore::Decide(const std::string& cluster_id) {
+  if (!IsHexId(cluster_id)) return InvalidArgument("malformed cluster id '" + cluster_id + "'");
+  DecidedListener listener;
+  {
+    std::lock_guard lock(mu_);
+    if (!recorded_.cluster_id.empty()) return false;
+    ClusterIdentity next = recorded_;
+    next.cluster_id = cluster_id;
+    if (Status s = SaveClusterIdentity(data_dir_, next); !s.ok()) return s;
+    recorded_ = std::move(next);
+    listener = listener_;
+  }
+  if (listener) listener(cluster_id);
+  return true;
+}
+
+Status IdentityStore::CheckPeer(uint64_t peer, const std::string& incarnation) {
+  if (!IsHexId(incarnation)) {
+    return InvalidArgument("node " + std::to_string(peer) + " presents a malformed incarnation");
+  }
+  std::lock_guard lock(mu_);
+  auto known = recorded_.known_peers.find(peer);
+  if (known != recorded_.known_peers.end()) {
+    if (known->second == incarnation) return Status::Ok();
+    const std::string n = "node " + std::to_string(peer);
+    return FailedPrecondition(
+        n + " presents data dir incarnation " + incarnation + " but this cluster knows " + n +
+        " as incarnation " + known->second +
+        ": its data dir was wiped or replaced; a node that lost its data cannot rejoin on its "
+        "own (it forgot its log and votes); replace it: remove it and add it back as a new "
+        "member (membership change: coming with the membership issue)");
+  }
+  ClusterIdentity next = recorded_;
+  next.known_peers[peer] = incarnation;
+  if (Status s = SaveClusterIdentity(data_dir_, next); !s.ok()) return s;
+  recorded_ = std::move(next);
+  return Status::Ok();
+}
+
+void IdentityStore::NotePeerRefusal(uint64_t peer, std::string why) {
+  std::lock_guard lock(mu_);
+  if (why.empty()) {
+    refusals_.erase(peer);
+  } else {
+    refusals_[peer] = std::move(why);
+  }
+}
+
+std::string IdentityStore::UndecidedReason() const {
+  std::lock_guard lock(mu_);
+  std::string reason = "cluster id not decided yet; retry";
+  for (const auto& [peer, why] : refusals_) {
+    reason += "; peer " + std::to_string(peer) + " refuses this node: " + why;
+  }
+  return reason;
 }
 
 }  // namespace lockd::server

@@ -1,16 +1,31 @@
-// ClusterIdentity: which cluster a data dir belongs to and who its members are, written once when
-// the cluster is bootstrapped and read back at every start (a restarted node takes its
-// membership from its own storage, never from flags).
+// ClusterIdentity: which cluster a data dir belongs to, who its members are, and who this data
+// dir is — written when the data dir is created and read back at every start (a restarted node
+// takes its membership from its own storage, never from flags).
 //
-// The cluster id of a bootstrapped cluster is derived from --cluster-token and the initial member
-// list, so that the members, started independently with the same flags, agree on it without
-// talking; a restore (a new cluster from a backup) gets a random one. The file `<data dir>/cluster`
-// is text (format version, cluster id, one line per member) with a CRC-32C, written to a temporary
-// name, synced, renamed into place and the folder synced.
+// Three ids, each with its own job (docs/guarantees.md, "Member identity"):
+// - the incarnation: random 128 bits made when the data dir is created. A node whose data dir was
+//   wiped comes back with a new one, so its peers can tell that it forgot its log and its votes.
+// - the bootstrap id: derived from --cluster-token and the initial member list, so that members
+//   started independently with the same flags recognise each other before the cluster id exists.
+// - the cluster id: random 128 bits, decided by the first leader through the Raft log (the first
+//   committed decision wins) and recorded here on every node; empty while not yet decided. A
+//   cluster bootstrapped again from wiped data dirs with the same flags gets a new one.
+// Each node also records, per peer, the incarnation it first accepted (trust on first use) and
+// refuses that peer under any other one.
+//
+// The file `<data dir>/cluster` is text (format version, ids, members, known peers) with a
+// CRC-32C, written to a temporary name, synced, renamed into place and the folder synced.
+// Format 1 (before incarnations) is still read: its derived id stays the cluster id (and is the
+// bootstrap id too), and the node makes and records an incarnation at its first start.
 #pragma once
 
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/status.h"
@@ -19,14 +34,21 @@
 namespace lockd::server {
 
 struct ClusterIdentity {
-  std::string cluster_id;
+  std::string cluster_id;  ///< empty while not yet decided
+  std::string bootstrap_id;
+  std::string incarnation;  ///< empty only in a format-1 file, until the node records one
   std::vector<MemberSpec> members;
+  /// The incarnation this node first accepted for each peer.
+  std::map<uint64_t, std::string> known_peers;
 
   bool operator==(const ClusterIdentity&) const = default;
 };
 
-/// The id a cluster bootstrapped from `members` with `token` gets (16 hex digits).
-std::string DeriveClusterId(const std::string& token, const std::vector<MemberSpec>& members);
+/// The bootstrap id of a cluster bootstrapped from `members` with `token` (16 hex digits). It is
+/// what format-1 files used as their cluster id.
+std::string DeriveBootstrapId(const std::string& token, const std::vector<MemberSpec>& members);
+/// 128 random bits from the OS's generator, as 32 hex digits (a cluster id or an incarnation).
+std::string NewRandomId();
 
 /// The identity recorded in `data_dir`, nullopt when none is (a new node), or an error naming
 /// the damage.
@@ -36,5 +58,62 @@ Status SaveClusterIdentity(const std::string& data_dir, const ClusterIdentity& i
 
 std::string EncodeClusterIdentity(const ClusterIdentity& identity);
 Result<ClusterIdentity> DecodeClusterIdentity(const std::string& text);
+
+// The Raft log entry that decides the cluster id: a normal entry whose first byte is 0, a
+// command format version the lock state machine never writes and refuses (lock::Decode), so the
+// replica intercepts it before the state machine and the two can never be mistaken for each other.
+std::string EncodeClusterIdEntry(const std::string& cluster_id);
+bool IsClusterIdEntry(std::string_view data);
+/// The id an entry for which IsClusterIdEntry holds carries, or why it cannot be read.
+Result<std::string> DecodeClusterIdEntry(std::string_view data);
+
+/// The identity file of a running node, shared by the peer transport (Hello checks), the replica
+/// (the cluster id's decision) and the node runtime. Every change is written durably before it
+/// takes effect. Owned by Node; thread-safe.
+class IdentityStore {
+ public:
+  /// Runs once, when the cluster id gets decided (on the deciding thread, store lock not held).
+  using DecidedListener = std::function<void(const std::string& cluster_id)>;
+
+  IdentityStore(std::string data_dir, ClusterIdentity recorded);
+
+  /// Set before anything may decide (before the transport and the replica start).
+  void SetDecidedListener(DecidedListener listener);
+
+  std::string cluster_id() const;  ///< empty while not yet decided
+  bool decided() const { return !cluster_id().empty(); }
+  const std::string& bootstrap_id() const { return bootstrap_id_; }
+  const std::string& incarnation() const { return incarnation_; }
+  ClusterIdentity Recorded() const;
+
+  /// Takes `cluster_id` as this cluster's if none is decided yet: recorded durably, then the
+  /// listener runs. True when this call decided it; false when an id was decided already (the
+  /// first decision wins; a later one is ignored).
+  Result<bool> Decide(const std::string& cluster_id);
+
+  /// Trust on first use: OK when `peer` presents the incarnation this node knows it by, or when
+  /// it presents its first one (recorded durably before this returns). Another incarnation is
+  /// FAILED_PRECONDITION with the message an operator needs (the member was wiped or replaced;
+  /// how to replace it).
+  Status CheckPeer(uint64_t peer, const std::string& incarnation);
+
+  /// Why `peer` refuses this node (empty: it accepts us again), for the answer clients get while
+  /// the cluster id is not decided.
+  void NotePeerRefusal(uint64_t peer, std::string why);
+  /// UNAVAILABLE's message while the cluster id is not decided: says to retry, and names the
+  /// peers that refuse this node and why.
+  std::string UndecidedReason() const;
+
+ private:
+  const std::string data_dir_;
+  const std::string bootstrap_id_;
+  const std::string incarnation_;
+
+  mutable std::mutex mu_;  ///< guards what follows; held across the file write (rare: once per
+                           ///< peer and once per cluster), so two changes never race on disk
+  ClusterIdentity recorded_;
+  DecidedListener listener_;
+  std::map<uint64_t, std::string> refusals_;
+};
 
 }  // namespace lockd::server

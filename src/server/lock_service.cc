@@ -386,7 +386,7 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::Status(grpc::CallbackServerContext
   auto* reactor = ctx->DefaultReactor();
   auto& c = locks_.context();
   const ReplicaStatus st = c.replica.status();
-  resp->set_cluster_id(c.cluster_id);
+  resp->set_cluster_id(c.cluster_id());
   resp->set_node_id(st.node_id);
   resp->set_leader_id(st.leader_id);
   resp->set_term(st.term);

@@ -46,7 +46,8 @@ struct ServiceContext {
   WatchHub& watch;
   const Clock& clock;
   lock::Limits limits;
-  std::string cluster_id;
+  /// The cluster id, empty while not decided yet (it is decided after start).
+  std::function<std::string()> cluster_id;
   std::vector<MemberSpec> members;
   std::chrono::milliseconds forward_timeout{10'000};
   uint32_t max_page_size = 1000;

@@ -366,9 +366,16 @@ grpc::ServerBidiReactor<pb::RenewRequest, pb::RenewResponse>* LockServiceImpl::K
 
 grpc::ServerWriteReactor<pb::WatchResponse>* LockServiceImpl::Watch(grpc::CallbackServerContext*,
                                                                     const pb::WatchRequest* req) {
-  auto* reactor = new WatchReactor(*this, ctx_.watch, ctx_.cluster_id);
+  // Once decided the id never changes, so the reactor's copy stays true.
+  const std::string cluster_id = ctx_.cluster_id();
+  auto* reactor = new WatchReactor(*this, ctx_.watch, cluster_id);
   if (auto refused = Refuse(*req)) {
     reactor->Finish(*refused);
+    return reactor;
+  }
+  if (cluster_id.empty()) {
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "cluster id not decided yet; retry"));
     return reactor;
   }
   WatchFilter filter;

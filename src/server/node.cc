@@ -60,16 +60,27 @@ int ClientReceiveLimit(const NodeOptions& o) {
   return static_cast<int>(std::min<uint64_t>(limit, std::numeric_limits<int>::max()));
 }
 
-/// The cluster this data dir belongs to: recorded at bootstrap, read back ever after.
-Result<ClusterIdentity> ResolveIdentity(const NodeOptions& o, const storage::DataDir& dir) {
+/// The identity a data dir records, and what Start() must still write of it.
+struct ResolvedIdentity {
+  ClusterIdentity identity;
+  bool fresh = false;     ///< nothing was recorded: a new data dir
+  bool upgraded = false;  ///< a format-1 file, now with an incarnation
+};
+
+/// The cluster this data dir belongs to: recorded when the data dir was created, read back ever
+/// after. A new data dir gets a new incarnation and an undecided cluster id (the first leader
+/// decides it through the log).
+Result<ResolvedIdentity> ResolveIdentity(const NodeOptions& o, const storage::DataDir& dir) {
   auto recorded = LoadClusterIdentity(dir.path());
   if (!recorded.ok()) return recorded.status();
   if (recorded->has_value()) {
-    const ClusterIdentity& id = **recorded;
+    ResolvedIdentity r{std::move(**recorded)};
+    const ClusterIdentity& id = r.identity;
     bool self = false;
     for (const auto& m : id.members) self = self || m.id == o.node_id;
     if (!self) {
-      return FailedPrecondition("data dir " + dir.path() + " belongs to cluster " + id.cluster_id +
+      return FailedPrecondition("data dir " + dir.path() + " belongs to cluster " +
+                                (id.cluster_id.empty() ? id.bootstrap_id : id.cluster_id) +
                                 ", of which node " + std::to_string(o.node_id) +
                                 " is not a member (wrong --id?)");
     }
@@ -82,9 +93,15 @@ Result<ClusterIdentity> ResolveIdentity(const NodeOptions& o, const storage::Dat
             dir.path());
       }
     }
-    return id;
+    if (r.identity.incarnation.empty()) {
+      r.identity.incarnation = NewRandomId();
+      r.upgraded = true;
+    }
+    return r;
   }
-  ClusterIdentity id;
+  ResolvedIdentity r;
+  r.fresh = true;
+  ClusterIdentity& id = r.identity;
   if (o.initial_cluster.empty()) {
     id.members.push_back(MemberSpec{o.node_id, o.peer_addr, o.client_addr});
   } else {
@@ -92,8 +109,9 @@ Result<ClusterIdentity> ResolveIdentity(const NodeOptions& o, const storage::Dat
     if (!members.ok()) return members.status();
     id.members = *members;
   }
-  id.cluster_id = DeriveClusterId(o.cluster_token, id.members);
-  return id;
+  id.bootstrap_id = DeriveBootstrapId(o.cluster_token, id.members);
+  id.incarnation = NewRandomId();
+  return r;
 }
 
 }  // namespace
@@ -104,15 +122,19 @@ Node::~Node() {
   Shutdown();
 }
 
+std::string Node::cluster_id() const {
+  return identity_ ? identity_->cluster_id() : std::string();
+}
+
 Status Node::Start() {
   if (Status s = Validate(options_); !s.ok()) return s;
 
   auto dir = storage::DataDir::Open(options_.data_dir);
   if (!dir.ok()) return dir.status();
   data_dir_ = std::move(dir).value();
-  auto identity = ResolveIdentity(options_, *data_dir_);
-  if (!identity.ok()) return identity.status();
-  cluster_id_ = identity->cluster_id;
+  auto resolved = ResolveIdentity(options_, *data_dir_);
+  if (!resolved.ok()) return resolved.status();
+  const ClusterIdentity* identity = &resolved->identity;
 
   // Recovery: the log, hard state and the newest snapshot are verified before anything is
   // served; damage stops the node with an error naming it. A write that fails later stops the
@@ -138,24 +160,36 @@ Status Node::Start() {
     raft::ConfState conf;
     for (const auto& m : identity->members) conf.voters.push_back(raft::NodeId(m.id));
     if (Status s = storage_->log().SetConfState(conf); !s.ok()) return s;
-    spdlog::info("node {}: bootstrapped cluster {} with {} members", options_.node_id, cluster_id_,
-                 identity->members.size());
-    if (options_.cluster_token == NodeOptions{}.cluster_token && identity->members.size() > 1) {
-      spdlog::warn(
-          "node {}: bootstrapped with the default --cluster-token: a cluster bootstrapped again "
-          "from wiped data dirs with the same flags gets the same cluster id, and clients cannot "
-          "tell that its leases and tokens started over; pick a token per bootstrap",
-          options_.node_id);
-    }
+    spdlog::info(
+        "node {}: bootstrapped a cluster of {} members (bootstrap id {}; the first leader decides "
+        "the cluster id); data dir incarnation {}",
+        options_.node_id, identity->members.size(), identity->bootstrap_id, identity->incarnation);
+  } else if (resolved->fresh) {
+    return DataLoss("data dir " + options_.data_dir +
+                    " has a Raft log but no identity file (cluster): it cannot be told apart from "
+                    "a wiped member; restore the file, or replace the member");
+  } else if (resolved->upgraded) {
+    if (Status s = SaveClusterIdentity(data_dir_->path(), *identity); !s.ok()) return s;
+    spdlog::info("node {}: identity file upgraded to format 2: data dir incarnation {}",
+                 options_.node_id, identity->incarnation);
   }
+  identity_ = std::make_unique<IdentityStore>(data_dir_->path(), *identity);
+  const std::string cluster_id = identity_->cluster_id();
   spdlog::info("node {}: data dir {}: cluster {}, log [{}, {}], term {}, commit {}",
-               options_.node_id, options_.data_dir, cluster_id_,
+               options_.node_id, options_.data_dir,
+               cluster_id.empty() ? std::string("(not decided yet)") : cluster_id,
                storage_->log().FirstIndex().value(), storage_->log().LastIndex().value(),
                initial.hard.term.value(), initial.hard.commit.value());
 
-  watch_ = std::make_unique<WatchHub>(cluster_id_, options_.watch_history);
+  watch_ = std::make_unique<WatchHub>(cluster_id, options_.watch_history);
+  metadata_ = std::make_unique<ClusterMetadata>();
+  metadata_->Set("", cluster_id);
+  metadata_->SetUndecidedReason([this] { return identity_->UndecidedReason(); });
+  identity_->SetDecidedListener([this](const std::string& id) {
+    watch_->SetClusterId(id);
+    metadata_->Set("", id);
+  });
   PeerIdentity self;
-  self.cluster_id = cluster_id_;
   self.node_id = options_.node_id;
   self.format_version = raft::kFormatVersion;
   self.election_min_ms = options_.election_min_ms;
@@ -164,7 +198,7 @@ Status Node::Start() {
   self.limits = lock::ToString(LimitsOf(options_));
   const auto members = identity->members;
   transport_ = std::make_unique<PeerTransport>(
-      self,
+      self, *identity_,
       [this](uint64_t from, std::vector<std::string> messages) {
         replica_->DeliverPeerMessages(from, std::move(messages));
       },
@@ -182,7 +216,7 @@ Status Node::Start() {
 
   ReplicaOptions ro;
   ro.node_id = options_.node_id;
-  ro.cluster_id = cluster_id_;
+  ro.identity = identity_.get();
   ro.members = identity->members;
   ro.timing.tick = std::chrono::milliseconds(options_.tick_ms);
   ro.timing.election_min = std::chrono::milliseconds(options_.election_min_ms);
@@ -213,8 +247,6 @@ Status Node::Start() {
     if (m.id != options_.node_id) transport_->SetPeer(m.id, m.peer_addr);
   }
 
-  metadata_ = std::make_unique<ClusterMetadata>();
-  metadata_->Set("", cluster_id_);
   metadata_->SetLeaderSource([this] {
     const uint64_t leader = replica_->leader_id();
     for (const auto& m : replica_->options().members) {
@@ -229,7 +261,7 @@ Status Node::Start() {
                     *watch_,
                     SystemClock::Instance(),
                     LimitsOf(options_),
-                    cluster_id_,
+                    [this] { return identity_->cluster_id(); },
                     identity->members,
                     std::chrono::milliseconds(options_.forward_timeout_ms),
                     static_cast<uint32_t>(options_.max_page_size),
@@ -363,6 +395,7 @@ void Node::Shutdown() {
   transport_.reset();
   watch_.reset();
   metadata_.reset();
+  identity_.reset();
   storage_.reset();
   data_dir_.reset();
 }

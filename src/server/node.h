@@ -4,11 +4,13 @@
 // peer gRPC server and the HTTP endpoint (/healthz, /metrics).
 //
 // Start() recovers the data dir (or bootstraps a new cluster from --initial-cluster), binds
-// everything or fails with the reason. Shutdown() (SIGTERM): health goes NOT_SERVING, a leader
-// hands leadership to the most caught-up voter, then every new call, every forward in flight and
-// every open stream is answered UNAVAILABLE ("this node is stopping"), the loop finishes its pass
-// and answers what still waits UNAVAILABLE, the listeners stop, and the data dir is released. So
-// no call a stopping node cannot finish ends CANCELLED: its retry goes to another node.
+// everything or fails with the reason. The cluster id may be decided after Start() (the first
+// leader decides it through the log; IdentityStore): until then client calls answer UNAVAILABLE.
+// Shutdown() (SIGTERM): health goes NOT_SERVING, a leader hands leadership to the most caught-up
+// voter, then every new call, every forward in flight and every open stream is answered
+// UNAVAILABLE ("this node is stopping"), the loop finishes its pass and answers what still waits
+// UNAVAILABLE, the listeners stop, and the data dir is released. So no call a stopping node cannot
+// finish ends CANCELLED: its retry goes to another node.
 #pragma once
 
 #include <atomic>
@@ -39,6 +41,7 @@ namespace lockd::server {
 class ClusterMetadata;
 class ClusterServiceImpl;
 class Forwarder;
+class IdentityStore;
 class LockServiceImpl;
 class PeerTransport;
 class Replica;
@@ -53,15 +56,16 @@ class Node {
   void Shutdown();
 
   const NodeOptions& options() const { return options_; }
-  const std::string& cluster_id() const { return cluster_id_; }
+  /// Empty while not decided yet.
+  std::string cluster_id() const;
 
  private:
   Status StartHttp();
   void WatchLeadership();  ///< keeps metadata, health and gauges current
 
   NodeOptions options_;
-  std::string cluster_id_;
   std::unique_ptr<storage::DataDir> data_dir_;
+  std::unique_ptr<IdentityStore> identity_;
   std::unique_ptr<storage::NodeStorage> storage_;
   std::unique_ptr<WatchHub> watch_;
   std::unique_ptr<PeerTransport> transport_;

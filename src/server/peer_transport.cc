@@ -142,7 +142,17 @@ class PeerTransport::Outbound {
     }
     if (!reply.accepted()) {
       MarkUnreachable("peer " + std::to_string(id_) + " refused us: " + reply.error());
-      spdlog::warn("peer {} at {} refused our hello: {}", id_, addr_, reply.error());
+      owner_.identity_.NotePeerRefusal(id_, reply.error());
+      spdlog::error("peer {} at {} refused our hello: {}", id_, addr_, reply.error());
+      return false;
+    }
+    owner_.identity_.NotePeerRefusal(id_, {});
+    // The check is two-way: the peer accepted us, now we check who it is.
+    std::string why = owner_.CheckCluster(reply.cluster_id(), owner_.identity_.bootstrap_id());
+    if (why.empty()) why = owner_.AcceptPeer(id_, reply.cluster_id(), reply.incarnation(), true);
+    if (!why.empty()) {
+      MarkUnreachable("we refuse peer " + std::to_string(id_) + ": " + why);
+      spdlog::error("refusing peer {} at {}: {}", id_, addr_, why);
       return false;
     }
     return true;
@@ -278,6 +288,11 @@ class PeerTransport::SnapshotSend {
     SnapshotReply reply;
     if (!stream->Write(first) || !stream->Read(&reply)) return Finish(*stream, "no answer");
     if (!reply.error().empty()) return Finish(*stream, "refused: " + reply.error());
+    if (std::string why = owner_.AcceptPeer(to_, {}, reply.incarnation(), false); !why.empty()) {
+      spdlog::error("refusing to send a snapshot to node {}: {}", to_, why);
+      stream->WritesDone();  // the receiver stops waiting for chunks
+      return Finish(*stream, "refused the receiver: " + why);
+    }
     uint64_t offset = reply.resume_offset();
     if (offset > payload.size()) return Finish(*stream, "resume offset past the payload");
     if (offset > 0) spdlog::info("snapshot to node {} resumes at byte {}", to_, offset);
@@ -339,6 +354,8 @@ class PeerTransport::InboundService final : public PeerService::Service {
     const uint64_t from = frame.hello().from();
     Reply ok;
     ok.set_accepted(true);
+    ok.set_cluster_id(owner_.identity_.cluster_id());
+    ok.set_incarnation(owner_.identity_.incarnation());
     if (!stream->Write(ok)) return grpc::Status::OK;
 
     while (stream->Read(&frame)) {
@@ -382,6 +399,7 @@ class PeerTransport::InboundService final : public PeerService::Service {
     if (!resume.ok()) return Refuse(ctx, stream, resume.status().message());
     SnapshotReply reply;
     reply.set_resume_offset(*resume);
+    reply.set_incarnation(owner_.identity_.incarnation());
     if (!stream->Write(reply)) return grpc::Status::OK;
     bool whole = *resume == id.total_bytes;
     if (whole) {
@@ -429,7 +447,7 @@ class PeerTransport::InboundService final : public PeerService::Service {
   static grpc::Status Reject(grpc::ServerContext* ctx,
                              grpc::ServerReaderWriter<Reply, Frame>* stream,
                              const std::string& why) {
-    spdlog::warn("rejected peer stream from {}: {}", ctx->peer(), why);
+    spdlog::error("rejected peer stream from {}: {}", ctx->peer(), why);
     Reply reply;
     reply.set_error(why);
     stream->Write(reply);
@@ -441,9 +459,10 @@ class PeerTransport::InboundService final : public PeerService::Service {
 
 // ------------------------------------------------------------------------------------------------
 
-PeerTransport::PeerTransport(PeerIdentity self, Handler handler, MembershipCheck is_member,
-                             PeerTransportOptions options)
+PeerTransport::PeerTransport(PeerIdentity self, IdentityStore& identity, Handler handler,
+                             MembershipCheck is_member, PeerTransportOptions options)
     : self_(std::move(self)),
+      identity_(identity),
       handler_(std::move(handler)),
       is_member_(std::move(is_member)),
       options_(options),
@@ -460,7 +479,9 @@ grpc::Service* PeerTransport::service() {
 
 Hello PeerTransport::MakeHello(uint64_t to) const {
   Hello hello;
-  hello.set_cluster_id(self_.cluster_id);
+  hello.set_cluster_id(identity_.cluster_id());
+  hello.set_bootstrap_id(identity_.bootstrap_id());
+  hello.set_incarnation(identity_.incarnation());
   hello.set_from(self_.node_id);
   hello.set_to(to);
   hello.set_format_version(self_.format_version);
@@ -472,9 +493,7 @@ Hello PeerTransport::MakeHello(uint64_t to) const {
 }
 
 std::string PeerTransport::CheckHello(const Hello& h) const {
-  if (h.cluster_id() != self_.cluster_id) {
-    return "cluster id " + h.cluster_id() + " is not this cluster's (" + self_.cluster_id + ")";
-  }
+  if (std::string why = CheckCluster(h.cluster_id(), h.bootstrap_id()); !why.empty()) return why;
   if (h.to() != self_.node_id) {
     return "addressed to node " + std::to_string(h.to()) + " but this is node " +
            std::to_string(self_.node_id);
@@ -497,6 +516,39 @@ std::string PeerTransport::CheckHello(const Hello& h) const {
   if (h.limits() != self_.limits) {
     return "limits differ (node " + std::to_string(h.from()) + ": " + h.limits() +
            "; here: " + self_.limits + "): members applying different limits could diverge";
+  }
+  // Last: it records what it accepts.
+  return AcceptPeer(h.from(), h.cluster_id(), h.incarnation(), false);
+}
+
+std::string PeerTransport::CheckCluster(const std::string& cluster_id,
+                                        const std::string& bootstrap_id) const {
+  const std::string ours = identity_.cluster_id();
+  if (!ours.empty() && !cluster_id.empty()) {
+    if (cluster_id == ours) return {};
+    return "cluster id " + cluster_id + " is not this cluster's (" + ours + ")";
+  }
+  if (bootstrap_id != identity_.bootstrap_id()) {
+    return "bootstrap id '" + bootstrap_id + "' is not this node's (" + identity_.bootstrap_id() +
+           ") and the cluster id is not decided on both sides: another cluster, or another "
+           "--cluster-token / --initial-cluster";
+  }
+  return {};
+}
+
+std::string PeerTransport::AcceptPeer(uint64_t peer, const std::string& cluster_id,
+                                      const std::string& incarnation, bool adopt) const {
+  if (incarnation.empty()) {
+    // A build before incarnations: nothing to check it by (a node of this build always has one).
+    spdlog::warn("node {} presents no data dir incarnation (an older lockd); upgrade it", peer);
+  } else if (Status s = identity_.CheckPeer(peer, incarnation); !s.ok()) {
+    return s.message();
+  }
+  if (!adopt || cluster_id.empty()) return {};
+  auto decided = identity_.Decide(cluster_id);
+  if (!decided.ok()) return "cannot record the cluster id: " + decided.status().ToString();
+  if (*decided) {
+    spdlog::info("node {}: took cluster id {} from node {}", self_.node_id, cluster_id, peer);
   }
   return {};
 }

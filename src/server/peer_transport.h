@@ -12,6 +12,14 @@
 // format version, and the timing constants the leader lease relies on) and hands each accepted
 // batch to the handler; anything else is rejected, logged and the stream closed.
 //
+// Member identity (IdentityStore, docs/guarantees.md): the Hello carries the sender's data dir
+// incarnation, bootstrap id and cluster id (empty while undecided), and the answer to it the
+// receiver's incarnation and cluster id, so both ends check each other: a peer presenting another
+// incarnation than the one first accepted for its id (its data dir was wiped or replaced) is
+// refused both ways, loudly, and so neither votes nor acknowledges. Cluster ids must be equal
+// once both are decided; before that the bootstrap ids must be, and a node without a cluster id
+// adopts the one presented by a peer that accepted its Hello and whose answer it accepted.
+//
 // Snapshots travel on their own stream (InstallSnapshot), one transfer per peer at a time on a
 // thread of its own, in chunks: a large snapshot never delays heartbeats, and an interrupted
 // transfer resumes where it stopped (SnapshotAssembler). The receiver checks the Hello as on the
@@ -39,13 +47,14 @@
 
 #include "base/status.h"
 #include "lockd/peer/v1/peer.grpc.pb.h"
+#include "server/cluster_identity.h"
 #include "server/snapshot_assembler.h"
 
 namespace lockd::server {
 
-/// What this node says about itself in every Hello, and what it requires of every peer's Hello.
+/// What this node says about itself in every Hello, and what it requires of every peer's Hello,
+/// beyond the ids its IdentityStore keeps.
 struct PeerIdentity {
-  std::string cluster_id;
   uint64_t node_id = 0;
   uint32_t format_version = 1;
   uint64_t election_min_ms = 1000;
@@ -91,8 +100,9 @@ class PeerTransport {
   using SnapshotHandler = std::function<void(
       uint64_t from, std::string message, std::string payload, std::function<void(Status)> done)>;
 
-  PeerTransport(PeerIdentity self, Handler handler, MembershipCheck is_member,
-                PeerTransportOptions options = {});
+  /// `identity` outlives the transport.
+  PeerTransport(PeerIdentity self, IdentityStore& identity, Handler handler,
+                MembershipCheck is_member, PeerTransportOptions options = {});
   ~PeerTransport();
   PeerTransport(const PeerTransport&) = delete;
   PeerTransport& operator=(const PeerTransport&) = delete;
@@ -120,7 +130,8 @@ class PeerTransport {
   /// Stops every outbound stream and joins their threads; inbound streams end with the server.
   void Stop();
 
-  /// Why a Hello is refused, or empty when it is acceptable. Public for tests.
+  /// Why a Hello is refused, or empty when it is acceptable. An acceptable Hello's sender gets
+  /// its incarnation recorded if it is its first. Public for tests.
   std::string CheckHello(const lockd::peer::v1::Hello& hello) const;
 
  private:
@@ -129,8 +140,16 @@ class PeerTransport {
   class SnapshotSend;
 
   lockd::peer::v1::Hello MakeHello(uint64_t to) const;
+  /// Why a peer presenting `cluster_id` and `bootstrap_id` belongs to another cluster, or empty.
+  std::string CheckCluster(const std::string& cluster_id, const std::string& bootstrap_id) const;
+  /// Checks `peer`'s incarnation (trust on first use) and, with `adopt`, takes its cluster id if
+  /// this node has none: why it is refused, or empty. Only the opener adopts, once both ends
+  /// accepted each other (a receiver does not yet know whether the opener will accept it).
+  std::string AcceptPeer(uint64_t peer, const std::string& cluster_id,
+                         const std::string& incarnation, bool adopt) const;
 
   const PeerIdentity self_;
+  IdentityStore& identity_;
   const Handler handler_;
   const MembershipCheck is_member_;
   const PeerTransportOptions options_;

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "raft/wire.h"
+#include "server/cluster_identity.h"
 #include "server/peer_transport.h"
 #include "server/watch_hub.h"
 #include "storage/node_storage.h"
@@ -310,6 +311,39 @@ void Replica::OnBecameLeader() {
   leader_term_ = raft_->term();
   lease_.BecomeLeader(leader_term_.value());
   spdlog::info("node {}: leader of term {}", options_.node_id, leader_term_.value());
+  ProposeClusterId();
+}
+
+void Replica::ProposeClusterId() {
+  if (!options_.identity || options_.identity->decided()) return;
+  // After this term's first entry, so the id is decided within one commit of the election.
+  // Another leader's proposal may commit first: the first committed wins (ApplyClusterId).
+  const std::string id = NewRandomId();
+  auto index = raft_->Propose(EncodeClusterIdEntry(id));
+  if (!index.ok()) {
+    spdlog::warn("node {}: cannot propose a cluster id: {}", options_.node_id,
+                 index.status().ToString());
+    return;
+  }
+  spdlog::info("node {}: proposed cluster id {} at index {}", options_.node_id, id, index->value());
+}
+
+Status Replica::ApplyClusterId(const raft::Entry& entry) {
+  if (entry.type != raft::EntryType::kNormal || !IsClusterIdEntry(entry.data)) return Status::Ok();
+  auto id = DecodeClusterIdEntry(entry.data);
+  if (!id.ok()) {
+    return Status(id.status().code(), "cannot apply committed entry " +
+                                          std::to_string(entry.index.value()) + ": " +
+                                          id.status().message());
+  }
+  if (!options_.identity) return Status::Ok();
+  auto decided = options_.identity->Decide(*id);
+  if (!decided.ok()) return decided.status();
+  if (*decided) {
+    spdlog::info("node {}: cluster id {} decided by entry {}", options_.node_id, *id,
+                 entry.index.value());
+  }
+  return Status::Ok();
 }
 
 void Replica::OnLostLeadership() {
@@ -643,8 +677,14 @@ void Replica::Apply(const raft::Entry& entry) {
     if (apply_times_.size() > 100'000) apply_times_.pop_front();
   }
   auto pending = proposals_.find(entry.index);
-  if (entry.type != raft::EntryType::kNormal || entry.data.empty()) {
-    // A leader's no-op (or a membership entry, once the core makes them).
+  if (entry.type != raft::EntryType::kNormal || entry.data.empty() ||
+      IsClusterIdEntry(entry.data)) {
+    // A leader's no-op, the cluster id's decision (never the lock state machine's), or a
+    // membership entry, once the core makes them.
+    if (Status s = ApplyClusterId(entry); !s.ok()) {
+      Fail(s);
+      return;
+    }
     applied_ = index;
     if (pending != proposals_.end()) {
       pending->second.done(NotLeader());

@@ -58,9 +58,13 @@ namespace lockd::server {
 class PeerTransport;
 class WatchHub;
 
+class IdentityStore;
+
 struct ReplicaOptions {
   uint64_t node_id = 0;
-  std::string cluster_id;
+  /// Where the cluster id's decision goes (not owned; outlives the replica). A leader of a
+  /// cluster whose id is undecided proposes one; the first such entry committed decides it.
+  IdentityStore* identity = nullptr;
   std::vector<MemberSpec> members;  ///< the initial voters, with their addresses
   LeaseTiming timing;
   std::chrono::milliseconds forward_timeout{10'000};  ///< F_fwd
@@ -188,6 +192,11 @@ class Replica {
   // Leadership.
   void SyncRole();
   void OnBecameLeader();
+  /// A new leader of a cluster whose id is not decided yet proposes a random one.
+  void ProposeClusterId();
+  /// The cluster id entry `entry` carries takes effect if it is the first committed (OK for any
+  /// other entry); an error only when the entry is unreadable or the id cannot be recorded.
+  Status ApplyClusterId(const raft::Entry& entry);
   void OnLostLeadership();
   void ActivateLeases(BootTime now);
   void CheckTransfer(BootTime now);

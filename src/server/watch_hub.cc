@@ -4,6 +4,31 @@
 
 namespace lockd::server {
 
+namespace {
+
+/// A client's bytes quoted in an error message: printable ASCII as is, anything else as \xNN, and
+/// at most 40 bytes of it. An unbounded echo made a status message too large for the client's
+/// metadata limit, failing every other call on its connection (found by the fuzz run).
+std::string Echo(const std::string& in) {
+  constexpr size_t kMax = 40;
+  std::string out;
+  for (size_t i = 0; i < in.size() && i < kMax; ++i) {
+    const auto c = static_cast<unsigned char>(in[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      static const char* hex = "0123456789abcdef";
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  if (in.size() > kMax) out += "... (" + std::to_string(in.size()) + " bytes)";
+  return out;
+}
+
+}  // namespace
+
 bool WatchFilter::Matches(const std::string& name) const {
   return prefix ? name.compare(0, key.size(), key) == 0 : name == key;
 }
@@ -68,12 +93,17 @@ Status WatchHub::CheckRetained(uint64_t index, uint32_t event) const {
   return Status::Ok();
 }
 
+void WatchHub::SetClusterId(std::string cluster_id) {
+  std::lock_guard lock(mu_);
+  cluster_id_ = std::move(cluster_id);
+}
+
 Result<uint64_t> WatchHub::Subscribe(WatchFilter filter, const WatchPosition* after, Sink sink) {
   std::lock_guard lock(mu_);
   Subscriber s{std::move(filter), std::move(sink)};
   if (after) {
     if (after->cluster_id != cluster_id_) {
-      return OutOfRange("position is from cluster '" + after->cluster_id + "', this is '" +
+      return OutOfRange("position is from cluster '" + Echo(after->cluster_id) + "', this is '" +
                         cluster_id_ + "': re-read the state and watch from now");
     }
     if (Status st = CheckRetained(after->index, after->event); !st.ok()) return st;

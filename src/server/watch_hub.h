@@ -67,7 +67,10 @@ class WatchHub {
   using Sink = std::function<bool(const WatchEntry&)>;
 
   WatchHub(std::string cluster_id, size_t max_entries)
-      : cluster_id_(std::move(cluster_id)), max_entries_(max_entries) {}
+      : max_entries_(max_entries), cluster_id_(std::move(cluster_id)) {}
+
+  /// The cluster id positions carry, once decided (it is decided after start: IdentityStore).
+  void SetClusterId(std::string cluster_id);
 
   /// Events of the entry at `index` (indices increase). Entries without events need no call.
   void Publish(WatchEntry entry);
@@ -103,10 +106,10 @@ class WatchHub {
   static WatchEntry Select(const WatchEntry& e, const WatchFilter& f, uint64_t after_index,
                            uint32_t after_event);
 
-  const std::string cluster_id_;
   const size_t max_entries_;
 
   mutable std::mutex mu_;  ///< guards everything below; sinks are called with it held, in order
+  std::string cluster_id_;
   std::deque<WatchEntry> history_;
   uint64_t history_floor_ = 0;  ///< every entry with index > floor and <= applied_ is retained
   static constexpr uint32_t kUnknownEvents = UINT32_MAX;

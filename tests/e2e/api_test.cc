@@ -241,7 +241,9 @@ TEST_F(Api, TryLockOnAHeldNameIsNotAcquiredShowsTheHoldersAndChangesNothing) {
   v1::AcquireResponse a;
   ASSERT_TRUE(client_.Acquire("tl/held", holder, kEx, 0, &a).status.ok());
   ASSERT_TRUE(a.acquired());
-  const uint64_t tokens_before = TokenCounter(cluster_, leader_);
+  // The counter is this grant's token (one counter serves every lock). Not read from Status:
+  // Status is refreshed once per loop pass, so right after an answer it may not show it yet.
+  const uint64_t tokens_before = a.token();
 
   for (auto mode : {kEx, kSh}) {
     for (int node : {leader_, follower_}) {
@@ -531,7 +533,7 @@ TEST_F(Api, SecondAcquireOfAHeldOrAwaitedNameByTheSameLeaseIsRefused) {
   v1::AcquireResponse a;
   ASSERT_TRUE(client_.Acquire("sa/held", lease, kSh, 0, &a).status.ok());
   ASSERT_TRUE(a.acquired());
-  const uint64_t tokens = TokenCounter(cluster_, leader_);
+  const uint64_t tokens = a.token();  // not Status: it may not show an answer just sent yet
   for (auto mode : {kSh, kEx}) {
     for (uint64_t wait : {0u, 5000u}) {
       v1::AcquireResponse b;
@@ -670,7 +672,7 @@ TEST_F(Api, RetriedAcquireIsAnsweredOnceWithTheSameToken) {
   v1::AcquireResponse first;
   ASSERT_TRUE(client_.Call(&v1::LockService::Stub::Acquire, req, &first).status.ok());
   ASSERT_TRUE(first.acquired());
-  const uint64_t tokens = TokenCounter(cluster_, leader_);
+  const uint64_t tokens = first.token();  // not Status: it may not show an answer just sent yet
   for (int node = 0; node < cluster_.size(); ++node) {
     v1::AcquireResponse again;
     auto info = client_.Call(&v1::LockService::Stub::Acquire, req, &again, At(node));

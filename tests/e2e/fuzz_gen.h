@@ -20,28 +20,6 @@ constexpr int kTrackedClients = 8;
 constexpr int kInFlight = 48;
 constexpr size_t kMaxViolationsKept = 25;
 
-/// Inputs that hit defects still open when this test was written, left out of the default run
-/// until their fixes are merged; LOCKD_FUZZ_KNOWN_DEFECTS=1 sends them:
-/// - ListLeases' page token 'leases-after:<digits>' with 20+ digits overflows std::stoull (issue 13
-///   defect 7): UNIMPLEMENTED with an empty message.
-/// - A Watch position with a long cluster id: the OUT_OF_RANGE message quotes it whole
-///   (src/server/watch_hub.cc), so a ~6 KB id makes a ~19 KB grpc-message header, which the
-///   client's HPACK parser refuses ("received initial metadata size exceeds limit (18998 vs.
-///   8192)"), failing every call in flight on that connection with RESOURCE_EXHAUSTED.
-inline bool KnownDefects() {
-  const char* v = std::getenv("LOCKD_FUZZ_KNOWN_DEFECTS");
-  return v && *v && std::string(v) != "0";
-}
-
-/// Invalid UTF-8 in the proto's `string` fields (ListLeasesRequest.page_token,
-/// WatchPosition.cluster_id, ForceReleaseRequest.reason, AddMemberRequest's addresses) makes the
-/// protobuf parser refuse the whole request before lockd's code runs (see the report of this
-/// test: INTERNAL from gRPC). LOCKD_FUZZ_STRING_FIELDS=1 sends it.
-inline bool JunkInStringFields() {
-  const char* v = std::getenv("LOCKD_FUZZ_STRING_FIELDS");
-  return v && *v && std::string(v) != "0";
-}
-
 inline std::string Truncated(std::string s, size_t n = 400) {
   if (s.size() > n) s = s.substr(0, n) + "…(" + std::to_string(s.size()) + " chars)";
   return s;
@@ -128,9 +106,11 @@ struct World::Gen {
       }
     }
   }
-  /// For a `string` field: valid UTF-8 unless LOCKD_FUZZ_STRING_FIELDS.
+  /// For a text field: ASCII, valid UTF-8 or any bytes (every text field of a request is
+  /// `bytes` on the wire, so the handler, not the protobuf parser, refuses invalid UTF-8).
   std::string Text() {
-    return JunkInStringFields() ? Bytes() : (P(0.5) ? Ascii(Length()) : Utf8(Length()));
+    const int kind = static_cast<int>(U(0, 2));
+    return kind == 0 ? Ascii(Length()) : kind == 1 ? Utf8(Length()) : Bytes();
   }
 
   std::string PoolName() { return "fz/" + std::to_string(U(0, 23)); }

@@ -83,7 +83,7 @@ void World::SendWatch(Gen& g, int node) {
     v1::StatusResponse st;
     const uint64_t applied = cluster_.Status(node, &st, 1s).ok() ? st.applied_index() : 0;
     auto* after = r.mutable_after();
-    const std::string other = KnownDefects() ? g.Text() : g.Ascii(g.U(0, 64));
+    const std::string other = g.Text();
     after->set_cluster_id(g.P(0.8) ? cluster_id_ : other);
     const uint64_t i = g.U(0, 9);
     after->set_index(i < 5   ? applied - std::min<uint64_t>(applied, g.U(0, 300))

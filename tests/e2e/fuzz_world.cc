@@ -199,8 +199,8 @@ void World::Record(Method m, int node, const grpc::Status& s, const ResponseMeta
   }
   const std::string where = std::string(MethodName(m)) + " to node " + std::to_string(node + 1);
   bool allowed = AllowedCodes(m).count(code) > 0;
-  // Over --max-request-bytes: RESOURCE_EXHAUSTED (or the field's own INVALID_ARGUMENT, once the
-  // server sees oversize requests itself, issue 13 defect 11).
+  // Over --max-request-bytes: RESOURCE_EXHAUSTED (or the field's own INVALID_ARGUMENT, where a
+  // field's own limit is checked first).
   if (oversize && (code == Code::RESOURCE_EXHAUSTED || code == Code::INVALID_ARGUMENT)) {
     allowed = true;
   }
@@ -219,9 +219,9 @@ void World::Record(Method m, int node, const grpc::Status& s, const ResponseMeta
       !(code == Code::UNIMPLEMENTED && allowed) && s.error_message().empty()) {
     Violation(where + " answered " + Describe(s) + " without a message; request: " + request());
   }
-  // Every answer a lockd handler gives carries the cluster id (gRPC's own refusal of an oversize
-  // message does not yet, issue 13 defect 11; a deadline or a broken connection has none).
-  if (!oversize && code != Code::DEADLINE_EXCEEDED && code != Code::UNAVAILABLE &&
+  // Every answer a lockd handler gives carries the cluster id, oversize refusals included (the
+  // handlers refuse them, issue 13 defect 11); a deadline or a broken connection has none.
+  if (code != Code::DEADLINE_EXCEEDED && code != Code::UNAVAILABLE &&
       code != Code::CANCELLED && (!meta.has_cluster || meta.cluster != cluster_id_)) {
     Violation(where + " answered " + Describe(s) + " with lockd-cluster '" + meta.cluster +
               "' (present: " + (meta.has_cluster ? "yes" : "no") + "), not '" + cluster_id_ +

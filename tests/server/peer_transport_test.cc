@@ -1,12 +1,15 @@
 // PeerTransport over real gRPC on loopback: ordered delivery, the Hello checks, reconnection after
-// the receiver restarts, and a Send() that never blocks on a dead peer.
+// the receiver restarts, a Send() that never blocks on a dead peer, and member identity (a wiped
+// peer is refused both ways; an undecided node takes the cluster id of a peer it accepted).
 #include "server/peer_transport.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <map>
 #include <mutex>
 #include <optional>
 
@@ -18,11 +21,35 @@ namespace {
 
 using namespace std::chrono_literals;
 
-PeerIdentity Identity(uint64_t id, std::string cluster = "c1") {
+// spdlog builds its registry on first use inside the (uninstrumented) library: done here, before
+// any transport thread logs, so TSan sees it happen before them (else a false data race).
+const bool kLoggerBuilt = spdlog::default_logger() != nullptr;
+
+PeerIdentity Identity(uint64_t id) {
   PeerIdentity p;
-  p.cluster_id = std::move(cluster);
   p.node_id = id;
   return p;
+}
+
+/// A node's identity file in a temp dir of its own: a decided cluster id, bootstrap id "b0".
+struct StoreDir {
+  StoreDir(std::string cluster_id, std::string incarnation)
+      : store(dir.path(),
+              ClusterIdentity{
+                  std::move(cluster_id), "b0", std::move(incarnation), {{1, "x:1", "x:2"}}, {}}) {}
+  testing::TempDir dir;
+  IdentityStore store;
+};
+
+/// Node `id`'s store in cluster `cluster`: the same one (one incarnation) for the whole run, so a
+/// node restarted in a test is the same node to its peers.
+IdentityStore& Store(uint64_t id, const std::string& cluster = "c1") {
+  static std::mutex mu;
+  static std::map<std::pair<uint64_t, std::string>, std::unique_ptr<StoreDir>> stores;
+  std::lock_guard lock(mu);
+  auto& slot = stores[{id, cluster}];
+  if (!slot) slot = std::make_unique<StoreDir>(cluster, NewRandomId());
+  return slot->store;
 }
 
 /// One node's receiving side: a transport whose handler records what arrives, served on a port.
@@ -30,9 +57,10 @@ class Receiver {
  public:
   Receiver(
       PeerIdentity self, int port,
-      std::function<bool(uint64_t)> is_member = [](uint64_t) { return true; })
+      std::function<bool(uint64_t)> is_member = [](uint64_t) { return true; },
+      IdentityStore* store = nullptr)
       : transport_(
-            std::move(self),
+            self, store ? *store : Store(self.node_id),
             [this](uint64_t from, std::vector<std::string> msgs) {
               std::lock_guard lock(mu_);
               for (auto& m : msgs) received_.emplace_back(from, std::move(m));
@@ -66,15 +94,18 @@ class Receiver {
 };
 
 PeerTransport MakeSender(PeerIdentity self) {
+  IdentityStore& store = Store(self.node_id);
   return PeerTransport(
-      std::move(self), [](uint64_t, std::vector<std::string>) {}, [](uint64_t) { return true; });
+      std::move(self), store, [](uint64_t, std::vector<std::string>) {},
+      [](uint64_t) { return true; });
 }
 
 TEST(PeerTransport, DeliversEveryMessageInOrder) {
   const int port = testing::FreePorts(1)[0];
   Receiver b(Identity(2), port);
   PeerTransport a(
-      Identity(1), [](uint64_t, std::vector<std::string>) {}, [](uint64_t) { return true; });
+      Identity(1), Store(1), [](uint64_t, std::vector<std::string>) {},
+      [](uint64_t) { return true; });
   a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
   constexpr int kMessages = 2000;
   int queued = 0;
@@ -98,13 +129,13 @@ TEST(PeerTransport, RefusesAnotherClusterANonMemberAndOtherTiming) {
   Receiver b(Identity(2), port, [](uint64_t from) { return from == 1 || from == 3; });
   const std::string addr = "127.0.0.1:" + std::to_string(port);
 
-  PeerTransport other_cluster(Identity(1, "c2"), {}, [](uint64_t) { return true; });
+  PeerTransport other_cluster(Identity(1), Store(1, "c2"), {}, [](uint64_t) { return true; });
   other_cluster.SetPeer(2, addr);
-  PeerTransport non_member(Identity(4), {}, [](uint64_t) { return true; });
+  PeerTransport non_member(Identity(4), Store(4), {}, [](uint64_t) { return true; });
   non_member.SetPeer(2, addr);
   PeerIdentity slow = Identity(3);
   slow.election_min_ms = 2000;
-  PeerTransport other_timing(slow, {}, [](uint64_t) { return true; });
+  PeerTransport other_timing(slow, Store(3), {}, [](uint64_t) { return true; });
   other_timing.SetPeer(2, addr);
 
   for (auto* t : {&other_cluster, &non_member, &other_timing}) t->Send(2, "x");
@@ -123,7 +154,7 @@ TEST(PeerTransport, RefusesAnotherClusterANonMemberAndOtherTiming) {
 }
 
 TEST(PeerTransport, ChecksHelloFieldsOneByOne) {
-  PeerTransport t(Identity(2), {}, [](uint64_t from) { return from == 1; });
+  PeerTransport t(Identity(2), Store(2), {}, [](uint64_t from) { return from == 1; });
   lockd::peer::v1::Hello h;
   h.set_cluster_id("c1");
   h.set_from(1);
@@ -201,7 +232,7 @@ TEST(PeerTransport, SendNeverBlocksOnADeadPeerAndDropsPastTheBound) {
   PeerTransportOptions options;
   options.max_queued_messages = 10;
   PeerTransport a(
-      Identity(1), {}, [](uint64_t) { return true; }, options);
+      Identity(1), Store(1), {}, [](uint64_t) { return true; }, options);
   a.SetPeer(2, "127.0.0.1:" + std::to_string(testing::FreePorts(1)[0]));  // nobody listens
   const auto start = std::chrono::steady_clock::now();
   int accepted = 0;
@@ -239,8 +270,9 @@ class SnapshotTaker {
  public:
   SnapshotTaker(
       int port, Status outcome,
-      std::function<bool(uint64_t)> is_member = [](uint64_t) { return true; })
-      : transport_(Identity(2), {}, std::move(is_member)) {
+      std::function<bool(uint64_t)> is_member = [](uint64_t) { return true; },
+      IdentityStore* store = nullptr)
+      : transport_(Identity(2), store ? *store : Store(2), {}, std::move(is_member)) {
     transport_.SetSnapshotHandler([this, outcome](uint64_t from, std::string message,
                                                   std::string payload,
                                                   std::function<void(Status)> done) {
@@ -293,7 +325,7 @@ TEST(PeerTransport, StreamsASnapshotInChunksToTheHandler) {
   PeerTransportOptions options;
   options.snapshot_chunk_bytes = 64 << 10;
   PeerTransport a(
-      Identity(1), {}, [](uint64_t) { return true; }, options);
+      Identity(1), Store(1), {}, [](uint64_t) { return true; }, options);
   a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
   std::string payload(3'000'000, '\0');
   for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 31 + i / 7);
@@ -335,6 +367,144 @@ TEST(PeerTransport, StopCancelsASnapshotInFlightAndReportsIt) {
   a.Stop();
   ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
   EXPECT_FALSE(f.get());
+}
+
+// --- member identity ---------------------------------------------------------------------------
+
+lockd::peer::v1::Hello HelloFrom1(const std::string& incarnation) {
+  lockd::peer::v1::Hello h;
+  h.set_cluster_id("c1");
+  h.set_bootstrap_id("b0");
+  h.set_incarnation(incarnation);
+  h.set_from(1);
+  h.set_to(2);
+  h.set_format_version(1);
+  h.set_election_min_ms(1000);
+  h.set_tick_ms(100);
+  h.set_drift_ppm(10'000);
+  return h;
+}
+
+TEST(PeerTransport, TrustsAPeersFirstIncarnationDurablyAndRefusesAnyOther) {
+  StoreDir two("c1", NewRandomId());
+  PeerTransport t(Identity(2), two.store, {}, [](uint64_t from) { return from == 1; });
+  const std::string first = NewRandomId();
+  EXPECT_EQ(t.CheckHello(HelloFrom1(first)), "");
+  auto recorded = LoadClusterIdentity(two.dir.path());
+  ASSERT_TRUE(recorded.ok() && recorded->has_value());
+  EXPECT_EQ((*recorded)->known_peers.at(1), first) << "recorded before the Hello is accepted";
+  EXPECT_EQ(t.CheckHello(HelloFrom1(first)), "") << "the same incarnation again";
+
+  const std::string why = t.CheckHello(HelloFrom1(NewRandomId()));
+  EXPECT_NE(why.find("node 1 presents data dir incarnation"), std::string::npos) << why;
+  EXPECT_NE(why.find("knows node 1 as incarnation " + first), std::string::npos) << why;
+  EXPECT_NE(why.find("remove it and add it back as a new member"), std::string::npos) << why;
+  EXPECT_EQ(two.store.Recorded().known_peers.at(1), first) << "a refusal changes nothing";
+}
+
+TEST(PeerTransport, ClusterIdsMustMatchOnceDecidedAndBootstrapIdsBefore) {
+  StoreDir two("c1", NewRandomId());
+  PeerTransport t(Identity(2), two.store, {}, [](uint64_t) { return true; });
+  auto h = HelloFrom1(NewRandomId());
+  h.set_cluster_id("c2");
+  EXPECT_NE(t.CheckHello(h).find("is not this cluster's"), std::string::npos) << t.CheckHello(h);
+  h.set_cluster_id("");  // an undecided peer of our bootstrap: a late starter
+  EXPECT_EQ(t.CheckHello(h), "");
+  h.set_bootstrap_id("b9");
+  EXPECT_NE(t.CheckHello(h).find("bootstrap id"), std::string::npos) << t.CheckHello(h);
+}
+
+/// A transport with its own store, serving on `port`, counting what arrives.
+struct Member {
+  Member(uint64_t id, int port, std::string cluster_id, std::string incarnation)
+      : files(std::move(cluster_id), std::move(incarnation)),
+        receiver(
+            Identity(id), port, [](uint64_t) { return true; }, &files.store) {}
+  StoreDir files;
+  Receiver receiver;
+};
+
+TEST(PeerTransport, AWipedPeerIsRefusedBothWaysAndLearnsWhy) {
+  const auto ports = testing::FreePorts(2);
+  const std::string addr1 = "127.0.0.1:" + std::to_string(ports[0]);
+  const std::string addr2 = "127.0.0.1:" + std::to_string(ports[1]);
+  Member two(2, ports[1], "c1", NewRandomId());
+  {
+    // Node 1 as it was: node 2 accepts it, and records its incarnation.
+    StoreDir old_one("c1", NewRandomId());
+    PeerTransport one(Identity(1), old_one.store, {}, [](uint64_t) { return true; });
+    one.SetPeer(2, addr2);
+    ASSERT_TRUE(testing::WaitFor(
+        [&] {
+          one.Send(2, "hello");
+          return two.receiver.count() > 0;
+        },
+        20s));
+  }
+  // Node 1 again, its data dir wiped: a new incarnation and no cluster id.
+  Member wiped(1, ports[0], "", NewRandomId());
+  PeerTransport wiped_out(Identity(1), wiped.files.store, {}, [](uint64_t) { return true; });
+  wiped_out.SetPeer(2, addr2);
+  PeerTransport two_out(Identity(2), two.files.store, {}, [](uint64_t) { return true; });
+  two_out.SetPeer(1, addr1);
+  const size_t before = two.receiver.count();
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        wiped_out.Send(2, "vote for me");
+        two_out.Send(1, "append");
+        return !wiped_out.Stats(2).last_error.empty() && !two_out.Stats(1).last_error.empty();
+      },
+      20s));
+  // Its own stream: node 2 refuses its Hello, and says why.
+  const std::string refused = wiped_out.Stats(2).last_error;
+  EXPECT_NE(refused.find("refused us: node 1 presents data dir incarnation"), std::string::npos)
+      << refused;
+  EXPECT_NE(wiped.files.store.UndecidedReason().find("remove it and add it back"),
+            std::string::npos)
+      << wiped.files.store.UndecidedReason();
+  // Node 2's stream to it: the wiped node accepts the Hello, node 2 refuses the answer.
+  const std::string refusing = two_out.Stats(1).last_error;
+  EXPECT_NE(refusing.find("we refuse peer 1: node 1 presents data dir incarnation"),
+            std::string::npos)
+      << refusing;
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(two.receiver.count(), before) << "the wiped node's messages must not arrive";
+  EXPECT_EQ(wiped.receiver.count(), 0u) << "no message may reach the wiped node";
+  EXPECT_FALSE(wiped.files.store.decided()) << "it takes no cluster id from a peer that refuses it";
+}
+
+TEST(PeerTransport, ANodeWithoutAClusterIdTakesTheOneOfAPeerItAccepted) {
+  const int port = testing::FreePorts(1)[0];
+  Member two(2, port, "c7", NewRandomId());
+  StoreDir late("", NewRandomId());  // a late starter: same bootstrap, nothing decided
+  int decisions = 0;
+  late.store.SetDecidedListener([&](const std::string& id) {
+    EXPECT_EQ(id, "c7");
+    ++decisions;
+  });
+  PeerTransport one(Identity(1), late.store, {}, [](uint64_t) { return true; });
+  one.SetPeer(2, "127.0.0.1:" + std::to_string(port));
+  ASSERT_TRUE(testing::WaitFor([&] { return late.store.decided(); }, 20s));
+  EXPECT_EQ(late.store.cluster_id(), "c7");
+  auto recorded = LoadClusterIdentity(late.dir.path());
+  ASSERT_TRUE(recorded.ok() && recorded->has_value());
+  EXPECT_EQ((*recorded)->cluster_id, "c7") << "recorded durably";
+  one.Stop();
+  EXPECT_EQ(decisions, 1);
+}
+
+TEST(PeerTransport, NoSnapshotGoesToAPeerUnderAnotherIncarnation) {
+  const int port = testing::FreePorts(1)[0];
+  StoreDir receiver("c1", NewRandomId());
+  SnapshotTaker b(
+      port, Status::Ok(), [](uint64_t) { return true; }, &receiver.store);
+  StoreDir sender("c1", NewRandomId());
+  // The sender knows node 2 by another incarnation than the one it presents now.
+  ASSERT_TRUE(sender.store.CheckPeer(2, NewRandomId()).ok());
+  PeerTransport a(Identity(1), sender.store, {}, [](uint64_t) { return true; });
+  a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
+  EXPECT_EQ(SendOne(a, 2, "state"), std::optional<bool>(false));
+  EXPECT_TRUE(b.got().empty()) << "the snapshot must not reach a replaced node";
 }
 
 }  // namespace

@@ -97,6 +97,19 @@ TEST(WatchHub, APositionOfAnotherClusterOrBelowHistoryIsOutOfRange) {
   EXPECT_EQ(got.entries.size(), 2u);  // 4 and 5
 }
 
+TEST(WatchHub, AForeignClusterIdIsQuotedBoundedAndPrintable) {
+  // A 6 KB id echoed whole made a status message the client's metadata limit refused, failing
+  // every call on its connection (found by the fuzz run).
+  WatchHub hub("c1", 2);
+  Collected got;
+  WatchPosition huge{std::string(6000, '\xe9'), 5, 1};
+  auto s = SubscribeAndReplay(hub, {"x", false}, &huge, got.sink()).status();
+  EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
+  EXPECT_LT(s.message().size(), 300u) << s.message();
+  EXPECT_NE(s.message().find("\\xe9"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("(6000 bytes)"), std::string::npos) << s.message();
+}
+
 TEST(WatchHub, APositionInsideTheDroppedFloorEntryIsOutOfRange) {
   WatchHub hub("c1", 1);
   hub.Publish(Entry(1, {"x", "x", "x"}));  // events 1..3 of one entry
