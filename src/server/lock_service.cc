@@ -384,8 +384,15 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::Status(grpc::CallbackServerContext
                                                      const pb::StatusRequest*,
                                                      pb::StatusResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
+  locks_.context().replica.FreshStatus([this, reactor, resp](ReplicaStatus st) {
+    FillStatus(st, resp);
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+void ClusterServiceImpl::FillStatus(const ReplicaStatus& st, pb::StatusResponse* resp) {
   auto& c = locks_.context();
-  const ReplicaStatus st = c.replica.status();
   resp->set_cluster_id(c.cluster_id());
   resp->set_node_id(st.node_id);
   resp->set_leader_id(st.leader_id);
@@ -419,8 +426,6 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::Status(grpc::CallbackServerContext
     }
     o->set_reachable(m.active);
   }
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* ClusterServiceImpl::TransferLeadership(

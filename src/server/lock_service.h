@@ -172,6 +172,7 @@ class ClusterServiceImpl final : public lockd::v1::ClusterService::CallbackServi
                                          lockd::v1::ForceReleaseResponse* resp) override;
 
  private:
+  void FillStatus(const ReplicaStatus& st, lockd::v1::StatusResponse* resp);
   LockServiceImpl& locks_;
 };
 

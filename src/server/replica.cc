@@ -221,46 +221,58 @@ void Replica::Loop() {
     AnswerSnapshotSenders();
     MaybeTakeSnapshot();
     RetryParkedRenewals(clock_.Now());
-    // Reachability: the leader's Raft view (a recent answer), elsewhere whether this node's
-    // stream to the peer is up. Taken before mu_, which the transport's callbacks need.
-    std::vector<ReplicaStatus::Member> members;
-    for (const auto& m : options_.members) {
-      ReplicaStatus::Member mm;
-      mm.id = m.id;
-      mm.voter = raft_->config().contains(raft::NodeId(m.id));
-      if (m.id == options_.node_id) {
-        mm.active = true;
-      } else if (!leader_) {
-        mm.active = transport_.Stats(m.id).connected;
-      }
-      if (leader_) {
-        const auto& progress = raft_->progress();
-        if (auto it = progress.find(raft::NodeId(m.id)); it != progress.end()) {
-          mm.match = it->second.match().value();
-          mm.active = mm.active || it->second.recent_active();
-        }
-      }
-      members.push_back(mm);
-    }
     {
+      ReplicaStatus fresh = CurrentStatus();  // before mu_, which the transport's callbacks need
       std::lock_guard lock(mu_);
-      status_.node_id = options_.node_id;
-      status_.leader_id = raft_->leader().value();
-      status_.term = raft_->term().value();
-      status_.role = raft_->role();
-      status_.commit = raft_->log().committed().value();
-      status_.applied = applied_;
-      status_.first_index = raft_->log().first_index().value();
-      status_.last_index = raft_->log().last_index().value();
-      status_.token_counter = state_.token_counter().value();
-      status_.lease_count = state_.lease_count();
-      status_.lock_count = state_.lock_count();
-      status_.try_locks_by_read = reads_for_try_locks_;
-      status_.leases_ready = leader_ && deadlines_.active();
-      status_.members = std::move(members);
+      status_ = std::move(fresh);
     }
     last_pass_ = clock_.Now() - start;
   }
+}
+
+ReplicaStatus Replica::CurrentStatus() const {
+  // Reachability: the leader's Raft view (a recent answer), elsewhere whether this node's stream
+  // to the peer is up.
+  ReplicaStatus st;
+  for (const auto& m : options_.members) {
+    ReplicaStatus::Member mm;
+    mm.id = m.id;
+    mm.voter = raft_->config().contains(raft::NodeId(m.id));
+    if (m.id == options_.node_id) {
+      mm.active = true;
+    } else if (!leader_) {
+      mm.active = transport_.Stats(m.id).connected;
+    }
+    if (leader_) {
+      const auto& progress = raft_->progress();
+      if (auto it = progress.find(raft::NodeId(m.id)); it != progress.end()) {
+        mm.match = it->second.match().value();
+        mm.active = mm.active || it->second.recent_active();
+      }
+    }
+    st.members.push_back(mm);
+  }
+  st.node_id = options_.node_id;
+  st.leader_id = raft_->leader().value();
+  st.term = raft_->term().value();
+  st.role = raft_->role();
+  st.commit = raft_->log().committed().value();
+  st.applied = applied_;
+  st.first_index = raft_->log().first_index().value();
+  st.last_index = raft_->log().last_index().value();
+  st.token_counter = state_.token_counter().value();
+  st.lease_count = state_.lease_count();
+  st.lock_count = state_.lock_count();
+  st.try_locks_by_read = reads_for_try_locks_;
+  st.leases_ready = leader_ && deadlines_.active();
+  return st;
+}
+
+void Replica::FreshStatus(std::function<void(ReplicaStatus)> done) {
+  Enqueue([this, done = std::move(done)] {
+    // Stopping: Enqueue runs this on the caller's thread, where only the last copy may be read.
+    done(stopping_ ? status() : CurrentStatus());
+  });
 }
 
 BootTime Replica::NextWake(BootTime now) const {

@@ -161,7 +161,11 @@ class Replica {
   uint64_t leader_id() const { return leader_id_.load(); }
   /// Whether health may say SERVING: a leader is known and the apply lag is small.
   bool healthy(uint64_t max_apply_lag) const;
+  /// The status as of the end of the loop's last pass (may lag an answer this node just gave).
   ReplicaStatus status() const;
+  /// The status read on the loop, so it reflects every answer this node gave before the call
+  /// (Status RPC: a client that just got a grant sees its token in the counter).
+  void FreshStatus(std::function<void(ReplicaStatus)> done);
   const ReplicaOptions& options() const { return options_; }
   /// The fatal error that stopped the loop (OK while running), e.g. a malformed committed entry.
   Status fatal() const;
@@ -241,6 +245,8 @@ class Replica {
   std::optional<std::chrono::milliseconds> SinceApplied(lock::LogIndex index) const;
   ReadView View();
   BootTime NextWake(BootTime now) const;
+  /// Loop thread only.
+  ReplicaStatus CurrentStatus() const;
 
   void Fail(const Status& s);
 
