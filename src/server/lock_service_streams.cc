@@ -245,7 +245,12 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
       std::lock_guard lock(mu_);
       writing_ = false;
       if (!ok) {
+        // The stream broke (or shutdown cancelled it). If End() or another finish came first it
+        // waited for this write: finish now, or the reactor never completes and the server's
+        // Shutdown waits for it forever (a node hung on SIGTERM after the fuzz run).
         FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+        queue_.clear();
+        WriteNextLocked();
         return;
       }
       WriteNextLocked();

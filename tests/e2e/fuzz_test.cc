@@ -18,7 +18,9 @@
 #include <gtest/gtest.h>
 
 #include <iostream>
+#include <optional>
 #include <random>
+#include <thread>
 
 #include "e2e/fuzz_gen.h"
 
@@ -112,23 +114,27 @@ TEST(Fuzz, RandomRequestsToEveryRpcGetDocumentedCodesAndLeaveTheClusterConsisten
                              << report.disagreement;
   for (const auto& p : report.problems) ADD_FAILURE() << p << " (seed " << seed << ")";
 
-  // How long each node takes to stop on SIGTERM after the run (all at once). Not asserted: a node
-  // has been seen not to exit within 30 s after a fuzz run (reported with issue 13; the harness
-  // kills it); the figure shows when it happens.
+  // Every node stops on SIGTERM after the run (all at once), cleanly. A Watch whose write was in
+  // flight when the node began stopping never finished, so the server's shutdown waited for it
+  // forever (found here; the bound is wide, the stops take 1-3 s).
   std::vector<std::string> stops(cluster.size());
+  std::vector<std::optional<int>> codes(cluster.size());
   std::vector<std::thread> stoppers;
   for (int i = 0; i < cluster.size(); ++i) {
     stoppers.emplace_back([&, i] {
       const auto t0 = Clock::now();
-      const auto code = cluster.Stop(i, 6s);
+      codes[i] = cluster.Stop(i, 20s);
       stops[i] = "node " + std::to_string(i + 1) + " " +
-                 (code ? "exited " + std::to_string(*code) : std::string("did NOT exit")) +
+                 (codes[i] ? "exited " + std::to_string(*codes[i]) : std::string("did NOT exit")) +
                  " after " +
                  std::to_string(std::chrono::duration_cast<Ms>(Clock::now() - t0).count()) + " ms";
     });
   }
   for (auto& s : stoppers) s.join();
   for (const auto& s : stops) std::cerr << "[fuzz] SIGTERM: " << s << "\n";
+  for (size_t i = 0; i < codes.size(); ++i) {
+    EXPECT_EQ(codes[i], std::optional<int>(0)) << stops[i] << " (seed " << seed << ")";
+  }
 }
 
 }  // namespace
