@@ -11,6 +11,7 @@
 #include <chrono>
 #include <limits>
 #include <random>
+#include <thread>
 
 #include "grpc/health/v1/health.pb.h"  // links the descriptor, so reflection can describe it
 #include "raft/types.h"
@@ -357,6 +358,11 @@ Status Node::StartHttp() {
   return Status::Ok();
 }
 
+namespace {
+/// How long a stopping node refuses new calls with UNAVAILABLE before its server shuts down.
+constexpr std::chrono::milliseconds kStopDrain{300};
+}  // namespace
+
 void Node::Shutdown() {
   serving_ = false;
   if (watcher_.joinable()) {
@@ -373,6 +379,11 @@ void Node::Shutdown() {
   if (lock_service_) lock_service_->Shutdown();
   if (replica_) replica_->Stop();
   if (grpc_server_) {
+    // Keep answering "stopping" (UNAVAILABLE, LockServiceImpl::Refuse) for a moment before the
+    // server itself shuts down: gRPC cancels a call that arrives while its server shuts down, so
+    // a client that sends in that instant sees CANCELLED; one that sends during the drain is told
+    // to go elsewhere (a stopped leader's unary renewals were answered CANCELLED without it).
+    std::this_thread::sleep_for(kStopDrain);
     grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     grpc_server_->Wait();
     grpc_server_.reset();
