@@ -148,6 +148,7 @@ Result<Envelope> Decode(std::string_view bytes) {
     return InvalidArgument("malformed command entry (kind " + std::to_string(kind) + ", " +
                            std::to_string(bytes.size()) + " bytes)");
   }
+  e.version = version;
   e.wall_seconds = static_cast<int64_t>(wall);
   return e;
 }

@@ -81,6 +81,7 @@ using Command = std::variant<GrantLease, RevokeLease, ExpireLease, Acquire, Canc
 
 /// A decoded entry: the command and the leader's wall-clock stamp.
 struct Envelope {
+  uint8_t version = kCommandFormatVersion;  ///< the entry's command format
   int64_t wall_seconds = 0;
   Command command;
 };

@@ -132,7 +132,11 @@ void ExactlyOnce::Retire(LogIndex below_watermark_upto, LogIndex expired_upto,
         ++r;
         continue;
       }
-      if (expired && r->first > client.forgotten_through) client.forgotten_through = r->first;
+      // Only a request the client itself ran raises the mark: a Cancel in advance records an
+      // Acquire that may never come, at any sequence number.
+      if (expired && !e.cancelled_in_advance && r->first > client.forgotten_through) {
+        client.forgotten_through = r->first;
+      }
       r = client.records.erase(r);
       --records_;
     }

@@ -44,6 +44,18 @@ Result<ApplyResult> LockStateMachine::Apply(LogIndex index, std::string_view ent
     return Status(env.status().code(),
                   "entry " + std::to_string(index.value()) + ": " + env.status().message());
   }
+  if (env->version < kCommandFormatVersion) {
+    // Format 2 changed what some format-1 entries do when applied (Cancel without a lease id,
+    // the exactly-once caps and retirement). Replaying one with today's rules could leave this
+    // node's state different from a peer that applied it with the old ones before its snapshot,
+    // so it is refused, never reinterpreted (docs/storage.md, "Upgrading from format 1").
+    return FailedPrecondition(
+        "entry " + std::to_string(index.value()) + " is of command format " +
+        std::to_string(env->version) + ", whose meaning format " +
+        std::to_string(kCommandFormatVersion) +
+        " changed; this build does not replay it. Let every node of the cluster take a snapshot "
+        "past it with the build that wrote it, then upgrade (or bootstrap a new cluster)");
+  }
   return ApplyCommand(index, env->command, env->wall_seconds);
 }
 
@@ -405,6 +417,14 @@ Outcome LockStateMachine::DoCancel(Ctx& ctx, const Cancel& c) {
   }
   if (!c.lease.zero() && !leases_.count(c.lease))
     return Error(StatusCode::kNotFound, LeaseName(c.lease) + " is unknown or expired");
+  // A record of an Acquire that has not arrived lives in its client's table, so only that client
+  // may make one: another client's Cancel could otherwise fill it, or name a far sequence number
+  // whose retirement would refuse every later request of the victim.
+  if (c.acquire.client != c.header.id.client) {
+    return Error(StatusCode::kFailedPrecondition,
+                 "Acquire " + ToString(c.acquire) +
+                     " has not arrived; only the client that sends it may cancel it in advance");
+  }
   if (Status s = once_.RoomForCancelInAdvance(c.acquire, c.header.id.client, limits_); !s.ok()) {
     return Error(s);
   }

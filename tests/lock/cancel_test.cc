@@ -85,5 +85,45 @@ TEST(CancelById, AGivenLeaseIdMustStillMatchAndAWrongOneChangesNothing) {
             CancelEffect::kCancelledInAdvance);
 }
 
+// Found by review: a Cancel in advance from another client, naming a far sequence number of
+// its victim, was recorded in the victim's table; once retired for age it raised the victim's
+// forgotten mark past every later request, so each one was refused, its lock held forever.
+TEST(CancelById, OnlyTheAcquiresOwnClientMayCancelItInAdvance) {
+  Harness h;
+  const ClientId victim{5, 5}, other{6, 6};
+  const RequestId far{victim, uint64_t{1} << 62};
+  auto c = h.Do(Cancel{h.Header(other), "zzz", LeaseId(), far});
+  EXPECT_EQ(c.outcome.code, StatusCode::kFailedPrecondition) << c.outcome.message;
+  EXPECT_FALSE(h.sm.exactly_once().Known(far)) << "nothing recorded for the victim";
+  // The victim's own requests still run after a retirement of everything.
+  const LeaseId lease = h.Do(GrantLease{h.Header(victim), 10'000, "v"}).outcome.lease;
+  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex(h.index)});
+  auto got = h.Do(lock::Acquire{h.Header(victim), "n", lease, X, 0, 0, ""});
+  EXPECT_TRUE(got.outcome.acquired) << got.outcome.message;
+}
+
+TEST(CancelById, ARetiredCancelInAdvanceDoesNotRefuseTheClientsLaterRequests) {
+  Harness h;
+  const ClientId me{5, 5};
+  const RequestHeader cancel = h.Header(me);  // seq 1
+  const RequestId later{me, 1000};            // an Acquire this client gave up on
+  ASSERT_EQ(h.Do(Cancel{cancel, "n", LeaseId(), later}).outcome.effect,
+            CancelEffect::kCancelledInAdvance);
+  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex(h.index)});
+  // seq 2 is below 1000: it must run, not be taken for a retired request.
+  auto r = h.Do(GrantLease{h.Header(me), 10'000, "me"});
+  EXPECT_TRUE(r.outcome.ok()) << r.outcome.message;
+}
+
+TEST(Codec, AFormatOneEntryIsRefusedAtApplyNotReinterpreted) {
+  LockStateMachine sm;
+  // Version 1, wall second 7, kind 9 (RetireOutcomes), recorded_at_or_before 50.
+  const std::string v1 = {1, 7, 9, 50};
+  auto r = sm.Apply(LogIndex(1), v1);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("format 1"), std::string::npos) << r.status().message();
+}
+
 }  // namespace
 }  // namespace lockd::lock

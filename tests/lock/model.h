@@ -366,7 +366,8 @@ class Model {
         if (r.outcome.waiting) return false;  // a pending wait keeps its record
         ClientRec& cl = clients[r.id.client];
         if (r.at <= expired) {
-          cl.forgotten = std::max(cl.forgotten, r.id.seq);
+          // Only what the client ran raises the mark, not a Cancel in advance.
+          if (!r.cancelled) cl.forgotten = std::max(cl.forgotten, r.id.seq);
           return true;
         }
         return r.id.seq < cl.watermark && r.at <= upto;
@@ -467,7 +468,9 @@ class Model {
       return o;
     }
     if (!c.lease.zero() && !HasLease(c.lease.value())) return Err(StatusCode::kNotFound);
-    if (!Room(c.acquire.client, c.acquire.client == c.header.id.client ? 1 : 0, 1)) {
+    // Only the Acquire's own client may cancel it in advance.
+    if (c.acquire.client != c.header.id.client) return Err(StatusCode::kFailedPrecondition);
+    if (!Room(c.acquire.client, 1, 1)) {
       return Err(StatusCode::kResourceExhausted);
     }
     recs.push_back(Rec{c.acquire, 0, Outcome{}, idx_, true});

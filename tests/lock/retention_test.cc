@@ -133,8 +133,9 @@ TEST(Retention, OneShotAndRawClientsLeaveTheTableTheSnapshotAndTheRssBounded) {
     ASSERT_TRUE(d.Do(Release{fresh(), name, a.outcome.lease, a.outcome.token}).outcome.ok());
     ASSERT_EQ(d.Do(Release{fresh(), name, a.outcome.lease, FencingToken(1)}).outcome.code,
               StatusCode::kFailedPrecondition);
-    const RequestId arbitrary{{9, ++next_client}, 5};
-    ASSERT_EQ(d.Do(Cancel{fresh(), name, LeaseId(), arbitrary}).outcome.effect,
+    const RequestHeader canceller = fresh();  // a one-shot client giving up an Acquire of its own
+    const RequestId own_later{canceller.id.client, canceller.id.seq + 5};
+    ASSERT_EQ(d.Do(Cancel{canceller, name, LeaseId(), own_later}).outcome.effect,
               CancelEffect::kCancelledInAdvance);
     requests += 4;
     expire_due();
