@@ -1,333 +1,563 @@
-// The client library's calls: request ids and watermarks, retries, endpoint rotation, the cluster
-// id check. The lease bookkeeping is in lease.cc.
+// The public Client, Lease and Lock: argument checks, the Acquire protocol (request id, deadline,
+// stop_token, withdrawal of an abandoned Acquire, late grants), inspection and Watch.
 #include "lockd/client.h"
 
-#include <grpcpp/grpcpp.h>
+#include <cstdlib>
+#include <sstream>
 
-#include <algorithm>
-#include <atomic>
-#include <condition_variable>
-#include <map>
-#include <mutex>
-#include <random>
-#include <set>
-#include <thread>
-
-#include "client/lease_state.h"
-#include "lockd/v1/lockd.grpc.pb.h"
+#include "client/client_core.h"
+#include "client/renewer.h"
 
 namespace lockd::client {
 
-namespace pb = lockd::v1;
+using namespace std::chrono_literals;
+using SysTime = std::chrono::system_clock::time_point;
 
 namespace {
 
-Status FromGrpc(const grpc::Status& s) {
-  return Status(static_cast<StatusCode>(s.error_code()), s.error_message());
+/// How long after a waiting Acquire's `wait` its answer may still arrive: the server answers
+/// "not acquired" when the wait ends, and the answer needs a round trip (docs/client.md).
+constexpr auto kAnswerAllowance = 500ms;
+
+std::vector<std::string> EndpointsFromEnv() {
+  std::vector<std::string> out;
+  const char* env = std::getenv("LOCKD_ENDPOINTS");
+  if (!env) return out;
+  std::stringstream ss(env);
+  std::string e;
+  while (std::getline(ss, e, ',')) {
+    while (!e.empty() && e.front() == ' ') e.erase(e.begin());
+    while (!e.empty() && e.back() == ' ') e.pop_back();
+    if (!e.empty()) out.push_back(e);
+  }
+  return out;
 }
 
-bool Retryable(const grpc::Status& s) {
-  return s.error_code() == grpc::StatusCode::UNAVAILABLE;
+Mode ModeOf(pb::LockMode m) {
+  return m == pb::SHARED ? Mode::kShared : Mode::kExclusive;
+}
+
+/// The attempt timeout of a call without a wait: a hung node costs part of the deadline, not all.
+std::chrono::milliseconds AttemptTimeout(const ClientOptions& o) {
+  return std::clamp<std::chrono::milliseconds>(o.call_timeout / 2, 300ms, o.call_timeout);
+}
+
+/// Answers after which the Acquire is known not to be pending on the server: no Cancel needed.
+bool Definitive(grpc::StatusCode c) {
+  return c == grpc::StatusCode::INVALID_ARGUMENT || c == grpc::StatusCode::FAILED_PRECONDITION ||
+         c == grpc::StatusCode::NOT_FOUND || c == grpc::StatusCode::RESOURCE_EXHAUSTED;
 }
 
 }  // namespace
 
-std::chrono::nanoseconds SafetyMargin(std::chrono::milliseconds ttl, double drift,
-                                      std::chrono::milliseconds floor) {
-  const auto drift_part = std::chrono::nanoseconds(static_cast<int64_t>(
-      2.0 * drift * static_cast<double>(std::chrono::nanoseconds(ttl).count())));
-  return drift_part + floor;
+// ------------------------------------------------------------------------------------------
+// Status
+// ------------------------------------------------------------------------------------------
+
+const char* StatusCodeName(StatusCode code) {
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
+  const auto i = static_cast<size_t>(code);
+  return i < std::size(kNames) ? kNames[i] : "UNKNOWN";
 }
 
-class Client::Impl {
- public:
-  explicit Impl(ClientOptions options)
-      : options_(std::move(options)),
-        clock_(options_.clock ? options_.clock : &SystemClock::Instance()) {
-    std::random_device rd;
-    client_hi_ = (uint64_t{rd()} << 32) | rd();
-    client_lo_ = (uint64_t{rd()} << 32) | rd();
-    for (const auto& e : options_.endpoints) {
-      stubs_.push_back(
-          pb::LockService::NewStub(grpc::CreateChannel(e, grpc::InsecureChannelCredentials())));
-    }
-    renewer_ = std::thread([this] { RenewLoop(); });
-  }
+std::string Status::ToString() const {
+  if (ok()) return "OK";
+  return std::string(StatusCodeName(code_)) + ": " + message_;
+}
 
-  ~Impl() {
-    {
-      std::lock_guard lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    renewer_.join();
-  }
+// ------------------------------------------------------------------------------------------
+// Lease
+// ------------------------------------------------------------------------------------------
 
-  // --- mutating calls: one request id, retried on UNAVAILABLE until the deadline ------------
+Lease::Lease(std::shared_ptr<LeaseCore> core) : core_(std::move(core)) {}
 
-  /// Runs `call(stub, ctx, header)` until it answers something other than UNAVAILABLE or the
-  /// deadline passes; every attempt carries the same request id. `first_send` gets the time of
-  /// the first attempt (the anchor of a lease the call grants).
-  template <typename Call>
-  grpc::Status Mutate(std::chrono::milliseconds extra_wait, Call call,
-                      BootTime* first_send = nullptr) {
-    const uint64_t seq = BeginRequest();
-    const auto deadline = std::chrono::system_clock::now() + options_.call_timeout + extra_wait;
-    grpc::Status status;
-    for (uint32_t attempt = 1;; ++attempt) {
-      pb::RequestHeader header;
-      header.mutable_id()->set_client_hi(client_hi_);
-      header.mutable_id()->set_client_lo(client_lo_);
-      header.mutable_id()->set_seq(seq);
-      header.set_attempt(attempt);
-      header.set_watermark(Watermark());
-      grpc::ClientContext ctx;
-      ctx.set_deadline(deadline);
-      if (attempt == 1 && first_send) *first_send = clock_->Now();
-      const size_t endpoint = endpoint_.load();
-      status = call(*stubs_[endpoint % stubs_.size()], ctx, header);
-      ObserveCluster(ctx);
-      if (!Retryable(status) || std::chrono::system_clock::now() >= deadline) break;
-      RotateFrom(endpoint);
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(20u * attempt, 500u)));
-    }
-    EndRequest(seq);
-    return status;
-  }
+Lease::~Lease() {
+  // The last handle is gone: nobody can use the lease's locks any more, so free them now.
+  auto client = core_->client.lock();
+  if (!client || core_->loss().lost()) return;
+  auto core = core_;
+  if (!client->Enqueue([c = client.get(), core] { (void)c->Revoke(*core); })) return;
+}
 
-  Result<std::shared_ptr<Lease>> GrantLease(std::chrono::milliseconds ttl,
-                                            const std::string& label) {
-    pb::GrantLeaseResponse resp;
-    BootTime anchor;
-    grpc::Status s = Mutate(
-        std::chrono::milliseconds(0),
-        [&](pb::LockService::Stub& stub, grpc::ClientContext& ctx, const pb::RequestHeader& h) {
-          pb::GrantLeaseRequest req;
-          *req.mutable_header() = h;
-          req.set_ttl_ms(ttl.count());
-          req.set_label(label);
-          return stub.GrantLease(&ctx, req, &resp);
-        },
-        &anchor);
-    if (!s.ok()) return FromGrpc(s);
-    return AdoptLease(resp.lease_id(), std::chrono::milliseconds(resp.ttl_ms()), anchor);
-  }
+uint64_t Lease::id() const {
+  return core_->id();
+}
+std::chrono::milliseconds Lease::ttl() const {
+  return core_->ttl();
+}
+bool Lease::valid() const {
+  return core_->Valid();
+}
+BootClock::time_point Lease::valid_until() const {
+  return core_->ValidUntil();
+}
+std::string Lease::lost_reason() const {
+  (void)core_->Valid();
+  return core_->loss().reason();
+}
+void Lease::OnLost(std::function<void(const std::string&)> f) {
+  core_->loss().OnLost(std::move(f));
+}
+std::stop_token Lease::stop_token() const {
+  return core_->loss().token();
+}
+Status Lease::Revoke() {
+  auto client = core_->client.lock();
+  if (!client) return Status(StatusCode::kFailedPrecondition, "the client was destroyed");
+  return client->Revoke(*core_);
+}
 
-  Status Revoke(Lease& lease) {
-    pb::RevokeLeaseResponse resp;
-    grpc::Status s =
-        Mutate(std::chrono::milliseconds(0), [&](auto& stub, auto& ctx, const auto& h) {
-          pb::RevokeLeaseRequest req;
-          *req.mutable_header() = h;
-          req.set_lease_id(lease.id());
-          return stub.RevokeLease(&ctx, req, &resp);
-        });
-    lease.state_->MarkLost("revoked by this client");
-    Forget(lease.id());
-    return s.ok() ? Status::Ok() : FromGrpc(s);
-  }
+// ------------------------------------------------------------------------------------------
+// Lock
+// ------------------------------------------------------------------------------------------
 
-  Result<LockGrant> Acquire(const std::string& name, Lease& lease, AcquireOptions o) {
-    if (!lease.valid())
-      return FailedPrecondition("lease " + std::to_string(lease.id()) + " is lost");
-    pb::AcquireResponse resp;
-    grpc::Status s = Mutate(o.wait, [&](auto& stub, auto& ctx, const auto& h) {
-      pb::AcquireRequest req;
-      *req.mutable_header() = h;
-      req.set_name(name);
-      req.set_lease_id(lease.id());
-      req.set_mode(o.mode == Mode::kShared ? pb::SHARED : pb::EXCLUSIVE);
-      req.set_wait_ms(o.wait.count());
-      return stub.Acquire(&ctx, req, &resp);
-    });
-    if (!s.ok()) return FromGrpc(s);
-    LockGrant g;
-    g.acquired = resp.acquired();
-    g.name = name;
-    g.lease_id = lease.id();
-    g.token = resp.token();
-    g.fence = resp.fence();
-    g.mode = resp.mode() == pb::SHARED ? Mode::kShared : Mode::kExclusive;
-    for (const auto& h : resp.holders()) g.holder_leases.push_back(h.lease_id());
-    if (g.acquired && !lease.valid()) {
-      // The grant outlived the lease it was for: nobody may act on it. Give it back.
-      (void)Release(g);
-      return FailedPrecondition("lease " + std::to_string(lease.id()) +
-                                " was lost before the grant arrived (" + lease.lost_reason() +
-                                "); the grant was released");
-    }
-    return g;
-  }
+Lock::Lock(std::shared_ptr<LockCore> core) : core_(std::move(core)) {}
 
-  Status Release(const LockGrant& g) {
-    pb::ReleaseResponse resp;
-    grpc::Status s =
-        Mutate(std::chrono::milliseconds(0), [&](auto& stub, auto& ctx, const auto& h) {
-          pb::ReleaseRequest req;
-          *req.mutable_header() = h;
-          req.set_name(g.name);
-          req.set_lease_id(g.lease_id);
-          req.set_token(g.token);
-          return stub.Release(&ctx, req, &resp);
-        });
-    return s.ok() ? Status::Ok() : FromGrpc(s);
+Lock& Lock::operator=(Lock&& other) noexcept {
+  if (this != &other) {
+    if (core_) (void)Release();
+    core_ = std::move(other.core_);
   }
+  return *this;
+}
 
-  std::string cluster_id() const {
-    std::lock_guard lock(mu_);
-    return cluster_id_;
-  }
+Lock::~Lock() {
+  if (core_) (void)Release();
+}
 
- private:
-  /// Moves calls to the next endpoint, unless another thread already moved them past `seen`.
-  void RotateFrom(size_t seen) {
-    size_t expected = seen;
-    endpoint_.compare_exchange_strong(expected, seen + 1);
-  }
+bool Lock::acquired() const {
+  return core_ && core_->acquired;
+}
 
-  uint64_t BeginRequest() {
-    std::lock_guard lock(mu_);
-    const uint64_t seq = ++last_seq_;
-    pending_.insert(seq);
-    return seq;
+bool Lock::held() const {
+  if (!acquired() || core_->loss.lost()) return false;
+  {
+    std::lock_guard lock(core_->mu);
+    if (core_->released) return false;
   }
-  void EndRequest(uint64_t seq) {
-    std::lock_guard lock(mu_);
-    pending_.erase(seq);
-  }
-  /// The lowest sequence number still pending: the server may forget outcomes below it.
-  uint64_t Watermark() const {
-    std::lock_guard lock(mu_);
-    return pending_.empty() ? last_seq_ + 1 : *pending_.begin();
-  }
+  // Never held past the lease's deadline, whether or not the renewer has looked yet.
+  return core_->lease->core()->Valid() && !core_->loss.lost();
+}
 
-  /// A response from another cluster (a restore) voids every lease this client had.
-  void ObserveCluster(grpc::ClientContext& ctx) {
-    const auto& md = ctx.GetServerInitialMetadata();
-    auto it = md.find("lockd-cluster");
-    if (it == md.end()) return;
-    std::string id(it->second.data(), it->second.size());
-    std::vector<std::shared_ptr<Lease::State>> lost;
-    {
-      std::lock_guard lock(mu_);
-      if (id.empty() || id == cluster_id_) return;
-      if (!cluster_id_.empty()) {
-        for (auto& [_, st] : leases_) lost.push_back(st);
-        leases_.clear();
-      }
-      cluster_id_ = id;
-    }
-    for (auto& st : lost) st->MarkLost("the cluster id changed (the cluster was restored)");
+static const std::string kEmpty;
+static const std::vector<uint64_t> kNoHolders;
+
+const std::string& Lock::name() const {
+  return core_ ? core_->name : kEmpty;
+}
+Mode Lock::mode() const {
+  return core_ ? core_->mode : Mode::kExclusive;
+}
+uint64_t Lock::lease_id() const {
+  return core_ ? core_->lease_id : 0;
+}
+uint64_t Lock::token() const {
+  return core_ ? core_->token : 0;
+}
+uint64_t Lock::fence() const {
+  return core_ ? core_->fence : 0;
+}
+const std::vector<uint64_t>& Lock::holder_leases() const {
+  return core_ ? core_->holder_leases : kNoHolders;
+}
+BootClock::time_point Lock::valid_until() const {
+  if (!core_ || !core_->lease) return {};
+  return core_->lease->valid_until();
+}
+std::string Lock::lost_reason() const {
+  if (!core_) return "";
+  if (core_->lease) (void)core_->lease->core()->Valid();
+  return core_->loss.reason();
+}
+void Lock::OnLost(std::function<void(const std::string&)> f) {
+  if (core_) core_->loss.OnLost(std::move(f));
+}
+std::stop_token Lock::stop_token() const {
+  return core_ ? core_->loss.token() : std::stop_token();
+}
+
+Status Lock::Release() {
+  if (!acquired()) return Status::Ok();
+  {
+    std::lock_guard lock(core_->mu);
+    if (std::exchange(core_->released, true)) return Status::Ok();
   }
+  LeaseCore& lease = *core_->lease->core();
+  lease.RemoveLock(core_.get());
+  auto client = core_->client.lock();
+  if (!client) return Status(StatusCode::kFailedPrecondition, "the client was destroyed");
+  if (core_->one_call) return client->Revoke(lease);  // the lease was this lock's own
+  if (core_->loss.lost()) return Status::Ok();        // nothing of ours left to release
+  pb::ReleaseRequest req;
+  *req.mutable_header() = client->NewHeader();
+  req.set_name(core_->name);
+  req.set_lease_id(core_->lease_id);
+  req.set_token(core_->token);
+  pb::ReleaseResponse resp;
+  const auto& o = client->options();
+  grpc::Status s =
+      client->Call(&pb::LockService::Stub::Release, req, &resp,
+                   std::chrono::system_clock::now() + o.call_timeout, AttemptTimeout(o));
+  client->EndRequest(req.header().id().seq());
+  return FromGrpc(s);
+}
 
-  std::shared_ptr<Lease> AdoptLease(uint64_t id, std::chrono::milliseconds ttl, BootTime anchor) {
-    auto state = std::make_shared<Lease::State>(
-        id, ttl, SafetyMargin(ttl, options_.drift, options_.margin_floor), clock_);
-    state->Acknowledged(anchor);
-    auto lease = std::make_shared<Lease>(state);
-    {
-      std::lock_guard lock(mu_);
-      leases_[id] = state;
-    }
-    cv_.notify_all();
-    return lease;
-  }
+// ------------------------------------------------------------------------------------------
+// Acquire
+// ------------------------------------------------------------------------------------------
 
-  void Forget(uint64_t id) {
-    std::lock_guard lock(mu_);
-    leases_.erase(id);
-  }
+namespace {
 
-  /// Renews each lease every ttl/renew_divisor; a lease past its validity is lost and dropped.
-  void RenewLoop() {
-    std::unique_lock lock(mu_);
-    while (!stopping_) {
-      std::vector<std::shared_ptr<Lease::State>> due, expired;
-      const BootTime now = clock_->Now();
-      for (auto it = leases_.begin(); it != leases_.end();) {
-        auto& st = it->second;
-        if (!st->valid()) {
-          expired.push_back(st);
-          it = leases_.erase(it);
-          continue;
-        }
-        if (now >= st->next_renewal(options_.renew_divisor)) due.push_back(st);
-        ++it;
-      }
-      lock.unlock();
-      for (auto& st : expired) st->CheckExpired();  // fires its on_lost callbacks
-      for (auto& st : due) Renew(*st);
-      lock.lock();
-      cv_.wait_for(lock, std::chrono::milliseconds(20), [this] { return stopping_; });
-    }
-  }
-
-  void Renew(Lease::State& st) {
-    pb::RenewRequest req;
-    req.set_lease_id(st.id());
-    req.set_seq(st.NextRenewSeq());
-    pb::RenewResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::min<std::chrono::milliseconds>(options_.call_timeout,
-                                                         st.ttl() / options_.renew_divisor));
-    const BootTime sent = clock_->Now();
-    st.RenewalSent(sent);
-    const size_t endpoint = endpoint_.load();
-    grpc::Status s = stubs_[endpoint % stubs_.size()]->Renew(&ctx, req, &resp);
-    ObserveCluster(ctx);
-    if (s.ok()) {
-      if (resp.seq() == req.seq() && resp.lease_id() == st.id()) st.Acknowledged(sent);
-    } else if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
-      st.MarkLost("the server no longer knows the lease: " + s.error_message());
-    } else if (Retryable(s) || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-      RotateFrom(endpoint);
-    }
-    st.CheckExpired();
-  }
-
-  const ClientOptions options_;
-  const Clock* const clock_;
-  uint64_t client_hi_ = 0, client_lo_ = 0;
-  std::vector<std::unique_ptr<pb::LockService::Stub>> stubs_;
-  std::atomic<size_t> endpoint_{0};  ///< index of the endpoint calls go to; rotates on failure
-
-  mutable std::mutex mu_;  ///< guards everything below
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  uint64_t last_seq_ = 0;
-  std::set<uint64_t> pending_;
-  std::string cluster_id_;
-  std::map<uint64_t, std::shared_ptr<Lease::State>> leases_;
-  std::thread renewer_;
+/// One Acquire call: what it asked, and everything needed to turn its answer into a Lock.
+struct AcquireCall {
+  std::string name;
+  std::shared_ptr<Lease> lease;  ///< null for the one-call form
+  std::chrono::milliseconds one_call_ttl{0};
+  LockOptions options;
+  pb::AcquireRequest req;
+  SysTime deadline;
+  TimePoint first_send{};
 };
 
-Result<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
-  if (options.endpoints.empty()) return InvalidArgument("no endpoints");
-  if (options.renew_divisor < 2) return InvalidArgument("renew_divisor must be at least 2");
-  if (options.drift < 0 || options.drift >= 0.5)
-    return InvalidArgument("drift must be in [0, 0.5)");
-  return std::unique_ptr<Client>(new Client(std::make_unique<Impl>(std::move(options))));
+Result<AcquireCall> PrepareAcquire(ClientCore& core, const std::string& name,
+                                   const std::shared_ptr<Lease>& lease,
+                                   std::chrono::milliseconds ttl, const LockOptions& o) {
+  if (name.empty()) return Status(StatusCode::kInvalidArgument, "empty lock name");
+  if (o.wait < 0ms) return Status(StatusCode::kInvalidArgument, "negative wait");
+  if (lease && !lease->valid()) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "lease " + std::to_string(lease->id()) + " is lost: " + lease->lost_reason());
+  }
+  AcquireCall c;
+  c.name = name;
+  c.lease = lease;
+  c.one_call_ttl = ttl;
+  c.options = o;
+  const auto wait = o.wait;
+  c.req.set_name(name);
+  c.req.set_lease_id(lease ? lease->id() : 0);
+  c.req.set_mode(o.mode == Mode::kShared ? pb::SHARED : pb::EXCLUSIVE);
+  c.req.set_wait_ms(static_cast<uint64_t>(wait.count()));
+  if (!lease) c.req.set_ttl_ms(static_cast<uint64_t>(ttl.count()));
+  *c.req.mutable_header() = core.NewHeader();
+  // A try answers within call_timeout; a wait answers by the end of the wait plus a round trip.
+  c.deadline = std::chrono::system_clock::now() +
+               (wait == 0ms ? core.options().call_timeout : wait + kAnswerAllowance);
+  return c;
 }
 
-Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Client::~Client() = default;
+/// Turns an Acquire's final answer into the caller's result. Anything the caller cannot use
+/// (an error after which the Acquire may still be pending, a grant to a lease lost meanwhile)
+/// is withdrawn with Cancel naming the Acquire's request id.
+Result<Lock> FinishAcquire(ClientCore& core, AcquireCall& c, const grpc::Status& s,
+                           const pb::AcquireResponse& resp) {
+  const pb::RequestId& id = c.req.header().id();
+  const uint64_t lease_id = c.lease ? c.lease->id() : resp.lease_id();
+  if (!s.ok()) {
+    if (Definitive(s.error_code())) {
+      core.EndRequest(id.seq());
+      return FromGrpc(s);
+    }
+    core.CancelAcquire(c.name, lease_id, id);
+    return Status(static_cast<StatusCode>(s.error_code()),
+                  s.error_message() + " (the Acquire of '" + c.name + "' is being withdrawn)");
+  }
+  std::shared_ptr<Lease> lease = c.lease;
+  if (!lease && resp.lease_id() != 0) {
+    // The one-call form: the lease came with the answer, anchored at the first send.
+    lease = core.AdoptLease(resp.lease_id(), std::chrono::milliseconds(resp.lease_ttl_ms()),
+                            c.first_send, /*renewed=*/false);
+  }
+  auto lc = std::make_shared<LockCore>();
+  lc->name = c.name;
+  lc->mode = ModeOf(resp.mode());
+  lc->lease_id = lease_id;
+  lc->client = core.weak_from_this();
+  lc->one_call = !c.lease;
+  if (!resp.acquired()) {
+    core.EndRequest(id.seq());
+    for (const auto& h : resp.holders()) lc->holder_leases.push_back(h.lease_id());
+    return Lock(std::move(lc));  // a one-call lease granted anyway is revoked with its handle
+  }
+  if (!lease || !lease->valid()) {
+    core.CancelAcquire(c.name, lease_id, id);
+    return Status(StatusCode::kFailedPrecondition,
+                  "the lease was lost before the grant of '" + c.name +
+                      "' arrived; the grant is being released" +
+                      (lease ? " (" + lease->lost_reason() + ")" : std::string()));
+  }
+  core.EndRequest(id.seq());
+  lc->acquired = true;
+  lc->token = resp.token();
+  lc->fence = resp.fence();
+  lc->lease = lease;
+  // Renewals numbered above this one were sent after the grant answer arrived.
+  lease->core()->AddLock(lc, lc->token, core.last_renew_seq());
+  return Lock(std::move(lc));
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------
+// Client
+// ------------------------------------------------------------------------------------------
+
+Result<std::unique_ptr<Client>> Client::Connect(ClientOptions o) {
+  if (o.endpoints.empty()) o.endpoints = EndpointsFromEnv();
+  if (o.endpoints.empty()) o.endpoints = {"127.0.0.1:7401"};
+  for (const auto& e : o.endpoints) {
+    if (e.empty() || e.find(':') == std::string::npos) {
+      return Status(StatusCode::kInvalidArgument, "endpoint '" + e + "' is not host:port");
+    }
+  }
+  if (o.renew_divisor < 2) {
+    return Status(StatusCode::kInvalidArgument, "renew_divisor must be at least 2");
+  }
+  if (o.drift < 0 || o.drift >= 0.25) {
+    return Status(StatusCode::kInvalidArgument, "drift must be in [0, 0.25)");
+  }
+  if (o.call_timeout <= 0ms) return Status(StatusCode::kInvalidArgument, "call_timeout <= 0");
+  if (o.max_attempts < 1) return Status(StatusCode::kInvalidArgument, "max_attempts < 1");
+  if (o.initial_backoff <= 0ms || o.max_backoff < o.initial_backoff) {
+    return Status(StatusCode::kInvalidArgument, "need 0 < initial_backoff <= max_backoff");
+  }
+  if (o.margin_floor < 0ms) return Status(StatusCode::kInvalidArgument, "margin_floor < 0");
+  if (!o.clock) o.clock = [] { return BootClock::now(); };
+  auto core = std::make_shared<ClientCore>(std::move(o));
+  core->Start();
+  return std::unique_ptr<Client>(new Client(std::move(core)));
+}
+
+Client::Client(std::shared_ptr<ClientCore> core) : core_(std::move(core)) {}
+
+Client::~Client() {
+  core_->Shutdown();
+}
 
 Result<std::shared_ptr<Lease>> Client::GrantLease(std::chrono::milliseconds ttl,
                                                   const std::string& label) {
-  return impl_->GrantLease(ttl, label);
+  const auto& o = core_->options();
+  if (SafetyMargin(ttl, o.drift, o.margin_floor) >= ttl / 2) {
+    return Status(StatusCode::kInvalidArgument,
+                  "ttl " + std::to_string(ttl.count()) +
+                      " ms is too short for the safety margin (2ρ·TTL + margin_floor)");
+  }
+  pb::GrantLeaseRequest req;
+  *req.mutable_header() = core_->NewHeader();
+  req.set_ttl_ms(static_cast<uint64_t>(ttl.count()));
+  req.set_label(label);
+  pb::GrantLeaseResponse resp;
+  TimePoint anchor{};
+  grpc::Status s = core_->Call(&pb::LockService::Stub::GrantLease, req, &resp,
+                               std::chrono::system_clock::now() + o.call_timeout, AttemptTimeout(o),
+                               {}, &anchor);
+  core_->EndRequest(req.header().id().seq());
+  if (!s.ok()) return FromGrpc(s);
+  return core_->AdoptLease(resp.lease_id(), std::chrono::milliseconds(resp.ttl_ms()), anchor,
+                           /*renewed=*/true);
 }
-Status Client::Revoke(Lease& lease) {
-  return impl_->Revoke(lease);
+
+Result<Lock> Client::Acquire(const std::string& name, const std::shared_ptr<Lease>& lease,
+                             LockOptions options) {
+  if (!lease) return Status(StatusCode::kInvalidArgument, "no lease");
+  auto c = PrepareAcquire(*core_, name, lease, 0ms, options);
+  if (!c.ok()) return c.status();
+  pb::AcquireResponse resp;
+  // A waiting attempt must not be cut short before its wait ends; a try gets the usual timeout.
+  const auto attempt = c->req.wait_ms() == 0
+                           ? AttemptTimeout(core_->options())
+                           : std::chrono::milliseconds(c->req.wait_ms()) + kAnswerAllowance;
+  grpc::Status s = core_->Call(&pb::LockService::Stub::Acquire, c->req, &resp, c->deadline, attempt,
+                               options.stop, &c->first_send);
+  return FinishAcquire(*core_, *c, s, resp);
 }
-Result<LockGrant> Client::Acquire(const std::string& name, Lease& lease, AcquireOptions options) {
-  return impl_->Acquire(name, lease, options);
+
+Result<Lock> Client::AcquireWithTtl(const std::string& name, std::chrono::milliseconds ttl,
+                                    LockOptions options) {
+  const auto& o = core_->options();
+  if (SafetyMargin(ttl, o.drift, o.margin_floor) >= ttl / 2) {
+    return Status(StatusCode::kInvalidArgument,
+                  "ttl " + std::to_string(ttl.count()) + " ms is too short for the safety margin");
+  }
+  auto c = PrepareAcquire(*core_, name, nullptr, ttl, options);
+  if (!c.ok()) return c.status();
+  pb::AcquireResponse resp;
+  const auto attempt = c->req.wait_ms() == 0
+                           ? AttemptTimeout(o)
+                           : std::chrono::milliseconds(c->req.wait_ms()) + kAnswerAllowance;
+  grpc::Status s = core_->Call(&pb::LockService::Stub::Acquire, c->req, &resp, c->deadline, attempt,
+                               options.stop, &c->first_send);
+  return FinishAcquire(*core_, *c, s, resp);
 }
-Status Client::Release(const LockGrant& grant) {
-  return impl_->Release(grant);
+
+void Client::AcquireAsync(const std::string& name, const std::shared_ptr<Lease>& lease,
+                          LockOptions options, std::function<void(Result<Lock>)> done) {
+  // The blocking call runs on a detached helper bound to the client's lifetime (see
+  // docs/client.md: one thread per call in flight, not per lock held).
+  auto core = core_;
+  std::thread([core, name, lease, options, done = std::move(done)]() mutable {
+    if (!lease) {
+      done(Status(StatusCode::kInvalidArgument, "no lease"));
+      return;
+    }
+    auto c = PrepareAcquire(*core, name, lease, 0ms, options);
+    if (!c.ok()) {
+      done(c.status());
+      return;
+    }
+    pb::AcquireResponse resp;
+    const auto attempt = c->req.wait_ms() == 0
+                             ? AttemptTimeout(core->options())
+                             : std::chrono::milliseconds(c->req.wait_ms()) + kAnswerAllowance;
+    grpc::Status s = core->Call(&pb::LockService::Stub::Acquire, c->req, &resp, c->deadline,
+                                attempt, options.stop, &c->first_send);
+    done(FinishAcquire(*core, *c, s, resp));
+  }).detach();
 }
+
+Result<LockInfo> Client::GetLock(const std::string& name) {
+  pb::GetLockRequest req;
+  req.set_name(name);
+  pb::GetLockResponse resp;
+  const auto& o = core_->options();
+  grpc::Status s =
+      core_->Call(&pb::LockService::Stub::GetLock, req, &resp,
+                  std::chrono::system_clock::now() + o.call_timeout, AttemptTimeout(o));
+  if (!s.ok()) return FromGrpc(s);
+  LockInfo info;
+  info.name = resp.lock().name();
+  for (const auto& h : resp.lock().holders()) {
+    info.holders.push_back({h.lease_id(), h.lease_label(), ModeOf(h.mode()), h.token(), h.fence()});
+  }
+  for (const auto& w : resp.lock().waiters()) {
+    info.waiters.push_back({w.lease_id(), w.lease_label(), ModeOf(w.mode())});
+  }
+  return info;
+}
+
+Result<LeaseInfo> Client::GetLease(uint64_t lease_id) {
+  pb::GetLeaseRequest req;
+  req.set_lease_id(lease_id);
+  pb::GetLeaseResponse resp;
+  const auto& o = core_->options();
+  grpc::Status s =
+      core_->Call(&pb::LockService::Stub::GetLease, req, &resp,
+                  std::chrono::system_clock::now() + o.call_timeout, AttemptTimeout(o));
+  if (!s.ok()) return FromGrpc(s);
+  LeaseInfo info;
+  const auto& l = resp.lease();
+  info.lease_id = l.lease_id();
+  info.label = l.label();
+  info.ttl = std::chrono::milliseconds(l.ttl_ms());
+  info.remaining = std::chrono::milliseconds(l.remaining_ms());
+  info.held.assign(l.held().begin(), l.held().end());
+  info.waiting.assign(l.waiting().begin(), l.waiting().end());
+  return info;
+}
+
+Result<std::vector<LockInfo>> Client::ListLocks(const std::string& prefix) {
+  std::vector<LockInfo> out;
+  pb::ListLocksRequest req;
+  req.set_prefix(prefix);
+  const auto& o = core_->options();
+  const auto deadline = std::chrono::system_clock::now() + o.call_timeout;
+  for (int page = 0; page < 100'000; ++page) {  // bounded: at most 1000 per page
+    pb::ListLocksResponse resp;
+    grpc::Status s =
+        core_->Call(&pb::LockService::Stub::ListLocks, req, &resp, deadline, AttemptTimeout(o));
+    if (!s.ok()) return FromGrpc(s);
+    for (const auto& l : resp.locks()) {
+      LockInfo info;
+      info.name = l.name();
+      for (const auto& h : l.holders()) {
+        info.holders.push_back(
+            {h.lease_id(), h.lease_label(), ModeOf(h.mode()), h.token(), h.fence()});
+      }
+      for (const auto& w : l.waiters()) {
+        info.waiters.push_back({w.lease_id(), w.lease_label(), ModeOf(w.mode())});
+      }
+      out.push_back(std::move(info));
+    }
+    if (resp.next_page_token().empty()) break;
+    req.set_page_token(resp.next_page_token());
+  }
+  return out;
+}
+
+Status Client::Watch(const std::string& name, bool prefix, std::stop_token stop,
+                     const std::function<void(const LockEvent&)>& on_event) {
+  pb::WatchRequest req;
+  if (prefix) {
+    req.set_prefix(name);
+  } else {
+    req.set_name(name);
+  }
+  grpc::ClientContext ctx;
+  std::stop_callback on_stop(stop, [&ctx] { ctx.TryCancel(); });
+  auto reader = core_->stub(core_->PickEndpoint()).Watch(&ctx, req);
+  pb::WatchResponse resp;
+  bool first = true;
+  while (reader->Read(&resp)) {
+    if (first) {
+      core_->ObserveMetadata(ctx);
+      first = false;
+    }
+    for (const auto& e : resp.events()) {
+      LockEvent ev;
+      switch (e.type()) {
+        case pb::LockEvent::ACQUIRED:
+          ev.type = LockEvent::Type::kAcquired;
+          break;
+        case pb::LockEvent::RELEASED:
+          ev.type = LockEvent::Type::kReleased;
+          break;
+        case pb::LockEvent::EXPIRED:
+          ev.type = LockEvent::Type::kExpired;
+          break;
+        case pb::LockEvent::WAITING:
+          ev.type = LockEvent::Type::kWaiting;
+          break;
+        case pb::LockEvent::CANCELLED:
+          ev.type = LockEvent::Type::kCancelled;
+          break;
+        default:
+          ev.type = LockEvent::Type::kOther;
+          break;
+      }
+      ev.name = e.name();
+      ev.lease_id = e.lease_id();
+      ev.token = e.token();
+      ev.fence = e.fence();
+      ev.index = e.position().index();
+      on_event(ev);
+    }
+  }
+  grpc::Status s = reader->Finish();
+  if (stop.stop_requested()) return Status::Ok();
+  return FromGrpc(s);
+}
+
 std::string Client::cluster_id() const {
-  return impl_->cluster_id();
+  return core_->cluster_id();
+}
+std::string Client::leader() const {
+  return core_->leader();
 }
 
 }  // namespace lockd::client
