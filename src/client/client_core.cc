@@ -69,6 +69,16 @@ std::vector<uint64_t> HeldTokensOf(const pb::RenewResponse& r) {
   return out;
 }
 
+static std::shared_ptr<grpc::Channel> NewChannel(const std::string& endpoint) {
+  grpc::ChannelArguments args;
+  // gRPC's default reconnect back-off grows to minutes; a restarted node must be usable again
+  // within a lease's validity.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  return grpc::CreateCustomChannel(endpoint, grpc::InsecureChannelCredentials(), args);
+}
+
 ClientCore::ClientCore(ClientOptions options) : options_(std::move(options)) {
   std::random_device rd;
   rng_.seed((uint64_t{rd()} << 32) | rd());
@@ -76,7 +86,7 @@ ClientCore::ClientCore(ClientOptions options) : options_(std::move(options)) {
   client_lo_ = rng_();
   endpoints_ = options_.endpoints;
   for (const auto& e : endpoints_) {
-    channels_.push_back(grpc::CreateChannel(e, grpc::InsecureChannelCredentials()));
+    channels_.push_back(NewChannel(e));
     stubs_.push_back(pb::LockService::NewStub(channels_.back()));
   }
 }
@@ -131,7 +141,7 @@ size_t ClientCore::PickEndpoint() {
     }
     if (endpoints_.size() < kMaxEndpoints) {
       endpoints_.push_back(leader_);
-      channels_.push_back(grpc::CreateChannel(leader_, grpc::InsecureChannelCredentials()));
+      channels_.push_back(NewChannel(leader_));
       stubs_.push_back(pb::LockService::NewStub(channels_.back()));
       return endpoints_.size() - 1;
     }
