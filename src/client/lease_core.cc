@@ -142,6 +142,36 @@ void LeaseCore::RemoveLock(const LockCore* lock) {
   std::erase_if(locks_, [&](const HeldLock& h) { return h.raw == lock || h.lock.expired(); });
 }
 
+std::vector<std::shared_ptr<LockCore>> LeaseCore::Locks() {
+  std::vector<std::shared_ptr<LockCore>> out;
+  std::lock_guard g(mu_);
+  for (const auto& h : locks_) {
+    if (auto l = h.lock.lock()) out.push_back(std::move(l));
+  }
+  return out;
+}
+
+void LeaseCore::JudgeHeldNames(const std::vector<std::shared_ptr<LockCore>>& locks,
+                               const std::vector<std::string>& held_names) {
+  std::vector<std::shared_ptr<LockCore>> gone;
+  {
+    std::lock_guard g(mu_);
+    for (const auto& l : locks) {
+      if (std::find(held_names.begin(), held_names.end(), l->name) != held_names.end()) continue;
+      // Only if still registered: a lock released by its owner meanwhile is not lost.
+      auto it = std::find_if(locks_.begin(), locks_.end(),
+                             [&](const HeldLock& h) { return h.raw == l.get(); });
+      if (it == locks_.end()) continue;
+      locks_.erase(it);
+      gone.push_back(l);
+    }
+  }
+  for (auto& l : gone) {
+    l->loss.Lose("lease " + std::to_string(id_) + " no longer holds '" + l->name +
+                 "': released elsewhere, force-released by an operator, or revoked");
+  }
+}
+
 bool LeaseCore::MarkRevoked() {
   std::lock_guard lock(mu_);
   return !std::exchange(revoked_, true);

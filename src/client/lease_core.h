@@ -90,6 +90,12 @@ class LeaseCore {
   /// sequence number was `seq_floor`: answers to renewals numbered above it judge the token.
   void AddLock(const std::shared_ptr<LockCore>& lock, uint64_t token, uint64_t seq_floor);
   void RemoveLock(const LockCore* lock);
+  /// The locks registered now (for a holdings probe, see Renewer).
+  std::vector<std::shared_ptr<LockCore>> Locks();
+  /// After a linearizable read that began once `locks` were registered said the lease holds
+  /// `held_names`: every one of `locks` still registered whose name is missing is lost.
+  void JudgeHeldNames(const std::vector<std::shared_ptr<LockCore>>& locks,
+                      const std::vector<std::string>& held_names);
 
   /// True the first time: the lease is being revoked by its owner (destruction revokes once).
   bool MarkRevoked();

@@ -139,7 +139,36 @@ void Renewer::OnAnswer(const pb::RenewResponse& r) {
   if (!held.empty()) core_.SawHoldings();
   std::optional<std::vector<uint64_t>> judged;
   if (core_.holdings_reported()) judged = std::move(held);
-  (void)lease->Acknowledged(r.seq(), core_.Now(), judged);
+  const auto answer = lease->Acknowledged(r.seq(), core_.Now(), judged);
+  if (answer == LeaseCore::Answer::kApplied && !judged) ProbeHoldings(lease);
+}
+
+void Renewer::ProbeHoldings(const std::shared_ptr<LeaseCore>& lease) {
+  auto locks = lease->Locks();
+  if (locks.empty()) return;
+  {
+    std::lock_guard lock(mu_);
+    if (!probing_.insert(lease->id()).second) return;
+  }
+  const bool queued = core_.Enqueue([this, lease, locks = std::move(locks)] {
+    pb::GetLeaseRequest req;
+    req.set_lease_id(lease->id());
+    pb::GetLeaseResponse resp;
+    const auto& o = core_.options();
+    const auto timeout = std::min<std::chrono::milliseconds>(o.call_timeout, lease->ttl() / 3);
+    grpc::Status s = core_.Call(&pb::LockService::Stub::GetLease, req, &resp,
+                                std::chrono::system_clock::now() + timeout, timeout);
+    // NOT_FOUND is the renewals' business (they lose the lease); other errors prove nothing.
+    if (s.ok()) {
+      lease->JudgeHeldNames(locks, {resp.lease().held().begin(), resp.lease().held().end()});
+    }
+    std::lock_guard lock(mu_);
+    probing_.erase(lease->id());
+  });
+  if (!queued) {
+    std::lock_guard lock(mu_);
+    probing_.erase(lease->id());
+  }
 }
 
 void Renewer::Loop() {

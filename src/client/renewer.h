@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "client/client_core.h"
@@ -52,6 +53,10 @@ class Renewer {
   void OnAnswer(const pb::RenewResponse& r);
   /// Wakes the renewer thread (a stream broke, a failover was asked for, a lease was added).
   void Kick();
+  /// For a server that does not list held tokens: asks GetLease (on the cleanup thread, at most
+  /// one at a time per lease) which names the lease holds, so a force-release is still learned
+  /// of within about one renewal interval.
+  void ProbeHoldings(const std::shared_ptr<LeaseCore>& lease);
   std::shared_ptr<Stream> Open();
   void Close(std::shared_ptr<Stream> s);
   TimePoint NextDue(TimePoint now, std::chrono::milliseconds ttl);
@@ -64,6 +69,7 @@ class Renewer {
   std::map<uint64_t, Sent> outstanding_;  ///< renewal seq → what it was
   bool failover_ = false;                 ///< an answer asked to move the stream
   bool kick_ = false;                     ///< something happened: the thread should look
+  std::set<uint64_t> probing_;            ///< leases with a holdings probe in flight
   uint64_t generation_ = 0;
   int failovers_in_a_row_ = 0;
   TimePoint last_failover_{};

@@ -7,8 +7,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -42,6 +44,8 @@ class FakeLockService final : public pb::LockService::Service {
   std::vector<uint64_t> released_tokens;
   std::vector<uint64_t> revoked;
   std::map<uint64_t, std::set<uint64_t>> held;  ///< lease → tokens
+  std::map<uint64_t, std::string> token_names;
+  int get_leases = 0;
   int keepalive_streams = 0;
   int renewals = 0;
   BootClock::time_point first_renewal{};
@@ -124,9 +128,20 @@ class FakeLockService final : public pb::LockService::Service {
     resp->set_acquired(true);
     resp->set_token(next_token);
     resp->set_fence(next_token);
+    token_names[next_token] = req->name();
     held[lease].insert(next_token++);
     resp->set_mode(req->mode());
     resp->set_lease_id(lease);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetLease(grpc::ServerContext* ctx, const pb::GetLeaseRequest* req,
+                        pb::GetLeaseResponse* resp) override {
+    Tag(ctx);
+    std::lock_guard lock(mu);
+    ++get_leases;
+    resp->mutable_lease()->set_lease_id(req->lease_id());
+    for (uint64_t t : held[req->lease_id()]) resp->mutable_lease()->add_held(token_names[t]);
     return grpc::Status::OK;
   }
 
@@ -433,6 +448,25 @@ TEST_F(ClientTest, AForceReleaseIsReportedOnTheLockAtTheNextRenewal) {
   EXPECT_TRUE((*lease)->valid());
 }
 
+TEST_F(ClientTest, WithoutHeldTokensAForceReleaseIsLearnedThroughGetLease) {
+  fake_.report_holdings = false;  // a server that does not send RenewResponse.held_tokens
+  auto client = Connect();
+  auto lease = client->GrantLease(2000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  auto keep = client->Acquire("seat/keep", *lease);
+  auto lock = client->Acquire("seat/1", *lease);
+  ASSERT_TRUE(lock.ok() && keep.ok() && lock->held());
+  std::this_thread::sleep_for(1000ms);
+  EXPECT_TRUE(lock->held()) << lock->lost_reason();
+  EXPECT_GE(fake_.With([&] { return fake_.get_leases; }), 1) << "probed";
+  const auto token = lock->token();
+  fake_.With([&] { return fake_.held[(*lease)->id()].erase(token); });
+  ASSERT_TRUE(testing::WaitFor([&] { return !lock->held(); }, 3s));
+  EXPECT_NE(lock->lost_reason().find("no longer holds"), std::string::npos) << lock->lost_reason();
+  EXPECT_TRUE(keep->held());
+  EXPECT_TRUE((*lease)->valid());
+}
+
 TEST_F(ClientTest, ReleasingALockIsNotReportedAsLost) {
   auto client = Connect();
   auto lease = client->GrantLease(2000ms, "t");
@@ -446,6 +480,28 @@ TEST_F(ClientTest, ReleasingALockIsNotReportedAsLost) {
   std::this_thread::sleep_for(1000ms);
   EXPECT_FALSE(fired.load());
   EXPECT_EQ(fake_.With([&] { return fake_.released_tokens.size(); }), 1u);
+}
+
+TEST_F(ClientTest, AcquireAsyncAnswersOnceWithoutBlockingTheCaller) {
+  auto client = Connect();
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  fake_.With([&] { return fake_.acquire_delay = 300ms; });
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<Result<Lock>> got;
+  const auto start = std::chrono::steady_clock::now();
+  client->AcquireAsync("seat/async", *lease, {}, [&](Result<Lock> r) {
+    std::lock_guard g(mu);
+    got.emplace(std::move(r));
+    cv.notify_all();
+  });
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 200ms) << "returned before the answer";
+  std::unique_lock g(mu);
+  ASSERT_TRUE(cv.wait_for(g, 5s, [&] { return got.has_value(); }));
+  ASSERT_TRUE(got->ok()) << got->status().ToString();
+  EXPECT_TRUE((*got)->held());
+  EXPECT_GT((*got)->fence(), 0u);
 }
 
 TEST_F(ClientTest, TheOneCallFormHoldsUntilItsTtlWithoutRenewals) {
