@@ -221,9 +221,10 @@ class Client {
   Result<Lock> AcquireWithTtl(const std::string& name, std::chrono::milliseconds ttl,
                               LockOptions options = {});
 
-  /// The asynchronous form: returns at once; `done` runs once with the result, on a helper
-  /// thread that exists while the call is in flight (not while the lock is held). Retries, the
-  /// deadline and the withdrawal of an abandoned wait work as for Acquire().
+  /// The asynchronous form: returns at once; `done` runs once with the result, on a gRPC
+  /// thread (it must not block). No thread waits while the Acquire waits (gRPC's callback API and
+  /// alarms); retries, the deadline, the stop_token and the withdrawal of an abandoned wait work
+  /// as for Acquire().
   void AcquireAsync(const std::string& name, const std::shared_ptr<Lease>& lease,
                     LockOptions options, std::function<void(Result<Lock>)> done);
 

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "client/acquire.h"
 #include "client/client_core.h"
 #include "client/renewer.h"
 
@@ -14,10 +15,6 @@ using namespace std::chrono_literals;
 using SysTime = std::chrono::system_clock::time_point;
 
 namespace {
-
-/// How long after a waiting Acquire's `wait` its answer may still arrive: the server answers
-/// "not acquired" when the wait ends, and the answer needs a round trip (docs/client.md).
-constexpr auto kAnswerAllowance = 500ms;
 
 std::vector<std::string> EndpointsFromEnv() {
   std::vector<std::string> out;
@@ -35,11 +32,6 @@ std::vector<std::string> EndpointsFromEnv() {
 
 Mode ModeOf(pb::LockMode m) {
   return m == pb::SHARED ? Mode::kShared : Mode::kExclusive;
-}
-
-/// The attempt timeout of a call without a wait: a hung node costs part of the deadline, not all.
-std::chrono::milliseconds AttemptTimeout(const ClientOptions& o) {
-  return std::clamp<std::chrono::milliseconds>(o.call_timeout / 2, 300ms, o.call_timeout);
 }
 
 /// Answers after which the Acquire is known not to be pending on the server: no Cancel needed.
@@ -222,19 +214,6 @@ Status Lock::Release() {
 // Acquire
 // ------------------------------------------------------------------------------------------
 
-namespace {
-
-/// One Acquire call: what it asked, and everything needed to turn its answer into a Lock.
-struct AcquireCall {
-  std::string name;
-  std::shared_ptr<Lease> lease;  ///< null for the one-call form
-  std::chrono::milliseconds one_call_ttl{0};
-  LockOptions options;
-  pb::AcquireRequest req;
-  SysTime deadline;
-  TimePoint first_send{};
-};
-
 Result<AcquireCall> PrepareAcquire(ClientCore& core, const std::string& name,
                                    const std::shared_ptr<Lease>& lease,
                                    std::chrono::milliseconds ttl, const LockOptions& o) {
@@ -312,7 +291,11 @@ Result<Lock> FinishAcquire(ClientCore& core, AcquireCall& c, const grpc::Status&
   return Lock(std::move(lc));
 }
 
-}  // namespace
+std::chrono::milliseconds AcquireAttemptTimeout(const ClientOptions& o, const AcquireCall& c) {
+  // A waiting attempt must not be cut short before its wait ends; a try gets the usual timeout.
+  return c.req.wait_ms() == 0 ? AttemptTimeout(o)
+                              : std::chrono::milliseconds(c.req.wait_ms()) + kAnswerAllowance;
+}
 
 // ------------------------------------------------------------------------------------------
 // Client
@@ -380,9 +363,7 @@ Result<Lock> Client::Acquire(const std::string& name, const std::shared_ptr<Leas
   if (!c.ok()) return c.status();
   pb::AcquireResponse resp;
   // A waiting attempt must not be cut short before its wait ends; a try gets the usual timeout.
-  const auto attempt = c->req.wait_ms() == 0
-                           ? AttemptTimeout(core_->options())
-                           : std::chrono::milliseconds(c->req.wait_ms()) + kAnswerAllowance;
+  const auto attempt = AcquireAttemptTimeout(core_->options(), *c);
   grpc::Status s = core_->Call(&pb::LockService::Stub::Acquire, c->req, &resp, c->deadline, attempt,
                                options.stop, &c->first_send);
   return FinishAcquire(*core_, *c, s, resp);
@@ -398,9 +379,7 @@ Result<Lock> Client::AcquireWithTtl(const std::string& name, std::chrono::millis
   auto c = PrepareAcquire(*core_, name, nullptr, ttl, options);
   if (!c.ok()) return c.status();
   pb::AcquireResponse resp;
-  const auto attempt = c->req.wait_ms() == 0
-                           ? AttemptTimeout(o)
-                           : std::chrono::milliseconds(c->req.wait_ms()) + kAnswerAllowance;
+  const auto attempt = AcquireAttemptTimeout(o, *c);
   grpc::Status s = core_->Call(&pb::LockService::Stub::Acquire, c->req, &resp, c->deadline, attempt,
                                options.stop, &c->first_send);
   return FinishAcquire(*core_, *c, s, resp);
@@ -408,27 +387,16 @@ Result<Lock> Client::AcquireWithTtl(const std::string& name, std::chrono::millis
 
 void Client::AcquireAsync(const std::string& name, const std::shared_ptr<Lease>& lease,
                           LockOptions options, std::function<void(Result<Lock>)> done) {
-  // The blocking call runs on a detached helper bound to the client's lifetime (see
-  // docs/client.md: one thread per call in flight, not per lock held).
-  auto core = core_;
-  std::thread([core, name, lease, options, done = std::move(done)]() mutable {
-    if (!lease) {
-      done(Status(StatusCode::kInvalidArgument, "no lease"));
-      return;
-    }
-    auto c = PrepareAcquire(*core, name, lease, 0ms, options);
-    if (!c.ok()) {
-      done(c.status());
-      return;
-    }
-    pb::AcquireResponse resp;
-    const auto attempt = c->req.wait_ms() == 0
-                             ? AttemptTimeout(core->options())
-                             : std::chrono::milliseconds(c->req.wait_ms()) + kAnswerAllowance;
-    grpc::Status s = core->Call(&pb::LockService::Stub::Acquire, c->req, &resp, c->deadline,
-                                attempt, options.stop, &c->first_send);
-    done(FinishAcquire(*core, *c, s, resp));
-  }).detach();
+  if (!lease) {
+    done(Status(StatusCode::kInvalidArgument, "no lease"));
+    return;
+  }
+  auto c = PrepareAcquire(*core_, name, lease, 0ms, options);
+  if (!c.ok()) {
+    done(c.status());
+    return;
+  }
+  StartAsyncAcquire(core_, std::move(c).value(), std::move(done));
 }
 
 Result<LockInfo> Client::GetLock(const std::string& name) {

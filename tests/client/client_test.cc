@@ -504,6 +504,87 @@ TEST_F(ClientTest, AcquireAsyncAnswersOnceWithoutBlockingTheCaller) {
   EXPECT_GT((*got)->fence(), 0u);
 }
 
+/// Runs AcquireAsync and waits for its one answer.
+class AsyncResult {
+ public:
+  std::function<void(Result<Lock>)> Callback() {
+    return [this](Result<Lock> r) {
+      std::lock_guard g(mu_);
+      ++calls_;
+      got_.emplace(std::move(r));
+      cv_.notify_all();
+    };
+  }
+  Result<Lock>* Wait(std::chrono::milliseconds timeout) {
+    std::unique_lock g(mu_);
+    if (!cv_.wait_for(g, timeout, [&] { return got_.has_value(); })) return nullptr;
+    return &*got_;
+  }
+  int calls() {
+    std::lock_guard g(mu_);
+    return calls_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<Result<Lock>> got_;
+  int calls_ = 0;
+};
+
+TEST_F(ClientTest, AcquireAsyncRetriesUnavailableWithOneRequestId) {
+  auto client = Connect();
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  fake_.With([&] { return fake_.fail_acquires_unavailable = 2; });
+  AsyncResult r;
+  client->AcquireAsync("seat/async", *lease, {}, r.Callback());
+  auto* got = r.Wait(5s);
+  ASSERT_NE(got, nullptr);
+  ASSERT_TRUE(got->ok()) << got->status().ToString();
+  EXPECT_TRUE((*got)->held());
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(r.calls(), 1);
+  std::lock_guard g(fake_.mu);
+  ASSERT_EQ(fake_.acquire_headers.size(), 3u);
+  EXPECT_EQ(fake_.acquire_headers[2].id().seq(), fake_.acquire_headers[0].id().seq());
+  EXPECT_EQ(fake_.acquire_headers[2].attempt(), 3u);
+}
+
+TEST_F(ClientTest, AcquireAsyncStoppedByItsStopTokenIsWithdrawn) {
+  auto client = Connect();
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  fake_.With([&] { return fake_.acquire_hangs = true; });
+  std::stop_source stop;
+  AsyncResult r;
+  client->AcquireAsync("seat/async", *lease, Waiting(60s, stop.get_token()), r.Callback());
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(r.calls(), 0) << "still waiting";
+  stop.request_stop();
+  auto* got = r.Wait(3s);
+  ASSERT_NE(got, nullptr);
+  ASSERT_FALSE(got->ok());
+  EXPECT_EQ(got->status().code(), StatusCode::kCancelled) << got->status().ToString();
+  ASSERT_TRUE(CancelArrives(fake_, LastAcquireId(fake_)));
+}
+
+TEST_F(ClientTest, AcquireAsyncPastItsDeadlineIsWithdrawn) {
+  auto client = Connect();
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  fake_.With([&] { return fake_.acquire_hangs = true; });
+  AsyncResult r;
+  const auto start = std::chrono::steady_clock::now();
+  client->AcquireAsync("seat/async", *lease, Waiting(300ms), r.Callback());
+  auto* got = r.Wait(5s);
+  ASSERT_NE(got, nullptr);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 300ms + 500ms + 300ms);
+  ASSERT_FALSE(got->ok());
+  EXPECT_EQ(got->status().code(), StatusCode::kDeadlineExceeded) << got->status().ToString();
+  ASSERT_TRUE(CancelArrives(fake_, LastAcquireId(fake_)));
+}
+
 TEST_F(ClientTest, TheOneCallFormHoldsUntilItsTtlWithoutRenewals) {
   auto client = Connect();
   const auto before = BootClock::now();
