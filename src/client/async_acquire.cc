@@ -88,8 +88,16 @@ class AsyncAcquire : public std::enable_shared_from_this<AsyncAcquire> {
     }
     std::lock_guard lock(mu_);
     alarms_.push_back(std::make_unique<grpc::Alarm>());
-    auto self = shared_from_this();
-    alarms_.back()->Set(now + pause, [self](bool fired) {
+    // The alarm keeps its callback until it is destroyed, and alarms_ lives in this object: a
+    // callback holding a shared_ptr to it would be a cycle. The reference rides in a member
+    // instead, taken back when the callback runs (it always runs: fired, or cancelled).
+    armed_self_ = shared_from_this();
+    alarms_.back()->Set(now + pause, [this](bool fired) {
+      std::shared_ptr<AsyncAcquire> self;
+      {
+        std::lock_guard lock(mu_);
+        self = std::move(armed_self_);
+      }
       if (fired) {
         self->Send();
       } else {
@@ -114,7 +122,8 @@ class AsyncAcquire : public std::enable_shared_from_this<AsyncAcquire> {
 
   std::mutex mu_;  ///< guards ctx_ and alarms_ against the stop callback
   std::unique_ptr<grpc::ClientContext> ctx_;
-  std::vector<std::unique_ptr<grpc::Alarm>> alarms_;        ///< at most max_attempts
+  std::vector<std::unique_ptr<grpc::Alarm>> alarms_;  ///< at most max_attempts
+  std::shared_ptr<AsyncAcquire> armed_self_;          ///< keeps this alive while an alarm waits
   std::optional<std::stop_callback<StopHandler>> on_stop_;  ///< last: deregistered first
 };
 
