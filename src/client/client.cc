@@ -1,5 +1,6 @@
-// The public Client, Lease and Lock: argument checks, the Acquire protocol (request id, deadline,
-// stop_token, withdrawal of an abandoned Acquire, late grants), inspection and Watch.
+// The public Client: options, GrantLease and the Acquire protocol (request id, deadline,
+// stop_token, withdrawal of an abandoned Acquire, late grants). Lease and Lock handles are in
+// handles.cc, inspection and Watch in inspect.cc.
 #include "lockd/client.h"
 
 #include <cstdlib>
@@ -28,10 +29,6 @@ std::vector<std::string> EndpointsFromEnv() {
     if (!e.empty()) out.push_back(e);
   }
   return out;
-}
-
-Mode ModeOf(pb::LockMode m) {
-  return m == pb::SHARED ? Mode::kShared : Mode::kExclusive;
 }
 
 /// Answers after which the Acquire is known not to be pending on the server: no Cancel needed.
@@ -71,143 +68,6 @@ const char* StatusCodeName(StatusCode code) {
 std::string Status::ToString() const {
   if (ok()) return "OK";
   return std::string(StatusCodeName(code_)) + ": " + message_;
-}
-
-// ------------------------------------------------------------------------------------------
-// Lease
-// ------------------------------------------------------------------------------------------
-
-Lease::Lease(std::shared_ptr<LeaseCore> core) : core_(std::move(core)) {}
-
-Lease::~Lease() {
-  // The last handle is gone: nobody can use the lease's locks any more, so free them now.
-  auto client = core_->client.lock();
-  if (!client || core_->loss().lost()) return;
-  auto core = core_;
-  if (!client->Enqueue([c = client.get(), core] { (void)c->Revoke(*core); })) return;
-}
-
-uint64_t Lease::id() const {
-  return core_->id();
-}
-std::chrono::milliseconds Lease::ttl() const {
-  return core_->ttl();
-}
-bool Lease::valid() const {
-  return core_->Valid();
-}
-BootClock::time_point Lease::valid_until() const {
-  return core_->ValidUntil();
-}
-std::string Lease::lost_reason() const {
-  (void)core_->Valid();
-  return core_->loss().reason();
-}
-void Lease::OnLost(std::function<void(const std::string&)> f) {
-  core_->loss().OnLost(std::move(f));
-}
-std::stop_token Lease::stop_token() const {
-  return core_->loss().token();
-}
-Status Lease::Revoke() {
-  auto client = core_->client.lock();
-  if (!client) return Status(StatusCode::kFailedPrecondition, "the client was destroyed");
-  return client->Revoke(*core_);
-}
-
-// ------------------------------------------------------------------------------------------
-// Lock
-// ------------------------------------------------------------------------------------------
-
-Lock::Lock(std::shared_ptr<LockCore> core) : core_(std::move(core)) {}
-
-Lock& Lock::operator=(Lock&& other) noexcept {
-  if (this != &other) {
-    if (core_) (void)Release();
-    core_ = std::move(other.core_);
-  }
-  return *this;
-}
-
-Lock::~Lock() {
-  if (core_) (void)Release();
-}
-
-bool Lock::acquired() const {
-  return core_ && core_->acquired;
-}
-
-bool Lock::held() const {
-  if (!acquired() || core_->loss.lost()) return false;
-  {
-    std::lock_guard lock(core_->mu);
-    if (core_->released) return false;
-  }
-  // Never held past the lease's deadline, whether or not the renewer has looked yet.
-  return core_->lease->core()->Valid() && !core_->loss.lost();
-}
-
-static const std::string kEmpty;
-static const std::vector<uint64_t> kNoHolders;
-
-const std::string& Lock::name() const {
-  return core_ ? core_->name : kEmpty;
-}
-Mode Lock::mode() const {
-  return core_ ? core_->mode : Mode::kExclusive;
-}
-uint64_t Lock::lease_id() const {
-  return core_ ? core_->lease_id : 0;
-}
-uint64_t Lock::token() const {
-  return core_ ? core_->token : 0;
-}
-uint64_t Lock::fence() const {
-  return core_ ? core_->fence : 0;
-}
-const std::vector<uint64_t>& Lock::holder_leases() const {
-  return core_ ? core_->holder_leases : kNoHolders;
-}
-BootClock::time_point Lock::valid_until() const {
-  if (!core_ || !core_->lease) return {};
-  return core_->lease->valid_until();
-}
-std::string Lock::lost_reason() const {
-  if (!core_) return "";
-  if (core_->lease) (void)core_->lease->core()->Valid();
-  return core_->loss.reason();
-}
-void Lock::OnLost(std::function<void(const std::string&)> f) {
-  if (core_) core_->loss.OnLost(std::move(f));
-}
-std::stop_token Lock::stop_token() const {
-  return core_ ? core_->loss.token() : std::stop_token();
-}
-
-Status Lock::Release() {
-  if (!acquired()) return Status::Ok();
-  {
-    std::lock_guard lock(core_->mu);
-    if (std::exchange(core_->released, true)) return Status::Ok();
-  }
-  LeaseCore& lease = *core_->lease->core();
-  lease.RemoveLock(core_.get());
-  auto client = core_->client.lock();
-  if (!client) return Status(StatusCode::kFailedPrecondition, "the client was destroyed");
-  if (core_->one_call) return client->Revoke(lease);  // the lease was this lock's own
-  if (core_->loss.lost()) return Status::Ok();        // nothing of ours left to release
-  pb::ReleaseRequest req;
-  *req.mutable_header() = client->NewHeader();
-  req.set_name(core_->name);
-  req.set_lease_id(core_->lease_id);
-  req.set_token(core_->token);
-  pb::ReleaseResponse resp;
-  const auto& o = client->options();
-  grpc::Status s =
-      client->Call(&pb::LockService::Stub::Release, req, &resp,
-                   std::chrono::system_clock::now() + o.call_timeout, AttemptTimeout(o));
-  client->EndRequest(req.header().id().seq());
-  return FromGrpc(s);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -265,7 +125,7 @@ Result<Lock> FinishAcquire(ClientCore& core, AcquireCall& c, const grpc::Status&
   }
   auto lc = std::make_shared<LockCore>();
   lc->name = c.name;
-  lc->mode = ModeOf(resp.mode());
+  lc->mode = resp.mode() == pb::SHARED ? Mode::kShared : Mode::kExclusive;
   lc->lease_id = lease_id;
   lc->client = core.weak_from_this();
   lc->one_call = !c.lease;
@@ -397,128 +257,6 @@ void Client::AcquireAsync(const std::string& name, const std::shared_ptr<Lease>&
     return;
   }
   StartAsyncAcquire(core_, std::move(c).value(), std::move(done));
-}
-
-Result<LockInfo> Client::GetLock(const std::string& name) {
-  pb::GetLockRequest req;
-  req.set_name(name);
-  pb::GetLockResponse resp;
-  const auto& o = core_->options();
-  grpc::Status s =
-      core_->Call(&pb::LockService::Stub::GetLock, req, &resp,
-                  std::chrono::system_clock::now() + o.call_timeout, AttemptTimeout(o));
-  if (!s.ok()) return FromGrpc(s);
-  LockInfo info;
-  info.name = resp.lock().name();
-  for (const auto& h : resp.lock().holders()) {
-    info.holders.push_back({h.lease_id(), h.lease_label(), ModeOf(h.mode()), h.token(), h.fence()});
-  }
-  for (const auto& w : resp.lock().waiters()) {
-    info.waiters.push_back({w.lease_id(), w.lease_label(), ModeOf(w.mode())});
-  }
-  return info;
-}
-
-Result<LeaseInfo> Client::GetLease(uint64_t lease_id) {
-  pb::GetLeaseRequest req;
-  req.set_lease_id(lease_id);
-  pb::GetLeaseResponse resp;
-  const auto& o = core_->options();
-  grpc::Status s =
-      core_->Call(&pb::LockService::Stub::GetLease, req, &resp,
-                  std::chrono::system_clock::now() + o.call_timeout, AttemptTimeout(o));
-  if (!s.ok()) return FromGrpc(s);
-  LeaseInfo info;
-  const auto& l = resp.lease();
-  info.lease_id = l.lease_id();
-  info.label = l.label();
-  info.ttl = std::chrono::milliseconds(l.ttl_ms());
-  info.remaining = std::chrono::milliseconds(l.remaining_ms());
-  info.held.assign(l.held().begin(), l.held().end());
-  info.waiting.assign(l.waiting().begin(), l.waiting().end());
-  return info;
-}
-
-Result<std::vector<LockInfo>> Client::ListLocks(const std::string& prefix) {
-  std::vector<LockInfo> out;
-  pb::ListLocksRequest req;
-  req.set_prefix(prefix);
-  const auto& o = core_->options();
-  const auto deadline = std::chrono::system_clock::now() + o.call_timeout;
-  for (int page = 0; page < 100'000; ++page) {  // bounded: at most 1000 per page
-    pb::ListLocksResponse resp;
-    grpc::Status s =
-        core_->Call(&pb::LockService::Stub::ListLocks, req, &resp, deadline, AttemptTimeout(o));
-    if (!s.ok()) return FromGrpc(s);
-    for (const auto& l : resp.locks()) {
-      LockInfo info;
-      info.name = l.name();
-      for (const auto& h : l.holders()) {
-        info.holders.push_back(
-            {h.lease_id(), h.lease_label(), ModeOf(h.mode()), h.token(), h.fence()});
-      }
-      for (const auto& w : l.waiters()) {
-        info.waiters.push_back({w.lease_id(), w.lease_label(), ModeOf(w.mode())});
-      }
-      out.push_back(std::move(info));
-    }
-    if (resp.next_page_token().empty()) break;
-    req.set_page_token(resp.next_page_token());
-  }
-  return out;
-}
-
-Status Client::Watch(const std::string& name, bool prefix, std::stop_token stop,
-                     const std::function<void(const LockEvent&)>& on_event) {
-  pb::WatchRequest req;
-  if (prefix) {
-    req.set_prefix(name);
-  } else {
-    req.set_name(name);
-  }
-  grpc::ClientContext ctx;
-  std::stop_callback on_stop(stop, [&ctx] { ctx.TryCancel(); });
-  auto reader = core_->stub(core_->PickEndpoint()).Watch(&ctx, req);
-  pb::WatchResponse resp;
-  bool first = true;
-  while (reader->Read(&resp)) {
-    if (first) {
-      core_->ObserveMetadata(ctx);
-      first = false;
-    }
-    for (const auto& e : resp.events()) {
-      LockEvent ev;
-      switch (e.type()) {
-        case pb::LockEvent::ACQUIRED:
-          ev.type = LockEvent::Type::kAcquired;
-          break;
-        case pb::LockEvent::RELEASED:
-          ev.type = LockEvent::Type::kReleased;
-          break;
-        case pb::LockEvent::EXPIRED:
-          ev.type = LockEvent::Type::kExpired;
-          break;
-        case pb::LockEvent::WAITING:
-          ev.type = LockEvent::Type::kWaiting;
-          break;
-        case pb::LockEvent::CANCELLED:
-          ev.type = LockEvent::Type::kCancelled;
-          break;
-        default:
-          ev.type = LockEvent::Type::kOther;
-          break;
-      }
-      ev.name = e.name();
-      ev.lease_id = e.lease_id();
-      ev.token = e.token();
-      ev.fence = e.fence();
-      ev.index = e.position().index();
-      on_event(ev);
-    }
-  }
-  grpc::Status s = reader->Finish();
-  if (stop.stop_requested()) return Status::Ok();
-  return FromGrpc(s);
 }
 
 std::string Client::cluster_id() const {
