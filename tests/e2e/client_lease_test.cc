@@ -165,6 +165,39 @@ TEST(ClientLease, WatchReportsAcquireAndReleaseUntilStopped) {
   EXPECT_EQ(events[0].token, events[1].token);
 }
 
+TEST(ClientLease, SharedHoldersShareOneFenceAndTheOneCallFormExpiresByItsTtl) {
+  Cluster cluster;
+  ASSERT_GE(cluster.WaitForReady(), 0) << cluster.StatusSummary();
+  auto a = Connect(cluster);
+  auto b = Connect(cluster);
+  auto la = a->GrantLease(5000ms, "reader-a");
+  auto lb = b->GrantLease(5000ms, "reader-b");
+  ASSERT_TRUE(la.ok() && lb.ok());
+  lc::LockOptions shared;
+  shared.mode = lc::Mode::kShared;
+  auto ra = a->Acquire("shared/doc", *la, shared);
+  auto rb = b->Acquire("shared/doc", *lb, shared);
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  ASSERT_TRUE(ra->held() && rb->held());
+  EXPECT_EQ(ra->mode(), lc::Mode::kShared);
+  EXPECT_NE(ra->token(), rb->token());
+  EXPECT_EQ(ra->fence(), rb->fence()) << "one run of shared holders, one fence";
+
+  // SET NX PX: a 2 s lock without lease management; another client cannot take it until its
+  // TTL runs out, and the library stops calling it held before then.
+  auto once = a->AcquireWithTtl("one/call", 2000ms);
+  ASSERT_TRUE(once.ok()) << once.status().ToString();
+  ASSERT_TRUE(once->held());
+  auto tried = b->Acquire("one/call", *lb);
+  ASSERT_TRUE(tried.ok());
+  EXPECT_FALSE(tried->acquired());
+  ASSERT_TRUE(testing::WaitFor([&] { return !once->held(); }, 4s));
+  auto later = b->Acquire("one/call", *lb, Wait(5s));
+  ASSERT_TRUE(later.ok()) << later.status().ToString();
+  EXPECT_TRUE(later->held()) << "the cluster expired the one-call lease";
+  EXPECT_GT(later->fence(), once->fence());
+}
+
 /// Whether the cluster's renewal answers list the lease's held tokens (RenewResponse field 6).
 bool ServerReportsHoldings(Cluster& cluster) {
   Client raw(cluster);
