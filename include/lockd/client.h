@@ -1,125 +1,252 @@
-// The lockd C++ client library.
+// The lockd C++ client library (link lockd::client; docs/client.md is the guide).
 //
-//   auto client = lockd::client::Client::Connect({.endpoints = {"10.0.0.1:7401",
-//   "10.0.0.2:7401"}}); auto lease = (*client)->GrantLease(std::chrono::seconds(10),
-//   "billing-worker-3"); auto grant = (*client)->Acquire("seat/42", **lease, {.wait =
-//   std::chrono::seconds(5)}); if (grant.ok() && grant->acquired) {
-//     storage.Write(seat, value, /*fence=*/grant->fence);   // the resource checks the fence
-//     (*client)->Release(*grant);
-//   }
+//   auto client = lockd::client::Client::Connect({});            // endpoints: $LOCKD_ENDPOINTS
+//   auto lease = (*client)->GrantLease(std::chrono::seconds(10), "billing-worker-3");
+//   auto lock = (*client)->Acquire("wallet/42", *lease, {.wait = std::chrono::seconds(5), .stop =
+//   {}}); if (lock.ok() && lock->held()) {
+//     wallet.Withdraw(42, amount, lock->fence());  // the wallet checks the fence (lockd::Fence)
+//   }                                              // ~Lock releases
 //
-// What it does for you (design brief, guarantee 5):
-// - keeps every lease alive with a renewal every TTL/3 from one background thread;
-// - treats a lease as lost at (send time of the last acknowledged renewal + TTL − margin), with
-//   margin = 2ρ·TTL + a fixed floor, matching each answer to its own renewal by sequence number; a
-//   lost lease never becomes valid again and fires its on_lost callbacks once;
-// - discards (and releases) a grant that arrives after its lease was lost;
-// - retries a mutating call after UNAVAILABLE or a broken connection with the same request id,
-//   which the server answers exactly once, rotating through the endpoints until the call's
-//   deadline;
-// - treats every lease as lost when the cluster id in a response changes (a restored cluster).
+// What it does for you (design guarantee 5):
+// - renews every lease of the client over one KeepAlive stream, about every TTL/3 (jittered),
+//   matching each answer to its renewal by sequence number; a renewal that goes unanswered, or a
+//   broken stream, moves the stream to the next endpoint at once and renews again there;
+// - treats a lease as lost at valid_until() = (send time of the last acknowledged renewal + TTL −
+//   margin), margin = 2ρ·TTL + a floor, on CLOCK_BOOTTIME. Loss is decided once and is final: a
+//   renewal answer that arrives later changes nothing; the lost signal fires once;
+// - reports a Lock lost when its lease is lost, or when a renewal sent after the grant arrived
+//   answers that the lease no longer holds its token (an operator force-release, a revoke);
+// - withdraws every Acquire the caller gives up on (deadline, stop_token, error) with Cancel
+//   naming its request id, which also gives back a grant that raced the give-up;
+// - retries a call after UNAVAILABLE or a broken connection with the same request id (answered
+//   exactly once by the server), on the leader named by `lockd-leader` or the next endpoint, with
+//   bounded attempts and jittered exponential back-off, never past the caller's deadline;
+// - loses every lease at once when the cluster id in a response changes (a restored cluster);
+// - revokes a lease when its last handle is destroyed and every lease when the Client is
+//   destroyed, so a stopped process's locks are free at once (a crashed one's wait for the TTL).
 //
-// Lease::valid() is advisory: a thread can check it, then pause past the lease. Only the fence,
-// checked by the resource, protects the resource.
+// The lost signal is advisory: a thread can check it and then pause past the lease. Only the
+// fence, checked by the resource (lockd::Fence), protects the resource.
 //
-// Thread-safety: Client and Lease are safe to use from many threads. Client owns one background
-// thread for renewals; destroying the Client stops it (leases are not revoked: call Revoke()).
+// Thread-safety: Client, Lease and Lock may be used from many threads at once (one Lock object is
+// not meant to be released from two threads at once, but it is safe). Lost callbacks run on the
+// client's renewal thread or on the thread that first observes the loss; they must not block.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stop_token>
 #include <string>
 #include <vector>
 
-#include "base/clock.h"
-#include "base/status.h"
+#include "lockd/status.h"
 
 namespace lockd::client {
 
+/// CLOCK_BOOTTIME as a std::chrono clock: it keeps counting through suspend, unlike
+/// steady_clock. Every lease time the library reports is on this clock.
+struct BootClock {
+  using duration = std::chrono::nanoseconds;
+  using rep = duration::rep;
+  using period = duration::period;
+  using time_point = std::chrono::time_point<BootClock>;
+  static constexpr bool is_steady = true;
+  static time_point now() noexcept;
+};
+
 struct ClientOptions {
-  std::vector<std::string> endpoints = {"127.0.0.1:7401"};
-  /// Deadline of one call (an Acquire adds its wait to it).
+  /// host:port of the cluster's nodes. Empty: $LOCKD_ENDPOINTS (comma separated), else
+  /// 127.0.0.1:7401.
+  std::vector<std::string> endpoints;
+  /// How long one call may take when the caller gives no deadline of its own (an Acquire's
+  /// deadline is its wait; see LockOptions).
   std::chrono::milliseconds call_timeout{5000};
-  /// ρ, the assumed bound on clock-drift rate between client and servers.
+  /// Attempts of one call at most (UNAVAILABLE, a broken connection, a hung node).
+  int max_attempts = 8;
+  /// Back-off after the first failed attempt; doubles up to max_backoff; full jitter.
+  std::chrono::milliseconds initial_backoff{20};
+  std::chrono::milliseconds max_backoff{1000};
+  /// ρ, the assumed bound on the clock-drift rate between client and servers (design: 1%).
   double drift = 0.01;
-  /// The fixed part of the safety margin, for scheduling delays between a check and its use.
+  /// The fixed part of the safety margin (scheduling delay between a check and its use).
   std::chrono::milliseconds margin_floor{100};
-  /// Renew every ttl / renew_divisor.
+  /// Renew about every ttl / renew_divisor.
   int renew_divisor = 3;
-  /// The clock durations are measured on; CLOCK_BOOTTIME unless a test substitutes one.
-  const Clock* clock = nullptr;
+  /// For tests: the clock lease times are measured on. Unset: BootClock.
+  std::function<BootClock::time_point()> clock;
 };
 
 enum class Mode { kExclusive, kShared };
 
 class Client;
+struct ClientCore;
+struct LeaseCore;
+struct LockCore;
 
-/// A lease this process holds. Created by Client::GrantLease (or an Acquire with a TTL); shared
-/// between the Client's renewal thread and the caller, hence shared_ptr.
+/// A lease held by this process. Handed out as shared_ptr: every Lock on it keeps it alive; when
+/// the last handle goes, the lease is revoked (its locks are free at once).
 class Lease {
  public:
-  uint64_t id() const { return id_; }
-  std::chrono::milliseconds ttl() const { return ttl_; }
+  ~Lease();
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+
+  uint64_t id() const;
+  std::chrono::milliseconds ttl() const;
   /// True until the lease is lost; once false, never true again.
   bool valid() const;
-  /// When the lease will be treated as lost unless a renewal is acknowledged first.
-  BootTime valid_until() const;
+  /// The lease is treated as lost from this instant unless a renewal is acknowledged first.
+  BootClock::time_point valid_until() const;
   /// Why it was lost ("" while valid).
   std::string lost_reason() const;
-  /// Runs `f(reason)` once when the lease is lost (at once if it already is), on the Client's
-  /// renewal thread or the caller's.
+  /// Runs `f(reason)` once when the lease is lost (at once, here, if it already is).
   void OnLost(std::function<void(const std::string&)> f);
+  /// Signalled when the lease is lost: pass it to the work done under the lease.
+  std::stop_token stop_token() const;
+  /// Revokes the lease now: its locks and waits are released at once; the lease is lost.
+  Status Revoke();
 
-  struct State;  ///< shared with the renewal thread
-  explicit Lease(std::shared_ptr<State> state);
+  explicit Lease(std::shared_ptr<LeaseCore> core);  ///< made by Client only
+  const std::shared_ptr<LeaseCore>& core() const { return core_; }
 
  private:
-  friend class Client;
-  uint64_t id_ = 0;
-  std::chrono::milliseconds ttl_{0};
-  std::shared_ptr<State> state_;
+  std::shared_ptr<LeaseCore> core_;
 };
 
-struct AcquireOptions {
+struct LockOptions {
   Mode mode = Mode::kExclusive;
-  /// 0: try once. Otherwise wait in the lock's FIFO queue up to this long.
+  /// 0: try once. Otherwise wait in the lock's FIFO queue; the call returns within `wait` plus a
+  /// small margin (docs/client.md), acquired or not.
   std::chrono::milliseconds wait{0};
+  /// Gives up the wait when signalled (the call then answers CANCELLED). To wait until stopped,
+  /// give a long `wait` (the server caps waits, by default at 10 minutes).
+  std::stop_token stop;
 };
 
-/// The answer to an Acquire. Not acquiring is a normal answer, not an error.
-struct LockGrant {
-  bool acquired = false;
+/// A lock acquired (or not) by Client::Acquire. RAII: destroying a held Lock releases it. Movable,
+/// not copyable.
+class Lock {
+ public:
+  Lock() = default;
+  Lock(Lock&&) noexcept = default;
+  Lock& operator=(Lock&& other) noexcept;
+  ~Lock();
+
+  /// The Acquire got the lock. Not getting it is a normal answer, not an error.
+  bool acquired() const;
+  /// Acquired, not released, not reported lost, and now < valid_until(). Advisory (see top).
+  bool held() const;
+  explicit operator bool() const { return held(); }
+
+  const std::string& name() const;
+  Mode mode() const;
+  uint64_t lease_id() const;
+  /// The grant's token (unique to it) and fence (present this to the resource).
+  uint64_t token() const;
+  uint64_t fence() const;
+  /// When not acquired: the leases that hold it.
+  const std::vector<uint64_t>& holder_leases() const;
+
+  /// The lease's valid_until(): the lock is never reported held past it.
+  BootClock::time_point valid_until() const;
+  std::string lost_reason() const;
+  void OnLost(std::function<void(const std::string&)> f);
+  std::stop_token stop_token() const;
+
+  /// Releases the lock (once; later calls are OK and do nothing).
+  Status Release();
+
+  explicit Lock(std::shared_ptr<LockCore> core);  ///< made by Client only
+
+ private:
+  std::shared_ptr<LockCore> core_;
+};
+
+/// Inspection results (docs/api.md has the fields' meaning).
+struct HolderInfo {
+  uint64_t lease_id = 0;
+  std::string lease_label;
+  Mode mode = Mode::kExclusive;
+  uint64_t token = 0;
+  uint64_t fence = 0;
+};
+struct WaiterInfo {
+  uint64_t lease_id = 0;
+  std::string lease_label;
+  Mode mode = Mode::kExclusive;
+};
+struct LockInfo {
+  std::string name;
+  std::vector<HolderInfo> holders;
+  std::vector<WaiterInfo> waiters;
+};
+struct LeaseInfo {
+  uint64_t lease_id = 0;
+  std::string label;
+  std::chrono::milliseconds ttl{0};
+  std::chrono::milliseconds remaining{0};
+  std::vector<std::string> held, waiting;
+};
+
+/// One event of a Watch (see docs/api.md).
+struct LockEvent {
+  enum class Type { kAcquired, kReleased, kExpired, kWaiting, kCancelled, kOther };
+  Type type = Type::kOther;
   std::string name;
   uint64_t lease_id = 0;
   uint64_t token = 0;
-  uint64_t fence = 0;  ///< present this to the resource
-  Mode mode = Mode::kExclusive;
-  std::vector<uint64_t> holder_leases;  ///< when not acquired: who holds it
+  uint64_t fence = 0;
+  uint64_t index = 0;  ///< log index of the entry
 };
 
 class Client {
  public:
+  /// Validates the options and sets up one channel per endpoint; does not contact the cluster.
   static Result<std::unique_ptr<Client>> Connect(ClientOptions options);
+  /// Revokes every lease still held (bounded by call_timeout) and stops the renewal thread.
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
   Result<std::shared_ptr<Lease>> GrantLease(std::chrono::milliseconds ttl,
                                             const std::string& label);
-  Status Revoke(Lease& lease);
-  Result<LockGrant> Acquire(const std::string& name, Lease& lease, AcquireOptions options = {});
-  Status Release(const LockGrant& grant);
+
+  /// Acquires `name` for `lease`: a try (wait 0), with a timeout, or until `stop`.
+  Result<Lock> Acquire(const std::string& name, const std::shared_ptr<Lease>& lease,
+                       LockOptions options = {});
+  /// The one-call form (Redis's SET NX PX habit): a lease of `ttl` for this one lock, not
+  /// renewed; the lock is held until released or until its TTL runs out.
+  Result<Lock> AcquireWithTtl(const std::string& name, std::chrono::milliseconds ttl,
+                              LockOptions options = {});
+
+  /// The asynchronous form: returns at once; `done` runs once with the result, on a gRPC
+  /// thread (it must not block). No thread waits while the Acquire waits (gRPC's callback API and
+  /// alarms); retries, the deadline, the stop_token and the withdrawal of an abandoned wait work
+  /// as for Acquire().
+  void AcquireAsync(const std::string& name, const std::shared_ptr<Lease>& lease,
+                    LockOptions options, std::function<void(Result<Lock>)> done);
+
+  // --- inspection (linearizable) ---
+  Result<LockInfo> GetLock(const std::string& name);
+  Result<LeaseInfo> GetLease(uint64_t lease_id);
+  /// Every lock whose name starts with `prefix` (all pages).
+  Result<std::vector<LockInfo>> ListLocks(const std::string& prefix);
+
+  /// Watches `name` (or every name starting with it if `prefix`) from now, calling `on_event`
+  /// for each event until `stop` is signalled or the stream ends; returns the stream's end.
+  Status Watch(const std::string& name, bool prefix, std::stop_token stop,
+               const std::function<void(const LockEvent&)>& on_event);
 
   /// The cluster id seen in responses ("" before the first).
   std::string cluster_id() const;
-
-  class Impl;
+  /// The leader as the last response named it ("" when unknown).
+  std::string leader() const;
 
  private:
-  explicit Client(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  explicit Client(std::shared_ptr<ClientCore> core);
+  std::shared_ptr<ClientCore> core_;
 };
 
 /// margin = 2ρ·TTL + floor: how much earlier than the server could expire it a lease is given up.

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <random>
+#include <stop_token>
 #include <thread>
 
 #include "cli/format.h"
@@ -32,8 +33,8 @@ bool CallAny(const CommandContext& c, Rpc rpc) {
     if (last.ok()) return true;
     if (last.error_code() != grpc::StatusCode::UNAVAILABLE) break;
   }
-  c.err << "lockctl: " << StatusCodeName(static_cast<StatusCode>(last.error_code())) << ": "
-        << last.error_message() << "\n";
+  c.err << "lockctl: " << client::StatusCodeName(static_cast<client::StatusCode>(last.error_code()))
+        << ": " << last.error_message() << "\n";
   return false;
 }
 
@@ -159,11 +160,13 @@ int RunAcquire(const CommandContext& c, const AcquireArgs& a) {
   sigaddset(&stop, SIGTERM);
   const timespec poll{0, 200'000'000};
 
-  client::AcquireOptions ao;
-  ao.mode = a.shared ? client::Mode::kShared : client::Mode::kExclusive;
-  ao.wait = a.wait;
-  // Ctrl-C while the Acquire waits in the queue gives up the wait: revoking the lease ends it
-  // (the Acquire then answers acquired = false, or a grant that won the race is given back).
+  // Ctrl-C while the Acquire waits in the queue gives up the wait: the stop_token ends the call
+  // and the library withdraws the Acquire (Cancel naming its request id).
+  std::stop_source give_up;
+  client::LockOptions lo;
+  lo.mode = a.shared ? client::Mode::kShared : client::Mode::kExclusive;
+  lo.wait = a.wait;
+  lo.stop = give_up.get_token();
   std::atomic<bool> acquire_done{false};
   std::atomic<int> interrupted{0};
   std::thread watcher([&] {
@@ -171,55 +174,56 @@ int RunAcquire(const CommandContext& c, const AcquireArgs& a) {
       const int sig = sigtimedwait(&stop, nullptr, &poll);
       if (sig > 0) {
         interrupted = sig;
-        (void)(*cl)->Revoke(**lease);
+        give_up.request_stop();
         return;
       }
     }
   });
-  auto grant = (*cl)->Acquire(a.name, **lease, ao);
+  auto lock = (*cl)->Acquire(a.name, *lease, lo);
   acquire_done = true;
   watcher.join();
   if (interrupted.load() != 0) {
-    if (grant.ok() && grant->acquired) (void)(*cl)->Release(*grant);
+    if (lock.ok()) (void)lock->Release();
     c.err << "lockctl: interrupted; gave up waiting for " << a.name << "\n";
+    (void)(*lease)->Revoke();
     return 128 + interrupted.load();
   }
-  if (!grant.ok() || !grant->acquired) {
-    if (!grant.ok()) {
-      c.err << "lockctl: " << grant.status().ToString() << "\n";
+  if (!lock.ok() || !lock->acquired()) {
+    if (!lock.ok()) {
+      c.err << "lockctl: " << lock.status().ToString() << "\n";
     } else if (c.json) {
       c.out << "{\"acquired\":false}\n";
     } else {
       c.out << "not acquired: " << a.name << " is held\n";
     }
-    (void)(*cl)->Revoke(**lease);
+    (void)(*lease)->Revoke();
     return 1;
   }
   if (c.json) {
     c.out << "{\"acquired\":true,\"name\":" << JsonString(a.name) << ",\"lease_id\":\""
-          << grant->lease_id << "\",\"token\":\"" << grant->token << "\",\"fence\":\""
-          << grant->fence << "\"}\n";
+          << lock->lease_id() << "\",\"token\":\"" << lock->token() << "\",\"fence\":\""
+          << lock->fence() << "\"}\n";
   } else {
     c.out << "acquired " << a.name << " (" << (a.shared ? "shared" : "exclusive") << ")  lease "
-          << grant->lease_id << "  token " << grant->token << "  fence " << grant->fence
+          << lock->lease_id() << "  token " << lock->token() << "  fence " << lock->fence()
           << "\nholding until Ctrl-C\n";
   }
   c.out.flush();
 
   int code = 0;
   while (sigtimedwait(&stop, nullptr, &poll) < 0) {
-    if (!(*lease)->valid()) {
-      c.err << "lockctl: lost " << a.name << ": " << (*lease)->lost_reason() << "\n";
+    if (!lock->held()) {
+      c.err << "lockctl: lost " << a.name << ": " << lock->lost_reason() << "\n";
       code = 3;
       break;
     }
   }
   if (code == 0) {
-    Status s = (*cl)->Release(*grant);
+    client::Status s = lock->Release();
     if (!s.ok()) c.err << "lockctl: release failed: " << s.ToString() << "\n";
     if (!c.json) c.out << "released " << a.name << "\n";
   }
-  (void)(*cl)->Revoke(**lease);
+  (void)(*lease)->Revoke();
   return code;
 }
 

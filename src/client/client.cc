@@ -1,333 +1,269 @@
-// The client library's calls: request ids and watermarks, retries, endpoint rotation, the cluster
-// id check. The lease bookkeeping is in lease.cc.
+// The public Client: options, GrantLease and the Acquire protocol (request id, deadline,
+// stop_token, withdrawal of an abandoned Acquire, late grants). Lease and Lock handles are in
+// handles.cc, inspection and Watch in inspect.cc.
 #include "lockd/client.h"
 
-#include <grpcpp/grpcpp.h>
+#include <cstdlib>
+#include <sstream>
 
-#include <algorithm>
-#include <atomic>
-#include <condition_variable>
-#include <map>
-#include <mutex>
-#include <random>
-#include <set>
-#include <thread>
-
-#include "client/lease_state.h"
-#include "lockd/v1/lockd.grpc.pb.h"
+#include "client/acquire.h"
+#include "client/client_core.h"
+#include "client/renewer.h"
 
 namespace lockd::client {
 
-namespace pb = lockd::v1;
+using namespace std::chrono_literals;
+using SysTime = std::chrono::system_clock::time_point;
 
 namespace {
 
-Status FromGrpc(const grpc::Status& s) {
-  return Status(static_cast<StatusCode>(s.error_code()), s.error_message());
+std::vector<std::string> EndpointsFromEnv() {
+  std::vector<std::string> out;
+  const char* env = std::getenv("LOCKD_ENDPOINTS");
+  if (!env) return out;
+  std::stringstream ss(env);
+  std::string e;
+  while (std::getline(ss, e, ',')) {
+    while (!e.empty() && e.front() == ' ') e.erase(e.begin());
+    while (!e.empty() && e.back() == ' ') e.pop_back();
+    if (!e.empty()) out.push_back(e);
+  }
+  return out;
 }
 
-bool Retryable(const grpc::Status& s) {
-  return s.error_code() == grpc::StatusCode::UNAVAILABLE;
+/// Answers after which the Acquire is known not to be pending on the server: no Cancel needed.
+bool Definitive(grpc::StatusCode c) {
+  return c == grpc::StatusCode::INVALID_ARGUMENT || c == grpc::StatusCode::FAILED_PRECONDITION ||
+         c == grpc::StatusCode::NOT_FOUND || c == grpc::StatusCode::RESOURCE_EXHAUSTED;
 }
 
 }  // namespace
 
-std::chrono::nanoseconds SafetyMargin(std::chrono::milliseconds ttl, double drift,
-                                      std::chrono::milliseconds floor) {
-  const auto drift_part = std::chrono::nanoseconds(static_cast<int64_t>(
-      2.0 * drift * static_cast<double>(std::chrono::nanoseconds(ttl).count())));
-  return drift_part + floor;
+// ------------------------------------------------------------------------------------------
+// Status
+// ------------------------------------------------------------------------------------------
+
+const char* StatusCodeName(StatusCode code) {
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
+  const auto i = static_cast<size_t>(code);
+  return i < std::size(kNames) ? kNames[i] : "UNKNOWN";
 }
 
-class Client::Impl {
- public:
-  explicit Impl(ClientOptions options)
-      : options_(std::move(options)),
-        clock_(options_.clock ? options_.clock : &SystemClock::Instance()) {
-    std::random_device rd;
-    client_hi_ = (uint64_t{rd()} << 32) | rd();
-    client_lo_ = (uint64_t{rd()} << 32) | rd();
-    for (const auto& e : options_.endpoints) {
-      stubs_.push_back(
-          pb::LockService::NewStub(grpc::CreateChannel(e, grpc::InsecureChannelCredentials())));
-    }
-    renewer_ = std::thread([this] { RenewLoop(); });
-  }
-
-  ~Impl() {
-    {
-      std::lock_guard lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    renewer_.join();
-  }
-
-  // --- mutating calls: one request id, retried on UNAVAILABLE until the deadline ------------
-
-  /// Runs `call(stub, ctx, header)` until it answers something other than UNAVAILABLE or the
-  /// deadline passes; every attempt carries the same request id. `first_send` gets the time of
-  /// the first attempt (the anchor of a lease the call grants).
-  template <typename Call>
-  grpc::Status Mutate(std::chrono::milliseconds extra_wait, Call call,
-                      BootTime* first_send = nullptr) {
-    const uint64_t seq = BeginRequest();
-    const auto deadline = std::chrono::system_clock::now() + options_.call_timeout + extra_wait;
-    grpc::Status status;
-    for (uint32_t attempt = 1;; ++attempt) {
-      pb::RequestHeader header;
-      header.mutable_id()->set_client_hi(client_hi_);
-      header.mutable_id()->set_client_lo(client_lo_);
-      header.mutable_id()->set_seq(seq);
-      header.set_attempt(attempt);
-      header.set_watermark(Watermark());
-      grpc::ClientContext ctx;
-      ctx.set_deadline(deadline);
-      if (attempt == 1 && first_send) *first_send = clock_->Now();
-      const size_t endpoint = endpoint_.load();
-      status = call(*stubs_[endpoint % stubs_.size()], ctx, header);
-      ObserveCluster(ctx);
-      if (!Retryable(status) || std::chrono::system_clock::now() >= deadline) break;
-      RotateFrom(endpoint);
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(20u * attempt, 500u)));
-    }
-    EndRequest(seq);
-    return status;
-  }
-
-  Result<std::shared_ptr<Lease>> GrantLease(std::chrono::milliseconds ttl,
-                                            const std::string& label) {
-    pb::GrantLeaseResponse resp;
-    BootTime anchor;
-    grpc::Status s = Mutate(
-        std::chrono::milliseconds(0),
-        [&](pb::LockService::Stub& stub, grpc::ClientContext& ctx, const pb::RequestHeader& h) {
-          pb::GrantLeaseRequest req;
-          *req.mutable_header() = h;
-          req.set_ttl_ms(ttl.count());
-          req.set_label(label);
-          return stub.GrantLease(&ctx, req, &resp);
-        },
-        &anchor);
-    if (!s.ok()) return FromGrpc(s);
-    return AdoptLease(resp.lease_id(), std::chrono::milliseconds(resp.ttl_ms()), anchor);
-  }
-
-  Status Revoke(Lease& lease) {
-    pb::RevokeLeaseResponse resp;
-    grpc::Status s =
-        Mutate(std::chrono::milliseconds(0), [&](auto& stub, auto& ctx, const auto& h) {
-          pb::RevokeLeaseRequest req;
-          *req.mutable_header() = h;
-          req.set_lease_id(lease.id());
-          return stub.RevokeLease(&ctx, req, &resp);
-        });
-    lease.state_->MarkLost("revoked by this client");
-    Forget(lease.id());
-    return s.ok() ? Status::Ok() : FromGrpc(s);
-  }
-
-  Result<LockGrant> Acquire(const std::string& name, Lease& lease, AcquireOptions o) {
-    if (!lease.valid())
-      return FailedPrecondition("lease " + std::to_string(lease.id()) + " is lost");
-    pb::AcquireResponse resp;
-    grpc::Status s = Mutate(o.wait, [&](auto& stub, auto& ctx, const auto& h) {
-      pb::AcquireRequest req;
-      *req.mutable_header() = h;
-      req.set_name(name);
-      req.set_lease_id(lease.id());
-      req.set_mode(o.mode == Mode::kShared ? pb::SHARED : pb::EXCLUSIVE);
-      req.set_wait_ms(o.wait.count());
-      return stub.Acquire(&ctx, req, &resp);
-    });
-    if (!s.ok()) return FromGrpc(s);
-    LockGrant g;
-    g.acquired = resp.acquired();
-    g.name = name;
-    g.lease_id = lease.id();
-    g.token = resp.token();
-    g.fence = resp.fence();
-    g.mode = resp.mode() == pb::SHARED ? Mode::kShared : Mode::kExclusive;
-    for (const auto& h : resp.holders()) g.holder_leases.push_back(h.lease_id());
-    if (g.acquired && !lease.valid()) {
-      // The grant outlived the lease it was for: nobody may act on it. Give it back.
-      (void)Release(g);
-      return FailedPrecondition("lease " + std::to_string(lease.id()) +
-                                " was lost before the grant arrived (" + lease.lost_reason() +
-                                "); the grant was released");
-    }
-    return g;
-  }
-
-  Status Release(const LockGrant& g) {
-    pb::ReleaseResponse resp;
-    grpc::Status s =
-        Mutate(std::chrono::milliseconds(0), [&](auto& stub, auto& ctx, const auto& h) {
-          pb::ReleaseRequest req;
-          *req.mutable_header() = h;
-          req.set_name(g.name);
-          req.set_lease_id(g.lease_id);
-          req.set_token(g.token);
-          return stub.Release(&ctx, req, &resp);
-        });
-    return s.ok() ? Status::Ok() : FromGrpc(s);
-  }
-
-  std::string cluster_id() const {
-    std::lock_guard lock(mu_);
-    return cluster_id_;
-  }
-
- private:
-  /// Moves calls to the next endpoint, unless another thread already moved them past `seen`.
-  void RotateFrom(size_t seen) {
-    size_t expected = seen;
-    endpoint_.compare_exchange_strong(expected, seen + 1);
-  }
-
-  uint64_t BeginRequest() {
-    std::lock_guard lock(mu_);
-    const uint64_t seq = ++last_seq_;
-    pending_.insert(seq);
-    return seq;
-  }
-  void EndRequest(uint64_t seq) {
-    std::lock_guard lock(mu_);
-    pending_.erase(seq);
-  }
-  /// The lowest sequence number still pending: the server may forget outcomes below it.
-  uint64_t Watermark() const {
-    std::lock_guard lock(mu_);
-    return pending_.empty() ? last_seq_ + 1 : *pending_.begin();
-  }
-
-  /// A response from another cluster (a restore) voids every lease this client had.
-  void ObserveCluster(grpc::ClientContext& ctx) {
-    const auto& md = ctx.GetServerInitialMetadata();
-    auto it = md.find("lockd-cluster");
-    if (it == md.end()) return;
-    std::string id(it->second.data(), it->second.size());
-    std::vector<std::shared_ptr<Lease::State>> lost;
-    {
-      std::lock_guard lock(mu_);
-      if (id.empty() || id == cluster_id_) return;
-      if (!cluster_id_.empty()) {
-        for (auto& [_, st] : leases_) lost.push_back(st);
-        leases_.clear();
-      }
-      cluster_id_ = id;
-    }
-    for (auto& st : lost) st->MarkLost("the cluster id changed (the cluster was restored)");
-  }
-
-  std::shared_ptr<Lease> AdoptLease(uint64_t id, std::chrono::milliseconds ttl, BootTime anchor) {
-    auto state = std::make_shared<Lease::State>(
-        id, ttl, SafetyMargin(ttl, options_.drift, options_.margin_floor), clock_);
-    state->Acknowledged(anchor);
-    auto lease = std::make_shared<Lease>(state);
-    {
-      std::lock_guard lock(mu_);
-      leases_[id] = state;
-    }
-    cv_.notify_all();
-    return lease;
-  }
-
-  void Forget(uint64_t id) {
-    std::lock_guard lock(mu_);
-    leases_.erase(id);
-  }
-
-  /// Renews each lease every ttl/renew_divisor; a lease past its validity is lost and dropped.
-  void RenewLoop() {
-    std::unique_lock lock(mu_);
-    while (!stopping_) {
-      std::vector<std::shared_ptr<Lease::State>> due, expired;
-      const BootTime now = clock_->Now();
-      for (auto it = leases_.begin(); it != leases_.end();) {
-        auto& st = it->second;
-        if (!st->valid()) {
-          expired.push_back(st);
-          it = leases_.erase(it);
-          continue;
-        }
-        if (now >= st->next_renewal(options_.renew_divisor)) due.push_back(st);
-        ++it;
-      }
-      lock.unlock();
-      for (auto& st : expired) st->CheckExpired();  // fires its on_lost callbacks
-      for (auto& st : due) Renew(*st);
-      lock.lock();
-      cv_.wait_for(lock, std::chrono::milliseconds(20), [this] { return stopping_; });
-    }
-  }
-
-  void Renew(Lease::State& st) {
-    pb::RenewRequest req;
-    req.set_lease_id(st.id());
-    req.set_seq(st.NextRenewSeq());
-    pb::RenewResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::min<std::chrono::milliseconds>(options_.call_timeout,
-                                                         st.ttl() / options_.renew_divisor));
-    const BootTime sent = clock_->Now();
-    st.RenewalSent(sent);
-    const size_t endpoint = endpoint_.load();
-    grpc::Status s = stubs_[endpoint % stubs_.size()]->Renew(&ctx, req, &resp);
-    ObserveCluster(ctx);
-    if (s.ok()) {
-      if (resp.seq() == req.seq() && resp.lease_id() == st.id()) st.Acknowledged(sent);
-    } else if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
-      st.MarkLost("the server no longer knows the lease: " + s.error_message());
-    } else if (Retryable(s) || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-      RotateFrom(endpoint);
-    }
-    st.CheckExpired();
-  }
-
-  const ClientOptions options_;
-  const Clock* const clock_;
-  uint64_t client_hi_ = 0, client_lo_ = 0;
-  std::vector<std::unique_ptr<pb::LockService::Stub>> stubs_;
-  std::atomic<size_t> endpoint_{0};  ///< index of the endpoint calls go to; rotates on failure
-
-  mutable std::mutex mu_;  ///< guards everything below
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  uint64_t last_seq_ = 0;
-  std::set<uint64_t> pending_;
-  std::string cluster_id_;
-  std::map<uint64_t, std::shared_ptr<Lease::State>> leases_;
-  std::thread renewer_;
-};
-
-Result<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
-  if (options.endpoints.empty()) return InvalidArgument("no endpoints");
-  if (options.renew_divisor < 2) return InvalidArgument("renew_divisor must be at least 2");
-  if (options.drift < 0 || options.drift >= 0.5)
-    return InvalidArgument("drift must be in [0, 0.5)");
-  return std::unique_ptr<Client>(new Client(std::make_unique<Impl>(std::move(options))));
+std::string Status::ToString() const {
+  if (ok()) return "OK";
+  return std::string(StatusCodeName(code_)) + ": " + message_;
 }
 
-Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Client::~Client() = default;
+// ------------------------------------------------------------------------------------------
+// Acquire
+// ------------------------------------------------------------------------------------------
+
+Result<AcquireCall> PrepareAcquire(ClientCore& core, const std::string& name,
+                                   const std::shared_ptr<Lease>& lease,
+                                   std::chrono::milliseconds ttl, const LockOptions& o) {
+  if (name.empty()) return Status(StatusCode::kInvalidArgument, "empty lock name");
+  if (o.wait < 0ms) return Status(StatusCode::kInvalidArgument, "negative wait");
+  if (lease && !lease->valid()) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "lease " + std::to_string(lease->id()) + " is lost: " + lease->lost_reason());
+  }
+  AcquireCall c;
+  c.name = name;
+  c.lease = lease;
+  c.one_call_ttl = ttl;
+  c.options = o;
+  const auto wait = o.wait;
+  c.req.set_name(name);
+  c.req.set_lease_id(lease ? lease->id() : 0);
+  c.req.set_mode(o.mode == Mode::kShared ? pb::SHARED : pb::EXCLUSIVE);
+  c.req.set_wait_ms(static_cast<uint64_t>(wait.count()));
+  if (!lease) c.req.set_ttl_ms(static_cast<uint64_t>(ttl.count()));
+  *c.req.mutable_header() = core.NewHeader();
+  // A try answers within call_timeout; a wait answers by the end of the wait plus a round trip.
+  c.deadline = std::chrono::system_clock::now() +
+               (wait == 0ms ? core.options().call_timeout : wait + kAnswerAllowance);
+  return c;
+}
+
+/// Turns an Acquire's final answer into the caller's result. Anything the caller cannot use
+/// (an error after which the Acquire may still be pending, a grant to a lease lost meanwhile)
+/// is withdrawn with Cancel naming the Acquire's request id.
+Result<Lock> FinishAcquire(ClientCore& core, AcquireCall& c, const grpc::Status& s,
+                           const pb::AcquireResponse& resp) {
+  const pb::RequestId& id = c.req.header().id();
+  const uint64_t lease_id = c.lease ? c.lease->id() : resp.lease_id();
+  if (!s.ok()) {
+    if (Definitive(s.error_code())) {
+      core.EndRequest(id.seq());
+      return FromGrpc(s);
+    }
+    core.CancelAcquire(c.name, lease_id, id);
+    return Status(static_cast<StatusCode>(s.error_code()),
+                  s.error_message() + " (the Acquire of '" + c.name + "' is being withdrawn)");
+  }
+  std::shared_ptr<Lease> lease = c.lease;
+  if (!lease && resp.lease_id() != 0) {
+    // The one-call form: the lease came with the answer, anchored at the first send.
+    lease = core.AdoptLease(resp.lease_id(), std::chrono::milliseconds(resp.lease_ttl_ms()),
+                            c.first_send, /*renewed=*/false);
+  }
+  auto lc = std::make_shared<LockCore>();
+  lc->name = c.name;
+  lc->mode = resp.mode() == pb::SHARED ? Mode::kShared : Mode::kExclusive;
+  lc->lease_id = lease_id;
+  lc->client = core.weak_from_this();
+  lc->one_call = !c.lease;
+  if (!resp.acquired()) {
+    core.EndRequest(id.seq());
+    for (const auto& h : resp.holders()) lc->holder_leases.push_back(h.lease_id());
+    return Lock(std::move(lc));  // a one-call lease granted anyway is revoked with its handle
+  }
+  if (!lease || !lease->valid()) {
+    core.CancelAcquire(c.name, lease_id, id);
+    return Status(StatusCode::kFailedPrecondition,
+                  "the lease was lost before the grant of '" + c.name +
+                      "' arrived; the grant is being released" +
+                      (lease ? " (" + lease->lost_reason() + ")" : std::string()));
+  }
+  core.EndRequest(id.seq());
+  lc->acquired = true;
+  lc->token = resp.token();
+  lc->fence = resp.fence();
+  lc->lease = lease;
+  // Renewals numbered above this one were sent after the grant answer arrived.
+  lease->core()->AddLock(lc, lc->token, core.last_renew_seq());
+  return Lock(std::move(lc));
+}
+
+std::chrono::milliseconds AcquireAttemptTimeout(const ClientOptions& o, const AcquireCall& c) {
+  // A waiting attempt must not be cut short before its wait ends; a try gets the usual timeout.
+  return c.req.wait_ms() == 0 ? AttemptTimeout(o)
+                              : std::chrono::milliseconds(c.req.wait_ms()) + kAnswerAllowance;
+}
+
+// ------------------------------------------------------------------------------------------
+// Client
+// ------------------------------------------------------------------------------------------
+
+Result<std::unique_ptr<Client>> Client::Connect(ClientOptions o) {
+  if (o.endpoints.empty()) o.endpoints = EndpointsFromEnv();
+  if (o.endpoints.empty()) o.endpoints = {"127.0.0.1:7401"};
+  for (const auto& e : o.endpoints) {
+    if (e.empty() || e.find(':') == std::string::npos) {
+      return Status(StatusCode::kInvalidArgument, "endpoint '" + e + "' is not host:port");
+    }
+  }
+  if (o.renew_divisor < 2) {
+    return Status(StatusCode::kInvalidArgument, "renew_divisor must be at least 2");
+  }
+  if (o.drift < 0 || o.drift >= 0.25) {
+    return Status(StatusCode::kInvalidArgument, "drift must be in [0, 0.25)");
+  }
+  if (o.call_timeout <= 0ms) return Status(StatusCode::kInvalidArgument, "call_timeout <= 0");
+  if (o.max_attempts < 1) return Status(StatusCode::kInvalidArgument, "max_attempts < 1");
+  if (o.initial_backoff <= 0ms || o.max_backoff < o.initial_backoff) {
+    return Status(StatusCode::kInvalidArgument, "need 0 < initial_backoff <= max_backoff");
+  }
+  if (o.margin_floor < 0ms) return Status(StatusCode::kInvalidArgument, "margin_floor < 0");
+  if (!o.clock) o.clock = [] { return BootClock::now(); };
+  auto core = std::make_shared<ClientCore>(std::move(o));
+  core->Start();
+  return std::unique_ptr<Client>(new Client(std::move(core)));
+}
+
+Client::Client(std::shared_ptr<ClientCore> core) : core_(std::move(core)) {}
+
+Client::~Client() {
+  core_->Shutdown();
+}
 
 Result<std::shared_ptr<Lease>> Client::GrantLease(std::chrono::milliseconds ttl,
                                                   const std::string& label) {
-  return impl_->GrantLease(ttl, label);
+  const auto& o = core_->options();
+  if (SafetyMargin(ttl, o.drift, o.margin_floor) >= ttl / 2) {
+    return Status(StatusCode::kInvalidArgument,
+                  "ttl " + std::to_string(ttl.count()) +
+                      " ms is too short for the safety margin (2ρ·TTL + margin_floor)");
+  }
+  pb::GrantLeaseRequest req;
+  *req.mutable_header() = core_->NewHeader();
+  req.set_ttl_ms(static_cast<uint64_t>(ttl.count()));
+  req.set_label(label);
+  pb::GrantLeaseResponse resp;
+  TimePoint anchor{};
+  grpc::Status s = core_->Call(&pb::LockService::Stub::GrantLease, req, &resp,
+                               std::chrono::system_clock::now() + o.call_timeout, AttemptTimeout(o),
+                               {}, &anchor);
+  core_->EndRequest(req.header().id().seq());
+  if (!s.ok()) return FromGrpc(s);
+  return core_->AdoptLease(resp.lease_id(), std::chrono::milliseconds(resp.ttl_ms()), anchor,
+                           /*renewed=*/true);
 }
-Status Client::Revoke(Lease& lease) {
-  return impl_->Revoke(lease);
+
+Result<Lock> Client::Acquire(const std::string& name, const std::shared_ptr<Lease>& lease,
+                             LockOptions options) {
+  if (!lease) return Status(StatusCode::kInvalidArgument, "no lease");
+  auto c = PrepareAcquire(*core_, name, lease, 0ms, options);
+  if (!c.ok()) return c.status();
+  pb::AcquireResponse resp;
+  // A waiting attempt must not be cut short before its wait ends; a try gets the usual timeout.
+  const auto attempt = AcquireAttemptTimeout(core_->options(), *c);
+  grpc::Status s = core_->Call(&pb::LockService::Stub::Acquire, c->req, &resp, c->deadline, attempt,
+                               options.stop, &c->first_send);
+  return FinishAcquire(*core_, *c, s, resp);
 }
-Result<LockGrant> Client::Acquire(const std::string& name, Lease& lease, AcquireOptions options) {
-  return impl_->Acquire(name, lease, options);
+
+Result<Lock> Client::AcquireWithTtl(const std::string& name, std::chrono::milliseconds ttl,
+                                    LockOptions options) {
+  const auto& o = core_->options();
+  if (SafetyMargin(ttl, o.drift, o.margin_floor) >= ttl / 2) {
+    return Status(StatusCode::kInvalidArgument,
+                  "ttl " + std::to_string(ttl.count()) + " ms is too short for the safety margin");
+  }
+  auto c = PrepareAcquire(*core_, name, nullptr, ttl, options);
+  if (!c.ok()) return c.status();
+  pb::AcquireResponse resp;
+  const auto attempt = AcquireAttemptTimeout(o, *c);
+  grpc::Status s = core_->Call(&pb::LockService::Stub::Acquire, c->req, &resp, c->deadline, attempt,
+                               options.stop, &c->first_send);
+  return FinishAcquire(*core_, *c, s, resp);
 }
-Status Client::Release(const LockGrant& grant) {
-  return impl_->Release(grant);
+
+void Client::AcquireAsync(const std::string& name, const std::shared_ptr<Lease>& lease,
+                          LockOptions options, std::function<void(Result<Lock>)> done) {
+  if (!lease) {
+    done(Status(StatusCode::kInvalidArgument, "no lease"));
+    return;
+  }
+  auto c = PrepareAcquire(*core_, name, lease, 0ms, options);
+  if (!c.ok()) {
+    done(c.status());
+    return;
+  }
+  StartAsyncAcquire(core_, std::move(c).value(), std::move(done));
 }
+
 std::string Client::cluster_id() const {
-  return impl_->cluster_id();
+  return core_->cluster_id();
+}
+std::string Client::leader() const {
+  return core_->leader();
 }
 
 }  // namespace lockd::client

@@ -244,6 +244,7 @@ grpc::ServerUnaryReactor* LockServiceImpl::Renew(grpc::CallbackServerContext* ct
                        resp->set_seq(seq);
                        resp->set_remaining_ms(renewed->remaining.count());
                        for (uint64_t t : renewed->held_tokens) resp->add_held_tokens(t);
+                       resp->set_holdings_listed(true);
                        reactor->Finish(grpc::Status::OK);
                      });
   return reactor;

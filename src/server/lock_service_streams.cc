@@ -112,6 +112,7 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
         pb::RenewResponse r;
         r.set_remaining_ms(renewed->remaining.count());
         for (uint64_t t : renewed->held_tokens) r.add_held_tokens(t);
+        r.set_holdings_listed(true);
         answer(grpc::Status::OK, std::move(r));
       });
       return;

@@ -1,14 +1,21 @@
-// The client library against a scripted in-process LockService: the lease-safety rules of the
-// design brief (guarantee 5), retries with one request id, and the cluster-id check.
+// The client library against scripted in-process LockServices: the KeepAlive stream, renewal
+// failover, withdrawal of abandoned Acquires, force-release reported through held tokens, late
+// grants, request ids, the cluster-id check, revoke on destruction (issue 14).
 #include "lockd/client.h"
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <cstdlib>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <thread>
 
+#include "client/renewer.h"
+#include "fake_lock_service.h"
 #include "lockd/v1/lockd.grpc.pb.h"
 #include "support/process.h"
 
@@ -18,226 +25,442 @@ namespace {
 namespace pb = lockd::v1;
 using namespace std::chrono_literals;
 
-/// A LockService whose answers the test scripts. It records what it received, with the time on
-/// the same clock (CLOCK_BOOTTIME) the client uses.
-class FakeLockService final : public pb::LockService::Service {
- public:
-  std::mutex mu;
-  std::string cluster_id = "cluster-a";
-  int fail_acquires_unavailable = 0;
-  bool renew_not_found = false;
-  bool renew_unavailable = false;
-  std::chrono::milliseconds grant_delay{0};
-  std::chrono::milliseconds acquire_delay{0};
-  std::vector<pb::RequestHeader> acquire_headers;
-  std::vector<uint64_t> released_tokens;
-  BootTime last_ok_renewal_received;
-  uint64_t next_lease = 100;
-  uint64_t next_token = 1;
-
-  grpc::Status GrantLease(grpc::ServerContext* ctx, const pb::GrantLeaseRequest* req,
-                          pb::GrantLeaseResponse* resp) override {
-    Tag(ctx);
-    std::this_thread::sleep_for(grant_delay);
-    std::lock_guard lock(mu);
-    resp->set_lease_id(next_lease++);
-    resp->set_ttl_ms(req->ttl_ms());
-    return grpc::Status::OK;
-  }
-
-  grpc::Status Renew(grpc::ServerContext* ctx, const pb::RenewRequest* req,
-                     pb::RenewResponse* resp) override {
-    const BootTime received = SystemClock::Instance().Now();
-    Tag(ctx);
-    std::lock_guard lock(mu);
-    if (renew_not_found) return grpc::Status(grpc::StatusCode::NOT_FOUND, "lease expired");
-    if (renew_unavailable) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no leader");
-    last_ok_renewal_received = received;
-    resp->set_lease_id(req->lease_id());
-    resp->set_seq(req->seq());
-    return grpc::Status::OK;
-  }
-
-  grpc::Status Acquire(grpc::ServerContext* ctx, const pb::AcquireRequest* req,
-                       pb::AcquireResponse* resp) override {
-    Tag(ctx);
-    {
-      std::lock_guard lock(mu);
-      acquire_headers.push_back(req->header());
-      if (fail_acquires_unavailable > 0) {
-        --fail_acquires_unavailable;
-        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "leader changed");
-      }
-    }
-    std::this_thread::sleep_for(acquire_delay);
-    std::lock_guard lock(mu);
-    resp->set_acquired(true);
-    resp->set_token(next_token);
-    resp->set_fence(next_token++);
-    resp->set_mode(req->mode());
-    resp->set_lease_id(req->lease_id());
-    return grpc::Status::OK;
-  }
-
-  grpc::Status Release(grpc::ServerContext* ctx, const pb::ReleaseRequest* req,
-                       pb::ReleaseResponse*) override {
-    Tag(ctx);
-    std::lock_guard lock(mu);
-    released_tokens.push_back(req->token());
-    return grpc::Status::OK;
-  }
-
-  grpc::Status RevokeLease(grpc::ServerContext* ctx, const pb::RevokeLeaseRequest*,
-                           pb::RevokeLeaseResponse*) override {
-    Tag(ctx);
-    return grpc::Status::OK;
-  }
-
- private:
-  void Tag(grpc::ServerContext* ctx) {
-    std::lock_guard lock(mu);
-    ctx->AddInitialMetadata("lockd-cluster", cluster_id);
-    ctx->AddInitialMetadata("lockd-leader", "");
-  }
-};
+LockOptions Waiting(std::chrono::milliseconds wait, std::stop_token stop = {}) {
+  LockOptions o;
+  o.wait = wait;
+  o.stop = std::move(stop);
+  return o;
+}
 
 class ClientTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const int port = testing::FreePorts(1)[0];
-    endpoint_ = "127.0.0.1:" + std::to_string(port);
-    grpc::ServerBuilder b;
-    b.AddListeningPort(endpoint_, grpc::InsecureServerCredentials());
-    b.RegisterService(&fake_);
-    server_ = b.BuildAndStart();
-  }
-  void TearDown() override { server_->Shutdown(std::chrono::system_clock::now() + 1s); }
-
-  std::unique_ptr<Client> Connect() {
+  std::unique_ptr<Client> Connect(std::vector<std::string> endpoints = {}) {
     ClientOptions o;
-    o.endpoints = {endpoint_};
-    o.call_timeout = 5s;
+    o.endpoints = endpoints.empty() ? std::vector<std::string>{a_.endpoint} : endpoints;
+    o.call_timeout = 3s;
     auto c = Client::Connect(o);
     EXPECT_TRUE(c.ok()) << c.status().ToString();
     return std::move(c).value();
   }
 
-  FakeLockService fake_;
-  std::string endpoint_;
-  std::unique_ptr<grpc::Server> server_;
+  FakeServer a_;
+  FakeLockService& fake_ = a_.service;
 };
 
 TEST_F(ClientTest, LeaseIsAnchoredAtTheFirstSendNotTheAnswer) {
   fake_.grant_delay = 400ms;
   auto client = Connect();
-  const BootTime before = SystemClock::Instance().Now();
+  const auto before = BootClock::now();
   auto lease = client->GrantLease(3000ms, "t");
   ASSERT_TRUE(lease.ok()) << lease.status().ToString();
   const auto margin = SafetyMargin(3000ms, 0.01, 100ms);
-  // Sent after `before`, answered ≥ 400 ms later: validity is measured from the send.
   EXPECT_LE((*lease)->valid_until(), before + 3000ms - margin + 50ms);
   EXPECT_GE((*lease)->valid_until(), before + 3000ms - margin);
   EXPECT_TRUE((*lease)->valid());
 }
 
-TEST_F(ClientTest, RenewalsKeepALeaseValidPastItsTtl) {
+TEST_F(ClientTest, EveryLeaseIsRenewedOverOneKeepAliveStream) {
   auto client = Connect();
-  auto lease = client->GrantLease(3000ms, "t");
-  ASSERT_TRUE(lease.ok());
-  std::this_thread::sleep_for(6500ms);  // over two TTLs; renewals run every second
-  EXPECT_TRUE((*lease)->valid()) << (*lease)->lost_reason();
-}
-
-TEST_F(ClientTest, ValidityNeverOutlivesTheLastAcknowledgedRenewalByMoreThanTtlMinusMargin) {
-  auto client = Connect();
-  auto lease = client->GrantLease(2000ms, "t");
-  ASSERT_TRUE(lease.ok());
-  std::this_thread::sleep_for(1000ms);  // at least one renewal acknowledged
-  BootTime last_ok;
-  {
-    std::lock_guard lock(fake_.mu);
-    fake_.renew_unavailable = true;
+  std::vector<std::shared_ptr<Lease>> leases;
+  for (int i = 0; i < 3; ++i) {
+    auto l = client->GrantLease(2000ms, "t");
+    ASSERT_TRUE(l.ok());
+    leases.push_back(*l);
   }
-  std::this_thread::sleep_for(100ms);  // let an in-flight renewal land first
-  {
-    std::lock_guard lock(fake_.mu);
-    last_ok = fake_.last_ok_renewal_received;
-  }
-  // The server received that renewal after the client sent it, so the server's deadline is at
-  // least last_ok + TTL; the client must give the lease up strictly before that, by the margin.
-  const auto margin = SafetyMargin(2000ms, 0.01, 100ms);
-  EXPECT_LE((*lease)->valid_until(), last_ok + 2000ms - margin);
-  ASSERT_TRUE(testing::WaitFor([&] { return !(*lease)->valid(); }, 5s));
-  EXPECT_LT(SystemClock::Instance().Now(), last_ok + 2000ms + 1000ms);
+  std::this_thread::sleep_for(4500ms);  // over two TTLs; renewals about every 667 ms
+  for (auto& l : leases) EXPECT_TRUE(l->valid()) << l->lost_reason();
+  fake_.With([&] {
+    EXPECT_EQ(fake_.keepalive_streams, 1);
+    EXPECT_GE(fake_.renewals, 3 * 4);
+    return 0;
+  });
 }
 
 TEST_F(ClientTest, NotFoundLosesTheLeaseForGoodAndFiresOnLostOnce) {
   auto client = Connect();
-  auto lease = client->GrantLease(3000ms, "t");
+  auto lease = client->GrantLease(2000ms, "t");
   ASSERT_TRUE(lease.ok());
   std::atomic<int> fired{0};
   (*lease)->OnLost([&](const std::string&) { ++fired; });
-  {
-    std::lock_guard lock(fake_.mu);
-    fake_.renew_not_found = true;
-  }
+  auto stop = (*lease)->stop_token();
+  fake_.With([&] { return fake_.renew_mode = FakeLockService::RenewMode::kNotFound; });
   ASSERT_TRUE(testing::WaitFor([&] { return !(*lease)->valid(); }, 5s));
-  {
-    std::lock_guard lock(fake_.mu);
-    fake_.renew_not_found = false;  // the server "recovers": the lease must stay lost
-  }
+  fake_.With([&] { return fake_.renew_mode = FakeLockService::RenewMode::kOk; });
   std::this_thread::sleep_for(1500ms);
   EXPECT_FALSE((*lease)->valid());
   EXPECT_EQ(fired.load(), 1);
+  EXPECT_TRUE(stop.stop_requested());
   EXPECT_NE((*lease)->lost_reason().find("no longer knows"), std::string::npos);
+}
+
+TEST_F(ClientTest, UnansweredRenewalsLoseTheLeaseAtValidUntilNotLater) {
+  auto client = Connect();
+  auto lease = client->GrantLease(2000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  std::this_thread::sleep_for(800ms);  // at least one renewal acknowledged
+  fake_.With([&] { return fake_.renew_mode = FakeLockService::RenewMode::kSilent; });
+  std::atomic<bool> fired{false};
+  BootClock::time_point fired_at{};
+  (*lease)->OnLost([&](const std::string&) {
+    fired_at = BootClock::now();
+    fired = true;
+  });
+  const auto until = (*lease)->valid_until();
+  ASSERT_TRUE(testing::WaitFor([&] { return fired.load(); }, 5s));
+  // The renewer wakes at valid_until: the signal comes at it, not a renewal period later.
+  EXPECT_GE(fired_at, until - 1ms);
+  EXPECT_LT(fired_at - until, 300ms);
+  fake_.With([&] { return fake_.renew_mode = FakeLockService::RenewMode::kOk; });
+  std::this_thread::sleep_for(1000ms);
+  EXPECT_FALSE((*lease)->valid()) << "a lost lease never becomes valid again";
+}
+
+TEST_F(ClientTest, RenewalFailsOverAtOnceToTheNextEndpoint) {
+  FakeServer b;
+  // a answers every renewal UNAVAILABLE; b works. At the 2 s minimum TTL one missed period
+  // would already cost a third of the validity: the lease must live on through b.
+  auto client = Connect({a_.endpoint, b.endpoint});
+  auto lease = client->GrantLease(2000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  std::this_thread::sleep_for(300ms);
+  const auto broke = BootClock::now();
+  fake_.With([&] { return fake_.renew_mode = FakeLockService::RenewMode::kSilent; });
+  std::this_thread::sleep_for(5000ms);
+  EXPECT_TRUE((*lease)->valid()) << (*lease)->lost_reason();
+  b.service.With([&] {
+    EXPECT_GE(b.service.renewals, 5);
+    // First renewal at b: within one renewal period plus one answer timeout of the break.
+    EXPECT_LT(b.service.first_renewal - broke, 667ms + Renewer::AnswerTimeout(2000ms) + 300ms);
+    return 0;
+  });
+}
+
+TEST_F(ClientTest, AnUnavailableAnswerMovesTheStreamToTheNamedLeader) {
+  FakeServer b;
+  fake_.leader = b.endpoint;  // a is a follower that cannot renew and names b as the leader
+  fake_.renew_mode = FakeLockService::RenewMode::kUnavailable;
+  auto client = Connect({a_.endpoint});  // b is not even in the list
+  auto lease = client->GrantLease(2000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  std::this_thread::sleep_for(3000ms);
+  EXPECT_TRUE((*lease)->valid()) << (*lease)->lost_reason();
+  EXPECT_GE(b.service.With([&] { return b.service.renewals; }), 3);
+  EXPECT_EQ(client->leader(), b.endpoint);
 }
 
 TEST_F(ClientTest, RetriesAfterUnavailableReuseTheRequestId) {
   auto client = Connect();
   auto lease = client->GrantLease(5000ms, "t");
   ASSERT_TRUE(lease.ok());
-  fake_.fail_acquires_unavailable = 2;
-  auto grant = client->Acquire("seat/1", **lease);
-  ASSERT_TRUE(grant.ok()) << grant.status().ToString();
-  EXPECT_TRUE(grant->acquired);
-  std::lock_guard lock(fake_.mu);
+  fake_.With([&] { return fake_.fail_acquires_unavailable = 2; });
+  auto lock = client->Acquire("seat/1", *lease);
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  EXPECT_TRUE(lock->held());
+  std::lock_guard g(fake_.mu);
   ASSERT_EQ(fake_.acquire_headers.size(), 3u);
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_EQ(fake_.acquire_headers[i].id().seq(), fake_.acquire_headers[0].id().seq());
     EXPECT_EQ(fake_.acquire_headers[i].id().client_lo(), fake_.acquire_headers[0].id().client_lo());
     EXPECT_EQ(fake_.acquire_headers[i].attempt(), i + 1);
-    // While this call is pending, the watermark may not pass its sequence number.
     EXPECT_LE(fake_.acquire_headers[i].watermark(), fake_.acquire_headers[i].id().seq());
   }
 }
 
-TEST_F(ClientTest, AGrantThatArrivesAfterTheLeaseIsLostIsReleasedNotReturned) {
+/// The Cancel naming `id`, waiting for it (the library sends it in the background).
+bool CancelArrives(FakeLockService& f, const pb::RequestId& id) {
+  return testing::WaitFor(
+      [&] {
+        return f.With([&] {
+          for (const auto& c : f.cancels) {
+            if (c.acquire_id().seq() == id.seq() && c.acquire_id().client_lo() == id.client_lo())
+              return true;
+          }
+          return false;
+        });
+      },
+      5s);
+}
+
+pb::RequestId LastAcquireId(FakeLockService& f) {
+  return f.With([&] { return f.acquire_headers.back().id(); });
+}
+
+TEST_F(ClientTest, AnAcquirePastItsDeadlineIsWithdrawnByItsRequestId) {
+  auto client = Connect();
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  fake_.With([&] { return fake_.acquire_hangs = true; });  // e.g. a new leader re-armed the wait
+  const auto start = std::chrono::steady_clock::now();
+  auto lock = client->Acquire("seat/1", *lease, Waiting(400ms));
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(lock.ok());
+  EXPECT_EQ(lock.status().code(), StatusCode::kDeadlineExceeded) << lock.status().ToString();
+  EXPECT_LT(took, 400ms + 500ms + 300ms) << "wait + answer allowance + scheduling";
+  ASSERT_TRUE(CancelArrives(fake_, LastAcquireId(fake_)));
+  EXPECT_EQ(fake_.With([&] { return fake_.cancels.back().lease_id(); }), (*lease)->id());
+}
+
+TEST_F(ClientTest, AnAcquireStoppedByItsStopTokenIsWithdrawn) {
+  auto client = Connect();
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  fake_.With([&] { return fake_.acquire_hangs = true; });
+  std::stop_source stop;
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(200ms);
+    stop.request_stop();
+  });
+  auto lock = client->Acquire("seat/1", *lease, Waiting(60s, stop.get_token()));
+  stopper.join();
+  ASSERT_FALSE(lock.ok());
+  EXPECT_EQ(lock.status().code(), StatusCode::kCancelled);
+  ASSERT_TRUE(CancelArrives(fake_, LastAcquireId(fake_)));
+}
+
+TEST_F(ClientTest, AnAcquireThatFailsWithAnErrorIsWithdrawn) {
+  auto client = Connect();
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  fake_.With([&] { return fake_.acquire_error = grpc::StatusCode::INTERNAL; });
+  auto lock = client->Acquire("seat/1", *lease);
+  ASSERT_FALSE(lock.ok());
+  ASSERT_TRUE(CancelArrives(fake_, LastAcquireId(fake_)));
+  // A definitive refusal (bad argument) leaves nothing pending: no Cancel.
+  fake_.With([&] { return fake_.acquire_error = grpc::StatusCode::INVALID_ARGUMENT; });
+  const size_t before = fake_.With([&] { return fake_.cancels.size(); });
+  ASSERT_FALSE(client->Acquire("seat/2", *lease).ok());
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(fake_.With([&] { return fake_.cancels.size(); }), before);
+}
+
+TEST_F(ClientTest, AGrantThatArrivesAfterTheLeaseIsLostIsWithdrawnNotReturned) {
   auto client = Connect();
   auto lease = client->GrantLease(2000ms, "t");
   ASSERT_TRUE(lease.ok());
-  {
-    std::lock_guard lock(fake_.mu);
-    fake_.renew_unavailable = true;  // no renewal is acknowledged from now on
-    fake_.acquire_delay = 2500ms;    // the grant arrives after the lease ran out
+  fake_.With([&] {
+    fake_.renew_mode = FakeLockService::RenewMode::kSilent;  // no renewal is acknowledged
+    fake_.acquire_delay = 2500ms;                            // the grant arrives too late
+    return 0;
+  });
+  auto lock = client->Acquire("seat/2", *lease, Waiting(3000ms));
+  ASSERT_FALSE(lock.ok());
+  EXPECT_EQ(lock.status().code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(CancelArrives(fake_, LastAcquireId(fake_)));
+}
+
+TEST_F(ClientTest, AForceReleaseIsReportedOnTheLockAtTheNextRenewal) {
+  auto client = Connect();
+  auto lease = client->GrantLease(2000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  auto keep = client->Acquire("seat/keep", *lease);
+  auto lock = client->Acquire("seat/1", *lease);
+  ASSERT_TRUE(lock.ok() && keep.ok());
+  ASSERT_TRUE(lock->held());
+  std::this_thread::sleep_for(1000ms);
+  EXPECT_TRUE(lock->held()) << lock->lost_reason();
+  std::atomic<bool> fired{false};
+  lock->OnLost([&](const std::string&) { fired = true; });
+  const auto token = lock->token();
+  fake_.With(
+      [&] { return fake_.held[(*lease)->id()].erase(token); });  // an operator's ForceRelease
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(testing::WaitFor([&] { return fired.load(); }, 3s));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 667ms + 400ms) << "one renewal interval";
+  EXPECT_FALSE(lock->held());
+  EXPECT_TRUE(lock->stop_token().stop_requested());
+  EXPECT_TRUE(keep->held()) << "the other lock is still listed";
+  EXPECT_TRUE((*lease)->valid());
+}
+
+TEST_F(ClientTest, WithoutHeldTokensAForceReleaseIsLearnedThroughGetLease) {
+  fake_.report_holdings = false;  // a server that does not send RenewResponse.held_tokens
+  auto client = Connect();
+  auto lease = client->GrantLease(2000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  auto keep = client->Acquire("seat/keep", *lease);
+  auto lock = client->Acquire("seat/1", *lease);
+  ASSERT_TRUE(lock.ok() && keep.ok() && lock->held());
+  std::this_thread::sleep_for(1000ms);
+  EXPECT_TRUE(lock->held()) << lock->lost_reason();
+  EXPECT_GE(fake_.With([&] { return fake_.get_leases; }), 1) << "probed";
+  const auto token = lock->token();
+  fake_.With([&] { return fake_.held[(*lease)->id()].erase(token); });
+  ASSERT_TRUE(testing::WaitFor([&] { return !lock->held(); }, 3s));
+  EXPECT_NE(lock->lost_reason().find("no longer holds"), std::string::npos) << lock->lost_reason();
+  EXPECT_TRUE(keep->held());
+  EXPECT_TRUE((*lease)->valid());
+}
+
+TEST_F(ClientTest, ReleasingALockIsNotReportedAsLost) {
+  auto client = Connect();
+  auto lease = client->GrantLease(2000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  auto lock = client->Acquire("seat/1", *lease);
+  ASSERT_TRUE(lock.ok());
+  std::atomic<bool> fired{false};
+  lock->OnLost([&](const std::string&) { fired = true; });
+  EXPECT_TRUE(lock->Release().ok());
+  EXPECT_FALSE(lock->held());
+  std::this_thread::sleep_for(1000ms);
+  EXPECT_FALSE(fired.load());
+  EXPECT_EQ(fake_.With([&] { return fake_.released_tokens.size(); }), 1u);
+}
+
+TEST_F(ClientTest, AcquireAsyncAnswersOnceWithoutBlockingTheCaller) {
+  auto client = Connect();
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  fake_.With([&] { return fake_.acquire_delay = 300ms; });
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<Result<Lock>> got;
+  const auto start = std::chrono::steady_clock::now();
+  client->AcquireAsync("seat/async", *lease, {}, [&](Result<Lock> r) {
+    std::lock_guard g(mu);
+    got.emplace(std::move(r));
+    cv.notify_all();
+  });
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 200ms) << "returned before the answer";
+  std::unique_lock g(mu);
+  ASSERT_TRUE(cv.wait_for(g, 5s, [&] { return got.has_value(); }));
+  ASSERT_TRUE(got->ok()) << got->status().ToString();
+  EXPECT_TRUE((*got)->held());
+  EXPECT_GT((*got)->fence(), 0u);
+}
+
+/// Runs AcquireAsync and waits for its one answer.
+class AsyncResult {
+ public:
+  std::function<void(Result<Lock>)> Callback() {
+    return [this](Result<Lock> r) {
+      std::lock_guard g(mu_);
+      ++calls_;
+      got_.emplace(std::move(r));
+      cv_.notify_all();
+    };
   }
-  auto grant = client->Acquire("seat/2", **lease, {.mode = Mode::kExclusive, .wait = 3000ms});
-  EXPECT_FALSE(grant.ok());
-  EXPECT_EQ(grant.status().code(), StatusCode::kFailedPrecondition);
-  std::lock_guard lock(fake_.mu);
-  ASSERT_EQ(fake_.released_tokens.size(), 1u) << "the late grant must be given back";
+  Result<Lock>* Wait(std::chrono::milliseconds timeout) {
+    std::unique_lock g(mu_);
+    if (!cv_.wait_for(g, timeout, [&] { return got_.has_value(); })) return nullptr;
+    return &*got_;
+  }
+  int calls() {
+    std::lock_guard g(mu_);
+    return calls_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<Result<Lock>> got_;
+  int calls_ = 0;
+};
+
+TEST_F(ClientTest, AcquireAsyncRetriesUnavailableWithOneRequestId) {
+  auto client = Connect();
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  fake_.With([&] { return fake_.fail_acquires_unavailable = 2; });
+  AsyncResult r;
+  client->AcquireAsync("seat/async", *lease, {}, r.Callback());
+  auto* got = r.Wait(5s);
+  ASSERT_NE(got, nullptr);
+  ASSERT_TRUE(got->ok()) << got->status().ToString();
+  EXPECT_TRUE((*got)->held());
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(r.calls(), 1);
+  std::lock_guard g(fake_.mu);
+  ASSERT_EQ(fake_.acquire_headers.size(), 3u);
+  EXPECT_EQ(fake_.acquire_headers[2].id().seq(), fake_.acquire_headers[0].id().seq());
+  EXPECT_EQ(fake_.acquire_headers[2].attempt(), 3u);
+}
+
+TEST_F(ClientTest, AcquireAsyncStoppedByItsStopTokenIsWithdrawn) {
+  auto client = Connect();
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  fake_.With([&] { return fake_.acquire_hangs = true; });
+  std::stop_source stop;
+  AsyncResult r;
+  client->AcquireAsync("seat/async", *lease, Waiting(60s, stop.get_token()), r.Callback());
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(r.calls(), 0) << "still waiting";
+  stop.request_stop();
+  auto* got = r.Wait(3s);
+  ASSERT_NE(got, nullptr);
+  ASSERT_FALSE(got->ok());
+  EXPECT_EQ(got->status().code(), StatusCode::kCancelled) << got->status().ToString();
+  ASSERT_TRUE(CancelArrives(fake_, LastAcquireId(fake_)));
+}
+
+TEST_F(ClientTest, AcquireAsyncPastItsDeadlineIsWithdrawn) {
+  auto client = Connect();
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  fake_.With([&] { return fake_.acquire_hangs = true; });
+  AsyncResult r;
+  const auto start = std::chrono::steady_clock::now();
+  client->AcquireAsync("seat/async", *lease, Waiting(300ms), r.Callback());
+  auto* got = r.Wait(5s);
+  ASSERT_NE(got, nullptr);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 300ms + 500ms + 300ms);
+  ASSERT_FALSE(got->ok());
+  EXPECT_EQ(got->status().code(), StatusCode::kDeadlineExceeded) << got->status().ToString();
+  ASSERT_TRUE(CancelArrives(fake_, LastAcquireId(fake_)));
+}
+
+TEST_F(ClientTest, TheOneCallFormHoldsUntilItsTtlWithoutRenewals) {
+  auto client = Connect();
+  const auto before = BootClock::now();
+  auto lock = client->AcquireWithTtl("seat/9", 2000ms);
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  EXPECT_TRUE(lock->held());
+  EXPECT_LE(lock->valid_until(), before + 2000ms - SafetyMargin(2000ms, 0.01, 100ms) + 50ms);
+  ASSERT_TRUE(testing::WaitFor([&] { return !lock->held(); }, 4s));
+  EXPECT_EQ(fake_.With([&] { return fake_.renewals; }), 0);
+  EXPECT_FALSE(lock->lost_reason().empty());
+}
+
+TEST_F(ClientTest, ADroppedLeaseAndADestroyedClientAreRevoked) {
+  auto client = Connect();
+  auto dropped = client->GrantLease(5000ms, "t");
+  auto kept = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(dropped.ok() && kept.ok());
+  const uint64_t dropped_id = (*dropped)->id(), kept_id = (*kept)->id();
+  dropped = Status(StatusCode::kCancelled, "dropped");  // the last handle goes
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        return fake_.With(
+            [&] { return fake_.revoked.size() == 1 && fake_.revoked[0] == dropped_id; });
+      },
+      5s));
+  client.reset();  // orderly shutdown
+  EXPECT_FALSE((*kept)->valid());
+  fake_.With([&] {
+    EXPECT_EQ(fake_.revoked.size(), 2u);
+    EXPECT_EQ(fake_.revoked.back(), kept_id);
+    return 0;
+  });
 }
 
 TEST_F(ClientTest, AChangedClusterIdLosesEveryLease) {
   auto client = Connect();
-  auto lease = client->GrantLease(5000ms, "t");
+  auto lease = client->GrantLease(2000ms, "t");
   ASSERT_TRUE(lease.ok());
   EXPECT_EQ(client->cluster_id(), "cluster-a");
-  {
-    std::lock_guard lock(fake_.mu);
-    fake_.cluster_id = "cluster-b";  // e.g. restored from a backup
-  }
+  fake_.With([&] { return fake_.cluster_id = "cluster-b"; });  // a restored cluster
+  // A new stream (or any call) sees the new id.
+  (void)client->GetLock("x");
   ASSERT_TRUE(testing::WaitFor([&] { return !(*lease)->valid(); }, 5s));
   EXPECT_NE((*lease)->lost_reason().find("cluster id changed"), std::string::npos);
+}
+
+TEST_F(ClientTest, EndpointsComeFromTheEnvironment) {
+  setenv("LOCKD_ENDPOINTS", (" " + a_.endpoint + " ,").c_str(), 1);
+  auto c = Client::Connect({});
+  unsetenv("LOCKD_ENDPOINTS");
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE((*c)->GrantLease(3000ms, "env").ok());
 }
 
 TEST(SafetyMarginTest, IsTwoRhoTtlPlusTheFloor) {
@@ -247,11 +470,23 @@ TEST(SafetyMarginTest, IsTwoRhoTtlPlusTheFloor) {
 
 TEST(ClientConnect, RejectsBadOptions) {
   ClientOptions o;
-  o.endpoints.clear();
-  EXPECT_FALSE(Client::Connect(o).ok());
+  o.endpoints = {"no-port"};
+  EXPECT_EQ(Client::Connect(o).status().code(), StatusCode::kInvalidArgument);
   o.endpoints = {"127.0.0.1:1"};
   o.drift = 0.7;
   EXPECT_EQ(Client::Connect(o).status().code(), StatusCode::kInvalidArgument);
+  o.drift = 0.01;
+  o.renew_divisor = 1;
+  EXPECT_EQ(Client::Connect(o).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(ResultTest, AResultFromAnOkStatusIsAnError) {
+  Result<int> r(Status::Ok());
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInternal);
+  Result<int> v(3);
+  EXPECT_TRUE(v.ok());
+  EXPECT_EQ(*v, 3);
 }
 
 }  // namespace

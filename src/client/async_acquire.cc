@@ -1,0 +1,138 @@
+// AcquireAsync on gRPC's callback API: each attempt is a callback-style unary call, the back-off
+// between attempts a callback grpc::Alarm, so no thread waits while the Acquire waits in the queue.
+#include <grpcpp/alarm.h>
+
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "client/acquire.h"
+
+namespace lockd::client {
+
+namespace {
+
+class AsyncAcquire : public std::enable_shared_from_this<AsyncAcquire> {
+ public:
+  AsyncAcquire(std::shared_ptr<ClientCore> core, AcquireCall c,
+               std::function<void(Result<Lock>)> done)
+      : core_(std::move(core)), call_(std::move(c)), done_(std::move(done)) {}
+
+  void Start() {
+    // The stop callback runs on the thread that requests the stop; it only cancels, the
+    // outcome arrives through the attempt's or the alarm's callback.
+    on_stop_.emplace(call_.options.stop, StopHandler{this});
+    Send();
+  }
+
+ private:
+  struct StopHandler {
+    AsyncAcquire* self;
+    void operator()() const { self->Stopped(); }
+  };
+
+  void Stopped() {
+    std::lock_guard lock(mu_);
+    if (ctx_) ctx_->TryCancel();
+    if (!alarms_.empty()) alarms_.back()->Cancel();
+  }
+
+  void Send() {
+    if (call_.options.stop.stop_requested()) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the caller's stop_token was signalled"));
+      return;
+    }
+    std::lock_guard lock(mu_);
+    ++attempt_;
+    call_.req.mutable_header()->set_attempt(static_cast<uint32_t>(attempt_));
+    endpoint_ = core_->PickEndpoint();
+    ctx_ = std::make_unique<grpc::ClientContext>();
+    ctx_->set_deadline(std::min(
+        call_.deadline,
+        std::chrono::system_clock::now() + AcquireAttemptTimeout(core_->options(), call_)));
+    if (attempt_ == 1) call_.first_send = core_->Now();
+    resp_.Clear();
+    auto self = shared_from_this();
+    core_->stub(endpoint_).async()->Acquire(ctx_.get(), &call_.req, &resp_,
+                                            [self](grpc::Status s) { self->Answered(s); });
+    // A stop requested between the check above and the call's start would find no context to
+    // cancel: look again now that the call is out.
+    if (call_.options.stop.stop_requested()) ctx_->TryCancel();
+  }
+
+  void Answered(const grpc::Status& s) {
+    core_->ObserveMetadata(*ctx_);
+    if (call_.options.stop.stop_requested()) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the caller's stop_token was signalled"));
+      return;
+    }
+    const auto now = std::chrono::system_clock::now();
+    const bool attempt_timed_out =
+        s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && now < call_.deadline;
+    if (!RetryableCode(s.error_code()) && !attempt_timed_out) {
+      Finish(s);
+      return;
+    }
+    core_->EndpointFailed(endpoint_);
+    if (attempt_ >= core_->options().max_attempts) {
+      Finish(s);
+      return;
+    }
+    const auto pause = core_->Backoff(attempt_);
+    if (now + pause >= call_.deadline) {
+      Finish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          "deadline reached after " + std::to_string(attempt_) +
+                              " attempts; last: " + s.error_message()));
+      return;
+    }
+    std::lock_guard lock(mu_);
+    alarms_.push_back(std::make_unique<grpc::Alarm>());
+    // The alarm keeps its callback until it is destroyed, and alarms_ lives in this object: a
+    // callback holding a shared_ptr to it would be a cycle. The reference rides in a member
+    // instead, taken back when the callback runs (it always runs: fired, or cancelled).
+    armed_self_ = shared_from_this();
+    alarms_.back()->Set(now + pause, [this](bool fired) {
+      std::shared_ptr<AsyncAcquire> self;
+      {
+        std::lock_guard lock(mu_);
+        self = std::move(armed_self_);
+      }
+      if (fired) {
+        self->Send();
+      } else {
+        self->Finish(
+            grpc::Status(grpc::StatusCode::CANCELLED, "the caller's stop_token was signalled"));
+      }
+    });
+  }
+
+  void Finish(const grpc::Status& s) {
+    if (finished_.exchange(true)) return;
+    done_(FinishAcquire(*core_, call_, s, resp_));
+  }
+
+  std::shared_ptr<ClientCore> core_;
+  AcquireCall call_;
+  std::function<void(Result<Lock>)> done_;
+  pb::AcquireResponse resp_;
+  std::atomic<bool> finished_{false};
+  int attempt_ = 0;  ///< only the attempt in flight touches these two
+  size_t endpoint_ = 0;
+
+  std::mutex mu_;  ///< guards ctx_ and alarms_ against the stop callback
+  std::unique_ptr<grpc::ClientContext> ctx_;
+  std::vector<std::unique_ptr<grpc::Alarm>> alarms_;  ///< at most max_attempts
+  std::shared_ptr<AsyncAcquire> armed_self_;          ///< keeps this alive while an alarm waits
+  std::optional<std::stop_callback<StopHandler>> on_stop_;  ///< last: deregistered first
+};
+
+}  // namespace
+
+void StartAsyncAcquire(std::shared_ptr<ClientCore> core, AcquireCall c,
+                       std::function<void(Result<Lock>)> done) {
+  auto a = std::make_shared<AsyncAcquire>(std::move(core), std::move(c), std::move(done));
+  a->Start();
+}
+
+}  // namespace lockd::client

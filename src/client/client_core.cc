@@ -1,0 +1,294 @@
+#include "client/client_core.h"
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/unknown_field_set.h>
+#include <time.h>
+
+#include <cstdlib>
+
+#include "client/renewer.h"
+
+namespace lockd::client {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Endpoints the client may add for a leader it learns of that is not in its list.
+constexpr size_t kMaxEndpoints = 32;
+
+}  // namespace
+
+BootClock::time_point BootClock::now() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return time_point(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
+}
+
+std::chrono::nanoseconds SafetyMargin(std::chrono::milliseconds ttl, double drift,
+                                      std::chrono::milliseconds floor) {
+  const auto drift_part = std::chrono::nanoseconds(static_cast<int64_t>(
+      2.0 * drift * static_cast<double>(std::chrono::nanoseconds(ttl).count())));
+  return drift_part + floor;
+}
+
+Status FromGrpc(const grpc::Status& s) {
+  if (s.ok()) return Status::Ok();
+  return Status(static_cast<StatusCode>(s.error_code()), s.error_message());
+}
+
+std::optional<std::vector<uint64_t>> HeldTokensOf(const pb::RenewResponse& r) {
+  if (!r.holdings_listed()) return std::nullopt;  // a server that does not list them
+  return std::vector<uint64_t>(r.held_tokens().begin(), r.held_tokens().end());
+}
+
+static std::shared_ptr<grpc::Channel> NewChannel(const std::string& endpoint) {
+  grpc::ChannelArguments args;
+  // gRPC's default reconnect back-off grows to minutes; a restarted node must be usable again
+  // within a lease's validity.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  return grpc::CreateCustomChannel(endpoint, grpc::InsecureChannelCredentials(), args);
+}
+
+ClientCore::ClientCore(ClientOptions options) : options_(std::move(options)) {
+  std::random_device rd;
+  rng_.seed((uint64_t{rd()} << 32) | rd());
+  client_hi_ = rng_();
+  client_lo_ = rng_();
+  endpoints_ = options_.endpoints;
+  for (const auto& e : endpoints_) {
+    channels_.push_back(NewChannel(e));
+    stubs_.push_back(pb::LockService::NewStub(channels_.back()));
+  }
+}
+
+ClientCore::~ClientCore() {
+  Shutdown();
+}
+
+void ClientCore::Start() {
+  renewer_ = std::make_unique<Renewer>(*this);
+  cleanup_thread_ = std::thread([this] { CleanupLoop(); });
+}
+
+void ClientCore::Shutdown() {
+  std::call_once(shutdown_once_, [this] {
+    if (renewer_) renewer_->Stop();
+    // Orderly shutdown frees this process's locks at once instead of after their TTL.
+    const auto deadline = std::chrono::system_clock::now() + options_.call_timeout;
+    for (auto& lease : Leases()) {
+      if (lease->loss().lost() || !lease->MarkRevoked()) continue;
+      pb::RevokeLeaseRequest req;
+      *req.mutable_header() = NewHeader();
+      req.set_lease_id(lease->id());
+      pb::RevokeLeaseResponse resp;
+      if (std::chrono::system_clock::now() < deadline) {
+        (void)Call(&pb::LockService::Stub::RevokeLease, req, &resp, deadline,
+                   options_.call_timeout);
+      }
+      EndRequest(req.header().id().seq());
+      lease->Lose("revoked: the client shut down");
+    }
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+      cleanup_.clear();  // the revokes above dropped every wait and grant they were for
+    }
+    cleanup_cv_.notify_all();
+    if (cleanup_thread_.joinable()) cleanup_thread_.join();
+  });
+}
+
+size_t ClientCore::endpoint_count() const {
+  std::lock_guard lock(mu_);
+  return endpoints_.size();
+}
+
+size_t ClientCore::PickEndpoint() {
+  std::lock_guard lock(mu_);
+  if (!leader_.empty()) {
+    for (size_t i = 0; i < endpoints_.size(); ++i) {
+      if (endpoints_[i] == leader_) return i;
+    }
+    if (endpoints_.size() < kMaxEndpoints) {
+      endpoints_.push_back(leader_);
+      channels_.push_back(NewChannel(leader_));
+      stubs_.push_back(pb::LockService::NewStub(channels_.back()));
+      return endpoints_.size() - 1;
+    }
+  }
+  return rotation_ % endpoints_.size();
+}
+
+void ClientCore::EndpointFailed(size_t failed) {
+  std::lock_guard lock(mu_);
+  if (failed < endpoints_.size() && endpoints_[failed] == leader_) leader_.clear();
+  if (rotation_ % endpoints_.size() == failed % endpoints_.size()) ++rotation_;
+}
+
+pb::LockService::Stub& ClientCore::stub(size_t endpoint) {
+  std::lock_guard lock(mu_);
+  return *stubs_[endpoint % stubs_.size()];
+}
+
+void ClientCore::ObserveMetadata(const grpc::ClientContext& ctx) {
+  const auto& md = ctx.GetServerInitialMetadata();
+  std::string leader, cluster;
+  if (auto it = md.find("lockd-leader"); it != md.end()) {
+    leader.assign(it->second.data(), it->second.size());
+  }
+  if (auto it = md.find("lockd-cluster"); it != md.end()) {
+    cluster.assign(it->second.data(), it->second.size());
+  }
+  bool changed = false;
+  {
+    std::lock_guard lock(mu_);
+    if (!leader.empty()) leader_ = leader;
+    if (!cluster.empty() && cluster != cluster_id_) {
+      changed = !cluster_id_.empty();
+      cluster_id_ = cluster;
+    }
+  }
+  if (changed) LoseAllLeases("the cluster id changed to " + cluster + " (a restored cluster)");
+}
+
+std::string ClientCore::cluster_id() const {
+  std::lock_guard lock(mu_);
+  return cluster_id_;
+}
+
+std::string ClientCore::leader() const {
+  std::lock_guard lock(mu_);
+  return leader_;
+}
+
+pb::RequestHeader ClientCore::NewHeader() {
+  std::lock_guard lock(mu_);
+  const uint64_t seq = ++last_seq_;
+  pending_.insert(seq);
+  pb::RequestHeader h;
+  h.mutable_id()->set_client_hi(client_hi_);
+  h.mutable_id()->set_client_lo(client_lo_);
+  h.mutable_id()->set_seq(seq);
+  h.set_attempt(1);
+  // The lowest still-pending sequence number: the server may forget outcomes below it.
+  h.set_watermark(*pending_.begin());
+  return h;
+}
+
+void ClientCore::EndRequest(uint64_t seq) {
+  std::lock_guard lock(mu_);
+  pending_.erase(seq);
+}
+
+std::chrono::milliseconds ClientCore::Backoff(int failures) {
+  auto base = options_.initial_backoff;
+  for (int i = 1; i < failures && base < options_.max_backoff; ++i) base *= 2;
+  base = std::min(base, options_.max_backoff);
+  std::lock_guard lock(mu_);
+  // Jitter in [base/2, base], so clients that failed together do not retry together.
+  std::uniform_int_distribution<int64_t> d(base.count() / 2, base.count());
+  return std::chrono::milliseconds(d(rng_));
+}
+
+std::shared_ptr<Lease> ClientCore::AdoptLease(uint64_t id, std::chrono::milliseconds ttl,
+                                              TimePoint anchor, bool renewed) {
+  auto core = std::make_shared<LeaseCore>(
+      id, ttl, SafetyMargin(ttl, options_.drift, options_.margin_floor), [this] { return Now(); },
+      renewed);
+  core->client = weak_from_this();
+  core->Anchor(anchor);
+  {
+    std::lock_guard lock(mu_);
+    leases_[id] = core;
+  }
+  if (renewed && renewer_) renewer_->Add(core);
+  return std::make_shared<Lease>(core);
+}
+
+Status ClientCore::Revoke(LeaseCore& lease) {
+  Status result = Status::Ok();
+  if (lease.MarkRevoked() && !lease.loss().lost()) {
+    pb::RevokeLeaseRequest req;
+    *req.mutable_header() = NewHeader();
+    req.set_lease_id(lease.id());
+    pb::RevokeLeaseResponse resp;
+    const auto deadline = std::chrono::system_clock::now() + options_.call_timeout;
+    result = FromGrpc(
+        Call(&pb::LockService::Stub::RevokeLease, req, &resp, deadline, options_.call_timeout));
+    EndRequest(req.header().id().seq());
+  }
+  lease.Lose("revoked by this client");
+  ForgetLease(lease.id());
+  return result;
+}
+
+void ClientCore::LoseAllLeases(const std::string& reason) {
+  for (auto& l : Leases()) {
+    l->Lose(reason);
+    ForgetLease(l->id());
+  }
+}
+
+std::vector<std::shared_ptr<LeaseCore>> ClientCore::Leases() {
+  std::vector<std::shared_ptr<LeaseCore>> out;
+  std::lock_guard lock(mu_);
+  for (auto& [_, w] : leases_) {
+    if (auto l = w.lock()) out.push_back(std::move(l));
+  }
+  return out;
+}
+
+void ClientCore::ForgetLease(uint64_t id) {
+  {
+    std::lock_guard lock(mu_);
+    leases_.erase(id);
+  }
+  if (renewer_) renewer_->Remove(id);
+}
+
+bool ClientCore::Enqueue(std::function<void()> task) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return false;
+    cleanup_.push_back(std::move(task));
+  }
+  cleanup_cv_.notify_all();
+  return true;
+}
+
+void ClientCore::CancelAcquire(const std::string& name, uint64_t lease_id,
+                               const pb::RequestId& acquire_id) {
+  const bool queued = Enqueue([this, name, lease_id, acquire_id] {
+    pb::CancelRequest req;
+    *req.mutable_header() = NewHeader();
+    req.set_name(name);
+    req.set_lease_id(lease_id);
+    *req.mutable_acquire_id() = acquire_id;
+    pb::CancelResponse resp;
+    const auto deadline = std::chrono::system_clock::now() + options_.call_timeout;
+    (void)Call(&pb::LockService::Stub::Cancel, req, &resp, deadline, options_.call_timeout);
+    EndRequest(req.header().id().seq());
+    // The Acquire's own id stayed pending until now, so the watermark did not pass it while a
+    // retry of it could still be in flight.
+    EndRequest(acquire_id.seq());
+  });
+  if (!queued) EndRequest(acquire_id.seq());
+}
+
+void ClientCore::CleanupLoop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cleanup_cv_.wait(lock, [this] { return stopping_ || !cleanup_.empty(); });
+    if (stopping_) return;
+    auto task = std::move(cleanup_.front());
+    cleanup_.pop_front();
+    lock.unlock();
+    task();
+    lock.lock();
+  }
+}
+
+}  // namespace lockd::client

@@ -1,0 +1,176 @@
+// ClientCore: what a Client shares with its leases, locks and threads: one channel per endpoint,
+// the leader hint from `lockd-leader`, the cluster id check, request ids and the watermark, the
+// retrying call, the KeepAlive renewer and the cleanup queue (Cancel of abandoned Acquires,
+// releases of late grants, revokes of dropped leases) that runs off the caller's thread so no call
+// outlives the caller's deadline by more than the stated margin.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "client/lease_core.h"
+#include "lockd/client.h"
+#include "lockd/v1/lockd.grpc.pb.h"
+
+namespace lockd::client {
+
+namespace pb = ::lockd::v1;
+
+class Renewer;
+
+Status FromGrpc(const grpc::Status& s);
+
+/// The tokens a renewal answer lists as held by its lease (`held_tokens`), or nullopt when the
+/// server does not list them (`holdings_listed` false: judge the holdings another way).
+std::optional<std::vector<uint64_t>> HeldTokensOf(const pb::RenewResponse& r);
+
+class ClientCore : public std::enable_shared_from_this<ClientCore> {
+ public:
+  explicit ClientCore(ClientOptions options);
+  ~ClientCore();
+  /// Starts the renewer and cleanup threads (after construction: they need shared_from_this).
+  void Start();
+  /// Orderly shutdown: revokes every lease still registered, stops the threads. Idempotent.
+  void Shutdown();
+
+  const ClientOptions& options() const { return options_; }
+  TimePoint Now() const { return options_.clock(); }
+
+  // --- endpoints and leader ---
+  size_t endpoint_count() const;
+  /// Where the next call should go: the leader if known, else the rotation.
+  size_t PickEndpoint();
+  /// `failed` did not answer usefully: forget it as leader and move the rotation past it.
+  void EndpointFailed(size_t failed);
+  pb::LockService::Stub& stub(size_t endpoint);
+  /// Reads lockd-leader and lockd-cluster from a response's initial metadata.
+  void ObserveMetadata(const grpc::ClientContext& ctx);
+  std::string cluster_id() const;
+  std::string leader() const;
+
+  // --- request ids ---
+  pb::RequestHeader NewHeader();
+  void EndRequest(uint64_t seq);
+
+  /// The retrying unary call: same request (and id), attempt counted up, next endpoint on
+  /// UNAVAILABLE or an attempt timing out, bounded by max_attempts and `deadline`; `stop`
+  /// cancels it (CANCELLED). `first_send` gets the send time of the first attempt.
+  template <typename Req, typename Resp>
+  grpc::Status Call(grpc::Status (pb::LockService::Stub::*method)(grpc::ClientContext*, const Req&,
+                                                                  Resp*),
+                    Req& req, Resp* resp, std::chrono::system_clock::time_point deadline,
+                    std::chrono::milliseconds attempt_timeout, std::stop_token stop = {},
+                    TimePoint* first_send = nullptr);
+
+  // --- leases ---
+  std::shared_ptr<Lease> AdoptLease(uint64_t id, std::chrono::milliseconds ttl, TimePoint anchor,
+                                    bool renewed);
+  /// Revokes `lease` (bounded by call_timeout), marks it lost, stops renewing it.
+  Status Revoke(LeaseCore& lease);
+  /// The client-wide renewal sequence number last used (a Lock's seq floor).
+  uint64_t last_renew_seq() const { return renew_seq_.load(); }
+  uint64_t NextRenewSeq() { return ++renew_seq_; }
+  /// Every lease is lost (cluster id change).
+  void LoseAllLeases(const std::string& reason);
+  std::vector<std::shared_ptr<LeaseCore>> Leases();
+  void ForgetLease(uint64_t id);
+
+  // --- cleanup queue ---
+  /// Runs `task` on the cleanup thread; false if the client is shutting down.
+  bool Enqueue(std::function<void()> task);
+  /// Withdraws the Acquire named `acquire_id` (its wait, or the grant it got), in the background;
+  /// ends the Acquire's request (EndRequest) once the Cancel is done.
+  void CancelAcquire(const std::string& name, uint64_t lease_id, const pb::RequestId& acquire_id);
+
+  std::chrono::milliseconds Backoff(int failures);
+
+ private:
+  void CleanupLoop();
+
+  const ClientOptions options_;
+  uint64_t client_hi_ = 0, client_lo_ = 0;
+
+  mutable std::mutex mu_;  ///< guards everything below up to the renewer
+  std::vector<std::string> endpoints_;
+  std::vector<std::shared_ptr<grpc::Channel>> channels_;
+  std::vector<std::unique_ptr<pb::LockService::Stub>> stubs_;
+  size_t rotation_ = 0;
+  std::string leader_;  ///< as the last response named it
+  std::string cluster_id_;
+  uint64_t last_seq_ = 0;
+  std::set<uint64_t> pending_;
+  std::map<uint64_t, std::weak_ptr<LeaseCore>> leases_;
+  std::mt19937_64 rng_;
+  std::deque<std::function<void()>> cleanup_;
+  std::condition_variable cleanup_cv_;
+  bool stopping_ = false;
+
+  std::atomic<uint64_t> renew_seq_{0};
+  std::unique_ptr<Renewer> renewer_;
+  std::thread cleanup_thread_;
+  std::once_flag shutdown_once_;
+};
+
+// ------------------------------------------------------------------------------------------
+
+inline bool RetryableCode(grpc::StatusCode c) {
+  return c == grpc::StatusCode::UNAVAILABLE;
+}
+
+template <typename Req, typename Resp>
+grpc::Status ClientCore::Call(grpc::Status (pb::LockService::Stub::*method)(grpc::ClientContext*,
+                                                                            const Req&, Resp*),
+                              Req& req, Resp* resp, std::chrono::system_clock::time_point deadline,
+                              std::chrono::milliseconds attempt_timeout, std::stop_token stop,
+                              TimePoint* first_send) {
+  grpc::Status status;
+  for (int attempt = 1;; ++attempt) {
+    if constexpr (requires { req.mutable_header(); }) {
+      req.mutable_header()->set_attempt(static_cast<uint32_t>(attempt));
+    }
+    const size_t endpoint = PickEndpoint();
+    const auto now = std::chrono::system_clock::now();
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::min(deadline, now + attempt_timeout));
+    std::stop_callback on_stop(stop, [&ctx] { ctx.TryCancel(); });
+    if (attempt == 1 && first_send) *first_send = Now();
+    resp->Clear();
+    status = (stub(endpoint).*method)(&ctx, req, resp);
+    ObserveMetadata(ctx);
+    if (stop.stop_requested()) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the caller's stop_token was signalled");
+    }
+    const auto code = status.error_code();
+    const bool attempt_timed_out =
+        code == grpc::StatusCode::DEADLINE_EXCEEDED && std::chrono::system_clock::now() < deadline;
+    if (!RetryableCode(code) && !attempt_timed_out) return status;
+    EndpointFailed(endpoint);
+    if (attempt >= options_.max_attempts) return status;
+    const auto pause = Backoff(attempt);
+    if (std::chrono::system_clock::now() + pause >= deadline) {
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          "deadline reached after " + std::to_string(attempt) +
+                              " attempts; last: " + status.error_message());
+    }
+    // The pause ends early when the caller stops.
+    std::mutex m;
+    std::condition_variable_any cv;
+    std::unique_lock lock(m);
+    cv.wait_for(lock, stop, pause, [] { return false; });
+  }
+}
+
+}  // namespace lockd::client

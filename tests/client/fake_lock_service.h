@@ -1,0 +1,200 @@
+// A scripted in-process LockService for the client library's tests: its answers are set by the
+// test (renewals OK / NOT_FOUND / UNAVAILABLE / silent, Acquires that fail, hang or come late),
+// and it records what it received (headers, Cancels, releases, revokes, renewals).
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lockd/client.h"
+#include "lockd/v1/lockd.grpc.pb.h"
+#include "support/process.h"
+
+namespace lockd::client {
+
+namespace pb = lockd::v1;
+using namespace std::chrono_literals;
+
+/// A LockService whose answers the test scripts; it records what it received.
+class FakeLockService final : public pb::LockService::Service {
+ public:
+  enum class RenewMode { kOk, kNotFound, kUnavailable, kSilent };
+
+  std::mutex mu;
+  std::string cluster_id = "cluster-a";
+  std::string leader;  ///< lockd-leader to announce
+  RenewMode renew_mode = RenewMode::kOk;
+  bool report_holdings = true;  ///< held_tokens in renewal answers
+  int fail_acquires_unavailable = 0;
+  grpc::StatusCode acquire_error = grpc::StatusCode::OK;
+  bool acquire_hangs = false;  ///< an Acquire waits until its caller gives up
+  std::chrono::milliseconds acquire_delay{0};
+  std::chrono::milliseconds grant_delay{0};
+  std::vector<pb::RequestHeader> acquire_headers;
+  std::vector<pb::CancelRequest> cancels;
+  std::vector<uint64_t> released_tokens;
+  std::vector<uint64_t> revoked;
+  std::map<uint64_t, std::set<uint64_t>> held;  ///< lease → tokens
+  std::map<uint64_t, std::string> token_names;
+  int get_leases = 0;
+  int keepalive_streams = 0;
+  int renewals = 0;
+  BootClock::time_point first_renewal{};
+  uint64_t next_lease = 100;
+  uint64_t next_token = 1;
+
+  grpc::Status GrantLease(grpc::ServerContext* ctx, const pb::GrantLeaseRequest* req,
+                          pb::GrantLeaseResponse* resp) override {
+    Tag(ctx);
+    std::this_thread::sleep_for(grant_delay);
+    std::lock_guard lock(mu);
+    resp->set_lease_id(next_lease++);
+    resp->set_ttl_ms(req->ttl_ms());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status KeepAlive(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<pb::RenewResponse, pb::RenewRequest>* stream) override {
+    Tag(ctx);
+    {
+      std::lock_guard lock(mu);
+      ++keepalive_streams;
+    }
+    pb::RenewRequest req;
+    while (stream->Read(&req)) {
+      pb::RenewResponse resp;
+      resp.set_lease_id(req.lease_id());
+      resp.set_seq(req.seq());
+      {
+        std::lock_guard lock(mu);
+        if (renew_mode == RenewMode::kSilent) continue;
+        if (renew_mode == RenewMode::kNotFound) {
+          resp.set_code(static_cast<int>(grpc::StatusCode::NOT_FOUND));
+          resp.set_message("lease expired");
+        } else if (renew_mode == RenewMode::kUnavailable) {
+          resp.set_code(static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+          resp.set_message("no leader");
+        } else {
+          if (renewals++ == 0) first_renewal = BootClock::now();
+          resp.set_remaining_ms(2000);
+          if (report_holdings) {
+            for (uint64_t t : held[req.lease_id()]) resp.add_held_tokens(t);
+            resp.set_holdings_listed(true);
+          }
+        }
+      }
+      if (!stream->Write(resp)) break;
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Acquire(grpc::ServerContext* ctx, const pb::AcquireRequest* req,
+                       pb::AcquireResponse* resp) override {
+    Tag(ctx);
+    bool hang;
+    {
+      std::lock_guard lock(mu);
+      acquire_headers.push_back(req->header());
+      if (fail_acquires_unavailable > 0) {
+        --fail_acquires_unavailable;
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "leader changed");
+      }
+      if (acquire_error != grpc::StatusCode::OK) return grpc::Status(acquire_error, "scripted");
+      hang = acquire_hangs;
+    }
+    if (hang) {
+      for (int i = 0; i < 1000 && !ctx->IsCancelled(); ++i) std::this_thread::sleep_for(10ms);
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "caller gave up");
+    }
+    std::this_thread::sleep_for(acquire_delay);
+    std::lock_guard lock(mu);
+    uint64_t lease = req->lease_id();
+    if (lease == 0) {
+      lease = next_lease++;
+      resp->set_lease_ttl_ms(req->ttl_ms());
+    }
+    resp->set_acquired(true);
+    resp->set_token(next_token);
+    resp->set_fence(next_token);
+    token_names[next_token] = req->name();
+    held[lease].insert(next_token++);
+    resp->set_mode(req->mode());
+    resp->set_lease_id(lease);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetLease(grpc::ServerContext* ctx, const pb::GetLeaseRequest* req,
+                        pb::GetLeaseResponse* resp) override {
+    Tag(ctx);
+    std::lock_guard lock(mu);
+    ++get_leases;
+    resp->mutable_lease()->set_lease_id(req->lease_id());
+    for (uint64_t t : held[req->lease_id()]) resp->mutable_lease()->add_held(token_names[t]);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Cancel(grpc::ServerContext* ctx, const pb::CancelRequest* req,
+                      pb::CancelResponse* resp) override {
+    Tag(ctx);
+    std::lock_guard lock(mu);
+    cancels.push_back(*req);
+    resp->set_effect(pb::CancelResponse::WITHDREW_WAIT);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Release(grpc::ServerContext* ctx, const pb::ReleaseRequest* req,
+                       pb::ReleaseResponse*) override {
+    Tag(ctx);
+    std::lock_guard lock(mu);
+    released_tokens.push_back(req->token());
+    held[req->lease_id()].erase(req->token());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RevokeLease(grpc::ServerContext* ctx, const pb::RevokeLeaseRequest* req,
+                           pb::RevokeLeaseResponse*) override {
+    Tag(ctx);
+    std::lock_guard lock(mu);
+    revoked.push_back(req->lease_id());
+    held.erase(req->lease_id());
+    return grpc::Status::OK;
+  }
+
+  template <typename F>
+  auto With(F f) {
+    std::lock_guard lock(mu);
+    return f();
+  }
+
+ private:
+  void Tag(grpc::ServerContext* ctx) {
+    std::lock_guard lock(mu);
+    ctx->AddInitialMetadata("lockd-cluster", cluster_id);
+    ctx->AddInitialMetadata("lockd-leader", leader);
+  }
+};
+
+struct FakeServer {
+  FakeLockService service;
+  std::string endpoint;
+  std::unique_ptr<grpc::Server> server;
+
+  FakeServer() {
+    endpoint = "127.0.0.1:" + std::to_string(testing::FreePorts(1)[0]);
+    grpc::ServerBuilder b;
+    b.AddListeningPort(endpoint, grpc::InsecureServerCredentials());
+    b.RegisterService(&service);
+    server = b.BuildAndStart();
+  }
+  ~FakeServer() { server->Shutdown(std::chrono::system_clock::now() + 1s); }
+};
+
+}  // namespace lockd::client
