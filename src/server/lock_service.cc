@@ -71,17 +71,19 @@ void LockServiceImpl::Unregister(Stream* s) {
 }
 
 void LockServiceImpl::Shutdown() {
-  std::set<Stream*> streams;
   {
     std::lock_guard lock(mu_);
     shutdown_ = true;
     stopping_ = true;
-    streams = streams_;
   }
   // Forwards in flight end UNAVAILABLE now, not CANCELLED when the server's shutdown deadline
   // cancels the calls they answer.
   ctx_.forwarder.Stop();
-  for (Stream* s : streams) s->End();
+  // With mu_ held: a stream that finishes meanwhile runs OnDone on a gRPC thread, whose
+  // Unregister waits here, so End() never runs on a deleted stream (gRPC does not run OnDone
+  // inside Finish; no stream takes mu_ while holding its own lock).
+  std::lock_guard lock(mu_);
+  for (Stream* s : streams_) s->End();
 }
 
 grpc::Status LockServiceImpl::Stopping(const std::string& what_to_do) {

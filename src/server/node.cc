@@ -156,6 +156,18 @@ Status Node::Start() {
       return DataLoss("data dir " + options_.data_dir +
                       " has a Raft log but no membership; it cannot be recovered as is");
     }
+    // An identity file that already took part in a cluster (an id decided, a peer accepted) over
+    // an empty Raft store: the log and votes were lost while the small file survived (a replaced
+    // volume, a "reset" database). Bootstrapping again would bring back a voter that forgot what
+    // it acknowledged. Only a file written just before a crash in this very step may go on.
+    if (!resolved->fresh && (!identity->cluster_id.empty() || !identity->known_peers.empty())) {
+      return DataLoss("data dir " + options_.data_dir + " belongs to cluster " +
+                      (identity->cluster_id.empty() ? "(undecided)" : identity->cluster_id) +
+                      " but its Raft log is empty: its log and votes were lost. A node that "
+                      "lost its data cannot rejoin on its own; replace it (remove it, then add "
+                      "it back as a new member with an empty data dir), or restore the whole "
+                      "data dir");
+    }
     // A new node of a new cluster: record who the members are before anything else is durable.
     if (Status s = SaveClusterIdentity(data_dir_->path(), *identity); !s.ok()) return s;
     raft::ConfState conf;

@@ -164,6 +164,33 @@ TEST(Identity, AWipedMemberIsRefusedLoudlyAndTheOtherTwoKeepServing) {
   EXPECT_EQ(kept.holders(0).token(), held.token()) << "nothing acknowledged was lost";
 }
 
+// Found by review: a member whose Raft store was lost while its small identity file survived
+// (a replaced volume, a "reset" database) bootstrapped again with its old incarnation, so its
+// peers accepted a voter that had forgotten its log and votes. It must refuse to start.
+TEST(Identity, AMemberWhoseLogWasLostButIdentityFileKeptRefusesToStart) {
+  Cluster c;
+  const int leader = c.WaitForReady();
+  ASSERT_GE(leader, 0) << c.StatusSummary();
+  Client client(c);
+  client.MustGrantLease(60'000);
+  const int victim = (leader + 1) % 3;
+  ASSERT_EQ(c.Stop(victim), std::optional<int>(0));
+  // Everything but the identity file goes.
+  for (const auto& entry : std::filesystem::directory_iterator(c.data_dir(victim))) {
+    if (entry.path().filename() != "cluster") std::filesystem::remove_all(entry.path());
+  }
+  c.Start(victim);
+  ASSERT_TRUE(testing::WaitFor([&] { return !c.running(victim); }, 20s))
+      << "the node started on a lost log:\n"
+      << c.LogTail(victim, 20);
+  const std::string log = LogSinceLastStart(c, victim);
+  EXPECT_NE(log.find("its Raft log is empty"), std::string::npos) << log;
+  EXPECT_NE(log.find("add it back as a new member"), std::string::npos) << log;
+  // The other two keep serving.
+  v1::GrantLeaseResponse g;
+  EXPECT_TRUE(client.GrantLease(60'000, &g).status.ok());
+}
+
 TEST(Identity, ALateStarterTakesTheDecidedIdAndRestartsKeepIt) {
   ClusterOptions o;
   o.start = false;
