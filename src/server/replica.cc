@@ -96,7 +96,8 @@ void Replica::Stop() {
   wake_.notify_all();
   if (loop_.joinable()) loop_.join();
   // The loop is gone: answer whatever still waits, so no RPC outlives the node.
-  const Status gone = Unavailable("this node is shutting down; retry on another node");
+  const Status gone =
+      Unavailable("this node is stopping; retry on another node with the same request id");
   AnswerEveryCaller(gone, gone);
   for (auto& done : snapshot_senders_) done(gone);
   snapshot_senders_.clear();
@@ -295,6 +296,7 @@ void Replica::TickIfDue(BootTime now) {
   raft_->Tick();
   StampRounds(before, stamp);
   SyncRole();
+  ProposeClusterId();  // a proposal the core refused is tried again a tick later
 }
 
 void Replica::StartRoundNow() {
@@ -327,7 +329,9 @@ void Replica::OnBecameLeader() {
 }
 
 void Replica::ProposeClusterId() {
-  if (!options_.identity || options_.identity->decided()) return;
+  if (!leader_ || cluster_id_proposed_ || !options_.identity || options_.identity->decided()) {
+    return;
+  }
   // After this term's first entry, so the id is decided within one commit of the election.
   // Another leader's proposal may commit first: the first committed wins (ApplyClusterId).
   const std::string id = NewRandomId();
@@ -337,6 +341,7 @@ void Replica::ProposeClusterId() {
                  index.status().ToString());
     return;
   }
+  cluster_id_proposed_ = true;  // it commits, or this leadership ends (and the next leader tries)
   spdlog::info("node {}: proposed cluster id {} at index {}", options_.node_id, id, index->value());
 }
 
@@ -361,6 +366,7 @@ Status Replica::ApplyClusterId(const raft::Entry& entry) {
 void Replica::OnLostLeadership() {
   spdlog::info("node {}: no longer leader (term {})", options_.node_id, raft_->term().value());
   leader_ = false;
+  cluster_id_proposed_ = false;
   lease_.StepDown();
   deadlines_.Deactivate();
   wait_timers_.clear();
@@ -451,7 +457,7 @@ void Replica::Renew(uint64_t lease, BootTime received, RenewDone done) {
     }
   }
   if (done) {
-    done(Unavailable("this node is shutting down; retry on another node"));
+    done(Unavailable("this node is stopping; retry on another node with the same request id"));
     return;
   }
   wake_.notify_one();
@@ -460,7 +466,7 @@ void Replica::Renew(uint64_t lease, BootTime received, RenewDone done) {
 void Replica::Read(bool linearizable, ReadFn fn, FailFn fail) {
   Enqueue([this, linearizable, fn = std::move(fn), fail = std::move(fail)]() mutable {
     if (stopping_) {
-      fail(Unavailable("this node is shutting down"));
+      fail(Unavailable("this node is stopping"));
       return;
     }
     if (!linearizable) {
@@ -514,7 +520,7 @@ void Replica::DeliverSnapshot(uint64_t from, std::string message, std::string pa
   Enqueue([this, from, message = std::move(message), payload = std::move(payload),
            done = std::move(done)]() mutable {
     if (stopping_) {
-      done(Unavailable("this node is shutting down"));
+      done(Unavailable("this node is stopping"));
       return;
     }
     auto m = raft::DecodeMessage(message);

@@ -262,6 +262,7 @@ class Replica {
   LeaderLease lease_;
   LeaseDeadlines deadlines_;
   bool leader_ = false;
+  bool cluster_id_proposed_ = false;  ///< this leadership proposed the undecided cluster id
   raft::Term leader_term_;
   uint64_t applied_ = 0;
   BootTime last_tick_;
