@@ -4,7 +4,10 @@
 // included. The resource keeps the largest fence it has seen per lock name and refuses any request
 // carrying a smaller one: such a request comes from a holder that was paused (GC, SIGSTOP, VM
 // steal) past its lease while someone else took the lock. Equal fences pass: an exclusive holder
-// makes many requests with its one fence, and concurrent SHARED holders share one fence.
+// makes many requests with its one fence, and concurrent SHARED holders share one fence. So for
+// SHARED holders the fence separates runs, not holders: a reader paused past its lease is still
+// admitted while the run of shared holders it belonged to goes on, and refused once an exclusive
+// grant (or a new run) has shown the resource a larger fence.
 //
 // The check must be atomic with the resource's own change: check, apply and record under one
 // lock or in one transaction, and persist the largest fences together with the data (Snapshot /
