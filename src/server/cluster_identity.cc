@@ -245,6 +245,23 @@ void IdentityStore::NotePeerRefusal(uint64_t peer, std::string why) {
   }
 }
 
+void IdentityStore::MarkReplaced(const std::string& why) {
+  std::lock_guard lock(mu_);
+  if (replaced_.empty()) replaced_ = why;
+  replaced_flag_.store(true, std::memory_order_release);
+}
+
+std::string IdentityStore::replaced_reason() const {
+  std::lock_guard lock(mu_);
+  return replaced_;
+}
+
+bool IdentityStore::KnowsAnotherIncarnation(uint64_t peer, const std::string& incarnation) const {
+  std::lock_guard lock(mu_);
+  auto known = recorded_.known_peers.find(peer);
+  return known != recorded_.known_peers.end() && known->second != incarnation;
+}
+
 std::string IdentityStore::UndecidedReason() const {
   std::lock_guard lock(mu_);
   std::string reason = "cluster id not decided yet; retry";

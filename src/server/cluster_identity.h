@@ -19,6 +19,7 @@
 // bootstrap id too), and the node makes and records an incarnation at its first start.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -104,6 +105,18 @@ class IdentityStore {
   /// peers that refuse this node and why.
   std::string UndecidedReason() const;
 
+  /// A peer refused this node because it knows this node's id under another incarnation: this
+  /// data dir replaced a member's (wiped, or a new disk). From then on the node takes no part in
+  /// Raft — no message in or out, no snapshot — so a peer that never saw the old incarnation
+  /// (it lagged, or was down) cannot win an election or commit with this node's help.
+  void MarkReplaced(const std::string& why);
+  /// Why this node takes no part (empty while it may).
+  std::string replaced_reason() const;
+  /// Whether it takes no part (cheap: read per batch of peer messages).
+  bool replaced() const { return replaced_flag_.load(std::memory_order_acquire); }
+  /// Whether `peer` is known here under an incarnation other than `incarnation`.
+  bool KnowsAnotherIncarnation(uint64_t peer, const std::string& incarnation) const;
+
  private:
   const std::string data_dir_;
   const std::string bootstrap_id_;
@@ -114,6 +127,8 @@ class IdentityStore {
   ClusterIdentity recorded_;
   DecidedListener listener_;
   std::map<uint64_t, std::string> refusals_;
+  std::string replaced_;  ///< MarkReplaced's reason
+  std::atomic<bool> replaced_flag_{false};
 };
 
 }  // namespace lockd::server

@@ -133,6 +133,10 @@ class PeerTransport::Outbound {
   }
 
   bool Handshake(grpc::ClientReaderWriter<Frame, Reply>& stream) {
+    if (const std::string replaced = owner_.identity_.replaced_reason(); !replaced.empty()) {
+      MarkUnreachable("this node takes no part in the cluster: " + replaced);
+      return false;
+    }
     Frame frame;
     *frame.mutable_hello() = owner_.MakeHello(id_);
     Reply reply;
@@ -143,6 +147,10 @@ class PeerTransport::Outbound {
     if (!reply.accepted()) {
       MarkUnreachable("peer " + std::to_string(id_) + " refused us: " + reply.error());
       owner_.identity_.NotePeerRefusal(id_, reply.error());
+      if (reply.replaced()) {
+        owner_.identity_.MarkReplaced("peer " + std::to_string(id_) +
+                                      " refused us: " + reply.error());
+      }
       spdlog::error("peer {} at {} refused our hello: {}", id_, addr_, reply.error());
       return false;
     }
@@ -177,6 +185,14 @@ class PeerTransport::Outbound {
         }
       }
       const int n = frame.batch().messages_size();
+      if (owner_.identity_.replaced()) {
+        // Marked replaced by another peer after this stream opened: nothing more leaves.
+        std::lock_guard lock(mu_);
+        stats_.dropped += n;
+        stats_.last_error =
+            "this node takes no part in the cluster: " + owner_.identity_.replaced_reason();
+        return;
+      }
       if (!stream.Write(frame)) {
         // The batch is lost with the stream; Raft retransmits what matters.
         std::lock_guard lock(mu_);
@@ -349,8 +365,15 @@ class PeerTransport::InboundService final : public PeerService::Service {
     if (!stream->Read(&frame)) return grpc::Status::OK;
     if (!frame.has_hello())
       return Reject(ctx, stream, "the first frame of a peer stream must be a Hello");
+    if (const std::string replaced = owner_.identity_.replaced_reason(); !replaced.empty()) {
+      return Reject(ctx, stream, "this node takes no part in the cluster: " + replaced);
+    }
     const std::string why = owner_.CheckHello(frame.hello());
-    if (!why.empty()) return Reject(ctx, stream, why);
+    if (!why.empty()) {
+      return Reject(ctx, stream, why,
+                    owner_.identity_.KnowsAnotherIncarnation(frame.hello().from(),
+                                                             frame.hello().incarnation()));
+    }
     const uint64_t from = frame.hello().from();
     Reply ok;
     ok.set_accepted(true);
@@ -362,6 +385,11 @@ class PeerTransport::InboundService final : public PeerService::Service {
       if (!frame.has_batch()) {
         return Reject(ctx, stream,
                       "peer " + std::to_string(from) + " sent a frame that is not a batch");
+      }
+      if (owner_.identity_.replaced()) {
+        return Reject(
+            ctx, stream,
+            "this node takes no part in the cluster: " + owner_.identity_.replaced_reason());
       }
       auto* messages = frame.mutable_batch()->mutable_messages();
       std::vector<std::string> batch;
@@ -379,6 +407,11 @@ class PeerTransport::InboundService final : public PeerService::Service {
     if (!stream->Read(&chunk)) return grpc::Status::OK;
     if (!chunk.has_hello()) {
       return Refuse(ctx, stream, "the first chunk of a snapshot must carry a Hello");
+    }
+    if (owner_.identity_.replaced()) {
+      return Refuse(
+          ctx, stream,
+          "this node takes no part in the cluster: " + owner_.identity_.replaced_reason());
     }
     if (std::string why = owner_.CheckHello(chunk.hello()); !why.empty()) {
       return Refuse(ctx, stream, why);
@@ -445,11 +478,12 @@ class PeerTransport::InboundService final : public PeerService::Service {
   }
 
   static grpc::Status Reject(grpc::ServerContext* ctx,
-                             grpc::ServerReaderWriter<Reply, Frame>* stream,
-                             const std::string& why) {
+                             grpc::ServerReaderWriter<Reply, Frame>* stream, const std::string& why,
+                             bool replaced = false) {
     spdlog::error("rejected peer stream from {}: {}", ctx->peer(), why);
     Reply reply;
     reply.set_error(why);
+    reply.set_replaced(replaced);
     stream->Write(reply);
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, why);
   }

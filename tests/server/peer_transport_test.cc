@@ -462,15 +462,58 @@ TEST(PeerTransport, AWipedPeerIsRefusedBothWaysAndLearnsWhy) {
   EXPECT_NE(wiped.files.store.UndecidedReason().find("remove it and add it back"),
             std::string::npos)
       << wiped.files.store.UndecidedReason();
-  // Node 2's stream to it: the wiped node accepts the Hello, node 2 refuses the answer.
+  // Node 2's stream to it: refused either by node 2 (the answer names the old incarnation) or,
+  // once node 2's refusal reached the wiped node, by the wiped node itself (it takes no part).
   const std::string refusing = two_out.Stats(1).last_error;
-  EXPECT_NE(refusing.find("we refuse peer 1: node 1 presents data dir incarnation"),
-            std::string::npos)
+  EXPECT_TRUE(refusing.find("we refuse peer 1: node 1 presents data dir incarnation") !=
+                  std::string::npos ||
+              refusing.find("refused us: this node takes no part") != std::string::npos)
       << refusing;
   std::this_thread::sleep_for(300ms);
   EXPECT_EQ(two.receiver.count(), before) << "the wiped node's messages must not arrive";
   EXPECT_EQ(wiped.receiver.count(), 0u) << "no message may reach the wiped node";
   EXPECT_FALSE(wiped.files.store.decided()) << "it takes no cluster id from a peer that refuses it";
+}
+
+// Found by review: trust on first use let a wiped member back in through a peer that never saw
+// its old incarnation (one that lagged or was down), where an empty-log voter could help elect a
+// leader without the acknowledged writes. Once any peer says "I know you under another
+// incarnation", the node takes no part at all: even a peer that would accept it gets nothing.
+TEST(PeerTransport, ANodeRefusedAsReplacedTakesNoPartEvenWithAPeerThatWouldAcceptIt) {
+  const auto ports = testing::FreePorts(3);
+  const auto addr = [&](int i) { return "127.0.0.1:" + std::to_string(ports[i]); };
+  const std::string old_incarnation = NewRandomId();
+  // Node 2 knew node 1's old incarnation; node 3 never saw node 1 at all.
+  Member two(2, ports[1], "c1", NewRandomId());
+  ASSERT_TRUE(two.files.store.CheckPeer(1, old_incarnation).ok());
+  Member three(3, ports[2], "c1", NewRandomId());
+  // Node 1, wiped: a new incarnation.
+  Member wiped(1, ports[0], "", NewRandomId());
+  PeerTransport wiped_out(Identity(1), wiped.files.store, {}, [](uint64_t) { return true; });
+  wiped_out.SetPeer(2, addr(1));
+  wiped_out.SetPeer(3, addr(2));
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        wiped_out.Send(2, "vote for me");
+        return wiped.files.store.replaced();
+      },
+      20s))
+      << wiped_out.Stats(2).last_error;
+  EXPECT_NE(wiped.files.store.replaced_reason().find("presents data dir incarnation"),
+            std::string::npos)
+      << wiped.files.store.replaced_reason();
+  // Node 3 would accept it (it never saw the old incarnation), but nothing flows either way.
+  PeerTransport three_out(Identity(3), three.files.store, {}, [](uint64_t) { return true; });
+  three_out.SetPeer(1, addr(0));
+  for (int i = 0; i < 20; ++i) {
+    wiped_out.Send(3, "ack");
+    three_out.Send(1, "request vote");
+    std::this_thread::sleep_for(25ms);
+  }
+  EXPECT_EQ(three.receiver.count(), 0u) << "node 3 got messages from a replaced node";
+  EXPECT_EQ(wiped.receiver.count(), 0u) << "a replaced node took messages from node 3";
+  EXPECT_NE(three_out.Stats(1).last_error.find("takes no part"), std::string::npos)
+      << three_out.Stats(1).last_error;
 }
 
 TEST(PeerTransport, ANodeWithoutAClusterIdTakesTheOneOfAPeerItAccepted) {
