@@ -221,8 +221,8 @@ void World::Record(Method m, int node, const grpc::Status& s, const ResponseMeta
   }
   // Every answer a lockd handler gives carries the cluster id, oversize refusals included (the
   // handlers refuse them, issue 13 defect 11); a deadline or a broken connection has none.
-  if (code != Code::DEADLINE_EXCEEDED && code != Code::UNAVAILABLE &&
-      code != Code::CANCELLED && (!meta.has_cluster || meta.cluster != cluster_id_)) {
+  if (code != Code::DEADLINE_EXCEEDED && code != Code::UNAVAILABLE && code != Code::CANCELLED &&
+      (!meta.has_cluster || meta.cluster != cluster_id_)) {
     Violation(where + " answered " + Describe(s) + " with lockd-cluster '" + meta.cluster +
               "' (present: " + (meta.has_cluster ? "yes" : "no") + "), not '" + cluster_id_ +
               "'; request: " + request());
