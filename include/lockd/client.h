@@ -155,7 +155,9 @@ class Lock {
   void OnLost(std::function<void(const std::string&)> f);
   std::stop_token stop_token() const;
 
-  /// Releases the lock (once; later calls are OK and do nothing).
+  /// Releases the lock (once; later calls are OK and do nothing). If the cluster cannot answer
+  /// now (an election, a hung node) the answer is UNAVAILABLE and the release goes on in the
+  /// background with the same request id, for up to 30 s, until the cluster answers.
   Status Release();
 
   explicit Lock(std::shared_ptr<LockCore> core);  ///< made by Client only

@@ -268,8 +268,7 @@ void ClientCore::CancelAcquire(const std::string& name, uint64_t lease_id,
     req.set_lease_id(lease_id);
     *req.mutable_acquire_id() = acquire_id;
     pb::CancelResponse resp;
-    const auto deadline = std::chrono::system_clock::now() + options_.call_timeout;
-    (void)Call(&pb::LockService::Stub::Cancel, req, &resp, deadline, options_.call_timeout);
+    (void)Settle(&pb::LockService::Stub::Cancel, req, &resp);
     EndRequest(req.header().id().seq());
     // The Acquire's own id stayed pending until now, so the watermark did not pass it while a
     // retry of it could still be in flight.

@@ -97,7 +97,23 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
 
   std::chrono::milliseconds Backoff(int failures);
 
+  /// On the cleanup thread: sends a Cancel or Release (its request id already pending) until the
+  /// answer is definitive, retrying with the same request id for up to kSettleBudget — long enough
+  /// to outlast elections, which one Call's max_attempts is not (a wait a new leader re-arms would
+  /// otherwise be granted to a lease this client keeps renewing). Stops early when the client
+  /// shuts down.
+  template <typename Req, typename Resp>
+  grpc::Status Settle(grpc::Status (pb::LockService::Stub::*method)(grpc::ClientContext*,
+                                                                    const Req&, Resp*),
+                      Req& req, Resp* resp);
+  static constexpr std::chrono::seconds kSettleBudget{30};
+
  private:
+  bool Stopping() {
+    std::lock_guard lock(mu_);
+    return stopping_;
+  }
+
   void CleanupLoop();
 
   const ClientOptions options_;
@@ -170,6 +186,22 @@ grpc::Status ClientCore::Call(grpc::Status (pb::LockService::Stub::*method)(grpc
     std::condition_variable_any cv;
     std::unique_lock lock(m);
     cv.wait_for(lock, stop, pause, [] { return false; });
+  }
+}
+
+template <typename Req, typename Resp>
+grpc::Status ClientCore::Settle(grpc::Status (pb::LockService::Stub::*method)(grpc::ClientContext*,
+                                                                              const Req&, Resp*),
+                                Req& req, Resp* resp) {
+  const auto give_up = std::chrono::steady_clock::now() + kSettleBudget;
+  for (;;) {
+    grpc::Status s =
+        Call(method, req, resp, std::chrono::system_clock::now() + options_.call_timeout,
+             options_.call_timeout);
+    const bool definitive =
+        !RetryableCode(s.error_code()) && s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED;
+    if (definitive || std::chrono::steady_clock::now() >= give_up || Stopping()) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
 }
 

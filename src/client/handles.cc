@@ -139,6 +139,21 @@ Status Lock::Release() {
   grpc::Status s =
       client->Call(&pb::LockService::Stub::Release, req, &resp,
                    std::chrono::system_clock::now() + o.call_timeout, AttemptTimeout(o));
+  if (RetryableCode(s.error_code()) || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    // Not definitive (an election, a hung node): the lock may still be held. Keep releasing in
+    // the background with the same request id, across elections, rather than leave it held for
+    // the rest of the lease.
+    const bool queued = client->Enqueue([c = client.get(), req]() mutable {
+      pb::ReleaseResponse r;
+      (void)c->Settle(&pb::LockService::Stub::Release, req, &r);
+      c->EndRequest(req.header().id().seq());
+    });
+    if (queued) {
+      return Status(
+          StatusCode::kUnavailable,
+          s.error_message() + "; the release goes on in the background with the same request id");
+    }
+  }
   client->EndRequest(req.header().id().seq());
   return FromGrpc(s);
 }

@@ -200,6 +200,33 @@ TEST_F(ClientTest, AnAcquirePastItsDeadlineIsWithdrawnByItsRequestId) {
   EXPECT_EQ(fake_.With([&] { return fake_.cancels.back().lease_id(); }), (*lease)->id());
 }
 
+// Found by review: a Cancel gave up after one call's attempts (~1-2 s), shorter than an election,
+// so a wait a new leader re-armed was later granted to a lease the library kept renewing. The
+// Cancel now goes on, with its own request id, until the cluster answers.
+TEST_F(ClientTest, AWithdrawingCancelOutlastsAnElection) {
+  auto client = Connect();
+  auto lease = client->GrantLease(10'000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  fake_.With([&] {
+    fake_.acquire_hangs = true;
+    return fake_.fail_cancels_unavailable = 20;  // more than one call's max_attempts (8)
+  });
+  auto lock = client->Acquire("seat/9", *lease, Waiting(200ms));
+  ASSERT_FALSE(lock.ok());
+  const pb::RequestId id = LastAcquireId(fake_);
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        return fake_.With([&] {
+          for (const auto& c : fake_.cancels) {
+            if (c.acquire_id().seq() == id.seq()) return true;
+          }
+          return false;
+        });
+      },
+      25s))
+      << "the Cancel gave up while the cluster had no leader";
+}
+
 TEST_F(ClientTest, AnAcquireStoppedByItsStopTokenIsWithdrawn) {
   auto client = Connect();
   auto lease = client->GrantLease(5000ms, "t");

@@ -33,6 +33,7 @@ class FakeLockService final : public pb::LockService::Service {
   RenewMode renew_mode = RenewMode::kOk;
   bool report_holdings = true;  ///< held_tokens in renewal answers
   int fail_acquires_unavailable = 0;
+  int fail_cancels_unavailable = 0;  ///< so many Cancels answer UNAVAILABLE first (an election)
   grpc::StatusCode acquire_error = grpc::StatusCode::OK;
   bool acquire_hangs = false;  ///< an Acquire waits until its caller gives up
   std::chrono::milliseconds acquire_delay{0};
@@ -145,6 +146,10 @@ class FakeLockService final : public pb::LockService::Service {
                       pb::CancelResponse* resp) override {
     Tag(ctx);
     std::lock_guard lock(mu);
+    if (fail_cancels_unavailable > 0) {
+      --fail_cancels_unavailable;
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no leader");
+    }
     cancels.push_back(*req);
     resp->set_effect(pb::CancelResponse::WITHDREW_WAIT);
     return grpc::Status::OK;
