@@ -83,6 +83,12 @@ Result<AcquireCall> PrepareAcquire(ClientCore& core, const std::string& name,
     return Status(StatusCode::kFailedPrecondition,
                   "lease " + std::to_string(lease->id()) + " is lost: " + lease->lost_reason());
   }
+  // A lock is judged by its lease's renewals (their sequence numbers are this client's), so a
+  // lease of another Client would be misjudged.
+  if (lease && lease->core()->client.lock().get() != &core) {
+    return Status(StatusCode::kInvalidArgument,
+                  "lease " + std::to_string(lease->id()) + " belongs to another Client");
+  }
   AcquireCall c;
   c.name = name;
   c.lease = lease;

@@ -227,6 +227,20 @@ TEST_F(ClientTest, AWithdrawingCancelOutlastsAnElection) {
       << "the Cancel gave up while the cluster had no leader";
 }
 
+// Found by review: a lock is judged by its lease's renewals, numbered by the Client that renews
+// it; an Acquire through another Client compared the wrong numbers.
+TEST_F(ClientTest, AnAcquireWithAnotherClientsLeaseIsRefused) {
+  auto a = Connect();
+  auto b = Connect();
+  auto lease = a->GrantLease(5000ms, "a's");
+  ASSERT_TRUE(lease.ok());
+  const size_t before = fake_.With([&] { return fake_.acquire_headers.size(); });
+  auto lock = b->Acquire("seat/2", *lease);
+  ASSERT_FALSE(lock.ok());
+  EXPECT_EQ(lock.status().code(), StatusCode::kInvalidArgument) << lock.status().ToString();
+  EXPECT_EQ(fake_.With([&] { return fake_.acquire_headers.size(); }), before) << "nothing sent";
+}
+
 TEST_F(ClientTest, AnAcquireStoppedByItsStopTokenIsWithdrawn) {
   auto client = Connect();
   auto lease = client->GrantLease(5000ms, "t");
