@@ -55,7 +55,8 @@ void Throughput() {
     auto r = sm.Apply(LogIndex(++index), entries[k]);
     if (!r.ok() || !r->outcome.ok()) ++failures;
     if (k % 10'000 == 9'999)
-      sm.ApplyCommand(LogIndex(++index), RetireOutcomes{LogIndex(index), LogIndex()});
+      sm.ApplyCommand(LogIndex(++index),
+                      RetireOutcomes{LogIndex(index), LogIndex(), LogIndex(), 0});
   }
   const double secs = Seconds(Clock::now() - start);
   std::printf(
@@ -85,7 +86,7 @@ void Memory(size_t locks, size_t leases) {
                      Acquire{H(++seq), name, LeaseId(1 + i % leases), Mode::kExclusive, 0, 0, ""});
   }
   // The exactly-once records of these calls would be retired by the leader; measure without them.
-  sm->ApplyCommand(LogIndex(++index), RetireOutcomes{LogIndex(index), LogIndex()});
+  sm->ApplyCommand(LogIndex(++index), RetireOutcomes{LogIndex(index), LogIndex(), LogIndex(), 0});
   const size_t after = mallinfo2().uordblks;
   std::printf(
       "memory: %zu leases = %.1f MiB (%.0f B/lease); %zu held locks = %.1f MiB (%.0f B/held lock, "

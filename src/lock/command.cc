@@ -69,6 +69,8 @@ void PutArgs(Writer& w, const Command& command) {
         } else if constexpr (std::is_same_v<T, RetireOutcomes>) {
           w.Varint(c.recorded_at_or_before.value());
           w.Varint(c.expired_at_or_before.value());
+          w.Varint(c.sampled_index.value());
+          w.Varint(c.age_mark_ms);
         }
       },
       command);
@@ -95,10 +97,12 @@ bool GetArgs(Reader& r, uint8_t version, T* c) {
   } else if constexpr (std::is_same_v<T, WaitTimeout>) {
     return r.Bytes(&c->name) && GetRequestId(r, &c->acquire);
   } else if constexpr (std::is_same_v<T, RetireOutcomes>) {
-    uint64_t v = 0, expired = 0;
-    bool ok = r.Varint(&v) && (version < 2 || r.Varint(&expired));
+    uint64_t v = 0, expired = 0, sampled = 0;
+    bool ok = r.Varint(&v) && (version < 2 || r.Varint(&expired)) &&
+              (version < 3 || (r.Varint(&sampled) && r.Varint(&c->age_mark_ms)));
     c->recorded_at_or_before = LogIndex(v);
     c->expired_at_or_before = LogIndex(expired);
+    c->sampled_index = LogIndex(sampled);
     return ok;
   }
 }

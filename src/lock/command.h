@@ -17,8 +17,11 @@
 
 namespace lockd::lock {
 
-/// 2: RetireOutcomes carries `expired_at_or_before`. Version 1 entries are still read.
-inline constexpr uint8_t kCommandFormatVersion = 2;
+/// 2: RetireOutcomes carries `expired_at_or_before`. 3: it carries an age sample too. Versions 1
+/// and 2 are still read; version 2 entries are still applied (docs/storage.md, "Upgrading").
+inline constexpr uint8_t kCommandFormatVersion = 3;
+/// The oldest format whose entries mean today what they meant when written.
+inline constexpr uint8_t kOldestAppliedCommandFormat = 2;
 
 struct GrantLease {
   RequestHeader header;
@@ -71,9 +74,17 @@ struct WaitTimeout {
 /// `expired_at_or_before` (an index applied at least the retention window ago) whatever the
 /// watermark says, and clients with no lease and no activity since `expired_at_or_before`. A
 /// record of an Acquire still waiting is kept until its wait ends.
+///
+/// It also carries one point of the replicated age clock: the proposing leader had applied
+/// `sampled_index` when its age clock read `age_mark_ms`. The leader's age clock continues from
+/// the newest mark applied when it took office, counting only its own monotonic time, so it
+/// never runs ahead of real time; the state machine keeps the samples so the next leader can
+/// find which indices are old enough (docs/state-machine.md, "The age clock").
 struct RetireOutcomes {
   LogIndex recorded_at_or_before;
   LogIndex expired_at_or_before;  ///< 0 in version 1 entries: nothing retired by age
+  LogIndex sampled_index;         ///< 0 in version 1 and 2 entries: no sample
+  uint64_t age_mark_ms = 0;       ///< likewise
 };
 
 using Command = std::variant<GrantLease, RevokeLease, ExpireLease, Acquire, Cancel, Release,

@@ -1,4 +1,11 @@
+// ExactlyOnce: admission, records, retirement and the derived indexes. The byte encoding is in
+// exactly_once_codec.cc.
 #include "lock/exactly_once.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "base/check.h"
 
 namespace lockd::lock {
 
@@ -14,8 +21,53 @@ std::string ClientName(const ClientId& c) {
 
 }  // namespace
 
+// --- copies and moves: the indexes point into the maps, so a copy derives its own --------------
+
+ExactlyOnce::ExactlyOnce(const ExactlyOnce& o)
+    : clients_(o.clients_), records_(o.records_), ages_(o.ages_), last_mark_ms_(o.last_mark_ms_) {
+  Reindex();
+}
+
+ExactlyOnce& ExactlyOnce::operator=(const ExactlyOnce& o) {
+  if (this != &o) {
+    ExactlyOnce copy(o);
+    *this = std::move(copy);
+  }
+  return *this;
+}
+
+// std::map keeps its nodes when moved, so the pointers stay valid in the new owner.
+ExactlyOnce::ExactlyOnce(ExactlyOnce&& o) noexcept
+    : clients_(std::move(o.clients_)),
+      records_(std::exchange(o.records_, 0)),
+      ages_(std::move(o.ages_)),
+      last_mark_ms_(std::exchange(o.last_mark_ms_, 0)),
+      oldest_(std::exchange(o.oldest_, nullptr)),
+      newest_(std::exchange(o.newest_, nullptr)),
+      below_watermark_(std::move(o.below_watermark_)),
+      idle_(std::move(o.idle_)) {
+  o.clients_.clear();
+}
+
+ExactlyOnce& ExactlyOnce::operator=(ExactlyOnce&& o) noexcept {
+  if (this != &o) {
+    clients_ = std::move(o.clients_);
+    o.clients_.clear();
+    records_ = std::exchange(o.records_, 0);
+    ages_ = std::move(o.ages_);
+    last_mark_ms_ = std::exchange(o.last_mark_ms_, 0);
+    oldest_ = std::exchange(o.oldest_, nullptr);
+    newest_ = std::exchange(o.newest_, nullptr);
+    below_watermark_ = std::move(o.below_watermark_);
+    idle_ = std::move(o.idle_);
+  }
+  return *this;
+}
+
+// --- admission --------------------------------------------------------------------------------
+
 Status ExactlyOnce::Room(const ClientId& client, size_t reserved_own, size_t reserved,
-                         const Limits& limits) const {
+                         const Limits& limits, bool frees) const {
   auto it = clients_.find(client);
   const size_t own = it == clients_.end() ? 0 : it->second.records.size();
   if (own + reserved_own + 1 > limits.max_outcomes_per_client) {
@@ -27,16 +79,24 @@ Status ExactlyOnce::Room(const ClientId& client, size_t reserved_own, size_t res
         "answered requests retired early");
   }
   const size_t added = it == clients_.end() ? 2 : 1;
-  if (size() + reserved + added > limits.max_outcomes) {
-    return ResourceExhausted("the cluster keeps " + std::to_string(size()) +
-                             " exactly-once records, the limit (--max-outcomes=" +
-                             std::to_string(limits.max_outcomes) + ")");
+  const size_t reserve = OutcomeReserve(limits);
+  const size_t cap = limits.max_outcomes + (frees ? reserve : 0);
+  if (size() + reserved + added > cap) {
+    return ResourceExhausted(
+        "the cluster keeps " + std::to_string(size()) +
+        " exactly-once records, the limit (--max-outcomes=" + std::to_string(limits.max_outcomes) +
+        ")" +
+        (frees ? " and its reserve of " + std::to_string(reserve) +
+                     " for requests that free a lock or a lease"
+               : "; a Release, RevokeLease, Cancel or ForceRelease that frees a lock or a lease "
+                 "may still use a reserve of " +
+                     std::to_string(reserve) + " above it"));
   }
   return Status::Ok();
 }
 
 ExactlyOnce::Admission ExactlyOnce::Peek(const RequestHeader& h, uint64_t digest,
-                                         const Limits& limits) const {
+                                         const Limits& limits, bool frees) const {
   auto c = clients_.find(h.id.client);
   if (c != clients_.end()) {
     if (h.id.seq < c->second.watermark) return {Verdict::kBelowWatermark, nullptr, {}};
@@ -49,33 +109,52 @@ ExactlyOnce::Admission ExactlyOnce::Peek(const RequestHeader& h, uint64_t digest
     if (h.id.seq <= c->second.forgotten_through) return {Verdict::kForgotten, nullptr, {}};
   }
   // Only a request that would add a record is ever refused for room: a retry is answered above.
-  if (Status s = Room(h.id.client, 0, 0, limits); !s.ok()) {
+  if (Status s = Room(h.id.client, 0, 0, limits, frees); !s.ok()) {
     return {Verdict::kNoRoom, nullptr, std::move(s)};
   }
   return {Verdict::kExecute, nullptr, {}};
 }
 
 ExactlyOnce::Admission ExactlyOnce::Admit(const RequestHeader& h, uint64_t digest, LogIndex at,
-                                          const Limits& limits) {
-  Admission a = Peek(h, digest, limits);
+                                          const Limits& limits, bool frees) {
+  Admission a = Peek(h, digest, limits, frees);
   if (a.verdict == Verdict::kNoRoom && !clients_.count(h.id.client)) return a;
-  Client& c = clients_[h.id.client];
-  if (at > c.last_active) c.last_active = at;
+  auto [it, added] = clients_.try_emplace(h.id.client);
+  Client& c = it->second;
+  if (added) c.id = h.id.client;
   if (h.watermark > c.watermark) c.watermark = h.watermark;
+  Touch(c, at);
   return a;
+}
+
+Status ExactlyOnce::RoomForCancelInAdvance(const RequestId& id, const ClientId& canceller,
+                                           const Limits& limits) const {
+  // A record of an Acquire that may never come frees nothing: the cap applies in full.
+  return Room(id.client, canceller == id.client ? 1 : 0, 1, limits, /*frees=*/false);
+}
+
+// --- records ----------------------------------------------------------------------------------
+
+ExactlyOnce::Entry& ExactlyOnce::Put(Client& c, uint64_t seq, LogIndex at) {
+  auto [it, added] = c.records.try_emplace(seq);
+  if (added) ++records_;
+  Entry& e = it->second;
+  Unlink(e);  // a cancel in advance now recorded as run: it moves to the young end
+  e.recorded_at = at;
+  return e;
 }
 
 void ExactlyOnce::Record(const RequestId& id, uint64_t digest, const Outcome& outcome,
                          LogIndex at) {
-  Client& c = clients_[id.client];
-  auto [it, added] = c.records.try_emplace(id.seq);
-  if (added) ++records_;
-  Entry& r = it->second;
-  r.digest = digest;
-  r.outcome = outcome;
-  r.recorded_at = at;
-  r.cancelled_in_advance = false;
-  if (at > c.last_active) c.last_active = at;
+  auto [it, added] = clients_.try_emplace(id.client);
+  Client& c = it->second;
+  if (added) c.id = id.client;
+  Entry& e = Put(c, id.seq, at);
+  e.digest = digest;
+  e.outcome = outcome;
+  e.cancelled_in_advance = false;
+  Link(c, id.seq, e);
+  Touch(c, at);
 }
 
 void ExactlyOnce::Update(const RequestId& id, const Outcome& outcome, LogIndex at) {
@@ -83,23 +162,22 @@ void ExactlyOnce::Update(const RequestId& id, const Outcome& outcome, LogIndex a
   if (c == clients_.end()) return;
   auto r = c->second.records.find(id.seq);
   if (r == c->second.records.end()) return;
+  Unlink(r->second);
   r->second.outcome = outcome;
   // The caller learns the final answer now: a retry gets it for a whole window from here.
   r->second.recorded_at = at;
-}
-
-Status ExactlyOnce::RoomForCancelInAdvance(const RequestId& id, const ClientId& canceller,
-                                           const Limits& limits) const {
-  return Room(id.client, canceller == id.client ? 1 : 0, 1, limits);
+  Link(c->second, id.seq, r->second);
+  Settle(c->second);
 }
 
 void ExactlyOnce::CancelInAdvance(const RequestId& id, LogIndex at) {
-  Client& c = clients_[id.client];
-  auto [it, added] = c.records.try_emplace(id.seq);
-  if (added) ++records_;
-  it->second.cancelled_in_advance = true;
-  it->second.recorded_at = at;
-  if (at > c.last_active) c.last_active = at;
+  auto [it, added] = clients_.try_emplace(id.client);
+  Client& c = it->second;
+  if (added) c.id = id.client;
+  Entry& e = Put(c, id.seq, at);
+  e.cancelled_in_advance = true;
+  Link(c, id.seq, e);
+  Touch(c, at);
 }
 
 bool ExactlyOnce::Known(const RequestId& id) const {
@@ -114,164 +192,204 @@ bool ExactlyOnce::Refused(const RequestId& id) const {
           (id.seq <= c->second.forgotten_through && !c->second.records.count(id.seq)));
 }
 
+void ExactlyOnce::LeaseGranted(const ClientId& client) {
+  // The client was admitted (it sent the request), except in a snapshot written before the
+  // table kept every lease's client: then it starts here, with no watermark.
+  auto [c, added] = clients_.try_emplace(client);
+  if (added) c->second.id = client;
+  ++c->second.leases;
+  SettleIdle(c->second);
+}
+
 void ExactlyOnce::LeaseEnded(const ClientId& client, LogIndex at) {
   auto c = clients_.find(client);
-  if (c != clients_.end() && at > c->second.last_active) c->second.last_active = at;
+  if (c == clients_.end()) return;
+  if (c->second.leases > 0) --c->second.leases;
+  Touch(c->second, at);
 }
 
-void ExactlyOnce::Retire(LogIndex below_watermark_upto, LogIndex expired_upto,
-                         const std::function<bool(const ClientId&)>& has_lease) {
-  for (auto c = clients_.begin(); c != clients_.end();) {
-    Client& client = c->second;
-    for (auto r = client.records.begin(); r != client.records.end();) {
-      const Entry& e = r->second;
-      const bool expired = e.recorded_at <= expired_upto;
-      const bool answered = r->first < client.watermark && e.recorded_at <= below_watermark_upto;
-      // A wait still pending keeps its record: its retry must rejoin it, and its end update it.
-      if (Pending(e.outcome) || !(expired || answered)) {
-        ++r;
-        continue;
+// --- the derived indexes ----------------------------------------------------------------------
+
+void ExactlyOnce::Link(Client& c, uint64_t seq, Entry& e) {
+  if (Pending(e.outcome)) return;  // kept whatever its age until its wait ends (Update links it)
+  e.age = AgeLink{&c, seq, newest_, nullptr, true};
+  if (newest_) {
+    newest_->age.newer = &e;
+  } else {
+    oldest_ = &e;
+  }
+  newest_ = &e;
+}
+
+void ExactlyOnce::Unlink(Entry& e) {
+  if (!e.age.linked) return;
+  (e.age.older ? e.age.older->age.newer : oldest_) = e.age.newer;
+  (e.age.newer ? e.age.newer->age.older : newest_) = e.age.older;
+  e.age = AgeLink{};
+}
+
+void ExactlyOnce::Erase(Client& c, std::map<uint64_t, Entry>::iterator r) {
+  Unlink(r->second);
+  c.records.erase(r);
+  --records_;
+}
+
+void ExactlyOnce::Touch(Client& c, LogIndex at) {
+  if (at > c.last_active) c.last_active = at;
+  Settle(c);
+}
+
+void ExactlyOnce::Settle(Client& c) {
+  if (!c.records.empty() && c.records.begin()->first < c.watermark) below_watermark_.insert(c.id);
+  SettleIdle(c);
+}
+
+void ExactlyOnce::SettleIdle(Client& c) {
+  const bool idle = c.records.empty() && c.leases == 0;
+  if (c.idle && (!idle || c.idle_key != c.last_active)) {
+    idle_.erase({c.idle_key, c.id});
+    c.idle = false;
+  }
+  if (idle && !c.idle) {
+    idle_.emplace(c.last_active, c.id);
+    c.idle = true;
+    c.idle_key = c.last_active;
+  }
+}
+
+void ExactlyOnce::Reindex() {
+  oldest_ = newest_ = nullptr;
+  below_watermark_.clear();
+  idle_.clear();
+  std::vector<std::pair<Client*, std::map<uint64_t, Entry>::iterator>> finished;
+  for (auto& [id, c] : clients_) {
+    c.id = id;
+    c.idle = false;
+    for (auto r = c.records.begin(); r != c.records.end(); ++r) {
+      r->second.age = AgeLink{};
+      if (!Pending(r->second.outcome)) finished.emplace_back(&c, r);
+    }
+  }
+  // The order among records of one index does not matter: they are retired together.
+  std::stable_sort(finished.begin(), finished.end(), [](const auto& a, const auto& b) {
+    return a.second->second.recorded_at < b.second->second.recorded_at;
+  });
+  for (auto& [c, r] : finished) Link(*c, r->first, r->second);
+  for (auto& [id, c] : clients_) Settle(c);
+}
+
+// --- retirement -------------------------------------------------------------------------------
+
+void ExactlyOnce::Retire(const RetireOutcomes& retire, LogIndex at) {
+  const LogIndex expired = retire.expired_at_or_before;
+  const LogIndex answered = retire.recorded_at_or_before;
+  // Every finished record at least the window old, oldest first: the age list's head.
+  while (oldest_ && oldest_->recorded_at <= expired) {
+    Client& c = *oldest_->age.client;
+    const uint64_t seq = oldest_->age.seq;
+    // Only a request the client itself ran raises the mark: a Cancel in advance records an
+    // Acquire that may never come, at any sequence number.
+    if (!oldest_->cancelled_in_advance && seq > c.forgotten_through) c.forgotten_through = seq;
+    Erase(c, c.records.find(seq));
+    SettleIdle(c);
+  }
+  // Finished records below their client's watermark, once F_fwd old: only the clients listed.
+  for (auto id = below_watermark_.begin(); id != below_watermark_.end();) {
+    auto found = clients_.find(*id);
+    bool keep = false;
+    if (found != clients_.end()) {
+      Client& c = found->second;
+      for (auto r = c.records.begin(); r != c.records.end() && r->first < c.watermark;) {
+        // A wait still pending keeps its record: its retry must rejoin it, and its end update it
+        // (which lists the client again).
+        if (Pending(r->second.outcome)) {
+          ++r;
+        } else if (r->second.recorded_at <= answered) {
+          auto next = std::next(r);
+          Erase(c, r);
+          r = next;
+        } else {
+          keep = true;  // not F_fwd old yet: a later retirement takes it
+          ++r;
+        }
       }
-      // Only a request the client itself ran raises the mark: a Cancel in advance records an
-      // Acquire that may never come, at any sequence number.
-      if (expired && !e.cancelled_in_advance && r->first > client.forgotten_through) {
-        client.forgotten_through = r->first;
-      }
-      r = client.records.erase(r);
-      --records_;
     }
-    if (client.records.empty() && client.last_active <= expired_upto && !has_lease(c->first)) {
-      c = clients_.erase(c);
-    } else {
-      ++c;
+    id = keep ? std::next(id) : below_watermark_.erase(id);
+    if (found != clients_.end()) SettleIdle(found->second);
+  }
+  // Clients with no record and no lease, inactive for the window: the idle list's head.
+  while (!idle_.empty() && idle_.begin()->first <= expired) {
+    const ClientId id = idle_.begin()->second;
+    idle_.erase(idle_.begin());
+    below_watermark_.erase(id);
+    clients_.erase(id);
+  }
+  AddAgeSample(retire, at);
+}
+
+void ExactlyOnce::AddAgeSample(const RetireOutcomes& retire, LogIndex at) {
+  // Samples no later decision needs: a bound at or below this one's age bound retires nothing
+  // more (the age list is ordered, and what it retired is gone).
+  while (!ages_.empty() && ages_.front().applied <= retire.expired_at_or_before) ages_.pop_front();
+  if (retire.age_mark_ms == 0) return;  // format 2: no sample
+  // The clock only goes forward, in both index and mark; anything else is ignored the same way
+  // on every node (a leader never proposes it).
+  if (retire.sampled_index >= at || retire.age_mark_ms < last_mark_ms_ ||
+      (!ages_.empty() && retire.sampled_index < ages_.back().applied)) {
+    return;
+  }
+  last_mark_ms_ = retire.age_mark_ms;
+  ages_.push_back(AgeSample{retire.sampled_index, retire.age_mark_ms});
+  if (ages_.size() > kMaxAgeSamples) {
+    // Thin to every other sample, keeping the newest: a record then counts its age from a later
+    // sample, so it is only ever retained longer.
+    std::deque<AgeSample> thinned;
+    for (size_t i = ages_.size() % 2 == 0 ? 1 : 0; i < ages_.size(); i += 2) {
+      thinned.push_back(ages_[i]);
     }
+    ages_ = std::move(thinned);
   }
 }
 
-// --- encoding ---------------------------------------------------------------------------------
-
-void EncodeOutcome(Writer& w, const Outcome& o) {
-  w.Varint(static_cast<uint64_t>(o.code));
-  w.Bytes(o.message);
-  w.Varint(o.lease.value());
-  w.Varint(o.ttl_ms);
-  w.U8(static_cast<uint8_t>((o.acquired ? 1 : 0) | (o.waiting ? 2 : 0)));
-  w.Varint(o.token.value());
-  w.Varint(o.fence.value());
-  w.U8(static_cast<uint8_t>(o.mode));
-  w.Varint(o.holders.size());
-  for (const auto& h : o.holders) {
-    w.Varint(h.lease.value());
-    w.Bytes(h.label);
-    w.U8(static_cast<uint8_t>(h.mode));
-    w.Varint(h.token.value());
-    w.Varint(h.fence.value());
-    w.Fixed64(h.acquired_by.client.hi);
-    w.Fixed64(h.acquired_by.client.lo);
-    w.Varint(h.acquired_by.seq);
-    w.Varint(h.granted_at.value());
-  }
-  w.U8(static_cast<uint8_t>(o.effect));
-  w.Varint(o.released.size());
-  for (const auto& s : o.released) w.Bytes(s);
-  w.Varint(o.dropped.size());
-  for (const auto& s : o.dropped) w.Bytes(s);
-}
-
-bool DecodeOutcome(Reader& r, Outcome* o) {
-  uint64_t code = 0, lease = 0, token = 0, fence = 0, n = 0;
-  uint8_t flags = 0, mode = 0, effect = 0;
-  if (!r.Varint(&code) || !r.Bytes(&o->message) || !r.Varint(&lease) || !r.Varint(&o->ttl_ms) ||
-      !r.U8(&flags) || !r.Varint(&token) || !r.Varint(&fence) || !r.U8(&mode) || !r.Varint(&n)) {
-    return false;
-  }
-  o->code = static_cast<StatusCode>(code);
-  o->lease = LeaseId(lease);
-  o->acquired = flags & 1;
-  o->waiting = flags & 2;
-  o->token = FencingToken(token);
-  o->fence = FencingToken(fence);
-  o->mode = static_cast<Mode>(mode);
-  if (n > r.remaining()) return false;
-  o->holders.resize(n);
-  for (auto& h : o->holders) {
-    uint64_t hl = 0, ht = 0, hf = 0, at = 0;
-    uint8_t hm = 0;
-    if (!r.Varint(&hl) || !r.Bytes(&h.label) || !r.U8(&hm) || !r.Varint(&ht) || !r.Varint(&hf) ||
-        !r.Fixed64(&h.acquired_by.client.hi) || !r.Fixed64(&h.acquired_by.client.lo) ||
-        !r.Varint(&h.acquired_by.seq) || !r.Varint(&at)) {
-      return false;
-    }
-    h.lease = LeaseId(hl);
-    h.mode = static_cast<Mode>(hm);
-    h.token = FencingToken(ht);
-    h.fence = FencingToken(hf);
-    h.granted_at = LogIndex(at);
-  }
-  if (!r.U8(&effect) || !r.Varint(&n) || n > r.remaining()) return false;
-  o->effect = static_cast<CancelEffect>(effect);
-  o->released.resize(n);
-  for (auto& s : o->released) {
-    if (!r.Bytes(&s)) return false;
-  }
-  if (!r.Varint(&n) || n > r.remaining()) return false;
-  o->dropped.resize(n);
-  for (auto& s : o->dropped) {
-    if (!r.Bytes(&s)) return false;
-  }
-  return true;
-}
-
-void ExactlyOnce::EncodeTo(Writer& w) const {
-  w.Varint(clients_.size());
+void ExactlyOnce::CheckInvariants(const std::map<ClientId, uint32_t>& leases_by_client) const {
+  size_t records = 0, finished = 0, idle = 0;
   for (const auto& [id, c] : clients_) {
-    w.Fixed64(id.hi);
-    w.Fixed64(id.lo);
-    w.Varint(c.watermark);
-    w.Varint(c.forgotten_through);
-    w.Varint(c.last_active.value());
-    w.Varint(c.records.size());
-    for (const auto& [seq, rec] : c.records) {
-      w.Varint(seq);
-      w.Fixed64(rec.digest);
-      w.Varint(rec.recorded_at.value());
-      w.U8(rec.cancelled_in_advance ? 1 : 0);
-      EncodeOutcome(w, rec.outcome);
+    LOCKD_CHECK(c.id == id);
+    records += c.records.size();
+    auto leases = leases_by_client.find(id);
+    LOCKD_CHECK(c.leases == (leases == leases_by_client.end() ? 0 : leases->second));
+    const bool is_idle = c.records.empty() && c.leases == 0;
+    LOCKD_CHECK(c.idle == is_idle);
+    if (is_idle) {
+      LOCKD_CHECK(c.idle_key == c.last_active && idle_.count({c.last_active, id}));
+      ++idle;
     }
-  }
-}
-
-bool ExactlyOnce::DecodeFrom(Reader& r, uint8_t version) {
-  clients_.clear();
-  records_ = 0;
-  uint64_t n = 0;
-  if (!r.Varint(&n)) return false;
-  for (uint64_t i = 0; i < n; ++i) {
-    ClientId id;
-    Client c;
-    uint64_t active = 0, records = 0;
-    if (!r.Fixed64(&id.hi) || !r.Fixed64(&id.lo) || !r.Varint(&c.watermark) ||
-        (version >= 2 && !r.Varint(&c.forgotten_through)) || !r.Varint(&active) ||
-        !r.Varint(&records)) {
-      return false;
-    }
-    c.last_active = LogIndex(active);
-    for (uint64_t j = 0; j < records; ++j) {
-      uint64_t seq = 0, at = 0;
-      uint8_t cancelled = 0;
-      Entry rec;
-      if (!r.Varint(&seq) || !r.Fixed64(&rec.digest) || !r.Varint(&at) || !r.U8(&cancelled) ||
-          !DecodeOutcome(r, &rec.outcome)) {
-        return false;
+    bool below = false;
+    for (const auto& [seq, e] : c.records) {
+      LOCKD_CHECK(e.age.linked == !Pending(e.outcome));
+      if (e.age.linked) {
+        LOCKD_CHECK(e.age.client == &c && e.age.seq == seq);
+        ++finished;
+        if (seq < c.watermark) below = true;
       }
-      rec.recorded_at = LogIndex(at);
-      rec.cancelled_in_advance = cancelled != 0;
-      if (!c.records.emplace(seq, std::move(rec)).second) return false;
-      ++records_;
     }
-    if (!clients_.emplace(id, std::move(c)).second) return false;
+    if (below) LOCKD_CHECK_MSG(below_watermark_.count(id), "a client below its watermark unlisted");
   }
-  return true;
+  for (const auto& [id, c] : leases_by_client) LOCKD_CHECK(clients_.count(id));
+  LOCKD_CHECK(records == records_);
+  LOCKD_CHECK(idle == idle_.size());
+  size_t walked = 0;
+  for (const Entry* e = oldest_; e; e = e->age.newer) {
+    ++walked;
+    if (e->age.newer) LOCKD_CHECK(e->recorded_at <= e->age.newer->recorded_at);
+    LOCKD_CHECK(e->age.newer ? e->age.newer->age.older == e : newest_ == e);
+  }
+  LOCKD_CHECK(walked == finished);
+  for (size_t i = 1; i < ages_.size(); ++i) {
+    LOCKD_CHECK(ages_[i - 1].applied <= ages_[i].applied);
+    LOCKD_CHECK(ages_[i - 1].mark_ms <= ages_[i].mark_ms);
+  }
+  if (!ages_.empty()) LOCKD_CHECK(ages_.back().mark_ms == last_mark_ms_);
 }
 
 }  // namespace lockd::lock

@@ -9,23 +9,55 @@
 // retires the same records at the same index: below the watermark once F_fwd old, and every record
 // once the retention window old whatever the watermark says (docs/guarantees.md, "Exactly-once
 // retention window"). A client remembers the highest sequence number retired for age, so a retry
-// that comes after its record is gone is refused rather than run again. The table is bounded: per
-// client and in total (Limits::max_outcomes_per_client, max_outcomes); a new request that would
-// pass either is refused, a retry of a recorded one never is. Part of the snapshot.
+// that comes after its record is gone is refused rather than run again.
+//
+// The table is bounded: per client and in total (Limits::max_outcomes_per_client, max_outcomes);
+// a new request that would pass either is refused, a retry of a recorded one never is. A request
+// that frees a lease, a hold or a wait may also use a small reserve above max_outcomes
+// (OutcomeReserve), so a flood of new clients can stop new work but never a release or a revoke.
+//
+// Age is counted in the log too: every RetireOutcomes carries the proposing leader's age mark,
+// and the table keeps a short list of (applied index, mark) samples, so a new leader continues the
+// age clock where the last one left it (docs/state-machine.md, "The age clock").
+//
+// A retirement touches only what it retires: records not pending a wait are linked oldest first
+// (their indices only grow), clients with records below their watermark are listed, and clients
+// with nothing left are kept in order of last activity. Those indexes are derived: neither
+// compared nor in the snapshot. Part of the snapshot.
 #pragma once
 
-#include <functional>
+#include <deque>
 #include <map>
+#include <set>
+#include <utility>
 
 #include "base/codec.h"
 #include "base/status.h"
+#include "lock/command.h"
 #include "lock/outcome.h"
 #include "lock/types.h"
 
 namespace lockd::lock {
 
+/// Records above max_outcomes that only a request which frees a lease, a hold or a wait may use:
+/// 5% of the cap, at least 16.
+inline size_t OutcomeReserve(const Limits& l) {
+  return std::max<size_t>(16, l.max_outcomes / 20);
+}
+
+/// One point of the replicated age clock: the leader that proposed it had applied `applied` when
+/// its age clock read `mark_ms`.
+struct AgeSample {
+  LogIndex applied;
+  uint64_t mark_ms = 0;
+  bool operator==(const AgeSample&) const = default;
+};
+
 class ExactlyOnce {
  public:
+  /// Samples kept at most; more are thinned to every other one (which only retains longer).
+  static constexpr size_t kMaxAgeSamples = 1024;
+
   enum class Verdict {
     kExecute,             ///< new: run it, then Record()
     kReplay,              ///< a retry: answer with `recorded`
@@ -41,11 +73,21 @@ class ExactlyOnce {
     Status refusal;  ///< for kNoRoom
   };
 
-  /// What Admit would decide, changing nothing (the read path asks this).
-  Admission Peek(const RequestHeader& header, uint64_t digest, const Limits& limits) const;
+  ExactlyOnce() = default;
+  ExactlyOnce(const ExactlyOnce& o);
+  ExactlyOnce& operator=(const ExactlyOnce& o);
+  ExactlyOnce(ExactlyOnce&& o) noexcept;
+  ExactlyOnce& operator=(ExactlyOnce&& o) noexcept;
+  ~ExactlyOnce() = default;
+
+  /// What Admit would decide, changing nothing (the read path asks this). `frees`: the request
+  /// would free a lease, a hold or a wait, so it may use the reserve.
+  Admission Peek(const RequestHeader& header, uint64_t digest, const Limits& limits,
+                 bool frees = false) const;
   /// Decides what to do with a client command, and raises the client's watermark. A request
   /// refused for room from a client the table does not know leaves no trace.
-  Admission Admit(const RequestHeader& header, uint64_t digest, LogIndex at, const Limits& limits);
+  Admission Admit(const RequestHeader& header, uint64_t digest, LogIndex at, const Limits& limits,
+                  bool frees = false);
   void Record(const RequestId& id, uint64_t digest, const Outcome& outcome, LogIndex at);
   /// A pending Acquire finished at `at`: later retries get this outcome, for a full window.
   void Update(const RequestId& id, const Outcome& outcome, LogIndex at);
@@ -59,45 +101,99 @@ class ExactlyOnce {
   bool Known(const RequestId& id) const;
   /// Whether `id` would be refused unrun: below its client's watermark, or retired for age.
   bool Refused(const RequestId& id) const;
+  /// A lease granted by `client` began; while it lasts the client's watermark record is kept.
+  void LeaseGranted(const ClientId& client);
   /// A lease granted by `client` ended at `at`: its watermark record lasts a window from here.
   void LeaseEnded(const ClientId& client, LogIndex at);
 
-  /// Applies a RetireOutcomes entry (see command.h).
-  void Retire(LogIndex below_watermark_upto, LogIndex expired_upto,
-              const std::function<bool(const ClientId&)>& has_lease);
+  /// Applies a RetireOutcomes entry (see command.h) applied at `at`.
+  void Retire(const RetireOutcomes& retire, LogIndex at);
 
   size_t clients() const { return clients_.size(); }
   size_t records() const { return records_; }
   /// What max_outcomes counts: records plus one per client.
   size_t size() const { return records_ + clients_.size(); }
+  /// The replicated age clock, oldest first; empty until the first format-3 RetireOutcomes.
+  const std::deque<AgeSample>& age_samples() const { return ages_; }
+  /// The newest age mark applied (0 before any): where a new leader's age clock starts.
+  uint64_t age_mark_ms() const { return last_mark_ms_; }
+
+  /// Aborts (LOCKD_CHECK) if the counts or the derived indexes disagree with the records.
+  /// `leases_by_client`: how many leases each client granted, from the lease table.
+  void CheckInvariants(const std::map<ClientId, uint32_t>& leases_by_client) const;
 
   void EncodeTo(Writer& w) const;
-  /// `version`: the snapshot format (1 has no forgotten_through per client).
+  /// `version`: the snapshot format (1 has no forgotten_through per client, 1 and 2 no age
+  /// samples). Lease counts start at zero: the owner calls LeaseGranted for each lease after.
   bool DecodeFrom(Reader& r, uint8_t version);
-  bool operator==(const ExactlyOnce&) const = default;
+  bool operator==(const ExactlyOnce& o) const {
+    return clients_ == o.clients_ && ages_ == o.ages_ && last_mark_ms_ == o.last_mark_ms_;
+  }
 
  private:
+  struct Client;
+  struct Entry;
+  /// Where a record sits in the age list; derived, so equal whatever it holds.
+  struct AgeLink {
+    Client* client = nullptr;  ///< the owner (map nodes do not move)
+    uint64_t seq = 0;
+    Entry* older = nullptr;
+    Entry* newer = nullptr;
+    bool linked = false;
+    bool operator==(const AgeLink&) const { return true; }
+  };
   struct Entry {
     uint64_t digest = 0;
     Outcome outcome;
     LogIndex recorded_at;
     bool cancelled_in_advance = false;
+    AgeLink age;
     bool operator==(const Entry&) const = default;
   };
   struct Client {
+    ClientId id;
     uint64_t watermark = 0;
     uint64_t forgotten_through = 0;  ///< the highest sequence number retired for age
     LogIndex last_active;
     std::map<uint64_t, Entry> records;  ///< by sequence number
-    bool operator==(const Client&) const = default;
+    // Derived, not compared:
+    uint32_t leases = 0;  ///< leases this client granted that have not ended
+    bool idle = false;    ///< in idle_, under idle_key
+    LogIndex idle_key;    ///< last_active when it went into idle_
+    bool operator==(const Client& o) const {
+      return id == o.id && watermark == o.watermark && forgotten_through == o.forgotten_through &&
+             last_active == o.last_active && records == o.records;
+    }
   };
+
   /// Whether one new record for `client` (plus the client's own if it is new) fits, besides
   /// `reserved_own` of its own and `reserved` in all already admitted but not yet recorded.
-  Status Room(const ClientId& client, size_t reserved_own, size_t reserved,
-              const Limits& limits) const;
+  Status Room(const ClientId& client, size_t reserved_own, size_t reserved, const Limits& limits,
+              bool frees) const;
+  Entry& Put(Client& c, uint64_t seq, LogIndex at);
+  /// Puts a finished record at the young end of the age list (a pending one stays off it).
+  void Link(Client& c, uint64_t seq, Entry& e);
+  void Unlink(Entry& e);
+  void Erase(Client& c, std::map<uint64_t, Entry>::iterator r);
+  /// After `c` changed: lists it as below its watermark or idle when it is.
+  void Settle(Client& c);
+  /// The idle half of Settle: in idle_ exactly when it has no record and no lease.
+  void SettleIdle(Client& c);
+  void Touch(Client& c, LogIndex at);
+  void AddAgeSample(const RetireOutcomes& retire, LogIndex at);
+  /// Derives every index from clients_ (after a copy or a decode).
+  void Reindex();
 
   std::map<ClientId, Client> clients_;
   size_t records_ = 0;  ///< sum of records over clients_
+  std::deque<AgeSample> ages_;
+  uint64_t last_mark_ms_ = 0;  ///< the newest mark, kept when its sample has been pruned
+
+  // Derived indexes.
+  Entry* oldest_ = nullptr;  ///< the age list: finished records by recorded_at, oldest first
+  Entry* newest_ = nullptr;
+  std::set<ClientId> below_watermark_;  ///< may have finished records below their watermark
+  std::set<std::pair<LogIndex, ClientId>> idle_;  ///< no records, no lease: by last_active
 };
 
 void EncodeOutcome(Writer& w, const Outcome& o);

@@ -44,7 +44,7 @@ Result<ApplyResult> LockStateMachine::Apply(LogIndex index, std::string_view ent
     return Status(env.status().code(),
                   "entry " + std::to_string(index.value()) + ": " + env.status().message());
   }
-  if (env->version < kCommandFormatVersion) {
+  if (env->version < kOldestAppliedCommandFormat) {
     // Format 2 changed what some format-1 entries do when applied (Cancel without a lease id,
     // the exactly-once caps and retirement). Replaying one with today's rules could leave this
     // node's state different from a peer that applied it with the old ones before its snapshot,
@@ -52,7 +52,7 @@ Result<ApplyResult> LockStateMachine::Apply(LogIndex index, std::string_view ent
     return FailedPrecondition(
         "entry " + std::to_string(index.value()) + " is of command format " +
         std::to_string(env->version) + ", whose meaning format " +
-        std::to_string(kCommandFormatVersion) +
+        std::to_string(kOldestAppliedCommandFormat) +
         " changed; this build does not replay it. Let every node of the cluster take a snapshot "
         "past it with the build that wrote it, then upgrade (or bootstrap a new cluster)");
   }
@@ -76,7 +76,7 @@ ApplyResult LockStateMachine::ApplyCommand(LogIndex index, const Command& comman
     return std::move(ctx.result);
   }
   const uint64_t digest = Digest(command);
-  const auto admission = once_.Admit(*header, digest, index, limits_);
+  const auto admission = once_.Admit(*header, digest, index, limits_, Frees(command));
   switch (admission.verdict) {
     case ExactlyOnce::Verdict::kBelowWatermark:
       ctx.result.outcome =
@@ -143,11 +143,42 @@ Outcome LockStateMachine::Execute(Ctx& ctx, const Command& command) {
           DoWaitTimeout(ctx, c);
           return Outcome{};
         } else if constexpr (std::is_same_v<T, RetireOutcomes>) {
-          std::set<ClientId> with_lease;
-          for (const auto& [_, l] : leases_) with_lease.insert(l.granted_by.client);
-          once_.Retire(c.recorded_at_or_before, c.expired_at_or_before,
-                       [&](const ClientId& id) { return with_lease.count(id) > 0; });
+          once_.Retire(c, ctx.index);
           return Outcome{};
+        }
+      },
+      command);
+}
+
+bool LockStateMachine::Frees(const Command& command) const {
+  const auto holds = [&](const std::string& name, const auto& matches) {
+    auto it = locks_.find(name);
+    if (it == locks_.end()) return false;
+    return std::any_of(it->second.holders.begin(), it->second.holders.end(), matches);
+  };
+  return std::visit(
+      [&](const auto& c) -> bool {
+        using T = std::decay_t<decltype(c)>;
+        if constexpr (std::is_same_v<T, RevokeLease>) {
+          return leases_.count(c.lease) > 0;
+        } else if constexpr (std::is_same_v<T, Release>) {
+          return holds(c.name,
+                       [&](const Holder& h) { return h.lease == c.lease && h.token == c.token; });
+        } else if constexpr (std::is_same_v<T, ForceRelease>) {
+          return holds(c.name,
+                       [&](const Holder& h) { return c.lease.zero() || h.lease == c.lease; });
+        } else if constexpr (std::is_same_v<T, Cancel>) {
+          if (c.acquire == c.header.id) return false;
+          const auto ours = [&](LeaseId l) { return c.lease.zero() || l == c.lease; };
+          auto it = locks_.find(c.name);
+          if (it == locks_.end()) return false;
+          for (const auto& w : it->second.waiters) {
+            if (w.acquire == c.acquire) return ours(w.lease);
+          }
+          return holds(
+              c.name, [&](const Holder& h) { return h.acquired_by == c.acquire && ours(h.lease); });
+        } else {
+          return false;
         }
       },
       command);
@@ -174,6 +205,7 @@ LeaseId LockStateMachine::CreateLease(Ctx& ctx, uint64_t ttl_ms, const std::stri
   l.label = label;
   l.granted_by = by;
   ++leases_per_label_[label];
+  once_.LeaseGranted(by.client);
   ctx.result.leases_granted.emplace_back(id, ttl_ms);
   return id;
 }

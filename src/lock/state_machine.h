@@ -27,8 +27,9 @@
 
 namespace lockd::lock {
 
-/// 2: each exactly-once client carries forgotten_through. Version 1 snapshots are still read.
-inline constexpr uint8_t kSnapshotFormatVersion = 2;
+/// 2: each exactly-once client carries forgotten_through. 3: the exactly-once table carries the
+/// age clock's samples. Versions 1 and 2 are still read.
+inline constexpr uint8_t kSnapshotFormatVersion = 3;
 
 struct LockView {
   std::string name;
@@ -145,6 +146,10 @@ class LockStateMachine {
   };
 
   Outcome Execute(Ctx& ctx, const Command& command);
+  /// Whether `command` would free a lease, a hold or a wait if run now: only such a request may
+  /// use the exactly-once reserve above --max-outcomes (OutcomeReserve), so a table filled by a
+  /// flood of new clients never stops a holder from releasing or an operator from revoking.
+  bool Frees(const Command& command) const;
   Outcome DoGrantLease(Ctx& ctx, const GrantLease& c);
   Outcome DoAcquire(Ctx& ctx, const Acquire& c);
   Outcome DoCancel(Ctx& ctx, const Cancel& c);

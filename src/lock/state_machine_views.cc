@@ -205,6 +205,7 @@ Result<LockStateMachine> LockStateMachine::Restore(std::string_view snapshot, Li
     if (!sm.locks_.emplace(std::move(name), std::move(lock)).second) return bad("duplicate lock");
   }
   if (!sm.once_.DecodeFrom(r, version) || !r.done()) return bad("exactly-once table");
+  for (const auto& [id, l] : sm.leases_) sm.once_.LeaseGranted(l.granted_by.client);
   return sm;
 }
 
@@ -276,6 +277,9 @@ void LockStateMachine::CheckInvariants() const {
     ++per_label[l.label];
   }
   LOCKD_CHECK(per_label == leases_per_label_);
+  std::map<ClientId, uint32_t> leases_by_client;
+  for (const auto& [id, l] : leases_) ++leases_by_client[l.granted_by.client];
+  once_.CheckInvariants(leases_by_client);
 }
 
 }  // namespace lockd::lock

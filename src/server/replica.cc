@@ -54,7 +54,13 @@ Replica::Replica(ReplicaOptions options, storage::NodeStorage& storage, PeerTran
       watch_(watch),
       clock_(clock),
       state_(options_.limits),
-      lease_(options_.timing) {}
+      lease_(options_.timing),
+      retirement_(lock::RetirementPlanner::Timing{
+          static_cast<uint64_t>(options_.forward_timeout.count()),
+          // W, never below F_fwd (options validation says so too).
+          std::max<uint64_t>(static_cast<uint64_t>(options_.forward_timeout.count()),
+                             options_.limits.outcome_retention_ms),
+          options_.timing.drift}) {}
 
 Replica::~Replica() {
   Stop();
@@ -81,7 +87,6 @@ Status Replica::Start() {
   const BootTime now = clock_.Now();
   last_tick_ = now;
   expected_wake_ = now;
-  last_retire_ = now;
   SyncRole();
   loop_ = std::thread([this] { Loop(); });
   return Status::Ok();
@@ -372,7 +377,7 @@ void Replica::OnLostLeadership() {
   wait_timers_.clear();
   wait_order_.clear();
   expiries_to_propose_.clear();
-  applied_samples_.clear();
+  retirement_.Stop();
   // Nothing waiting on this node can be answered by it any more; every retry is safe.
   AnswerEveryCaller(NotLeader(),
                     Unavailable("leadership changed while the Acquire waited; retry with the "

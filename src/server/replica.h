@@ -43,6 +43,7 @@
 
 #include "base/clock.h"
 #include "base/status.h"
+#include "lock/exactly_once_retirement.h"
 #include "lock/state_machine.h"
 #include "raft/raft.h"
 #include "server/leader_lease.h"
@@ -279,13 +280,12 @@ class Replica {
   std::map<lock::RequestId, WaitTimer> wait_timers_;
   std::set<std::pair<BootTime, lock::RequestId>> wait_order_;
   std::vector<uint64_t> expiries_to_propose_;
-  /// (time, applied index) about once a second over the last retention window: where the two
-  /// bounds of a RetireOutcomes entry come from.
-  std::deque<std::pair<BootTime, uint64_t>> applied_samples_;
+  /// The leader's side of exactly-once retirement and its age clock, which continues from the
+  /// one the log carries (active from ActivateLeases until leadership is lost).
+  lock::RetirementPlanner retirement_;
   /// (first index applied, time) about once a second, for "held for" in inspection.
   std::deque<std::pair<uint64_t, BootTime>> apply_times_;
   uint64_t first_index_this_run_ = 0;
-  BootTime last_retire_;
   struct PendingTransfer {
     raft::NodeId to;
     BootTime deadline;

@@ -12,6 +12,11 @@ std::chrono::milliseconds ToMillis(std::chrono::nanoseconds d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d);
 }
 
+/// The boot clock in whole milliseconds, as the retirement planner counts.
+uint64_t MillisOf(BootTime t) {
+  return static_cast<uint64_t>(std::max<int64_t>(0, t.nanos / 1'000'000));
+}
+
 }  // namespace
 
 void Replica::ActivateLeases(BootTime now) {
@@ -23,8 +28,8 @@ void Replica::ActivateLeases(BootTime now) {
   }
   deadlines_.Activate(now, leases);
   for (const auto& w : state_.PendingWaits()) ArmWait(w.name, w.acquire, w.wait_ms, now);
-  applied_samples_.clear();
-  last_retire_ = now;
+  // The age clock goes on from the mark the log carries, not from zero (issue 13 review).
+  retirement_.Start(MillisOf(now), state_.exactly_once().age_mark_ms());
   spdlog::info("node {}: leader ready: {} leases, {} waits re-armed", options_.node_id,
                leases.size(), wait_timers_.size());
 }
@@ -162,31 +167,10 @@ void Replica::ProposeWaitTimeouts(BootTime now) {
 
 void Replica::ProposeRetirement(BootTime now) {
   if (!leader_ || !deadlines_.active()) return;
-  const auto f_fwd = options_.forward_timeout;
-  // W, never below F_fwd (options validation says so too).
-  const auto window = std::max<std::chrono::nanoseconds>(
-      f_fwd, std::chrono::milliseconds(options_.limits.outcome_retention_ms));
-  if (applied_samples_.empty() || now - applied_samples_.back().first >= std::chrono::seconds(1)) {
-    applied_samples_.emplace_back(now, applied_);
-  }
-  if (now - last_retire_ < f_fwd) return;
-  // A sample (t, i) says this node had applied i by t, so every record made at or before i is
-  // at least now − t old. Below-watermark outcomes go once F_fwd old (older than any forward or
-  // proposal that could still carry their request); every record once W old. Samples older than
-  // W are dropped after use; the rest (about one a second for W) stay for later rounds.
-  uint64_t answered = 0, expired = 0;
-  while (!applied_samples_.empty() && now - applied_samples_.front().first >= window) {
-    expired = applied_samples_.front().second;
-    applied_samples_.pop_front();
-  }
-  answered = expired;
-  for (const auto& [at, index] : applied_samples_) {
-    if (now - at < f_fwd) break;
-    answered = index;
-  }
-  if (answered == 0) return;
-  last_retire_ = now;
-  Propose(lock::RetireOutcomes{lock::LogIndex(answered), lock::LogIndex(expired)});
+  auto retire =
+      retirement_.Due(MillisOf(now), lock::LogIndex(applied_), state_.exactly_once().age_samples());
+  // Refused by the core (over its uncommitted bound): the next one, F_fwd later, covers it.
+  if (retire) Propose(*retire);
 }
 
 }  // namespace lockd::server

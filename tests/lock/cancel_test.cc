@@ -97,7 +97,7 @@ TEST(CancelById, OnlyTheAcquiresOwnClientMayCancelItInAdvance) {
   EXPECT_FALSE(h.sm.exactly_once().Known(far)) << "nothing recorded for the victim";
   // The victim's own requests still run after a retirement of everything.
   const LeaseId lease = h.Do(GrantLease{h.Header(victim), 10'000, "v"}).outcome.lease;
-  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex(h.index)});
+  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex(h.index), LogIndex(), 0});
   auto got = h.Do(lock::Acquire{h.Header(victim), "n", lease, X, 0, 0, ""});
   EXPECT_TRUE(got.outcome.acquired) << got.outcome.message;
 }
@@ -109,7 +109,7 @@ TEST(CancelById, ARetiredCancelInAdvanceDoesNotRefuseTheClientsLaterRequests) {
   const RequestId later{me, 1000};            // an Acquire this client gave up on
   ASSERT_EQ(h.Do(Cancel{cancel, "n", LeaseId(), later}).outcome.effect,
             CancelEffect::kCancelledInAdvance);
-  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex(h.index)});
+  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex(h.index), LogIndex(), 0});
   // seq 2 is below 1000: it must run, not be taken for a retired request.
   auto r = h.Do(GrantLease{h.Header(me), 10'000, "me"});
   EXPECT_TRUE(r.outcome.ok()) << r.outcome.message;

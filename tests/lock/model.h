@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "lock/command.h"
+#include "lock/exactly_once.h"
 #include "lock/outcome.h"
 #include "lock/validate.h"
 
@@ -76,7 +77,7 @@ class Model {
     const ClientRec before = known ? clients[h->id.client] : ClientRec{};
     Rec* rec = Find(h->id);
     // A new request that does not fit is refused; from an unknown client it leaves no trace.
-    const bool fits = Room(h->id.client, 0, 0);
+    const bool fits = Room(h->id.client, 0, 0, Frees(cmd));
     if (!known && !rec && !fits) {
       r.outcome = Err(StatusCode::kResourceExhausted);
       return r;
@@ -110,11 +111,39 @@ class Model {
   size_t RecordsOf(const ClientId& c) const {
     return std::count_if(recs.begin(), recs.end(), [&](auto& r) { return r.id.client == c; });
   }
-  /// Room for one more record of `c`, besides the ones reserved (see ExactlyOnce::Room).
-  bool Room(const ClientId& c, size_t reserved_own, size_t reserved) const {
+  /// Room for one more record of `c`, besides the ones reserved (see ExactlyOnce::Room). A
+  /// request that frees a lease, a hold or a wait may use the reserve above the global cap.
+  bool Room(const ClientId& c, size_t reserved_own, size_t reserved, bool frees = false) const {
     if (RecordsOf(c) + reserved_own + 1 > limits_.max_outcomes_per_client) return false;
     const size_t added = clients.count(c) ? 1 : 2;
-    return recs.size() + clients.size() + reserved + added <= limits_.max_outcomes;
+    const size_t cap = limits_.max_outcomes + (frees ? OutcomeReserve(limits_) : 0);
+    return recs.size() + clients.size() + reserved + added <= cap;
+  }
+  /// Whether running `cmd` now would end a lease, a grant or a wait.
+  bool Frees(const Command& cmd) const {
+    if (auto* c = std::get_if<RevokeLease>(&cmd)) return HasLease(c->lease.value());
+    if (auto* c = std::get_if<Release>(&cmd)) {
+      return std::any_of(grants.begin(), grants.end(), [&](const Grant& g) {
+        return g.name == c->name && g.lease == c->lease.value() && g.token == c->token.value();
+      });
+    }
+    if (auto* c = std::get_if<ForceRelease>(&cmd)) {
+      return std::any_of(grants.begin(), grants.end(), [&](const Grant& g) {
+        return g.name == c->name && (c->lease.zero() || g.lease == c->lease.value());
+      });
+    }
+    if (auto* c = std::get_if<Cancel>(&cmd)) {
+      if (c->acquire == c->header.id) return false;
+      const auto ours = [&](uint64_t l) { return c->lease.zero() || l == c->lease.value(); };
+      return std::any_of(waits.begin(), waits.end(),
+                         [&](const Wait& w) {
+                           return w.name == c->name && w.acquire == c->acquire && ours(w.lease);
+                         }) ||
+             std::any_of(grants.begin(), grants.end(), [&](const Grant& g) {
+               return g.name == c->name && g.by == c->acquire && ours(g.lease);
+             });
+    }
+    return false;
   }
   bool Refused(const RequestId& id) const {
     auto c = clients.find(id.client);

@@ -70,7 +70,7 @@ class Generator {
       // As the leader proposes them: the age bound at or below the watermark bound.
       const uint64_t answered = index_ > 5 ? index_ - Pick(5) : 0;
       const uint64_t expired = Pick(2) ? 0 : answered - std::min<uint64_t>(answered, Pick(40));
-      return RetireOutcomes{LogIndex(answered), LogIndex(expired)};
+      return RetireOutcomes{LogIndex(answered), LogIndex(expired), LogIndex(), 0};
     }
     if (roll < 24) Finish();  // some pending calls complete: watermarks move
     const int kind = Pick(100);

@@ -54,7 +54,7 @@ class SimulatedLeader {
     }
     if (answered == 0) return std::nullopt;
     last_ = now_ms;
-    return RetireOutcomes{LogIndex(answered), LogIndex(expired)};
+    return RetireOutcomes{LogIndex(answered), LogIndex(expired), LogIndex(), 0};
   }
 
  private:
@@ -303,7 +303,8 @@ TEST(Retention, BytesPerRecordAndPerClient) {
       double(sm->Snapshot().size()) / double(2 * n));
   EXPECT_EQ(sm->exactly_once().records(), 2 * n + 1);
   // Everything retired by age: the table is back to the lease's client alone.
-  sm->ApplyCommand(LogIndex(index + 1), RetireOutcomes{LogIndex(index), LogIndex(index)});
+  sm->ApplyCommand(LogIndex(index + 1),
+                   RetireOutcomes{LogIndex(index), LogIndex(index), LogIndex(), 0});
   EXPECT_EQ(sm->exactly_once().records(), 0u);
   EXPECT_EQ(sm->exactly_once().clients(), 1u) << "the client with a lease keeps its record";
   if (kScale == 1) {
@@ -321,12 +322,12 @@ TEST(Retention, ARecordOlderThanTheWindowIsRetiredWhateverTheWatermarkAndItsRetr
   ASSERT_TRUE(a.outcome.acquired);
   const LogIndex recorded(h.index);
   // Inside the window (the age bound below it): answered from the record, watermark 0 or not.
-  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex(recorded.value() - 1)});
+  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex(recorded.value() - 1), LogIndex(), 0});
   auto inside = h.Do(Acquire{{{raw, 2}, 2, 0}, "n", lease, Mode::kExclusive, 0, 0, ""});
   EXPECT_EQ(inside.outcome, a.outcome);
   EXPECT_TRUE(inside.events.empty());
   // Past it: retired although the watermark never passed it; the retry is refused, not run.
-  h.Do(RetireOutcomes{LogIndex(h.index), recorded});
+  h.Do(RetireOutcomes{LogIndex(h.index), recorded, LogIndex(), 0});
   EXPECT_EQ(h.sm.exactly_once().records(), 0u);
   auto after = h.Do(Acquire{{{raw, 2}, 3, 0}, "n", lease, Mode::kExclusive, 0, 0, ""});
   EXPECT_EQ(after.outcome.code, StatusCode::kFailedPrecondition);
@@ -343,14 +344,14 @@ TEST(Retention, APendingWaitKeepsItsRecordAndItsFinalAnswerGetsAWholeWindow) {
   auto held = h.Acquire("n", a);
   RequestHeader wh;
   ASSERT_TRUE(h.Acquire("n", b, Mode::kExclusive, 60'000, &wh).outcome.waiting);
-  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex(h.index)});
+  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex(h.index), LogIndex(), 0});
   auto rejoin = h.Do(Acquire{wh, "n", b, Mode::kExclusive, 60'000, 0, ""});
   EXPECT_TRUE(rejoin.outcome.waiting) << "the retry rejoins the wait: its record was kept";
   EXPECT_EQ(h.sm.GetLock("n")->waiters.size(), 1u);
   auto rel = h.Release("n", a, held.outcome.token);
   ASSERT_EQ(rel.completions.size(), 1u);
   const LogIndex completed(h.index);
-  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex(completed.value() - 1)});
+  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex(completed.value() - 1), LogIndex(), 0});
   auto retry = h.Do(Acquire{wh, "n", b, Mode::kExclusive, 60'000, 0, ""});
   EXPECT_EQ(retry.outcome, rel.completions[0].outcome) << "aged from its completion";
 }
@@ -360,16 +361,16 @@ TEST(Retention, AClientRecordLastsWhileItHasALeaseAndAWindowAfter) {
   const ClientId cl{8, 8};
   const LeaseId lease = h.Do(GrantLease{{{cl, 1}, 1, 1}, 60'000, ""}).outcome.lease;
   h.Do(Release{{{cl, 2}, 1, 2}, "n", lease, FencingToken(1)});
-  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex(h.index)});
+  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex(h.index), LogIndex(), 0});
   EXPECT_EQ(h.sm.exactly_once().clients(), 1u) << "it has a lease";
   EXPECT_EQ(h.Do(GrantLease{{{cl, 1}, 2, 1}, 60'000, ""}).outcome.code,
             StatusCode::kFailedPrecondition)
       << "below its watermark: still refused";
   h.Do(ExpireLease{lease});
   const LogIndex ended(h.index);
-  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex(ended.value() - 1)});
+  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex(ended.value() - 1), LogIndex(), 0});
   EXPECT_EQ(h.sm.exactly_once().clients(), 1u) << "a window after the lease ended";
-  h.Do(RetireOutcomes{LogIndex(h.index), ended});
+  h.Do(RetireOutcomes{LogIndex(h.index), ended, LogIndex(), 0});
   EXPECT_EQ(h.sm.exactly_once().clients(), 0u);
 }
 

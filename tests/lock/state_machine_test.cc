@@ -280,13 +280,13 @@ TEST(ExactlyOnce, OutcomesAreRetiredOnlyByTheLogBelowTheWatermark) {
   const ClientId cl{5, 5};
   h.Do(GrantLease{RequestHeader{{cl, 1}, 1, 1}, 5000, ""});
   EXPECT_EQ(h.sm.exactly_once().records(), base + 1);
-  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex()});
+  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex(), LogIndex(), 0});
   EXPECT_EQ(h.sm.exactly_once().records(), base + 1) << "seq 1 is not below the watermark (1)";
   h.Do(GrantLease{RequestHeader{{cl, 2}, 1, 2}, 5000, ""});
   EXPECT_EQ(h.sm.exactly_once().records(), base + 2);
-  h.Do(RetireOutcomes{LogIndex(h.index - 3), LogIndex()});
+  h.Do(RetireOutcomes{LogIndex(h.index - 3), LogIndex(), LogIndex(), 0});
   EXPECT_EQ(h.sm.exactly_once().records(), base + 2) << "seq 1 was recorded after that index";
-  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex()});
+  h.Do(RetireOutcomes{LogIndex(h.index), LogIndex(), LogIndex(), 0});
   EXPECT_EQ(h.sm.exactly_once().records(), base + 1) << "seq 1 is below the watermark (2) now";
 }
 
@@ -344,7 +344,7 @@ TEST(Codec, EveryCommandRoundTripsAndNewerVersionsAreRefused) {
                               lock::Release{hd, "n", LeaseId(4), FencingToken(77)},
                               ForceRelease{hd, "n", LeaseId(), "why"},
                               WaitTimeout{"n", RequestId{{1, 2}, 9}},
-                              RetireOutcomes{LogIndex(50), LogIndex(40)}};
+                              RetireOutcomes{LogIndex(50), LogIndex(40), LogIndex(), 0}};
   for (const auto& c : all) {
     const std::string bytes = Encode(c, 12345);
     auto d = Decode(bytes);

@@ -1,0 +1,56 @@
+#include "lock/exactly_once_retirement.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace lockd::lock {
+
+void RetirementPlanner::Start(uint64_t now_ms, uint64_t replicated_mark_ms) {
+  active_ = true;
+  base_mark_ms_ = replicated_mark_ms;
+  base_ms_ = now_ms;
+  last_proposal_ms_ = now_ms;
+  local_.clear();
+}
+
+void RetirementPlanner::Stop() {
+  active_ = false;
+  local_.clear();
+}
+
+uint64_t RetirementPlanner::MarkAt(uint64_t now_ms) const {
+  const uint64_t elapsed = now_ms > base_ms_ ? now_ms - base_ms_ : 0;
+  // Rounded down, and slowed by ρ: a clock running fast by up to ρ still never counts more
+  // than the real time that passed.
+  return base_mark_ms_ + static_cast<uint64_t>(static_cast<double>(elapsed) * (1 - timing_.drift));
+}
+
+std::optional<RetireOutcomes> RetirementPlanner::Due(uint64_t now_ms, LogIndex applied,
+                                                     const std::deque<AgeSample>& replicated) {
+  if (!active_) return std::nullopt;
+  const uint64_t mark = MarkAt(now_ms);
+  if (local_.empty() || mark - local_.back().mark_ms >= kLocalSampleMs) {
+    local_.push_back(AgeSample{applied, mark});
+  }
+  if (now_ms - last_proposal_ms_ < timing_.forward_ms || mark == 0) return std::nullopt;
+  // A sample (i, m) says every record made at or before index i is at least mark − m old.
+  const auto newest_at_least = [&](uint64_t age) {
+    LogIndex found;
+    if (mark < age) return found;
+    for (const std::deque<AgeSample>* samples : {&replicated, &std::as_const(local_)}) {
+      for (const AgeSample& s : *samples) {
+        if (s.mark_ms + age > mark) break;
+        found = std::max(found, s.applied);
+      }
+    }
+    return found;
+  };
+  const LogIndex expired = newest_at_least(timing_.window_ms);
+  const LogIndex answered = std::max(expired, newest_at_least(timing_.forward_ms));
+  // Own samples older than the window served this round; later rounds find newer ones.
+  while (local_.size() > 1 && local_[1].mark_ms + timing_.window_ms <= mark) local_.pop_front();
+  last_proposal_ms_ = now_ms;
+  return RetireOutcomes{answered, expired, applied, mark};
+}
+
+}  // namespace lockd::lock
