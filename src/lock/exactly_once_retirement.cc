@@ -18,6 +18,11 @@ void RetirementPlanner::Stop() {
   local_.clear();
 }
 
+uint64_t RetirementPlanner::period_ms() const {
+  return std::max<uint64_t>(std::min<uint64_t>(timing_.window_ms / 32, timing_.forward_ms),
+                            std::min<uint64_t>(1'000, timing_.forward_ms));
+}
+
 uint64_t RetirementPlanner::MarkAt(uint64_t now_ms) const {
   const uint64_t elapsed = now_ms > base_ms_ ? now_ms - base_ms_ : 0;
   // Rounded down, and slowed by ρ: a clock running fast by up to ρ still never counts more
@@ -32,7 +37,7 @@ std::optional<RetireOutcomes> RetirementPlanner::Due(uint64_t now_ms, LogIndex a
   if (local_.empty() || mark - local_.back().mark_ms >= kLocalSampleMs) {
     local_.push_back(AgeSample{applied, mark});
   }
-  if (now_ms - last_proposal_ms_ < timing_.forward_ms || mark == 0) return std::nullopt;
+  if (now_ms - last_proposal_ms_ < period_ms() || mark == 0) return std::nullopt;
   // A sample (i, m) says every record made at or before index i is at least mark − m old.
   const auto newest_at_least = [&](uint64_t age) {
     LogIndex found;

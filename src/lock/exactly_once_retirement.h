@@ -33,6 +33,11 @@ class RetirementPlanner {
   /// How often this leader samples its own applied index between proposals.
   static constexpr uint64_t kLocalSampleMs = 1'000;
 
+  /// How often a RetireOutcomes is proposed: W/32, within [1 s, F_fwd]. A leader change loses
+  /// the age clock's time since the last one, so with a change every W/2 the clock still runs at
+  /// 15/16 of real time, less the elections.
+  uint64_t period_ms() const;
+
   explicit RetirementPlanner(Timing timing) : timing_(timing) {}
 
   /// This node leads and has applied the first entry of its term: the age clock continues from

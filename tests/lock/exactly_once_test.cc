@@ -1,11 +1,15 @@
-// The exactly-once table's review fixes: what a retirement costs at a million records (issue 13,
-// the review's third finding).
+// The exactly-once table's review fixes (issue 13, after review): a flood of new clients that
+// fills the table cannot stop releases, revokes, cancels or force-releases; the age clock is
+// carried in the log, so leader changes do not restart the retention window; and what a
+// retirement costs at a million records.
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdio>
+#include <deque>
 
 #include "harness.h"
+#include "lock/exactly_once_retirement.h"
 
 namespace lockd::lock {
 namespace {
@@ -20,6 +24,242 @@ double MillisSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
       .count();
 }
+
+// --- 1. the reserve for requests that free state ---------------------------------------------
+
+TEST(Reserve, AFloodOfNewClientsStopsNewWorkButNotReleaseRevokeCancelOrForceRelease) {
+  Limits limits;
+  limits.max_outcomes = 1'000;
+  testing::Harness h(limits);
+  // A holder with a grant, a wait and a spare lease, before the flood.
+  const ClientId holder{9, 9};
+  uint64_t seq = 0;
+  const auto hd = [&] { return RequestHeader{{holder, ++seq}, 1, 0}; };
+  const LeaseId a = h.Do(GrantLease{hd(), 60'000, "h"}).outcome.lease;
+  const LeaseId b = h.Do(GrantLease{hd(), 60'000, "h"}).outcome.lease;
+  const LeaseId spare = h.Do(GrantLease{hd(), 60'000, "h"}).outcome.lease;
+  const auto held = h.Do(Acquire{hd(), "x", a, Mode::kExclusive, 0, 0, ""});
+  const auto forced = h.Do(Acquire{hd(), "y", a, Mode::kExclusive, 0, 0, ""});
+  const RequestHeader wait_header = hd();
+  ASSERT_TRUE(h.Do(Acquire{wait_header, "y", b, Mode::kExclusive, 60'000, 0, ""}).outcome.waiting);
+  ASSERT_TRUE(held.outcome.acquired && forced.outcome.acquired);
+  std::vector<LeaseId> more;  // to revoke later, each from a new client
+  for (int i = 0; i < 40; ++i) more.push_back(h.Do(GrantLease{hd(), 60'000, "m"}).outcome.lease);
+
+  // The flood: one-shot clients, each a record and a client, until the table refuses them.
+  uint64_t flooded = 0;
+  Outcome refusal;
+  for (uint64_t c = 1; c <= limits.max_outcomes; ++c) {
+    auto r = h.Do(Release{{{{7, c}, 1}, 1, 0}, "x", a, FencingToken(999)});
+    if (r.outcome.code == StatusCode::kResourceExhausted) {
+      refusal = r.outcome;
+      break;
+    }
+    ++flooded;
+  }
+  ASSERT_EQ(refusal.code, StatusCode::kResourceExhausted) << "the flood never filled the table";
+  EXPECT_NE(refusal.message.find("--max-outcomes=1000"), std::string::npos) << refusal.message;
+  EXPECT_GT(flooded, 400u);
+  const size_t full = h.sm.exactly_once().size();
+  // The last slot, if any, by a request of a known client that frees nothing.
+  while (h.Do(Release{hd(), "x", a, FencingToken(12345)}).outcome.code !=
+         StatusCode::kResourceExhausted) {
+  }
+  EXPECT_EQ(h.sm.exactly_once().size(), limits.max_outcomes);
+  EXPECT_GE(h.sm.exactly_once().size(), full);
+
+  // New work is refused, naming the flag: an Acquire of a known client, a new client's lease.
+  auto acquire = h.Do(Acquire{hd(), "z", a, Mode::kExclusive, 0, 0, ""});
+  EXPECT_EQ(acquire.outcome.code, StatusCode::kResourceExhausted);
+  EXPECT_NE(acquire.outcome.message.find("--max-outcomes=1000"), std::string::npos);
+  EXPECT_FALSE(h.sm.GetLock("z").has_value());
+  EXPECT_EQ(h.Do(GrantLease{{{{6, 1}, 1}, 1, 0}, 60'000, ""}).outcome.code,
+            StatusCode::kResourceExhausted);
+  // So is a request that would free nothing (a wrong token), even a freeing kind.
+  EXPECT_EQ(h.Do(Release{hd(), "x", a, FencingToken(12345)}).outcome.code,
+            StatusCode::kResourceExhausted);
+
+  // Requests that free state are admitted and run.
+  const RequestHeader cancel_header = hd();
+  auto cancel = h.Do(Cancel{cancel_header, "y", LeaseId(), wait_header.id});
+  ASSERT_TRUE(cancel.outcome.ok()) << cancel.outcome.message;
+  EXPECT_EQ(cancel.outcome.effect, CancelEffect::kWithdrewWait);
+  auto release = h.Do(Release{hd(), "x", a, held.outcome.token});
+  ASSERT_TRUE(release.outcome.ok()) << release.outcome.message;
+  EXPECT_FALSE(h.sm.GetLock("x").has_value());
+  auto revoke = h.Do(RevokeLease{hd(), spare});
+  ASSERT_TRUE(revoke.outcome.ok()) << revoke.outcome.message;
+  EXPECT_FALSE(h.sm.GetLease(spare).has_value());
+  // An operator's ForceRelease, from a client the table has never seen.
+  auto force = h.Do(ForceRelease{{{{8, 8}, 1}, 1, 0}, "y", LeaseId(), "stuck"});
+  ASSERT_TRUE(force.outcome.ok()) << force.outcome.message;
+  ASSERT_EQ(force.outcome.holders.size(), 1u);
+  EXPECT_EQ(force.outcome.holders[0].token, forced.outcome.token);
+  EXPECT_FALSE(h.sm.GetLock("y").has_value());
+  // A retry is answered from its record, as always.
+  auto retry = h.Do(Cancel{{cancel_header.id, 2, 0}, "y", LeaseId(), wait_header.id});
+  EXPECT_EQ(retry.outcome, cancel.outcome);
+
+  // The reserve is bounded too: revokes from new clients (two records each) stop at the cap
+  // plus the reserve, RESOURCE_EXHAUSTED naming both.
+  size_t revoked = 0;
+  Outcome last;
+  for (size_t i = 0; i < more.size(); ++i) {
+    last = h.Do(RevokeLease{{{{5, i + 1}, 1}, 1, 0}, more[i]}).outcome;
+    if (!last.ok()) break;
+    ++revoked;
+  }
+  EXPECT_EQ(last.code, StatusCode::kResourceExhausted);
+  EXPECT_NE(last.message.find("reserve of " + std::to_string(OutcomeReserve(limits))),
+            std::string::npos)
+      << last.message;
+  EXPECT_GT(revoked, 0u);
+  EXPECT_LT(revoked, more.size());
+  EXPECT_LE(h.sm.exactly_once().size(), limits.max_outcomes + OutcomeReserve(limits));
+  EXPECT_GT(h.sm.exactly_once().size(), limits.max_outcomes);
+}
+
+// --- 2. the age clock is carried in the log -------------------------------------------------
+
+struct AgeRun {
+  uint64_t retired = 0;
+  uint64_t youngest_retired_ms = UINT64_MAX;  ///< the least age at which a record was retired
+  uint64_t oldest_live_ms = 0;                ///< the greatest age a live record reached
+  size_t most_records = 0;
+};
+
+/// Leaders of `term_ms` each, an election of `gap_ms` between them, one raw request (watermark 0,
+/// so only age retires it) every 20 ms of simulated time. `carried`: each leader starts its age
+/// clock from the mark the log carries (as Replica does); otherwise from zero, as every leader's
+/// clock did when the samples were its own.
+AgeRun RunLeaders(bool carried, uint64_t window_ms, uint64_t forward_ms, uint64_t term_ms,
+                  uint64_t gap_ms, uint64_t duration_ms) {
+  Limits limits;
+  limits.outcome_retention_ms = window_ms;
+  auto sm = std::make_unique<LockStateMachine>(limits);
+  RetirementPlanner planner({forward_ms, window_ms, 0.01});
+  struct Made {
+    uint64_t at_ms;
+    RequestId id;
+  };
+  std::deque<Made> live;
+  AgeRun run;
+  uint64_t index = 0, now = 0, next_client = 0, terms = 0;
+  while (now < duration_ms) {
+    now += gap_ms;  // no leader: nothing commits
+    planner.Start(now, carried ? sm->exactly_once().age_mark_ms() : 0);
+    for (const uint64_t end = now + term_ms; now < end; now += 20) {
+      const RequestId id{{3, ++next_client}, 1};
+      sm->ApplyCommand(LogIndex(++index), Release{{id, 1, 0}, "n", LeaseId(99), FencingToken(1)});
+      live.push_back({now, id});
+      auto retire = planner.Due(now, LogIndex(index), sm->exactly_once().age_samples());
+      if (!retire) continue;
+      sm->ApplyCommand(LogIndex(++index), *retire);
+      // Age retirement goes oldest first: what is gone is a prefix of `live`.
+      while (!live.empty() && !sm->exactly_once().Known(live.front().id)) {
+        run.youngest_retired_ms = std::min(run.youngest_retired_ms, now - live.front().at_ms);
+        ++run.retired;
+        live.pop_front();
+      }
+      if (!live.empty())
+        run.oldest_live_ms = std::max(run.oldest_live_ms, now - live.front().at_ms);
+      run.most_records = std::max(run.most_records, sm->exactly_once().records());
+    }
+    planner.Stop();
+    if (++terms == 5) {
+      // Once, through a snapshot, as a node that installs one before it leads.
+      auto restored = LockStateMachine::Restore(sm->Snapshot(), limits);
+      EXPECT_TRUE(restored.ok() && *restored == *sm);
+      sm = std::make_unique<LockStateMachine>(std::move(*restored));
+      sm->CheckInvariants();
+    }
+  }
+  return run;
+}
+
+TEST(AgeClock, WithALeaderChangeEveryHalfWindowRecordsRetireAtAboutTheWindowAndNeverEarlier) {
+  const uint64_t w = 60'000, f = 10'000, gap = 2'000;
+  const AgeRun run = RunLeaders(/*carried=*/true, w, f, w / 2, gap, 20 * w);
+  std::printf(
+      "leader every W/2 (W = %llu s, F_fwd = %llu s, %llu s elections): %llu retired, youngest "
+      "retired %.1f s, oldest live %.1f s, at most %zu records\n",
+      static_cast<unsigned long long>(w / 1000), static_cast<unsigned long long>(f / 1000),
+      static_cast<unsigned long long>(gap / 1000), static_cast<unsigned long long>(run.retired),
+      run.youngest_retired_ms / 1000.0, run.oldest_live_ms / 1000.0, run.most_records);
+  EXPECT_GT(run.retired, 0u);
+  EXPECT_GE(run.youngest_retired_ms, w) << "a record was retired before it was W old";
+  // Each change loses at most a retire period and the election, so the age clock runs at
+  // (term − period) / (term + election) of real time at worst, and slower by ρ; a record waits
+  // up to a retire period for its sample and one more for the entry.
+  const double period = double(RetirementPlanner({f, w, 0.01}).period_ms());
+  const double rate = (w / 2.0 - period) / (w / 2.0 + gap) * 0.99;
+  const double bound = w / rate + 2 * period + 1'000;
+  EXPECT_LE(double(run.oldest_live_ms), bound);
+  EXPECT_LE(double(run.most_records), bound / 20 + 1);
+}
+
+TEST(AgeClock, LeaderLocalClocksNeverRetireForAgeWhenLeadersChangeFasterThanTheWindow) {
+  // What the carried clock fixes: each leader counting from zero never sees a record W old.
+  const uint64_t w = 60'000;
+  const AgeRun run = RunLeaders(/*carried=*/false, w, 10'000, w / 2, 2'000, 6 * w);
+  EXPECT_EQ(run.retired, 0u);
+  EXPECT_GT(run.oldest_live_ms, 5 * w);
+}
+
+TEST(AgeClock, ANewLeaderContinuesFromTheReplicatedMarkAndCountsItsOwnTimeSlowedByDrift) {
+  RetirementPlanner p({10'000, 60'000, 0.01});
+  EXPECT_FALSE(p.Due(1'000, LogIndex(5), {}).has_value()) << "not leading";
+  p.Start(1'000'000, 45'000);
+  EXPECT_EQ(p.MarkAt(1'000'000), 45'000u);
+  EXPECT_EQ(p.MarkAt(1'010'000), 45'000u + 9'900u);
+  EXPECT_EQ(p.period_ms(), 60'000u / 32);
+  EXPECT_FALSE(p.Due(1'001'000, LogIndex(7), {}).has_value()) << "one every period";
+  // Replicated samples from earlier leaders: index 3 at mark 0 is W old by mark 60'000.
+  const std::deque<AgeSample> replicated = {{LogIndex(3), 1}, {LogIndex(6), 40'000}};
+  auto r = p.Due(1'010'000, LogIndex(9), replicated);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->sampled_index, LogIndex(9));
+  EXPECT_EQ(r->age_mark_ms, 54'900u);
+  EXPECT_EQ(r->expired_at_or_before, LogIndex()) << "index 3 is 54.9 s old, not 60";
+  EXPECT_EQ(r->recorded_at_or_before, LogIndex(6)) << "F_fwd old by the replicated samples";
+  r = p.Due(1'011'000, LogIndex(12), replicated);
+  EXPECT_FALSE(r.has_value());
+  r = p.Due(1'020'000, LogIndex(12), replicated);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->expired_at_or_before, LogIndex(3));
+  EXPECT_EQ(r->recorded_at_or_before, LogIndex(7)) << "its own sample of index 7, at 49.95 s";
+}
+
+TEST(AgeClock, TheStateMachineKeepsSamplesInOrderDropsUsedOnesAndIgnoresBackwardOnes) {
+  LockStateMachine sm;
+  sm.ApplyCommand(LogIndex(1), RetireOutcomes{LogIndex(), LogIndex(), LogIndex(0), 500});
+  sm.ApplyCommand(LogIndex(2), RetireOutcomes{LogIndex(), LogIndex(), LogIndex(1), 1'000});
+  sm.ApplyCommand(LogIndex(3), RetireOutcomes{LogIndex(), LogIndex(), LogIndex(2), 900});
+  sm.ApplyCommand(LogIndex(4), RetireOutcomes{LogIndex(), LogIndex(), LogIndex(9), 2'000});
+  sm.ApplyCommand(LogIndex(5), RetireOutcomes{LogIndex(), LogIndex(1), LogIndex(4), 3'000});
+  const std::deque<AgeSample> want = {{LogIndex(4), 3'000}};
+  EXPECT_EQ(sm.exactly_once().age_samples(), want)
+      << "0 and 1 used up by the bound 1; a mark going back and a sample past its own entry "
+         "ignored";
+  EXPECT_EQ(sm.exactly_once().age_mark_ms(), 3'000u);
+  // A format-2 entry (no sample) retires as before and leaves the clock alone.
+  const std::string v2 = {2, 7, 9, 0, 0};
+  ASSERT_TRUE(sm.Apply(LogIndex(6), v2).ok());
+  EXPECT_EQ(sm.exactly_once().age_samples(), want);
+  // Thinned, never unbounded.
+  for (uint64_t i = 7; i < 7 + 3 * ExactlyOnce::kMaxAgeSamples; ++i) {
+    sm.ApplyCommand(LogIndex(i),
+                    RetireOutcomes{LogIndex(), LogIndex(), LogIndex(i - 1), 3'000 + i * 10});
+  }
+  EXPECT_LE(sm.exactly_once().age_samples().size(), ExactlyOnce::kMaxAgeSamples);
+  EXPECT_GT(sm.exactly_once().age_samples().size(), ExactlyOnce::kMaxAgeSamples / 2);
+  sm.CheckInvariants();
+  auto back = LockStateMachine::Restore(sm.Snapshot(), {});
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(*back == sm);
+}
+
+// --- 3. what a retirement costs ----------------------------------------------------------------
 
 // A RetireOutcomes touches what it retires and the clients whose watermark moved, not the whole
 // table: at a million records, one that retires 1% costs about 1% of a full scan. Prints the

@@ -344,7 +344,7 @@ TEST(Codec, EveryCommandRoundTripsAndNewerVersionsAreRefused) {
                               lock::Release{hd, "n", LeaseId(4), FencingToken(77)},
                               ForceRelease{hd, "n", LeaseId(), "why"},
                               WaitTimeout{"n", RequestId{{1, 2}, 9}},
-                              RetireOutcomes{LogIndex(50), LogIndex(40), LogIndex(), 0}};
+                              RetireOutcomes{LogIndex(50), LogIndex(40), LogIndex(45), 1234}};
   for (const auto& c : all) {
     const std::string bytes = Encode(c, 12345);
     auto d = Decode(bytes);
