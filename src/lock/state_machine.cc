@@ -56,11 +56,11 @@ Result<ApplyResult> LockStateMachine::Apply(LogIndex index, std::string_view ent
         " changed; this build does not replay it. Let every node of the cluster take a snapshot "
         "past it with the build that wrote it, then upgrade (or bootstrap a new cluster)");
   }
-  return ApplyCommand(index, env->command, env->wall_seconds);
+  return ApplyCommand(index, env->command, env->wall_seconds, env->version);
 }
 
 ApplyResult LockStateMachine::ApplyCommand(LogIndex index, const Command& command,
-                                           int64_t wall_seconds) {
+                                           int64_t wall_seconds, uint8_t format) {
   LOCKD_CHECK_MSG(index > applied_, "entries are applied once, in index order");
   applied_ = index;
   if (wall_seconds > wall_seconds_) wall_seconds_ = wall_seconds;
@@ -76,7 +76,9 @@ ApplyResult LockStateMachine::ApplyCommand(LogIndex index, const Command& comman
     return std::move(ctx.result);
   }
   const uint64_t digest = Digest(command);
-  const auto admission = once_.Admit(*header, digest, index, limits_, Frees(command));
+  // The reserve came with format 3: a format-2 entry at the cap was refused when first applied.
+  const bool frees = format >= 3 && Frees(command);
+  const auto admission = once_.Admit(*header, digest, index, limits_, frees);
   switch (admission.verdict) {
     case ExactlyOnce::Verdict::kBelowWatermark:
       ctx.result.outcome =

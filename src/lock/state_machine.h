@@ -61,8 +61,12 @@ class LockStateMachine {
   /// Applies the committed entry at `index` (indices increase). A malformed entry or a newer
   /// format is an error: the node must stop rather than diverge from its peers.
   Result<ApplyResult> Apply(LogIndex index, std::string_view entry);
-  /// Applies an already-decoded command (the simulator and tests use this).
-  ApplyResult ApplyCommand(LogIndex index, const Command& command, int64_t wall_seconds = 0);
+  /// Applies an already-decoded command (the simulator and tests use this). `format`: the
+  /// command format of the entry it came from; a format-2 entry is applied with the rules it was
+  /// written under (no exactly-once reserve), so nodes that applied it before and after an
+  /// upgrade agree.
+  ApplyResult ApplyCommand(LogIndex index, const Command& command, int64_t wall_seconds = 0,
+                           uint8_t format = kCommandFormatVersion);
 
   // --- inspection ---
   std::optional<LockView> GetLock(std::string_view name) const;

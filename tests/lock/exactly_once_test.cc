@@ -119,6 +119,34 @@ TEST(Reserve, AFloodOfNewClientsStopsNewWorkButNotReleaseRevokeCancelOrForceRele
   EXPECT_GT(h.sm.exactly_once().size(), limits.max_outcomes);
 }
 
+TEST(Reserve, AFormatTwoEntryAtTheCapIsRefusedAsItWasWhenWritten) {
+  Limits limits;
+  limits.max_outcomes = 40;
+  testing::Harness h(limits);
+  const LeaseId lease = h.Lease();
+  const auto held = h.Acquire("x", lease);
+  ASSERT_TRUE(held.outcome.acquired);
+  for (uint64_t c = 1; c <= limits.max_outcomes; ++c) {
+    h.Do(Release{{{{7, c}, 1}, 1, 0}, "x", lease, FencingToken(999)});
+  }
+  while (h.Do(Release{h.Header(), "x", lease, FencingToken(999)}).outcome.code !=
+         StatusCode::kResourceExhausted) {
+  }
+  ASSERT_EQ(h.sm.exactly_once().size(), limits.max_outcomes);
+  // A node that applied this entry before the upgrade refused it: so does this one.
+  std::string entry = Encode(Release{h.Header(), "x", lease, held.outcome.token}, 0);
+  entry[0] = 2;
+  auto old = h.sm.Apply(LogIndex(++h.index), entry);
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(old->outcome.code, StatusCode::kResourceExhausted);
+  EXPECT_TRUE(h.sm.GetLock("x").has_value());
+  entry[0] = 3;
+  auto now = h.sm.Apply(LogIndex(++h.index), entry);
+  ASSERT_TRUE(now.ok());
+  EXPECT_TRUE(now->outcome.ok()) << now->outcome.message;
+  EXPECT_FALSE(h.sm.GetLock("x").has_value());
+}
+
 // --- 2. the age clock is carried in the log -------------------------------------------------
 
 struct AgeRun {

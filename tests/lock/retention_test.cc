@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "harness.h"
+#include "lock/exactly_once_retirement.h"
 
 namespace lockd::lock {
 namespace {
@@ -28,51 +29,20 @@ double RssMiB() {
   return double(resident) * double(sysconf(_SC_PAGESIZE)) / 1048576.0;
 }
 
-/// The leader's side, as Replica::ProposeRetirement does it, on a simulated clock where every
-/// applied entry takes `ms_per_entry`: a sample of the applied index once a second, and every
-/// F_fwd a RetireOutcomes whose bounds are the newest index applied at least F_fwd (below the
-/// watermark) and W (everything) ago.
-class SimulatedLeader {
- public:
-  SimulatedLeader(uint64_t f_fwd_ms, uint64_t window_ms) : f_fwd_(f_fwd_ms), window_(window_ms) {}
-
-  /// Called after each applied entry; returns the RetireOutcomes to apply next, if any.
-  std::optional<RetireOutcomes> Applied(uint64_t now_ms, uint64_t applied) {
-    if (samples_.empty() || now_ms - samples_.back().first >= 1000) {
-      samples_.emplace_back(now_ms, applied);
-    }
-    if (now_ms - last_ < f_fwd_) return std::nullopt;
-    uint64_t answered = 0, expired = 0;
-    while (!samples_.empty() && now_ms - samples_.front().first >= window_) {
-      expired = samples_.front().second;
-      samples_.pop_front();
-    }
-    answered = expired;
-    for (const auto& [at, index] : samples_) {
-      if (now_ms - at < f_fwd_) break;
-      answered = index;
-    }
-    if (answered == 0) return std::nullopt;
-    last_ = now_ms;
-    return RetireOutcomes{LogIndex(answered), LogIndex(expired), LogIndex(), 0};
-  }
-
- private:
-  uint64_t f_fwd_, window_, last_ = 0;
-  std::deque<std::pair<uint64_t, uint64_t>> samples_;
-};
-
 /// A state machine driven on a simulated clock (1 ms per entry), with the leader's retirement.
 struct Driver {
   // Scaled with the counts, so a sanitizer run spans as many windows.
   static constexpr uint64_t kFwdMs = 10'000 / kScale;
   static constexpr uint64_t kWindowMs = 20'000 / kScale;  ///< W, small: the run spans many
 
-  explicit Driver(Limits limits) : sm(limits), leader(kFwdMs, kWindowMs) {}
+  explicit Driver(Limits limits) : sm(limits), leader({kFwdMs, kWindowMs, 0.01}) {
+    leader.Start(0, 0);
+  }
 
   ApplyResult Do(const Command& c) {
     ApplyResult r = sm.ApplyCommand(LogIndex(++index), c);
-    if (auto retire = leader.Applied(index, index)) {
+    // The leader's side, as Replica::ProposeRetirement runs it.
+    if (auto retire = leader.Due(index, LogIndex(index), sm.exactly_once().age_samples())) {
       sm.ApplyCommand(LogIndex(++index), *retire);
       ++retirements;
     }
@@ -81,7 +51,7 @@ struct Driver {
   uint64_t now_ms() const { return index; }
 
   LockStateMachine sm;
-  SimulatedLeader leader;
+  RetirementPlanner leader;
   uint64_t index = 0;
   uint64_t retirements = 0;
 };
