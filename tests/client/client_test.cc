@@ -490,7 +490,7 @@ TEST_F(ClientTest, AChangedClusterIdLosesEveryLease) {
   ASSERT_TRUE(lease.ok());
   EXPECT_EQ(client->cluster_id(), "cluster-a");
   fake_.With([&] { return fake_.cluster_id = "cluster-b"; });  // a restored cluster
-  // A new stream (or any call) sees the new id.
+  // Any call sees the new id (the fake answers GetLock, so this one does, deterministically).
   (void)client->GetLock("x");
   ASSERT_TRUE(testing::WaitFor([&] { return !(*lease)->valid(); }, 5s));
   EXPECT_NE((*lease)->lost_reason().find("cluster id changed"), std::string::npos);
