@@ -7,6 +7,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -219,9 +220,12 @@ grpc::Status ClientCore::Settle(grpc::Status (pb::LockService::Stub::*method)(gr
                                 Req& req, Resp* resp) {
   const auto give_up = std::chrono::steady_clock::now() + kSettleBudget;
   for (;;) {
+    // Attempts of half a call_timeout: a hung node (the stopped leader the Acquire waited on)
+    // costs one attempt, then the next endpoint is tried, within the same call.
     grpc::Status s =
         Call(method, req, resp, std::chrono::steady_clock::now() + options_.call_timeout,
-             options_.call_timeout);
+             std::clamp<std::chrono::milliseconds>(
+                 options_.call_timeout / 2, std::chrono::milliseconds(300), options_.call_timeout));
     const bool definitive =
         !RetryableCode(s.error_code()) && s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED;
     if (definitive || std::chrono::steady_clock::now() >= give_up || Stopping()) return s;
