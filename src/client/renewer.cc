@@ -9,7 +9,9 @@ using namespace std::chrono_literals;
 
 /// One KeepAlive call on gRPC's callback API. Writes are queued (one in flight at a time, as the
 /// API requires); every answer and the initial metadata go to the Renewer with their arrival
-/// time. The object keeps itself alive until OnDone, gRPC's last callback.
+/// time. A hold keeps the call from finishing (OnDone) while a write may still be started; it is
+/// removed once the stream is closed or broken and no write is in flight, so no operation ever
+/// starts after OnDone. The object keeps itself alive until OnDone, gRPC's last callback.
 class Renewer::Stream final : public grpc::ClientBidiReactor<pb::RenewRequest, pb::RenewResponse> {
  public:
   Stream(Renewer& owner, size_t endpoint, uint64_t generation)
@@ -18,25 +20,31 @@ class Renewer::Stream final : public grpc::ClientBidiReactor<pb::RenewRequest, p
   void Start(const std::shared_ptr<Stream>& self, pb::LockService::Stub& stub) {
     self_ = self;
     stub.async()->KeepAlive(&ctx_, this);
+    AddHold();
     StartRead(&answer_);
     StartCall();
   }
-  /// Queues `req`; never blocks.
+  /// Queues `req`; never blocks. Dropped once the stream is closed or broken.
   void Send(pb::RenewRequest req) {
     const pb::RenewRequest* start = nullptr;
     {
       std::lock_guard lock(mu_);
-      if (done_) return;
+      if (closed_) return;
       writes_.push_back(std::move(req));
       if (!writing_) {
         writing_ = true;
         start = &writes_.front();  // a deque's push_back keeps references to elements valid
       }
     }
-    // Outside mu_: gRPC may run OnWriteDone inline.
+    // Outside mu_: gRPC may run OnWriteDone on this thread. The hold is still in place: it is
+    // removed only when writing_ is false or by OnWriteDone, after this write.
     if (start) StartWrite(start);
   }
-  void Cancel() { ctx_.TryCancel(); }
+  /// Ends the call: no more writes, the hold goes (now or after the write in flight).
+  void Close() {
+    EndWrites();
+    ctx_.TryCancel();
+  }
   size_t endpoint() const { return endpoint_; }
   uint64_t generation() const { return generation_; }
 
@@ -55,7 +63,10 @@ class Renewer::Stream final : public grpc::ClientBidiReactor<pb::RenewRequest, p
     owner_.Deliver(std::move(a));
   }
   void OnReadDone(bool ok) override {
-    if (!ok) return;  // the call is ending: OnDone follows
+    if (!ok) {  // the call is ending (broken, or cancelled): OnDone follows once the hold goes
+      EndWrites();
+      return;
+    }
     Arrival a;
     a.generation = generation_;
     a.at = owner_.core_.Now();
@@ -65,37 +76,47 @@ class Renewer::Stream final : public grpc::ClientBidiReactor<pb::RenewRequest, p
   }
   void OnWriteDone(bool ok) override {
     const pb::RenewRequest* next = nullptr;
+    bool release = false;
     {
       std::lock_guard lock(mu_);
       writes_.pop_front();
-      if (!ok || writes_.empty()) {
-        writing_ = false;  // a failed write ends the call: OnDone follows
-        if (!ok) done_ = true;
-        return;
+      if (!ok) closed_ = true;  // a failed write: the call is broken
+      if (!closed_ && !writes_.empty()) {
+        next = &writes_.front();
+      } else {
+        writing_ = false;
+        release = closed_ && !std::exchange(hold_released_, true);
       }
-      next = &writes_.front();
     }
-    StartWrite(next);
+    if (next) StartWrite(next);
+    if (release) RemoveHold();
   }
   void OnDone(const grpc::Status&) override {
-    {
-      std::lock_guard lock(mu_);
-      done_ = true;
-    }
     owner_.StreamDone(generation_);  // the last use of owner_: it may be destroyed after this
     auto self = std::move(self_);    // may delete this (allowed in OnDone)
   }
 
  private:
+  void EndWrites() {
+    bool release = false;
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+      release = !writing_ && !std::exchange(hold_released_, true);
+    }
+    if (release) RemoveHold();
+  }
+
   Renewer& owner_;
   const size_t endpoint_;
   const uint64_t generation_;
   grpc::ClientContext ctx_;
   pb::RenewResponse answer_;  ///< only the read in flight touches it
-  std::mutex mu_;             ///< guards writes_, writing_, done_
+  std::mutex mu_;             ///< guards writes_, writing_, closed_, hold_released_
   std::deque<pb::RenewRequest> writes_;
   bool writing_ = false;
-  bool done_ = false;
+  bool closed_ = false;
+  bool hold_released_ = false;
   std::shared_ptr<Stream> self_;
 };
 
@@ -315,7 +336,7 @@ void Renewer::Loop() {
       lock.unlock();
       if (old) {
         if (move) core_.EndpointFailed(old->endpoint());
-        old->Cancel();  // its OnDone comes later, on a gRPC thread; nothing waits for it here
+        old->Close();  // its OnDone comes later, on a gRPC thread; nothing waits for it here
       }
       auto fresh = Open();
       lock.lock();
@@ -324,7 +345,7 @@ void Renewer::Loop() {
     }
     if (!want_stream && stream_) {
       // No renewed lease left: close the stream so an idle client holds no call open.
-      stream_->Cancel();
+      stream_->Close();
       stream_.reset();
     }
 
@@ -355,7 +376,7 @@ void Renewer::Loop() {
     cv_.wait_for(lock, sleep, [&] { return stop_ || kick_; });
     kick_ = false;
   }
-  if (stream_) stream_->Cancel();
+  if (stream_) stream_->Close();
   stream_.reset();
 }
 
