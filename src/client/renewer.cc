@@ -92,8 +92,11 @@ class Renewer::Stream final : public grpc::ClientBidiReactor<pb::RenewRequest, p
     if (release) RemoveHold();
   }
   void OnDone(const grpc::Status&) override {
-    owner_.StreamDone(generation_);  // the last use of owner_: it may be destroyed after this
-    auto self = std::move(self_);    // may delete this (allowed in OnDone)
+    // The Renewer destroys the object later, on its own thread: the ClientContext may hold the
+    // last reference to the channel, and a channel released on a gRPC callback thread can take
+    // gRPC's shared callback completion queue down under itself (seen as an abort in
+    // grpc_cq_internal_unref). The last use of this object and of owner_.
+    owner_.StreamDone(generation_, std::move(self_));
   }
 
  private:
@@ -165,9 +168,14 @@ void Renewer::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
-  // The thread cancelled its stream; every stream's OnDone calls back into this object.
-  std::unique_lock lock(mu_);
-  cv_.wait(lock, [this] { return live_streams_ == 0; });
+  // The thread closed its stream; every stream's OnDone calls back into this object.
+  std::vector<std::shared_ptr<Stream>> finished;
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return live_streams_ == 0; });
+    finished.swap(finished_);
+  }
+  finished.clear();  // here, before the Client lets go of its channels
 }
 
 TimePoint Renewer::NextDue(TimePoint from, std::chrono::milliseconds ttl) {
@@ -202,10 +210,11 @@ void Renewer::Deliver(Arrival a) {
   cv_.notify_all();
 }
 
-void Renewer::StreamDone(uint64_t generation) {
+void Renewer::StreamDone(uint64_t generation, std::shared_ptr<Stream> stream) {
   {
     std::lock_guard lock(mu_);
     if (generation == generation_) stream_broken_ = true;
+    finished_.push_back(std::move(stream));
     --live_streams_;
     kick_ = true;
   }
@@ -284,6 +293,8 @@ void Renewer::Loop() {
     // the lock: lost callbacks run user code.
     std::deque<Arrival> arrivals;
     arrivals.swap(arrivals_);
+    std::vector<std::shared_ptr<Stream>> finished;  // destroyed below, outside the lock
+    finished.swap(finished_);
     const uint64_t current = generation_;
     std::vector<std::shared_ptr<LeaseCore>> all;
     for (auto& [_, e] : leases_) all.push_back(e.lease);
@@ -301,6 +312,7 @@ void Renewer::Loop() {
       if (l->DecideLoss(now)) lost.push_back(l->id());
     }
     for (uint64_t id : lost) core_.ForgetLease(id);
+    finished.clear();
     lock.lock();
     for (uint64_t id : lost) leases_.erase(id);
 

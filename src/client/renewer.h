@@ -20,6 +20,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "client/client_core.h"
 
@@ -71,7 +72,9 @@ class Renewer {
   void OnAnswer(const pb::RenewResponse& r, TimePoint arrived);
   /// From a stream's callbacks (gRPC threads): queue for the renewal thread, wake it.
   void Deliver(Arrival a);
-  void StreamDone(uint64_t generation);
+  /// From a stream's OnDone: the stream ended; `stream` (its last reference) is destroyed on the
+  /// renewal thread or by Stop, never on a gRPC thread.
+  void StreamDone(uint64_t generation, std::shared_ptr<Stream> stream);
   /// Wakes the renewal thread (a stream broke, a lease was added).
   void Kick();
   /// For a server that does not list held tokens: asks GetLease (on the cleanup thread, at most
@@ -86,14 +89,15 @@ class Renewer {
   std::condition_variable cv_;  ///< kick_ or stop_ set; live_streams_ dropped
   bool stop_ = false;
   std::map<uint64_t, Entry> leases_;
-  std::map<uint64_t, Sent> outstanding_;  ///< renewal seq → what it was
-  std::deque<Arrival> arrivals_;          ///< from the streams, in arrival order
-  bool failover_ = false;                 ///< an answer asked to move the stream
-  bool stream_broken_ = false;            ///< the current stream ended
-  bool kick_ = false;                     ///< something happened: the thread should look
-  std::set<uint64_t> probing_;            ///< leases with a holdings probe in flight
-  uint64_t generation_ = 0;               ///< of the current stream
-  int live_streams_ = 0;                  ///< streams whose OnDone has not run yet
+  std::map<uint64_t, Sent> outstanding_;           ///< renewal seq → what it was
+  std::deque<Arrival> arrivals_;                   ///< from the streams, in arrival order
+  std::vector<std::shared_ptr<Stream>> finished_;  ///< ended streams, to destroy off gRPC threads
+  bool failover_ = false;                          ///< an answer asked to move the stream
+  bool stream_broken_ = false;                     ///< the current stream ended
+  bool kick_ = false;                              ///< something happened: the thread should look
+  std::set<uint64_t> probing_;                     ///< leases with a holdings probe in flight
+  uint64_t generation_ = 0;                        ///< of the current stream
+  int live_streams_ = 0;                           ///< streams whose OnDone has not run yet
   int failovers_in_a_row_ = 0;
   TimePoint last_failover_{};
 
