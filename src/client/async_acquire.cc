@@ -112,7 +112,12 @@ class AsyncAcquire : public std::enable_shared_from_this<AsyncAcquire> {
     // `done` runs on the client's callback thread: never on the caller's (Start may finish at
     // once), never on a gRPC thread that other calls' callbacks need.
     auto result = std::make_shared<Result<Lock>>(FinishAcquire(*core_, call_, s, resp_));
-    core_->Dispatch([done = std::move(done_), result] { done(std::move(*result)); });
+    // The reference to the client goes with `done`: were it the last one, the client (and its
+    // channels) must not be destroyed here, on a gRPC thread.
+    auto core = std::move(core_);
+    ClientCore& c = *core;
+    c.Dispatch(
+        [done = std::move(done_), result, core = std::move(core)] { done(std::move(*result)); });
   }
 
   std::shared_ptr<ClientCore> core_;

@@ -244,11 +244,13 @@ void Lock::ReleaseAsync(std::function<void(Status)> done) {
   call->ctx.set_deadline(GrpcDeadline(std::chrono::steady_clock::now() + o.call_timeout));
   client->stub(client->PickEndpoint())
       .async()
-      ->Release(&call->ctx, &call->work.req, &call->resp, [call](grpc::Status s) {
+      ->Release(&call->ctx, &call->work.req, &call->resp, [call](grpc::Status s) mutable {
         ClientCore& c = *call->work.client;
         c.ObserveMetadata(call->ctx);
         Status result = FinishRelease(c, call->work.req, s);
-        c.Dispatch([call, result] { call->done(result); });
+        // The last references (to the client and its channels) go to the callback thread, not
+        // this gRPC one.
+        c.Dispatch([call = std::move(call), result] { call->done(result); });
       });
 }
 
