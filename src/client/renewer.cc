@@ -315,6 +315,8 @@ void Renewer::Loop() {
     finished.clear();
     lock.lock();
     for (uint64_t id : lost) leases_.erase(id);
+    // Answers that came in meanwhile first: an answer already here is not overdue.
+    if (!arrivals_.empty()) continue;
 
     // Does the stream have to move?
     bool move = false;
