@@ -92,11 +92,15 @@ void ClientCore::Shutdown() {
       EndRequest(req.header().id().seq());
       lease->Lose("revoked: the client shut down");
     }
+    std::deque<std::function<void()>> dropped;
     {
       std::lock_guard lock(mu_);
       stopping_ = true;
-      cleanup_.clear();  // the revokes above dropped every wait and grant they were for
+      dropped.swap(cleanup_);  // the revokes above dropped every wait and grant they were for
     }
+    // Destroyed outside mu_: a task may hold the last handle of a Lease, whose destructor
+    // calls Enqueue (which takes mu_).
+    dropped.clear();
     cleanup_cv_.notify_all();
     if (cleanup_thread_.joinable()) cleanup_thread_.join();
     // Last: the callbacks already posted still run (their results are the callers' to drop).
@@ -311,6 +315,9 @@ void ClientCore::DispatchLoop() {
     dispatch_.pop_front();
     lock.unlock();
     f();
+    // Destroyed before mu_ is taken again: the closure may hold the last handle of a Lease,
+    // whose destructor calls Enqueue (which takes mu_).
+    f = nullptr;
     lock.lock();
   }
 }
@@ -324,6 +331,7 @@ void ClientCore::CleanupLoop() {
     cleanup_.pop_front();
     lock.unlock();
     task();
+    task = nullptr;  // outside mu_, as in DispatchLoop
     lock.lock();
   }
 }

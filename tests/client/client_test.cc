@@ -398,6 +398,39 @@ class AsyncResult {
   int calls_ = 0;
 };
 
+TEST_F(ClientTest, ADoneHoldingTheLastLeaseHandleDoesNotDeadlockTheCallbackThread) {
+  auto client = Connect();
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  const uint64_t id = (*lease)->id();
+  fake_.With([&] { return fake_.acquire_error = grpc::StatusCode::INVALID_ARGUMENT; });
+  std::mutex mu;
+  std::condition_variable cv;
+  bool dropped = false, answered = false;
+  client->AcquireAsync("seat/async", *lease, {}, [&, held = *lease](Result<Lock> r) {
+    EXPECT_FALSE(r.ok());
+    std::unique_lock g(mu);
+    cv.wait(g, [&] { return dropped; });  // the caller's handle is gone: ours is the last
+    answered = true;
+    cv.notify_all();
+  });
+  {
+    std::lock_guard g(mu);
+    lease = Status(StatusCode::kCancelled, "dropped");
+    dropped = true;
+    cv.notify_all();
+  }
+  // The closure, destroyed after done, destroys the Lease, whose revoke goes to the cleanup
+  // thread: it arrives only if the callback thread did not destroy the closure under its lock.
+  const bool revoked = testing::WaitFor(
+      [&] {
+        return fake_.With([&] { return fake_.revoked.size() == 1 && fake_.revoked[0] == id; });
+      },
+      10s);
+  EXPECT_TRUE(answered);
+  ASSERT_TRUE(revoked) << "the callback thread deadlocked";
+}
+
 TEST_F(ClientTest, AcquireAsyncRetriesUnavailableWithOneRequestId) {
   auto client = Connect();
   auto lease = client->GrantLease(5000ms, "t");
