@@ -227,7 +227,7 @@ std::shared_ptr<Lease> ClientCore::AdoptLease(uint64_t id, std::chrono::millisec
 
 Status ClientCore::Revoke(LeaseCore& lease) {
   Status result = Status::Ok();
-  if (lease.MarkRevoked() && !lease.loss().lost()) {
+  if (lease.MarkRevoked() && !lease.Lost()) {
     pb::RevokeLeaseRequest req;
     *req.mutable_header() = NewHeader();
     req.set_lease_id(lease.id());

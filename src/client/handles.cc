@@ -160,7 +160,11 @@ std::optional<ReleaseWork> BeginRelease(LockCore& lock, const std::shared_ptr<Le
     w.revoke = true;  // the lease was this lock's own
     return w;
   }
-  if (lock.loss.lost()) return std::nullopt;  // nothing of ours left to release
+  // Nothing of ours left to release once the lock or its lease is lost. The lease counts from
+  // the moment its loss is decided, before its callbacks run: a lost callback that releases
+  // the lease's locks runs on the renewal thread, exactly when the cluster may be unreachable,
+  // and must not send (and wait for) a Release there.
+  if (lock.loss.lost() || lc.Lost()) return std::nullopt;
   *w.req.mutable_header() = w.client->NewHeader();
   w.req.set_name(lock.name);
   w.req.set_lease_id(lock.lease_id);

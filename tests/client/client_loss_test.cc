@@ -49,6 +49,32 @@ struct LostAt {
   }
 };
 
+// Found by review: a lease's lost callback that releases its locks (the canonical pattern) ran
+// on the renewal thread before the locks were marked lost, so each Release went to the cluster
+// and waited for it there, while other leases went unrenewed. A lost lease has nothing left to
+// release: no Release is sent, and the callback returns at once.
+TEST(ClientLoss, ALostCallbackReleasingItsLocksSendsNothing) {
+  FakeServer a;
+  auto client = ConnectTo({a.endpoint});
+  auto lease = client->GrantLease(2000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  auto lock = client->Acquire("seat/1", *lease);
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  std::optional<Status> released;
+  LostAt lost;
+  (*lease)->OnLost([&](const std::string& reason) {
+    released = lock->Release();
+    lost.Callback()(reason);
+  });
+  a.service.With([&] { return a.service.renew_mode = FakeLockService::RenewMode::kNotFound; });
+  ASSERT_TRUE(lost.Wait(5s));
+  ASSERT_TRUE(released.has_value());
+  EXPECT_TRUE(released->ok()) << released->ToString();
+  EXPECT_FALSE(lock->held());
+  std::this_thread::sleep_for(300ms);  // a Release sent from the callback would have arrived
+  EXPECT_EQ(a.service.With([&] { return a.service.released_tokens.size(); }), 0u);
+}
+
 // Found by review: the first renewal was scheduled a period after the grant's ANSWER. A grant
 // whose first attempt was dropped answers ~2.5 s after its anchor (TTL 4 s: period 1.33 s,
 // valid_until anchor + 3.82 s); a period after the answer is at or past valid_until. It must be
