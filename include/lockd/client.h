@@ -8,19 +8,26 @@
 //   }                                              // ~Lock releases
 //
 // What it does for you (design guarantee 5):
-// - renews every lease of the client over one KeepAlive stream, about every TTL/3 (jittered),
-//   matching each answer to its renewal by sequence number; a renewal that goes unanswered, or a
-//   broken stream, moves the stream to the next endpoint at once and renews again there;
+// - renews every lease of the client over one KeepAlive stream, about every TTL/3 (jittered in
+//   [0.8, 1] of that), the first time a period after the grant's first send (at once if the grant
+//   answered late), matching each answer to its renewal by sequence number; a renewal that goes
+//   unanswered, or a broken stream, moves the stream to the next endpoint at once and renews again
+//   there. The renewal thread never blocks on the network (a callback stream);
 // - treats a lease as lost at valid_until() = (send time of the last acknowledged renewal + TTL −
-//   margin), margin = 2ρ·TTL + a floor, on CLOCK_BOOTTIME. Loss is decided once and is final: a
-//   renewal answer that arrives later changes nothing; the lost signal fires once;
+//   margin), margin = 2ρ·TTL + a floor, on CLOCK_BOOTTIME. The renewal thread wakes at every
+//   lease's valid_until (the one-call form's too), so the loss fires without anyone polling. Loss
+//   is decided once and is final: valid_until never moves again, no renewal goes out, a renewal
+//   answer that arrives later changes nothing; the lost signal fires once;
+// - GrantLease answers an error, not a lease, when its answer comes after the lease's validity
+//   (counted from the first attempt's send), and revokes that lease;
 // - reports a Lock lost when its lease is lost, or when a renewal sent after the grant arrived
 //   answers that the lease no longer holds its token (an operator force-release, a revoke);
 // - withdraws every Acquire the caller gives up on (deadline, stop_token, error) with Cancel
 //   naming its request id, which also gives back a grant that raced the give-up;
 // - retries a call after UNAVAILABLE or a broken connection with the same request id (answered
 //   exactly once by the server), on the leader named by `lockd-leader` or the next endpoint, with
-//   bounded attempts and jittered exponential back-off, never past the caller's deadline;
+//   bounded attempts and exponential back-off jittered in [1/2, 1] of the step, never past the
+//   caller's deadline (deadlines are on steady_clock);
 // - loses every lease at once when the cluster id in a response changes (a restored cluster);
 // - revokes a lease when its last handle is destroyed and every lease when the Client is
 //   destroyed, so a stopped process's locks are free at once (a crashed one's wait for the TTL).
@@ -29,8 +36,28 @@
 // fence, checked by the resource (lockd::Fence), protects the resource.
 //
 // Thread-safety: Client, Lease and Lock may be used from many threads at once (one Lock object is
-// not meant to be released from two threads at once, but it is safe). Lost callbacks run on the
-// client's renewal thread or on the thread that first observes the loss; they must not block.
+// not meant to be released from two threads at once, but it is safe).
+//
+// Lost callbacks (OnLost) must not block. They run on one of these threads:
+// - the client's renewal thread: valid_until passed, a NOT_FOUND renewal answer, a renewal answer
+//   that no longer lists a lock's token, a changed cluster id seen on the KeepAlive stream;
+// - the client's cleanup thread: a holdings probe (GetLease, for a server that does not list held
+//   tokens) that finds a lock gone, or a changed cluster id seen by its background calls;
+// - the thread that calls valid(), held() or lost_reason() at or after valid_until (it decides the
+//   loss), or OnLost() on an already lost object (the callback runs at once, there);
+// - the thread that calls any other Client method whose response carries a changed cluster id,
+//   or, for AcquireAsync and ReleaseAsync, the gRPC thread that received that response;
+// - the thread that calls Lease::Revoke() (the callbacks of that lease's Locks) or destroys the
+//   Client (every lease still held is revoked and lost).
+// A callback never starts after the object it was registered on is released (Lock::Release,
+// ReleaseAsync, Lease::Revoke) or destroyed: that disarms it first. One already running on another
+// thread at that moment is waited for — Release, Revoke and the destructors block until it returns
+// — so its captures stay valid while it runs. A callback may release or destroy its own object (no
+// wait then). The stop_token is still signalled at the loss; std::stop_callback has its own rules.
+//
+// Asynchronous answers (AcquireAsync's and ReleaseAsync's `done`) run on the client's callback
+// thread, one at a time, never on the caller's thread; once the Client is destroyed, on the gRPC
+// thread that received the answer (or a short-lived thread of their own).
 #pragma once
 
 #include <chrono>
@@ -65,7 +92,8 @@ struct ClientOptions {
   std::chrono::milliseconds call_timeout{5000};
   /// Attempts of one call at most (UNAVAILABLE, a broken connection, a hung node).
   int max_attempts = 8;
-  /// Back-off after the first failed attempt; doubles up to max_backoff; full jitter.
+  /// Back-off after the first failed attempt; doubles up to max_backoff; each pause is jittered
+  /// in [1/2, 1] of its step.
   std::chrono::milliseconds initial_backoff{20};
   std::chrono::milliseconds max_backoff{1000};
   /// ρ, the assumed bound on the clock-drift rate between client and servers (design: 1%).
@@ -81,9 +109,12 @@ struct ClientOptions {
 enum class Mode { kExclusive, kShared };
 
 class Client;
-struct ClientCore;
-struct LeaseCore;
+class ClientCore;
+class LeaseCore;
 struct LockCore;
+namespace detail {
+struct Access;  ///< the library's own way in (defined in src/client); not for applications
+}  // namespace detail
 
 /// A lease held by this process. Handed out as shared_ptr: every Lock on it keeps it alive; when
 /// the last handle goes, the lease is revoked (its locks are free at once).
@@ -101,17 +132,18 @@ class Lease {
   BootClock::time_point valid_until() const;
   /// Why it was lost ("" while valid).
   std::string lost_reason() const;
-  /// Runs `f(reason)` once when the lease is lost (at once, here, if it already is).
+  /// Runs `f(reason)` once when the lease is lost (at once, here, if it already is). Never after
+  /// Revoke() or the last handle's destruction began (see "Lost callbacks" at the top).
   void OnLost(std::function<void(const std::string&)> f);
   /// Signalled when the lease is lost: pass it to the work done under the lease.
   std::stop_token stop_token() const;
-  /// Revokes the lease now: its locks and waits are released at once; the lease is lost.
+  /// Revokes the lease now: its locks and waits are released at once; the lease is lost (the
+  /// stop_token is signalled; OnLost callbacks are disarmed first, so they do not run).
   Status Revoke();
 
-  explicit Lease(std::shared_ptr<LeaseCore> core);  ///< made by Client only
-  const std::shared_ptr<LeaseCore>& core() const { return core_; }
-
  private:
+  friend struct detail::Access;
+  explicit Lease(std::shared_ptr<LeaseCore> core);
   std::shared_ptr<LeaseCore> core_;
 };
 
@@ -157,12 +189,17 @@ class Lock {
 
   /// Releases the lock (once; later calls are OK and do nothing). If the cluster cannot answer
   /// now (an election, a hung node) the answer is UNAVAILABLE and the release goes on in the
-  /// background with the same request id, for up to 30 s, until the cluster answers.
+  /// background with the same request id, for up to 30 s, until the cluster answers. Disarms
+  /// the OnLost callbacks first (see "Lost callbacks" at the top).
   Status Release();
-
-  explicit Lock(std::shared_ptr<LockCore> core);  ///< made by Client only
+  /// Release() without blocking: returns at once; `done` runs once with what Release() would
+  /// answer, on the client's callback thread (never on this one). The Lock may be destroyed
+  /// meanwhile. No `done` is fine (nullptr).
+  void ReleaseAsync(std::function<void(Status)> done);
 
  private:
+  friend struct detail::Access;
+  explicit Lock(std::shared_ptr<LockCore> core);
   std::shared_ptr<LockCore> core_;
 };
 
@@ -223,10 +260,10 @@ class Client {
   Result<Lock> AcquireWithTtl(const std::string& name, std::chrono::milliseconds ttl,
                               LockOptions options = {});
 
-  /// The asynchronous form: returns at once; `done` runs once with the result, on a gRPC
-  /// thread (it must not block). No thread waits while the Acquire waits (gRPC's callback API and
-  /// alarms); retries, the deadline, the stop_token and the withdrawal of an abandoned wait work
-  /// as for Acquire().
+  /// The asynchronous form: returns at once; `done` runs once with the result, on the client's
+  /// callback thread, never on the caller's (it must not block: it holds up other answers). No
+  /// thread waits while the Acquire waits (gRPC's callback API and alarms); retries, the deadline,
+  /// the stop_token and the withdrawal of an abandoned wait work as for Acquire().
   void AcquireAsync(const std::string& name, const std::shared_ptr<Lease>& lease,
                     LockOptions options, std::function<void(Result<Lock>)> done);
 

@@ -32,7 +32,7 @@ struct AcquireCall {
   std::chrono::milliseconds one_call_ttl{0};
   LockOptions options;
   pb::AcquireRequest req;
-  std::chrono::system_clock::time_point deadline;
+  SteadyTime deadline;
   TimePoint first_send{};
 };
 

@@ -48,9 +48,9 @@ class AsyncAcquire : public std::enable_shared_from_this<AsyncAcquire> {
     call_.req.mutable_header()->set_attempt(static_cast<uint32_t>(attempt_));
     endpoint_ = core_->PickEndpoint();
     ctx_ = std::make_unique<grpc::ClientContext>();
-    ctx_->set_deadline(std::min(
-        call_.deadline,
-        std::chrono::system_clock::now() + AcquireAttemptTimeout(core_->options(), call_)));
+    ctx_->set_deadline(
+        GrpcDeadline(std::min(call_.deadline, std::chrono::steady_clock::now() +
+                                                  AcquireAttemptTimeout(core_->options(), call_))));
     if (attempt_ == 1) call_.first_send = core_->Now();
     resp_.Clear();
     auto self = shared_from_this();
@@ -67,7 +67,7 @@ class AsyncAcquire : public std::enable_shared_from_this<AsyncAcquire> {
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the caller's stop_token was signalled"));
       return;
     }
-    const auto now = std::chrono::system_clock::now();
+    const auto now = std::chrono::steady_clock::now();
     const bool attempt_timed_out =
         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && now < call_.deadline;
     if (!RetryableCode(s.error_code()) && !attempt_timed_out) {
@@ -92,7 +92,7 @@ class AsyncAcquire : public std::enable_shared_from_this<AsyncAcquire> {
     // callback holding a shared_ptr to it would be a cycle. The reference rides in a member
     // instead, taken back when the callback runs (it always runs: fired, or cancelled).
     armed_self_ = shared_from_this();
-    alarms_.back()->Set(now + pause, [this](bool fired) {
+    alarms_.back()->Set(GrpcDeadline(now + pause), [this](bool fired) {
       std::shared_ptr<AsyncAcquire> self;
       {
         std::lock_guard lock(mu_);
@@ -109,7 +109,15 @@ class AsyncAcquire : public std::enable_shared_from_this<AsyncAcquire> {
 
   void Finish(const grpc::Status& s) {
     if (finished_.exchange(true)) return;
-    done_(FinishAcquire(*core_, call_, s, resp_));
+    // `done` runs on the client's callback thread: never on the caller's (Start may finish at
+    // once), never on a gRPC thread that other calls' callbacks need.
+    auto result = std::make_shared<Result<Lock>>(FinishAcquire(*core_, call_, s, resp_));
+    // The reference to the client goes with `done`: were it the last one, the client (and its
+    // channels) must not be destroyed here, on a gRPC thread.
+    auto core = std::move(core_);
+    ClientCore& c = *core;
+    c.Dispatch(
+        [done = std::move(done_), result, core = std::move(core)] { done(std::move(*result)); });
   }
 
   std::shared_ptr<ClientCore> core_;

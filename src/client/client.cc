@@ -13,7 +13,6 @@
 namespace lockd::client {
 
 using namespace std::chrono_literals;
-using SysTime = std::chrono::system_clock::time_point;
 
 namespace {
 
@@ -85,7 +84,7 @@ Result<AcquireCall> PrepareAcquire(ClientCore& core, const std::string& name,
   }
   // A lock is judged by its lease's renewals (their sequence numbers are this client's), so a
   // lease of another Client would be misjudged.
-  if (lease && lease->core()->client.lock().get() != &core) {
+  if (lease && detail::Access::Core(*lease)->client.lock().get() != &core) {
     return Status(StatusCode::kInvalidArgument,
                   "lease " + std::to_string(lease->id()) + " belongs to another Client");
   }
@@ -102,7 +101,7 @@ Result<AcquireCall> PrepareAcquire(ClientCore& core, const std::string& name,
   if (!lease) c.req.set_ttl_ms(static_cast<uint64_t>(ttl.count()));
   *c.req.mutable_header() = core.NewHeader();
   // A try answers within call_timeout; a wait answers by the end of the wait plus a round trip.
-  c.deadline = std::chrono::system_clock::now() +
+  c.deadline = std::chrono::steady_clock::now() +
                (wait == 0ms ? core.options().call_timeout : wait + kAnswerAllowance);
   return c;
 }
@@ -138,7 +137,8 @@ Result<Lock> FinishAcquire(ClientCore& core, AcquireCall& c, const grpc::Status&
   if (!resp.acquired()) {
     core.EndRequest(id.seq());
     for (const auto& h : resp.holders()) lc->holder_leases.push_back(h.lease_id());
-    return Lock(std::move(lc));  // a one-call lease granted anyway is revoked with its handle
+    return detail::Access::MakeLock(
+        std::move(lc));  // a one-call lease granted anyway is revoked with its handle
   }
   if (!lease || !lease->valid()) {
     core.CancelAcquire(c.name, lease_id, id);
@@ -153,8 +153,8 @@ Result<Lock> FinishAcquire(ClientCore& core, AcquireCall& c, const grpc::Status&
   lc->fence = resp.fence();
   lc->lease = lease;
   // Renewals numbered above this one were sent after the grant answer arrived.
-  lease->core()->AddLock(lc, lc->token, core.last_renew_seq());
-  return Lock(std::move(lc));
+  detail::Access::Core(*lease)->AddLock(lc, lc->token, core.last_renew_seq());
+  return detail::Access::MakeLock(std::move(lc));
 }
 
 std::chrono::milliseconds AcquireAttemptTimeout(const ClientOptions& o, const AcquireCall& c) {
@@ -214,12 +214,33 @@ Result<std::shared_ptr<Lease>> Client::GrantLease(std::chrono::milliseconds ttl,
   pb::GrantLeaseResponse resp;
   TimePoint anchor{};
   grpc::Status s = core_->Call(&pb::LockService::Stub::GrantLease, req, &resp,
-                               std::chrono::system_clock::now() + o.call_timeout, AttemptTimeout(o),
+                               std::chrono::steady_clock::now() + o.call_timeout, AttemptTimeout(o),
                                {}, &anchor);
   core_->EndRequest(req.header().id().seq());
   if (!s.ok()) return FromGrpc(s);
-  return core_->AdoptLease(resp.lease_id(), std::chrono::milliseconds(resp.ttl_ms()), anchor,
-                           /*renewed=*/true);
+  const auto granted_ttl = std::chrono::milliseconds(resp.ttl_ms());
+  const auto valid_until =
+      anchor + granted_ttl - SafetyMargin(granted_ttl, o.drift, o.margin_floor);
+  if (core_->Now() >= valid_until) {
+    // The answer came after the lease's validity (counted from the first attempt's send): the
+    // cluster may already have expired it, so it is no lease to hand out. Revoke it so it holds
+    // nothing until its TTL either.
+    (void)core_->Enqueue([c = core_.get(), id = resp.lease_id()] {
+      pb::RevokeLeaseRequest r;
+      *r.mutable_header() = c->NewHeader();
+      r.set_lease_id(id);
+      pb::RevokeLeaseResponse rr;
+      const auto timeout = c->options().call_timeout;
+      (void)c->Call(&pb::LockService::Stub::RevokeLease, r, &rr,
+                    std::chrono::steady_clock::now() + timeout, timeout);
+      c->EndRequest(r.header().id().seq());
+    });
+    return Status(StatusCode::kDeadlineExceeded,
+                  "lease " + std::to_string(resp.lease_id()) +
+                      " was granted, but the answer came after its validity ran out (a slow or "
+                      "retried GrantLease); it is being revoked");
+  }
+  return core_->AdoptLease(resp.lease_id(), granted_ttl, anchor, /*renewed=*/true);
 }
 
 Result<Lock> Client::Acquire(const std::string& name, const std::shared_ptr<Lease>& lease,
@@ -253,13 +274,15 @@ Result<Lock> Client::AcquireWithTtl(const std::string& name, std::chrono::millis
 
 void Client::AcquireAsync(const std::string& name, const std::shared_ptr<Lease>& lease,
                           LockOptions options, std::function<void(Result<Lock>)> done) {
+  // Even a refusal is answered on the callback thread, never on the caller's.
   if (!lease) {
-    done(Status(StatusCode::kInvalidArgument, "no lease"));
+    core_->Dispatch(
+        [done = std::move(done)] { done(Status(StatusCode::kInvalidArgument, "no lease")); });
     return;
   }
   auto c = PrepareAcquire(*core_, name, lease, 0ms, options);
   if (!c.ok()) {
-    done(c.status());
+    core_->Dispatch([done = std::move(done), status = c.status()] { done(status); });
     return;
   }
   StartAsyncAcquire(core_, std::move(c).value(), std::move(done));

@@ -71,33 +71,45 @@ ClientCore::~ClientCore() {
 void ClientCore::Start() {
   renewer_ = std::make_unique<Renewer>(*this);
   cleanup_thread_ = std::thread([this] { CleanupLoop(); });
+  dispatch_thread_ = std::thread([this] { DispatchLoop(); });
 }
 
 void ClientCore::Shutdown() {
   std::call_once(shutdown_once_, [this] {
     if (renewer_) renewer_->Stop();
     // Orderly shutdown frees this process's locks at once instead of after their TTL.
-    const auto deadline = std::chrono::system_clock::now() + options_.call_timeout;
+    const auto deadline = std::chrono::steady_clock::now() + options_.call_timeout;
     for (auto& lease : Leases()) {
       if (lease->loss().lost() || !lease->MarkRevoked()) continue;
       pb::RevokeLeaseRequest req;
       *req.mutable_header() = NewHeader();
       req.set_lease_id(lease->id());
       pb::RevokeLeaseResponse resp;
-      if (std::chrono::system_clock::now() < deadline) {
+      if (std::chrono::steady_clock::now() < deadline) {
         (void)Call(&pb::LockService::Stub::RevokeLease, req, &resp, deadline,
                    options_.call_timeout);
       }
       EndRequest(req.header().id().seq());
       lease->Lose("revoked: the client shut down");
     }
+    std::deque<std::function<void()>> dropped;
     {
       std::lock_guard lock(mu_);
       stopping_ = true;
-      cleanup_.clear();  // the revokes above dropped every wait and grant they were for
+      dropped.swap(cleanup_);  // the revokes above dropped every wait and grant they were for
     }
+    // Destroyed outside mu_: a task may hold the last handle of a Lease, whose destructor
+    // calls Enqueue (which takes mu_).
+    dropped.clear();
     cleanup_cv_.notify_all();
     if (cleanup_thread_.joinable()) cleanup_thread_.join();
+    // Last: the callbacks already posted still run (their results are the callers' to drop).
+    {
+      std::lock_guard lock(mu_);
+      dispatch_stopping_ = true;
+    }
+    dispatch_cv_.notify_all();
+    if (dispatch_thread_.joinable()) dispatch_thread_.join();
   });
 }
 
@@ -142,6 +154,10 @@ void ClientCore::ObserveMetadata(const grpc::ClientContext& ctx) {
   if (auto it = md.find("lockd-cluster"); it != md.end()) {
     cluster.assign(it->second.data(), it->second.size());
   }
+  ObserveHeaders(leader, cluster);
+}
+
+void ClientCore::ObserveHeaders(const std::string& leader, const std::string& cluster) {
   bool changed = false;
   {
     std::lock_guard lock(mu_);
@@ -204,18 +220,19 @@ std::shared_ptr<Lease> ClientCore::AdoptLease(uint64_t id, std::chrono::millisec
     std::lock_guard lock(mu_);
     leases_[id] = core;
   }
-  if (renewed && renewer_) renewer_->Add(core);
-  return std::make_shared<Lease>(core);
+  // Every lease, renewed or not: the renewal thread fires its loss at valid_until.
+  if (renewer_) renewer_->Add(core, anchor);
+  return detail::Access::MakeLease(core);
 }
 
 Status ClientCore::Revoke(LeaseCore& lease) {
   Status result = Status::Ok();
-  if (lease.MarkRevoked() && !lease.loss().lost()) {
+  if (lease.MarkRevoked() && !lease.Lost()) {
     pb::RevokeLeaseRequest req;
     *req.mutable_header() = NewHeader();
     req.set_lease_id(lease.id());
     pb::RevokeLeaseResponse resp;
-    const auto deadline = std::chrono::system_clock::now() + options_.call_timeout;
+    const auto deadline = std::chrono::steady_clock::now() + options_.call_timeout;
     result = FromGrpc(
         Call(&pb::LockService::Stub::RevokeLease, req, &resp, deadline, options_.call_timeout));
     EndRequest(req.header().id().seq());
@@ -277,6 +294,34 @@ void ClientCore::CancelAcquire(const std::string& name, uint64_t lease_id,
   if (!queued) EndRequest(acquire_id.seq());
 }
 
+void ClientCore::Dispatch(std::function<void()> f) {
+  {
+    std::lock_guard lock(mu_);
+    if (!dispatch_stopping_) {
+      dispatch_.push_back(std::move(f));
+      dispatch_cv_.notify_all();
+      return;
+    }
+  }
+  f();
+}
+
+void ClientCore::DispatchLoop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    dispatch_cv_.wait(lock, [this] { return dispatch_stopping_ || !dispatch_.empty(); });
+    if (dispatch_.empty()) return;  // stopping, and everything posted has run
+    auto f = std::move(dispatch_.front());
+    dispatch_.pop_front();
+    lock.unlock();
+    f();
+    // Destroyed before mu_ is taken again: the closure may hold the last handle of a Lease,
+    // whose destructor calls Enqueue (which takes mu_).
+    f = nullptr;
+    lock.lock();
+  }
+}
+
 void ClientCore::CleanupLoop() {
   std::unique_lock lock(mu_);
   for (;;) {
@@ -286,6 +331,7 @@ void ClientCore::CleanupLoop() {
     cleanup_.pop_front();
     lock.unlock();
     task();
+    task = nullptr;  // outside mu_, as in DispatchLoop
     lock.lock();
   }
 }

@@ -7,6 +7,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -21,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "client/access.h"
 #include "client/lease_core.h"
 #include "lockd/client.h"
 #include "lockd/v1/lockd.grpc.pb.h"
@@ -28,6 +30,15 @@
 namespace lockd::client {
 
 namespace pb = ::lockd::v1;
+
+/// Deadlines are on steady_clock (a wall-clock step must not stretch or cut a call); gRPC takes
+/// system_clock, converted at the edge by GrpcDeadline.
+using SteadyTime = std::chrono::steady_clock::time_point;
+inline std::chrono::system_clock::time_point GrpcDeadline(SteadyTime t) {
+  const auto left = t - std::chrono::steady_clock::now();
+  return std::chrono::system_clock::now() +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(left);
+}
 
 class Renewer;
 
@@ -58,6 +69,8 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   pb::LockService::Stub& stub(size_t endpoint);
   /// Reads lockd-leader and lockd-cluster from a response's initial metadata.
   void ObserveMetadata(const grpc::ClientContext& ctx);
+  /// The same, given the two values ("" where absent).
+  void ObserveHeaders(const std::string& leader, const std::string& cluster);
   std::string cluster_id() const;
   std::string leader() const;
 
@@ -71,7 +84,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   template <typename Req, typename Resp>
   grpc::Status Call(grpc::Status (pb::LockService::Stub::*method)(grpc::ClientContext*, const Req&,
                                                                   Resp*),
-                    Req& req, Resp* resp, std::chrono::system_clock::time_point deadline,
+                    Req& req, Resp* resp, SteadyTime deadline,
                     std::chrono::milliseconds attempt_timeout, std::stop_token stop = {},
                     TimePoint* first_send = nullptr);
 
@@ -87,6 +100,12 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   void LoseAllLeases(const std::string& reason);
   std::vector<std::shared_ptr<LeaseCore>> Leases();
   void ForgetLease(uint64_t id);
+
+  // --- the callback thread ---
+  /// Runs `f` on the client's callback thread (in order), where the asynchronous calls' `done`
+  /// callbacks run: never on the caller's thread, never on a gRPC thread. After shutdown it runs
+  /// `f` here.
+  void Dispatch(std::function<void()> f);
 
   // --- cleanup queue ---
   /// Runs `task` on the cleanup thread; false if the client is shutting down.
@@ -115,6 +134,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   }
 
   void CleanupLoop();
+  void DispatchLoop();
 
   const ClientOptions options_;
   uint64_t client_hi_ = 0, client_lo_ = 0;
@@ -135,8 +155,13 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   bool stopping_ = false;
 
   std::atomic<uint64_t> renew_seq_{0};
+  std::deque<std::function<void()>> dispatch_;
+  std::condition_variable dispatch_cv_;
+  bool dispatch_stopping_ = false;
+
   std::unique_ptr<Renewer> renewer_;
   std::thread cleanup_thread_;
+  std::thread dispatch_thread_;
   std::once_flag shutdown_once_;
 };
 
@@ -149,7 +174,7 @@ inline bool RetryableCode(grpc::StatusCode c) {
 template <typename Req, typename Resp>
 grpc::Status ClientCore::Call(grpc::Status (pb::LockService::Stub::*method)(grpc::ClientContext*,
                                                                             const Req&, Resp*),
-                              Req& req, Resp* resp, std::chrono::system_clock::time_point deadline,
+                              Req& req, Resp* resp, SteadyTime deadline,
                               std::chrono::milliseconds attempt_timeout, std::stop_token stop,
                               TimePoint* first_send) {
   grpc::Status status;
@@ -158,9 +183,9 @@ grpc::Status ClientCore::Call(grpc::Status (pb::LockService::Stub::*method)(grpc
       req.mutable_header()->set_attempt(static_cast<uint32_t>(attempt));
     }
     const size_t endpoint = PickEndpoint();
-    const auto now = std::chrono::system_clock::now();
+    const auto now = std::chrono::steady_clock::now();
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::min(deadline, now + attempt_timeout));
+    ctx.set_deadline(GrpcDeadline(std::min(deadline, now + attempt_timeout)));
     std::stop_callback on_stop(stop, [&ctx] { ctx.TryCancel(); });
     if (attempt == 1 && first_send) *first_send = Now();
     resp->Clear();
@@ -171,12 +196,12 @@ grpc::Status ClientCore::Call(grpc::Status (pb::LockService::Stub::*method)(grpc
     }
     const auto code = status.error_code();
     const bool attempt_timed_out =
-        code == grpc::StatusCode::DEADLINE_EXCEEDED && std::chrono::system_clock::now() < deadline;
+        code == grpc::StatusCode::DEADLINE_EXCEEDED && std::chrono::steady_clock::now() < deadline;
     if (!RetryableCode(code) && !attempt_timed_out) return status;
     EndpointFailed(endpoint);
     if (attempt >= options_.max_attempts) return status;
     const auto pause = Backoff(attempt);
-    if (std::chrono::system_clock::now() + pause >= deadline) {
+    if (std::chrono::steady_clock::now() + pause >= deadline) {
       return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
                           "deadline reached after " + std::to_string(attempt) +
                               " attempts; last: " + status.error_message());
@@ -195,9 +220,12 @@ grpc::Status ClientCore::Settle(grpc::Status (pb::LockService::Stub::*method)(gr
                                 Req& req, Resp* resp) {
   const auto give_up = std::chrono::steady_clock::now() + kSettleBudget;
   for (;;) {
+    // Attempts of half a call_timeout: a hung node (the stopped leader the Acquire waited on)
+    // costs one attempt, then the next endpoint is tried, within the same call.
     grpc::Status s =
-        Call(method, req, resp, std::chrono::system_clock::now() + options_.call_timeout,
-             options_.call_timeout);
+        Call(method, req, resp, std::chrono::steady_clock::now() + options_.call_timeout,
+             std::clamp<std::chrono::milliseconds>(
+                 options_.call_timeout / 2, std::chrono::milliseconds(300), options_.call_timeout));
     const bool definitive =
         !RetryableCode(s.error_code()) && s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED;
     if (definitive || std::chrono::steady_clock::now() >= give_up || Stopping()) return s;

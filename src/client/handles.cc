@@ -1,5 +1,8 @@
 // The public Lease and Lock handles: queries on the loss bookkeeping (lease_core.h), revoke,
 // release. A Lock is never reported held past its lease's valid_until.
+#include <optional>
+#include <thread>
+
 #include "client/acquire.h"
 #include "client/client_core.h"
 #include "lockd/client.h"
@@ -13,6 +16,9 @@ namespace lockd::client {
 Lease::Lease(std::shared_ptr<LeaseCore> core) : core_(std::move(core)) {}
 
 Lease::~Lease() {
+  // Disarmed first: the revoke below loses the lease, and no callback may run for a handle that
+  // is gone (one running now is waited for).
+  core_->loss().Disarm();
   // The last handle is gone: nobody can use the lease's locks any more, so free them now.
   auto client = core_->client.lock();
   if (!client || core_->loss().lost()) return;
@@ -43,6 +49,7 @@ std::stop_token Lease::stop_token() const {
   return core_->loss().token();
 }
 Status Lease::Revoke() {
+  core_->loss().Disarm();  // the owner knows: its own revoke is not reported as a loss
   auto client = core_->client.lock();
   if (!client) return Status(StatusCode::kFailedPrecondition, "the client was destroyed");
   return client->Revoke(*core_);
@@ -77,7 +84,7 @@ bool Lock::held() const {
     if (core_->released) return false;
   }
   // Never held past the lease's deadline, whether or not the renewer has looked yet.
-  return core_->lease->core()->Valid() && !core_->loss.lost();
+  return detail::Access::Core(*core_->lease)->Valid() && !core_->loss.lost();
 }
 
 static const std::string kEmpty;
@@ -107,7 +114,7 @@ BootClock::time_point Lock::valid_until() const {
 }
 std::string Lock::lost_reason() const {
   if (!core_) return "";
-  if (core_->lease) (void)core_->lease->core()->Valid();
+  if (core_->lease) (void)detail::Access::Core(*core_->lease)->Valid();
   return core_->loss.reason();
 }
 void Lock::OnLost(std::function<void(const std::string&)> f) {
@@ -117,36 +124,63 @@ std::stop_token Lock::stop_token() const {
   return core_ ? core_->loss.token() : std::stop_token();
 }
 
-Status Lock::Release() {
-  if (!acquired()) return Status::Ok();
-  {
-    std::lock_guard lock(core_->mu);
-    if (std::exchange(core_->released, true)) return Status::Ok();
-  }
-  LeaseCore& lease = *core_->lease->core();
-  lease.RemoveLock(core_.get());
-  auto client = core_->client.lock();
-  if (!client) return Status(StatusCode::kFailedPrecondition, "the client was destroyed");
-  if (core_->one_call) return client->Revoke(lease);  // the lease was this lock's own
-  if (core_->loss.lost()) return Status::Ok();        // nothing of ours left to release
+namespace {
+
+/// What a Release still has to do after its local part.
+struct ReleaseWork {
+  std::shared_ptr<ClientCore> client;
+  bool revoke = false;  ///< the one-call form: revoke its own lease
+  std::shared_ptr<LeaseCore> lease;
   pb::ReleaseRequest req;
-  *req.mutable_header() = client->NewHeader();
-  req.set_name(core_->name);
-  req.set_lease_id(core_->lease_id);
-  req.set_token(core_->token);
-  pb::ReleaseResponse resp;
-  const auto& o = client->options();
-  grpc::Status s =
-      client->Call(&pb::LockService::Stub::Release, req, &resp,
-                   std::chrono::system_clock::now() + o.call_timeout, AttemptTimeout(o));
+};
+
+/// The local part of a release: disarm, mark released, stop judging the lock. nullopt (with
+/// `*done` set) when nothing is left to send.
+std::optional<ReleaseWork> BeginRelease(LockCore& lock, const std::shared_ptr<Lease>& lease,
+                                        Status* done) {
+  *done = Status::Ok();
+  // Disarmed before anything else: no lost callback starts once the owner lets go, and one
+  // running on another thread is waited for (DESIGN: a callback never outlives its object).
+  lock.loss.Disarm();
+  if (!lock.acquired) return std::nullopt;
+  {
+    std::lock_guard g(lock.mu);
+    if (std::exchange(lock.released, true)) return std::nullopt;
+  }
+  LeaseCore& lc = *detail::Access::Core(*lease);
+  lc.RemoveLock(&lock);
+  ReleaseWork w;
+  w.client = lock.client.lock();
+  if (!w.client) {
+    *done = Status(StatusCode::kFailedPrecondition, "the client was destroyed");
+    return std::nullopt;
+  }
+  w.lease = detail::Access::Core(*lease);
+  if (lock.one_call) {
+    w.revoke = true;  // the lease was this lock's own
+    return w;
+  }
+  // Nothing of ours left to release once the lock or its lease is lost. The lease counts from
+  // the moment its loss is decided, before its callbacks run: a lost callback that releases
+  // the lease's locks runs on the renewal thread, exactly when the cluster may be unreachable,
+  // and must not send (and wait for) a Release there.
+  if (lock.loss.lost() || lc.Lost()) return std::nullopt;
+  *w.req.mutable_header() = w.client->NewHeader();
+  w.req.set_name(lock.name);
+  w.req.set_lease_id(lock.lease_id);
+  w.req.set_token(lock.token);
+  return w;
+}
+
+/// A Release answer that is not definitive (an election, a hung node): the lock may still be
+/// held. Keep releasing in the background with the same request id, across elections, rather
+/// than leave it held for the rest of the lease.
+Status FinishRelease(ClientCore& client, const pb::ReleaseRequest& req, const grpc::Status& s) {
   if (RetryableCode(s.error_code()) || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-    // Not definitive (an election, a hung node): the lock may still be held. Keep releasing in
-    // the background with the same request id, across elections, rather than leave it held for
-    // the rest of the lease.
-    const bool queued = client->Enqueue([c = client.get(), req]() mutable {
+    const bool queued = client.Enqueue([c = &client, again = req]() mutable {
       pb::ReleaseResponse r;
-      (void)c->Settle(&pb::LockService::Stub::Release, req, &r);
-      c->EndRequest(req.header().id().seq());
+      (void)c->Settle(&pb::LockService::Stub::Release, again, &r);
+      c->EndRequest(again.header().id().seq());
     });
     if (queued) {
       return Status(
@@ -154,8 +188,74 @@ Status Lock::Release() {
           s.error_message() + "; the release goes on in the background with the same request id");
     }
   }
-  client->EndRequest(req.header().id().seq());
+  client.EndRequest(req.header().id().seq());
   return FromGrpc(s);
+}
+
+}  // namespace
+
+Status Lock::Release() {
+  if (!core_) return Status::Ok();
+  Status local;
+  auto w = BeginRelease(*core_, core_->lease, &local);
+  if (!w) return local;
+  if (w->revoke) return w->client->Revoke(*w->lease);
+  pb::ReleaseResponse resp;
+  const auto& o = w->client->options();
+  grpc::Status s =
+      w->client->Call(&pb::LockService::Stub::Release, w->req, &resp,
+                      std::chrono::steady_clock::now() + o.call_timeout, AttemptTimeout(o));
+  return FinishRelease(*w->client, w->req, s);
+}
+
+void Lock::ReleaseAsync(std::function<void(Status)> done) {
+  if (!done) done = [](Status) {};
+  Status local;
+  auto w = core_ ? BeginRelease(*core_, core_->lease, &local) : std::nullopt;
+  if (!w) {
+    // Nothing to send; still answered on the callback thread (a thread of its own when there is
+    // no client any more), never on the caller's.
+    auto client = core_ ? core_->client.lock() : nullptr;
+    if (client) {
+      client->Dispatch([done = std::move(done), local] { done(local); });
+    } else {
+      std::thread([done = std::move(done), local] { done(local); }).detach();
+    }
+    return;
+  }
+  auto client = w->client;
+  if (w->revoke) {
+    // A revoke waits for the cluster: the cleanup thread does it, the callback thread answers.
+    auto work = std::make_shared<ReleaseWork>(std::move(*w));
+    client->Enqueue([work, done = std::move(done)]() mutable {
+      Status s = work->client->Revoke(*work->lease);
+      work->client->Dispatch([done = std::move(done), s] { done(s); });
+    });
+    return;
+  }
+  // One attempt on gRPC's callback API (no thread waits); an answer that is not definitive
+  // hands the release to the background, as Release() does after its attempts.
+  struct Pending {
+    ReleaseWork work;
+    grpc::ClientContext ctx;
+    pb::ReleaseResponse resp;
+    std::function<void(Status)> done;
+  };
+  auto call = std::make_shared<Pending>();
+  call->work = std::move(*w);
+  call->done = std::move(done);
+  const auto& o = client->options();
+  call->ctx.set_deadline(GrpcDeadline(std::chrono::steady_clock::now() + o.call_timeout));
+  client->stub(client->PickEndpoint())
+      .async()
+      ->Release(&call->ctx, &call->work.req, &call->resp, [call](grpc::Status s) mutable {
+        ClientCore& c = *call->work.client;
+        c.ObserveMetadata(call->ctx);
+        Status result = FinishRelease(c, call->work.req, s);
+        // The last references (to the client and its channels) go to the callback thread, not
+        // this gRPC one.
+        c.Dispatch([call = std::move(call), result] { call->done(result); });
+      });
 }
 
 }  // namespace lockd::client

@@ -20,7 +20,7 @@ Result<LockInfo> Client::GetLock(const std::string& name) {
   const auto& o = core_->options();
   grpc::Status s =
       core_->Call(&pb::LockService::Stub::GetLock, req, &resp,
-                  std::chrono::system_clock::now() + o.call_timeout, AttemptTimeout(o));
+                  std::chrono::steady_clock::now() + o.call_timeout, AttemptTimeout(o));
   if (!s.ok()) return FromGrpc(s);
   LockInfo info;
   info.name = resp.lock().name();
@@ -40,7 +40,7 @@ Result<LeaseInfo> Client::GetLease(uint64_t lease_id) {
   const auto& o = core_->options();
   grpc::Status s =
       core_->Call(&pb::LockService::Stub::GetLease, req, &resp,
-                  std::chrono::system_clock::now() + o.call_timeout, AttemptTimeout(o));
+                  std::chrono::steady_clock::now() + o.call_timeout, AttemptTimeout(o));
   if (!s.ok()) return FromGrpc(s);
   LeaseInfo info;
   const auto& l = resp.lease();
@@ -58,7 +58,7 @@ Result<std::vector<LockInfo>> Client::ListLocks(const std::string& prefix) {
   pb::ListLocksRequest req;
   req.set_prefix(prefix);
   const auto& o = core_->options();
-  const auto deadline = std::chrono::system_clock::now() + o.call_timeout;
+  const auto deadline = std::chrono::steady_clock::now() + o.call_timeout;
   for (int page = 0; page < 100'000; ++page) {  // bounded: at most 1000 per page
     pb::ListLocksResponse resp;
     grpc::Status s =

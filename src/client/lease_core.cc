@@ -6,16 +6,30 @@
 namespace lockd::client {
 
 bool LossSignal::Lose(const std::string& reason) {
-  std::vector<std::function<void(const std::string&)>> callbacks;
   {
     std::lock_guard lock(mu_);
     if (lost_) return false;
     lost_ = true;
     reason_ = reason;
-    callbacks.swap(callbacks_);
+    firing_ = true;
+    firing_thread_ = std::this_thread::get_id();
   }
   stop_.request_stop();
-  for (auto& f : callbacks) f(reason);
+  // One at a time, each only if still armed: a Disarm between two callbacks stops the rest.
+  for (;;) {
+    std::function<void(const std::string&)> f;
+    {
+      std::lock_guard lock(mu_);
+      if (disarmed_ || callbacks_.empty()) {
+        firing_ = false;
+        break;
+      }
+      f = std::move(callbacks_.front());
+      callbacks_.pop_front();
+    }
+    f(reason);
+  }
+  fired_.notify_all();
   return true;
 }
 
@@ -31,6 +45,7 @@ std::string LossSignal::reason() const {
 
 void LossSignal::OnLost(std::function<void(const std::string&)> f) {
   std::unique_lock lock(mu_);
+  if (disarmed_) return;
   if (!lost_) {
     callbacks_.push_back(std::move(f));
     return;
@@ -38,6 +53,18 @@ void LossSignal::OnLost(std::function<void(const std::string&)> f) {
   std::string reason = reason_;
   lock.unlock();
   f(reason);
+}
+
+void LossSignal::Disarm() {
+  std::deque<std::function<void(const std::string&)>> dropped;
+  {
+    std::unique_lock lock(mu_);
+    disarmed_ = true;
+    dropped.swap(callbacks_);
+    const auto me = std::this_thread::get_id();
+    fired_.wait(lock, [&] { return !firing_ || firing_thread_ == me; });
+  }
+  // `dropped` is destroyed here, outside the lock: a callback's captures may do anything.
 }
 
 LeaseCore::LeaseCore(uint64_t id, std::chrono::milliseconds ttl, std::chrono::nanoseconds margin,
@@ -49,47 +76,63 @@ void LeaseCore::Anchor(TimePoint sent) {
   valid_until_ = std::max(valid_until_, sent + ttl_ - margin_);
 }
 
-void LeaseCore::RenewalSent(uint64_t seq, TimePoint sent) {
+bool LeaseCore::RenewalSent(uint64_t seq, TimePoint sent) {
   std::lock_guard lock(mu_);
+  if (lost_) return false;
   // A renewal that could not extend validity any more is not worth remembering; the map stays
   // bounded by the renewals of about one TTL.
   while (!outstanding_.empty() && outstanding_.begin()->second + ttl_ - margin_ <= valid_until_)
     outstanding_.erase(outstanding_.begin());
   outstanding_[seq] = sent;
+  return true;
 }
+
+namespace {
+constexpr const char* kExpired = "no renewal was acknowledged in time (valid_until passed)";
+}  // namespace
 
 LeaseCore::Answer LeaseCore::Acknowledged(uint64_t seq, TimePoint now,
                                           const std::optional<std::vector<uint64_t>>& held) {
-  // Loss is decided before the answer is looked at: an answer arriving at or after valid_until
-  // comes too late, whatever renewal it answers.
-  if (DecideLoss(now)) return Answer::kLateLost;
   // Declared before the lock guard, so the last reference to a LockCore (whose destruction may
   // revoke this lease) is dropped after mu_ is released.
   std::vector<std::shared_ptr<LockCore>> gone, kept;
+  bool expired = false, was_lost = false;
   {
     std::lock_guard lock(mu_);
-    auto it = outstanding_.find(seq);
-    if (it == outstanding_.end()) return Answer::kUnknownSeq;  // replayed, or never ours
-    valid_until_ = std::max(valid_until_, it->second + ttl_ - margin_);
-    outstanding_.erase(it);
-    if (held) {
-      for (auto h = locks_.begin(); h != locks_.end();) {
-        auto l = h->lock.lock();
-        if (!l) {
-          h = locks_.erase(h);
-          continue;
+    // Loss is decided before the answer is looked at, under the lock that guards the extension:
+    // an answer arriving at or after valid_until comes too late, whatever renewal it answers,
+    // and once the lease is lost (by any thread) valid_until never moves again.
+    if (!lost_ && now >= valid_until_) lost_ = expired = true;
+    if (lost_) {
+      was_lost = true;
+      outstanding_.clear();
+    } else {
+      auto it = outstanding_.find(seq);
+      if (it == outstanding_.end()) return Answer::kUnknownSeq;  // replayed, or never ours
+      valid_until_ = std::max(valid_until_, it->second + ttl_ - margin_);
+      outstanding_.erase(it);
+      if (held) {
+        for (auto h = locks_.begin(); h != locks_.end();) {
+          auto l = h->lock.lock();
+          if (!l) {
+            h = locks_.erase(h);
+            continue;
+          }
+          // Only a renewal sent after the grant answer arrived can speak for the grant.
+          if (seq > h->seq_floor &&
+              std::find(held->begin(), held->end(), h->token) == held->end()) {
+            gone.push_back(std::move(l));
+            h = locks_.erase(h);
+            continue;
+          }
+          kept.push_back(std::move(l));
+          ++h;
         }
-        // Only a renewal sent after the grant answer arrived can speak for the grant.
-        if (seq > h->seq_floor && std::find(held->begin(), held->end(), h->token) == held->end()) {
-          gone.push_back(std::move(l));
-          h = locks_.erase(h);
-          continue;
-        }
-        kept.push_back(std::move(l));
-        ++h;
       }
     }
   }
+  if (expired) Fire(kExpired);
+  if (was_lost) return Answer::kLateLost;
   for (auto& l : gone) {
     l->loss.Lose("the lease no longer holds '" + l->name + "' (token " + std::to_string(l->token) +
                  "): released elsewhere, force-released by an operator, or revoked");
@@ -98,19 +141,34 @@ LeaseCore::Answer LeaseCore::Acknowledged(uint64_t seq, TimePoint now,
 }
 
 bool LeaseCore::DecideLoss(TimePoint now) {
-  bool expired;
+  bool expired = false, lost;
   {
     std::lock_guard lock(mu_);
-    expired = now >= valid_until_;
+    if (!lost_ && now >= valid_until_) lost_ = expired = true;
+    lost = lost_;
   }
-  if (expired) Lose("no renewal was acknowledged in time (valid_until passed)");
-  return loss_.lost();
+  if (expired) Fire(kExpired);
+  return lost;
 }
 
 void LeaseCore::Lose(const std::string& reason) {
+  {
+    std::lock_guard lock(mu_);
+    lost_ = true;  // freezes valid_until and stops renewals before anyone hears of the loss
+    outstanding_.clear();
+  }
+  Fire(reason);
+}
+
+void LeaseCore::Fire(const std::string& reason) {
   loss_.Lose(reason);
   // Every lock is lost with the lease, also one registered after a racing Lose.
   LoseLocks(loss_.reason());
+}
+
+bool LeaseCore::Lost() const {
+  std::lock_guard lock(mu_);
+  return lost_;
 }
 
 void LeaseCore::LoseLocks(const std::string& reason) {

@@ -8,15 +8,20 @@
 //   its request's first attempt.
 // - An answer counts only if its sequence number names a renewal this lease sent and has not had
 //   answered yet: a replayed or unknown answer is never a renewal.
-// - Loss is decided once: at valid_until (by whoever looks first at or after it), on NOT_FOUND, a
-//   revoke, or a cluster-id change. It is final: an answer arriving later is ignored; the signal
-//   (callbacks, stop_token) fires once.
+// - Loss is decided once: at valid_until (by whoever looks first at or after it; the renewal thread
+//   wakes for it), on NOT_FOUND, a revoke, or a cluster-id change. It is final: valid_until is
+//   frozen, an answer arriving later is ignored, no renewal goes out; the signal (callbacks,
+//   stop_token) fires once.
+// - A signal is disarmed when its owner releases or destroys the object it was registered on: no
+//   callback starts after that, and one already running is waited for.
 // - A Lock is lost with its lease, or when an answer to a renewal sent after the Lock's grant
 //   answer was received no longer lists its token (force-release, revoke, release elsewhere).
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -24,6 +29,7 @@
 #include <optional>
 #include <stop_token>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lockd/client.h"
@@ -37,18 +43,27 @@ using NowFn = std::function<TimePoint()>;
 class LossSignal {
  public:
   /// Loses with `reason` unless already lost; true if this call did it. Callbacks run here,
-  /// outside the lock.
+  /// outside the lock, one after the other, each only if the signal is still armed.
   bool Lose(const std::string& reason);
   bool lost() const;
   std::string reason() const;
+  /// Runs `f` once at the loss (here, at once, if already lost); never once disarmed.
   void OnLost(std::function<void(const std::string&)> f);
+  /// The owner is done with the object: no callback starts from now on, and one running on
+  /// another thread is waited for (one running on this thread, i.e. a callback that releases its
+  /// own lock, is not: it is the caller). The stop_token is left as it is.
+  void Disarm();
   std::stop_token token() const { return stop_.get_token(); }
 
  private:
-  mutable std::mutex mu_;  ///< guards lost_, reason_, callbacks_
+  mutable std::mutex mu_;          ///< guards everything below except stop_
+  std::condition_variable fired_;  ///< firing_ turned false
   bool lost_ = false;
+  bool disarmed_ = false;
+  bool firing_ = false;  ///< Lose is running callbacks on firing_thread_
+  std::thread::id firing_thread_;
   std::string reason_;
-  std::vector<std::function<void(const std::string&)>> callbacks_;
+  std::deque<std::function<void(const std::string&)>> callbacks_;
   std::stop_source stop_;
 };
 
@@ -68,8 +83,9 @@ class LeaseCore {
 
   /// The grant answered; its request was first sent at `sent`.
   void Anchor(TimePoint sent);
-  /// A renewal with client-wide sequence number `seq` was sent at `sent`.
-  void RenewalSent(uint64_t seq, TimePoint sent);
+  /// A renewal with client-wide sequence number `seq` is about to be sent at `sent`. False (and
+  /// nothing recorded) if the lease is lost: no renewal goes out after the loss was decided.
+  bool RenewalSent(uint64_t seq, TimePoint sent);
 
   enum class Answer { kApplied, kLateLost, kUnknownSeq };
   /// An acknowledging answer to renewal `seq`, received at `now`. `held` lists the tokens the
@@ -83,6 +99,8 @@ class LeaseCore {
   void Lose(const std::string& reason);
 
   bool Valid() { return !DecideLoss(now_()); }
+  /// Lost (decided), without deciding anything.
+  bool Lost() const;
   TimePoint ValidUntil() const;
   LossSignal& loss() { return loss_; }
 
@@ -109,6 +127,8 @@ class LeaseCore {
     uint64_t token;
     uint64_t seq_floor;
   };
+  /// Announces the loss already recorded in lost_: the signal, then every lock.
+  void Fire(const std::string& reason);
   void LoseLocks(const std::string& reason);
 
   const uint64_t id_;
@@ -118,7 +138,8 @@ class LeaseCore {
   const bool renewed_;
   LossSignal loss_;
 
-  mutable std::mutex mu_;  ///< guards everything below
+  mutable std::mutex mu_;  ///< guards everything below; taken before loss_'s, never after
+  bool lost_ = false;      ///< decided (valid_until_ frozen from then on)
   TimePoint valid_until_{};
   std::map<uint64_t, TimePoint> outstanding_;  ///< renewal seq → send time, not yet answered
   std::vector<HeldLock> locks_;

@@ -7,13 +7,120 @@ namespace lockd::client {
 
 using namespace std::chrono_literals;
 
-struct Renewer::Stream {
-  grpc::ClientContext ctx;
-  std::unique_ptr<grpc::ClientReaderWriter<pb::RenewRequest, pb::RenewResponse>> rw;
-  size_t endpoint = 0;
-  uint64_t generation = 0;
-  std::atomic<bool> broken{false};
-  std::thread reader;
+/// One KeepAlive call on gRPC's callback API. Writes are queued (one in flight at a time, as the
+/// API requires); every answer and the initial metadata go to the Renewer with their arrival
+/// time. A hold keeps the call from finishing (OnDone) while a write may still be started; it is
+/// removed once the stream is closed or broken and no write is in flight, so no operation ever
+/// starts after OnDone. The object keeps itself alive until OnDone, gRPC's last callback.
+class Renewer::Stream final : public grpc::ClientBidiReactor<pb::RenewRequest, pb::RenewResponse> {
+ public:
+  Stream(Renewer& owner, size_t endpoint, uint64_t generation)
+      : owner_(owner), endpoint_(endpoint), generation_(generation) {}
+
+  void Start(const std::shared_ptr<Stream>& self, pb::LockService::Stub& stub) {
+    self_ = self;
+    stub.async()->KeepAlive(&ctx_, this);
+    AddHold();
+    StartRead(&answer_);
+    StartCall();
+  }
+  /// Queues `req`; never blocks. Dropped once the stream is closed or broken.
+  void Send(pb::RenewRequest req) {
+    const pb::RenewRequest* start = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      if (closed_) return;
+      writes_.push_back(std::move(req));
+      if (!writing_) {
+        writing_ = true;
+        start = &writes_.front();  // a deque's push_back keeps references to elements valid
+      }
+    }
+    // Outside mu_: gRPC may run OnWriteDone on this thread. The hold is still in place: it is
+    // removed only when writing_ is false or by OnWriteDone, after this write.
+    if (start) StartWrite(start);
+  }
+  /// Ends the call: no more writes, the hold goes (now or after the write in flight).
+  void Close() {
+    EndWrites();
+    ctx_.TryCancel();
+  }
+  size_t endpoint() const { return endpoint_; }
+  uint64_t generation() const { return generation_; }
+
+  void OnReadInitialMetadataDone(bool ok) override {
+    if (!ok) return;
+    Arrival a;
+    a.generation = generation_;
+    a.metadata = true;
+    const auto& md = ctx_.GetServerInitialMetadata();
+    if (auto it = md.find("lockd-leader"); it != md.end()) {
+      a.leader.assign(it->second.data(), it->second.size());
+    }
+    if (auto it = md.find("lockd-cluster"); it != md.end()) {
+      a.cluster.assign(it->second.data(), it->second.size());
+    }
+    owner_.Deliver(std::move(a));
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the call is ending (broken, or cancelled): OnDone follows once the hold goes
+      EndWrites();
+      return;
+    }
+    Arrival a;
+    a.generation = generation_;
+    a.at = owner_.core_.Now();
+    a.answer = answer_;
+    owner_.Deliver(std::move(a));
+    StartRead(&answer_);
+  }
+  void OnWriteDone(bool ok) override {
+    const pb::RenewRequest* next = nullptr;
+    bool release = false;
+    {
+      std::lock_guard lock(mu_);
+      writes_.pop_front();
+      if (!ok) closed_ = true;  // a failed write: the call is broken
+      if (!closed_ && !writes_.empty()) {
+        next = &writes_.front();
+      } else {
+        writing_ = false;
+        release = closed_ && !std::exchange(hold_released_, true);
+      }
+    }
+    if (next) StartWrite(next);
+    if (release) RemoveHold();
+  }
+  void OnDone(const grpc::Status&) override {
+    // The Renewer destroys the object later, on its own thread: the ClientContext may hold the
+    // last reference to the channel, and a channel released on a gRPC callback thread can take
+    // gRPC's shared callback completion queue down under itself (seen as an abort in
+    // grpc_cq_internal_unref). The last use of this object and of owner_.
+    owner_.StreamDone(generation_, std::move(self_));
+  }
+
+ private:
+  void EndWrites() {
+    bool release = false;
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+      release = !writing_ && !std::exchange(hold_released_, true);
+    }
+    if (release) RemoveHold();
+  }
+
+  Renewer& owner_;
+  const size_t endpoint_;
+  const uint64_t generation_;
+  grpc::ClientContext ctx_;
+  pb::RenewResponse answer_;  ///< only the read in flight touches it
+  std::mutex mu_;             ///< guards writes_, writing_, closed_, hold_released_
+  std::deque<pb::RenewRequest> writes_;
+  bool writing_ = false;
+  bool closed_ = false;
+  bool hold_released_ = false;
+  std::shared_ptr<Stream> self_;
 };
 
 Renewer::Renewer(ClientCore& core) : core_(core) {
@@ -28,13 +135,20 @@ std::chrono::milliseconds Renewer::AnswerTimeout(std::chrono::milliseconds ttl) 
   return std::clamp<std::chrono::milliseconds>(ttl / 6, 250ms, 2000ms);
 }
 
-void Renewer::Add(std::shared_ptr<LeaseCore> lease) {
+void Renewer::Add(std::shared_ptr<LeaseCore> lease, TimePoint anchor) {
   {
     std::lock_guard lock(mu_);
     const uint64_t id = lease->id();
-    // The grant itself counts as the first renewal: the next one is due a period later.
-    Entry e{std::move(lease), {}};
-    e.next_due = NextDue(core_.Now(), e.lease->ttl());
+    Entry e{std::move(lease), TimePoint::max()};
+    if (e.lease->renewed()) {
+      // The grant counts as the first renewal, sent at the anchor: the next one is due a period
+      // after it, not after the answer's arrival (a slow or retried grant at a short TTL would
+      // otherwise be lost before its first renewal). Little validity left: renew at once.
+      const TimePoint now = core_.Now();
+      const auto period = std::chrono::nanoseconds(e.lease->ttl()) / core_.options().renew_divisor;
+      e.next_due = NextDue(anchor, e.lease->ttl());
+      if (e.next_due <= now || e.lease->ValidUntil() - now < period) e.next_due = now;
+    }
     leases_[id] = std::move(e);
     kick_ = true;
   }
@@ -54,50 +168,57 @@ void Renewer::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  // The thread closed its stream; every stream's OnDone calls back into this object.
+  std::vector<std::shared_ptr<Stream>> finished;
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return live_streams_ == 0; });
+    finished.swap(finished_);
+  }
+  finished.clear();  // here, before the Client lets go of its channels
 }
 
-TimePoint Renewer::NextDue(TimePoint now, std::chrono::milliseconds ttl) {
+TimePoint Renewer::NextDue(TimePoint from, std::chrono::milliseconds ttl) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   const auto period = std::chrono::nanoseconds(ttl) / core_.options().renew_divisor;
   // Jitter in [0.8, 1.0] of the period: never later than TTL/divisor, so the margin math holds.
-  std::uniform_int_distribution<int64_t> d(period.count() * 8 / 10, period.count());
-  return now + std::chrono::nanoseconds(d(rng));
+  std::uniform_int_distribution<int64_t> d(
+      static_cast<int64_t>(static_cast<double>(period.count()) * kJitterLow), period.count());
+  return from + std::chrono::nanoseconds(d(rng));
 }
 
 std::shared_ptr<Renewer::Stream> Renewer::Open() {
-  auto s = std::make_shared<Stream>();
-  s->endpoint = core_.PickEndpoint();
+  const size_t endpoint = core_.PickEndpoint();
+  uint64_t generation;
   {
     std::lock_guard lock(mu_);
-    s->generation = ++generation_;
+    generation = ++generation_;
+    stream_broken_ = false;
+    ++live_streams_;
   }
-  // Corked: the constructor returns without waiting for the connection; the first renewal
-  // carries the call's start.
-  s->ctx.set_initial_metadata_corked(true);
-  s->rw = core_.stub(s->endpoint).KeepAlive(&s->ctx);
-  s->reader = std::thread([this, s] { ReadLoop(s); });
+  auto s = std::make_shared<Stream>(*this, endpoint, generation);
+  s->Start(s, core_.stub(endpoint));  // returns at once: the call starts in the background
   return s;
 }
 
-void Renewer::Close(std::shared_ptr<Stream> s) {
-  if (!s) return;
-  s->ctx.TryCancel();
-  if (s->reader.joinable()) s->reader.join();
-  (void)s->rw->Finish();
+void Renewer::Deliver(Arrival a) {
+  {
+    std::lock_guard lock(mu_);
+    arrivals_.push_back(std::move(a));
+    kick_ = true;
+  }
+  cv_.notify_all();
 }
 
-void Renewer::ReadLoop(std::shared_ptr<Stream> s) {
-  pb::RenewResponse r;
-  bool first = true;
-  while (s->rw->Read(&r)) {
-    if (first) {
-      core_.ObserveMetadata(s->ctx);  // may lose every lease (cluster id change)
-      first = false;
-    }
-    OnAnswer(r);
+void Renewer::StreamDone(uint64_t generation, std::shared_ptr<Stream> stream) {
+  {
+    std::lock_guard lock(mu_);
+    if (generation == generation_) stream_broken_ = true;
+    finished_.push_back(std::move(stream));
+    --live_streams_;
+    kick_ = true;
   }
-  s->broken = true;
-  Kick();
+  cv_.notify_all();
 }
 
 void Renewer::Kick() {
@@ -108,7 +229,7 @@ void Renewer::Kick() {
   cv_.notify_all();
 }
 
-void Renewer::OnAnswer(const pb::RenewResponse& r) {
+void Renewer::OnAnswer(const pb::RenewResponse& r, TimePoint arrived) {
   std::shared_ptr<LeaseCore> lease;
   {
     std::lock_guard lock(mu_);
@@ -123,7 +244,6 @@ void Renewer::OnAnswer(const pb::RenewResponse& r) {
     } else if (r.code() != static_cast<int>(grpc::StatusCode::NOT_FOUND)) {
       // This node cannot renew now (no leader, a new leader not ready): go elsewhere at once.
       failover_ = true;
-      kick_ = true;
     }
   }
   if (r.code() == static_cast<int>(grpc::StatusCode::NOT_FOUND)) {
@@ -131,12 +251,10 @@ void Renewer::OnAnswer(const pb::RenewResponse& r) {
                 r.message());
     return;
   }
-  if (r.code() != 0) {
-    cv_.notify_all();
-    return;
-  }
+  if (r.code() != 0) return;
   std::optional<std::vector<uint64_t>> judged = HeldTokensOf(r);
-  const auto answer = lease->Acknowledged(r.seq(), core_.Now(), judged);
+  // Judged at its arrival: an answer that came in time counts even if applied a little later.
+  const auto answer = lease->Acknowledged(r.seq(), arrived, judged);
   if (answer == LeaseCore::Answer::kApplied && !judged) ProbeHoldings(lease);
 }
 
@@ -154,7 +272,7 @@ void Renewer::ProbeHoldings(const std::shared_ptr<LeaseCore>& lease) {
     const auto& o = core_.options();
     const auto timeout = std::min<std::chrono::milliseconds>(o.call_timeout, lease->ttl() / 3);
     grpc::Status s = core_.Call(&pb::LockService::Stub::GetLease, req, &resp,
-                                std::chrono::system_clock::now() + timeout, timeout);
+                                std::chrono::steady_clock::now() + timeout, timeout);
     // NOT_FOUND is the renewals' business (they lose the lease); other errors prove nothing.
     if (s.ok()) {
       lease->JudgeHeldNames(locks, {resp.lease().held().begin(), resp.lease().held().end()});
@@ -171,26 +289,43 @@ void Renewer::ProbeHoldings(const std::shared_ptr<LeaseCore>& lease) {
 void Renewer::Loop() {
   std::unique_lock lock(mu_);
   while (!stop_) {
-    // Losses first, outside the lock: lost callbacks run user code.
+    // Answers first, in arrival order, each judged at its arrival time; then losses. Both outside
+    // the lock: lost callbacks run user code.
+    std::deque<Arrival> arrivals;
+    arrivals.swap(arrivals_);
+    std::vector<std::shared_ptr<Stream>> finished;  // destroyed below, outside the lock
+    finished.swap(finished_);
+    const uint64_t current = generation_;
     std::vector<std::shared_ptr<LeaseCore>> all;
     for (auto& [_, e] : leases_) all.push_back(e.lease);
     lock.unlock();
+    for (auto& a : arrivals) {
+      if (a.metadata) {
+        core_.ObserveHeaders(a.leader, a.cluster);  // may lose every lease (cluster id change)
+      } else if (a.generation == current) {
+        OnAnswer(a.answer, a.at);
+      }
+    }
     std::vector<uint64_t> lost;
     const TimePoint now = core_.Now();
     for (auto& l : all) {
       if (l->DecideLoss(now)) lost.push_back(l->id());
     }
     for (uint64_t id : lost) core_.ForgetLease(id);
+    finished.clear();
     lock.lock();
     for (uint64_t id : lost) leases_.erase(id);
+    // Answers that came in meanwhile first: an answer already here is not overdue.
+    if (!arrivals_.empty()) continue;
 
     // Does the stream have to move?
     bool move = false;
-    if (stream_ && (stream_->broken.load() || failover_)) move = true;
+    if (stream_ && (stream_broken_ || failover_)) move = true;
     for (auto& [_, s] : outstanding_) {
-      if (stream_ && s.stream == stream_->generation && now >= s.answer_by) move = true;
+      if (stream_ && s.stream == stream_->generation() && now >= s.answer_by) move = true;
     }
-    const bool want_stream = !leases_.empty();
+    bool want_stream = false;
+    for (auto& [_, e] : leases_) want_stream |= e.lease->renewed();
     if (move) {
       // Only after every endpoint failed in a row does the stream wait before moving again,
       // and then briefly: the renewals must go out within the leases' validity.
@@ -202,51 +337,46 @@ void Renewer::Loop() {
     }
     if (move || (want_stream && !stream_)) {
       auto old = std::move(stream_);
-      const bool was_failover = move;
-      if (was_failover) {
+      if (move) {
         ++failovers_in_a_row_;
         last_failover_ = now;
         failover_ = false;
         // The old stream's renewals will never be answered: forget them; renew everything now.
         outstanding_.clear();
-        for (auto& [_, e] : leases_) e.next_due = now;
+        for (auto& [_, e] : leases_) {
+          if (e.lease->renewed()) e.next_due = now;
+        }
       }
       lock.unlock();
       if (old) {
-        if (was_failover) core_.EndpointFailed(old->endpoint);
-        Close(old);
+        if (move) core_.EndpointFailed(old->endpoint());
+        old->Close();  // its OnDone comes later, on a gRPC thread; nothing waits for it here
       }
       auto fresh = Open();
       lock.lock();
       stream_ = std::move(fresh);
       continue;
     }
+    if (!want_stream && stream_) {
+      // No renewed lease left: close the stream so an idle client holds no call open.
+      stream_->Close();
+      stream_.reset();
+    }
 
-    // Send what is due.
-    std::vector<pb::RenewRequest> batch;
+    // Send what is due: queued on the stream, never waited for.
     if (stream_) {
       for (auto& [id, e] : leases_) {
         if (now < e.next_due) continue;
         pb::RenewRequest req;
         req.set_lease_id(id);
         req.set_seq(core_.NextRenewSeq());
-        e.lease->RenewalSent(req.seq(), now);
-        outstanding_[req.seq()] = {id, now, now + AnswerTimeout(e.lease->ttl()),
-                                   stream_->generation};
         e.next_due = NextDue(now, e.lease->ttl());
-        batch.push_back(std::move(req));
+        // No renewal goes out once the loss is decided (by any thread).
+        if (!e.lease->RenewalSent(req.seq(), now)) continue;
+        outstanding_[req.seq()] = {id, now, now + AnswerTimeout(e.lease->ttl()),
+                                   stream_->generation()};
+        stream_->Send(std::move(req));
       }
-    }
-    if (!batch.empty()) {
-      lock.unlock();
-      for (const auto& req : batch) {
-        if (!stream_->rw->Write(req)) {
-          stream_->broken = true;
-          break;
-        }
-      }
-      lock.lock();
-      continue;
     }
 
     // Sleep until the next thing to do: a renewal due, an answer overdue, a lease's valid_until.
@@ -256,21 +386,12 @@ void Renewer::Loop() {
       wake = std::min(wake, e.lease->ValidUntil());
     }
     for (auto& [_, s] : outstanding_) wake = std::min(wake, s.answer_by);
-    if (!want_stream && stream_) {
-      // No lease left: close the stream so an idle client holds no call open.
-      auto old = std::move(stream_);
-      lock.unlock();
-      Close(old);
-      lock.lock();
-      continue;
-    }
     const auto sleep = std::clamp<std::chrono::nanoseconds>(wake - now, 1ms, 200ms);
     cv_.wait_for(lock, sleep, [&] { return stop_ || kick_; });
     kick_ = false;
   }
-  auto last = std::move(stream_);
-  lock.unlock();
-  Close(last);
+  if (stream_) stream_->Close();
+  stream_.reset();
 }
 
 }  // namespace lockd::client

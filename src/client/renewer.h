@@ -1,20 +1,26 @@
-// Renewer: keeps every lease of one Client alive over ONE KeepAlive stream.
+// Renewer: keeps every lease of one Client alive over ONE KeepAlive stream, and decides every
+// lease's loss at its valid_until (renewed leases and the one-call form's alike).
 //
-// One thread sends renewals (each lease about every TTL/3, jittered so many clients do not renew
-// in step) and decides losses at valid_until; a reader thread per stream matches each answer to
-// its renewal by the client-wide sequence number. A broken stream, an answer that does not come
-// within answer_timeout(TTL), or an UNAVAILABLE answer moves the stream to the leader (or the
-// next endpoint) at once and renews every lease again there, so a routine failover costs one
-// round trip, not a renewal period (issue 14, defect 3). Failovers back off only after every
+// One thread (the renewal thread) sends renewals (each lease about every TTL/3, jittered so many
+// clients do not renew in step; the first one a period after the grant's first send, or at once
+// when the grant answered late), applies the answers in arrival order, and decides losses: it
+// wakes at the earliest valid_until, so the lost signal fires without anyone polling. It never
+// blocks on the network: the stream is a gRPC callback (reactor) stream whose writes are queued
+// and whose answers are handed over with their arrival time (issue 14 review, item 4). A broken
+// stream, an answer that does not come within answer_timeout(TTL), or an UNAVAILABLE answer moves
+// the stream to the leader (or the next endpoint) at once and renews every lease again there, so a
+// routine failover costs one round trip, not a renewal period. Failovers back off only after every
 // endpoint failed in a row, and never by more than a fraction of the shortest TTL.
 #pragma once
 
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "client/client_core.h"
 
@@ -27,19 +33,24 @@ class Renewer {
   Renewer(const Renewer&) = delete;
   Renewer& operator=(const Renewer&) = delete;
 
-  void Add(std::shared_ptr<LeaseCore> lease);
+  /// Tracks `lease` from now on: its loss is decided at valid_until, and if it is renewed() its
+  /// first renewal is due a (jittered) period after `anchor`, the grant's first send: at once if
+  /// that is past or if less than a period of validity is left.
+  void Add(std::shared_ptr<LeaseCore> lease, TimePoint anchor);
   void Remove(uint64_t lease_id);
-  /// Ends the stream and the threads. Idempotent.
+  /// Ends the stream and the thread, and waits for the stream's last callback. Idempotent.
   void Stop();
 
   /// How long a renewal may go unanswered before the stream moves: TTL/6 within [250 ms, 2 s].
   static std::chrono::milliseconds AnswerTimeout(std::chrono::milliseconds ttl);
+  /// The renewal period's jitter: a fraction in [kJitterLow, 1] of ttl / renew_divisor.
+  static constexpr double kJitterLow = 0.8;
 
  private:
-  struct Stream;
+  class Stream;
   struct Entry {
     std::shared_ptr<LeaseCore> lease;
-    TimePoint next_due{};
+    TimePoint next_due = TimePoint::max();  ///< max: never (a lease that is not renewed)
   };
   struct Sent {
     uint64_t lease_id;
@@ -47,34 +58,50 @@ class Renewer {
     TimePoint answer_by;
     uint64_t stream;  ///< generation of the stream it went out on
   };
+  /// Something a stream's callback handed to the renewal thread.
+  struct Arrival {
+    uint64_t generation = 0;
+    bool metadata =
+        false;  ///< the stream's initial metadata (leader, cluster) rather than an answer
+    std::string leader, cluster;
+    pb::RenewResponse answer;
+    TimePoint at{};
+  };
 
   void Loop();
-  void ReadLoop(std::shared_ptr<Stream> s);
-  void OnAnswer(const pb::RenewResponse& r);
-  /// Wakes the renewer thread (a stream broke, a failover was asked for, a lease was added).
+  void OnAnswer(const pb::RenewResponse& r, TimePoint arrived);
+  /// From a stream's callbacks (gRPC threads): queue for the renewal thread, wake it.
+  void Deliver(Arrival a);
+  /// From a stream's OnDone: the stream ended; `stream` (its last reference) is destroyed on the
+  /// renewal thread or by Stop, never on a gRPC thread.
+  void StreamDone(uint64_t generation, std::shared_ptr<Stream> stream);
+  /// Wakes the renewal thread (a stream broke, a lease was added).
   void Kick();
   /// For a server that does not list held tokens: asks GetLease (on the cleanup thread, at most
   /// one at a time per lease) which names the lease holds, so a force-release is still learned
   /// of within about one renewal interval.
   void ProbeHoldings(const std::shared_ptr<LeaseCore>& lease);
   std::shared_ptr<Stream> Open();
-  void Close(std::shared_ptr<Stream> s);
-  TimePoint NextDue(TimePoint now, std::chrono::milliseconds ttl);
+  TimePoint NextDue(TimePoint from, std::chrono::milliseconds ttl);
 
   ClientCore& core_;
-  std::mutex mu_;  ///< guards everything below except stream_ (the renewer thread's own)
-  std::condition_variable cv_;
+  std::mutex mu_;  ///< guards everything below except stream_ (the renewal thread's own)
+  std::condition_variable cv_;  ///< kick_ or stop_ set; live_streams_ dropped
   bool stop_ = false;
   std::map<uint64_t, Entry> leases_;
-  std::map<uint64_t, Sent> outstanding_;  ///< renewal seq → what it was
-  bool failover_ = false;                 ///< an answer asked to move the stream
-  bool kick_ = false;                     ///< something happened: the thread should look
-  std::set<uint64_t> probing_;            ///< leases with a holdings probe in flight
-  uint64_t generation_ = 0;
+  std::map<uint64_t, Sent> outstanding_;           ///< renewal seq → what it was
+  std::deque<Arrival> arrivals_;                   ///< from the streams, in arrival order
+  std::vector<std::shared_ptr<Stream>> finished_;  ///< ended streams, to destroy off gRPC threads
+  bool failover_ = false;                          ///< an answer asked to move the stream
+  bool stream_broken_ = false;                     ///< the current stream ended
+  bool kick_ = false;                              ///< something happened: the thread should look
+  std::set<uint64_t> probing_;                     ///< leases with a holdings probe in flight
+  uint64_t generation_ = 0;                        ///< of the current stream
+  int live_streams_ = 0;                           ///< streams whose OnDone has not run yet
   int failovers_in_a_row_ = 0;
   TimePoint last_failover_{};
 
-  std::shared_ptr<Stream> stream_;  ///< only the renewer thread touches it
+  std::shared_ptr<Stream> stream_;  ///< only the renewal thread touches it
   std::thread thread_;
 };
 

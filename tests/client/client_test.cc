@@ -34,10 +34,11 @@ LockOptions Waiting(std::chrono::milliseconds wait, std::stop_token stop = {}) {
 
 class ClientTest : public ::testing::Test {
  protected:
-  std::unique_ptr<Client> Connect(std::vector<std::string> endpoints = {}) {
+  std::unique_ptr<Client> Connect(std::vector<std::string> endpoints = {},
+                                  std::chrono::milliseconds call_timeout = 3s) {
     ClientOptions o;
     o.endpoints = endpoints.empty() ? std::vector<std::string>{a_.endpoint} : endpoints;
-    o.call_timeout = 3s;
+    o.call_timeout = call_timeout;
     auto c = Client::Connect(o);
     EXPECT_TRUE(c.ok()) << c.status().ToString();
     return std::move(c).value();
@@ -61,19 +62,19 @@ TEST_F(ClientTest, LeaseIsAnchoredAtTheFirstSendNotTheAnswer) {
 
 TEST_F(ClientTest, EveryLeaseIsRenewedOverOneKeepAliveStream) {
   auto client = Connect();
+  // TTL 12 s: the answer timeout is then 2 s (a slow answer under TSan on a loaded machine
+  // must not restart the stream; at 2 s TTL it was 333 ms and did), renewals every 4 s.
   std::vector<std::shared_ptr<Lease>> leases;
   for (int i = 0; i < 3; ++i) {
-    auto l = client->GrantLease(2000ms, "t");
+    auto l = client->GrantLease(12000ms, "t");
     ASSERT_TRUE(l.ok());
     leases.push_back(*l);
   }
-  std::this_thread::sleep_for(4500ms);  // over two TTLs; renewals about every 667 ms
+  // Two rounds of renewals for the three leases: the stream outlived one round.
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return fake_.With([&] { return fake_.renewals >= 3 * 2; }); }, 30s));
   for (auto& l : leases) EXPECT_TRUE(l->valid()) << l->lost_reason();
-  fake_.With([&] {
-    EXPECT_EQ(fake_.keepalive_streams, 1);
-    EXPECT_GE(fake_.renewals, 3 * 4);
-    return 0;
-  });
+  EXPECT_EQ(fake_.With([&] { return fake_.keepalive_streams; }), 1);
 }
 
 TEST_F(ClientTest, NotFoundLosesTheLeaseForGoodAndFiresOnLostOnce) {
@@ -397,6 +398,39 @@ class AsyncResult {
   int calls_ = 0;
 };
 
+TEST_F(ClientTest, ADoneHoldingTheLastLeaseHandleDoesNotDeadlockTheCallbackThread) {
+  auto client = Connect();
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  const uint64_t id = (*lease)->id();
+  fake_.With([&] { return fake_.acquire_error = grpc::StatusCode::INVALID_ARGUMENT; });
+  std::mutex mu;
+  std::condition_variable cv;
+  bool dropped = false, answered = false;
+  client->AcquireAsync("seat/async", *lease, {}, [&, held = *lease](Result<Lock> r) {
+    EXPECT_FALSE(r.ok());
+    std::unique_lock g(mu);
+    cv.wait(g, [&] { return dropped; });  // the caller's handle is gone: ours is the last
+    answered = true;
+    cv.notify_all();
+  });
+  {
+    std::lock_guard g(mu);
+    lease = Status(StatusCode::kCancelled, "dropped");
+    dropped = true;
+    cv.notify_all();
+  }
+  // The closure, destroyed after done, destroys the Lease, whose revoke goes to the cleanup
+  // thread: it arrives only if the callback thread did not destroy the closure under its lock.
+  const bool revoked = testing::WaitFor(
+      [&] {
+        return fake_.With([&] { return fake_.revoked.size() == 1 && fake_.revoked[0] == id; });
+      },
+      10s);
+  EXPECT_TRUE(answered);
+  ASSERT_TRUE(revoked) << "the callback thread deadlocked";
+}
+
 TEST_F(ClientTest, AcquireAsyncRetriesUnavailableWithOneRequestId) {
   auto client = Connect();
   auto lease = client->GrantLease(5000ms, "t");
@@ -435,16 +469,18 @@ TEST_F(ClientTest, AcquireAsyncStoppedByItsStopTokenIsWithdrawn) {
 }
 
 TEST_F(ClientTest, AcquireAsyncPastItsDeadlineIsWithdrawn) {
-  auto client = Connect();
+  // A 10 s call_timeout: an attempt that ignored the 300 ms wait would end only then, far from
+  // the bound below, which leaves seconds of slack for a loaded machine under TSan.
+  auto client = Connect({}, 10s);
   auto lease = client->GrantLease(5000ms, "t");
   ASSERT_TRUE(lease.ok());
   fake_.With([&] { return fake_.acquire_hangs = true; });
   AsyncResult r;
   const auto start = std::chrono::steady_clock::now();
   client->AcquireAsync("seat/async", *lease, Waiting(300ms), r.Callback());
-  auto* got = r.Wait(5s);
+  auto* got = r.Wait(8s);
   ASSERT_NE(got, nullptr);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 300ms + 500ms + 300ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 4s);
   ASSERT_FALSE(got->ok());
   EXPECT_EQ(got->status().code(), StatusCode::kDeadlineExceeded) << got->status().ToString();
   ASSERT_TRUE(CancelArrives(fake_, LastAcquireId(fake_)));
@@ -490,7 +526,7 @@ TEST_F(ClientTest, AChangedClusterIdLosesEveryLease) {
   ASSERT_TRUE(lease.ok());
   EXPECT_EQ(client->cluster_id(), "cluster-a");
   fake_.With([&] { return fake_.cluster_id = "cluster-b"; });  // a restored cluster
-  // A new stream (or any call) sees the new id.
+  // Any call sees the new id (the fake answers GetLock, so this one does, deterministically).
   (void)client->GetLock("x");
   ASSERT_TRUE(testing::WaitFor([&] { return !(*lease)->valid(); }, 5s));
   EXPECT_NE((*lease)->lost_reason().find("cluster id changed"), std::string::npos);

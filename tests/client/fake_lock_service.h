@@ -38,6 +38,8 @@ class FakeLockService final : public pb::LockService::Service {
   bool acquire_hangs = false;  ///< an Acquire waits until its caller gives up
   std::chrono::milliseconds acquire_delay{0};
   std::chrono::milliseconds grant_delay{0};
+  int grant_hangs = 0;  ///< so many GrantLease attempts hang until their caller gives up
+  std::vector<BootClock::time_point> grant_received;
   std::vector<pb::RequestHeader> acquire_headers;
   std::vector<pb::CancelRequest> cancels;
   std::vector<uint64_t> released_tokens;
@@ -54,6 +56,19 @@ class FakeLockService final : public pb::LockService::Service {
   grpc::Status GrantLease(grpc::ServerContext* ctx, const pb::GrantLeaseRequest* req,
                           pb::GrantLeaseResponse* resp) override {
     Tag(ctx);
+    bool hang = false;
+    {
+      std::lock_guard lock(mu);
+      grant_received.push_back(BootClock::now());
+      if (grant_hangs > 0) {
+        --grant_hangs;
+        hang = true;
+      }
+    }
+    if (hang) {  // a dropped attempt: the caller's attempt timeout ends it
+      for (int i = 0; i < 1000 && !ctx->IsCancelled(); ++i) std::this_thread::sleep_for(10ms);
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "dropped");
+    }
     std::this_thread::sleep_for(grant_delay);
     std::lock_guard lock(mu);
     resp->set_lease_id(next_lease++);
@@ -129,6 +144,13 @@ class FakeLockService final : public pb::LockService::Service {
     held[lease].insert(next_token++);
     resp->set_mode(req->mode());
     resp->set_lease_id(lease);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetLock(grpc::ServerContext* ctx, const pb::GetLockRequest* req,
+                       pb::GetLockResponse* resp) override {
+    Tag(ctx);
+    resp->mutable_lock()->set_name(req->name());
     return grpc::Status::OK;
   }
 

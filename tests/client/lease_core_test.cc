@@ -173,5 +173,39 @@ TEST(LossSignalTest, CallbacksAddedAfterTheLossRunAtOnce) {
   EXPECT_TRUE(s.token().stop_requested());
 }
 
+TEST(LossSignalTest, ADisarmedSignalRunsNoCallbackButStillSignalsItsStopToken) {
+  LossSignal s;
+  bool ran = false;
+  s.OnLost([&](const std::string&) { ran = true; });
+  s.Disarm();
+  s.OnLost([&](const std::string&) { ran = true; });
+  EXPECT_TRUE(s.Lose("why"));
+  EXPECT_FALSE(ran);
+  EXPECT_TRUE(s.token().stop_requested());
+}
+
+TEST(LossSignalTest, ACallbackMayDisarmItsOwnSignal) {
+  LossSignal s;
+  int ran = 0;
+  s.OnLost([&](const std::string&) {
+    ++ran;
+    s.Disarm();  // e.g. a callback that releases its own lock: must not wait for itself
+  });
+  s.OnLost([&](const std::string&) { ++ran; });
+  EXPECT_TRUE(s.Lose("why"));
+  EXPECT_EQ(ran, 1) << "the second callback came after the disarm";
+}
+
+TEST_F(LeaseCoreTest, NoRenewalIsRecordedAfterTheLossAndValidUntilIsFrozen) {
+  clock_.Advance(300ms);
+  ASSERT_TRUE(lease_.RenewalSent(1, clock_.now()));
+  lease_.Lose("revoked");
+  const auto until = lease_.ValidUntil();
+  EXPECT_FALSE(lease_.RenewalSent(2, clock_.now())) << "no renewal goes out after the loss";
+  EXPECT_EQ(lease_.Acknowledged(1, clock_.now(), std::nullopt), LeaseCore::Answer::kLateLost);
+  EXPECT_EQ(lease_.ValidUntil(), until);
+  EXPECT_TRUE(lease_.Lost());
+}
+
 }  // namespace
 }  // namespace lockd::client

@@ -96,18 +96,26 @@ TEST(ClientLease, WithEveryNodeStoppedTheLostSignalFiresBeforeTheClusterCouldExp
   auto lock = a->Acquire("stopped/cluster", *lease);
   ASSERT_TRUE(lock.ok() && lock->held());
   std::atomic<bool> fired{false};
-  lc::BootClock::time_point fired_at{};
+  lc::BootClock::time_point fired_at{}, until{};
   lock->OnLost([&](const std::string&) {
     fired_at = lc::BootClock::now();
+    until = lock->valid_until();  // frozen by the loss
     fired = true;
   });
   std::this_thread::sleep_for(700ms);
   const auto paused = lc::BootClock::now();
   for (int i = 0; i < cluster.size(); ++i) cluster.Pause(i);
-  // Every acknowledged renewal was sent before the pause and received after its send, so no
-  // node can expire the lease before paused + TTL; the library must give up strictly earlier.
+  // Nobody polls: the renewal thread declares the loss at valid_until, not before, and not
+  // later than a scheduling delay after it.
   ASSERT_TRUE(testing::WaitFor([&] { return fired.load(); }, 4s));
-  EXPECT_LT(fired_at, paused + 2000ms);
+  const auto margin = lc::SafetyMargin(2000ms, 0.01, 100ms);
+  EXPECT_GE(fired_at, until) << "declared lost before valid_until";
+  EXPECT_LT(fired_at - until, 300ms) << "declared lost late";
+  // Every acknowledged renewal was sent before the pause, so no node can expire the lease before
+  // paused + TTL; valid_until stays a margin short of it. And renewals went on until the pause:
+  // the last acknowledged one was sent at most two periods (2 × 667 ms) before it.
+  EXPECT_LE(until, paused + 2000ms - margin);
+  EXPECT_GT(until, paused + 2000ms - margin - 2 * 667ms - 200ms);
   EXPECT_FALSE(lock->held());
   for (int i = 0; i < cluster.size(); ++i) cluster.Resume(i);
   ASSERT_GE(cluster.WaitForReady(), 0) << cluster.StatusSummary();

@@ -1,0 +1,284 @@
+// Review fixes of the client library against scripted LockServices (issue 14 review): the first
+// renewal scheduled from the grant's first send, loss fired at valid_until without polling (also
+// for the one-call form), lost callbacks disarmed by their owner, a stream to a hung node that
+// does not delay loss, asynchronous answers never on the caller's thread.
+#include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "fake_lock_service.h"
+#include "lockd/client.h"
+#include "support/process.h"
+
+namespace lockd::client {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::unique_ptr<Client> ConnectTo(std::vector<std::string> endpoints,
+                                  std::chrono::milliseconds call_timeout = 3000ms) {
+  ClientOptions o;
+  o.endpoints = std::move(endpoints);
+  o.call_timeout = call_timeout;
+  auto c = Client::Connect(o);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return std::move(c).value();
+}
+
+/// Records when a lost callback ran (the test never polls the lease or lock meanwhile).
+struct LostAt {
+  std::atomic<bool> fired{false};
+  BootClock::time_point at{};
+  std::function<void(const std::string&)> Callback() {
+    return [this](const std::string&) {
+      at = BootClock::now();
+      fired = true;
+    };
+  }
+  bool Wait(std::chrono::milliseconds timeout) {
+    return testing::WaitFor([&] { return fired.load(); }, timeout);
+  }
+};
+
+// Found by review: a lease's lost callback that releases its locks (the canonical pattern) ran
+// on the renewal thread before the locks were marked lost, so each Release went to the cluster
+// and waited for it there, while other leases went unrenewed. A lost lease has nothing left to
+// release: no Release is sent, and the callback returns at once.
+TEST(ClientLoss, ALostCallbackReleasingItsLocksSendsNothing) {
+  FakeServer a;
+  auto client = ConnectTo({a.endpoint});
+  auto lease = client->GrantLease(2000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  auto lock = client->Acquire("seat/1", *lease);
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  std::optional<Status> released;
+  LostAt lost;
+  (*lease)->OnLost([&](const std::string& reason) {
+    released = lock->Release();
+    lost.Callback()(reason);
+  });
+  a.service.With([&] { return a.service.renew_mode = FakeLockService::RenewMode::kNotFound; });
+  ASSERT_TRUE(lost.Wait(5s));
+  ASSERT_TRUE(released.has_value());
+  EXPECT_TRUE(released->ok()) << released->ToString();
+  EXPECT_FALSE(lock->held());
+  std::this_thread::sleep_for(300ms);  // a Release sent from the callback would have arrived
+  EXPECT_EQ(a.service.With([&] { return a.service.released_tokens.size(); }), 0u);
+}
+
+// Found by review: the first renewal was scheduled a period after the grant's ANSWER. A grant
+// whose first attempt was dropped answers ~2.5 s after its anchor (TTL 4 s: period 1.33 s,
+// valid_until anchor + 3.82 s); a period after the answer is at or past valid_until. It must be
+// renewed at once, from the anchor.
+TEST(ClientLoss, AGrantAnsweredLateIsRenewedAtOnceAndStaysValid) {
+  FakeServer a;
+  a.service.grant_hangs = 1;  // the first attempt is dropped: the retry answers (attempt 2.5 s)
+  auto client = ConnectTo({a.endpoint}, 5000ms);
+  const auto before = BootClock::now();
+  auto lease = client->GrantLease(4000ms, "slow");
+  const auto answered = BootClock::now();
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  ASSERT_GT(answered - before, 1500ms) << "the retry answered";
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return a.service.With([&] { return a.service.renewals; }) > 0; }, 3s));
+  const auto first = a.service.With([&] { return a.service.first_renewal; });
+  EXPECT_LT(first - answered, 500ms)
+      << "renewed at once, not a period (>= 1.07 s) after the answer";
+  std::this_thread::sleep_until(std::chrono::steady_clock::now() +
+                                (before + 4200ms - BootClock::now()));  // past valid_until
+  EXPECT_TRUE((*lease)->valid()) << (*lease)->lost_reason();
+  EXPECT_GT((*lease)->valid_until(), before + 4000ms - SafetyMargin(4000ms, 0.01, 100ms));
+}
+
+// Item 5: the anchor of a retried grant is its FIRST attempt's send, not the retry's.
+TEST(ClientLoss, ARetriedGrantIsAnchoredAtItsFirstAttempt) {
+  FakeServer a;
+  a.service.grant_hangs = 1;
+  auto client = ConnectTo({a.endpoint});
+  const auto before = BootClock::now();
+  auto lease = client->GrantLease(10'000ms, "retried");
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  const auto margin = SafetyMargin(10'000ms, 0.01, 100ms);
+  const auto attempts = a.service.With([&] { return a.service.grant_received; });
+  ASSERT_EQ(attempts.size(), 2u);
+  ASSERT_GT(attempts[1] - attempts[0], 1000ms);
+  EXPECT_GE((*lease)->valid_until(), before + 10'000ms - margin);
+  EXPECT_LT((*lease)->valid_until(), attempts[0] + 10'000ms - margin + 100ms)
+      << "anchored at the first attempt, not at the retry";
+}
+
+// Found by review: a grant answered after its validity ran out was handed out as a lease.
+TEST(ClientLoss, AGrantAnsweredAfterItsValidityIsAnErrorAndIsRevoked) {
+  FakeServer a;
+  a.service.grant_hangs = 1;  // attempt timeout 2.5 s: the retry answers past anchor + 1.86 s
+  auto client = ConnectTo({a.endpoint}, 5000ms);
+  auto lease = client->GrantLease(2000ms, "too-late");
+  ASSERT_FALSE(lease.ok());
+  EXPECT_EQ(lease.status().code(), StatusCode::kDeadlineExceeded) << lease.status().ToString();
+  EXPECT_TRUE(testing::WaitFor(
+      [&] { return a.service.With([&] { return a.service.revoked.size() == 1; }); }, 5s))
+      << "the late lease is revoked";
+}
+
+// Found by review: the one-call form's lost signal fired only when someone polled it.
+TEST(ClientLoss, TheOneCallFormsLossFiresAtValidUntilWithoutPolling) {
+  FakeServer a;
+  auto client = ConnectTo({a.endpoint});
+  auto lock = client->AcquireWithTtl("seat/once", 2000ms);
+  ASSERT_TRUE(lock.ok() && lock->acquired()) << lock.status().ToString();
+  const auto until = lock->valid_until();
+  LostAt lost;
+  lock->OnLost(lost.Callback());
+  ASSERT_TRUE(lost.Wait(4s)) << "nobody polls: the renewal thread must fire it";
+  EXPECT_GE(lost.at, until);
+  EXPECT_LT(lost.at - until, 300ms);
+  EXPECT_EQ(lock->valid_until(), until) << "valid_until never moves after the loss";
+}
+
+// Found by review: ~Lease revoked the lease and then ran its lost callbacks, for a handle that was
+// gone (a callback capturing the owner would touch freed memory).
+TEST(ClientLoss, ADroppedLeaseRunsNoLostCallback) {
+  FakeServer a;
+  auto client = ConnectTo({a.endpoint});
+  auto lease = client->GrantLease(5000ms, "dropped");
+  ASSERT_TRUE(lease.ok());
+  auto ran = std::make_shared<std::atomic<bool>>(false);
+  (*lease)->OnLost([ran](const std::string&) { *ran = true; });
+  lease = Status(StatusCode::kCancelled, "dropped");  // the last handle goes: revoked
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return a.service.With([&] { return a.service.revoked.size() == 1; }); }, 5s));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_FALSE(ran->load());
+}
+
+TEST(ClientLoss, ARevokedLeaseRunsNoLostCallbackButSignalsItsStopToken) {
+  FakeServer a;
+  auto client = ConnectTo({a.endpoint});
+  auto lease = client->GrantLease(5000ms, "revoked");
+  ASSERT_TRUE(lease.ok());
+  std::atomic<bool> ran{false};
+  (*lease)->OnLost([&](const std::string&) { ran = true; });
+  ASSERT_TRUE((*lease)->Revoke().ok());
+  EXPECT_FALSE(ran.load());
+  EXPECT_FALSE((*lease)->valid());
+  EXPECT_TRUE((*lease)->stop_token().stop_requested());
+}
+
+// Found by review: Release did not disarm a lock's lost signal, so a callback could run (or go on
+// running) after its owner released and destroyed the lock.
+TEST(ClientLoss, ReleaseWaitsForARunningLostCallbackAndDisarmsTheRest) {
+  FakeServer a;
+  auto client = ConnectTo({a.endpoint});
+  auto lease = client->GrantLease(2000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  auto lock = client->Acquire("seat/1", *lease);
+  ASSERT_TRUE(lock.ok() && lock->held());
+  std::atomic<bool> entered{false}, finished{false}, second{false};
+  lock->OnLost([&](const std::string&) {
+    entered = true;
+    std::this_thread::sleep_for(400ms);
+    finished = true;
+  });
+  lock->OnLost([&](const std::string&) { second = true; });
+  const auto token = lock->token();
+  a.service.With([&] { return a.service.held[(*lease)->id()].erase(token); });  // force-release
+  ASSERT_TRUE(testing::WaitFor([&] { return entered.load(); }, 3s));
+  (void)lock->Release();  // on this thread, while the callback runs on the renewal thread
+  EXPECT_TRUE(finished.load()) << "Release returned while the callback was still running";
+  *lock = Lock();  // destroyed
+  std::this_thread::sleep_for(200ms);
+  EXPECT_FALSE(second.load()) << "a callback started after its lock was released";
+}
+
+/// A "node" that accepts TCP connections (the kernel does, into the backlog) and never speaks:
+/// a SIGSTOPped process.
+class HungNode {
+ public:
+  HungNode() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(listen(fd_, 64), 0);
+    socklen_t len = sizeof addr;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    endpoint = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  }
+  ~HungNode() { close(fd_); }
+  std::string endpoint;
+
+ private:
+  int fd_ = -1;
+};
+
+// Found by review: the renewal thread wrote synchronously on a fresh stream; to a hung node the
+// write blocked for the connect timeout, and with it every loss decision.
+TEST(ClientLoss, AStreamToAHungNodeDoesNotDelayTheLoss) {
+  FakeServer a;
+  HungNode hung;
+  auto client = ConnectTo({a.endpoint, hung.endpoint});
+  auto lease = client->GrantLease(2000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  LostAt lost;
+  (*lease)->OnLost(lost.Callback());
+  // a stops answering: the stream moves to the hung node (and back), nothing is acknowledged.
+  a.service.With([&] { return a.service.renew_mode = FakeLockService::RenewMode::kSilent; });
+  ASSERT_TRUE(lost.Wait(5s)) << "the loss decision was blocked";
+  const auto until = (*lease)->valid_until();
+  EXPECT_GE(lost.at, until);
+  EXPECT_LT(lost.at - until, 300ms);
+}
+
+// Found by review: AcquireAsync answered a refused request on the caller's own thread.
+TEST(ClientLoss, AsyncAnswersNeverRunOnTheCallersThread) {
+  FakeServer a;
+  auto client = ConnectTo({a.endpoint});
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<std::thread::id> acquire_thread, release_thread;
+  std::optional<Result<Lock>> got;
+  Status released;
+  client->AcquireAsync("seat/x", nullptr, {}, [&](Result<Lock> r) {
+    std::lock_guard g(mu);
+    acquire_thread = std::this_thread::get_id();
+    EXPECT_FALSE(r.ok());
+    cv.notify_all();
+  });
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  client->AcquireAsync("seat/x", *lease, {}, [&](Result<Lock> r) {
+    std::lock_guard g(mu);
+    got.emplace(std::move(r));
+    cv.notify_all();
+  });
+  std::unique_lock g(mu);
+  ASSERT_TRUE(cv.wait_for(g, 5s, [&] { return acquire_thread && got; }));
+  EXPECT_NE(*acquire_thread, std::this_thread::get_id());
+  ASSERT_TRUE(got->ok() && (*got)->held());
+  const auto token = (*got)->token();
+  (*got)->ReleaseAsync([&](Status s) {
+    std::lock_guard g2(mu);
+    release_thread = std::this_thread::get_id();
+    released = s;
+    cv.notify_all();
+  });
+  EXPECT_FALSE((*got)->held());
+  ASSERT_TRUE(cv.wait_for(g, 5s, [&] { return release_thread.has_value(); }));
+  EXPECT_NE(*release_thread, std::this_thread::get_id());
+  EXPECT_TRUE(released.ok()) << released.ToString();
+  EXPECT_EQ(a.service.With([&] { return a.service.released_tokens; }),
+            std::vector<uint64_t>{token});
+}
+
+}  // namespace
+}  // namespace lockd::client
