@@ -1,6 +1,7 @@
 #include "server/cluster_identity.h"
 
 #include <rocksdb/file_system.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cctype>
@@ -226,8 +227,10 @@ Status IdentityStore::CheckPeer(uint64_t peer, const std::string& incarnation) {
         n + " presents data dir incarnation " + incarnation + " but this cluster knows " + n +
         " as incarnation " + known->second +
         ": its data dir was wiped or replaced; a node that lost its data cannot rejoin on its "
-        "own (it forgot its log and votes); replace it: remove it and add it back as a new "
-        "member (membership change: coming with the membership issue)");
+        "own (it forgot its log and votes); replace it as docs/operations.md \"Replacing a "
+        "member\" says: remove node " +
+        std::to_string(peer) + " (lockctl member remove " + std::to_string(peer) +
+        "), then add the new node (lockctl member add)");
   }
   ClusterIdentity next = recorded_;
   next.known_peers[peer] = incarnation;
@@ -269,6 +272,92 @@ std::string IdentityStore::UndecidedReason() const {
     reason += "; peer " + std::to_string(peer) + " refuses this node: " + why;
   }
   return reason;
+}
+
+// --- the member table ---------------------------------------------------------------------------
+
+namespace {
+constexpr const char* kRemovedMarkFile = "removed";
+}  // namespace
+
+std::vector<MemberSpec> IdentityStore::members() const {
+  std::lock_guard lock(mu_);
+  return recorded_.members;
+}
+
+bool IdentityStore::IsMember(uint64_t id) const {
+  if (joining()) return true;
+  std::lock_guard lock(mu_);
+  for (const auto& m : recorded_.members) {
+    if (m.id == id) return true;
+  }
+  return false;
+}
+
+std::string IdentityStore::ClientAddr(uint64_t id) const {
+  std::lock_guard lock(mu_);
+  for (const auto& m : recorded_.members) {
+    if (m.id == id) return m.client_addr;
+  }
+  return {};
+}
+
+Status IdentityStore::SetMembers(std::vector<MemberSpec> members,
+                                 const std::vector<uint64_t>& removed) {
+  std::lock_guard lock(mu_);
+  ClusterIdentity next = recorded_;
+  next.members = std::move(members);
+  std::map<uint64_t, std::string> gone;
+  for (uint64_t id : removed) {
+    if (auto it = next.known_peers.find(id); it != next.known_peers.end()) {
+      gone[id] = it->second;
+      next.known_peers.erase(it);
+    }
+  }
+  if (next != recorded_) {
+    if (Status s = SaveClusterIdentity(data_dir_, next); !s.ok()) return s;
+    recorded_ = std::move(next);
+  }
+  for (auto& [id, incarnation] : gone) removed_ids_[id] = incarnation;
+  for (const auto& m : recorded_.members) removed_ids_.erase(m.id);
+  return Status::Ok();
+}
+
+bool IdentityStore::WasRemoved(uint64_t id, const std::string& incarnation) const {
+  std::lock_guard lock(mu_);
+  auto it = removed_ids_.find(id);
+  return it != removed_ids_.end() && it->second == incarnation;
+}
+
+void IdentityStore::MarkRemoved(const std::string& why) {
+  {
+    std::lock_guard lock(mu_);
+    if (!removed_.empty()) return;
+    removed_ = why;
+    if (replaced_.empty()) replaced_ = why;
+  }
+  replaced_flag_.store(true, std::memory_order_release);
+  // Best effort but loud: the mark is what stops a restart from disturbing the cluster.
+  const std::string path = data_dir_ + "/" + kRemovedMarkFile;
+  std::ofstream out(path, std::ios::trunc);
+  out << why << "\n";
+  out.close();
+  if (!out) {
+    spdlog::error("cannot write {}: a restart of this data dir will not know it was removed", path);
+  }
+}
+
+std::string IdentityStore::removed_reason() const {
+  std::lock_guard lock(mu_);
+  return removed_;
+}
+
+std::string IdentityStore::RemovedMark(const std::string& data_dir) {
+  std::ifstream in(data_dir + "/" + kRemovedMarkFile);
+  if (!in) return {};
+  std::string why;
+  std::getline(in, why);
+  return why.empty() ? std::string("removed from the cluster") : why;
 }
 
 }  // namespace lockd::server
