@@ -1,7 +1,9 @@
 #include "server/cluster_identity.h"
 
+#include <fcntl.h>
 #include <rocksdb/file_system.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -227,10 +229,11 @@ Status IdentityStore::CheckPeer(uint64_t peer, const std::string& incarnation) {
         n + " presents data dir incarnation " + incarnation + " but this cluster knows " + n +
         " as incarnation " + known->second +
         ": its data dir was wiped or replaced; a node that lost its data cannot rejoin on its "
-        "own (it forgot its log and votes); replace it as docs/operations.md \"Replacing a "
-        "member\" says: remove node " +
-        std::to_string(peer) + " (lockctl member remove " + std::to_string(peer) +
-        "), then add the new node (lockctl member add)");
+        "own (it forgot its log and votes); replace it: remove it and add it back as a new "
+        "member, as docs/operations.md \"Replace a member\" says (lockctl member remove " +
+        std::to_string(peer) +
+        ", then start a node with an empty data dir and --join, and "
+        "lockctl member add it)");
   }
   ClusterIdentity next = recorded_;
   next.known_peers[peer] = incarnation;
@@ -323,6 +326,19 @@ Status IdentityStore::SetMembers(std::vector<MemberSpec> members,
   return Status::Ok();
 }
 
+void IdentityStore::NoteSnapshotMembers(uint64_t index, std::string encoded) {
+  std::lock_guard lock(mu_);
+  snapshot_members_ = {index, std::move(encoded)};
+}
+
+std::string IdentityStore::TakeSnapshotMembers(uint64_t index) {
+  std::lock_guard lock(mu_);
+  if (snapshot_members_.first != index) return {};
+  std::string out = std::move(snapshot_members_.second);
+  snapshot_members_ = {};
+  return out;
+}
+
 bool IdentityStore::WasRemoved(uint64_t id, const std::string& incarnation) const {
   std::lock_guard lock(mu_);
   auto it = removed_ids_.find(id);
@@ -337,13 +353,23 @@ void IdentityStore::MarkRemoved(const std::string& why) {
     if (replaced_.empty()) replaced_ = why;
   }
   replaced_flag_.store(true, std::memory_order_release);
-  // Best effort but loud: the mark is what stops a restart from disturbing the cluster.
+  // Durable before anything else: the mark is what stops a restart from disturbing the cluster.
   const std::string path = data_dir_ + "/" + kRemovedMarkFile;
-  std::ofstream out(path, std::ios::trunc);
-  out << why << "\n";
-  out.close();
-  if (!out) {
-    spdlog::error("cannot write {}: a restart of this data dir will not know it was removed", path);
+  const std::string text = why + "\n";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+            ::fsync(fd) == 0;
+  if (fd >= 0) ok = ::close(fd) == 0 && ok;
+  if (ok) {
+    const int dir = ::open(data_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ok = dir >= 0 && ::fsync(dir) == 0;
+    if (dir >= 0) ::close(dir);
+  }
+  if (!ok) {
+    spdlog::error(
+        "cannot write {}: a restart of this data dir will not know it was removed; "
+        "do not restart it (docs/operations.md)",
+        path);
   }
 }
 

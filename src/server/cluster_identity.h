@@ -128,6 +128,11 @@ class IdentityStore {
   /// Records the table a membership entry led to; `removed` left the cluster (their
   /// incarnations are forgotten, so a new node may join under the same id later).
   Status SetMembers(std::vector<MemberSpec> members, const std::vector<uint64_t>& removed);
+  /// The member table (encoded) that came with the leader's snapshot at `index`, for the
+  /// replica to take when it installs that snapshot.
+  void NoteSnapshotMembers(uint64_t index, std::string encoded);
+  /// The table noted for `index` (empty when none), forgetting it.
+  std::string TakeSnapshotMembers(uint64_t index);
   /// Whether this node applied the removal of `id` under `incarnation` (in this run); a new
   /// data dir under the same id is not the removed member.
   bool WasRemoved(uint64_t id, const std::string& incarnation) const;
@@ -156,6 +161,7 @@ class IdentityStore {
   std::string removed_;                          ///< MarkRemoved's reason
   std::map<uint64_t, std::string> removed_ids_;  ///< id -> incarnation it was removed under
   std::atomic<bool> joining_{false};
+  std::pair<uint64_t, std::string> snapshot_members_;  ///< (index, encoded table)
   std::atomic<bool> replaced_flag_{false};
 };
 

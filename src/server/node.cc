@@ -130,7 +130,7 @@ Result<ResolvedIdentity> ResolveIdentity(const NodeOptions& o, const storage::Da
                                   " is already a member of cluster " + cluster->cluster_id +
                                   " (peer " + m.peer_addr +
                                   "); pick another --id, or remove that member first "
-                                  "(docs/operations.md, \"Replacing a member\")");
+                                  "(docs/operations.md, \"Replace a member\")");
       }
     }
     r.joining = true;
@@ -176,7 +176,7 @@ Status Node::Start() {
         "data dir " + data_dir_->path() + ": " + removed +
         "; a removed member must not come back with its old data (it would disturb the "
         "cluster). To bring this machine back, give it an empty data dir and add it as a new "
-        "member: docs/operations.md, \"Replacing a member\"");
+        "member: docs/operations.md, \"Replace a member\"");
   }
   auto resolved = ResolveIdentity(options_, *data_dir_);
   if (!resolved.ok()) return resolved.status();

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "raft/wire.h"
+#include "server/member_table.h"
 #include "storage/crc32c.h"
 
 namespace lockd::server {
@@ -306,6 +307,7 @@ class PeerTransport::SnapshotSend {
     first.set_message(message_);
     first.set_total_bytes(payload.size());
     first.set_crc32c(storage::Crc32c(payload));
+    first.set_members(EncodeMemberTable(owner_.identity_.members()));
     SnapshotReply reply;
     if (!stream->Write(first) || !stream->Read(&reply)) return Finish(*stream, "no answer");
     if (!reply.error().empty()) return Finish(*stream, "refused: " + reply.error());
@@ -428,6 +430,7 @@ class PeerTransport::InboundService final : public PeerService::Service {
     }
     const uint64_t from = chunk.hello().from();
     const std::string message = chunk.message();
+    const std::string members = chunk.members();
     auto m = raft::DecodeMessage(message);
     if (!m.ok()) return Refuse(ctx, stream, m.status().message());
     if (m->type != raft::MessageType::kSnapshot || m->from.value() != from ||
@@ -461,6 +464,7 @@ class PeerTransport::InboundService final : public PeerService::Service {
     std::string payload = assembler.Take(from);
     spdlog::info("received a snapshot of {} bytes at index {} from node {}", payload.size(),
                  id.index, from);
+    if (!members.empty()) owner_.identity_.NoteSnapshotMembers(id.index, members);
     auto outcome = std::make_shared<std::promise<Status>>();
     std::future<Status> installed = outcome->get_future();
     owner_.snapshot_handler_(from, message, std::move(payload),

@@ -832,6 +832,7 @@ Status Replica::InstallSnapshot(const raft::SnapshotMeta& meta) {
                     " does not restore: " + restored.status().message());
   }
   if (Status s = storage_.InstallSnapshot(meta, incoming_->payload); !s.ok()) return s;
+  if (Status s = ApplySnapshotMembers(meta); !s.ok()) return s;
   state_ = std::move(restored).value();
   applied_ = meta.index.value();
   snapshot_index_ = applied_;

@@ -253,7 +253,14 @@ class Replica {
   /// Moves the leader's membership change on: promotion once caught up, answers, timeouts.
   void AdvanceMemberChange(BootTime now);
   void EndMemberChange(const Status& s);
+  /// The member table that came with an installed snapshot (the sender's), trimmed to the
+  /// snapshot's membership: the addresses of members added by entries this node never applied.
+  Status ApplySnapshotMembers(const raft::SnapshotMeta& meta);
   bool MemberChangeInProgress() const;
+  /// Why removing `id` is refused, given the voters that answered lately (`seen`), or OK.
+  Status RemovalRefusal(uint64_t id, const std::set<uint64_t>& seen) const;
+  /// kCheckingRemoval: proposes the removal once allowed, or refuses it after check_until.
+  void ProposeRemoval(BootTime now);
 
   // Snapshots.
   void MaybeTakeSnapshot();
@@ -340,12 +347,14 @@ class Replica {
   std::vector<std::function<void(Status)>> snapshot_senders_;  ///< answered after the Ready
   /// The leader's membership change in progress (one at a time).
   struct MemberChange {
-    enum class Phase { kLearner, kPromoting, kRemoving } phase;
+    enum class Phase { kLearner, kPromoting, kCheckingRemoval, kRemoving } phase;
     MemberSpec member;
     raft::LogIndex index;  ///< of the entry of the current phase
     Deadline deadline;
     std::function<void(Result<MemberAdded>)> added;
     std::function<void(Result<uint64_t>)> removed;
+    BootTime check_until;            ///< kCheckingRemoval: decide by then
+    std::set<uint64_t> seen_active;  ///< voters that answered since the removal was asked
   };
   std::optional<MemberChange> change_;
   bool removed_ = false;  ///< this node applied its own removal

@@ -62,6 +62,27 @@ Status Replica::ApplyMembership(const raft::Entry& entry) {
   return Status::Ok();
 }
 
+Status Replica::ApplySnapshotMembers(const raft::SnapshotMeta& meta) {
+  if (!options_.identity) return Status::Ok();
+  const std::string encoded = options_.identity->TakeSnapshotMembers(meta.index.value());
+  if (encoded.empty()) return Status::Ok();
+  auto table = MemberTableAfter(options_.identity->members(), meta.conf, encoded);
+  if (!table.ok()) {
+    // The sender's table is advisory (the log decides membership): keep the one we have.
+    spdlog::warn("node {}: the member table sent with the snapshot at {} is unreadable: {}",
+                 options_.node_id, meta.index.value(), table.status().ToString());
+    return Status::Ok();
+  }
+  if (Status s = options_.identity->SetMembers(*table, {}); !s.ok()) return s;
+  options_.identity->SetJoining(false);
+  for (const auto& m : *table) {
+    if (m.id != options_.node_id) transport_.SetPeer(m.id, m.peer_addr);
+  }
+  spdlog::info("node {}: member table from the snapshot at {}: {} members", options_.node_id,
+               meta.index.value(), table->size());
+  return Status::Ok();
+}
+
 bool Replica::MemberChangeInProgress() const {
   return change_.has_value() || raft::IsJoint(raft_->conf_state()) ||
          raft_->conf_index().value() > applied_;
@@ -93,7 +114,9 @@ void Replica::AddMember(MemberSpec member, Deadline deadline,
                    raft::LogIndex(),
                    deadline,
                    std::move(done),
-                   nullptr};
+                   nullptr,
+                   BootTime(),
+                   {}};
     if (learner) {
       // An earlier add that timed out: promote it if it is the same node.
       std::vector<MemberSpec> others;
@@ -136,61 +159,96 @@ void Replica::RemoveMember(uint64_t id, Deadline deadline,
           "list shows it)"));
     }
     const raft::ConfState& conf = raft_->conf_state();
-    const raft::NodeId node(id);
-    if (!raft::Members(conf).count(node)) {
+    if (!raft::Members(conf).count(raft::NodeId(id))) {
       return done(FailedPrecondition(Node(id) + " is not a member"));
     }
     if (id == options_.node_id) {
       return done(
           FailedPrecondition("the leader cannot remove itself; hand leadership over first"));
     }
-    if (raft::IsVoter(conf, node)) {
-      // The remaining voters must be able to commit without the removed one: at least one
-      // left, and a majority of them reachable now (else the cluster would stop at once).
-      size_t remaining = 0, reachable = 0;
-      for (raft::NodeId v : conf.voters) {
-        if (v == node) continue;
-        ++remaining;
-        const raft::Progress* pr = raft_->progress(v);
-        if (v.value() == options_.node_id ||
-            (pr && pr->recent_active() && transport_.Stats(v.value()).connected)) {
-          ++reachable;
-        }
-      }
-      if (remaining == 0) {
-        return done(FailedPrecondition("removing " + Node(id) +
-                                       " would leave no voter; a cluster keeps at least one"));
-      }
-      if (reachable <= remaining / 2) {
-        return done(FailedPrecondition(
-            "removing " + Node(id) + " would leave " + std::to_string(remaining) +
-            " voters of which only " + std::to_string(reachable) +
-            " are reachable, not a majority: the cluster would stop. Bring the others back, "
-            "or remove an unreachable member first"));
-      }
-    }
-    std::vector<MemberSpec> table =
-        options_.identity ? options_.identity->members() : std::vector<MemberSpec>{};
-    std::erase_if(table, [id](const MemberSpec& m) { return m.id == id; });
-    raft::ConfChange cc;
-    cc.changes.push_back({raft::ConfChangeType::kRemove, node});
-    cc.context = EncodeMemberTable(table);
-    auto index = raft_->ProposeConfChange(cc);
-    if (!index.ok()) return done(index.status());
-    spdlog::info("node {}: removing {} at index {}", options_.node_id, Node(id), index->value());
-    MemberChange c{MemberChange::Phase::kRemoving,
+    // Whether the voters are reachable is judged over a while (the core forgets who answered
+    // at every quorum check): proposed by AdvanceMemberChange as soon as it is allowed.
+    MemberChange c{MemberChange::Phase::kCheckingRemoval,
                    MemberSpec{id, {}, {}},
-                   *index,
+                   raft::LogIndex(),
                    deadline,
                    nullptr,
-                   std::move(done)};
+                   std::move(done),
+                   BootTime(),
+                   {}};
+    // A voter that is up answers within a few ticks, unless this leader's stream to it is
+    // still being set up (a new leader, a reconnect's back-off): up to 2·E_min.
+    c.check_until = clock_.Now() + 2 * options_.timing.election_min;
     change_ = std::move(c);
+    AdvanceMemberChange(clock_.Now());
   });
 }
 
-void Replica::AdvanceMemberChange(BootTime) {
+Status Replica::RemovalRefusal(uint64_t id, const std::set<uint64_t>& seen) const {
+  const raft::ConfState& conf = raft_->conf_state();
+  const raft::NodeId node(id);
+  if (!raft::IsVoter(conf, node)) return Status::Ok();
+  // The change is committed by the current voters and the cluster then runs on the remaining
+  // ones: both need a majority this leader reaches, and at least one voter must remain.
+  size_t remaining = 0, reachable = 0, current_reachable = 0;
+  for (raft::NodeId v : conf.voters) {
+    const bool up = v.value() == options_.node_id || seen.count(v.value());
+    current_reachable += up ? 1 : 0;
+    if (v == node) continue;
+    ++remaining;
+    reachable += up ? 1 : 0;
+  }
+  if (remaining == 0) {
+    return FailedPrecondition("removing " + Node(id) +
+                              " would leave no voter; a cluster keeps at least one");
+  }
+  if (current_reachable <= conf.voters.size() / 2) {
+    return FailedPrecondition("only " + std::to_string(current_reachable) + " of the " +
+                              std::to_string(conf.voters.size()) +
+                              " voters are reachable, not a majority: the removal could not be "
+                              "committed. Bring a voter back first");
+  }
+  if (reachable <= remaining / 2) {
+    return FailedPrecondition(
+        "removing " + Node(id) + " would leave " + std::to_string(remaining) +
+        " voters of which only " + std::to_string(reachable) +
+        " are reachable, not a majority: the cluster would stop. Bring the others back, or "
+        "remove an unreachable member first");
+  }
+  return Status::Ok();
+}
+
+void Replica::ProposeRemoval(BootTime now) {
+  MemberChange& c = *change_;
+  for (raft::NodeId v : raft_->conf_state().voters) {
+    const raft::Progress* pr = raft_->progress(v);
+    if (pr && pr->recent_active() && transport_.Stats(v.value()).connected) {
+      c.seen_active.insert(v.value());
+    }
+  }
+  Status refusal = RemovalRefusal(c.member.id, c.seen_active);
+  if (!refusal.ok()) {
+    if (now < c.check_until) return;  // more answers may come
+    return EndMemberChange(refusal);
+  }
+  std::vector<MemberSpec> table =
+      options_.identity ? options_.identity->members() : std::vector<MemberSpec>{};
+  const uint64_t id = c.member.id;
+  std::erase_if(table, [id](const MemberSpec& m) { return m.id == id; });
+  raft::ConfChange cc;
+  cc.changes.push_back({raft::ConfChangeType::kRemove, raft::NodeId(id)});
+  cc.context = EncodeMemberTable(table);
+  auto index = raft_->ProposeConfChange(cc);
+  if (!index.ok()) return EndMemberChange(index.status());
+  spdlog::info("node {}: removing {} at index {}", options_.node_id, Node(id), index->value());
+  c.phase = MemberChange::Phase::kRemoving;
+  c.index = *index;
+}
+
+void Replica::AdvanceMemberChange(BootTime now) {
   if (!change_ || !leader_) return;
   MemberChange& c = *change_;
+  if (c.phase == MemberChange::Phase::kCheckingRemoval) return ProposeRemoval(now);
   const raft::NodeId id(c.member.id);
   if (applied_ >= c.index.value()) {
     const raft::ConfState& conf = raft_->conf_state();
@@ -232,6 +290,8 @@ void Replica::AdvanceMemberChange(BootTime) {
         done(added);
         return;
       }
+      case MemberChange::Phase::kCheckingRemoval:
+        return;
       case MemberChange::Phase::kRemoving: {
         if (raft::Members(conf).count(id)) {
           return EndMemberChange(Unavailable("the removal was lost in a leader change; retry"));

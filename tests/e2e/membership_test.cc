@@ -162,6 +162,7 @@ TEST(Membership, GrowThreeToFiveAndShrinkBackUnderLoadLosesNothing) {
   ASSERT_GE(cluster.WaitForReady(), 0) << cluster.StatusSummary();
   Load load(cluster);
   int added[2] = {-1, -1};
+  std::vector<int> removed;
   for (int cycle = 0; cycle < SoakCycles(); ++cycle) {
     for (int k = 0; k < 2; ++k) {
       const uint64_t id = 4 + k + 2 * static_cast<uint64_t>(cycle);
@@ -213,12 +214,15 @@ TEST(Membership, GrowThreeToFiveAndShrinkBackUnderLoadLosesNothing) {
       EXPECT_EQ(info.status.error_code(), grpc::StatusCode::UNAVAILABLE);
       EXPECT_NE(info.status.error_message().find("removed from the cluster"), std::string::npos)
           << Describe(info.status);
-      EXPECT_EQ(cluster.Stop(k), std::optional<int>(0));
+      removed.push_back(k);
     }
   }
   std::this_thread::sleep_for(1s);
   load.Stop();
   load.Verify();
+  // Stopped after the load: a call that reaches a server in its last instant sees gRPC's own
+  // CANCELLED (docs/api.md), which is not what this test is about.
+  for (int k : removed) EXPECT_EQ(cluster.Stop(k), std::optional<int>(0));
 }
 
 TEST(Membership, ReplaceAKilledNodeOnTheSameAddressesThenLoseAnotherOldNode) {
