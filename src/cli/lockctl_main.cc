@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/endpoints.h"
 #include "cli/health.h"
+#include "cli/member.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"lockctl: inspect and manage a lockd cluster"};
@@ -119,6 +120,27 @@ int main(int argc, char** argv) {
   release->callback(with_context([&](const auto& c) {
     return lockd::cli::RunRelease(c, release_name, release_lease, release_token);
   }));
+
+  // Membership (docs/operations.md).
+  auto* member =
+      app.add_subcommand("member", "Add, remove and list members")->require_subcommand(1);
+  uint64_t member_id = 0;
+  std::string member_peer, member_client;
+  auto* member_add = member->add_subcommand(
+      "add", "Add node ID (started with lockd --join) and wait until it is a voter");
+  member_add->add_option("id", member_id, "The new node's --id")->required();
+  member_add->add_option("--peer", member_peer, "Its --peer-addr (host:port)")->required();
+  member_add->add_option("--client", member_client, "Its --client-addr (host:port)")->required();
+  member_add->callback(with_context([&](const auto& c) {
+    return lockd::cli::RunMemberAdd(c, member_id, member_peer, member_client);
+  }));
+  auto* member_remove =
+      member->add_subcommand("remove", "Remove node ID (a leader hands leadership over first)");
+  member_remove->add_option("id", member_id, "The node's id")->required();
+  member_remove->callback(
+      with_context([&](const auto& c) { return lockd::cli::RunMemberRemove(c, member_id); }));
+  auto* member_list = member->add_subcommand("list", "Every member, its role and addresses");
+  member_list->callback(with_context([](const auto& c) { return lockd::cli::RunMemberList(c); }));
 
   try {
     app.parse(argc, argv);

@@ -67,6 +67,17 @@ int main(int argc, char** argv) {
          "A label for a new cluster: with the member list it makes the bootstrap id by which "
          "members of one bootstrap recognise each other (the cluster id itself is random)")
       ->capture_default_str();
+  app.add_option("--join", o.join,
+                 "Join a running cluster: client addresses of some of its members "
+                 "(host:port,...). The data dir must be empty (or of that cluster); the node "
+                 "never bootstraps and waits to be added (lockctl member add)");
+  app.add_option("--max-promotion-lag", o.max_promotion_lag,
+                 "A new member becomes a voter once its log is within this many entries of the "
+                 "leader's")
+      ->capture_default_str();
+  app.add_option("--member-add-timeout-ms", o.member_add_timeout_ms,
+                 "How long AddMember waits for the new node to catch up")
+      ->capture_default_str();
   app.add_option("--tick-ms", o.tick_ms, "T_tick: heartbeat interval (same on every member)")
       ->capture_default_str();
   app.add_option("--election-min-ms", o.election_min_ms,

@@ -1,6 +1,9 @@
 #include "server/cluster_identity.h"
 
+#include <fcntl.h>
 #include <rocksdb/file_system.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -227,7 +230,10 @@ Status IdentityStore::CheckPeer(uint64_t peer, const std::string& incarnation) {
         " as incarnation " + known->second +
         ": its data dir was wiped or replaced; a node that lost its data cannot rejoin on its "
         "own (it forgot its log and votes); replace it: remove it and add it back as a new "
-        "member (membership change: coming with the membership issue)");
+        "member, as docs/operations.md \"Replace a member\" says (lockctl member remove " +
+        std::to_string(peer) +
+        ", then start a node with an empty data dir and --join, and "
+        "lockctl member add it)");
   }
   ClusterIdentity next = recorded_;
   next.known_peers[peer] = incarnation;
@@ -269,6 +275,115 @@ std::string IdentityStore::UndecidedReason() const {
     reason += "; peer " + std::to_string(peer) + " refuses this node: " + why;
   }
   return reason;
+}
+
+// --- the member table ---------------------------------------------------------------------------
+
+namespace {
+constexpr const char* kRemovedMarkFile = "removed";
+}  // namespace
+
+std::vector<MemberSpec> IdentityStore::members() const {
+  std::lock_guard lock(mu_);
+  return recorded_.members;
+}
+
+bool IdentityStore::IsMember(uint64_t id) const {
+  if (joining()) return true;
+  std::lock_guard lock(mu_);
+  for (const auto& m : recorded_.members) {
+    if (m.id == id) return true;
+  }
+  return false;
+}
+
+std::string IdentityStore::ClientAddr(uint64_t id) const {
+  std::lock_guard lock(mu_);
+  for (const auto& m : recorded_.members) {
+    if (m.id == id) return m.client_addr;
+  }
+  return {};
+}
+
+Status IdentityStore::SetMembers(std::vector<MemberSpec> members,
+                                 const std::vector<uint64_t>& removed) {
+  std::lock_guard lock(mu_);
+  ClusterIdentity next = recorded_;
+  next.members = std::move(members);
+  std::map<uint64_t, std::string> gone;
+  for (uint64_t id : removed) {
+    if (auto it = next.known_peers.find(id); it != next.known_peers.end()) {
+      gone[id] = it->second;
+      next.known_peers.erase(it);
+    }
+  }
+  if (next != recorded_) {
+    if (Status s = SaveClusterIdentity(data_dir_, next); !s.ok()) return s;
+    recorded_ = std::move(next);
+  }
+  for (auto& [id, incarnation] : gone) removed_ids_[id] = incarnation;
+  for (const auto& m : recorded_.members) removed_ids_.erase(m.id);
+  return Status::Ok();
+}
+
+void IdentityStore::NoteSnapshotMembers(uint64_t index, std::string encoded) {
+  std::lock_guard lock(mu_);
+  snapshot_members_ = {index, std::move(encoded)};
+}
+
+std::string IdentityStore::TakeSnapshotMembers(uint64_t index) {
+  std::lock_guard lock(mu_);
+  if (snapshot_members_.first != index) return {};
+  std::string out = std::move(snapshot_members_.second);
+  snapshot_members_ = {};
+  return out;
+}
+
+bool IdentityStore::WasRemoved(uint64_t id, const std::string& incarnation) const {
+  std::lock_guard lock(mu_);
+  auto it = removed_ids_.find(id);
+  return it != removed_ids_.end() && it->second == incarnation;
+}
+
+void IdentityStore::MarkRemoved(const std::string& why) {
+  {
+    std::lock_guard lock(mu_);
+    if (!removed_.empty()) return;
+    removed_ = why;
+    if (replaced_.empty()) replaced_ = why;
+  }
+  replaced_flag_.store(true, std::memory_order_release);
+  // Durable before anything else: the mark is what stops a restart from disturbing the cluster.
+  const std::string path = data_dir_ + "/" + kRemovedMarkFile;
+  const std::string text = why + "\n";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+            ::fsync(fd) == 0;
+  if (fd >= 0) ok = ::close(fd) == 0 && ok;
+  if (ok) {
+    const int dir = ::open(data_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ok = dir >= 0 && ::fsync(dir) == 0;
+    if (dir >= 0) ::close(dir);
+  }
+  if (!ok) {
+    spdlog::error(
+        "cannot write {}: a restart of this data dir will not know it was removed; "
+        "do not restart it (docs/operations.md)",
+        path);
+  }
+}
+
+std::string IdentityStore::removed_reason() const {
+  std::lock_guard lock(mu_);
+  return removed_;
+}
+
+std::string IdentityStore::RemovedMark(const std::string& data_dir) {
+  std::ifstream in(data_dir + "/" + kRemovedMarkFile);
+  if (!in) return {};
+  std::string why;
+  std::getline(in, why);
+  return why.empty() ? std::string("removed from the cluster") : why;
 }
 
 }  // namespace lockd::server

@@ -25,6 +25,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -117,6 +118,35 @@ class IdentityStore {
   /// Whether `peer` is known here under an incarnation other than `incarnation`.
   bool KnowsAnotherIncarnation(uint64_t peer, const std::string& incarnation) const;
 
+  // --- the member table (member_table.h): decided by the log, recorded here ---
+  std::vector<MemberSpec> members() const;
+  /// Whether `id` may talk to this node: a member, or anyone while this node is joining (it has
+  /// applied no membership yet and knows only the members it asked when it started).
+  bool IsMember(uint64_t id) const;
+  /// The client address of member `id`, empty when it is not a member.
+  std::string ClientAddr(uint64_t id) const;
+  /// Records the table a membership entry led to; `removed` left the cluster (their
+  /// incarnations are forgotten, so a new node may join under the same id later).
+  Status SetMembers(std::vector<MemberSpec> members, const std::vector<uint64_t>& removed);
+  /// The member table (encoded) that came with the leader's snapshot at `index`, for the
+  /// replica to take when it installs that snapshot.
+  void NoteSnapshotMembers(uint64_t index, std::string encoded);
+  /// The table noted for `index` (empty when none), forgetting it.
+  std::string TakeSnapshotMembers(uint64_t index);
+  /// Whether this node applied the removal of `id` under `incarnation` (in this run); a new
+  /// data dir under the same id is not the removed member.
+  bool WasRemoved(uint64_t id, const std::string& incarnation) const;
+  void SetJoining(bool joining) { joining_.store(joining, std::memory_order_release); }
+  bool joining() const { return joining_.load(std::memory_order_acquire); }
+
+  /// This node was removed from the cluster: the data dir is marked (a restart refuses to
+  /// start) and, as for a replaced node, it takes no part in Raft from now on.
+  void MarkRemoved(const std::string& why);
+  /// Why this node was removed (empty while it is a member).
+  std::string removed_reason() const;
+  /// The removal mark of a data dir (empty when it has none).
+  static std::string RemovedMark(const std::string& data_dir);
+
  private:
   const std::string data_dir_;
   const std::string bootstrap_id_;
@@ -127,7 +157,11 @@ class IdentityStore {
   ClusterIdentity recorded_;
   DecidedListener listener_;
   std::map<uint64_t, std::string> refusals_;
-  std::string replaced_;  ///< MarkReplaced's reason
+  std::string replaced_;                         ///< MarkReplaced's reason
+  std::string removed_;                          ///< MarkRemoved's reason
+  std::map<uint64_t, std::string> removed_ids_;  ///< id -> incarnation it was removed under
+  std::atomic<bool> joining_{false};
+  std::pair<uint64_t, std::string> snapshot_members_;  ///< (index, encoded table)
   std::atomic<bool> replaced_flag_{false};
 };
 

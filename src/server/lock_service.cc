@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "lock/validate.h"
+#include "server/cluster_identity.h"
 #include "server/convert.h"
 #include "server/watch_hub.h"
 
@@ -46,10 +47,15 @@ constexpr const char* kLeasePage = "leases-after:";
 }  // namespace
 
 std::string ServiceContext::ClientAddr(uint64_t id) const {
-  for (const auto& m : members) {
-    if (m.id == id) return m.client_addr;
-  }
-  return "";
+  return identity ? identity->ClientAddr(id) : std::string();
+}
+
+std::vector<MemberSpec> ServiceContext::Members() const {
+  return identity ? identity->members() : std::vector<MemberSpec>{};
+}
+
+std::string ServiceContext::RemovedReason() const {
+  return identity ? identity->removed_reason() : std::string();
 }
 
 LockServiceImpl::LockServiceImpl(ServiceContext ctx) : ctx_(std::move(ctx)) {}
@@ -92,6 +98,11 @@ grpc::Status LockServiceImpl::Stopping(const std::string& what_to_do) {
 
 std::optional<grpc::Status> LockServiceImpl::Refuse(const google::protobuf::Message& req) const {
   if (stopping_) return Stopping("retry on another node with the same request id");
+  if (const std::string removed = ctx_.RemovedReason(); !removed.empty()) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "this node was removed from the cluster (" + removed +
+                            "); retry on another node with the same request id");
+  }
   // gRPC's own receive limit sits above this one (see Node), so that an oversize request is
   // refused here, with the response metadata, rather than by gRPC without it.
   if (const size_t size = req.ByteSizeLong(); size > ctx_.max_request_bytes) {
@@ -136,6 +147,20 @@ template void LockServiceImpl::Forward<pb::LockService, pb::RenewRequest, pb::Re
     void (Async::*)(grpc::ClientContext*, const pb::RenewRequest*, pb::RenewResponse*,
                     std::function<void(grpc::Status)>),
     const pb::RenewRequest&, pb::RenewResponse*, std::function<void(grpc::Status)>);
+
+// ClusterService's membership calls (cluster_membership.cc) forward with these.
+template void
+LockServiceImpl::Forward<pb::ClusterService, pb::AddMemberRequest, pb::AddMemberResponse>(
+    grpc::CallbackServerContext*,
+    void (ClusterAsync::*)(grpc::ClientContext*, const pb::AddMemberRequest*,
+                           pb::AddMemberResponse*, std::function<void(grpc::Status)>),
+    const pb::AddMemberRequest&, pb::AddMemberResponse*, std::function<void(grpc::Status)>);
+template void
+LockServiceImpl::Forward<pb::ClusterService, pb::RemoveMemberRequest, pb::RemoveMemberResponse>(
+    grpc::CallbackServerContext*,
+    void (ClusterAsync::*)(grpc::ClientContext*, const pb::RemoveMemberRequest*,
+                           pb::RemoveMemberResponse*, std::function<void(grpc::Status)>),
+    const pb::RemoveMemberRequest&, pb::RemoveMemberResponse*, std::function<void(grpc::Status)>);
 
 template <typename Req, typename Resp>
 grpc::ServerUnaryReactor* LockServiceImpl::Mutate(
@@ -404,10 +429,16 @@ void ClusterServiceImpl::FillStatus(const ReplicaStatus& st, pb::StatusResponse*
   resp->set_applied_index(st.applied);
   resp->set_token_counter(st.token_counter);
   resp->set_snapshot_index(st.first_index > 0 ? st.first_index - 1 : 0);
+  FillMembers(st, resp->mutable_members());
+}
+
+void ClusterServiceImpl::FillMembers(const ReplicaStatus& st,
+                                     google::protobuf::RepeatedPtrField<pb::Member>* out) {
+  const std::vector<MemberSpec> specs = locks_.context().Members();
   for (const auto& m : st.members) {
-    auto* o = resp->add_members();
+    auto* o = out->Add();
     o->set_id(m.id);
-    for (const auto& spec : c.members) {
+    for (const auto& spec : specs) {
       if (spec.id == m.id) {
         o->set_client_addr(spec.client_addr);
         o->set_peer_addr(spec.peer_addr);

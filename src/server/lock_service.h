@@ -38,6 +38,7 @@
 namespace lockd::server {
 
 class WatchHub;
+class IdentityStore;
 
 /// What the services need to know about the node beyond the Replica.
 struct ServiceContext {
@@ -48,7 +49,8 @@ struct ServiceContext {
   lock::Limits limits;
   /// The cluster id, empty while not decided yet (it is decided after start).
   std::function<std::string()> cluster_id;
-  std::vector<MemberSpec> members;
+  /// The member table and this node's removal (not owned; outlives the services).
+  IdentityStore* identity = nullptr;
   std::chrono::milliseconds forward_timeout{10'000};
   uint32_t max_page_size = 1000;
   size_t max_request_bytes = 65536;
@@ -58,6 +60,10 @@ struct ServiceContext {
 
   /// The client address of member `id`, or empty when it is not a member.
   std::string ClientAddr(uint64_t id) const;
+  /// The member table as this node applied it.
+  std::vector<MemberSpec> Members() const;
+  /// Why this node no longer serves (it was removed from the cluster), or empty.
+  std::string RemovedReason() const;
 };
 
 class LockServiceImpl final : public lockd::v1::LockService::CallbackService {
@@ -170,10 +176,23 @@ class ClusterServiceImpl final : public lockd::v1::ClusterService::CallbackServi
   grpc::ServerUnaryReactor* ForceRelease(grpc::CallbackServerContext* ctx,
                                          const lockd::v1::ForceReleaseRequest* req,
                                          lockd::v1::ForceReleaseResponse* resp) override;
+  // Membership (cluster_membership.cc).
+  grpc::ServerUnaryReactor* AddMember(grpc::CallbackServerContext* ctx,
+                                      const lockd::v1::AddMemberRequest* req,
+                                      lockd::v1::AddMemberResponse* resp) override;
+  grpc::ServerUnaryReactor* RemoveMember(grpc::CallbackServerContext* ctx,
+                                         const lockd::v1::RemoveMemberRequest* req,
+                                         lockd::v1::RemoveMemberResponse* resp) override;
+  /// How long AddMember waits for the new node to catch up (--member-add-timeout-ms).
+  void set_member_add_timeout(std::chrono::milliseconds t) { member_add_timeout_ = t; }
 
  private:
   void FillStatus(const ReplicaStatus& st, lockd::v1::StatusResponse* resp);
+  /// The members as `st` shows them, with their addresses.
+  void FillMembers(const ReplicaStatus& st,
+                   google::protobuf::RepeatedPtrField<lockd::v1::Member>* out);
   LockServiceImpl& locks_;
+  std::chrono::milliseconds member_add_timeout_{60'000};
 };
 
 }  // namespace lockd::server

@@ -18,6 +18,7 @@
 #include "server/cluster_identity.h"
 #include "server/cluster_metadata.h"
 #include "server/forwarder.h"
+#include "server/join.h"
 #include "server/lock_service.h"
 #include "server/peer_transport.h"
 #include "server/replica.h"
@@ -64,6 +65,7 @@ int ClientReceiveLimit(const NodeOptions& o) {
 /// The identity a data dir records, and what Start() must still write of it.
 struct ResolvedIdentity {
   ClusterIdentity identity;
+  bool joining = false;   ///< --join: learnt from the cluster, never bootstraps
   bool fresh = false;     ///< nothing was recorded: a new data dir
   bool upgraded = false;  ///< a format-1 file, now with an incarnation
 };
@@ -79,6 +81,22 @@ Result<ResolvedIdentity> ResolveIdentity(const NodeOptions& o, const storage::Da
     const ClusterIdentity& id = r.identity;
     bool self = false;
     for (const auto& m : id.members) self = self || m.id == o.node_id;
+    if (!o.join.empty()) {
+      // A restart of a joining node: the data dir must be of the cluster it joins.
+      auto cluster = AskCluster(SplitJoinAddrs(o.join), std::chrono::seconds(5));
+      if (cluster.ok() && !id.cluster_id.empty() && cluster->cluster_id != id.cluster_id) {
+        return FailedPrecondition("data dir " + dir.path() + " belongs to cluster " +
+                                  id.cluster_id + ", not to cluster " + cluster->cluster_id +
+                                  " that --join names; give a new node an empty data dir");
+      }
+      if (!cluster.ok()) {
+        spdlog::warn("--join: cannot check the cluster id ({}); going on with the recorded one",
+                     cluster.status().message());
+      }
+      ResolvedIdentity r{std::move(**recorded)};
+      r.joining = true;
+      return r;
+    }
     if (!self) {
       return FailedPrecondition("data dir " + dir.path() + " belongs to cluster " +
                                 (id.cluster_id.empty() ? id.bootstrap_id : id.cluster_id) +
@@ -103,6 +121,26 @@ Result<ResolvedIdentity> ResolveIdentity(const NodeOptions& o, const storage::Da
   ResolvedIdentity r;
   r.fresh = true;
   ClusterIdentity& id = r.identity;
+  if (!o.join.empty()) {
+    auto cluster = AskCluster(SplitJoinAddrs(o.join), std::chrono::seconds(30));
+    if (!cluster.ok()) return cluster.status();
+    for (const auto& m : cluster->members) {
+      if (m.id == o.node_id) {
+        return FailedPrecondition("node id " + std::to_string(o.node_id) +
+                                  " is already a member of cluster " + cluster->cluster_id +
+                                  " (peer " + m.peer_addr +
+                                  "); pick another --id, or remove that member first "
+                                  "(docs/operations.md, \"Replace a member\")");
+      }
+    }
+    r.joining = true;
+    id.cluster_id = cluster->cluster_id;
+    id.members = cluster->members;
+    id.bootstrap_id =
+        DeriveBootstrapId("join", {MemberSpec{o.node_id, o.peer_addr, o.client_addr}});
+    id.incarnation = NewRandomId();
+    return r;
+  }
   if (o.initial_cluster.empty()) {
     id.members.push_back(MemberSpec{o.node_id, o.peer_addr, o.client_addr});
   } else {
@@ -133,6 +171,13 @@ Status Node::Start() {
   auto dir = storage::DataDir::Open(options_.data_dir);
   if (!dir.ok()) return dir.status();
   data_dir_ = std::move(dir).value();
+  if (const std::string removed = IdentityStore::RemovedMark(data_dir_->path()); !removed.empty()) {
+    return FailedPrecondition(
+        "data dir " + data_dir_->path() + ": " + removed +
+        "; a removed member must not come back with its old data (it would disturb the "
+        "cluster). To bring this machine back, give it an empty data dir and add it as a new "
+        "member: docs/operations.md, \"Replace a member\"");
+  }
   auto resolved = ResolveIdentity(options_, *data_dir_);
   if (!resolved.ok()) return resolved.status();
   const ClusterIdentity* identity = &resolved->identity;
@@ -151,7 +196,17 @@ Status Node::Start() {
   if (!store.ok()) return store.status();
   storage_ = std::move(store).value();
   const auto initial = storage_->log().Initial();
-  if (initial.conf.voters.empty()) {
+  const bool joining = resolved->joining && initial.conf.voters.empty() &&
+                       storage_->log().LastIndex().value() == 0 && initial.hard.empty();
+  if (joining) {
+    // Never bootstraps: the leader's log (or snapshot) brings the membership once it adds us.
+    if (Status s = SaveClusterIdentity(data_dir_->path(), *identity); !s.ok()) return s;
+    spdlog::info(
+        "node {}: joining cluster {} ({} members known); waiting to be added (lockctl member "
+        "add {} --peer {} --client {}); data dir incarnation {}",
+        options_.node_id, identity->cluster_id, identity->members.size(), options_.node_id,
+        options_.peer_addr, options_.client_addr, identity->incarnation);
+  } else if (initial.conf.voters.empty()) {
     if (!initial.hard.empty() || storage_->log().LastIndex().value() > 0) {
       return DataLoss("data dir " + options_.data_dir +
                       " has a Raft log but no membership; it cannot be recovered as is");
@@ -187,6 +242,7 @@ Status Node::Start() {
                  options_.node_id, identity->incarnation);
   }
   identity_ = std::make_unique<IdentityStore>(data_dir_->path(), *identity);
+  identity_->SetJoining(joining);
   const std::string cluster_id = identity_->cluster_id();
   spdlog::info("node {}: data dir {}: cluster {}, log [{}, {}], term {}, commit {}",
                options_.node_id, options_.data_dir,
@@ -209,19 +265,12 @@ Status Node::Start() {
   self.tick_ms = options_.tick_ms;
   self.drift_ppm = static_cast<uint32_t>(options_.drift * 1'000'000 + 0.5);
   self.limits = lock::ToString(LimitsOf(options_));
-  const auto members = identity->members;
   transport_ = std::make_unique<PeerTransport>(
       self, *identity_,
       [this](uint64_t from, std::vector<std::string> messages) {
         replica_->DeliverPeerMessages(from, std::move(messages));
       },
-      [members](uint64_t from) {
-        for (const auto& m : members) {
-          if (m.id == from) return true;
-        }
-        return false;
-      },
-      TransportOptionsOf(options_));
+      [this](uint64_t from) { return identity_->IsMember(from); }, TransportOptionsOf(options_));
   transport_->SetSnapshotHandler([this](uint64_t from, std::string message, std::string payload,
                                         std::function<void(Status)> done) {
     replica_->DeliverSnapshot(from, std::move(message), std::move(payload), std::move(done));
@@ -238,6 +287,8 @@ Status Node::Start() {
   ro.limits = LimitsOf(options_);
   ro.seed = std::random_device{}() ^ (options_.node_id << 32);
   ro.snapshot_entries = options_.snapshot_entries;
+  ro.joining = joining;
+  ro.max_promotion_lag = options_.max_promotion_lag;
   replica_ =
       std::make_unique<Replica>(ro, *storage_, *transport_, *watch_, SystemClock::Instance());
   if (Status s = replica_->Start(); !s.ok()) return s;
@@ -260,13 +311,7 @@ Status Node::Start() {
     if (m.id != options_.node_id) transport_->SetPeer(m.id, m.peer_addr);
   }
 
-  metadata_->SetLeaderSource([this] {
-    const uint64_t leader = replica_->leader_id();
-    for (const auto& m : replica_->options().members) {
-      if (m.id == leader) return m.client_addr;
-    }
-    return std::string();
-  });
+  metadata_->SetLeaderSource([this] { return identity_->ClientAddr(replica_->leader_id()); });
   forwarder_ = std::make_unique<Forwarder>(options_.node_id,
                                            std::chrono::milliseconds(options_.forward_timeout_ms));
   ServiceContext sc{*replica_,
@@ -275,7 +320,7 @@ Status Node::Start() {
                     SystemClock::Instance(),
                     LimitsOf(options_),
                     [this] { return identity_->cluster_id(); },
-                    identity->members,
+                    identity_.get(),
                     std::chrono::milliseconds(options_.forward_timeout_ms),
                     static_cast<uint32_t>(options_.max_page_size),
                     options_.max_request_bytes,
@@ -283,6 +328,8 @@ Status Node::Start() {
                     &watch_overflows_};
   lock_service_ = std::make_unique<LockServiceImpl>(std::move(sc));
   cluster_service_ = std::make_unique<ClusterServiceImpl>(*lock_service_);
+  cluster_service_->set_member_add_timeout(
+      std::chrono::milliseconds(options_.member_add_timeout_ms));
 
   // Touch the health descriptor so the linker keeps it for reflection.
   (void)grpc::health::v1::HealthCheckResponse::descriptor();
@@ -327,7 +374,8 @@ void Node::WatchLeadership() {
       if (st.leader_id != 0) spdlog::info("node {}: leader is {}", options_.node_id, st.leader_id);
       last_leader = st.leader_id;
     }
-    const bool serving = replica_->healthy(options_.health_max_apply_lag);
+    const bool serving =
+        replica_->healthy(options_.health_max_apply_lag) && identity_->removed_reason().empty();
     if (serving != last_serving) {
       grpc_server_->GetHealthCheckService()->SetServingStatus(serving);
       last_serving = serving;
@@ -340,6 +388,13 @@ void Node::WatchLeadership() {
     leases_.Set(static_cast<double>(st.lease_count));
     locks_.Set(static_cast<double>(st.lock_count));
     tokens_.Set(static_cast<double>(st.token_counter));
+    size_t learners = 0;
+    for (const auto& m : st.members) learners += m.voter ? 0 : 1;
+    members_.Set(static_cast<double>(st.members.size()));
+    learners_.Set(static_cast<double>(learners));
+    if (replica_->promotions() > promotions_.value()) {
+      promotions_.Add(replica_->promotions() - promotions_.value());
+    }
     snapshot_index_.Set(static_cast<double>(st.first_index > 0 ? st.first_index - 1 : 0));
     if (st.try_locks_by_read > try_locks_by_read_.value()) {
       try_locks_by_read_.Add(st.try_locks_by_read - try_locks_by_read_.value());

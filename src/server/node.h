@@ -94,6 +94,12 @@ class Node {
   Gauge& tokens_ = metrics_.AddGauge("lockd_token_counter", "The last fencing token granted.");
   Gauge& snapshot_index_ =
       metrics_.AddGauge("lockd_snapshot_index", "The index of the node's newest snapshot.");
+  Gauge& members_ = metrics_.AddGauge(
+      "lockd_members", "Members (voters and learners) of the membership this node applied.");
+  Gauge& learners_ =
+      metrics_.AddGauge("lockd_learners", "Learners (members not yet voting) among them.");
+  Counter& promotions_ = metrics_.AddCounter(
+      "lockd_promotions_total", "Learners this node, as leader, promoted to voter (this run).");
   Counter& try_locks_by_read_ = metrics_.AddCounter(
       "lockd_try_locks_by_read_total",
       "Try-locks that failed and were answered after a ReadIndex round, with no log entry.");

@@ -45,6 +45,18 @@ Result<std::vector<MemberSpec>> ParseInitialCluster(const std::string& spec) {
   return out;
 }
 
+std::vector<std::string> SplitJoinAddrs(const std::string& join) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= join.size()) {
+    size_t comma = join.find(',', start);
+    if (comma == std::string::npos) comma = join.size();
+    if (comma > start) out.push_back(join.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
 Status Validate(const NodeOptions& o) {
   if (o.node_id == 0) return InvalidArgument("--id must be a positive integer (0 means 'none')");
   for (const auto& [flag, addr] :
@@ -78,6 +90,20 @@ Status Validate(const NodeOptions& o) {
     }
   }
   if (o.cluster_token.empty()) return InvalidArgument("--cluster-token must not be empty");
+  if (!o.join.empty()) {
+    if (!o.initial_cluster.empty()) {
+      return InvalidArgument(
+          "--join and --initial-cluster exclude each other: a joining node learns the members "
+          "from the cluster");
+    }
+    for (const auto& addr : SplitJoinAddrs(o.join)) {
+      auto hp = ParseHostPort(addr);
+      if (!hp.ok()) return InvalidArgument("--join: " + hp.status().message());
+    }
+  }
+  if (o.member_add_timeout_ms < 100) {
+    return InvalidArgument("--member-add-timeout-ms must be >= 100");
+  }
   if (o.tick_ms < 1 || o.tick_ms > 10'000) {
     return InvalidArgument("--tick-ms must be in [1, 10000], not " + std::to_string(o.tick_ms));
   }

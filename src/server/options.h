@@ -26,6 +26,18 @@ struct NodeOptions {
   /// Mixed into the cluster id of a new cluster, so two clusters bootstrapped from the same
   /// member list still get different ids.
   std::string cluster_token = "lockd";
+  /// Join a running cluster instead of bootstrapping one: client addresses ("host:port,...") of
+  /// some of its members, asked for the cluster id and member table. The node then waits to be
+  /// added (ClusterService.AddMember) and learns everything else from the leader's log.
+  std::string join;
+
+  // Membership changes.
+  /// AddMember promotes a learner to voter once its log is within this many entries of the
+  /// leader's.
+  uint64_t max_promotion_lag = 1000;
+  /// How long AddMember waits for the new learner to catch up before it answers
+  /// DEADLINE_EXCEEDED (the node stays a learner; adding it again promotes it).
+  uint64_t member_add_timeout_ms = 60'000;
 
   // Timing. Every member must use the same values (peers check them when they connect).
   uint64_t tick_ms = 100;           ///< T_tick: heartbeat interval and the core's tick
@@ -72,6 +84,9 @@ struct MemberSpec {
 /// Parses "1=10.0.0.1:7501/10.0.0.1:7401,2=..." (id=peer/client, comma-separated): ids unique and
 /// positive, every address host:port, no address used twice.
 Result<std::vector<MemberSpec>> ParseInitialCluster(const std::string& spec);
+
+/// The addresses --join names (comma-separated, empty parts skipped).
+std::vector<std::string> SplitJoinAddrs(const std::string& join);
 
 /// Checks every field; the message names the setting and what a valid value looks like.
 Status Validate(const NodeOptions& options);

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "raft/wire.h"
+#include "server/member_table.h"
 #include "storage/crc32c.h"
 
 namespace lockd::server {
@@ -147,6 +148,11 @@ class PeerTransport::Outbound {
     if (!reply.accepted()) {
       MarkUnreachable("peer " + std::to_string(id_) + " refused us: " + reply.error());
       owner_.identity_.NotePeerRefusal(id_, reply.error());
+      if (reply.removed()) {
+        // It applied our removal, which this node may never learn from the log (the leader
+        // stops replicating to a member once it removed it).
+        owner_.identity_.MarkRemoved("peer " + std::to_string(id_) + " says: " + reply.error());
+      }
       if (reply.replaced()) {
         owner_.identity_.MarkReplaced("peer " + std::to_string(id_) +
                                       " refused us: " + reply.error());
@@ -301,6 +307,7 @@ class PeerTransport::SnapshotSend {
     first.set_message(message_);
     first.set_total_bytes(payload.size());
     first.set_crc32c(storage::Crc32c(payload));
+    first.set_members(EncodeMemberTable(owner_.identity_.members()));
     SnapshotReply reply;
     if (!stream->Write(first) || !stream->Read(&reply)) return Finish(*stream, "no answer");
     if (!reply.error().empty()) return Finish(*stream, "refused: " + reply.error());
@@ -370,11 +377,15 @@ class PeerTransport::InboundService final : public PeerService::Service {
     }
     const std::string why = owner_.CheckHello(frame.hello());
     if (!why.empty()) {
+      if (owner_.identity_.WasRemoved(frame.hello().from(), frame.hello().incarnation())) {
+        return RejectRemoved(ctx, stream, frame.hello().from());
+      }
       return Reject(ctx, stream, why,
                     owner_.identity_.KnowsAnotherIncarnation(frame.hello().from(),
                                                              frame.hello().incarnation()));
     }
     const uint64_t from = frame.hello().from();
+    const std::string incarnation = frame.hello().incarnation();
     Reply ok;
     ok.set_accepted(true);
     ok.set_cluster_id(owner_.identity_.cluster_id());
@@ -391,6 +402,7 @@ class PeerTransport::InboundService final : public PeerService::Service {
             ctx, stream,
             "this node takes no part in the cluster: " + owner_.identity_.replaced_reason());
       }
+      if (owner_.identity_.WasRemoved(from, incarnation)) return RejectRemoved(ctx, stream, from);
       auto* messages = frame.mutable_batch()->mutable_messages();
       std::vector<std::string> batch;
       batch.reserve(messages->size());
@@ -418,6 +430,7 @@ class PeerTransport::InboundService final : public PeerService::Service {
     }
     const uint64_t from = chunk.hello().from();
     const std::string message = chunk.message();
+    const std::string members = chunk.members();
     auto m = raft::DecodeMessage(message);
     if (!m.ok()) return Refuse(ctx, stream, m.status().message());
     if (m->type != raft::MessageType::kSnapshot || m->from.value() != from ||
@@ -451,6 +464,7 @@ class PeerTransport::InboundService final : public PeerService::Service {
     std::string payload = assembler.Take(from);
     spdlog::info("received a snapshot of {} bytes at index {} from node {}", payload.size(),
                  id.index, from);
+    if (!members.empty()) owner_.identity_.NoteSnapshotMembers(id.index, members);
     auto outcome = std::make_shared<std::promise<Status>>();
     std::future<Status> installed = outcome->get_future();
     owner_.snapshot_handler_(from, message, std::move(payload),
@@ -473,6 +487,19 @@ class PeerTransport::InboundService final : public PeerService::Service {
     spdlog::warn("refused a snapshot from {}: {}", ctx->peer(), why);
     SnapshotReply reply;
     reply.set_error(why);
+    stream->Write(reply);
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, why);
+  }
+
+  static grpc::Status RejectRemoved(grpc::ServerContext* ctx,
+                                    grpc::ServerReaderWriter<Reply, Frame>* stream, uint64_t from) {
+    const std::string why = "node " + std::to_string(from) +
+                            " was removed from the cluster; it must not take part again "
+                            "(docs/operations.md)";
+    spdlog::warn("rejected peer stream from {}: {}", ctx->peer(), why);
+    Reply reply;
+    reply.set_error(why);
+    reply.set_removed(true);
     stream->Write(reply);
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, why);
   }

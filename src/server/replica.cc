@@ -78,7 +78,11 @@ Status Replica::Start() {
   }
   raft::Config cfg;
   cfg.id = raft::NodeId(options_.node_id);
-  for (const auto& m : options_.members) cfg.peers.push_back(raft::NodeId(m.id));
+  // A joining node has no initial voters: its membership comes from the leader's log.
+  if (!options_.joining) {
+    for (const auto& m : options_.members) cfg.peers.push_back(raft::NodeId(m.id));
+  }
+  cfg.max_promotion_lag = options_.max_promotion_lag;
   const auto tick = options_.timing.tick;
   cfg.election_tick = static_cast<int>(options_.timing.election_min / tick);
   cfg.heartbeat_tick = 1;
@@ -104,6 +108,7 @@ void Replica::Stop() {
   const Status gone =
       Unavailable("this node is stopping; retry on another node with the same request id");
   AnswerEveryCaller(gone, gone);
+  EndMemberChange(gone);
   for (auto& done : snapshot_senders_) done(gone);
   snapshot_senders_.clear();
   if (transfer_) transfer_->done(gone);
@@ -223,6 +228,7 @@ void Replica::Loop() {
     round_for_renewals_ = false;
     // 5. The Ready cycle, then (rarely) a snapshot of what it applied.
     HandleReadies();
+    AdvanceMemberChange(clock_.Now());
     CheckTransfer(clock_.Now());
     AnswerSnapshotSenders();
     MaybeTakeSnapshot();
@@ -240,10 +246,11 @@ ReplicaStatus Replica::CurrentStatus() const {
   // Reachability: the leader's Raft view (a recent answer), elsewhere whether this node's stream
   // to the peer is up.
   ReplicaStatus st;
-  for (const auto& m : options_.members) {
+  for (raft::NodeId member : raft::Members(raft_->conf_state())) {
+    const struct { uint64_t id; } m{member.value()};
     ReplicaStatus::Member mm;
     mm.id = m.id;
-    mm.voter = raft_->config().contains(raft::NodeId(m.id));
+    mm.voter = raft::IsVoter(raft_->conf_state(), member);
     if (m.id == options_.node_id) {
       mm.active = true;
     } else if (!leader_) {
@@ -378,6 +385,9 @@ void Replica::OnLostLeadership() {
   wait_order_.clear();
   expiries_to_propose_.clear();
   retirement_.Stop();
+  EndMemberChange(Unavailable(
+      "leadership changed during the membership change; it may or may not have taken effect: "
+      "check `lockctl member list`, then retry"));
   // Nothing waiting on this node can be answered by it any more; every retry is safe.
   AnswerEveryCaller(NotLeader(),
                     Unavailable("leadership changed while the Acquire waited; retry with the "
@@ -639,10 +649,12 @@ void Replica::HandleReadies() {
       }
     }
     Send(rd.messages_now);
-    if (rd.hard_state.has_value() || !rd.entries.empty()) {
+    if (rd.hard_state.has_value() || !rd.entries.empty() || rd.conf_state.has_value()) {
       storage::PersistBatch batch;
       batch.hard_state = rd.hard_state;
       batch.entries = rd.entries;
+      // A joined node has no bootstrap membership: the stored one is how it restarts.
+      batch.conf_state = rd.conf_state;
       if (Status s = storage_.log().Append(batch); !s.ok()) {
         // Nothing that depends on this batch may leave the node: stop here.
         Fail(s);
@@ -707,6 +719,12 @@ void Replica::Apply(const raft::Entry& entry) {
     if (Status s = ApplyClusterId(entry); !s.ok()) {
       Fail(s);
       return;
+    }
+    if (entry.type == raft::EntryType::kConfChange) {
+      if (Status s = ApplyMembership(entry); !s.ok()) {
+        Fail(s);
+        return;
+      }
     }
     applied_ = index;
     if (pending != proposals_.end()) {
@@ -819,6 +837,7 @@ Status Replica::InstallSnapshot(const raft::SnapshotMeta& meta) {
                     " does not restore: " + restored.status().message());
   }
   if (Status s = storage_.InstallSnapshot(meta, incoming_->payload); !s.ok()) return s;
+  if (Status s = ApplySnapshotMembers(meta); !s.ok()) return s;
   state_ = std::move(restored).value();
   applied_ = meta.index.value();
   snapshot_index_ = applied_;

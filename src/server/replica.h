@@ -74,6 +74,17 @@ struct ReplicaOptions {
   /// A snapshot is taken (and the log compacted to it) once this many entries applied since the
   /// last one; 0: never.
   uint64_t snapshot_entries = 10'000;
+  /// A node started with --join: it has no membership until the leader's log gives it one, and
+  /// never bootstraps (no initial voters).
+  bool joining = false;
+  /// AddMember promotes a learner only once its log is within this many entries of the leader's.
+  uint64_t max_promotion_lag = 1000;
+};
+
+/// What AddMember answers: when the new node became a voter.
+struct MemberAdded {
+  uint64_t voter_index = 0;
+  std::chrono::system_clock::time_point voter_at;
 };
 
 /// What a read sees, on the loop thread: the state machine and the leader's deadlines.
@@ -158,6 +169,20 @@ class Replica {
   /// (DEADLINE_EXCEEDED).
   void TransferLeadership(uint64_t to, FailFn done);
 
+  /// Leader: adds `member` as a learner, promotes it to voter once its log is within
+  /// max_promotion_lag of the leader's, and answers when the promotion applied. Refused while
+  /// another change is in progress, for an id or address already used. A learner of the same
+  /// addresses (an earlier add that timed out) is promoted. Past `deadline` the answer is
+  /// DEADLINE_EXCEEDED and the node stays a learner.
+  void AddMember(MemberSpec member, Deadline deadline,
+                 std::function<void(Result<MemberAdded>)> done);
+  /// Leader: removes `id` (not this node: hand leadership over first); answers the index of the
+  /// entry once applied. Refused while another change is in progress, for a non-member, and
+  /// when the remaining voters would not include a reachable majority (or none would be left).
+  void RemoveMember(uint64_t id, Deadline deadline, std::function<void(Result<uint64_t>)> done);
+  /// Membership changes this node promoted (this run), for metrics.
+  uint64_t promotions() const { return promotions_.load(); }
+
   bool is_leader() const { return is_leader_.load(); }
   uint64_t leader_id() const { return leader_id_.load(); }
   /// Whether health may say SERVING: a leader is known and the apply lag is small.
@@ -221,6 +246,22 @@ class Replica {
   void ProposeCommand(lock::Command command, Deadline deadline, CommandDone done);
   /// A try-lock that fails at this moment: answered after a ReadIndex if it still fails then.
   void TryLockByRead(lock::Command command, Deadline deadline, CommandDone done);
+
+  // Membership (replica_members.cc).
+  /// A committed membership entry: the member table it leads to, the peers to dial, and this
+  /// node's own removal.
+  Status ApplyMembership(const raft::Entry& entry);
+  /// Moves the leader's membership change on: promotion once caught up, answers, timeouts.
+  void AdvanceMemberChange(BootTime now);
+  void EndMemberChange(const Status& s);
+  /// The member table that came with an installed snapshot (the sender's), trimmed to the
+  /// snapshot's membership: the addresses of members added by entries this node never applied.
+  Status ApplySnapshotMembers(const raft::SnapshotMeta& meta);
+  bool MemberChangeInProgress() const;
+  /// Why removing `id` is refused, given the voters that answered lately (`seen`), or OK.
+  Status RemovalRefusal(uint64_t id, const std::set<uint64_t>& seen) const;
+  /// kCheckingRemoval: proposes the removal once allowed, or refuses it after check_until.
+  void ProposeRemoval(BootTime now);
 
   // Snapshots.
   void MaybeTakeSnapshot();
@@ -304,6 +345,19 @@ class Replica {
   };
   std::optional<IncomingSnapshot> incoming_;
   std::vector<std::function<void(Status)>> snapshot_senders_;  ///< answered after the Ready
+  /// The leader's membership change in progress (one at a time).
+  struct MemberChange {
+    enum class Phase { kLearner, kPromoting, kCheckingRemoval, kRemoving } phase;
+    MemberSpec member;
+    raft::LogIndex index;  ///< of the entry of the current phase
+    Deadline deadline;
+    std::function<void(Result<MemberAdded>)> added;
+    std::function<void(Result<uint64_t>)> removed;
+    BootTime check_until;            ///< kCheckingRemoval: decide by then
+    std::set<uint64_t> seen_active;  ///< voters that answered since the removal was asked
+  };
+  std::optional<MemberChange> change_;
+  bool removed_ = false;  ///< this node applied its own removal
 
   // --- shared with other threads ---
   mutable std::mutex mu_;  ///< guards the queues, status_ and fatal_; never held across I/O
@@ -315,6 +369,7 @@ class Replica {
   Status fatal_;
   std::atomic<bool> is_leader_{false};
   std::atomic<uint64_t> leader_id_{0};
+  std::atomic<uint64_t> promotions_{0};
   std::thread loop_;
 };
 

@@ -99,6 +99,7 @@ Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {
   auto ports = testing::FreePorts(3 * options_.nodes);
   for (int i = 0; i < options_.nodes; ++i) {
     Node& n = nodes_[i];
+    n.id = static_cast<uint64_t>(i) + 1;
     n.client_port = ports[3 * i];
     n.peer_port = ports[3 * i + 1];
     n.http_port = ports[3 * i + 2];
@@ -172,12 +173,16 @@ bool Cluster::WaitListening(int i, Ms timeout) {
 }
 
 int Cluster::IndexOf(uint64_t node_id) const {
-  if (node_id == 0 || node_id > nodes_.size()) return -1;
-  return static_cast<int>(node_id) - 1;
+  // A replaced node's id may come back under a new index: the newest one is the live one.
+  for (int i = size() - 1; i >= 0; --i) {
+    if (nodes_[i].id == node_id) return i;
+  }
+  return -1;
 }
 
 int Cluster::IndexOfClientAddr(const std::string& addr) const {
-  for (int i = 0; i < size(); ++i) {
+  // A replacement reuses its predecessor's addresses: the newest node on them is the one.
+  for (int i = size() - 1; i >= 0; --i) {
     if (client_addr(i) == addr) return i;
   }
   return -1;
@@ -205,7 +210,8 @@ const std::string& Cluster::dir() const {
 std::string Cluster::InitialCluster() const {
   std::string s;
   for (int i = 0; i < size(); ++i) {
-    if (i) s += ",";
+    if (nodes_[i].joins) continue;
+    if (!s.empty()) s += ",";
     s += std::to_string(id(i)) + "=" + peer_addr(i) + "/" + client_addr(i);
   }
   return s;
@@ -225,8 +231,6 @@ std::vector<std::string> Cluster::Argv(int i) const {
       http_addr(i),
       "--data-dir",
       data_dir(i),
-      "--initial-cluster",
-      InitialCluster(),
       "--cluster-token",
       "e2e-" + dir(),  // one cluster id per test cluster, as an operator should pick
       "--tick-ms",
@@ -248,8 +252,43 @@ std::vector<std::string> Cluster::Argv(int i) const {
       "--log-level",
       o.log_level,
   };
+  if (nodes_[i].joins) {
+    std::string join;
+    for (int j = 0; j < size(); ++j) {
+      if (j == i || nodes_[j].joins || client_addr(j) == client_addr(i)) continue;
+      join += (join.empty() ? "" : ",") + client_addr(j);
+    }
+    argv.push_back("--join");
+    argv.push_back(join);
+  } else {
+    argv.push_back("--initial-cluster");
+    argv.push_back(InitialCluster());
+  }
   for (const auto& f : o.extra_flags) argv.push_back(f);
   return argv;
+}
+
+int Cluster::AddJoiningNode(uint64_t id, int same_addresses_as, bool start) {
+  Node n;
+  n.id = id;
+  n.joins = true;
+  if (same_addresses_as >= 0) {
+    const Node& old = nodes_[same_addresses_as];
+    n.client_port = old.client_port;
+    n.peer_port = old.peer_port;
+    n.http_port = old.http_port;
+  } else {
+    auto ports = testing::FreePorts(3);
+    n.client_port = ports[0];
+    n.peer_port = ports[1];
+    n.http_port = ports[2];
+  }
+  nodes_.push_back(std::move(n));
+  const int i = size() - 1;
+  std::filesystem::create_directories(data_dir(i));
+  Connect(i);
+  if (start) Start(i);
+  return i;
 }
 
 void Cluster::Start(int i) {

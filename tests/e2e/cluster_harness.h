@@ -78,7 +78,12 @@ class Cluster {
 
   int size() const { return static_cast<int>(nodes_.size()); }
   const ClusterOptions& options() const { return options_; }
-  uint64_t id(int i) const { return static_cast<uint64_t>(i) + 1; }
+  uint64_t id(int i) const { return nodes_[i].id; }
+  /// Adds a node that joins the running cluster (`lockd --join` with the client addresses of
+  /// the other nodes) under `id`, on fresh ports or on the addresses of node `same_addresses_as`
+  /// (which must not run: a replacement), with an empty data dir; starts it when `start`.
+  /// Returns its index. The cluster's members still have to add it (AddMember).
+  int AddJoiningNode(uint64_t id, int same_addresses_as = -1, bool start = true);
   /// Index of the node with id `id` (-1 if none).
   int IndexOf(uint64_t id) const;
   /// Index of the node whose client address is `addr` (-1 if none).
@@ -138,6 +143,8 @@ class Cluster {
 
  private:
   struct Node {
+    uint64_t id = 0;
+    bool joins = false;  ///< started with --join instead of --initial-cluster
     int client_port = 0, peer_port = 0, http_port = 0;
     std::unique_ptr<testing::Process> process;
     bool paused = false;

@@ -1,0 +1,25 @@
+// Joining a running cluster (lockd --join): before anything is written, the new node asks the
+// members it was given for the cluster id and the member table (ClusterService.Status). It then
+// records them as its identity, never bootstraps, and waits for the leader to add it
+// (ClusterService.AddMember); everything else comes from the leader's log or snapshot.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "server/options.h"
+
+namespace lockd::server {
+
+struct JoinedCluster {
+  std::string cluster_id;
+  std::vector<MemberSpec> members;  ///< as the answering member knows them
+};
+
+/// Asks each of `addrs` in turn (a few seconds each, for up to `total`) for its Status;
+/// UNAVAILABLE naming every failure when none answers with a decided cluster id.
+Result<JoinedCluster> AskCluster(const std::vector<std::string>& addrs,
+                                 std::chrono::milliseconds total);
+
+}  // namespace lockd::server

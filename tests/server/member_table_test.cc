@@ -1,0 +1,130 @@
+// The member table a membership entry carries, and the identity store that records it.
+#include "server/member_table.h"
+
+#include <gtest/gtest.h>
+
+#include "server/cluster_identity.h"
+#include "support/process.h"
+
+namespace lockd::server {
+namespace {
+
+std::vector<MemberSpec> Three() {
+  return {{1, "h:7501", "h:7401"}, {2, "h:7502", "h:7402"}, {3, "h:7503", "h:7403"}};
+}
+
+raft::ConfState Voters(std::vector<uint64_t> ids, std::vector<uint64_t> learners = {}) {
+  raft::ConfState cs;
+  for (uint64_t id : ids) cs.voters.push_back(raft::NodeId(id));
+  for (uint64_t id : learners) cs.learners.push_back(raft::NodeId(id));
+  return cs;
+}
+
+TEST(MemberTable, RoundTrips) {
+  auto back = DecodeMemberTable(EncodeMemberTable(Three()));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, Three());
+  auto empty = DecodeMemberTable(EncodeMemberTable({}));
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->empty());
+}
+
+TEST(MemberTable, DamageANewerVersionAndDuplicatesAreRefused) {
+  const std::string good = EncodeMemberTable(Three());
+  for (size_t cut = 0; cut < good.size(); ++cut) {
+    EXPECT_FALSE(DecodeMemberTable(good.substr(0, cut)).ok()) << cut;
+  }
+  EXPECT_FALSE(DecodeMemberTable(good + "x").ok());
+  std::string newer = good;
+  newer[0] = 2;
+  auto refused = DecodeMemberTable(newer);
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  auto twice = Three();
+  twice[2].id = 1;
+  EXPECT_FALSE(DecodeMemberTable(EncodeMemberTable(twice)).ok());
+  EXPECT_FALSE(DecodeMemberTable(EncodeMemberTable({{0, "a:1", "b:2"}})).ok());
+}
+
+TEST(MemberTable, AnEntryLeadsToItsContextsTableTrimmedToItsMembership) {
+  auto with4 = Three();
+  with4.push_back({4, "h:7504", "h:7404"});
+  // Adding a learner: the context names it.
+  auto added = MemberTableAfter(Three(), Voters({1, 2, 3}, {4}), EncodeMemberTable(with4));
+  ASSERT_TRUE(added.ok());
+  EXPECT_EQ(*added, with4);
+  // Leaving a joint configuration carries no context: the table stays, trimmed.
+  auto kept = MemberTableAfter(with4, Voters({1, 2, 4}), "");
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(kept->size(), 3u);
+  EXPECT_EQ(kept->back().id, 4u);
+  // A damaged context is an error, not a silent change.
+  EXPECT_FALSE(MemberTableAfter(Three(), Voters({1, 2, 3}), "\x01\x05").ok());
+}
+
+TEST(MemberTable, ANewMemberNeedsAFreshIdAndFreshAddresses) {
+  EXPECT_TRUE(CheckNewMember(Three(), {4, "h:7504", "h:7404"}).ok());
+  auto id = CheckNewMember(Three(), {2, "h:7504", "h:7404"});
+  EXPECT_EQ(id.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(id.message().find("already a member"), std::string::npos);
+  auto peer = CheckNewMember(Three(), {4, "h:7502", "h:7404"});
+  EXPECT_NE(peer.message().find("already used by node 2"), std::string::npos);
+  auto client_as_peer = CheckNewMember(Three(), {4, "h:7403", "h:7404"});
+  EXPECT_NE(client_as_peer.message().find("already used by node 3"), std::string::npos);
+  EXPECT_EQ(CheckNewMember(Three(), {4, "h:1", "h:1"}).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(IdentityStore, MembersAreRecordedAndARemovedIncarnationIsForgotten) {
+  testing::TempDir dir;
+  ClusterIdentity id;
+  id.bootstrap_id = DeriveBootstrapId("t", Three());
+  id.incarnation = NewRandomId();
+  id.members = Three();
+  ASSERT_TRUE(SaveClusterIdentity(dir.path(), id).ok());
+  IdentityStore store(dir.path(), id);
+  const std::string inc3 = NewRandomId();
+  ASSERT_TRUE(store.CheckPeer(3, inc3).ok());
+  auto two = Three();
+  two.pop_back();
+  ASSERT_TRUE(store.SetMembers(two, {3}).ok());
+  EXPECT_FALSE(store.IsMember(3));
+  EXPECT_TRUE(store.WasRemoved(3, inc3));
+  // A new data dir under the same id is not the removed member, and is accepted once added.
+  const std::string fresh = NewRandomId();
+  EXPECT_FALSE(store.WasRemoved(3, fresh));
+  EXPECT_TRUE(store.CheckPeer(3, fresh).ok());
+  // Durable: a restart reads the new table.
+  auto loaded = LoadClusterIdentity(dir.path());
+  ASSERT_TRUE(loaded.ok() && loaded->has_value());
+  EXPECT_EQ((*loaded)->members, two);
+}
+
+TEST(IdentityStore, ARemovedNodeMarksItsDataDirAndTakesNoPart) {
+  testing::TempDir dir;
+  ClusterIdentity id;
+  id.bootstrap_id = DeriveBootstrapId("t", Three());
+  id.incarnation = NewRandomId();
+  id.members = Three();
+  IdentityStore store(dir.path(), id);
+  EXPECT_TRUE(IdentityStore::RemovedMark(dir.path()).empty());
+  store.MarkRemoved("node 1 was removed by entry 9");
+  EXPECT_TRUE(store.replaced());
+  EXPECT_EQ(store.removed_reason(), "node 1 was removed by entry 9");
+  EXPECT_EQ(IdentityStore::RemovedMark(dir.path()), "node 1 was removed by entry 9");
+}
+
+TEST(IdentityStore, AJoiningNodeAcceptsAnyPeerUntilItHasAMembership) {
+  testing::TempDir dir;
+  ClusterIdentity id;
+  id.incarnation = NewRandomId();
+  id.members = Three();
+  IdentityStore store(dir.path(), id);
+  store.SetJoining(true);
+  EXPECT_TRUE(store.IsMember(7));
+  store.SetJoining(false);
+  EXPECT_FALSE(store.IsMember(7));
+  EXPECT_TRUE(store.IsMember(2));
+  EXPECT_EQ(store.ClientAddr(2), "h:7402");
+}
+
+}  // namespace
+}  // namespace lockd::server
