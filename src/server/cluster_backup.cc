@@ -33,16 +33,19 @@ class BackupReactor final : public grpc::ServerWriteReactor<pb::BackupChunk>,
   void Start() {
     holds_slot_ = true;
     if (metrics_.in_progress) metrics_.in_progress->Set(slots_.load());
+    {
+      // Before Register: from then on Shutdown's End() may run, and it must not finish (and
+      // delete) the reactor before the capture below has answered.
+      std::lock_guard lock(mu_);
+      capturing_ = true;
+    }
     if (!service_.Register(this)) {
       std::lock_guard lock(mu_);
+      capturing_ = false;
       FinishLocked(LockServiceImpl::Stopping("take the backup from another node"));
       return;
     }
     registered_ = true;
-    {
-      std::lock_guard lock(mu_);
-      capturing_ = true;
-    }
     service_.context().replica.CaptureBackup(
         [this](Result<storage::Backup> b) { OnCaptured(std::move(b)); });
   }
