@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "cli/backup.h"
 #include "cli/commands.h"
 #include "cli/endpoints.h"
 #include "cli/health.h"
@@ -141,6 +142,21 @@ int main(int argc, char** argv) {
       with_context([&](const auto& c) { return lockd::cli::RunMemberRemove(c, member_id); }));
   auto* member_list = member->add_subcommand("list", "Every member, its role and addresses");
   member_list->callback(with_context([](const auto& c) { return lockd::cli::RunMemberList(c); }));
+
+  auto* snapshot = app.add_subcommand(
+      "snapshot", "Compact the log of the node asked now (the first endpoint that answers)");
+  snapshot->callback(with_context([](const auto& c) { return lockd::cli::RunSnapshot(c); }));
+
+  std::string backup_to;
+  bool backup_overwrite = false;
+  auto* backup = app.add_subcommand(
+      "backup",
+      "Stream a consistent backup from the first endpoint that answers into FILE (verified, then "
+      "renamed into place); restore it with `lockd restore`");
+  backup->add_option("--to", backup_to, "The backup file to write")->required();
+  backup->add_flag("--overwrite", backup_overwrite, "Replace FILE if it exists");
+  backup->callback(with_context(
+      [&](const auto& c) { return lockd::cli::RunBackup(c, backup_to, backup_overwrite); }));
 
   try {
     app.parse(argc, argv);

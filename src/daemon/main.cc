@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "server/node.h"
+#include "server/restore.h"
 #include "storage/inspect.h"
 
 namespace {
@@ -137,11 +138,45 @@ int main(int argc, char** argv) {
   app.add_option("--max-snapshot-bytes", o.max_snapshot_bytes,
                  "Largest snapshot accepted from a leader")
       ->capture_default_str();
+  lockd::server::RestoreOptions ro;
+  auto* restore = app.add_subcommand(
+      "restore",
+      "Make a new member's data dir from a backup file (lockctl backup), then exit. Run it for "
+      "every member of the new cluster, from the same file, then start them as usual: the new "
+      "cluster gets a new cluster id, no leases and no locks, and counters above every token the "
+      "old cluster issued (docs/operations.md)");
+  restore->add_option("--from", ro.backup_path, "The backup file")->required();
+  restore->add_option("--data-dir", ro.data_dir, "The new data dir (missing or empty)")->required();
+  restore->add_option("--id", ro.node_id, "This member's id in the new cluster")->required();
+  restore
+      ->add_option("--initial-cluster", ro.initial_cluster,
+                   "Members of the new cluster: id=peer_host:port/client_host:port,... (the same "
+                   "on every member)")
+      ->required();
+  restore
+      ->add_option("--cluster-token", ro.cluster_token,
+                   "A label for the new cluster (the same on every member)")
+      ->capture_default_str();
+  restore
+      ->add_option("--token-floor", ro.token_floor,
+                   "The token and lease-id counters start at least here (e.g. above the largest "
+                   "fence a protected resource has seen)")
+      ->capture_default_str();
   std::string inspect;
   app.add_option("--inspect-data-dir", inspect,
                  "Print a data dir's log range, hard state, members and snapshot, then exit "
                  "(safe while a node runs on it)");
   CLI11_PARSE(app, argc, argv);
+
+  if (restore->parsed()) {
+    auto report = lockd::server::RestoreDataDir(ro);
+    if (!report.ok()) {
+      std::fprintf(stderr, "lockd restore: %s\n", report.status().ToString().c_str());
+      return 1;
+    }
+    std::fputs(lockd::server::FormatRestoreReport(ro, *report).c_str(), stdout);
+    return 0;
+  }
 
   if (!inspect.empty()) {
     auto report = lockd::storage::InspectDataDir(inspect);

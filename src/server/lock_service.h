@@ -163,9 +163,23 @@ class LockServiceImpl final : public lockd::v1::LockService::CallbackService {
   std::atomic<bool> stopping_{false};  ///< shutdown_, readable without mu_ on every call
 };
 
+/// What the Backup RPC counts (null: not counted).
+struct BackupMetrics {
+  Counter* bytes = nullptr;      ///< bytes of backup files streamed (written to the stream)
+  Counter* completed = nullptr;  ///< backups streamed whole
+  Counter* failed = nullptr;     ///< backups that ended early (the reader left, the node stopped)
+  Counter* refused = nullptr;    ///< RESOURCE_EXHAUSTED: too many at once
+  Gauge* in_progress = nullptr;
+};
+
 class ClusterServiceImpl final : public lockd::v1::ClusterService::CallbackService {
  public:
-  explicit ClusterServiceImpl(LockServiceImpl& locks) : locks_(locks) {}
+  explicit ClusterServiceImpl(LockServiceImpl& locks, BackupMetrics backup_metrics = {})
+      : locks_(locks), backup_metrics_(backup_metrics) {}
+
+  /// Backups streamed at once by one node; more are RESOURCE_EXHAUSTED (each holds a copy of
+  /// the state in memory while its reader drains it).
+  static constexpr int kMaxConcurrentBackups = 2;
 
   grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx,
                                    const lockd::v1::StatusRequest* req,
@@ -185,6 +199,12 @@ class ClusterServiceImpl final : public lockd::v1::ClusterService::CallbackServi
                                          lockd::v1::RemoveMemberResponse* resp) override;
   /// How long AddMember waits for the new node to catch up (--member-add-timeout-ms).
   void set_member_add_timeout(std::chrono::milliseconds t) { member_add_timeout_ = t; }
+  // Snapshot and Backup: cluster_backup.cc.
+  grpc::ServerUnaryReactor* Snapshot(grpc::CallbackServerContext* ctx,
+                                     const lockd::v1::SnapshotRequest* req,
+                                     lockd::v1::SnapshotResponse* resp) override;
+  grpc::ServerWriteReactor<lockd::v1::BackupChunk>* Backup(
+      grpc::CallbackServerContext* ctx, const lockd::v1::BackupRequest* req) override;
 
  private:
   void FillStatus(const ReplicaStatus& st, lockd::v1::StatusResponse* resp);
@@ -193,6 +213,8 @@ class ClusterServiceImpl final : public lockd::v1::ClusterService::CallbackServi
                    google::protobuf::RepeatedPtrField<lockd::v1::Member>* out);
   LockServiceImpl& locks_;
   std::chrono::milliseconds member_add_timeout_{60'000};
+  const BackupMetrics backup_metrics_;
+  std::atomic<int> backups_{0};  ///< Backup streams open now (bounded by kMaxConcurrentBackups)
 };
 
 }  // namespace lockd::server

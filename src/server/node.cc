@@ -23,6 +23,7 @@
 #include "server/peer_transport.h"
 #include "server/replica.h"
 #include "server/watch_hub.h"
+#include "storage/backup_file.h"
 #include "storage/data_dir.h"
 #include "storage/node_storage.h"
 
@@ -289,6 +290,25 @@ Status Node::Start() {
   ro.snapshot_entries = options_.snapshot_entries;
   ro.joining = joining;
   ro.max_promotion_lag = options_.max_promotion_lag;
+  ro.on_snapshot = [this](uint64_t bytes, double seconds) {
+    snapshot_bytes_.Set(static_cast<double>(bytes));
+    snapshot_duration_.Observe(seconds);
+    snapshots_.Add();
+  };
+  // A member `lockd restore` made: until the cluster id is decided, its leader proposes the id
+  // with the restored starting state. Once decided, the seed is inert.
+  auto seed = storage::LoadRestoreSeed(data_dir_->path());
+  if (!seed.ok()) return seed.status();
+  if (seed->has_value() && identity_->cluster_id().empty()) {
+    auto plan = PlanFromSeed(**seed);
+    if (!plan.ok()) return plan.status();
+    spdlog::info(
+        "node {}: restored from backup {} (cluster {}, index {}, token counter {}); the first "
+        "leader decides the new cluster id and raises the counters",
+        options_.node_id, plan->digest, plan->backup.cluster_id, plan->backup.index,
+        plan->backup.token_counter);
+    ro.restore = std::move(plan).value();
+  }
   replica_ =
       std::make_unique<Replica>(ro, *storage_, *transport_, *watch_, SystemClock::Instance());
   if (Status s = replica_->Start(); !s.ok()) return s;
@@ -327,7 +347,13 @@ Status Node::Start() {
                     &keepalive_overflows_,
                     &watch_overflows_};
   lock_service_ = std::make_unique<LockServiceImpl>(std::move(sc));
-  cluster_service_ = std::make_unique<ClusterServiceImpl>(*lock_service_);
+  BackupMetrics bm;
+  bm.bytes = &backup_bytes_;
+  bm.completed = &backups_;
+  bm.failed = &backups_failed_;
+  bm.refused = &backups_refused_;
+  bm.in_progress = &backups_in_progress_;
+  cluster_service_ = std::make_unique<ClusterServiceImpl>(*lock_service_, bm);
   cluster_service_->set_member_add_timeout(
       std::chrono::milliseconds(options_.member_add_timeout_ms));
 

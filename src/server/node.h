@@ -109,6 +109,24 @@ class Node {
   Counter& watch_overflows_ = metrics_.AddCounter(
       "lockd_watch_overflows_total",
       "Watch streams ended RESOURCE_EXHAUSTED because their client fell too far behind.");
+  // Snapshots and backups (issue 15).
+  Gauge& snapshot_bytes_ = metrics_.AddGauge(
+      "lockd_snapshot_bytes", "Size of the newest snapshot this node took (its state encoding).");
+  Histogram& snapshot_duration_ =
+      metrics_.AddHistogram("lockd_snapshot_duration_seconds",
+                            "Time to encode and durably save a snapshot.", LatencyBuckets());
+  Counter& snapshots_ =
+      metrics_.AddCounter("lockd_snapshots_total", "Snapshots this node took (periodic or asked).");
+  Counter& backup_bytes_ =
+      metrics_.AddCounter("lockd_backup_bytes_total", "Bytes of backup files this node streamed.");
+  Counter& backups_ =
+      metrics_.AddCounter("lockd_backups_total", "Backups this node streamed whole.");
+  Counter& backups_failed_ = metrics_.AddCounter(
+      "lockd_backups_failed_total", "Backups that ended early (reader gone, node stopping).");
+  Counter& backups_refused_ = metrics_.AddCounter("lockd_backups_refused_total",
+                                                  "Backups refused because too many ran at once.");
+  Gauge& backups_in_progress_ =
+      metrics_.AddGauge("lockd_backups_in_progress", "Backups this node is streaming now.");
 };
 
 }  // namespace lockd::server

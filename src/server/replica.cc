@@ -347,7 +347,8 @@ void Replica::ProposeClusterId() {
   // After this term's first entry, so the id is decided within one commit of the election.
   // Another leader's proposal may commit first: the first committed wins (ApplyClusterId).
   const std::string id = NewRandomId();
-  auto index = raft_->Propose(EncodeClusterIdEntry(id));
+  auto index =
+      options_.restore ? ProposeRestoredClusterId(id) : raft_->Propose(EncodeClusterIdEntry(id));
   if (!index.ok()) {
     spdlog::warn("node {}: cannot propose a cluster id: {}", options_.node_id,
                  index.status().ToString());
@@ -359,6 +360,7 @@ void Replica::ProposeClusterId() {
 
 Status Replica::ApplyClusterId(const raft::Entry& entry) {
   if (entry.type != raft::EntryType::kNormal || !IsClusterIdEntry(entry.data)) return Status::Ok();
+  if (IsRestoredClusterIdEntry(entry.data)) return ApplyRestoredClusterId(entry);
   auto id = DecodeClusterIdEntry(entry.data);
   if (!id.ok()) {
     return Status(id.status().code(), "cannot apply committed entry " +
@@ -805,24 +807,12 @@ void Replica::MaybeTakeSnapshot() {
       applied_ < snapshot_retry_at_ || !fatal().ok()) {
     return;
   }
-  auto meta = raft_->SnapshotMetaAt(raft::LogIndex(applied_));
-  if (!meta.ok()) {
+  if (auto taken = TakeSnapshot(); !taken.ok() && fatal().ok()) {
     // E.g. a node that joined later and does not know the membership at this index yet.
     snapshot_retry_at_ = applied_ + options_.snapshot_entries;
     spdlog::warn("node {}: no snapshot at {} (next try at {}): {}", options_.node_id, applied_,
-                 snapshot_retry_at_, meta.status().ToString());
-    return;
+                 snapshot_retry_at_, taken.status().ToString());
   }
-  const BootTime start = clock_.Now();
-  const std::string payload = state_.Snapshot();
-  if (Status s = storage_.SaveSnapshot(*meta, payload); !s.ok()) {
-    Fail(s);
-    return;
-  }
-  snapshot_index_ = applied_;
-  spdlog::info("node {}: snapshot at index {} ({} bytes, {} ms); log compacted up to it",
-               options_.node_id, applied_, payload.size(),
-               std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now() - start).count());
 }
 
 Status Replica::InstallSnapshot(const raft::SnapshotMeta& meta) {

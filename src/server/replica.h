@@ -49,6 +49,8 @@
 #include "server/leader_lease.h"
 #include "server/lease_deadlines.h"
 #include "server/options.h"
+#include "server/restore_seed.h"
+#include "storage/backup_file.h"
 
 namespace lockd::storage {
 class NodeStorage;
@@ -79,6 +81,11 @@ struct ReplicaOptions {
   bool joining = false;
   /// AddMember promotes a learner only once its log is within this many entries of the leader's.
   uint64_t max_promotion_lag = 1000;
+  /// Set on a member `lockd restore` made: while the cluster id is undecided, its leader proposes
+  /// the id together with the restored starting state (server/restore_seed.h).
+  std::optional<RestorePlan> restore;
+  /// Runs on the loop after each snapshot is saved (its size, and how long it took); may be empty.
+  std::function<void(uint64_t bytes, double seconds)> on_snapshot;
 };
 
 /// What AddMember answers: when the new node became a voter.
@@ -196,6 +203,18 @@ class Replica {
   /// The fatal error that stopped the loop (OK while running), e.g. a malformed committed entry.
   Status fatal() const;
 
+  // --- snapshots on demand and backups (replica_backup.cc) ---
+  struct SnapshotTaken {
+    uint64_t index = 0;
+    uint64_t bytes = 0;  ///< of the state machine's encoding
+  };
+  /// Compacts this node's log now: a snapshot at the applied index (answered with the newest one
+  /// when nothing was applied since it). FAILED_PRECONDITION when nothing was applied yet.
+  void SnapshotNow(std::function<void(Result<SnapshotTaken>)> done);
+  /// A consistent copy of this node's applied state for a backup, taken on the loop (one
+  /// encoding of the state, as a snapshot costs); `done` runs on the loop and must not block.
+  void CaptureBackup(std::function<void(Result<storage::Backup>)> done);
+
  private:
   struct PendingProposal {
     raft::Term term;
@@ -265,6 +284,13 @@ class Replica {
 
   // Snapshots.
   void MaybeTakeSnapshot();
+  /// Saves a snapshot at the applied index and compacts the log to it.
+  Result<SnapshotTaken> TakeSnapshot();
+  /// Proposes the cluster id of a restored cluster with its starting state (leader only).
+  Result<raft::LogIndex> ProposeRestoredClusterId(const std::string& id);
+  /// A restored cluster's id entry: decides the id and, if it is the one decided, starts the
+  /// state machine from the state it carries.
+  Status ApplyRestoredClusterId(const raft::Entry& entry);
   /// Installs the received snapshot the core asked for (Ready::snapshot).
   Status InstallSnapshot(const raft::SnapshotMeta& meta);
   /// Streams the snapshot a kSnapshot message names to its follower.
@@ -335,6 +361,7 @@ class Replica {
   /// A TransferLeadership call, answered once `to` leads (or it failed or timed out).
   std::optional<PendingTransfer> transfer_;
   uint64_t snapshot_index_ = 0;     ///< of the newest snapshot this node holds
+  uint64_t snapshot_bytes_ = 0;     ///< its state's size, when this run took it (else 0)
   uint64_t snapshot_retry_at_ = 0;  ///< after a failed attempt, no new one before this index
   /// The newest snapshot's payload while a transfer still uses it (loaded from disk on demand).
   raft::SnapshotMeta cached_meta_;

@@ -86,8 +86,9 @@ const std::set<Code>& AllowedCodes(Method m) {
       {Method::kTransferLeadership,
        {C::OK, C::INVALID_ARGUMENT, C::FAILED_PRECONDITION, C::ABORTED, C::UNAVAILABLE,
         C::DEADLINE_EXCEEDED}},
-      {Method::kSnapshot, {C::UNIMPLEMENTED, C::UNAVAILABLE, C::DEADLINE_EXCEEDED}},
-      {Method::kBackup, {C::UNIMPLEMENTED, C::UNAVAILABLE, C::DEADLINE_EXCEEDED}},
+      {Method::kSnapshot, {C::OK, C::FAILED_PRECONDITION, C::UNAVAILABLE, C::DEADLINE_EXCEEDED}},
+      // At most 2 stream from one node at once: a third is RESOURCE_EXHAUSTED.
+      {Method::kBackup, {C::OK, C::RESOURCE_EXHAUSTED, C::UNAVAILABLE, C::DEADLINE_EXCEEDED}},
       {Method::kForceRelease,
        {C::OK, C::INVALID_ARGUMENT, C::FAILED_PRECONDITION, C::RESOURCE_EXHAUSTED, C::UNAVAILABLE,
         C::DEADLINE_EXCEEDED}},

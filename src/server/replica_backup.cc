@@ -1,0 +1,138 @@
+// Replica: snapshots on demand, backups, and the restored cluster's first entry (issue 15). Split
+// from replica.cc by responsibility; the same single-threaded loop runs all of it.
+#include <spdlog/spdlog.h>
+
+#include "server/cluster_identity.h"
+#include "server/replica.h"
+#include "storage/node_storage.h"
+
+namespace lockd::server {
+
+Result<Replica::SnapshotTaken> Replica::TakeSnapshot() {
+  auto meta = raft_->SnapshotMetaAt(raft::LogIndex(applied_));
+  if (!meta.ok()) return meta.status();
+  const BootTime start = clock_.Now();
+  const std::string payload = state_.Snapshot();
+  if (Status s = storage_.SaveSnapshot(*meta, payload); !s.ok()) {
+    Fail(s);
+    return s;
+  }
+  snapshot_index_ = applied_;
+  snapshot_bytes_ = payload.size();
+  const auto took = clock_.Now() - start;
+  spdlog::info("node {}: snapshot at index {} ({} bytes, {} ms); log compacted up to it",
+               options_.node_id, applied_, payload.size(),
+               std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
+  if (options_.on_snapshot) {
+    options_.on_snapshot(payload.size(), std::chrono::duration<double>(took).count());
+  }
+  return SnapshotTaken{applied_, payload.size()};
+}
+
+void Replica::SnapshotNow(std::function<void(Result<SnapshotTaken>)> done) {
+  Enqueue([this, done = std::move(done)] {
+    if (stopping_) {
+      done(Unavailable("this node is stopping; ask another node"));
+      return;
+    }
+    if (!fatal().ok()) {
+      done(Unavailable("this node stopped applying: " + fatal().ToString()));
+      return;
+    }
+    if (applied_ == 0) {
+      done(FailedPrecondition("this node has applied nothing yet; there is nothing to snapshot"));
+      return;
+    }
+    // Nothing applied since the newest snapshot: it is the answer (its size is known only if
+    // this run took it; one taken by an earlier run is read back for it).
+    if (applied_ == snapshot_index_) {
+      if (snapshot_bytes_ == 0) {
+        auto loaded = storage_.snapshots().LoadLatest();
+        if (loaded.ok() && loaded->has_value()) snapshot_bytes_ = (*loaded)->payload.size();
+      }
+      done(SnapshotTaken{snapshot_index_, snapshot_bytes_});
+      return;
+    }
+    auto taken = TakeSnapshot();
+    if (!taken.ok()) {
+      done(FailedPrecondition("no snapshot at index " + std::to_string(applied_) + ": " +
+                              taken.status().message()));
+      return;
+    }
+    done(*taken);
+  });
+}
+
+void Replica::CaptureBackup(std::function<void(Result<storage::Backup>)> done) {
+  Enqueue([this, done = std::move(done)] {
+    if (stopping_) {
+      done(Unavailable("this node is stopping; take the backup from another node"));
+      return;
+    }
+    if (!fatal().ok()) {
+      done(Unavailable("this node stopped applying: " + fatal().ToString()));
+      return;
+    }
+    const std::string cluster_id = options_.identity ? options_.identity->cluster_id() : "";
+    if (applied_ == 0 || (options_.identity && cluster_id.empty())) {
+      done(Unavailable("this node has no decided cluster state to back up yet; retry"));
+      return;
+    }
+    storage::Backup b;
+    b.header.index = applied_;
+    b.header.term = raft_->log().TermOr(raft::LogIndex(applied_), raft::Term()).value();
+    if (auto meta = raft_->SnapshotMetaAt(raft::LogIndex(applied_)); meta.ok()) {
+      b.header.term = meta->term.value();
+    }
+    b.header.cluster_id = cluster_id;
+    b.header.node_id = options_.node_id;
+    b.header.token_counter = state_.token_counter().value();
+    b.header.lease_counter = state_.lease_counter().value();
+    b.header.taken_unix_seconds = WallSeconds();
+    b.state = state_.Snapshot();
+    done(std::move(b));
+  });
+}
+
+Result<raft::LogIndex> Replica::ProposeRestoredClusterId(const std::string& id) {
+  const RestorePlan& plan = *options_.restore;
+  auto start = RestoredState(plan, options_.limits, WallSeconds());
+  if (!start.ok()) return start.status();
+  auto index = raft_->Propose(EncodeRestoredClusterIdEntry(id, start->Snapshot()));
+  if (index.ok()) {
+    spdlog::info(
+        "node {}: proposing restored cluster id {} (from backup {} of cluster {} at index {}): "
+        "token counter {} -> {}, lease-id counter {} -> {}",
+        options_.node_id, id, plan.digest, plan.backup.cluster_id, plan.backup.index,
+        plan.backup.token_counter, start->token_counter().value(), plan.backup.lease_counter,
+        start->lease_counter().value());
+  }
+  return index;
+}
+
+Status Replica::ApplyRestoredClusterId(const raft::Entry& entry) {
+  auto r = DecodeRestoredClusterIdEntry(entry.data);
+  const auto fail = [&](const Status& s) {
+    return Status(s.code(), "cannot apply committed entry " + std::to_string(entry.index.value()) +
+                                ": " + s.message());
+  };
+  if (!r.ok()) return fail(r.status());
+  if (options_.identity) {
+    auto decided = options_.identity->Decide(r->cluster_id);
+    if (!decided.ok()) return decided.status();
+    // A later proposal that lost (another leader's) changes nothing. On a replay after a
+    // restart the id is already recorded and this entry is still the one that decided it.
+    if (options_.identity->cluster_id() != r->cluster_id) return Status::Ok();
+  }
+  auto state = lock::LockStateMachine::Restore(r->state, options_.limits);
+  if (!state.ok()) return fail(state.status());
+  state_ = std::move(state).value();
+  spdlog::info(
+      "node {}: cluster id {} decided by entry {}: a cluster restored from a backup, starting "
+      "with token counter {} and lease-id counter {}, no leases and no locks",
+      options_.node_id, r->cluster_id, entry.index.value(), state_.token_counter().value(),
+      state_.lease_counter().value());
+  return Status::Ok();
+}
+
+}  // namespace lockd::server

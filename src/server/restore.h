@@ -1,0 +1,48 @@
+// `lockd restore`: makes a new member's data dir from a backup file (design brief, guarantee 8;
+// docs/operations.md, "Backup and restore").
+//
+// Everything is checked before anything is written: the file (format, version, checksum), the
+// state it carries (it decodes; the counters it yields do not overflow), the member list and the
+// node's place in it, and that the data dir is new (missing or empty). The data dir is then built
+// under a temporary name and renamed into place, so a failure or a crash leaves no partial dir.
+//
+// It holds: the identity file (the members; a bootstrap id derived from --cluster-token, the
+// members AND the backup's digest, so a member restored from another file, or bootstrapped
+// without one, is refused by its peers), and the restore seed. The new cluster id and its
+// starting counters are decided by the first leader through the log (server/restore_seed.h).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "base/status.h"
+
+namespace lockd::server {
+
+struct RestoreOptions {
+  std::string backup_path;  ///< --from
+  std::string data_dir;
+  uint64_t node_id = 0;
+  std::string initial_cluster;  ///< id=peer/client,... as for a new cluster
+  std::string cluster_token = "lockd";
+  uint64_t token_floor = 0;
+};
+
+/// What a restore did, for the operator.
+struct RestoreReport {
+  std::string digest;  ///< the backup file's SHA-256
+  std::string old_cluster_id;
+  uint64_t index = 0;
+  int64_t taken_unix_seconds = 0;
+  uint64_t old_token_counter = 0;
+  uint64_t old_lease_counter = 0;
+  /// The counters the new cluster would start from if its first leader were elected now (the
+  /// leader raises them again for the time that passes until then).
+  uint64_t token_counter_now = 0;
+  uint64_t lease_counter_now = 0;
+};
+
+Result<RestoreReport> RestoreDataDir(const RestoreOptions& options);
+std::string FormatRestoreReport(const RestoreOptions& options, const RestoreReport& report);
+
+}  // namespace lockd::server

@@ -1,0 +1,266 @@
+// Backup and restore on real processes (issue 15; docs/operations.md "Backup and restore"; design
+// brief guarantee 8). A 3-node cluster serves a client that acquires and releases continuously;
+// `lockctl backup` streams a backup from a follower in the middle of it; the load goes on after
+// the backup. The cluster is then lost (stopped) and rebuilt from the file with `lockd restore` on
+// the same addresses, as an operator would. The new cluster has a new cluster id, no leases and no
+// locks; an old lease's Renew is NOT_FOUND; the client library that held a lease across it treats
+// the changed cluster id as loss; and its first token is larger than every token the old cluster
+// issued, including those issued after the backup. A truncated or corrupted file is refused by
+// `lockd restore` (exit != 0, the problem named) and the data dir is left as it was.
+// Snapshot answers its index and size (also through `lockctl snapshot`).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "e2e/cluster_harness.h"
+#include "lockd/client.h"
+
+namespace lockd::e2e {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::RunCommand;
+constexpr v1::LockMode kEx = v1::EXCLUSIVE;
+
+std::string InitialCluster(Cluster& c) {
+  std::string s;
+  for (int i = 0; i < c.size(); ++i) {
+    if (i) s += ",";
+    s += std::to_string(c.id(i)) + "=" + c.peer_addr(i) + "/" + c.client_addr(i);
+  }
+  return s;
+}
+
+testing::CommandResult Lockctl(const std::string& endpoint, std::vector<std::string> args) {
+  std::vector<std::string> argv = {LOCKCTL_BINARY, "--endpoints", endpoint};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv, 30s);
+}
+
+testing::CommandResult Restore(Cluster& c, int i, const std::string& file,
+                               const std::string& data_dir) {
+  return RunCommand({LOCKD_BINARY, "restore", "--from", file, "--data-dir", data_dir, "--id",
+                     std::to_string(c.id(i)), "--initial-cluster", InitialCluster(c),
+                     "--cluster-token", "restored"},
+                    30s);
+}
+
+/// The unsigned value after `"key":` in a one-line JSON object (0 if absent).
+uint64_t JsonNumber(const std::string& json, const std::string& key) {
+  const auto at = json.find("\"" + key + "\":");
+  return at == std::string::npos ? 0 : std::stoull(json.substr(at + key.size() + 3));
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void WriteAll(const std::string& path, const std::string& data) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
+}
+
+/// Acquires and releases under "load/" until stopped (bounded by count and time), keeping the
+/// largest token granted.
+class Load {
+ public:
+  explicit Load(Client& client) : client_(client) {
+    lease_ = client_.MustGrantLease(10'000, "load");
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~Load() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  uint64_t max_token() const { return max_token_.load(); }
+  uint64_t grants() const { return grants_.load(); }
+
+ private:
+  void Run() {
+    const auto until = Clock::now() + 30s;
+    for (int k = 0; k < 5000 && !stop_ && Clock::now() < until; ++k) {
+      const std::string name = "load/" + std::to_string(k % 8);
+      v1::AcquireResponse a;
+      if (!client_.Acquire(name, lease_, kEx, 0, &a).status.ok() || !a.acquired()) continue;
+      max_token_ = std::max<uint64_t>(max_token_.load(), a.token());
+      ++grants_;
+      client_.Release(name, lease_, a.token());
+    }
+  }
+  Client& client_;
+  uint64_t lease_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> max_token_{0};
+  std::atomic<uint64_t> grants_{0};
+  std::thread thread_;
+};
+
+TEST(BackupRestore, ARestoredClusterIsNewAndItsTokensExceedEveryOldOne) {
+  Cluster cluster;
+  const int leader = cluster.WaitForReady();
+  ASSERT_GE(leader, 0) << cluster.LogTails();
+  const int follower = cluster.OtherLiveNode(leader);
+  Client client(cluster);
+  v1::StatusResponse old_status;
+  ASSERT_TRUE(cluster.Status(leader, &old_status).ok());
+  const std::string old_cluster = old_status.cluster_id();
+
+  // A lease held through the client library, with a TTL long enough to outlive the outage: it
+  // must be lost for the changed cluster id, not for its time.
+  client::ClientOptions co;
+  for (int i = 0; i < cluster.size(); ++i) co.endpoints.push_back(cluster.client_addr(i));
+  auto lib = client::Client::Connect(co);
+  ASSERT_TRUE(lib.ok());
+  auto lib_lease = (*lib)->GrantLease(60s, "held-across-restore");
+  ASSERT_TRUE(lib_lease.ok()) << lib_lease.status().ToString();
+  auto lib_lock = (*lib)->Acquire("held", *lib_lease);
+  ASSERT_TRUE(lib_lock.ok()) << lib_lock.status().ToString();
+  const uint64_t old_lease = client.MustGrantLease(60'000, "old");
+
+  // Snapshot answers index and size; lockctl snapshot prints them.
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    v1::SnapshotResponse snap;
+    grpc::Status s = cluster.cluster(follower).Snapshot(&ctx, v1::SnapshotRequest(), &snap);
+    ASSERT_TRUE(s.ok()) << Describe(s);
+    EXPECT_GT(snap.index(), 0u);
+    EXPECT_GT(snap.bytes(), 0u);
+    v1::StatusResponse st;
+    ASSERT_TRUE(cluster.Status(follower, &st).ok());
+    EXPECT_EQ(st.snapshot_index(), snap.index());
+    auto out = Lockctl(cluster.client_addr(leader), {"--json", "snapshot"});
+    EXPECT_EQ(out.exit_code, 0) << out.output;
+    EXPECT_GT(JsonNumber(out.output, "index"), 0u) << out.output;
+    EXPECT_GT(JsonNumber(out.output, "bytes"), 0u) << out.output;
+  }
+
+  // The backup, from a follower, under load; the load goes on after it.
+  const std::string file = cluster.dir() + "/cluster.lockdbak";
+  uint64_t max_token = 0;
+  {
+    Load load(client);
+    ASSERT_TRUE(testing::WaitFor([&] { return load.grants() >= 20; }, 20s));
+    auto out = Lockctl(cluster.client_addr(follower), {"--json", "backup", "--to", file});
+    ASSERT_EQ(out.exit_code, 0) << out.output;
+    EXPECT_GT(JsonNumber(out.output, "index"), 0u) << out.output;
+    EXPECT_NE(out.output.find(old_cluster), std::string::npos) << out.output;
+    const uint64_t at_backup = JsonNumber(out.output, "token_counter");
+    EXPECT_GT(at_backup, 0u) << out.output;
+    ASSERT_TRUE(testing::WaitFor([&] { return load.max_token() > at_backup + 20; }, 20s))
+        << "no grants after the backup";
+    load.Stop();
+    max_token = load.max_token();
+    ASSERT_GT(max_token, at_backup);
+    // A second file is refused rather than overwritten.
+    auto again = Lockctl(cluster.client_addr(follower), {"backup", "--to", file});
+    EXPECT_EQ(again.exit_code, 2) << again.output;
+  }
+  ASSERT_TRUE(cluster.Status(leader, &old_status).ok());
+  max_token = std::max<uint64_t>(max_token, old_status.token_counter());
+
+  // The old cluster is lost.
+  EXPECT_TRUE(cluster.StopAll());
+
+  // Damaged files are refused before anything is written; the data dir stays as it was.
+  const std::string good = ReadAll(file);
+  ASSERT_GT(good.size(), 100u);
+  {
+    const std::string fresh = cluster.dir() + "/fresh";
+    const std::string truncated = cluster.dir() + "/truncated.lockdbak";
+    WriteAll(truncated, good.substr(0, good.size() / 2));
+    auto r = Restore(cluster, 0, truncated, fresh);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.output.find("truncated at byte " + std::to_string(good.size() / 2)),
+              std::string::npos)
+        << r.output;
+    EXPECT_FALSE(fs::exists(fresh));
+
+    std::string flipped = good;
+    flipped[flipped.size() - 40] ^= 0x04;
+    const std::string corrupted = cluster.dir() + "/corrupted.lockdbak";
+    WriteAll(corrupted, flipped);
+    fs::create_directories(fresh);
+    r = Restore(cluster, 0, corrupted, fresh);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.output.find("checksum mismatch"), std::string::npos) << r.output;
+    EXPECT_TRUE(fs::is_empty(fresh));
+
+    // The old member's data dir is not a new one: refused, untouched.
+    const auto before = fs::last_write_time(cluster.data_dir(0) + "/cluster");
+    r = Restore(cluster, 0, file, cluster.data_dir(0));
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.output.find("not empty"), std::string::npos) << r.output;
+    EXPECT_EQ(fs::last_write_time(cluster.data_dir(0) + "/cluster"), before);
+  }
+
+  // Restore every member from the same file, on the same addresses, and start them.
+  for (int i = 0; i < cluster.size(); ++i) {
+    fs::remove_all(cluster.data_dir(i));
+    auto r = Restore(cluster, i, file, cluster.data_dir(i));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("restored data dir"), std::string::npos) << r.output;
+  }
+  cluster.StartAll();
+  const int new_leader = cluster.WaitForReady();
+  ASSERT_GE(new_leader, 0) << cluster.LogTails();
+
+  v1::StatusResponse st;
+  ASSERT_TRUE(cluster.Status(new_leader, &st).ok());
+  EXPECT_FALSE(st.cluster_id().empty());
+  EXPECT_NE(st.cluster_id(), old_cluster);
+  EXPECT_GT(st.token_counter(), max_token);
+  // Every member agrees on the new id and starting counter.
+  for (int i = 0; i < cluster.size(); ++i) {
+    v1::StatusResponse s;
+    ASSERT_TRUE(testing::WaitFor(
+        [&] { return cluster.Status(i, &s).ok() && s.token_counter() == st.token_counter(); }, 10s))
+        << cluster.StatusSummary();
+    EXPECT_EQ(s.cluster_id(), st.cluster_id());
+  }
+
+  // No leases, no locks; an old lease is unknown.
+  std::vector<v1::LeaseInfo> leases;
+  ASSERT_TRUE(client.ListAllLeases(&leases).status.ok());
+  EXPECT_TRUE(leases.empty());
+  std::vector<v1::LockInfo> locks;
+  ASSERT_TRUE(client.ListAllLocks("", &locks).status.ok());
+  EXPECT_TRUE(locks.empty());
+  v1::RenewResponse renewed;
+  auto renew = client.Renew(old_lease, 1, &renewed);
+  EXPECT_EQ(renew.status.error_code(), grpc::StatusCode::NOT_FOUND) << Describe(renew.status);
+  EXPECT_EQ(renew.meta.cluster, st.cluster_id());
+
+  // The client library sees the new cluster id and treats its lease as lost.
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        (void)(*lib)->GetLock("held");
+        return !(*lib_lease)->valid();
+      },
+      20s));
+  EXPECT_NE((*lib_lease)->lost_reason().find("cluster id changed"), std::string::npos)
+      << (*lib_lease)->lost_reason();
+
+  // The first grant of the new cluster is above every token the old one issued.
+  const uint64_t lease = client.MustGrantLease(10'000, "new");
+  EXPECT_GT(lease, max_token);  // lease ids were raised too (never reused across restores)
+  v1::AcquireResponse a;
+  ASSERT_TRUE(client.Acquire("held", lease, kEx, 0, &a).status.ok());
+  ASSERT_TRUE(a.acquired());
+  EXPECT_GT(a.token(), max_token);
+
+  // A restart replays the restored start from the log: same id, counters not turned back.
+  cluster.Restart(new_leader);
+  ASSERT_GE(cluster.WaitForReady(), 0) << cluster.LogTails();
+  v1::StatusResponse after;
+  ASSERT_TRUE(cluster.Status(new_leader, &after).ok());
+  EXPECT_EQ(after.cluster_id(), st.cluster_id());
+  EXPECT_GE(after.token_counter(), a.token());
+}
+
+}  // namespace
+}  // namespace lockd::e2e
