@@ -35,6 +35,13 @@ TEST(Reserve, AFloodOfNewClientsStopsNewWorkButNotReleaseRevokeCancelOrForceRele
   const ClientId holder{9, 9};
   uint64_t seq = 0;
   const auto hd = [&] { return RequestHeader{{holder, ++seq}, 1, 0}; };
+  // Another client with a lease takes the last slots, and a third grants the leases revoked at
+  // the end: the holder keeps within its share of the reserve (OutcomeReserveShare).
+  const ClientId filler{9, 10}, granter{9, 11};
+  uint64_t filler_seq = 0, granter_seq = 0;
+  const auto fd = [&] { return RequestHeader{{filler, ++filler_seq}, 1, 0}; };
+  const auto gd = [&] { return RequestHeader{{granter, ++granter_seq}, 1, 0}; };
+  ASSERT_TRUE(h.Do(GrantLease{fd(), 60'000, "f"}).outcome.ok());
   const LeaseId a = h.Do(GrantLease{hd(), 60'000, "h"}).outcome.lease;
   const LeaseId b = h.Do(GrantLease{hd(), 60'000, "h"}).outcome.lease;
   const LeaseId spare = h.Do(GrantLease{hd(), 60'000, "h"}).outcome.lease;
@@ -44,9 +51,10 @@ TEST(Reserve, AFloodOfNewClientsStopsNewWorkButNotReleaseRevokeCancelOrForceRele
   ASSERT_TRUE(h.Do(Acquire{wait_header, "y", b, Mode::kExclusive, 60'000, 0, ""}).outcome.waiting);
   ASSERT_TRUE(held.outcome.acquired && forced.outcome.acquired);
   std::vector<LeaseId> more;  // to revoke later, each from a new client
-  for (int i = 0; i < 40; ++i) more.push_back(h.Do(GrantLease{hd(), 60'000, "m"}).outcome.lease);
+  for (int i = 0; i < 40; ++i) more.push_back(h.Do(GrantLease{gd(), 60'000, "m"}).outcome.lease);
 
-  // The flood: one-shot clients, each a record and a client, until the table refuses them.
+  // The flood: one-shot clients, each a record and a client, until their share (half the table)
+  // refuses them.
   uint64_t flooded = 0;
   Outcome refusal;
   for (uint64_t c = 1; c <= limits.max_outcomes; ++c) {
@@ -59,10 +67,10 @@ TEST(Reserve, AFloodOfNewClientsStopsNewWorkButNotReleaseRevokeCancelOrForceRele
   }
   ASSERT_EQ(refusal.code, StatusCode::kResourceExhausted) << "the flood never filled the table";
   EXPECT_NE(refusal.message.find("--max-outcomes=1000"), std::string::npos) << refusal.message;
-  EXPECT_GT(flooded, 400u);
+  EXPECT_GT(flooded, 200u);
   const size_t full = h.sm.exactly_once().size();
-  // The last slot, if any, by a request of a known client that frees nothing.
-  while (h.Do(Release{hd(), "x", a, FencingToken(12345)}).outcome.code !=
+  // The last slots, by a client with a lease whose requests free nothing.
+  while (h.Do(Release{fd(), "x", a, FencingToken(12345)}).outcome.code !=
          StatusCode::kResourceExhausted) {
   }
   EXPECT_EQ(h.sm.exactly_once().size(), limits.max_outcomes);
@@ -87,7 +95,8 @@ TEST(Reserve, AFloodOfNewClientsStopsNewWorkButNotReleaseRevokeCancelOrForceRele
   auto release = h.Do(Release{hd(), "x", a, held.outcome.token});
   ASSERT_TRUE(release.outcome.ok()) << release.outcome.message;
   EXPECT_FALSE(h.sm.GetLock("x").has_value());
-  auto revoke = h.Do(RevokeLease{hd(), spare});
+  // An operator's revoke, from a client the table has never seen.
+  auto revoke = h.Do(RevokeLease{{{{8, 9}, 1}, 1, 0}, spare});
   ASSERT_TRUE(revoke.outcome.ok()) << revoke.outcome.message;
   EXPECT_FALSE(h.sm.GetLease(spare).has_value());
   // An operator's ForceRelease, from a client the table has never seen.
@@ -126,10 +135,14 @@ TEST(Reserve, AFormatTwoEntryAtTheCapIsRefusedAsItWasWhenWritten) {
   const LeaseId lease = h.Lease();
   const auto held = h.Acquire("x", lease);
   ASSERT_TRUE(held.outcome.acquired);
+  // The last slots go to another client with a lease (the holder stays within its reserve
+  // share); it takes its lease before the flood, which leaves no room to a new client.
+  const ClientId filler{1, 2};
+  ASSERT_TRUE(h.Do(GrantLease{h.Header(filler), 60'000, ""}).outcome.ok());
   for (uint64_t c = 1; c <= limits.max_outcomes; ++c) {
     h.Do(Release{{{{7, c}, 1}, 1, 0}, "x", lease, FencingToken(999)});
   }
-  while (h.Do(Release{h.Header(), "x", lease, FencingToken(999)}).outcome.code !=
+  while (h.Do(Release{h.Header(filler), "x", lease, FencingToken(999)}).outcome.code !=
          StatusCode::kResourceExhausted) {
   }
   ASSERT_EQ(h.sm.exactly_once().size(), limits.max_outcomes);
@@ -145,6 +158,119 @@ TEST(Reserve, AFormatTwoEntryAtTheCapIsRefusedAsItWasWhenWritten) {
   ASSERT_TRUE(now.ok());
   EXPECT_TRUE(now->outcome.ok()) << now->outcome.message;
   EXPECT_FALSE(h.sm.GetLock("x").has_value());
+}
+
+/// Fills a table of `limits` the way the review's scenarios do: one-shot clients (no lease) up to
+/// their share, then a client with a lease that frees nothing up to the cap.
+void FillToTheCap(testing::Harness& h, const Limits& limits, LeaseId lease) {
+  // The filler takes its lease first: once the flood is in, a new client cannot.
+  const ClientId filler{7, 0};
+  ASSERT_TRUE(h.Do(GrantLease{h.Header(filler), 60'000, "filler"}).outcome.ok());
+  for (uint64_t c = 1; c <= limits.max_outcomes; ++c) {
+    if (h.Do(Release{{{{7, c}, 1}, 1, 0}, "none", lease, FencingToken(999)}).outcome.code ==
+        StatusCode::kResourceExhausted) {
+      break;
+    }
+  }
+  while (h.Do(Release{h.Header(filler), "none", lease, FencingToken(999)}).outcome.code !=
+         StatusCode::kResourceExhausted) {
+  }
+  ASSERT_EQ(h.sm.exactly_once().size(), limits.max_outcomes);
+}
+
+TEST(Reserve, OneClientUsesAtMostItsShareOfTheReserveAndOthersStillRelease) {
+  // The review's scenario, scaled down: a client with many holds fills the table, then releases
+  // them all with watermark 0 from one client id, each release really freeing a hold.
+  Limits limits;
+  limits.max_outcomes = 4'000;  // a reserve of 200, a share of 12
+  const size_t share = OutcomeReserveShare(limits);
+  ASSERT_EQ(share, 12u);
+  testing::Harness h(limits);
+  const LeaseId big = h.Lease(600'000);
+  std::vector<FencingToken> holds;
+  for (int i = 0; i < 60; ++i) {
+    holds.push_back(h.Acquire("h" + std::to_string(i), big).outcome.token);
+  }
+  const ClientId other{4, 4};
+  const LeaseId small = h.Do(GrantLease{h.Header(other), 600'000, ""}).outcome.lease;
+  const auto kept = h.Do(Acquire{h.Header(other), "o", small, Mode::kExclusive, 0, 0, ""});
+  ASSERT_TRUE(kept.outcome.acquired);
+  FillToTheCap(h, limits, big);
+
+  const ClientId releaser{4, 5};
+  size_t released = 0;
+  Outcome refusal;
+  for (size_t i = 0; i < holds.size(); ++i) {
+    auto r = h.Do(Release{h.Header(releaser), "h" + std::to_string(i), big, holds[i]});
+    if (!r.outcome.ok()) {
+      refusal = r.outcome;
+      break;
+    }
+    ++released;
+  }
+  EXPECT_EQ(released, share);
+  EXPECT_EQ(refusal.code, StatusCode::kResourceExhausted);
+  EXPECT_NE(refusal.message.find("share of the reserve"), std::string::npos) << refusal.message;
+  EXPECT_NE(refusal.message.find("--max-outcomes=4000"), std::string::npos) << refusal.message;
+  EXPECT_TRUE(h.sm.GetLock("h" + std::to_string(share)).has_value());
+  // The reserve is far from used up: another client's release, a revoke, still run.
+  EXPECT_LE(h.sm.exactly_once().size(), limits.max_outcomes + share + 1);
+  auto release = h.Do(Release{h.Header(other), "o", small, kept.outcome.token});
+  EXPECT_TRUE(release.outcome.ok()) << release.outcome.message;
+  EXPECT_FALSE(h.sm.GetLock("o").has_value());
+  EXPECT_TRUE(h.Do(RevokeLease{{{{4, 6}, 1}, 1, 0}, small}).outcome.ok());
+  h.sm.CheckInvariants();
+}
+
+// --- the share of clients holding no lease --------------------------------------------------
+
+TEST(LeaselessShare, AFloodOfFreshIdsLeavesHalfTheTableToClientsHoldingALease) {
+  Limits limits;
+  limits.max_outcomes = 1'000;
+  testing::Harness h(limits);
+  const LeaseId lease = h.Lease(600'000);  // client {1, 1}
+  // One source, fresh ids: one-shot clients, raw ids (a known client, watermark 0).
+  uint64_t flooded = 0;
+  Outcome refusal;
+  for (uint64_t c = 1; c <= limits.max_outcomes; ++c) {
+    const RequestHeader hd =
+        c % 2 ? RequestHeader{{{7, c}, 1}, 1, 0} : RequestHeader{{{7, 1}, c + 1}, 1, 0};
+    auto r = h.Do(Release{hd, "x", lease, FencingToken(999)});
+    if (r.outcome.code == StatusCode::kResourceExhausted) {
+      refusal = r.outcome;
+      break;
+    }
+    ++flooded;
+  }
+  ASSERT_EQ(refusal.code, StatusCode::kResourceExhausted);
+  EXPECT_NE(refusal.message.find("no lease"), std::string::npos) << refusal.message;
+  EXPECT_NE(refusal.message.find("--max-outcomes=1000"), std::string::npos) << refusal.message;
+  EXPECT_GT(flooded, 250u);
+  EXPECT_LE(h.sm.exactly_once().leaseless_size(), LeaselessOutcomeShare(limits));
+  EXPECT_GT(h.sm.exactly_once().leaseless_size(), LeaselessOutcomeShare(limits) - 2);
+  // A client that holds a lease still does new work: it acquires, and grants more leases.
+  const auto got = h.Acquire("x", lease);
+  EXPECT_TRUE(got.outcome.acquired) << got.outcome.message;
+  const auto more = h.Do(GrantLease{h.Header(), 600'000, ""});
+  EXPECT_TRUE(more.outcome.ok()) << more.outcome.message;
+  // Freeing requests of lease-less clients are not held to the share (an operator's revoke).
+  EXPECT_TRUE(h.Do(RevokeLease{{{{8, 1}, 1}, 1, 0}, more.outcome.lease}).outcome.ok());
+  // A format-2 entry is admitted as it was written: the share came with format 3.
+  std::string entry = Encode(Release{{{{6, 1}, 1}, 1, 0}, "x", lease, FencingToken(999)}, 0);
+  entry[0] = 2;
+  auto old = h.sm.Apply(LogIndex(++h.index), entry);
+  ASSERT_TRUE(old.ok());
+  EXPECT_NE(old->outcome.code, StatusCode::kResourceExhausted) << old->outcome.message;
+  entry = Encode(Release{{{{6, 2}, 1}, 1, 0}, "x", lease, FencingToken(999)}, 0);
+  auto now = h.sm.Apply(LogIndex(++h.index), entry);
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(now->outcome.code, StatusCode::kResourceExhausted);
+  // The count is derived from the lease table, so a restored snapshot has the same.
+  h.sm.CheckInvariants();
+  auto restored = LockStateMachine::Restore(h.sm.Snapshot(), limits);
+  ASSERT_TRUE(restored.ok());
+  EXPECT_EQ(restored->exactly_once().leaseless_size(), h.sm.exactly_once().leaseless_size());
+  restored->CheckInvariants();
 }
 
 // --- 2. the age clock is carried in the log -------------------------------------------------
@@ -296,7 +422,7 @@ TEST(RetireCost, ARetirementTouchesWhatItRetiresNotTheWholeTable) {
   const uint64_t clients = 100'000 / kScale, per_client = 10;
   const uint64_t n = clients * per_client;
   Limits limits;
-  limits.max_outcomes = 2 * n + 10;
+  limits.max_outcomes = 4 * n + 10;  // the raw clients hold no lease: half of it is theirs
   auto sm = std::make_unique<LockStateMachine>(limits);
   uint64_t index = 0;
   const LeaseId lease =
