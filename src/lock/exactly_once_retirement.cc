@@ -10,6 +10,7 @@ void RetirementPlanner::Start(uint64_t now_ms, uint64_t replicated_mark_ms) {
   base_mark_ms_ = replicated_mark_ms;
   base_ms_ = now_ms;
   last_proposal_ms_ = now_ms;
+  proposed_ = false;
   local_.clear();
 }
 
@@ -37,7 +38,8 @@ std::optional<RetireOutcomes> RetirementPlanner::Due(uint64_t now_ms, LogIndex a
   if (local_.empty() || mark - local_.back().mark_ms >= kLocalSampleMs) {
     local_.push_back(AgeSample{applied, mark});
   }
-  if (now_ms - last_proposal_ms_ < period_ms() || mark == 0) return std::nullopt;
+  const uint64_t wait_ms = proposed_ ? period_ms() : std::min(period_ms(), kFirstProposalMs);
+  if (now_ms - last_proposal_ms_ < wait_ms || mark == 0) return std::nullopt;
   // A sample (i, m) says every record made at or before index i is at least mark − m old.
   const auto newest_at_least = [&](uint64_t age) {
     LogIndex found;
@@ -55,6 +57,7 @@ std::optional<RetireOutcomes> RetirementPlanner::Due(uint64_t now_ms, LogIndex a
   // Own samples older than the window served this round; later rounds find newer ones.
   while (local_.size() > 1 && local_[1].mark_ms + timing_.window_ms <= mark) local_.pop_front();
   last_proposal_ms_ = now_ms;
+  proposed_ = true;
   return RetireOutcomes{answered, expired, applied, mark};
 }
 

@@ -32,6 +32,9 @@ class RetirementPlanner {
   };
   /// How often this leader samples its own applied index between proposals.
   static constexpr uint64_t kLocalSampleMs = 1'000;
+  /// A new leader's first proposal comes this soon after Start (then every period_ms()): the age
+  /// clock keeps running when leaders change faster than the period.
+  static constexpr uint64_t kFirstProposalMs = 1'000;
 
   /// How often a RetireOutcomes is proposed: W/32, within [1 s, F_fwd]. A leader change loses
   /// the age clock's time since the last one, so with a change every W/2 the clock still runs at
@@ -51,7 +54,7 @@ class RetirementPlanner {
   uint64_t MarkAt(uint64_t now_ms) const;
 
   /// Called every loop pass with the applied index and the replicated samples: the entry to
-  /// propose when one is due (every F_fwd), else nothing.
+  /// propose when one is due (kFirstProposalMs after Start, then every period_ms()), else nothing.
   std::optional<RetireOutcomes> Due(uint64_t now_ms, LogIndex applied,
                                     const std::deque<AgeSample>& replicated);
 
@@ -61,6 +64,7 @@ class RetirementPlanner {
   uint64_t base_mark_ms_ = 0;  ///< the replicated mark at Start
   uint64_t base_ms_ = 0;       ///< when Start was called, on the caller's clock
   uint64_t last_proposal_ms_ = 0;
+  bool proposed_ = false;  ///< this term has proposed once
   /// This leader's own samples, about one a second: finer than the replicated ones (one per
   /// proposal), and lost with the office, which only retains longer.
   std::deque<AgeSample> local_;

@@ -352,6 +352,18 @@ TEST(AgeClock, WithALeaderChangeEveryHalfWindowRecordsRetireAtAboutTheWindowAndN
   EXPECT_LE(double(run.most_records), bound / 20 + 1);
 }
 
+TEST(AgeClock, LeadersChangingFasterThanTheRetirePeriodStillAdvanceTheClock) {
+  // A leader every 1.5 s (0.5 s elections) with a retire period of W/32 = 1.875 s: each leader's
+  // first sample comes 1 s after it takes office, so the clock runs at about half real time.
+  // When the first came only a period after, no leader ever proposed and nothing retired.
+  const uint64_t w = 60'000, f = 10'000;
+  ASSERT_GT(RetirementPlanner({f, w, 0.01}).period_ms(), 1'500u);
+  const AgeRun run = RunLeaders(/*carried=*/true, w, f, 1'500, 500, 6 * w);
+  EXPECT_GT(run.retired, 0u);
+  EXPECT_GE(run.youngest_retired_ms, w) << "a record was retired before it was W old";
+  EXPECT_LE(run.oldest_live_ms, 3 * w);
+}
+
 TEST(AgeClock, LeaderLocalClocksNeverRetireForAgeWhenLeadersChangeFasterThanTheWindow) {
   // What the carried clock fixes: each leader counting from zero never sees a record W old.
   const uint64_t w = 60'000;
@@ -367,7 +379,7 @@ TEST(AgeClock, ANewLeaderContinuesFromTheReplicatedMarkAndCountsItsOwnTimeSlowed
   EXPECT_EQ(p.MarkAt(1'000'000), 45'000u);
   EXPECT_EQ(p.MarkAt(1'010'000), 45'000u + 9'900u);
   EXPECT_EQ(p.period_ms(), 60'000u / 32);
-  EXPECT_FALSE(p.Due(1'001'000, LogIndex(7), {}).has_value()) << "one every period";
+  EXPECT_FALSE(p.Due(1'000'999, LogIndex(7), {}).has_value()) << "the first 1 s after Start";
   // Replicated samples from earlier leaders: index 3 at mark 0 is W old by mark 60'000.
   const std::deque<AgeSample> replicated = {{LogIndex(3), 1}, {LogIndex(6), 40'000}};
   auto r = p.Due(1'010'000, LogIndex(9), replicated);
