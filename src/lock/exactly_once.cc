@@ -378,13 +378,17 @@ void ExactlyOnce::AddAgeSample(const RetireOutcomes& retire, LogIndex at) {
   last_mark_ms_ = retire.age_mark_ms;
   ages_.push_back(AgeSample{retire.sampled_index, retire.age_mark_ms});
   if (ages_.size() > kMaxAgeSamples) {
-    // Thin to every other sample, keeping the newest: a record then counts its age from a later
-    // sample, so it is only ever retained longer.
-    std::deque<AgeSample> thinned;
-    for (size_t i = ages_.size() % 2 == 0 ? 1 : 0; i < ages_.size(); i += 2) {
-      thinned.push_back(ages_[i]);
+    // Drop the one inner sample whose neighbours are closest in mark: a record then counts its
+    // age from a later sample, so it is only ever retained longer, and by the least. (Thinning
+    // to every other sample, as before, lost the old samples exponentially: +0.41 W at 1 day.)
+    size_t drop = 1;
+    for (size_t i = 2; i + 1 < ages_.size(); ++i) {
+      if (ages_[i + 1].mark_ms - ages_[i - 1].mark_ms <
+          ages_[drop + 1].mark_ms - ages_[drop - 1].mark_ms) {
+        drop = i;
+      }
     }
-    ages_ = std::move(thinned);
+    ages_.erase(ages_.begin() + static_cast<std::ptrdiff_t>(drop));
   }
 }
 

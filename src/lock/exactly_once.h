@@ -75,7 +75,8 @@ struct AgeSample {
 
 class ExactlyOnce {
  public:
-  /// Samples kept at most; more are thinned to every other one (which only retains longer).
+  /// Samples kept at most; past it the inner sample whose neighbours are closest in mark is
+  /// dropped (which only retains longer, and by the least).
   static constexpr size_t kMaxAgeSamples = 1024;
 
   enum class Verdict {

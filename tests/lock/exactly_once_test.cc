@@ -364,6 +364,42 @@ TEST(AgeClock, LeadersChangingFasterThanTheRetirePeriodStillAdvanceTheClock) {
   EXPECT_LE(run.oldest_live_ms, 3 * w);
 }
 
+TEST(AgeClock, ALongWindowKeepsItsSamplesEvenlySpacedAndBounded) {
+  // W = 1 day, F_fwd = 10 s: the period is W/512, not 10 s, and a leader's own samples are W/512
+  // apart, so a window needs at most 512 of either.
+  const uint64_t day = 86'400'000;
+  RetirementPlanner p({10'000, day, 0.01});
+  EXPECT_EQ(p.period_ms(), day / 512);
+  EXPECT_EQ(p.local_spacing_ms(), day / 512);
+  p.Start(0, 1);
+  size_t proposals = 0;
+  for (uint64_t now = 0; now <= 2 * day; now += 1'000) {
+    if (p.Due(now, LogIndex(now / 1'000 + 1), {})) ++proposals;
+  }
+  EXPECT_LE(p.local_samples().size(), 520u);
+  EXPECT_LE(proposals, 2 * 512u + 2);
+  // The state machine, fed more samples than it keeps (as many leader changes would): it drops
+  // the inner sample whose neighbours are closest, so the old ones stay evenly spaced. Thinning
+  // to every other sample left gaps of 4 and more at the old end.
+  LockStateMachine sm{Limits{}};
+  uint64_t index = 1;  // sample index 0 would be pruned as "at or below expired_at_or_before" 0
+  for (uint64_t i = 0; i < 3 * ExactlyOnce::kMaxAgeSamples; ++i) {
+    const LogIndex sampled(index);
+    sm.ApplyCommand(LogIndex(++index),
+                    RetireOutcomes{LogIndex(), LogIndex(), sampled, 1'000 * (i + 1)});
+  }
+  const auto& ages = sm.exactly_once().age_samples();
+  ASSERT_EQ(ages.size(), ExactlyOnce::kMaxAgeSamples);
+  EXPECT_EQ(ages.front().mark_ms, 1'000u);
+  EXPECT_EQ(ages.back().mark_ms, 3'000 * ExactlyOnce::kMaxAgeSamples);
+  uint64_t widest = 0;
+  for (size_t i = 1; i < ages.size(); ++i) {
+    widest = std::max(widest, ages[i].mark_ms - ages[i - 1].mark_ms);
+  }
+  EXPECT_LE(widest, 4'000u) << "3 samples to 1 evenly: gaps of 3 or 4";
+  sm.CheckInvariants();
+}
+
 TEST(AgeClock, LeaderLocalClocksNeverRetireForAgeWhenLeadersChangeFasterThanTheWindow) {
   // What the carried clock fixes: each leader counting from zero never sees a record W old.
   const uint64_t w = 60'000;
