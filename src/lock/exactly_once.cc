@@ -320,8 +320,10 @@ void ExactlyOnce::Reindex() {
 void ExactlyOnce::Retire(const RetireOutcomes& retire, LogIndex at) {
   const LogIndex expired = retire.expired_at_or_before;
   const LogIndex answered = retire.recorded_at_or_before;
+  retire_steps_ = 0;
   // Every finished record at least the window old, oldest first: the age list's head.
   while (oldest_ && oldest_->recorded_at <= expired) {
+    ++retire_steps_;
     Client& c = *oldest_->age.client;
     const uint64_t seq = oldest_->age.seq;
     // Only a request the client itself ran raises the mark: a Cancel in advance records an
@@ -334,9 +336,11 @@ void ExactlyOnce::Retire(const RetireOutcomes& retire, LogIndex at) {
   for (auto id = below_watermark_.begin(); id != below_watermark_.end();) {
     auto found = clients_.find(*id);
     bool keep = false;
+    ++retire_steps_;
     if (found != clients_.end()) {
       Client& c = found->second;
       for (auto r = c.records.begin(); r != c.records.end() && r->first < c.watermark;) {
+        ++retire_steps_;
         // A wait still pending keeps its record: its retry must rejoin it, and its end update it
         // (which lists the client again).
         if (Pending(r->second.outcome)) {
@@ -356,6 +360,7 @@ void ExactlyOnce::Retire(const RetireOutcomes& retire, LogIndex at) {
   }
   // Clients with no record and no lease, inactive for the window: the idle list's head.
   while (!idle_.empty() && idle_.begin()->first <= expired) {
+    ++retire_steps_;
     const ClientId id = idle_.begin()->second;
     idle_.erase(idle_.begin());
     below_watermark_.erase(id);

@@ -20,7 +20,8 @@
 // and the table keeps a short list of (applied index, mark) samples, so a new leader continues the
 // age clock where the last one left it (docs/state-machine.md, "The age clock").
 //
-// A retirement touches only what it retires: records not pending a wait are linked oldest first
+// A retirement touches what it retires, the clients listed below their watermark and the idle
+// clients it erases, not the whole table: records not pending a wait are linked oldest first
 // (their indices only grow), clients with records below their watermark are listed, and clients
 // with nothing left are kept in order of last activity. Those indexes are derived: neither
 // compared nor in the snapshot. Part of the snapshot.
@@ -139,6 +140,8 @@ class ExactlyOnce {
   const std::deque<AgeSample>& age_samples() const { return ages_; }
   /// The newest age mark applied (0 before any): where a new leader's age clock starts.
   uint64_t age_mark_ms() const { return last_mark_ms_; }
+  /// How many records and clients the last Retire looked at (what a retirement costs; tests).
+  size_t last_retire_steps() const { return retire_steps_; }
 
   /// Aborts (LOCKD_CHECK) if the counts or the derived indexes disagree with the records.
   /// `leases_by_client`: how many leases each client granted, from the lease table.
@@ -213,6 +216,7 @@ class ExactlyOnce {
 
   // Derived indexes.
   size_t leased_size_ = 0;   ///< records plus one per client, of clients with a lease
+  size_t retire_steps_ = 0;  ///< see last_retire_steps()
   Entry* oldest_ = nullptr;  ///< the age list: finished records by recorded_at, oldest first
   Entry* newest_ = nullptr;
   std::set<ClientId> below_watermark_;  ///< may have finished records below their watermark

@@ -286,8 +286,16 @@ struct AgeRun {
 /// so only age retires it) every 20 ms of simulated time. `carried`: each leader starts its age
 /// clock from the mark the log carries (as Replica does); otherwise from zero, as every leader's
 /// clock did when the samples were its own.
+/// The faults a leader's clock and log may add: its clock runs fast by `fast` (1.01: by ρ), a
+/// RetireOutcomes applies `lag_ms` after it is proposed, and one proposed in the last `lag_ms`
+/// of a term is lost with the office (never committed).
+struct ClockFaults {
+  double fast = 1.0;
+  uint64_t lag_ms = 0;
+};
+
 AgeRun RunLeaders(bool carried, uint64_t window_ms, uint64_t forward_ms, uint64_t term_ms,
-                  uint64_t gap_ms, uint64_t duration_ms) {
+                  uint64_t gap_ms, uint64_t duration_ms, ClockFaults faults = {}) {
   Limits limits;
   limits.outcome_retention_ms = window_ms;
   auto sm = std::make_unique<LockStateMachine>(limits);
@@ -299,16 +307,25 @@ AgeRun RunLeaders(bool carried, uint64_t window_ms, uint64_t forward_ms, uint64_
   std::deque<Made> live;
   AgeRun run;
   uint64_t index = 0, now = 0, next_client = 0, terms = 0;
+  // The leader's own clock: real time × fast (each leader's starts anywhere; only its rate counts).
+  const auto leader_clock = [&](uint64_t t) { return static_cast<uint64_t>(t * faults.fast); };
+  std::deque<std::pair<uint64_t, RetireOutcomes>> proposed;  // by when it applies
   while (now < duration_ms) {
-    now += gap_ms;  // no leader: nothing commits
-    planner.Start(now, carried ? sm->exactly_once().age_mark_ms() : 0);
+    now += gap_ms;     // no leader: nothing commits
+    proposed.clear();  // the last leader's uncommitted proposals are lost
+    planner.Start(leader_clock(now), carried ? sm->exactly_once().age_mark_ms() : 0);
     for (const uint64_t end = now + term_ms; now < end; now += 20) {
       const RequestId id{{3, ++next_client}, 1};
       sm->ApplyCommand(LogIndex(++index), Release{{id, 1, 0}, "n", LeaseId(99), FencingToken(1)});
       live.push_back({now, id});
-      auto retire = planner.Due(now, LogIndex(index), sm->exactly_once().age_samples());
-      if (!retire) continue;
-      sm->ApplyCommand(LogIndex(++index), *retire);
+      if (auto due =
+              planner.Due(leader_clock(now), LogIndex(index), sm->exactly_once().age_samples())) {
+        proposed.emplace_back(now + faults.lag_ms, *due);
+      }
+      if (proposed.empty() || proposed.front().first > now) continue;
+      const RetireOutcomes retire = proposed.front().second;
+      proposed.pop_front();
+      sm->ApplyCommand(LogIndex(++index), retire);
       // Age retirement goes oldest first: what is gone is a prefix of `live`.
       while (!live.empty() && !sm->exactly_once().Known(live.front().id)) {
         run.youngest_retired_ms = std::min(run.youngest_retired_ms, now - live.front().at_ms);
@@ -350,6 +367,25 @@ TEST(AgeClock, WithALeaderChangeEveryHalfWindowRecordsRetireAtAboutTheWindowAndN
   const double bound = w / rate + 2 * period + 1'000;
   EXPECT_LE(double(run.oldest_live_ms), bound);
   EXPECT_LE(double(run.most_records), bound / 20 + 1);
+}
+
+TEST(AgeClock, FastClocksLostProposalsAndApplyLagNeverRetireEarly) {
+  // Every leader's clock fast by ρ, each RetireOutcomes applied 300 ms after it is proposed (the
+  // requests in between are applied first), the ones in flight at a leader change lost, and a
+  // change every W/3: still no record retired before W, and all retire within a bound.
+  const uint64_t w = 60'000, f = 10'000;
+  const AgeRun run = RunLeaders(/*carried=*/true, w, f, w / 3, 1'000, 10 * w, {1.01, 300});
+  EXPECT_GT(run.retired, 0u);
+  EXPECT_GE(run.youngest_retired_ms, w) << "a record was retired before it was W old";
+  EXPECT_LE(run.oldest_live_ms, 2 * w);
+  // One stable leader, fast by ρ: no leader change hides anything, records retire just past W.
+  const AgeRun stable = RunLeaders(/*carried=*/true, w, f, 10 * w, 1'000, 10 * w, {1.01, 300});
+  EXPECT_GT(stable.retired, 0u);
+  EXPECT_GE(stable.youngest_retired_ms, w) << "a record was retired before it was W old";
+  // The control: a clock fast by 5%, past the ρ the planner allows for, does retire early, so
+  // the runs above would see it.
+  const AgeRun beyond = RunLeaders(/*carried=*/true, w, f, 10 * w, 1'000, 10 * w, {1.05, 300});
+  EXPECT_LT(beyond.youngest_retired_ms, w);
 }
 
 TEST(AgeClock, LeadersChangingFasterThanTheRetirePeriodStillAdvanceTheClock) {
@@ -491,6 +527,7 @@ TEST(RetireCost, ARetirementTouchesWhatItRetiresNotTheWholeTable) {
   sm->ApplyCommand(LogIndex(++index), RetireOutcomes{LogIndex(), LogIndex(), LogIndex(), 0});
   const double nothing_ms = MillisSince(start);
   EXPECT_EQ(sm->exactly_once().records(), n + 1);
+  EXPECT_EQ(sm->exactly_once().last_retire_steps(), 0u) << "retiring nothing looks at nothing";
 
   // The oldest 1% by age (and the GrantLease's record, older still).
   start = std::chrono::steady_clock::now();
@@ -498,6 +535,7 @@ TEST(RetireCost, ARetirementTouchesWhatItRetiresNotTheWholeTable) {
                                                      LogIndex(first + n / 100 - 1), LogIndex(), 0});
   const double age_ms = MillisSince(start);
   EXPECT_EQ(sm->exactly_once().records(), n - n / 100);
+  EXPECT_EQ(sm->exactly_once().last_retire_steps(), n / 100 + 1) << "only what it retires";
 
   // 1% of the clients report every request answered (watermark past them all): their records,
   // 1% of the table, go below the watermark.
@@ -515,6 +553,9 @@ TEST(RetireCost, ARetirementTouchesWhatItRetiresNotTheWholeTable) {
   // Their old records go, less those the age retirement took already; their newest stays (it is
   // at the watermark, not below it).
   const size_t gone = before - sm->exactly_once().records();
+  // Each listed client once, and its records up to its watermark: no other client or record.
+  EXPECT_LE(sm->exactly_once().last_retire_steps(), movers * (per_client + 1));
+  EXPECT_GE(sm->exactly_once().last_retire_steps(), gone);
   EXPECT_GE(gone, movers * (per_client - 1));
   EXPECT_LE(gone, movers * per_client);
   std::printf(
