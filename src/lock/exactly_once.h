@@ -20,7 +20,8 @@
 // and the table keeps a short list of (applied index, mark) samples, so a new leader continues the
 // age clock where the last one left it (docs/state-machine.md, "The age clock").
 //
-// A retirement touches only what it retires: records not pending a wait are linked oldest first
+// A retirement touches what it retires, the clients listed below their watermark and the idle
+// clients it erases, not the whole table: records not pending a wait are linked oldest first
 // (their indices only grow), clients with records below their watermark are listed, and clients
 // with nothing left are kept in order of last activity. Those indexes are derived: neither
 // compared nor in the snapshot. Part of the snapshot.
@@ -45,6 +46,26 @@ inline size_t OutcomeReserve(const Limits& l) {
   return std::max<size_t>(16, l.max_outcomes / 20);
 }
 
+/// The most records a client may hold and still use the reserve: a sixteenth of it, at least 8.
+/// So no one client can use up the reserve (say by releasing 50,000 holds with watermark 0).
+inline size_t OutcomeReserveShare(const Limits& l) {
+  return std::max<size_t>(8, OutcomeReserve(l) / 16);
+}
+
+/// What clients holding no lease (one-shot clients, raw ids) may fill of max_outcomes with their
+/// records and their own client records: half. A flood of fresh ids then leaves the other half to
+/// clients that hold a lease.
+inline size_t LeaselessOutcomeShare(const Limits& l) {
+  return l.max_outcomes / 2;
+}
+
+/// The rules a new request is admitted under. Both came with command format 3; a format-2 entry
+/// is admitted with neither, as it was when written.
+struct AdmitRules {
+  bool frees = false;           ///< it frees a lease, a hold or a wait: it may use the reserve
+  bool leaseless_share = true;  ///< from a client with no lease: LeaselessOutcomeShare applies
+};
+
 /// One point of the replicated age clock: the leader that proposed it had applied `applied` when
 /// its age clock read `mark_ms`.
 struct AgeSample {
@@ -55,7 +76,8 @@ struct AgeSample {
 
 class ExactlyOnce {
  public:
-  /// Samples kept at most; more are thinned to every other one (which only retains longer).
+  /// Samples kept at most; past it the inner sample whose neighbours are closest in mark is
+  /// dropped (which only retains longer, and by the least).
   static constexpr size_t kMaxAgeSamples = 1024;
 
   enum class Verdict {
@@ -80,14 +102,13 @@ class ExactlyOnce {
   ExactlyOnce& operator=(ExactlyOnce&& o) noexcept;
   ~ExactlyOnce() = default;
 
-  /// What Admit would decide, changing nothing (the read path asks this). `frees`: the request
-  /// would free a lease, a hold or a wait, so it may use the reserve.
+  /// What Admit would decide, changing nothing (the read path asks this).
   Admission Peek(const RequestHeader& header, uint64_t digest, const Limits& limits,
-                 bool frees = false) const;
+                 AdmitRules rules = {}) const;
   /// Decides what to do with a client command, and raises the client's watermark. A request
   /// refused for room from a client the table does not know leaves no trace.
   Admission Admit(const RequestHeader& header, uint64_t digest, LogIndex at, const Limits& limits,
-                  bool frees = false);
+                  AdmitRules rules = {});
   void Record(const RequestId& id, uint64_t digest, const Outcome& outcome, LogIndex at);
   /// A pending Acquire finished at `at`: later retries get this outcome, for a full window.
   void Update(const RequestId& id, const Outcome& outcome, LogIndex at);
@@ -113,10 +134,14 @@ class ExactlyOnce {
   size_t records() const { return records_; }
   /// What max_outcomes counts: records plus one per client.
   size_t size() const { return records_ + clients_.size(); }
+  /// The part of size() that belongs to clients holding no lease.
+  size_t leaseless_size() const { return size() - leased_size_; }
   /// The replicated age clock, oldest first; empty until the first format-3 RetireOutcomes.
   const std::deque<AgeSample>& age_samples() const { return ages_; }
   /// The newest age mark applied (0 before any): where a new leader's age clock starts.
   uint64_t age_mark_ms() const { return last_mark_ms_; }
+  /// How many records and clients the last Retire looked at (what a retirement costs; tests).
+  size_t last_retire_steps() const { return retire_steps_; }
 
   /// Aborts (LOCKD_CHECK) if the counts or the derived indexes disagree with the records.
   /// `leases_by_client`: how many leases each client granted, from the lease table.
@@ -169,7 +194,7 @@ class ExactlyOnce {
   /// Whether one new record for `client` (plus the client's own if it is new) fits, besides
   /// `reserved_own` of its own and `reserved` in all already admitted but not yet recorded.
   Status Room(const ClientId& client, size_t reserved_own, size_t reserved, const Limits& limits,
-              bool frees) const;
+              AdmitRules rules) const;
   Entry& Put(Client& c, uint64_t seq, LogIndex at);
   /// Puts a finished record at the young end of the age list (a pending one stays off it).
   void Link(Client& c, uint64_t seq, Entry& e);
@@ -190,6 +215,8 @@ class ExactlyOnce {
   uint64_t last_mark_ms_ = 0;  ///< the newest mark, kept when its sample has been pruned
 
   // Derived indexes.
+  size_t leased_size_ = 0;   ///< records plus one per client, of clients with a lease
+  size_t retire_steps_ = 0;  ///< see last_retire_steps()
   Entry* oldest_ = nullptr;  ///< the age list: finished records by recorded_at, oldest first
   Entry* newest_ = nullptr;
   std::set<ClientId> below_watermark_;  ///< may have finished records below their watermark

@@ -10,6 +10,7 @@ void RetirementPlanner::Start(uint64_t now_ms, uint64_t replicated_mark_ms) {
   base_mark_ms_ = replicated_mark_ms;
   base_ms_ = now_ms;
   last_proposal_ms_ = now_ms;
+  proposed_ = false;
   local_.clear();
 }
 
@@ -19,8 +20,16 @@ void RetirementPlanner::Stop() {
 }
 
 uint64_t RetirementPlanner::period_ms() const {
-  return std::max<uint64_t>(std::min<uint64_t>(timing_.window_ms / 32, timing_.forward_ms),
-                            std::min<uint64_t>(1'000, timing_.forward_ms));
+  const uint64_t p =
+      std::max<uint64_t>(std::min<uint64_t>(timing_.window_ms / 32, timing_.forward_ms),
+                         std::min<uint64_t>(1'000, timing_.forward_ms));
+  // At most 512 proposals a window, so the replicated samples a window needs fit in
+  // ExactlyOnce::kMaxAgeSamples with room for a leader change's extra ones.
+  return std::max<uint64_t>(p, timing_.window_ms / kSamplesPerWindow);
+}
+
+uint64_t RetirementPlanner::local_spacing_ms() const {
+  return std::max<uint64_t>(kLocalSampleMs, timing_.window_ms / kSamplesPerWindow);
 }
 
 uint64_t RetirementPlanner::MarkAt(uint64_t now_ms) const {
@@ -34,10 +43,11 @@ std::optional<RetireOutcomes> RetirementPlanner::Due(uint64_t now_ms, LogIndex a
                                                      const std::deque<AgeSample>& replicated) {
   if (!active_) return std::nullopt;
   const uint64_t mark = MarkAt(now_ms);
-  if (local_.empty() || mark - local_.back().mark_ms >= kLocalSampleMs) {
+  if (local_.empty() || mark - local_.back().mark_ms >= local_spacing_ms()) {
     local_.push_back(AgeSample{applied, mark});
   }
-  if (now_ms - last_proposal_ms_ < period_ms() || mark == 0) return std::nullopt;
+  const uint64_t wait_ms = proposed_ ? period_ms() : std::min(period_ms(), kFirstProposalMs);
+  if (now_ms - last_proposal_ms_ < wait_ms || mark == 0) return std::nullopt;
   // A sample (i, m) says every record made at or before index i is at least mark − m old.
   const auto newest_at_least = [&](uint64_t age) {
     LogIndex found;
@@ -55,6 +65,7 @@ std::optional<RetireOutcomes> RetirementPlanner::Due(uint64_t now_ms, LogIndex a
   // Own samples older than the window served this round; later rounds find newer ones.
   while (local_.size() > 1 && local_[1].mark_ms + timing_.window_ms <= mark) local_.pop_front();
   last_proposal_ms_ = now_ms;
+  proposed_ = true;
   return RetireOutcomes{answered, expired, applied, mark};
 }
 

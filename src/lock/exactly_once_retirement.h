@@ -30,13 +30,22 @@ class RetirementPlanner {
     uint64_t window_ms = 300'000;  ///< W: every record goes once this old
     double drift = 0.01;  ///< ρ: the age clock counts (1 − ρ) of what this clock measures
   };
-  /// How often this leader samples its own applied index between proposals.
+  /// How often this leader samples its own applied index between proposals, at least.
   static constexpr uint64_t kLocalSampleMs = 1'000;
+  /// Samples a window holds at most, replicated (proposals) and local alike.
+  static constexpr uint64_t kSamplesPerWindow = 512;
+  /// A new leader's first proposal comes this soon after Start (then every period_ms()): the age
+  /// clock keeps running when leaders change faster than the period.
+  static constexpr uint64_t kFirstProposalMs = 1'000;
 
-  /// How often a RetireOutcomes is proposed: W/32, within [1 s, F_fwd]. A leader change loses
-  /// the age clock's time since the last one, so with a change every W/2 the clock still runs at
+  /// How often a RetireOutcomes is proposed: W/32, within [1 s, F_fwd], and at least W/512 (above
+  /// W = 512 F_fwd, 85 min at the defaults, that is more than F_fwd). A leader change loses the
+  /// age clock's time since the last one, so with a change every W/2 the clock still runs at
   /// 15/16 of real time, less the elections.
   uint64_t period_ms() const;
+  /// How far apart this leader's own samples are: 1 s, at least W/512, so a window holds at
+  /// most 512 of them.
+  uint64_t local_spacing_ms() const;
 
   explicit RetirementPlanner(Timing timing) : timing_(timing) {}
 
@@ -46,12 +55,14 @@ class RetirementPlanner {
   /// This node no longer leads: nothing is proposed until the next Start.
   void Stop();
   bool active() const { return active_; }
+  /// This leader's own samples (tests look at how many are kept).
+  const std::deque<AgeSample>& local_samples() const { return local_; }
 
   /// The age clock at `now_ms` (only while active).
   uint64_t MarkAt(uint64_t now_ms) const;
 
   /// Called every loop pass with the applied index and the replicated samples: the entry to
-  /// propose when one is due (every F_fwd), else nothing.
+  /// propose when one is due (kFirstProposalMs after Start, then every period_ms()), else nothing.
   std::optional<RetireOutcomes> Due(uint64_t now_ms, LogIndex applied,
                                     const std::deque<AgeSample>& replicated);
 
@@ -61,7 +72,8 @@ class RetirementPlanner {
   uint64_t base_mark_ms_ = 0;  ///< the replicated mark at Start
   uint64_t base_ms_ = 0;       ///< when Start was called, on the caller's clock
   uint64_t last_proposal_ms_ = 0;
-  /// This leader's own samples, about one a second: finer than the replicated ones (one per
+  bool proposed_ = false;  ///< this term has proposed once
+  /// This leader's own samples, every local_spacing_ms(): finer than the replicated ones (one per
   /// proposal), and lost with the office, which only retains longer.
   std::deque<AgeSample> local_;
 };

@@ -76,9 +76,10 @@ ApplyResult LockStateMachine::ApplyCommand(LogIndex index, const Command& comman
     return std::move(ctx.result);
   }
   const uint64_t digest = Digest(command);
-  // The reserve came with format 3: a format-2 entry at the cap was refused when first applied.
-  const bool frees = format >= 3 && Frees(command);
-  const auto admission = once_.Admit(*header, digest, index, limits_, frees);
+  // The reserve and the leaseless share came with format 3: a format-2 entry is admitted as it
+  // was when first applied.
+  const AdmitRules rules{.frees = format >= 3 && Frees(command), .leaseless_share = format >= 3};
+  const auto admission = once_.Admit(*header, digest, index, limits_, rules);
   switch (admission.verdict) {
     case ExactlyOnce::Verdict::kBelowWatermark:
       ctx.result.outcome =

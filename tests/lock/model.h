@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -113,11 +114,37 @@ class Model {
   }
   /// Room for one more record of `c`, besides the ones reserved (see ExactlyOnce::Room). A
   /// request that frees a lease, a hold or a wait may use the reserve above the global cap.
-  bool Room(const ClientId& c, size_t reserved_own, size_t reserved, bool frees = false) const {
-    if (RecordsOf(c) + reserved_own + 1 > limits_.max_outcomes_per_client) return false;
+  /// Clients holding no lease may fill only their share of the global cap, and a freeing request
+  /// may use the reserve only from a client within its share of it.
+  bool Room(const ClientId& c, size_t reserved_own, size_t reserved, bool frees = false,
+            bool leaseless_share = true) const {
+    const size_t own = RecordsOf(c);
+    if (own + reserved_own + 1 > limits_.max_outcomes_per_client) return false;
     const size_t added = clients.count(c) ? 1 : 2;
+    const size_t after = recs.size() + clients.size() + reserved + added;
+    if (leaseless_share && !frees && !HoldsLease(c) &&
+        LeaselessSize() + reserved + added > LeaselessOutcomeShare(limits_)) {
+      return false;
+    }
+    if (frees && after > limits_.max_outcomes &&
+        own + reserved_own + 1 > OutcomeReserveShare(limits_)) {
+      return false;
+    }
     const size_t cap = limits_.max_outcomes + (frees ? OutcomeReserve(limits_) : 0);
-    return recs.size() + clients.size() + reserved + added <= cap;
+    return after <= cap;
+  }
+  bool HoldsLease(const ClientId& c) const {
+    return std::any_of(leases.begin(), leases.end(),
+                       [&](const LeaseRec& l) { return l.by.client == c; });
+  }
+  /// Records plus client records of clients holding no lease.
+  size_t LeaselessSize() const {
+    std::set<ClientId> leased;
+    for (const LeaseRec& l : leases) leased.insert(l.by.client);
+    size_t n = 0;
+    for (const auto& [id, cl] : clients) n += leased.count(id) ? 0 : 1;
+    for (const Rec& r : recs) n += leased.count(r.id.client) ? 0 : 1;
+    return n;
   }
   /// Whether running `cmd` now would end a lease, a grant or a wait.
   bool Frees(const Command& cmd) const {
@@ -499,7 +526,7 @@ class Model {
     if (!c.lease.zero() && !HasLease(c.lease.value())) return Err(StatusCode::kNotFound);
     // Only the Acquire's own client may cancel it in advance.
     if (c.acquire.client != c.header.id.client) return Err(StatusCode::kFailedPrecondition);
-    if (!Room(c.acquire.client, 1, 1)) {
+    if (!Room(c.acquire.client, 1, 1, false, /*leaseless_share=*/false)) {
       return Err(StatusCode::kResourceExhausted);
     }
     recs.push_back(Rec{c.acquire, 0, Outcome{}, idx_, true});
