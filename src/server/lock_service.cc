@@ -52,7 +52,19 @@ std::string ServiceContext::ClientAddr(uint64_t id) const {
   return "";
 }
 
-LockServiceImpl::LockServiceImpl(ServiceContext ctx) : ctx_(std::move(ctx)) {}
+LockServiceImpl::LockServiceImpl(ServiceContext ctx) : ctx_(std::move(ctx)) {
+  watchdog_ = std::thread([this] { WatchStreams(); });
+}
+
+void LockServiceImpl::WatchStreams() {
+  std::unique_lock lock(mu_);
+  while (!shutdown_) {
+    stop_cv_.wait_for(lock, kWatchdogPeriod);
+    if (shutdown_) break;
+    const BootTime now = ctx_.clock.Now();
+    for (Stream* s : streams_) s->CheckProgress(now);
+  }
+}
 
 LockServiceImpl::~LockServiceImpl() {
   Shutdown();
@@ -82,8 +94,12 @@ void LockServiceImpl::Shutdown() {
   // With mu_ held: a stream that finishes meanwhile runs OnDone on a gRPC thread, whose
   // Unregister waits here, so End() never runs on a deleted stream (gRPC does not run OnDone
   // inside Finish; no stream takes mu_ while holding its own lock).
-  std::lock_guard lock(mu_);
-  for (Stream* s : streams_) s->End();
+  {
+    std::lock_guard lock(mu_);
+    for (Stream* s : streams_) s->End();
+  }
+  stop_cv_.notify_all();
+  if (watchdog_.joinable()) watchdog_.join();
 }
 
 grpc::Status LockServiceImpl::Stopping(const std::string& what_to_do) {

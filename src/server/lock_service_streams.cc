@@ -18,10 +18,30 @@ using Async = pb::LockService::StubInterface::async_interface;
 
 namespace {
 
-/// KeepAlive: reads renewals as they come, answers each (in the order answers are ready, each
-/// echoing its own seq), one write in flight at a time. A failed renewal is an answer with a
-/// code, not the end of the stream. Answers not yet written are at most kMaxKeepAliveBacklog: a
-/// client that sends and never reads is ended RESOURCE_EXHAUSTED.
+/// Ends a call now with `s`, even with a write in flight that a client who stopped reading will
+/// never complete. Finish alone queues the status behind that write (HTTP/2 trailers follow the
+/// stream's data, which the client's flow-control window holds back), so the client would see
+/// nothing until the server's shutdown deadline cancels the call (CANCELLED). Cancelling the call
+/// with a status makes the transport send the trailers with this status at once, dropping the
+/// unsent message; the write then completes not ok. Finish is still required by the reactor API.
+template <typename Reactor>
+void FinishDroppingWrite(Reactor& reactor, grpc::CallbackServerContext* ctx, bool writing,
+                         const grpc::Status& s) {
+  if (writing && ctx != nullptr) {
+    grpc_call_cancel_with_status(ctx->c_call(), static_cast<grpc_status_code>(s.error_code()),
+                                 s.error_message().c_str(), nullptr);
+  }
+  reactor.Finish(s);
+}
+
+/// KeepAlive: reads renewals, answers each (in the order answers are ready, each echoing its own
+/// seq), one write in flight at a time. A failed renewal is an answer with a code, not the end of
+/// the stream. Backpressure: at most kMaxKeepAliveBacklog renewals are read and not yet written
+/// back; at the bound the reactor stops reading (the client's writes block in flow control) and
+/// reads again as writes complete, so a client renewing thousands of leases in one burst is
+/// answered every one, and the node's memory per stream stays bounded. Only a client whose
+/// answers make no progress for kStuckWriteTimeout (it stopped reading) is ended
+/// RESOURCE_EXHAUSTED, counted in lockd_keepalive_overflows_total.
 class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, pb::RenewResponse>,
                                public LockServiceImpl::Stream {
  public:
@@ -39,6 +59,24 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
     FinishOnce(LockServiceImpl::Stopping("keep the leases alive through another node"));
   }
 
+  void CheckProgress(BootTime now) override {
+    std::lock_guard lock(alive_->mu);
+    if (finished_ || !writing_ || now - write_started_ < LockServiceImpl::kStuckWriteTimeout) {
+      return;
+    }
+    // The client has not taken one answer for kStuckWriteTimeout: it stopped reading. Its
+    // renewals are not read either (backpressure), so end the stream rather than hold it.
+    if (auto* c = service_.context().keepalive_overflows) c->Add();
+    const auto secs =
+        std::chrono::duration_cast<std::chrono::seconds>(LockServiceImpl::kStuckWriteTimeout);
+    FinishLocked(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        "this KeepAlive stream's client read no answer for " + std::to_string(secs.count()) +
+            " s with " + std::to_string(outstanding_ + pending_.size() + 1) +
+            " answers waiting (at most " + std::to_string(LockServiceImpl::kMaxKeepAliveBacklog) +
+            " per stream); read the answers as they come, then open a new stream"));
+  }
+
   void OnReadDone(bool ok) override {
     if (!ok) {  // the client half-closed, or the stream broke
       std::lock_guard lock(alive_->mu);
@@ -51,8 +89,9 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
       std::lock_guard lock(alive_->mu);
       if (finished_) return;  // no more reads: the stream is ending
       ++outstanding_;
+      read_paused_ = true;
+      MaybeReadLocked();
     }
-    StartRead(&in_);
     Handle(req);
   }
 
@@ -64,6 +103,7 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
       pending_.clear();
     }
     WriteNextLocked();
+    MaybeReadLocked();
     MaybeFinishLocked();
   }
 
@@ -128,20 +168,19 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
   void Queue(pb::RenewResponse r) {  // alive_->mu held
     --outstanding_;
     if (finished_) return;
-    if (pending_.size() >= LockServiceImpl::kMaxKeepAliveBacklog) {
-      // The client sends renewals and does not read the answers: end the stream rather than
-      // hold its answers without bound. Renewals in flight are not counted: a legitimate client
-      // may renew many leases in one burst, and each is answered within a heartbeat round.
-      if (auto* c = service_.context().keepalive_overflows) c->Add();
-      FinishLocked(grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          "this KeepAlive stream has " + std::to_string(LockServiceImpl::kMaxKeepAliveBacklog) +
-              " answers its client has not read (the bound per stream); read the answers as "
-              "they come, then open a new stream"));
-      return;
-    }
+    // No bound check here: the reads stop at the bound, so pending_ never exceeds it.
     pending_.push_back(std::move(r));
     WriteNextLocked();
+  }
+
+  /// Starts the next read unless the stream is ending, a read is in flight, or the renewals read
+  /// and not yet written back are at the bound (then a completed write calls this again).
+  void MaybeReadLocked() {
+    if (!read_paused_ || finished_ || reading_done_) return;
+    const size_t unwritten = outstanding_ + pending_.size() + (writing_ ? 1 : 0);
+    if (unwritten >= LockServiceImpl::kMaxKeepAliveBacklog) return;
+    read_paused_ = false;
+    StartRead(&in_);
   }
 
   void WriteNextLocked() {
@@ -149,6 +188,7 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
     out_ = std::move(pending_.front());
     pending_.pop_front();
     writing_ = true;
+    write_started_ = service_.context().clock.Now();
     StartWrite(&out_);
   }
 
@@ -169,7 +209,7 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
     if (finished_) return;
     finished_ = true;
     pending_.clear();
-    Finish(s);
+    FinishDroppingWrite(*this, ctx_, writing_, s);
   }
 
   LockServiceImpl& service_;
@@ -179,9 +219,12 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
   pb::RenewResponse out_;
   std::deque<pb::RenewResponse> pending_;
   bool writing_ = false;
+  BootTime write_started_{};  ///< when the write in flight started (writing_)
+  /// No read in flight: the last one completed and the next waits for room under the bound.
+  bool read_paused_ = false;
   bool reading_done_ = false;
   bool finished_ = false;
-  size_t outstanding_ = 0;
+  size_t outstanding_ = 0;  ///< renewals read whose answers have not arrived yet
 };
 
 pb::LockEvent::Type ToProto(WatchEvent::Type t) {
@@ -212,8 +255,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
   static constexpr size_t kMaxQueued = 4096;
   static constexpr size_t kReplayChunk = 256;  ///< entries per replay step, well below kMaxQueued
 
-  WatchReactor(LockServiceImpl& service, WatchHub& hub, std::string cluster_id)
-      : service_(service), hub_(hub), cluster_id_(std::move(cluster_id)) {}
+  WatchReactor(LockServiceImpl& service, grpc::CallbackServerContext* ctx, WatchHub& hub,
+               std::string cluster_id)
+      : service_(service), ctx_(ctx), hub_(hub), cluster_id_(std::move(cluster_id)) {}
 
   void Start(WatchFilter filter, const WatchPosition* after) {
     if (!service_.Register(this)) {
@@ -235,9 +279,16 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
     PumpReplay();
   }
 
+  /// Finishes at once, not after the write in flight: a watcher that stopped reading would hold
+  /// it until the server's shutdown deadline cancelled the call (CANCELLED, not UNAVAILABLE).
   void End() override {
     std::lock_guard lock(mu_);
-    FinishLocked(LockServiceImpl::Stopping("resume on another node from your last position"));
+    if (finishing_) return;
+    finishing_ = true;
+    finished_ = true;
+    final_ = LockServiceImpl::Stopping("resume on another node from your last position");
+    queue_.clear();
+    FinishDroppingWrite(*this, ctx_, writing_, final_);
   }
 
   void OnWriteDone(bool ok) override {
@@ -349,6 +400,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
   }
 
   LockServiceImpl& service_;
+  grpc::CallbackServerContext* ctx_;
   WatchHub& hub_;
   const std::string cluster_id_;
   std::mutex mu_;  ///< guards everything below (Deliver runs on the apply thread)
@@ -370,11 +422,11 @@ grpc::ServerBidiReactor<pb::RenewRequest, pb::RenewResponse>* LockServiceImpl::K
   return new KeepAliveReactor(*this, ctx);
 }
 
-grpc::ServerWriteReactor<pb::WatchResponse>* LockServiceImpl::Watch(grpc::CallbackServerContext*,
-                                                                    const pb::WatchRequest* req) {
+grpc::ServerWriteReactor<pb::WatchResponse>* LockServiceImpl::Watch(
+    grpc::CallbackServerContext* call, const pb::WatchRequest* req) {
   // Once decided the id never changes, so the reactor's copy stays true.
   const std::string cluster_id = ctx_.cluster_id();
-  auto* reactor = new WatchReactor(*this, ctx_.watch, cluster_id);
+  auto* reactor = new WatchReactor(*this, call, ctx_.watch, cluster_id);
   if (auto refused = Refuse(*req)) {
     reactor->Finish(*refused);
     return reactor;
