@@ -92,8 +92,9 @@ void LockServiceImpl::Shutdown() {
   // cancels the calls they answer.
   ctx_.forwarder.Stop();
   // With mu_ held: a stream that finishes meanwhile runs OnDone on a gRPC thread, whose
-  // Unregister waits here, so End() never runs on a deleted stream (gRPC does not run OnDone
-  // inside Finish; no stream takes mu_ while holding its own lock).
+  // Unregister waits here, so End() never runs on a deleted stream (gRPC runs neither OnDone
+  // nor OnCancel inside Finish or grpc_call_cancel_with_status, for reactors that are not
+  // inlineable; no stream takes mu_ while holding its own lock). The watchdog relies on the same.
   {
     std::lock_guard lock(mu_);
     for (Stream* s : streams_) s->End();

@@ -74,8 +74,9 @@ class LockServiceImpl final : public lockd::v1::LockService::CallbackService {
   /// Renewals read and not yet answered on the wire, per KeepAlive stream: at this bound the
   /// stream stops reading renewals until writes complete (backpressure on the client).
   static constexpr size_t kMaxKeepAliveBacklog = 1024;
-  /// A stream whose write in flight has not completed for this long has a client that stopped
-  /// reading: it is ended (KeepAlive: RESOURCE_EXHAUSTED, counted).
+  /// A KeepAlive stream whose write in flight has not completed for this long has a client that
+  /// stopped reading: it is ended RESOURCE_EXHAUSTED (counted). (A Watch needs no timer: a
+  /// watcher that stops reading falls kMaxQueued entries behind and is ended then.)
   static constexpr std::chrono::seconds kStuckWriteTimeout{5};
   /// How often the stream watchdog looks at every open stream's progress.
   static constexpr std::chrono::milliseconds kWatchdogPeriod{500};
