@@ -283,12 +283,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
   /// it until the server's shutdown deadline cancelled the call (CANCELLED, not UNAVAILABLE).
   void End() override {
     std::lock_guard lock(mu_);
-    if (finishing_) return;
-    finishing_ = true;
-    finished_ = true;
-    final_ = LockServiceImpl::Stopping("resume on another node from your last position");
-    queue_.clear();
-    FinishDroppingWrite(*this, ctx_, writing_, final_);
+    FinishLocked(LockServiceImpl::Stopping("resume on another node from your last position"));
   }
 
   void OnWriteDone(bool ok) override {
@@ -297,12 +292,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
       std::lock_guard lock(mu_);
       writing_ = false;
       if (!ok) {
-        // The stream broke (or shutdown cancelled it). If End() or another finish came first it
-        // waited for this write: finish now, or the reactor never completes and the server's
-        // Shutdown waits for it forever (a node hung on SIGTERM after the fuzz run).
+        // The stream broke, or a finish dropped this write (then this is a no-op).
         FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
-        queue_.clear();
-        WriteNextLocked();
         return;
       }
       WriteNextLocked();
@@ -376,27 +367,24 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
   }
 
   void WriteNextLocked() {
-    if (writing_) return;
-    if (queue_.empty()) {
-      if (finishing_ && !finished_) {
-        finished_ = true;
-        Finish(final_);
-      }
-      return;
-    }
+    if (writing_ || finishing_ || queue_.empty()) return;
     out_ = std::move(queue_.front());
     queue_.pop_front();
     writing_ = true;
     StartWrite(&out_);
   }
 
-  /// Ends the stream once the write in flight (if any) completes; queued entries are dropped.
+  /// Ends the stream now with `s`; queued entries and the write in flight (if any) are dropped.
+  /// Never after the write in flight: a watcher that stopped reading never completes it, so the
+  /// status (its RESOURCE_EXHAUSTED when it fell behind, or the node's UNAVAILABLE) would never
+  /// be sent, and the stream would end CANCELLED by the server's shutdown deadline, if ever. Every
+  /// status a Watch ends with is an error, after which the watcher resumes from the last position
+  /// it saw, so the dropped entries are not lost to it.
   void FinishLocked(const grpc::Status& s) {
     if (finishing_) return;
     finishing_ = true;
-    final_ = s;
     queue_.clear();
-    WriteNextLocked();
+    FinishDroppingWrite(*this, ctx_, writing_, s);
   }
 
   LockServiceImpl& service_;
@@ -407,11 +395,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
   std::deque<pb::WatchResponse> queue_;
   pb::WatchResponse out_;
   bool writing_ = false;
-  bool finishing_ = false;
-  bool finished_ = false;
+  bool finishing_ = false;  ///< Finish was called (at once, dropping any write in flight)
   bool replaying_ = false;  ///< the hub has more history for this watcher (pulled by PumpReplay)
   bool pulling_ = false;    ///< a PumpReplay is asking the hub right now
-  grpc::Status final_;
   uint64_t subscription_ = 0;
 };
 

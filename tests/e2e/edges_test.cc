@@ -688,6 +688,44 @@ TEST_F(Edges, StoppingANodeWithStreamsWhoseClientsStoppedReadingIsPromptAndUnava
   EXPECT_GE(cluster_->WaitForReady(), 0);
 }
 
+TEST_F(Edges, AWatcherThatNeverReadsFallsBehindAndIsEndedResourceExhaustedAtOnce) {
+  // A watcher that stops reading: its write sticks in flow control and more than 4,096 matching
+  // entries queue behind it. It was told RESOURCE_EXHAUSTED only after that write completed,
+  // which never happens while it does not read, so when the node stopped it ended CANCELLED.
+  const uint64_t overflows_before = Metric(*cluster_, follower_, "lockd_watch_overflows_total");
+  auto stub = v1::LockService::NewStub(SmallWindowChannel(*cluster_, follower_));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 120s);
+  v1::WatchRequest req;
+  req.set_prefix("behind/");
+  auto watch = stub->Watch(&ctx, req);
+  AcquireMany(client_, "behind/", 4400, 4);
+  const auto published = Clock::now();
+  bool counted = false;
+  for (const auto until = Clock::now() + 30s; !counted && Clock::now() < until;
+       std::this_thread::sleep_for(100ms)) {
+    counted = Metric(*cluster_, follower_, "lockd_watch_overflows_total") > overflows_before;
+  }
+  // Stop the node before reading: the status must already be on its way. (Reading first would
+  // let the stuck write complete and hide the defect; stopping the node is where it showed.)
+  const auto code = cluster_->Stop(follower_);
+  uint64_t events = 0;
+  v1::WatchResponse w;
+  while (watch->Read(&w)) events += w.events_size();
+  const grpc::Status st = watch->Finish();
+  const auto ended_ms = std::chrono::duration_cast<Ms>(Clock::now() - published).count();
+  std::cout << "watcher that never read: " << events << " events reached it, stream ended "
+            << ended_ms << " ms after the last entry was published\n";
+  EXPECT_TRUE(counted) << "no watch overflow counted within 30 s";
+  EXPECT_LT(events, 4400u) << "every event reached the watcher: it never fell behind";
+  EXPECT_EQ(st.error_code(), Code::RESOURCE_EXHAUSTED) << Describe(st);
+  EXPECT_THAT(st.error_message(), HasSubstr("entries behind"));
+  EXPECT_LT(ended_ms, 60'000) << "the status waited for the stuck write";
+  EXPECT_EQ(code, std::optional<int>(0)) << "node " << follower_ + 1 << " did not stop cleanly";
+  cluster_->Start(follower_);
+  EXPECT_GE(cluster_->WaitForReady(), 0);
+}
+
 TEST_F(Edges, StoppingTheLeaderAnswersEveryCallOkOrUnavailable) {
   // Unary renewals straight to the stopping leader too: they were answered CANCELLED (3 of 3
   // runs) when they arrived as gRPC's server shut down, before the node drained with
