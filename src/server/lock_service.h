@@ -74,6 +74,9 @@ class LockServiceImpl final : public lockd::v1::LockService::CallbackService {
   /// Renewals read and not yet answered on the wire, per KeepAlive stream: at this bound the
   /// stream stops reading renewals until writes complete (backpressure on the client).
   static constexpr size_t kMaxKeepAliveBacklog = 1024;
+  /// The same bound in bytes of answers queued or in flight (an answer lists every lock its lease
+  /// holds, so 1,024 of them can be large): above it the stream stops reading too.
+  static constexpr size_t kMaxKeepAliveBacklogBytes = size_t{4} << 20;
   /// A KeepAlive stream whose write in flight has not completed for this long has a client that
   /// stopped reading: it is ended RESOURCE_EXHAUSTED (counted). (A Watch needs no timer: a
   /// watcher that stops reading falls kMaxQueued entries behind and is ended then.)

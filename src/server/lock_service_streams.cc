@@ -98,6 +98,7 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
   void OnWriteDone(bool ok) override {
     std::lock_guard lock(alive_->mu);
     writing_ = false;
+    unwritten_bytes_ -= out_bytes_;
     if (!ok) {
       reading_done_ = true;
       pending_.clear();
@@ -169,16 +170,19 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
     --outstanding_;
     if (finished_) return;
     // No bound check here: the reads stop at the bound, so pending_ never exceeds it.
+    unwritten_bytes_ += r.ByteSizeLong();
     pending_.push_back(std::move(r));
     WriteNextLocked();
   }
 
   /// Starts the next read unless the stream is ending, a read is in flight, or the renewals read
-  /// and not yet written back are at the bound (then a completed write calls this again).
+  /// and not yet written back are at the bound, in number or in bytes of the answers (then a
+  /// completed write calls this again). Bytes too: an answer lists the lease's held tokens, and
+  /// no cap on locks per lease keeps 1,024 of them small.
   void MaybeReadLocked() {
     if (!read_paused_ || finished_ || reading_done_) return;
-    const size_t unwritten = outstanding_ + pending_.size() + (writing_ ? 1 : 0);
-    if (unwritten >= LockServiceImpl::kMaxKeepAliveBacklog) return;
+    if (Unanswered() >= LockServiceImpl::kMaxKeepAliveBacklog) return;
+    if (unwritten_bytes_ >= LockServiceImpl::kMaxKeepAliveBacklogBytes) return;
     read_paused_ = false;
     StartRead(&in_);
   }
@@ -187,10 +191,14 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
     if (writing_ || pending_.empty() || finished_) return;
     out_ = std::move(pending_.front());
     pending_.pop_front();
+    out_bytes_ = out_.ByteSizeLong();
     writing_ = true;
     write_started_ = service_.context().clock.Now();
     StartWrite(&out_);
   }
+
+  /// Renewals read and not yet written back: the quantity kMaxKeepAliveBacklog bounds.
+  size_t Unanswered() const { return outstanding_ + pending_.size() + (writing_ ? 1 : 0); }
 
   void MaybeFinishLocked() {
     if (reading_done_ && !writing_ && pending_.empty() && outstanding_ == 0 && !finished_) {
@@ -224,7 +232,9 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
   bool read_paused_ = false;
   bool reading_done_ = false;
   bool finished_ = false;
-  size_t outstanding_ = 0;  ///< renewals read whose answers have not arrived yet
+  size_t outstanding_ = 0;      ///< renewals read whose answers have not arrived yet
+  size_t unwritten_bytes_ = 0;  ///< ByteSizeLong of pending_ and of the write in flight
+  size_t out_bytes_ = 0;        ///< ByteSizeLong of out_ (the write in flight)
 };
 
 pb::LockEvent::Type ToProto(WatchEvent::Type t) {
