@@ -72,8 +72,8 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
     FinishLocked(grpc::Status(
         grpc::StatusCode::RESOURCE_EXHAUSTED,
         "this KeepAlive stream's client read no answer for " + std::to_string(secs.count()) +
-            " s with " + std::to_string(outstanding_ + pending_.size() + 1) +
-            " answers waiting (at most " + std::to_string(LockServiceImpl::kMaxKeepAliveBacklog) +
+            " s, with " + std::to_string(Unanswered()) + " renewals unanswered (at most " +
+            std::to_string(LockServiceImpl::kMaxKeepAliveBacklog) +
             " per stream); read the answers as they come, then open a new stream"));
   }
 
