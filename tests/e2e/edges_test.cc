@@ -258,10 +258,13 @@ TEST_F(Edges, AKeepAliveClientThatNeverReadsIsEndedResourceExhaustedAndCounted) 
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + 60s);
   auto stream = stub->KeepAlive(&ctx);
-  // A burst of renewals, then nothing: no reads, no half-close. The answers fill the client's
+  // Renewals without end, then nothing: no reads, no half-close. The answers fill the client's
   // window and the server's write sticks; renewals beyond the server's bound of 1,024 wait
-  // unread in flow control. Seeing no answer taken for 5 s, the server ends the stream.
-  constexpr uint64_t kRenewals = 4000;
+  // unread in flow control (the transport's windows take ~100,000 of these small renewals, so the
+  // client's count shows little; the server's own count in its status is the check: without the
+  // bound it reads every renewal and holds its answer). Seeing no answer taken for 5 s, the
+  // server ends the stream.
+  constexpr uint64_t kRenewals = 100'000;
   std::atomic<uint64_t> sent{0};
   const auto t0 = Clock::now();
   std::thread writer([&] { StuffWithoutReading(*stream, lease, kRenewals, sent); });
@@ -290,6 +293,12 @@ TEST_F(Edges, AKeepAliveClientThatNeverReadsIsEndedResourceExhaustedAndCounted) 
   EXPECT_EQ(st.error_code(), Code::RESOURCE_EXHAUSTED) << Describe(st) << " after " << sent;
   EXPECT_THAT(st.error_message(), HasSubstr("read no answer"));
   EXPECT_THAT(st.error_message(), HasSubstr("1024"));
+  // The backpressure bound: the server had at most 1,024 renewals read and unanswered.
+  const size_t at = st.error_message().find(" s, with ");
+  ASSERT_NE(at, std::string::npos) << st.error_message();
+  const uint64_t unanswered = std::strtoull(st.error_message().c_str() + at + 9, nullptr, 10);
+  EXPECT_GT(unanswered, 0u) << st.error_message();
+  EXPECT_LE(unanswered, 1024u) << st.error_message();
   if (rss_before > 0 && rss_after > 0) {
     EXPECT_LT(rss_after, rss_before + 64 * 1024) << "the leader's memory grew by more than 64 MiB";
   }
