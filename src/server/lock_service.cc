@@ -58,7 +58,19 @@ std::string ServiceContext::RemovedReason() const {
   return identity ? identity->removed_reason() : std::string();
 }
 
-LockServiceImpl::LockServiceImpl(ServiceContext ctx) : ctx_(std::move(ctx)) {}
+LockServiceImpl::LockServiceImpl(ServiceContext ctx) : ctx_(std::move(ctx)) {
+  watchdog_ = std::thread([this] { WatchStreams(); });
+}
+
+void LockServiceImpl::WatchStreams() {
+  std::unique_lock lock(mu_);
+  while (!shutdown_) {
+    stop_cv_.wait_for(lock, kWatchdogPeriod);
+    if (shutdown_) break;
+    const BootTime now = ctx_.clock.Now();
+    for (Stream* s : streams_) s->CheckProgress(now);
+  }
+}
 
 LockServiceImpl::~LockServiceImpl() {
   Shutdown();
@@ -86,10 +98,15 @@ void LockServiceImpl::Shutdown() {
   // cancels the calls they answer.
   ctx_.forwarder.Stop();
   // With mu_ held: a stream that finishes meanwhile runs OnDone on a gRPC thread, whose
-  // Unregister waits here, so End() never runs on a deleted stream (gRPC does not run OnDone
-  // inside Finish; no stream takes mu_ while holding its own lock).
-  std::lock_guard lock(mu_);
-  for (Stream* s : streams_) s->End();
+  // Unregister waits here, so End() never runs on a deleted stream (gRPC runs neither OnDone
+  // nor OnCancel inside Finish or grpc_call_cancel_with_status, for reactors that are not
+  // inlineable; no stream takes mu_ while holding its own lock). The watchdog relies on the same.
+  {
+    std::lock_guard lock(mu_);
+    for (Stream* s : streams_) s->End();
+  }
+  stop_cv_.notify_all();
+  if (watchdog_.joinable()) watchdog_.join();
 }
 
 grpc::Status LockServiceImpl::Stopping(const std::string& what_to_do) {

@@ -21,12 +21,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "base/clock.h"
 #include "lock/types.h"
@@ -75,8 +77,18 @@ class LockServiceImpl final : public lockd::v1::LockService::CallbackService {
   /// and every Watch and KeepAlive stream ends UNAVAILABLE.
   void Shutdown();
 
-  /// Answers queued unwritten on one KeepAlive stream (its client does not read) before it ends.
+  /// Renewals read and not yet answered on the wire, per KeepAlive stream: at this bound the
+  /// stream stops reading renewals until writes complete (backpressure on the client).
   static constexpr size_t kMaxKeepAliveBacklog = 1024;
+  /// The same bound in bytes of answers queued or in flight (an answer lists every lock its lease
+  /// holds, so 1,024 of them can be large): above it the stream stops reading too.
+  static constexpr size_t kMaxKeepAliveBacklogBytes = size_t{4} << 20;
+  /// A KeepAlive stream whose write in flight has not completed for this long has a client that
+  /// stopped reading: it is ended RESOURCE_EXHAUSTED (counted). (A Watch needs no timer: a
+  /// watcher that stops reading falls kMaxQueued entries behind and is ended then.)
+  static constexpr std::chrono::seconds kStuckWriteTimeout{5};
+  /// How often the stream watchdog looks at every open stream's progress.
+  static constexpr std::chrono::milliseconds kWatchdogPeriod{500};
 
   /// UNAVAILABLE saying the node is stopping, then `what_to_do`.
   static grpc::Status Stopping(const std::string& what_to_do);
@@ -119,11 +131,15 @@ class LockServiceImpl final : public lockd::v1::LockService::CallbackService {
   grpc::ServerWriteReactor<lockd::v1::WatchResponse>* Watch(
       grpc::CallbackServerContext* ctx, const lockd::v1::WatchRequest* req) override;
 
-  /// A stream reactor that Shutdown() must end.
+  /// A stream reactor that Shutdown() must end and the watchdog looks at.
   class Stream {
    public:
     virtual ~Stream() = default;
+    /// The node is stopping: finish now with UNAVAILABLE, even with a write in flight.
     virtual void End() = 0;
+    /// Called by the watchdog every kWatchdogPeriod (with the service's mutex held, so the
+    /// stream is not deleted meanwhile): ends a stream whose writes made no progress.
+    virtual void CheckProgress(BootTime /*now*/) {}
   };
   /// False when the node is stopping: the stream must end at once.
   [[nodiscard]] bool Register(Stream* s);
@@ -156,11 +172,21 @@ class LockServiceImpl final : public lockd::v1::LockService::CallbackService {
   ServiceContext& context() { return ctx_; }
 
  private:
+  /// The watchdog thread's loop: CheckProgress on every stream until Shutdown().
+  void WatchStreams();
+
   ServiceContext ctx_;
-  std::mutex mu_;  ///< guards streams_ and shutdown_
+  std::mutex mu_;  ///< guards streams_ and shutdown_; held while calling End/CheckProgress
+  std::condition_variable stop_cv_;  ///< wakes the watchdog at Shutdown()
   std::set<Stream*> streams_;
   bool shutdown_ = false;
   std::atomic<bool> stopping_{false};  ///< shutdown_, readable without mu_ on every call
+  /// Why a thread: a stuck reader produces no gRPC event (its reads are paused and its write
+  /// never completes), so something must wake on time. The callback API offers reactors no
+  /// timer; a grpc::Alarm per stream needs its own lifetime dance against OnDone. One thread for
+  /// the whole service, waking twice a second and walking the open streams, is the simplest
+  /// thing whose lifetime is obviously right (it runs under mu_, as Shutdown's End does).
+  std::thread watchdog_;
 };
 
 /// What the Backup RPC counts (null: not counted).

@@ -18,10 +18,30 @@ using Async = pb::LockService::StubInterface::async_interface;
 
 namespace {
 
-/// KeepAlive: reads renewals as they come, answers each (in the order answers are ready, each
-/// echoing its own seq), one write in flight at a time. A failed renewal is an answer with a
-/// code, not the end of the stream. Answers not yet written are at most kMaxKeepAliveBacklog: a
-/// client that sends and never reads is ended RESOURCE_EXHAUSTED.
+/// Ends a call now with `s`, even with a write in flight that a client who stopped reading will
+/// never complete. Finish alone queues the status behind that write (HTTP/2 trailers follow the
+/// stream's data, which the client's flow-control window holds back), so the client would see
+/// nothing until the server's shutdown deadline cancels the call (CANCELLED). Cancelling the call
+/// with a status makes the transport send the trailers with this status at once, dropping the
+/// unsent message; the write then completes not ok. Finish is still required by the reactor API.
+template <typename Reactor>
+void FinishDroppingWrite(Reactor& reactor, grpc::CallbackServerContext* ctx, bool writing,
+                         const grpc::Status& s) {
+  if (writing && ctx != nullptr) {
+    grpc_call_cancel_with_status(ctx->c_call(), static_cast<grpc_status_code>(s.error_code()),
+                                 s.error_message().c_str(), nullptr);
+  }
+  reactor.Finish(s);
+}
+
+/// KeepAlive: reads renewals, answers each (in the order answers are ready, each echoing its own
+/// seq), one write in flight at a time. A failed renewal is an answer with a code, not the end of
+/// the stream. Backpressure: at most kMaxKeepAliveBacklog renewals are read and not yet written
+/// back; at the bound the reactor stops reading (the client's writes block in flow control) and
+/// reads again as writes complete, so a client renewing thousands of leases in one burst is
+/// answered every one, and the node's memory per stream stays bounded. Only a client whose
+/// answers make no progress for kStuckWriteTimeout (it stopped reading) is ended
+/// RESOURCE_EXHAUSTED, counted in lockd_keepalive_overflows_total.
 class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, pb::RenewResponse>,
                                public LockServiceImpl::Stream {
  public:
@@ -39,6 +59,24 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
     FinishOnce(LockServiceImpl::Stopping("keep the leases alive through another node"));
   }
 
+  void CheckProgress(BootTime now) override {
+    std::lock_guard lock(alive_->mu);
+    if (finished_ || !writing_ || now - write_started_ < LockServiceImpl::kStuckWriteTimeout) {
+      return;
+    }
+    // The client has not taken one answer for kStuckWriteTimeout: it stopped reading. Its
+    // renewals are not read either (backpressure), so end the stream rather than hold it.
+    if (auto* c = service_.context().keepalive_overflows) c->Add();
+    const auto secs =
+        std::chrono::duration_cast<std::chrono::seconds>(LockServiceImpl::kStuckWriteTimeout);
+    FinishLocked(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        "this KeepAlive stream's client read no answer for " + std::to_string(secs.count()) +
+            " s, with " + std::to_string(Unanswered()) + " renewals unanswered (at most " +
+            std::to_string(LockServiceImpl::kMaxKeepAliveBacklog) +
+            " per stream); read the answers as they come, then open a new stream"));
+  }
+
   void OnReadDone(bool ok) override {
     if (!ok) {  // the client half-closed, or the stream broke
       std::lock_guard lock(alive_->mu);
@@ -51,19 +89,22 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
       std::lock_guard lock(alive_->mu);
       if (finished_) return;  // no more reads: the stream is ending
       ++outstanding_;
+      read_paused_ = true;
+      MaybeReadLocked();
     }
-    StartRead(&in_);
     Handle(req);
   }
 
   void OnWriteDone(bool ok) override {
     std::lock_guard lock(alive_->mu);
     writing_ = false;
+    unwritten_bytes_ -= out_bytes_;
     if (!ok) {
       reading_done_ = true;
       pending_.clear();
     }
     WriteNextLocked();
+    MaybeReadLocked();
     MaybeFinishLocked();
   }
 
@@ -128,29 +169,36 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
   void Queue(pb::RenewResponse r) {  // alive_->mu held
     --outstanding_;
     if (finished_) return;
-    if (pending_.size() >= LockServiceImpl::kMaxKeepAliveBacklog) {
-      // The client sends renewals and does not read the answers: end the stream rather than
-      // hold its answers without bound. Renewals in flight are not counted: a legitimate client
-      // may renew many leases in one burst, and each is answered within a heartbeat round.
-      if (auto* c = service_.context().keepalive_overflows) c->Add();
-      FinishLocked(grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          "this KeepAlive stream has " + std::to_string(LockServiceImpl::kMaxKeepAliveBacklog) +
-              " answers its client has not read (the bound per stream); read the answers as "
-              "they come, then open a new stream"));
-      return;
-    }
+    // No bound check here: the reads stop at the bound, so pending_ never exceeds it.
+    unwritten_bytes_ += r.ByteSizeLong();
     pending_.push_back(std::move(r));
     WriteNextLocked();
+  }
+
+  /// Starts the next read unless the stream is ending, a read is in flight, or the renewals read
+  /// and not yet written back are at the bound, in number or in bytes of the answers (then a
+  /// completed write calls this again). Bytes too: an answer lists the lease's held tokens, and
+  /// no cap on locks per lease keeps 1,024 of them small.
+  void MaybeReadLocked() {
+    if (!read_paused_ || finished_ || reading_done_) return;
+    if (Unanswered() >= LockServiceImpl::kMaxKeepAliveBacklog) return;
+    if (unwritten_bytes_ >= LockServiceImpl::kMaxKeepAliveBacklogBytes) return;
+    read_paused_ = false;
+    StartRead(&in_);
   }
 
   void WriteNextLocked() {
     if (writing_ || pending_.empty() || finished_) return;
     out_ = std::move(pending_.front());
     pending_.pop_front();
+    out_bytes_ = out_.ByteSizeLong();
     writing_ = true;
+    write_started_ = service_.context().clock.Now();
     StartWrite(&out_);
   }
+
+  /// Renewals read and not yet written back: the quantity kMaxKeepAliveBacklog bounds.
+  size_t Unanswered() const { return outstanding_ + pending_.size() + (writing_ ? 1 : 0); }
 
   void MaybeFinishLocked() {
     if (reading_done_ && !writing_ && pending_.empty() && outstanding_ == 0 && !finished_) {
@@ -169,7 +217,7 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
     if (finished_) return;
     finished_ = true;
     pending_.clear();
-    Finish(s);
+    FinishDroppingWrite(*this, ctx_, writing_, s);
   }
 
   LockServiceImpl& service_;
@@ -179,9 +227,14 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
   pb::RenewResponse out_;
   std::deque<pb::RenewResponse> pending_;
   bool writing_ = false;
+  BootTime write_started_{};  ///< when the write in flight started (writing_)
+  /// No read in flight: the last one completed and the next waits for room under the bound.
+  bool read_paused_ = false;
   bool reading_done_ = false;
   bool finished_ = false;
-  size_t outstanding_ = 0;
+  size_t outstanding_ = 0;      ///< renewals read whose answers have not arrived yet
+  size_t unwritten_bytes_ = 0;  ///< ByteSizeLong of pending_ and of the write in flight
+  size_t out_bytes_ = 0;        ///< ByteSizeLong of out_ (the write in flight)
 };
 
 pb::LockEvent::Type ToProto(WatchEvent::Type t) {
@@ -212,8 +265,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
   static constexpr size_t kMaxQueued = 4096;
   static constexpr size_t kReplayChunk = 256;  ///< entries per replay step, well below kMaxQueued
 
-  WatchReactor(LockServiceImpl& service, WatchHub& hub, std::string cluster_id)
-      : service_(service), hub_(hub), cluster_id_(std::move(cluster_id)) {}
+  WatchReactor(LockServiceImpl& service, grpc::CallbackServerContext* ctx, WatchHub& hub,
+               std::string cluster_id)
+      : service_(service), ctx_(ctx), hub_(hub), cluster_id_(std::move(cluster_id)) {}
 
   void Start(WatchFilter filter, const WatchPosition* after) {
     if (!service_.Register(this)) {
@@ -235,6 +289,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
     PumpReplay();
   }
 
+  /// Finishes at once, not after the write in flight: a watcher that stopped reading would hold
+  /// it until the server's shutdown deadline cancelled the call (CANCELLED, not UNAVAILABLE).
   void End() override {
     std::lock_guard lock(mu_);
     FinishLocked(LockServiceImpl::Stopping("resume on another node from your last position"));
@@ -246,12 +302,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
       std::lock_guard lock(mu_);
       writing_ = false;
       if (!ok) {
-        // The stream broke (or shutdown cancelled it). If End() or another finish came first it
-        // waited for this write: finish now, or the reactor never completes and the server's
-        // Shutdown waits for it forever (a node hung on SIGTERM after the fuzz run).
+        // The stream broke, or a finish dropped this write (then this is a no-op).
         FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
-        queue_.clear();
-        WriteNextLocked();
         return;
       }
       WriteNextLocked();
@@ -325,41 +377,37 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
   }
 
   void WriteNextLocked() {
-    if (writing_) return;
-    if (queue_.empty()) {
-      if (finishing_ && !finished_) {
-        finished_ = true;
-        Finish(final_);
-      }
-      return;
-    }
+    if (writing_ || finishing_ || queue_.empty()) return;
     out_ = std::move(queue_.front());
     queue_.pop_front();
     writing_ = true;
     StartWrite(&out_);
   }
 
-  /// Ends the stream once the write in flight (if any) completes; queued entries are dropped.
+  /// Ends the stream now with `s`; queued entries and the write in flight (if any) are dropped.
+  /// Never after the write in flight: a watcher that stopped reading never completes it, so the
+  /// status (its RESOURCE_EXHAUSTED when it fell behind, or the node's UNAVAILABLE) would never
+  /// be sent, and the stream would end CANCELLED by the server's shutdown deadline, if ever. Every
+  /// status a Watch ends with is an error, after which the watcher resumes from the last position
+  /// it saw, so the dropped entries are not lost to it.
   void FinishLocked(const grpc::Status& s) {
     if (finishing_) return;
     finishing_ = true;
-    final_ = s;
     queue_.clear();
-    WriteNextLocked();
+    FinishDroppingWrite(*this, ctx_, writing_, s);
   }
 
   LockServiceImpl& service_;
+  grpc::CallbackServerContext* ctx_;
   WatchHub& hub_;
   const std::string cluster_id_;
   std::mutex mu_;  ///< guards everything below (Deliver runs on the apply thread)
   std::deque<pb::WatchResponse> queue_;
   pb::WatchResponse out_;
   bool writing_ = false;
-  bool finishing_ = false;
-  bool finished_ = false;
+  bool finishing_ = false;  ///< Finish was called (at once, dropping any write in flight)
   bool replaying_ = false;  ///< the hub has more history for this watcher (pulled by PumpReplay)
   bool pulling_ = false;    ///< a PumpReplay is asking the hub right now
-  grpc::Status final_;
   uint64_t subscription_ = 0;
 };
 
@@ -370,11 +418,11 @@ grpc::ServerBidiReactor<pb::RenewRequest, pb::RenewResponse>* LockServiceImpl::K
   return new KeepAliveReactor(*this, ctx);
 }
 
-grpc::ServerWriteReactor<pb::WatchResponse>* LockServiceImpl::Watch(grpc::CallbackServerContext*,
-                                                                    const pb::WatchRequest* req) {
+grpc::ServerWriteReactor<pb::WatchResponse>* LockServiceImpl::Watch(
+    grpc::CallbackServerContext* call, const pb::WatchRequest* req) {
   // Once decided the id never changes, so the reactor's copy stays true.
   const std::string cluster_id = ctx_.cluster_id();
-  auto* reactor = new WatchReactor(*this, ctx_.watch, cluster_id);
+  auto* reactor = new WatchReactor(*this, call, ctx_.watch, cluster_id);
   if (auto refused = Refuse(*req)) {
     reactor->Finish(*refused);
     return reactor;

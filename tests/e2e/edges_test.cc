@@ -1,8 +1,8 @@
 // The edges of the client-facing services on a real 3-node cluster (issue 13, defects 5, 6, 7,
-// 10, 11, 12): a KeepAlive client that never reads, a Watch resumed 9,000 entries back, page
-// tokens that are not numbers, oversize requests and their metadata, every status code of
-// docs/api.md's error table, and SIGTERM of a leader and of a follower under waits, forwards and
-// streams.
+// 10, 11, 12): a KeepAlive burst of 5,000 renewals, a KeepAlive client that never reads, a Watch
+// resumed 9,000 entries back, page tokens that are not numbers, oversize requests and their
+// metadata, every status code of docs/api.md's error table, SIGTERM of a leader and of a follower
+// under waits, forwards and streams, and SIGTERM under streams whose clients stopped reading.
 //
 // One cluster serves every test (ONE_PROCESS; gtest runs them in the order written); the shutdown
 // tests come last and restart the node they stop. Timing rule: orderings and wide bounds only (the
@@ -151,42 +151,154 @@ TEST_F(Edges, AListLeasesPageTokenThatIsNotALeaseIdIsInvalidArgument) {
 // Defect 5: a KeepAlive client that never reads
 // ---------------------------------------------------------------------------------------------
 
+/// A channel to node `i` whose receive window stays small (8 KiB, no BDP probing): answers a
+/// client does not read back up into the server after a few hundred messages.
+std::shared_ptr<grpc::Channel> SmallWindowChannel(Cluster& c, int i) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8192);
+  return grpc::CreateCustomChannel(c.client_addr(i), grpc::InsecureChannelCredentials(), args);
+}
+
+using KeepAliveStream = grpc::ClientReaderWriter<v1::RenewRequest, v1::RenewResponse>;
+
+/// Writes renewals of `lease` on `stream` without reading, until a write fails (the server ended
+/// the stream) or `max` were sent; `sent` counts them as they go.
+void StuffWithoutReading(KeepAliveStream& stream, uint64_t lease, uint64_t max,
+                         std::atomic<uint64_t>& sent) {
+  while (sent < max) {
+    v1::RenewRequest req;
+    req.set_lease_id(lease);
+    req.set_seq(sent + 1);
+    if (!stream.Write(req)) return;
+    ++sent;
+  }
+}
+
+/// Waits until `sent` stops growing for `quiet` (the client's writes are blocked), or `timeout`.
+bool WaitUntilBlocked(const std::atomic<uint64_t>& sent, Ms quiet, Ms timeout) {
+  const auto until = Clock::now() + timeout;
+  uint64_t last = sent;
+  auto since = Clock::now();
+  while (Clock::now() < until) {
+    std::this_thread::sleep_for(50ms);
+    if (sent != last) {
+      last = sent;
+      since = Clock::now();
+    } else if (Clock::now() - since >= quiet) {
+      return true;
+    }
+  }
+  return false;
+}
+
+TEST_F(Edges, AKeepAliveBurstOfFiveThousandRenewalsFromAReadingClientIsAnsweredEveryOne) {
+  // One renewal pass answers a whole burst at once: a client renewing 5,000 leases on one stream
+  // is legitimate, and was ended RESOURCE_EXHAUSTED at 1,024 answers. Now the server stops
+  // reading at the bound and reads on as its answers are written.
+  constexpr uint64_t kBurst = 5000;
+  const std::vector<uint64_t> leases = {Lease(), Lease(), Lease(), Lease()};
+  const uint64_t overflows_before = Metric(*cluster_, leader_, "lockd_keepalive_overflows_total");
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 120s);
+  auto stream = cluster_->lock(leader_).KeepAlive(&ctx);
+  std::vector<bool> answered(kBurst + 1, false);
+  uint64_t got = 0, failed = 0, duplicates = 0;
+  std::string first_failure;
+  std::thread reader([&] {
+    v1::RenewResponse r;
+    while (got < kBurst && stream->Read(&r)) {
+      ++got;
+      if (r.seq() == 0 || r.seq() > kBurst || answered[r.seq()]) {
+        ++duplicates;
+        continue;
+      }
+      answered[r.seq()] = true;
+      if (r.code() != 0 && failed++ == 0) first_failure = r.message();
+    }
+  });
+  const auto t0 = Clock::now();
+  uint64_t sent = 0;
+  for (uint64_t seq = 1; seq <= kBurst; ++seq) {
+    v1::RenewRequest req;
+    req.set_lease_id(leases[seq % leases.size()]);
+    req.set_seq(seq);
+    if (!stream->Write(req)) break;
+    sent = seq;
+  }
+  reader.join();
+  const auto took = std::chrono::duration_cast<Ms>(Clock::now() - t0).count();
+  std::cout << "KeepAlive burst: " << sent << " renewals sent, " << got << " answers read in "
+            << took << " ms\n";
+  EXPECT_EQ(sent, kBurst);
+  EXPECT_EQ(got, kBurst);
+  EXPECT_EQ(duplicates, 0u);
+  EXPECT_EQ(failed, 0u) << "first failed answer: " << first_failure;
+  // The stream is still open: one more renewal is answered, then it ends OK.
+  v1::RenewRequest more;
+  more.set_lease_id(leases[0]);
+  more.set_seq(kBurst + 1);
+  ASSERT_TRUE(stream->Write(more));
+  v1::RenewResponse r;
+  ASSERT_TRUE(stream->Read(&r)) << Describe(stream->Finish());
+  EXPECT_EQ(r.seq(), kBurst + 1);
+  EXPECT_EQ(r.code(), 0) << r.message();
+  stream->WritesDone();
+  EXPECT_FALSE(stream->Read(&r));
+  const grpc::Status st = stream->Finish();
+  EXPECT_TRUE(st.ok()) << Describe(st);
+  EXPECT_EQ(Metric(*cluster_, leader_, "lockd_keepalive_overflows_total"), overflows_before);
+}
+
 TEST_F(Edges, AKeepAliveClientThatNeverReadsIsEndedResourceExhaustedAndCounted) {
   const uint64_t lease = Lease();
   const uint64_t overflows_before = Metric(*cluster_, leader_, "lockd_keepalive_overflows_total");
   const uint64_t rss_before = RssKib(cluster_->data_dir(leader_));
-  // A small receive window and no BDP probing: the answers back up into the server quickly.
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8192);
-  auto channel = grpc::CreateCustomChannel(cluster_->client_addr(leader_),
-                                           grpc::InsecureChannelCredentials(), args);
-  auto stub = v1::LockService::NewStub(channel);
+  auto stub = v1::LockService::NewStub(SmallWindowChannel(*cluster_, leader_));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + 60s);
   auto stream = stub->KeepAlive(&ctx);
-  // Enough renewals to fill the client's window (~600 answers) and the server's bound (1,024):
-  // the client's writes may go on succeeding after the server ended the stream.
-  uint64_t sent = 0;
-  const auto until = Clock::now() + 30s;
-  while (sent < 20'000 && Clock::now() < until) {
-    v1::RenewRequest req;
-    req.set_lease_id(lease);
-    req.set_seq(++sent);
-    if (!stream->Write(req)) break;  // the server ended the stream
-  }
+  // Renewals without end, then nothing: no reads, no half-close. The answers fill the client's
+  // window and the server's write sticks; renewals beyond the server's bound of 1,024 wait
+  // unread in flow control (the transport's windows take ~100,000 of these small renewals, so the
+  // client's count shows little; the server's own count in its status is the check: without the
+  // bound it reads every renewal and holds its answer). Seeing no answer taken for 5 s, the
+  // server ends the stream.
+  constexpr uint64_t kRenewals = 100'000;
+  std::atomic<uint64_t> sent{0};
+  const auto t0 = Clock::now();
+  std::thread writer([&] { StuffWithoutReading(*stream, lease, kRenewals, sent); });
+  WaitUntilBlocked(sent, 1s, 20s);  // all written, or the writes block in flow control
+  const auto burst_end = Clock::now();
   const uint64_t rss_after = RssKib(cluster_->data_dir(leader_));
+  // The server's verdict shows in its metric; the client learns it when it reads again.
+  bool counted = false;
+  for (const auto until = Clock::now() + 30s; !counted && Clock::now() < until;
+       std::this_thread::sleep_for(200ms)) {
+    counted = Metric(*cluster_, leader_, "lockd_keepalive_overflows_total") > overflows_before;
+  }
+  const auto ended_ms = std::chrono::duration_cast<Ms>(Clock::now() - burst_end).count();
+  writer.join();
   // Now read what the transport holds, to reach the status.
   v1::RenewResponse resp;
   uint64_t read = 0;
   while (stream->Read(&resp)) ++read;
   const grpc::Status st = stream->Finish();
-  std::cout << "KeepAlive without reading: " << sent << " renewals sent, " << read
-            << " answers in the client's window, leader RSS " << rss_before << " -> " << rss_after
-            << " KiB\n";
+  std::cout << "KeepAlive without reading: " << sent << " renewals sent in "
+            << std::chrono::duration_cast<Ms>(burst_end - t0).count() << " ms, " << read
+            << " answers reached the client, stream ended ~" << ended_ms
+            << " ms after the burst, leader RSS " << rss_before << " -> " << rss_after << " KiB\n";
+  EXPECT_TRUE(counted) << "the stream was not ended within 30 s of its client's last write";
+  EXPECT_LT(read, kRenewals) << "every answer reached the client: no write was stuck";
   EXPECT_EQ(st.error_code(), Code::RESOURCE_EXHAUSTED) << Describe(st) << " after " << sent;
+  EXPECT_THAT(st.error_message(), HasSubstr("read no answer"));
   EXPECT_THAT(st.error_message(), HasSubstr("1024"));
-  EXPECT_GT(Metric(*cluster_, leader_, "lockd_keepalive_overflows_total"), overflows_before);
+  // The backpressure bound: the server had at most 1,024 renewals read and unanswered.
+  const size_t at = st.error_message().find(" s, with ");
+  ASSERT_NE(at, std::string::npos) << st.error_message();
+  const uint64_t unanswered = std::strtoull(st.error_message().c_str() + at + 9, nullptr, 10);
+  EXPECT_GT(unanswered, 0u) << st.error_message();
+  EXPECT_LE(unanswered, 1024u) << st.error_message();
   if (rss_before > 0 && rss_after > 0) {
     EXPECT_LT(rss_after, rss_before + 64 * 1024) << "the leader's memory grew by more than 64 MiB";
   }
@@ -533,6 +645,94 @@ void StopUnderLoad(Cluster& cluster, Client& client, int victim, bool unary_rene
 
 TEST_F(Edges, StoppingAFollowerAnswersEveryCallOkOrUnavailable) {
   StopUnderLoad(*cluster_, client_, follower_);
+}
+
+TEST_F(Edges, StoppingANodeWithStreamsWhoseClientsStoppedReadingIsPromptAndUnavailable) {
+  // A Watch and a KeepAlive on a follower whose clients stopped reading, each with a write stuck
+  // in flow control. The Watch ended CANCELLED when the server's 2 s shutdown deadline cancelled
+  // that write; now both end at once with the node's "stopping" answer and the node exits 0.
+  const int victim = follower_;
+  auto channel = SmallWindowChannel(*cluster_, victim);
+  auto stub = v1::LockService::NewStub(channel);
+  grpc::ClientContext watch_ctx;
+  watch_ctx.set_deadline(std::chrono::system_clock::now() + 60s);
+  v1::WatchRequest req;
+  req.set_prefix("stuck/");
+  auto watch = stub->Watch(&watch_ctx, req);
+  // ~400 events of ~80 bytes: several times the watcher's 8 KiB window.
+  AcquireMany(client_, "stuck/", 400, 4);
+  // A KeepAlive on its own connection (so the watch's window is not the limit), not reading.
+  auto ka_stub = v1::LockService::NewStub(SmallWindowChannel(*cluster_, victim));
+  grpc::ClientContext ka_ctx;
+  ka_ctx.set_deadline(std::chrono::system_clock::now() + 60s);
+  auto keepalive = ka_stub->KeepAlive(&ka_ctx);
+  std::atomic<uint64_t> sent{0};
+  const uint64_t lease = Lease();
+  std::thread writer([&] { StuffWithoutReading(*keepalive, lease, 4000, sent); });
+  EXPECT_TRUE(WaitUntilBlocked(sent, 300ms, 20s));
+  const auto t0 = Clock::now();
+  const auto code = cluster_->Stop(victim);
+  const auto stop_ms = std::chrono::duration_cast<Ms>(Clock::now() - t0).count();
+  writer.join();
+  uint64_t events = 0;
+  v1::WatchResponse w;
+  while (watch->Read(&w)) events += w.events_size();
+  const grpc::Status watch_status = watch->Finish();
+  uint64_t answers = 0;
+  v1::RenewResponse r;
+  while (keepalive->Read(&r)) ++answers;
+  const grpc::Status ka_status = keepalive->Finish();
+  std::cout << "stopping node " << victim + 1 << " took " << stop_ms << " ms; the watcher had "
+            << events << " events unread, the KeepAlive client " << sent << " renewals sent and "
+            << answers << " answers unread\n";
+  EXPECT_EQ(code, std::optional<int>(0)) << "node " << victim + 1 << " did not stop cleanly";
+  EXPECT_LT(stop_ms, 10'000) << "the node waited for its stuck streams";
+  EXPECT_LT(events, 400u) << "the watcher's window held every event: no write was stuck";
+  EXPECT_LT(answers, sent.load()) << "every answer reached the client: no write was stuck";
+  EXPECT_EQ(watch_status.error_code(), Code::UNAVAILABLE) << Describe(watch_status);
+  EXPECT_THAT(watch_status.error_message(), HasSubstr("this node is stopping"));
+  EXPECT_EQ(ka_status.error_code(), Code::UNAVAILABLE) << Describe(ka_status);
+  EXPECT_THAT(ka_status.error_message(), HasSubstr("this node is stopping"));
+  cluster_->Start(victim);
+  EXPECT_GE(cluster_->WaitForReady(), 0);
+}
+
+TEST_F(Edges, AWatcherThatNeverReadsFallsBehindAndIsEndedResourceExhaustedAtOnce) {
+  // A watcher that stops reading: its write sticks in flow control and more than 4,096 matching
+  // entries queue behind it. It was told RESOURCE_EXHAUSTED only after that write completed,
+  // which never happens while it does not read, so when the node stopped it ended CANCELLED.
+  const uint64_t overflows_before = Metric(*cluster_, follower_, "lockd_watch_overflows_total");
+  auto stub = v1::LockService::NewStub(SmallWindowChannel(*cluster_, follower_));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 120s);
+  v1::WatchRequest req;
+  req.set_prefix("behind/");
+  auto watch = stub->Watch(&ctx, req);
+  AcquireMany(client_, "behind/", 4400, 4);
+  const auto published = Clock::now();
+  bool counted = false;
+  for (const auto until = Clock::now() + 30s; !counted && Clock::now() < until;
+       std::this_thread::sleep_for(100ms)) {
+    counted = Metric(*cluster_, follower_, "lockd_watch_overflows_total") > overflows_before;
+  }
+  // Stop the node before reading: the status must already be on its way. (Reading first would
+  // let the stuck write complete and hide the defect; stopping the node is where it showed.)
+  const auto code = cluster_->Stop(follower_);
+  uint64_t events = 0;
+  v1::WatchResponse w;
+  while (watch->Read(&w)) events += w.events_size();
+  const grpc::Status st = watch->Finish();
+  const auto ended_ms = std::chrono::duration_cast<Ms>(Clock::now() - published).count();
+  std::cout << "watcher that never read: " << events << " events reached it, stream ended "
+            << ended_ms << " ms after the last entry was published\n";
+  EXPECT_TRUE(counted) << "no watch overflow counted within 30 s";
+  EXPECT_LT(events, 4400u) << "every event reached the watcher: it never fell behind";
+  EXPECT_EQ(st.error_code(), Code::RESOURCE_EXHAUSTED) << Describe(st);
+  EXPECT_THAT(st.error_message(), HasSubstr("entries behind"));
+  EXPECT_LT(ended_ms, 60'000) << "the status waited for the stuck write";
+  EXPECT_EQ(code, std::optional<int>(0)) << "node " << follower_ + 1 << " did not stop cleanly";
+  cluster_->Start(follower_);
+  EXPECT_GE(cluster_->WaitForReady(), 0);
 }
 
 TEST_F(Edges, StoppingTheLeaderAnswersEveryCallOkOrUnavailable) {
