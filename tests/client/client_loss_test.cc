@@ -17,6 +17,7 @@
 #include <optional>
 #include <thread>
 
+#include "client/access.h"
 #include "fake_lock_service.h"
 #include "lockd/client.h"
 #include "support/process.h"
@@ -78,9 +79,16 @@ TEST(ClientLoss, ADoneAnsweredAfterTheClientIsDestroyedRunsOnACallbackThread) {
     cv.notify_all();
   });
   client.reset();
-  std::unique_lock g(mu);
-  ASSERT_TRUE(cv.wait_for(g, 10s, [&] { return thread_name.has_value(); }));
-  EXPECT_EQ(*thread_name, "lockd-callback");
+  {
+    std::unique_lock g(mu);
+    ASSERT_TRUE(cv.wait_for(g, 10s, [&] { return thread_name.has_value(); }));
+    EXPECT_EQ(*thread_name, "lockd-callback");
+  }
+  // The detached thread destroys the client after `done`: let it finish before the process
+  // exits (gRPC's globals go then).
+  const auto& core = detail::Access::Core(**lease);
+  ASSERT_TRUE(testing::WaitFor([&] { return core->client.expired(); }, 10s));
+  std::this_thread::sleep_for(500ms);
 }
 
 // Found by review: destroying the Client from one of its callbacks joined the thread the
