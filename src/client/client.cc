@@ -196,6 +196,12 @@ Result<std::unique_ptr<Client>> Client::Connect(ClientOptions o) {
 Client::Client(std::shared_ptr<ClientCore> core) : core_(std::move(core)) {}
 
 Client::~Client() {
+  // Destroyed from a callback of this library: the shutdown cannot join the thread it runs on.
+  // It goes on in a thread of its own, which holds the core until every thread is joined.
+  if (core_->OnOwnThread()) {
+    std::thread([core = core_] { core->Shutdown(); }).detach();
+    return;
+  }
   core_->Shutdown();
 }
 

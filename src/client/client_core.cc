@@ -2,6 +2,7 @@
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/unknown_field_set.h>
+#include <pthread.h>
 #include <time.h>
 
 #include <cstdlib>
@@ -64,6 +65,10 @@ ClientCore::ClientCore(ClientOptions options) : options_(std::move(options)) {
   }
 }
 
+void NameThisThread(const char* name) {
+  pthread_setname_np(pthread_self(), name);
+}
+
 ClientCore::~ClientCore() {
   Shutdown();
 }
@@ -71,7 +76,12 @@ ClientCore::~ClientCore() {
 void ClientCore::Start() {
   renewer_ = std::make_unique<Renewer>(*this);
   cleanup_thread_ = std::thread([this] { CleanupLoop(); });
-  dispatch_thread_ = std::thread([this] { DispatchLoop(); });
+  dispatch_thread_ = std::thread([this] {
+    NameThisThread(kCallbackThreadName);
+    DispatchLoop();
+  });
+  cleanup_thread_id_ = cleanup_thread_.get_id();
+  dispatch_thread_id_ = dispatch_thread_.get_id();
 }
 
 void ClientCore::Shutdown() {
@@ -212,8 +222,8 @@ std::chrono::milliseconds ClientCore::Backoff(int failures) {
 std::shared_ptr<Lease> ClientCore::AdoptLease(uint64_t id, std::chrono::milliseconds ttl,
                                               TimePoint anchor, bool renewed) {
   auto core = std::make_shared<LeaseCore>(
-      id, ttl, SafetyMargin(ttl, options_.drift, options_.margin_floor), [this] { return Now(); },
-      renewed);
+      // The lease's own copy of the clock: its handles may outlive this client.
+      id, ttl, SafetyMargin(ttl, options_.drift, options_.margin_floor), options_.clock, renewed);
   core->client = weak_from_this();
   core->Anchor(anchor);
   {
@@ -303,7 +313,21 @@ void ClientCore::Dispatch(std::function<void()> f) {
       return;
     }
   }
-  f();
+  // The client shut down; this is most likely a gRPC thread, and `f` may hold the last reference
+  // to this client: its destruction releases the channels, which must not happen on a thread of
+  // gRPC's (it aborted in the shared callback completion queue). A thread of its own runs and
+  // destroys `f`.
+  std::thread([f = std::move(f)]() mutable {
+    NameThisThread(kCallbackThreadName);
+    f();
+    f = nullptr;
+  }).detach();
+}
+
+bool ClientCore::OnOwnThread() const {
+  const auto me = std::this_thread::get_id();
+  return me == dispatch_thread_id_.load() || me == cleanup_thread_id_.load() ||
+         (renewer_ && renewer_->OnRenewalThread());
 }
 
 void ClientCore::DispatchLoop() {

@@ -104,8 +104,12 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   // --- the callback thread ---
   /// Runs `f` on the client's callback thread (in order), where the asynchronous calls' `done`
   /// callbacks run: never on the caller's thread, never on a gRPC thread. After shutdown it runs
-  /// `f` here.
+  /// `f` on a detached thread of its own (same name), never here.
   void Dispatch(std::function<void()> f);
+  /// The name of the threads `done` callbacks run on (visible in debuggers, checked by tests).
+  static constexpr const char* kCallbackThreadName = "lockd-callback";
+  /// True on the callback, cleanup or renewal thread: a Client destroyed there cannot join them.
+  bool OnOwnThread() const;
 
   // --- cleanup queue ---
   /// Runs `task` on the cleanup thread; false if the client is shutting down.
@@ -162,8 +166,12 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::unique_ptr<Renewer> renewer_;
   std::thread cleanup_thread_;
   std::thread dispatch_thread_;
+  std::atomic<std::thread::id> cleanup_thread_id_, dispatch_thread_id_;  ///< set by Start
   std::once_flag shutdown_once_;
 };
+
+/// Names the calling thread (at most 15 characters).
+void NameThisThread(const char* name);
 
 // ------------------------------------------------------------------------------------------
 

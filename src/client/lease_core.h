@@ -98,7 +98,8 @@ class LeaseCore {
   /// Loses the lease (and every lock on it) now; later calls change nothing.
   void Lose(const std::string& reason);
 
-  bool Valid() { return !DecideLoss(now_()); }
+  /// A lost lease does not read the clock (nothing is left to decide).
+  bool Valid() { return !Lost() && !DecideLoss(now_()); }
   /// Lost (decided), without deciding anything.
   bool Lost() const;
   TimePoint ValidUntil() const;

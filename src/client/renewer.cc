@@ -125,6 +125,7 @@ class Renewer::Stream final : public grpc::ClientBidiReactor<pb::RenewRequest, p
 
 Renewer::Renewer(ClientCore& core) : core_(core) {
   thread_ = std::thread([this] { Loop(); });
+  thread_id_ = thread_.get_id();
 }
 
 Renewer::~Renewer() {

@@ -13,6 +13,7 @@
 // endpoint failed in a row, and never by more than a fraction of the shortest TTL.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -40,6 +41,7 @@ class Renewer {
   void Remove(uint64_t lease_id);
   /// Ends the stream and the thread, and waits for the stream's last callback. Idempotent.
   void Stop();
+  bool OnRenewalThread() const { return std::this_thread::get_id() == thread_id_.load(); }
 
   /// How long a renewal may go unanswered before the stream moves: TTL/6 within [250 ms, 2 s].
   static std::chrono::milliseconds AnswerTimeout(std::chrono::milliseconds ttl);
@@ -103,6 +105,7 @@ class Renewer {
 
   std::shared_ptr<Stream> stream_;  ///< only the renewal thread touches it
   std::thread thread_;
+  std::atomic<std::thread::id> thread_id_;  ///< set by the constructor, then constant
 };
 
 }  // namespace lockd::client

@@ -6,15 +6,18 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <thread>
 
+#include "client/access.h"
 #include "fake_lock_service.h"
 #include "lockd/client.h"
 #include "support/process.h"
@@ -48,6 +51,72 @@ struct LostAt {
     return testing::WaitFor([&] { return fired.load(); }, timeout);
   }
 };
+
+std::string ThisThreadName() {
+  char name[32] = {};
+  pthread_getname_np(pthread_self(), name, sizeof(name));
+  return name;
+}
+
+// Found by review: an AcquireAsync still waiting when its Client was destroyed ran `done` inline
+// on the gRPC thread that received the answer, and the closure's client reference, the last one,
+// destroyed the client (and its channels) there. It runs on a callback thread of the library's.
+TEST(ClientLoss, ADoneAnsweredAfterTheClientIsDestroyedRunsOnACallbackThread) {
+  FakeServer a;
+  auto client = ConnectTo({a.endpoint});
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  a.service.With([&] { return a.service.acquire_hangs = true; });
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<std::string> thread_name;
+  LockOptions o;
+  o.wait = 1500ms;  // the answer (DEADLINE_EXCEEDED) comes after the client is gone
+  client->AcquireAsync("seat/async", *lease, o, [&](Result<Lock> r) {
+    EXPECT_FALSE(r.ok());
+    std::lock_guard g(mu);
+    thread_name = ThisThreadName();
+    cv.notify_all();
+  });
+  client.reset();
+  {
+    std::unique_lock g(mu);
+    ASSERT_TRUE(cv.wait_for(g, 10s, [&] { return thread_name.has_value(); }));
+    EXPECT_EQ(*thread_name, "lockd-callback");
+  }
+  // The detached thread destroys the client after `done`: let it finish before the process
+  // exits (gRPC's globals go then).
+  const auto& core = detail::Access::Core(**lease);
+  ASSERT_TRUE(testing::WaitFor([&] { return core->client.expired(); }, 10s));
+  std::this_thread::sleep_for(500ms);
+}
+
+// Found by review: destroying the Client from one of its callbacks joined the thread the
+// destructor ran on (std::system_error, std::terminate). The shutdown goes on elsewhere.
+TEST(ClientLoss, AClientDestroyedFromItsOwnCallbackShutsDown) {
+  FakeServer a;
+  auto client = ConnectTo({a.endpoint});
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  const uint64_t id = (*lease)->id();
+  std::atomic<bool> answered{false};
+  client->AcquireAsync("seat/async", *lease, {}, [&](Result<Lock> r) {
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    client.reset();  // from the callback thread; the Lock in r is released after this
+    answered = true;
+  });
+  ASSERT_TRUE(testing::WaitFor([&] { return answered.load(); }, 5s));
+  // The orderly shutdown still revokes the lease.
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        return a.service.With([&] {
+          return std::find(a.service.revoked.begin(), a.service.revoked.end(), id) !=
+                 a.service.revoked.end();
+        });
+      },
+      10s));
+  EXPECT_TRUE(testing::WaitFor([&] { return !(*lease)->valid(); }, 5s));
+}
 
 // Found by review: a lease's lost callback that releases its locks (the canonical pattern) ran
 // on the renewal thread before the locks were marked lost, so each Release went to the cluster

@@ -427,8 +427,9 @@ TEST_F(ClientTest, ADoneHoldingTheLastLeaseHandleDoesNotDeadlockTheCallbackThrea
         return fake_.With([&] { return fake_.revoked.size() == 1 && fake_.revoked[0] == id; });
       },
       10s);
-  EXPECT_TRUE(answered);
   ASSERT_TRUE(revoked) << "the callback thread deadlocked";
+  std::lock_guard g(mu);
+  EXPECT_TRUE(answered);
 }
 
 TEST_F(ClientTest, AcquireAsyncRetriesUnavailableWithOneRequestId) {

@@ -215,11 +215,15 @@ struct FakeServer {
   std::unique_ptr<grpc::Server> server;
 
   FakeServer() {
-    endpoint = "127.0.0.1:" + std::to_string(testing::FreePorts(1)[0]);
+    // The kernel picks the port as the server binds it. A port found free beforehand could be
+    // taken meanwhile by another test process, and gRPC binds with SO_REUSEPORT: two fakes then
+    // shared it, each getting some of the other's calls (seen under ctest -j2 on TSan runs).
+    int port = 0;
     grpc::ServerBuilder b;
-    b.AddListeningPort(endpoint, grpc::InsecureServerCredentials());
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     b.RegisterService(&service);
     server = b.BuildAndStart();
+    endpoint = "127.0.0.1:" + std::to_string(port);
   }
   ~FakeServer() { server->Shutdown(std::chrono::system_clock::now() + 1s); }
 };

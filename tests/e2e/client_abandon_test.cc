@@ -253,6 +253,9 @@ TEST_F(ClientAbandon, AnAcquireAbandonedDuringAnElectionIsNeverGranted) {
   stop_b.request_stop();
   b.join();
   EXPECT_TRUE(NothingOf(*holder_, "election/a", a_lease));
+  // The premise: A's lease lived through the election (renewed by the library), so a grant to
+  // A's withdrawn wait would have been held, not expired with it.
+  EXPECT_TRUE(waiter_lease_->valid()) << waiter_lease_->lost_reason();
 }
 
 }  // namespace
