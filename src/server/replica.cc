@@ -369,6 +369,7 @@ void Replica::OnLostLeadership() {
   spdlog::info("node {}: no longer leader (term {})", options_.node_id, raft_->term().value());
   leader_ = false;
   cluster_id_proposed_ = false;
+  restore_refusal_logged_ = false;
   lease_.StepDown();
   deadlines_.Deactivate();
   wait_timers_.clear();

@@ -288,7 +288,8 @@ class Replica {
   LeaderLease lease_;
   LeaseDeadlines deadlines_;
   bool leader_ = false;
-  bool cluster_id_proposed_ = false;  ///< this leadership proposed the undecided cluster id
+  bool cluster_id_proposed_ = false;     ///< this leadership proposed the undecided cluster id
+  bool restore_refusal_logged_ = false;  ///< ProposeRestoredClusterId said why it cannot
   raft::Term leader_term_;
   uint64_t applied_ = 0;
   BootTime last_tick_;
