@@ -416,6 +416,12 @@ void Replica::ProposeCommand(lock::Command command, Deadline deadline, CommandDo
     done(Unavailable("not the leader; retry with the same request id"));
     return;
   }
+  // Nothing but the cluster id entry may apply first: in a restored cluster that entry carries the
+  // starting state (guarantee 8), and a command applied before it would be lost or mis-counted.
+  if (options_.identity && !options_.identity->decided()) {
+    done(Unavailable("the cluster id is not decided yet; retry with the same request id"));
+    return;
+  }
   if (std::chrono::system_clock::now() >= deadline) {
     done(
         Status(StatusCode::kDeadlineExceeded, "the call's deadline passed before it was proposed"));
