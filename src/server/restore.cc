@@ -133,9 +133,9 @@ std::string FormatRestoreReport(const RestoreOptions& o, const RestoreReport& r)
   out += "  seconds counted: " + std::to_string(r.seconds_counted) +
          " since the backup (on this machine's clock), token floor " +
          std::to_string(r.token_floor) + "\n";
-  out += "  token counter:  " + std::to_string(r.old_token_counter) + " in the backup, at least " +
+  out += "  token counter:  " + std::to_string(r.old_token_counter) + " in the backup, about " +
          std::to_string(r.token_counter_now) + " in the new cluster\n";
-  out += "  lease counter:  " + std::to_string(r.old_lease_counter) + " in the backup, at least " +
+  out += "  lease counter:  " + std::to_string(r.old_lease_counter) + " in the backup, about " +
          std::to_string(r.lease_counter_now) + " in the new cluster\n";
   out +=
       "start the node with this --data-dir; once a majority of the restored members runs, the "
