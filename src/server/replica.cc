@@ -814,6 +814,7 @@ Status Replica::InstallSnapshot(const raft::SnapshotMeta& meta) {
   state_ = std::move(restored).value();
   applied_ = meta.index.value();
   snapshot_index_ = applied_;
+  snapshot_bytes_ = incoming_->payload.size();  // Snapshot answers with this one's size now
   // What happened up to the snapshot is not known here event by event.
   first_index_this_run_ = applied_ + 1;
   apply_times_.clear();

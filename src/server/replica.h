@@ -320,8 +320,8 @@ class Replica {
   };
   /// A TransferLeadership call, answered once `to` leads (or it failed or timed out).
   std::optional<PendingTransfer> transfer_;
-  uint64_t snapshot_index_ = 0;     ///< of the newest snapshot this node holds
-  uint64_t snapshot_bytes_ = 0;     ///< its state's size, when this run took it (else 0)
+  uint64_t snapshot_index_ = 0;  ///< of the newest snapshot this node holds
+  uint64_t snapshot_bytes_ = 0;  ///< its state's size, when this run took or installed it (else 0)
   uint64_t snapshot_retry_at_ = 0;  ///< after a failed attempt, no new one before this index
   /// The newest snapshot's payload while a transfer still uses it (loaded from disk on demand).
   raft::SnapshotMeta cached_meta_;
