@@ -101,6 +101,11 @@ class LockStateMachine {
   /// from the backup's wall time to `now_wall_seconds`)).
   static Result<LockStateMachine> RestoreAsNewCluster(std::string_view snapshot, Limits limits,
                                                       int64_t now_wall_seconds, uint64_t floor);
+  /// The same start from the backup's two counters and wall time alone (no state to decode), so a
+  /// restored cluster's leader computes it without the old state.
+  static Result<LockStateMachine> NewClusterFrom(Limits limits, uint64_t token_counter,
+                                                 uint64_t lease_counter, int64_t from_wall_seconds,
+                                                 int64_t now_wall_seconds, uint64_t floor);
 
   /// Aborts (LOCKD_CHECK) if the structure is inconsistent; the simulator and tests call it
   /// after every apply.

@@ -215,7 +215,16 @@ Result<LockStateMachine> LockStateMachine::RestoreAsNewCluster(std::string_view 
                                                                uint64_t floor) {
   auto old = Restore(snapshot, limits);
   if (!old.ok()) return old.status();
-  const int64_t elapsed = std::max<int64_t>(0, now_wall_seconds - old->wall_seconds_);
+  return NewClusterFrom(limits, old->token_counter_, old->lease_counter_, old->wall_seconds_,
+                        now_wall_seconds, floor);
+}
+
+Result<LockStateMachine> LockStateMachine::NewClusterFrom(Limits limits, uint64_t token_counter,
+                                                          uint64_t lease_counter,
+                                                          int64_t from_wall_seconds,
+                                                          int64_t now_wall_seconds,
+                                                          uint64_t floor) {
+  const int64_t elapsed = std::max<int64_t>(0, now_wall_seconds - from_wall_seconds);
   const unsigned __int128 bump =
       (static_cast<unsigned __int128>(1) << 32) * (static_cast<unsigned __int128>(elapsed) + 1);
   const auto raise = [&](uint64_t counter) -> std::optional<uint64_t> {
@@ -223,8 +232,8 @@ Result<LockStateMachine> LockStateMachine::RestoreAsNewCluster(std::string_view 
     if (v > UINT64_MAX) return std::nullopt;
     return std::max<uint64_t>(floor, static_cast<uint64_t>(v));
   };
-  const auto tokens = raise(old->token_counter_);
-  const auto leases = raise(old->lease_counter_);
+  const auto tokens = raise(token_counter);
+  const auto leases = raise(lease_counter);
   if (!tokens || !leases) {
     return OutOfRange("restoring would overflow the 64-bit token or lease-id counter");
   }

@@ -296,10 +296,12 @@ Status Node::Start() {
     snapshots_.Add();
   };
   // A member `lockd restore` made: until the cluster id is decided, its leader proposes the id
-  // with the restored starting state. Once decided, the seed is inert.
-  auto seed = storage::LoadRestoreSeed(data_dir_->path());
+  // with the restored starting state. Once decided, the seed is inert and never read again (a
+  // damaged unused seed must not stop a healthy member).
+  Result<std::optional<storage::RestoreSeed>> seed = std::optional<storage::RestoreSeed>();
+  if (identity_->cluster_id().empty()) seed = storage::LoadRestoreSeed(data_dir_->path());
   if (!seed.ok()) return seed.status();
-  if (seed->has_value() && identity_->cluster_id().empty()) {
+  if (seed->has_value()) {
     auto plan = PlanFromSeed(**seed);
     if (!plan.ok()) return plan.status();
     spdlog::info(

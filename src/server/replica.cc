@@ -381,6 +381,7 @@ void Replica::OnLostLeadership() {
   spdlog::info("node {}: no longer leader (term {})", options_.node_id, raft_->term().value());
   leader_ = false;
   cluster_id_proposed_ = false;
+  restore_refusal_logged_ = false;
   lease_.StepDown();
   deadlines_.Deactivate();
   wait_timers_.clear();
@@ -428,6 +429,12 @@ void Replica::Submit(lock::Command command, Deadline deadline, CommandDone done)
 void Replica::ProposeCommand(lock::Command command, Deadline deadline, CommandDone done) {
   if (stopping_ || !leader_) {
     done(Unavailable("not the leader; retry with the same request id"));
+    return;
+  }
+  // Nothing but the cluster id entry may apply first: in a restored cluster that entry carries the
+  // starting state (guarantee 8), and a command applied before it would be lost or mis-counted.
+  if (options_.identity && !options_.identity->decided()) {
+    done(Unavailable("the cluster id is not decided yet; retry with the same request id"));
     return;
   }
   if (std::chrono::system_clock::now() >= deadline) {
@@ -831,6 +838,7 @@ Status Replica::InstallSnapshot(const raft::SnapshotMeta& meta) {
   state_ = std::move(restored).value();
   applied_ = meta.index.value();
   snapshot_index_ = applied_;
+  snapshot_bytes_ = incoming_->payload.size();  // Snapshot answers with this one's size now
   // What happened up to the snapshot is not known here event by event.
   first_index_this_run_ = applied_ + 1;
   apply_times_.clear();

@@ -330,7 +330,8 @@ class Replica {
   LeaderLease lease_;
   LeaseDeadlines deadlines_;
   bool leader_ = false;
-  bool cluster_id_proposed_ = false;  ///< this leadership proposed the undecided cluster id
+  bool cluster_id_proposed_ = false;     ///< this leadership proposed the undecided cluster id
+  bool restore_refusal_logged_ = false;  ///< ProposeRestoredClusterId said why it cannot
   raft::Term leader_term_;
   uint64_t applied_ = 0;
   BootTime last_tick_;
@@ -360,8 +361,8 @@ class Replica {
   };
   /// A TransferLeadership call, answered once `to` leads (or it failed or timed out).
   std::optional<PendingTransfer> transfer_;
-  uint64_t snapshot_index_ = 0;     ///< of the newest snapshot this node holds
-  uint64_t snapshot_bytes_ = 0;     ///< its state's size, when this run took it (else 0)
+  uint64_t snapshot_index_ = 0;  ///< of the newest snapshot this node holds
+  uint64_t snapshot_bytes_ = 0;  ///< its state's size, when this run took or installed it (else 0)
   uint64_t snapshot_retry_at_ = 0;  ///< after a failed attempt, no new one before this index
   /// The newest snapshot's payload while a transfer still uses it (loaded from disk on demand).
   raft::SnapshotMeta cached_meta_;

@@ -97,15 +97,26 @@ void Replica::CaptureBackup(std::function<void(Result<storage::Backup>)> done) {
 Result<raft::LogIndex> Replica::ProposeRestoredClusterId(const std::string& id) {
   const RestorePlan& plan = *options_.restore;
   auto start = RestoredState(plan, options_.limits, WallSeconds());
-  if (!start.ok()) return start.status();
+  if (!start.ok()) {
+    // Retried every tick (the clock may be corrected); said once per leadership, as an error:
+    // the restored cluster cannot start until it is fixed.
+    if (!restore_refusal_logged_) {
+      spdlog::error("node {}: cannot start the cluster restored from backup {}: {}",
+                    options_.node_id, plan.digest, start.status().ToString());
+      restore_refusal_logged_ = true;
+    }
+    return start.status();
+  }
   auto index = raft_->Propose(EncodeRestoredClusterIdEntry(id, start->Snapshot()));
   if (index.ok()) {
     spdlog::info(
         "node {}: proposing restored cluster id {} (from backup {} of cluster {} at index {}): "
-        "token counter {} -> {}, lease-id counter {} -> {}",
+        "token counter {} -> {}, lease-id counter {} -> {} ({} seconds counted since unix time "
+        "{}, token floor {})",
         options_.node_id, id, plan.digest, plan.backup.cluster_id, plan.backup.index,
         plan.backup.token_counter, start->token_counter().value(), plan.backup.lease_counter,
-        start->lease_counter().value());
+        start->lease_counter().value(), SecondsCounted(plan, WallSeconds()),
+        plan.counted_from_unix_seconds, plan.token_floor);
   }
   return index;
 }

@@ -66,15 +66,15 @@ Result<RestoreReport> RestoreDataDir(const RestoreOptions& o) {
     return Status(plan.status().code(), o.backup_path + ": " + plan.status().message());
   auto start = RestoredState(*plan, lock::Limits{}, seed.restored_unix_seconds);
   if (!start.ok()) {
-    return Status(start.status().code(), o.backup_path + ": its state cannot start a cluster: " +
-                                             start.status().message());
+    return Status(start.status().code(),
+                  o.backup_path + ": cannot start a cluster from it: " + start.status().message());
   }
   if (Status s = CheckNewDataDir(o.data_dir); !s.ok()) return s;
 
   ClusterIdentity identity;
   identity.members = *members;
   identity.bootstrap_id =
-      DeriveBootstrapId(o.cluster_token + "\nrestored-from " + plan->digest, identity.members);
+      RestoredBootstrapId(o.cluster_token, plan->digest, o.token_floor, identity.members);
   identity.incarnation = NewRandomId();
 
   // Built under a temporary name, then renamed into place (rename replaces an empty folder).
@@ -112,7 +112,16 @@ Result<RestoreReport> RestoreDataDir(const RestoreOptions& o) {
   r.old_lease_counter = plan->backup.lease_counter;
   r.token_counter_now = start->token_counter().value();
   r.lease_counter_now = start->lease_counter().value();
+  r.seconds_counted = SecondsCounted(*plan, seed.restored_unix_seconds);
+  r.token_floor = o.token_floor;
   return r;
+}
+
+std::string RestoredBootstrapId(const std::string& cluster_token, const std::string& digest,
+                                uint64_t token_floor, const std::vector<MemberSpec>& members) {
+  return DeriveBootstrapId(
+      cluster_token + "\nrestored-from " + digest + "\ntoken-floor " + std::to_string(token_floor),
+      members);
 }
 
 std::string FormatRestoreReport(const RestoreOptions& o, const RestoreReport& r) {
@@ -121,9 +130,12 @@ std::string FormatRestoreReport(const RestoreOptions& o, const RestoreReport& r)
   out += "  backup sha256:  " + r.digest + "\n";
   out += "  from cluster:   " + r.old_cluster_id + " at index " + std::to_string(r.index) +
          " (taken at unix time " + std::to_string(r.taken_unix_seconds) + ")\n";
-  out += "  token counter:  " + std::to_string(r.old_token_counter) + " in the backup, at least " +
+  out += "  seconds counted: " + std::to_string(r.seconds_counted) +
+         " since the backup (on this machine's clock), token floor " +
+         std::to_string(r.token_floor) + "\n";
+  out += "  token counter:  " + std::to_string(r.old_token_counter) + " in the backup, about " +
          std::to_string(r.token_counter_now) + " in the new cluster\n";
-  out += "  lease counter:  " + std::to_string(r.old_lease_counter) + " in the backup, at least " +
+  out += "  lease counter:  " + std::to_string(r.old_lease_counter) + " in the backup, about " +
          std::to_string(r.lease_counter_now) + " in the new cluster\n";
   out +=
       "start the node with this --data-dir; once a majority of the restored members runs, the "

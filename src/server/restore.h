@@ -7,15 +7,18 @@
 // under a temporary name and renamed into place, so a failure or a crash leaves no partial dir.
 //
 // It holds: the identity file (the members; a bootstrap id derived from --cluster-token, the
-// members AND the backup's digest, so a member restored from another file, or bootstrapped
-// without one, is refused by its peers), and the restore seed. The new cluster id and its
-// starting counters are decided by the first leader through the log (server/restore_seed.h).
+// members, the backup's digest AND --token-floor, so a member restored from another file, with
+// another floor, or bootstrapped without one, is refused by its peers), and the restore seed. The
+// new cluster id and its starting counters are decided by the first leader through the log
+// (server/restore_seed.h).
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
+#include "server/cluster_identity.h"
 
 namespace lockd::server {
 
@@ -40,7 +43,15 @@ struct RestoreReport {
   /// leader raises them again for the time that passes until then).
   uint64_t token_counter_now = 0;
   uint64_t lease_counter_now = 0;
+  int64_t seconds_counted = 0;  ///< whole seconds since the backup counted in those
+  uint64_t token_floor = 0;
 };
+
+/// The bootstrap id of a restored member: every member of one restored cluster must be restored
+/// from the same file with the same --token-floor (only the first leader's seed decides the
+/// start), and a mismatch is refused by the peers' bootstrap id check.
+std::string RestoredBootstrapId(const std::string& cluster_token, const std::string& digest,
+                                uint64_t token_floor, const std::vector<MemberSpec>& members);
 
 Result<RestoreReport> RestoreDataDir(const RestoreOptions& options);
 std::string FormatRestoreReport(const RestoreOptions& options, const RestoreReport& report);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <string>
 
 namespace lockd::server {
 
@@ -13,31 +14,42 @@ constexpr std::string_view kPrefix = "\0lockd-cluster-id 2 "sv;
 Result<RestorePlan> PlanFromSeed(const storage::RestoreSeed& seed) {
   auto backup = storage::DecodeBackup(seed.backup);
   if (!backup.ok()) return backup.status();
+  auto old = lock::LockStateMachine::Restore(backup->state, lock::Limits{});
+  if (!old.ok()) return old.status();
+  if (old->token_counter().value() != backup->header.token_counter ||
+      old->lease_counter().value() != backup->header.lease_counter) {
+    return DataLoss("the backup's header and state disagree on the token or lease-id counter");
+  }
   RestorePlan plan;
   plan.backup = backup->header;
-  plan.state = std::move(backup->state);
   plan.token_floor = seed.token_floor;
   plan.restored_unix_seconds = seed.restored_unix_seconds;
+  // A state no leader ever stamped has only the header's time.
+  plan.counted_from_unix_seconds =
+      old->wall_seconds() > 0 ? std::min(backup->header.taken_unix_seconds, old->wall_seconds())
+                              : backup->header.taken_unix_seconds;
   plan.digest = storage::BackupDigestHex(seed.backup);
   return plan;
 }
 
+int64_t SecondsCounted(const RestorePlan& plan, int64_t now_unix_seconds) {
+  const int64_t now = std::max(now_unix_seconds, plan.restored_unix_seconds);
+  return std::max<int64_t>(0, now - plan.counted_from_unix_seconds);
+}
+
 Result<lock::LockStateMachine> RestoredState(const RestorePlan& plan, const lock::Limits& limits,
                                              int64_t now_unix_seconds) {
-  auto old = lock::LockStateMachine::Restore(plan.state, limits);
-  if (!old.ok()) return old.status();
-  if (old->token_counter().value() != plan.backup.token_counter ||
-      old->lease_counter().value() != plan.backup.lease_counter) {
-    return DataLoss("the backup's header and state disagree on the token or lease-id counter");
-  }
   const int64_t now = std::max(now_unix_seconds, plan.restored_unix_seconds);
-  // RestoreAsNewCluster counts from the state's own stamp; shift `now` so that it counts from
-  // the earlier of the two times instead (a state no leader ever stamped has only the header's).
-  const int64_t taken = old->wall_seconds() > 0
-                            ? std::min(plan.backup.taken_unix_seconds, old->wall_seconds())
-                            : plan.backup.taken_unix_seconds;
-  const int64_t shifted = now + (old->wall_seconds() - taken);
-  return lock::LockStateMachine::RestoreAsNewCluster(plan.state, limits, shifted, plan.token_floor);
+  if (now < plan.counted_from_unix_seconds && plan.token_floor == 0) {
+    return FailedPrecondition(
+        "this clock (unix time " + std::to_string(now) + ") is behind the backup's (" +
+        std::to_string(plan.counted_from_unix_seconds) +
+        "), so the seconds since the backup cannot be counted: fix the clock, or restore every "
+        "member with the same --token-floor above every token the old cluster granted");
+  }
+  return lock::LockStateMachine::NewClusterFrom(
+      limits, plan.backup.token_counter, plan.backup.lease_counter, plan.counted_from_unix_seconds,
+      now, plan.token_floor);
 }
 
 std::string EncodeRestoredClusterIdEntry(const std::string& cluster_id, const std::string& state) {

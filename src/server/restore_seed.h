@@ -23,23 +23,31 @@
 
 namespace lockd::server {
 
-/// What a restored member brings to its first start.
+/// What a restored member brings to its first start: the backup's counters and the time they are
+/// counted from, never its state (verified once, off the replica loop, by PlanFromSeed), so the
+/// leader's step at election time is arithmetic.
 struct RestorePlan {
-  storage::BackupHeader backup;  ///< what the backup covered (logs and checks)
-  std::string state;             ///< the backup's lock state
+  storage::BackupHeader backup;  ///< what the backup covered (counters, logs)
   uint64_t token_floor = 0;
   int64_t restored_unix_seconds = 0;  ///< when `lockd restore` ran on this member
-  std::string digest;                 ///< the backup file's SHA-256, hex
+  /// The earlier of the header's timestamp and the newest leader stamp in the state, so a node
+  /// clock that ran ahead only raises the counters.
+  int64_t counted_from_unix_seconds = 0;
+  std::string digest;  ///< the backup file's SHA-256, hex
 };
 
-/// The plan a verified seed describes (its backup is decoded again: a seed is checked on load).
+/// The plan a verified seed describes: decodes its backup and the state in it once (the header
+/// must agree with the state's counters) and keeps only what the start needs.
 Result<RestorePlan> PlanFromSeed(const storage::RestoreSeed& seed);
+
+/// The whole seconds counted at wall time `now_unix_seconds` (never earlier than the restore).
+int64_t SecondsCounted(const RestorePlan& plan, int64_t now_unix_seconds);
 
 /// The first state of a cluster restored at wall time `now_unix_seconds` (never taken earlier
 /// than the restore itself): no leases, holders, waiters or outcomes; token and lease-id counters
-/// at max(token_floor, counter + 2^32 × (1 + whole seconds since the backup)). The backup's time
-/// is the earlier of its header's timestamp and the newest leader stamp in its state, so a node
-/// clock that ran ahead only raises the counters.
+/// at max(token_floor, counter + 2^32 × (1 + SecondsCounted)). A clock behind the time counted
+/// from cannot count the seconds since the backup: refused (FAILED_PRECONDITION) unless the plan
+/// has a token floor, which then carries the guarantee.
 Result<lock::LockStateMachine> RestoredState(const RestorePlan& plan, const lock::Limits& limits,
                                              int64_t now_unix_seconds);
 

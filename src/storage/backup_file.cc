@@ -102,12 +102,22 @@ Result<Backup> DecodeBackup(std::string_view file) {
   }
   if (size < kPrefixBytes) return Truncated(size, kPrefixBytes);
   const uint32_t version = GetU32(file, 8);
+  const uint32_t header_len = GetU32(file, 12);
   if (version != kBackupFormatVersion) {
+    // A version this lockd does not read, or a damaged version field: a header whose checksum
+    // holds (in this version's layout) is named by its version, anything else as damage.
+    const size_t at = kPrefixBytes + size_t{header_len} + 8;
+    if (header_len <= kMaxHeaderBytes && size >= at + 4 &&
+        Crc32c(file.substr(0, at)) != GetU32(file, at)) {
+      return DataLoss(
+          "the backup is damaged: checksum mismatch in its header (its version field "
+          "reads " +
+          std::to_string(version) + ")");
+    }
     return FailedPrecondition("unknown backup format version " + std::to_string(version) +
                               " (this lockd reads version " + std::to_string(kBackupFormatVersion) +
                               ")");
   }
-  const uint32_t header_len = GetU32(file, 12);
   if (header_len > kMaxHeaderBytes) {
     return DataLoss("the backup is damaged: its header length (" + std::to_string(header_len) +
                     " bytes) is impossible");

@@ -4,17 +4,23 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
+#include "base/clock.h"
 #include "lock/state_machine.h"
 #include "server/cluster_identity.h"
+#include "server/restore.h"
+#include "support/process.h"
 
 namespace lockd::server {
 namespace {
 
 constexpr uint64_t k2to32 = uint64_t{1} << 32;
 
-/// A plan from a state whose entries were stamped at `stamp`, backed up at `taken`: one lease and
-/// one grant, so both counters are 1.
-RestorePlan Plan(int64_t stamp, int64_t taken, uint64_t floor = 0) {
+/// A backup of a state whose entries were stamped at `stamp`, taken at `taken`: one lease and one
+/// grant, so both counters are 1.
+storage::Backup BackupOf(int64_t stamp, int64_t taken) {
   lock::LockStateMachine sm;
   const lock::RequestHeader h1{{{1, 1}, 1}, 1, 0};
   const lock::RequestHeader h2{{{1, 1}, 2}, 1, 0};
@@ -22,15 +28,21 @@ RestorePlan Plan(int64_t stamp, int64_t taken, uint64_t floor = 0) {
   sm.ApplyCommand(lock::LogIndex(2),
                   lock::Acquire{h2, "n", granted.outcome.lease, lock::Mode::kExclusive, 0, 0, ""},
                   stamp);
-  RestorePlan p;
-  p.state = sm.Snapshot();
-  p.backup.index = 2;
-  p.backup.token_counter = sm.token_counter().value();
-  p.backup.lease_counter = sm.lease_counter().value();
-  p.backup.taken_unix_seconds = taken;
-  p.token_floor = floor;
-  p.restored_unix_seconds = taken;
-  return p;
+  storage::Backup b;
+  b.state = sm.Snapshot();
+  b.header.index = 2;
+  b.header.cluster_id = "ab";
+  b.header.token_counter = sm.token_counter().value();
+  b.header.lease_counter = sm.lease_counter().value();
+  b.header.taken_unix_seconds = taken;
+  return b;
+}
+
+/// The plan of a member restored at `taken` from BackupOf(stamp, taken).
+RestorePlan Plan(int64_t stamp, int64_t taken, uint64_t floor = 0) {
+  auto plan = PlanFromSeed({floor, taken, storage::EncodeBackup(BackupOf(stamp, taken))});
+  EXPECT_TRUE(plan.ok()) << plan.status().ToString();
+  return plan.ok() ? *plan : RestorePlan{};
 }
 
 TEST(RestoredState, RaisesBothCountersBy2To32PerWholeSecondPlusOneAndDropsEverything) {
@@ -63,13 +75,47 @@ TEST(RestoredState, NeverCountsFromBeforeTheRestoreNorBelowTheFloor) {
   EXPECT_EQ(RestoredState(p, {}, 1010)->lease_counter().value(), 100 * k2to32);
 }
 
-TEST(RestoredState, AHeaderThatDisagreesWithItsStateIsRefused) {
-  RestorePlan p = Plan(1000, 1000);
+TEST(RestoredState, TheLeadersStepNeedsOnlyTheCountersAndTheTime) {
+  // Review finding 1: no state in the plan, nothing decoded at election time.
+  RestorePlan p;
   p.backup.token_counter = 7;
-  EXPECT_FALSE(RestoredState(p, {}, 1010).ok());
-  p = Plan(1000, 1000);
-  p.state = "garbage";
-  EXPECT_FALSE(RestoredState(p, {}, 1010).ok());
+  p.backup.lease_counter = 3;
+  p.counted_from_unix_seconds = 1000;
+  p.restored_unix_seconds = 1000;
+  auto s = RestoredState(p, {}, 1002);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->token_counter().value(), 7 + 3 * k2to32);
+  EXPECT_EQ(s->lease_counter().value(), 3 + 3 * k2to32);
+  EXPECT_EQ(s->wall_seconds(), 1002);
+  EXPECT_EQ(SecondsCounted(p, 1002), 2);
+}
+
+TEST(RestoredState, AClockBehindTheBackupIsRefusedUnlessAFloorIsGiven) {
+  // Review finding 2: a clock behind the backup's must not count as zero seconds.
+  RestorePlan p = Plan(1000, 1000);
+  p.restored_unix_seconds = 900;
+  auto behind = RestoredState(p, {}, 950);
+  ASSERT_FALSE(behind.ok());
+  EXPECT_EQ(behind.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(behind.status().message().find("--token-floor"), std::string::npos);
+  // The restoring machine's clock was right: the leader counts from the restore.
+  p.restored_unix_seconds = 1005;
+  EXPECT_EQ(RestoredState(p, {}, 950)->token_counter().value(), 1 + 6 * k2to32);
+  // With a floor, the floor carries the guarantee.
+  p.restored_unix_seconds = 900;
+  p.token_floor = 50 * k2to32;
+  auto floored = RestoredState(p, {}, 950);
+  ASSERT_TRUE(floored.ok()) << floored.status().ToString();
+  EXPECT_EQ(floored->token_counter().value(), 50 * k2to32);
+}
+
+TEST(PlanFromSeed, AHeaderThatDisagreesWithItsStateIsRefused) {
+  storage::Backup b = BackupOf(1000, 1000);
+  b.header.token_counter = 7;
+  EXPECT_FALSE(PlanFromSeed({0, 1000, storage::EncodeBackup(b)}).ok());
+  b = BackupOf(1000, 1000);
+  b.state = "garbage";
+  EXPECT_FALSE(PlanFromSeed({0, 1000, storage::EncodeBackup(b)}).ok());
 }
 
 TEST(RestoredState, ACounterThatWouldOverflowIsRefused) {
@@ -93,23 +139,81 @@ TEST(RestoredClusterIdEntry, RoundTripsAndIsAClusterIdEntryTheOldDecoderRefuses)
   EXPECT_FALSE(DecodeRestoredClusterIdEntry(EncodeRestoredClusterIdEntry("", state)).ok());
 }
 
-TEST(PlanFromSeed, DecodesTheSeedsBackup) {
-  storage::Backup b;
-  b.header.index = 9;
-  b.header.token_counter = 1;
-  b.header.lease_counter = 1;
-  b.header.cluster_id = "ab";
-  b.state = Plan(1000, 1000).state;
+TEST(PlanFromSeed, KeepsTheCountersAndTheTimeCountedFromNotTheState) {
+  const storage::Backup b = BackupOf(990, 1000);
   storage::RestoreSeed seed{5, 1234, storage::EncodeBackup(b)};
   auto plan = PlanFromSeed(seed);
   ASSERT_TRUE(plan.ok());
   EXPECT_EQ(plan->backup, b.header);
-  EXPECT_EQ(plan->state, b.state);
+  EXPECT_EQ(plan->counted_from_unix_seconds, 990);
   EXPECT_EQ(plan->token_floor, 5u);
   EXPECT_EQ(plan->restored_unix_seconds, 1234);
   EXPECT_EQ(plan->digest, storage::BackupDigestHex(seed.backup));
   seed.backup.pop_back();
   EXPECT_FALSE(PlanFromSeed(seed).ok());
+}
+
+/// `lockd restore` of one member from `backup` into `dir`/data with `floor`.
+Result<RestoreReport> RestoreMember(const std::string& dir, const storage::Backup& backup,
+                                    uint64_t floor) {
+  const std::string file = dir + "/backup";
+  std::ofstream(file, std::ios::binary) << storage::EncodeBackup(backup);
+  RestoreOptions o;
+  o.backup_path = file;
+  o.data_dir = dir + "/data";
+  o.node_id = 1;
+  o.initial_cluster = "1=127.0.0.1:1/127.0.0.1:2,2=127.0.0.1:3/127.0.0.1:4";
+  o.token_floor = floor;
+  return RestoreDataDir(o);
+}
+
+std::string BootstrapIdIn(const std::string& dir) {
+  auto id = LoadClusterIdentity(dir + "/data");
+  EXPECT_TRUE(id.ok() && id->has_value());
+  return id.ok() && id->has_value() ? (*id)->bootstrap_id : "";
+}
+
+TEST(RestoreDataDir, TheTokenFloorIsPartOfTheBootstrapIdSoMembersMustAgreeOnIt) {
+  // Review finding 3: only the first leader's floor is used, so members with different floors
+  // must not form one cluster; their peers refuse a different bootstrap id by name.
+  const storage::Backup b = BackupOf(WallSeconds() - 10, WallSeconds() - 10);
+  testing::TempDir a, same, other;
+  ASSERT_TRUE(RestoreMember(a.path(), b, 0).ok());
+  ASSERT_TRUE(RestoreMember(same.path(), b, 0).ok());
+  ASSERT_TRUE(RestoreMember(other.path(), b, 5 * k2to32).ok());
+  EXPECT_EQ(BootstrapIdIn(a.path()), BootstrapIdIn(same.path()));
+  EXPECT_NE(BootstrapIdIn(a.path()), BootstrapIdIn(other.path()));
+  const std::vector<MemberSpec> members = {{1, "p", "c"}};
+  EXPECT_NE(RestoredBootstrapId("lockd", "d", 0, members),
+            RestoredBootstrapId("lockd", "d", 1, members));
+}
+
+TEST(RestoreDataDir, AClockBehindTheBackupIsRefusedWithNothingWrittenUnlessAFloorIsGiven) {
+  // Review finding 2: the backup was taken an hour "later" than this machine's clock.
+  const storage::Backup b = BackupOf(WallSeconds() + 3600, WallSeconds() + 3600);
+  testing::TempDir dir;
+  auto refused = RestoreMember(dir.path(), b, 0);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data"));
+  auto floored = RestoreMember(dir.path(), b, 9 * k2to32);
+  ASSERT_TRUE(floored.ok()) << floored.status().ToString();
+  EXPECT_EQ(floored->token_counter_now, 9 * k2to32);
+  EXPECT_EQ(floored->seconds_counted, 0);
+}
+
+TEST(RestoreDataDir, TheReportSaysTheSecondsCounted) {
+  const storage::Backup b = BackupOf(WallSeconds() - 100, WallSeconds() - 100);
+  testing::TempDir dir;
+  auto r = RestoreMember(dir.path(), b, 0);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_GE(r->seconds_counted, 100);
+  EXPECT_LE(r->seconds_counted, 100 + 600);  // a slow machine, never an hour
+  EXPECT_EQ(r->token_counter_now, 1 + (static_cast<uint64_t>(r->seconds_counted) + 1) * k2to32);
+  RestoreOptions o;
+  EXPECT_NE(
+      FormatRestoreReport(o, *r).find("seconds counted: " + std::to_string(r->seconds_counted)),
+      std::string::npos);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <random>
 
+#include "storage/crc32c.h"
 #include "support/process.h"
 
 namespace lockd::storage {
@@ -110,10 +111,24 @@ TEST(BackupFile, AFlippedStateBitIsAChecksumMismatch) {
 
 TEST(BackupFile, AnotherVersionIsRefusedNamingIt) {
   std::string file = EncodeBackup(Sample(10));
-  file[8] = 2;  // the version's low byte
+  file[8] = 2;  // the version's low byte, in a header whose checksum holds
+  const size_t header_len = static_cast<uint8_t>(file[12]) | (static_cast<uint8_t>(file[13]) << 8);
+  const size_t crc_at = 16 + header_len + 8;
+  const uint32_t crc = Crc32c(std::string_view(file).substr(0, crc_at));
+  for (int i = 0; i < 4; ++i) file[crc_at + i] = static_cast<char>(crc >> (8 * i));
   auto got = DecodeBackup(file);
   ASSERT_FALSE(got.ok());
   EXPECT_NE(got.status().message().find("unknown backup format version 2"), std::string::npos)
+      << got.status().message();
+}
+
+TEST(BackupFile, AFlippedVersionBitIsDamageNotAnotherVersion) {
+  // Review finding 12: the header checksum covers the version field.
+  std::string file = EncodeBackup(Sample(10));
+  file[8] ^= 0x02;
+  auto got = DecodeBackup(file);
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.status().message().find("checksum mismatch in its header"), std::string::npos)
       << got.status().message();
 }
 
