@@ -20,7 +20,7 @@ namespace lockd::server {
 
 namespace {
 
-constexpr int kVersion = 2;
+constexpr int kVersion = 3;
 constexpr const char* kFile = "/cluster";
 constexpr const char* kUndecided = "-";  ///< the cluster id field while not decided
 
@@ -38,6 +38,49 @@ std::string Hex(uint64_t v) {
 bool IsHexId(const std::string& s) {
   return !s.empty() && s.size() <= 64 &&
          std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(c) != 0; });
+}
+
+/// A field of a whitespace-separated line: every byte other than a plain address character is
+/// written %XX, so no text a peer or a client sent can split a line or add one. Addresses are
+/// validated before they get here (ValidMemberAddr); this keeps the file sound regardless.
+std::string EscapeField(const std::string& s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (std::isalnum(u) || c == '.' || c == '-' || c == '_' || c == ':' || c == '[' || c == ']') {
+      out += c;
+    } else {
+      out += '%';
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    }
+  }
+  return out.empty() ? "%" : out;  // "%" alone: the empty string, still one field
+}
+
+std::optional<std::string> UnescapeField(const std::string& s) {
+  if (s == "%") return std::string();
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    if (i + 2 >= s.size()) return std::nullopt;
+    unsigned v = 0;
+    for (size_t k = 1; k <= 2; ++k) {
+      const char c = s[i + k];
+      if (!std::isxdigit(static_cast<unsigned char>(c))) return std::nullopt;
+      v = v * 16 +
+          static_cast<unsigned>(std::isdigit(static_cast<unsigned char>(c))
+                                    ? c - '0'
+                                    : std::tolower(static_cast<unsigned char>(c)) - 'a' + 10);
+    }
+    out += static_cast<char>(v);
+    i += 2;
+  }
+  return out;
 }
 
 }  // namespace
@@ -68,11 +111,13 @@ std::string EncodeClusterIdentity(const ClusterIdentity& id) {
   body += "bootstrap-id " + id.bootstrap_id + "\n";
   body += "incarnation " + id.incarnation + "\n";
   for (const auto& m : id.members) {
-    body += "member " + std::to_string(m.id) + " " + m.peer_addr + " " + m.client_addr + "\n";
+    body += "member " + std::to_string(m.id) + " " + EscapeField(m.peer_addr) + " " +
+            EscapeField(m.client_addr) + "\n";
   }
   for (const auto& [peer, incarnation] : id.known_peers) {
     body += "known-peer " + std::to_string(peer) + " " + incarnation + "\n";
   }
+  body += "membership-index " + std::to_string(id.membership_index) + "\n";
   return body + "crc32c " + std::to_string(storage::Crc32c(body)) + "\n";
 }
 
@@ -113,9 +158,15 @@ Result<ClusterIdentity> DecodeClusterIdentity(const std::string& text) {
   while (in >> word) {
     if (word == "member") {
       MemberSpec m;
-      if (!(in >> m.id >> m.peer_addr >> m.client_addr) || m.id == 0) {
+      std::string peer, client;
+      if (!(in >> m.id >> peer >> client) || m.id == 0) {
         return DataLoss("cluster identity file: a malformed member line");
       }
+      auto p = UnescapeField(peer);
+      auto c = UnescapeField(client);
+      if (!p || !c) return DataLoss("cluster identity file: a malformed member address");
+      m.peer_addr = std::move(*p);
+      m.client_addr = std::move(*c);
       id.members.push_back(std::move(m));
     } else if (word == "known-peer" && version >= 2) {
       uint64_t peer = 0;
@@ -124,6 +175,10 @@ Result<ClusterIdentity> DecodeClusterIdentity(const std::string& text) {
         return DataLoss("cluster identity file: a malformed known-peer line");
       }
       id.known_peers[peer] = std::move(incarnation);
+    } else if (word == "membership-index" && version >= 3) {
+      if (!(in >> id.membership_index)) {
+        return DataLoss("cluster identity file: a malformed membership-index line");
+      }
     } else {
       return DataLoss("cluster identity file: unexpected '" + word + "'");
     }
@@ -305,11 +360,17 @@ std::string IdentityStore::ClientAddr(uint64_t id) const {
   return {};
 }
 
+uint64_t IdentityStore::membership_index() const {
+  std::lock_guard lock(mu_);
+  return recorded_.membership_index;
+}
+
 Status IdentityStore::SetMembers(std::vector<MemberSpec> members,
-                                 const std::vector<uint64_t>& removed) {
+                                 const std::vector<uint64_t>& removed, uint64_t index) {
   std::lock_guard lock(mu_);
   ClusterIdentity next = recorded_;
   next.members = std::move(members);
+  next.membership_index = std::max(next.membership_index, index);
   std::map<uint64_t, std::string> gone;
   for (uint64_t id : removed) {
     if (auto it = next.known_peers.find(id); it != next.known_peers.end()) {

@@ -16,7 +16,9 @@
 // The file `<data dir>/cluster` is text (format version, ids, members, known peers) with a
 // CRC-32C, written to a temporary name, synced, renamed into place and the folder synced.
 // Format 1 (before incarnations) is still read: its derived id stays the cluster id (and is the
-// bootstrap id too), and the node makes and records an incarnation at its first start.
+// bootstrap id too), and the node makes and records an incarnation at its first start. Format 2
+// (before membership changes) is read as membership index 0. Member addresses are written with
+// every byte other than an address character as %XX, so no address can split or add a line.
 #pragma once
 
 #include <atomic>
@@ -42,6 +44,9 @@ struct ClusterIdentity {
   std::vector<MemberSpec> members;
   /// The incarnation this node first accepted for each peer.
   std::map<uint64_t, std::string> known_peers;
+  /// The log index of the last membership entry (or snapshot) whose table `members` records:
+  /// a restart replays the entries up to it without acting on them again (format 3; 0 before).
+  uint64_t membership_index = 0;
 
   bool operator==(const ClusterIdentity&) const = default;
 };
@@ -125,9 +130,12 @@ class IdentityStore {
   bool IsMember(uint64_t id) const;
   /// The client address of member `id`, empty when it is not a member.
   std::string ClientAddr(uint64_t id) const;
-  /// Records the table a membership entry led to; `removed` left the cluster (their
-  /// incarnations are forgotten, so a new node may join under the same id later).
-  Status SetMembers(std::vector<MemberSpec> members, const std::vector<uint64_t>& removed);
+  /// Records the table the membership entry (or snapshot) at `index` led to; `removed` left the
+  /// cluster (their incarnations are forgotten, so a new node may join under the same id later).
+  Status SetMembers(std::vector<MemberSpec> members, const std::vector<uint64_t>& removed,
+                    uint64_t index);
+  /// The index SetMembers last recorded (ClusterIdentity::membership_index).
+  uint64_t membership_index() const;
   /// The member table (encoded) that came with the leader's snapshot at `index`, for the
   /// replica to take when it installs that snapshot.
   void NoteSnapshotMembers(uint64_t index, std::string encoded);

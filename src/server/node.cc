@@ -94,11 +94,13 @@ Result<ResolvedIdentity> ResolveIdentity(const NodeOptions& o, const storage::Da
         spdlog::warn("--join: cannot check the cluster id ({}); going on with the recorded one",
                      cluster.status().message());
       }
-      ResolvedIdentity r{std::move(**recorded)};
+      // The same checks as any restart below (r holds the recorded identity: it was moved
+      // into r above, and a second move left the file to be rewritten empty).
       r.joining = true;
-      return r;
     }
-    if (!self) {
+    // A joiner's table need not name it yet (it records the members it asked until the entry
+    // that adds it applies).
+    if (!self && !r.joining) {
       return FailedPrecondition("data dir " + dir.path() + " belongs to cluster " +
                                 (id.cluster_id.empty() ? id.bootstrap_id : id.cluster_id) +
                                 ", of which node " + std::to_string(o.node_id) +
@@ -239,7 +241,7 @@ Status Node::Start() {
                     "a wiped member; restore the file, or replace the member");
   } else if (resolved->upgraded) {
     if (Status s = SaveClusterIdentity(data_dir_->path(), *identity); !s.ok()) return s;
-    spdlog::info("node {}: identity file upgraded to format 2: data dir incarnation {}",
+    spdlog::info("node {}: identity file upgraded from format 1: data dir incarnation {}",
                  options_.node_id, identity->incarnation);
   }
   identity_ = std::make_unique<IdentityStore>(data_dir_->path(), *identity);

@@ -73,8 +73,15 @@ Status Replica::Start() {
     state_ = std::move(restored).value();
     applied_ = snap->meta.index.value();
     snapshot_index_ = applied_;
+    applied_conf_ = snap->meta.conf;
     // The events up to the snapshot are not replayed: resuming inside them is OUT_OF_RANGE.
     watch_.CutHistory(applied_);
+  } else if (!options_.joining) {
+    // No snapshot: the log starts at the bootstrap membership (a joiner's, empty, comes from
+    // the leader's entries). A restart recorded more members since, but replaying the entries
+    // up to the identity file's membership index steps this to the right one before any entry
+    // is acted on.
+    for (const auto& m : options_.members) applied_conf_.voters.push_back(raft::NodeId(m.id));
   }
   raft::Config cfg;
   cfg.id = raft::NodeId(options_.node_id);
@@ -835,6 +842,7 @@ Status Replica::InstallSnapshot(const raft::SnapshotMeta& meta) {
   }
   if (Status s = storage_.InstallSnapshot(meta, incoming_->payload); !s.ok()) return s;
   if (Status s = ApplySnapshotMembers(meta); !s.ok()) return s;
+  applied_conf_ = meta.conf;
   state_ = std::move(restored).value();
   applied_ = meta.index.value();
   snapshot_index_ = applied_;

@@ -386,6 +386,10 @@ class Replica {
   };
   std::optional<MemberChange> change_;
   bool removed_ = false;  ///< this node applied its own removal
+  /// The membership as of the last applied entry (the snapshot's, then stepped by every applied
+  /// membership entry): what an entry changes is judged against it, never against the core's
+  /// conf_state(), which at a restart is already the final membership of the whole log.
+  raft::ConfState applied_conf_;
 
   // --- shared with other threads ---
   mutable std::mutex mu_;  ///< guards the queues, status_ and fatal_; never held across I/O

@@ -26,21 +26,43 @@ Status Replica::ApplyMembership(const raft::Entry& entry) {
                                           std::to_string(entry.index.value()) + ": " +
                                           cc.status().message());
   }
+  const auto old_members = raft::Members(applied_conf_);
+  const auto new_members = raft::Members(cc->target);
+  applied_conf_ = cc->target;
   if (!options_.identity) return Status::Ok();
-  const std::vector<MemberSpec> before = options_.identity->members();
-  auto table = MemberTableAfter(before, cc->target, cc->context);
+  if (entry.index.value() <= options_.identity->membership_index()) {
+    // Replayed at a restart: the identity file records this entry's effects and later ones
+    // (the table, forgotten incarnations, this node's removal mark). Acting again on an old
+    // entry would undo later ones: an added node would see the entry from before it was added
+    // as its removal, an old node would forget a peer added since.
+    return Status::Ok();
+  }
+  auto table = MemberTableAfter(options_.identity->members(), cc->target, cc->context);
   if (!table.ok()) {
     return Status(table.status().code(), "membership entry " + std::to_string(entry.index.value()) +
                                              ": " + table.status().message());
   }
-  // Ids that were members of the configuration in force and are not in the new one.
-  const auto old_members = raft::Members(raft_->conf_state());
-  const auto new_members = raft::Members(cc->target);
   std::vector<uint64_t> removed;
   for (raft::NodeId id : old_members) {
     if (!new_members.count(id)) removed.push_back(id.value());
   }
-  if (Status s = options_.identity->SetMembers(*table, removed); !s.ok()) return s;
+  const raft::NodeId self(options_.node_id);
+  // Whether this data dir is the one removed: the removal names the incarnation the leader
+  // knew; a replacement under the same id replays its predecessor's removal and is not it.
+  bool self_removed = old_members.count(self) && !new_members.count(self);
+  if (self_removed) {
+    auto incarnation = DecodeRemovedIncarnation(cc->context);
+    self_removed = incarnation.ok() && *incarnation == options_.identity->incarnation();
+    if (!self_removed) {
+      spdlog::info(
+          "node {}: membership entry {} removed an earlier data dir under this id, not "
+          "this one",
+          options_.node_id, entry.index.value());
+    }
+  }
+  if (Status s = options_.identity->SetMembers(*table, removed, entry.index.value()); !s.ok()) {
+    return s;
+  }
   options_.identity->SetJoining(false);
   for (const auto& m : *table) {
     if (m.id != options_.node_id) transport_.SetPeer(m.id, m.peer_addr);
@@ -50,8 +72,7 @@ Status Replica::ApplyMembership(const raft::Entry& entry) {
   }
   spdlog::info("node {}: membership entry {} applied: {}", options_.node_id, entry.index.value(),
                raft::ToString(cc->target));
-  const raft::NodeId self(options_.node_id);
-  if (old_members.count(self) && !new_members.count(self) && !removed_) {
+  if (self_removed && !removed_) {
     removed_ = true;
     const std::string why = "this node (" + Node(options_.node_id) +
                             ") was removed from the cluster by membership entry " +
@@ -73,7 +94,7 @@ Status Replica::ApplySnapshotMembers(const raft::SnapshotMeta& meta) {
                  options_.node_id, meta.index.value(), table.status().ToString());
     return Status::Ok();
   }
-  if (Status s = options_.identity->SetMembers(*table, {}); !s.ok()) return s;
+  if (Status s = options_.identity->SetMembers(*table, {}, meta.index.value()); !s.ok()) return s;
   options_.identity->SetJoining(false);
   for (const auto& m : *table) {
     if (m.id != options_.node_id) transport_.SetPeer(m.id, m.peer_addr);
@@ -235,9 +256,14 @@ void Replica::ProposeRemoval(BootTime now) {
       options_.identity ? options_.identity->members() : std::vector<MemberSpec>{};
   const uint64_t id = c.member.id;
   std::erase_if(table, [id](const MemberSpec& m) { return m.id == id; });
+  std::string incarnation;
+  if (options_.identity) {
+    const auto known = options_.identity->Recorded().known_peers;
+    if (auto it = known.find(id); it != known.end()) incarnation = it->second;
+  }
   raft::ConfChange cc;
   cc.changes.push_back({raft::ConfChangeType::kRemove, raft::NodeId(id)});
-  cc.context = EncodeMemberTable(table);
+  cc.context = EncodeMemberTable(table, incarnation);
   auto index = raft_->ProposeConfChange(cc);
   if (!index.ok()) return EndMemberChange(index.status());
   spdlog::info("node {}: removing {} at index {}", options_.node_id, Node(id), index->value());

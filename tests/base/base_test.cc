@@ -45,10 +45,22 @@ TEST(HostPort, ParsesHostAndPort) {
   auto v6 = ParseHostPort("[::1]:80");
   ASSERT_TRUE(v6.ok());
   EXPECT_EQ(v6->host, "::1");
+  for (const char* good :
+       {"lock-1.example.com:7401", "node_2:1", "10.0.0.1:65535", "[fe80::1]:7"}) {
+    EXPECT_TRUE(ParseHostPort(good).ok()) << good;
+  }
 }
 
 TEST(HostPort, RejectsMalformedAddressesWithTheReason) {
-  for (const char* bad : {"", "7401", "host:", ":80", "h:0", "h:65536", "h:12x", "[::1:80"}) {
+  const std::string long_host(300, 'a');
+  for (const std::string& bad :
+       {std::string(), std::string("7401"), std::string("host:"), std::string(":80"),
+        std::string("h:0"), std::string("h:65536"), std::string("h:12x"), std::string("[::1:80"),
+        // Hosts that would break a whitespace-separated line, or are not hosts at all.
+        std::string("a b:7504"), std::string("a\nknown-peer 2 ab:7504"), std::string("a\t:1"),
+        std::string("h\0x:1", 4), std::string("a/b:1"), std::string("a%b:1"), std::string("::1:80"),
+        std::string("[]:80"), std::string("[a::g]:80"), std::string("[::1]x:80"),
+        long_host + ":80"}) {
     auto hp = ParseHostPort(bad);
     EXPECT_FALSE(hp.ok()) << bad;
     EXPECT_EQ(hp.status().code(), StatusCode::kInvalidArgument) << bad;

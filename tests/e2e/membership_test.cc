@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <future>
 #include <thread>
 
@@ -255,6 +256,64 @@ TEST(Membership, ReplaceAKilledNodeOnTheSameAddressesThenLoseAnotherOldNode) {
   EXPECT_GT(load.grants(), 10);
 }
 
+/// Node `i` runs, serves a client call itself, and has no removal mark.
+void ExpectServingMember(Cluster& c, int i, const char* what) {
+  SCOPED_TRACE(what);
+  ASSERT_TRUE(c.running(i)) << c.LogTail(i);
+  CallInfo info;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    Client client(c);
+    v1::GrantLeaseResponse g;
+    CallOptions o;
+    o.node = i;
+    o.rotate = false;
+    o.deadline = 2s;
+    info = client.GrantLease(10'000, &g, "", o);
+    if (info.status.ok()) break;
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_TRUE(info.status.ok()) << Describe(info.status) << "\n" << c.LogTail(i);
+  EXPECT_FALSE(std::filesystem::exists(c.data_dir(i) + "/removed")) << c.LogTail(i);
+  const int leader = c.WaitForLeader();
+  ASSERT_GE(leader, 0);
+  EXPECT_TRUE(Membership(c, leader).first.count(c.id(i))) << c.StatusSummary();
+}
+
+TEST(Membership, AddedNodesAndOldOnesRestartAndRejoin) {
+  // A restart replays the log from the snapshot: entries from before a node was added must not
+  // read as its removal, and an old node must not forget a peer added since.
+  Cluster cluster;
+  ASSERT_GE(cluster.WaitForReady(), 0) << cluster.StatusSummary();
+  const int added = cluster.AddJoiningNode(4);
+  grpc::Status s = Add(cluster, added);
+  ASSERT_TRUE(s.ok()) << Describe(s) << "\n" << cluster.LogTail(added);
+  cluster.Restart(added);
+  ExpectServingMember(cluster, added, "the added node after its restart");
+  const int old = cluster.OtherLiveNode(cluster.WaitForLeader());
+  ASSERT_GE(old, 0);
+  cluster.Restart(old);
+  ASSERT_GE(cluster.WaitForReady(), 0) << cluster.StatusSummary();
+  ExpectServingMember(cluster, old, "an old node after its restart");
+  ExpectServingMember(cluster, added, "the added node after an old node's restart");
+
+  // The replacement under the same id (docs/operations.md "Replace a member"): it replays its
+  // predecessor's removal, which is not its own, and survives its own restart.
+  cluster.Kill(added);
+  s = Remove(cluster, 4, cluster.WaitForLeader());
+  ASSERT_TRUE(s.ok()) << Describe(s);
+  // A new data dir under the old id (the harness names data dirs by id).
+  const int replacement = cluster.AddJoiningNode(4, added, /*start=*/false);
+  std::filesystem::remove_all(cluster.data_dir(replacement));
+  std::filesystem::create_directories(cluster.data_dir(replacement));
+  cluster.Start(replacement);
+  s = Add(cluster, replacement);
+  ASSERT_TRUE(s.ok()) << Describe(s) << "\n" << cluster.LogTail(replacement);
+  ExpectServingMember(cluster, replacement, "the replacement");
+  cluster.Restart(replacement);
+  ExpectServingMember(cluster, replacement, "the replacement after its restart");
+  EXPECT_EQ(cluster.Stop(replacement), std::optional<int>(0));
+}
+
 TEST(Membership, RemovingTheLeaderHandsOverAndTheRemovedNodeNeverComesBack) {
   Cluster cluster;
   const int leader = cluster.WaitForReady();
@@ -306,8 +365,12 @@ TEST(Membership, BadRequestsAreRefusedClearlyAndChangeNothing) {
   grpc::Status dup_addr = add(9, cluster.peer_addr(1), "127.0.0.1:2");
   EXPECT_EQ(dup_addr.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << Describe(dup_addr);
   EXPECT_NE(dup_addr.error_message().find("already used by node 2"), std::string::npos);
-  grpc::Status bad_addr = add(9, "no-port", "127.0.0.1:2");
-  EXPECT_EQ(bad_addr.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(bad_addr);
+  for (const char* bad : {"no-port", "a b:7504", "127.0.0.1:7\nknown-peer 2 ab", "[x]:1"}) {
+    grpc::Status bad_addr = add(9, bad, "127.0.0.1:2");
+    EXPECT_EQ(bad_addr.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(bad_addr);
+    bad_addr = add(9, "127.0.0.1:1", bad);
+    EXPECT_EQ(bad_addr.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(bad_addr);
+  }
   grpc::Status unknown = Remove(cluster, 42);
   EXPECT_EQ(unknown.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << Describe(unknown);
   EXPECT_NE(unknown.error_message().find("not a member"), std::string::npos);

@@ -104,10 +104,42 @@ TEST(ClusterIdentity, DamageIsRefused) {
   EXPECT_FALSE(DecodeClusterIdentity("").ok());
 }
 
+TEST(ClusterIdentity, AddressesCannotSplitOrAddLinesAndTheMembershipIndexRoundTrips) {
+  // Addresses are validated before they are taken; the file stays sound even if one were not:
+  // a space or a line break in an address must neither break the file nor add a known peer.
+  ClusterIdentity id = Sample();
+  id.members.push_back({4, "a b:7504", "x\nknown-peer 3 0123456789abcdef0123456789abcdef\n:1"});
+  id.members.push_back({5, "%41:1", ""});
+  id.membership_index = 42;
+  const std::string text = EncodeClusterIdentity(id);
+  EXPECT_EQ(text.find("known-peer 3"), std::string::npos) << text;
+  auto back = DecodeClusterIdentity(text);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, id);
+  EXPECT_EQ(back->known_peers.size(), 1u);
+  EXPECT_EQ(back->membership_index, 42u);
+}
+
+TEST(ClusterIdentity, AFormatTwoFileReadsWithMembershipIndexZero) {
+  std::string body = "lockd-cluster 2\ncluster-id -\nbootstrap-id 9a3e5b7c1d2f4a60\n";
+  body += "incarnation ffeeddccbbaa99887766554433221100\n";
+  for (const auto& m : Three()) {
+    body += "member " + std::to_string(m.id) + " " + m.peer_addr + " " + m.client_addr + "\n";
+  }
+  auto id = DecodeClusterIdentity(body + "crc32c " + std::to_string(storage::Crc32c(body)) + "\n");
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  EXPECT_EQ(id->members, Three());
+  EXPECT_EQ(id->membership_index, 0u);
+  // A format-2 file cannot carry the format-3 line.
+  const std::string with = body + "membership-index 5\n";
+  EXPECT_FALSE(
+      DecodeClusterIdentity(with + "crc32c " + std::to_string(storage::Crc32c(with)) + "\n").ok());
+}
+
 TEST(ClusterIdentity, ANewerFormatIsRefused) {
   const std::string text = EncodeClusterIdentity(Sample());
   std::string body = text.substr(0, text.rfind("crc32c "));
-  body.replace(0, body.find('\n'), "lockd-cluster 3");
+  body.replace(0, body.find('\n'), "lockd-cluster 4");
   const std::string newer = body + "crc32c " + std::to_string(storage::Crc32c(body)) + "\n";
   auto r = DecodeClusterIdentity(newer);
   ASSERT_FALSE(r.ok());

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "base/codec.h"
 #include "server/cluster_identity.h"
 #include "support/process.h"
 
@@ -36,13 +37,55 @@ TEST(MemberTable, DamageANewerVersionAndDuplicatesAreRefused) {
   }
   EXPECT_FALSE(DecodeMemberTable(good + "x").ok());
   std::string newer = good;
-  newer[0] = 2;
+  newer[0] = 3;
   auto refused = DecodeMemberTable(newer);
   EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
   auto twice = Three();
   twice[2].id = 1;
   EXPECT_FALSE(DecodeMemberTable(EncodeMemberTable(twice)).ok());
   EXPECT_FALSE(DecodeMemberTable(EncodeMemberTable({{0, "a:1", "b:2"}})).ok());
+}
+
+TEST(MemberTable, ATableWithAnAddressThatIsNotHostPortIsRefused) {
+  // A table comes from the log or a peer's snapshot: a bad address in it never reaches the
+  // identity file or the transport.
+  const std::vector<std::string> bads = {"a b:7504",
+                                         "a\nknown-peer 2 ab:7504",
+                                         "h",
+                                         "h:0",
+                                         "::1:80",
+                                         std::string(300, 'h') + ":1",
+                                         std::string("h\0:1", 4)};
+  for (const std::string& bad : bads) {
+    auto table = Three();
+    table[1].client_addr = bad;
+    auto refused = DecodeMemberTable(EncodeMemberTable(table));
+    EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_FALSE(MemberTableAfter(Three(), Voters({1, 2, 3}), EncodeMemberTable(table)).ok());
+    table = Three();
+    table[2].peer_addr = bad;
+    EXPECT_FALSE(DecodeMemberTable(EncodeMemberTable(table)).ok()) << bad;
+  }
+  EXPECT_TRUE(ValidMemberAddr("[::1]:7501").ok());
+  EXPECT_TRUE(ValidMemberAddr("lock-2.example.com:7501").ok());
+}
+
+TEST(MemberTable, ARemovalNamesTheIncarnationItRemoves) {
+  const std::string inc = NewRandomId();
+  const std::string removal = EncodeMemberTable(Three(), inc);
+  EXPECT_EQ(DecodeRemovedIncarnation(removal).value(), inc);
+  EXPECT_EQ(DecodeMemberTable(removal).value(), Three());
+  EXPECT_EQ(DecodeRemovedIncarnation(EncodeMemberTable(Three())).value(), "");
+  // Format 1 (no incarnation) still reads.
+  Writer w;
+  w.U8(1);
+  w.Varint(1);
+  w.Varint(1);
+  w.Bytes("h:7501");
+  w.Bytes("h:7401");
+  auto v1 = DecodeMemberTable(w.Take());
+  ASSERT_TRUE(v1.ok()) << v1.status().ToString();
+  EXPECT_EQ(v1->size(), 1u);
 }
 
 TEST(MemberTable, AnEntryLeadsToItsContextsTableTrimmedToItsMembership) {
@@ -85,7 +128,8 @@ TEST(IdentityStore, MembersAreRecordedAndARemovedIncarnationIsForgotten) {
   ASSERT_TRUE(store.CheckPeer(3, inc3).ok());
   auto two = Three();
   two.pop_back();
-  ASSERT_TRUE(store.SetMembers(two, {3}).ok());
+  ASSERT_TRUE(store.SetMembers(two, {3}, 17).ok());
+  EXPECT_EQ(store.membership_index(), 17u);
   EXPECT_FALSE(store.IsMember(3));
   EXPECT_TRUE(store.WasRemoved(3, inc3));
   // A new data dir under the same id is not the removed member, and is accepted once added.
@@ -96,6 +140,7 @@ TEST(IdentityStore, MembersAreRecordedAndARemovedIncarnationIsForgotten) {
   auto loaded = LoadClusterIdentity(dir.path());
   ASSERT_TRUE(loaded.ok() && loaded->has_value());
   EXPECT_EQ((*loaded)->members, two);
+  EXPECT_EQ((*loaded)->membership_index, 17u);
 }
 
 TEST(IdentityStore, ARemovedNodeMarksItsDataDirAndTakesNoPart) {
