@@ -287,7 +287,10 @@ void World::SendOne(Gen& g) {
       bool has = false;
       SetHeader(g, valid, r.mutable_header(), &has);
       if (!has) r.clear_header();
-      r.set_id(g.P(0.5) ? g.U(0, 9) : g.rng());
+      // Never one of the cluster's own members (1..size): removing them would end the run.
+      uint64_t id = g.P(0.5) ? g.U(0, 9) : g.rng();
+      if (id >= 1 && id <= static_cast<uint64_t>(cluster_.size())) id += 10;
+      r.set_id(id);
       Issue(m, node, &ClusterAsync::RemoveMember, std::move(r), 3s);
       return;
     }
