@@ -486,15 +486,6 @@ TEST_F(Edges, EveryStatusCodeOfTheDocumentedErrorTableIsWhatTheServerAnswers) {
     const grpc::Status st = cluster_->lock(leader_).Acquire(&ctx, req, &r);
     EXPECT_EQ(st.error_code(), Code::DEADLINE_EXCEEDED) << Describe(st);
   }
-  // UNIMPLEMENTED: the membership calls.
-  {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
-    v1::AddMemberRequest req;
-    v1::AddMemberResponse r;
-    const grpc::Status st = cluster_->cluster(leader_).AddMember(&ctx, req, &r);
-    EXPECT_EQ(st.error_code(), Code::UNIMPLEMENTED) << Describe(st);
-  }
   // ABORTED (TransferLeadership: another node took over instead) needs an election racing the
   // transfer; it is not provoked here (see the TransferLeadership tests of the failover suite).
 }
