@@ -7,7 +7,7 @@
 // flight.
 //
 // What is checked: every answer's code is one docs/api.md allows for its method (never UNKNOWN,
-// INTERNAL, DATA_LOSS, nor UNIMPLEMENTED outside the four unimplemented methods); a reused request
+// INTERNAL, DATA_LOSS, nor UNIMPLEMENTED: every method is implemented); a reused request
 // id with another call is INVALID_ARGUMENT; every answer a lockd handler produced carries the
 // cluster id; every node is alive and answers at the end; and the state is consistent: each node's
 // stale view at one applied index satisfies the lock invariants, and the three views are equal.
