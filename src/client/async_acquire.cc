@@ -20,6 +20,14 @@ class AsyncAcquire : public std::enable_shared_from_this<AsyncAcquire> {
       : core_(std::move(core)), call_(std::move(c)), done_(std::move(done)) {}
 
   void Start() {
+    // The client's shutdown cancels this call and waits for its answer.
+    async_id_ = core_->BeginAsync([weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->ShutDown();
+    });
+    if (async_id_ == 0) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, kShutDown));
+      return;
+    }
     // The stop callback runs on the thread that requests the stop; it only cancels, the
     // outcome arrives through the attempt's or the alarm's callback.
     on_stop_.emplace(call_.options.stop, StopHandler{this});
@@ -32,6 +40,18 @@ class AsyncAcquire : public std::enable_shared_from_this<AsyncAcquire> {
     void operator()() const { self->Stopped(); }
   };
 
+  static constexpr const char* kShutDown = "the client shut down";
+
+  void ShutDown() {
+    shut_down_ = true;
+    Stopped();
+  }
+  bool StopRequested() const { return shut_down_.load() || call_.options.stop.stop_requested(); }
+  grpc::Status StoppedStatus() const {
+    return grpc::Status(grpc::StatusCode::CANCELLED,
+                        shut_down_.load() ? kShutDown : "the caller's stop_token was signalled");
+  }
+
   void Stopped() {
     std::lock_guard lock(mu_);
     if (ctx_) ctx_->TryCancel();
@@ -39,8 +59,8 @@ class AsyncAcquire : public std::enable_shared_from_this<AsyncAcquire> {
   }
 
   void Send() {
-    if (call_.options.stop.stop_requested()) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the caller's stop_token was signalled"));
+    if (StopRequested()) {
+      Finish(StoppedStatus());
       return;
     }
     std::lock_guard lock(mu_);
@@ -58,13 +78,13 @@ class AsyncAcquire : public std::enable_shared_from_this<AsyncAcquire> {
                                             [self](grpc::Status s) { self->Answered(s); });
     // A stop requested between the check above and the call's start would find no context to
     // cancel: look again now that the call is out.
-    if (call_.options.stop.stop_requested()) ctx_->TryCancel();
+    if (StopRequested()) ctx_->TryCancel();
   }
 
   void Answered(const grpc::Status& s) {
     core_->ObserveMetadata(*ctx_);
-    if (call_.options.stop.stop_requested()) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the caller's stop_token was signalled"));
+    if (StopRequested()) {
+      Finish(StoppedStatus());
       return;
     }
     const auto now = std::chrono::steady_clock::now();
@@ -101,8 +121,7 @@ class AsyncAcquire : public std::enable_shared_from_this<AsyncAcquire> {
       if (fired) {
         self->Send();
       } else {
-        self->Finish(
-            grpc::Status(grpc::StatusCode::CANCELLED, "the caller's stop_token was signalled"));
+        self->Finish(self->StoppedStatus());
       }
     });
   }
@@ -113,11 +132,20 @@ class AsyncAcquire : public std::enable_shared_from_this<AsyncAcquire> {
     // once), never on a gRPC thread that other calls' callbacks need.
     auto result = std::make_shared<Result<Lock>>(FinishAcquire(*core_, call_, s, resp_));
     // The reference to the client goes with `done`: were it the last one, the client (and its
-    // channels) must not be destroyed here, on a gRPC thread.
-    auto core = std::move(core_);
-    ClientCore& c = *core;
-    c.Dispatch(
-        [done = std::move(done_), result, core = std::move(core)] { done(std::move(*result)); });
+    // channels) must not be destroyed here, on a gRPC thread. So does the attempt's context: it
+    // holds a reference to its channel, which may be the last one; and the lease handle, whose
+    // destructor may reach the client.
+    ClientCore& c = *core_;
+    std::shared_ptr<grpc::ClientContext> ctx;
+    {
+      std::lock_guard lock(mu_);
+      ctx = std::move(ctx_);
+    }
+    c.Dispatch([done = std::move(done_), result, core = std::move(core_), ctx = std::move(ctx),
+                lease = std::move(call_.lease)] { done(std::move(*result)); });
+    // `c` is still alive: while this call is registered, the shutdown that waits for it holds
+    // the client (~Client shuts down before it lets go), and nothing else can destroy it.
+    if (async_id_ != 0) c.EndAsync(async_id_);
   }
 
   std::shared_ptr<ClientCore> core_;
@@ -125,7 +153,9 @@ class AsyncAcquire : public std::enable_shared_from_this<AsyncAcquire> {
   std::function<void(Result<Lock>)> done_;
   pb::AcquireResponse resp_;
   std::atomic<bool> finished_{false};
-  int attempt_ = 0;  ///< only the attempt in flight touches these two
+  uint64_t async_id_ = 0;               ///< this call's registration with the client
+  std::atomic<bool> shut_down_{false};  ///< the client's shutdown cancelled this call
+  int attempt_ = 0;                     ///< only the attempt in flight touches these two
   size_t endpoint_ = 0;
 
   std::mutex mu_;  ///< guards ctx_ and alarms_ against the stop callback

@@ -102,6 +102,22 @@ void ClientCore::Shutdown() {
       EndRequest(req.header().id().seq());
       lease->Lose("revoked: the client shut down");
     }
+    // Asynchronous calls still in flight are cancelled and their answers awaited: their `done`
+    // callbacks run on the callback thread below, and once this returns no gRPC thread holds a
+    // reference to this client's channels (a channel released last on a gRPC callback thread
+    // aborts gRPC: seen as "assertion failed: prior > 0").
+    std::vector<std::function<void()>> cancels;
+    {
+      std::lock_guard lock(mu_);
+      async_stopping_ = true;
+      for (const auto& [id, cancel] : async_) cancels.push_back(cancel);
+    }
+    for (const auto& cancel : cancels) cancel();
+    cancels.clear();
+    {
+      std::unique_lock lock(mu_);
+      async_cv_.wait(lock, [this] { return async_.empty(); });
+    }
     std::deque<std::function<void()>> dropped;
     {
       std::lock_guard lock(mu_);
@@ -322,6 +338,26 @@ void ClientCore::Dispatch(std::function<void()> f) {
     f();
     f = nullptr;
   }).detach();
+}
+
+uint64_t ClientCore::BeginAsync(std::function<void()> cancel) {
+  std::lock_guard lock(mu_);
+  if (async_stopping_) return 0;
+  const uint64_t id = ++next_async_;
+  async_.emplace(id, std::move(cancel));
+  return id;
+}
+
+void ClientCore::EndAsync(uint64_t id) {
+  std::function<void()> cancel;  // destroyed outside mu_: it may hold a call's last reference
+  {
+    std::lock_guard lock(mu_);
+    auto it = async_.find(id);
+    if (it == async_.end()) return;
+    cancel = std::move(it->second);
+    async_.erase(it);
+  }
+  async_cv_.notify_all();
 }
 
 bool ClientCore::OnOwnThread() const {

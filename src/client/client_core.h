@@ -11,6 +11,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -111,6 +112,14 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   /// True on the callback, cleanup or renewal thread: a Client destroyed there cannot join them.
   bool OnOwnThread() const;
 
+  // --- asynchronous calls in flight ---
+  /// Registers an asynchronous call on gRPC's callback API; `cancel` ends it early (its answer
+  /// still comes, and it must still call EndAsync). Returns 0, registering nothing, once the
+  /// client is shutting down: the caller answers at once instead of starting the call.
+  uint64_t BeginAsync(std::function<void()> cancel);
+  /// The call registered as `id` has answered and posted its `done`; Shutdown may go on.
+  void EndAsync(uint64_t id);
+
   // --- cleanup queue ---
   /// Runs `task` on the cleanup thread; false if the client is shutting down.
   bool Enqueue(std::function<void()> task);
@@ -162,6 +171,10 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::deque<std::function<void()>> dispatch_;
   std::condition_variable dispatch_cv_;
   bool dispatch_stopping_ = false;
+  std::map<uint64_t, std::function<void()>> async_;  ///< calls in flight → how to cancel each
+  uint64_t next_async_ = 0;
+  bool async_stopping_ = false;
+  std::condition_variable async_cv_;
 
   std::unique_ptr<Renewer> renewer_;
   std::thread cleanup_thread_;

@@ -227,10 +227,16 @@ void Lock::ReleaseAsync(std::function<void(Status)> done) {
   if (w->revoke) {
     // A revoke waits for the cluster: the cleanup thread does it, the callback thread answers.
     auto work = std::make_shared<ReleaseWork>(std::move(*w));
-    client->Enqueue([work, done = std::move(done)]() mutable {
+    auto answer = std::make_shared<std::function<void(Status)>>(std::move(done));
+    const bool queued = client->Enqueue([work, answer] {
       Status s = work->client->Revoke(*work->lease);
-      work->client->Dispatch([done = std::move(done), s] { done(s); });
+      work->client->Dispatch([answer, s] { (*answer)(s); });
     });
+    if (!queued) {  // the client is shutting down, and revokes every lease as it does
+      client->Dispatch([answer] {
+        (*answer)(Status(StatusCode::kCancelled, "the client shut down; it revokes its leases"));
+      });
+    }
     return;
   }
   // One attempt on gRPC's callback API (no thread waits); an answer that is not definitive
@@ -246,15 +252,26 @@ void Lock::ReleaseAsync(std::function<void(Status)> done) {
   call->done = std::move(done);
   const auto& o = client->options();
   call->ctx.set_deadline(GrpcDeadline(std::chrono::steady_clock::now() + o.call_timeout));
+  // The client's shutdown cancels the call and waits for its answer.
+  const uint64_t async_id = client->BeginAsync([weak = std::weak_ptr<Pending>(call)] {
+    if (auto p = weak.lock()) p->ctx.TryCancel();
+  });
+  if (async_id == 0) {
+    Status result = FinishRelease(
+        *client, call->work.req, grpc::Status(grpc::StatusCode::CANCELLED, "the client shut down"));
+    client->Dispatch([call = std::move(call), result] { call->done(result); });
+    return;
+  }
   client->stub(client->PickEndpoint())
       .async()
-      ->Release(&call->ctx, &call->work.req, &call->resp, [call](grpc::Status s) mutable {
+      ->Release(&call->ctx, &call->work.req, &call->resp, [call, async_id](grpc::Status s) mutable {
         ClientCore& c = *call->work.client;
         c.ObserveMetadata(call->ctx);
         Status result = FinishRelease(c, call->work.req, s);
         // The last references (to the client and its channels) go to the callback thread, not
-        // this gRPC one.
+        // this gRPC one. `c` outlives EndAsync: the shutdown waiting for it holds the client.
         c.Dispatch([call = std::move(call), result] { call->done(result); });
+        c.EndAsync(async_id);
       });
 }
 

@@ -58,37 +58,59 @@ std::string ThisThreadName() {
   return name;
 }
 
-// Found by review: an AcquireAsync still waiting when its Client was destroyed ran `done` inline
-// on the gRPC thread that received the answer, and the closure's client reference, the last one,
-// destroyed the client (and its channels) there. It runs on a callback thread of the library's.
-TEST(ClientLoss, ADoneAnsweredAfterTheClientIsDestroyedRunsOnACallbackThread) {
+// Found by review: an AcquireAsync still waiting when its Client was destroyed ran `done`
+// inline on the gRPC thread that received the answer, and the closure's client reference, the
+// last one, destroyed the client (and its channels) there. A later fix ran it on a detached
+// thread, but the attempt's context, destroyed on the gRPC thread, could still hold the last
+// reference to a channel (CI: "assertion failed: prior > 0"). The client's shutdown now cancels
+// the call and waits for it: `done` has run, on the callback thread, when the destructor returns.
+TEST(ClientLoss, AnAsyncAcquireWaitingWhenTheClientIsDestroyedIsCancelledBeforeItReturns) {
   FakeServer a;
   auto client = ConnectTo({a.endpoint});
   auto lease = client->GrantLease(5000ms, "t");
   ASSERT_TRUE(lease.ok());
   a.service.With([&] { return a.service.acquire_hangs = true; });
   std::mutex mu;
-  std::condition_variable cv;
   std::optional<std::string> thread_name;
+  std::optional<Status> answer;
   LockOptions o;
-  o.wait = 1500ms;  // the answer (DEADLINE_EXCEEDED) comes after the client is gone
+  o.wait = 60s;  // far beyond the test: only the shutdown ends the wait
   client->AcquireAsync("seat/async", *lease, o, [&](Result<Lock> r) {
-    EXPECT_FALSE(r.ok());
     std::lock_guard g(mu);
+    answer = r.status();
     thread_name = ThisThreadName();
-    cv.notify_all();
+  });
+  // The Acquire is on the server before the client goes.
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return a.service.With([&] { return !a.service.acquire_headers.empty(); }); }, 10s));
+  const auto started = std::chrono::steady_clock::now();
+  client.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 30s);  // cancelled, not waited out
+  std::lock_guard g(mu);
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(answer->code(), StatusCode::kCancelled) << answer->ToString();
+  EXPECT_NE(answer->message().find("shut down"), std::string::npos) << answer->ToString();
+  EXPECT_EQ(*thread_name, "lockd-callback");
+}
+
+// An AsyncRelease in flight when the client is destroyed is answered before the destructor
+// returns, on the callback thread.
+TEST(ClientLoss, AnAsyncReleaseInFlightWhenTheClientIsDestroyedIsAnsweredBeforeItReturns) {
+  FakeServer a;
+  auto client = ConnectTo({a.endpoint});
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  auto lock = client->Acquire("seat/1", *lease);
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  std::atomic<bool> answered{false};
+  std::string thread_name;
+  lock->ReleaseAsync([&](Status) {
+    thread_name = ThisThreadName();
+    answered = true;
   });
   client.reset();
-  {
-    std::unique_lock g(mu);
-    ASSERT_TRUE(cv.wait_for(g, 10s, [&] { return thread_name.has_value(); }));
-    EXPECT_EQ(*thread_name, "lockd-callback");
-  }
-  // The detached thread destroys the client after `done`: let it finish before the process
-  // exits (gRPC's globals go then).
-  const auto& core = detail::Access::Core(**lease);
-  ASSERT_TRUE(testing::WaitFor([&] { return core->client.expired(); }, 10s));
-  std::this_thread::sleep_for(500ms);
+  EXPECT_TRUE(answered.load());
+  EXPECT_EQ(thread_name, "lockd-callback");
 }
 
 // Found by review: destroying the Client from one of its callbacks joined the thread the
