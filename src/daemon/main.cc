@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--peer-addr", o.peer_addr, "Listen address for Raft peers (gRPC)")
       ->capture_default_str();
-  app.add_option("--http-addr", o.http_addr, "Listen address for /metrics and /healthz (HTTP)")
+  app.add_option("--http-addr", o.http_addr, "Listen address for /metrics, /healthz and /readyz (HTTP)")
       ->capture_default_str();
   app.add_option("--data-dir", o.data_dir, "Directory for the Raft log and snapshots")
       ->capture_default_str();

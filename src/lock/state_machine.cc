@@ -235,6 +235,7 @@ void LockStateMachine::Grant(Ctx& ctx, const std::string& name, Lock& lock, Leas
   // Concurrent readers share one fence: the token of the first grant of their run.
   *fence = (mode == Mode::kShared && !lock.holders.empty()) ? lock.holders.front().fence : *token;
   lock.holders.push_back(Holder{lease, mode, *token, *fence, by, ctx.index});
+  ++holder_count_;
   leases_.at(lease).held.insert(name);
   ctx.Emit(Event::Type::kAcquired, name, lease, mode, *token, *fence);
 }
@@ -321,6 +322,7 @@ Outcome LockStateMachine::DoAcquire(Ctx& ctx, const Acquire& c) {
     return o;
   }
   it->second.waiters.push_back(Waiter{lease, c.mode, c.header.id, c.wait_ms, ctx.index, new_lease});
+  ++waiter_count_;
   leases_.at(lease).waiting.insert(c.name);
   ctx.Emit(Event::Type::kWaiting, c.name, lease, c.mode, FencingToken(), FencingToken());
   ctx.result.waits_started.push_back(WaitStarted{c.name, c.header.id, lease, c.wait_ms});
@@ -333,6 +335,7 @@ void LockStateMachine::Promote(Ctx& ctx, const std::string& name, Lock& lock) {
   while (!lock.waiters.empty() && Compatible(lock, lock.waiters.front().mode)) {
     Waiter w = lock.waiters.front();
     lock.waiters.erase(lock.waiters.begin());
+    --waiter_count_;
     leases_.at(w.lease).waiting.erase(name);
     Outcome o;
     o.acquired = true;
@@ -353,6 +356,7 @@ void LockStateMachine::RemoveHolder(Ctx& ctx, LockMap::iterator it, size_t i, Ev
   Lock& lock = it->second;
   const Holder h = lock.holders[i];
   lock.holders.erase(lock.holders.begin() + static_cast<ptrdiff_t>(i));
+  --holder_count_;
   leases_.at(h.lease).held.erase(it->first);
   ctx.Emit(type, it->first, h.lease, h.mode, h.token, h.fence);
   Promote(ctx, it->first, lock);
@@ -364,6 +368,7 @@ void LockStateMachine::RemoveWaiter(Ctx& ctx, LockMap::iterator it, size_t i,
   Lock& lock = it->second;
   const Waiter w = lock.waiters[i];
   lock.waiters.erase(lock.waiters.begin() + static_cast<ptrdiff_t>(i));
+  --waiter_count_;
   leases_.at(w.lease).waiting.erase(it->first);
   ctx.Emit(type, it->first, w.lease, w.mode, FencingToken(), FencingToken());
   Outcome o;

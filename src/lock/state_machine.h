@@ -89,6 +89,9 @@ class LockStateMachine {
   LogIndex applied() const { return applied_; }
   int64_t wall_seconds() const { return wall_seconds_; }
   size_t lock_count() const { return locks_.size(); }
+  /// Grants held and Acquires waiting, over every lock (kept as they change: O(1)).
+  size_t holder_count() const { return holder_count_; }
+  size_t waiter_count() const { return waiter_count_; }
   size_t lease_count() const { return leases_.size(); }
   const Limits& limits() const { return limits_; }
   const ExactlyOnce& exactly_once() const { return once_; }
@@ -193,6 +196,8 @@ class LockStateMachine {
   std::map<LeaseId, Lease> leases_;
   std::map<std::string, size_t, std::less<>> leases_per_label_;
   ExactlyOnce once_;
+  size_t holder_count_ = 0;     ///< derived from locks_ (not encoded): holders over every lock
+  size_t waiter_count_ = 0;     ///< the same for waiters
   uint64_t token_counter_ = 0;  ///< the last token granted
   uint64_t lease_counter_ = 0;  ///< the last lease id granted
   LogIndex applied_;

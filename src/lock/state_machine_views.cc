@@ -184,6 +184,7 @@ Result<LockStateMachine> LockStateMachine::Restore(std::string_view snapshot, Li
       auto l = sm.leases_.find(h.lease);
       if (l == sm.leases_.end() || !l->second.held.insert(name).second) return bad("holder lease");
       lock.holders.push_back(h);
+      ++sm.holder_count_;
     }
     if (!r.Varint(&waiters) || waiters > r.remaining()) return bad("waiters");
     for (uint64_t j = 0; j < waiters; ++j) {
@@ -201,6 +202,7 @@ Result<LockStateMachine> LockStateMachine::Restore(std::string_view snapshot, Li
       if (l == sm.leases_.end() || !l->second.waiting.insert(name).second)
         return bad("waiter lease");
       lock.waiters.push_back(x);
+      ++sm.waiter_count_;
     }
     if (!sm.locks_.emplace(std::move(name), std::move(lock)).second) return bad("duplicate lock");
   }
@@ -255,7 +257,10 @@ bool LockStateMachine::operator==(const LockStateMachine& o) const {
 
 void LockStateMachine::CheckInvariants() const {
   std::map<LeaseId, std::set<std::string>> held, waiting;
+  size_t holders = 0, waiters = 0;
   for (const auto& [name, lock] : locks_) {
+    holders += lock.holders.size();
+    waiters += lock.waiters.size();
     LOCKD_CHECK_MSG(!lock.holders.empty() || !lock.waiters.empty(), "an empty lock is kept");
     std::set<LeaseId> seen;
     for (const auto& h : lock.holders) {
@@ -286,6 +291,7 @@ void LockStateMachine::CheckInvariants() const {
     ++per_label[l.label];
   }
   LOCKD_CHECK(per_label == leases_per_label_);
+  LOCKD_CHECK(holders == holder_count_ && waiters == waiter_count_);
   std::map<ClientId, uint32_t> leases_by_client;
   for (const auto& [id, l] : leases_) ++leases_by_client[l.granted_by.client];
   once_.CheckInvariants(leases_by_client);

@@ -84,11 +84,11 @@ class BackupReactor final : public grpc::ServerWriteReactor<pb::BackupChunk>,
     }
     if (holds_slot_ && started_) {
       if (sent_whole_) {
-        if (metrics_.completed) metrics_.completed->Add();
+        if (metrics_.completed) metrics_.completed->Increment();
         spdlog::info("backup at index {} streamed whole ({} bytes, sha256 {})", index_,
                      file_.size(), digest_);
       } else {
-        if (metrics_.failed) metrics_.failed->Add();
+        if (metrics_.failed) metrics_.failed->Increment();
         spdlog::warn("backup at index {} ended after {} of {} bytes: {}", index_, offset_,
                      file_.size(), final_.error_message());
       }
@@ -139,7 +139,7 @@ class BackupReactor final : public grpc::ServerWriteReactor<pb::BackupChunk>,
     sent_any_ = true;
     writing_ = true;
     StartWrite(&out_);
-    if (metrics_.bytes) metrics_.bytes->Add(n);
+    if (metrics_.bytes) metrics_.bytes->Increment(static_cast<double>(n));
   }
 
   /// Ends the stream once no write and no capture is in flight (the capture's callback holds
@@ -205,7 +205,7 @@ grpc::ServerWriteReactor<pb::BackupChunk>* ClusterServiceImpl::Backup(
   }
   if (backups_.fetch_add(1) >= kMaxConcurrentBackups) {
     backups_.fetch_sub(1);
-    if (backup_metrics_.refused) backup_metrics_.refused->Add();
+    if (backup_metrics_.refused) backup_metrics_.refused->Increment();
     reactor->Refuse(
         grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                      "this node is already streaming " + std::to_string(kMaxConcurrentBackups) +

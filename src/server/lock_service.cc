@@ -154,6 +154,7 @@ void LockServiceImpl::Forward(
                 "with the same request id"));
     return;
   }
+  if (ctx_.metrics && ctx_.metrics->forwarded) ctx_.metrics->forwarded->Increment();
   ctx_.forwarder.Forward<Svc>(addr, method, req, resp, std::chrono::system_clock::now(),
                               ctx->deadline(), std::move(done));
 }
@@ -202,8 +203,37 @@ grpc::ServerUnaryReactor* LockServiceImpl::Mutate(
   // Nothing is proposed past the caller's deadline or more than F_fwd after it arrived here.
   const auto deadline =
       std::min(ctx->deadline(), std::chrono::system_clock::now() + ctx_.forward_timeout);
-  ctx_.replica.Submit(std::move(command).value(), deadline, AnswerCommand(reactor, resp));
+  auto done = AnswerCommand(reactor, resp);
+  if constexpr (std::is_same_v<Req, pb::AcquireRequest>) {
+    done = TimeAcquire(std::move(done), req->wait_ms() > 0);
+  }
+  ctx_.replica.Submit(std::move(command).value(), deadline, std::move(done));
   return reactor;
+}
+
+Replica::CommandDone LockServiceImpl::TimeAcquire(Replica::CommandDone done, bool waits) const {
+  if (!ctx_.metrics) return done;
+  Histogram* const* by_outcome =
+      waits ? ctx_.metrics->acquire_wait : ctx_.metrics->acquire_duration;
+  const auto start = std::chrono::steady_clock::now();
+  return [done = std::move(done), by_outcome, start](Result<lock::Outcome> r) {
+    const size_t outcome = !r.ok() || !r->ok() ? ServiceMetrics::kError
+                           : r->acquired       ? ServiceMetrics::kAcquired
+                                               : ServiceMetrics::kNotAcquired;
+    if (Histogram* h = by_outcome[outcome]) {
+      h->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    done(std::move(r));
+  };
+}
+
+void LockServiceImpl::CountRenewal(const Result<Replica::Renewed>& renewed) const {
+  if (!ctx_.metrics) return;
+  Counter* c = renewed.ok() ? ctx_.metrics->renewals_ok
+               : renewed.status().code() == StatusCode::kNotFound
+                   ? ctx_.metrics->renewals_refused
+                   : ctx_.metrics->renewals_unavailable;
+  if (c) c->Increment();
 }
 
 template <typename Req, typename Resp>
@@ -282,7 +312,8 @@ grpc::ServerUnaryReactor* LockServiceImpl::Renew(grpc::CallbackServerContext* ct
   }
   const uint64_t lease = req->lease_id(), seq = req->seq();
   ctx_.replica.Renew(lease, received,
-                     [reactor, resp, lease, seq](Result<Replica::Renewed> renewed) {
+                     [this, reactor, resp, lease, seq](Result<Replica::Renewed> renewed) {
+                       CountRenewal(renewed);
                        if (!renewed.ok()) return reactor->Finish(ToGrpc(renewed.status()));
                        resp->set_lease_id(lease);
                        resp->set_seq(seq);
@@ -527,7 +558,15 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::ForceRelease(grpc::CallbackServerC
   }
   const auto deadline =
       std::min(ctx->deadline(), std::chrono::system_clock::now() + c.forward_timeout);
-  c.replica.Submit(std::move(command).value(), deadline, AnswerCommand(reactor, resp));
+  Counter* applied = c.metrics ? c.metrics->force_releases : nullptr;
+  c.replica.Submit(std::move(command).value(), deadline,
+                   [answer = AnswerCommand(reactor, resp), applied](Result<lock::Outcome> r) {
+                     // The answer lists the grants it released.
+                     if (applied && r.ok() && r->ok()) {
+                       applied->Increment(static_cast<double>(r->holders.size()));
+                     }
+                     answer(std::move(r));
+                   });
   return reactor;
 }
 

@@ -59,6 +59,8 @@ struct ServiceContext {
   /// Streams ended RESOURCE_EXHAUSTED because their reader fell behind (null: not counted).
   Counter* keepalive_overflows = nullptr;
   Counter* watch_overflows = nullptr;
+  /// Acquire latencies, renewals, forwards, force-releases (null: not counted).
+  ServiceMetrics* metrics = nullptr;
 
   /// The client address of member `id`, or empty when it is not a member.
   std::string ClientAddr(uint64_t id) const;
@@ -89,6 +91,11 @@ class LockServiceImpl final : public lockd::v1::LockService::CallbackService {
   static constexpr std::chrono::seconds kStuckWriteTimeout{5};
   /// How often the stream watchdog looks at every open stream's progress.
   static constexpr std::chrono::milliseconds kWatchdogPeriod{500};
+
+  /// Counts one renewal answer in the service metrics (ok, refused or unavailable).
+  void CountRenewal(const Result<Replica::Renewed>& renewed) const;
+  /// `done`, timing the Acquire it answers into the acquire histograms by outcome.
+  Replica::CommandDone TimeAcquire(Replica::CommandDone done, bool waits) const;
 
   /// UNAVAILABLE saying the node is stopping, then `what_to_do`.
   static grpc::Status Stopping(const std::string& what_to_do);

@@ -66,7 +66,7 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
     }
     // The client has not taken one answer for kStuckWriteTimeout: it stopped reading. Its
     // renewals are not read either (backpressure), so end the stream rather than hold it.
-    if (auto* c = service_.context().keepalive_overflows) c->Add();
+    if (auto* c = service_.context().keepalive_overflows) c->Increment();
     const auto secs =
         std::chrono::duration_cast<std::chrono::seconds>(LockServiceImpl::kStuckWriteTimeout);
     FinishLocked(grpc::Status(
@@ -148,14 +148,16 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
     }
     const BootTime received = ctx.clock.Now();
     if (ctx.replica.is_leader()) {
-      ctx.replica.Renew(req.lease_id(), received, [answer](Result<Replica::Renewed> renewed) {
-        if (!renewed.ok()) return answer(ToGrpc(renewed.status()), {});
-        pb::RenewResponse r;
-        r.set_remaining_ms(renewed->remaining.count());
-        for (uint64_t t : renewed->held_tokens) r.add_held_tokens(t);
-        r.set_holdings_listed(true);
-        answer(grpc::Status::OK, std::move(r));
-      });
+      ctx.replica.Renew(req.lease_id(), received,
+                        [answer, &service = service_](Result<Replica::Renewed> renewed) {
+                          service.CountRenewal(renewed);
+                          if (!renewed.ok()) return answer(ToGrpc(renewed.status()), {});
+                          pb::RenewResponse r;
+                          r.set_remaining_ms(renewed->remaining.count());
+                          for (uint64_t t : renewed->held_tokens) r.add_held_tokens(t);
+                          r.set_holdings_listed(true);
+                          answer(grpc::Status::OK, std::move(r));
+                        });
       return;
     }
     // A follower passes each renewal to the leader as a unary Renew.
@@ -351,7 +353,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
     std::lock_guard lock(mu_);
     if (finishing_) return false;
     if (queue_.size() >= kMaxQueued) {
-      if (auto* c = service_.context().watch_overflows) c->Add();
+      if (auto* c = service_.context().watch_overflows) c->Increment();
       FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                 "this watcher fell " + std::to_string(kMaxQueued) +
                                     " entries behind (the bound per stream); resume from its "

@@ -195,6 +195,7 @@ Status Node::Start() {
     spdlog::default_logger()->flush();
     _exit(70);
   };
+  so.on_synced_write = [this](double seconds) { metrics_.fsync_duration.Observe(seconds); };
   auto store = storage::NodeStorage::Open(*data_dir_, so);
   if (!store.ok()) return store.status();
   storage_ = std::move(store).value();
@@ -292,10 +293,11 @@ Status Node::Start() {
   ro.snapshot_entries = options_.snapshot_entries;
   ro.joining = joining;
   ro.max_promotion_lag = options_.max_promotion_lag;
+  ro.apply_metrics = metrics_.apply;
   ro.on_snapshot = [this](uint64_t bytes, double seconds) {
-    snapshot_bytes_.Set(static_cast<double>(bytes));
-    snapshot_duration_.Observe(seconds);
-    snapshots_.Add();
+    metrics_.snapshot_bytes.Set(static_cast<double>(bytes));
+    metrics_.snapshot_duration.Observe(seconds);
+    metrics_.snapshots.Increment();
   };
   // A member `lockd restore` made: until the cluster id is decided, its leader proposes the id
   // with the restored starting state. Once decided, the seed is inert and never read again (a
@@ -348,16 +350,11 @@ Status Node::Start() {
                     std::chrono::milliseconds(options_.forward_timeout_ms),
                     static_cast<uint32_t>(options_.max_page_size),
                     options_.max_request_bytes,
-                    &keepalive_overflows_,
-                    &watch_overflows_};
+                    &metrics_.keepalive_overflows,
+                    &metrics_.watch_overflows,
+                    &metrics_.service};
   lock_service_ = std::make_unique<LockServiceImpl>(std::move(sc));
-  BackupMetrics bm;
-  bm.bytes = &backup_bytes_;
-  bm.completed = &backups_;
-  bm.failed = &backups_failed_;
-  bm.refused = &backups_refused_;
-  bm.in_progress = &backups_in_progress_;
-  cluster_service_ = std::make_unique<ClusterServiceImpl>(*lock_service_, bm);
+  cluster_service_ = std::make_unique<ClusterServiceImpl>(*lock_service_, metrics_.backup);
   cluster_service_->set_member_add_timeout(
       std::chrono::milliseconds(options_.member_add_timeout_ms));
 
@@ -401,7 +398,10 @@ void Node::WatchLeadership() {
   while (!stop_watcher_) {
     const ReplicaStatus st = replica_->status();
     if (st.leader_id != last_leader) {
-      if (st.leader_id != 0) spdlog::info("node {}: leader is {}", options_.node_id, st.leader_id);
+      if (st.leader_id != 0) {
+        spdlog::info("node {}: leader is {}", options_.node_id, st.leader_id);
+        metrics_.LeaderChanged();
+      }
       last_leader = st.leader_id;
     }
     const bool serving =
@@ -411,39 +411,49 @@ void Node::WatchLeadership() {
       last_serving = serving;
     }
     serving_ = serving;
-    is_leader_.Set(st.role == raft::Role::kLeader ? 1 : 0);
-    term_.Set(static_cast<double>(st.term));
-    commit_.Set(static_cast<double>(st.commit));
-    applied_.Set(static_cast<double>(st.applied));
-    leases_.Set(static_cast<double>(st.lease_count));
-    locks_.Set(static_cast<double>(st.lock_count));
-    tokens_.Set(static_cast<double>(st.token_counter));
-    size_t learners = 0;
-    for (const auto& m : st.members) learners += m.voter ? 0 : 1;
-    members_.Set(static_cast<double>(st.members.size()));
-    learners_.Set(static_cast<double>(learners));
-    if (replica_->promotions() > promotions_.value()) {
-      promotions_.Add(replica_->promotions() - promotions_.value());
-    }
-    snapshot_index_.Set(static_cast<double>(st.first_index > 0 ? st.first_index - 1 : 0));
-    if (st.try_locks_by_read > try_locks_by_read_.value()) {
-      try_locks_by_read_.Add(st.try_locks_by_read - try_locks_by_read_.value());
+    metrics_.Mirror(st, replica_->promotions());
+    for (const auto& m : st.members) {
+      if (m.id != options_.node_id) metrics_.MirrorPeer(m.id, transport_->Stats(m.id));
     }
     watcher_cv_.wait_for(lock, std::chrono::milliseconds(20));
   }
+}
+
+std::string Node::NotReadyReason() const {
+  if (stopping_.load()) return "the node is stopping";
+  if (auto removed = identity_->removed_reason(); !removed.empty()) return "removed: " + removed;
+  if (Status fatal = replica_->fatal(); !fatal.ok())
+    return "stopped on an error: " + fatal.ToString();
+  const ReplicaStatus st = replica_->status();
+  if (st.leader_id == 0) return "no leader known (election in progress, or no quorum)";
+  if (st.commit > st.applied + options_.health_max_apply_lag) {
+    return "applied index " + std::to_string(st.applied) + " is " +
+           std::to_string(st.commit - st.applied) + " entries behind commit (more than " +
+           "--health-max-apply-lag " + std::to_string(options_.health_max_apply_lag) + ")";
+  }
+  return "catching up";
 }
 
 Status Node::StartHttp() {
   auto hp = ParseHostPort(options_.http_addr);
   if (!hp.ok()) return hp.status();
   http_server_ = std::make_unique<httplib::Server>();
-  http_server_->Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
-    const bool ok = serving_.load();
-    res.status = ok ? 200 : 503;
-    res.set_content(ok ? "SERVING\n" : "NOT_SERVING\n", "text/plain");
+  // Liveness: the process answers (a node waiting for a quorum is alive; restarting it would
+  // not help).
+  http_server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("OK\n", "text/plain");
+  });
+  // Readiness: what grpc.health.v1 reports, with the reason when not ready.
+  http_server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+    if (serving_.load()) {
+      res.set_content("READY\n", "text/plain");
+      return;
+    }
+    res.status = 503;
+    res.set_content("NOT_READY: " + NotReadyReason() + "\n", "text/plain");
   });
   http_server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    up_.Set(serving_.load() ? 1 : 0);
+    metrics_.up.Set(serving_.load() ? 1 : 0);
     res.set_content(metrics_.Render(), "text/plain; version=0.0.4");
   });
   if (!http_server_->bind_to_port(hp->host, hp->port)) {
@@ -461,6 +471,7 @@ constexpr std::chrono::milliseconds kStopDrain{300};
 }  // namespace
 
 void Node::Shutdown() {
+  stopping_ = true;
   serving_ = false;
   if (watcher_.joinable()) {
     {

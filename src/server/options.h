@@ -16,7 +16,7 @@ struct NodeOptions {
   uint64_t node_id = 1;
   std::string client_addr = "127.0.0.1:7401";  ///< LockService, ClusterService, health, reflection
   std::string peer_addr = "127.0.0.1:7501";    ///< Raft traffic between members
-  std::string http_addr = "127.0.0.1:7601";    ///< /metrics and /healthz
+  std::string http_addr = "127.0.0.1:7601";    ///< /metrics, /healthz, /readyz
   std::string data_dir = "./lockd-data";
   std::string log_level = "info";
 

@@ -67,6 +67,7 @@ class PeerTransport::Outbound {
     std::lock_guard lock(mu_);
     PeerStats s = stats_;
     s.queued = queue_.size();
+    s.queued_bytes = queued_bytes_;
     return s;
   }
 

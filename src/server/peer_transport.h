@@ -84,7 +84,8 @@ struct PeerStats {
   bool connected = false;
   uint64_t sent = 0;
   uint64_t dropped = 0;
-  size_t queued = 0;  ///< messages waiting now
+  size_t queued = 0;        ///< messages waiting now
+  size_t queued_bytes = 0;  ///< their bytes
   uint64_t reconnects = 0;
   std::string last_error;
 };

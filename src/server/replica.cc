@@ -283,6 +283,9 @@ ReplicaStatus Replica::CurrentStatus() const {
   st.token_counter = state_.token_counter().value();
   st.lease_count = state_.lease_count();
   st.lock_count = state_.lock_count();
+  st.holder_count = state_.holder_count();
+  st.waiter_count = state_.waiter_count();
+  st.proposals_in_flight = proposals_.size();
   st.try_locks_by_read = reads_for_try_locks_;
   st.leases_ready = leader_ && deadlines_.active();
   return st;
@@ -798,6 +801,7 @@ void Replica::Apply(const raft::Entry& entry) {
     WatchEntry we;
     we.index = index;
     for (const auto& e : r.events) {
+      CountEvent(e.type);
       WatchEvent w;
       w.type = ToWatchType(e.type);
       w.number = e.number;
@@ -909,6 +913,29 @@ bool Replica::Propose(const lock::Command& command) {
     return false;
   }
   return true;
+}
+
+void Replica::CountEvent(lock::Event::Type type) const {
+  const ApplyMetrics& m = options_.apply_metrics;
+  Counter* c = nullptr;
+  switch (type) {
+    case lock::Event::Type::kAcquired:
+      c = m.grants;
+      break;
+    case lock::Event::Type::kReleased:
+      c = m.releases;
+      break;
+    case lock::Event::Type::kExpired:
+      c = m.expiries;
+      break;
+    case lock::Event::Type::kWaiting:
+      c = m.waits;
+      break;
+    case lock::Event::Type::kCancelled:
+      c = m.cancels;
+      break;
+  }
+  if (c) c->Increment();
 }
 
 }  // namespace lockd::server

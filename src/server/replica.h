@@ -48,6 +48,7 @@
 #include "raft/raft.h"
 #include "server/leader_lease.h"
 #include "server/lease_deadlines.h"
+#include "server/metrics.h"
 #include "server/options.h"
 #include "server/restore_seed.h"
 #include "storage/backup_file.h"
@@ -86,6 +87,8 @@ struct ReplicaOptions {
   std::optional<RestorePlan> restore;
   /// Runs on the loop after each snapshot is saved (its size, and how long it took); may be empty.
   std::function<void(uint64_t bytes, double seconds)> on_snapshot;
+  /// What applying entries counts (null members: not counted).
+  ApplyMetrics apply_metrics;
 };
 
 /// What AddMember answers: when the new node became a voter.
@@ -117,8 +120,11 @@ struct ReplicaStatus {
   uint64_t token_counter = 0;
   uint64_t lease_count = 0;
   uint64_t lock_count = 0;
-  uint64_t try_locks_by_read = 0;  ///< failed try-locks answered after a ReadIndex (this run)
-  bool leases_ready = false;       ///< leader: first entry of its term applied, deadlines running
+  uint64_t holder_count = 0;         ///< grants held, over every lock
+  uint64_t waiter_count = 0;         ///< Acquires waiting, over every lock
+  uint64_t proposals_in_flight = 0;  ///< leader: proposed, not yet applied
+  uint64_t try_locks_by_read = 0;    ///< failed try-locks answered after a ReadIndex (this run)
+  bool leases_ready = false;         ///< leader: first entry of its term applied, deadlines running
   struct Member {
     uint64_t id = 0;
     bool voter = true;
@@ -300,6 +306,8 @@ class Replica {
 
   // Leases and waits.
   void HandleRenewal(ParkedRenewal r, BootTime now);
+  /// Counts one applied event in options_.apply_metrics.
+  void CountEvent(lock::Event::Type type) const;
   void RetryParkedRenewals(BootTime now);
   void ProposeExpiries(BootTime now);
   /// The answer to a caller whose Acquire's outcome is `o`: a grant to a lease that this leader

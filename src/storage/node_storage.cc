@@ -44,6 +44,7 @@ Result<std::unique_ptr<NodeStorage>> NodeStorage::OpenDirs(const std::string& ra
   ro.shared_fail_stop = s->fail_stop_.get();
   ro.skip_sync_for_testing = options.skip_sync_for_testing;
   ro.memtable_bytes = options.memtable_bytes;
+  ro.on_synced_write = options.on_synced_write;
   auto log = RaftStore::Open(raft_dir, ro);
   if (!log.ok()) return log.status();
   s->log_ = std::move(log).value();

@@ -20,6 +20,7 @@
 // Owned by the node runtime, inside the DataDir it was opened from (which holds the flock).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,7 +48,8 @@ struct NodeStorageOptions {
   rocksdb::FileSystem* fs = nullptr;
   bool skip_sync_for_testing = false;
   bool skip_dir_sync_for_testing = false;
-  uint64_t memtable_bytes = 0;  ///< see RaftStoreOptions
+  uint64_t memtable_bytes = 0;                          ///< see RaftStoreOptions
+  std::function<void(double seconds)> on_synced_write;  ///< see RaftStoreOptions
 };
 
 class NodeStorage {

@@ -4,6 +4,8 @@
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
+#include <chrono>
+
 #include "storage/records.h"
 
 namespace lockd::storage {
@@ -229,8 +231,13 @@ Result<std::vector<raft::Entry>> RaftStore::Entries(raft::LogIndex lo, raft::Log
 Status RaftStore::Write(rocksdb::WriteBatch& batch, const char* what) {
   rocksdb::WriteOptions wo;
   wo.sync = !options_.skip_sync_for_testing;
+  const auto start = std::chrono::steady_clock::now();
   rocksdb::Status st = db_->Write(wo, &batch);
   if (!st.ok()) return fail_stop_->Trip(what, st.ToString());
+  if (options_.on_synced_write) {
+    options_.on_synced_write(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
   return Status::Ok();
 }
 

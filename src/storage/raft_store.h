@@ -23,6 +23,7 @@
 // Owned by NodeStorage (or a test).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -59,6 +60,9 @@ struct RaftStoreOptions {
   /// Memtable size; 0: 128 MiB. Tests make it tiny so memtable flushes (SST files, MANIFEST
   /// updates) happen under their power cuts too.
   uint64_t memtable_bytes = 0;
+  /// Called after each synced write with its duration in seconds (metrics); runs on the writing
+  /// thread, so it must be cheap.
+  std::function<void(double seconds)> on_synced_write;
 };
 
 /// One unit of durable work from the core (a Ready's persistent part): written atomically,

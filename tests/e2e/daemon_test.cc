@@ -69,7 +69,9 @@ TEST(Daemon, ServesHealthzAndMetricsOverHttp) {
   ASSERT_TRUE(testing::WaitFor([&] { return Serving(ports.client_addr()); }, 30s));
   const std::string http = "127.0.0.1:" + std::to_string(ports.http);
   auto healthz = RunCommand({"/usr/bin/curl", "-s", "http://" + http + "/healthz"}, 20s);
-  EXPECT_EQ(healthz.output, "SERVING\n");
+  EXPECT_EQ(healthz.output, "OK\n");
+  auto readyz = RunCommand({"/usr/bin/curl", "-s", "http://" + http + "/readyz"}, 20s);
+  EXPECT_EQ(readyz.output, "READY\n");
   auto metrics = RunCommand({"/usr/bin/curl", "-s", "http://" + http + "/metrics"}, 20s);
   EXPECT_THAT(metrics.output, HasSubstr("# TYPE lockd_up gauge\nlockd_up 1\n"));
 }
