@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "server/logging.h"
 #include "server/node.h"
 #include "server/restore.h"
 #include "storage/inspect.h"
@@ -26,6 +27,7 @@ int Run(const lockd::server::NodeOptions& options) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   spdlog::set_level(spdlog::level::from_str(options.log_level));
+  lockd::server::ConfigureLogging(options.node_id, options.log_format);
   lockd::server::Node node(options);
   if (lockd::Status s = node.Start(); !s.ok()) {
     spdlog::error("cannot start: {}", s.ToString());
@@ -53,11 +55,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--peer-addr", o.peer_addr, "Listen address for Raft peers (gRPC)")
       ->capture_default_str();
-  app.add_option("--http-addr", o.http_addr, "Listen address for /metrics, /healthz and /readyz (HTTP)")
+  app.add_option("--http-addr", o.http_addr,
+                 "Listen address for /metrics, /healthz and /readyz (HTTP)")
       ->capture_default_str();
   app.add_option("--data-dir", o.data_dir, "Directory for the Raft log and snapshots")
       ->capture_default_str();
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error, critical or off")
+      ->capture_default_str();
+  app.add_option("--log-format", o.log_format,
+                 "text, or json: one JSON object per line (ts, level, node, term, msg)")
       ->capture_default_str();
   app.add_option("--initial-cluster", o.initial_cluster,
                  "Members of a new cluster: id=peer_host:port/client_host:port,... (used only "

@@ -4,6 +4,8 @@
 #include <set>
 #include <sstream>
 
+#include "server/logging.h"
+
 namespace lockd::server {
 
 Result<std::vector<MemberSpec>> ParseInitialCluster(const std::string& spec) {
@@ -147,6 +149,7 @@ Status Validate(const NodeOptions& o) {
   if (o.max_snapshot_bytes < (1 << 20)) {
     return InvalidArgument("--max-snapshot-bytes must be >= 1048576 (1 MiB)");
   }
+  if (Status s = ValidateLogFormat(o.log_format); !s.ok()) return s;
   static constexpr const char* kLevels[] = {"trace", "debug",    "info", "warn",
                                             "error", "critical", "off"};
   for (const char* level : kLevels) {

@@ -19,6 +19,7 @@ struct NodeOptions {
   std::string http_addr = "127.0.0.1:7601";    ///< /metrics, /healthz, /readyz
   std::string data_dir = "./lockd-data";
   std::string log_level = "info";
+  std::string log_format = "text";  ///< text or json (server/logging.h)
 
   /// The members of a new cluster ("id=peer/client,..."); used only when the data dir is empty.
   /// Empty: a one-node cluster of this node alone.

@@ -10,6 +10,7 @@
 
 #include "raft/wire.h"
 #include "server/cluster_identity.h"
+#include "server/logging.h"
 #include "server/peer_transport.h"
 #include "server/watch_hub.h"
 #include "storage/node_storage.h"
@@ -345,6 +346,7 @@ void Replica::SyncRole() {
 void Replica::OnBecameLeader() {
   leader_ = true;
   leader_term_ = raft_->term();
+  SetLogTerm(leader_term_.value());
   lease_.BecomeLeader(leader_term_.value());
   spdlog::info("node {}: leader of term {}", options_.node_id, leader_term_.value());
   ProposeClusterId();
@@ -660,6 +662,7 @@ void Replica::Send(const std::vector<raft::Message>& messages) {
 void Replica::HandleReadies() {
   while (raft_->HasReady()) {
     raft::Ready rd = raft_->GetReady();
+    SetLogTerm(raft_->term().value());  // before this Ready's log lines
     if (rd.snapshot.has_value()) {
       // Before anything of this Ready is persisted (its entries follow the snapshot).
       if (Status s = InstallSnapshot(*rd.snapshot); !s.ok()) {

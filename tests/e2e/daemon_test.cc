@@ -26,13 +26,21 @@ NodePorts PickPorts() {
 }
 
 std::unique_ptr<Process> StartLockd(const NodePorts& ports, const std::string& data_dir,
-                                    const std::string& log) {
-  return std::make_unique<Process>(
-      std::vector<std::string>{LOCKD_BINARY, "--id", "1", "--client-addr", ports.client_addr(),
-                               "--peer-addr", "127.0.0.1:" + std::to_string(ports.peer),
-                               "--http-addr", "127.0.0.1:" + std::to_string(ports.http),
-                               "--data-dir", data_dir},
-      log);
+                                    const std::string& log,
+                                    const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> argv{LOCKD_BINARY,
+                                "--id",
+                                "1",
+                                "--client-addr",
+                                ports.client_addr(),
+                                "--peer-addr",
+                                "127.0.0.1:" + std::to_string(ports.peer),
+                                "--http-addr",
+                                "127.0.0.1:" + std::to_string(ports.http),
+                                "--data-dir",
+                                data_dir};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return std::make_unique<Process>(argv, log);
 }
 
 testing::CommandResult Lockctl(std::vector<std::string> args) {
@@ -121,6 +129,49 @@ TEST(Daemon, RejectsBadFlagsWithAClearError) {
   auto id = RunCommand({LOCKD_BINARY, "--id", "0", "--data-dir", dir.path()}, 20s);
   EXPECT_EQ(id.exit_code, 2);
   EXPECT_THAT(id.output, HasSubstr("--id"));
+}
+
+// Every line names the node and its term; --log-format json writes one JSON object per line,
+// which Debian's python3 json module reads back (messages with quotes included).
+TEST(Daemon, LogLinesNameTheNodeAndTermAndJsonLinesParse) {
+  TempDir dir;
+  NodePorts ports = PickPorts();
+  const std::string log = dir.path() + "/lockd.log";
+  auto node = StartLockd(ports, dir.path() + "/data", log, {"--log-format", "json"});
+  ASSERT_TRUE(testing::WaitFor([&] { return Serving(ports.client_addr()); }, 30s))
+      << node->ReadLog();
+  node->Signal(SIGTERM);
+  ASSERT_TRUE(node->Wait(30s).has_value());
+  // The harness's own first line is not lockd's: skip lines that do not start with '{'.
+  const std::string check =
+      "import json, sys\n"
+      "n = 0\n"
+      "terms = set()\n"
+      "for line in open(sys.argv[1]):\n"
+      "    if not line.startswith('{'): continue\n"
+      "    r = json.loads(line)\n"
+      "    assert r['node'] == 1 and r['level'] and r['ts'].endswith('Z') and 'msg' in r, line\n"
+      "    terms.add(r['term']); n += 1\n"
+      "assert n >= 3, n\n"
+      "assert max(terms) >= 1, terms\n"
+      "print('lines', n)\n";
+  auto r = RunCommand({"/usr/bin/python3", "-c", check, log}, 20s);
+  EXPECT_EQ(r.exit_code, 0) << r.output << node->ReadLog();
+  EXPECT_THAT(r.output, HasSubstr("lines"));
+
+  auto bad = RunCommand({LOCKD_BINARY, "--log-format", "xml", "--data-dir", dir.path()}, 20s);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.output, HasSubstr("--log-format 'xml' is not one of text, json"));
+}
+
+TEST(Daemon, TextLogLinesNameTheNodeAndTerm) {
+  TempDir dir;
+  NodePorts ports = PickPorts();
+  auto node = StartLockd(ports, dir.path() + "/data", dir.path() + "/lockd.log");
+  ASSERT_TRUE(testing::WaitFor([&] { return Serving(ports.client_addr()); }, 30s))
+      << node->ReadLog();
+  EXPECT_THAT(node->ReadLog(),
+              ::testing::ContainsRegex("\\[info\\] \\[node 1 term [1-9][0-9]*\\] "));
 }
 
 TEST(Daemon, ReadsItsTomlConfigFile) {
