@@ -204,8 +204,10 @@ grpc::ServerUnaryReactor* LockServiceImpl::Mutate(
   const auto deadline =
       std::min(ctx->deadline(), std::chrono::system_clock::now() + ctx_.forward_timeout);
   auto done = AnswerCommand(reactor, resp);
+  // First attempts only: a retry is answered from the exactly-once record (or joins the wait
+  // in progress), and timing it again would skew the histograms.
   if constexpr (std::is_same_v<Req, pb::AcquireRequest>) {
-    done = TimeAcquire(std::move(done), req->wait_ms() > 0);
+    if (req->header().attempt() <= 1) done = TimeAcquire(std::move(done), req->wait_ms() > 0);
   }
   ctx_.replica.Submit(std::move(command).value(), deadline, std::move(done));
   return reactor;
@@ -558,7 +560,10 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::ForceRelease(grpc::CallbackServerC
   }
   const auto deadline =
       std::min(ctx->deadline(), std::chrono::system_clock::now() + c.forward_timeout);
-  Counter* applied = c.metrics ? c.metrics->force_releases : nullptr;
+  // First attempts only: a retry's answer comes from the exactly-once record and lists the same
+  // grants again.
+  Counter* applied =
+      c.metrics && req->header().attempt() <= 1 ? c.metrics->force_releases : nullptr;
   c.replica.Submit(std::move(command).value(), deadline,
                    [answer = AnswerCommand(reactor, resp), applied](Result<lock::Outcome> r) {
                      // The answer lists the grants it released.

@@ -25,29 +25,30 @@ class TermFlag final : public spdlog::custom_flag_formatter {
   }
 };
 
-/// %@ : the message, escaped for a JSON string (quotes, backslashes, control characters).
-class JsonMessageFlag final : public spdlog::custom_flag_formatter {
- public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&,
-              spdlog::memory_buf_t& dest) override {
-    const std::string_view in(msg.payload.data(), msg.payload.size());
-    for (const char ch : in) {
-      const auto c = static_cast<unsigned char>(ch);
+/// Appends `in` to `dest` escaped for a JSON string: quotes, backslashes and control characters
+/// escaped, bytes that are not well-formed UTF-8 replaced by U+FFFD (a log pipeline must be able
+/// to parse every line, whatever a peer's or gRPC's error text held).
+void AppendJsonEscaped(std::string_view in, spdlog::memory_buf_t& dest) {
+  auto append = [&dest](std::string_view s) { dest.append(s.data(), s.data() + s.size()); };
+  size_t i = 0;
+  while (i < in.size()) {
+    const auto c = static_cast<unsigned char>(in[i]);
+    if (c < 0x80) {
       switch (c) {
         case '"':
-          Append(dest, "\\\"");
+          append("\\\"");
           break;
         case '\\':
-          Append(dest, "\\\\");
+          append("\\\\");
           break;
         case '\n':
-          Append(dest, "\\n");
+          append("\\n");
           break;
         case '\r':
-          Append(dest, "\\r");
+          append("\\r");
           break;
         case '\t':
-          Append(dest, "\\t");
+          append("\\t");
           break;
         default:
           if (c < 0x20) {
@@ -55,18 +56,50 @@ class JsonMessageFlag final : public spdlog::custom_flag_formatter {
             const char esc[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
             dest.append(esc, esc + sizeof esc);
           } else {
-            dest.push_back(ch);
+            dest.push_back(static_cast<char>(c));
           }
       }
+      ++i;
+      continue;
     }
+    // A multi-byte sequence: its length from the lead byte, then continuation bytes, no
+    // overlong forms, no surrogates, nothing above U+10FFFF.
+    size_t len = 0;
+    uint32_t cp = 0;
+    if (c >= 0xc2 && c <= 0xdf) {
+      len = 2, cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      len = 3, cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4, cp = c & 0x07;
+    }
+    bool ok = len > 0 && i + len <= in.size();
+    for (size_t k = 1; ok && k < len; ++k) {
+      const auto cc = static_cast<unsigned char>(in[i + k]);
+      ok = (cc & 0xc0) == 0x80;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    ok = ok && !(len == 3 && cp < 0x800) && !(len == 4 && (cp < 0x10000 || cp > 0x10ffff)) &&
+         !(cp >= 0xd800 && cp <= 0xdfff);
+    if (ok) {
+      append(in.substr(i, len));
+      i += len;
+    } else {
+      append("\xef\xbf\xbd");  // U+FFFD
+      ++i;
+    }
+  }
+}
+
+/// %@ : the message, escaped for a JSON string.
+class JsonMessageFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    AppendJsonEscaped(std::string_view(msg.payload.data(), msg.payload.size()), dest);
   }
   std::unique_ptr<custom_flag_formatter> clone() const override {
     return std::make_unique<JsonMessageFlag>();
-  }
-
- private:
-  static void Append(spdlog::memory_buf_t& dest, std::string_view s) {
-    dest.append(s.data(), s.data() + s.size());
   }
 };
 
@@ -77,7 +110,7 @@ Status ValidateLogFormat(const std::string& format) {
   return InvalidArgument("--log-format '" + format + "' is not one of text, json");
 }
 
-void ConfigureLogging(uint64_t node_id, const std::string& format) {
+std::unique_ptr<spdlog::formatter> MakeLogFormatter(uint64_t node_id, const std::string& format) {
   const std::string node = std::to_string(node_id);
   const bool json = format == "json";
   auto f = std::make_unique<spdlog::pattern_formatter>(json ? spdlog::pattern_time_type::utc
@@ -87,7 +120,11 @@ void ConfigureLogging(uint64_t node_id, const std::string& format) {
   f->set_pattern(json ? R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","node":)" + node +
                             R"(,"term":%&,"msg":"%@"})"
                       : "[%Y-%m-%d %H:%M:%S.%e] [%l] [node " + node + " term %&] %v");
-  spdlog::set_formatter(std::move(f));
+  return f;
+}
+
+void ConfigureLogging(uint64_t node_id, const std::string& format) {
+  spdlog::set_formatter(MakeLogFormatter(node_id, format));
 }
 
 void SetLogTerm(uint64_t term) {

@@ -8,7 +8,10 @@
 // published (SetLogTerm, as it handles each batch of Raft output), 0 before the first.
 #pragma once
 
+#include <spdlog/formatter.h>
+
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "base/status.h"
@@ -17,6 +20,8 @@ namespace lockd::server {
 
 /// "text" or "json"; anything else is INVALID_ARGUMENT naming the choices.
 Status ValidateLogFormat(const std::string& format);
+/// The formatter of that format (tests install it on a logger of their own).
+std::unique_ptr<spdlog::formatter> MakeLogFormatter(uint64_t node_id, const std::string& format);
 /// Installs the format on spdlog's default logger (the daemon calls it once, at start).
 void ConfigureLogging(uint64_t node_id, const std::string& format);
 /// The term every following line shows.

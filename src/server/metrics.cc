@@ -48,6 +48,16 @@ Histogram& MetricsRegistry::AddHistogram(const std::string& name, const std::str
       .Add(labels, Histogram::BucketBoundaries(bounds));
 }
 
+void MetricsRegistry::Remove(const std::string& name, Counter* metric) {
+  std::lock_guard lock(mu_);
+  if (auto it = counters_.find(name); it != counters_.end()) it->second->Remove(metric);
+}
+
+void MetricsRegistry::Remove(const std::string& name, Gauge* metric) {
+  std::lock_guard lock(mu_);
+  if (auto it = gauges_.find(name); it != gauges_.end()) it->second->Remove(metric);
+}
+
 std::string MetricsRegistry::Render() const {
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }

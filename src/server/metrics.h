@@ -3,8 +3,9 @@
 // prometheus-cpp (core: the registry, the metric families and the text serializer).
 //
 // Callers register each metric (each label set of a family) once, at start, and keep the returned
-// reference: an update is then an atomic operation on that handle, safe from any thread and cheap
-// on hot paths (no name or label lookup per event). The registry owns every metric.
+// reference: an update is then cheap and safe from any thread, with no name or label lookup per
+// event (a counter or gauge update is an atomic operation; prometheus-cpp's Histogram::Observe
+// takes a short mutex of its own). The registry owns every metric.
 #pragma once
 
 #include <prometheus/counter.h>
@@ -73,6 +74,11 @@ class MetricsRegistry {
   Gauge& AddGauge(const std::string& name, const std::string& help, const Labels& labels = {});
   Histogram& AddHistogram(const std::string& name, const std::string& help,
                           std::vector<double> bounds, const Labels& labels = {});
+
+  /// Removes one metric (a label set) from its family: it is no longer exported. The reference
+  /// must not be used afterwards.
+  void Remove(const std::string& name, Counter* metric);
+  void Remove(const std::string& name, Gauge* metric);
 
   /// The Prometheus text exposition (version 0.0.4) of every metric.
   std::string Render() const;

@@ -10,7 +10,9 @@
 #include <algorithm>
 #include <chrono>
 #include <limits>
+#include <optional>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "grpc/health/v1/health.pb.h"  // links the descriptor, so reflection can describe it
@@ -392,7 +394,7 @@ Status Node::Start() {
 }
 
 void Node::WatchLeadership() {
-  uint64_t last_leader = 0;
+  uint64_t last_leader = 0, last_known_leader = 0;
   bool last_serving = false;
   std::unique_lock lock(watcher_mu_);
   while (!stop_watcher_) {
@@ -400,7 +402,9 @@ void Node::WatchLeadership() {
     if (st.leader_id != last_leader) {
       if (st.leader_id != 0) {
         spdlog::info("node {}: leader is {}", options_.node_id, st.leader_id);
-        metrics_.LeaderChanged();
+        // A leader that comes back after a moment of "no leader known" is not a change.
+        if (st.leader_id != last_known_leader) metrics_.LeaderChanged();
+        last_known_leader = st.leader_id;
       }
       last_leader = st.leader_id;
     }
@@ -412,9 +416,16 @@ void Node::WatchLeadership() {
     }
     serving_ = serving;
     metrics_.Mirror(st, replica_->promotions());
+    std::set<uint64_t> peers;
     for (const auto& m : st.members) {
-      if (m.id != options_.node_id) metrics_.MirrorPeer(m.id, transport_->Stats(m.id));
+      if (m.id == options_.node_id) continue;
+      peers.insert(m.id);
+      std::optional<uint64_t> lag;
+      if (st.role == raft::Role::kLeader)
+        lag = st.last_index > m.match ? st.last_index - m.match : 0;
+      metrics_.MirrorPeer(m.id, transport_->Stats(m.id), lag);
     }
+    metrics_.ForgetPeersExcept(peers);
     watcher_cv_.wait_for(lock, std::chrono::milliseconds(20));
   }
 }
@@ -426,9 +437,9 @@ std::string Node::NotReadyReason() const {
     return "stopped on an error: " + fatal.ToString();
   const ReplicaStatus st = replica_->status();
   if (st.leader_id == 0) return "no leader known (election in progress, or no quorum)";
-  if (st.commit > st.applied + options_.health_max_apply_lag) {
+  if (st.cluster_commit > st.applied + options_.health_max_apply_lag) {
     return "applied index " + std::to_string(st.applied) + " is " +
-           std::to_string(st.commit - st.applied) + " entries behind commit (more than " +
+           std::to_string(st.cluster_commit - st.applied) + " entries behind commit (more than " +
            "--health-max-apply-lag " + std::to_string(options_.health_max_apply_lag) + ")";
   }
   return "catching up";
@@ -440,7 +451,14 @@ Status Node::StartHttp() {
   http_server_ = std::make_unique<httplib::Server>();
   // Liveness: the process answers (a node waiting for a quorum is alive; restarting it would
   // not help).
-  http_server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+  // A replica stopped on a fatal error (a failed snapshot install or apply) is not alive: the
+  // supervisor (systemd, Kubernetes) restarts the process, which recovers from what is durable.
+  http_server_->Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+    if (Status fatal = replica_->fatal(); !fatal.ok()) {
+      res.status = 503;
+      res.set_content("FAILED: " + fatal.ToString() + "\n", "text/plain");
+      return;
+    }
     res.set_content("OK\n", "text/plain");
   });
   // Readiness: what grpc.health.v1 reports, with the reason when not ready.

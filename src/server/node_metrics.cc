@@ -10,6 +10,10 @@ NodeMetrics::NodeMetrics()
           registry_.AddCounter("lockd_leader_changes_total",
                                "Times this node saw a new leader (elections, hand-overs).")),
       commit(registry_.AddGauge("lockd_raft_commit_index", "The node's commit index.")),
+      cluster_commit(registry_.AddGauge(
+          "lockd_raft_cluster_commit_index",
+          "The cluster's commit index as this node knows it (on a follower, the leader's as its "
+          "last entries carried it; a follower's own commit index never exceeds its log).")),
       applied(registry_.AddGauge("lockd_raft_applied_index", "The node's applied index.")),
       proposals_in_flight(registry_.AddGauge("lockd_proposals_in_flight",
                                              "Leader: commands proposed and not yet applied.")),
@@ -79,7 +83,9 @@ NodeMetrics::NodeMetrics()
   apply.grants =
       &registry_.AddCounter("lockd_grants_total", "Grants applied (from a try or a wait).");
   apply.releases = &registry_.AddCounter(
-      "lockd_releases_total", "Grants ended by Release, RevokeLease or ForceRelease (applied).");
+      "lockd_releases_total",
+      "Grants ended by Release, RevokeLease, ForceRelease or a Cancel that withdrew a grant "
+      "(applied).");
   apply.expiries = &registry_.AddCounter("lockd_expiries_total",
                                          "Grants ended because their lease expired (applied).");
   apply.waits =
@@ -104,6 +110,7 @@ void NodeMetrics::Mirror(const ReplicaStatus& st, uint64_t promoted) {
   is_leader.Set(st.role == raft::Role::kLeader ? 1 : 0);
   term.Set(static_cast<double>(st.term));
   commit.Set(static_cast<double>(st.commit));
+  cluster_commit.Set(static_cast<double>(st.cluster_commit));
   applied.Set(static_cast<double>(st.applied));
   proposals_in_flight.Set(static_cast<double>(st.proposals_in_flight));
   leases.Set(static_cast<double>(st.lease_count));
@@ -120,7 +127,7 @@ void NodeMetrics::Mirror(const ReplicaStatus& st, uint64_t promoted) {
   CatchUp(try_locks_by_read, st.try_locks_by_read);
 }
 
-void NodeMetrics::MirrorPeer(uint64_t id, const PeerStats& s) {
+void NodeMetrics::MirrorPeer(uint64_t id, const PeerStats& s, std::optional<uint64_t> lag) {
   auto it = peers_.find(id);
   if (it == peers_.end()) {
     const Labels peer{{"peer", std::to_string(id)}};
@@ -131,24 +138,47 @@ void NodeMetrics::MirrorPeer(uint64_t id, const PeerStats& s) {
         "lockd_peer_queue_messages", "Raft messages queued for this peer, not yet sent.", peer);
     p.queued_bytes = &registry_.AddGauge("lockd_peer_queue_bytes",
                                          "Bytes of Raft messages queued for this peer.", peer);
-    p.sent = &registry_.AddCounter("lockd_peer_sent_messages_total",
-                                   "Raft messages sent to this peer.", peer);
-    p.dropped = &registry_.AddCounter(
+    p.match_lag = &registry_.AddGauge(
+        "lockd_peer_lag_entries",
+        "Leader only: entries of the leader's log this peer has not acknowledged (0 elsewhere).",
+        peer);
+    p.sent.counter = &registry_.AddCounter("lockd_peer_sent_messages_total",
+                                           "Raft messages sent to this peer.", peer);
+    p.dropped.counter = &registry_.AddCounter(
         "lockd_peer_send_failures_total",
         "Raft messages to this peer dropped unsent (queue full, peer unreachable); Raft resends "
         "what matters.",
         peer);
-    p.reconnects = &registry_.AddCounter(
+    p.reconnects.counter = &registry_.AddCounter(
         "lockd_peer_reconnects_total", "Streams to this peer opened again after a failure.", peer);
     it = peers_.emplace(id, p).first;
   }
-  const Peer& p = it->second;
+  Peer& p = it->second;
   p.connected->Set(s.connected ? 1 : 0);
   p.queued_messages->Set(static_cast<double>(s.queued));
   p.queued_bytes->Set(static_cast<double>(s.queued_bytes));
-  CatchUp(*p.sent, s.sent);
-  CatchUp(*p.dropped, s.dropped);
-  CatchUp(*p.reconnects, s.reconnects);
+  p.match_lag->Set(static_cast<double>(lag.value_or(0)));
+  p.sent.Follow(s.sent);
+  p.dropped.Follow(s.dropped);
+  p.reconnects.Follow(s.reconnects);
+}
+
+void NodeMetrics::ForgetPeersExcept(const std::set<uint64_t>& members) {
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    if (members.count(it->first)) {
+      ++it;
+      continue;
+    }
+    const Peer& p = it->second;
+    registry_.Remove("lockd_peer_connected", p.connected);
+    registry_.Remove("lockd_peer_queue_messages", p.queued_messages);
+    registry_.Remove("lockd_peer_queue_bytes", p.queued_bytes);
+    registry_.Remove("lockd_peer_lag_entries", p.match_lag);
+    registry_.Remove("lockd_peer_sent_messages_total", p.sent.counter);
+    registry_.Remove("lockd_peer_send_failures_total", p.dropped.counter);
+    registry_.Remove("lockd_peer_reconnects_total", p.reconnects.counter);
+    it = peers_.erase(it);
+  }
 }
 
 }  // namespace lockd::server

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 
 #include "server/lock_service.h"
@@ -24,8 +26,11 @@ class NodeMetrics {
   void Mirror(const ReplicaStatus& st, uint64_t promotions);
   /// A new leader was seen (a different, non-zero leader id).
   void LeaderChanged() { leader_changes.Increment(); }
-  /// The outbound stream to peer `id`.
-  void MirrorPeer(uint64_t id, const PeerStats& s);
+  /// The outbound stream to peer `id`, and (on the leader) how far its log is behind.
+  void MirrorPeer(uint64_t id, const PeerStats& s, std::optional<uint64_t> lag);
+  /// Drops the series of peers that are no longer members (a removed member's stream series
+  /// would otherwise keep their last values, and its alert fire, forever).
+  void ForgetPeersExcept(const std::set<uint64_t>& members);
 
  private:
   MetricsRegistry registry_;  // first: every handle below is registered in it
@@ -40,6 +45,7 @@ class NodeMetrics {
   Gauge& term;
   Counter& leader_changes;
   Gauge& commit;
+  Gauge& cluster_commit;
   Gauge& applied;
   Gauge& proposals_in_flight;
   Gauge& leases;
@@ -60,13 +66,22 @@ class NodeMetrics {
   Counter& snapshots;
 
  private:
+  /// A counter that follows a per-stream total which starts again at 0 when the stream to the
+  /// peer is recreated: each raw value is added as a delta, so the counter never goes back.
+  struct Following {
+    Counter* counter = nullptr;
+    uint64_t last_raw = 0;
+    void Follow(uint64_t raw) {
+      counter->Increment(static_cast<double>(raw >= last_raw ? raw - last_raw : raw));
+      last_raw = raw;
+    }
+  };
   struct Peer {
     Gauge* connected;
     Gauge* queued_messages;
     Gauge* queued_bytes;
-    Counter* sent;
-    Counter* dropped;
-    Counter* reconnects;
+    Gauge* match_lag;
+    Following sent, dropped, reconnects;
   };
   std::map<uint64_t, Peer> peers_;  ///< watcher thread only
 };

@@ -96,6 +96,7 @@ Status Replica::Start() {
   cfg.heartbeat_tick = 1;
   cfg.seed = options_.seed;
   raft_ = std::make_unique<raft::Raft>(cfg, storage_.log());
+  counted_from_ = raft_->log().committed().value();
   const BootTime now = clock_.Now();
   last_tick_ = now;
   expected_wake_ = now;
@@ -163,7 +164,8 @@ void Replica::Enqueue(std::function<void()> work) {
 
 bool Replica::healthy(uint64_t max_apply_lag) const {
   std::lock_guard lock(mu_);
-  return fatal_.ok() && status_.leader_id != 0 && status_.commit <= status_.applied + max_apply_lag;
+  return fatal_.ok() && status_.leader_id != 0 &&
+         status_.cluster_commit <= status_.applied + max_apply_lag;
 }
 
 ReplicaStatus Replica::status() const {
@@ -284,6 +286,7 @@ ReplicaStatus Replica::CurrentStatus() const {
   st.token_counter = state_.token_counter().value();
   st.lease_count = state_.lease_count();
   st.lock_count = state_.lock_count();
+  st.cluster_commit = std::max(st.commit, leader_commit_seen_);
   st.holder_count = state_.holder_count();
   st.waiter_count = state_.waiter_count();
   st.proposals_in_flight = proposals_.size();
@@ -538,6 +541,11 @@ void Replica::DeliverPeerMessages(uint64_t from, std::vector<std::string> messag
             "stream",
             options_.node_id, m->from.value(), m->to.value(), from);
         continue;
+      }
+      // The leader's own commit index, unclamped (heartbeats carry min(match, commit)): how far
+      // this member is behind the cluster, for readiness.
+      if (m->type == raft::MessageType::kApp && m->commit.value() > leader_commit_seen_) {
+        leader_commit_seen_ = m->commit.value();
       }
       const uint64_t before = raft_->newest_round();
       const BootTime stamp = clock_.Now();
@@ -804,7 +812,7 @@ void Replica::Apply(const raft::Entry& entry) {
     WatchEntry we;
     we.index = index;
     for (const auto& e : r.events) {
-      CountEvent(e.type);
+      if (index > counted_from_) CountEvent(e.type);
       WatchEvent w;
       w.type = ToWatchType(e.type);
       w.number = e.number;

@@ -120,6 +120,9 @@ struct ReplicaStatus {
   uint64_t token_counter = 0;
   uint64_t lease_count = 0;
   uint64_t lock_count = 0;
+  /// The cluster's commit index as far as this node knows it: its own, or the larger one the
+  /// leader last sent with entries (a follower's own is clamped to what it has).
+  uint64_t cluster_commit = 0;
   uint64_t holder_count = 0;         ///< grants held, over every lock
   uint64_t waiter_count = 0;         ///< Acquires waiting, over every lock
   uint64_t proposals_in_flight = 0;  ///< leader: proposed, not yet applied
@@ -346,6 +349,10 @@ class Replica {
   BootTime expected_wake_;
   std::chrono::nanoseconds last_pass_{0};
   std::map<raft::LogIndex, PendingProposal> proposals_;
+  uint64_t leader_commit_seen_ = 0;  ///< loop: largest commit index a leader's MsgApp carried
+  /// Loop: entries up to this index were committed before this process started; their events
+  /// were counted by the process that applied them first (metrics count each event once).
+  uint64_t counted_from_ = 0;
   std::multimap<lock::RequestId, CommandDone> waiting_acquires_;
   std::vector<ParkedRenewal> parked_renewals_;
   bool round_for_renewals_ = false;
