@@ -324,6 +324,22 @@ TEST_F(LockctlOps, WatchPrintsJsonLinesAndStopsAfterCount) {
   EXPECT_LT(e0.position().index(), e2.position().index());
 }
 
+TEST_F(LockctlOps, WatchTableShowsAHeaderAndOneLinePerEvent) {
+  auto p = Start({"locks", "watch", "cli/watch/table", "--count", "1"});
+  ASSERT_TRUE(WaitErr(*p, "watching")) << p->err();
+  const auto held = Hold("cli/watch/table", "e2e-watch-table");
+  auto code = p->Wait(30s);
+  ASSERT_TRUE(code.has_value()) << p->out() << p->err();
+  EXPECT_EQ(*code, 0) << p->err();
+  const auto lines = Lines(p->out());
+  ASSERT_EQ(lines.size(), 2u) << p->out();
+  EXPECT_THAT(lines[0], HasSubstr("POSITION"));
+  EXPECT_THAT(lines[0], HasSubstr("FENCE"));
+  EXPECT_THAT(lines[1], HasSubstr("ACQUIRED"));
+  EXPECT_THAT(lines[1], HasSubstr("cli/watch/table"));
+  EXPECT_THAT(lines[1], HasSubstr(std::to_string(held.token())));
+}
+
 TEST_F(LockctlOps, WatchWithATimeoutAndTooFewEventsExitsOne) {
   auto r = Run({"--timeout-ms", "1500", "locks", "watch", "cli/watch/quiet", "--count", "1"});
   EXPECT_EQ(r.code, 1) << r;
