@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <mutex>
@@ -102,11 +103,19 @@ int RunLocksWatch(const CommandContext& c, const WatchArgs& a) {
   uint64_t seen = 0;
   size_t next = 0;
   auto serving_since = Clock::now();  // when a stream last delivered, or the start
+  grpc::Status failing;               // why the last attempt failed; OK once a node answered
+  int failures = 0;                   // in a row, for the back-off
   int code = kExitOk;
   while (true) {
     if (stopper.stopped()) break;
     if (deadline && Clock::now() >= *deadline) {
-      if (a.count && seen < a.count) code = kExitNotFound;
+      // No node serving the watch at the end is "unavailable"; too few events from a cluster
+      // that answered is "not found".
+      if (!failing.ok()) {
+        code = ReportError(c.err, failing);
+      } else if (a.count && seen < a.count) {
+        code = kExitNotFound;
+      }
       break;
     }
     const std::string endpoint = c.endpoints[next % c.endpoints.size()];
@@ -121,6 +130,7 @@ int RunLocksWatch(const CommandContext& c, const WatchArgs& a) {
       pb::StatusResponse st;
       s = cluster->Status(&sctx, pb::StatusRequest(), &st);
       if (s.ok()) {
+        failing = grpc::Status::OK;
         pb::WatchPosition p;
         p.set_cluster_id(st.cluster_id());
         p.set_index(st.applied_index());
@@ -152,6 +162,8 @@ int RunLocksWatch(const CommandContext& c, const WatchArgs& a) {
       pb::WatchResponse resp;
       while (!count_reached && reader->Read(&resp)) {
         serving_since = Clock::now();
+        failing = grpc::Status::OK;
+        failures = 0;
         for (const auto& e : resp.events()) {
           if (!IsAfter(e.position(), *last)) continue;  // never print one twice
           c.out << (c.json ? ToJson(e) : EventLine(e));
@@ -169,6 +181,7 @@ int RunLocksWatch(const CommandContext& c, const WatchArgs& a) {
     }
     if (count_reached) break;
     if (stopper.stopped() || (deadline && Clock::now() >= *deadline)) continue;
+    if (!s.ok()) failing = s;
     const bool lagging_node =
         s.error_code() == grpc::StatusCode::OUT_OF_RANGE &&
         s.error_message().find("ahead of this node's applied index") != std::string::npos;
@@ -188,7 +201,9 @@ int RunLocksWatch(const CommandContext& c, const WatchArgs& a) {
           << (s.ok() ? std::string("stream closed") : s.error_message()) << "); resuming"
           << (last ? " after " + Position(*last) : std::string()) << " on "
           << c.endpoints[next % c.endpoints.size()] << "\n";
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // Fail over at once; back off (up to 1 s) only while no endpoint answers.
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::min(1000, 100 << std::min(failures++, 4))));
   }
   finished = true;
   signals.join();

@@ -22,7 +22,8 @@ struct WatchArgs {
 };
 
 /// Prints events until stopped: kExitOk on --count events, a signal or the end of `duration`
-/// (kExitNotFound if `count` events had not come by then); the mapped code when the cluster
+/// (kExitNotFound if `count` events had not come by then, kExitUnavailable if no node was
+/// serving the watch then); the mapped code when the cluster
 /// refuses the watch (OUT_OF_RANGE: the history it would resume from is gone) or no endpoint
 /// serves it for 30 s.
 int RunLocksWatch(const CommandContext& c, const WatchArgs& a);

@@ -345,6 +345,12 @@ TEST_F(LockctlOps, WatchWithATimeoutAndTooFewEventsExitsOne) {
   EXPECT_EQ(r.code, 1) << r;
   auto bad = Run({"locks", "watch"});
   EXPECT_EQ(bad.code, 2) << bad;
+  // Nobody answers: unavailable (4), not "no events".
+  const std::string dead = "127.0.0.1:" + std::to_string(testing::FreePorts(1)[0]);
+  auto down = RunLockctl(
+      {"--endpoints", dead, "--timeout-ms", "1500", "locks", "watch", "cli/watch/quiet"});
+  EXPECT_EQ(down.code, 4) << down;
+  EXPECT_THAT(down.err, HasSubstr("UNAVAILABLE"));
 }
 
 TEST_F(LockctlOps, WatchFollowsALeaderKillWithoutLosingOrRepeatingEvents) {
