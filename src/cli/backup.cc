@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "cli/exit_codes.h"
 #include "cli/json.h"
 #include "lockd/status.h"
 #include "lockd/v1/lockd.grpc.pb.h"
@@ -17,11 +18,6 @@ namespace lockd::cli {
 namespace pb = lockd::v1;
 
 namespace {
-
-void PrintRpcError(const CommandContext& c, const grpc::Status& s) {
-  c.err << "lockctl: " << client::StatusCodeName(static_cast<client::StatusCode>(s.error_code()))
-        << ": " << s.error_message() << "\n";
-}
 
 /// Writes `data` to `path` and fsyncs it; false (and says why) on any failure.
 bool WriteSynced(const CommandContext& c, const std::string& path, const std::string& data) {
@@ -65,8 +61,7 @@ int RunSnapshot(const CommandContext& c) {
     }
     if (last.error_code() != grpc::StatusCode::UNAVAILABLE) break;
   }
-  PrintRpcError(c, last);
-  return 1;
+  return ReportError(c.err, last);
 }
 
 int RunBackup(const CommandContext& c, const std::string& path, bool overwrite) {
@@ -74,11 +69,11 @@ int RunBackup(const CommandContext& c, const std::string& path, bool overwrite) 
   std::error_code ec;
   if (path.empty()) {
     c.err << "lockctl: --to FILE is required\n";
-    return 2;
+    return kExitUsage;
   }
   if (fs::exists(path, ec) && !overwrite) {
     c.err << "lockctl: " << path << " exists; choose another file or pass --overwrite\n";
-    return 2;
+    return kExitUsage;
   }
   // A whole backup takes longer than one call: at least five minutes unless --timeout-ms says
   // more.
@@ -133,11 +128,11 @@ int RunBackup(const CommandContext& c, const std::string& path, bool overwrite) 
       break;
     }
     const std::string tmp = path + ".partial";
-    if (!WriteSynced(c, tmp, file)) return 1;
+    if (!WriteSynced(c, tmp, file)) return kExitFailed;
     fs::rename(tmp, path, ec);
     if (ec) {
       c.err << "lockctl: cannot rename " << tmp << " to " << path << ": " << ec.message() << "\n";
-      return 1;
+      return kExitFailed;
     }
     const std::string parent =
         fs::path(path).parent_path().empty() ? "." : fs::path(path).parent_path().string();
@@ -160,8 +155,7 @@ int RunBackup(const CommandContext& c, const std::string& path, bool overwrite) 
     }
     return 0;
   }
-  PrintRpcError(c, last);
-  return 1;
+  return ReportError(c.err, last);
 }
 
 }  // namespace lockd::cli

@@ -1,5 +1,5 @@
 // lockctl snapshot and lockctl backup (docs/operations.md, "Backup and restore"). Exit codes as
-// in commands.h: 0 done, 1 the cluster or the file system said no, 2 bad arguments.
+// in exit_codes.h.
 #pragma once
 
 #include <string>

@@ -1,7 +1,6 @@
 // lockctl's commands. Each talks to the first endpoint that answers (any node serves any call and
-// forwards to the leader), prints to `out`, reports errors on `err`, and returns the exit code:
-// 0 done, 1 the cluster said no (or a try-lock was not acquired), 2 bad arguments, 3 a held lock
-// was lost, 128 + the signal when `acquire` was interrupted while it waited for the lock.
+// forwards to the leader), prints to `out`, reports errors on `err`, and returns the exit code of
+// cli/exit_codes.h (the one table every command uses).
 #pragma once
 
 #include <chrono>
@@ -20,6 +19,9 @@ struct CommandContext {
   std::ostream& err;
 };
 
+/// Status as the leader sees it (only it knows match and lag): the first endpoint that answers,
+/// then the leader it names; that endpoint's own view, with a warning, if the leader does not
+/// answer.
 int RunStatus(const CommandContext& c);
 int RunLocksList(const CommandContext& c, const std::string& prefix, const std::string& page_token,
                  bool stale);
@@ -36,10 +38,10 @@ struct AcquireArgs {
   std::string label;
 };
 /// Grants a lease, acquires, prints the grant, then holds it (renewing) until SIGINT or SIGTERM,
-/// and releases it and revokes the lease. SIGINT or SIGTERM while the Acquire still waits in the
-/// queue gives up the wait (the lease is revoked) and returns 128 + the signal. The caller must
-/// have blocked SIGINT and SIGTERM in every thread before calling (lockctl's main does), so they
-/// can be awaited here.
+/// and releases it and revokes the lease; kExitLockLost if the lock is lost meanwhile. SIGINT or
+/// SIGTERM while the Acquire still waits in the queue gives up the wait (the lease is revoked) and
+/// returns 128 + the signal. The caller must have blocked SIGINT and SIGTERM in every thread before
+/// calling (lockctl's main does), so they can be awaited here.
 int RunAcquire(const CommandContext& c, const AcquireArgs& a);
 
 }  // namespace lockd::cli

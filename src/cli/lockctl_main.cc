@@ -1,28 +1,49 @@
 // lockctl: the operator's command line for a lockd cluster.
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
 
+#include "cli/admin.h"
 #include "cli/backup.h"
 #include "cli/commands.h"
+#include "cli/completion.h"
 #include "cli/endpoints.h"
+#include "cli/exit_codes.h"
 #include "cli/health.h"
 #include "cli/member.h"
+#include "cli/run.h"
+#include "cli/watch.h"
+
+namespace {
+
+/// Blocks `signals` in this thread before the client library starts its threads, so they all
+/// inherit the mask and the command can await the signals with sigtimedwait.
+void BlockSignals(std::initializer_list<int> signals) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : signals) sigaddset(&set, s);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"lockctl: inspect and manage a lockd cluster"};
   app.require_subcommand(1);
+  app.footer(lockd::cli::ExitCodeTable());
   std::string endpoints_flag;
   bool json = false;
   int timeout_ms = 5000;
   app.add_option("--endpoints", endpoints_flag,
                  "Comma-separated host:port list (default: $LOCKD_ENDPOINTS, else 127.0.0.1:7401)");
   app.add_flag("--json", json, "Print JSON instead of a table");
-  app.add_option("--timeout-ms", timeout_ms, "Deadline of each call")
-      ->check(CLI::Range(1, 600'000))
-      ->capture_default_str();
+  auto* timeout_opt = app.add_option("--timeout-ms", timeout_ms,
+                                     "Deadline of each call; for `locks watch`, how long to watch")
+                          ->check(CLI::Range(1, 600'000))
+                          ->capture_default_str();
 
   int exit_code = 0;
   // Resolves the endpoints and runs `f` with a context, or sets exit code 2.
@@ -31,7 +52,7 @@ int main(int argc, char** argv) {
       auto endpoints = lockd::cli::ResolveEndpoints(endpoints_flag);
       if (!endpoints.ok()) {
         std::fprintf(stderr, "lockctl: %s\n", endpoints.status().message().c_str());
-        exit_code = 2;
+        exit_code = lockd::cli::kExitUsage;
         return;
       }
       lockd::cli::CommandContext c{*endpoints, json, std::chrono::milliseconds(timeout_ms),
@@ -51,12 +72,16 @@ int main(int argc, char** argv) {
     return 0;
   }));
 
-  auto* status = app.add_subcommand("status", "Members, roles, term, leader, commit and lag");
+  auto* status = app.add_subcommand(
+      "status",
+      "Members, roles, term, leader, commit, and each member's match and lag (asked of "
+      "the leader)");
   status->callback(with_context([](const auto& c) { return lockd::cli::RunStatus(c); }));
 
   bool stale = false;
   std::string page_token;
-  auto* locks = app.add_subcommand("locks", "Inspect locks")->require_subcommand(1);
+  auto* locks =
+      app.add_subcommand("locks", "Inspect, watch and force-release locks")->require_subcommand(1);
   std::string prefix;
   auto* locks_list = locks->add_subcommand("list", "Locks whose name starts with PREFIX");
   locks_list->add_option("prefix", prefix, "Name prefix (default: all)");
@@ -73,7 +98,30 @@ int main(int argc, char** argv) {
   locks_get->callback(
       with_context([&](const auto& c) { return lockd::cli::RunLocksGet(c, name, stale); }));
 
-  auto* leases = app.add_subcommand("leases", "Inspect leases")->require_subcommand(1);
+  lockd::cli::WatchArgs watch_args;
+  std::string watch_name, watch_prefix;
+  auto* locks_watch = locks->add_subcommand(
+      "watch",
+      "Print each event on NAME (or under --prefix) as it happens, following failovers; "
+      "until Ctrl-C, --count events, or --timeout-ms if given");
+  auto* watch_name_opt = locks_watch->add_option("name", watch_name, "Lock name");
+  locks_watch->add_option("--prefix", watch_prefix, "Every lock whose name starts with P ('' all)")
+      ->excludes(watch_name_opt);
+  locks_watch->add_option("--count", watch_args.count, "Stop after this many events");
+  locks_watch->callback(with_context([&](const auto& c) {
+    if (watch_name_opt->count() == 0 && locks_watch->get_option("--prefix")->count() == 0) {
+      c.err << "lockctl: locks watch needs NAME or --prefix P\n";
+      return int{lockd::cli::kExitUsage};
+    }
+    BlockSignals({SIGINT, SIGTERM});
+    watch_args.prefix = watch_name_opt->count() == 0;
+    watch_args.target = watch_args.prefix ? watch_prefix : watch_name;
+    // A stream has no per-call deadline: --timeout-ms bounds the watch only when given.
+    if (timeout_opt->count() > 0) watch_args.duration = std::chrono::milliseconds(timeout_ms);
+    return lockd::cli::RunLocksWatch(c, watch_args);
+  }));
+
+  auto* leases = app.add_subcommand("leases", "Inspect and revoke leases")->require_subcommand(1);
   auto* leases_list = leases->add_subcommand("list", "Every lease");
   leases_list->add_option("--page-token", page_token, "Continue a listing");
   leases_list->add_flag("--stale", stale, "Answer from the node asked, without a quorum read");
@@ -100,13 +148,7 @@ int main(int argc, char** argv) {
   acquire->add_flag("--shared", acquire_args.shared, "Acquire in SHARED mode");
   acquire->add_option("--label", acquire_args.label, "Lease label (default: lockctl@host:pid)");
   acquire->callback(with_context([&](const auto& c) {
-    // Block the stop signals before the client library starts its thread, so RunAcquire can wait
-    // for them.
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+    BlockSignals({SIGINT, SIGTERM});
     acquire_args.ttl = std::chrono::milliseconds(ttl_ms);
     acquire_args.wait = std::chrono::milliseconds(wait_ms);
     return lockd::cli::RunAcquire(c, acquire_args);
@@ -122,9 +164,69 @@ int main(int argc, char** argv) {
     return lockd::cli::RunRelease(c, release_name, release_lease, release_token);
   }));
 
+  lockd::cli::RunArgs run_args;
+  int grace_ms = 5000;
+  auto* run = app.add_subcommand(
+      "run",
+      "Acquire NAME, run COMMAND holding it (renewing), release when it exits, and exit with "
+      "its status. COMMAND sees LOCKD_LOCK, LOCKD_LEASE, LOCKD_TOKEN and LOCKD_FENCE; if the lock "
+      "is lost it gets SIGTERM (its process group), SIGKILL after --grace, and lockctl exits 6");
+  run->add_option("name", run_args.lock.name, "Lock name")->required();
+  run->add_option("command", run_args.command, "The command and its arguments, after --")
+      ->required();
+  run->add_option("--ttl", ttl_ms, "Lease TTL in ms")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  run->add_option("--wait", wait_ms, "Wait up to this many ms in the queue (0: try once)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  run->add_flag("--shared", run_args.lock.shared, "Acquire in SHARED mode");
+  run->add_option("--label", run_args.lock.label, "Lease label (default: lockctl@host:pid)");
+  run->add_option("--grace", grace_ms, "ms between SIGTERM and SIGKILL once the lock is lost")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  run->callback(with_context([&](const auto& c) {
+    BlockSignals({SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGUSR1});
+    run_args.lock.ttl = std::chrono::milliseconds(ttl_ms);
+    run_args.lock.wait = std::chrono::milliseconds(wait_ms);
+    run_args.grace = std::chrono::milliseconds(grace_ms);
+    return lockd::cli::RunUnderLock(c, run_args);
+  }));
+
+  // Changing what others hold: confirmed on a terminal, --yes otherwise.
+  lockd::cli::Confirmation confirm{false, isatty(STDIN_FILENO) == 1, &std::cin};
+  std::string force_name, force_reason;
+  uint64_t force_lease = 0;
+  auto* locks_release = locks->add_subcommand(
+      "release", "Force-release NAME (an operator's release: every holder, or --lease's grant)");
+  locks_release->add_option("name", force_name, "Lock name")->required();
+  locks_release->add_option("--lease", force_lease, "Release only this lease's grant");
+  locks_release->add_option("--reason", force_reason,
+                            "Recorded in the log (default: lockctl locks release by user@host)");
+  locks_release->add_flag("--yes,-y", confirm.yes, "Do not ask for confirmation");
+  locks_release->callback(with_context([&](const auto& c) {
+    return lockd::cli::RunLocksRelease(c, force_name, force_lease, force_reason, confirm);
+  }));
+  uint64_t revoke_id = 0;
+  auto* leases_revoke =
+      leases->add_subcommand("revoke", "Revoke lease ID: its locks are released at once");
+  leases_revoke->add_option("id", revoke_id, "Lease id")->required();
+  leases_revoke->add_flag("--yes,-y", confirm.yes, "Do not ask for confirmation");
+  leases_revoke->callback(with_context(
+      [&](const auto& c) { return lockd::cli::RunLeasesRevoke(c, revoke_id, confirm); }));
+
+  auto* leader = app.add_subcommand("leader", "Leadership")->require_subcommand(1);
+  uint64_t transfer_to = 0;
+  auto* transfer = leader->add_subcommand(
+      "transfer", "Hand leadership to voter ID (default: the most caught-up other voter)");
+  transfer->add_option("id", transfer_to, "The new leader's node id");
+  transfer->callback(
+      with_context([&](const auto& c) { return lockd::cli::RunLeaderTransfer(c, transfer_to); }));
+
   // Membership (docs/operations.md).
-  auto* member =
-      app.add_subcommand("member", "Add, remove and list members")->require_subcommand(1);
+  auto* member = app.add_subcommand("member", "Add, remove and list members")
+                     ->require_subcommand(1)
+                     ->alias("members");
   uint64_t member_id = 0;
   std::string member_peer, member_client;
   auto* member_add = member->add_subcommand(
@@ -158,12 +260,18 @@ int main(int argc, char** argv) {
   backup->callback(with_context(
       [&](const auto& c) { return lockd::cli::RunBackup(c, backup_to, backup_overwrite); }));
 
+  auto* completion =
+      app.add_subcommand("completion", "Print a shell completion script")->require_subcommand(1);
+  completion->add_subcommand("bash", "source <(lockctl completion bash)")->callback([&] {
+    std::cout << lockd::cli::BashCompletion(app);
+  });
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // --help prints and exits 0; every other parse error is bad arguments: exit 2, as the
     // commands document (CLI11's own codes, 100 and up, would mean nothing to a script).
-    return app.exit(e) == 0 ? 0 : 2;
+    return app.exit(e) == 0 ? lockd::cli::kExitOk : lockd::cli::kExitUsage;
   }
   return exit_code;
 }

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "cli/format.h"
 #include "cli/table.h"
 #include "lockd/v1/lockd.grpc.pb.h"
@@ -129,11 +130,11 @@ TEST(Commands, FallBackToTheNextEndpointWhenOneIsUnavailable) {
   EXPECT_NE(out.str().find("seat/42"), std::string::npos);
 }
 
-TEST(Commands, ReleaseWithAWrongTokenExitsOneWithTheServersReason) {
+TEST(Commands, ReleaseWithAWrongTokenExitsThreeWithTheServersReason) {
   Served s;
   std::stringstream out, err;
   CommandContext c{{s.endpoint}, false, 5000ms, out, err};
-  EXPECT_EQ(RunRelease(c, "seat/42", 7, 99), 1);
+  EXPECT_EQ(RunRelease(c, "seat/42", 7, 99), 3);  // FAILED_PRECONDITION: refused
   EXPECT_NE(err.str().find("FAILED_PRECONDITION"), std::string::npos) << err.str();
   EXPECT_NE(err.str().find("token 99"), std::string::npos);
   std::stringstream out2, err2;
@@ -142,12 +143,29 @@ TEST(Commands, ReleaseWithAWrongTokenExitsOneWithTheServersReason) {
   EXPECT_EQ(out2.str(), "{\"released\":true}\n");
 }
 
-TEST(Commands, AnUnreachableClusterIsExitOne) {
+TEST(Commands, AnUnreachableClusterIsExitFour) {
   std::stringstream out, err;
   const std::string dead = "127.0.0.1:" + std::to_string(testing::FreePorts(1)[0]);
   CommandContext c{{dead}, false, 1000ms, out, err};
-  EXPECT_EQ(RunStatus(c), 1);
+  EXPECT_EQ(RunStatus(c), 4);
   EXPECT_NE(err.str().find("UNAVAILABLE"), std::string::npos) << err.str();
+}
+
+TEST(ExitCodes, EachGrpcCodeMapsToTheDocumentedExitCode) {
+  using C = client::StatusCode;
+  EXPECT_EQ(ExitCodeFor(C::kOk), 0);
+  EXPECT_EQ(ExitCodeFor(C::kNotFound), 1);
+  for (C code : {C::kInvalidArgument, C::kFailedPrecondition, C::kPermissionDenied,
+                 C::kResourceExhausted, C::kUnauthenticated, C::kOutOfRange}) {
+    EXPECT_EQ(ExitCodeFor(code), 3) << client::StatusCodeName(code);
+  }
+  for (C code : {C::kUnavailable, C::kDeadlineExceeded, C::kAborted}) {
+    EXPECT_EQ(ExitCodeFor(code), 4) << client::StatusCodeName(code);
+  }
+  for (C code : {C::kInternal, C::kUnknown, C::kDataLoss, C::kUnimplemented}) {
+    EXPECT_EQ(ExitCodeFor(code), 5) << client::StatusCodeName(code);
+  }
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::FAILED_PRECONDITION), 3);
 }
 
 }  // namespace
