@@ -104,6 +104,10 @@ struct ClientOptions {
   int renew_divisor = 3;
   /// For tests: the clock lease times are measured on. Unset: BootClock.
   std::function<BootClock::time_point()> clock;
+  /// Where the library reports what it did on its own that no caller hears of (a grant released
+  /// because no Lock of this client owns it). Called on the library's cleanup thread; must not
+  /// block. Unset: one line on stderr.
+  std::function<void(const std::string&)> log;
 };
 
 enum class Mode { kExclusive, kShared };

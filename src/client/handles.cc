@@ -148,15 +148,16 @@ std::optional<ReleaseWork> BeginRelease(LockCore& lock, const std::shared_ptr<Le
     if (std::exchange(lock.released, true)) return std::nullopt;
   }
   LeaseCore& lc = *detail::Access::Core(*lease);
-  lc.RemoveLock(&lock);
   ReleaseWork w;
   w.client = lock.client.lock();
   if (!w.client) {
+    lc.RemoveLock(&lock);
     *done = Status(StatusCode::kFailedPrecondition, "the client was destroyed");
     return std::nullopt;
   }
   w.lease = detail::Access::Core(*lease);
   if (lock.one_call) {
+    lc.RemoveLock(&lock);
     w.revoke = true;  // the lease was this lock's own
     return w;
   }
@@ -164,8 +165,15 @@ std::optional<ReleaseWork> BeginRelease(LockCore& lock, const std::shared_ptr<Le
   // the moment its loss is decided, before its callbacks run: a lost callback that releases
   // the lease's locks runs on the renewal thread, exactly when the cluster may be unreachable,
   // and must not send (and wait for) a Release there.
-  if (lock.loss.lost() || lc.Lost()) return std::nullopt;
+  if (lock.loss.lost() || lc.Lost()) {
+    lc.RemoveLock(&lock);
+    return std::nullopt;
+  }
   *w.req.mutable_header() = w.client->NewHeader();
+  // Claimed before the Lock leaves the lease: the token is owned by one or the other throughout,
+  // so a renewal answer listing it never finds it unowned (ClientCore::ReleaseUnowned).
+  w.client->ClaimRelease(w.req.header().id().seq(), lock.lease_id, lock.token);
+  lc.RemoveLock(&lock);
   w.req.set_name(lock.name);
   w.req.set_lease_id(lock.lease_id);
   w.req.set_token(lock.token);

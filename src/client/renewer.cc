@@ -256,7 +256,19 @@ void Renewer::OnAnswer(const pb::RenewResponse& r, TimePoint arrived) {
   std::optional<std::vector<uint64_t>> judged = HeldTokensOf(r);
   // Judged at its arrival: an answer that came in time counts even if applied a little later.
   const auto answer = lease->Acknowledged(r.seq(), arrived, judged);
-  if (answer == LeaseCore::Answer::kApplied && !judged) ProbeHoldings(lease);
+  if (answer != LeaseCore::Answer::kApplied) return;
+  if (!judged) {
+    ProbeHoldings(lease);
+    return;
+  }
+  // A grant no Lock owns and no Release is giving back stays held until the lease dies unless
+  // this client releases it (ClientCore::ReleaseUnowned decides which ones, off this thread).
+  for (uint64_t token : lease->Unowned(*judged)) {
+    if (!core_.ReleasePending(lease->id(), token)) {
+      core_.ReleaseUnowned(lease);
+      break;
+    }
+  }
 }
 
 void Renewer::ProbeHoldings(const std::shared_ptr<LeaseCore>& lease) {
