@@ -19,12 +19,24 @@ class Renewer::Stream final : public grpc::ClientBidiReactor<pb::RenewRequest, p
 
   void Start(const std::shared_ptr<Stream>& self, pb::LockService::Stub& stub) {
     self_ = self;
+    last_progress_ = owner_.core_.Now();
     stub.async()->KeepAlive(&ctx_, this);
     AddHold();
     StartRead(&answer_);
     StartCall();
   }
-  /// Queues `req`; never blocks. Dropped once the stream is closed or broken.
+  /// Renewals queued and not yet handed to gRPC, and when a write last completed (or the
+  /// stream started): a full queue that makes no progress is a server that stopped reading.
+  size_t Backlog() {
+    std::lock_guard lock(mu_);
+    return writes_.size();
+  }
+  TimePoint LastProgress() {
+    std::lock_guard lock(mu_);
+    return last_progress_;
+  }
+  /// Queues `req`; never blocks. Dropped once the stream is closed or broken. The caller keeps
+  /// the queue within queue_limit_for_tests (only the renewal thread sends).
   void Send(pb::RenewRequest req) {
     const pb::RenewRequest* start = nullptr;
     {
@@ -76,10 +88,12 @@ class Renewer::Stream final : public grpc::ClientBidiReactor<pb::RenewRequest, p
   }
   void OnWriteDone(bool ok) override {
     const pb::RenewRequest* next = nullptr;
-    bool release = false;
+    bool release = false, was_full = false;
     {
       std::lock_guard lock(mu_);
+      was_full = writes_.size() >= queue_limit_for_tests.load();
       writes_.pop_front();
+      last_progress_ = owner_.core_.Now();
       if (!ok) closed_ = true;  // a failed write: the call is broken
       if (!closed_ && !writes_.empty()) {
         next = &writes_.front();
@@ -89,6 +103,7 @@ class Renewer::Stream final : public grpc::ClientBidiReactor<pb::RenewRequest, p
       }
     }
     if (next) StartWrite(next);
+    if (was_full) owner_.Kick();  // renewals waiting for room may go now
     if (release) RemoveHold();
   }
   void OnDone(const grpc::Status&) override {
@@ -115,8 +130,9 @@ class Renewer::Stream final : public grpc::ClientBidiReactor<pb::RenewRequest, p
   const uint64_t generation_;
   grpc::ClientContext ctx_;
   pb::RenewResponse answer_;  ///< only the read in flight touches it
-  std::mutex mu_;             ///< guards writes_, writing_, closed_, hold_released_
+  std::mutex mu_;             ///< guards writes_, writing_, closed_, hold_released_, last_progress_
   std::deque<pb::RenewRequest> writes_;
+  TimePoint last_progress_{};
   bool writing_ = false;
   bool closed_ = false;
   bool hold_released_ = false;
@@ -388,6 +404,13 @@ void Renewer::Loop() {
     }
     bool move = stream_ && (stream_broken_ || failover_ ||
                             (!answer_by_.empty() && now >= answer_by_.begin()->first));
+    if (stream_ && !move && stream_->Backlog() >= queue_limit_for_tests.load() &&
+        now - stream_->LastProgress() >= kStuckAfter) {
+      // The server stopped reading (backpressure that never lets go): go elsewhere rather than
+      // queue without bound; the renewals waiting go out on the next stream.
+      move = true;
+      stuck_streams_total.fetch_add(1);
+    }
     const bool want_stream = renewed_leases_ > 0;
     if (move) {
       // Only after every endpoint failed in a row does the stream wait before moving again,
@@ -430,7 +453,9 @@ void Renewer::Loop() {
 
     // Send what is due: queued on the stream, never waited for.
     if (stream_) {
-      while (!due_.empty() && due_.begin()->first <= now) {
+      const size_t room = queue_limit_for_tests.load();
+      size_t backlog = stream_->Backlog();  // only shrinks meanwhile (this thread alone sends)
+      while (!due_.empty() && due_.begin()->first <= now && backlog < room) {
         const uint64_t id = due_.begin()->second;
         Entry& e = leases_.at(id);
         pb::RenewRequest req;
@@ -447,12 +472,20 @@ void Renewer::Loop() {
         outstanding_[req.seq()] = {id, now, answer_by, stream_->generation()};
         answer_by_.insert({answer_by, req.seq()});
         stream_->Send(std::move(req));
+        ++backlog;
       }
     }
 
     // Sleep until the next thing to do: a renewal due, an answer overdue, a lease's valid_until.
     TimePoint wake = now + 200ms;
-    if (!due_.empty()) wake = std::min(wake, due_.begin()->first);
+    // Renewals waiting for room in a full queue wake the thread as it drains (Stream::Kick), and
+    // at the latest when the queue would count as stuck.
+    const bool waiting_for_room = stream_ && !due_.empty() && due_.begin()->first <= now;
+    if (waiting_for_room) {
+      wake = std::min(wake, std::max(now, stream_->LastProgress() + kStuckAfter));
+    } else if (!due_.empty()) {
+      wake = std::min(wake, due_.begin()->first);
+    }
     if (!expiry_.empty()) wake = std::min(wake, expiry_.begin()->first);
     if (!answer_by_.empty()) wake = std::min(wake, answer_by_.begin()->first);
     const auto sleep = std::clamp<std::chrono::nanoseconds>(wake - now, 1ms, 200ms);

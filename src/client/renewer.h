@@ -47,6 +47,16 @@ class Renewer {
   static std::chrono::milliseconds AnswerTimeout(std::chrono::milliseconds ttl);
   /// The renewal period's jitter: a fraction in [kJitterLow, 1] of ttl / renew_divisor.
   static constexpr double kJitterLow = 0.8;
+  /// Renewals queued on one stream and not yet handed to gRPC, at most (the server reads at most
+  /// as many ahead, docs/api.md). While the queue is full the renewals due wait; a queue that
+  /// stays full with no write completing for kStuckAfter means the server stopped reading: the
+  /// stream is stuck and moves to the next endpoint (leases keep their own valid_until, so a
+  /// stuck stream extends nothing). Tests lower the limit (queue_limit_for_tests).
+  static constexpr size_t kMaxQueuedRenewals = 1024;
+  static constexpr std::chrono::milliseconds kStuckAfter{250};
+  static inline std::atomic<size_t> queue_limit_for_tests{kMaxQueuedRenewals};
+  /// Streams this process moved because their write queue stayed full (for tests and debugging).
+  static inline std::atomic<uint64_t> stuck_streams_total{0};
   /// The renewal thread's name (visible in debuggers and /proc; the scale test finds it so).
   static constexpr const char* kThreadName = "lockd-renewal";
 

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "client/access.h"
+#include "client/renewer.h"
 #include "fake_lock_service.h"
 #include "lockd/client.h"
 #include "support/process.h"
@@ -328,6 +329,39 @@ TEST(ClientLoss, AStreamToAHungNodeDoesNotDelayTheLoss) {
   const auto until = (*lease)->valid_until();
   EXPECT_GE(lost.at, until);
   EXPECT_LT(lost.at - until, 600ms);  // a loaded TSan run's wake-up delay
+}
+
+// Session 6, item 5: a KeepAlive whose server stopped reading let the client queue renewals
+// without bound (the answer timeout moves the stream only after up to 2 s, and a failover renews
+// every lease at once). The queue is capped (1,024; 16 here, with a small flow-control window so
+// few renewals fill it); a queue that stays full with no write completing is a stuck stream, left
+// for the next endpoint before any renewal's answer timeout.
+TEST(ClientLoss, AKeepAliveThatStopsReadingIsLeftForTheNextEndpoint) {
+  struct RestoreLimit {
+    ~RestoreLimit() { Renewer::queue_limit_for_tests = Renewer::kMaxQueuedRenewals; }
+  } restore;
+  Renewer::queue_limit_for_tests = 16;
+  FakeServer a(/*stream_window=*/1024);
+  a.service.renew_mode = FakeLockService::RenewMode::kStopReading;
+  FakeServer b;
+  auto client = ConnectTo({a.endpoint, b.endpoint}, 5000ms);
+  const uint64_t stuck0 = Renewer::stuck_streams_total.load();
+  // TTL 12 s: renewals every ~4 s, each answer awaited 2 s, far longer than the stuck rule.
+  std::vector<std::shared_ptr<Lease>> leases;
+  for (int i = 0; i < 300; ++i) {
+    auto l = client->GrantLease(12'000ms, "t");
+    ASSERT_TRUE(l.ok()) << l.status().ToString();
+    leases.push_back(*l);
+  }
+  ASSERT_TRUE(testing::WaitFor([&] { return Renewer::stuck_streams_total.load() > stuck0; }, 15s))
+      << "the full queue on the stream that reads nothing was never judged stuck";
+  Renewer::queue_limit_for_tests = Renewer::kMaxQueuedRenewals;
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return b.service.With([&] { return b.service.renewals; }) >= 300; }, 10s))
+      << "the renewals did not move to b";
+  int valid = 0;
+  for (auto& l : leases) valid += l->valid() ? 1 : 0;
+  EXPECT_EQ(valid, 300);
 }
 
 // Found by review: AcquireAsync answered a refused request on the caller's own thread.

@@ -25,7 +25,9 @@ using namespace std::chrono_literals;
 /// A LockService whose answers the test scripts; it records what it received.
 class FakeLockService final : public pb::LockService::Service {
  public:
-  enum class RenewMode { kOk, kNotFound, kUnavailable, kSilent };
+  /// kStopReading: a KeepAlive stream opened in this mode reads nothing (a server whose reads
+  /// never catch up), until the client ends the call.
+  enum class RenewMode { kOk, kNotFound, kUnavailable, kSilent, kStopReading };
 
   std::mutex mu;
   std::string cluster_id = "cluster-a";
@@ -82,9 +84,15 @@ class FakeLockService final : public pb::LockService::Service {
       grpc::ServerContext* ctx,
       grpc::ServerReaderWriter<pb::RenewResponse, pb::RenewRequest>* stream) override {
     Tag(ctx);
+    bool stop_reading;
     {
       std::lock_guard lock(mu);
       ++keepalive_streams;
+      stop_reading = renew_mode == RenewMode::kStopReading;
+    }
+    if (stop_reading) {
+      for (int i = 0; i < 3000 && !ctx->IsCancelled(); ++i) std::this_thread::sleep_for(10ms);
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the client left");
     }
     pb::RenewRequest req;
     while (stream->Read(&req)) {
@@ -238,7 +246,9 @@ struct FakeServer {
   std::string endpoint;
   std::unique_ptr<grpc::Server> server;
 
-  FakeServer() {
+  /// `stream_window`: the HTTP/2 flow-control window the server grants each stream (bytes, 0:
+  /// gRPC's default), so a test can fill it with few renewals.
+  explicit FakeServer(int stream_window = 0) {
     // The kernel picks the port as the server binds it. A port found free beforehand could be
     // taken meanwhile by another test process, and gRPC binds with SO_REUSEPORT: two fakes then
     // shared it, each getting some of the other's calls (seen under ctest -j2 on TSan runs).
@@ -246,6 +256,10 @@ struct FakeServer {
     grpc::ServerBuilder b;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     b.RegisterService(&service);
+    if (stream_window > 0) {
+      b.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, stream_window);
+      b.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    }
     server = b.BuildAndStart();
     endpoint = "127.0.0.1:" + std::to_string(port);
   }
