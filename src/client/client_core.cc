@@ -431,15 +431,12 @@ void ClientCore::Dispatch(std::function<void()> f) {
       return;
     }
   }
-  // The client shut down; this is most likely a gRPC thread, and `f` may hold the last reference
-  // to this client: its destruction releases the channels, which must not happen on a thread of
-  // gRPC's (it aborted in the shared callback completion queue). A thread of its own runs and
-  // destroys `f`.
-  std::thread([f = std::move(f)]() mutable {
-    NameThisThread(kCallbackThreadName);
-    f();
-    f = nullptr;
-  }).detach();
+  // The client shut down: its callback thread is gone. No gRPC thread gets here (Shutdown waits
+  // for every asynchronous call, whose answer is dispatched before it ends, before it stops the
+  // callback thread), nor do the library's other threads (joined before). So this is an
+  // application thread racing the Client's destruction: `f` runs here, at once, rather than on
+  // a detached thread that could outlive main.
+  f();
 }
 
 uint64_t ClientCore::BeginAsync(std::function<void()> cancel) {

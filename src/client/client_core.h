@@ -123,8 +123,9 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
 
   // --- the callback thread ---
   /// Runs `f` on the client's callback thread (in order), where the asynchronous calls' `done`
-  /// callbacks run: never on the caller's thread, never on a gRPC thread. After shutdown it runs
-  /// `f` on a detached thread of its own (same name), never here.
+  /// callbacks run: never on the caller's thread, never on a gRPC thread. Once the shutdown has
+  /// stopped that thread (only an application thread racing the Client's destruction can call
+  /// this then), `f` runs here, at once.
   void Dispatch(std::function<void()> f);
   /// The name of the threads `done` callbacks run on (visible in debuggers, checked by tests).
   static constexpr const char* kCallbackThreadName = "lockd-callback";

@@ -221,13 +221,14 @@ void Lock::ReleaseAsync(std::function<void(Status)> done) {
   Status local;
   auto w = core_ ? BeginRelease(*core_, core_->lease, &local) : std::nullopt;
   if (!w) {
-    // Nothing to send; still answered on the callback thread (a thread of its own when there is
-    // no client any more), never on the caller's.
+    // Nothing to send; answered on the callback thread, never on the caller's, while the client
+    // lives. Once it is destroyed there is no library thread left: `done` runs here, at once
+    // (not on a detached thread that could outlive main).
     auto client = core_ ? core_->client.lock() : nullptr;
     if (client) {
       client->Dispatch([done = std::move(done), local] { done(local); });
     } else {
-      std::thread([done = std::move(done), local] { done(local); }).detach();
+      done(local);
     }
     return;
   }

@@ -114,6 +114,29 @@ TEST(ClientLoss, AnAsyncReleaseInFlightWhenTheClientIsDestroyedIsAnsweredBeforeI
   EXPECT_EQ(thread_name, "lockd-callback");
 }
 
+// Session 6, item 6: ReleaseAsync on a Lock whose Client was destroyed answered on a detached
+// thread, which could outlive main. With no library thread left it answers here, at once.
+TEST(ClientLoss, AReleaseAsyncAfterTheClientIsGoneAnswersAtOnceOnTheCallingThread) {
+  FakeServer a;
+  auto client = ConnectTo({a.endpoint});
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  auto lock = client->Acquire("seat/1", *lease);
+  ASSERT_TRUE(lock.ok() && lock->held()) << lock.status().ToString();
+  client.reset();  // revokes the lease; the Lock handle stays usable
+  bool answered = false;
+  std::thread::id answered_on;
+  Status status;
+  lock->ReleaseAsync([&](Status s) {
+    answered = true;
+    answered_on = std::this_thread::get_id();
+    status = s;
+  });
+  EXPECT_TRUE(answered) << "answered before ReleaseAsync returned";
+  EXPECT_EQ(answered_on, std::this_thread::get_id());
+  EXPECT_EQ(status.code(), StatusCode::kFailedPrecondition) << status.ToString();
+}
+
 // Found by review: destroying the Client from one of its callbacks joined the thread the
 // destructor ran on (std::system_error, std::terminate). The shutdown goes on elsewhere.
 TEST(ClientLoss, AClientDestroyedFromItsOwnCallbackShutsDown) {
