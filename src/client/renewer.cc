@@ -402,15 +402,17 @@ void Renewer::Loop() {
         break;
       }
     }
-    bool move = stream_ && (stream_broken_ || failover_ ||
-                            (!answer_by_.empty() && now >= answer_by_.begin()->first));
-    if (stream_ && !move && stream_->Backlog() >= queue_limit_for_tests.load() &&
+    bool move = false;
+    if (stream_ && stream_->Backlog() >= queue_limit_for_tests.load() &&
         now - stream_->LastProgress() >= kStuckAfter) {
       // The server stopped reading (backpressure that never lets go): go elsewhere rather than
-      // queue without bound; the renewals waiting go out on the next stream.
+      // queue without bound; the renewals waiting go out on the next stream. Judged first: a
+      // late wake-up may find a renewal overdue as well, and this is the cause.
       move = true;
       stuck_streams_total.fetch_add(1);
     }
+    move = move || (stream_ && (stream_broken_ || failover_ ||
+                                (!answer_by_.empty() && now >= answer_by_.begin()->first)));
     const bool want_stream = renewed_leases_ > 0;
     if (move) {
       // Only after every endpoint failed in a row does the stream wait before moving again,

@@ -364,27 +364,32 @@ TEST(ClientLoss, AKeepAliveThatStopsReadingIsLeftForTheNextEndpoint) {
     ~RestoreLimit() { Renewer::queue_limit_for_tests = Renewer::kMaxQueuedRenewals; }
   } restore;
   Renewer::queue_limit_for_tests = 16;
+  // c answers renewals UNAVAILABLE, so the stream moves to a with every lease due at once (a
+  // burst, whatever the machine's load); a reads nothing; b works.
+  FakeServer c;
+  c.service.renew_mode = FakeLockService::RenewMode::kUnavailable;
   FakeServer a(/*stream_window=*/1024);
   a.service.renew_mode = FakeLockService::RenewMode::kStopReading;
   FakeServer b;
-  auto client = ConnectTo({a.endpoint, b.endpoint}, 5000ms);
+  auto client = ConnectTo({c.endpoint, a.endpoint, b.endpoint}, 5000ms);
   const uint64_t stuck0 = Renewer::stuck_streams_total.load();
-  // TTL 12 s: renewals every ~4 s, each answer awaited 2 s, far longer than the stuck rule.
+  // TTL 6 s: each answer is awaited 1 s, four times the stuck rule's 250 ms.
+  constexpr int kLeases = 200;
   std::vector<std::shared_ptr<Lease>> leases;
-  for (int i = 0; i < 300; ++i) {
-    auto l = client->GrantLease(12'000ms, "t");
+  for (int i = 0; i < kLeases; ++i) {
+    auto l = client->GrantLease(6000ms, "t");
     ASSERT_TRUE(l.ok()) << l.status().ToString();
     leases.push_back(*l);
   }
-  ASSERT_TRUE(testing::WaitFor([&] { return Renewer::stuck_streams_total.load() > stuck0; }, 15s))
+  ASSERT_TRUE(testing::WaitFor([&] { return Renewer::stuck_streams_total.load() > stuck0; }, 10s))
       << "the full queue on the stream that reads nothing was never judged stuck";
   Renewer::queue_limit_for_tests = Renewer::kMaxQueuedRenewals;
   ASSERT_TRUE(testing::WaitFor(
-      [&] { return b.service.With([&] { return b.service.renewals; }) >= 300; }, 10s))
+      [&] { return b.service.With([&] { return b.service.renewals; }) >= kLeases; }, 10s))
       << "the renewals did not move to b";
   int valid = 0;
   for (auto& l : leases) valid += l->valid() ? 1 : 0;
-  EXPECT_EQ(valid, 300);
+  EXPECT_EQ(valid, kLeases);
 }
 
 // Found by review: AcquireAsync answered a refused request on the caller's own thread.
