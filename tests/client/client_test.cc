@@ -202,7 +202,7 @@ TEST_F(ClientTest, AnAcquirePastItsDeadlineIsWithdrawnByItsRequestId) {
   const auto took = std::chrono::steady_clock::now() - start;
   ASSERT_FALSE(lock.ok());
   EXPECT_EQ(lock.status().code(), StatusCode::kDeadlineExceeded) << lock.status().ToString();
-  EXPECT_LT(took, 400ms + 500ms + 600ms) << "wait + answer allowance + scheduling (loaded TSan)";
+  EXPECT_LT(took, 400ms + 500ms + 1000ms) << "wait + answer allowance + the 1 s e2e allows";
   ASSERT_TRUE(CancelArrives(fake_, LastAcquireId(fake_)));
   EXPECT_EQ(fake_.With([&] { return fake_.cancels.back().lease_id(); }), (*lease)->id());
 }
@@ -590,8 +590,8 @@ TEST_F(ClientTest, ADroppedLeaseAndADestroyedClientAreRevoked) {
 
 TEST_F(ClientTest, AChangedClusterIdLosesEveryLease) {
   auto client = Connect();
-  auto lease = client->GrantLease(2000ms, "t");
-  ASSERT_TRUE(lease.ok());
+  auto lease = client->GrantLease(10'000ms, "t");  // not the minimum TTL: its point is the id
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
   EXPECT_EQ(client->cluster_id(), "cluster-a");
   fake_.With([&] { return fake_.cluster_id = "cluster-b"; });  // a restored cluster
   // Any call sees the new id (the fake answers GetLock, so this one does, deterministically).
