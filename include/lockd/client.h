@@ -56,8 +56,11 @@
 // wait then). The stop_token is still signalled at the loss; std::stop_callback has its own rules.
 //
 // Asynchronous answers (AcquireAsync's and ReleaseAsync's `done`) run on the client's callback
-// thread, one at a time, never on the caller's thread; once the Client is destroyed, on the gRPC
-// thread that received the answer (or a short-lived thread of their own).
+// thread, one at a time, never on the caller's thread and never on a gRPC thread; destroying the
+// Client cancels the calls in flight and returns after their `done` ran. ReleaseAsync on a Lock
+// whose Client is already gone runs `done` at once on the calling thread (no library thread is
+// left). A Client destroyed from one of its own callbacks finishes its shutdown on a detached
+// thread: see docs/client.md ("Detached threads") before exiting right after.
 #pragma once
 
 #include <chrono>
@@ -104,6 +107,10 @@ struct ClientOptions {
   int renew_divisor = 3;
   /// For tests: the clock lease times are measured on. Unset: BootClock.
   std::function<BootClock::time_point()> clock;
+  /// Where the library reports what it did on its own that no caller hears of (a grant released
+  /// because no Lock of this client owns it). Called on the library's cleanup thread; must not
+  /// block. Unset: one line on stderr.
+  std::function<void(const std::string&)> log;
 };
 
 enum class Mode { kExclusive, kShared };
@@ -193,8 +200,8 @@ class Lock {
   /// the OnLost callbacks first (see "Lost callbacks" at the top).
   Status Release();
   /// Release() without blocking: returns at once; `done` runs once with what Release() would
-  /// answer, on the client's callback thread (never on this one). The Lock may be destroyed
-  /// meanwhile. No `done` is fine (nullptr).
+  /// answer, on the client's callback thread (never on this one while the Client lives; once it
+  /// is destroyed, here, at once). The Lock may be destroyed meanwhile. No `done` is fine.
   void ReleaseAsync(std::function<void(Status)> done);
 
  private:

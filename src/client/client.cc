@@ -100,6 +100,7 @@ Result<AcquireCall> PrepareAcquire(ClientCore& core, const std::string& name,
   c.req.set_wait_ms(static_cast<uint64_t>(wait.count()));
   if (!lease) c.req.set_ttl_ms(static_cast<uint64_t>(ttl.count()));
   *c.req.mutable_header() = core.NewHeader();
+  if (lease) core.ClaimAcquire(c.req.header().id().seq(), lease->id(), name);
   // A try answers within call_timeout; a wait answers by the end of the wait plus a round trip.
   c.deadline = std::chrono::steady_clock::now() +
                (wait == 0ms ? core.options().call_timeout : wait + kAnswerAllowance);
@@ -147,13 +148,15 @@ Result<Lock> FinishAcquire(ClientCore& core, AcquireCall& c, const grpc::Status&
                       "' arrived; the grant is being released" +
                       (lease ? " (" + lease->lost_reason() + ")" : std::string()));
   }
-  core.EndRequest(id.seq());
   lc->acquired = true;
   lc->token = resp.token();
   lc->fence = resp.fence();
   lc->lease = lease;
   // Renewals numbered above this one were sent after the grant answer arrived.
   detail::Access::Core(*lease)->AddLock(lc, lc->token, core.last_renew_seq());
+  // Ended (with its claim) only now that the Lock owns the grant: in between, a renewal answer
+  // listing the token must not find it unowned (ClientCore::ReleaseUnowned).
+  core.EndRequest(id.seq());
   return detail::Access::MakeLock(std::move(lc));
 }
 

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "client/renewer.h"
@@ -223,6 +224,107 @@ pb::RequestHeader ClientCore::NewHeader() {
 void ClientCore::EndRequest(uint64_t seq) {
   std::lock_guard lock(mu_);
   pending_.erase(seq);
+  claims_.erase(seq);
+}
+
+void ClientCore::ClaimAcquire(uint64_t seq, uint64_t lease_id, const std::string& name) {
+  std::lock_guard lock(mu_);
+  claims_[seq] = Claim{lease_id, name, 0};
+}
+
+void ClientCore::ClaimRelease(uint64_t seq, uint64_t lease_id, uint64_t token) {
+  std::lock_guard lock(mu_);
+  claims_[seq] = Claim{lease_id, "", token};
+}
+
+// Linear scans: claims are the requests in flight right now, and they are looked at only when a
+// renewal answer lists a grant no Lock owns.
+bool ClientCore::AcquirePending(uint64_t lease_id, const std::string& name) const {
+  std::lock_guard lock(mu_);
+  return std::any_of(claims_.begin(), claims_.end(), [&](const auto& c) {
+    return c.second.token == 0 && c.second.lease_id == lease_id && c.second.name == name;
+  });
+}
+
+bool ClientCore::ReleasePending(uint64_t lease_id, uint64_t token) const {
+  std::lock_guard lock(mu_);
+  return std::any_of(claims_.begin(), claims_.end(), [&](const auto& c) {
+    return c.second.token == token && c.second.lease_id == lease_id;
+  });
+}
+
+void ClientCore::Log(const std::string& line) {
+  if (options_.log) {
+    options_.log(line);
+  } else {
+    std::fprintf(stderr, "lockd client: %s\n", line.c_str());
+  }
+}
+
+void ClientCore::ReleaseUnowned(const std::shared_ptr<LeaseCore>& lease) {
+  const uint64_t id = lease->id();
+  {
+    std::lock_guard lock(mu_);
+    if (!sweeping_.insert(id).second) return;
+  }
+  const bool queued = Enqueue([this, lease] {
+    SweepUnowned(*lease);
+    std::lock_guard lock(mu_);
+    sweeping_.erase(lease->id());
+  });
+  if (!queued) {
+    std::lock_guard lock(mu_);
+    sweeping_.erase(id);
+  }
+}
+
+void ClientCore::SweepUnowned(LeaseCore& lease) {
+  if (lease.Lost()) return;
+  const auto timeout = std::min<std::chrono::milliseconds>(options_.call_timeout, lease.ttl() / 3);
+  pb::GetLeaseRequest lreq;
+  lreq.set_lease_id(lease.id());
+  pb::GetLeaseResponse lresp;
+  if (!Call(&pb::LockService::Stub::GetLease, lreq, &lresp,
+            std::chrono::steady_clock::now() + timeout, timeout)
+           .ok()) {
+    return;  // the next renewal answer that lists the grant tries again
+  }
+  for (const std::string& name : lresp.lease().held()) {
+    // A name a Lock of this lease holds is that Lock's (a lease holds a name at most once).
+    if (lease.OwnsName(name) || AcquirePending(lease.id(), name)) continue;
+    pb::GetLockRequest req;
+    req.set_name(name);
+    pb::GetLockResponse resp;
+    if (!Call(&pb::LockService::Stub::GetLock, req, &resp,
+              std::chrono::steady_clock::now() + timeout, timeout)
+             .ok()) {
+      continue;
+    }
+    for (const auto& h : resp.lock().holders()) {
+      if (h.lease_id() != lease.id()) continue;
+      // In this order: an Acquire registers its Lock before its request (and claim) ends, and a
+      // Release claims the token before its Lock leaves the lease; so a grant this client owns
+      // is always seen by one of the three checks.
+      if (AcquirePending(lease.id(), name) || lease.OwnsToken(h.token()) ||
+          ReleasePending(lease.id(), h.token())) {
+        continue;
+      }
+      pb::ReleaseRequest rel;
+      *rel.mutable_header() = NewHeader();
+      ClaimRelease(rel.header().id().seq(), lease.id(), h.token());
+      rel.set_name(name);
+      rel.set_lease_id(lease.id());
+      rel.set_token(h.token());
+      pb::ReleaseResponse rr;
+      const grpc::Status s = Settle(&pb::LockService::Stub::Release, rel, &rr);
+      EndRequest(rel.header().id().seq());
+      Log("released '" + name + "' (token " + std::to_string(h.token()) + ") held by lease " +
+          std::to_string(lease.id()) +
+          ": no Lock of this client owns it and no Acquire of it is pending (a grant that came "
+          "after its Acquire was given up and withdrawn); release " +
+          (s.ok() ? std::string("done") : "answered " + s.error_message()));
+    }
+  }
 }
 
 std::chrono::milliseconds ClientCore::Backoff(int failures) {
@@ -329,15 +431,12 @@ void ClientCore::Dispatch(std::function<void()> f) {
       return;
     }
   }
-  // The client shut down; this is most likely a gRPC thread, and `f` may hold the last reference
-  // to this client: its destruction releases the channels, which must not happen on a thread of
-  // gRPC's (it aborted in the shared callback completion queue). A thread of its own runs and
-  // destroys `f`.
-  std::thread([f = std::move(f)]() mutable {
-    NameThisThread(kCallbackThreadName);
-    f();
-    f = nullptr;
-  }).detach();
+  // The client shut down: its callback thread is gone. No gRPC thread gets here (Shutdown waits
+  // for every asynchronous call, whose answer is dispatched before it ends, before it stops the
+  // callback thread), nor do the library's other threads (joined before). So this is an
+  // application thread racing the Client's destruction: `f` runs here, at once, rather than on
+  // a detached thread that could outlive main.
+  f();
 }
 
 uint64_t ClientCore::BeginAsync(std::function<void()> cancel) {

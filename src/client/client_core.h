@@ -102,10 +102,30 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::vector<std::shared_ptr<LeaseCore>> Leases();
   void ForgetLease(uint64_t id);
 
+  // --- what pending requests may still do (judging a lease's unowned grants) ---
+  /// The pending Acquire `seq` asks for `name` on `lease_id`: until its request ends (after its
+  /// Lock is registered, or its withdrawal settled), a grant of that name to that lease may be
+  /// its own, not yet answered.
+  void ClaimAcquire(uint64_t seq, uint64_t lease_id, const std::string& name);
+  /// The pending Release `seq` gives back `token` of `lease_id` (claimed before its Lock leaves
+  /// the lease, so the token is always owned by one or the other).
+  void ClaimRelease(uint64_t seq, uint64_t lease_id, uint64_t token);
+  bool AcquirePending(uint64_t lease_id, const std::string& name) const;
+  bool ReleasePending(uint64_t lease_id, uint64_t token) const;
+  /// A renewal answer listed grants of `lease` that no Lock of this client owns and no Release
+  /// of it is giving back (e.g. a wait re-armed by a new leader and granted after the Cancel that
+  /// withdrew it gave up). On the cleanup thread, at most one at a time per lease: learns their
+  /// names (GetLease, GetLock) and releases by token every grant that no pending Acquire can
+  /// still be answered with; each release is logged.
+  void ReleaseUnowned(const std::shared_ptr<LeaseCore>& lease);
+  /// Reports through options().log (stderr when unset).
+  void Log(const std::string& line);
+
   // --- the callback thread ---
   /// Runs `f` on the client's callback thread (in order), where the asynchronous calls' `done`
-  /// callbacks run: never on the caller's thread, never on a gRPC thread. After shutdown it runs
-  /// `f` on a detached thread of its own (same name), never here.
+  /// callbacks run: never on the caller's thread, never on a gRPC thread. Once the shutdown has
+  /// stopped that thread (only an application thread racing the Client's destruction can call
+  /// this then), `f` runs here, at once.
   void Dispatch(std::function<void()> f);
   /// The name of the threads `done` callbacks run on (visible in debuggers, checked by tests).
   static constexpr const char* kCallbackThreadName = "lockd-callback";
@@ -148,6 +168,15 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
 
   void CleanupLoop();
   void DispatchLoop();
+  /// ReleaseUnowned's work, on the cleanup thread.
+  void SweepUnowned(LeaseCore& lease);
+
+  /// What a pending request may still change for its lease (see ClaimAcquire, ClaimRelease).
+  struct Claim {
+    uint64_t lease_id = 0;
+    std::string name;    ///< an Acquire's
+    uint64_t token = 0;  ///< a Release's (0: an Acquire)
+  };
 
   const ClientOptions options_;
   uint64_t client_hi_ = 0, client_lo_ = 0;
@@ -161,6 +190,8 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::string cluster_id_;
   uint64_t last_seq_ = 0;
   std::set<uint64_t> pending_;
+  std::map<uint64_t, Claim> claims_;  ///< pending request seq → its claim (ended with it)
+  std::set<uint64_t> sweeping_;       ///< leases with a ReleaseUnowned in flight
   std::map<uint64_t, std::weak_ptr<LeaseCore>> leases_;
   std::mt19937_64 rng_;
   std::deque<std::function<void()>> cleanup_;

@@ -148,15 +148,16 @@ std::optional<ReleaseWork> BeginRelease(LockCore& lock, const std::shared_ptr<Le
     if (std::exchange(lock.released, true)) return std::nullopt;
   }
   LeaseCore& lc = *detail::Access::Core(*lease);
-  lc.RemoveLock(&lock);
   ReleaseWork w;
   w.client = lock.client.lock();
   if (!w.client) {
+    lc.RemoveLock(&lock);
     *done = Status(StatusCode::kFailedPrecondition, "the client was destroyed");
     return std::nullopt;
   }
   w.lease = detail::Access::Core(*lease);
   if (lock.one_call) {
+    lc.RemoveLock(&lock);
     w.revoke = true;  // the lease was this lock's own
     return w;
   }
@@ -164,8 +165,15 @@ std::optional<ReleaseWork> BeginRelease(LockCore& lock, const std::shared_ptr<Le
   // the moment its loss is decided, before its callbacks run: a lost callback that releases
   // the lease's locks runs on the renewal thread, exactly when the cluster may be unreachable,
   // and must not send (and wait for) a Release there.
-  if (lock.loss.lost() || lc.Lost()) return std::nullopt;
+  if (lock.loss.lost() || lc.Lost()) {
+    lc.RemoveLock(&lock);
+    return std::nullopt;
+  }
   *w.req.mutable_header() = w.client->NewHeader();
+  // Claimed before the Lock leaves the lease: the token is owned by one or the other throughout,
+  // so a renewal answer listing it never finds it unowned (ClientCore::ReleaseUnowned).
+  w.client->ClaimRelease(w.req.header().id().seq(), lock.lease_id, lock.token);
+  lc.RemoveLock(&lock);
   w.req.set_name(lock.name);
   w.req.set_lease_id(lock.lease_id);
   w.req.set_token(lock.token);
@@ -213,13 +221,14 @@ void Lock::ReleaseAsync(std::function<void(Status)> done) {
   Status local;
   auto w = core_ ? BeginRelease(*core_, core_->lease, &local) : std::nullopt;
   if (!w) {
-    // Nothing to send; still answered on the callback thread (a thread of its own when there is
-    // no client any more), never on the caller's.
+    // Nothing to send; answered on the callback thread, never on the caller's, while the client
+    // lives. Once it is destroyed there is no library thread left: `done` runs here, at once
+    // (not on a detached thread that could outlive main).
     auto client = core_ ? core_->client.lock() : nullptr;
     if (client) {
       client->Dispatch([done = std::move(done), local] { done(local); });
     } else {
-      std::thread([done = std::move(done), local] { done(local); }).detach();
+      done(local);
     }
     return;
   }

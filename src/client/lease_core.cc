@@ -190,7 +190,7 @@ TimePoint LeaseCore::ValidUntil() const {
 void LeaseCore::AddLock(const std::shared_ptr<LockCore>& lock, uint64_t token, uint64_t seq_floor) {
   {
     std::lock_guard g(mu_);
-    locks_.push_back({lock, lock.get(), token, seq_floor});
+    locks_.push_back({lock, lock.get(), lock->name, token, seq_floor});
   }
   if (loss_.lost()) LoseLocks(loss_.reason());
 }
@@ -198,6 +198,28 @@ void LeaseCore::AddLock(const std::shared_ptr<LockCore>& lock, uint64_t token, u
 void LeaseCore::RemoveLock(const LockCore* lock) {
   std::lock_guard g(mu_);
   std::erase_if(locks_, [&](const HeldLock& h) { return h.raw == lock || h.lock.expired(); });
+}
+
+bool LeaseCore::OwnsToken(uint64_t token) const {
+  std::lock_guard g(mu_);
+  return std::any_of(locks_.begin(), locks_.end(),
+                     [&](const HeldLock& h) { return h.token == token; });
+}
+
+bool LeaseCore::OwnsName(const std::string& name) const {
+  std::lock_guard g(mu_);
+  return std::any_of(locks_.begin(), locks_.end(),
+                     [&](const HeldLock& h) { return h.name == name; });
+}
+
+std::vector<uint64_t> LeaseCore::Unowned(const std::vector<uint64_t>& held) const {
+  std::vector<uint64_t> out;
+  std::lock_guard g(mu_);
+  for (uint64_t t : held) {
+    if (std::none_of(locks_.begin(), locks_.end(), [&](const HeldLock& h) { return h.token == t; }))
+      out.push_back(t);
+  }
+  return out;
 }
 
 std::vector<std::shared_ptr<LockCore>> LeaseCore::Locks() {

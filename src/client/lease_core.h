@@ -109,6 +109,11 @@ class LeaseCore {
   /// sequence number was `seq_floor`: answers to renewals numbered above it judge the token.
   void AddLock(const std::shared_ptr<LockCore>& lock, uint64_t token, uint64_t seq_floor);
   void RemoveLock(const LockCore* lock);
+  /// A Lock registered on this lease has `token` / is for `name` (a lease holds a name at most
+  /// once). Unowned: the tokens of `held` no registered Lock has.
+  bool OwnsToken(uint64_t token) const;
+  bool OwnsName(const std::string& name) const;
+  std::vector<uint64_t> Unowned(const std::vector<uint64_t>& held) const;
   /// The locks registered now (for a holdings probe, see Renewer).
   std::vector<std::shared_ptr<LockCore>> Locks();
   /// After a linearizable read that began once `locks` were registered said the lease holds
@@ -125,6 +130,7 @@ class LeaseCore {
   struct HeldLock {
     std::weak_ptr<LockCore> lock;
     const LockCore* raw;  ///< identity only, never dereferenced
+    std::string name;
     uint64_t token;
     uint64_t seq_floor;
   };

@@ -19,12 +19,24 @@ class Renewer::Stream final : public grpc::ClientBidiReactor<pb::RenewRequest, p
 
   void Start(const std::shared_ptr<Stream>& self, pb::LockService::Stub& stub) {
     self_ = self;
+    last_progress_ = owner_.core_.Now();
     stub.async()->KeepAlive(&ctx_, this);
     AddHold();
     StartRead(&answer_);
     StartCall();
   }
-  /// Queues `req`; never blocks. Dropped once the stream is closed or broken.
+  /// Renewals queued and not yet handed to gRPC, and when a write last completed (or the
+  /// stream started): a full queue that makes no progress is a server that stopped reading.
+  size_t Backlog() {
+    std::lock_guard lock(mu_);
+    return writes_.size();
+  }
+  TimePoint LastProgress() {
+    std::lock_guard lock(mu_);
+    return last_progress_;
+  }
+  /// Queues `req`; never blocks. Dropped once the stream is closed or broken. The caller keeps
+  /// the queue within queue_limit_for_tests (only the renewal thread sends).
   void Send(pb::RenewRequest req) {
     const pb::RenewRequest* start = nullptr;
     {
@@ -76,10 +88,12 @@ class Renewer::Stream final : public grpc::ClientBidiReactor<pb::RenewRequest, p
   }
   void OnWriteDone(bool ok) override {
     const pb::RenewRequest* next = nullptr;
-    bool release = false;
+    bool release = false, was_full = false;
     {
       std::lock_guard lock(mu_);
+      was_full = writes_.size() >= queue_limit_for_tests.load();
       writes_.pop_front();
+      last_progress_ = owner_.core_.Now();
       if (!ok) closed_ = true;  // a failed write: the call is broken
       if (!closed_ && !writes_.empty()) {
         next = &writes_.front();
@@ -89,6 +103,7 @@ class Renewer::Stream final : public grpc::ClientBidiReactor<pb::RenewRequest, p
       }
     }
     if (next) StartWrite(next);
+    if (was_full) owner_.Kick();  // renewals waiting for room may go now
     if (release) RemoveHold();
   }
   void OnDone(const grpc::Status&) override {
@@ -115,8 +130,9 @@ class Renewer::Stream final : public grpc::ClientBidiReactor<pb::RenewRequest, p
   const uint64_t generation_;
   grpc::ClientContext ctx_;
   pb::RenewResponse answer_;  ///< only the read in flight touches it
-  std::mutex mu_;             ///< guards writes_, writing_, closed_, hold_released_
+  std::mutex mu_;             ///< guards writes_, writing_, closed_, hold_released_, last_progress_
   std::deque<pb::RenewRequest> writes_;
+  TimePoint last_progress_{};
   bool writing_ = false;
   bool closed_ = false;
   bool hold_released_ = false;
@@ -140,17 +156,21 @@ void Renewer::Add(std::shared_ptr<LeaseCore> lease, TimePoint anchor) {
   {
     std::lock_guard lock(mu_);
     const uint64_t id = lease->id();
-    Entry e{std::move(lease), TimePoint::max()};
+    Drop(id);
+    Entry& e = leases_[id];
+    e.lease = std::move(lease);
     if (e.lease->renewed()) {
+      ++renewed_leases_;
       // The grant counts as the first renewal, sent at the anchor: the next one is due a period
       // after it, not after the answer's arrival (a slow or retried grant at a short TTL would
       // otherwise be lost before its first renewal). Little validity left: renew at once.
       const TimePoint now = core_.Now();
       const auto period = std::chrono::nanoseconds(e.lease->ttl()) / core_.options().renew_divisor;
-      e.next_due = NextDue(anchor, e.lease->ttl());
-      if (e.next_due <= now || e.lease->ValidUntil() - now < period) e.next_due = now;
+      TimePoint due = NextDue(anchor, e.lease->ttl());
+      if (due <= now || e.lease->ValidUntil() - now < period) due = now;
+      ScheduleRenewal(e, id, due);
     }
-    leases_[id] = std::move(e);
+    ScheduleExpiry(e, id);
     kick_ = true;
   }
   cv_.notify_all();
@@ -158,7 +178,34 @@ void Renewer::Add(std::shared_ptr<LeaseCore> lease, TimePoint anchor) {
 
 void Renewer::Remove(uint64_t lease_id) {
   std::lock_guard lock(mu_);
-  leases_.erase(lease_id);
+  Drop(lease_id);
+}
+
+void Renewer::ScheduleRenewal(Entry& e, uint64_t id, TimePoint due) {
+  if (e.next_due != TimePoint::max()) due_.erase({e.next_due, id});
+  e.next_due = due;
+  if (due != TimePoint::max()) due_.insert({due, id});
+}
+
+void Renewer::ScheduleExpiry(Entry& e, uint64_t id) {
+  expiry_.erase({e.expiry_key, id});
+  e.expiry_key = e.lease->ValidUntil();
+  expiry_.insert({e.expiry_key, id});
+}
+
+void Renewer::Drop(uint64_t id) {
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return;
+  Entry& e = it->second;
+  ScheduleRenewal(e, id, TimePoint::max());
+  expiry_.erase({e.expiry_key, id});
+  if (e.lease->renewed()) --renewed_leases_;
+  leases_.erase(it);
+}
+
+void Renewer::Answered(std::map<uint64_t, Sent>::iterator it) {
+  answer_by_.erase({it->second.answer_by, it->first});
+  outstanding_.erase(it);
 }
 
 void Renewer::Stop() {
@@ -236,7 +283,7 @@ void Renewer::OnAnswer(const pb::RenewResponse& r, TimePoint arrived) {
     std::lock_guard lock(mu_);
     auto it = outstanding_.find(r.seq());
     if (it == outstanding_.end() || it->second.lease_id != r.lease_id()) return;  // not ours
-    outstanding_.erase(it);
+    Answered(it);
     auto e = leases_.find(r.lease_id());
     if (e == leases_.end()) return;
     lease = e->second.lease;
@@ -250,13 +297,30 @@ void Renewer::OnAnswer(const pb::RenewResponse& r, TimePoint arrived) {
   if (r.code() == static_cast<int>(grpc::StatusCode::NOT_FOUND)) {
     lease->Lose("the cluster no longer knows lease " + std::to_string(lease->id()) + ": " +
                 r.message());
+    core_.ForgetLease(lease->id());
     return;
   }
   if (r.code() != 0) return;
   std::optional<std::vector<uint64_t>> judged = HeldTokensOf(r);
   // Judged at its arrival: an answer that came in time counts even if applied a little later.
   const auto answer = lease->Acknowledged(r.seq(), arrived, judged);
-  if (answer == LeaseCore::Answer::kApplied && !judged) ProbeHoldings(lease);
+  if (answer != LeaseCore::Answer::kApplied) return;
+  {
+    std::lock_guard lock(mu_);  // valid_until moved: so does the loss check
+    if (auto e = leases_.find(lease->id()); e != leases_.end()) ScheduleExpiry(e->second, e->first);
+  }
+  if (!judged) {
+    ProbeHoldings(lease);
+    return;
+  }
+  // A grant no Lock owns and no Release is giving back stays held until the lease dies unless
+  // this client releases it (ClientCore::ReleaseUnowned decides which ones, off this thread).
+  for (uint64_t token : lease->Unowned(*judged)) {
+    if (!core_.ReleasePending(lease->id(), token)) {
+      core_.ReleaseUnowned(lease);
+      break;
+    }
+  }
 }
 
 void Renewer::ProbeHoldings(const std::shared_ptr<LeaseCore>& lease) {
@@ -288,17 +352,22 @@ void Renewer::ProbeHoldings(const std::shared_ptr<LeaseCore>& lease) {
 }
 
 void Renewer::Loop() {
+  NameThisThread(kThreadName);
   std::unique_lock lock(mu_);
   while (!stop_) {
-    // Answers first, in arrival order, each judged at its arrival time; then losses. Both outside
-    // the lock: lost callbacks run user code.
+    // Answers first, in arrival order, each judged at its arrival time; then the losses due.
+    // Both outside the lock: lost callbacks run user code.
     std::deque<Arrival> arrivals;
     arrivals.swap(arrivals_);
     std::vector<std::shared_ptr<Stream>> finished;  // destroyed below, outside the lock
     finished.swap(finished_);
     const uint64_t current = generation_;
-    std::vector<std::shared_ptr<LeaseCore>> all;
-    for (auto& [_, e] : leases_) all.push_back(e.lease);
+    std::vector<std::shared_ptr<LeaseCore>>
+        expiring;  // valid_until passed, unless an answer moves it
+    const TimePoint then = core_.Now();
+    for (auto it = expiry_.begin(); it != expiry_.end() && it->first <= then; ++it) {
+      expiring.push_back(leases_.at(it->second).lease);
+    }
     lock.unlock();
     for (auto& a : arrivals) {
       if (a.metadata) {
@@ -309,24 +378,42 @@ void Renewer::Loop() {
     }
     std::vector<uint64_t> lost;
     const TimePoint now = core_.Now();
-    for (auto& l : all) {
+    for (auto& l : expiring) {
       if (l->DecideLoss(now)) lost.push_back(l->id());
     }
-    for (uint64_t id : lost) core_.ForgetLease(id);
+    for (uint64_t id : lost) core_.ForgetLease(id);  // drops it here too (Remove)
     finished.clear();
     lock.lock();
-    for (uint64_t id : lost) leases_.erase(id);
+    for (auto& l : expiring) {  // kept: checked again at its (later) valid_until
+      if (auto e = leases_.find(l->id()); e != leases_.end()) ScheduleExpiry(e->second, e->first);
+    }
+    expiring.clear();
     // Answers that came in meanwhile first: an answer already here is not overdue.
     if (!arrivals_.empty()) continue;
 
-    // Does the stream have to move?
-    bool move = false;
-    if (stream_ && (stream_broken_ || failover_)) move = true;
-    for (auto& [_, s] : outstanding_) {
-      if (stream_ && s.stream == stream_->generation() && now >= s.answer_by) move = true;
+    // Does the stream have to move? Renewals of an earlier stream are never answered: forget.
+    while (!answer_by_.empty()) {
+      auto s = outstanding_.find(answer_by_.begin()->second);
+      if (s == outstanding_.end()) {
+        answer_by_.erase(answer_by_.begin());
+      } else if (!stream_ || s->second.stream != stream_->generation()) {
+        Answered(s);
+      } else {
+        break;
+      }
     }
-    bool want_stream = false;
-    for (auto& [_, e] : leases_) want_stream |= e.lease->renewed();
+    bool move = false;
+    if (stream_ && stream_->Backlog() >= queue_limit_for_tests.load() &&
+        now - stream_->LastProgress() >= kStuckAfter) {
+      // The server stopped reading (backpressure that never lets go): go elsewhere rather than
+      // queue without bound; the renewals waiting go out on the next stream. Judged first: a
+      // late wake-up may find a renewal overdue as well, and this is the cause.
+      move = true;
+      stuck_streams_total.fetch_add(1);
+    }
+    move = move || (stream_ && (stream_broken_ || failover_ ||
+                                (!answer_by_.empty() && now >= answer_by_.begin()->first)));
+    const bool want_stream = renewed_leases_ > 0;
     if (move) {
       // Only after every endpoint failed in a row does the stream wait before moving again,
       // and then briefly: the renewals must go out within the leases' validity.
@@ -342,10 +429,12 @@ void Renewer::Loop() {
         ++failovers_in_a_row_;
         last_failover_ = now;
         failover_ = false;
-        // The old stream's renewals will never be answered: forget them; renew everything now.
+        // The old stream's renewals will never be answered: forget them; renew everything now
+        // (O(n), once per failover, like the renewals it sends).
         outstanding_.clear();
-        for (auto& [_, e] : leases_) {
-          if (e.lease->renewed()) e.next_due = now;
+        answer_by_.clear();
+        for (auto& [id, e] : leases_) {
+          if (e.lease->renewed()) ScheduleRenewal(e, id, now);
         }
       }
       lock.unlock();
@@ -366,27 +455,41 @@ void Renewer::Loop() {
 
     // Send what is due: queued on the stream, never waited for.
     if (stream_) {
-      for (auto& [id, e] : leases_) {
-        if (now < e.next_due) continue;
+      const size_t room = queue_limit_for_tests.load();
+      size_t backlog = stream_->Backlog();  // only shrinks meanwhile (this thread alone sends)
+      while (!due_.empty() && due_.begin()->first <= now && backlog < room) {
+        const uint64_t id = due_.begin()->second;
+        Entry& e = leases_.at(id);
         pb::RenewRequest req;
         req.set_lease_id(id);
         req.set_seq(core_.NextRenewSeq());
-        e.next_due = NextDue(now, e.lease->ttl());
-        // No renewal goes out once the loss is decided (by any thread).
-        if (!e.lease->RenewalSent(req.seq(), now)) continue;
-        outstanding_[req.seq()] = {id, now, now + AnswerTimeout(e.lease->ttl()),
-                                   stream_->generation()};
+        // No renewal goes out once the loss is decided (by any thread); the lease leaves at its
+        // valid_until (expiry_).
+        if (!e.lease->RenewalSent(req.seq(), now)) {
+          ScheduleRenewal(e, id, TimePoint::max());
+          continue;
+        }
+        ScheduleRenewal(e, id, NextDue(now, e.lease->ttl()));
+        const TimePoint answer_by = now + AnswerTimeout(e.lease->ttl());
+        outstanding_[req.seq()] = {id, now, answer_by, stream_->generation()};
+        answer_by_.insert({answer_by, req.seq()});
         stream_->Send(std::move(req));
+        ++backlog;
       }
     }
 
     // Sleep until the next thing to do: a renewal due, an answer overdue, a lease's valid_until.
     TimePoint wake = now + 200ms;
-    for (auto& [_, e] : leases_) {
-      wake = std::min(wake, e.next_due);
-      wake = std::min(wake, e.lease->ValidUntil());
+    // Renewals waiting for room in a full queue wake the thread as it drains (Stream::Kick), and
+    // at the latest when the queue would count as stuck.
+    const bool waiting_for_room = stream_ && !due_.empty() && due_.begin()->first <= now;
+    if (waiting_for_room) {
+      wake = std::min(wake, std::max(now, stream_->LastProgress() + kStuckAfter));
+    } else if (!due_.empty()) {
+      wake = std::min(wake, due_.begin()->first);
     }
-    for (auto& [_, s] : outstanding_) wake = std::min(wake, s.answer_by);
+    if (!expiry_.empty()) wake = std::min(wake, expiry_.begin()->first);
+    if (!answer_by_.empty()) wake = std::min(wake, answer_by_.begin()->first);
     const auto sleep = std::clamp<std::chrono::nanoseconds>(wake - now, 1ms, 200ms);
     cv_.wait_for(lock, sleep, [&] { return stop_ || kick_; });
     kick_ = false;

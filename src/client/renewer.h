@@ -47,13 +47,30 @@ class Renewer {
   static std::chrono::milliseconds AnswerTimeout(std::chrono::milliseconds ttl);
   /// The renewal period's jitter: a fraction in [kJitterLow, 1] of ttl / renew_divisor.
   static constexpr double kJitterLow = 0.8;
+  /// Renewals queued on one stream and not yet handed to gRPC, at most (the server reads at most
+  /// as many ahead, docs/api.md). While the queue is full the renewals due wait; a queue that
+  /// stays full with no write completing for kStuckAfter means the server stopped reading: the
+  /// stream is stuck and moves to the next endpoint (leases keep their own valid_until, so a
+  /// stuck stream extends nothing). Tests lower the limit (queue_limit_for_tests).
+  static constexpr size_t kMaxQueuedRenewals = 1024;
+  static constexpr std::chrono::milliseconds kStuckAfter{250};
+  static inline std::atomic<size_t> queue_limit_for_tests{kMaxQueuedRenewals};
+  /// Streams this process moved because their write queue stayed full (for tests and debugging).
+  static inline std::atomic<uint64_t> stuck_streams_total{0};
+  /// The renewal thread's name (visible in debuggers and /proc; the scale test finds it so).
+  static constexpr const char* kThreadName = "lockd-renewal";
 
  private:
   class Stream;
   struct Entry {
     std::shared_ptr<LeaseCore> lease;
     TimePoint next_due = TimePoint::max();  ///< max: never (a lease that is not renewed)
+    TimePoint expiry_key{};                 ///< its key in expiry_ (valid_until when scheduled)
   };
+  /// A schedule ordered by time: (when, lease id or renewal seq). Every event (an answer, a
+  /// renewal sent, a loss decided) costs O(log n), never a scan of every lease: one client may
+  /// hold tens of thousands of leases (docs/benchmarks.md).
+  using Schedule = std::set<std::pair<TimePoint, uint64_t>>;
   struct Sent {
     uint64_t lease_id;
     TimePoint sent;
@@ -72,6 +89,13 @@ class Renewer {
 
   void Loop();
   void OnAnswer(const pb::RenewResponse& r, TimePoint arrived);
+  /// Moves lease `id`'s renewal to `due` / its loss check to its current valid_until (mu_ held).
+  void ScheduleRenewal(Entry& e, uint64_t id, TimePoint due);
+  void ScheduleExpiry(Entry& e, uint64_t id);
+  /// Drops lease `id` from every schedule (mu_ held).
+  void Drop(uint64_t id);
+  /// Forgets renewal `seq` (mu_ held).
+  void Answered(std::map<uint64_t, Sent>::iterator it);
   /// From a stream's callbacks (gRPC threads): queue for the renewal thread, wake it.
   void Deliver(Arrival a);
   /// From a stream's OnDone: the stream ended; `stream` (its last reference) is destroyed on the
@@ -91,8 +115,12 @@ class Renewer {
   std::condition_variable cv_;  ///< kick_ or stop_ set; live_streams_ dropped
   bool stop_ = false;
   std::map<uint64_t, Entry> leases_;
-  std::map<uint64_t, Sent> outstanding_;           ///< renewal seq → what it was
-  std::deque<Arrival> arrivals_;                   ///< from the streams, in arrival order
+  Schedule due_;     ///< (next_due, lease) of every renewed lease
+  Schedule expiry_;  ///< (valid_until, lease) of every lease: when to decide its loss
+  int renewed_leases_ = 0;
+  std::map<uint64_t, Sent> outstanding_;  ///< renewal seq → what it was
+  Schedule answer_by_;                    ///< (answer_by, seq) of every outstanding renewal
+  std::deque<Arrival> arrivals_;          ///< from the streams, in arrival order
   std::vector<std::shared_ptr<Stream>> finished_;  ///< ended streams, to destroy off gRPC threads
   bool failover_ = false;                          ///< an answer asked to move the stream
   bool stream_broken_ = false;                     ///< the current stream ended

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "client/access.h"
+#include "client/renewer.h"
 #include "fake_lock_service.h"
 #include "lockd/client.h"
 #include "support/process.h"
@@ -113,6 +114,29 @@ TEST(ClientLoss, AnAsyncReleaseInFlightWhenTheClientIsDestroyedIsAnsweredBeforeI
   EXPECT_EQ(thread_name, "lockd-callback");
 }
 
+// Session 6, item 6: ReleaseAsync on a Lock whose Client was destroyed answered on a detached
+// thread, which could outlive main. With no library thread left it answers here, at once.
+TEST(ClientLoss, AReleaseAsyncAfterTheClientIsGoneAnswersAtOnceOnTheCallingThread) {
+  FakeServer a;
+  auto client = ConnectTo({a.endpoint});
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  auto lock = client->Acquire("seat/1", *lease);
+  ASSERT_TRUE(lock.ok() && lock->held()) << lock.status().ToString();
+  client.reset();  // revokes the lease; the Lock handle stays usable
+  bool answered = false;
+  std::thread::id answered_on;
+  Status status;
+  lock->ReleaseAsync([&](Status s) {
+    answered = true;
+    answered_on = std::this_thread::get_id();
+    status = s;
+  });
+  EXPECT_TRUE(answered) << "answered before ReleaseAsync returned";
+  EXPECT_EQ(answered_on, std::this_thread::get_id());
+  EXPECT_EQ(status.code(), StatusCode::kFailedPrecondition) << status.ToString();
+}
+
 // Found by review: destroying the Client from one of its callbacks joined the thread the
 // destructor ran on (std::system_error, std::terminate). The shutdown goes on elsewhere.
 TEST(ClientLoss, AClientDestroyedFromItsOwnCallbackShutsDown) {
@@ -182,7 +206,7 @@ TEST(ClientLoss, AGrantAnsweredLateIsRenewedAtOnceAndStaysValid) {
   ASSERT_TRUE(
       testing::WaitFor([&] { return a.service.With([&] { return a.service.renewals; }) > 0; }, 3s));
   const auto first = a.service.With([&] { return a.service.first_renewal; });
-  EXPECT_LT(first - answered, 500ms)
+  EXPECT_LT(first - answered, 800ms)
       << "renewed at once, not a period (>= 1.07 s) after the answer";
   std::this_thread::sleep_until(std::chrono::steady_clock::now() +
                                 (before + 4200ms - BootClock::now()));  // past valid_until
@@ -194,7 +218,7 @@ TEST(ClientLoss, AGrantAnsweredLateIsRenewedAtOnceAndStaysValid) {
 TEST(ClientLoss, ARetriedGrantIsAnchoredAtItsFirstAttempt) {
   FakeServer a;
   a.service.grant_hangs = 1;
-  auto client = ConnectTo({a.endpoint});
+  auto client = ConnectTo({a.endpoint}, 8000ms);  // attempts of 4 s: room for a slow retry
   const auto before = BootClock::now();
   auto lease = client->GrantLease(10'000ms, "retried");
   ASSERT_TRUE(lease.ok()) << lease.status().ToString();
@@ -231,7 +255,7 @@ TEST(ClientLoss, TheOneCallFormsLossFiresAtValidUntilWithoutPolling) {
   lock->OnLost(lost.Callback());
   ASSERT_TRUE(lost.Wait(4s)) << "nobody polls: the renewal thread must fire it";
   EXPECT_GE(lost.at, until);
-  EXPECT_LT(lost.at - until, 300ms);
+  EXPECT_LT(lost.at - until, 600ms);  // a loaded TSan run's wake-up delay
   EXPECT_EQ(lock->valid_until(), until) << "valid_until never moves after the loss";
 }
 
@@ -327,7 +351,47 @@ TEST(ClientLoss, AStreamToAHungNodeDoesNotDelayTheLoss) {
   ASSERT_TRUE(lost.Wait(5s)) << "the loss decision was blocked";
   const auto until = (*lease)->valid_until();
   EXPECT_GE(lost.at, until);
-  EXPECT_LT(lost.at - until, 300ms);
+  EXPECT_LT(lost.at - until, 600ms);  // a loaded TSan run's wake-up delay
+}
+
+// Session 6, item 5: a KeepAlive whose server stopped reading let the client queue renewals
+// without bound (the answer timeout moves the stream only after up to 2 s, and a failover renews
+// every lease at once). The queue is capped (1,024; 16 here, with a small flow-control window so
+// few renewals fill it); a queue that stays full with no write completing is a stuck stream, left
+// for the next endpoint before any renewal's answer timeout.
+TEST(ClientLoss, AKeepAliveThatStopsReadingIsLeftForTheNextEndpoint) {
+#if defined(__SANITIZE_THREAD__)
+  // The queue must fill within one answer timeout of the first renewal on the stuck stream; a
+  // TSan run at load 17-20 granted the leases too slowly for that (the answer timeout moved the
+  // stream first). Release and ASan runs keep it.
+  GTEST_SKIP() << "timing-bound: not run under TSan";
+#endif
+  struct RestoreLimit {
+    ~RestoreLimit() { Renewer::queue_limit_for_tests = Renewer::kMaxQueuedRenewals; }
+  } restore;
+  Renewer::queue_limit_for_tests = 16;
+  FakeServer a(/*stream_window=*/1024);
+  a.service.renew_mode = FakeLockService::RenewMode::kStopReading;
+  FakeServer b;
+  auto client = ConnectTo({a.endpoint, b.endpoint}, 5000ms);
+  const uint64_t stuck0 = Renewer::stuck_streams_total.load();
+  // TTL 12 s: renewals every ~4 s, each answer awaited 2 s, far longer than the stuck rule.
+  constexpr int kLeases = 300;
+  std::vector<std::shared_ptr<Lease>> leases;
+  for (int i = 0; i < kLeases; ++i) {
+    auto l = client->GrantLease(12'000ms, "t");
+    ASSERT_TRUE(l.ok()) << l.status().ToString();
+    leases.push_back(*l);
+  }
+  ASSERT_TRUE(testing::WaitFor([&] { return Renewer::stuck_streams_total.load() > stuck0; }, 15s))
+      << "the full queue on the stream that reads nothing was never judged stuck";
+  Renewer::queue_limit_for_tests = Renewer::kMaxQueuedRenewals;
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return b.service.With([&] { return b.service.renewals; }) >= kLeases; }, 10s))
+      << "the renewals did not move to b";
+  int valid = 0;
+  for (auto& l : leases) valid += l->valid() ? 1 : 0;
+  EXPECT_EQ(valid, kLeases);
 }
 
 // Found by review: AcquireAsync answered a refused request on the caller's own thread.

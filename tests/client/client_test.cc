@@ -96,9 +96,11 @@ TEST_F(ClientTest, NotFoundLosesTheLeaseForGoodAndFiresOnLostOnce) {
 
 TEST_F(ClientTest, UnansweredRenewalsLoseTheLeaseAtValidUntilNotLater) {
   auto client = Connect();
-  auto lease = client->GrantLease(2000ms, "t");
+  // TTL 3 s: a renewal period (1 s) is well above the bound below, so the assertion still tells
+  // "at valid_until" from "at the next renewal", with room for a loaded TSan run's wake-up delay.
+  auto lease = client->GrantLease(3000ms, "t");
   ASSERT_TRUE(lease.ok());
-  std::this_thread::sleep_for(800ms);  // at least one renewal acknowledged
+  std::this_thread::sleep_for(1200ms);  // at least one renewal acknowledged
   fake_.With([&] { return fake_.renew_mode = FakeLockService::RenewMode::kSilent; });
   std::atomic<bool> fired{false};
   BootClock::time_point fired_at{};
@@ -106,14 +108,17 @@ TEST_F(ClientTest, UnansweredRenewalsLoseTheLeaseAtValidUntilNotLater) {
     fired_at = BootClock::now();
     fired = true;
   });
+  ASSERT_TRUE(testing::WaitFor([&] { return fired.load(); }, 8s));
+  // Read after the loss: valid_until is frozen then. Read before, it could still move (an answer
+  // to a renewal sent before the fake went silent may arrive after that read).
   const auto until = (*lease)->valid_until();
-  ASSERT_TRUE(testing::WaitFor([&] { return fired.load(); }, 5s));
   // The renewer wakes at valid_until: the signal comes at it, not a renewal period later.
   EXPECT_GE(fired_at, until - 1ms);
-  EXPECT_LT(fired_at - until, 300ms);
+  EXPECT_LT(fired_at - until, 600ms);
   fake_.With([&] { return fake_.renew_mode = FakeLockService::RenewMode::kOk; });
   std::this_thread::sleep_for(1000ms);
   EXPECT_FALSE((*lease)->valid()) << "a lost lease never becomes valid again";
+  EXPECT_EQ((*lease)->valid_until(), until) << "frozen at the loss";
 }
 
 TEST_F(ClientTest, RenewalFailsOverAtOnceToTheNextEndpoint) {
@@ -131,7 +136,8 @@ TEST_F(ClientTest, RenewalFailsOverAtOnceToTheNextEndpoint) {
   b.service.With([&] {
     EXPECT_GE(b.service.renewals, 5);
     // First renewal at b: within one renewal period plus one answer timeout of the break.
-    EXPECT_LT(b.service.first_renewal - broke, 667ms + Renewer::AnswerTimeout(2000ms) + 300ms);
+    // The slack is for a loaded (TSan) run; a period missed before moving would add 667 ms.
+    EXPECT_LT(b.service.first_renewal - broke, 667ms + Renewer::AnswerTimeout(2000ms) + 550ms);
     return 0;
   });
 }
@@ -196,7 +202,7 @@ TEST_F(ClientTest, AnAcquirePastItsDeadlineIsWithdrawnByItsRequestId) {
   const auto took = std::chrono::steady_clock::now() - start;
   ASSERT_FALSE(lock.ok());
   EXPECT_EQ(lock.status().code(), StatusCode::kDeadlineExceeded) << lock.status().ToString();
-  EXPECT_LT(took, 400ms + 500ms + 300ms) << "wait + answer allowance + scheduling";
+  EXPECT_LT(took, 400ms + 500ms + 1000ms) << "wait + answer allowance + the 1 s e2e allows";
   ASSERT_TRUE(CancelArrives(fake_, LastAcquireId(fake_)));
   EXPECT_EQ(fake_.With([&] { return fake_.cancels.back().lease_id(); }), (*lease)->id());
 }
@@ -292,7 +298,9 @@ TEST_F(ClientTest, AGrantThatArrivesAfterTheLeaseIsLostIsWithdrawnNotReturned) {
 
 TEST_F(ClientTest, AForceReleaseIsReportedOnTheLockAtTheNextRenewal) {
   auto client = Connect();
-  auto lease = client->GrantLease(2000ms, "t");
+  // TTL 6 s: the point is "within one renewal interval", not the minimum TTL; a longer one keeps
+  // the lease (and `keep`) valid through a loaded TSan run's slow answers.
+  auto lease = client->GrantLease(6000ms, "t");
   ASSERT_TRUE(lease.ok());
   auto keep = client->Acquire("seat/keep", *lease);
   auto lock = client->Acquire("seat/1", *lease);
@@ -306,8 +314,8 @@ TEST_F(ClientTest, AForceReleaseIsReportedOnTheLockAtTheNextRenewal) {
   fake_.With(
       [&] { return fake_.held[(*lease)->id()].erase(token); });  // an operator's ForceRelease
   const auto start = std::chrono::steady_clock::now();
-  ASSERT_TRUE(testing::WaitFor([&] { return fired.load(); }, 3s));
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 667ms + 400ms) << "one renewal interval";
+  ASSERT_TRUE(testing::WaitFor([&] { return fired.load(); }, 5s));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2000ms + 800ms) << "one renewal interval";
   EXPECT_FALSE(lock->held());
   EXPECT_TRUE(lock->stop_token().stop_requested());
   EXPECT_TRUE(keep->held()) << "the other lock is still listed";
@@ -317,25 +325,84 @@ TEST_F(ClientTest, AForceReleaseIsReportedOnTheLockAtTheNextRenewal) {
 TEST_F(ClientTest, WithoutHeldTokensAForceReleaseIsLearnedThroughGetLease) {
   fake_.report_holdings = false;  // a server that does not send RenewResponse.held_tokens
   auto client = Connect();
-  auto lease = client->GrantLease(2000ms, "t");
+  auto lease = client->GrantLease(6000ms, "t");
   ASSERT_TRUE(lease.ok());
   auto keep = client->Acquire("seat/keep", *lease);
   auto lock = client->Acquire("seat/1", *lease);
   ASSERT_TRUE(lock.ok() && keep.ok() && lock->held());
-  std::this_thread::sleep_for(1000ms);
+  // TTL 6 s (renewals every ~2 s): not the minimum TTL, so slow answers of a loaded TSan run do
+  // not lose the lease; the probe comes with the first renewal answer.
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return fake_.With([&] { return fake_.get_leases; }) >= 1; }, 4s))
+      << "probed";
   EXPECT_TRUE(lock->held()) << lock->lost_reason();
-  EXPECT_GE(fake_.With([&] { return fake_.get_leases; }), 1) << "probed";
   const auto token = lock->token();
   fake_.With([&] { return fake_.held[(*lease)->id()].erase(token); });
-  ASSERT_TRUE(testing::WaitFor([&] { return !lock->held(); }, 3s));
+  ASSERT_TRUE(testing::WaitFor([&] { return !lock->held(); }, 6s));
   EXPECT_NE(lock->lost_reason().find("no longer holds"), std::string::npos) << lock->lost_reason();
   EXPECT_TRUE(keep->held());
   EXPECT_TRUE((*lease)->valid());
 }
 
+// Found by review (issue 14, session 6): when the Cancel withdrawing an abandoned Acquire gave up
+// (after kSettleBudget), a wait a new leader re-armed later could still be granted to the lease
+// the library keeps renewing, and nothing ever released it. The fake ends in that state: the
+// lease holds a grant no Lock owns and no Acquire is pending for. The renewal answer lists its
+// token; the library must release it by that token.
+TEST_F(ClientTest, AGrantNoLockOwnsIsReleasedByItsToken) {
+  std::mutex log_mu;
+  std::vector<std::string> logged;
+  ClientOptions o;
+  o.endpoints = {a_.endpoint};
+  o.log = [&](const std::string& line) {
+    std::lock_guard g(log_mu);
+    logged.push_back(line);
+  };
+  auto client = std::move(Client::Connect(o)).value();
+  auto lease = client->GrantLease(3000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  auto keep = client->Acquire("seat/keep", *lease);
+  ASSERT_TRUE(keep.ok() && keep->held());
+  constexpr uint64_t kLate = 9999;
+  fake_.With([&] {
+    fake_.token_names[kLate] = "seat/late";
+    return fake_.held[(*lease)->id()].insert(kLate);  // granted after its withdrawal gave up
+  });
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return fake_.With([&] { return fake_.released_tokens.size(); }) > 0; }, 5s));
+  fake_.With([&] {
+    EXPECT_EQ(fake_.released_tokens, std::vector<uint64_t>{kLate}) << "only the unowned grant";
+    EXPECT_EQ(fake_.released_names, std::vector<std::string>{"seat/late"});
+    return 0;
+  });
+  EXPECT_TRUE(keep->held()) << keep->lost_reason();
+  EXPECT_TRUE((*lease)->valid());
+  std::lock_guard g(log_mu);
+  ASSERT_EQ(logged.size(), 1u);
+  EXPECT_NE(logged[0].find("seat/late"), std::string::npos) << logged[0];
+}
+
+// The other side of the rule above: a grant committed before its Acquire's answer arrives is
+// listed by renewals while that Acquire is still pending; it is the Acquire's, not unowned.
+TEST_F(ClientTest, AGrantListedBeforeItsAcquireAnswersIsNotReleased) {
+  fake_.With([&] {
+    fake_.commit_before_delay = true;
+    return fake_.acquire_delay = 2000ms;  // two renewal periods at TTL 3 s
+  });
+  auto client = Connect();
+  auto lease = client->GrantLease(3000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  auto lock = client->Acquire("seat/slow", *lease, Waiting(3000ms));
+  ASSERT_TRUE(lock.ok() && lock->held()) << lock.status().ToString();
+  std::this_thread::sleep_for(1500ms);  // more renewals, now with the Lock registered
+  EXPECT_GE(fake_.With([&] { return fake_.get_leases; }), 1) << "a renewal saw it unowned";
+  EXPECT_TRUE(fake_.With([&] { return fake_.released_tokens.empty(); }));
+  EXPECT_TRUE(lock->held()) << lock->lost_reason();
+}
+
 TEST_F(ClientTest, ReleasingALockIsNotReportedAsLost) {
   auto client = Connect();
-  auto lease = client->GrantLease(2000ms, "t");
+  auto lease = client->GrantLease(6000ms, "t");
   ASSERT_TRUE(lease.ok());
   auto lock = client->Acquire("seat/1", *lease);
   ASSERT_TRUE(lock.ok());
@@ -523,8 +590,8 @@ TEST_F(ClientTest, ADroppedLeaseAndADestroyedClientAreRevoked) {
 
 TEST_F(ClientTest, AChangedClusterIdLosesEveryLease) {
   auto client = Connect();
-  auto lease = client->GrantLease(2000ms, "t");
-  ASSERT_TRUE(lease.ok());
+  auto lease = client->GrantLease(10'000ms, "t");  // not the minimum TTL: its point is the id
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
   EXPECT_EQ(client->cluster_id(), "cluster-a");
   fake_.With([&] { return fake_.cluster_id = "cluster-b"; });  // a restored cluster
   // Any call sees the new id (the fake answers GetLock, so this one does, deterministically).

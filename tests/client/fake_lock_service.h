@@ -25,7 +25,9 @@ using namespace std::chrono_literals;
 /// A LockService whose answers the test scripts; it records what it received.
 class FakeLockService final : public pb::LockService::Service {
  public:
-  enum class RenewMode { kOk, kNotFound, kUnavailable, kSilent };
+  /// kStopReading: a KeepAlive stream opened in this mode reads nothing (a server whose reads
+  /// never catch up), until the client ends the call.
+  enum class RenewMode { kOk, kNotFound, kUnavailable, kSilent, kStopReading };
 
   std::mutex mu;
   std::string cluster_id = "cluster-a";
@@ -37,12 +39,14 @@ class FakeLockService final : public pb::LockService::Service {
   grpc::StatusCode acquire_error = grpc::StatusCode::OK;
   bool acquire_hangs = false;  ///< an Acquire waits until its caller gives up
   std::chrono::milliseconds acquire_delay{0};
+  bool commit_before_delay = false;  ///< the grant is held (and renewals list it) during the delay
   std::chrono::milliseconds grant_delay{0};
   int grant_hangs = 0;  ///< so many GrantLease attempts hang until their caller gives up
   std::vector<BootClock::time_point> grant_received;
   std::vector<pb::RequestHeader> acquire_headers;
   std::vector<pb::CancelRequest> cancels;
   std::vector<uint64_t> released_tokens;
+  std::vector<std::string> released_names;
   std::vector<uint64_t> revoked;
   std::map<uint64_t, std::set<uint64_t>> held;  ///< lease → tokens
   std::map<uint64_t, std::string> token_names;
@@ -80,9 +84,15 @@ class FakeLockService final : public pb::LockService::Service {
       grpc::ServerContext* ctx,
       grpc::ServerReaderWriter<pb::RenewResponse, pb::RenewRequest>* stream) override {
     Tag(ctx);
+    bool stop_reading;
     {
       std::lock_guard lock(mu);
       ++keepalive_streams;
+      stop_reading = renew_mode == RenewMode::kStopReading;
+    }
+    if (stop_reading) {
+      for (int i = 0; i < 3000 && !ctx->IsCancelled(); ++i) std::this_thread::sleep_for(10ms);
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the client left");
     }
     pb::RenewRequest req;
     while (stream->Read(&req)) {
@@ -130,27 +140,32 @@ class FakeLockService final : public pb::LockService::Service {
       for (int i = 0; i < 1000 && !ctx->IsCancelled(); ++i) std::this_thread::sleep_for(10ms);
       return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "caller gave up");
     }
+    bool committed_first;
+    {
+      std::lock_guard lock(mu);
+      committed_first = commit_before_delay;
+      if (committed_first) Grant(*req, resp);
+    }
     std::this_thread::sleep_for(acquire_delay);
     std::lock_guard lock(mu);
-    uint64_t lease = req->lease_id();
-    if (lease == 0) {
-      lease = next_lease++;
-      resp->set_lease_ttl_ms(req->ttl_ms());
-    }
-    resp->set_acquired(true);
-    resp->set_token(next_token);
-    resp->set_fence(next_token);
-    token_names[next_token] = req->name();
-    held[lease].insert(next_token++);
-    resp->set_mode(req->mode());
-    resp->set_lease_id(lease);
+    if (!committed_first) Grant(*req, resp);
     return grpc::Status::OK;
   }
 
   grpc::Status GetLock(grpc::ServerContext* ctx, const pb::GetLockRequest* req,
                        pb::GetLockResponse* resp) override {
     Tag(ctx);
+    std::lock_guard lock(mu);
     resp->mutable_lock()->set_name(req->name());
+    for (const auto& [lease, tokens] : held) {
+      for (uint64_t t : tokens) {
+        if (token_names[t] != req->name()) continue;
+        auto* h = resp->mutable_lock()->add_holders();
+        h->set_lease_id(lease);
+        h->set_token(t);
+        h->set_fence(t);
+      }
+    }
     return grpc::Status::OK;
   }
 
@@ -182,6 +197,7 @@ class FakeLockService final : public pb::LockService::Service {
     Tag(ctx);
     std::lock_guard lock(mu);
     released_tokens.push_back(req->token());
+    released_names.push_back(req->name());
     held[req->lease_id()].erase(req->token());
     return grpc::Status::OK;
   }
@@ -202,6 +218,22 @@ class FakeLockService final : public pb::LockService::Service {
   }
 
  private:
+  /// Grants `req` (mu held).
+  void Grant(const pb::AcquireRequest& req, pb::AcquireResponse* resp) {
+    uint64_t lease = req.lease_id();
+    if (lease == 0) {
+      lease = next_lease++;
+      resp->set_lease_ttl_ms(req.ttl_ms());
+    }
+    resp->set_acquired(true);
+    resp->set_token(next_token);
+    resp->set_fence(next_token);
+    token_names[next_token] = req.name();
+    held[lease].insert(next_token++);
+    resp->set_mode(req.mode());
+    resp->set_lease_id(lease);
+  }
+
   void Tag(grpc::ServerContext* ctx) {
     std::lock_guard lock(mu);
     ctx->AddInitialMetadata("lockd-cluster", cluster_id);
@@ -214,7 +246,9 @@ struct FakeServer {
   std::string endpoint;
   std::unique_ptr<grpc::Server> server;
 
-  FakeServer() {
+  /// `stream_window`: the HTTP/2 flow-control window the server grants each stream (bytes, 0:
+  /// gRPC's default), so a test can fill it with few renewals.
+  explicit FakeServer(int stream_window = 0) {
     // The kernel picks the port as the server binds it. A port found free beforehand could be
     // taken meanwhile by another test process, and gRPC binds with SO_REUSEPORT: two fakes then
     // shared it, each getting some of the other's calls (seen under ctest -j2 on TSan runs).
@@ -222,6 +256,10 @@ struct FakeServer {
     grpc::ServerBuilder b;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     b.RegisterService(&service);
+    if (stream_window > 0) {
+      b.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, stream_window);
+      b.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    }
     server = b.BuildAndStart();
     endpoint = "127.0.0.1:" + std::to_string(port);
   }

@@ -95,6 +95,7 @@ TEST_F(ClientAbandon, ATryAndATimedWaitAnswerWithinTheirDeadline) {
 TEST_F(ClientAbandon, ATimedWaitAbandonedOnAHungLeaderIsWithdrawnWithItsLateGrant) {
   auto held = holder_->Acquire("hung/a", holder_lease_);
   ASSERT_TRUE(held.ok() && held->held());
+  const uint64_t held_token = held->token();
   const Ms wait = 6000ms;
   lc::Status status;
   bool acquired = false;
@@ -120,6 +121,21 @@ TEST_F(ClientAbandon, ATimedWaitAbandonedOnAHungLeaderIsWithdrawnWithItsLateGran
   EXPECT_FALSE(status.ok());
   EXPECT_TRUE(NothingOf(*holder_, "hung/a", waiter_lease_->id()))
       << "the grant to the abandoned wait was not given back";
+  // The withdrawal above must have given back a real grant, not only withdrawn a wait: the
+  // token counter moved past the holder's token (nothing else in this test is granted, and a
+  // withdrawn wait or a release takes no token).
+  uint64_t counter = 0;
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        for (int i : cluster_.LiveNodes()) {
+          v1::StatusResponse st;
+          if (cluster_.Status(i, &st).ok()) counter = std::max(counter, st.token_counter());
+        }
+        return counter > held_token;
+      },
+      10s))
+      << "no grant after the holder's (token " << held_token << ", counter " << counter
+      << "): the handoff to the re-armed wait never happened, so nothing late was withdrawn";
   cluster_.Resume(leader_);
 }
 
