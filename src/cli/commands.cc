@@ -75,14 +75,29 @@ std::string FormatGetLease(const pb::GetLeaseResponse& r, bool json) {
 }  // namespace
 
 int RunStatus(const CommandContext& c) {
-  pb::StatusResponse resp;
-  if (!CallAny<pb::ClusterService>(c, [&](auto& stub, auto& ctx) {
-        return stub.Status(&ctx, pb::StatusRequest(), &resp);
-      })) {
-    return 1;
+  // As CallAny, but when no endpoint answers, every endpoint's reason is printed: while a cluster
+  // id is undecided only its leader can say why (a restore that cannot start), and it need not
+  // be the last endpoint tried.
+  std::string reasons;
+  grpc::Status last;
+  for (const auto& e : c.endpoints) {
+    auto stub =
+        pb::ClusterService::NewStub(grpc::CreateChannel(e, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + c.timeout);
+    pb::StatusResponse resp;
+    last = stub->Status(&ctx, pb::StatusRequest(), &resp);
+    if (last.ok()) {
+      c.out << FormatStatus(resp, c.json);
+      return 0;
+    }
+    reasons += "lockctl: " + e + ": " +
+               client::StatusCodeName(static_cast<client::StatusCode>(last.error_code())) + ": " +
+               last.error_message() + "\n";
+    if (last.error_code() != grpc::StatusCode::UNAVAILABLE) break;
   }
-  c.out << FormatStatus(resp, c.json);
-  return 0;
+  c.err << reasons;
+  return 1;
 }
 
 int RunLocksList(const CommandContext& c, const std::string& prefix, const std::string& page_token,
