@@ -56,11 +56,27 @@ pb::RequestHeader OneShotHeader() {
 }
 
 int RunStatus(const CommandContext& c) {
+  // Each endpoint in turn; when none answers, every endpoint's reason is printed: while a
+  // cluster id is undecided only its leader can say why (a restore that cannot start), and it
+  // need not be the last endpoint tried.
   pb::StatusResponse resp;
-  grpc::Status s = CallAny<pb::ClusterService>(c, c.timeout, [&](auto& stub, auto& ctx, uint32_t) {
-    return stub.Status(&ctx, pb::StatusRequest(), &resp);
-  });
-  if (!s.ok()) return ReportError(c.err, s);
+  std::string reasons;
+  grpc::Status s;
+  for (const auto& e : c.endpoints) {
+    CommandContext one{{e}, c.json, c.timeout, c.out, c.err};
+    s = CallAny<pb::ClusterService>(one, c.timeout, [&](auto& stub, auto& ctx, uint32_t) {
+      return stub.Status(&ctx, pb::StatusRequest(), &resp);
+    });
+    if (s.ok()) break;
+    reasons += "lockctl: " + e + ": " +
+               client::StatusCodeName(static_cast<client::StatusCode>(s.error_code())) + ": " +
+               s.error_message() + "\n";
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+  }
+  if (!s.ok()) {
+    c.err << reasons;
+    return ExitCodeFor(s.error_code());
+  }
   // Only the leader knows each follower's match index and lag: ask it when another node answered.
   if (resp.leader_id() != 0 && resp.leader_id() != resp.node_id()) {
     std::string leader_addr;

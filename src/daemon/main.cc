@@ -144,6 +144,9 @@ int main(int argc, char** argv) {
   app.add_option("--max-snapshot-bytes", o.max_snapshot_bytes,
                  "Largest snapshot accepted from a leader")
       ->capture_default_str();
+  app.add_option("--backup-stall-timeout-ms", o.backup_stall_timeout_ms,
+                 "End a Backup stream whose client took no chunk for this long (frees its slot)")
+      ->capture_default_str();
   lockd::server::RestoreOptions ro;
   auto* restore = app.add_subcommand(
       "restore",

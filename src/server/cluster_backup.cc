@@ -3,15 +3,21 @@
 // Snapshot compacts the log of the node asked (each member compacts its own log; Raft needs no
 // agreement for it) and answers the snapshot's index and size.
 //
-// Backup copies the node's applied state once, on the replica's loop (as a periodic snapshot
-// does), encodes the backup file (storage/backup_file.h) and then streams it from memory, one
+// Backup copies the node's applied state once, on the replica's loop (the state's encoding, as a
+// periodic snapshot takes, and the header: nothing more), encodes and hashes the backup file
+// (storage/backup_file.h) on a thread of the call's own, and then streams it from memory, one
 // chunk in flight at a time: the next chunk is written only when the previous write completed
 // (OnWriteDone), so a slow reader holds its own copy and nothing else — no lock, no loop time, no
-// buffer on the serving path. At most kMaxConcurrentBackups run at once.
+// buffer on the serving path. At most kMaxConcurrentBackups run at once, and a reader that takes
+// no chunk for the stall timeout is ended RESOURCE_EXHAUSTED (the watchdog's CheckProgress), so
+// readers that stopped cannot hold every slot.
+#include <grpc/grpc.h>
 #include <spdlog/spdlog.h>
 
 #include <memory>
 #include <mutex>
+#include <system_error>
+#include <thread>
 
 #include "server/convert.h"
 #include "server/lock_service.h"
@@ -26,8 +32,13 @@ namespace {
 class BackupReactor final : public grpc::ServerWriteReactor<pb::BackupChunk>,
                             public LockServiceImpl::Stream {
  public:
-  BackupReactor(LockServiceImpl& service, std::atomic<int>& slots, const BackupMetrics& metrics)
-      : service_(service), slots_(slots), metrics_(metrics) {}
+  BackupReactor(LockServiceImpl& service, grpc::CallbackServerContext* ctx, std::atomic<int>& slots,
+                const BackupMetrics& metrics, std::chrono::milliseconds stall_timeout)
+      : service_(service),
+        ctx_(ctx),
+        slots_(slots),
+        metrics_(metrics),
+        stall_timeout_(stall_timeout) {}
 
   /// Takes a slot (the caller counted it already) and asks the replica for the state.
   void Start() {
@@ -58,7 +69,22 @@ class BackupReactor final : public grpc::ServerWriteReactor<pb::BackupChunk>,
 
   void End() override {
     std::lock_guard lock(mu_);
-    FinishLocked(LockServiceImpl::Stopping("take the backup from another node"));
+    FinishDroppingWriteLocked(LockServiceImpl::Stopping("take the backup from another node"));
+  }
+
+  void CheckProgress(BootTime now) override {
+    std::lock_guard lock(mu_);
+    if (finished_ || !writing_ || now - write_started_ < stall_timeout_) return;
+    FinishDroppingWriteLocked(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        "this backup's client took no chunk for " + std::to_string(stall_timeout_.count()) +
+            " ms (--backup-stall-timeout-ms); read the stream as it comes, then take the backup "
+            "again"));
+    // The dropped write completes (and OnDone comes) only once the transport gets to it, which a
+    // peer that reads nothing can put off: the slot and the copy are given back now.
+    AccountLocked();
+    ReleaseSlotLocked();
+    std::string().swap(file_);
   }
 
   void OnWriteDone(bool ok) override {
@@ -77,45 +103,51 @@ class BackupReactor final : public grpc::ServerWriteReactor<pb::BackupChunk>,
   }
 
   void OnDone() override {
+    {
+      std::lock_guard lock(mu_);  // also waits for whoever still holds it (the encoding thread)
+      AccountLocked();
+      ReleaseSlotLocked();
+    }
     if (registered_) service_.Unregister(this);
-    if (holds_slot_) {
-      const int left = slots_.fetch_sub(1) - 1;
-      if (metrics_.in_progress) metrics_.in_progress->Set(left);
-    }
-    if (holds_slot_ && started_) {
-      if (sent_whole_) {
-        if (metrics_.completed) metrics_.completed->Increment();
-        spdlog::info("backup at index {} streamed whole ({} bytes, sha256 {})", index_,
-                     file_.size(), digest_);
-      } else {
-        if (metrics_.failed) metrics_.failed->Increment();
-        spdlog::warn("backup at index {} ended after {} of {} bytes: {}", index_, offset_,
-                     file_.size(), final_.error_message());
-      }
-    }
     delete this;
   }
 
  private:
-  /// On the replica's loop: encode (one pass over the state, like the snapshot just taken) and
-  /// start streaming; the loop goes on at once.
+  /// On the replica's loop: hands the copy to a thread of this call's own, which encodes and
+  /// hashes it (a pass over the whole state: no loop time for it); the loop goes on at once.
+  /// `capturing_` stays set until that thread is done with `this`.
   void OnCaptured(Result<storage::Backup> b) {
     std::lock_guard lock(mu_);
+    if (finishing_ || !b.ok()) {  // the reader left or the node stopped meanwhile, or no copy
+      capturing_ = false;
+      FinishLocked(finishing_ ? final_ : ToGrpc(b.status()));
+      return;
+    }
+    try {
+      std::thread([this, b = std::move(b).value()] { Encode(b); }).detach();
+    } catch (const std::system_error& e) {
+      capturing_ = false;
+      FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                std::string("no thread to encode the backup: ") + e.what()));
+    }
+  }
+
+  void Encode(const storage::Backup& b) {
+    std::string file = storage::EncodeBackup(b);
+    std::string digest = storage::BackupDigestHex(file);
+    std::lock_guard lock(mu_);
     capturing_ = false;
-    if (finishing_) {  // the reader left or the node stopped meanwhile: finish now
+    if (finishing_) {
       FinishLocked(final_);
       return;
     }
-    if (!b.ok()) {
-      FinishLocked(ToGrpc(b.status()));
-      return;
-    }
-    index_ = b->header.index;
-    file_ = storage::EncodeBackup(*b);
-    digest_ = storage::BackupDigestHex(file_);
+    index_ = b.header.index;
+    file_ = std::move(file);
+    file_bytes_ = file_.size();
+    digest_ = std::move(digest);
     started_ = true;
     spdlog::info("backup at index {} (term {}, token counter {}): streaming {} bytes", index_,
-                 b->header.term, b->header.token_counter, file_.size());
+                 b.header.term, b.header.token_counter, file_.size());
     WriteNextLocked();
   }
 
@@ -138,6 +170,7 @@ class BackupReactor final : public grpc::ServerWriteReactor<pb::BackupChunk>,
     }
     sent_any_ = true;
     writing_ = true;
+    write_started_ = SystemClock::Instance().Now();
     StartWrite(&out_);
     if (metrics_.bytes) metrics_.bytes->Increment(static_cast<double>(n));
   }
@@ -153,10 +186,53 @@ class BackupReactor final : public grpc::ServerWriteReactor<pb::BackupChunk>,
     Finish(final_);
   }
 
+  void ReleaseSlotLocked() {
+    if (!holds_slot_) return;
+    holds_slot_ = false;
+    const int left = slots_.fetch_sub(1) - 1;
+    if (metrics_.in_progress) metrics_.in_progress->Set(left);
+  }
+
+  /// Counts and logs how a backup that started streaming ended (once).
+  void AccountLocked() {
+    if (!started_ || accounted_) return;
+    accounted_ = true;
+    if (sent_whole_) {
+      if (metrics_.completed) metrics_.completed->Increment();
+      spdlog::info("backup at index {} streamed whole ({} bytes, sha256 {})", index_, file_bytes_,
+                   digest_);
+    } else {
+      if (metrics_.failed) metrics_.failed->Increment();
+      spdlog::warn("backup at index {} ended after {} of {} bytes: {}", index_, offset_,
+                   file_bytes_, final_.error_message());
+    }
+  }
+
+  /// Ends the call now even with a write in flight that a reader who stopped reading never
+  /// completes: Finish alone would wait behind it (HTTP/2 trailers follow the data the client's
+  /// window holds back). Cancelling with the status sends it at once and drops the unsent
+  /// chunk; Finish is still required by the reactor API and may follow at once (the write then
+  /// completes not ok, and OnDone comes after both).
+  void FinishDroppingWriteLocked(const grpc::Status& s) {
+    if (finished_) return;
+    if (!finishing_) final_ = s;
+    finishing_ = true;
+    if (writing_ && ctx_ != nullptr) {
+      grpc_call_cancel_with_status(ctx_->c_call(),
+                                   static_cast<grpc_status_code>(final_.error_code()),
+                                   final_.error_message().c_str(), nullptr);
+    }
+    if (capturing_) return;  // the capture's callback still holds `this`: it finishes
+    finished_ = true;
+    Finish(final_);
+  }
+
   LockServiceImpl& service_;
+  grpc::CallbackServerContext* const ctx_;
   std::atomic<int>& slots_;
   const BackupMetrics& metrics_;
-  bool holds_slot_ = false;
+  const std::chrono::milliseconds stall_timeout_;
+  bool holds_slot_ = false;  ///< guarded by mu_ once Start() returned
   bool registered_ = false;
   std::mutex mu_;  ///< guards what follows (OnCaptured runs on the replica's loop)
   bool capturing_ = false;
@@ -168,9 +244,12 @@ class BackupReactor final : public grpc::ServerWriteReactor<pb::BackupChunk>,
   bool sent_whole_ = false;
   grpc::Status final_;
   std::string file_;
+  size_t file_bytes_ = 0;
+  bool accounted_ = false;
   std::string digest_;
   uint64_t index_ = 0;
   size_t offset_ = 0;
+  BootTime write_started_;  ///< of the write in flight
   pb::BackupChunk out_;
 };
 
@@ -197,8 +276,8 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::Snapshot(grpc::CallbackServerConte
 }
 
 grpc::ServerWriteReactor<pb::BackupChunk>* ClusterServiceImpl::Backup(
-    grpc::CallbackServerContext*, const pb::BackupRequest* req) {
-  auto* reactor = new BackupReactor(locks_, backups_, backup_metrics_);
+    grpc::CallbackServerContext* ctx, const pb::BackupRequest* req) {
+  auto* reactor = new BackupReactor(locks_, ctx, backups_, backup_metrics_, backup_stall_timeout_);
   if (auto refused = locks_.Refuse(*req)) {
     reactor->Refuse(*refused);
     return reactor;

@@ -118,6 +118,7 @@ std::string EncodeClusterIdentity(const ClusterIdentity& id) {
     body += "known-peer " + std::to_string(peer) + " " + incarnation + "\n";
   }
   body += "membership-index " + std::to_string(id.membership_index) + "\n";
+  if (!id.restored_from.empty()) body += "restored-from " + id.restored_from + "\n";
   return body + "crc32c " + std::to_string(storage::Crc32c(body)) + "\n";
 }
 
@@ -178,6 +179,11 @@ Result<ClusterIdentity> DecodeClusterIdentity(const std::string& text) {
     } else if (word == "membership-index" && version >= 3) {
       if (!(in >> id.membership_index)) {
         return DataLoss("cluster identity file: a malformed membership-index line");
+      }
+    } else if (word == "restored-from") {
+      if (!(in >> id.restored_from) || id.restored_from.size() != 64 ||
+          !IsHexId(id.restored_from)) {
+        return DataLoss("cluster identity file: a malformed restored-from line");
       }
     } else {
       return DataLoss("cluster identity file: unexpected '" + word + "'");

@@ -47,6 +47,9 @@ struct ClusterIdentity {
   /// The log index of the last membership entry (or snapshot) whose table `members` records:
   /// a restart replays the entries up to it without acting on them again (format 3; 0 before).
   uint64_t membership_index = 0;
+  /// A data dir `lockd restore` made: the backup's SHA-256 (hex); empty otherwise. While the
+  /// cluster id is undecided such a data dir needs its restore seed to start.
+  std::string restored_from = {};
 
   bool operator==(const ClusterIdentity&) const = default;
 };

@@ -463,6 +463,13 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::Status(grpc::CallbackServerContext
                                                      pb::StatusResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   locks_.context().replica.FreshStatus([this, reactor, resp](ReplicaStatus st) {
+    if (st.restored_start_pending) {
+      reactor->Finish(grpc::Status(
+          grpc::StatusCode::UNAVAILABLE,
+          "this node has not yet applied the entry that starts the restored cluster (its counters "
+          "would be those from before the restore); retry in a moment"));
+      return;
+    }
     FillStatus(st, resp);
     reactor->Finish(grpc::Status::OK);
   });

@@ -213,6 +213,9 @@ class ClusterServiceImpl final : public lockd::v1::ClusterService::CallbackServi
   /// Backups streamed at once by one node; more are RESOURCE_EXHAUSTED (each holds a copy of
   /// the state in memory while its reader drains it).
   static constexpr int kMaxConcurrentBackups = 2;
+  /// A Backup stream whose write in flight has not completed for this long (its client stopped
+  /// reading) is ended, freeing its slot (--backup-stall-timeout-ms).
+  void set_backup_stall_timeout(std::chrono::milliseconds t) { backup_stall_timeout_ = t; }
 
   grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx,
                                    const lockd::v1::StatusRequest* req,
@@ -248,6 +251,7 @@ class ClusterServiceImpl final : public lockd::v1::ClusterService::CallbackServi
   std::chrono::milliseconds member_add_timeout_{60'000};
   const BackupMetrics backup_metrics_;
   std::atomic<int> backups_{0};  ///< Backup streams open now (bounded by kMaxConcurrentBackups)
+  std::chrono::milliseconds backup_stall_timeout_{60'000};
 };
 
 }  // namespace lockd::server

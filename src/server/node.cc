@@ -259,10 +259,21 @@ Status Node::Start() {
   watch_ = std::make_unique<WatchHub>(cluster_id, options_.watch_history);
   metadata_ = std::make_unique<ClusterMetadata>();
   metadata_->Set("", cluster_id);
-  metadata_->SetUndecidedReason([this] { return identity_->UndecidedReason(); });
+  metadata_->SetUndecidedReason([this] {
+    // A leader that cannot start a restored cluster says why on every call (Status included).
+    std::string reason = identity_->UndecidedReason();
+    if (replica_) {
+      if (std::string p = replica_->status().restore_problem; !p.empty()) reason += "; " + p;
+    }
+    return reason;
+  });
   identity_->SetDecidedListener([this](const std::string& id) {
     watch_->SetClusterId(id);
     metadata_->Set("", id);
+    // Decided: the log carries the restored start from now on, never the seed again.
+    if (Status s = storage::RemoveRestoreSeed(data_dir_->path()); !s.ok()) {
+      spdlog::warn("node {}: {} (it is never read again)", options_.node_id, s.ToString());
+    }
   });
   PeerIdentity self;
   self.node_id = options_.node_id;
@@ -305,11 +316,30 @@ Status Node::Start() {
   // with the restored starting state. Once decided, the seed is inert and never read again (a
   // damaged unused seed must not stop a healthy member).
   Result<std::optional<storage::RestoreSeed>> seed = std::optional<storage::RestoreSeed>();
-  if (identity_->cluster_id().empty()) seed = storage::LoadRestoreSeed(data_dir_->path());
+  if (identity_->cluster_id().empty()) {
+    seed = storage::LoadRestoreSeed(data_dir_->path());
+  } else if (Status s = storage::RemoveRestoreSeed(data_dir_->path()); !s.ok()) {
+    spdlog::warn("node {}: {} (it is never read again)", options_.node_id, s.ToString());
+  }
   if (!seed.ok()) return seed.status();
+  const std::string& restored_from = identity->restored_from;
+  if (identity_->cluster_id().empty() && !restored_from.empty() && !seed->has_value()) {
+    // Without the seed this member would lead the restored cluster from counter 0.
+    return FailedPrecondition(
+        "data dir " + options_.data_dir + " was made by `lockd restore` from backup " +
+        restored_from + " and the cluster id is not decided yet, but its " +
+        storage::kRestoreSeedFile +
+        " file is missing: it cannot start the restored cluster; make the data dir again with "
+        "`lockd restore` (into an empty folder)");
+  }
   if (seed->has_value()) {
     auto plan = PlanFromSeed(**seed);
     if (!plan.ok()) return plan.status();
+    if (!restored_from.empty() && plan->digest != restored_from) {
+      return FailedPrecondition("data dir " + options_.data_dir + ": its " +
+                                storage::kRestoreSeedFile + " holds backup " + plan->digest +
+                                ", not backup " + restored_from + " it was restored from");
+    }
     spdlog::info(
         "node {}: restored from backup {} (cluster {}, index {}, token counter {}); the first "
         "leader decides the new cluster id and raises the counters",
@@ -317,6 +347,7 @@ Status Node::Start() {
         plan->backup.token_counter);
     ro.restore = std::move(plan).value();
   }
+  ro.restored = ro.restore.has_value() || !restored_from.empty();
   replica_ =
       std::make_unique<Replica>(ro, *storage_, *transport_, *watch_, SystemClock::Instance());
   if (Status s = replica_->Start(); !s.ok()) return s;
@@ -357,6 +388,8 @@ Status Node::Start() {
                     &metrics_.service};
   lock_service_ = std::make_unique<LockServiceImpl>(std::move(sc));
   cluster_service_ = std::make_unique<ClusterServiceImpl>(*lock_service_, metrics_.backup);
+  cluster_service_->set_backup_stall_timeout(
+      std::chrono::milliseconds(options_.backup_stall_timeout_ms));
   cluster_service_->set_member_add_timeout(
       std::chrono::milliseconds(options_.member_add_timeout_ms));
 
@@ -433,6 +466,8 @@ void Node::WatchLeadership() {
 std::string Node::NotReadyReason() const {
   if (stopping_.load()) return "the node is stopping";
   if (auto removed = identity_->removed_reason(); !removed.empty()) return "removed: " + removed;
+  // The one reason an operator cannot learn from the log alone: a restore that cannot start.
+  if (auto problem = replica_->status().restore_problem; !problem.empty()) return problem;
   if (Status fatal = replica_->fatal(); !fatal.ok())
     return "stopped on an error: " + fatal.ToString();
   const ReplicaStatus st = replica_->status();

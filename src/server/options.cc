@@ -103,6 +103,9 @@ Status Validate(const NodeOptions& o) {
       if (!hp.ok()) return InvalidArgument("--join: " + hp.status().message());
     }
   }
+  if (o.backup_stall_timeout_ms < 100) {
+    return InvalidArgument("--backup-stall-timeout-ms must be >= 100");
+  }
   if (o.member_add_timeout_ms < 100) {
     return InvalidArgument("--member-add-timeout-ms must be >= 100");
   }

@@ -71,6 +71,8 @@ struct NodeOptions {
   uint64_t snapshot_entries = 10'000;
   /// Largest snapshot this node accepts from a leader.
   uint64_t max_snapshot_bytes = uint64_t{4} << 30;
+  /// A Backup stream whose client has not taken one chunk for this long is ended (its slot freed).
+  uint64_t backup_stall_timeout_ms = 60'000;
 };
 
 /// One member of the initial cluster, as `--initial-cluster` names it.

@@ -593,7 +593,8 @@ std::string PeerTransport::CheckCluster(const std::string& cluster_id,
   if (bootstrap_id != identity_.bootstrap_id()) {
     return "bootstrap id '" + bootstrap_id + "' is not this node's (" + identity_.bootstrap_id() +
            ") and the cluster id is not decided on both sides: another cluster, or another "
-           "--cluster-token / --initial-cluster";
+           "--cluster-token / --initial-cluster (a restored member: another backup file or "
+           "--token-floor; restore every member from the same file with the same floor)";
   }
   return {};
 }

@@ -68,12 +68,15 @@ Replica::~Replica() {
 }
 
 Status Replica::Start() {
+  restored_start_pending_ = options_.restored;
   if (const auto& snap = storage_.recovered_snapshot(); snap.has_value()) {
+    restored_start_pending_ = false;  // no snapshot is taken before the start applied
     auto restored = lock::LockStateMachine::Restore(snap->payload, options_.limits);
     if (!restored.ok()) return restored.status();
     state_ = std::move(restored).value();
     applied_ = snap->meta.index.value();
     snapshot_index_ = applied_;
+    snapshot_bytes_ = snap->payload.size();  // Snapshot answers it without reading the file again
     applied_conf_ = snap->meta.conf;
     // The events up to the snapshot are not replayed: resuming inside them is OUT_OF_RANGE.
     watch_.CutHistory(applied_);
@@ -165,7 +168,7 @@ void Replica::Enqueue(std::function<void()> work) {
 bool Replica::healthy(uint64_t max_apply_lag) const {
   std::lock_guard lock(mu_);
   return fatal_.ok() && status_.leader_id != 0 &&
-         status_.cluster_commit <= status_.applied + max_apply_lag;
+         status_.cluster_commit <= status_.applied + max_apply_lag && status_.restore_problem.empty();
 }
 
 ReplicaStatus Replica::status() const {
@@ -292,6 +295,8 @@ ReplicaStatus Replica::CurrentStatus() const {
   st.proposals_in_flight = proposals_.size();
   st.try_locks_by_read = reads_for_try_locks_;
   st.leases_ready = leader_ && deadlines_.active();
+  st.restore_problem = restore_problem_;
+  st.restored_start_pending = restored_start_pending_;
   return st;
 }
 
@@ -397,6 +402,7 @@ void Replica::OnLostLeadership() {
   leader_ = false;
   cluster_id_proposed_ = false;
   restore_refusal_logged_ = false;
+  restore_problem_.clear();  // the next leader says its own
   lease_.StepDown();
   deadlines_.Deactivate();
   wait_timers_.clear();
@@ -862,6 +868,7 @@ Status Replica::InstallSnapshot(const raft::SnapshotMeta& meta) {
   applied_ = meta.index.value();
   snapshot_index_ = applied_;
   snapshot_bytes_ = incoming_->payload.size();  // Snapshot answers with this one's size now
+  restored_start_pending_ = false;              // the sender took it after the start applied
   // What happened up to the snapshot is not known here event by event.
   first_index_this_run_ = applied_ + 1;
   apply_times_.clear();

@@ -85,6 +85,10 @@ struct ReplicaOptions {
   /// Set on a member `lockd restore` made: while the cluster id is undecided, its leader proposes
   /// the id together with the restored starting state (server/restore_seed.h).
   std::optional<RestorePlan> restore;
+  /// A member `lockd restore` made (with a plan, or one whose identity file records the restore):
+  /// until it applied the entry that starts the restored cluster (or a snapshot, taken only after
+  /// it), its state is not the cluster's, so Backup and Status refuse (UNAVAILABLE).
+  bool restored = false;
   /// Runs on the loop after each snapshot is saved (its size, and how long it took); may be empty.
   std::function<void(uint64_t bytes, double seconds)> on_snapshot;
   /// What applying entries counts (null members: not counted).
@@ -128,6 +132,12 @@ struct ReplicaStatus {
   uint64_t proposals_in_flight = 0;  ///< leader: proposed, not yet applied
   uint64_t try_locks_by_read = 0;    ///< failed try-locks answered after a ReadIndex (this run)
   bool leases_ready = false;         ///< leader: first entry of its term applied, deadlines running
+  /// Leader of a restored cluster whose id is undecided: why it cannot propose the restored
+  /// start (its clock is behind the backup's, the counters would overflow); empty otherwise.
+  std::string restore_problem;
+  /// A restored member that has not applied the restored cluster's starting entry yet: its
+  /// counters are not the cluster's (Status answers UNAVAILABLE).
+  bool restored_start_pending = false;
   struct Member {
     uint64_t id = 0;
     bool voter = true;
@@ -343,6 +353,8 @@ class Replica {
   bool leader_ = false;
   bool cluster_id_proposed_ = false;     ///< this leadership proposed the undecided cluster id
   bool restore_refusal_logged_ = false;  ///< ProposeRestoredClusterId said why it cannot
+  std::string restore_problem_;          ///< ReplicaStatus::restore_problem
+  bool restored_start_pending_ = false;  ///< ReplicaStatus::restored_start_pending
   raft::Term leader_term_;
   uint64_t applied_ = 0;
   BootTime last_tick_;
@@ -376,8 +388,8 @@ class Replica {
   };
   /// A TransferLeadership call, answered once `to` leads (or it failed or timed out).
   std::optional<PendingTransfer> transfer_;
-  uint64_t snapshot_index_ = 0;  ///< of the newest snapshot this node holds
-  uint64_t snapshot_bytes_ = 0;  ///< its state's size, when this run took or installed it (else 0)
+  uint64_t snapshot_index_ = 0;     ///< of the newest snapshot this node holds
+  uint64_t snapshot_bytes_ = 0;     ///< its state's size (taken, installed or loaded at start)
   uint64_t snapshot_retry_at_ = 0;  ///< after a failed attempt, no new one before this index
   /// The newest snapshot's payload while a transfer still uses it (loaded from disk on demand).
   raft::SnapshotMeta cached_meta_;

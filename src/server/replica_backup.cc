@@ -9,6 +9,12 @@
 namespace lockd::server {
 
 Result<Replica::SnapshotTaken> Replica::TakeSnapshot() {
+  // A snapshot of the state before the restored start would, loaded at a restart, pass for the
+  // started cluster's (restored_start_pending_ is cleared by any snapshot).
+  if (restored_start_pending_) {
+    return FailedPrecondition(
+        "this restored member has not applied the entry that starts the restored cluster yet");
+  }
   auto meta = raft_->SnapshotMetaAt(raft::LogIndex(applied_));
   if (!meta.ok()) return meta.status();
   const BootTime start = clock_.Now();
@@ -43,13 +49,9 @@ void Replica::SnapshotNow(std::function<void(Result<SnapshotTaken>)> done) {
       done(FailedPrecondition("this node has applied nothing yet; there is nothing to snapshot"));
       return;
     }
-    // Nothing applied since the newest snapshot: it is the answer (its size is known only if
-    // this run took it; one taken by an earlier run is read back for it).
+    // Nothing applied since the newest snapshot: it is the answer (its size was kept when it
+    // was taken, installed or loaded at start; nothing is read from disk on the loop).
     if (applied_ == snapshot_index_) {
-      if (snapshot_bytes_ == 0) {
-        auto loaded = storage_.snapshots().LoadLatest();
-        if (loaded.ok() && loaded->has_value()) snapshot_bytes_ = (*loaded)->payload.size();
-      }
       done(SnapshotTaken{snapshot_index_, snapshot_bytes_});
       return;
     }
@@ -78,6 +80,14 @@ void Replica::CaptureBackup(std::function<void(Result<storage::Backup>)> done) {
       done(Unavailable("this node has no decided cluster state to back up yet; retry"));
       return;
     }
+    // Between adopting a restored cluster's id (from a peer) and applying the entry that starts
+    // it, the state is the empty one from before the restore: its counters are not the cluster's.
+    if (restored_start_pending_) {
+      done(Unavailable(
+          "this node has not yet applied the entry that starts the restored cluster; retry in a "
+          "moment, or take the backup from another node"));
+      return;
+    }
     storage::Backup b;
     b.header.index = applied_;
     b.header.term = raft_->log().TermOr(raft::LogIndex(applied_), raft::Term()).value();
@@ -98,17 +108,19 @@ Result<raft::LogIndex> Replica::ProposeRestoredClusterId(const std::string& id) 
   const RestorePlan& plan = *options_.restore;
   auto start = RestoredState(plan, options_.limits, WallSeconds());
   if (!start.ok()) {
-    // Retried every tick (the clock may be corrected); said once per leadership, as an error:
-    // the restored cluster cannot start until it is fixed.
+    // Retried every tick (the clock may be corrected); logged once per leadership, as an error,
+    // and shown in Status and health until it is fixed: the restored cluster cannot start.
+    restore_problem_ = "cannot start the cluster restored from backup " + plan.digest + ": " +
+                       start.status().message();
     if (!restore_refusal_logged_) {
-      spdlog::error("node {}: cannot start the cluster restored from backup {}: {}",
-                    options_.node_id, plan.digest, start.status().ToString());
+      spdlog::error("node {}: {}", options_.node_id, restore_problem_);
       restore_refusal_logged_ = true;
     }
     return start.status();
   }
   auto index = raft_->Propose(EncodeRestoredClusterIdEntry(id, start->Snapshot()));
   if (index.ok()) {
+    restore_problem_.clear();
     spdlog::info(
         "node {}: proposing restored cluster id {} (from backup {} of cluster {} at index {}): "
         "token counter {} -> {}, lease-id counter {} -> {} ({} seconds counted since unix time "
@@ -138,6 +150,7 @@ Status Replica::ApplyRestoredClusterId(const raft::Entry& entry) {
   auto state = lock::LockStateMachine::Restore(r->state, options_.limits);
   if (!state.ok()) return fail(state.status());
   state_ = std::move(state).value();
+  restored_start_pending_ = false;
   spdlog::info(
       "node {}: cluster id {} decided by entry {}: a cluster restored from a backup, starting "
       "with token counter {} and lease-id counter {}, no leases and no locks",

@@ -20,23 +20,50 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// Missing, or an empty folder: a data dir restore may write. Anything else is refused.
-Status CheckNewDataDir(const std::string& dir) {
+/// Names a data dir may hold and still count as new: a file system's own folder at a mount
+/// point, and the identity file of a restore interrupted before its seed (the commit marker) was
+/// written.
+bool IgnorableEntry(const fs::path& dir, const fs::directory_entry& e) {
+  const std::string name = e.path().filename().string();
+  if (name == "lost+found") return true;
+  if (name != "cluster" && name != std::string(storage::kRestoreSeedFile) + ".tmp") return false;
+  if (name != "cluster") return true;  // a seed whose rename never happened
+  auto id = LoadClusterIdentity(dir.string());
+  return id.ok() && id->has_value() && !(*id)->restored_from.empty() &&
+         !fs::exists(dir / storage::kRestoreSeedFile);
+}
+
+/// Missing (its parent must exist), or a folder holding nothing but IgnorableEntry names: a data
+/// dir restore may write. Anything else is refused.
+Result<bool> CheckNewDataDir(const fs::path& dir) {
   std::error_code ec;
   if (!fs::exists(dir, ec)) {
-    if (!fs::is_directory(fs::path(dir).parent_path().empty() ? "." : fs::path(dir).parent_path(),
-                          ec)) {
-      return FailedPrecondition("the folder that would hold --data-dir " + dir + " does not exist");
+    const fs::path parent = dir.parent_path().empty() ? fs::path(".") : dir.parent_path();
+    if (!fs::is_directory(parent, ec)) {
+      return FailedPrecondition("the folder that would hold --data-dir " + dir.string() +
+                                " does not exist");
     }
-    return Status::Ok();
+    return false;
   }
-  if (!fs::is_directory(dir, ec)) return FailedPrecondition(dir + " exists and is not a folder");
-  if (!fs::is_empty(dir, ec)) {
-    return FailedPrecondition("data dir " + dir +
-                              " is not empty; restore writes only a new member's data dir (an "
-                              "empty or missing folder), never over an existing one");
+  if (!fs::is_directory(dir, ec)) {
+    return FailedPrecondition(dir.string() + " exists and is not a folder");
   }
-  return Status::Ok();
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (!IgnorableEntry(dir, e)) {
+      return FailedPrecondition("data dir " + dir.string() +
+                                " is not empty; restore writes only a new member's data dir (an "
+                                "empty or missing folder), never over an existing one");
+    }
+  }
+  if (ec) return FailedPrecondition("cannot list " + dir.string() + ": " + ec.message());
+  return true;
+}
+
+void SyncFolder(const fs::path& dir) {
+  if (FILE* f = std::fopen(dir.c_str(), "r")) {
+    fsync(fileno(f));
+    std::fclose(f);
+  }
 }
 
 }  // namespace
@@ -69,38 +96,53 @@ Result<RestoreReport> RestoreDataDir(const RestoreOptions& o) {
     return Status(start.status().code(),
                   o.backup_path + ": cannot start a cluster from it: " + start.status().message());
   }
-  if (Status s = CheckNewDataDir(o.data_dir); !s.ok()) return s;
+  // "dir/" and "dir" are one folder (a trailing slash must not put the build inside it).
+  fs::path dir = fs::path(o.data_dir).lexically_normal();
+  if (!dir.has_filename() && dir.has_parent_path()) dir = dir.parent_path();
+  auto exists = CheckNewDataDir(dir);
+  if (!exists.ok()) return exists.status();
 
   ClusterIdentity identity;
   identity.members = *members;
   identity.bootstrap_id =
       RestoredBootstrapId(o.cluster_token, plan->digest, o.token_floor, identity.members);
   identity.incarnation = NewRandomId();
+  identity.restored_from = plan->digest;
 
-  // Built under a temporary name, then renamed into place (rename replaces an empty folder).
-  const std::string tmp = o.data_dir + ".restoring";
+  // The seed is written last: it is the commit marker. A data dir whose identity says "restored"
+  // but has no seed is an interrupted restore (the node refuses to start it; restore may write
+  // over it). Only what this run created is ever removed.
   std::error_code ec;
-  fs::remove_all(tmp, ec);
-  if (!fs::create_directory(tmp, ec)) {
-    return Internal("cannot create " + tmp + ": " + ec.message());
-  }
-  const auto undo = [&](Status s) {
-    fs::remove_all(tmp, ec);
-    return s;
-  };
-  if (Status s = SaveClusterIdentity(tmp, identity); !s.ok()) return undo(s);
-  if (Status s = storage::WriteRestoreSeed(tmp, seed); !s.ok()) return undo(s);
-  fs::rename(tmp, o.data_dir, ec);
-  if (ec) return undo(Internal("cannot rename " + tmp + " to " + o.data_dir + ": " + ec.message()));
-  {
-    // The rename is durable once the parent folder is synced.
-    const std::string parent = fs::path(o.data_dir).parent_path().empty()
-                                   ? "."
-                                   : fs::path(o.data_dir).parent_path().string();
-    if (FILE* f = std::fopen(parent.c_str(), "r")) {
-      fsync(fileno(f));
-      std::fclose(f);
+  if (*exists) {
+    // An existing empty folder (it may be a mount point, which cannot be renamed over): built
+    // in place.
+    const auto undo = [&](Status s) {
+      fs::remove(dir / "cluster", ec);
+      return s;
+    };
+    if (Status s = SaveClusterIdentity(dir.string(), identity); !s.ok()) return undo(s);
+    if (Status s = storage::WriteRestoreSeed(dir.string(), seed); !s.ok()) return undo(s);
+  } else {
+    // A missing folder: built under a name of this run's own, then renamed into place, so a
+    // crash leaves no folder under the data dir's name.
+    const fs::path tmp = dir.string() + ".restoring-" + NewRandomId().substr(0, 8);
+    if (!fs::create_directory(tmp, ec)) {
+      return Internal("cannot create " + tmp.string() + ": " +
+                      (ec ? ec.message() : "it exists already"));
     }
+    const auto undo = [&](Status s) {
+      fs::remove_all(tmp, ec);  // created by this run just above
+      return s;
+    };
+    if (Status s = SaveClusterIdentity(tmp.string(), identity); !s.ok()) return undo(s);
+    if (Status s = storage::WriteRestoreSeed(tmp.string(), seed); !s.ok()) return undo(s);
+    fs::rename(tmp, dir, ec);
+    if (ec) {
+      return undo(
+          Internal("cannot rename " + tmp.string() + " to " + dir.string() + ": " + ec.message()));
+    }
+    // The rename is durable once the parent folder is synced.
+    SyncFolder(dir.parent_path().empty() ? fs::path(".") : dir.parent_path());
   }
 
   RestoreReport r;

@@ -3,8 +3,13 @@
 //
 // Everything is checked before anything is written: the file (format, version, checksum), the
 // state it carries (it decodes; the counters it yields do not overflow), the member list and the
-// node's place in it, and that the data dir is new (missing or empty). The data dir is then built
-// under a temporary name and renamed into place, so a failure or a crash leaves no partial dir.
+// node's place in it, and that the data dir is new (missing, or a folder holding nothing but a
+// mount point's lost+found or an interrupted restore's identity file). A missing data dir is built
+// under a temporary name of this run's own and renamed into place; an existing empty one (a mount
+// point cannot be renamed over) is built in place. Either way the restore seed is written last,
+// as the commit marker: an identity file that says "restored" without a seed is an interrupted
+// restore, which the node refuses to start and restore may write over. Nothing this run did not
+// create is ever removed.
 //
 // It holds: the identity file (the members; a bootstrap id derived from --cluster-token, the
 // members, the backup's digest AND --token-floor, so a member restored from another file, with

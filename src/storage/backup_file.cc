@@ -4,7 +4,9 @@
 #include <rocksdb/env.h>
 #include <rocksdb/file_system.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 #include "base/codec.h"
 #include "storage/crc32c.h"
@@ -222,6 +224,15 @@ Status WriteRestoreSeed(const std::string& dir, const RestoreSeed& seed) {
     return Internal("cannot rename " + tmp + " to " + path);
   }
   return SyncDir(fs, dir);
+}
+
+Status RemoveRestoreSeed(const std::string& dir) {
+  const std::string path = dir + "/" + kRestoreSeedFile;
+  if (std::remove(path.c_str()) != 0) {
+    if (errno == ENOENT) return Status::Ok();
+    return Internal("cannot remove " + path + ": " + std::strerror(errno));
+  }
+  return SyncDir(rocksdb::FileSystem::Default().get(), dir);
 }
 
 Result<std::optional<RestoreSeed>> LoadRestoreSeed(const std::string& dir) {

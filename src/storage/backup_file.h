@@ -79,5 +79,8 @@ Result<RestoreSeed> DecodeRestoreSeed(std::string_view data);
 Status WriteRestoreSeed(const std::string& dir, const RestoreSeed& seed);
 /// The seed in `dir`, nullopt when there is none, or an error naming the damage.
 Result<std::optional<RestoreSeed>> LoadRestoreSeed(const std::string& dir);
+/// Removes `<dir>/restore-seed` durably (OK when there is none): once the cluster id is decided
+/// the log carries the restored start, and the seed (a whole copy of the old state) is dead weight.
+Status RemoveRestoreSeed(const std::string& dir);
 
 }  // namespace lockd::storage

@@ -15,8 +15,10 @@
 #include <fstream>
 #include <thread>
 
+#include "base/clock.h"
 #include "e2e/cluster_harness.h"
 #include "lockd/client.h"
+#include "storage/backup_file.h"
 
 namespace lockd::e2e {
 namespace {
@@ -57,6 +59,10 @@ uint64_t JsonNumber(const std::string& json, const std::string& key) {
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::string Sha256Of(const std::string& file) {
+  return storage::BackupDigestHex(file);
 }
 
 void WriteAll(const std::string& path, const std::string& data) {
@@ -142,6 +148,8 @@ TEST(BackupRestore, ARestoredClusterIsNewAndItsTokensExceedEveryOldOne) {
   // The backup, from a follower, under load; the load goes on after it.
   const std::string file = cluster.dir() + "/cluster.lockdbak";
   uint64_t max_token = 0;
+  uint64_t at_backup = 0;
+  int64_t taken = 0;
   {
     Load load(client);
     ASSERT_TRUE(testing::WaitFor([&] { return load.grants() >= 20; }, 20s));
@@ -149,8 +157,10 @@ TEST(BackupRestore, ARestoredClusterIsNewAndItsTokensExceedEveryOldOne) {
     ASSERT_EQ(out.exit_code, 0) << out.output;
     EXPECT_GT(JsonNumber(out.output, "index"), 0u) << out.output;
     EXPECT_NE(out.output.find(old_cluster), std::string::npos) << out.output;
-    const uint64_t at_backup = JsonNumber(out.output, "token_counter");
+    at_backup = JsonNumber(out.output, "token_counter");
+    taken = static_cast<int64_t>(JsonNumber(out.output, "taken_unix_seconds"));
     EXPECT_GT(at_backup, 0u) << out.output;
+    EXPECT_GT(taken, 0) << out.output;
     ASSERT_TRUE(testing::WaitFor([&] { return load.max_token() > at_backup + 20; }, 20s))
         << "no grants after the backup";
     load.Stop();
@@ -205,15 +215,34 @@ TEST(BackupRestore, ARestoredClusterIsNewAndItsTokensExceedEveryOldOne) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find("restored data dir"), std::string::npos) << r.output;
   }
+  const int64_t before_start = WallSeconds();
   cluster.StartAll();
   const int new_leader = cluster.WaitForReady();
   ASSERT_GE(new_leader, 0) << cluster.LogTails();
+  const int64_t after_ready = WallSeconds();
 
   v1::StatusResponse st;
   ASSERT_TRUE(cluster.Status(new_leader, &st).ok());
   EXPECT_FALSE(st.cluster_id().empty());
   EXPECT_NE(st.cluster_id(), old_cluster);
   EXPECT_GT(st.token_counter(), max_token);
+  // Exactly guarantee 8's counter: the backup's plus 2^32 x (1 + whole seconds from the backup to
+  // the leader's start), the leader's moment lying between the start and the first read; counted
+  // from the backup's timestamp or the newest leader stamp in it, at most a second earlier.
+  const auto bump = [](int64_t seconds) { return (uint64_t{1} << 32) * uint64_t(1 + seconds); };
+  EXPECT_GE(st.token_counter(), at_backup + bump(before_start - taken))
+      << "taken " << taken << ", started " << before_start;
+  EXPECT_LE(st.token_counter(), at_backup + bump(after_ready - taken + 1))
+      << "taken " << taken << ", ready " << after_ready;
+  // Decided: no member keeps its restore seed (a copy of the old state); the identity file
+  // records the restore.
+  for (int i = 0; i < cluster.size(); ++i) {
+    EXPECT_TRUE(
+        testing::WaitFor([&] { return !fs::exists(cluster.data_dir(i) + "/restore-seed"); }, 10s))
+        << "node " << i;
+    EXPECT_NE(ReadAll(cluster.data_dir(i) + "/cluster").find("restored-from " + Sha256Of(good)),
+              std::string::npos);
+  }
   // Every member agrees on the new id and starting counter.
   for (int i = 0; i < cluster.size(); ++i) {
     v1::StatusResponse s;
@@ -260,6 +289,81 @@ TEST(BackupRestore, ARestoredClusterIsNewAndItsTokensExceedEveryOldOne) {
   ASSERT_TRUE(cluster.Status(new_leader, &after).ok());
   EXPECT_EQ(after.cluster_id(), st.cluster_id());
   EXPECT_GE(after.token_counter(), a.token());
+}
+
+/// A Backup call on a connection of its own (distinct channel arguments: gRPC would otherwise
+/// share one connection, whose window a reader that never reads fills for everyone) that never
+/// reads.
+struct StuckReader {
+  StuckReader(const std::string& addr, int n) {
+    grpc::ChannelArguments args;
+    args.SetInt("lockd.test.stuck_reader", n);
+    channel = grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), args);
+    stub = v1::ClusterService::NewStub(channel);
+    ctx.set_deadline(std::chrono::system_clock::now() + 30s);
+    reader = stub->Backup(&ctx, v1::BackupRequest());
+  }
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::ClusterService::Stub> stub;
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReader<v1::BackupChunk>> reader;
+};
+
+/// The value of an unlabelled metric on node i's /metrics (-1 when unreadable).
+double Metric(Cluster& c, int i, const std::string& name) {
+  auto r = RunCommand({"/usr/bin/curl", "-s", "http://" + c.http_addr(i) + "/metrics"}, 10s);
+  const auto at = r.output.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::stod(r.output.substr(at + name.size() + 2));
+}
+
+TEST(BackupRestore, ReadersThatNeverReadAreEndedAfterTheStallTimeoutAndFreeTheirSlots) {
+  ClusterOptions o;
+  o.nodes = 1;
+  o.max_name_bytes = 60'000;
+  o.extra_flags = {"--backup-stall-timeout-ms", "1500"};
+  Cluster cluster(o);
+  ASSERT_GE(cluster.WaitForReady(), 0) << cluster.LogTails();
+  // ~12 MB of lock names, far more than the transport's windows take from a stream nobody reads.
+  Client client(cluster);
+  const uint64_t lease = client.MustGrantLease(60'000, "big");
+  for (int k = 0; k < 200; ++k) {
+    v1::AcquireResponse a;
+    std::string name = std::to_string(k) + "/";
+    name.resize(59'000, 'x');
+    ASSERT_TRUE(client.Acquire(name, lease, kEx, 0, &a).status.ok()) << k;
+  }
+
+  // Two readers that never read hold both slots...
+  StuckReader first(cluster.client_addr(0), 1), second(cluster.client_addr(0), 2);
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return Metric(cluster, 0, "lockd_backups_in_progress") == 2; }, 10s));
+  // ...so a third backup is refused, naming the limit.
+  const std::string file = cluster.dir() + "/third.lockdbak";
+  auto third = Lockctl(cluster.client_addr(0), {"backup", "--to", file});
+  EXPECT_NE(third.exit_code, 0) << third.output;
+  EXPECT_NE(third.output.find("already streaming 2 backups"), std::string::npos) << third.output;
+
+  // Past the stall timeout both are ended and their slots freed: a backup goes through again.
+  const auto stuck_at = Clock::now();
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return Metric(cluster, 0, "lockd_backups_in_progress") == 0; }, 10s))
+      << cluster.LogTails();
+  EXPECT_GE(Clock::now() - stuck_at, 1s);  // not before the timeout (1.5 s from their last write)
+  EXPECT_EQ(Metric(cluster, 0, "lockd_backups_failed_total"), 2);
+  EXPECT_NE(cluster.LogTail(0).find("took no chunk for 1500 ms"), std::string::npos);
+  auto again = Lockctl(cluster.client_addr(0), {"--json", "backup", "--to", file});
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_GT(JsonNumber(again.output, "bytes"), 11'000'000u) << again.output;
+  // The stuck readers' calls ended with the reason (after the chunks they never read).
+  for (auto* r : {&first, &second}) {
+    v1::BackupChunk chunk;
+    while (r->reader->Read(&chunk)) {
+    }
+    grpc::Status s = r->reader->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << Describe(s);
+    EXPECT_NE(s.error_message().find("--backup-stall-timeout-ms"), std::string::npos)
+        << Describe(s);
+  }
 }
 
 }  // namespace

@@ -65,11 +65,17 @@ TEST(ClusterIdentity, SavedIdentityLoadsBack) {
   auto none = LoadClusterIdentity(dir.path());
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
-  for (ClusterIdentity id : {Sample(), [] {
+  for (ClusterIdentity id : {Sample(),
+                             [] {
                                ClusterIdentity undecided = Sample();
                                undecided.cluster_id.clear();
                                undecided.known_peers.clear();
                                return undecided;
+                             }(),
+                             [] {
+                               ClusterIdentity restored = Sample();
+                               restored.restored_from = std::string(64, 'a');
+                               return restored;
                              }()}) {
     ASSERT_TRUE(SaveClusterIdentity(dir.path(), id).ok());
     auto back = LoadClusterIdentity(dir.path());

@@ -216,5 +216,41 @@ TEST(RestoreDataDir, TheReportSaysTheSecondsCounted) {
       std::string::npos);
 }
 
+TEST(RestoreDataDir, TheIdentityRecordsTheBackupAndTheSeedIsRemovedDurablyOnce) {
+  // Review finding 9: the node tells a restored data dir by its identity file, and the seed goes
+  // once the cluster id is decided.
+  const storage::Backup b = BackupOf(WallSeconds() - 10, WallSeconds() - 10);
+  testing::TempDir dir;
+  auto r = RestoreMember(dir.path(), b, 0);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto id = LoadClusterIdentity(dir.path() + "/data");
+  ASSERT_TRUE(id.ok() && id->has_value());
+  EXPECT_EQ((*id)->restored_from, r->digest);
+  EXPECT_EQ((*id)->restored_from, storage::BackupDigestHex(storage::EncodeBackup(b)));
+  ASSERT_TRUE(std::filesystem::exists(dir.path() + "/data/restore-seed"));
+  EXPECT_TRUE(storage::RemoveRestoreSeed(dir.path() + "/data").ok());
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data/restore-seed"));
+  EXPECT_TRUE(storage::RemoveRestoreSeed(dir.path() + "/data").ok());  // none: nothing to do
+}
+
+TEST(RestoreDataDir, AFolderHoldingAnythingElseIsRefusedAndKeptAsItWas) {
+  // Review finding 10: only lost+found and an interrupted restore's identity may be there.
+  const storage::Backup b = BackupOf(WallSeconds() - 10, WallSeconds() - 10);
+  testing::TempDir dir;
+  std::filesystem::create_directories(dir.path() + "/data/lost+found");
+  std::ofstream(dir.path() + "/data/other") << "x";
+  auto r = RestoreMember(dir.path(), b, 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("not empty"), std::string::npos) << r.status().ToString();
+  EXPECT_TRUE(std::filesystem::exists(dir.path() + "/data/other"));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data/cluster"));
+  std::filesystem::remove(dir.path() + "/data/other");
+  r = RestoreMember(dir.path(), b, 0);  // lost+found alone: built in place
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(std::filesystem::exists(dir.path() + "/data/lost+found"));
+  // A completed restore (its seed written) is not an interrupted one: refused.
+  EXPECT_FALSE(RestoreMember(dir.path(), b, 0).ok());
+}
+
 }  // namespace
 }  // namespace lockd::server
