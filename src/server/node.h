@@ -100,6 +100,9 @@ class Node {
       metrics_.AddGauge("lockd_learners", "Learners (members not yet voting) among them.");
   Counter& promotions_ = metrics_.AddCounter(
       "lockd_promotions_total", "Learners this node, as leader, promoted to voter (this run).");
+  Counter& campaigns_ = metrics_.AddCounter(
+      "lockd_campaigns_total",
+      "Elections (pre-vote or vote) this node started (this run); a removed node starts none.");
   Counter& try_locks_by_read_ = metrics_.AddCounter(
       "lockd_try_locks_by_read_total",
       "Try-locks that failed and were answered after a ReadIndex round, with no log entry.");

@@ -147,6 +147,13 @@ class PeerTransport {
   /// accepted each other (a receiver does not yet know whether the opener will accept it).
   std::string AcceptPeer(uint64_t peer, const std::string& cluster_id,
                          const std::string& incarnation, bool adopt) const;
+  /// Takes the removals a peer of this cluster reports (IdentityStore::NoteRemoved): why they
+  /// cannot be taken (malformed, too many), or empty.
+  std::string MergeRemoved(
+      const google::protobuf::RepeatedPtrField<lockd::peer::v1::RemovedPeer>& removed) const;
+  /// An accepted peer that this node has no stream to (its table does not name it yet: this
+  /// node is catching up) is dialed at the address its Hello gave.
+  void LearnPeerAddr(uint64_t id, const std::string& peer_addr);
 
   const PeerIdentity self_;
   IdentityStore& identity_;
