@@ -8,9 +8,13 @@
 // first): a vote request or TimeoutNow sent while a stream is still being set up arrives, but a
 // backlog of old appends is neither held in memory nor replayed into a restarted peer; the leader
 // resends what the peer actually lacks.
-// Inbound, PeerService checks the first frame of every stream (cluster id, sender is a member,
-// format version, and the timing constants the leader lease relies on) and hands each accepted
-// batch to the handler; anything else is rejected, logged and the stream closed.
+// Inbound, PeerService checks the first frame of every stream (cluster id, sender not a removed
+// data dir, format version, and the timing constants the leader lease relies on) and hands each
+// accepted batch to the handler; anything else is rejected, logged and the stream closed. The
+// sender need not be in this node's member table (a leader added after what a catching-up node
+// applied): it is dialed back at the address its Hello gives. Both ends pass on the removals they
+// applied (Hello and its answer), so a lagging node refuses a removed data dir it has not seen
+// removed yet, and admits a replacement under that id.
 //
 // Member identity (IdentityStore, docs/guarantees.md): the Hello carries the sender's data dir
 // incarnation, bootstrap id and cluster id (empty while undecided), and the answer to it the
