@@ -20,7 +20,7 @@ namespace lockd::server {
 
 namespace {
 
-constexpr int kVersion = 3;
+constexpr int kVersion = 4;
 constexpr const char* kFile = "/cluster";
 constexpr const char* kUndecided = "-";  ///< the cluster id field while not decided
 
@@ -119,6 +119,10 @@ std::string EncodeClusterIdentity(const ClusterIdentity& id) {
   }
   body += "membership-index " + std::to_string(id.membership_index) + "\n";
   if (!id.restored_from.empty()) body += "restored-from " + id.restored_from + "\n";
+  if (id.joining) body += "joining 1\n";
+  for (const auto& r : id.removed) {
+    body += "removed " + std::to_string(r.id) + " " + r.incarnation + "\n";
+  }
   return body + "crc32c " + std::to_string(storage::Crc32c(body)) + "\n";
 }
 
@@ -185,6 +189,19 @@ Result<ClusterIdentity> DecodeClusterIdentity(const std::string& text) {
           !IsHexId(id.restored_from)) {
         return DataLoss("cluster identity file: a malformed restored-from line");
       }
+    } else if (word == "joining" && version >= 4) {
+      int flag = 0;
+      if (!(in >> flag) || (flag != 0 && flag != 1)) {
+        return DataLoss("cluster identity file: a malformed joining line");
+      }
+      id.joining = flag == 1;
+    } else if (word == "removed" && version >= 4) {
+      RemovedMember r;
+      if (!(in >> r.id >> r.incarnation) || r.id == 0 ||
+          (r.incarnation != kUnknownIncarnation && !IsHexId(r.incarnation))) {
+        return DataLoss("cluster identity file: a malformed removed line");
+      }
+      id.removed.push_back(std::move(r));
     } else {
       return DataLoss("cluster identity file: unexpected '" + word + "'");
     }
@@ -283,7 +300,12 @@ Status IdentityStore::CheckPeer(uint64_t peer, const std::string& incarnation) {
   }
   std::lock_guard lock(mu_);
   auto known = recorded_.known_peers.find(peer);
-  if (known != recorded_.known_peers.end()) {
+  const bool in_table = std::any_of(recorded_.members.begin(), recorded_.members.end(),
+                                    [peer](const MemberSpec& m) { return m.id == peer; });
+  // Known only while not in the table (a joiner not added yet, or a member added after the
+  // entry this node applied): it cannot count in any quorum this node reckons, so a new data
+  // dir under that id (a joiner restarted empty) replaces the record rather than being refused.
+  if (known != recorded_.known_peers.end() && (known->second == incarnation || in_table)) {
     if (known->second == incarnation) return Status::Ok();
     const std::string n = "node " + std::to_string(peer);
     return FailedPrecondition(
@@ -358,6 +380,18 @@ bool IdentityStore::IsMember(uint64_t id) const {
   return false;
 }
 
+bool IdentityStore::Admits(uint64_t id) const {
+  if (joining()) return true;
+  std::lock_guard lock(mu_);
+  const auto& members = recorded_.members;
+  const bool named =
+      std::any_of(members.begin(), members.end(), [id](const MemberSpec& m) { return m.id == id; });
+  if (named) return true;
+  return std::none_of(
+      recorded_.removed.begin(), recorded_.removed.end(),
+      [id](const RemovedMember& r) { return r.id == id && r.incarnation == kUnknownIncarnation; });
+}
+
 std::string IdentityStore::ClientAddr(uint64_t id) const {
   std::lock_guard lock(mu_);
   for (const auto& m : recorded_.members) {
@@ -371,26 +405,71 @@ uint64_t IdentityStore::membership_index() const {
   return recorded_.membership_index;
 }
 
+namespace {
+
+/// Adds `r` to `list` unless there already, keeping the newest kMaxRemovedMembers; forgets it
+/// as a known peer when that is the incarnation known (a new node may take the id later).
+void AddRemoved(ClusterIdentity& id, RemovedMember r) {
+  if (auto known = id.known_peers.find(r.id);
+      known != id.known_peers.end() && known->second == r.incarnation) {
+    id.known_peers.erase(known);
+  }
+  if (std::find(id.removed.begin(), id.removed.end(), r) != id.removed.end()) return;
+  id.removed.push_back(std::move(r));
+  if (id.removed.size() > kMaxRemovedMembers) {
+    id.removed.erase(
+        id.removed.begin(),
+        id.removed.begin() + static_cast<std::ptrdiff_t>(id.removed.size() - kMaxRemovedMembers));
+  }
+}
+
+}  // namespace
+
 Status IdentityStore::SetMembers(std::vector<MemberSpec> members,
-                                 const std::vector<uint64_t>& removed, uint64_t index) {
+                                 const std::vector<RemovedMember>& removed, uint64_t index) {
   std::lock_guard lock(mu_);
   ClusterIdentity next = recorded_;
   next.members = std::move(members);
   next.membership_index = std::max(next.membership_index, index);
-  std::map<uint64_t, std::string> gone;
-  for (uint64_t id : removed) {
-    if (auto it = next.known_peers.find(id); it != next.known_peers.end()) {
-      gone[id] = it->second;
-      next.known_peers.erase(it);
+  next.joining = false;
+  for (RemovedMember r : removed) {
+    if (r.incarnation.empty()) {
+      auto known = next.known_peers.find(r.id);
+      r.incarnation =
+          known != next.known_peers.end() ? known->second : std::string(kUnknownIncarnation);
     }
+    // The incarnation the leader names wins over ours: forget ours for the id either way.
+    next.known_peers.erase(r.id);
+    AddRemoved(next, std::move(r));
   }
   if (next != recorded_) {
     if (Status s = SaveClusterIdentity(data_dir_, next); !s.ok()) return s;
     recorded_ = std::move(next);
   }
-  for (auto& [id, incarnation] : gone) removed_ids_[id] = incarnation;
-  for (const auto& m : recorded_.members) removed_ids_.erase(m.id);
   return Status::Ok();
+}
+
+Status IdentityStore::NoteRemoved(const std::vector<RemovedMember>& removed) {
+  std::lock_guard lock(mu_);
+  ClusterIdentity next = recorded_;
+  for (const RemovedMember& r : removed) {
+    if (r.id == 0 || (r.incarnation != kUnknownIncarnation && !IsHexId(r.incarnation))) {
+      return InvalidArgument("a malformed removed member (node " + std::to_string(r.id) + ")");
+    }
+    // An id removed under an unknown incarnation is settled by this node's own log: the peer
+    // may know of a later addition under it that this node has not applied yet, or not.
+    if (r.incarnation == kUnknownIncarnation) continue;
+    AddRemoved(next, r);
+  }
+  if (next == recorded_) return Status::Ok();
+  if (Status s = SaveClusterIdentity(data_dir_, next); !s.ok()) return s;
+  recorded_ = std::move(next);
+  return Status::Ok();
+}
+
+std::vector<RemovedMember> IdentityStore::removed_members() const {
+  std::lock_guard lock(mu_);
+  return recorded_.removed;
 }
 
 void IdentityStore::NoteSnapshotMembers(uint64_t index, std::string encoded) {
@@ -408,8 +487,8 @@ std::string IdentityStore::TakeSnapshotMembers(uint64_t index) {
 
 bool IdentityStore::WasRemoved(uint64_t id, const std::string& incarnation) const {
   std::lock_guard lock(mu_);
-  auto it = removed_ids_.find(id);
-  return it != removed_ids_.end() && it->second == incarnation;
+  return std::find(recorded_.removed.begin(), recorded_.removed.end(),
+                   RemovedMember{id, incarnation}) != recorded_.removed.end();
 }
 
 void IdentityStore::MarkRemoved(const std::string& why) {

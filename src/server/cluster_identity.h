@@ -19,6 +19,7 @@
 // bootstrap id too), and the node makes and records an incarnation at its first start. Format 2
 // (before membership changes) is read as membership index 0. Member addresses are written with
 // every byte other than an address character as %XX, so no address can split or add a line.
+// Format 4 adds the joining flag and the list of removed members (format 3 reads as neither).
 #pragma once
 
 #include <atomic>
@@ -37,6 +38,23 @@
 
 namespace lockd::server {
 
+/// A member the log removed: its id and the data dir incarnation it was removed under
+/// (kUnknownIncarnation when the removing leader never heard from it). Peers are admitted by
+/// cluster id and refused only when they are such a member (docs/guarantees.md, "Member identity").
+struct RemovedMember {
+  uint64_t id = 0;
+  std::string incarnation;
+
+  bool operator==(const RemovedMember&) const = default;
+};
+/// The incarnation of a member removed before anyone recorded its incarnation: its id is
+/// refused until the member table names it again (a replacement added under it).
+inline constexpr const char* kUnknownIncarnation = "-";
+/// What bounds the removed list: one entry per removal an operator made (deduplicated); past
+/// this many the oldest is forgotten. A member removed that long ago is still stopped by its own
+/// data dir's removal mark, or refused as an unknown incarnation if its mark was lost.
+inline constexpr size_t kMaxRemovedMembers = 1024;
+
 struct ClusterIdentity {
   std::string cluster_id;  ///< empty while not yet decided
   std::string bootstrap_id;
@@ -50,6 +68,11 @@ struct ClusterIdentity {
   /// A data dir `lockd restore` made: the backup's SHA-256 (hex); empty otherwise. While the
   /// cluster id is undecided such a data dir needs its restore seed to start.
   std::string restored_from = {};
+  /// Started with --join and no membership applied yet: a restart joins again (it must not
+  /// bootstrap nor refuse to start because its log has a term but no membership). Format 4.
+  bool joining = false;
+  /// Members removed from the cluster, oldest first, at most kMaxRemovedMembers. Format 4.
+  std::vector<RemovedMember> removed;
 
   bool operator==(const ClusterIdentity&) const = default;
 };
@@ -128,15 +151,28 @@ class IdentityStore {
 
   // --- the member table (member_table.h): decided by the log, recorded here ---
   std::vector<MemberSpec> members() const;
-  /// Whether `id` may talk to this node: a member, or anyone while this node is joining (it has
-  /// applied no membership yet and knows only the members it asked when it started).
+  /// Whether `id` is in the member table, or this node is joining (it has applied no
+  /// membership yet and knows only the members it asked when it started).
   bool IsMember(uint64_t id) const;
+  /// Whether a peer presenting `id` (and this cluster's id) may talk to this node: any id but
+  /// one removed before its incarnation was known and not named by the table since. The member
+  /// table is not the test: it follows the entry being applied, and a catching-up node must
+  /// admit a leader added after it (as etcd admits by cluster id and refuses removed ids).
+  /// A removed incarnation is refused by WasRemoved.
+  bool Admits(uint64_t id) const;
   /// The client address of member `id`, empty when it is not a member.
   std::string ClientAddr(uint64_t id) const;
   /// Records the table the membership entry (or snapshot) at `index` led to; `removed` left the
-  /// cluster (their incarnations are forgotten, so a new node may join under the same id later).
-  Status SetMembers(std::vector<MemberSpec> members, const std::vector<uint64_t>& removed,
+  /// cluster under the incarnation given (empty: the one this node knows, else unknown). Their
+  /// incarnations are forgotten as known peers (a new node may join under the same id later)
+  /// and recorded as removed. Clears the joining flag: a membership is applied.
+  Status SetMembers(std::vector<MemberSpec> members, const std::vector<RemovedMember>& removed,
                     uint64_t index);
+  /// Merges removals a peer of this cluster applied (from its Hello): learnt before this node
+  /// applies them itself, so a catching-up node admits a replacement under a removed id.
+  Status NoteRemoved(const std::vector<RemovedMember>& removed);
+  /// The removed list (for the Hello).
+  std::vector<RemovedMember> removed_members() const;
   /// The index SetMembers last recorded (ClusterIdentity::membership_index).
   uint64_t membership_index() const;
   /// The member table (encoded) that came with the leader's snapshot at `index`, for the
@@ -144,8 +180,8 @@ class IdentityStore {
   void NoteSnapshotMembers(uint64_t index, std::string encoded);
   /// The table noted for `index` (empty when none), forgetting it.
   std::string TakeSnapshotMembers(uint64_t index);
-  /// Whether this node applied the removal of `id` under `incarnation` (in this run); a new
-  /// data dir under the same id is not the removed member.
+  /// Whether `id` under `incarnation` was removed (the persisted removed list, also across
+  /// restarts); a new data dir under the same id is not the removed member.
   bool WasRemoved(uint64_t id, const std::string& incarnation) const;
   void SetJoining(bool joining) { joining_.store(joining, std::memory_order_release); }
   bool joining() const { return joining_.load(std::memory_order_acquire); }
@@ -168,9 +204,8 @@ class IdentityStore {
   ClusterIdentity recorded_;
   DecidedListener listener_;
   std::map<uint64_t, std::string> refusals_;
-  std::string replaced_;                         ///< MarkReplaced's reason
-  std::string removed_;                          ///< MarkRemoved's reason
-  std::map<uint64_t, std::string> removed_ids_;  ///< id -> incarnation it was removed under
+  std::string replaced_;  ///< MarkReplaced's reason
+  std::string removed_;   ///< MarkRemoved's reason
   std::atomic<bool> joining_{false};
   std::pair<uint64_t, std::string> snapshot_members_;  ///< (index, encoded table)
   std::atomic<bool> replaced_flag_{false};

@@ -10,11 +10,13 @@ bool WasForwarded(const grpc::CallbackServerContext& ctx) {
 
 bool Forwarder::Prepare(grpc::ClientContext& ctx, std::chrono::system_clock::time_point received,
                         std::chrono::system_clock::time_point caller_deadline,
+                        std::chrono::milliseconds max_age,
                         const std::function<void(grpc::Status)>& done) {
   const auto now = std::chrono::system_clock::now();
-  const auto deadline = std::min(caller_deadline, received + max_forward_age_);
+  const auto age = max_age.count() > 0 ? max_age : max_forward_age_;
+  const auto deadline = std::min(caller_deadline, received + age);
   if (now >= deadline) {
-    done(caller_deadline <= received + max_forward_age_
+    done(caller_deadline <= received + age
              ? grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the caller's deadline passed")
              : grpc::Status(grpc::StatusCode::UNAVAILABLE,
                             "the request waited too long for a leader; retry"));
@@ -31,7 +33,8 @@ grpc::Status Forwarder::StoppingStatus() {
 }
 
 grpc::Status Forwarder::MapForwardStatus(
-    const grpc::Status& s, std::chrono::system_clock::time_point caller_deadline) const {
+    const grpc::Status& s, std::chrono::system_clock::time_point caller_deadline,
+    std::chrono::system_clock::time_point forward_deadline) const {
   if (s.error_code() == grpc::StatusCode::CANCELLED) {
     // Either this node cancelled it (Stop) or the leader's server did (it is stopping); in
     // neither case has the caller given up, and its call may not have run: retry elsewhere.
@@ -39,8 +42,11 @@ grpc::Status Forwarder::MapForwardStatus(
                         "the forward to the leader was cancelled (a node is stopping); retry "
                         "with the same request id");
   }
-  if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
-      std::chrono::system_clock::now() < caller_deadline) {
+  const auto now = std::chrono::system_clock::now();
+  // The leader's own answer well before the forward's deadline is the leader's word.
+  const bool leaders_own = now + std::chrono::milliseconds(100) < forward_deadline;
+  if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && now < caller_deadline &&
+      !leaders_own) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         "the forward to the leader timed out; retry with the same request id");
   }

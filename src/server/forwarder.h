@@ -44,17 +44,19 @@ class Forwarder {
   /// Calls `method` of `Service` (LockService or ClusterService) at `leader_addr` with `req`,
   /// filling `resp`, then `done` with the leader's status. `received` is when this node got the
   /// call (system clock, as gRPC deadlines are); `caller_deadline` is the caller's. A call already
-  /// older than F_fwd, or past its deadline, is answered at once.
+  /// older than F_fwd, or past its deadline, is answered at once. `max_age` (zero: F_fwd) bounds
+  /// how long after `received` the leader may take: only membership calls, which carry no
+  /// request id and whose leader waits for a learner to catch up, pass a longer one.
   template <typename Service, typename Req, typename Resp>
   void Forward(const std::string& leader_addr,
                void (Service::StubInterface::async_interface::*method)(
                    grpc::ClientContext*, const Req*, Resp*, std::function<void(grpc::Status)>),
                const Req& req, Resp* resp, std::chrono::system_clock::time_point received,
                std::chrono::system_clock::time_point caller_deadline,
-               std::function<void(grpc::Status)> done) {
+               std::chrono::milliseconds max_age, std::function<void(grpc::Status)> done) {
     auto call = std::make_shared<Call<Service, Req>>();
     call->req = req;
-    if (!Prepare(call->ctx, received, caller_deadline, done)) return;
+    if (!Prepare(call->ctx, received, caller_deadline, max_age, done)) return;
     call->stub = Service::NewStub(ChannelFor(leader_addr));
     // Aliases the call: Stop may cancel the context while the callback drops its reference.
     if (!Started(std::shared_ptr<grpc::ClientContext>(call, &call->ctx))) {
@@ -64,7 +66,7 @@ class Forwarder {
     (call->stub->async()->*method)(
         &call->ctx, &call->req, resp,
         [this, call, caller_deadline, done = std::move(done)](grpc::Status s) mutable {
-          done(MapForwardStatus(s, caller_deadline));
+          done(MapForwardStatus(s, caller_deadline, call->ctx.deadline()));
           Finished(&call->ctx);
           call.reset();  // the context goes before the channel can
           Idle();
@@ -84,14 +86,17 @@ class Forwarder {
   };
 
   /// A forward cut short by F_fwd is UNAVAILABLE (retry), not the caller's DEADLINE_EXCEEDED;
-  /// one cancelled (by Stop, or by the stopping leader) is UNAVAILABLE, not CANCELLED.
+  /// one cancelled (by Stop, or by the stopping leader) is UNAVAILABLE, not CANCELLED. A
+  /// DEADLINE_EXCEEDED the leader answered itself before the forward's deadline (a membership
+  /// call's own bound) is passed on as it is.
   grpc::Status MapForwardStatus(const grpc::Status& s,
-                                std::chrono::system_clock::time_point caller_deadline) const;
+                                std::chrono::system_clock::time_point caller_deadline,
+                                std::chrono::system_clock::time_point forward_deadline) const;
   static grpc::Status StoppingStatus();
   /// Sets the deadline and metadata; false (after calling `done`) when the call must not go.
   bool Prepare(grpc::ClientContext& ctx, std::chrono::system_clock::time_point received,
                std::chrono::system_clock::time_point caller_deadline,
-               const std::function<void(grpc::Status)>& done);
+               std::chrono::milliseconds max_age, const std::function<void(grpc::Status)>& done);
   std::shared_ptr<grpc::Channel> ChannelFor(const std::string& addr);
   /// Registers a call about to start; false when stopping (the call must not go).
   bool Started(std::shared_ptr<grpc::ClientContext> ctx);

@@ -14,11 +14,13 @@ namespace lockd::server {
 
 struct JoinedCluster {
   std::string cluster_id;
-  std::vector<MemberSpec> members;  ///< as the answering member knows them
+  std::vector<MemberSpec> members;  ///< as the leader knows them
 };
 
-/// Asks each of `addrs` in turn (a few seconds each, for up to `total`) for its Status;
-/// UNAVAILABLE naming every failure when none answers with a decided cluster id.
+/// Asks each of `addrs` in turn (a few seconds each, for up to `total`) for its Status and
+/// takes the leader's answer (a follower's answer only points to the leader, which is asked
+/// next): UNAVAILABLE naming every failure when no leader answers with a decided cluster id, or
+/// when the leader's table lacks a member's address.
 Result<JoinedCluster> AskCluster(const std::vector<std::string>& addrs,
                                  std::chrono::milliseconds total);
 

@@ -138,8 +138,8 @@ void LockServiceImpl::Forward(
     grpc::CallbackServerContext* ctx,
     void (Svc::StubInterface::async_interface::*method)(grpc::ClientContext*, const Req*, Resp*,
                                                         std::function<void(grpc::Status)>),
-    const Req& req, Resp* resp, std::function<void(grpc::Status)> done) {
-  if (WasForwarded(*ctx)) {
+    const Req& req, Resp* resp, std::function<void(grpc::Status)> done, ForwardOptions options) {
+  if (WasForwarded(*ctx) && !options.internal_hop) {
     // Forwarded once already: a second hop could loop between nodes with stale views.
     done(
         Unavail("forwarded to a node that is not the leader (leadership is moving); retry "
@@ -156,7 +156,7 @@ void LockServiceImpl::Forward(
   }
   if (ctx_.metrics && ctx_.metrics->forwarded) ctx_.metrics->forwarded->Increment();
   ctx_.forwarder.Forward<Svc>(addr, method, req, resp, std::chrono::system_clock::now(),
-                              ctx->deadline(), std::move(done));
+                              ctx->deadline(), options.max_age, std::move(done));
 }
 
 // The KeepAlive stream (lock_service_streams.cc) forwards its renewals with this one.
@@ -164,7 +164,7 @@ template void LockServiceImpl::Forward<pb::LockService, pb::RenewRequest, pb::Re
     grpc::CallbackServerContext*,
     void (Async::*)(grpc::ClientContext*, const pb::RenewRequest*, pb::RenewResponse*,
                     std::function<void(grpc::Status)>),
-    const pb::RenewRequest&, pb::RenewResponse*, std::function<void(grpc::Status)>);
+    const pb::RenewRequest&, pb::RenewResponse*, std::function<void(grpc::Status)>, ForwardOptions);
 
 // ClusterService's membership calls (cluster_membership.cc) forward with these.
 template void
@@ -172,13 +172,15 @@ LockServiceImpl::Forward<pb::ClusterService, pb::AddMemberRequest, pb::AddMember
     grpc::CallbackServerContext*,
     void (ClusterAsync::*)(grpc::ClientContext*, const pb::AddMemberRequest*,
                            pb::AddMemberResponse*, std::function<void(grpc::Status)>),
-    const pb::AddMemberRequest&, pb::AddMemberResponse*, std::function<void(grpc::Status)>);
+    const pb::AddMemberRequest&, pb::AddMemberResponse*, std::function<void(grpc::Status)>,
+    ForwardOptions);
 template void
 LockServiceImpl::Forward<pb::ClusterService, pb::RemoveMemberRequest, pb::RemoveMemberResponse>(
     grpc::CallbackServerContext*,
     void (ClusterAsync::*)(grpc::ClientContext*, const pb::RemoveMemberRequest*,
                            pb::RemoveMemberResponse*, std::function<void(grpc::Status)>),
-    const pb::RemoveMemberRequest&, pb::RemoveMemberResponse*, std::function<void(grpc::Status)>);
+    const pb::RemoveMemberRequest&, pb::RemoveMemberResponse*, std::function<void(grpc::Status)>,
+    ForwardOptions);
 
 template <typename Req, typename Resp>
 grpc::ServerUnaryReactor* LockServiceImpl::Mutate(

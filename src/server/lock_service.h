@@ -42,6 +42,17 @@ namespace lockd::server {
 class WatchHub;
 class IdentityStore;
 
+/// How a call is forwarded to the leader (LockServiceImpl::Forward); the defaults are every
+/// lock call's.
+struct ForwardOptions {
+  /// How long the leader may take, from now (zero: F_fwd). Membership calls wait longer.
+  std::chrono::milliseconds max_age{0};
+  /// Forward even though this call arrived forwarded: only a leader that handed over to leave
+  /// passes its own removal on to its successor (that cannot loop: the successor is asked to
+  /// remove another node, which it does itself or answers UNAVAILABLE).
+  bool internal_hop = false;
+};
+
 /// What the services need to know about the node beyond the Replica.
 struct ServiceContext {
   Replica& replica;
@@ -158,7 +169,8 @@ class LockServiceImpl final : public lockd::v1::LockService::CallbackService {
   void Forward(grpc::CallbackServerContext* ctx,
                void (Svc::StubInterface::async_interface::*method)(
                    grpc::ClientContext*, const Req*, Resp*, std::function<void(grpc::Status)>),
-               const Req& req, Resp* resp, std::function<void(grpc::Status)> done);
+               const Req& req, Resp* resp, std::function<void(grpc::Status)> done,
+               ForwardOptions options = {});
 
   /// Submits a validated command on the leader (or forwards it) and answers `reactor`.
   template <typename Req, typename Resp>

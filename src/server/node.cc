@@ -100,6 +100,9 @@ Result<ResolvedIdentity> ResolveIdentity(const NodeOptions& o, const storage::Da
       // into r above, and a second move left the file to be rewritten empty).
       r.joining = true;
     }
+    // Started with --join and stopped before it applied a membership: it joins again, with or
+    // without --join (its table does not name it, and its log may already hold a term).
+    if (id.joining) r.joining = true;
     // A joiner's table need not name it yet (it records the members it asked until the entry
     // that adds it applies).
     if (!self && !r.joining) {
@@ -139,6 +142,7 @@ Result<ResolvedIdentity> ResolveIdentity(const NodeOptions& o, const storage::Da
       }
     }
     r.joining = true;
+    id.joining = true;
     id.cluster_id = cluster->cluster_id;
     id.members = cluster->members;
     id.bootstrap_id =
@@ -202,8 +206,12 @@ Status Node::Start() {
   if (!store.ok()) return store.status();
   storage_ = std::move(store).value();
   const auto initial = storage_->log().Initial();
-  const bool joining = resolved->joining && initial.conf.voters.empty() &&
-                       storage_->log().LastIndex().value() == 0 && initial.hard.empty();
+  // A joiner that applied no membership yet joins again at a restart, even though its log may
+  // hold the leader's term and entries by now (the flag is cleared by the first membership it
+  // applies). A format-3 joiner has no flag: only an untouched log tells.
+  const bool untouched = storage_->log().LastIndex().value() == 0 && initial.hard.empty();
+  const bool joining =
+      resolved->joining && initial.conf.voters.empty() && (identity->joining || untouched);
   if (joining) {
     // Never bootstraps: the leader's log (or snapshot) brings the membership once it adds us.
     if (Status s = SaveClusterIdentity(data_dir_->path(), *identity); !s.ok()) return s;
@@ -287,7 +295,7 @@ Status Node::Start() {
       [this](uint64_t from, std::vector<std::string> messages) {
         replica_->DeliverPeerMessages(from, std::move(messages));
       },
-      [this](uint64_t from) { return identity_->IsMember(from); }, TransportOptionsOf(options_));
+      [this](uint64_t from) { return identity_->Admits(from); }, TransportOptionsOf(options_));
   transport_->SetSnapshotHandler([this](uint64_t from, std::string message, std::string payload,
                                         std::function<void(Status)> done) {
     replica_->DeliverSnapshot(from, std::move(message), std::move(payload), std::move(done));

@@ -29,6 +29,9 @@ NodeMetrics::NodeMetrics()
           registry_.AddGauge("lockd_learners", "Learners (members not yet voting) among them.")),
       promotions(registry_.AddCounter("lockd_promotions_total",
                                       "Learners this node, as leader, promoted to voter.")),
+      campaigns(registry_.AddCounter(
+          "lockd_campaigns_total",
+          "Elections (pre-vote or vote) this node started; a removed node starts none.")),
       try_locks_by_read(registry_.AddCounter(
           "lockd_try_locks_by_read_total",
           "Try-locks that failed and were answered after a ReadIndex round, with no log entry.")),
@@ -124,6 +127,7 @@ void NodeMetrics::Mirror(const ReplicaStatus& st, uint64_t promoted) {
   learners.Set(static_cast<double>(learner_count));
   CatchUp(promotions, promoted);
   snapshot_index.Set(static_cast<double>(st.first_index > 0 ? st.first_index - 1 : 0));
+  CatchUp(campaigns, st.campaigns);
   CatchUp(try_locks_by_read, st.try_locks_by_read);
 }
 

@@ -56,6 +56,7 @@ class NodeMetrics {
   Gauge& members;
   Gauge& learners;
   Counter& promotions;
+  Counter& campaigns;
   Counter& try_locks_by_read;
   Counter& keepalive_overflows;
   Counter& watch_overflows;

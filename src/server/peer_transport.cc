@@ -164,6 +164,7 @@ class PeerTransport::Outbound {
     owner_.identity_.NotePeerRefusal(id_, {});
     // The check is two-way: the peer accepted us, now we check who it is.
     std::string why = owner_.CheckCluster(reply.cluster_id(), owner_.identity_.bootstrap_id());
+    if (why.empty()) why = owner_.MergeRemoved(reply.removed_peers());
     if (why.empty()) why = owner_.AcceptPeer(id_, reply.cluster_id(), reply.incarnation(), true);
     if (!why.empty()) {
       MarkUnreachable("we refuse peer " + std::to_string(id_) + ": " + why);
@@ -365,7 +366,7 @@ class PeerTransport::SnapshotSend {
 
 class PeerTransport::InboundService final : public PeerService::Service {
  public:
-  explicit InboundService(const PeerTransport& owner) : owner_(owner) {}
+  explicit InboundService(PeerTransport& owner) : owner_(owner) {}
 
   grpc::Status Stream(grpc::ServerContext* ctx,
                       grpc::ServerReaderWriter<Reply, Frame>* stream) override {
@@ -391,7 +392,13 @@ class PeerTransport::InboundService final : public PeerService::Service {
     ok.set_accepted(true);
     ok.set_cluster_id(owner_.identity_.cluster_id());
     ok.set_incarnation(owner_.identity_.incarnation());
+    for (const RemovedMember& r : owner_.identity_.removed_members()) {
+      auto* p = ok.add_removed_peers();
+      p->set_id(r.id);
+      p->set_incarnation(r.incarnation);
+    }
     if (!stream->Write(ok)) return grpc::Status::OK;
+    owner_.LearnPeerAddr(from, frame.hello().peer_addr());
 
     while (stream->Read(&frame)) {
       if (!frame.has_batch()) {
@@ -516,7 +523,7 @@ class PeerTransport::InboundService final : public PeerService::Service {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, why);
   }
 
-  const PeerTransport& owner_;
+  PeerTransport& owner_;
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -551,17 +558,32 @@ Hello PeerTransport::MakeHello(uint64_t to) const {
   hello.set_tick_ms(self_.tick_ms);
   hello.set_drift_ppm(self_.drift_ppm);
   hello.set_limits(self_.limits);
+  for (const RemovedMember& r : identity_.removed_members()) {
+    auto* p = hello.add_removed();
+    p->set_id(r.id);
+    p->set_incarnation(r.incarnation);
+  }
+  // The address the cluster knows this node by (not --peer-addr, which may be a wildcard to
+  // listen on); none while this node is not in its own table yet (joining).
+  for (const auto& m : identity_.members()) {
+    if (m.id == self_.node_id) hello.set_peer_addr(m.peer_addr);
+  }
   return hello;
 }
 
 std::string PeerTransport::CheckHello(const Hello& h) const {
   if (std::string why = CheckCluster(h.cluster_id(), h.bootstrap_id()); !why.empty()) return why;
+  // Of this cluster: what it knows removed is fact (applied from committed entries).
+  if (std::string why = MergeRemoved(h.removed()); !why.empty()) return why;
   if (h.to() != self_.node_id) {
     return "addressed to node " + std::to_string(h.to()) + " but this is node " +
            std::to_string(self_.node_id);
   }
   if (h.from() == 0 || h.from() == self_.node_id || !is_member_(h.from())) {
     return "node " + std::to_string(h.from()) + " is not a member of this cluster";
+  }
+  if (identity_.WasRemoved(h.from(), h.incarnation())) {
+    return "node " + std::to_string(h.from()) + " was removed from the cluster";
   }
   if (h.format_version() > self_.format_version) {
     return "format version " + std::to_string(h.format_version()) + " is newer than this node's " +
@@ -614,6 +636,31 @@ std::string PeerTransport::AcceptPeer(uint64_t peer, const std::string& cluster_
     spdlog::info("node {}: took cluster id {} from node {}", self_.node_id, cluster_id, peer);
   }
   return {};
+}
+
+std::string PeerTransport::MergeRemoved(
+    const google::protobuf::RepeatedPtrField<lockd::peer::v1::RemovedPeer>& removed) const {
+  if (removed.empty()) return {};
+  if (static_cast<size_t>(removed.size()) > kMaxRemovedMembers) {
+    return "a removed list of " + std::to_string(removed.size()) + " members (at most " +
+           std::to_string(kMaxRemovedMembers) + ")";
+  }
+  std::vector<RemovedMember> list;
+  list.reserve(static_cast<size_t>(removed.size()));
+  for (const auto& r : removed) list.push_back({r.id(), r.incarnation()});
+  if (Status s = identity_.NoteRemoved(list); !s.ok()) {
+    return "cannot take its removed members: " + s.ToString();
+  }
+  return {};
+}
+
+void PeerTransport::LearnPeerAddr(uint64_t id, const std::string& peer_addr) {
+  if (peer_addr.empty() || !ValidMemberAddr(peer_addr).ok()) return;
+  std::lock_guard lock(mu_);
+  if (stopped_ || outbound_.count(id)) return;  // the member table's address wins
+  spdlog::info("node {}: dialing node {} at {}, the address it gave (not in our table yet)",
+               self_.node_id, id, peer_addr);
+  outbound_[id] = std::make_unique<Outbound>(*this, id, peer_addr);
 }
 
 void PeerTransport::SetPeer(uint64_t id, const std::string& peer_addr) {

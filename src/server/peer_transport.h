@@ -8,9 +8,13 @@
 // first): a vote request or TimeoutNow sent while a stream is still being set up arrives, but a
 // backlog of old appends is neither held in memory nor replayed into a restarted peer; the leader
 // resends what the peer actually lacks.
-// Inbound, PeerService checks the first frame of every stream (cluster id, sender is a member,
-// format version, and the timing constants the leader lease relies on) and hands each accepted
-// batch to the handler; anything else is rejected, logged and the stream closed.
+// Inbound, PeerService checks the first frame of every stream (cluster id, sender not a removed
+// data dir, format version, and the timing constants the leader lease relies on) and hands each
+// accepted batch to the handler; anything else is rejected, logged and the stream closed. The
+// sender need not be in this node's member table (a leader added after what a catching-up node
+// applied): it is dialed back at the address its Hello gives. Both ends pass on the removals they
+// applied (Hello and its answer), so a lagging node refuses a removed data dir it has not seen
+// removed yet, and admits a replacement under that id.
 //
 // Member identity (IdentityStore, docs/guarantees.md): the Hello carries the sender's data dir
 // incarnation, bootstrap id and cluster id (empty while undecided), and the answer to it the
@@ -148,6 +152,13 @@ class PeerTransport {
   /// accepted each other (a receiver does not yet know whether the opener will accept it).
   std::string AcceptPeer(uint64_t peer, const std::string& cluster_id,
                          const std::string& incarnation, bool adopt) const;
+  /// Takes the removals a peer of this cluster reports (IdentityStore::NoteRemoved): why they
+  /// cannot be taken (malformed, too many), or empty.
+  std::string MergeRemoved(
+      const google::protobuf::RepeatedPtrField<lockd::peer::v1::RemovedPeer>& removed) const;
+  /// An accepted peer that this node has no stream to (its table does not name it yet: this
+  /// node is catching up) is dialed at the address its Hello gave.
+  void LearnPeerAddr(uint64_t id, const std::string& peer_addr);
 
   const PeerIdentity self_;
   IdentityStore& identity_;

@@ -294,6 +294,7 @@ ReplicaStatus Replica::CurrentStatus() const {
   st.waiter_count = state_.waiter_count();
   st.proposals_in_flight = proposals_.size();
   st.try_locks_by_read = reads_for_try_locks_;
+  st.campaigns = campaigns_;
   st.leases_ready = leader_ && deadlines_.active();
   st.restore_problem = restore_problem_;
   st.restored_start_pending = restored_start_pending_;
@@ -344,7 +345,12 @@ void Replica::StampRounds(uint64_t before, BootTime at) {
 // --- leadership -------------------------------------------------------------------------------
 
 void Replica::SyncRole() {
-  const bool leading = raft_->role() == raft::Role::kLeader;
+  const raft::Role role = raft_->role();
+  if (role != last_role_ && (role == raft::Role::kPreCandidate || role == raft::Role::kCandidate)) {
+    ++campaigns_;
+  }
+  last_role_ = role;
+  const bool leading = role == raft::Role::kLeader;
   if (leader_ && (!leading || raft_->term() != leader_term_)) OnLostLeadership();
   if (leading && !leader_) OnBecameLeader();
   is_leader_ = leader_;

@@ -131,6 +131,7 @@ struct ReplicaStatus {
   uint64_t waiter_count = 0;         ///< Acquires waiting, over every lock
   uint64_t proposals_in_flight = 0;  ///< leader: proposed, not yet applied
   uint64_t try_locks_by_read = 0;    ///< failed try-locks answered after a ReadIndex (this run)
+  uint64_t campaigns = 0;            ///< pre-vote and vote campaigns this node started (this run)
   bool leases_ready = false;         ///< leader: first entry of its term applied, deadlines running
   /// Leader of a restored cluster whose id is undecided: why it cannot propose the restored
   /// start (its clock is behind the backup's, the counters would overflow); empty otherwise.
@@ -370,6 +371,10 @@ class Replica {
   bool round_for_renewals_ = false;
   uint64_t next_read_ctx_ = 1;
   uint64_t reads_for_try_locks_ = 0;
+  /// Campaigns (pre-vote or vote) this node started, seen as the core's role entering one; an
+  /// operator (and the test that a removed node never campaigns) reads it as a metric.
+  uint64_t campaigns_ = 0;
+  raft::Role last_role_ = raft::Role::kFollower;
   std::map<uint64_t, PendingRead> reads_awaiting_index_;
   std::multimap<raft::LogIndex, PendingRead> reads_awaiting_apply_;
   std::map<lock::RequestId, WaitTimer> wait_timers_;

@@ -42,17 +42,19 @@ Status Replica::ApplyMembership(const raft::Entry& entry) {
     return Status(table.status().code(), "membership entry " + std::to_string(entry.index.value()) +
                                              ": " + table.status().message());
   }
-  std::vector<uint64_t> removed;
+  // The removal names the incarnation the leader knew (empty: none; the identity store then
+  // takes the one this node knows). It is recorded as removed, so it stays refused.
+  auto named = DecodeRemovedIncarnation(cc->context);
+  std::vector<RemovedMember> removed;
   for (raft::NodeId id : old_members) {
-    if (!new_members.count(id)) removed.push_back(id.value());
+    if (!new_members.count(id)) removed.push_back({id.value(), named.ok() ? *named : ""});
   }
   const raft::NodeId self(options_.node_id);
-  // Whether this data dir is the one removed: the removal names the incarnation the leader
-  // knew; a replacement under the same id replays its predecessor's removal and is not it.
+  // Whether this data dir is the one removed: a replacement under the same id replays its
+  // predecessor's removal and is not it.
   bool self_removed = old_members.count(self) && !new_members.count(self);
   if (self_removed) {
-    auto incarnation = DecodeRemovedIncarnation(cc->context);
-    self_removed = incarnation.ok() && *incarnation == options_.identity->incarnation();
+    self_removed = named.ok() && *named == options_.identity->incarnation();
     if (!self_removed) {
       spdlog::info(
           "node {}: membership entry {} removed an earlier data dir under this id, not "
@@ -67,8 +69,8 @@ Status Replica::ApplyMembership(const raft::Entry& entry) {
   for (const auto& m : *table) {
     if (m.id != options_.node_id) transport_.SetPeer(m.id, m.peer_addr);
   }
-  for (uint64_t id : removed) {
-    if (id != options_.node_id) transport_.RemovePeer(id);
+  for (const RemovedMember& r : removed) {
+    if (r.id != options_.node_id) transport_.RemovePeer(r.id);
   }
   spdlog::info("node {}: membership entry {} applied: {}", options_.node_id, entry.index.value(),
                raft::ToString(cc->target));

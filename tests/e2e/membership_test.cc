@@ -11,6 +11,8 @@
 #include <thread>
 
 #include "e2e/cluster_harness.h"
+#include "storage/data_dir.h"
+#include "storage/node_storage.h"
 
 namespace lockd::e2e {
 namespace {
@@ -314,6 +316,15 @@ TEST(Membership, AddedNodesAndOldOnesRestartAndRejoin) {
   EXPECT_EQ(cluster.Stop(replacement), std::optional<int>(0));
 }
 
+/// One counter of node `i`'s /metrics (nullopt when it cannot be read).
+std::optional<uint64_t> Metric(Cluster& c, int i, const std::string& name) {
+  auto r =
+      testing::RunCommand({"/usr/bin/curl", "-s", "http://" + c.http_addr(i) + "/metrics"}, 10s);
+  const size_t at = r.output.find("\n" + name + " ");
+  if (at == std::string::npos) return std::nullopt;
+  return std::stoull(r.output.substr(at + name.size() + 2));
+}
+
 TEST(Membership, RemovingTheLeaderHandsOverAndTheRemovedNodeNeverComesBack) {
   Cluster cluster;
   const int leader = cluster.WaitForReady();
@@ -322,17 +333,35 @@ TEST(Membership, RemovingTheLeaderHandsOverAndTheRemovedNodeNeverComesBack) {
   const uint64_t lease = client.MustGrantLease(60'000);
   v1::AcquireResponse r;
   ASSERT_TRUE(client.Acquire("kept", lease, kEx, 0, &r).status.ok());
-  const grpc::Status removed = Remove(cluster, cluster.id(leader), leader);
-  ASSERT_TRUE(removed.ok()) << Describe(removed);
+  // Asked through a follower, once (no retry): the follower forwards to the leader, which hands
+  // over and passes the call to its successor. Found by review: that second hop was refused
+  // (UNAVAILABLE, lockctl exit 1) although the removal then happened.
+  const int via = cluster.OtherLiveNode(leader);
+  v1::RemoveMemberRequest req;
+  req.set_id(cluster.id(leader));
+  v1::RemoveMemberResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 30s);
+  const grpc::Status removed = cluster.cluster(via).RemoveMember(&ctx, req, &resp);
+  ASSERT_TRUE(removed.ok()) << Describe(removed) << "\n" << cluster.LogTails(15);
+  EXPECT_GT(resp.removed_index(), 0u);
+  EXPECT_EQ(resp.members_size(), 2);
   const int next = cluster.LeaderSeenBy(cluster.OtherLiveNode(leader));
   ASSERT_GE(next, 0);
   ASSERT_NE(next, leader);
-  v1::StatusResponse before;
+  v1::StatusResponse before, own_before;
   ASSERT_TRUE(cluster.Status(next, &before).ok());
-  // The removed node takes no part any more: it never campaigns, so the term stays.
+  ASSERT_TRUE(cluster.Status(leader, &own_before).ok());
+  const auto campaigns = Metric(cluster, leader, "lockd_campaigns_total");
+  ASSERT_TRUE(campaigns.has_value()) << "the removed node still serves /metrics";
+  // The removed node takes no part any more: it never campaigns. Pre-vote never raises a term,
+  // so its own campaign count is what shows it (and a real vote would raise its own term).
   std::this_thread::sleep_for(3s);
-  v1::StatusResponse after;
+  EXPECT_EQ(Metric(cluster, leader, "lockd_campaigns_total"), campaigns);
+  v1::StatusResponse after, own_after;
   ASSERT_TRUE(cluster.Status(next, &after).ok());
+  ASSERT_TRUE(cluster.Status(leader, &own_after).ok());
+  EXPECT_EQ(own_after.term(), own_before.term());
   EXPECT_EQ(after.term(), before.term());
   EXPECT_EQ(after.leader_id(), cluster.id(next));
   EXPECT_EQ(after.members_size(), 2);
@@ -344,6 +373,115 @@ TEST(Membership, RemovingTheLeaderHandsOverAndTheRemovedNodeNeverComesBack) {
   EXPECT_FALSE(cluster.running(leader));
   const std::string log = cluster.LogTail(leader, 5);
   EXPECT_NE(log.find("docs/operations.md"), std::string::npos) << log;
+}
+
+TEST(Membership, AddMemberThroughAFollowerWaitsTheMembershipBoundNotFfwd) {
+  // Found by review: a forwarded AddMember was cut to F_fwd, so a learner that needed longer
+  // than F_fwd to catch up failed through a follower where the same call to the leader worked.
+  ClusterOptions o;
+  o.forward_timeout_ms = 2000;
+  o.extra_flags = {"--member-add-timeout-ms", "6000"};
+  Cluster cluster(o);
+  const int leader = cluster.WaitForReady();
+  ASSERT_GE(leader, 0) << cluster.StatusSummary();
+  const int via = cluster.OtherLiveNode(leader);
+  // Node 9 never runs: it stays a learner, and the leader answers at its own bound.
+  v1::AddMemberRequest req;
+  req.set_id(9);
+  req.set_peer_addr("127.0.0.1:" + std::to_string(testing::FreePorts(1)[0]));
+  req.set_client_addr("127.0.0.1:" + std::to_string(testing::FreePorts(1)[0]));
+  v1::AddMemberResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 30s);
+  const auto start = Clock::now();
+  const grpc::Status s = cluster.cluster(via).AddMember(&ctx, req, &resp);
+  const auto took = Clock::now() - start;
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << Describe(s);
+  EXPECT_NE(s.error_message().find("did not catch up"), std::string::npos) << Describe(s);
+  EXPECT_GT(took, 5s) << "cut short before the leader's own bound";
+  EXPECT_LT(took, 20s);
+}
+
+TEST(Membership, AJoinerStoppedAfterItsFirstContactStartsAgainAndJoins) {
+  // Found by review: the leader's first message persists its term in the joiner's log before
+  // any membership is applied; a restart in that window refused to start ("a Raft log but no
+  // membership") for good. The joiner's identity file now says it is still joining.
+  Cluster cluster;
+  const int leader = cluster.WaitForReady();
+  ASSERT_GE(leader, 0) << cluster.StatusSummary();
+  v1::StatusResponse st;
+  ASSERT_TRUE(cluster.Status(leader, &st).ok());
+  const int joiner = cluster.AddJoiningNode(4);
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return cluster.LogTail(joiner).find("waiting to be added") != std::string::npos; },
+      20s))
+      << cluster.LogTail(joiner);
+  ASSERT_EQ(cluster.Stop(joiner), std::optional<int>(0));
+  {
+    // What the leader's first message leaves behind: its term, durably, and no entry yet.
+    auto dir = storage::DataDir::Open(cluster.data_dir(joiner));
+    ASSERT_TRUE(dir.ok()) << dir.status().ToString();
+    auto store = storage::NodeStorage::Open(**dir, {});
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    storage::PersistBatch first;
+    first.hard_state = raft::HardState{raft::Term(st.term()), raft::NodeId(), raft::LogIndex()};
+    ASSERT_TRUE((*store)->log().Append(first).ok());
+  }
+  cluster.Start(joiner);
+  std::this_thread::sleep_for(1s);
+  ASSERT_TRUE(cluster.running(joiner)) << cluster.LogTail(joiner);
+  const grpc::Status s = Add(cluster, joiner);
+  ASSERT_TRUE(s.ok()) << Describe(s) << "\n" << cluster.LogTail(joiner);
+  ExpectServingMember(cluster, joiner, "the joiner restarted before its first membership");
+}
+
+TEST(Membership, ANodeThatMissedAdditionsAdmitsALeaderAddedSinceAndCatchesUp) {
+  // Found by review: peers were admitted by the member table this node had applied, so a node
+  // that was down while 4 and 5 were added refused leader 5 and could never catch up. Now any
+  // node of the cluster is admitted (only removed data dirs are refused), and the node dials a
+  // peer its table does not name yet at the address the peer's Hello gives.
+  Cluster cluster;
+  const int leader = cluster.WaitForReady();
+  ASSERT_GE(leader, 0) << cluster.StatusSummary();
+  const int behind = cluster.OtherLiveNode(leader);
+  ASSERT_EQ(cluster.Stop(behind), std::optional<int>(0));
+  int added[2];
+  for (int k = 0; k < 2; ++k) {
+    added[k] = cluster.AddJoiningNode(4 + k);
+    const grpc::Status s = Add(cluster, added[k]);
+    ASSERT_TRUE(s.ok()) << Describe(s) << "\n" << cluster.LogTail(added[k]);
+  }
+  // Node 5 leads, and the others never tell the node behind about it until it applies the
+  // entries that added 4 and 5.
+  v1::TransferLeadershipRequest to;
+  to.set_to(5);
+  v1::TransferLeadershipResponse moved;
+  grpc::Status t;
+  for (int i = 0; i < 10; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    t = cluster.cluster(added[1]).TransferLeadership(&ctx, to, &moved);
+    if (t.ok()) break;
+    std::this_thread::sleep_for(300ms);
+  }
+  ASSERT_TRUE(t.ok()) << Describe(t);
+  ASSERT_EQ(cluster.WaitForLeader(), added[1]);
+  cluster.Start(behind);
+  v1::StatusResponse lead, mine;
+  const bool caught_up = testing::WaitFor(
+      [&] {
+        if (!cluster.Status(added[1], &lead).ok() || !cluster.Status(behind, &mine).ok()) {
+          return false;
+        }
+        return mine.members_size() == 5 && mine.applied_index() >= lead.commit_index() &&
+               mine.leader_id() == 5;
+      },
+      15s);
+  EXPECT_TRUE(caught_up) << "behind: applied " << mine.applied_index() << " members "
+                         << mine.members_size() << " leader " << mine.leader_id()
+                         << "; leader commit " << lead.commit_index() << "\n"
+                         << cluster.LogTail(behind, 20);
+  EXPECT_FALSE(std::filesystem::exists(cluster.data_dir(behind) + "/removed"));
 }
 
 TEST(Membership, BadRequestsAreRefusedClearlyAndChangeNothing) {

@@ -142,10 +142,38 @@ TEST(ClusterIdentity, AFormatTwoFileReadsWithMembershipIndexZero) {
       DecodeClusterIdentity(with + "crc32c " + std::to_string(storage::Crc32c(with)) + "\n").ok());
 }
 
+TEST(ClusterIdentity, TheJoiningFlagAndTheRemovedMembersRoundTrip) {
+  ClusterIdentity id = Sample();
+  id.joining = true;
+  id.removed = {{3, "0123456789abcdef0123456789abcdef"}, {4, kUnknownIncarnation}};
+  auto back = DecodeClusterIdentity(EncodeClusterIdentity(id));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, id);
+  // Damage is named, not taken.
+  for (const char* bad : {"removed 0 -\n", "removed 3 not-hex\n", "joining 2\n"}) {
+    const std::string text = EncodeClusterIdentity(Sample());
+    const std::string body = text.substr(0, text.rfind("crc32c ")) + bad;
+    auto r = DecodeClusterIdentity(body + "crc32c " + std::to_string(storage::Crc32c(body)) + "\n");
+    EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << bad;
+  }
+  // A format-3 file reads as neither joining nor with removals, and cannot carry them.
+  std::string three = EncodeClusterIdentity(Sample());
+  three = three.substr(0, three.rfind("crc32c "));
+  three.replace(0, three.find('\n'), "lockd-cluster 3");
+  auto old =
+      DecodeClusterIdentity(three + "crc32c " + std::to_string(storage::Crc32c(three)) + "\n");
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  EXPECT_FALSE(old->joining);
+  EXPECT_TRUE(old->removed.empty());
+  const std::string with = three + "joining 1\n";
+  EXPECT_FALSE(
+      DecodeClusterIdentity(with + "crc32c " + std::to_string(storage::Crc32c(with)) + "\n").ok());
+}
+
 TEST(ClusterIdentity, ANewerFormatIsRefused) {
   const std::string text = EncodeClusterIdentity(Sample());
   std::string body = text.substr(0, text.rfind("crc32c "));
-  body.replace(0, body.find('\n'), "lockd-cluster 4");
+  body.replace(0, body.find('\n'), "lockd-cluster 5");
   const std::string newer = body + "crc32c " + std::to_string(storage::Crc32c(body)) + "\n";
   auto r = DecodeClusterIdentity(newer);
   ASSERT_FALSE(r.ok());

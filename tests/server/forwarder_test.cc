@@ -51,12 +51,13 @@ class ForwarderTest : public ::testing::Test {
   void TearDown() override { server_->Shutdown(Clock::now() + 1s); }
 
   grpc::Status Forward(Forwarder& f, Clock::time_point received, Clock::time_point deadline,
-                       pb::GetLockResponse* resp) {
+                       pb::GetLockResponse* resp,
+                       std::chrono::milliseconds max_age = std::chrono::milliseconds(0)) {
     pb::GetLockRequest req;
     req.set_name("seat/1");
     std::promise<grpc::Status> p;
     f.Forward<pb::LockService>(addr_, &pb::LockService::StubInterface::async_interface::GetLock,
-                               req, resp, received, deadline,
+                               req, resp, received, deadline, max_age,
                                [&](grpc::Status s) { p.set_value(s); });
     return p.get_future().get();
   }
@@ -88,6 +89,20 @@ TEST_F(ForwarderTest, ADeadlineIsCutToFfwdAndItsExpiryIsUnavailable) {
   EXPECT_LT(Clock::now() - now, 1500ms);
 }
 
+TEST_F(ForwarderTest, AMembershipCallsLongerBoundReplacesFfwd) {
+  // AddMember waits for a learner to catch up (--member-add-timeout-ms, 60 s): cut to F_fwd
+  // through a follower it failed where the same call to the leader succeeded.
+  Forwarder f(3, 300ms);
+  leader_.delay = 800ms;
+  const auto now = Clock::now();
+  pb::GetLockResponse resp;
+  const grpc::Status s = Forward(f, now, now + 30s, &resp, 5000ms);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  std::lock_guard lock(leader_.mu);
+  EXPECT_GT(leader_.deadline, now + 4s);
+  EXPECT_LE(leader_.deadline, now + 5s + 50ms);
+}
+
 TEST_F(ForwarderTest, AnOldRequestOrAnExpiredCallerIsNotForwarded) {
   Forwarder f(3, 500ms);
   const auto now = Clock::now();
@@ -107,7 +122,7 @@ TEST_F(ForwarderTest, StopAnswersEveryForwardInFlightAndEveryNewOneUnavailable) 
   pb::GetLockResponse resp;
   std::promise<grpc::Status> p;
   f.Forward<pb::LockService>(addr_, &pb::LockService::StubInterface::async_interface::GetLock, req,
-                             &resp, now, now + 30s, [&](grpc::Status s) { p.set_value(s); });
+                             &resp, now, now + 30s, 0ms, [&](grpc::Status s) { p.set_value(s); });
   for (int i = 0; i < 200; ++i) {  // until the leader has the call
     {
       std::lock_guard lock(leader_.mu);

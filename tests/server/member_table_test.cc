@@ -128,7 +128,7 @@ TEST(IdentityStore, MembersAreRecordedAndARemovedIncarnationIsForgotten) {
   ASSERT_TRUE(store.CheckPeer(3, inc3).ok());
   auto two = Three();
   two.pop_back();
-  ASSERT_TRUE(store.SetMembers(two, {3}, 17).ok());
+  ASSERT_TRUE(store.SetMembers(two, {{3, ""}}, 17).ok());
   EXPECT_EQ(store.membership_index(), 17u);
   EXPECT_FALSE(store.IsMember(3));
   EXPECT_TRUE(store.WasRemoved(3, inc3));
@@ -141,6 +141,115 @@ TEST(IdentityStore, MembersAreRecordedAndARemovedIncarnationIsForgotten) {
   ASSERT_TRUE(loaded.ok() && loaded->has_value());
   EXPECT_EQ((*loaded)->members, two);
   EXPECT_EQ((*loaded)->membership_index, 17u);
+  // The removal outlives a restart (it was in memory only): the old data dir stays refused.
+  IdentityStore restarted(dir.path(), **loaded);
+  EXPECT_TRUE(restarted.WasRemoved(3, inc3));
+  EXPECT_FALSE(restarted.WasRemoved(3, fresh));
+}
+
+TEST(IdentityStore, AReplacementUnderARemovedIdIsAdmittedAndTheOldDataDirStaysRefused) {
+  testing::TempDir dir;
+  ClusterIdentity id;
+  id.incarnation = NewRandomId();
+  id.members = Three();
+  IdentityStore store(dir.path(), id);
+  const std::string old3 = NewRandomId();
+  ASSERT_TRUE(store.CheckPeer(3, old3).ok());
+  auto two = Three();
+  two.pop_back();
+  // The removal names the incarnation the leader knew.
+  ASSERT_TRUE(store.SetMembers(two, {{3, old3}}, 10).ok());
+  const std::string new3 = NewRandomId();
+  EXPECT_TRUE(store.Admits(3));
+  EXPECT_TRUE(store.CheckPeer(3, new3).ok());
+  // Added back under the same id: the table names 3 again, and the old data dir is still out
+  // (before, re-adding the id forgot the removal).
+  ASSERT_TRUE(store.SetMembers(Three(), {}, 12).ok());
+  EXPECT_TRUE(store.WasRemoved(3, old3));
+  EXPECT_FALSE(store.WasRemoved(3, new3));
+}
+
+TEST(IdentityStore, AdmissionIsByClusterNotByTheTableExceptForAnUnknownRemovedIncarnation) {
+  testing::TempDir dir;
+  ClusterIdentity id;
+  id.incarnation = NewRandomId();
+  id.members = Three();
+  IdentityStore store(dir.path(), id);
+  // A member added after the entry this node applied (a new leader, to a catching-up node).
+  EXPECT_FALSE(store.IsMember(5));
+  EXPECT_TRUE(store.Admits(5));
+  // Removed before anyone knew its incarnation: its id is out until the table names it again.
+  auto two = Three();
+  two.pop_back();
+  ASSERT_TRUE(store.SetMembers(two, {{3, ""}}, 10).ok());
+  EXPECT_EQ(store.removed_members(), (std::vector<RemovedMember>{{3, kUnknownIncarnation}}));
+  EXPECT_FALSE(store.Admits(3));
+  ASSERT_TRUE(store.SetMembers(Three(), {}, 12).ok());
+  EXPECT_TRUE(store.Admits(3));
+}
+
+TEST(IdentityStore, RemovalsReportedByAPeerAreMergedDurablyAndBounded) {
+  testing::TempDir dir;
+  ClusterIdentity id;
+  id.bootstrap_id = DeriveBootstrapId("t", Three());
+  id.incarnation = NewRandomId();
+  id.members = Three();
+  ASSERT_TRUE(SaveClusterIdentity(dir.path(), id).ok());
+  IdentityStore store(dir.path(), id);
+  const std::string old3 = NewRandomId();
+  ASSERT_TRUE(store.CheckPeer(3, old3).ok());
+  // A peer applied the removal of node 3's old data dir; this node has not yet.
+  ASSERT_TRUE(store.NoteRemoved({{3, old3}, {9, kUnknownIncarnation}}).ok());
+  EXPECT_TRUE(store.WasRemoved(3, old3));
+  EXPECT_TRUE(store.CheckPeer(3, NewRandomId()).ok()) << "its replacement is admitted";
+  EXPECT_TRUE(store.Admits(9)) << "an unknown incarnation is settled by this node's own log";
+  EXPECT_FALSE(store.NoteRemoved({{0, old3}}).ok());
+  EXPECT_FALSE(store.NoteRemoved({{4, "not hex"}}).ok());
+  auto loaded = LoadClusterIdentity(dir.path());
+  ASSERT_TRUE(loaded.ok() && loaded->has_value());
+  EXPECT_EQ((*loaded)->removed, (std::vector<RemovedMember>{{3, old3}}));
+  // Bounded: the oldest go first.
+  std::vector<RemovedMember> many;
+  for (uint64_t i = 0; i < kMaxRemovedMembers + 10; ++i) many.push_back({100 + i, NewRandomId()});
+  ASSERT_TRUE(store.NoteRemoved(many).ok());
+  const auto kept = store.removed_members();
+  EXPECT_EQ(kept.size(), kMaxRemovedMembers);
+  EXPECT_FALSE(store.WasRemoved(3, old3));
+  EXPECT_EQ(kept.back(), many.back());
+}
+
+TEST(IdentityStore, AJoinerIsRecordedAsJoiningUntilItAppliesAMembership) {
+  testing::TempDir dir;
+  ClusterIdentity id;
+  id.bootstrap_id = DeriveBootstrapId("t", Three());
+  id.incarnation = NewRandomId();
+  id.members = Three();
+  id.joining = true;
+  ASSERT_TRUE(SaveClusterIdentity(dir.path(), id).ok());
+  IdentityStore store(dir.path(), id);
+  auto four = Three();
+  four.push_back({4, "h:7504", "h:7404"});
+  ASSERT_TRUE(store.SetMembers(four, {}, 7).ok());
+  auto loaded = LoadClusterIdentity(dir.path());
+  ASSERT_TRUE(loaded.ok() && loaded->has_value());
+  EXPECT_FALSE((*loaded)->joining);
+}
+
+TEST(IdentityStore, AnIncarnationKnownOnlyOutsideTheTableIsReplacedNotRefused) {
+  // A joiner that dialed the members before it was added, then was restarted on an empty data
+  // dir: not a member, it counts in no quorum here, so the record is only provisional.
+  testing::TempDir dir;
+  ClusterIdentity id;
+  id.incarnation = NewRandomId();
+  id.members = Three();
+  IdentityStore store(dir.path(), id);
+  ASSERT_TRUE(store.CheckPeer(4, NewRandomId()).ok());
+  const std::string again = NewRandomId();
+  EXPECT_TRUE(store.CheckPeer(4, again).ok());
+  EXPECT_EQ(store.Recorded().known_peers.at(4), again);
+  // A member's is not: that is a wiped data dir.
+  ASSERT_TRUE(store.CheckPeer(2, NewRandomId()).ok());
+  EXPECT_EQ(store.CheckPeer(2, NewRandomId()).code(), StatusCode::kFailedPrecondition);
 }
 
 TEST(IdentityStore, ARemovedNodeMarksItsDataDirAndTakesNoPart) {

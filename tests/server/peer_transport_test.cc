@@ -34,9 +34,14 @@ PeerIdentity Identity(uint64_t id) {
 /// A node's identity file in a temp dir of its own: a decided cluster id, bootstrap id "b0".
 struct StoreDir {
   StoreDir(std::string cluster_id, std::string incarnation)
-      : store(dir.path(),
-              ClusterIdentity{
-                  std::move(cluster_id), "b0", std::move(incarnation), {{1, "x:1", "x:2"}}, {}}) {}
+      : store(dir.path(), ClusterIdentity{std::move(cluster_id),
+                                          "b0",
+                                          std::move(incarnation),
+                                          {{1, "x:1", "x:2"}, {2, "x:3", "x:4"}, {3, "x:5", "x:6"}},
+                                          {},
+                                          0,
+                                          false,
+                                          {}}) {}
   testing::TempDir dir;
   IdentityStore store;
 };
@@ -400,6 +405,46 @@ TEST(PeerTransport, TrustsAPeersFirstIncarnationDurablyAndRefusesAnyOther) {
   EXPECT_NE(why.find("knows node 1 as incarnation " + first), std::string::npos) << why;
   EXPECT_NE(why.find("remove it and add it back as a new member"), std::string::npos) << why;
   EXPECT_EQ(two.store.Recorded().known_peers.at(1), first) << "a refusal changes nothing";
+}
+
+// Found by review: admission followed the member table being applied, so a catching-up node
+// turned away a leader added after the entry it had applied, and stayed stuck.
+TEST(PeerTransport, AdmitsAnyIdOfTheClusterAndRefusesOnlyARemovedDataDir) {
+  StoreDir two("c1", NewRandomId());
+  PeerTransport t(Identity(2), two.store, {},
+                  [&](uint64_t from) { return two.store.Admits(from); });
+  const std::string inc5 = NewRandomId();
+  auto h = HelloFrom1(inc5);
+  h.set_from(5);  // not in this node's table
+  EXPECT_EQ(t.CheckHello(h), "");
+  ASSERT_TRUE(two.store.SetMembers(two.store.members(), {{5, inc5}}, 10).ok());
+  EXPECT_NE(t.CheckHello(h).find("was removed"), std::string::npos) << t.CheckHello(h);
+  h.set_incarnation(NewRandomId());  // a replacement under the same id
+  EXPECT_EQ(t.CheckHello(h), "");
+}
+
+TEST(PeerTransport, ARemovalThePeerReportsIsTakenBeforeItsIncarnationIsChecked) {
+  // This node lags: it knows node 1 under its old data dir, removed since and replaced by a
+  // new one (which may lead now). The replacement's Hello reports the removal.
+  StoreDir two("c1", NewRandomId());
+  const std::string old1 = NewRandomId();
+  ASSERT_TRUE(two.store.CheckPeer(1, old1).ok());
+  PeerTransport t(Identity(2), two.store, {}, [](uint64_t) { return true; });
+  const std::string new1 = NewRandomId();
+  auto h = HelloFrom1(new1);
+  auto* r = h.add_removed();
+  r->set_id(1);
+  r->set_incarnation(old1);
+  EXPECT_EQ(t.CheckHello(h), "");
+  EXPECT_EQ(two.store.Recorded().known_peers.at(1), new1);
+  EXPECT_TRUE(two.store.WasRemoved(1, old1));
+  EXPECT_NE(t.CheckHello(HelloFrom1(old1)).find("was removed"), std::string::npos);
+  // Without the report it is what it was: a wiped data dir, refused.
+  StoreDir three("c1", NewRandomId());
+  ASSERT_TRUE(three.store.CheckPeer(1, old1).ok());
+  PeerTransport u(Identity(2), three.store, {}, [](uint64_t) { return true; });
+  EXPECT_NE(u.CheckHello(HelloFrom1(new1)).find("presents data dir incarnation"),
+            std::string::npos);
 }
 
 TEST(PeerTransport, ClusterIdsMustMatchOnceDecidedAndBootstrapIdsBefore) {
