@@ -29,8 +29,6 @@ const char* ModeName(pb::LockMode mode) {
   }
 }
 
-namespace {
-
 const char* RoleName(pb::Member::Role r) {
   switch (r) {
     case pb::Member::LEADER:
@@ -45,6 +43,8 @@ const char* RoleName(pb::Member::Role r) {
       return "?";
   }
 }
+
+namespace {
 
 std::string Label(const std::string& l) {
   return l.empty() ? "-" : l;

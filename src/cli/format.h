@@ -20,5 +20,7 @@ std::string FormatLease(const lockd::v1::LeaseInfo& lease, bool json);
 std::string FormatLeases(const lockd::v1::ListLeasesResponse& page, bool json);
 
 const char* ModeName(lockd::v1::LockMode mode);
+/// "leader", "follower", "candidate", "learner".
+const char* RoleName(lockd::v1::Member::Role role);
 
 }  // namespace lockd::cli

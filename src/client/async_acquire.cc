@@ -74,8 +74,10 @@ class AsyncAcquire : public std::enable_shared_from_this<AsyncAcquire> {
     if (attempt_ == 1) call_.first_send = core_->Now();
     resp_.Clear();
     auto self = shared_from_this();
-    core_->stub(endpoint_).async()->Acquire(ctx_.get(), &call_.req, &resp_,
-                                            [self](grpc::Status s) { self->Answered(s); });
+    core_->stub(endpoint_).async()->Acquire(ctx_.get(), &call_.req, &resp_, [self](grpc::Status s) {
+      ClientCore::InGrpcCallback in_callback;
+      self->Answered(s);
+    });
     // A stop requested between the check above and the call's start would find no context to
     // cancel: look again now that the call is out.
     if (StopRequested()) ctx_->TryCancel();
@@ -113,6 +115,7 @@ class AsyncAcquire : public std::enable_shared_from_this<AsyncAcquire> {
     // instead, taken back when the callback runs (it always runs: fired, or cancelled).
     armed_self_ = shared_from_this();
     alarms_.back()->Set(GrpcDeadline(now + pause), [this](bool fired) {
+      ClientCore::InGrpcCallback in_callback;
       std::shared_ptr<AsyncAcquire> self;
       {
         std::lock_guard lock(mu_);

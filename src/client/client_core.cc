@@ -455,14 +455,30 @@ void ClientCore::EndAsync(uint64_t id) {
     if (it == async_.end()) return;
     cancel = std::move(it->second);
     async_.erase(it);
+    // Under mu_: once it is released, Shutdown may see the map empty, return, and the client
+    // (this condition variable with it) may be destroyed.
+    async_cv_.notify_all();
   }
-  async_cv_.notify_all();
+}
+
+namespace {
+/// Set while this thread runs one of the library's gRPC callbacks (an asynchronous call's
+/// answer): a Client destroyed there (by a lost callback run on it) must not wait for that very
+/// callback to finish.
+thread_local int g_in_grpc_callback = 0;
+}  // namespace
+
+ClientCore::InGrpcCallback::InGrpcCallback() {
+  ++g_in_grpc_callback;
+}
+ClientCore::InGrpcCallback::~InGrpcCallback() {
+  --g_in_grpc_callback;
 }
 
 bool ClientCore::OnOwnThread() const {
   const auto me = std::this_thread::get_id();
-  return me == dispatch_thread_id_.load() || me == cleanup_thread_id_.load() ||
-         (renewer_ && renewer_->OnRenewalThread());
+  return g_in_grpc_callback > 0 || me == dispatch_thread_id_.load() ||
+         me == cleanup_thread_id_.load() || (renewer_ && renewer_->OnRenewalThread());
 }
 
 void ClientCore::DispatchLoop() {

@@ -129,7 +129,15 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   void Dispatch(std::function<void()> f);
   /// The name of the threads `done` callbacks run on (visible in debuggers, checked by tests).
   static constexpr const char* kCallbackThreadName = "lockd-callback";
-  /// True on the callback, cleanup or renewal thread: a Client destroyed there cannot join them.
+  /// Marks the current thread as running one of the library's gRPC callbacks for its scope.
+  struct InGrpcCallback {
+    InGrpcCallback();
+    ~InGrpcCallback();
+    InGrpcCallback(const InGrpcCallback&) = delete;
+    InGrpcCallback& operator=(const InGrpcCallback&) = delete;
+  };
+  /// True on the callback, cleanup or renewal thread, or inside one of the library's gRPC
+  /// callbacks: a Client destroyed there cannot join those threads or wait for that callback.
   bool OnOwnThread() const;
 
   // --- asynchronous calls in flight ---

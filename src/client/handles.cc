@@ -2,6 +2,7 @@
 // release. A Lock is never reported held past its lease's valid_until.
 #include <optional>
 #include <thread>
+#include <utility>
 
 #include "client/acquire.h"
 #include "client/client_core.h"
@@ -216,6 +217,37 @@ Status Lock::Release() {
   return FinishRelease(*w->client, w->req, s);
 }
 
+namespace {
+
+/// The `done` of a release queued on the cleanup thread: answered once, on the callback thread,
+/// by the task; or, when the client's shutdown drops the task unrun (it revokes every lease
+/// itself), CANCELLED when the last copy of the task is destroyed.
+class QueuedAnswer {
+ public:
+  QueuedAnswer(std::function<void(Status)> done, const std::shared_ptr<ClientCore>& client)
+      : done_(std::move(done)), client_(client) {}
+  QueuedAnswer(const QueuedAnswer&) = delete;
+  QueuedAnswer& operator=(const QueuedAnswer&) = delete;
+  ~QueuedAnswer() {
+    Answer(Status(StatusCode::kCancelled, "the client shut down; it revokes its leases"));
+  }
+  void Answer(const Status& s) {
+    auto done = std::exchange(done_, nullptr);
+    if (!done) return;
+    if (auto client = client_.lock()) {
+      client->Dispatch([done = std::move(done), s] { done(s); });
+    } else {
+      done(s);
+    }
+  }
+
+ private:
+  std::function<void(Status)> done_;
+  std::weak_ptr<ClientCore> client_;
+};
+
+}  // namespace
+
 void Lock::ReleaseAsync(std::function<void(Status)> done) {
   if (!done) done = [](Status) {};
   Status local;
@@ -236,16 +268,12 @@ void Lock::ReleaseAsync(std::function<void(Status)> done) {
   if (w->revoke) {
     // A revoke waits for the cluster: the cleanup thread does it, the callback thread answers.
     auto work = std::make_shared<ReleaseWork>(std::move(*w));
-    auto answer = std::make_shared<std::function<void(Status)>>(std::move(done));
-    const bool queued = client->Enqueue([work, answer] {
-      Status s = work->client->Revoke(*work->lease);
-      work->client->Dispatch([answer, s] { (*answer)(s); });
-    });
-    if (!queued) {  // the client is shutting down, and revokes every lease as it does
-      client->Dispatch([answer] {
-        (*answer)(Status(StatusCode::kCancelled, "the client shut down; it revokes its leases"));
-      });
-    }
+    auto answer = std::make_shared<QueuedAnswer>(std::move(done), client);
+    const bool queued =
+        client->Enqueue([work, answer] { answer->Answer(work->client->Revoke(*work->lease)); });
+    // Not queued (the client is shutting down), or dropped unrun by the shutdown: the answer is
+    // given when the last copy of the task goes (QueuedAnswer's destructor).
+    (void)queued;
     return;
   }
   // One attempt on gRPC's callback API (no thread waits); an answer that is not definitive
@@ -274,6 +302,7 @@ void Lock::ReleaseAsync(std::function<void(Status)> done) {
   client->stub(client->PickEndpoint())
       .async()
       ->Release(&call->ctx, &call->work.req, &call->resp, [call, async_id](grpc::Status s) mutable {
+        ClientCore::InGrpcCallback in_callback;
         ClientCore& c = *call->work.client;
         c.ObserveMetadata(call->ctx);
         Status result = FinishRelease(c, call->work.req, s);

@@ -46,6 +46,8 @@ class Renewer::Stream final : public grpc::ClientBidiReactor<pb::RenewRequest, p
       if (!writing_) {
         writing_ = true;
         start = &writes_.front();  // a deque's push_back keeps references to elements valid
+        // The stuck rule measures how long this write takes, not how long the stream was idle.
+        last_progress_ = owner_.core_.Now();
       }
     }
     // Outside mu_: gRPC may run OnWriteDone on this thread. The hold is still in place: it is

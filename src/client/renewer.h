@@ -53,7 +53,10 @@ class Renewer {
   /// stream is stuck and moves to the next endpoint (leases keep their own valid_until, so a
   /// stuck stream extends nothing). Tests lower the limit (queue_limit_for_tests).
   static constexpr size_t kMaxQueuedRenewals = 1024;
-  static constexpr std::chrono::milliseconds kStuckAfter{250};
+  /// Counted from the start of the write in flight (an idle stream is not stuck); longer than
+  /// the leader stalls the design tolerates (a full queue behind a briefly stalled leader is not
+  /// a stuck stream), shorter than the 2 s answer timeout of long TTLs.
+  static constexpr std::chrono::milliseconds kStuckAfter{1000};
   static inline std::atomic<size_t> queue_limit_for_tests{kMaxQueuedRenewals};
   /// Streams this process moved because their write queue stayed full (for tests and debugging).
   static inline std::atomic<uint64_t> stuck_streams_total{0};

@@ -92,6 +92,17 @@ TEST_F(LockctlOps, MembersIsAnAliasOfMember) {
   EXPECT_EQ(Parse<v1::StatusResponse>(r.out).members_size(), 3);
 }
 
+// member add/remove follow the exit-code table: a refused request is 3 and changes nothing.
+TEST_F(LockctlOps, MemberCommandsExitByTheTable) {
+  auto bad = Run({"members", "add", "9", "--peer", "no port", "--client", "127.0.0.1:1"}, true);
+  EXPECT_EQ(bad.code, 3) << bad;
+  auto gone = Run({"members", "remove", "99"}, true);
+  EXPECT_TRUE(gone.code == 1 || gone.code == 3) << gone;  // NOT_FOUND or FAILED_PRECONDITION
+  auto r = Run({"members", "list"}, true);
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_EQ(Parse<v1::StatusResponse>(r.out).members_size(), 3);
+}
+
 TEST_F(LockctlOps, LeaderTransferMovesLeadershipToTheNamedVoter) {
   const int leader = cluster().WaitForLeader();
   ASSERT_GE(leader, 0);

@@ -40,6 +40,7 @@ struct StoreDir {
                                           {{1, "x:1", "x:2"}, {2, "x:3", "x:4"}, {3, "x:5", "x:6"}},
                                           {},
                                           0,
+                                          {},
                                           false,
                                           {}}) {}
   testing::TempDir dir;
