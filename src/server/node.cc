@@ -449,8 +449,12 @@ void Node::WatchLeadership() {
       }
       last_leader = st.leader_id;
     }
-    const bool serving =
-        replica_->healthy(options_.health_max_apply_lag) && identity_->removed_reason().empty();
+    std::string why = NotReadyReason(st);
+    const bool serving = why.empty();
+    {
+      std::lock_guard reason_lock(not_ready_mu_);
+      not_ready_reason_ = std::move(why);
+    }
     if (serving != last_serving) {
       grpc_server_->GetHealthCheckService()->SetServingStatus(serving);
       last_serving = serving;
@@ -471,21 +475,21 @@ void Node::WatchLeadership() {
   }
 }
 
-std::string Node::NotReadyReason() const {
+std::string Node::NotReadyReason(const ReplicaStatus& st) const {
   if (stopping_.load()) return "the node is stopping";
   if (auto removed = identity_->removed_reason(); !removed.empty()) return "removed: " + removed;
   // The one reason an operator cannot learn from the log alone: a restore that cannot start.
-  if (auto problem = replica_->status().restore_problem; !problem.empty()) return problem;
-  if (Status fatal = replica_->fatal(); !fatal.ok())
+  if (!st.restore_problem.empty()) return st.restore_problem;
+  if (Status fatal = replica_->fatal(); !fatal.ok()) {
     return "stopped on an error: " + fatal.ToString();
-  const ReplicaStatus st = replica_->status();
+  }
   if (st.leader_id == 0) return "no leader known (election in progress, or no quorum)";
   if (st.cluster_commit > st.applied + options_.health_max_apply_lag) {
     return "applied index " + std::to_string(st.applied) + " is " +
            std::to_string(st.cluster_commit - st.applied) + " entries behind commit (more than " +
            "--health-max-apply-lag " + std::to_string(options_.health_max_apply_lag) + ")";
   }
-  return "catching up";
+  return {};
 }
 
 Status Node::StartHttp() {
@@ -510,8 +514,14 @@ Status Node::StartHttp() {
       res.set_content("READY\n", "text/plain");
       return;
     }
+    std::string why;
+    {
+      std::lock_guard lock(not_ready_mu_);
+      why = not_ready_reason_;
+    }
     res.status = 503;
-    res.set_content("NOT_READY: " + NotReadyReason() + "\n", "text/plain");
+    res.set_content("NOT_READY: " + (why.empty() ? std::string("starting") : why) + "\n",
+                    "text/plain");
   });
   http_server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     metrics_.up.Set(serving_.load() ? 1 : 0);

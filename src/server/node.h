@@ -61,8 +61,9 @@ class Node {
 
  private:
   Status StartHttp();
-  /// Why /readyz answers 503 (the first reason that applies).
-  std::string NotReadyReason() const;
+  /// Why the node is not ready (the first reason that applies), or empty when it is: what
+  /// /readyz, grpc.health.v1 and lockd_up report.
+  std::string NotReadyReason(const ReplicaStatus& st) const;
   void WatchLeadership();  ///< keeps metadata, health and gauges current
 
   NodeOptions options_;
@@ -86,6 +87,8 @@ class Node {
   bool stop_watcher_ = false;
   std::atomic<bool> serving_{false};  ///< What /readyz and grpc.health.v1 report.
   std::atomic<bool> stopping_{false};
+  std::mutex not_ready_mu_;       ///< guards not_ready_reason_
+  std::string not_ready_reason_;  ///< the watcher's last NotReadyReason (/readyz prints it)
   NodeMetrics metrics_;
 };
 

@@ -165,12 +165,6 @@ void Replica::Enqueue(std::function<void()> work) {
   wake_.notify_one();
 }
 
-bool Replica::healthy(uint64_t max_apply_lag) const {
-  std::lock_guard lock(mu_);
-  return fatal_.ok() && status_.leader_id != 0 &&
-         status_.cluster_commit <= status_.applied + max_apply_lag && status_.restore_problem.empty();
-}
-
 ReplicaStatus Replica::status() const {
   std::lock_guard lock(mu_);
   return status_;

@@ -212,8 +212,6 @@ class Replica {
 
   bool is_leader() const { return is_leader_.load(); }
   uint64_t leader_id() const { return leader_id_.load(); }
-  /// Whether health may say SERVING: a leader is known and the apply lag is small.
-  bool healthy(uint64_t max_apply_lag) const;
   /// The status as of the end of the loop's last pass (may lag an answer this node just gave).
   ReplicaStatus status() const;
   /// The status read on the loop, so it reflects every answer this node gave before the call

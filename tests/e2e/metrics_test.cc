@@ -116,17 +116,18 @@ TEST(Metrics, EveryFamilyParsesAndMovesWithItsEvent) {
   ASSERT_TRUE(client.Acquire("m/x", b, v1::EXCLUSIVE, 0, &got, to_leader).status.ok());
   ASSERT_FALSE(got.acquired());
   EXPECT_TRUE(WaitSample(
-      cluster, leader, "lockd_held_grants{}", [](double v) { return v == 1; }, 3s));
+      cluster, leader, "lockd_held_grants{}", [](double v) { return v == 1; }, 10s));
   EXPECT_TRUE(WaitSample(
-      cluster, leader, "lockd_leases{}", [](double v) { return v == 2; }, 3s));
-  // While b waits, the leader shows one holder and one waiter.
+      cluster, leader, "lockd_leases{}", [](double v) { return v == 2; }, 10s));
+  // While b waits, the leader shows one holder and one waiter. The wait outlasts the polling
+  // bound by far: each scrape runs curl and python, slow on a loaded machine.
   std::thread waiter([&] {
     v1::AcquireResponse w;
-    EXPECT_TRUE(client.Acquire("m/x", b, v1::EXCLUSIVE, 3000, &w, to_leader).status.ok());
+    EXPECT_TRUE(client.Acquire("m/x", b, v1::EXCLUSIVE, 8000, &w, to_leader).status.ok());
     EXPECT_FALSE(w.acquired());
   });
   EXPECT_TRUE(WaitSample(
-      cluster, leader, "lockd_waiters{}", [](double v) { return v == 1; }, 3s));
+      cluster, leader, "lockd_waiters{}", [](double v) { return v == 1; }, 6s));
   waiter.join();
   // Renewals: one acknowledged, one for a lease that does not exist.
   v1::RenewResponse renewed;
@@ -170,6 +171,10 @@ TEST(Metrics, EveryFamilyParsesAndMovesWithItsEvent) {
       cluster, leader, "lockd_expiries_total{}",
       [&](double v) { return v >= before["lockd_expiries_total{}"] + 1; }, 20s));
 
+  // Gauges follow the state a watcher pass (20 ms) after the counters: wait for the last grant's
+  // end to show before the final scrape.
+  EXPECT_TRUE(WaitSample(
+      cluster, leader, "lockd_held_grants{}", [](double v) { return v == 0; }, 10s));
   const Scrape after = ScrapeNode(cluster, leader);
   // The cluster is quiet but for this test: every counter moved by exactly its events (a double
   // count, e.g. of a retry or a replay, shows).
