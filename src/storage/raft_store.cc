@@ -111,6 +111,7 @@ Status RaftStore::Recover() {
     auto hs = DecodeHardState(v);
     if (!hs.ok()) return hs.status();
     hard_ = *hs;
+    written_hard_ = *hs;
   }
   found = get(kConfStateKey);
   if (!found.ok()) return found.status();
@@ -304,14 +305,24 @@ Status RaftStore::Append(const PersistBatch& batch) {
       return FailedPrecondition("commit index " + N(next_hard.commit) + " is past the last entry " +
                                 N(next_last));
     }
-    wb.Put(meta_cf_, kHardStateKey, EncodeHardState(next_hard));
   }
+  // Term and vote must be durable before any message that depends on them leaves, and entries
+  // before they count towards a quorum; a commit index alone waits for the next write.
+  const bool durable_change = !batch.entries.empty() || batch.conf_state.has_value() ||
+                              next_hard.term != hard.term || next_hard.vote != hard.vote;
+  if (!durable_change) {
+    std::lock_guard lock(mu_);
+    hard_ = next_hard;
+    return Status::Ok();
+  }
+  if (next_hard != written_hard_) wb.Put(meta_cf_, kHardStateKey, EncodeHardState(next_hard));
   if (batch.conf_state) {
     wb.Put(meta_cf_, kConfStateKey,
            EncodeSnapshotMeta(raft::SnapshotMeta{{}, {}, *batch.conf_state}));
   }
   if (wb.Count() == 0) return Status::Ok();
   if (Status s = Write(wb, "appending to the Raft log"); !s.ok()) return s;
+  written_hard_ = next_hard;
   std::lock_guard lock(mu_);
   if (!batch.entries.empty()) {
     terms_.TruncateFrom(first);
@@ -333,9 +344,11 @@ Status RaftStore::Compact(const raft::SnapshotMeta& meta) {
   if (Status s = fail_stop_->Check(); !s.ok()) return s;
   if (options_.read_only) return FailedPrecondition("the Raft log was opened read-only");
   raft::SnapshotMeta snap;
+  raft::HardState hard;
   {
     std::lock_guard lock(mu_);
     snap = snapshot_;
+    hard = hard_;
     if (meta.index <= snap.index) return Status::Ok();  // already covered
     if (meta.index > hard_.commit) {
       return FailedPrecondition("cannot compact to " + N(meta.index) + ": past the commit index " +
@@ -350,7 +363,10 @@ Status RaftStore::Compact(const raft::SnapshotMeta& meta) {
   rocksdb::WriteBatch wb;
   wb.DeleteRange(log_cf_, IndexKey(snap.index.next()), IndexKey(meta.index.next()));
   wb.Put(meta_cf_, kSnapshotKey, EncodeSnapshotMeta(meta));
+  // The commit index kept in memory covers the snapshot: it must be durable with it.
+  if (hard != written_hard_) wb.Put(meta_cf_, kHardStateKey, EncodeHardState(hard));
   if (Status s = Write(wb, "compacting the Raft log"); !s.ok()) return s;
+  written_hard_ = hard;
   std::lock_guard lock(mu_);
   terms_.CompactTo(meta.index);
   snapshot_ = meta;
@@ -382,6 +398,7 @@ Status RaftStore::ResetToSnapshot(const raft::SnapshotMeta& meta) {
   wb.Put(meta_cf_, kConfStateKey, EncodeSnapshotMeta(raft::SnapshotMeta{{}, {}, meta.conf}));
   wb.Put(meta_cf_, kHardStateKey, EncodeHardState(hs));
   if (Status s = Write(wb, "installing a snapshot in the Raft log"); !s.ok()) return s;
+  written_hard_ = hs;
   std::lock_guard lock(mu_);
   terms_.Reset(meta.index);
   snapshot_ = meta;

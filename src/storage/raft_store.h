@@ -6,7 +6,13 @@
 //
 // Each write is one atomic RocksDB WriteBatch written with sync = true: Append puts the hard
 // state, the membership and the entries they depend on in one batch (many entries, one fsync:
-// group commit), deleting a conflicting suffix in the same batch. Compact drops the prefix a
+// group commit), deleting a conflicting suffix in the same batch. A batch that only raises the
+// commit index writes nothing: the commit index need not be durable (a restarted node learns it
+// again from the leader, and a leader recomputes it from its followers' logs, as in etcd's raft),
+// so the store keeps it in memory and writes it with the next synced batch (entries, membership,
+// term or vote, compaction). The leader used to pay a second fdatasync per batch for it. Every WAL
+// record stays synced, so only the last one can be torn (see MakeDBOptions), and a restart or a
+// power cut may only find an older commit index than the store answered. Compact drops the prefix a
 // durable snapshot covers; ResetToSnapshot replaces the log with an installed snapshot.
 //
 // The term of every entry is held in memory (TermIndex), so the core's term lookups never touch
@@ -66,7 +72,8 @@ struct RaftStoreOptions {
 };
 
 /// One unit of durable work from the core (a Ready's persistent part): written atomically,
-/// synced once. Any part may be empty.
+/// synced once; a batch that only raises the commit index is kept in memory until the next write
+/// (see the file comment). Any part may be empty.
 struct PersistBatch {
   std::optional<raft::HardState> hard_state;
   /// Contiguous; may start at or below LastIndex() + 1 (a conflicting suffix is replaced), never
@@ -131,9 +138,10 @@ class RaftStore final : public raft::LogStorage {
   rocksdb::ColumnFamilyHandle* log_cf_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
 
-  std::mutex write_mu_;    ///< one write at a time (held across the synced write)
-  mutable std::mutex mu_;  ///< guards the in-memory view below (never held across I/O)
-  raft::HardState hard_;
+  std::mutex write_mu_;           ///< one write at a time (held across the synced write)
+  mutable std::mutex mu_;         ///< guards the in-memory view below (never held across I/O)
+  raft::HardState hard_;          ///< what the store answers: the last hard state given
+  raft::HardState written_hard_;  ///< the last one written (only the writer touches it)
   raft::ConfState conf_;
   raft::SnapshotMeta snapshot_;
   TermIndex terms_;

@@ -377,6 +377,13 @@ TEST_F(ClientTest, AGrantNoLockOwnsIsReleasedByItsToken) {
   });
   EXPECT_TRUE(keep->held()) << keep->lost_reason();
   EXPECT_TRUE((*lease)->valid());
+  // The line is written once the Release is answered, so after the fake recorded it.
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        std::lock_guard g(log_mu);
+        return !logged.empty();
+      },
+      5s));
   std::lock_guard g(log_mu);
   ASSERT_EQ(logged.size(), 1u);
   EXPECT_NE(logged[0].find("seat/late"), std::string::npos) << logged[0];

@@ -126,7 +126,7 @@ TEST(Kill9, EveryAcknowledgedOpSurvivesAndNoneIsHalfApplied) {
     Model acked = model;
     for (size_t i = 0; i < acks; ++i) acked = Apply(acked, NextOp(acked, replay));
     const testing::Op next = NextOp(acked, replay);
-    const Model after_next = Apply(acked, next);
+    const Model after_next = ApplyInFlight(acked, next);
 
     auto data_dir = DataDir::Open(dir);
     ASSERT_TRUE(data_dir.ok()) << "round " << round << ": " << data_dir.status().ToString();

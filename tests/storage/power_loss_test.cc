@@ -64,7 +64,7 @@ CutResult RunCutPoint(uint64_t seed, Planted planted) {
       const Status st = Execute(**s, op);
       if (fault->off()) {  // cut during this op: it may or may not have happened
         in_flight = true;
-        in_flight_after = Apply(acked, op);
+        in_flight_after = ApplyInFlight(acked, op);
         cut_op = op.Describe();
         break;
       }

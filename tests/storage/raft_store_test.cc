@@ -7,6 +7,7 @@
 #include <rocksdb/db.h>
 
 #include <atomic>
+#include <filesystem>
 #include <thread>
 
 #include "fault_fs.h"
@@ -308,6 +309,45 @@ TEST_F(RaftStoreTest, RecoveryRefusesAHardStateTheLogCannotBackAndADamagedHardSt
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("hard state record fails its checksum"), std::string::npos)
       << r.status().ToString();
+}
+
+// A commit index raised alone is not written (issue 18: the leader synced a 42-byte commit-only
+// record after every batch); the next synced write carries it. A restart or a power cut may find
+// an older commit index, never an older entry, term or vote.
+TEST_F(RaftStoreTest, ACommitIndexAloneWaitsForTheNextSyncedWriteAndACutCanOnlyTakeItBack) {
+  int syncs = 0;
+  std::filesystem::create_directories(path());  // durable, as DataDir::Open leaves it
+  {
+    auto fault = std::make_shared<testing::FaultFs>(rocksdb::FileSystem::Default());
+    auto env = rocksdb::NewCompositeEnv(fault);
+    RaftStoreOptions o;
+    o.env = env.get();
+    o.on_synced_write = [&](double) { ++syncs; };
+    auto s = Open(o);
+    ASSERT_TRUE(s->Append(B(Range(1, 4, 10), 1)).ok());
+    EXPECT_EQ(syncs, 1) << "entries are synced";
+    ASSERT_TRUE(s->Append(PersistBatch{H(10, 3), {}, {}}).ok());
+    EXPECT_EQ(syncs, 1) << "a commit index alone is not written";
+    EXPECT_EQ(s->Initial().hard.commit, LogIndex(3)) << "the store answers what it wrote";
+    ASSERT_TRUE(s->Append(PersistBatch{H(11, 3, 2), {}, {}}).ok());
+    EXPECT_EQ(syncs, 2) << "a new term and vote are synced";
+    ASSERT_TRUE(s->Append(PersistBatch{H(11, 4, 2), {}, {}}).ok());
+    EXPECT_EQ(syncs, 2);
+    fault->PowerCut(/*torn=*/false, /*seed=*/1);
+    s.reset();
+    fault->Settle();
+  }
+  auto s = Open();
+  EXPECT_EQ(s->Initial().hard, H(11, 3, 2))
+      << "the cut took back only commit index 4, kept in memory; the synced vote carried commit 3";
+  EXPECT_EQ(All(*s), Range(1, 4, 10)) << "no entry is lost";
+  // A compaction up to a commit index kept in memory writes it too: the log never starts past
+  // its durable commit index.
+  ASSERT_TRUE(s->Append(PersistBatch{H(11, 4, 2), {}, {}}).ok());
+  ASSERT_TRUE(s->Compact({LogIndex(4), Term(10), {}}).ok());
+  s = Reopen(s);
+  EXPECT_EQ(s->Initial().hard, H(11, 4, 2));
+  EXPECT_EQ(s->FirstIndex(), LogIndex(5));
 }
 
 TEST_F(RaftStoreTest, AFullDiskStopsTheStoreForGoodAndCallsTheFatalHandlerOnce) {

@@ -49,6 +49,7 @@ Result<Model> Model::From(const NodeStorage& s) {
   if (!es.ok()) return es.status();
   m.log = std::move(es).value();
   m.hard = log.Initial().hard;
+  m.synced_commit = m.hard.commit;
   m.conf = log.Initial().conf;
   return m;
 }
@@ -66,7 +67,9 @@ std::string Model::Diff(const Model& want, const Model& got) {
   for (size_t k = 0; k < want.log.size(); ++k) {
     if (want.log[k] != got.log[k]) return "entry " + N(want.log[k].index.value()) + " differs";
   }
-  if (want.hard != got.hard) {
+  const bool commit_ok =
+      got.hard.commit >= want.synced_commit && got.hard.commit <= want.hard.commit;
+  if (want.hard.term != got.hard.term || want.hard.vote != got.hard.vote || !commit_ok) {
     return "hard state term " + N(got.hard.term.value()) + " commit " + N(got.hard.commit.value()) +
            ", want term " + N(want.hard.term.value()) + " commit " + N(want.hard.commit.value());
   }
@@ -77,8 +80,11 @@ std::string Model::Diff(const Model& want, const Model& got) {
 std::string Op::Describe() const {
   switch (kind) {
     case kAppend:
+    case kCommit:
     case kTruncate:
-      return std::string(kind == kAppend ? "append " : "truncate ") +
+      return std::string(kind == kAppend   ? "append "
+                         : kind == kCommit ? "commit alone "
+                                           : "truncate ") +
              (batch.entries.empty() ? std::string("-")
                                     : N(batch.entries.front().index.value()) + ".." +
                                           N(batch.entries.back().index.value())) +
@@ -119,7 +125,13 @@ Op NextOp(const Model& m, std::mt19937_64& rng) {
     op.payload = Digest(m.payload, applied) + std::string(rng() % 3000, 'p');
     return op;
   }
-  if (r < 29) {
+  if (r < 36 && last > commit) {
+    op.kind = Op::kCommit;
+    op.batch.hard_state =
+        raft::HardState{m.hard.term, m.hard.vote, LogIndex(commit + 1 + rng() % (last - commit))};
+    return op;
+  }
+  if (r < 39) {
     op.kind = Op::kInstall;
     const uint64_t at = last + 1 + rng() % 5;
     op.meta = raft::SnapshotMeta{LogIndex(at), Term(term + 1), {}};
@@ -147,6 +159,7 @@ Model Apply(const Model& m, const Op& op) {
   Model n = m;
   switch (op.kind) {
     case Op::kAppend:
+    case Op::kCommit:
     case Op::kTruncate: {
       const auto& es = op.batch.entries;
       if (!es.empty()) {
@@ -172,12 +185,22 @@ Model Apply(const Model& m, const Op& op) {
       n.hard.term = std::max(n.hard.term, op.meta.term);
       break;
   }
+  // Every write but a commit index raised alone is synced, and a synced write makes everything
+  // before it durable (the WAL is a sequence).
+  if (op.kind != Op::kCommit) n.synced_commit = n.hard.commit;
+  return n;
+}
+
+Model ApplyInFlight(const Model& m, const Op& op) {
+  Model n = Apply(m, op);
+  n.synced_commit = std::max(m.synced_commit, n.snapshot.index);
   return n;
 }
 
 Status Execute(NodeStorage& s, const Op& op) {
   switch (op.kind) {
     case Op::kAppend:
+    case Op::kCommit:
     case Op::kTruncate:
       return s.log().Append(op.batch);
     case Op::kSnapshot:
