@@ -1,0 +1,637 @@
+// lockbench: a load generator for a running lockd cluster (issue 18).
+//
+// Closed-loop clients on gRPC's callback API, spread over a chosen number of connections to the
+// leader (found with ClusterService.Status; --spread sends to every member instead, to measure
+// forwarding). Workloads:
+//   uncontended  each client acquires and releases its own name under one long-lived lease
+//   contended    N clients on K hot names, each Acquire waiting; handoffs/s and the time from a
+//                release being sent to the next holder's grant
+//   keepalive    L leases renewed over S KeepAlive streams, a window of renewals in flight each
+// It prints a table row and a JSON line per workload: throughput, latency percentiles, errors by
+// code, and the CPU seconds of this process and of each server pid given (from /proc).
+#include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lockd/v1/lockd.grpc.pb.h"
+
+namespace lockbench {
+namespace {
+
+namespace pb = lockd::v1;
+using Clock = std::chrono::steady_clock;
+using std::chrono::duration;
+
+double Seconds(Clock::duration d) {
+  return duration<double>(d).count();
+}
+
+struct Config {
+  std::vector<std::string> endpoints;
+  std::string workload = "uncontended";
+  int clients = 16;
+  int connections = 4;
+  double seconds = 10;
+  int names = 1;      // contended: hot names
+  int leases = 1000;  // keepalive
+  int streams = 16;   // keepalive
+  int window = 8;     // keepalive: renewals in flight per stream
+  uint64_t ttl_ms = 60'000;
+  bool spread = false;
+  std::vector<int> server_pids;
+  std::string json_path;
+  std::string label = "lockd";
+};
+
+// --- CPU from /proc -------------------------------------------------------------------------
+
+double ProcessCpuSeconds(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const auto close = s.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream in(s.substr(close + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int k = 3; k <= 15 && in >> field; ++k) {  // fields 14 and 15: utime, stime (ticks)
+    if (k == 14) utime = std::stod(field);
+    if (k == 15) stime = std::stod(field);
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double SelfCpuSeconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return tv(ru.ru_utime) + tv(ru.ru_stime);
+}
+
+struct CpuSample {
+  double self = 0;
+  std::vector<double> servers;
+  static CpuSample Take(const Config& c) {
+    CpuSample s;
+    s.self = SelfCpuSeconds();
+    for (int pid : c.server_pids) s.servers.push_back(ProcessCpuSeconds(pid));
+    return s;
+  }
+};
+
+// --- Results ----------------------------------------------------------------------------------
+
+/// Latencies in microseconds, one vector per client (no lock on the hot path), merged at the end.
+struct Recorder {
+  std::vector<std::vector<uint32_t>> per_client;
+  std::mutex mu;
+  std::map<std::string, uint64_t> errors;
+  explicit Recorder(int clients) : per_client(static_cast<size_t>(clients)) {}
+  void Error(const grpc::Status& s) {
+    std::lock_guard g(mu);
+    ++errors[std::to_string(s.error_code()) + " " + s.error_message().substr(0, 60)];
+  }
+  void Error(const std::string& what) {
+    std::lock_guard g(mu);
+    ++errors[what];
+  }
+};
+
+struct Summary {
+  std::string workload;
+  uint64_t ops = 0;
+  double seconds = 0;
+  std::vector<uint32_t> lat;  // sorted, µs
+  std::string extra;          // workload-specific JSON members, each ending with ", "
+  std::map<std::string, uint64_t> errors;
+  CpuSample cpu_before, cpu_after;
+};
+
+double Pct(const std::vector<uint32_t>& v, double p) {
+  if (v.empty()) return 0;
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+  return v[i] / 1000.0;
+}
+
+void Report(const Config& c, const Summary& s) {
+  const double ops_s = s.seconds > 0 ? static_cast<double>(s.ops) / s.seconds : 0;
+  double server_cpu = 0;
+  std::string per_server;
+  for (size_t k = 0; k < s.cpu_after.servers.size(); ++k) {
+    const double d = s.cpu_after.servers[k] - s.cpu_before.servers[k];
+    server_cpu += d;
+    per_server += (k ? "," : "") + std::to_string(d);
+  }
+  const double client_cpu = s.cpu_after.self - s.cpu_before.self;
+  const double cpu_per_op_us = s.ops ? server_cpu / static_cast<double>(s.ops) * 1e6 : 0;
+  uint64_t errors = 0;
+  std::string errs;
+  for (const auto& [what, n] : s.errors) {
+    errors += n;
+    std::string escaped;
+    for (char ch : what) {
+      if (ch == '"' || ch == '\\') escaped += '\\';
+      if (static_cast<unsigned char>(ch) >= 0x20) escaped += ch;
+    }
+    errs += (errs.empty() ? "" : ",") + std::string("\"") + escaped + "\":" + std::to_string(n);
+  }
+  std::printf(
+      "%-12s %-6s ops %8lu  %9.0f/s  p50 %7.3f  p90 %7.3f  p99 %7.3f  p99.9 %7.3f  max %8.3f ms"
+      "  errors %lu  cpu client %.2fs servers %.2fs (%.0f us/op)\n",
+      s.workload.c_str(), c.label.c_str(), static_cast<unsigned long>(s.ops), ops_s, Pct(s.lat, .5),
+      Pct(s.lat, .9), Pct(s.lat, .99), Pct(s.lat, .999), s.lat.empty() ? 0 : s.lat.back() / 1000.0,
+      static_cast<unsigned long>(errors), client_cpu, server_cpu, cpu_per_op_us);
+  for (const auto& [what, n] : s.errors) {
+    std::printf("    error x%lu: %s\n", static_cast<unsigned long>(n), what.c_str());
+  }
+  std::ostringstream j;
+  j << "{\"system\":\"" << c.label << "\",\"workload\":\"" << s.workload
+    << "\",\"clients\":" << c.clients << ",\"connections\":" << c.connections
+    << ",\"seconds\":" << s.seconds << ",\"ops\":" << s.ops << ",\"ops_per_s\":" << ops_s
+    << ",\"p50_ms\":" << Pct(s.lat, .5) << ",\"p90_ms\":" << Pct(s.lat, .9)
+    << ",\"p99_ms\":" << Pct(s.lat, .99) << ",\"p999_ms\":" << Pct(s.lat, .999)
+    << ",\"max_ms\":" << (s.lat.empty() ? 0 : s.lat.back() / 1000.0) << ", " << s.extra
+    << "\"errors\":" << errors << ",\"error_kinds\":{" << errs
+    << "},\"client_cpu_s\":" << client_cpu << ",\"server_cpu_s\":" << server_cpu
+    << ",\"server_cpu_each_s\":[" << per_server << "],\"server_cpu_per_op_us\":" << cpu_per_op_us
+    << "}";
+  std::printf("%s\n", j.str().c_str());
+  if (!c.json_path.empty()) {
+    std::ofstream out(c.json_path, std::ios::app);
+    out << j.str() << "\n";
+  }
+  std::fflush(stdout);
+}
+
+// --- Connections ------------------------------------------------------------------------------
+
+std::vector<std::string> Split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string part;
+  while (std::getline(in, part, ',')) {
+    if (!part.empty()) out.push_back(part);
+  }
+  return out;
+}
+
+std::shared_ptr<grpc::Channel> Dial(const std::string& target, int index) {
+  grpc::ChannelArguments args;
+  // Each channel its own TCP connection: gRPC would otherwise share one subchannel.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt("lockbench.connection", index);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+}
+
+/// The leader's client address, asked of the members in turn for up to 15 s.
+std::string FindLeader(const std::vector<std::string>& endpoints) {
+  const auto until = Clock::now() + std::chrono::seconds(15);
+  while (Clock::now() < until) {
+    for (const auto& e : endpoints) {
+      auto stub = pb::ClusterService::NewStub(Dial(e, -1));
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      pb::StatusResponse st;
+      if (!stub->Status(&ctx, pb::StatusRequest{}, &st).ok() || st.leader_id() == 0) continue;
+      for (const auto& m : st.members()) {
+        if (m.id() == st.leader_id()) return m.client_addr();
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return "";
+}
+
+/// One client identity: a random 128-bit id and a sequence, as the client library keeps.
+struct Identity {
+  uint64_t hi, lo, seq = 0;
+  explicit Identity(std::mt19937_64& rng) : hi(rng() | 1), lo(rng()) {}
+  void Next(pb::RequestHeader* h) {
+    ++seq;
+    h->mutable_id()->set_client_hi(hi);
+    h->mutable_id()->set_client_lo(lo);
+    h->mutable_id()->set_seq(seq);
+    h->set_attempt(1);
+    h->set_watermark(seq);  // one request in flight at a time
+  }
+};
+
+/// Waits until every client has stopped.
+class Done {
+ public:
+  explicit Done(int n) : left_(n) {}
+  void One() {
+    std::lock_guard g(mu_);
+    if (--left_ == 0) cv_.notify_all();
+  }
+  void Wait() {
+    std::unique_lock g(mu_);
+    cv_.wait(g, [&] { return left_ == 0; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int left_;
+};
+
+class Cluster {
+ public:
+  explicit Cluster(const Config& c) {
+    std::vector<std::string> targets;
+    if (c.spread) {
+      targets = c.endpoints;
+    } else {
+      const std::string leader = FindLeader(c.endpoints);
+      if (leader.empty()) {
+        std::fprintf(stderr, "lockbench: no leader found among %zu endpoints\n",
+                     c.endpoints.size());
+        std::exit(2);
+      }
+      targets = {leader};
+    }
+    for (int k = 0; k < c.connections; ++k) {
+      stubs_.push_back(pb::LockService::NewStub(Dial(targets[k % targets.size()], k)));
+    }
+  }
+  pb::LockService::Stub& For(int client) { return *stubs_[client % stubs_.size()]; }
+
+ private:
+  std::vector<std::unique_ptr<pb::LockService::Stub>> stubs_;
+};
+
+uint64_t GrantLease(pb::LockService::Stub& stub, Identity& id, uint64_t ttl_ms) {
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    pb::GrantLeaseRequest req;
+    id.Next(req.mutable_header());
+    req.set_ttl_ms(ttl_ms);
+    req.set_label("lockbench");
+    pb::GrantLeaseResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    if (stub.GrantLease(&ctx, req, &resp).ok()) return resp.lease_id();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::fprintf(stderr, "lockbench: could not grant a lease\n");
+  std::exit(2);
+}
+
+// --- Workloads ----------------------------------------------------------------------------------
+
+/// One closed-loop client: Acquire, then Release, again until the deadline. `wait_ms` 0 is a
+/// try-lock (uncontended); otherwise the Acquire queues (contended).
+class LockClient {
+ public:
+  struct Shared {
+    Recorder* rec;
+    Done* done;
+    Clock::time_point deadline;
+    uint64_t wait_ms;
+    std::atomic<uint64_t> ops{0};
+    // contended: per name, when its last release was sent (ns since the clock's epoch), and the
+    // gaps from there to the next grant, µs.
+    std::vector<std::atomic<int64_t>>* last_release_ns = nullptr;
+    std::mutex gap_mu;
+    std::vector<uint32_t> gaps;
+  };
+
+  LockClient(Shared& sh, pb::LockService::Stub& stub, int index, std::string name, int name_index,
+             uint64_t lease, std::mt19937_64& rng)
+      : sh_(sh),
+        stub_(stub),
+        index_(index),
+        name_(std::move(name)),
+        name_index_(name_index),
+        lease_(lease),
+        id_(rng) {}
+
+  void Start() { Acquire(); }
+
+ private:
+  void Acquire() {
+    if (Clock::now() >= sh_.deadline) {
+      sh_.done->One();
+      return;
+    }
+    started_ = Clock::now();
+    ctx_ = std::make_unique<grpc::ClientContext>();
+    areq_.Clear();
+    id_.Next(areq_.mutable_header());
+    areq_.set_name(name_);
+    areq_.set_lease_id(lease_);
+    areq_.set_mode(pb::EXCLUSIVE);
+    areq_.set_wait_ms(sh_.wait_ms);
+    stub_.async()->Acquire(ctx_.get(), &areq_, &aresp_, [this](grpc::Status s) {
+      if (!s.ok() || !aresp_.acquired()) {
+        if (!s.ok()) {
+          sh_.rec->Error(s);
+        } else {
+          sh_.rec->Error("not acquired");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        Acquire();
+        return;
+      }
+      granted_ = Clock::now();
+      if (sh_.last_release_ns != nullptr) {
+        const int64_t released = (*sh_.last_release_ns)[name_index_].load();
+        const int64_t now = granted_.time_since_epoch().count();
+        if (released > 0 && now > released) {
+          std::lock_guard g(sh_.gap_mu);
+          sh_.gaps.push_back(static_cast<uint32_t>((now - released) / 1000));
+        }
+      }
+      Release(aresp_.token());
+    });
+  }
+
+  void Release(uint64_t token) {
+    ctx_ = std::make_unique<grpc::ClientContext>();
+    rreq_.Clear();
+    id_.Next(rreq_.mutable_header());
+    rreq_.set_name(name_);
+    rreq_.set_lease_id(lease_);
+    rreq_.set_token(token);
+    if (sh_.last_release_ns != nullptr) {
+      (*sh_.last_release_ns)[name_index_].store(Clock::now().time_since_epoch().count());
+    }
+    stub_.async()->Release(ctx_.get(), &rreq_, &rresp_, [this, token](grpc::Status s) {
+      if (!s.ok()) {
+        sh_.rec->Error(s);
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        Release(token);  // the same token: a retry of a release is harmless
+        return;
+      }
+      const auto end = Clock::now();
+      // Uncontended: lock+unlock; contended: the Acquire's wait.
+      const auto measured = sh_.wait_ms == 0 ? end - started_ : granted_ - started_;
+      sh_.rec->per_client[static_cast<size_t>(index_)].push_back(static_cast<uint32_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(measured).count()));
+      sh_.ops.fetch_add(1, std::memory_order_relaxed);
+      Acquire();
+    });
+  }
+
+  Shared& sh_;
+  pb::LockService::Stub& stub_;
+  const int index_;
+  const std::string name_;
+  const int name_index_;
+  const uint64_t lease_;
+  Identity id_;
+  std::unique_ptr<grpc::ClientContext> ctx_;
+  pb::AcquireRequest areq_;
+  pb::AcquireResponse aresp_;
+  pb::ReleaseRequest rreq_;
+  pb::ReleaseResponse rresp_;
+  Clock::time_point started_, granted_;
+};
+
+Summary RunLocks(const Config& c, Cluster& cluster, bool contended) {
+  std::mt19937_64 rng(std::random_device{}());
+  Recorder rec(c.clients);
+  Done done(c.clients);
+  LockClient::Shared sh;
+  sh.rec = &rec;
+  sh.done = &done;
+  sh.wait_ms = contended ? 60'000 : 0;
+  const int names = contended ? std::max(1, c.names) : c.clients;
+  std::vector<std::atomic<int64_t>> last_release(static_cast<size_t>(names));
+  if (contended) sh.last_release_ns = &last_release;
+  const std::string run = std::to_string(rng() % 1'000'000);
+  std::vector<std::unique_ptr<LockClient>> clients;
+  for (int k = 0; k < c.clients; ++k) {
+    Identity setup(rng);
+    const uint64_t lease = GrantLease(cluster.For(k), setup, c.ttl_ms);
+    const int name_index = k % names;
+    const std::string name = "lockbench/" + run + "/" + std::to_string(name_index);
+    clients.push_back(
+        std::make_unique<LockClient>(sh, cluster.For(k), k, name, name_index, lease, rng));
+  }
+  Summary s;
+  s.workload = contended ? "contended" + std::to_string(names) : "uncontended";
+  s.cpu_before = CpuSample::Take(c);
+  const auto start = Clock::now();
+  sh.deadline = start + std::chrono::duration_cast<Clock::duration>(duration<double>(c.seconds));
+  for (auto& cl : clients) cl->Start();
+  done.Wait();
+  s.seconds = Seconds(Clock::now() - start);
+  s.cpu_after = CpuSample::Take(c);
+  s.ops = sh.ops.load();
+  for (auto& v : rec.per_client) s.lat.insert(s.lat.end(), v.begin(), v.end());
+  std::sort(s.lat.begin(), s.lat.end());
+  s.errors = rec.errors;
+  if (contended) {
+    std::sort(sh.gaps.begin(), sh.gaps.end());
+    std::ostringstream e;
+    e << "\"handoffs_per_s\":" << (s.seconds > 0 ? static_cast<double>(s.ops) / s.seconds : 0)
+      << ",\"release_to_grant_p50_ms\":" << Pct(sh.gaps, .5)
+      << ",\"release_to_grant_p99_ms\":" << Pct(sh.gaps, .99) << ", ";
+    s.extra = e.str();
+    std::printf("contended: release-to-next-grant p50 %.3f ms p99 %.3f ms (%zu handoffs)\n",
+                Pct(sh.gaps, .5), Pct(sh.gaps, .99), sh.gaps.size());
+  }
+  return s;
+}
+
+/// One KeepAlive stream renewing its leases round robin, `window` renewals in flight.
+class Renewer : public grpc::ClientBidiReactor<pb::RenewRequest, pb::RenewResponse> {
+ public:
+  Renewer(pb::LockService::Stub& stub, std::vector<uint64_t> leases, int window, Recorder& rec,
+          int index, Clock::time_point deadline)
+      : leases_(std::move(leases)),
+        window_(window),
+        rec_(rec),
+        index_(index),
+        deadline_(deadline),
+        sent_at_(static_cast<size_t>(window) * 4 + 1) {
+    stub.async()->KeepAlive(&ctx_, this);
+    StartRead(&resp_);
+    StartCall();
+    std::lock_guard g(mu_);
+    MaybeWrite();
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard g(mu_);
+    writing_ = false;
+    if (!ok) return;
+    MaybeWrite();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // the stream ended; OnDone follows
+    {
+      std::lock_guard g(mu_);
+      --in_flight_;
+      if (resp_.code() == 0) {
+        ++ok_;
+        const auto at = sent_at_[resp_.seq() % sent_at_.size()];
+        rec_.per_client[static_cast<size_t>(index_)].push_back(static_cast<uint32_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - at).count()));
+      } else {
+        rec_.Error("renewal refused: code " + std::to_string(resp_.code()) + " " +
+                   resp_.message().substr(0, 60));
+      }
+      MaybeWrite();
+    }
+    StartRead(&resp_);
+  }
+
+  void OnDone(const grpc::Status& s) override {
+    if (!s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) rec_.Error(s);
+    std::lock_guard g(mu_);
+    finished_ = true;
+    cv_.notify_all();
+  }
+
+  /// After the deadline: ends the stream once every renewal in flight is answered.
+  uint64_t Finish() {
+    std::unique_lock g(mu_);
+    cv_.wait_for(g, std::chrono::seconds(10), [&] { return in_flight_ == 0 || finished_; });
+    if (!finished_) ctx_.TryCancel();
+    cv_.wait(g, [&] { return finished_; });
+    return ok_;
+  }
+
+ private:
+  void MaybeWrite() {  // mu_ held
+    if (writing_ || in_flight_ >= window_ || Clock::now() >= deadline_ || leases_.empty()) {
+      if (in_flight_ == 0) cv_.notify_all();
+      return;
+    }
+    req_.set_lease_id(leases_[next_++ % leases_.size()]);
+    req_.set_seq(++seq_);
+    sent_at_[seq_ % sent_at_.size()] = Clock::now();
+    ++in_flight_;
+    writing_ = true;
+    StartWrite(&req_);
+  }
+
+  grpc::ClientContext ctx_;
+  const std::vector<uint64_t> leases_;
+  const int window_;
+  Recorder& rec_;
+  const int index_;
+  const Clock::time_point deadline_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  pb::RenewRequest req_;
+  pb::RenewResponse resp_;
+  std::vector<Clock::time_point> sent_at_;
+  uint64_t seq_ = 0;
+  size_t next_ = 0;
+  int in_flight_ = 0;
+  bool writing_ = false;
+  bool finished_ = false;
+  uint64_t ok_ = 0;
+};
+
+Summary RunKeepAlive(const Config& c, Cluster& cluster) {
+  std::mt19937_64 rng(std::random_device{}());
+  std::vector<std::vector<uint64_t>> per_stream(static_cast<size_t>(c.streams));
+  {
+    Identity id(rng);
+    for (int k = 0; k < c.leases; ++k) {
+      per_stream[static_cast<size_t>(k % c.streams)].push_back(
+          GrantLease(cluster.For(k), id, c.ttl_ms));
+    }
+  }
+  Recorder rec(c.streams);
+  Summary s;
+  s.workload = "keepalive";
+  s.cpu_before = CpuSample::Take(c);
+  const auto start = Clock::now();
+  const auto deadline =
+      start + std::chrono::duration_cast<Clock::duration>(duration<double>(c.seconds));
+  std::vector<std::unique_ptr<Renewer>> streams;
+  for (int k = 0; k < c.streams; ++k) {
+    streams.push_back(std::make_unique<Renewer>(cluster.For(k), per_stream[static_cast<size_t>(k)],
+                                                c.window, rec, k, deadline));
+  }
+  std::this_thread::sleep_until(deadline);
+  for (auto& st : streams) s.ops += st->Finish();
+  s.seconds = Seconds(Clock::now() - start);
+  s.cpu_after = CpuSample::Take(c);
+  for (auto& v : rec.per_client) s.lat.insert(s.lat.end(), v.begin(), v.end());
+  std::sort(s.lat.begin(), s.lat.end());
+  s.errors = rec.errors;
+  std::ostringstream e;
+  e << "\"leases\":" << c.leases << ",\"streams\":" << c.streams << ",\"window\":" << c.window
+    << ", ";
+  s.extra = e.str();
+  return s;
+}
+
+int Main(int argc, char** argv) {
+  Config c;
+  CLI::App app{"lockbench: load for a running lockd cluster (see docs/benchmarks.md)"};
+  std::string endpoints = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003", pids;
+  app.add_option("--endpoints", endpoints, "client addresses, comma-separated")
+      ->capture_default_str();
+  app.add_option("--workload", c.workload, "uncontended | contended | keepalive | all")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"uncontended", "contended", "keepalive", "all"}));
+  app.add_option("--clients", c.clients, "closed-loop clients")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--connections", c.connections, "gRPC connections the clients share")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--seconds", c.seconds, "measured time per workload")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--names", c.names, "contended: hot names the clients share")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--leases", c.leases, "keepalive: leases renewed")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000000));
+  app.add_option("--streams", c.streams, "keepalive: KeepAlive streams")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+  app.add_option("--window", c.window, "keepalive: renewals in flight per stream")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--ttl-ms", c.ttl_ms, "lease TTL")->capture_default_str();
+  app.add_flag("--spread", c.spread, "send to every member instead of the leader (forwarding)");
+  app.add_option("--server-pids", pids, "server pids whose CPU time to report, comma-separated");
+  app.add_option("--json", c.json_path, "append one JSON line per workload to this file");
+  app.add_option("--label", c.label, "the system's name in the output")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  c.endpoints = Split(endpoints);
+  if (c.endpoints.empty()) {
+    std::fprintf(stderr, "lockbench: --endpoints is empty\n");
+    return 2;
+  }
+  for (const auto& p : Split(pids)) c.server_pids.push_back(std::stoi(p));
+  if (c.streams > c.leases) c.streams = c.leases;
+  Cluster cluster(c);
+  const bool all = c.workload == "all";
+  if (all || c.workload == "uncontended") Report(c, RunLocks(c, cluster, false));
+  if (all || c.workload == "contended") Report(c, RunLocks(c, cluster, true));
+  if (all || c.workload == "keepalive") Report(c, RunKeepAlive(c, cluster));
+  return 0;
+}
+
+}  // namespace
+}  // namespace lockbench
+
+int main(int argc, char** argv) {
+  return lockbench::Main(argc, argv);
+}
