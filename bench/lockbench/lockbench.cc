@@ -7,8 +7,14 @@
 //   contended    N clients on K hot names, each Acquire waiting; handoffs/s and the time from a
 //                release being sent to the next holder's grant
 //   keepalive    L leases renewed over S KeepAlive streams, a window of renewals in flight each
+//   floor        what the hardware allows: a gRPC round trip to the leader (ClusterService.Status,
+//                answered from memory) and an append + fdatasync of 128 bytes in --sync-dir; the
+//                floor of an uncontended lock+unlock is 2 x (rtt + max(sync, rtt + sync)): each of
+//                the two writes is a round trip to the leader, and a commit needs the leader's sync
+//                and a follower's round trip + sync, which overlap
 // It prints a table row and a JSON line per workload: throughput, latency percentiles, errors by
 // code, and the CPU seconds of this process and of each server pid given (from /proc).
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -57,6 +63,7 @@ struct Config {
   std::vector<int> server_pids;
   std::string json_path;
   std::string label = "lockd";
+  std::string sync_dir = "/var/tmp";
 };
 
 // --- CPU from /proc -------------------------------------------------------------------------
@@ -265,13 +272,16 @@ class Cluster {
       }
       targets = {leader};
     }
+    target_ = targets.front();
     for (int k = 0; k < c.connections; ++k) {
       stubs_.push_back(pb::LockService::NewStub(Dial(targets[k % targets.size()], k)));
     }
   }
   pb::LockService::Stub& For(int client) { return *stubs_[client % stubs_.size()]; }
+  const std::string& target() const { return target_; }
 
  private:
+  std::string target_;
   std::vector<std::unique_ptr<pb::LockService::Stub>> stubs_;
 };
 
@@ -578,15 +588,64 @@ Summary RunKeepAlive(const Config& c, Cluster& cluster) {
   return s;
 }
 
+void RunFloor(const Config& c, const Cluster& cluster) {
+  auto stub = pb::ClusterService::NewStub(Dial(cluster.target(), -2));
+  std::vector<uint32_t> rtt, sync;
+  for (int k = 0; k < 2000; ++k) {
+    grpc::ClientContext ctx;
+    pb::StatusResponse st;
+    const auto t0 = Clock::now();
+    if (!stub->Status(&ctx, pb::StatusRequest{}, &st).ok()) continue;
+    if (k >= 100) {  // after the warm-up
+      rtt.push_back(static_cast<uint32_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count()));
+    }
+  }
+  const std::string path = c.sync_dir + "/lockbench-sync-" + std::to_string(getpid());
+  const int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0600);
+  if (fd < 0) {
+    std::fprintf(stderr, "lockbench: cannot create %s\n", path.c_str());
+    std::exit(2);
+  }
+  const std::string record(128, 'r');
+  for (int k = 0; k < 1000; ++k) {
+    const auto t0 = Clock::now();
+    if (::write(fd, record.data(), record.size()) != static_cast<ssize_t>(record.size()) ||
+        ::fdatasync(fd) != 0) {
+      std::fprintf(stderr, "lockbench: write/fdatasync failed in %s\n", c.sync_dir.c_str());
+      std::exit(2);
+    }
+    sync.push_back(static_cast<uint32_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count()));
+  }
+  ::close(fd);
+  ::unlink(path.c_str());
+  std::sort(rtt.begin(), rtt.end());
+  std::sort(sync.begin(), sync.end());
+  const double r = Pct(rtt, .5), y = Pct(sync, .5);
+  const double floor = 2 * (r + std::max(y, r + y));
+  std::printf(
+      "floor        rtt p50 %.3f ms (p99 %.3f), append+fdatasync p50 %.3f ms (p99 %.3f) in %s;"
+      " lock+unlock floor %.3f ms\n",
+      r, Pct(rtt, .99), y, Pct(sync, .99), c.sync_dir.c_str(), floor);
+  std::ostringstream j;
+  j << "{\"system\":\"" << c.label << "\",\"workload\":\"floor\",\"rtt_p50_ms\":" << r
+    << ",\"rtt_p99_ms\":" << Pct(rtt, .99) << ",\"sync_p50_ms\":" << y
+    << ",\"sync_p99_ms\":" << Pct(sync, .99) << ",\"lock_unlock_floor_ms\":" << floor << "}";
+  std::printf("%s\n", j.str().c_str());
+  if (!c.json_path.empty()) std::ofstream(c.json_path, std::ios::app) << j.str() << "\n";
+  std::fflush(stdout);
+}
+
 int Main(int argc, char** argv) {
   Config c;
   CLI::App app{"lockbench: load for a running lockd cluster (see docs/benchmarks.md)"};
   std::string endpoints = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003", pids;
   app.add_option("--endpoints", endpoints, "client addresses, comma-separated")
       ->capture_default_str();
-  app.add_option("--workload", c.workload, "uncontended | contended | keepalive | all")
+  app.add_option("--workload", c.workload, "uncontended | contended | keepalive | floor | all")
       ->capture_default_str()
-      ->check(CLI::IsMember({"uncontended", "contended", "keepalive", "all"}));
+      ->check(CLI::IsMember({"uncontended", "contended", "keepalive", "floor", "all"}));
   app.add_option("--clients", c.clients, "closed-loop clients")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
@@ -612,6 +671,8 @@ int Main(int argc, char** argv) {
   app.add_flag("--spread", c.spread, "send to every member instead of the leader (forwarding)");
   app.add_option("--server-pids", pids, "server pids whose CPU time to report, comma-separated");
   app.add_option("--json", c.json_path, "append one JSON line per workload to this file");
+  app.add_option("--sync-dir", c.sync_dir, "floor: a folder on the disk the nodes write to")
+      ->capture_default_str();
   app.add_option("--label", c.label, "the system's name in the output")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   c.endpoints = Split(endpoints);
@@ -626,6 +687,7 @@ int Main(int argc, char** argv) {
   if (all || c.workload == "uncontended") Report(c, RunLocks(c, cluster, false));
   if (all || c.workload == "contended") Report(c, RunLocks(c, cluster, true));
   if (all || c.workload == "keepalive") Report(c, RunKeepAlive(c, cluster));
+  if (all || c.workload == "floor") RunFloor(c, cluster);
   return 0;
 }
 
