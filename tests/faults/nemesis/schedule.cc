@@ -83,7 +83,8 @@ Schedule MakeSchedule(uint64_t seed, Ms duration, int nodes, const std::vector<F
         st.target = pick(nodes);
         break;
       case FaultKind::kBridge:
-        st.other = pick(nodes);  // the middle
+        st.target = pick(nodes);  // the middle
+        st.other = st.target;
         break;
       case FaultKind::kOneWay:
         st.target = pick(nodes);
