@@ -1,6 +1,7 @@
 #include "base/unsafe_faults.h"
 
 #include <array>
+#include <string>
 #include <utility>
 
 namespace lockd::unsafe {
@@ -16,12 +17,6 @@ constexpr std::array<std::pair<std::string_view, Fault>, 3> kNames = {{
 std::array<bool, kNames.size()> enabled{};
 
 }  // namespace
-
-std::vector<std::string_view> FaultNames() {
-  std::vector<std::string_view> out;
-  for (const auto& [name, fault] : kNames) out.push_back(name);
-  return out;
-}
 
 Status Enable(std::string_view name) {
   for (size_t i = 0; i < kNames.size(); ++i) {
@@ -39,13 +34,6 @@ Status Enable(std::string_view name) {
 bool Enabled(Fault f) {
   for (size_t i = 0; i < kNames.size(); ++i) {
     if (kNames[i].second == f) return enabled[i];
-  }
-  return false;
-}
-
-bool AnyEnabled() {
-  for (bool e : enabled) {
-    if (e) return true;
   }
   return false;
 }

@@ -9,9 +9,7 @@
 // constructor between the flag and the branch.
 #pragma once
 
-#include <string>
 #include <string_view>
-#include <vector>
 
 #include "base/status.h"
 
@@ -29,16 +27,10 @@ enum class Fault {
   kStallRuleOldOrder,
 };
 
-/// Every fault's flag name, for help text and errors.
-std::vector<std::string_view> FaultNames();
-
 /// Switches on the fault `name`; INVALID_ARGUMENT naming the known ones otherwise.
 Status Enable(std::string_view name);
 
 /// Whether `f` is switched on (false unless a test asked for it).
 bool Enabled(Fault f);
-
-/// Whether any fault is switched on.
-bool AnyEnabled();
 
 }  // namespace lockd::unsafe

@@ -1,9 +1,9 @@
-// A seeded mixed-nemesis run (issue 17): kills, pauses, partitions, loss, slow disks and
-// leadership transfers drawn from one seed, against a 3-node cluster in namespaces with a small
-// client load, then healing: the cluster must serve again. The seed and the schedule are printed
-// first. LOCKD_FAULTS_SEED replays a run; LOCKD_FAULTS_SOAK_SECONDS makes it a soak (default:
-// 45 s of faults, under a minute in all); the fault events land in $LOCKD_FAULTS_EVENTS (default:
-// the test's temp dir) for the history checkers.
+// A seeded mixed-nemesis run (issue 17): kills, pauses, partitions, loss, slow disks, member
+// replacements and leadership transfers drawn from one seed, against a 3-node cluster in namespaces
+// with a small client load, then healing: the cluster must serve again. The seed and the schedule
+// are printed first. LOCKD_FAULTS_SEED replays a run; LOCKD_FAULTS_SOAK_SECONDS makes it a soak
+// (default: 45 s of faults, under a minute in all); the fault events land in $LOCKD_FAULTS_EVENTS
+// (default: the test's temp dir) for the history checkers.
 #include <atomic>
 #include <cstdlib>
 #include <iostream>
@@ -25,7 +25,7 @@ TEST(MixedNemesis, ASeededScheduleOfFaultsLeavesAClusterThatServesAfterHealing) 
       seed, duration, 3,
       {FaultKind::kKillRandom, FaultKind::kKillLeader, FaultKind::kPauseRandom,
        FaultKind::kIsolateLeader, FaultKind::kMinority, FaultKind::kBridge, FaultKind::kOneWay,
-       FaultKind::kLoss, FaultKind::kSlowDisk, FaultKind::kTransfer});
+       FaultKind::kLoss, FaultKind::kSlowDisk, FaultKind::kTransfer, FaultKind::kReplaceFollower});
   std::cout << schedule.Describe() << std::flush;
   RecordProperty("seed", std::to_string(seed));
 

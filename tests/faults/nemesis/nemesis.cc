@@ -189,7 +189,7 @@ void Nemesis::Kill(int i) {
 void Nemesis::Restart(int i) {
   c_.Start(i);
   killed_.erase(i);
-  log_.Record("kill", std::to_string(c_.id(i)), "restarted");
+  log_.Record("heal", std::to_string(c_.id(i)), "restarted after kill");
 }
 
 void Nemesis::Pause(int i) {

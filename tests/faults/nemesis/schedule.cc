@@ -45,6 +45,8 @@ std::string ToString(FaultKind k) {
       return "transfer";
     case FaultKind::kDelay:
       return "delay";
+    case FaultKind::kReplaceFollower:
+      return "replace-follower";
   }
   return "?";
 }
@@ -126,11 +128,19 @@ Ms DurationFromEnv(Ms quick) {
 std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis& n,
                                      const std::atomic<bool>& stop) {
   std::vector<std::string> problems;
-  const int nodes = c.size();
+  uint64_t next_id = 100;  // replacements get ids no bootstrap member has
   for (size_t k = 0; k < s.steps.size() && !stop; ++k) {
     const Step& st = s.steps[k];
-    int target = st.target;
-    if (target < 0) target = c.WaitForLeader(10s);
+    // Steps name the k-th member in service, so a replacement takes its predecessor's place.
+    std::vector<int> members;
+    for (int i = 0; i < c.size(); ++i) {
+      if (!c.retired(i)) members.push_back(i);
+    }
+    const int nodes = static_cast<int>(members.size());
+    auto member = [&](int k) { return k < 0 ? -1 : members[static_cast<size_t>(k % nodes)]; };
+    const int leader = c.WaitForLeader(10s);
+    int target = st.target < 0 ? leader : member(st.target);
+    const int other = member(st.other);
     if (target < 0) {
       problems.push_back("step " + std::to_string(k) + " (" + st.Describe() + "): no leader");
       continue;
@@ -151,7 +161,7 @@ std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis
         break;
       case FaultKind::kMinority: {
         std::vector<int> rest;
-        for (int i = 0; i < nodes; ++i) {
+        for (int i : members) {
           if (i != target) rest.push_back(i);
         }
         err = n.Split({{target}, rest});
@@ -159,15 +169,15 @@ std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis
       }
       case FaultKind::kBridge: {
         std::vector<int> left, right;
-        for (int i = 0; i < nodes; ++i) {
-          if (i == st.other) continue;
+        for (int i : members) {
+          if (i == other) continue;
           (left.size() <= right.size() ? left : right).push_back(i);
         }
-        err = n.Bridge(left, st.other, right);
+        err = n.Bridge(left, other, right);
         break;
       }
       case FaultKind::kOneWay:
-        err = n.DropOneWay(target, st.other);
+        err = n.DropOneWay(target, other);
         break;
       case FaultKind::kLoss:
         err = n.Loss(target, st.amount);
@@ -181,6 +191,14 @@ std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis
       case FaultKind::kDelay:
         err = n.Delay(Ms(st.amount), Ms(st.other));
         break;
+      case FaultKind::kReplaceFollower: {
+        int follower = -1;
+        for (int i : members) {
+          if (i != leader && c.running(i)) follower = i;
+        }
+        if (follower < 0 || n.Replace(follower, next_id++, &err) >= 0) err.clear();
+        break;
+      }
     }
     if (!err.empty()) problems.push_back("step " + std::to_string(k) + ": " + err);
     SleepUnless(st.hold, stop);

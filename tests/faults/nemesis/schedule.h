@@ -25,14 +25,15 @@ enum class FaultKind {
   kLoss,
   kSlowDisk,
   kTransfer,
-  kDelay,  ///< needs a cluster with the peer proxy
+  kDelay,            ///< needs a cluster with the peer proxy
+  kReplaceFollower,  ///< a follower removed and replaced by a new node (needs a spare slot)
 };
 
 std::string ToString(FaultKind k);
 
 struct Step {
   FaultKind kind;
-  int target = -1;  ///< node index; -1: the leader when the step runs
+  int target = -1;  ///< k-th member in service (replaced nodes skipped); -1: the leader
   int other = -1;   ///< a second node (one-way drop, bridge middle)
   int amount = 0;   ///< loss percent, slow-disk or delay ms
   Ms hold{0};

@@ -281,7 +281,11 @@ void NetnsCluster::Start(int i) {
 }
 
 void NetnsCluster::Kill(int i) {
-  if (nodes_[i].process) nodes_[i].process->Kill();
+  if (nodes_[i].process) {
+    nodes_[i].process->Kill();
+    // Reaped: its pid may be reused, so the signal handler must not kill it any more.
+    net_->Unregister(nodes_[i].process->pid());
+  }
   nodes_[i].paused = false;
 }
 
@@ -304,6 +308,7 @@ std::optional<int> NetnsCluster::Stop(int i, Ms timeout) {
   n.process->Signal(SIGTERM);
   auto code = n.process->Wait(timeout);
   if (!code) n.process->Kill();
+  net_->Unregister(n.process->pid());
   return code;
 }
 
