@@ -53,8 +53,10 @@ std::string ToString(FaultKind k) {
 
 std::string Step::Describe() const {
   std::ostringstream s;
-  s << ToString(kind)
-    << " target=" << (target < 0 ? std::string("leader") : std::to_string(target));
+  const std::string who = kind == FaultKind::kReplaceFollower ? "a follower"
+                          : target < 0                        ? "leader"
+                                                              : std::to_string(target);
+  s << ToString(kind) << " target=" << who;
   if (other >= 0) s << " other=" << other;
   if (amount > 0) s << " amount=" << amount;
   s << " hold=" << hold.count() << "ms";
