@@ -10,7 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcpp-httplib-dev libssl-dev zlib1g-dev libbrotli-dev prometheus-cpp-dev
   python3-prometheus-client python3-yaml
-  clang-format iproute2 procps curl
+  clang-format iproute2 nftables procps curl
 )
 
 missing=()

@@ -6,7 +6,11 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <string>
+#include <string_view>
+#include <vector>
 
+#include "base/unsafe_faults.h"
 #include "server/logging.h"
 #include "server/node.h"
 #include "server/restore.h"
@@ -14,7 +18,7 @@
 
 namespace {
 
-int Run(const lockd::server::NodeOptions& options) {
+int Run(const lockd::server::NodeOptions& options, const std::vector<std::string>& unsafe_faults) {
   // Block the stop signals in every thread (gRPC's included) and take them here with sigwait, so
   // no handler runs in an arbitrary thread.
   // A shell starts background jobs with SIGINT ignored, and an ignored signal is discarded before
@@ -29,6 +33,12 @@ int Run(const lockd::server::NodeOptions& options) {
 
   spdlog::set_level(spdlog::level::from_str(options.log_level));
   lockd::server::ConfigureLogging(options.node_id, options.log_format);
+  for (std::string_view fault : unsafe_faults) {
+    spdlog::critical(
+        "TESTING ONLY: --testing-unsafe-fault={} is set: this node breaks a safety guarantee on "
+        "purpose (fault tests). Never run it with data you care about.",
+        fault);
+  }
   lockd::server::Node node(options);
   if (lockd::Status s = node.Start(); !s.ok()) {
     spdlog::error("cannot start: {}", s.ToString());
@@ -176,6 +186,11 @@ int main(int argc, char** argv) {
                    "The token and lease-id counters start at least here (e.g. above the largest "
                    "fence a protected resource has seen)")
       ->capture_default_str();
+  // Hidden (no group): planted bugs for the fault tests, base/unsafe_faults.h.
+  std::vector<std::string> unsafe_faults;
+  app.add_option("--testing-unsafe-fault", unsafe_faults,
+                 "TESTING ONLY: switch on a planted bug (breaks a guarantee on purpose)")
+      ->group("");
   std::string inspect;
   app.add_option("--inspect-data-dir", inspect,
                  "Print a data dir's log range, hard state, members and snapshot, then exit "
@@ -206,5 +221,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "lockd: %s\n", s.message().c_str());
     return 2;
   }
-  return Run(o);
+  for (const auto& fault : unsafe_faults) {
+    if (lockd::Status s = lockd::unsafe::Enable(fault); !s.ok()) {
+      std::fprintf(stderr, "lockd: %s\n", s.message().c_str());
+      return 2;
+    }
+  }
+  return Run(o, unsafe_faults);
 }

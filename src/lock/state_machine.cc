@@ -2,6 +2,7 @@
 #include "lock/state_machine.h"
 
 #include "base/check.h"
+#include "base/unsafe_faults.h"
 #include "lock/validate.h"
 
 namespace lockd::lock {
@@ -231,7 +232,9 @@ bool LockStateMachine::Compatible(const Lock& lock, Mode mode) {
 void LockStateMachine::Grant(Ctx& ctx, const std::string& name, Lock& lock, LeaseId lease,
                              Mode mode, const RequestId& by, FencingToken* token,
                              FencingToken* fence) {
-  *token = FencingToken(++token_counter_);
+  // Planted bug for the fault tests only (base/unsafe_faults.h): reuse the last token.
+  const bool reuse = unsafe::Enabled(unsafe::Fault::kSkipTokenIncrement) && token_counter_ > 0;
+  *token = FencingToken(reuse ? token_counter_ : ++token_counter_);
   // Concurrent readers share one fence: the token of the first grant of their run.
   *fence = (mode == Mode::kShared && !lock.holders.empty()) ? lock.holders.front().fence : *token;
   lock.holders.push_back(Holder{lease, mode, *token, *fence, by, ctx.index});

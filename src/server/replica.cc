@@ -8,6 +8,7 @@
 #include <future>
 #include <random>
 
+#include "base/unsafe_faults.h"
 #include "raft/wire.h"
 #include "server/cluster_identity.h"
 #include "server/logging.h"
@@ -209,6 +210,12 @@ void Replica::Loop() {
     // 1. The stall rule and the renewals that arrived, before any expiry is decided. Both only
     // raise deadlines, so their order changes no deadline; raising first means no renewal that
     // arrived during the stall is refused for a deadline the stall itself let pass.
+    // Planted bug for the fault tests only (base/unsafe_faults.h): renewals before the stall rule.
+    const bool old_order = unsafe::Enabled(unsafe::Fault::kStallRuleOldOrder);
+    if (old_order) {
+      for (auto& r : renewals) HandleRenewal(std::move(r), start);
+      renewals.clear();
+    }
     if (stalled && leader_ && deadlines_.active()) {
       spdlog::warn(
           "node {}: loop stalled ({} ms late, last pass {} ms); lease deadlines moved "

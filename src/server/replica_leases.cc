@@ -2,6 +2,7 @@
 // that are taken on its clock and reach the state machine only as log entries.
 #include <spdlog/spdlog.h>
 
+#include "base/unsafe_faults.h"
 #include "server/replica.h"
 
 namespace lockd::server {
@@ -26,7 +27,13 @@ void Replica::ActivateLeases(BootTime now) {
   for (const auto& [id, ttl] : state_.LeaseTtls()) {
     leases.emplace_back(id.value(), std::chrono::milliseconds(ttl));
   }
-  deadlines_.Activate(now, leases);
+  // Planted bug for the fault tests only (base/unsafe_faults.h): no full TTL from now; dated a
+  // longest TTL back, every lease is due at once unless renewed in the next pass.
+  BootTime from = now;
+  if (unsafe::Enabled(unsafe::Fault::kSkipNewLeaderRule)) {
+    for (const auto& [id, ttl] : leases) from = std::min(from, now - ttl);
+  }
+  deadlines_.Activate(from, leases);
   for (const auto& w : state_.PendingWaits()) ArmWait(w.name, w.acquire, w.wait_ms, now);
   // The age clock goes on from the mark the log carries, not from zero (issue 13 review).
   retirement_.Start(MillisOf(now), state_.exactly_once().age_mark_ms());
@@ -59,7 +66,9 @@ void Replica::HandleRenewal(ParkedRenewal r, BootTime now) {
   }
   // Judged by when the renewal arrived: a deadline that passed while it waited (in the queue,
   // a stall, a heartbeat round) does not refuse it (issue 13, defect 2).
-  if (deadlines_.RefusesRenewal(r.lease, r.received) ||
+  // Planted bug for the fault tests only (base/unsafe_faults.h): the old order judged at `now`.
+  const bool old_order = unsafe::Enabled(unsafe::Fault::kStallRuleOldOrder);
+  if (deadlines_.RefusesRenewal(r.lease, old_order ? now : r.received) ||
       deadlines_.Renew(r.lease, r.received) != LeaseDeadlines::Renewal::kRenewed) {
     r.done(NotFound("lease " + std::to_string(r.lease) + " has expired"));
     return;

@@ -1,0 +1,214 @@
+#include "faults/nemesis/schedule.h"
+
+#include <cstdlib>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+namespace lockd::faults {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Time the cluster gets after each heal before the next fault.
+constexpr Ms kSettle = 2s;
+
+void SleepUnless(Ms d, const std::atomic<bool>& stop) {
+  for (auto slept = Ms(0); slept < d && !stop; slept += 50ms) std::this_thread::sleep_for(50ms);
+}
+
+}  // namespace
+
+std::string ToString(FaultKind k) {
+  switch (k) {
+    case FaultKind::kKillRandom:
+      return "kill-random";
+    case FaultKind::kKillLeader:
+      return "kill-leader";
+    case FaultKind::kPauseRandom:
+      return "pause";
+    case FaultKind::kIsolateLeader:
+      return "isolate-leader";
+    case FaultKind::kMinority:
+      return "minority";
+    case FaultKind::kBridge:
+      return "bridge";
+    case FaultKind::kOneWay:
+      return "one-way";
+    case FaultKind::kLoss:
+      return "loss";
+    case FaultKind::kSlowDisk:
+      return "slow-disk";
+    case FaultKind::kTransfer:
+      return "transfer";
+    case FaultKind::kDelay:
+      return "delay";
+    case FaultKind::kReplaceFollower:
+      return "replace-follower";
+  }
+  return "?";
+}
+
+std::string Step::Describe() const {
+  std::ostringstream s;
+  const std::string who = kind == FaultKind::kReplaceFollower ? "a follower"
+                          : target < 0                        ? "leader"
+                                                              : std::to_string(target);
+  s << ToString(kind) << " target=" << who;
+  if (other >= 0) s << " other=" << other;
+  if (amount > 0) s << " amount=" << amount;
+  s << " hold=" << hold.count() << "ms";
+  return s.str();
+}
+
+std::string Schedule::Describe() const {
+  std::ostringstream s;
+  s << "seed=" << seed << " replay with LOCKD_FAULTS_SEED=" << seed << "\n";
+  for (size_t i = 0; i < steps.size(); ++i) s << "  " << i << ": " << steps[i].Describe() << "\n";
+  return s.str();
+}
+
+Schedule MakeSchedule(uint64_t seed, Ms duration, int nodes, const std::vector<FaultKind>& kinds) {
+  Schedule s;
+  s.seed = seed;
+  std::mt19937_64 rng(seed);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint64_t>(n)); };
+  Ms total{0};
+  while (total < duration && !kinds.empty()) {
+    Step st;
+    st.kind = kinds[static_cast<size_t>(pick(static_cast<int>(kinds.size())))];
+    st.hold = Ms(2000 + pick(3000));
+    switch (st.kind) {
+      case FaultKind::kKillRandom:
+      case FaultKind::kPauseRandom:
+      case FaultKind::kMinority:
+        st.target = pick(nodes);
+        break;
+      case FaultKind::kBridge:
+        st.target = pick(nodes);  // the middle
+        st.other = st.target;
+        break;
+      case FaultKind::kOneWay:
+        st.target = pick(nodes);
+        st.other = (st.target + 1 + pick(nodes - 1)) % nodes;
+        break;
+      case FaultKind::kLoss:
+        st.target = pick(nodes);
+        st.amount = 10 + pick(31);
+        break;
+      case FaultKind::kSlowDisk:
+        st.amount = 50 + pick(400);
+        break;
+      case FaultKind::kDelay:
+        st.amount = 5 + pick(60);
+        st.other = pick(40);  // jitter ms
+        break;
+      default:
+        break;
+    }
+    total += st.hold + kSettle;
+    s.steps.push_back(st);
+  }
+  return s;
+}
+
+uint64_t SeedFromEnv() {
+  if (const char* s = std::getenv("LOCKD_FAULTS_SEED"); s && *s)
+    return std::strtoull(s, nullptr, 10);
+  return std::random_device{}() | (static_cast<uint64_t>(std::random_device{}()) << 32);
+}
+
+Ms DurationFromEnv(Ms quick) {
+  if (const char* s = std::getenv("LOCKD_FAULTS_SOAK_SECONDS"); s && *s) {
+    return Ms(1000 * std::max(1L, std::atol(s)));
+  }
+  return quick;
+}
+
+std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis& n,
+                                     const std::atomic<bool>& stop) {
+  std::vector<std::string> problems;
+  uint64_t next_id = 100;  // replacements get ids no bootstrap member has
+  for (size_t k = 0; k < s.steps.size() && !stop; ++k) {
+    const Step& st = s.steps[k];
+    // Steps name the k-th member in service, so a replacement takes its predecessor's place.
+    std::vector<int> members;
+    for (int i = 0; i < c.size(); ++i) {
+      if (!c.retired(i)) members.push_back(i);
+    }
+    const int nodes = static_cast<int>(members.size());
+    auto member = [&](int k) { return k < 0 ? -1 : members[static_cast<size_t>(k % nodes)]; };
+    const int leader = c.WaitForLeader(10s);
+    int target = st.target < 0 ? leader : member(st.target);
+    const int other = member(st.other);
+    if (target < 0) {
+      problems.push_back("step " + std::to_string(k) + " (" + st.Describe() + "): no leader");
+      continue;
+    }
+    std::cerr << "[schedule] step " << k << ": " << st.Describe() << " -> node " << c.id(target)
+              << "\n";
+    std::string err;
+    switch (st.kind) {
+      case FaultKind::kKillRandom:
+      case FaultKind::kKillLeader:
+        n.Kill(target);
+        break;
+      case FaultKind::kPauseRandom:
+        n.Pause(target);
+        break;
+      case FaultKind::kIsolateLeader:
+        err = n.Isolate(target);
+        break;
+      case FaultKind::kMinority: {
+        std::vector<int> rest;
+        for (int i : members) {
+          if (i != target) rest.push_back(i);
+        }
+        err = n.Split({{target}, rest});
+        break;
+      }
+      case FaultKind::kBridge: {
+        std::vector<int> left, right;
+        for (int i : members) {
+          if (i == other) continue;
+          (left.size() <= right.size() ? left : right).push_back(i);
+        }
+        err = n.Bridge(left, other, right);
+        break;
+      }
+      case FaultKind::kOneWay:
+        err = n.DropOneWay(target, other);
+        break;
+      case FaultKind::kLoss:
+        err = n.Loss(target, st.amount);
+        break;
+      case FaultKind::kSlowDisk:
+        n.SlowDisk(target, Ms(st.amount));
+        break;
+      case FaultKind::kTransfer:
+        err = n.TransferLeadership();
+        break;
+      case FaultKind::kDelay:
+        err = n.Delay(Ms(st.amount), Ms(st.other));
+        break;
+      case FaultKind::kReplaceFollower: {
+        int follower = -1;
+        for (int i : members) {
+          if (i != leader && c.running(i)) follower = i;
+        }
+        if (follower < 0 || n.Replace(follower, next_id++, &err) >= 0) err.clear();
+        break;
+      }
+    }
+    if (!err.empty()) problems.push_back("step " + std::to_string(k) + ": " + err);
+    SleepUnless(st.hold, stop);
+    n.Heal();
+    SleepUnless(kSettle, stop);
+  }
+  n.Heal();
+  return problems;
+}
+
+}  // namespace lockd::faults

@@ -1,0 +1,62 @@
+// A nemesis schedule: a sequence of faults derived from one uint64 seed, printed with the seed
+// ("seed=... replay with LOCKD_FAULTS_SEED=...") before it runs. Each step applies one fault,
+// holds it, heals everything, and lets the cluster settle before the next. Steps aimed at "the
+// leader" find it when they run; every other target is fixed by the seed.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "faults/nemesis/nemesis.h"
+
+namespace lockd::faults {
+
+enum class FaultKind {
+  kKillRandom,
+  kKillLeader,
+  kPauseRandom,  ///< SIGSTOP past the election timeout
+  kIsolateLeader,
+  kMinority,  ///< one node cut off from a majority
+  kBridge,
+  kOneWay,
+  kLoss,
+  kSlowDisk,
+  kTransfer,
+  kDelay,            ///< needs a cluster with the peer proxy
+  kReplaceFollower,  ///< a follower removed and replaced by a new node (needs a spare slot)
+};
+
+std::string ToString(FaultKind k);
+
+struct Step {
+  FaultKind kind;
+  int target = -1;  ///< k-th member in service (replaced nodes skipped); -1: the leader
+  int other = -1;   ///< a second node (one-way drop, bridge middle)
+  int amount = 0;   ///< loss percent, slow-disk or delay ms
+  Ms hold{0};
+  std::string Describe() const;
+};
+
+struct Schedule {
+  uint64_t seed = 0;
+  std::vector<Step> steps;
+  std::string Describe() const;
+};
+
+/// Steps drawn from `kinds` until their holds and settle time fill `duration`.
+Schedule MakeSchedule(uint64_t seed, Ms duration, int nodes, const std::vector<FaultKind>& kinds);
+
+/// LOCKD_FAULTS_SEED if set, else a fresh random seed.
+uint64_t SeedFromEnv();
+/// LOCKD_FAULTS_SOAK_SECONDS if set, else `quick`.
+Ms DurationFromEnv(Ms quick);
+
+/// Runs every step (apply, hold, heal, settle) until done or `stop`; heals at the end. Returns
+/// problems met (a nemesis that could not be applied), each naming its step.
+std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis& n,
+                                     const std::atomic<bool>& stop);
+
+}  // namespace lockd::faults
