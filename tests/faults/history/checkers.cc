@@ -228,7 +228,7 @@ Report CheckMutualExclusion(const std::vector<Op>& ops) {
                              h.grant->Describe() + " still held");
       }
       hs.push_back({e});
-    } else if (e->event == "released" || e->event == "expired" || e->event == "cancelled") {
+    } else if (e->event == "released" || e->event == "expired") {
       std::erase_if(hs, [&](const Held& h) {
         return h.grant->lease == e->lease && (e->token == 0 || h.grant->token == e->token);
       });

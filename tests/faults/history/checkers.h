@@ -11,10 +11,10 @@
 //   plus availability per fault kind     Availability
 //
 // The watcher's history: grant_seen (an ACQUIRED event) and release_seen (event "released",
-// "expired", "cancelled"), each with its position (index, event_no); release_seen with event
-// "watch_start" / "watch_end" bound the time it covered, and "gap" marks [invoke, complete] during
-// which it lost events (its position fell below the history a node keeps, so it re-watched from
-// now).
+// "expired"; waits that end are not recorded), each with its position (index, event_no);
+// release_seen with event "watch_start" / "watch_end" bound the time it covered, and "gap" marks
+// [invoke, complete] during which it lost events (its position fell below the history a node keeps,
+// so it re-watched from now).
 #pragma once
 
 #include <cstdint>
