@@ -346,12 +346,15 @@ Report CheckCleanup(const std::vector<Op>& ops, const std::vector<FaultEvent>& f
               std::move(violations));
 }
 
-Report Availability(const std::vector<Op>& ops, const std::vector<FaultEvent>& faults) {
+Report Availability(const std::vector<Op>& ops, const std::vector<FaultEvent>& faults,
+                    const std::string& cleanup_process) {
   std::map<std::string, std::pair<size_t, size_t>> per_kind;  // attempted, answered
   std::vector<BootNs> answered;
   size_t attempted = 0, ok = 0;
+  BootNs workload_end = 0;
   for (const Op& op : ops) {
-    if (IsWatch(op)) continue;
+    if (IsWatch(op) || op.process == cleanup_process) continue;
+    workload_end = std::max(workload_end, op.invoke_ns);
     auto& k = per_kind[Name(op.kind)];
     ++k.first;
     ++attempted;
@@ -372,7 +375,7 @@ Report Availability(const std::vector<Op>& ops, const std::vector<FaultEvent>& f
   for (size_t i = 0; i < sorted.size(); ++i) {
     const BootNs from = sorted[i].t_ns;
     const BootNs to =
-        i + 1 < sorted.size() ? sorted[i + 1].t_ns : std::numeric_limits<BootNs>::max();
+        std::min(workload_end, i + 1 < sorted.size() ? sorted[i + 1].t_ns : workload_end);
     BootNs prev = from, worst = 0;
     for (auto it = std::upper_bound(answered.begin(), answered.end(), from);
          it != answered.end() && prev < to; ++it) {

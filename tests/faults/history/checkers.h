@@ -54,8 +54,10 @@ Report CheckCleanup(const std::vector<Op>& ops, const std::vector<FaultEvent>& f
 
 /// Operations attempted and answered per kind, and per fault kind the longest window without an
 /// answered cluster operation (acquire, release, inspect) that began at or after such a fault,
-/// before the next fault. Informational: its verdict is always PASS.
-Report Availability(const std::vector<Op>& ops, const std::vector<FaultEvent>& faults);
+/// before the next fault or the workload's end (its last invocation). The clean-up process and
+/// the watcher are not the workload. Informational: its verdict is always PASS.
+Report Availability(const std::vector<Op>& ops, const std::vector<FaultEvent>& faults,
+                    const std::string& cleanup_process = "cleanup");
 
 /// The acquire's release by the same process (same lock and token), or nullptr.
 struct Hold {
