@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -47,8 +48,12 @@ uint64_t EnvOr(const char* name, uint64_t fallback) {
 class ProcessNemesis {
  public:
   ProcessNemesis(Cluster& cluster, std::vector<std::unique_ptr<testing::Process>>& workers,
-                 uint64_t seed, const std::string& events_path)
-      : cluster_(cluster), workers_(workers), rng_(seed), events_(events_path) {}
+                 uint64_t seed, const std::string& dir)
+      : cluster_(cluster),
+        workers_(workers),
+        dir_(dir),
+        rng_(seed),
+        events_(dir + "/faults.jsonl") {}
 
   /// Runs faults until `until`, then heals everything.
   void Run(std::chrono::steady_clock::time_point until) {
@@ -100,18 +105,43 @@ class ProcessNemesis {
     Event("cont", "node" + std::to_string(cluster_.id(i)), "");
   }
   void PauseWorker(int w) {
-    // Past its lease's TTL: its lease expires while it may hold a lock it still believes held
-    // until valid_until; the fence must stop its late requests.
+    // Past its lease's TTL, caught between its fenced read and its write where possible (its
+    // history's last line is an EXCLUSIVE read): its lease expires, another worker takes the
+    // lock, and the late write must be refused by the fence.
     const uint64_t ms = kTtl.count() + 500 + rng_() % 1500;
-    Event("stop", "w" + std::to_string(w), std::to_string(ms) + " ms");
+    bool mid_work = false;
+    for (const auto until = std::chrono::steady_clock::now() + 3s;
+         !mid_work && std::chrono::steady_clock::now() < until;) {
+      mid_work = MidWork(w);
+      if (!mid_work) std::this_thread::sleep_for(1ms);  // the window is tens of ms
+    }
+    Event("stop", "w" + std::to_string(w),
+          std::to_string(ms) + " ms" + (mid_work ? ", between its read and its write" : ""));
     workers_[w]->Signal(SIGSTOP);
     Sleep(ms);
     workers_[w]->Signal(SIGCONT);
     Event("cont", "w" + std::to_string(w), "");
   }
 
+  /// Worker w's last recorded op is an acknowledged EXCLUSIVE read (it is about to write).
+  bool MidWork(int w) const {
+    std::ifstream in(dir_ + "/w" + std::to_string(w) + ".jsonl", std::ios::ate);
+    const std::streamoff size = in.tellg();
+    if (size <= 0) return false;
+    const std::streamoff from = std::max<std::streamoff>(0, size - 1024);
+    std::string tail(static_cast<size_t>(size - from), '\0');
+    in.seekg(from);
+    in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+    const size_t start = tail.rfind('\n', tail.size() >= 2 ? tail.size() - 2 : 0);
+    const std::string last = tail.substr(start == std::string::npos ? 0 : start + 1);
+    return last.find("\"kind\":\"read\"") != std::string::npos &&
+           last.find("\"mode\":\"EXCLUSIVE\"") != std::string::npos &&
+           last.find("\"outcome\":\"ok\"") != std::string::npos;
+  }
+
   Cluster& cluster_;
   std::vector<std::unique_ptr<testing::Process>>& workers_;
+  std::string dir_;
   std::mt19937_64 rng_;
   JsonLinesWriter events_;
   int faults_ = 0;
@@ -187,7 +217,7 @@ TEST(JepsenLocal, CheckersPassUnderProcessFaults) {
     histories.push_back(dir + "/" + id + ".jsonl");
   }
 
-  ProcessNemesis nemesis(cluster, workers, seed, events_path);
+  ProcessNemesis nemesis(cluster, workers, seed, dir);
   nemesis.Run(std::chrono::steady_clock::now() + workload);
   for (int i = 0; i < cluster.size(); ++i) {
     if (!cluster.running(i)) cluster.Start(i);

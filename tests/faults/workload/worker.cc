@@ -130,15 +130,18 @@ class Worker {
     a.valid_until_ns = Ns(lock.valid_until());
     End(a);
 
-    // Use the resource only while the lock is held, as a careful client would; the fence is
-    // what protects it when the check passes and the process then pauses.
+    // Like a careful client, check the lock before using the resource, then do the work: a
+    // think time between the read and the write, with no second check, is where a pause (GC,
+    // SIGSTOP) lands and the holder's write arrives after its lease ended. Only the fence can
+    // refuse it then, which is what the fencing and no-lost-update checkers look at.
     if (lock.held()) {
       Op rd = Begin(OpKind::kRead, name);
       FillGrant(rd, lock);
       ResourceAnswer ans = resource_.Read(name, lock.fence(), o_.process_id, rd.id);
       Record(rd, ans);
       End(rd);
-      if (lock.mode() == lc::Mode::kExclusive && rd.outcome == Outcome::kOk && lock.held()) {
+      if (lock.mode() == lc::Mode::kExclusive && rd.outcome == Outcome::kOk) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(rng_() % 60));
         Op inc = Begin(OpKind::kIncrement, name);
         FillGrant(inc, lock);
         inc.value = rd.value + 1;
@@ -147,7 +150,7 @@ class Worker {
         End(inc);
       }
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(rng_() % 30));
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng_() % 10));
 
     Op rel = Begin(OpKind::kRelease, name);
     FillGrant(rel, lock);
