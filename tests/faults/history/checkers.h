@@ -1,0 +1,71 @@
+// The checkers of a fault run (issue 17), each a small pure function of the recorded history
+// (history.h) that passes, fails naming the operations involved, or says why it cannot tell.
+//
+//   1. fencing at the resource           CheckFencing
+//   2. no lost update                    CheckNoLostUpdate
+//   3. lease safety as clients saw it    CheckLeaseSafety
+//   4. mutual exclusion from the Watch   CheckMutualExclusion
+//   5. linearizability                   CheckLinearizability (linearizability.h)
+//   6. no lost acknowledgement           CheckNoLostAck
+//   7. clean-up                          CheckCleanup
+//   plus availability per fault kind     Availability
+//
+// The watcher's history: grant_seen (an ACQUIRED event) and release_seen (event "released",
+// "expired"; waits that end are not recorded), each with its position (index, event_no);
+// release_seen with event "watch_start" / "watch_end" bound the time it covered, and "gap" marks
+// [invoke, complete] during which it lost events (its position fell below the history a node keeps,
+// so it re-watched from now).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "faults/history/history.h"
+
+namespace lockd::faults {
+
+enum class Verdict { kPass, kFail, kUnknown };
+const char* Name(Verdict v);
+
+/// What one checker found.
+struct Report {
+  std::string checker;  ///< "fencing", "no-lost-update", …
+  Verdict verdict = Verdict::kPass;
+  std::string summary;                  ///< one line: what was checked, how much
+  std::vector<std::string> violations;  ///< each names the operations involved
+  std::vector<std::string> details;     ///< figures worth printing (not violations)
+  bool failed() const { return verdict == Verdict::kFail; }
+  /// "[fencing] PASS: …" and then one indented line per violation (the first `max_lines`).
+  std::string Format(size_t max_lines = 20) const;
+};
+
+Report CheckFencing(const std::vector<ResourceRecord>& log);
+Report CheckNoLostUpdate(const std::vector<ResourceRecord>& log, const std::vector<Op>& ops);
+Report CheckLeaseSafety(const std::vector<Op>& ops);
+Report CheckMutualExclusion(const std::vector<Op>& ops);
+Report CheckNoLostAck(const std::vector<Op>& ops);
+
+/// Every lock any op touched must be seen free by an inspection that completed within `bound`
+/// of the moment the faults and the workload stopped (the later of the last fault event and the
+/// last completion of an op of any process but `cleanup_process` and the watcher).
+Report CheckCleanup(const std::vector<Op>& ops, const std::vector<FaultEvent>& faults,
+                    BootNs bound_ns, const std::string& cleanup_process = "cleanup");
+
+/// Operations attempted and answered per kind, and per fault kind the longest window without an
+/// answered cluster operation (acquire, release, inspect) that began at or after such a fault,
+/// before the next fault or the workload's end (its last invocation). The clean-up process and
+/// the watcher are not the workload. Informational: its verdict is always PASS.
+Report Availability(const std::vector<Op>& ops, const std::vector<FaultEvent>& faults,
+                    const std::string& cleanup_process = "cleanup");
+
+/// The acquire's release by the same process (same lock and token), or nullptr.
+struct Hold {
+  const Op* acquire = nullptr;
+  const Op* release = nullptr;
+  BootNs start = 0, end = 0;  ///< [grant acknowledged, min(release invoked, valid_until)]
+};
+/// Every acknowledged grant of a worker with the interval its client believed it held the lock.
+std::vector<Hold> Holds(const std::vector<Op>& ops);
+
+}  // namespace lockd::faults

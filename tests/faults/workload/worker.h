@@ -1,0 +1,35 @@
+// faults_worker's three roles (issue 17). Each records what it did as ops (faults/history) on
+// CLOCK_BOOTTIME, finds the cluster only through the endpoint list, and stops by its deadline.
+//
+// - worker: through the client library, repeatedly acquires one of the hot locks (EXCLUSIVE or
+//   SHARED, a try or a short wait); an EXCLUSIVE holder does a fenced read-modify-write increment
+//   at faults_resource, a SHARED one a fenced read; then releases. Now and then it inspects.
+// - watcher: one Watch of the locks' prefix over the raw API, resumed by position on the next
+//   endpoint across failovers; grant_seen / release_seen ops, with gaps when history was lost.
+// - cleanup: after the workload, inspects every lock until all are free (or the bound passes).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lockd::faults {
+
+struct WorkerOptions {
+  std::vector<std::string> endpoints;  ///< host:port of the nodes' client addresses
+  std::vector<std::string> locks;      ///< the hot locks
+  std::string prefix;                  ///< the watcher watches every lock with this prefix
+  std::string resource;                ///< 127.0.0.1:port of faults_resource
+  std::string history;                 ///< JSON-lines file the ops are appended to
+  std::string process_id;              ///< names this process in the history (and its leases)
+  uint64_t seed = 1;
+  std::chrono::milliseconds duration{10'000};
+  std::chrono::milliseconds ttl{3'000};
+};
+
+int RunWorker(const WorkerOptions& o);
+int RunWatcher(const WorkerOptions& o);
+int RunCleanup(const WorkerOptions& o);
+
+}  // namespace lockd::faults
