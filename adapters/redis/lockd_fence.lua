@@ -1,0 +1,89 @@
+-- lockd fencing for Redis (EVAL / EVALSHA; Redis 6.2+). docs/fencing.md is the guide.
+--
+--   SCRIPT LOAD "$(cat lockd_fence.lua)"                       -> <sha>
+--   EVALSHA <sha> 2 <fence key> <data key> SET <lock name> <fence> <cluster id> <value>
+--   EVALSHA <sha> 2 <fence key> <data key> GET <lock name> <fence> <cluster id>
+--
+-- Runs the SET (or GET) of <data key> only if <fence> is not below the largest fence seen for the
+-- lock, and records it as the largest; Redis runs a script atomically, so nothing can come between
+-- the check and the command. The fence key (a hash: fence, cluster) holds the largest fence and
+-- the cluster that granted it; keep it with the data (same persistence, same replication) or a
+-- restarted Redis forgets it. In Redis Cluster both keys must hash to one slot: give them one hash
+-- tag, e.g. "{wallet/alice}:fence" and "{wallet/alice}:balance". lockd::fence::RedisArgs builds
+-- the argv (include/lockd/fence_adapters.h).
+--
+-- A fence is an unsigned 64-bit decimal; it is compared as a string (Lua numbers are doubles and
+-- would round above 2^53). A fence of another cluster is admitted only when it is above the largest
+-- seen: a restored cluster's raised token floor makes its fences so (docs/fencing.md).
+--
+-- Errors (nothing is written):
+--   LOCKD_STALE    stale fence: below the largest seen for the lock (a holder paused past its lease)
+--   LOCKD_CLUSTER  a fence of another cluster that is not above the largest seen
+--   LOCKD_BADARG   bad arguments: not 2 keys, an unknown operation, fence 0 / negative /
+--                  non-numeric / above 2^64-1, a lock name not 1..512 bytes, a cluster id that is
+--                  not 1..64 hex digits, a SET without exactly one value
+
+local function fail(code, msg) return redis.error_reply(code .. ' lockd_fence: ' .. msg) end
+
+-- -1, 0, 1 as a <, =, > b for canonical decimal strings (no leading zeros).
+local function compare(a, b)
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  if a == b then return 0 end
+  return a < b and -1 or 1
+end
+
+local function check(keys, argv)
+  if #keys ~= 2 then return nil, fail('LOCKD_BADARG', 'needs 2 keys (fence key, data key), got ' .. #keys) end
+  local op, name, fence, cluster = argv[1], argv[2], argv[3], argv[4]
+  if op ~= 'SET' and op ~= 'GET' then
+    return nil, fail('LOCKD_BADARG', "operation must be SET or GET, got '" .. tostring(op) .. "'")
+  end
+  if (op == 'SET' and #argv ~= 5) or (op == 'GET' and #argv ~= 4) then
+    return nil, fail('LOCKD_BADARG', op .. ' takes lock name, fence, cluster id' ..
+                     (op == 'SET' and ', value' or '') .. '; got ' .. (#argv - 1) .. ' arguments')
+  end
+  if #name < 1 or #name > 512 then
+    return nil, fail('LOCKD_BADARG', 'lock name must be 1..512 bytes, got ' .. #name)
+  end
+  if not string.match(fence, '^%-?%d+$') then
+    return nil, fail('LOCKD_BADARG', "fence '" .. string.sub(fence, 1, 80) .. "' is not a number")
+  end
+  local canonical = string.gsub(fence, '^0+', '')
+  if string.sub(fence, 1, 1) == '-' or canonical == '' or
+     compare(canonical, '18446744073709551615') > 0 then
+    return nil, fail('LOCKD_BADARG', 'fence ' .. string.sub(fence, 1, 80) .. " on lock '" .. name ..
+                     "' is not a lockd fence (an integer in 1..2^64-1)")
+  end
+  if not string.match(cluster, '^%x+$') or #cluster > 64 then
+    return nil, fail('LOCKD_BADARG', "cluster id '" .. string.sub(cluster, 1, 80) ..
+                     "' is not a lockd cluster id (1..64 hex digits)")
+  end
+  return {op = op, name = name, fence = canonical, cluster = string.lower(cluster)}
+end
+
+local function run(keys, argv)
+  local a, err = check(keys, argv)
+  if not a then return err end
+  local seen = redis.call('HMGET', keys[1], 'fence', 'cluster')
+  local largest, largest_cluster = seen[1], seen[2]
+  if largest then
+    local c = compare(a.fence, largest)
+    if largest_cluster == a.cluster then
+      if c < 0 then
+        return fail('LOCKD_STALE', 'stale fence ' .. a.fence .. " on lock '" .. a.name ..
+                    "': a holder with fence " .. largest .. ' came since')
+      end
+    elseif c <= 0 then
+      return fail('LOCKD_CLUSTER', 'fence ' .. a.fence .. ' of cluster ' .. a.cluster ..
+                  " on lock '" .. a.name .. "' is not above the largest fence " .. largest ..
+                  ' (cluster ' .. tostring(largest_cluster) .. ')')
+    end
+  end
+  if not largest or compare(a.fence, largest) > 0 or largest_cluster ~= a.cluster then
+    redis.call('HSET', keys[1], 'fence', a.fence, 'cluster', a.cluster)
+  end
+  if a.op == 'SET' then return redis.call('SET', keys[2], argv[5]) end
+  return redis.call('GET', keys[2])
+end
+
+return run(KEYS, ARGV)

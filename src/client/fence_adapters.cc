@@ -1,0 +1,129 @@
+// The statement and argv builders of lockd/fence_adapters.h. They refuse what the adapters would
+// refuse, with the same limits, so a caller learns of a bad argument before it reaches the
+// resource (which checks again: it cannot trust its callers).
+#include "lockd/fence_adapters.h"
+
+#include <algorithm>
+#include <cctype>
+
+namespace lockd::fence {
+namespace {
+
+using client::Result;
+using client::Status;
+using client::StatusCode;
+
+constexpr size_t kMaxNameBytes = 512;  // lockd's default max_name_bytes; the adapters' limit
+constexpr size_t kMaxClusterIdChars = 64;
+
+Status Invalid(std::string message) {
+  return Status(StatusCode::kInvalidArgument, "lockd::fence: " + std::move(message));
+}
+
+Status CheckParts(std::string_view lock_name, uint64_t fence, std::string_view cluster_id) {
+  if (lock_name.empty() || lock_name.size() > kMaxNameBytes) {
+    return Invalid("lock name must be 1..512 bytes, got " + std::to_string(lock_name.size()));
+  }
+  if (fence == 0) {
+    return Invalid("fence 0 on lock '" + std::string(lock_name) +
+                   "': no grant has fence 0 (was the lock acquired?)");
+  }
+  const bool hex = std::all_of(cluster_id.begin(), cluster_id.end(),
+                               [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+  if (cluster_id.empty() || cluster_id.size() > kMaxClusterIdChars || !hex) {
+    return Invalid("cluster id '" + std::string(cluster_id.substr(0, 80)) +
+                   "' is not a lockd cluster id (1..64 hex digits; Client::cluster_id() after "
+                   "an Acquire)");
+  }
+  return Status::Ok();
+}
+
+Status CheckLock(const client::Lock& lock) {
+  if (!lock.acquired()) {
+    return Invalid("lock '" + lock.name() + "' was not acquired: it has no fence to present");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::vector<const char*> SqlCall::Values() const {
+  std::vector<const char*> out;
+  for (const auto& p : params) out.push_back(p.c_str());
+  return out;
+}
+
+std::vector<const char*> RedisArgs::Argv() const {
+  std::vector<const char*> out;
+  for (const auto& a : argv) out.push_back(a.data());
+  return out;
+}
+
+std::vector<size_t> RedisArgs::Lengths() const {
+  std::vector<size_t> out;
+  for (const auto& a : argv) out.push_back(a.size());
+  return out;
+}
+
+Result<SqlCall> PostgresCall(std::string_view lock_name, uint64_t fence,
+                             std::string_view cluster_id, Access access) {
+  if (Status s = CheckParts(lock_name, fence, cluster_id); !s.ok()) return s;
+  SqlCall call;
+  call.sql = access == Access::kWrite ? "SELECT lockd_fence($1, $2, $3)"
+                                      : "SELECT lockd_fence_read($1, $2, $3)";
+  call.params = {std::string(lock_name), std::to_string(fence), std::string(cluster_id)};
+  return call;
+}
+
+Result<SqlCall> PostgresCall(const client::Lock& lock, std::string_view cluster_id, Access access) {
+  if (Status s = CheckLock(lock); !s.ok()) return s;
+  return PostgresCall(lock.name(), lock.fence(), cluster_id, access);
+}
+
+std::string RedisFenceKey(std::string_view lock_name) {
+  return "{" + std::string(lock_name) + "}:lockd-fence";
+}
+
+Result<RedisArgs> RedisCall(std::string_view op, std::string_view lock_name, uint64_t fence,
+                            std::string_view cluster_id, std::string_view script_sha,
+                            std::string_view data_key, std::string_view value,
+                            std::string_view fence_key) {
+  if (op != "SET" && op != "GET") {
+    return Invalid("operation must be SET or GET, got '" + std::string(op.substr(0, 80)) + "'");
+  }
+  if (Status s = CheckParts(lock_name, fence, cluster_id); !s.ok()) return s;
+  if (data_key.empty()) return Invalid("the data key is empty");
+  RedisArgs args;
+  if (script_sha.empty()) {
+    args.argv = {"FCALL", "lockd_fence"};
+  } else {
+    args.argv = {"EVALSHA", std::string(script_sha)};
+  }
+  args.argv.push_back("2");
+  args.argv.push_back(fence_key.empty() ? RedisFenceKey(lock_name) : std::string(fence_key));
+  args.argv.emplace_back(data_key);
+  args.argv.emplace_back(op);
+  args.argv.emplace_back(lock_name);
+  args.argv.push_back(std::to_string(fence));
+  args.argv.emplace_back(cluster_id);
+  if (op == "SET") args.argv.emplace_back(value);
+  return args;
+}
+
+Result<RedisArgs> RedisSet(const client::Lock& lock, std::string_view cluster_id,
+                           std::string_view script_sha, std::string_view data_key,
+                           std::string_view value, std::string_view fence_key) {
+  if (Status s = CheckLock(lock); !s.ok()) return s;
+  return RedisCall("SET", lock.name(), lock.fence(), cluster_id, script_sha, data_key, value,
+                   fence_key);
+}
+
+Result<RedisArgs> RedisGet(const client::Lock& lock, std::string_view cluster_id,
+                           std::string_view script_sha, std::string_view data_key,
+                           std::string_view fence_key) {
+  if (Status s = CheckLock(lock); !s.ok()) return s;
+  return RedisCall("GET", lock.name(), lock.fence(), cluster_id, script_sha, data_key, {},
+                   fence_key);
+}
+
+}  // namespace lockd::fence
