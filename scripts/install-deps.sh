@@ -11,6 +11,7 @@ PACKAGES=(
   libcpp-httplib-dev libssl-dev zlib1g-dev libbrotli-dev prometheus-cpp-dev
   python3-prometheus-client python3-yaml
   clang-format iproute2 procps curl
+  postgresql-15 libpq-dev redis-server libhiredis-dev
 )
 
 missing=()
