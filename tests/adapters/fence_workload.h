@@ -5,10 +5,12 @@
 // take the lock `name` in turn and increment a counter kept in the resource by a fenced read and
 // a separate fenced write of read + 1, with random pauses. In a third of its turns a worker reads,
 // releases, pauses, and then writes read + 1 and goes on with its old fence, as a holder paused
-// past its lease between its read and its write does. Every accepted write is recorded as (value
-// written, fence). If the fence does its job the accepted writes wrote 1, 2, ..., N exactly once
-// each (no increment lost to a stale read) and, in value order, their fences never decrease (no
-// write below an accepted fence landed).
+// past its lease between its read and its write does: half the time paused until the next holder
+// has read (so its write must be refused), half the time for a random 0-20 ms (it may come before
+// the next holder shows its fence, and then it is admitted: the lock has not been used since).
+// Every accepted write is recorded as (value written, fence). If the fence does its job the
+// accepted writes wrote 1, 2, ..., N exactly once each (no increment lost to a stale read) and, in
+// value order, their fences never decrease (no write below an accepted fence landed).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -66,15 +68,17 @@ inline std::unique_ptr<client::Client> ConnectClient(e2e::Cluster& cluster) {
   return c.ok() ? std::move(*c) : nullptr;
 }
 
-/// Runs the workload for about `duration` (bounded in operations too) and returns what it saw.
-/// `is_rejection(detail)` says whether an error is the documented stale-fence rejection.
+/// Runs the workload until the workers made `target_ops` operations together, or for at most
+/// `max_duration` (a loaded machine makes fewer), and returns what it saw.
 inline WorkloadResult RunCounterWorkload(
-    e2e::Cluster& cluster, const std::string& name, int workers, std::chrono::milliseconds duration,
+    e2e::Cluster& cluster, const std::string& name, int workers, int64_t target_ops,
+    std::chrono::milliseconds max_duration,
     const std::function<std::unique_ptr<CounterAccess>()>& connect) {
   WorkloadResult total;
   std::mutex mu;  // guards total
-  const auto deadline = std::chrono::steady_clock::now() + duration;
-  constexpr int kMaxOpsPerWorker = 4000;
+  const auto deadline = std::chrono::steady_clock::now() + max_duration;
+  std::atomic<int64_t> all_ops{0};
+  std::atomic<uint64_t> newest_read_fence{0};  // the largest fence a read was admitted with
   std::vector<std::thread> threads;
   for (int w = 0; w < workers; ++w) {
     threads.emplace_back([&, w] {
@@ -88,19 +92,21 @@ inline WorkloadResult RunCounterWorkload(
         auto lease = client->GrantLease(4s, "counter-" + std::to_string(w));
         if (!lease.ok()) mine.failures.push_back("lease: " + lease.status().ToString());
         const std::string cluster_id = client->cluster_id();
-        int ops = 0;
         // A fenced read of the counter; nullopt once the fence was refused (or on a failure).
         auto read = [&](uint64_t fence) -> std::optional<long> {
-          ++ops;
+          ++all_ops;
           const Access r = access->Read(name, fence, cluster_id);
           if (r.outcome == Access::Outcome::kRejected) ++mine.rejected_reads;
           if (r.outcome == Access::Outcome::kFailed) mine.failures.push_back("read: " + r.detail);
           if (r.outcome != Access::Outcome::kOk) return std::nullopt;
+          for (uint64_t seen = newest_read_fence.load();
+               seen < fence && !newest_read_fence.compare_exchange_weak(seen, fence);) {
+          }
           return r.value;
         };
         // A fenced write of `value`; false once the fence was refused (or on a failure).
         auto write = [&](uint64_t fence, long value) {
-          ++ops;
+          ++all_ops;
           const Access w = access->Write(name, fence, cluster_id, value);
           if (w.outcome == Access::Outcome::kRejected) ++mine.rejected_writes;
           if (w.outcome == Access::Outcome::kFailed) mine.failures.push_back("write: " + w.detail);
@@ -116,9 +122,9 @@ inline WorkloadResult RunCounterWorkload(
           return write(fence, *value + 1);
         };
         while (lease.ok() && std::chrono::steady_clock::now() < deadline &&
-               ops < kMaxOpsPerWorker && mine.failures.size() < 5) {
+               all_ops.load() < target_ops && mine.failures.size() < 5) {
           client::LockOptions wait;
-          wait.wait = 5s;
+          wait.wait = 2s;  // short: the loop ends soon after the deadline
           auto lock = client->Acquire(name, *lease, wait);
           if (!lock.ok() || !lock->held()) continue;
           ++mine.turns;
@@ -136,7 +142,12 @@ inline WorkloadResult RunCounterWorkload(
           ++mine.stale_turns;
           const auto value = read(fence);
           (void)lock->Release();
-          std::this_thread::sleep_for(std::chrono::milliseconds(5 + rng() % 20));
+          if (rng() % 2 == 0) {
+            // Paused until the next holder has read (bounded: there may be none).
+            testing::WaitFor([&] { return newest_read_fence.load() > fence; }, 2s);
+          } else {
+            std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 20));
+          }
           if (value && write(fence, *value + 1)) {
             for (int i = 0; i < 3 && increment(fence); ++i) {
             }

@@ -142,8 +142,10 @@ TEST_F(PostgresFence, ConcurrentWorkersWithStaleTailsNeverLoseAnIncrement) {
   ASSERT_TRUE(Exec(conn_, "CREATE TABLE counter (id int PRIMARY KEY, n bigint NOT NULL)").ok());
   ASSERT_TRUE(Exec(conn_, "INSERT INTO counter VALUES (1, 0)").ok());
   const char* soak = std::getenv("LOCKD_ADAPTERS_SOAK_SECONDS");
-  const auto duration = soak ? std::chrono::milliseconds(std::atol(soak) * 1000) : 5000ms;
-  WorkloadResult r = RunCounterWorkload(*cluster_, "counter/pg", 6, duration,
+  // Soak: as many operations as fit in the given seconds.
+  const int64_t target = soak ? INT64_MAX : 3000;
+  const auto duration = soak ? std::chrono::milliseconds(std::atol(soak) * 1000) : 15000ms;
+  WorkloadResult r = RunCounterWorkload(*cluster_, "counter/pg", 6, target, duration,
                                         [&]() -> std::unique_ptr<CounterAccess> {
                                           PGconn* c = server_->Connect();
                                           if (!c) return nullptr;

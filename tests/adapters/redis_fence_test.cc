@@ -145,8 +145,10 @@ class RedisCounter : public CounterAccess {
 
 TEST_F(RedisFence, ConcurrentWorkersWithStaleTailsNeverLoseAnIncrement) {
   const char* soak = std::getenv("LOCKD_ADAPTERS_SOAK_SECONDS");
-  const auto duration = soak ? std::chrono::milliseconds(std::atol(soak) * 1000) : 5000ms;
-  WorkloadResult r = RunCounterWorkload(*cluster_, "counter/redis", 6, duration,
+  // Soak: as many operations as fit in the given seconds.
+  const int64_t target = soak ? INT64_MAX : 3000;
+  const auto duration = soak ? std::chrono::milliseconds(std::atol(soak) * 1000) : 15000ms;
+  WorkloadResult r = RunCounterWorkload(*cluster_, "counter/redis", 6, target, duration,
                                         [&]() -> std::unique_ptr<CounterAccess> {
                                           redisContext* c = server_->Connect();
                                           if (!c) return nullptr;
