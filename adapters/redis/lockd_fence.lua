@@ -3,6 +3,7 @@
 --   SCRIPT LOAD "$(cat lockd_fence.lua)"                       -> <sha>
 --   EVALSHA <sha> 2 <fence key> <data key> SET <lock name> <fence> <cluster id> <value>
 --   EVALSHA <sha> 2 <fence key> <data key> GET <lock name> <fence> <cluster id>
+--   ... either form may end with: ADMIT <cluster id>[,<cluster id>...]   (pinning, below)
 --
 -- Runs the SET (or GET) of <data key> only if <fence> is not below the largest fence seen for the
 -- lock, and records it as the largest; Redis runs a script atomically, so nothing can come between
@@ -14,14 +15,17 @@
 --
 -- A fence is an unsigned 64-bit decimal; it is compared as a string (Lua numbers are doubles and
 -- would round above 2^53). A fence of another cluster is admitted only when it is above the largest
--- seen: a restored cluster's raised token floor makes its fences so (docs/fencing.md).
+-- seen: a restored cluster's raised token floor makes its fences so (docs/fencing.md). Unpinned
+-- (no ADMIT), that also admits an unrelated cluster whose fences happen to be larger; with ADMIT,
+-- a cluster not in the list is refused (LOCKD_ADMIT) whatever its fence.
 --
 -- Errors (nothing is written):
 --   LOCKD_STALE    stale fence: below the largest seen for the lock (a holder paused past its lease)
 --   LOCKD_CLUSTER  a fence of another cluster that is not above the largest seen
+--   LOCKD_ADMIT    the cluster is not in the ADMIT list
 --   LOCKD_BADARG   bad arguments: not 2 keys, an unknown operation, fence 0 / negative /
 --                  non-numeric / above 2^64-1, a lock name not 1..512 bytes, a cluster id that is
---                  not 1..64 hex digits, a SET without exactly one value
+--                  not 1..64 hex digits, a SET without exactly one value, a malformed ADMIT list
 
 local function fail(code, msg) return redis.error_reply(code .. ' lockd_fence: ' .. msg) end
 
@@ -38,9 +42,21 @@ local function check(keys, argv)
   if op ~= 'SET' and op ~= 'GET' then
     return nil, fail('LOCKD_BADARG', "operation must be SET or GET, got '" .. tostring(op) .. "'")
   end
-  if (op == 'SET' and #argv ~= 5) or (op == 'GET' and #argv ~= 4) then
+  local fixed = op == 'SET' and 5 or 4
+  local admitted = nil
+  if #argv == fixed + 2 and argv[fixed + 1] == 'ADMIT' then
+    admitted = {}
+    for id in string.gmatch(argv[fixed + 2] .. ',', '([^,]*),') do
+      if not string.match(id, '^%x+$') or #id > 64 then
+        return nil, fail('LOCKD_BADARG', "ADMIT list '" .. string.sub(argv[fixed + 2], 1, 80) ..
+                         "' is not a comma-separated list of lockd cluster ids")
+      end
+      admitted[string.lower(id)] = true
+    end
+  elseif #argv ~= fixed then
     return nil, fail('LOCKD_BADARG', op .. ' takes lock name, fence, cluster id' ..
-                     (op == 'SET' and ', value' or '') .. '; got ' .. (#argv - 1) .. ' arguments')
+                     (op == 'SET' and ', value' or '') .. ' [ADMIT ids]; got ' .. (#argv - 1) ..
+                     ' arguments')
   end
   if #name < 1 or #name > 512 then
     return nil, fail('LOCKD_BADARG', 'lock name must be 1..512 bytes, got ' .. #name)
@@ -58,7 +74,12 @@ local function check(keys, argv)
     return nil, fail('LOCKD_BADARG', "cluster id '" .. string.sub(cluster, 1, 80) ..
                      "' is not a lockd cluster id (1..64 hex digits)")
   end
-  return {op = op, name = name, fence = canonical, cluster = string.lower(cluster)}
+  cluster = string.lower(cluster)
+  if admitted and not admitted[cluster] then
+    return nil, fail('LOCKD_ADMIT', 'cluster ' .. cluster .. " on lock '" .. name ..
+                     "' is not admitted (ADMIT " .. string.sub(argv[fixed + 2], 1, 200) .. ')')
+  end
+  return {op = op, name = name, fence = canonical, cluster = cluster}
 end
 
 local function run(keys, argv)

@@ -47,7 +47,8 @@ struct SqlCall {
 };
 
 /// The argv of one EVALSHA of lockd_fence.lua (or FCALL of its function form):
-/// {"EVALSHA", sha, "2", fence key, data key, "SET"|"GET", lock name, fence, cluster id[, value]}.
+/// {"EVALSHA", sha, "2", fence key, data key, "SET"|"GET", lock name, fence, cluster id[, value]
+///  [, "ADMIT", "<id>,<id>..."]}.
 struct RedisArgs {
   std::vector<std::string> argv;
   /// The arguments as pointers and lengths, for hiredis's redisCommandArgv (values may hold
@@ -69,21 +70,30 @@ client::Result<SqlCall> PostgresCall(std::string_view lock_name, uint64_t fence,
 /// lies in its slot, as one script call needs.
 std::string RedisFenceKey(std::string_view lock_name);
 
+/// The clusters a Redis call pins (the script refuses any other with LOCKD_ADMIT, whatever its
+/// fence). Empty: unpinned — another cluster is admitted by a fence above the largest seen, which
+/// admits a restored cluster unattended but also an unrelated one whose fences are larger
+/// (docs/fencing.md, "Pinning"). Take it from the application's configuration, not from lockd.
+using AdmittedClusters = std::vector<std::string>;
+
 /// SET `data_key` to `value` if the lock's fence is admitted. `script_sha` is SCRIPT LOAD's answer
 /// for lockd_fence.lua; `fence_key` empty means RedisFenceKey(lock name).
 client::Result<RedisArgs> RedisSet(const client::Lock& lock, std::string_view cluster_id,
                                    std::string_view script_sha, std::string_view data_key,
-                                   std::string_view value, std::string_view fence_key = {});
+                                   std::string_view value, std::string_view fence_key = {},
+                                   const AdmittedClusters& admitted = {});
 /// GET `data_key` if the lock's fence is admitted (a fenced read).
 client::Result<RedisArgs> RedisGet(const client::Lock& lock, std::string_view cluster_id,
                                    std::string_view script_sha, std::string_view data_key,
-                                   std::string_view fence_key = {});
+                                   std::string_view fence_key = {},
+                                   const AdmittedClusters& admitted = {});
 
 /// The general form: `op` "SET" (with `value`) or "GET", from the parts. With `script_sha`
 /// empty the argv is an FCALL of the function form: {"FCALL", "lockd_fence", "2", ...}.
 client::Result<RedisArgs> RedisCall(std::string_view op, std::string_view lock_name, uint64_t fence,
                                     std::string_view cluster_id, std::string_view script_sha,
                                     std::string_view data_key, std::string_view value = {},
-                                    std::string_view fence_key = {});
+                                    std::string_view fence_key = {},
+                                    const AdmittedClusters& admitted = {});
 
 }  // namespace lockd::fence

@@ -20,6 +20,12 @@ Status Invalid(std::string message) {
   return Status(StatusCode::kInvalidArgument, "lockd::fence: " + std::move(message));
 }
 
+bool IsClusterId(std::string_view id) {
+  return !id.empty() && id.size() <= kMaxClusterIdChars &&
+         std::all_of(id.begin(), id.end(),
+                     [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+}
+
 Status CheckParts(std::string_view lock_name, uint64_t fence, std::string_view cluster_id) {
   if (lock_name.empty() || lock_name.size() > kMaxNameBytes) {
     return Invalid("lock name must be 1..512 bytes, got " + std::to_string(lock_name.size()));
@@ -28,9 +34,7 @@ Status CheckParts(std::string_view lock_name, uint64_t fence, std::string_view c
     return Invalid("fence 0 on lock '" + std::string(lock_name) +
                    "': no grant has fence 0 (was the lock acquired?)");
   }
-  const bool hex = std::all_of(cluster_id.begin(), cluster_id.end(),
-                               [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
-  if (cluster_id.empty() || cluster_id.size() > kMaxClusterIdChars || !hex) {
+  if (!IsClusterId(cluster_id)) {
     return Invalid("cluster id '" + std::string(cluster_id.substr(0, 80)) +
                    "' is not a lockd cluster id (1..64 hex digits; Client::cluster_id() after "
                    "an Acquire)");
@@ -87,12 +91,20 @@ std::string RedisFenceKey(std::string_view lock_name) {
 Result<RedisArgs> RedisCall(std::string_view op, std::string_view lock_name, uint64_t fence,
                             std::string_view cluster_id, std::string_view script_sha,
                             std::string_view data_key, std::string_view value,
-                            std::string_view fence_key) {
+                            std::string_view fence_key, const AdmittedClusters& admitted) {
   if (op != "SET" && op != "GET") {
     return Invalid("operation must be SET or GET, got '" + std::string(op.substr(0, 80)) + "'");
   }
   if (Status s = CheckParts(lock_name, fence, cluster_id); !s.ok()) return s;
   if (data_key.empty()) return Invalid("the data key is empty");
+  std::string admit_list;
+  for (const auto& id : admitted) {
+    if (!IsClusterId(id)) {
+      return Invalid("admitted cluster id '" + id.substr(0, 80) +
+                     "' is not a lockd cluster id (1..64 hex digits)");
+    }
+    admit_list += (admit_list.empty() ? "" : ",") + id;
+  }
   RedisArgs args;
   if (script_sha.empty()) {
     args.argv = {"FCALL", "lockd_fence"};
@@ -107,23 +119,28 @@ Result<RedisArgs> RedisCall(std::string_view op, std::string_view lock_name, uin
   args.argv.push_back(std::to_string(fence));
   args.argv.emplace_back(cluster_id);
   if (op == "SET") args.argv.emplace_back(value);
+  if (!admitted.empty()) {
+    args.argv.emplace_back("ADMIT");
+    args.argv.push_back(std::move(admit_list));
+  }
   return args;
 }
 
 Result<RedisArgs> RedisSet(const client::Lock& lock, std::string_view cluster_id,
                            std::string_view script_sha, std::string_view data_key,
-                           std::string_view value, std::string_view fence_key) {
+                           std::string_view value, std::string_view fence_key,
+                           const AdmittedClusters& admitted) {
   if (Status s = CheckLock(lock); !s.ok()) return s;
   return RedisCall("SET", lock.name(), lock.fence(), cluster_id, script_sha, data_key, value,
-                   fence_key);
+                   fence_key, admitted);
 }
 
 Result<RedisArgs> RedisGet(const client::Lock& lock, std::string_view cluster_id,
                            std::string_view script_sha, std::string_view data_key,
-                           std::string_view fence_key) {
+                           std::string_view fence_key, const AdmittedClusters& admitted) {
   if (Status s = CheckLock(lock); !s.ok()) return s;
   return RedisCall("GET", lock.name(), lock.fence(), cluster_id, script_sha, data_key, {},
-                   fence_key);
+                   fence_key, admitted);
 }
 
 }  // namespace lockd::fence

@@ -38,6 +38,21 @@ TEST(FenceBuilders, RedisCallIsTheEvalshaOrFcallArgv) {
   EXPECT_EQ(binary->Argv().size(), binary->argv.size());
 }
 
+TEST(FenceBuilders, RedisPinningAppendsTheAdmitList) {
+  auto get = RedisCall("GET", "n", 1, "abc", "sha", "k", {}, {}, {"abc", "DEF0"});
+  ASSERT_TRUE(get.ok()) << get.status().ToString();
+  EXPECT_EQ(get->argv, (std::vector<std::string>{"EVALSHA", "sha", "2", "{n}:lockd-fence", "k",
+                                                 "GET", "n", "1", "abc", "ADMIT", "abc,DEF0"}));
+  auto set = RedisCall("SET", "n", 1, "abc", "sha", "k", "v", {}, {"abc"});
+  ASSERT_TRUE(set.ok());
+  EXPECT_EQ(set->argv.back(), "abc");
+  EXPECT_EQ(set->argv[set->argv.size() - 3], "v");
+  EXPECT_EQ(RedisCall("GET", "n", 1, "abc", "sha", "k", {}, {}, {"abc", ""}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(RedisCall("GET", "n", 1, "abc", "sha", "k", {}, {}, {"a,b"}).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 TEST(FenceBuilders, BadArgumentsAreRefusedBeforeAnythingIsSent) {
   const std::string overlong(513, 'n');
   EXPECT_EQ(PostgresCall("n", 0, "ab").status().code(), StatusCode::kInvalidArgument);

@@ -239,8 +239,20 @@ TEST_F(PostgresFence, AnotherClustersFenceIsAdmittedOnlyAboveTheLargestAndPinnin
   EXPECT_TRUE(
       Exec(conn_, "SELECT lockd_fence_read('seat/42', 5000000000000, $1)", {std::string(32, 'B')})
           .ok());
+  // Unpinned (the default), an unknown cluster with a larger fence is admitted and the record
+  // relabelled: the documented cost of admitting restores unattended.
+  ASSERT_TRUE(Exec(conn_, "SELECT lockd_fence('seat/44', 1000, $1)", {old_cluster}).ok());
+  EXPECT_TRUE(Exec(conn_, "SELECT lockd_fence('seat/44', 7000000000000, $1)", {unrelated}).ok());
+  EXPECT_EQ(Recorded("seat/44"), "7000000000000 " + unrelated);
   // Pinned: only admitted clusters pass, even with a larger fence.
   ASSERT_TRUE(Exec(conn_, "SELECT lockd_fence_admit_cluster($1)", {restored}).ok());
+  for (const char* fn : {"lockd_fence", "lockd_fence_read"}) {
+    SCOPED_TRACE(fn);
+    PgAnswer higher =
+        Exec(conn_, std::string("SELECT ") + fn + "('seat/42', 9000000000000, $1)", {unrelated});
+    EXPECT_EQ(higher.sqlstate, "LF003") << higher.message;
+    EXPECT_EQ(Recorded("seat/42"), "5000000000000 " + restored);
+  }
   PgAnswer pinned = Exec(conn_, "SELECT lockd_fence('seat/43', 1, $1)", {unrelated});
   EXPECT_EQ(pinned.sqlstate, "LF003") << pinned.message;
   EXPECT_NE(pinned.message.find("cluster " + unrelated + " is not admitted"), std::string::npos);

@@ -265,6 +265,46 @@ TEST_F(RedisFence, AnotherClustersFenceIsAdmittedOnlyAboveTheLargest) {
   EXPECT_EQ(same.text, "v3");
 }
 
+TEST_F(RedisFence, AnUnknownClusterWithALargerFenceIsAdmittedUnpinnedAndRefusedPinned) {
+  const std::string ours(32, 'a'), unknown(32, 'c'), restored(32, 'd');
+  const std::string name = "seat/pin";
+  ASSERT_FALSE(Eval(name, {"SET", name, "1000", ours, "v1"}, "pin").error);
+  // Pinned to our cluster: an unknown cluster is refused whatever its fence, nothing written.
+  const std::vector<std::string> pin = {"ADMIT", ours + "," + restored};
+  std::vector<std::string> set = {"SET", name, "5000000000000", unknown, "foreign"};
+  set.insert(set.end(), pin.begin(), pin.end());
+  RedisAnswer refused = Eval(name, set, "pin");
+  EXPECT_NE(refused.text.find("LOCKD_ADMIT lockd_fence: cluster " + unknown +
+                              " on lock 'seat/pin' is not admitted"),
+            std::string::npos)
+      << refused.text;
+  std::vector<std::string> get = {"GET", name, "5000000000000", unknown};
+  get.insert(get.end(), pin.begin(), pin.end());
+  EXPECT_NE(Eval(name, get, "pin").text.find("LOCKD_ADMIT"), std::string::npos);
+  EXPECT_EQ(Recorded(name), "1000 " + ours);
+  EXPECT_EQ(Command(ctx_, {"GET", "pin"}).text, "v1");
+  // An admitted cluster (a restore the operator listed) passes pinned, through the builder too.
+  auto admitted = fence::RedisCall("SET", name, 6000000000000, restored, sha_, "pin", "v2", {},
+                                   {ours, restored});
+  ASSERT_TRUE(admitted.ok());
+  EXPECT_EQ(admitted->argv[admitted->argv.size() - 2], "ADMIT");
+  EXPECT_FALSE(Run(admitted).error);
+  EXPECT_EQ(Recorded(name), "6000000000000 " + restored);
+  // Unpinned (the default), the same unknown cluster with a larger fence is admitted and the
+  // record relabelled: the documented cost of admitting restores unattended.
+  EXPECT_FALSE(Eval(name, {"SET", name, "7000000000000", unknown, "foreign"}, "pin").error);
+  EXPECT_EQ(Recorded(name), "7000000000000 " + unknown);
+  EXPECT_NE(
+      Eval(name, {"SET", name, "6000000000001", restored, "v3"}, "pin").text.find("LOCKD_CLUSTER"),
+      std::string::npos);
+  // A malformed ADMIT list is bad input.
+  EXPECT_NE(Eval(name, {"GET", name, "7000000000000", unknown, "ADMIT", "xyz"}, "pin")
+                .text.find("LOCKD_BADARG lockd_fence: ADMIT list 'xyz'"),
+            std::string::npos);
+  EXPECT_EQ(fence::RedisCall("GET", name, 1, ours, sha_, "pin", {}, {}, {"nothex"}).status().code(),
+            client::StatusCode::kInvalidArgument);
+}
+
 TEST_F(RedisFence, TheFunctionFormBehavesAsTheScript) {
   std::ifstream in(LOCKD_REDIS_FUNCTION);
   std::stringstream library;
