@@ -5,6 +5,8 @@
 #   examples/fencing/demo.sh [build dir, default build/release] [postgres|redis|both, default both]
 # Starts a 1-node lockd, PostgreSQL 15 (initdb in a temporary directory, a unix socket there; as
 # user nobody when run as root) and redis-server on free loopback ports; stops them all on exit.
+# Every server runs in the foreground as a child of this script, in its process group: killing
+# the group (Ctrl-C does) stops them all even where the EXIT trap cannot run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build="${1:-build/release}"
@@ -15,11 +17,15 @@ done
 pgbin="${LOCKD_PG_BINDIR:-/usr/lib/postgresql/15/bin}"
 tmp="$(mktemp -d)"
 pids=()
-pg_started=""
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u nobody -- "$@"; else "$@"; fi; }
+# postgres refuses root; setpriv execs in place (no extra process, same process group).
+as_pg=()
+[ "$(id -u)" -eq 0 ] && as_pg=(setpriv --reuid nobody --regid nogroup --clear-groups --)
 cleanup() {
-  for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
-  [ -n "$pg_started" ] && as_pg "$pgbin/pg_ctl" -D "$tmp/pg/data" -m immediate -w stop >/dev/null 2>&1 || true
+  # SIGTERM stops lockd and redis-server; for postgres it is a smart shutdown that waits for
+  # its sessions, so SIGINT (fast) goes first.
+  for p in "${pids[@]}"; do
+    kill -CONT "$p" 2>/dev/null || true; kill -INT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true
+  done
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }
@@ -71,11 +77,13 @@ if [ "$which" = postgres ] || [ "$which" = both ]; then
   [ -x "$pgbin/initdb" ] || { echo "demo.sh: $pgbin/initdb is absent (install postgresql-15)" >&2; exit 2; }
   mkdir -p "$tmp/pg"
   [ "$(id -u)" -eq 0 ] && chown nobody "$tmp" "$tmp/pg"
-  (cd / && as_pg "$pgbin/initdb" -D "$tmp/pg/data" -A trust -U postgres --no-sync >/dev/null)
-  (cd / && as_pg "$pgbin/pg_ctl" -D "$tmp/pg/data" -l "$tmp/pg/log" -w \
-    -o "-k $tmp/pg -c listen_addresses='' -c fsync=off" start >/dev/null)
-  pg_started=1
+  (cd / && "${as_pg[@]}" "$pgbin/initdb" -D "$tmp/pg/data" -A trust -U postgres --no-sync >/dev/null)
+  (cd / && exec "${as_pg[@]}" "$pgbin/postgres" -D "$tmp/pg/data" -k "$tmp/pg" -c listen_addresses= \
+    -c fsync=off) >"$tmp/pg/log" 2>&1 &
+  pids+=($!)
   conninfo="host=$tmp/pg user=postgres dbname=postgres"
+  for _ in $(seq 1 300); do pg_isready -q -d "$conninfo" && break; sleep 0.1; done
+  pg_isready -q -d "$conninfo" || { cat "$tmp/pg/log" >&2; exit 1; }
   psql -X -q -v ON_ERROR_STOP=1 "$conninfo" -f adapters/postgresql/lockd_fence.sql
   psql -X -q -v ON_ERROR_STOP=1 "$conninfo" \
     -c "CREATE TABLE wallet (account text PRIMARY KEY, balance bigint); INSERT INTO wallet VALUES ('alice', 100)"

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <pwd.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -43,26 +44,30 @@ std::string SourceFile(const std::string& relative) {
 // --- PostgreSQL ---
 
 std::string PostgresServer::Missing() {
-  for (const char* b : {"initdb", "pg_ctl", "postgres"}) {
+  for (const char* b : {"initdb", "postgres"}) {
     if (!Executable(PgBin() + "/" + b)) {
       return PgBin() + "/" + b +
              " is absent: install postgresql-15 (scripts/install-deps.sh) or "
              "set LOCKD_PG_BINDIR";
     }
   }
-  if (geteuid() == 0 && (!getpwnam("nobody") || !Executable("/usr/sbin/runuser"))) {
-    return "running as root, and there is no user 'nobody' or no runuser to run postgres as";
+  if (geteuid() == 0 && !getpwnam("nobody")) {
+    return "running as root, and there is no user 'nobody' to run postgres as";
   }
   return "";
 }
 
-std::string PostgresServer::Run(const std::vector<std::string>& argv) {
-  std::vector<std::string> full;
-  if (geteuid() == 0) full = {"/usr/sbin/runuser", "-u", "nobody", "--"};
-  full.insert(full.end(), argv.begin(), argv.end());
-  auto r = testing::RunCommand(full, 60s);
-  if (r.exit_code == 0) return "";
-  return argv[0] + " exited " + std::to_string(r.exit_code) + ": " + r.output;
+testing::SpawnOptions PostgresServer::Spawn() const {
+  testing::SpawnOptions options;
+  // SIGQUIT is postgres's immediate shutdown: a dead test takes its postmaster with it.
+  options.death_signal = SIGQUIT;
+  options.cwd = dir_.path();
+  if (geteuid() == 0) {
+    const passwd* nobody = getpwnam("nobody");
+    options.uid = static_cast<int>(nobody->pw_uid);
+    options.gid = static_cast<int>(nobody->pw_gid);
+  }
+  return options;
 }
 
 PostgresServer::PostgresServer() {
@@ -74,22 +79,31 @@ PostgresServer::PostgresServer() {
     }
   }
   const std::string data = dir_.path() + "/data";
-  error_ = Run({PgBin() + "/initdb", "-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                "--no-sync", "--no-instructions"});
-  if (!ok()) return;
-  // A unix socket in our own directory and no TCP listener: nothing to collide with.
-  error_ =
-      Run({PgBin() + "/pg_ctl", "-D", data, "-l", dir_.path() + "/postgres.log", "-w", "-t", "60",
-           "-o", "-k " + dir_.path() + " -c listen_addresses='' -c fsync=off -c max_connections=60",
-           "start"});
-  if (!ok()) {
-    std::ifstream log(dir_.path() + "/postgres.log");
-    std::stringstream s;
-    s << log.rdbuf();
-    error_ += "\npostgres.log:\n" + s.str();
+  {
+    testing::Process initdb({PgBin() + "/initdb", "-D", data, "-A", "trust", "-U", "postgres", "-E",
+                             "UTF8", "--no-sync", "--no-instructions"},
+                            dir_.path() + "/initdb.log", Spawn());
+    const auto code = initdb.Wait(60s);
+    if (code != std::optional<int>(0)) {
+      error_ = "initdb " + (code ? "exited " + std::to_string(*code) : std::string("timed out")) +
+               ": " + initdb.ReadLog();
+      return;
+    }
+  }
+  // In the foreground, as our child (pg_ctl would detach it from us): stopped by the destructor,
+  // or by its death signal if the test dies first. A unix socket in our own directory and no TCP
+  // listener: nothing to collide with.
+  postgres_ = std::make_unique<testing::Process>(
+      std::vector<std::string>{PgBin() + "/postgres", "-D", data, "-k", dir_.path(), "-c",
+                               "listen_addresses=", "-c", "fsync=off", "-c", "max_connections=60"},
+      dir_.path() + "/postgres.log", Spawn());
+  const bool up = testing::WaitFor(
+      [&] { return !postgres_->running() || PQping(conninfo().c_str()) == PQPING_OK; }, 60s);
+  if (!up || !postgres_->running()) {
+    error_ = std::string("postgres did not come up") + (up ? " (it exited)" : " in 60 s") +
+             "\npostgres.log:\n" + postgres_->ReadLog();
     return;
   }
-  started_ = true;
   PGconn* conn = PQconnectdb(conninfo().c_str());
   const std::string sql = SourceFile("adapters/postgresql/lockd_fence.sql");
   if (PQstatus(conn) != CONNECTION_OK) {
@@ -107,10 +121,13 @@ PostgresServer::PostgresServer() {
 }
 
 PostgresServer::~PostgresServer() {
-  if (!started_) return;
-  const std::string stopped =
-      Run({PgBin() + "/pg_ctl", "-D", dir_.path() + "/data", "-m", "immediate", "-w", "stop"});
-  if (!stopped.empty()) ADD_FAILURE() << "could not stop PostgreSQL: " << stopped;
+  if (!postgres_) return;
+  // SIGINT: fast shutdown (ends the sessions, no waiting for clients); SIGKILL if it hangs.
+  postgres_->Signal(SIGINT);
+  if (!postgres_->Wait(20s)) {
+    ADD_FAILURE() << "PostgreSQL did not stop in 20 s; killed";
+    postgres_->Kill();
+  }
 }
 
 std::string PostgresServer::conninfo() const {
@@ -160,11 +177,13 @@ std::string RedisServer::Missing() {
 
 RedisServer::RedisServer() {
   port_ = testing::FreePorts(1)[0];
+  testing::SpawnOptions spawn;
+  spawn.death_signal = SIGTERM;  // a dead test takes its redis-server with it
   process_ = std::make_unique<testing::Process>(
       std::vector<std::string>{RedisServerBin(), "--port", std::to_string(port_), "--bind",
                                "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
                                dir_.path(), "--daemonize", "no"},
-      dir_.path() + "/redis.log");
+      dir_.path() + "/redis.log", spawn);
   const bool up = testing::WaitFor(
       [&] {
         if (!process_->running()) return true;

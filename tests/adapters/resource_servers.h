@@ -3,9 +3,12 @@
 // redis-server on a free loopback port. Each reports why it could not start; a test skips only
 // when the server's binaries are absent (Missing()), and fails on any other start-up problem.
 //
+// Both servers run in the foreground as children of the test with a parent-death signal, so a
+// test that crashes, aborts or is killed by its ctest timeout takes them with it.
+//
 // PostgreSQL refuses to run as root, and CI runs the tests as root: then the data directory is
-// handed to the unprivileged user "nobody" and initdb, pg_ctl (and so postgres) run as that user
-// through runuser(1). fsync is off: these instances hold only test data.
+// handed to the unprivileged user "nobody" and initdb and postgres run as that user (setuid in
+// the forked child). fsync is off: these instances hold only test data.
 #pragma once
 
 #include <hiredis/hiredis.h>
@@ -38,9 +41,9 @@ class PostgresServer {
   PGconn* Connect() const;
 
  private:
-  std::string Run(const std::vector<std::string>& argv);  ///< "" or the failure with its output
+  testing::SpawnOptions Spawn() const;  ///< as nobody when root, with a death signal
   testing::TempDir dir_;
-  bool started_ = false;
+  std::unique_ptr<testing::Process> postgres_;
   std::string error_;
 };
 
