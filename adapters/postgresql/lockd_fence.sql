@@ -27,7 +27,9 @@
 CREATE SCHEMA IF NOT EXISTS lockd;
 
 -- The largest fence seen per lock name, with the cluster that granted it. numeric(20,0): a fence
--- is an unsigned 64-bit number, which bigint cannot hold whole.
+-- is an unsigned 64-bit number, which bigint cannot hold whole. Never delete or purge rows: a
+-- holder can pause for any time, and a deleted row resets the lock's fence (docs/fencing.md).
+-- The cost is one row per lock name, forever.
 CREATE TABLE IF NOT EXISTS lockd.fences (
   lock_name  text PRIMARY KEY CHECK (octet_length(lock_name) BETWEEN 1 AND 512),
   fence      numeric(20, 0) NOT NULL CHECK (fence BETWEEN 1 AND 18446744073709551615),

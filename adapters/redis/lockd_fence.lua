@@ -9,7 +9,9 @@
 -- lock, and records it as the largest; Redis runs a script atomically, so nothing can come between
 -- the check and the command. The fence key (a hash: fence, cluster) holds the largest fence and
 -- the cluster that granted it; keep it with the data (same persistence, same replication) or a
--- restarted Redis forgets it. In Redis Cluster both keys must hash to one slot: give them one hash
+-- restarted Redis forgets it. Never expire or delete it, and never let Redis evict it (use
+-- maxmemory-policy noeviction, or volatile-* with no TTL on fence keys): a lost record admits every
+-- stale holder at or above the next fence presented. In Redis Cluster both keys must hash to one slot: give them one hash
 -- tag, e.g. "{wallet/alice}:fence" and "{wallet/alice}:balance". lockd::fence::RedisArgs builds
 -- the argv (include/lockd/fence_adapters.h).
 --

@@ -1,5 +1,5 @@
 // The protected resources of the adapter tests, started and stopped by the tests: a PostgreSQL
-// instance (initdb + pg_ctl in a temporary directory, on a unix socket there, no TCP) and a
+// instance (initdb + postgres in a temporary directory, on a unix socket there, no TCP) and a
 // redis-server on a free loopback port. Each reports why it could not start; a test skips only
 // when the server's binaries are absent (Missing()), and fails on any other start-up problem.
 //
