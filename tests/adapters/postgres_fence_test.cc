@@ -282,5 +282,93 @@ TEST_F(PostgresFence, ReadersOfOneFenceDoNotBlockEachOtherAndAWriterWaitsForThem
   PQfinish(other);
 }
 
+/// Sends `sql` on `conn` without waiting for its answer (see Finish).
+void Send(PGconn* conn, const std::string& sql, const std::vector<std::string>& params) {
+  std::vector<const char*> values;
+  for (const auto& p : params) values.push_back(p.c_str());
+  ASSERT_EQ(PQsendQueryParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                              values.data(), nullptr, nullptr, 0),
+            1)
+      << PQerrorMessage(conn);
+}
+
+/// The answer to the statement Send() sent on `conn`.
+PgAnswer Finish(PGconn* conn) {
+  PgAnswer a;
+  while (PGresult* r = PQgetResult(conn)) {
+    const auto status = PQresultStatus(r);
+    if (status == PGRES_TUPLES_OK && PQntuples(r) > 0) a.value = PQgetvalue(r, 0, 0);
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && a.sqlstate.empty()) {
+      const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      const char* message = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+      a.sqlstate = state ? state : "?????";
+      a.message = message ? message : "";
+    }
+    PQclear(r);
+  }
+  return a;
+}
+
+/// Whether the session of `blocked` waits on a lock (observed from `observer`), within 10 s.
+bool WaitsOnALock(PGconn* observer, PGconn* blocked) {
+  const std::string pid = std::to_string(PQbackendPID(blocked));
+  return testing::WaitFor(
+      [&] {
+        return Exec(observer, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", {pid})
+                   .value == "Lock";
+      },
+      10s);
+}
+
+// A holder presenting the recorded fence takes the row's exclusive lock too: a newer holder
+// cannot record its fence and commit while the older one's write is still open (without it, the
+// stale transaction's write would commit after the newer one's: a lost update).
+TEST_F(PostgresFence, AnEqualFenceHoldsTheRowLockUntilItsTransactionEnds) {
+  const std::string cluster(16, 'e');
+  ASSERT_TRUE(Exec(conn_, "SELECT lockd_fence('equal/1', 5, $1)", {cluster}).ok());
+  PGconn* newer = server_->Connect();
+  ASSERT_NE(newer, nullptr);
+  Exec(conn_, "BEGIN");
+  ASSERT_TRUE(Exec(conn_, "SELECT lockd_fence('equal/1', 5, $1)", {cluster}).ok());
+  Exec(newer, "SET lock_timeout = '200ms'");
+  EXPECT_EQ(Exec(newer, "SELECT lockd_fence('equal/1', 6, $1)", {cluster}).sqlstate, "55P03");
+  Exec(conn_, "COMMIT");
+  Exec(newer, "SET lock_timeout = '10s'");
+  EXPECT_TRUE(Exec(newer, "SELECT lockd_fence('equal/1', 6, $1)", {cluster}).ok());
+  EXPECT_EQ(Recorded("equal/1"), "6 " + cluster);
+  PQfinish(newer);
+}
+
+// Two first uses of a lock name at once: the second waits for the first's insert (ON CONFLICT)
+// and then judges its fence against the committed row — LF001, not a unique violation; if the
+// first rolls back, the second's insert proceeds.
+TEST_F(PostgresFence, ConcurrentFirstUsesOfALockAreOrderedByTheInsert) {
+  const std::string cluster(16, 'f');
+  PGconn* second = server_->Connect();
+  ASSERT_NE(second, nullptr);
+  Exec(second, "SET lock_timeout = '20s'");
+  for (const bool commit : {true, false}) {
+    SCOPED_TRACE(commit ? "the first commits" : "the first rolls back");
+    const std::string name = commit ? "first/commit" : "first/rollback";
+    Exec(conn_, "BEGIN");
+    ASSERT_TRUE(Exec(conn_, "SELECT lockd_fence($1, 6, $2)", {name, cluster}).ok());
+    Send(second, "SELECT lockd_fence($1, 5, $2)", {name, cluster});
+    PGconn* observer = server_->Connect();
+    ASSERT_NE(observer, nullptr);
+    EXPECT_TRUE(WaitsOnALock(observer, second)) << "the second first use did not wait";
+    PQfinish(observer);
+    Exec(conn_, commit ? "COMMIT" : "ROLLBACK");
+    PgAnswer a = Finish(second);
+    if (commit) {
+      EXPECT_EQ(a.sqlstate, "LF001") << a.message;
+      EXPECT_EQ(Recorded(name), "6 " + cluster);
+    } else {
+      EXPECT_TRUE(a.ok()) << a.sqlstate << " " << a.message;
+      EXPECT_EQ(Recorded(name), "5 " + cluster);
+    }
+  }
+  PQfinish(second);
+}
+
 }  // namespace
 }  // namespace lockd::adapters_test
