@@ -7,8 +7,8 @@
 --
 -- Runs the SET (or GET) of <data key> only if <fence> is not below the largest fence seen for the
 -- lock, and records it as the largest; Redis runs a script atomically, so nothing can come between
--- the check and the command. The fence key (a hash: fence, cluster) holds the largest fence and
--- the cluster that granted it; keep it with the data (same persistence, same replication) or a
+-- the check and the command. The fence key (a hash: fence, cluster, lock) holds the largest fence,
+-- the cluster that granted it and the lock's name (a fence key serves one lock only); keep it with the data (same persistence, same replication) or a
 -- restarted Redis forgets it. Never expire or delete it, and never let Redis evict it (use
 -- maxmemory-policy noeviction, or volatile-* with no TTL on fence keys): a lost record admits every
 -- stale holder at or above the next fence presented. In Redis Cluster both keys must hash to one slot: give them one hash
@@ -27,7 +27,9 @@
 --   LOCKD_ADMIT    the cluster is not in the ADMIT list
 --   LOCKD_BADARG   bad arguments: not 2 keys, an unknown operation, fence 0 / negative /
 --                  non-numeric / above 2^64-1, a lock name not 1..512 bytes, a cluster id that is
---                  not 1..64 hex digits, a SET without exactly one value, a malformed ADMIT list
+--                  not 1..64 hex digits, a SET without exactly one value, a malformed ADMIT list,
+--                  fence key = data key, a fence key that is no hash or records another lock, a
+--                  data key that holds no string
 
 local function fail(code, msg) return redis.error_reply(code .. ' lockd_fence: ' .. msg) end
 
@@ -84,11 +86,40 @@ local function check(keys, argv)
   return {op = op, name = name, fence = canonical, cluster = cluster}
 end
 
+-- Redis does not undo a script's writes when a later command of it fails, so everything that could
+-- fail is checked before the first write: the keys' types, and that the record is this lock's.
+local function check_keys(keys)
+  if keys[1] == keys[2] then
+    return fail('LOCKD_BADARG', "the fence key and the data key are both '" ..
+                string.sub(keys[1], 1, 200) .. "'")
+  end
+  local fence_type = redis.call('TYPE', keys[1]).ok
+  if fence_type ~= 'hash' and fence_type ~= 'none' then
+    return fail('LOCKD_BADARG', "fence key '" .. string.sub(keys[1], 1, 200) .. "' holds a " ..
+                fence_type .. ', not a lockd fence record (a hash)')
+  end
+  -- Only strings: a SET over a hash could erase another lock's fence record.
+  local data_type = redis.call('TYPE', keys[2]).ok
+  if data_type ~= 'string' and data_type ~= 'none' then
+    return fail('LOCKD_BADARG', "data key '" .. string.sub(keys[2], 1, 200) .. "' holds a " ..
+                data_type .. '; the script reads and writes strings')
+  end
+  return nil
+end
+
 local function run(keys, argv)
   local a, err = check(keys, argv)
   if not a then return err end
-  local seen = redis.call('HMGET', keys[1], 'fence', 'cluster')
-  local largest, largest_cluster = seen[1], seen[2]
+  err = check_keys(keys)
+  if err then return err end
+  local seen = redis.call('HMGET', keys[1], 'fence', 'cluster', 'lock')
+  local largest, largest_cluster, recorded_lock = seen[1], seen[2], seen[3]
+  -- One record per lock: a second fence key for the same lock would let stale writes through the
+  -- other, and one fence key shared by two locks would order unrelated fences.
+  if recorded_lock and recorded_lock ~= a.name then
+    return fail('LOCKD_BADARG', "fence key '" .. string.sub(keys[1], 1, 200) .. "' records lock '" ..
+                recorded_lock .. "', not '" .. a.name .. "'")
+  end
   if largest then
     local c = compare(a.fence, largest)
     if largest_cluster == a.cluster then
@@ -102,8 +133,9 @@ local function run(keys, argv)
                   ' (cluster ' .. tostring(largest_cluster) .. ')')
     end
   end
-  if not largest or compare(a.fence, largest) > 0 or largest_cluster ~= a.cluster then
-    redis.call('HSET', keys[1], 'fence', a.fence, 'cluster', a.cluster)
+  if not largest or compare(a.fence, largest) > 0 or largest_cluster ~= a.cluster or
+     not recorded_lock then
+    redis.call('HSET', keys[1], 'fence', a.fence, 'cluster', a.cluster, 'lock', a.name)
   end
   if a.op == 'SET' then return redis.call('SET', keys[2], argv[5]) end
   return redis.call('GET', keys[2])

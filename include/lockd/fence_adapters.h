@@ -67,7 +67,9 @@ client::Result<SqlCall> PostgresCall(std::string_view lock_name, uint64_t fence,
 
 /// The Redis key holding the largest fence of `lock_name`: "{<lock name>}:lockd-fence". Its hash
 /// tag is the lock name, so in Redis Cluster a data key tagged the same way ("{wallet/alice}:x")
-/// lies in its slot, as one script call needs.
+/// lies in its slot, as one script call needs. Not for names containing '}' (the tag would end
+/// there): the Redis builders refuse those unless given an explicit fence key. One fence key per
+/// lock: the script records the lock's name in it and refuses a call for another lock.
 std::string RedisFenceKey(std::string_view lock_name);
 
 /// The clusters a Redis call pins (the script refuses any other with LOCKD_ADMIT, whatever its

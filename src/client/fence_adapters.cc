@@ -97,6 +97,17 @@ Result<RedisArgs> RedisCall(std::string_view op, std::string_view lock_name, uin
   }
   if (Status s = CheckParts(lock_name, fence, cluster_id); !s.ok()) return s;
   if (data_key.empty()) return Invalid("the data key is empty");
+  if (fence_key.empty() && lock_name.find('}') != std::string_view::npos) {
+    // "{<name>}" would end its hash tag at the name's '}' (an empty tag for a leading one):
+    // the keys could land in different Redis Cluster slots.
+    return Invalid("lock name '" + std::string(lock_name.substr(0, 80)) +
+                   "' contains '}', so RedisFenceKey cannot hash-tag it: pass a fence key");
+  }
+  const std::string fence_record =
+      fence_key.empty() ? RedisFenceKey(lock_name) : std::string(fence_key);
+  if (fence_record == data_key) {
+    return Invalid("the fence key and the data key are both '" + fence_record + "'");
+  }
   std::string admit_list;
   for (const auto& id : admitted) {
     if (!IsClusterId(id)) {
@@ -112,7 +123,7 @@ Result<RedisArgs> RedisCall(std::string_view op, std::string_view lock_name, uin
     args.argv = {"EVALSHA", std::string(script_sha)};
   }
   args.argv.push_back("2");
-  args.argv.push_back(fence_key.empty() ? RedisFenceKey(lock_name) : std::string(fence_key));
+  args.argv.push_back(fence_record);
   args.argv.emplace_back(data_key);
   args.argv.emplace_back(op);
   args.argv.emplace_back(lock_name);

@@ -81,6 +81,15 @@ TEST(FenceBuilders, BadArgumentsAreRefusedBeforeAnythingIsSent) {
 
 TEST(FenceBuilders, TheFenceKeyIsHashTaggedWithTheLockName) {
   EXPECT_EQ(RedisFenceKey("seat/42"), "{seat/42}:lockd-fence");
+  // A '}' in the name would end the tag early: an explicit fence key is needed.
+  EXPECT_EQ(RedisCall("GET", "a}b", 1, "ab", "sha", "k").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_TRUE(RedisCall("GET", "a}b", 1, "ab", "sha", "k", {}, "fk").ok());
+  // The fence key is never the data key.
+  EXPECT_EQ(RedisCall("SET", "n", 1, "ab", "sha", "{n}:lockd-fence", "v").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(RedisCall("GET", "n", 1, "ab", "sha", "same", {}, "same").status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -305,6 +305,62 @@ TEST_F(RedisFence, AnUnknownClusterWithALargerFenceIsAdmittedUnpinnedAndRefusedP
             client::StatusCode::kInvalidArgument);
 }
 
+// What could fail is checked before the first write (Redis keeps a script's earlier writes when a
+// later command fails), and a fence key serves one lock only.
+TEST_F(RedisFence, KeyMisuseIsRefusedBeforeAnythingIsWritten) {
+  const std::string cluster(16, 'a'), name = "keys/1", fk = fence::RedisFenceKey(name);
+  ASSERT_FALSE(Eval(name, {"SET", name, "10", cluster, "v"}, "{keys/1}:data").error);
+  ASSERT_FALSE(Command(ctx_, {"HSET", "{keys/1}:hash", "f", "x"}).error);
+  const std::string recorded = Recorded(name);
+  struct Case {
+    std::string what, data_key;
+    std::vector<std::string> args;
+    std::string error;
+  };
+  const std::vector<Case> cases = {
+      {"fence key = data key",
+       fk,
+       {"SET", name, "11", cluster, "v"},
+       "LOCKD_BADARG lockd_fence: the fence key and the data key are both '" + fk + "'"},
+      {"a GET of a hash",
+       "{keys/1}:hash",
+       {"GET", name, "12", cluster},
+       "LOCKD_BADARG lockd_fence: data key '{keys/1}:hash' holds a hash"},
+      {"a SET over a hash",
+       "{keys/1}:hash",
+       {"SET", name, "12", cluster, "v"},
+       "data key '{keys/1}:hash' holds a hash"},
+      {"the record of another lock",
+       "{keys/1}:data",
+       {"SET", "keys/2", "13", cluster, "v"},
+       "LOCKD_BADARG lockd_fence: fence key '" + fk + "' records lock 'keys/1', not 'keys/2'"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    RedisAnswer a = Eval(name, c.args, c.data_key);
+    EXPECT_TRUE(a.error) << a.text;
+    EXPECT_NE(a.text.find(c.error), std::string::npos) << a.text;
+    // The larger fence was not recorded.
+    EXPECT_EQ(Recorded(name), recorded);
+  }
+  RedisAnswer f = Command(ctx_, {"HGET", fk, "lock"});
+  EXPECT_EQ(f.text, name);
+  EXPECT_EQ(Command(ctx_, {"GET", "{keys/1}:data"}).text, "v");
+  EXPECT_EQ(Command(ctx_, {"TYPE", "{keys/1}:hash"}).text, "hash");
+  // A fence key that is not a hash.
+  ASSERT_FALSE(Command(ctx_, {"SET", "{keys/3}:lockd-fence", "x"}).error);
+  EXPECT_NE(Eval("keys/3", {"SET", "keys/3", "1", cluster, "v"}, "{keys/3}:data")
+                .text.find("fence key '{keys/3}:lockd-fence' holds a string"),
+            std::string::npos);
+  EXPECT_TRUE(Command(ctx_, {"GET", "{keys/3}:data"}).nil);
+  // The builders refuse the same keys, and a name their fence key cannot hash-tag.
+  EXPECT_EQ(fence::RedisCall("SET", name, 11, cluster, sha_, fk, "v").status().code(),
+            client::StatusCode::kInvalidArgument);
+  EXPECT_EQ(fence::RedisCall("GET", "}x", 11, cluster, sha_, "{}x}:d").status().code(),
+            client::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(fence::RedisCall("GET", "}x", 11, cluster, sha_, "{x}:d", {}, "{x}:fence").ok());
+}
+
 TEST_F(RedisFence, TheFunctionFormBehavesAsTheScript) {
   std::ifstream in(LOCKD_REDIS_FUNCTION);
   std::stringstream library;
