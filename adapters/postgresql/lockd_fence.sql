@@ -53,6 +53,8 @@ BEGIN
     RAISE EXCEPTION 'lockd_fence: lock name, fence and cluster id must not be NULL'
       USING ERRCODE = '22004';
   END IF;
+  -- 512: lockd's default max_name_bytes (kMaxNameBytes in lockd/fence_adapters.h). PostgreSQL's
+  -- text cannot hold a NUL, so names with one never get here.
   IF octet_length(p_name) = 0 OR octet_length(p_name) > 512 THEN
     RAISE EXCEPTION 'lockd_fence: lock name must be 1..512 bytes, got %', octet_length(p_name)
       USING ERRCODE = '22023';

@@ -26,7 +26,7 @@
 --   LOCKD_CLUSTER  a fence of another cluster that is not above the largest seen
 --   LOCKD_ADMIT    the cluster is not in the ADMIT list
 --   LOCKD_BADARG   bad arguments: not 2 keys, an unknown operation, fence 0 / negative /
---                  non-numeric / above 2^64-1, a lock name not 1..512 bytes, a cluster id that is
+--                  non-numeric / above 2^64-1, a lock name not 1..512 bytes or with a NUL, a cluster id that is
 --                  not 1..64 hex digits, a SET without exactly one value, a malformed ADMIT list,
 --                  fence key = data key, a fence key that is no hash or records another lock, a
 --                  data key that holds no string
@@ -62,8 +62,12 @@ local function check(keys, argv)
                      (op == 'SET' and ', value' or '') .. ' [ADMIT ids]; got ' .. (#argv - 1) ..
                      ' arguments')
   end
+  -- 512: lockd's default max_name_bytes (kMaxNameBytes in lockd/fence_adapters.h).
   if #name < 1 or #name > 512 then
     return nil, fail('LOCKD_BADARG', 'lock name must be 1..512 bytes, got ' .. #name)
+  end
+  if string.find(name, '%z') then
+    return nil, fail('LOCKD_BADARG', 'lock name holds a NUL byte')
   end
   if not string.match(fence, '^%-?%d+$') then
     return nil, fail('LOCKD_BADARG', "fence '" .. string.sub(fence, 1, 80) .. "' is not a number")

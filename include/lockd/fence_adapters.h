@@ -16,11 +16,12 @@
 // Take the cluster id from the Client right after the Acquire: a changed cluster id (a restore)
 // loses every lease the client had, this lock with it.
 //
-// Every builder checks its arguments the way the adapters do (fence 1..2^64-1, lock name 1..512
-// bytes, cluster id 1..64 hex digits) and answers INVALID_ARGUMENT instead of a call that the
-// resource would refuse. Thread-safety: free functions over values.
+// Every builder checks its arguments the way the adapters do (fence 1..2^64-1, lock name 1..
+// kMaxNameBytes bytes without NULs, cluster id 1..64 hex digits) and answers INVALID_ARGUMENT
+// instead of a call that the resource would refuse. Thread-safety: free functions over values.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -30,6 +31,11 @@
 #include "lockd/status.h"
 
 namespace lockd::fence {
+
+/// The adapters' limit on lock names (lockd_fence.sql, lockd_fence.lua and these builders): lockd's
+/// default max_name_bytes. A cluster configured with a larger --max-name-bytes can grant locks
+/// whose names the adapters refuse; keep such names within this limit, or raise it in all three.
+inline constexpr size_t kMaxNameBytes = 512;
 
 /// Which adapter entry point a call uses: a write records the fence under the row's exclusive
 /// lock; a read admits an equal fence under a share lock (readers of one run do not block each

@@ -13,7 +13,6 @@ using client::Result;
 using client::Status;
 using client::StatusCode;
 
-constexpr size_t kMaxNameBytes = 512;  // lockd's default max_name_bytes; the adapters' limit
 constexpr size_t kMaxClusterIdChars = 64;
 
 Status Invalid(std::string message) {
@@ -28,7 +27,13 @@ bool IsClusterId(std::string_view id) {
 
 Status CheckParts(std::string_view lock_name, uint64_t fence, std::string_view cluster_id) {
   if (lock_name.empty() || lock_name.size() > kMaxNameBytes) {
-    return Invalid("lock name must be 1..512 bytes, got " + std::to_string(lock_name.size()));
+    return Invalid("lock name must be 1.." + std::to_string(kMaxNameBytes) + " bytes, got " +
+                   std::to_string(lock_name.size()));
+  }
+  // A NUL would end the name where libpq reads it as a C string: the check would run on
+  // another lock. lockd's names never hold one.
+  if (lock_name.find('\0') != std::string_view::npos) {
+    return Invalid("lock name holds a NUL byte (at " + std::to_string(lock_name.find('\0')) + ")");
   }
   if (fence == 0) {
     return Invalid("fence 0 on lock '" + std::string(lock_name) +

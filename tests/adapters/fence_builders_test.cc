@@ -3,6 +3,11 @@
 #include <gtest/gtest.h>
 #include <lockd/fence_adapters.h>
 
+#include <fstream>
+#include <sstream>
+
+#include "lock/types.h"
+
 namespace lockd::fence {
 namespace {
 
@@ -77,6 +82,35 @@ TEST(FenceBuilders, BadArgumentsAreRefusedBeforeAnythingIsSent) {
   EXPECT_NE(refused.status().message().find("was not acquired"), std::string::npos);
   EXPECT_EQ(RedisSet(none, "ab", "sha", "k", "v").status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(RedisGet(none, "ab", "sha", "k").status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(FenceBuilders, NamesWithANulAreRefused) {
+  const std::string nul("a\0b", 3);
+  auto refused = PostgresCall(nul, 1, "ab");
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("NUL"), std::string::npos);
+  EXPECT_EQ(RedisCall("GET", nul, 1, "ab", "sha", "k").status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+// One limit on lock names: lockd's default max_name_bytes, in the builders and both adapters.
+TEST(FenceBuilders, TheNameLimitIsLockdsDefaultEverywhere) {
+  static_assert(kMaxNameBytes == lock::Limits{}.max_name_bytes);
+  const std::string k = std::to_string(kMaxNameBytes);
+  const auto read = [](const std::string& relative) {
+    std::ifstream in(std::string(LOCKD_SOURCE_DIR) + "/" + relative);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  };
+  const std::string sql = read("adapters/postgresql/lockd_fence.sql");
+  const std::string lua = read("adapters/redis/lockd_fence.lua");
+  EXPECT_NE(sql.find("octet_length(lock_name) BETWEEN 1 AND " + k + ")"), std::string::npos);
+  EXPECT_NE(sql.find("octet_length(p_name) > " + k + " THEN"), std::string::npos);
+  EXPECT_NE(lua.find("#name > " + k + " then"), std::string::npos);
+  EXPECT_EQ(PostgresCall(std::string(kMaxNameBytes + 1, 'n'), 1, "ab").status().message(),
+            "lockd::fence: lock name must be 1.." + k + " bytes, got " +
+                std::to_string(kMaxNameBytes + 1));
 }
 
 TEST(FenceBuilders, TheFenceKeyIsHashTaggedWithTheLockName) {
