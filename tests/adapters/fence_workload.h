@@ -202,9 +202,12 @@ class PausedWorker {
     for (int i = 0; i < cluster.size(); ++i) {
       endpoints += (i ? "," : "") + cluster.client_addr(i);
     }
-    setenv("LOCKD_ENDPOINTS", endpoints.c_str(), 1);  // inherited by the child
+    // In the child's environment only: setenv here would race getenv on live gRPC threads.
+    testing::SpawnOptions spawn;
+    spawn.env = {"LOCKD_ENDPOINTS=" + endpoints};
+    spawn.death_signal = SIGKILL;
     args.insert(args.begin(), FENCED_WORKER);
-    process_ = std::make_unique<testing::Process>(args, dir + "/worker-a.log");
+    process_ = std::make_unique<testing::Process>(args, dir + "/worker-a.log", spawn);
     stopped_ = testing::WaitFor(
                    [&] {
                      return process_->ReadLog().find("withdrawing") != std::string::npos ||
