@@ -10,7 +10,8 @@
 -- lockd_fence takes the row lock of the lock name's fence row until the transaction ends, so no
 -- other transaction can admit a smaller fence between this check and this commit, and records the
 -- fence as the largest seen. Fenced reads call lockd_fence_read (concurrent readers with one fence
--- do not block each other).
+-- do not block each other once that fence is recorded; the first reader of a new fence records it
+-- under the exclusive lock, and the others wait for its transaction).
 --
 -- Errors (the transaction is aborted; nothing of it is written):
 --   LF001  stale fence: below the largest fence seen for the lock (a holder paused past its lease)
@@ -18,9 +19,10 @@
 --          replaced by a restore, or of an unrelated cluster)
 --   LF003  the cluster is not admitted (only when lockd.admitted_clusters has rows)
 --   22004  a NULL argument
---   22023  a bad argument: fence 0 or negative or fractional or above 2^64-1, an empty or
---          overlong (> 512 bytes) lock name, a cluster id that is not 1..64 hex digits
---   22P02  a fence given as text that is not a decimal number
+--   22023  a bad argument: fence 0 or negative or above 2^64-1, a fractional fence given as a
+--          number, an empty or overlong (> 512 bytes) lock name, a cluster id that is not 1..64
+--          hex digits
+--   22P02  a fence given as text that is not a decimal integer ('12abc', '1.5')
 -- Under REPEATABLE READ or SERIALIZABLE a concurrent update of the same fence row fails with 40001
 -- (retry the transaction, as for any serialization failure); READ COMMITTED waits instead.
 
@@ -143,8 +145,8 @@ RETURNS numeric LANGUAGE sql AS $$
 $$;
 
 -- The read-side check: admits p_fence like lockd_fence. A fence equal to the largest seen takes a
--- share lock on the row (readers of one run do not block each other; a writer with a larger fence
--- waits for them); a larger one is recorded as lockd_fence does, so no stale holder can write
+-- share lock on the row (readers of one run do not block each other once their fence is recorded;
+-- a writer with a larger fence waits for them); a larger one is recorded as lockd_fence does, so no stale holder can write
 -- after this read.
 CREATE OR REPLACE FUNCTION lockd_fence_read(p_name text, p_fence numeric, p_cluster_id text)
 RETURNS numeric LANGUAGE plpgsql AS $$

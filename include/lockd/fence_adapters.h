@@ -39,7 +39,8 @@ inline constexpr size_t kMaxNameBytes = 512;
 
 /// Which adapter entry point a call uses: a write records the fence under the row's exclusive
 /// lock; a read admits an equal fence under a share lock (readers of one run do not block each
-/// other) and records a larger one as a write does.
+/// other once their fence is recorded) and records a larger one as a write does, under the
+/// exclusive lock.
 enum class Access { kWrite, kRead };
 
 /// One parameterised SQL statement: `SELECT lockd_fence($1, $2, $3)` (or lockd_fence_read) with the
