@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS lockd.admitted_clusters (
 
 -- Argument checks shared by every entry point; returns the normalised cluster id.
 CREATE OR REPLACE FUNCTION lockd.check_args(p_name text, p_fence numeric, p_cluster_id text)
-RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+RETURNS text LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF p_name IS NULL OR p_fence IS NULL OR p_cluster_id IS NULL THEN
     RAISE EXCEPTION 'lockd_fence: lock name, fence and cluster id must not be NULL'
@@ -74,7 +74,7 @@ END $$;
 
 -- A fence passed as text (e.g. an untyped libpq parameter): a decimal number or 22P02.
 CREATE OR REPLACE FUNCTION lockd.parse_fence(p_fence text)
-RETURNS numeric LANGUAGE plpgsql IMMUTABLE AS $$
+RETURNS numeric LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF p_fence IS NULL THEN
     RETURN NULL;
@@ -90,7 +90,7 @@ END $$;
 -- documented error if not.
 CREATE OR REPLACE FUNCTION lockd.admit(p_name text, p_fence numeric, p_cluster_id text,
                                        p_largest numeric, p_largest_cluster text)
-RETURNS void LANGUAGE plpgsql STABLE AS $$
+RETURNS void LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF EXISTS (SELECT 1 FROM lockd.admitted_clusters)
      AND NOT EXISTS (SELECT 1 FROM lockd.admitted_clusters WHERE cluster_id = p_cluster_id) THEN
@@ -112,10 +112,19 @@ BEGIN
   END IF;
 END $$;
 
+-- SECURITY INVOKER as installed: application roles need write access to lockd.fences. To keep
+-- them away from the table, make lockd.fence_write and lockd.fence_read SECURITY DEFINER and
+-- revoke the table privileges (docs/fencing.md, Privileges; again after running this file).
+--
+-- The implementations live in schema lockd and name everything schema-qualified under a fixed
+-- search_path, so neither the caller's search_path nor a same-named function elsewhere can change
+-- what they call. The entry points (lockd_fence, lockd_fence_read, lockd_fence_admit_cluster,
+-- created in the schema this file is run in) call them qualified.
+
 -- The write-side check: admits p_fence for p_name and records it, holding the fence row's lock
 -- until the transaction ends. Returns the fence recorded.
-CREATE OR REPLACE FUNCTION lockd_fence(p_name text, p_fence numeric, p_cluster_id text)
-RETURNS numeric LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION lockd.fence_write(p_name text, p_fence numeric, p_cluster_id text)
+RETURNS numeric LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_cluster text := lockd.check_args(p_name, p_fence, p_cluster_id);
   v_row lockd.fences%ROWTYPE;
@@ -139,24 +148,20 @@ BEGIN
   RETURN p_fence;
 END $$;
 
-CREATE OR REPLACE FUNCTION lockd_fence(p_name text, p_fence text, p_cluster_id text)
-RETURNS numeric LANGUAGE sql AS $$
-  SELECT lockd_fence(p_name, lockd.parse_fence(p_fence), p_cluster_id)
-$$;
 
 -- The read-side check: admits p_fence like lockd_fence. A fence equal to the largest seen takes a
 -- share lock on the row (readers of one run do not block each other once their fence is recorded;
 -- a writer with a larger fence waits for them); a larger one is recorded as lockd_fence does, so no stale holder can write
 -- after this read.
-CREATE OR REPLACE FUNCTION lockd_fence_read(p_name text, p_fence numeric, p_cluster_id text)
-RETURNS numeric LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION lockd.fence_read(p_name text, p_fence numeric, p_cluster_id text)
+RETURNS numeric LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_cluster text := lockd.check_args(p_name, p_fence, p_cluster_id);
   v_row lockd.fences%ROWTYPE;
 BEGIN
   SELECT * INTO v_row FROM lockd.fences WHERE lock_name = p_name;
   IF NOT FOUND OR p_fence > v_row.fence OR v_row.cluster_id <> v_cluster THEN
-    RETURN lockd_fence(p_name, p_fence, v_cluster);
+    RETURN lockd.fence_write(p_name, p_fence, v_cluster);
   END IF;
   -- The fence only rises, so under the share lock it is this fence or larger.
   SELECT * INTO v_row FROM lockd.fences WHERE lock_name = p_name FOR SHARE;
@@ -164,14 +169,9 @@ BEGIN
   RETURN p_fence;
 END $$;
 
-CREATE OR REPLACE FUNCTION lockd_fence_read(p_name text, p_fence text, p_cluster_id text)
-RETURNS numeric LANGUAGE sql AS $$
-  SELECT lockd_fence_read(p_name, lockd.parse_fence(p_fence), p_cluster_id)
-$$;
-
 -- Pins the clusters whose fences are admitted (see lockd.admitted_clusters).
-CREATE OR REPLACE FUNCTION lockd_fence_admit_cluster(p_cluster_id text)
-RETURNS void LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION lockd.admit_cluster(p_cluster_id text)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF p_cluster_id IS NULL OR p_cluster_id !~ '^[0-9a-fA-F]{1,64}$' THEN
     RAISE EXCEPTION 'lockd_fence: cluster id ''%'' is not a lockd cluster id (1..64 hex digits)',
@@ -180,3 +180,29 @@ BEGIN
   INSERT INTO lockd.admitted_clusters (cluster_id) VALUES (lower(p_cluster_id))
     ON CONFLICT DO NOTHING;
 END $$;
+
+-- The entry points. The text overloads take the fence as an untyped libpq parameter.
+CREATE OR REPLACE FUNCTION lockd_fence(p_name text, p_fence numeric, p_cluster_id text)
+RETURNS numeric LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+  SELECT lockd.fence_write(p_name, p_fence, p_cluster_id)
+$$;
+
+CREATE OR REPLACE FUNCTION lockd_fence(p_name text, p_fence text, p_cluster_id text)
+RETURNS numeric LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+  SELECT lockd.fence_write(p_name, lockd.parse_fence(p_fence), p_cluster_id)
+$$;
+
+CREATE OR REPLACE FUNCTION lockd_fence_read(p_name text, p_fence numeric, p_cluster_id text)
+RETURNS numeric LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+  SELECT lockd.fence_read(p_name, p_fence, p_cluster_id)
+$$;
+
+CREATE OR REPLACE FUNCTION lockd_fence_read(p_name text, p_fence text, p_cluster_id text)
+RETURNS numeric LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+  SELECT lockd.fence_read(p_name, lockd.parse_fence(p_fence), p_cluster_id)
+$$;
+
+CREATE OR REPLACE FUNCTION lockd_fence_admit_cluster(p_cluster_id text)
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+  SELECT lockd.admit_cluster(p_cluster_id)
+$$;

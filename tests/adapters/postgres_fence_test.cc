@@ -320,6 +320,33 @@ bool WaitsOnALock(PGconn* observer, PGconn* blocked) {
       10s);
 }
 
+// The functions call each other schema-qualified under a fixed search_path: a caller's
+// search_path, or a same-named function earlier in it, changes nothing.
+TEST_F(PostgresFence, TheCallersSearchPathCannotRedirectTheInnerCalls) {
+  const std::string cluster(16, '9');
+  PGconn* other = server_->Connect();
+  ASSERT_NE(other, nullptr);
+  ASSERT_TRUE(Exec(other, "CREATE SCHEMA decoy").ok());
+  // A decoy that would admit anything, and a decoy table of fences.
+  ASSERT_TRUE(Exec(other,
+                   "CREATE FUNCTION decoy.lockd_fence(text, numeric, text) RETURNS numeric "
+                   "LANGUAGE sql AS 'SELECT 0::numeric'")
+                  .ok());
+  ASSERT_TRUE(Exec(other, "CREATE TABLE decoy.fences (LIKE lockd.fences)").ok());
+  ASSERT_TRUE(Exec(other, "SET search_path = decoy, pg_catalog").ok());
+  ASSERT_TRUE(Exec(other, "SELECT public.lockd_fence('path/1', 5, $1)", {cluster}).ok());
+  // A larger fence through the read path records it in lockd.fences (not through the decoy).
+  ASSERT_TRUE(Exec(other, "SELECT public.lockd_fence_read('path/1', 7, $1)", {cluster}).ok());
+  EXPECT_EQ(Recorded("path/1"), "7 " + cluster);
+  EXPECT_EQ(Exec(other, "SELECT public.lockd_fence_read('path/1', 6, $1)", {cluster}).sqlstate,
+            "LF001");
+  EXPECT_EQ(Exec(other, "SELECT public.lockd_fence('path/1', '6', $1)", {cluster}).sqlstate,
+            "LF001");
+  EXPECT_EQ(Exec(other, "SELECT count(*) FROM decoy.fences").value, "0");
+  PQfinish(other);
+  ASSERT_TRUE(Exec(conn_, "DROP SCHEMA decoy CASCADE").ok());
+}
+
 // A holder presenting the recorded fence takes the row's exclusive lock too: a newer holder
 // cannot record its fence and commit while the older one's write is still open (without it, the
 // stale transaction's write would commit after the newer one's: a lost update).
