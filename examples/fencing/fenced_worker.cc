@@ -32,9 +32,9 @@ using Answer = std::string;
 class Wallet {
  public:
   virtual ~Wallet() = default;
-  virtual Answer Read(const lockd::client::Lock& lock, const std::string& cluster) = 0;
-  virtual Answer Write(const lockd::client::Lock& lock, const std::string& cluster,
-                       long balance) = 0;
+  // The builders present the lock's fence with the cluster that granted it (Lock::cluster_id()).
+  virtual Answer Read(const lockd::client::Lock& lock) = 0;
+  virtual Answer Write(const lockd::client::Lock& lock, long balance) = 0;
 };
 
 /// The check and the access in one transaction: the check's row lock is held until COMMIT.
@@ -45,21 +45,20 @@ class PostgresWallet : public Wallet {
   ~PostgresWallet() override { PQfinish(conn_); }
   bool ok() const { return PQstatus(conn_) == CONNECTION_OK; }
 
-  Answer Read(const lockd::client::Lock& lock, const std::string& cluster) override {
-    return InTransaction(lock, cluster, lockd::fence::Access::kRead,
+  Answer Read(const lockd::client::Lock& lock) override {
+    return InTransaction(lock, lockd::fence::Access::kRead,
                          "SELECT balance FROM wallet WHERE account = $1", {account_});
   }
-  Answer Write(const lockd::client::Lock& lock, const std::string& cluster, long balance) override {
-    return InTransaction(lock, cluster, lockd::fence::Access::kWrite,
+  Answer Write(const lockd::client::Lock& lock, long balance) override {
+    return InTransaction(lock, lockd::fence::Access::kWrite,
                          "UPDATE wallet SET balance = $2 WHERE account = $1 RETURNING balance",
                          {account_, std::to_string(balance)});
   }
 
  private:
-  Answer InTransaction(const lockd::client::Lock& lock, const std::string& cluster,
-                       lockd::fence::Access access, const char* sql,
-                       const std::vector<std::string>& params) {
-    auto check = lockd::fence::PostgresCall(lock, cluster, access);
+  Answer InTransaction(const lockd::client::Lock& lock, lockd::fence::Access access,
+                       const char* sql, const std::vector<std::string>& params) {
+    auto check = lockd::fence::PostgresCall(lock, access);
     if (!check.ok()) return "REJECTED " + check.status().ToString();
     Exec("BEGIN", {});
     std::string answer = Exec(check->sql.c_str(), check->params);
@@ -112,11 +111,11 @@ class RedisWallet : public Wallet {
     return !sha_.empty();
   }
 
-  Answer Read(const lockd::client::Lock& lock, const std::string& cluster) override {
-    return Run(lockd::fence::RedisGet(lock, cluster, sha_, key_));
+  Answer Read(const lockd::client::Lock& lock) override {
+    return Run(lockd::fence::RedisGet(lock, sha_, key_));
   }
-  Answer Write(const lockd::client::Lock& lock, const std::string& cluster, long balance) override {
-    return Run(lockd::fence::RedisSet(lock, cluster, sha_, key_, std::to_string(balance)));
+  Answer Write(const lockd::client::Lock& lock, long balance) override {
+    return Run(lockd::fence::RedisSet(lock, sha_, key_, std::to_string(balance)));
   }
 
  private:
@@ -197,15 +196,13 @@ int main(int argc, char** argv) {
                 lock.ok() ? "held by another worker" : lock.status().ToString().c_str());
     return 1;
   }
-  // The cluster id of the responses, read right after the Acquire (a change loses the lock).
-  const std::string cluster = (*client)->cluster_id();
   lock->OnLost([me](const std::string& why) {
     std::printf("%s: LOST the lock: %s\n", me.c_str(), why.c_str());
     std::fflush(stdout);
   });
   std::printf("%s: acquired wallet/%s, fence %llu\n", me.c_str(), account.c_str(),
               static_cast<unsigned long long>(lock->fence()));
-  const Answer read = wallet->Read(*lock, cluster);
+  const Answer read = wallet->Read(*lock);
   std::printf("%s: balance -> %s\n", me.c_str(), read.c_str());
   if (read.rfind("OK ", 0) != 0) return 1;
   const long balance = std::atol(read.c_str() + 3);
@@ -214,7 +211,7 @@ int main(int argc, char** argv) {
                 static_cast<long long>(think.count()));
     std::fflush(stdout);
     std::this_thread::sleep_for(think);  // a GC pause would strike here, after the check
-    const Answer done = wallet->Write(*lock, cluster, balance - amount);
+    const Answer done = wallet->Write(*lock, balance - amount);
     std::printf("%s: withdraw %ld with fence %llu (balance %ld -> %ld) -> %s\n", me.c_str(), amount,
                 static_cast<unsigned long long>(lock->fence()), balance, balance - amount,
                 done.c_str());

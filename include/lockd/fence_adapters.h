@@ -4,17 +4,17 @@
 // docs/fencing.md is the guide.
 //
 //   auto lock = client->Acquire("wallet/alice", lease, wait);
-//   auto check = lockd::fence::PostgresCall(*lock, client->cluster_id());   // in your transaction:
+//   auto check = lockd::fence::PostgresCall(*lock);   // in your transaction:
 //   PQexecParams(conn, check->sql.c_str(), 3, nullptr, check->Values().data(), nullptr, nullptr,
 //   0);
 //   // ... then the UPDATE it guards, then COMMIT.
 //
-//   auto set = lockd::fence::RedisSet(*lock, client->cluster_id(), sha, "{wallet/alice}:balance",
-//                                     "30");
+//   auto set = lockd::fence::RedisSet(*lock, sha, "{wallet/alice}:balance", "30");
 //   redisCommandArgv(ctx, set->argv.size(), set->Argv().data(), set->Lengths().data());
 //
-// Take the cluster id from the Client right after the Acquire: a changed cluster id (a restore)
-// loses every lease the client had, this lock with it.
+// The builders from a Lock present its fence with the cluster id of the grant (Lock::cluster_id()),
+// so a fence is never paired with another cluster's id (a restore observed after the Acquire
+// changes Client::cluster_id(), not the Lock's).
 //
 // Every builder checks its arguments the way the adapters do (fence 1..2^64-1, lock name 1..
 // kMaxNameBytes bytes without NULs, cluster id 1..64 hex digits) and answers INVALID_ARGUMENT
@@ -64,10 +64,9 @@ struct RedisArgs {
   std::vector<size_t> Lengths() const;
 };
 
-/// The fence check for `lock` inside the caller's transaction. INVALID_ARGUMENT for a lock that
-/// was not acquired (it has no fence) or a malformed name or cluster id.
-client::Result<SqlCall> PostgresCall(const client::Lock& lock, std::string_view cluster_id,
-                                     Access access = Access::kWrite);
+/// The fence check for `lock` inside the caller's transaction, with the cluster that granted it.
+/// INVALID_ARGUMENT for a lock that was not acquired (it has no fence).
+client::Result<SqlCall> PostgresCall(const client::Lock& lock, Access access = Access::kWrite);
 /// The same from the parts (a fence stored by another process, a test).
 client::Result<SqlCall> PostgresCall(std::string_view lock_name, uint64_t fence,
                                      std::string_view cluster_id, Access access = Access::kWrite);
@@ -87,14 +86,13 @@ using AdmittedClusters = std::vector<std::string>;
 
 /// SET `data_key` to `value` if the lock's fence is admitted. `script_sha` is SCRIPT LOAD's answer
 /// for lockd_fence.lua; `fence_key` empty means RedisFenceKey(lock name).
-client::Result<RedisArgs> RedisSet(const client::Lock& lock, std::string_view cluster_id,
-                                   std::string_view script_sha, std::string_view data_key,
-                                   std::string_view value, std::string_view fence_key = {},
+client::Result<RedisArgs> RedisSet(const client::Lock& lock, std::string_view script_sha,
+                                   std::string_view data_key, std::string_view value,
+                                   std::string_view fence_key = {},
                                    const AdmittedClusters& admitted = {});
 /// GET `data_key` if the lock's fence is admitted (a fenced read).
-client::Result<RedisArgs> RedisGet(const client::Lock& lock, std::string_view cluster_id,
-                                   std::string_view script_sha, std::string_view data_key,
-                                   std::string_view fence_key = {},
+client::Result<RedisArgs> RedisGet(const client::Lock& lock, std::string_view script_sha,
+                                   std::string_view data_key, std::string_view fence_key = {},
                                    const AdmittedClusters& admitted = {});
 
 /// The general form: `op` "SET" (with `value`) or "GET", from the parts. With `script_sha`

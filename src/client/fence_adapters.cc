@@ -41,7 +41,7 @@ Status CheckParts(std::string_view lock_name, uint64_t fence, std::string_view c
   }
   if (!IsClusterId(cluster_id)) {
     return Invalid("cluster id '" + std::string(cluster_id.substr(0, 80)) +
-                   "' is not a lockd cluster id (1..64 hex digits; Client::cluster_id() after "
+                   "' is not a lockd cluster id (1..64 hex digits; Lock::cluster_id() of "
                    "an Acquire)");
   }
   return Status::Ok();
@@ -84,9 +84,9 @@ Result<SqlCall> PostgresCall(std::string_view lock_name, uint64_t fence,
   return call;
 }
 
-Result<SqlCall> PostgresCall(const client::Lock& lock, std::string_view cluster_id, Access access) {
+Result<SqlCall> PostgresCall(const client::Lock& lock, Access access) {
   if (Status s = CheckLock(lock); !s.ok()) return s;
-  return PostgresCall(lock.name(), lock.fence(), cluster_id, access);
+  return PostgresCall(lock.name(), lock.fence(), lock.cluster_id(), access);
 }
 
 std::string RedisFenceKey(std::string_view lock_name) {
@@ -142,20 +142,19 @@ Result<RedisArgs> RedisCall(std::string_view op, std::string_view lock_name, uin
   return args;
 }
 
-Result<RedisArgs> RedisSet(const client::Lock& lock, std::string_view cluster_id,
-                           std::string_view script_sha, std::string_view data_key,
-                           std::string_view value, std::string_view fence_key,
-                           const AdmittedClusters& admitted) {
+Result<RedisArgs> RedisSet(const client::Lock& lock, std::string_view script_sha,
+                           std::string_view data_key, std::string_view value,
+                           std::string_view fence_key, const AdmittedClusters& admitted) {
   if (Status s = CheckLock(lock); !s.ok()) return s;
-  return RedisCall("SET", lock.name(), lock.fence(), cluster_id, script_sha, data_key, value,
+  return RedisCall("SET", lock.name(), lock.fence(), lock.cluster_id(), script_sha, data_key, value,
                    fence_key, admitted);
 }
 
-Result<RedisArgs> RedisGet(const client::Lock& lock, std::string_view cluster_id,
-                           std::string_view script_sha, std::string_view data_key,
-                           std::string_view fence_key, const AdmittedClusters& admitted) {
+Result<RedisArgs> RedisGet(const client::Lock& lock, std::string_view script_sha,
+                           std::string_view data_key, std::string_view fence_key,
+                           const AdmittedClusters& admitted) {
   if (Status s = CheckLock(lock); !s.ok()) return s;
-  return RedisCall("GET", lock.name(), lock.fence(), cluster_id, script_sha, data_key, {},
+  return RedisCall("GET", lock.name(), lock.fence(), lock.cluster_id(), script_sha, data_key, {},
                    fence_key, admitted);
 }
 

@@ -81,13 +81,13 @@ TEST_F(PostgresFence, AWorkerPausedPastItsLeaseHasItsStaleWriteRejectedAndBsWrit
   auto lock = client->Acquire("wallet/alice", *lease, wait);
   ASSERT_TRUE(lock.ok() && lock->held()) << (lock.ok() ? "not acquired" : lock.status().ToString());
   ASSERT_GT(lock->fence(), a.fence());
-  auto read = fence::PostgresCall(*lock, client->cluster_id(), fence::Access::kRead);
+  auto read = fence::PostgresCall(*lock, fence::Access::kRead);
   ASSERT_TRUE(read.ok()) << read.status().ToString();
   PgAnswer balance =
       FencedTransaction(conn_, *read, "SELECT balance FROM wallet WHERE account = 'alice'", {});
   ASSERT_TRUE(balance.ok()) << balance.message;
   EXPECT_EQ(balance.value, "100");
-  auto write = fence::PostgresCall(*lock, client->cluster_id());
+  auto write = fence::PostgresCall(*lock);
   ASSERT_TRUE(write.ok()) << write.status().ToString();
   PgAnswer b = FencedTransaction(conn_, *write,
                                  "UPDATE wallet SET balance = 50 WHERE account = 'alice'", {});
@@ -217,9 +217,14 @@ TEST_F(PostgresFence, BadInputIsAClearErrorAndWritesNothing) {
   EXPECT_EQ(Exec(conn_, "SELECT count(*) FROM lockd.fences").value, fences_before);
 
   // The C++ builders refuse the same before anything is sent.
-  EXPECT_EQ(fence::PostgresCall(*lock, "not-hex!").status().code(),
+  EXPECT_EQ(fence::PostgresCall("bad/pg", lock->fence(), "not-hex!").status().code(),
             client::StatusCode::kInvalidArgument);
-  EXPECT_EQ(fence::PostgresCall(client::Lock(), cluster).status().code(),
+  // A Lock carries the cluster that granted it, which the builder presents.
+  EXPECT_EQ(lock->cluster_id(), cluster);
+  auto from_lock = fence::PostgresCall(*lock);
+  ASSERT_TRUE(from_lock.ok());
+  EXPECT_EQ(from_lock->params[2], cluster);
+  EXPECT_EQ(fence::PostgresCall(client::Lock()).status().code(),
             client::StatusCode::kInvalidArgument);
 }
 

@@ -88,10 +88,10 @@ TEST_F(RedisFence, AWorkerPausedPastItsLeaseHasItsStaleWriteRejectedAndBsWriteSt
   auto lock = client->Acquire("wallet/alice", *lease, wait);
   ASSERT_TRUE(lock.ok() && lock->held()) << (lock.ok() ? "not acquired" : lock.status().ToString());
   ASSERT_GT(lock->fence(), a.fence());
-  RedisAnswer read = Run(fence::RedisGet(*lock, client->cluster_id(), sha_, key));
+  RedisAnswer read = Run(fence::RedisGet(*lock, sha_, key));
   ASSERT_FALSE(read.error) << read.text;
   EXPECT_EQ(read.text, "100");
-  RedisAnswer write = Run(fence::RedisSet(*lock, client->cluster_id(), sha_, key, "50"));
+  RedisAnswer write = Run(fence::RedisSet(*lock, sha_, key, "50"));
   ASSERT_FALSE(write.error) << write.text;
 
   const std::string out = a.ResumeAndFinish();
@@ -239,9 +239,15 @@ TEST_F(RedisFence, BadInputIsAClearErrorAndWritesNothing) {
   EXPECT_EQ(Recorded(name), recorded);
   EXPECT_EQ(Command(ctx_, {"DBSIZE"}).text, keys_before);
 
-  EXPECT_EQ(fence::RedisSet(*lock, "not-hex!", sha_, "data", "x").status().code(),
-            client::StatusCode::kInvalidArgument);
-  EXPECT_EQ(fence::RedisGet(client::Lock(), cluster, sha_, "data").status().code(),
+  EXPECT_EQ(
+      fence::RedisCall("SET", name, lock->fence(), "not-hex!", sha_, "data", "x").status().code(),
+      client::StatusCode::kInvalidArgument);
+  // A Lock carries the cluster that granted it, which the builders present.
+  EXPECT_EQ(lock->cluster_id(), cluster);
+  auto from_lock = fence::RedisGet(*lock, sha_, "data");
+  ASSERT_TRUE(from_lock.ok());
+  EXPECT_EQ(from_lock->argv[8], cluster);
+  EXPECT_EQ(fence::RedisGet(client::Lock(), sha_, "data").status().code(),
             client::StatusCode::kInvalidArgument);
 }
 
