@@ -151,8 +151,8 @@ END $$;
 
 -- The read-side check: admits p_fence like lockd_fence. A fence equal to the largest seen takes a
 -- share lock on the row (readers of one run do not block each other once their fence is recorded;
--- a writer with a larger fence waits for them); a larger one is recorded as lockd_fence does, so no stale holder can write
--- after this read.
+-- a writer with a larger fence waits for them); a larger one is recorded as lockd_fence does, so
+-- no stale holder can write after this read.
 CREATE OR REPLACE FUNCTION lockd.fence_read(p_name text, p_fence numeric, p_cluster_id text)
 RETURNS numeric LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE

@@ -8,12 +8,13 @@
 -- Runs the SET (or GET) of <data key> only if <fence> is not below the largest fence seen for the
 -- lock, and records it as the largest; Redis runs a script atomically, so nothing can come between
 -- the check and the command. The fence key (a hash: fence, cluster, lock) holds the largest fence,
--- the cluster that granted it and the lock's name (a fence key serves one lock only); keep it with the data (same persistence, same replication) or a
+-- the cluster that granted it and the lock's name (a fence key serves one lock only, and each lock
+-- must use one fence key). Keep it with the data (same persistence, same replication) or a
 -- restarted Redis forgets it. Never expire or delete it, and never let Redis evict it (use
--- maxmemory-policy noeviction, or volatile-* with no TTL on fence keys): a lost record admits every
--- stale holder at or above the next fence presented. In Redis Cluster both keys must hash to one slot: give them one hash
--- tag, e.g. "{wallet/alice}:fence" and "{wallet/alice}:balance". lockd::fence::RedisArgs builds
--- the argv (include/lockd/fence_adapters.h).
+-- maxmemory-policy noeviction, or volatile-* with no TTL on fence keys): a lost record admits
+-- every stale holder at or above the next fence presented. In Redis Cluster both keys must hash to
+-- one slot: give them one hash tag, e.g. "{wallet/alice}:fence" and "{wallet/alice}:balance".
+-- lockd::fence::RedisArgs builds the argv (include/lockd/fence_adapters.h).
 --
 -- A fence is an unsigned 64-bit decimal; it is compared as a string (Lua numbers are doubles and
 -- would round above 2^53). A fence of another cluster is admitted only when it is above the largest
@@ -26,8 +27,9 @@
 --   LOCKD_CLUSTER  a fence of another cluster that is not above the largest seen
 --   LOCKD_ADMIT    the cluster is not in the ADMIT list
 --   LOCKD_BADARG   bad arguments: not 2 keys, an unknown operation, fence 0 / negative /
---                  non-numeric / above 2^64-1, a lock name not 1..512 bytes or with a NUL, a cluster id that is
---                  not 1..64 hex digits, a SET without exactly one value, a malformed ADMIT list,
+--                  non-numeric / above 2^64-1, a lock name not 1..512 bytes or with a NUL, a
+--                  cluster id that is not 1..64 hex digits, a SET without exactly one value, a
+--                  malformed ADMIT list,
 --                  fence key = data key, a fence key that is no hash or records another lock, a
 --                  data key that holds no string
 
@@ -118,11 +120,12 @@ local function run(keys, argv)
   if err then return err end
   local seen = redis.call('HMGET', keys[1], 'fence', 'cluster', 'lock')
   local largest, largest_cluster, recorded_lock = seen[1], seen[2], seen[3]
-  -- One record per lock: a second fence key for the same lock would let stale writes through the
-  -- other, and one fence key shared by two locks would order unrelated fences.
+  -- A fence key shared by two locks would order their unrelated fences. (A second fence key for
+  -- one lock, which would admit stale writes through it, cannot be seen from here: the docs ask
+  -- for one fence key per lock, the builders' default.)
   if recorded_lock and recorded_lock ~= a.name then
-    return fail('LOCKD_BADARG', "fence key '" .. string.sub(keys[1], 1, 200) .. "' records lock '" ..
-                recorded_lock .. "', not '" .. a.name .. "'")
+    return fail('LOCKD_BADARG', "fence key '" .. string.sub(keys[1], 1, 200) ..
+                "' records lock '" .. recorded_lock .. "', not '" .. a.name .. "'")
   end
   if largest then
     local c = compare(a.fence, largest)

@@ -24,7 +24,9 @@ cleanup() {
   # SIGTERM stops lockd and redis-server; for postgres it is a smart shutdown that waits for
   # its sessions, so SIGINT (fast) goes first.
   for p in "${pids[@]}"; do
-    kill -CONT "$p" 2>/dev/null || true; kill -INT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true
+    kill -CONT "$p" 2>/dev/null || true
+    kill -INT "$p" 2>/dev/null || true
+    kill "$p" 2>/dev/null || true
   done
   wait 2>/dev/null || true
   rm -rf "$tmp"
