@@ -185,6 +185,9 @@ class Lock {
   /// The grant's token (unique to it) and fence (present this to the resource).
   uint64_t token() const;
   uint64_t fence() const;
+  /// The cluster that granted it: a resource records it with the fence (lockd/fence_adapters.h).
+  /// Empty when not acquired.
+  const std::string& cluster_id() const;
   /// When not acquired: the leases that hold it.
   const std::vector<uint64_t>& holder_leases() const;
 

@@ -151,6 +151,8 @@ Result<Lock> FinishAcquire(ClientCore& core, AcquireCall& c, const grpc::Status&
   lc->acquired = true;
   lc->token = resp.token();
   lc->fence = resp.fence();
+  // Observed from this answer's metadata just before (a change since loses the lease).
+  lc->cluster_id = core.cluster_id();
   lc->lease = lease;
   // Renewals numbered above this one were sent after the grant answer arrived.
   detail::Access::Core(*lease)->AddLock(lc, lc->token, core.last_renew_seq());

@@ -106,6 +106,9 @@ uint64_t Lock::token() const {
 uint64_t Lock::fence() const {
   return core_ ? core_->fence : 0;
 }
+const std::string& Lock::cluster_id() const {
+  return core_ ? core_->cluster_id : kEmpty;
+}
 const std::vector<uint64_t>& Lock::holder_leases() const {
   return core_ ? core_->holder_leases : kNoHolders;
 }

@@ -159,6 +159,7 @@ struct LockCore {
   Mode mode = Mode::kExclusive;
   bool acquired = false;
   uint64_t token = 0, fence = 0, lease_id = 0;
+  std::string cluster_id;  ///< of the cluster that granted it (empty if not acquired)
   std::vector<uint64_t> holder_leases;
   std::shared_ptr<Lease> lease;  ///< keeps the lease (and its renewals) alive while held
   bool one_call = false;         ///< the lease is this lock's own: releasing revokes it

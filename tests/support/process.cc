@@ -2,8 +2,10 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,26 +29,55 @@ int DecodeWaitStatus(int status) {
 }  // namespace
 
 Process::Process(std::vector<std::string> argv, std::string log_path)
-    : log_path_(std::move(log_path)) {
+    : Process(std::move(argv), std::move(log_path), SpawnOptions{}) {}
+
+Process::Process(std::vector<std::string> argv, std::string log_path, const SpawnOptions& options)
+    : own_group_(options.own_process_group), log_path_(std::move(log_path)) {
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
+  // Everything the child needs is built before fork: only async-signal-safe calls after it.
+  std::vector<std::string> env_entries;
+  for (char** e = environ; *e; ++e) {
+    const std::string entry = *e;
+    const std::string name = entry.substr(0, entry.find('=') + 1);
+    bool replaced = false;
+    for (const auto& extra : options.env) replaced |= extra.rfind(name, 0) == 0;
+    if (!replaced) env_entries.push_back(entry);
+  }
+  env_entries.insert(env_entries.end(), options.env.begin(), options.env.end());
+  std::vector<char*> envp;
+  for (auto& e : env_entries) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  const pid_t parent = getpid();
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
+    // The log is opened before any change of user, so it can stay where the test wants it.
     int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
       dup2(fd, 1);
       dup2(fd, 2);
       close(fd);
     }
+    if (options.own_process_group) setpgid(0, 0);
+    if (options.gid >= 0 && (setgroups(0, nullptr) != 0 || setgid(options.gid) != 0)) _exit(126);
+    if (options.uid >= 0 && setuid(options.uid) != 0) _exit(126);
+    // After the change of user: a credential change clears the death signal.
+    if (options.death_signal != 0) {
+      prctl(PR_SET_PDEATHSIG, options.death_signal);
+      if (getppid() != parent) _exit(127);  // the parent died before the prctl
+    }
+    if (!options.cwd.empty() && chdir(options.cwd.c_str()) != 0) _exit(126);
     // Unblock everything the test runner may have blocked, so SIGTERM reaches the child.
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    execv(args[0], args.data());
+    execve(args[0], args.data(), envp.data());
     _exit(127);
   }
+  // Also from the parent, so a signal to the group right after this cannot miss the child.
+  if (options.own_process_group) setpgid(pid_, pid_);
 }
 
 Process::~Process() {
@@ -66,6 +97,10 @@ bool Process::running() {
 
 void Process::Signal(int sig) {
   if (running()) kill(pid_, sig);
+}
+
+void Process::SignalGroup(int sig) {
+  if (own_group_ && pid_ > 0) kill(-pid_, sig);
 }
 
 std::optional<int> Process::Wait(std::chrono::milliseconds timeout) {

@@ -12,10 +12,27 @@
 
 namespace lockd::testing {
 
+/// How a Process's child is set up between fork and exec (all optional).
+struct SpawnOptions {
+  /// Sent to the child when the thread that started it dies (PR_SET_PDEATHSIG): a crashed or
+  /// timed-out test takes its servers with it instead of leaving them running. 0: none.
+  int death_signal = 0;
+  /// Run as this user and group (setgid/setuid, supplementary groups dropped); -1: unchanged.
+  int uid = -1;
+  int gid = -1;
+  /// Its own process group (pgid = pid), so the test can signal it and everything it starts.
+  bool own_process_group = false;
+  /// Working directory of the child; "" keeps the test's.
+  std::string cwd;
+  /// "NAME=value" entries added to (or replacing in) the inherited environment.
+  std::vector<std::string> env;
+};
+
 class Process {
  public:
   /// Starts `argv[0]` with `argv`; stdout and stderr go to `log_path` (appended).
   Process(std::vector<std::string> argv, std::string log_path);
+  Process(std::vector<std::string> argv, std::string log_path, const SpawnOptions& options);
   ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
@@ -23,6 +40,8 @@ class Process {
   pid_t pid() const { return pid_; }
   bool running();
   void Signal(int sig);
+  /// Sends `sig` to the child's process group (SpawnOptions::own_process_group).
+  void SignalGroup(int sig);
   /// Waits up to `timeout` for exit; the exit code (128+signal if killed), or nullopt on timeout.
   std::optional<int> Wait(std::chrono::milliseconds timeout);
   /// SIGKILL and reap.
@@ -32,6 +51,7 @@ class Process {
 
  private:
   pid_t pid_ = -1;
+  bool own_group_ = false;
   std::optional<int> exit_code_;
   std::string log_path_;
 };
