@@ -20,6 +20,14 @@
 namespace lockd::e2e {
 namespace {
 
+// lockd refuses a planted bug unless its environment arms it (src/daemon/main.cc); the harness's
+// nodes inherit this process's environment. Set before any test starts a thread.
+class ArmPlantedBugs : public ::testing::Environment {
+ public:
+  void SetUp() override { ASSERT_EQ(setenv("LOCKD_TESTING_UNSAFE_FAULTS", "1", 1), 0); }
+};
+const auto* const kArm = ::testing::AddGlobalTestEnvironment(new ArmPlantedBugs);
+
 ClusterOptions WithFault(const std::string& name) {
   ClusterOptions o;
   o.extra_flags = {"--testing-unsafe-fault=" + name};
