@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -293,6 +294,9 @@ TEST(DiskFull, TheNodeFailsStopLosesNothingAcknowledgedAndTheRestServe) {
   auto held = client->Acquire("disk/full", *lease);
   ASSERT_TRUE(held.ok() && held->held());
 
+  // Only the harness's own tmpfs may be filled: node 1's data dir is on the host's disk.
+  EXPECT_NE(f.nemesis->FillDisk(0), "");
+  EXPECT_FALSE(std::filesystem::exists(c.data_dir(0) + "/zz-nemesis-filler"));
   ASSERT_EQ(f.nemesis->FillDisk(2), "");
   // Writes reach node 3's full disk: it must stop, not acknowledge.
   std::optional<int> code;

@@ -1,10 +1,13 @@
 #include "faults/netns/network.h"
 
+#include <linux/magic.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -241,6 +244,12 @@ std::vector<std::string> Network::Wrap(int i, std::vector<std::string> cmd) cons
 testing::CommandResult Network::RunIn(int i, const std::vector<std::string>& argv,
                                       std::chrono::milliseconds timeout) {
   return testing::RunCommand(Wrap(i, argv), timeout);
+}
+
+bool Network::IsHarnessTmpfs(const std::string& dir) const {
+  if (std::find(mounts_.begin(), mounts_.end(), dir) == mounts_.end()) return false;
+  struct statfs fs {};
+  return statfs(dir.c_str(), &fs) == 0 && fs.f_type == TMPFS_MAGIC;
 }
 
 std::string Network::MountTmpfs(const std::string& dir, int megabytes) {
