@@ -30,20 +30,25 @@ Report Make(const char* name, std::string summary, std::vector<std::string> viol
   return r;
 }
 
-/// The watcher's events in log order, one per position.
+/// The watcher's events in log order, one per position. A gap marker carries the position of the
+/// last event seen before it (watcher.cc), so it sorts after the events at its position and is
+/// never taken for a repeat of one.
 std::vector<const Op*> WatchEvents(const std::vector<Op>& ops) {
   std::vector<const Op*> out;
   for (const Op& op : ops) {
     if (IsWatch(op) && op.index != 0) out.push_back(&op);
   }
-  std::stable_sort(out.begin(), out.end(), [](const Op* a, const Op* b) {
-    return std::tie(a->index, a->event_no) < std::tie(b->index, b->event_no);
+  auto is_gap = [](const Op* o) { return o->event == "gap"; };
+  std::stable_sort(out.begin(), out.end(), [&](const Op* a, const Op* b) {
+    return std::make_tuple(a->index, a->event_no, is_gap(a)) <
+           std::make_tuple(b->index, b->event_no, is_gap(b));
   });
   // A resumed watch may repeat nothing, but a watcher restarted from now after a gap can: keep
-  // the first of each position.
+  // the first of each position among the grant and release events (gaps are all kept).
   out.erase(std::unique(out.begin(), out.end(),
-                        [](const Op* a, const Op* b) {
-                          return a->index == b->index && a->event_no == b->event_no;
+                        [&](const Op* a, const Op* b) {
+                          return !is_gap(a) && !is_gap(b) && a->index == b->index &&
+                                 a->event_no == b->event_no;
                         }),
             out.end());
   return out;
