@@ -17,9 +17,13 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// The quick mode's fixed seed, so CI replays one schedule (soak runs draw a seed; the schedule is
+// printed before it runs).
+constexpr uint64_t kQuickSeed = 17;
+
 TEST(MixedNemesis, ASeededScheduleOfFaultsLeavesAClusterThatServesAfterHealing) {
   LOCKD_REQUIRE_NETNS();
-  const uint64_t seed = SeedFromEnv();
+  const uint64_t seed = SeedFromEnv(kQuickSeed);
   const Ms duration = DurationFromEnv(45s);
   const Schedule schedule = MakeSchedule(
       seed, duration, 3,
