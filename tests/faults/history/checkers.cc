@@ -364,12 +364,14 @@ Report Availability(const std::vector<Op>& ops, const std::vector<FaultEvent>& f
     ++k.first;
     ++attempted;
     if (op.outcome == Outcome::kOk) ++ok;
-    if (op.outcome != Outcome::kInfo) {
-      ++k.second;
-      if (op.kind == OpKind::kAcquire || op.kind == OpKind::kRelease ||
-          op.kind == OpKind::kInspect) {
-        answered.push_back(op.complete_ns);
-      }
+    if (op.outcome != Outcome::kInfo) ++k.second;
+    // The cluster served it: done, or refused without an error (a held lock). An error answer
+    // (NOT_FOUND for a lost lease, FAILED_PRECONDITION, ...) is not service.
+    const bool served =
+        op.outcome == Outcome::kOk || (op.outcome == Outcome::kFail && op.error.empty());
+    if (served && (op.kind == OpKind::kAcquire || op.kind == OpKind::kRelease ||
+                   op.kind == OpKind::kInspect)) {
+      answered.push_back(op.complete_ns);
     }
   }
   std::sort(answered.begin(), answered.end());
@@ -387,6 +389,9 @@ Report Availability(const std::vector<Op>& ops, const std::vector<FaultEvent>& f
       worst = std::max(worst, *it - prev);
       prev = *it;
     }
+    // Nothing served from the last answer to the window's end (or at all after the fault): that
+    // stretch counts too.
+    if (prev < to) worst = std::max(worst, to - prev);
     auto& l = longest[sorted[i].kind];
     l.first = std::max(l.first, worst);
     ++l.second;
@@ -401,7 +406,7 @@ Report Availability(const std::vector<Op>& ops, const std::vector<FaultEvent>& f
   }
   for (const auto& [kind, l] : longest) {
     r.details.push_back("after " + kind + " (" + std::to_string(l.second) +
-                        "x): longest window without an answered cluster op " + Ms(l.first));
+                        "x): longest window without a served cluster op " + Ms(l.first));
   }
   return r;
 }
