@@ -105,7 +105,11 @@ TEST(PlantedBugs, StallRuleOldOrderRefusesRenewalsOfALeaderWithASlowDisk) {
       std::this_thread::sleep_for(200ms);
     }
   });
-  std::this_thread::sleep_for(9s);
+  // Up to 9 s of stalls; the first refused renewal is the knob's effect, so stop there.
+  for (const auto until = Clock::now() + 9s;
+       Clock::now() < until && renewer.Failures().empty() && writer_renewer.Failures().empty();) {
+    std::this_thread::sleep_for(200ms);
+  }
   std::remove(knob.c_str());
   stop = true;
   writer.join();
