@@ -27,7 +27,7 @@ constexpr const char* kNft = "/usr/sbin/nft";
 
 // --- the signal handler's view of the live network --------------------------------------------
 // A SIGINT/SIGTERM handler may only use async-signal-safe calls: it SIGKILLs the registered pids
-// and runs a teardown script prepared here in advance (fork + execve + waitpid), then re-raises.
+// and runs a teardown script prepared here in advance (_Fork + execve + waitpid), then re-raises.
 constexpr size_t kMaxPids = 64;
 std::array<std::atomic<pid_t>, kMaxPids> g_pids{};
 char g_script[8192];
@@ -41,7 +41,9 @@ void OnStopSignal(int sig) {
     if (pid > 0) kill(pid, SIGKILL);
   }
   if (g_script_set.load()) {
-    const pid_t child = fork();
+    // _Fork, not fork: fork runs the atfork handlers (malloc's arena locks among them), which
+    // deadlock if the signal landed in a thread holding one. _Fork is async-signal-safe.
+    const pid_t child = _Fork();
     if (child == 0) {
       char sh[] = "/bin/sh", c[] = "-c";
       char* argv[] = {sh, c, g_script, nullptr};
