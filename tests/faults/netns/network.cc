@@ -170,7 +170,10 @@ std::unique_ptr<Network> Network::Create(int nodes, std::string* error) {
               " 2>/dev/null; ";
   }
   script += std::string(kIp) + " link del " + net->bridge_ + " 2>/dev/null; ";
-  script += "grep -o ' [^ ]*/" + net->prefix_ + "t[0-9]* ' /proc/mounts | xargs -r umount -l; true";
+  // The tmpfs data dirs: <dir>/<prefix>t<slot>-<id> (NetnsCluster::data_dir), mounted as
+  // lkf-tmpfs (MountTmpfs).
+  script += "awk '$1 == \"lkf-tmpfs\" && $2 ~ /\\/" + net->prefix_ +
+            "t[0-9]+-[0-9]+$/ {print $2}' /proc/mounts | xargs -r umount -l; true";
   InstallHandler(script);
   if (std::string e = net->Setup(); !e.empty()) {
     if (error) *error = e;
