@@ -237,6 +237,19 @@ TEST(Proxy, DelaysARoundTripByWhatItIsSetToAndKeepsAStreamsBytesInOrder) {
   ASSERT_EQ(recv(fd, got.data(), got.size(), MSG_WAITALL), static_cast<ssize_t>(got.size()));
   EXPECT_EQ(got, sent);
   close(fd);
+  // Finished links are reaped while the proxy runs (pump threads joined, fds closed): a soak
+  // with thousands of reconnects must not run out of fds or threads.
+  proxy.SetDelay(0ms, 0ms);
+  for (int k = 0; k < 20; ++k) {
+    const int c = Dial(proxy.listen_addr(0));
+    char b = 'y';
+    ASSERT_EQ(send(c, &b, 1, MSG_NOSIGNAL), 1);
+    ASSERT_EQ(recv(c, &b, 1, MSG_WAITALL), 1);
+    close(c);
+  }
+  EXPECT_TRUE(testing::WaitFor([&] { return proxy.live_links() == 0; }, 10s))
+      << proxy.live_links() << " of " << proxy.connections() << " links still held";
+  EXPECT_EQ(proxy.connections(), 21u);
   proxy.Stop();
   stop = true;
   echo.join();
