@@ -6,7 +6,7 @@
 //
 // One fault at a time, each healed before the next, so a majority is always up. The schedule
 // comes from a seed printed before it runs (LOCKD_FAULTS_SEED replays it). Quick by default
-// (about 22 s of workload); LOCKD_FAULTS_SOAK_SECONDS sets the workload's length.
+// (about 16 s of workload); LOCKD_FAULTS_SOAK_SECONDS sets the workload's length.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -36,9 +36,9 @@ constexpr int kWorkers = 5;
 constexpr int kLocks = 3;
 constexpr Ms kTtl = 3000ms;
 constexpr Ms kElectionMin = 500ms;
-/// The quick mode's workload: three or four faults (CI's whole faults label must stay near 3
+/// The quick mode's workload: two or three faults (CI's whole faults label must stay near 3
 /// minutes); LOCKD_FAULTS_SOAK_SECONDS for long runs.
-constexpr uint64_t kQuickWorkloadSeconds = 22;
+constexpr uint64_t kQuickWorkloadSeconds = 16;
 /// The quick mode's fixed seed (finding: CI must replay the same schedule every run).
 constexpr uint64_t kQuickSeed = 20261206;
 /// The clean-up bound: a dead holder's lease (TTL) plus an election and the checks' own pace.
