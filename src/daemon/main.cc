@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,6 +18,8 @@
 #include "storage/inspect.h"
 
 namespace {
+
+constexpr const char* kUnsafeFaultsEnv = "LOCKD_TESTING_UNSAFE_FAULTS";
 
 int Run(const lockd::server::NodeOptions& options, const std::vector<std::string>& unsafe_faults) {
   // Block the stop signals in every thread (gRPC's included) and take them here with sigwait, so
@@ -186,11 +189,13 @@ int main(int argc, char** argv) {
                    "The token and lease-id counters start at least here (e.g. above the largest "
                    "fence a protected resource has seen)")
       ->capture_default_str();
-  // Hidden (no group): planted bugs for the fault tests, base/unsafe_faults.h.
+  // Hidden (no group): planted bugs for the fault tests, base/unsafe_faults.h. Not configurable:
+  // a key in a deployed TOML file must never switch a planted bug on (CLI11 refuses the key).
   std::vector<std::string> unsafe_faults;
   app.add_option("--testing-unsafe-fault", unsafe_faults,
                  "TESTING ONLY: switch on a planted bug (breaks a guarantee on purpose)")
-      ->group("");
+      ->group("")
+      ->configurable(false);
   std::string inspect;
   app.add_option("--inspect-data-dir", inspect,
                  "Print a data dir's log range, hard state, members and snapshot, then exit "
@@ -220,6 +225,18 @@ int main(int argc, char** argv) {
   if (lockd::Status s = lockd::server::Validate(o); !s.ok()) {
     std::fprintf(stderr, "lockd: %s\n", s.message().c_str());
     return 2;
+  }
+  // A second, separate switch: the flag alone (a copied command line, a wrapper script) does not
+  // plant a bug; the fault suite's harness also sets the environment variable.
+  if (!unsafe_faults.empty()) {
+    const char* armed = std::getenv(kUnsafeFaultsEnv);
+    if (armed == nullptr || std::string_view(armed) != "1") {
+      std::fprintf(stderr,
+                   "lockd: --testing-unsafe-fault is refused unless the environment also sets "
+                   "%s=1 (planted bugs for the fault tests only)\n",
+                   kUnsafeFaultsEnv);
+      return 2;
+    }
   }
   for (const auto& fault : unsafe_faults) {
     if (lockd::Status s = lockd::unsafe::Enable(fault); !s.ok()) {

@@ -131,6 +131,45 @@ TEST(Daemon, RejectsBadFlagsWithAClearError) {
   EXPECT_THAT(id.output, HasSubstr("--id"));
 }
 
+// A planted bug (--testing-unsafe-fault, fault tests only) needs the flag on the command line AND
+// LOCKD_TESTING_UNSAFE_FAULTS=1 in the environment; a TOML key cannot switch one on.
+TEST(Daemon, RefusesAPlantedBugFromAConfigFileOrWithoutTheTestingEnvironment) {
+  TempDir dir;
+  const std::vector<std::string> flag{"--testing-unsafe-fault=skip-token-increment", "--data-dir",
+                                      dir.path() + "/data"};
+  std::vector<std::string> bare{"/usr/bin/env", "-u", "LOCKD_TESTING_UNSAFE_FAULTS", LOCKD_BINARY};
+  bare.insert(bare.end(), flag.begin(), flag.end());
+  auto refused = RunCommand(bare, 20s);
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_THAT(refused.output, HasSubstr("LOCKD_TESTING_UNSAFE_FAULTS=1"));
+
+  std::vector<std::string> wrong{"/usr/bin/env", "LOCKD_TESTING_UNSAFE_FAULTS=yes", LOCKD_BINARY};
+  wrong.insert(wrong.end(), flag.begin(), flag.end());
+  EXPECT_EQ(RunCommand(wrong, 20s).exit_code, 2);
+
+  // Armed, the flag is still checked (an unknown name names the known ones), which shows the env
+  // var reached the knob's parsing rather than being refused earlier.
+  auto unknown = RunCommand({"/usr/bin/env", "LOCKD_TESTING_UNSAFE_FAULTS=1", LOCKD_BINARY,
+                             "--testing-unsafe-fault=no-such-bug", "--data-dir", dir.path()},
+                            20s);
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_THAT(unknown.output, HasSubstr("skip-token-increment"));
+
+  const std::string config = dir.path() + "/lockd.toml";
+  {
+    FILE* f = fopen(config.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    fprintf(f, "data-dir = \"%s/data\"\ntesting-unsafe-fault = [\"skip-token-increment\"]\n",
+            dir.path().c_str());
+    fclose(f);
+  }
+  auto from_config = RunCommand(
+      {"/usr/bin/env", "LOCKD_TESTING_UNSAFE_FAULTS=1", LOCKD_BINARY, "--config", config}, 20s);
+  EXPECT_NE(from_config.exit_code, 0) << from_config.output;
+  EXPECT_THAT(from_config.output, HasSubstr("testing-unsafe-fault"));
+  EXPECT_THAT(from_config.output, ::testing::Not(HasSubstr("TESTING ONLY")));
+}
+
 // Every line names the node and its term; --log-format json writes one JSON object per line,
 // which Debian's python3 json module reads back (messages with quotes included).
 TEST(Daemon, LogLinesNameTheNodeAndTermAndJsonLinesParse) {

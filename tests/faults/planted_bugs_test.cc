@@ -20,6 +20,14 @@
 namespace lockd::e2e {
 namespace {
 
+// lockd refuses a planted bug unless its environment arms it (src/daemon/main.cc); the harness's
+// nodes inherit this process's environment. Set before any test starts a thread.
+class ArmPlantedBugs : public ::testing::Environment {
+ public:
+  void SetUp() override { ASSERT_EQ(setenv("LOCKD_TESTING_UNSAFE_FAULTS", "1", 1), 0); }
+};
+const auto* const kArm = ::testing::AddGlobalTestEnvironment(new ArmPlantedBugs);
+
 ClusterOptions WithFault(const std::string& name) {
   ClusterOptions o;
   o.extra_flags = {"--testing-unsafe-fault=" + name};
@@ -97,7 +105,11 @@ TEST(PlantedBugs, StallRuleOldOrderRefusesRenewalsOfALeaderWithASlowDisk) {
       std::this_thread::sleep_for(200ms);
     }
   });
-  std::this_thread::sleep_for(9s);
+  // Up to 9 s of stalls; the first refused renewal is the knob's effect, so stop there.
+  for (const auto until = Clock::now() + 9s;
+       Clock::now() < until && renewer.Failures().empty() && writer_renewer.Failures().empty();) {
+    std::this_thread::sleep_for(200ms);
+  }
   std::remove(knob.c_str());
   stop = true;
   writer.join();

@@ -52,9 +52,10 @@ Report CheckNoLostAck(const std::vector<Op>& ops);
 Report CheckCleanup(const std::vector<Op>& ops, const std::vector<FaultEvent>& faults,
                     BootNs bound_ns, const std::string& cleanup_process = "cleanup");
 
-/// Operations attempted and answered per kind, and per fault kind the longest window without an
-/// answered cluster operation (acquire, release, inspect) that began at or after such a fault,
-/// before the next fault or the workload's end (its last invocation). The clean-up process and
+/// Operations attempted and answered per kind, and per fault kind the longest window without a
+/// served cluster operation (acquire, release, inspect done, or refused without an error) that
+/// began at or after such a fault, before the next fault or the workload's end (its last
+/// invocation), the stretch after the last served op included. The clean-up process and
 /// the watcher are not the workload. Informational: its verdict is always PASS.
 Report Availability(const std::vector<Op>& ops, const std::vector<FaultEvent>& faults,
                     const std::string& cleanup_process = "cleanup");

@@ -131,10 +131,30 @@ TEST(Checkers, MutualExclusionFailsOnAGrantWhileHeld) {
 TEST(Checkers, MutualExclusionForgetsHoldersAcrossAGap) {
   ValidRun run;
   run.ops.erase(run.ops.begin() + 8);  // the release of token 5 fell into a gap …
+  // … and the marker carries the watcher's last position, as watcher.cc writes it: that of the
+  // last event it saw (the grant of token 5 at (3, 0)). It must not be taken for a duplicate of
+  // that event, and must be ordered after it, or the gap is lost.
   Op gap = WatchMark("gap", 61, 65);
-  gap.index = 4;
-  gap.event_no = 1;  // … between position 3 and 5
-  run.ops.push_back(gap);
+  gap.index = 3;
+  gap.event_no = 0;
+  run.ops.push_back(gap);  // written when the new stream opens: after the event in the file
+  EXPECT_EQ(CheckMutualExclusion(run.ops).verdict, Verdict::kPass)
+      << CheckMutualExclusion(run.ops).Format();
+  // Ordered by position, not by file order: the same marker written before the event.
+  run.ops.pop_back();
+  run.ops.insert(run.ops.begin() + 7, gap);
+  EXPECT_EQ(CheckMutualExclusion(run.ops).verdict, Verdict::kPass)
+      << CheckMutualExclusion(run.ops).Format();
+  // A gap between two positions no event has still works.
+  run.ops[7].index = 4;
+  run.ops[7].event_no = 1;
+  EXPECT_EQ(CheckMutualExclusion(run.ops).verdict, Verdict::kPass)
+      << CheckMutualExclusion(run.ops).Format();
+}
+
+TEST(Checkers, MutualExclusionStillDropsARepeatedEvent) {
+  ValidRun run;
+  run.ops.insert(run.ops.begin() + 10, run.ops[9]);  // a restarted watch repeats token 6's grant
   EXPECT_EQ(CheckMutualExclusion(run.ops).verdict, Verdict::kPass)
       << CheckMutualExclusion(run.ops).Format();
 }
@@ -184,13 +204,41 @@ TEST(Checkers, AvailabilityReportsTheLongestWindowPerFaultKind) {
   const Report r = Availability(run.ops, faults);
   EXPECT_EQ(r.verdict, Verdict::kPass);
   const std::string text = r.Format();
-  EXPECT_NE(text.find("after kill (1x): longest window without an answered cluster op 48.0 ms"),
+  EXPECT_NE(text.find("after kill (1x): longest window without a served cluster op 48.0 ms"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("after stop (1x): longest window without an answered cluster op 40.0 ms"),
+  EXPECT_NE(text.find("after stop (1x): longest window without a served cluster op 40.0 ms"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("increment: 2 attempted, 2 answered"), std::string::npos) << text;
+}
+
+TEST(Checkers, AvailabilityCountsTheTailWithNoAnswerAndOnlyServedOps) {
+  ValidRun run;
+  // A fault after the last answered op (110): the workload keeps invoking until 300 and gets
+  // nothing, so the window runs from the fault to the workload's end.
+  Op late = Acquire("w1", 9, "hot/0", X, 300, 400, Outcome::kInfo, 0, 1);
+  late.error = "UNAVAILABLE";
+  run.ops.push_back(late);
+  const std::vector<FaultEvent> faults = {{Ms(120), "partition", "1", ""}};
+  std::string text = Availability(run.ops, faults).Format();
+  EXPECT_NE(text.find("after partition (1x): longest window without a served cluster op 180.0 ms"),
+            std::string::npos)
+      << text;
+  // An error answer is not service: an Acquire answered NOT_FOUND at 200 does not end the window.
+  Op lost = Acquire("w2", 9, "hot/0", X, 150, 200, Outcome::kFail, 0, 2);
+  lost.error = "NOT_FOUND: lease expired";
+  run.ops.push_back(lost);
+  text = Availability(run.ops, faults).Format();
+  EXPECT_NE(text.find("after partition (1x): longest window without a served cluster op 180.0 ms"),
+            std::string::npos)
+      << text;
+  // A refusal (answered, no error) is service.
+  run.ops.back().error.clear();
+  text = Availability(run.ops, faults).Format();
+  EXPECT_NE(text.find("after partition (1x): longest window without a served cluster op 100.0 ms"),
+            std::string::npos)
+      << text;
 }
 
 }  // namespace

@@ -218,6 +218,12 @@ void Nemesis::SlowDisk(int i, Ms per_sync) {
 }
 
 std::string Nemesis::FillDisk(int i) {
+  // Only ever the harness's own small tmpfs: anywhere else this would fill the CI host's disk
+  // ($TMPDIR, or a /tmp that is itself a big tmpfs).
+  if (!c_.network().IsHarnessTmpfs(c_.data_dir(i))) {
+    return "refused: node " + std::to_string(c_.id(i)) + "'s data dir " + c_.data_dir(i) +
+           " is not a tmpfs this harness mounted (NetnsClusterOptions::tmpfs_mb)";
+  }
   const std::string path = FillerPath(c_, i);
   std::error_code ec;
   const auto space = std::filesystem::space(c_.data_dir(i), ec);

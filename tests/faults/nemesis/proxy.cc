@@ -43,8 +43,8 @@ bool WriteAll(int fd, const char* p, size_t n) {
 /// One proxied connection: the accepted socket and the one dialled to the target. Either pump
 /// that ends shuts both down, so the other ends too.
 struct PeerProxy::Link {
-  int fds[2] = {-1, -1};  ///< [0] accepted from the dialling node, [1] to the target
-  std::atomic<int> pumps{2};
+  int fds[2] = {-1, -1};      ///< [0] accepted from the dialling node, [1] to the target
+  std::atomic<int> pumps{2};  ///< pumps still running; 0: both ended, the link can be reaped
   void Shut() {
     for (int fd : fds) shutdown(fd, SHUT_RDWR);
   }
@@ -87,18 +87,35 @@ std::string PeerProxy::Start() {
 
 void PeerProxy::Stop() {
   if (stop_.exchange(true)) return;
-  std::vector<std::thread> threads;
+  std::vector<std::thread> accepts;
   {
     std::lock_guard lock(mu_);
-    for (auto& l : links_) l->Shut();
-    threads.swap(threads_);
+    for (auto& p : links_) p.link->Shut();
+    accepts.swap(threads_);
   }
-  for (auto& t : threads) t.join();
-  // Pumps started after the swap (an accept racing Stop) are joined here.
+  // The accept loops end first (they see stop_ and add no link after it, under mu_), then every
+  // pump (they see stop_ too).
+  for (auto& t : accepts) t.join();
   std::lock_guard lock(mu_);
-  for (auto& t : threads_) t.join();
+  for (auto& p : links_) {
+    for (auto& t : p.pumps) t.join();
+  }
   for (int fd : listen_fds_) close(fd);
   links_.clear();
+}
+
+void PeerProxy::ReapLocked() {
+  std::erase_if(links_, [](Piped& p) {
+    if (p.link->pumps.load() != 0) return false;
+    for (auto& t : p.pumps) t.join();  // both are past their loops: returns at once
+    return true;
+  });
+}
+
+size_t PeerProxy::live_links() {
+  std::lock_guard lock(mu_);
+  ReapLocked();
+  return links_.size();
 }
 
 std::string PeerProxy::listen_addr(int i) const {
@@ -113,6 +130,10 @@ void PeerProxy::SetDelay(std::chrono::milliseconds delay, std::chrono::milliseco
 void PeerProxy::AcceptLoop(int target) {
   const int lfd = listen_fds_[static_cast<size_t>(target)];
   while (!stop_) {
+    {
+      std::lock_guard lock(mu_);
+      ReapLocked();
+    }
     pollfd p{lfd, POLLIN, 0};
     if (poll(&p, 1, 50) <= 0) continue;
     const int in = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
@@ -138,9 +159,10 @@ void PeerProxy::AcceptLoop(int target) {
       link->Shut();
       return;
     }
-    links_.push_back(link);
-    threads_.emplace_back([this, link] { Pump(link, 0, 1); });
-    threads_.emplace_back([this, link] { Pump(link, 1, 0); });
+    Piped& piped = links_.emplace_back();
+    piped.link = link;
+    piped.pumps[0] = std::thread([this, link] { Pump(link, 0, 1); });
+    piped.pumps[1] = std::thread([this, link] { Pump(link, 1, 0); });
   }
 }
 

@@ -41,6 +41,9 @@ class PeerProxy {
   std::chrono::milliseconds delay() const { return std::chrono::milliseconds(delay_ms_.load()); }
   uint64_t bytes_forwarded() const { return bytes_.load(); }
   uint64_t connections() const { return connections_.load(); }
+  /// Proxied connections not yet reaped (a finished one is reaped within ~50 ms: its two pump
+  /// threads joined, its fds closed), so a soak with many reconnects holds no more than it uses.
+  size_t live_links();
 
  private:
   struct Link;
@@ -54,9 +57,17 @@ class PeerProxy {
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> delay_ms_{0}, jitter_ms_{0};
   std::atomic<uint64_t> bytes_{0}, connections_{0};
-  std::mutex mu_;  ///< guards threads_ and links_
-  std::vector<std::thread> threads_;
-  std::vector<std::shared_ptr<Link>> links_;
+  /// A proxied connection and its two pump threads (one per direction).
+  struct Piped {
+    std::shared_ptr<Link> link;
+    std::thread pumps[2];
+  };
+  /// Joins and drops the links whose pumps both ended. Called with mu_ held.
+  void ReapLocked();
+
+  std::mutex mu_;                     ///< guards threads_ and links_
+  std::vector<std::thread> threads_;  ///< the accept loops
+  std::vector<Piped> links_;
 };
 
 }  // namespace lockd::faults

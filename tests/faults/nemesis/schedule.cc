@@ -114,9 +114,10 @@ Schedule MakeSchedule(uint64_t seed, Ms duration, int nodes, const std::vector<F
   return s;
 }
 
-uint64_t SeedFromEnv() {
+uint64_t SeedFromEnv(uint64_t quick_seed) {
   if (const char* s = std::getenv("LOCKD_FAULTS_SEED"); s && *s)
     return std::strtoull(s, nullptr, 10);
+  if (const char* s = std::getenv("LOCKD_FAULTS_SOAK_SECONDS"); !s || !*s) return quick_seed;
   return std::random_device{}() | (static_cast<uint64_t>(std::random_device{}()) << 32);
 }
 

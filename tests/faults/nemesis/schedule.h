@@ -49,8 +49,10 @@ struct Schedule {
 /// Steps drawn from `kinds` until their holds and settle time fill `duration`.
 Schedule MakeSchedule(uint64_t seed, Ms duration, int nodes, const std::vector<FaultKind>& kinds);
 
-/// LOCKD_FAULTS_SEED if set, else a fresh random seed.
-uint64_t SeedFromEnv();
+/// LOCKD_FAULTS_SEED if set; else, in soak mode (LOCKD_FAULTS_SOAK_SECONDS set), a fresh random
+/// seed; else `quick_seed`: the quick mode CI runs replays the same schedule every time, so a red
+/// run is the code's doing, not the draw's.
+uint64_t SeedFromEnv(uint64_t quick_seed);
 /// LOCKD_FAULTS_SOAK_SECONDS if set, else `quick`.
 Ms DurationFromEnv(Ms quick);
 

@@ -1,10 +1,13 @@
 #include "faults/netns/network.h"
 
+#include <linux/magic.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -24,7 +27,7 @@ constexpr const char* kNft = "/usr/sbin/nft";
 
 // --- the signal handler's view of the live network --------------------------------------------
 // A SIGINT/SIGTERM handler may only use async-signal-safe calls: it SIGKILLs the registered pids
-// and runs a teardown script prepared here in advance (fork + execve + waitpid), then re-raises.
+// and runs a teardown script prepared here in advance (_Fork + execve + waitpid), then re-raises.
 constexpr size_t kMaxPids = 64;
 std::array<std::atomic<pid_t>, kMaxPids> g_pids{};
 char g_script[8192];
@@ -38,7 +41,9 @@ void OnStopSignal(int sig) {
     if (pid > 0) kill(pid, SIGKILL);
   }
   if (g_script_set.load()) {
-    const pid_t child = fork();
+    // _Fork, not fork: fork runs the atfork handlers (malloc's arena locks among them), which
+    // deadlock if the signal landed in a thread holding one. _Fork is async-signal-safe.
+    const pid_t child = _Fork();
     if (child == 0) {
       char sh[] = "/bin/sh", c[] = "-c";
       char* argv[] = {sh, c, g_script, nullptr};
@@ -165,7 +170,10 @@ std::unique_ptr<Network> Network::Create(int nodes, std::string* error) {
               " 2>/dev/null; ";
   }
   script += std::string(kIp) + " link del " + net->bridge_ + " 2>/dev/null; ";
-  script += "grep -o ' [^ ]*/" + net->prefix_ + "t[0-9]* ' /proc/mounts | xargs -r umount -l; true";
+  // The tmpfs data dirs: <dir>/<prefix>t<slot>-<id> (NetnsCluster::data_dir), mounted as
+  // lkf-tmpfs (MountTmpfs).
+  script += "awk '$1 == \"lkf-tmpfs\" && $2 ~ /\\/" + net->prefix_ +
+            "t[0-9]+-[0-9]+$/ {print $2}' /proc/mounts | xargs -r umount -l; true";
   InstallHandler(script);
   if (std::string e = net->Setup(); !e.empty()) {
     if (error) *error = e;
@@ -241,6 +249,12 @@ std::vector<std::string> Network::Wrap(int i, std::vector<std::string> cmd) cons
 testing::CommandResult Network::RunIn(int i, const std::vector<std::string>& argv,
                                       std::chrono::milliseconds timeout) {
   return testing::RunCommand(Wrap(i, argv), timeout);
+}
+
+bool Network::IsHarnessTmpfs(const std::string& dir) const {
+  if (std::find(mounts_.begin(), mounts_.end(), dir) == mounts_.end()) return false;
+  struct statfs fs {};
+  return statfs(dir.c_str(), &fs) == 0 && fs.f_type == TMPFS_MAGIC;
 }
 
 std::string Network::MountTmpfs(const std::string& dir, int megabytes) {

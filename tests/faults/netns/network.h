@@ -59,6 +59,9 @@ class Network {
   /// Mounts a tmpfs of `megabytes` on `dir` (created), unmounted by the teardown. Empty on
   /// success, else the error.
   std::string MountTmpfs(const std::string& dir, int megabytes);
+  /// Whether `dir` is a tmpfs this harness mounted (and it is still a tmpfs): the only place a
+  /// nemesis may fill to the last byte.
+  bool IsHarnessTmpfs(const std::string& dir) const;
 
   /// Processes the signal handler SIGKILLs before it removes the namespaces (node processes).
   void Register(pid_t pid);

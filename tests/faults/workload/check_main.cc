@@ -1,6 +1,8 @@
 // faults_check: reads a fault run's histories, the resource's log and the fault events, runs every
 // checker (faults/history/checkers.h), prints the reports and the availability figures, and exits
-// 1 if any checker found a violation (2 on unreadable input; UNKNOWN is printed, not a failure).
+// 1 if any checker found a violation, 2 on unreadable input, and 3 if a checker could not decide
+// (UNKNOWN: the linearizability search ran out of budget), unless --allow-unknown: a run that was
+// never fully checked must not read as "no violation".
 //
 //   faults_check --history w1.jsonl,w2.jsonl,watch.jsonl,cleanup.jsonl --resource-log res.jsonl
 //                --faults faults.jsonl --cleanup-bound-ms 10000
@@ -25,6 +27,9 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--search-budget", budget, "linearizability: states per lock before UNKNOWN")
       ->check(CLI::PositiveNumber);
+  bool allow_unknown = false;
+  app.add_flag("--allow-unknown", allow_unknown,
+               "exit 0 when a checker could not decide (UNKNOWN) and none failed");
   CLI11_PARSE(app, argc, argv);
 
   auto print_warnings = [](const std::vector<std::string>& ws) {
@@ -69,11 +74,20 @@ int main(int argc, char** argv) {
       CheckCleanup(ops, faults, cleanup_bound_ms * 1'000'000),
       Availability(ops, faults),
   };
-  bool failed = false;
+  bool failed = false, unknown = false;
   for (const Report& r : reports) {
     std::printf("%s", r.Format().c_str());
     failed |= r.failed();
+    unknown |= r.verdict == Verdict::kUnknown;
   }
-  std::printf("faults_check: %s\n", failed ? "VIOLATIONS FOUND" : "no violation");
-  return failed ? 1 : 0;
+  if (failed) {
+    std::printf("faults_check: VIOLATIONS FOUND\n");
+    return 1;
+  }
+  if (unknown && !allow_unknown) {
+    std::printf("faults_check: NOT FULLY CHECKED (a checker answered UNKNOWN)\n");
+    return 3;
+  }
+  std::printf("faults_check: no violation%s\n", unknown ? " found (some UNKNOWN)" : "");
+  return 0;
 }

@@ -1,5 +1,6 @@
 // faults_check end to end on small recorded files: exit 0 and every checker PASS on a valid run;
-// exit 1 and a report naming the operation on a planted violation; exit 2 on a missing file.
+// exit 1 and a report naming the operation on a planted violation; exit 2 on a missing file; exit 3
+// when a checker could not decide.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -65,6 +66,28 @@ TEST_F(FaultsCheck, PlantedLostUpdateFailsNamingTheOp) {
   EXPECT_NE(r.output.find("[no-lost-update] FAIL"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("by w1#2"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("VIOLATIONS FOUND"), std::string::npos) << r.output;
+}
+
+TEST_F(FaultsCheck, AnUndecidedCheckerFailsTheRunUnlessAllowed) {
+  WriteValidRun(1);
+  JsonLinesWriter(dir_.path() + "/w1.jsonl")
+      .Write(ToJson(Inspect("cleanup", 1, "hot/0", 70, 75, {})));
+  std::vector<std::string> argv = {FAULTS_CHECK_BIN,
+                                   "--history",
+                                   dir_.path() + "/w1.jsonl," + dir_.path() + "/watch.jsonl",
+                                   "--resource-log",
+                                   dir_.path() + "/res.jsonl",
+                                   "--cleanup-bound-ms",
+                                   "1000",
+                                   "--search-budget",
+                                   "1"};
+  auto r = testing::RunCommand(argv, 60s);
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_NE(r.output.find("[linearizability] UNKNOWN"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("NOT FULLY CHECKED"), std::string::npos) << r.output;
+  argv.push_back("--allow-unknown");
+  r = testing::RunCommand(argv, 60s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
 TEST_F(FaultsCheck, MissingFileIsAnErrorNotAPass) {

@@ -7,6 +7,7 @@
 // the position as below its kept history does it record a gap and watch from now.
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <mutex>
@@ -47,18 +48,36 @@ class Watcher {
       return 1;
     }
     BootNs gap_from = 0;
-    int refusals = 0;  // endpoints in a row that refused the position as too old
+    // What each endpoint answered on its last visit since the watch last moved on: a gap is
+    // declared only when, over one full round, every endpoint either refused the position as
+    // below its kept history or could not be reached, and at least one refused. A node that is
+    // down (kill -9, partition, pause) must neither stall the watcher forever nor count as having
+    // the history.
+    std::vector<Answer> answers(stubs_.size(), Answer::kNone);
     while (std::chrono::steady_clock::now() < deadline_) {
-      grpc::Status s = Stream(node_);
+      const v1::WatchPosition before = after_;
+      const size_t tried = node_;
+      grpc::Status s = Stream(tried);
       node_ = (node_ + 1) % stubs_.size();
-      if (s.error_code() == grpc::StatusCode::OUT_OF_RANGE &&
-          s.error_message().find("ahead") == std::string::npos) {
+      const bool moved = after_.index() != before.index() || after_.event() != before.event();
+      if (moved) {
+        std::fill(answers.begin(), answers.end(), Answer::kNone);
+        gap_from = 0;
+      }
+      const bool refused = s.error_code() == grpc::StatusCode::OUT_OF_RANGE &&
+                           s.error_message().find("ahead") == std::string::npos;
+      if (refused) {
+        answers[tried] = Answer::kRefused;
         if (gap_from == 0) gap_from = last_event_ns_ ? last_event_ns_ : BootNow();
-        if (++refusals < static_cast<int>(stubs_.size())) continue;
-        // No node keeps the history after our position: events were lost. Watch from now.
-        refusals = 0;
+      } else if (!moved) {
+        answers[tried] = Answer::kUnreachable;
+      }
+      if (GapDeclared(answers)) {
+        // No reachable node keeps the history after our position: events were lost. Watch from
+        // now. The marker carries our last position; the checkers order it after that event.
+        std::fill(answers.begin(), answers.end(), Answer::kNone);
         Op gap = Mark("gap");
-        gap.invoke_ns = gap_from;
+        gap.invoke_ns = gap_from ? gap_from : BootNow();
         gap.index = after_.index();
         gap.event_no = after_.event();
         has_after_ = false;
@@ -66,8 +85,7 @@ class Watcher {
         gap_from = 0;
         continue;
       }
-      refusals = 0;
-      gap_from = 0;
+      if (refused) continue;
       std::this_thread::sleep_for(100ms);
     }
     if (gap_pending_) {  // the last stream from now never delivered: the gap lasted to the end
@@ -81,6 +99,18 @@ class Watcher {
   }
 
  private:
+  /// An endpoint's answer to the watcher's position on its last visit (Run).
+  enum class Answer { kNone, kRefused, kUnreachable };
+
+  static bool GapDeclared(const std::vector<Answer>& answers) {
+    bool any_refused = false;
+    for (Answer a : answers) {
+      if (a == Answer::kNone) return false;
+      any_refused |= a == Answer::kRefused;
+    }
+    return any_refused;
+  }
+
   Op Mark(const std::string& event) {
     Op op;
     op.process = o_.process_id;
