@@ -1,0 +1,323 @@
+#!/usr/bin/python3
+"""docs/operations.md, run (issue 16: "every command in the runbook is exercised by a test").
+
+  runbook_test.py --lockd LOCKD --lockctl LOCKCTL --source SRC
+
+On one local cluster, in order, each procedure's marked shell block runs as written (addresses,
+data dirs and /backups mapped by doc_runner.World): bootstrap, inspect, a stuck lock found and
+cleared, add and remove a member, grow 3 -> 5 and shrink back, replace a killed member, a rolling
+restart, a snapshot, a backup and its restore into a new cluster. Then:
+- every lockctl/lockd line of the runbook ran (the doc cannot drift from what is tested);
+- systemctl/kubectl/docker/install lines, which cannot run here, name units, manifests and files
+  that exist in deploy/ (and the lockctl inside `kubectl exec` parses);
+- every lockctl line of README.md and docs/cli.md parses (its subcommand and flags exist).
+Exits 1 at the first failure, saying what."""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import doc_runner as dr  # noqa: E402
+from doc_runner import check  # noqa: E402
+
+RUN = ["endpoints", "bootstrap", "inspect", "stuck-lock", "add-member", "remove-member", "grow",
+       "shrink", "replace-member", "rolling-restart", "snapshot", "backup", "restore",
+       "restore-start", "restore-check"]
+STATIC = ["systemd-install", "k8s-scale", "k8s-replace", "docker-build"]
+
+
+def status(w, slots=(1, 2, 3)):
+    return w.lockctl_json("status", endpoints=w.endpoints(slots))
+
+
+def voters(st):
+    return sorted(int(m["id"]) for m in st.get("members", []) if m.get("role") != "LEARNER")
+
+
+def run_procedures(w, blocks):
+    b = lambda name: dr.commands(blocks, name)  # noqa: E731
+    os.makedirs(os.path.join(w.tmp, "backups"))
+
+    print("== endpoints")
+    (export,) = b("endpoints")
+    m = re.match(r"export (\w+)=(\S+)$", export.text)
+    check(m is not None, f"{export!r} is an export")
+    w.env[m.group(1)] = w.localize(m.group(2))
+    w.ran.add((export.block.path, export.lineno))
+
+    print("== bootstrap")
+    (boot,) = b("bootstrap")
+    for k in (1, 2, 3):
+        w.data_dirs[k] = os.path.join(w.tmp, f"m{k}")
+        w.start(boot, dr.per_member(k))
+    w.wait_ready((1, 2, 3), timeout=40)
+
+    print("== inspect")
+    for c in b("inspect"):
+        if c.program() == "curl":
+            for k in (1, 2, 3):
+                _, out, _ = w.run(c, dr.per_member(k))
+                check(out.strip() == "READY", f"member {k} is READY")
+        else:
+            _, out, _ = w.run(c)
+            if " status" in c.text or "member list" in c.text:
+                check(all(re.search(rf"^{i}\s+(leader|follower)", out, re.M) for i in (1, 2, 3)),
+                      f"{c.text.split('#')[0].strip()}: members 1-3, a leader and followers")
+    old_cluster = status(w)["clusterId"]
+
+    print("== stuck-lock")
+    # A wedged worker: lockctl acquire, stopped (SIGSTOP) while its 30 s lease still runs.
+    holder = subprocess.Popen([w.lockctl, "acquire", "seat/42", "--ttl", "30000"], env=w.env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              stdin=subprocess.DEVNULL)
+    try:
+        lock = w.wait_until("the worker holds seat/42", lambda: (
+            (lambda j: j if j and j.get("holders") else None)(w.lockctl_json("locks", "get",
+                                                                            "seat/42"))))
+        lease = lock["holders"][0]["leaseId"]
+        holder.send_signal(signal.SIGSTOP)
+        w.env["LEASE"] = lease
+        watch = None
+        for c in b("stuck-lock"):
+            if c.text.startswith("LEASE="):
+                continue  # the lease id is the holder's, set above from `locks get`
+            if w.is_held(c):
+                watch = w.start(c)
+                w.wait_until("the watch is subscribed", lambda: "watching" in w.output_of(watch))
+                continue
+            confirm = re.search(r"locks release|leases revoke", c.text) is not None
+            _, out, err = w.run(c, answer="y\n" if confirm else None)
+            if "locks get" in c.text or "leases get" in c.text:
+                check(lease in out, f"{c.text.split('#')[0].strip()} names lease {lease}")
+            if "locks release" in c.text:
+                check(lease in out and "Go ahead?" in err,
+                      f"locks release asked on the terminal and released lease {lease}'s grant")
+        check(watch is not None, "the stuck-lock procedure watches the lock")
+        w.wait_until("the watch shows the force-release",
+                     lambda: re.search(r"RELEASED\s+seat/42\s+" + lease, w.output_of(watch)))
+        watch.send_signal(signal.SIGINT)
+        watch.wait(timeout=10)
+        holder.send_signal(signal.SIGCONT)
+        rc = holder.wait(timeout=30)
+        check(rc == 6, f"the woken worker learns it lost the lock (exit 6, got {rc})")
+    finally:
+        if holder.poll() is None:
+            holder.send_signal(signal.SIGCONT)
+            holder.kill()
+            holder.wait()
+
+    print("== add-member")
+    start4, add4 = b("add-member")
+    w.data_dirs[4] = os.path.join(w.tmp, "n4-first")
+    w.start(start4)
+    _, out, _ = w.run(add4, timeout=120)
+    check("node 4 is a voter" in out, "member add 4 says it is a voter")
+
+    print("== remove-member")
+    (remove4,) = b("remove-member")
+    _, out, _ = w.run(remove4, timeout=60)
+    check("node 4 removed" in out, "member remove 4 says so")
+    w.stop(4)
+    # "A restart on that data dir fails (exit code 1) with a message naming this document."
+    rc, out, err = w.run(start4, expect_rc=1, timeout=60)
+    check("operations.md" in out + err, "the removed data dir refuses to start, naming the runbook")
+
+    print("== grow")
+    grow = b("grow")
+    w.data_dirs[4] = os.path.join(w.tmp, "n4-grow")
+    w.data_dirs[5] = os.path.join(w.tmp, "n5")
+    for c in grow:
+        if w.is_server(c):
+            w.start(c)
+        else:
+            w.run(c, timeout=120)
+    check(voters(status(w)) == [1, 2, 3, 4, 5], "five voters")
+
+    print("== shrink")
+    for c in b("shrink"):
+        w.run(c, timeout=60)
+    check(voters(status(w)) == [1, 2, 3], "three voters again")
+    w.stop(4)
+    w.stop(5)
+
+    print("== replace-member")
+    w.stop(3, signal.SIGKILL)  # the dead machine
+    # It may have led: the operator acts once the others elected a leader.
+    w.wait_until("member 1 or 2 leads", lambda: (status(w, (1, 2)) or {}).get("leaderId") in
+                 ("1", "2"))
+    w.data_dirs[6] = w.block_data_dir = os.path.join(w.tmp, "n6")
+    os.makedirs(w.block_data_dir)
+    open(os.path.join(w.block_data_dir, "what-the-lost-disk-left"), "w").close()
+    for c in b("replace-member"):
+        if w.is_server(c):
+            w.start(c)
+        else:
+            w.run(c, timeout=120)
+    w.wait_ready((1, 2, 3))
+    check(voters(status(w)) == [1, 2, 6], "members 1, 2 and 6 (on node 3's addresses)")
+
+    print("== rolling-restart")
+    st = status(w)
+    leader = int(st["leaderId"])
+    slot_of = {1: 1, 2: 2, 6: 3}
+    for node in sorted(slot_of, key=lambda n: n == leader):  # the leader last
+        for c in b("rolling-restart"):
+            if c.program() == "systemctl":
+                w.restart(node)  # what `systemctl restart lockd` does on that machine
+            else:
+                w.run(c, dr.per_member(slot_of[node]), timeout=60)
+    st = status(w)
+    check(voters(st) == [1, 2, 6] and st.get("leaderId"), "after the restarts: 3 voters, a leader")
+
+    print("== snapshot")
+    (snap,) = b("snapshot")
+    _, out, _ = w.run(snap)
+    check(out.startswith("snapshot on "), "lockctl snapshot says where")
+
+    print("== backup")
+    (backup,) = b("backup")
+    _, out, _ = w.run(backup)
+    files = [f for f in os.listdir(os.path.join(w.tmp, "backups")) if f.endswith(".lockdbak")]
+    check(len(files) == 1 and "wrote" in out, f"one backup file written ({files})")
+
+    print("== restore")
+    (restore,) = b("restore")
+    # The restore names the file the backup made (its name has the time of day in it).
+    named = re.search(r"--from /backups/(\S+)", restore.text).group(1)
+    if files[0] != named:
+        os.rename(os.path.join(w.tmp, "backups", files[0]),
+                  os.path.join(w.tmp, "backups", named))
+    for node in list(w.servers):
+        w.stop(node)  # "make sure the old cluster is gone"
+    for k in (1, 2, 3):
+        w.data_dirs[k] = os.path.join(w.tmp, f"restored{k}")
+        _, out, _ = w.run(restore, dr.per_member(k))
+        check(f"restored data dir {w.data_dirs[k]} for node {k}" in out, f"member {k} restored")
+    (start,) = b("restore-start")
+    for k in (1, 2, 3):
+        w.start(start, dr.per_member(k))
+    w.wait_ready((1, 2, 3), timeout=40)
+
+    print("== restore-check")
+    for c in b("restore-check"):
+        _, out, _ = w.run(c)
+        if " status" in c.text:
+            m = re.match(r"cluster (\S+) ", out)
+            check(m is not None and m.group(1) != old_cluster,
+                  f"a new cluster id ({m.group(1) if m else out[:80]} after {old_cluster})")
+        elif " list" in c.text:
+            check("seat/" not in out and len(out.strip().splitlines()) <= 1,
+                  f"{c.text.strip()}: empty")
+        elif c.program() == "curl":
+            check(out.strip() == "READY", "the restored member is READY")
+
+
+def check_static(w, blocks, src):
+    print("== lines that cannot run here")
+    manifest = open(os.path.join(src, "deploy/kubernetes/lockd.yaml")).read()
+    sts_names = re.findall(r"kind: StatefulSet\nmetadata:\n  name: (\S+)", manifest)
+    for name in STATIC:
+        for c in dr.commands(blocks, name):
+            prog = c.program()
+            words = c.text.split("#")[0].split()
+            for word in words:
+                if re.match(r"^(deploy|scripts)/", word):
+                    check(os.path.exists(os.path.join(src, word)), f"{c!r}: {word} exists")
+                if word.startswith("build/release/"):
+                    check(word.endswith(("/lockd", "/lockctl")), f"{c!r}: {word} is built")
+            if prog == "systemctl":
+                units = [x for x in words if x in ("lockd", "lockd.service")]
+                check(bool(units) and os.path.exists(os.path.join(src, "deploy/systemd/lockd.service")),
+                      f"{c!r}: the unit is deploy/systemd/lockd.service")
+            elif prog == "kubectl":
+                for pod in re.findall(r"\b(lockd-\d+)\b(?![.\w-])", c.text):
+                    check(pod.rsplit("-", 1)[0] in sts_names, f"{c!r}: {pod} is a pod of {sts_names}")
+                for pvc in re.findall(r"pvc (\S+)", c.text):
+                    check(re.match(r"^data-(\S+)-\d+$", pvc) and
+                          pvc.split("-")[1] in sts_names and "name: data" in manifest,
+                          f"{c!r}: {pvc} is a claim of the StatefulSet's 'data' template")
+                if "-- lockctl " in c.text:
+                    parses(w, c.text.split("-- ", 1)[1], repr(c))
+            elif prog == "docker":
+                check("-f deploy/docker/Dockerfile" in c.text, f"{c!r}: builds deploy/docker/Dockerfile")
+
+
+GROUPS = {"locks", "leases", "member", "members", "leader"}
+GLOBAL_WITH_VALUE = {"--endpoints", "--timeout-ms"}
+
+
+def parses(w, text, where):
+    """The lockctl line's subcommand exists and its flags are that subcommand's (or global)."""
+    words = text.split("#")[0].split()
+    words = words[words.index(next(x for x in words if x.endswith("lockctl"))) + 1:]
+    if "--" in words:
+        words = words[:words.index("--")]
+    i = 0
+    while i < len(words) and words[i].startswith("--"):
+        i += 2 if words[i] in GLOBAL_WITH_VALUE else 1
+    sub = words[i:i + 2] if i < len(words) and words[i] in GROUPS else words[i:i + 1]
+    r = subprocess.run([w.lockctl, *sub, "--help"], capture_output=True, text=True, timeout=10)
+    g = subprocess.run([w.lockctl, "--help"], capture_output=True, text=True, timeout=10)
+    check(r.returncode == 0 and sub, f"{where}: `lockctl {' '.join(sub)} --help` exists")
+    known = set(re.findall(r"--[a-z][a-z0-9-]*", r.stdout + g.stdout))
+    flags = {x.split("=")[0] for x in words if x.startswith("--")}
+    check(flags <= known, f"{where}: its flags exist (unknown: {sorted(flags - known)})")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lockd", required=True)
+    ap.add_argument("--lockctl", required=True)
+    ap.add_argument("--source", required=True)
+    a = ap.parse_args()
+    started = time.time()
+    runbook = os.path.join(a.source, "docs/operations.md")
+    blocks = dr.parse_blocks(runbook)
+    unmarked = [f"line {b.lineno}" for b in blocks if b.name is None]
+    unknown = sorted({b.name for b in blocks if b.name and b.name not in RUN + STATIC})
+    w = dr.World(a.lockd, a.lockctl)
+    try:
+        check(not unmarked, f"every shell block of the runbook is marked (unmarked: {unmarked})")
+        check(not unknown, f"every marked procedure is one this test runs (unknown: {unknown})")
+        run_procedures(w, blocks)
+        check_static(w, blocks, a.source)
+        print("== drift")
+        not_run = [repr(c) for bl in blocks for c in bl.commands
+                   if c.program() in ("lockctl", "lockd") and (c.block.path, c.lineno) not in w.ran]
+        check(not not_run, "every lockctl/lockd line of the runbook ran (not run: " +
+              "; ".join(not_run) + ")")
+        print("== README.md and docs/cli.md parse")
+        for doc in ("README.md", "docs/cli.md"):
+            for bl in dr.parse_blocks(os.path.join(a.source, doc)):
+                for c in bl.commands:
+                    if c.program() == "lockctl":
+                        parses(w, c.text, repr(c))
+    except dr.Failure as e:
+        print(f"FAILED: {e}\n(data and logs kept in {w.tmp})", file=sys.stderr)
+        for f in sorted(os.listdir(w.tmp)):
+            if f.endswith(".log"):
+                print(f"--- {f} (last lines)", file=sys.stderr)
+                print("".join(open(os.path.join(w.tmp, f)).readlines()[-15:]), file=sys.stderr)
+        w.tmp_keep = True
+        return 1
+    finally:
+        if getattr(w, "tmp_keep", False):
+            for node in list(w.servers):
+                w.stop(node, signal.SIGKILL)
+            for _, p, _ in w.background:
+                if p.poll() is None:
+                    p.kill()
+        else:
+            w.close()
+    print(f"runbook ran whole in {time.time() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
