@@ -105,6 +105,14 @@ def free_port():
     return port
 
 
+def accepts(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def http_get(url, timeout=2):
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
@@ -214,6 +222,12 @@ class World:
                                  cwd=self.tmp)
             log.close()
             self.servers[node] = (p, text)
+            # As an operator would, go on once it listens: a joiner asks the cluster before it
+            # listens, and refuses to start if `member add` got there first.
+            client = re.search(r"--client-addr 127\.0\.0\.1:(\d+)", text)
+            if client:
+                self.wait_until(f"node {node} listens (or exits)",
+                                lambda: p.poll() is not None or accepts(int(client.group(1))))
             return p
         out = os.path.join(self.tmp, f"bg{len(self.background)}.out")
         f = open(out, "w")
@@ -265,6 +279,10 @@ class World:
             self.wait_until(f"/readyz of slot {s} answers READY",
                             lambda: http_get(f"http://{self.addr(s, 'http')}/readyz")[0] == 200,
                             timeout)
+            # READY can come a moment before the member applied the entry that decides the
+            # cluster id, and until then it answers UNAVAILABLE ("retry", as the runbook says).
+            self.wait_until(f"slot {s} answers lockctl status", lambda: self.lockctl_json(
+                "status", endpoints=self.addr(s, "client")) is not None, timeout)
 
     def lockctl_json(self, *args, endpoints=None):
         env = dict(self.env)

@@ -66,10 +66,10 @@ def run_procedures(w, blocks):
                 check(out.strip() == "READY", f"member {k} is READY")
         else:
             _, out, _ = w.run(c)
-            if " status" in c.text or "member list" in c.text:
+            if re.search(r"lockctl (status|member list)\s*(#|$)", c.text):
                 check(all(re.search(rf"^{i}\s+(leader|follower)", out, re.M) for i in (1, 2, 3)),
                       f"{c.text.split('#')[0].strip()}: members 1-3, a leader and followers")
-    old_cluster = status(w)["clusterId"]
+    old_cluster = status(w)["cluster_id"]
 
     print("== stuck-lock")
     # A wedged worker: lockctl acquire, stopped (SIGSTOP) while its 30 s lease still runs.
@@ -80,7 +80,7 @@ def run_procedures(w, blocks):
         lock = w.wait_until("the worker holds seat/42", lambda: (
             (lambda j: j if j and j.get("holders") else None)(w.lockctl_json("locks", "get",
                                                                             "seat/42"))))
-        lease = lock["holders"][0]["leaseId"]
+        lease = lock["holders"][0]["lease_id"]
         holder.send_signal(signal.SIGSTOP)
         w.env["LEASE"] = lease
         watch = None
@@ -149,7 +149,7 @@ def run_procedures(w, blocks):
     print("== replace-member")
     w.stop(3, signal.SIGKILL)  # the dead machine
     # It may have led: the operator acts once the others elected a leader.
-    w.wait_until("member 1 or 2 leads", lambda: (status(w, (1, 2)) or {}).get("leaderId") in
+    w.wait_until("member 1 or 2 leads", lambda: (status(w, (1, 2)) or {}).get("leader_id") in
                  ("1", "2"))
     w.data_dirs[6] = w.block_data_dir = os.path.join(w.tmp, "n6")
     os.makedirs(w.block_data_dir)
@@ -164,7 +164,7 @@ def run_procedures(w, blocks):
 
     print("== rolling-restart")
     st = status(w)
-    leader = int(st["leaderId"])
+    leader = int(st["leader_id"])
     slot_of = {1: 1, 2: 2, 6: 3}
     for node in sorted(slot_of, key=lambda n: n == leader):  # the leader last
         for c in b("rolling-restart"):
@@ -173,7 +173,7 @@ def run_procedures(w, blocks):
             else:
                 w.run(c, dr.per_member(slot_of[node]), timeout=60)
     st = status(w)
-    check(voters(st) == [1, 2, 6] and st.get("leaderId"), "after the restarts: 3 voters, a leader")
+    check(voters(st) == [1, 2, 6] and st.get("leader_id"), "after the restarts: 3 voters, a leader")
 
     print("== snapshot")
     (snap,) = b("snapshot")
@@ -248,6 +248,8 @@ def check_static(w, blocks, src):
                 check("-f deploy/docker/Dockerfile" in c.text, f"{c!r}: builds deploy/docker/Dockerfile")
 
 
+# Inline code that starts with lockctl but is not a command line.
+NOT_COMMANDS = {"lockctl --help", "lockctl locks release by user@host"}
 GROUPS = {"locks", "leases", "member", "members", "leader"}
 GLOBAL_WITH_VALUE = {"--endpoints", "--timeout-ms"}
 
@@ -264,7 +266,9 @@ def parses(w, text, where):
     sub = words[i:i + 2] if i < len(words) and words[i] in GROUPS else words[i:i + 1]
     r = subprocess.run([w.lockctl, *sub, "--help"], capture_output=True, text=True, timeout=10)
     g = subprocess.run([w.lockctl, "--help"], capture_output=True, text=True, timeout=10)
-    check(r.returncode == 0 and sub, f"{where}: `lockctl {' '.join(sub)} --help` exists")
+    usage = re.search(r"^Usage: \S*lockctl ((?:[a-z]+ )*)\[OPTIONS\]", r.stdout, re.M)
+    check(r.returncode == 0 and sub and usage and usage.group(1).split() == sub,
+          f"{where}: `lockctl {' '.join(sub)} --help` is that command's help")
     known = set(re.findall(r"--[a-z][a-z0-9-]*", r.stdout + g.stdout))
     flags = {x.split("=")[0] for x in words if x.startswith("--")}
     check(flags <= known, f"{where}: its flags exist (unknown: {sorted(flags - known)})")
@@ -292,12 +296,23 @@ def main():
                    if c.program() in ("lockctl", "lockd") and (c.block.path, c.lineno) not in w.ran]
         check(not not_run, "every lockctl/lockd line of the runbook ran (not run: " +
               "; ".join(not_run) + ")")
-        print("== README.md and docs/cli.md parse")
+        print("== README.md and docs/cli.md parse (and the runbook's prose)")
         for doc in ("README.md", "docs/cli.md"):
             for bl in dr.parse_blocks(os.path.join(a.source, doc)):
                 for c in bl.commands:
                     if c.program() == "lockctl":
                         parses(w, c.text, repr(c))
+        for doc in ("README.md", "docs/cli.md", "docs/operations.md"):
+            for span in sorted(set(re.findall(r"`(lockctl [^`]+)`",
+                                              open(os.path.join(a.source, doc)).read()))):
+                if span in NOT_COMMANDS:
+                    continue
+                # `member add|remove|list`: each alternative.
+                m = re.search(r"\w+(\|\w+)+", span)
+                alts = [span[:m.start()] + x + span[m.end():] for x in m.group(0).split("|")] \
+                    if m else [span]
+                for alt in alts:
+                    parses(w, alt, f"{doc}: `{span}`")
     except dr.Failure as e:
         print(f"FAILED: {e}\n(data and logs kept in {w.tmp})", file=sys.stderr)
         for f in sorted(os.listdir(w.tmp)):
