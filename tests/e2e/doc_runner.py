@@ -175,7 +175,7 @@ class World:
             re.search(r"\blockctl( --\S+)* (acquire|run)\b", t) is not None or
             (" locks watch " in t and "--count" not in t))
 
-    def run(self, cmd, subst=(), expect_rc=0, timeout=60, answer=None, node_id=None):
+    def run(self, cmd, subst=(), expect_rc=0, timeout=60, answer=None):
         """Runs one command to its end with bash; returns (rc, stdout, stderr)."""
         text = self.apply(cmd, subst)
         self.ran.add((cmd.block.path, cmd.lineno))
@@ -194,17 +194,23 @@ class World:
             if master is not None:
                 os.close(master)
                 os.close(slave)
-        print(f"  $ {cmd.text}\n    -> exit {r.returncode}" +
+        print(f"  $ {self.substituted(cmd, subst)}\n    -> exit {r.returncode}" +
               "".join(f"\n    | {l}" for l in (r.stdout + r.stderr).splitlines()[:12]), flush=True)
         if expect_rc is not None:
             check(r.returncode == expect_rc,
                   f"{cmd!r} exits {expect_rc} (got {r.returncode}: {r.stderr.strip()[:300]})")
         return r.returncode, r.stdout, r.stderr
 
-    def apply(self, cmd, subst):
+    @staticmethod
+    def substituted(cmd, subst):
+        """The doc's line as member k's (per_member), before localize."""
         text = cmd.text
         for a, b in subst:
             text = re.sub(a, b, text)
+        return text
+
+    def apply(self, cmd, subst):
+        text = self.substituted(cmd, subst)
         m = re.search(r"--id (\d+)", text)
         return self.localize(text, int(m.group(1)) if m else None)
 
@@ -212,7 +218,7 @@ class World:
         """Starts a long-running line in the background; a lockd line becomes its node's server."""
         text = self.apply(cmd, subst)
         self.ran.add((cmd.block.path, cmd.lineno))
-        print(f"  $ {cmd.text} &", flush=True)
+        print(f"  $ {self.substituted(cmd, subst)} &", flush=True)
         if self.is_server(cmd):
             node = int(re.search(r"--id (\d+)", text).group(1))
             log = open(os.path.join(self.tmp, f"node{node}.log"), "a")
