@@ -1,5 +1,5 @@
 #!/bin/sh
-# The StatefulSet's entry script (installed as /usr/local/bin/lockd-start by deploy/docker/Dockerfile):
+# The StatefulSet's entry script (deploy/docker/Dockerfile installs it as /usr/local/bin/lockd-start)
 # decides, from the pod's ordinal, its volume and what the running cluster says, how lockd starts.
 #
 #   volume holds a data dir          -> start on it (as it was started before: bootstrap flags, or
@@ -22,7 +22,8 @@
 # Environment (the manifest sets the first four; the rest have Kubernetes defaults and are set
 # otherwise only by tests/deploy/k8s_replace_test.py, which runs this script outside Kubernetes):
 #   POD_NAME, POD_NAMESPACE, LOCKD_BOOTSTRAP_MEMBERS, LOCKD_CLUSTER_TOKEN
-#   LOCKD_MEMBER_HOST   every member's host (default: lockd-ORD.lockd-peer.NAMESPACE.svc.cluster.local)
+#   LOCKD_MEMBER_HOST   every member's host
+#                       (default: lockd-ORD.lockd-peer.NAMESPACE.svc.cluster.local)
 #   LOCKD_CLIENT_PORT, LOCKD_PEER_PORT, LOCKD_HTTP_PORT (7401, 7501, 7601), LOCKD_PORT_STRIDE
 #                       (0: ordinal N listens on port + N * stride), LOCKD_HTTP_HOST (0.0.0.0)
 #   LOCKD_VOLUME (/var/lib/lockd; the data dir is $LOCKD_VOLUME/data), LOCKD_BIN, LOCKCTL_BIN
@@ -81,7 +82,8 @@ add_self() {
       --client "$self_client" >&2; do
     n=$((n + 1))
     if [ "$n" -ge 10 ]; then
-      say "node $1 could not be added; add it by hand: lockctl member add $1 --peer $self_peer --client $self_client"
+      say "node $1 could not be added; add it by hand:" \
+        "lockctl member add $1 --peer $self_peer --client $self_client"
       return 1
     fi
     sleep 3

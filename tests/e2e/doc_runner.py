@@ -166,7 +166,8 @@ class World:
     # --- running commands ---
     def is_server(self, cmd):
         words = cmd.text.split()
-        return cmd.program() == "lockd" and not {"restore", "--help", "--inspect-data-dir"} & set(words)
+        not_servers = {"restore", "--help", "--inspect-data-dir"}
+        return cmd.program() == "lockd" and not not_servers & set(words)
 
     def is_held(self, cmd):
         """lockctl lines that run until stopped: acquire, run, locks watch (without --count)."""

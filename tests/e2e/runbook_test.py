@@ -13,10 +13,8 @@ restart, a snapshot, a backup and its restore into a new cluster. Then:
 - every lockctl line of README.md and docs/cli.md parses (its subcommand and flags exist).
 Exits 1 at the first failure, saying what."""
 import argparse
-import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -233,11 +231,13 @@ def check_static(w, blocks, src):
                     check(word.endswith(("/lockd", "/lockctl")), f"{c!r}: {word} is built")
             if prog == "systemctl":
                 units = [x for x in words if x in ("lockd", "lockd.service")]
-                check(bool(units) and os.path.exists(os.path.join(src, "deploy/systemd/lockd.service")),
+                unit = os.path.join(src, "deploy/systemd/lockd.service")
+                check(bool(units) and os.path.exists(unit),
                       f"{c!r}: the unit is deploy/systemd/lockd.service")
             elif prog == "kubectl":
                 for pod in re.findall(r"\b(lockd-\d+)\b(?![.\w-])", c.text):
-                    check(pod.rsplit("-", 1)[0] in sts_names, f"{c!r}: {pod} is a pod of {sts_names}")
+                    check(pod.rsplit("-", 1)[0] in sts_names,
+                          f"{c!r}: {pod} is a pod of {sts_names}")
                 for pvc in re.findall(r"pvc (\S+)", c.text):
                     check(re.match(r"^data-(\S+)-\d+$", pvc) and
                           pvc.split("-")[1] in sts_names and "name: data" in manifest,
@@ -245,7 +245,8 @@ def check_static(w, blocks, src):
                 if "-- lockctl " in c.text:
                     parses(w, c.text.split("-- ", 1)[1], repr(c))
             elif prog == "docker":
-                check("-f deploy/docker/Dockerfile" in c.text, f"{c!r}: builds deploy/docker/Dockerfile")
+                check("-f deploy/docker/Dockerfile" in c.text,
+                      f"{c!r}: builds deploy/docker/Dockerfile")
 
 
 # Inline code that starts with lockctl but is not a command line.
