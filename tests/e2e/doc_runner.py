@@ -39,8 +39,11 @@ class Failure(Exception):
     pass
 
 
+STARTED = time.time()
+
+
 def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what, flush=True)
+    print(("ok    " if ok else "FAIL  ") + f"[{time.time() - STARTED:5.1f} s] " + what, flush=True)
     if not ok:
         raise Failure(what)
 
@@ -271,6 +274,14 @@ class World:
                 p.wait()
         return p.returncode
 
+    def stop_all(self):
+        """SIGTERM to every node at once, then waits for each (a cluster shut down)."""
+        for p, _ in self.servers.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for node in self.servers:
+            self.stop(node)
+
     def wait_until(self, what, pred, timeout=30, step=0.1):
         deadline = time.time() + timeout
         while True:
@@ -329,4 +340,4 @@ def per_member(k):
     return ((r"--id 1\b", f"--id {k}"),
             (r"(--(?:client|peer|http)-addr 127\.0\.0\.1:7[456])01\b", rf"\g<1>0{k}"),
             (r"(--(?:client|peer|http)-addr )10\.0\.0\.1:", rf"\g<1>10.0.0.{k}:"),
-            (r"^(until curl -sf http://)10\.0\.0\.1:", rf"\g<1>10.0.0.{k}:"))
+            (r"(http://)10\.0\.0\.1:", rf"\g<1>10.0.0.{k}:"))

@@ -13,6 +13,7 @@ restart, a snapshot, a backup and its restore into a new cluster. Then:
 - every lockctl line of README.md and docs/cli.md parses (its subcommand and flags exist).
 Exits 1 at the first failure, saying what."""
 import argparse
+import functools
 import os
 import re
 import signal
@@ -30,6 +31,13 @@ RUN = ["endpoints", "bootstrap", "inspect", "stuck-lock", "add-member", "remove-
 STATIC = ["systemd-install", "k8s-scale", "k8s-replace", "docker-build"]
 
 
+STARTED = time.time()
+
+
+def section(name):
+    print(f"== {name} (at {time.time() - STARTED:.1f} s)", flush=True)
+
+
 def status(w, slots=(1, 2, 3)):
     return w.lockctl_json("status", endpoints=w.endpoints(slots))
 
@@ -42,21 +50,21 @@ def run_procedures(w, blocks):
     b = lambda name: dr.commands(blocks, name)  # noqa: E731
     os.makedirs(os.path.join(w.tmp, "backups"))
 
-    print("== endpoints")
+    section("endpoints")
     (export,) = b("endpoints")
     m = re.match(r"export (\w+)=(\S+)$", export.text)
     check(m is not None, f"{export!r} is an export")
     w.env[m.group(1)] = w.localize(m.group(2))
     w.ran.add((export.block.path, export.lineno))
 
-    print("== bootstrap")
+    section("bootstrap")
     (boot,) = b("bootstrap")
     for k in (1, 2, 3):
         w.data_dirs[k] = os.path.join(w.tmp, f"m{k}")
         w.start(boot, dr.per_member(k))
     w.wait_ready((1, 2, 3), timeout=40)
 
-    print("== inspect")
+    section("inspect")
     for c in b("inspect"):
         if c.program() == "curl":
             for k in (1, 2, 3):
@@ -69,15 +77,18 @@ def run_procedures(w, blocks):
                       f"{c.text.split('#')[0].strip()}: members 1-3, a leader and followers")
     old_cluster = status(w)["cluster_id"]
 
-    print("== stuck-lock")
-    # A wedged worker: lockctl acquire, stopped (SIGSTOP) while its 30 s lease still runs.
-    holder = subprocess.Popen([w.lockctl, "acquire", "seat/42", "--ttl", "30000"], env=w.env,
+    section("stuck-lock")
+    # A wedged worker: lockctl acquire, stopped (SIGSTOP) while its 12 s lease still runs (the
+    # steps below take about a second; once woken it renews within TTL/3 and learns of the loss).
+    holder = subprocess.Popen([w.lockctl, "acquire", "seat/42", "--ttl", "12000"], env=w.env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               stdin=subprocess.DEVNULL)
     try:
-        lock = w.wait_until("the worker holds seat/42", lambda: (
-            (lambda j: j if j and j.get("holders") else None)(w.lockctl_json("locks", "get",
-                                                                            "seat/42"))))
+        def held():
+            lock = w.lockctl_json("locks", "get", "seat/42")
+            return lock if lock and lock.get("holders") else None
+
+        lock = w.wait_until("the worker holds seat/42", held)
         lease = lock["holders"][0]["lease_id"]
         holder.send_signal(signal.SIGSTOP)
         w.env["LEASE"] = lease
@@ -110,14 +121,14 @@ def run_procedures(w, blocks):
             holder.kill()
             holder.wait()
 
-    print("== add-member")
+    section("add-member")
     start4, add4 = b("add-member")
     w.data_dirs[4] = os.path.join(w.tmp, "n4-first")
     w.start(start4)
     _, out, _ = w.run(add4, timeout=120)
     check("node 4 is a voter" in out, "member add 4 says it is a voter")
 
-    print("== remove-member")
+    section("remove-member")
     (remove4,) = b("remove-member")
     _, out, _ = w.run(remove4, timeout=60)
     check("node 4 removed" in out, "member remove 4 says so")
@@ -126,7 +137,7 @@ def run_procedures(w, blocks):
     rc, out, err = w.run(start4, expect_rc=1, timeout=60)
     check("operations.md" in out + err, "the removed data dir refuses to start, naming the runbook")
 
-    print("== grow")
+    section("grow")
     grow = b("grow")
     w.data_dirs[4] = os.path.join(w.tmp, "n4-grow")
     w.data_dirs[5] = os.path.join(w.tmp, "n5")
@@ -137,14 +148,14 @@ def run_procedures(w, blocks):
             w.run(c, timeout=120)
     check(voters(status(w)) == [1, 2, 3, 4, 5], "five voters")
 
-    print("== shrink")
+    section("shrink")
     for c in b("shrink"):
         w.run(c, timeout=60)
     check(voters(status(w)) == [1, 2, 3], "three voters again")
     w.stop(4)
     w.stop(5)
 
-    print("== replace-member")
+    section("replace-member")
     w.stop(3, signal.SIGKILL)  # the dead machine
     # It may have led: the operator acts once the others elected a leader.
     w.wait_until("member 1 or 2 leads", lambda: (status(w, (1, 2)) or {}).get("leader_id") in
@@ -160,7 +171,7 @@ def run_procedures(w, blocks):
     w.wait_ready((1, 2, 3))
     check(voters(status(w)) == [1, 2, 6], "members 1, 2 and 6 (on node 3's addresses)")
 
-    print("== rolling-restart")
+    section("rolling-restart")
     st = status(w)
     leader = int(st["leader_id"])
     slot_of = {1: 1, 2: 2, 6: 3}
@@ -173,26 +184,25 @@ def run_procedures(w, blocks):
     st = status(w)
     check(voters(st) == [1, 2, 6] and st.get("leader_id"), "after the restarts: 3 voters, a leader")
 
-    print("== snapshot")
+    section("snapshot")
     (snap,) = b("snapshot")
     _, out, _ = w.run(snap)
     check(out.startswith("snapshot on "), "lockctl snapshot says where")
 
-    print("== backup")
+    section("backup")
     (backup,) = b("backup")
     _, out, _ = w.run(backup)
     files = [f for f in os.listdir(os.path.join(w.tmp, "backups")) if f.endswith(".lockdbak")]
     check(len(files) == 1 and "wrote" in out, f"one backup file written ({files})")
 
-    print("== restore")
+    section("restore")
     (restore,) = b("restore")
     # The restore names the file the backup made (its name has the time of day in it).
     named = re.search(r"--from /backups/(\S+)", restore.text).group(1)
     if files[0] != named:
         os.rename(os.path.join(w.tmp, "backups", files[0]),
                   os.path.join(w.tmp, "backups", named))
-    for node in list(w.servers):
-        w.stop(node)  # "make sure the old cluster is gone"
+    w.stop_all()  # "make sure the old cluster is gone"
     for k in (1, 2, 3):
         w.data_dirs[k] = os.path.join(w.tmp, f"restored{k}")
         _, out, _ = w.run(restore, dr.per_member(k))
@@ -202,7 +212,7 @@ def run_procedures(w, blocks):
         w.start(start, dr.per_member(k))
     w.wait_ready((1, 2, 3), timeout=40)
 
-    print("== restore-check")
+    section("restore-check")
     for c in b("restore-check"):
         _, out, _ = w.run(c)
         if " status" in c.text:
@@ -217,7 +227,7 @@ def run_procedures(w, blocks):
 
 
 def check_static(w, blocks, src):
-    print("== lines that cannot run here")
+    section("lines that cannot run here")
     manifest = open(os.path.join(src, "deploy/kubernetes/lockd.yaml")).read()
     sts_names = re.findall(r"kind: StatefulSet\nmetadata:\n  name: (\S+)", manifest)
     for name in STATIC:
@@ -255,6 +265,11 @@ GROUPS = {"locks", "leases", "member", "members", "leader"}
 GLOBAL_WITH_VALUE = {"--endpoints", "--timeout-ms"}
 
 
+@functools.lru_cache(maxsize=None)
+def help_of(lockctl, sub):
+    return subprocess.run([lockctl, *sub, "--help"], capture_output=True, text=True, timeout=10)
+
+
 def parses(w, text, where):
     """The lockctl line's subcommand exists and its flags are that subcommand's (or global)."""
     words = text.split("#")[0].split()
@@ -265,8 +280,7 @@ def parses(w, text, where):
     while i < len(words) and words[i].startswith("--"):
         i += 2 if words[i] in GLOBAL_WITH_VALUE else 1
     sub = words[i:i + 2] if i < len(words) and words[i] in GROUPS else words[i:i + 1]
-    r = subprocess.run([w.lockctl, *sub, "--help"], capture_output=True, text=True, timeout=10)
-    g = subprocess.run([w.lockctl, "--help"], capture_output=True, text=True, timeout=10)
+    r, g = help_of(w.lockctl, tuple(sub)), help_of(w.lockctl, ())
     usage = re.search(r"^Usage: \S*lockctl ((?:[a-z]+ )*)\[OPTIONS\]", r.stdout, re.M)
     check(r.returncode == 0 and sub and usage and usage.group(1).split() == sub,
           f"{where}: `lockctl {' '.join(sub)} --help` is that command's help")
@@ -292,12 +306,12 @@ def main():
         check(not unknown, f"every marked procedure is one this test runs (unknown: {unknown})")
         run_procedures(w, blocks)
         check_static(w, blocks, a.source)
-        print("== drift")
+        section("drift")
         not_run = [repr(c) for bl in blocks for c in bl.commands
                    if c.program() in ("lockctl", "lockd") and (c.block.path, c.lineno) not in w.ran]
         check(not not_run, "every lockctl/lockd line of the runbook ran (not run: " +
               "; ".join(not_run) + ")")
-        print("== README.md and docs/cli.md parse (and the runbook's prose)")
+        section("README.md and docs/cli.md parse (and the runbook's prose)")
         for doc in ("README.md", "docs/cli.md"):
             for bl in dr.parse_blocks(os.path.join(a.source, doc)):
                 for c in bl.commands:
