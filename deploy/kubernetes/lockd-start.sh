@@ -3,17 +3,18 @@
 # decides, from the pod's ordinal, its volume and what the running cluster says, how lockd starts.
 #
 #   volume holds a data dir          -> start on it (as it was started before: bootstrap flags, or
-#                                       --join for a member that joined)
+#                                       --join for a member that joined); a replacement the
+#                                       operator removed meanwhile is not added back: exit 1
 #   empty volume, ordinal >= LOCKD_BOOTSTRAP_MEMBERS
 #                                    -> --join; an operator adds it (lockctl member add ID ...)
 #   empty volume, bootstrap ordinal, and
-#     the cluster does not answer    -> bootstrap with --initial-cluster (a new cluster forming)
-#     its id is a member             -> bootstrap flags as well: a member starting for the first
-#                                       time after its peers did. A member that ran before and lost
-#                                       its volume is refused by its peers as wiped, as it must be:
-#                                       remove it (lockctl member remove ID) and delete this pod's
-#                                       volume claim; the pod then comes back on the next line
-#     its id is not a member         -> it was removed: replace it under a fresh id
+#     no member answers, or the      -> bootstrap with --initial-cluster (a new cluster forming)
+#     cluster has no id decided yet
+#     a member has this pod's peer   -> exit 1, naming it: this pod's identity lost its data (or
+#     address or this ordinal's id      never started before its peers formed the cluster; lockd
+#                                       cannot tell which). The runbook's replacement: lockctl
+#                                       member remove ID, delete the claim and the pod
+#     otherwise (it was removed)     -> replace it under a fresh id
 #                                       ORDINAL+1 + 1000*k (the smallest k >= 1 no member has),
 #                                       recorded in $LOCKD_VOLUME/member-id, started with --join
 #                                       and added by this script (lockctl member add, retried
@@ -59,10 +60,26 @@ while [ "$i" -lt "$LOCKD_BOOTSTRAP_MEMBERS" ]; do
   i=$((i + 1))
 done
 
-# The member ids and roles the cluster answers with ("ID ROLE" lines), or nothing.
-cluster_members() {
-  "$lockctl" --endpoints "$clients" --timeout-ms 3000 member list 2>/dev/null |
-    awk '$1 ~ /^[0-9]+$/ { print $1, $2 }'
+# The cluster's answer to `lockctl status` (from the leader when there is one, else from the first
+# member that answers): "cluster ID  term ..." then a table "ID ROLE CLIENT PEER ...". Empty when no
+# member answers.
+cluster_status() {
+  "$lockctl" --endpoints "$clients" --timeout-ms 3000 status 2>/dev/null || true
+}
+# The cluster id in an answer, or nothing while the cluster has not decided one.
+decided_id() { echo "$1" | awk 'NR == 1 && $1 == "cluster" && $2 != "term" && $2 != "-" { print $2 }'; }
+# "ID ROLE PEER" for each member in an answer.
+member_rows() { echo "$1" | awk '$1 ~ /^[0-9]+$/ { print $1, $2, $4 }'; }
+# The id of the member at this pod's peer address, or nothing.
+member_at_self() { member_rows "$1" | awk -v p="$self_peer" '$3 == p { print $1; exit }'; }
+# The runbook's procedure ("On Kubernetes", replace a member) for this pod's lost identity $1.
+refuse_lost() {
+  say "member $1 is this pod's identity (peer address $self_peer) in cluster $2 and this volume" \
+    "is empty: it ran before and lost its data, and a member that forgot its log and votes must" \
+    "not start again under its id. Replace it (docs/operations.md, \"On Kubernetes\"):" \
+    "lockctl member remove $1, then kubectl delete pvc data-$POD_NAME (without waiting) and" \
+    "kubectl delete pod $POD_NAME; the pod then comes back under a new id"
+  exit 1
 }
 
 # Adds this node (started with --join) until it is a voter: AddMember waits for it to catch up,
@@ -96,10 +113,25 @@ start() {
 }
 
 if [ -f "$volume/member-id" ]; then
-  # A replacement this script added: the same id and --join, always. A restart before it became a
-  # voter adds it again (AddMember resumes a learner).
+  # A replacement this script added: the same id and --join, always. It is added (again) only when
+  # it never became a member: the cluster lists it as a learner (AddMember resumes it), or it is
+  # missing and its data dir still says it is joining (stopped before the first add finished).
+  # Missing otherwise means an operator removed it: never add it back (docs/operations.md).
   id="$(cat "$volume/member-id")"
-  if ! cluster_members | grep -q "^$id \(leader\|follower\)"; then
+  answer="$(cluster_status)"
+  role="$(member_rows "$answer" | awk -v id="$id" '$1 == id { print $2 }')"
+  if [ -n "$(ls -A "$data" 2>/dev/null)" ] && ! grep -qx "joining 1" "$data/cluster" 2>/dev/null &&
+    [ -n "$answer" ] && [ -z "$role" ]; then
+    say "member $id is not a member of the cluster any more (removed): not adding it back." \
+      "To replace it: kubectl delete pvc data-$POD_NAME (without waiting) and kubectl delete pod" \
+      "$POD_NAME; the pod then comes back under a new id"
+    exit 1
+  fi
+  if [ -z "$(ls -A "$data" 2>/dev/null)" ] && [ -n "$(decided_id "$answer")" ] &&
+    [ "$(member_at_self "$answer")" = "$id" ] && [ "$role" != learner ]; then
+    refuse_lost "$id" "$(decided_id "$answer")"
+  fi
+  if [ "$role" != leader ] && [ "$role" != follower ]; then
     add_self "$id" &
   fi
   start "$id" --join "$clients"
@@ -112,23 +144,36 @@ if [ -n "$(ls -A "$data" 2>/dev/null)" ] || [ "$ord" -ge "$LOCKD_BOOTSTRAP_MEMBE
   start "$((ord + 1))" --initial-cluster "$members" --cluster-token "$LOCKD_CLUSTER_TOKEN"
 fi
 
-# An empty volume on a bootstrap ordinal.
-answer="$(cluster_members)"
+# An empty volume on a bootstrap ordinal. Bootstrap flags only while the cluster has not decided its
+# id (it is still forming): once it has, a member at this pod's address may have acknowledged
+# entries and votes, and the peers that remember it cannot all be counted on to refuse a wiped copy
+# (two wiped members accept each other and would form a second, empty cluster at the same
+# addresses). lockd does not say whether a member ever ran, so this script refuses in every such
+# case, a first start later than its peers' included: the operator replaces it.
+answer="$(cluster_status)"
 if [ -z "$answer" ]; then
+  # Also when the survivors of a majority loss cannot be reached for 3 s: the runbook's "Losing
+  # quorum" is a restore into new volumes, not a restart of the old pods on empty ones.
   say "no member answers: bootstrapping member $((ord + 1)) of a new cluster"
   start "$((ord + 1))" --initial-cluster "$members" --cluster-token "$LOCKD_CLUSTER_TOKEN"
 fi
-ids="$(echo "$answer" | awk '{ print $1 }')"
-if echo "$ids" | grep -qx "$((ord + 1))"; then
-  say "member $((ord + 1)) starts with bootstrap flags (if it ran before and lost its volume, its" \
-    "peers refuse it: lockctl member remove $((ord + 1)), then delete this pod's volume claim)"
+cluster="$(decided_id "$answer")"
+if [ -z "$cluster" ]; then
+  say "the cluster is forming (no cluster id decided): bootstrapping member $((ord + 1))"
   start "$((ord + 1))" --initial-cluster "$members" --cluster-token "$LOCKD_CLUSTER_TOKEN"
+fi
+lost="$(member_at_self "$answer")"
+[ -z "$lost" ] || refuse_lost "$lost" "$cluster"
+ids="$(member_rows "$answer" | awk '{ print $1 }')"
+if echo "$ids" | grep -qx "$((ord + 1))"; then
+  refuse_lost "$((ord + 1))" "$cluster"
 fi
 k=1
 while echo "$ids" | grep -qx "$((ord + 1 + 1000 * k))"; do k=$((k + 1)); done
 id=$((ord + 1 + 1000 * k))
-say "member $((ord + 1)) is not a member any more (removed) and this volume is empty:" \
-  "replacing it as member $id (--join, then lockctl member add $id)"
+say "no member of cluster $cluster is at this pod's peer address $self_peer and this volume is" \
+  "empty: member $((ord + 1)) was removed; replacing it as member $id (--join, then lockctl" \
+  "member add $id)"
 mkdir -p "$volume"
 echo "$id" >"$volume/member-id.tmp" && mv "$volume/member-id.tmp" "$volume/member-id"
 add_self "$id" &

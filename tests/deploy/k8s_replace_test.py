@@ -1,18 +1,21 @@
 #!/usr/bin/python3
 """The StatefulSet's start script (deploy/kubernetes/lockd-start.sh) against a real cluster,
-outside Kubernetes: a bootstrap member whose volume is lost comes back as a new member.
+outside Kubernetes: an empty volume never starts under an identity the cluster may remember.
 
   k8s_replace_test.py --lockd LOCKD --lockctl LOCKCTL --source SRC
 
 Pods are processes: POD_NAME lockd-N, a folder per volume, every member on 127.0.0.1 with ports
 base + N (LOCKD_MEMBER_HOST, LOCKD_*_PORT, LOCKD_PORT_STRIDE), the build's lockd and lockctl.
-1. lockd-0 and lockd-1 start with empty volumes: no member answers, they bootstrap members 1 and 2
-   of 3; lockd-2 starts later: the cluster answers and 3 is a member, so it bootstraps too.
-2. lockd-2 is killed and its volume wiped; `lockctl member remove 3` (the runbook's step).
-3. lockd-2's script runs again on the empty volume: the cluster answers and 3 is not a member, so
-   it records id 1003 on the volume, starts with --join and adds itself; it becomes a voter,
-   answers READY and serves locks through its own endpoint.
-4. lockd-2 restarts on its volume (SIGTERM, script again): still member 1003, READY again.
+1. lockd-0 and lockd-1 start with empty volumes: no member answers (or no cluster id is decided
+   yet), they bootstrap members 1 and 2 of 3.
+2. lockd-2 starts late: the cluster has decided its id and member 3 has this pod's address: the
+   script exits 1 naming `lockctl member remove 3` and starts nothing.
+3. The operator removes 3 and deletes the claim: the script records id 1003 on the volume, starts
+   with --join and adds itself; it becomes a voter, READY, serving locks through its own endpoint;
+   it restarts on its volume as 1003.
+4. Its volume is lost again: the script exits 1 naming member 1003 (the member at its address).
+5. The operator removes 1003 and deletes the claim: it joins as 1003 again. It is stopped, removed
+   while down, and started on its volume: the script exits 1 and does not add it back.
 Exits 1 at the first failure, saying what."""
 import argparse
 import os
@@ -132,6 +135,36 @@ def members(pods, endpoints=None):
         if rc == 0 else {}
 
 
+def wait_exit(pods, ord, timeout=40):
+    try:
+        return pods.procs[ord].wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def refused(pods, member):
+    """lockd-2's script exits 1 on its empty volume, naming the member to remove, and starts no
+    lockd (no data dir)."""
+    open(os.path.join(pods.tmp, "pod2.log"), "a").write("--- (refusal expected)\n")
+    rc = wait_exit(pods, 2)
+    check(rc == 1 and f"lockctl member remove {member}," in pods.log(2),
+          f"lockd-2 on an empty volume is refused (rc {rc}), naming member {member}")
+    check(not os.path.exists(os.path.join(pods.volume(2), "data")),
+          "and started no lockd (no data dir on its volume)")
+
+
+def join_as_1003(pods, why):
+    open(os.path.join(pods.tmp, "pod2.log"), "w").close()
+    pods.start(2)
+    wait_until(f"{why}: lockd-2 on its empty volume joins as member 1003, a voter",
+               lambda: members(pods).get(1003) in ("follower", "leader"), 60)
+    check("replacing it as member 1003" in pods.log(2), "the script said why it replaced it")
+    check(open(os.path.join(pods.volume(2), "member-id")).read().strip() == "1003",
+          "the volume records member id 1003")
+    wait_until("member 1003 is READY", lambda: pods.ready(2))
+    check(sorted(members(pods)) == [1, 2, 1003], "members 1, 2, 1003")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lockd", required=True)
@@ -146,43 +179,43 @@ def main():
             pods.start(o)
         wait_until("lockd-0 and lockd-1 bootstrap a cluster (2 of 3 members) and are READY",
                    lambda: pods.ready(0) and pods.ready(1))
-        check(all("no member answers: bootstrapping" in pods.log(o) for o in (0, 1)),
-              "they bootstrapped because no member answered")
+        check(all("bootstrapping member" in pods.log(o) for o in (0, 1)),
+              "they bootstrapped (no member answered, or the cluster was still forming)")
         pods.start(2)  # late: its image took longer to pull
-        wait_until("lockd-2, started after its peers, is READY", lambda: pods.ready(2))
-        check("member 3 starts with bootstrap flags" in pods.log(2),
-              "lockd-2 found its id a member and started with the bootstrap flags")
+        refused(pods, "3")
         check(sorted(members(pods)) == [1, 2, 3], "members 1, 2, 3")
 
-        pods.kill(2)
-        shutil.rmtree(pods.volume(2))
-        survivors = f"{pods.client(0)},{pods.client(1)}"
-        # lockd-2 may have led: the operator acts once the others elected a leader.
-        wait_until("lockd-0 or lockd-1 leads", lambda: "leader" in (
-            members(pods, survivors).get(1), members(pods, survivors).get(2)))
-        rc, out, err = pods.lockctl("member", "remove", "3", endpoints=survivors)
+        rc, out, err = pods.lockctl("member", "remove", "3")
         check(rc == 0, f"lockctl member remove 3 ({out.strip()[:100]} {err.strip()[:200]})")
-
-        pods.start(2)
-        wait_until("lockd-2 on its empty volume joins as member 1003, a voter",
-                   lambda: members(pods, survivors).get(1003) in ("follower", "leader"), 60)
-        check("replacing it as member 1003" in pods.log(2), "the script said why it replaced it")
-        check(open(os.path.join(pods.volume(2), "member-id")).read().strip() == "1003",
-              "the volume records member id 1003")
-        wait_until("member 1003 is READY", lambda: pods.ready(2))
-        check(sorted(members(pods)) == [1, 2, 1003], "members 1, 2, 1003")
+        join_as_1003(pods, "member 3 was removed")
         rc, out, err = pods.lockctl("run", "k8s/probe", "--wait", "5000", "--", "sh", "-c",
                                     'echo "fence $LOCKD_FENCE"', endpoints=pods.client(2))
         check(rc == 0 and re.search(r"fence \d+", out),
               f"a lock taken through member 1003's own endpoint ({err.strip()[:200]})")
-
         pods.kill(2, signal.SIGTERM)
         pods.start(2)
-        wait_until("lockd-2 restarted on its volume is READY again",
+        wait_until("lockd-2 restarted on its volume is READY again as 1003",
                    lambda: pods.ready(2) and
                    re.search(r"^1003\s+(follower|leader)", pods.lockctl(
                        "member", "list", endpoints=pods.client(2), timeout=30)[1], re.M), 60)
-        check(sorted(members(pods)) == [1, 2, 1003], "still members 1, 2, 1003 after the restart")
+
+        pods.kill(2)
+        shutil.rmtree(pods.volume(2))
+        pods.start(2)
+        refused(pods, "1003")
+
+        rc, out, err = pods.lockctl("member", "remove", "1003")
+        check(rc == 0, f"lockctl member remove 1003 ({err.strip()[:200]})")
+        shutil.rmtree(pods.volume(2), ignore_errors=True)
+        join_as_1003(pods, "1003 was removed and its claim deleted")
+        pods.kill(2, signal.SIGTERM)
+        rc, out, err = pods.lockctl("member", "remove", "1003")
+        check(rc == 0, f"lockctl member remove 1003 while its pod is down ({err.strip()[:200]})")
+        pods.start(2)
+        rc = wait_exit(pods, 2)
+        check(rc == 1 and "not adding it back" in pods.log(2),
+              f"restarted on its volume after its removal, the script exits 1 (rc {rc}) and says so")
+        check(sorted(members(pods)) == [1, 2], "members 1, 2: the removed 1003 was not added back")
     except dr.Failure as e:
         failed = True
         print(f"FAILED: {e} (pods' logs in {pods.tmp})", file=sys.stderr)
