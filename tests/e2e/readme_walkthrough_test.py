@@ -5,17 +5,25 @@ locks list` and `locks watch`, clears it with `locks release`, and scrapes /metr
 
   readme_walkthrough_test.py --lockd LOCKD --lockctl LOCKCTL --source SRC
 
-The cluster is the one deploy/local/cluster.sh starts (the same flags), on free ports that
-doc_runner.World maps the README's 7401-7403/7501-7503/7601-7603 to. Lines that hold something
-until Ctrl-C (watch, acquire, run) run in the background, as "in another shell" says. Checks: the
-run's command got its fence and was stopped after the force-release with exit 6 (docs/cli.md),
-the watch printed seat/7's grant and its release, locks list showed both holders, the acquire
-ended cleanly on Ctrl-C, /readyz said READY, and lockd_grants_total moved."""
+The cluster is started as the README says: deploy/local/cluster.sh (its line must be in the
+README), in the background, with LOCKD_LOCAL_DATA in a temporary dir, LOCKD_LOCAL_PORT_BASE on free
+ports (doc_runner.World maps the README's 7401-7403/7501-7503/7601-7603 to them) and this build's
+LOCKD_BIN/LOCKCTL_BIN (so it builds nothing); it is stopped at the end by SIGINT to its pid, as
+Ctrl-C does, and must say "stopped" (every node exited 0) and exit 0. Lines that hold something
+until Ctrl-C (watch, acquire, run) run in the background, as "in another shell" says. Every step
+the issue names must be in the walkthrough (export, health, status, watch, acquire, run, list,
+get, release, /readyz, /metrics): a missing line fails. Checks: the run's command got its fence and
+was stopped after the force-release with exit 6 (docs/cli.md), the watch printed seat/7's grant and
+its release, locks list showed both holders, the acquire ended cleanly on Ctrl-C, /readyz said
+READY, and lockd_grants_total moved."""
 import argparse
 import json
 import os
 import re
+import random
 import signal
+import socket
+import subprocess
 import sys
 import time
 
@@ -25,17 +33,66 @@ import doc_runner as dr  # noqa: E402
 from doc_runner import check  # noqa: E402
 
 
-def start_cluster(w):
-    """deploy/local/cluster.sh's three nodes, on this run's ports."""
-    members = ",".join(f"{k}={w.addr(k, 'peer')}/{w.addr(k, 'client')}" for k in (1, 2, 3))
-    for k in (1, 2, 3):
-        line = (f"lockd --id {k} --client-addr {w.addr(k, 'client')} --peer-addr "
-                f"{w.addr(k, 'peer')} --http-addr {w.addr(k, 'http')} --initial-cluster "
-                f"{members} --cluster-token readme-{os.getpid()} --data-dir "
-                f"{os.path.join(w.tmp, f'node{k}')}")
-        cmd = dr.Command(dr.Block("cluster.sh", None, 0), k, line, 0)
-        w.start(cmd)
+STEPS = {"export", "health", "status", "locks watch", "acquire", "run", "locks list", "locks get",
+         "locks release", "readyz", "metrics"}
+
+
+def free_base():
+    """A port base with base+1..3, base+101..103 and base+201..203 free (cluster.sh's layout)."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000, 300)
+        socks = []
+        try:
+            for k in (1, 2, 3):
+                for off in (0, 100, 200):
+                    s = socket.socket()
+                    socks.append(s)
+                    s.bind(("127.0.0.1", base + off + k))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise dr.Failure("no free port range")
+
+
+def start_cluster(w, source, readme):
+    """deploy/local/cluster.sh, the README's line, in the background on this run's ports."""
+    check(re.search(r"^deploy/local/cluster\.sh(\s|$)", readme, re.M) is not None,
+          "the README starts the cluster with deploy/local/cluster.sh")
+    base = free_base()
+    w.ports = {k: {"client": base + k, "peer": base + 100 + k, "http": base + 200 + k}
+               for k in (1, 2, 3)}
+    env = dict(w.env, LOCKD_LOCAL_DATA=os.path.join(w.tmp, "local-data"),
+               LOCKD_LOCAL_PORT_BASE=str(base), LOCKD_BIN=w.lockd, LOCKCTL_BIN=w.lockctl)
+    out = open(os.path.join(w.tmp, "cluster.sh.out"), "w")
+    # Its own session: if this test dies, a killpg in close() still reaches the nodes.
+    p = subprocess.Popen(["/bin/bash", os.path.join(source, "deploy/local/cluster.sh")], env=env,
+                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    out.close()
+    w.wait_until("cluster.sh says the cluster is up",
+                 lambda: "Ctrl-C stops the cluster." in cluster_output(w), timeout=40)
     w.wait_ready((1, 2, 3), timeout=40)
+    return p
+
+
+def cluster_output(w):
+    return open(os.path.join(w.tmp, "cluster.sh.out")).read()
+
+
+def stop_cluster(w, p):
+    """Ctrl-C: SIGINT to cluster.sh's pid; it stops its nodes and says so."""
+    p.send_signal(signal.SIGINT)
+    try:
+        rc = p.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        rc = None
+    out = cluster_output(w)
+    check(rc == 0 and "stopped" in out.splitlines()[-1:][0],
+          f"cluster.sh stopped every node cleanly on SIGINT (exit {rc}; {out[-300:]!r})")
+    check(not any(dr.accepts(w.ports[k]["client"]) for k in (1, 2, 3)), "no node listens any more")
 
 
 def grants(w):
@@ -51,21 +108,26 @@ def main():
     ap.add_argument("--source", required=True)
     a = ap.parse_args()
     started = time.time()
-    blocks = dr.parse_blocks(os.path.join(a.source, "README.md"))
+    readme_path = os.path.join(a.source, "README.md")
+    blocks = dr.parse_blocks(readme_path)
     w = dr.World(a.lockd, a.lockctl, slots=3)
+    cluster = None
+    steps = set()
     try:
-        start_cluster(w)
+        cluster = start_cluster(w, a.source, open(readme_path).read())
         grants_before = grants(w)
         held = {}
         for c in dr.commands(blocks, "readme-walkthrough"):
             if c.text.startswith("export "):
                 name, value = c.text[len("export "):].split("=", 1)
                 w.env[name] = w.localize(value)
+                steps.add("export")
                 continue
             if w.is_held(c):
                 p = w.start(c)
                 kind = re.search(r"lockctl (locks watch|acquire|run)", c.text).group(1)
                 held[kind] = p
+                steps.add(kind)
                 if kind == "locks watch":
                     w.wait_until("the watch is subscribed", lambda: "watching" in w.output_of(p))
                 elif kind == "acquire":
@@ -76,6 +138,9 @@ def main():
                 continue
             confirm = "locks release" in c.text
             _, out, err = w.run(c, answer="y\n" if confirm else None)
+            step = next((k for k in ("health", "status", "locks list", "locks get",
+                                     "locks release", "readyz", "metrics") if k in c.text), None)
+            steps.add(step)
             if " health" in c.text:
                 check(out.count("SERVING") == 3, "health: three endpoints SERVING")
             elif " status" in c.text:
@@ -89,6 +154,7 @@ def main():
                       "--json locks get seat/42: one holder")
             elif confirm:
                 check("Go ahead?" in err, "locks release asked on the terminal")
+                check("run" in held, "the walkthrough runs a command under seat/7 before releasing")
                 run = held["run"]
                 rc = run.wait(timeout=30)
                 check(rc == 6, f"run stopped its command and exited 6 after the release (got {rc})")
@@ -99,8 +165,7 @@ def main():
                 check(m is not None and float(m.group(1)) >= grants_before + 2,
                       f"lockd_grants_total moved by the two grants ({grants_before} -> "
                       f"{m.group(1) if m else None})")
-        check(set(held) == {"locks watch", "acquire", "run"},
-              "the walkthrough watches, acquires and runs")
+        check(STEPS <= steps, f"the walkthrough has every step (missing: {sorted(STEPS - steps)})")
         watch = w.output_of(held["locks watch"])
         check(re.search(r"ACQUIRED\s+seat/7\s", watch) and re.search(r"RELEASED\s+seat/7\s", watch),
               "locks watch showed seat/7 granted and released")
@@ -111,6 +176,8 @@ def main():
             r"RELEASED\s+seat/42\s", w.output_of(held["locks watch"])))
         held["locks watch"].send_signal(signal.SIGINT)
         held["locks watch"].wait(timeout=30)
+        stop_cluster(w, cluster)
+        cluster = None
     except dr.Failure as e:
         print(f"FAILED: {e}", file=sys.stderr)
         for f in sorted(os.listdir(w.tmp)):
@@ -119,6 +186,17 @@ def main():
                 print("".join(open(os.path.join(w.tmp, f)).readlines()[-15:]), file=sys.stderr)
         return 1
     finally:
+        if cluster is not None and cluster.poll() is None:
+            cluster.send_signal(signal.SIGINT)
+            try:
+                cluster.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        if cluster is not None:
+            try:
+                os.killpg(cluster.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         w.close()
     print(f"README walkthrough ran whole in {time.time() - started:.1f} s")
     return 0
