@@ -103,11 +103,22 @@ def run_procedures(w, blocks):
                 continue
             confirm = re.search(r"locks release|leases revoke", c.text) is not None
             _, out, err = w.run(c, answer="y\n" if confirm else None)
-            if "locks get" in c.text or "leases get" in c.text:
-                check(lease in out, f"{c.text.split('#')[0].strip()} names lease {lease}")
+            named = re.search(rf"\b{lease}\b", out) is not None  # ids are small numbers
+            if "locks get" in c.text:
+                check(re.search(rf"^\s+{lease}\s", out, re.M) is not None,
+                      f"{c.text.split('#')[0].strip()}: lease {lease} is the holder")
+            if "leases get" in c.text:
+                check(re.search(rf"^lease {lease}\b", out, re.M) is not None or named,
+                      f"{c.text.split('#')[0].strip()} names lease {lease}")
             if "locks release" in c.text:
-                check(lease in out and "Go ahead?" in err,
+                check(named and "Go ahead?" in err,
                       f"locks release asked on the terminal and released lease {lease}'s grant")
+            if "leases revoke" in c.text:
+                gone = w.lockctl_json("leases", "get", lease)
+                rc = subprocess.run([w.lockctl, "leases", "get", lease], env=w.env,
+                                    capture_output=True, timeout=30).returncode
+                check(gone is None and rc == 1,
+                      f"after leases revoke, leases get {lease} exits 1 (not found; got {rc})")
         check(watch is not None, "the stuck-lock procedure watches the lock")
         w.wait_until("the watch shows the force-release",
                      lambda: re.search(r"RELEASED\s+seat/42\s+" + lease, w.output_of(watch)))
@@ -146,7 +157,10 @@ def run_procedures(w, blocks):
         if w.is_server(c):
             w.start(c)
         else:
-            w.run(c, timeout=120)
+            _, out, _ = w.run(c, timeout=120)
+            if "member list" in c.text:
+                check(all(re.search(rf"^{i}\s+(leader|follower)\s", out, re.M)
+                          for i in (1, 2, 3, 4, 5)), "member list: members 1-5, voters")
     check(voters(status(w)) == [1, 2, 3, 4, 5], "five voters")
 
     section("shrink")
@@ -171,17 +185,47 @@ def run_procedures(w, blocks):
             w.run(c, timeout=120)
     w.wait_ready((1, 2, 3))
     check(voters(status(w)) == [1, 2, 6], "members 1, 2 and 6 (on node 3's addresses)")
+    check(not os.path.exists(os.path.join(w.block_data_dir, "what-the-lost-disk-left")),
+          "the rm -rf emptied the replacement's data dir (the lost disk's file is gone)")
 
     section("rolling-restart")
-    st = status(w)
-    leader = int(st["leader_id"])
-    slot_of = {1: 1, 2: 2, 6: 3}
-    for node in sorted(slot_of, key=lambda n: n == leader):  # the leader last
-        for c in b("rolling-restart"):
-            if c.program() == "systemctl":
-                w.restart(node)  # what `systemctl restart lockd` does on that machine
-            else:
-                w.run(c, dr.per_member(slot_of[node]), timeout=60)
+    # A client holds a lock through every restart: "no lease is lost".
+    roller = subprocess.Popen([w.lockctl, "acquire", "roll/1", "--ttl", "10000"], env=w.env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              stdin=subprocess.DEVNULL)
+    try:
+        def holder_lease():
+            lock = w.lockctl_json("locks", "get", "roll/1")
+            return lock["holders"][0]["lease_id"] if lock and lock.get("holders") else None
+
+        roll_lease = w.wait_until("a client holds roll/1", holder_lease)
+        st = status(w)
+        leader = int(st["leader_id"])
+        slot_of = {1: 1, 2: 2, 6: 3}
+        for node in sorted(slot_of, key=lambda n: n == leader):  # the leader last
+            log = os.path.join(w.tmp, f"node{node}.log")
+            handed = open(log).read().count("handing leadership to node")
+            for c in b("rolling-restart"):
+                if c.program() == "systemctl":
+                    w.restart(node)  # what `systemctl restart lockd` does on that machine
+                    if node == leader:
+                        check(open(log).read().count("handing leadership to node") > handed,
+                              f"the stopping leader {node} handed leadership over")
+                else:
+                    _, out, _ = w.run(c, dr.per_member(slot_of[node]), timeout=60)
+                    if " status" in c.text:
+                        check(all(re.search(rf"^{i}\s+(leader|follower)\s", out, re.M)
+                                  for i in (1, 2, 6)) and re.search(r"leader [126]\b", out),
+                              f"after restarting {node}: members 1, 2, 6 voters, a leader")
+        check(roller.poll() is None and holder_lease() == roll_lease,
+              f"the client's lease {roll_lease} held roll/1 through the restarts")
+        roller.send_signal(signal.SIGINT)
+        rc = roller.wait(timeout=30)
+        check(rc == 0, f"and released it cleanly at the end (exit {rc})")
+    finally:
+        if roller.poll() is None:
+            roller.kill()
+            roller.wait()
     st = status(w)
     check(voters(st) == [1, 2, 6] and st.get("leader_id"), "after the restarts: 3 voters, a leader")
 
@@ -191,6 +235,7 @@ def run_procedures(w, blocks):
     check(out.startswith("snapshot on "), "lockctl snapshot says where")
 
     section("backup")
+    old_tokens = int(status(w).get("token_counter", 0))
     (backup,) = b("backup")
     _, out, _ = w.run(backup)
     files = [f for f in os.listdir(os.path.join(w.tmp, "backups")) if f.endswith(".lockdbak")]
@@ -204,10 +249,15 @@ def run_procedures(w, blocks):
         os.rename(os.path.join(w.tmp, "backups", files[0]),
                   os.path.join(w.tmp, "backups", named))
     w.stop_all()  # "make sure the old cluster is gone"
+    about = []
     for k in (1, 2, 3):
         w.data_dirs[k] = os.path.join(w.tmp, f"restored{k}")
         _, out, _ = w.run(restore, dr.per_member(k))
         check(f"restored data dir {w.data_dirs[k]} for node {k}" in out, f"member {k} restored")
+        m = re.search(r"token counter:\s+(\d+) in the backup, about (\d+) in the new", out)
+        check(m is not None and int(m.group(1)) >= old_tokens and int(m.group(2)) > old_tokens,
+              f"restore prints the backup's token counter and a higher new one ({out[-200:]!r})")
+        about.append(int(m.group(2)))
     (start,) = b("restore-start")
     for k in (1, 2, 3):
         w.start(start, dr.per_member(k))
@@ -220,8 +270,13 @@ def run_procedures(w, blocks):
             m = re.match(r"cluster (\S+) ", out)
             check(m is not None and m.group(1) != old_cluster,
                   f"a new cluster id ({m.group(1) if m else out[:80]} after {old_cluster})")
+            t = re.search(r"\btokens (\d+)", out)
+            check(t is not None and int(t.group(1)) > old_tokens and
+                  int(t.group(1)) >= min(about),
+                  f"the token counter ({t.group(1) if t else None}) is above the old cluster's "
+                  f"({old_tokens}) and about what lockd restore printed ({about})")
         elif " list" in c.text:
-            check("seat/" not in out and len(out.strip().splitlines()) <= 1,
+            check("seat/" not in out and "roll/" not in out and len(out.strip().splitlines()) <= 1,
                   f"{c.text.strip()}: empty")
         elif c.program() == "curl":
             check(out.strip() == "READY", "the restored member is READY")
