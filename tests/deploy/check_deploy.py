@@ -278,6 +278,18 @@ def check_monitoring(src, lockd):
     runbook = open(os.path.join(src, "docs/operations.md")).read()
     unexplained = [r["alert"] for g in rules["groups"] for r in g["rules"] if r["alert"] not in runbook]
     check(not unexplained, f"monitoring: the runbook explains every alert (missing: {unexplained})")
+    # The paging alerts' expressions, as the runbook gives them, are the rule file's.
+    m = re.search(r"<!-- alerts: paging -->\n```yaml\n(.*?)```", runbook, re.S)
+    check(m is not None, "monitoring: the runbook has the paging alerts' block (<!-- alerts: paging -->)")
+    shown = {r["alert"]: (r["expr"].strip(), str(r["for"])) for r in yaml.safe_load(m.group(1))}
+    paging = {r["alert"]: (r["expr"].strip(), str(r.get("for")))
+              for g in rules["groups"] for r in g["rules"] if r["labels"]["severity"] == "page"}
+    differ = sorted(n for n in set(shown) | set(paging) if shown.get(n) != paging.get(n))
+    check(not differ, "monitoring: the runbook's paging alerts and expressions are the rule "
+          f"file's severity: page rules (differ: {[(n, shown.get(n), paging.get(n)) for n in differ]})")
+    named = re.search(r"Worth a\s+page:(.*?)\. The", runbook, re.S)
+    check(named is not None and set(re.findall(r"\*\*(\w+)\*\*", named.group(1))) == set(paging),
+          "monitoring: the runbook's 'Worth a page' list names exactly those")
 
 
 def main():
