@@ -88,10 +88,15 @@ refuse_lost() {
 # already (up to 60 s: lockd waits up to 30 s for the cluster's answer).
 add_self() {
   n=0
-  until "$lockctl" --endpoints "$self_client" --timeout-ms 1000 health 2>/dev/null |
-      grep -q "SERVING"; do
+  # Answered at all (SERVING or NOT_SERVING; a joiner not added yet is NOT_SERVING), not
+  # UNREACHABLE. An add that came first would make lockd refuse to start: never add before.
+  until "$lockctl" --endpoints "$self_client" --timeout-ms 1000 --json health 2>/dev/null |
+      grep -q '"status":"\(NOT_\)\{0,1\}SERVING"'; do
     n=$((n + 1))
-    [ "$n" -lt 120 ] || break
+    if [ "$n" -ge 240 ]; then
+      say "lockd did not answer on $self_client within 2 minutes: not adding node $1"
+      return 1
+    fi
     sleep 0.5
   done
   n=0

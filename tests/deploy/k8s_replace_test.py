@@ -171,6 +171,7 @@ def main():
     ap.add_argument("--lockctl", required=True)
     ap.add_argument("--source", required=True)
     a = ap.parse_args()
+    dr.exit_on_termination()
     started = time.time()
     pods = Pods(a)
     failed = False

@@ -313,16 +313,32 @@ class World:
         return json.loads(r.stdout)
 
     def close(self):
+        # lockctl run forwards SIGTERM to its command's own process group, so that goes too;
+        # SIGKILL only after a grace period.
         for _, p, _ in self.background:
             if p.poll() is None:
+                p.terminate()
+        for _, p, _ in self.background:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
                 p.kill()
-            p.wait()
+                p.wait()
         for node in list(self.servers):
             p, _ = self.servers[node]
             if p.poll() is None:
                 p.kill()
             p.wait()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def exit_on_termination():
+    """SIGTERM or SIGINT (a CTest timeout, Ctrl-C) ends the test through its `finally`, which
+    stops every process it started."""
+    def handler(signum, _frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def blocks_named(blocks, name):

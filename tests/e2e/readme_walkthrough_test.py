@@ -107,6 +107,7 @@ def main():
     ap.add_argument("--lockctl", required=True)
     ap.add_argument("--source", required=True)
     a = ap.parse_args()
+    dr.exit_on_termination()
     started = time.time()
     readme_path = os.path.join(a.source, "README.md")
     blocks = dr.parse_blocks(readme_path)

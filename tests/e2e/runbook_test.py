@@ -351,6 +351,7 @@ def main():
     ap.add_argument("--lockctl", required=True)
     ap.add_argument("--source", required=True)
     a = ap.parse_args()
+    dr.exit_on_termination()
     started = time.time()
     runbook = os.path.join(a.source, "docs/operations.md")
     blocks = dr.parse_blocks(runbook)
