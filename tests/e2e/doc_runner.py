@@ -194,6 +194,11 @@ class World:
             r = subprocess.run(["/bin/bash", "-c", "set -o pipefail; " + text], env=self.env,
                                stdin=stdin, capture_output=True, text=True, timeout=timeout,
                                cwd=self.tmp)
+        except subprocess.TimeoutExpired as e:
+            said = b"".join(x for x in (e.stdout, e.stderr) if x).decode(errors="replace")
+            print(f"  $ {self.substituted(cmd, subst)}\n    -> still running after {timeout} s" +
+                  "".join(f"\n    | {l}" for l in said.splitlines()[-20:]), flush=True)
+            check(False, f"{cmd!r} ends within {timeout} s")
         finally:
             if master is not None:
                 os.close(master)
