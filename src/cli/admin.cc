@@ -32,6 +32,16 @@ int Confirm(const CommandContext& c, const Confirmation& confirm, const std::str
   return kExitOk;
 }
 
+}  // namespace
+
+int ConfirmOnTerminal(const CommandContext& c, const Confirmation& confirm,
+                      const std::string& what) {
+  if (!confirm.yes && (!confirm.terminal || confirm.in == nullptr)) return kExitOk;
+  return Confirm(c, confirm, what);
+}
+
+namespace {
+
 std::string DefaultReason() {
   const char* user = getenv("USER");
   char host[256] = "?";

@@ -19,6 +19,13 @@ struct Confirmation {
   std::istream* in = nullptr;
 };
 
+/// For a change to the cluster that scripts make as a matter of course (member add and remove,
+/// leader transfer, snapshot): asks on a terminal ("Go ahead? [y/N]") unless --yes; off a
+/// terminal it goes ahead, so scripts such as deploy/kubernetes/lockd-start.sh need no --yes.
+/// kExitOk to go ahead; kExitUsage (printed why) when the answer is not yes.
+int ConfirmOnTerminal(const CommandContext& c, const Confirmation& confirm,
+                      const std::string& what);
+
 /// ClusterService.ForceRelease of `name` (every holder, or only lease `lease_id`'s grant), with
 /// `reason` recorded in the log. kExitNotFound when nobody (or not that lease) held it.
 int RunLocksRelease(const CommandContext& c, const std::string& name, uint64_t lease_id,

@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 
@@ -64,11 +65,11 @@ int RunSnapshot(const CommandContext& c) {
   return ReportError(c.err, last);
 }
 
-int RunBackup(const CommandContext& c, const std::string& path, bool overwrite) {
+int RunBackup(const CommandContext& c, const std::string& path, bool overwrite, bool progress) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (path.empty()) {
-    c.err << "lockctl: --to FILE is required\n";
+    c.err << "lockctl: backup needs FILE (lockctl backup FILE)\n";
     return kExitUsage;
   }
   if (fs::exists(path, ec) && !overwrite) {
@@ -90,6 +91,16 @@ int RunBackup(const CommandContext& c, const std::string& path, bool overwrite) 
     uint64_t index = 0;
     bool last_seen = false;
     pb::BackupChunk chunk;
+    // At most every 200 ms: a redraw per 64 KiB chunk would flood a slow terminal.
+    auto shown = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+    bool drawn = false;
+    auto draw = [&](bool force) {
+      const auto now = std::chrono::steady_clock::now();
+      if (!progress || (!force && now - shown < std::chrono::milliseconds(200))) return;
+      shown = now;
+      drawn = true;
+      c.err << "\rbackup from " << e << ": " << file.size() / 1024 << " KiB received" << std::flush;
+    };
     while (reader->Read(&chunk)) {
       if (chunk.offset() != file.size() || last_seen) {
         ctx.TryCancel();
@@ -104,7 +115,9 @@ int RunBackup(const CommandContext& c, const std::string& path, bool overwrite) 
         last_seen = true;
         digest = chunk.sha256();
       }
+      draw(last_seen);
     }
+    if (drawn) c.err << (last_seen ? ", verifying\n" : "\n") << std::flush;
     grpc::Status s = reader->Finish();
     if (last.error_code() == grpc::StatusCode::DATA_LOSS) break;
     last = s;

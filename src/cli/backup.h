@@ -15,7 +15,9 @@ int RunSnapshot(const CommandContext& c);
 /// Streams a backup from the first endpoint that answers into `path`: written to a temporary
 /// name, checked whole (format, SHA-256, the digest the node sent), fsynced and renamed into
 /// place, so `path` is either a complete verified backup or not there. An existing `path` is
-/// refused unless `overwrite`.
-int RunBackup(const CommandContext& c, const std::string& path, bool overwrite);
+/// refused unless `overwrite`. `progress`: a line on `c.err` rewritten as bytes arrive (for a
+/// terminal), ended before the result is printed.
+int RunBackup(const CommandContext& c, const std::string& path, bool overwrite,
+              bool progress = false);
 
 }  // namespace lockd::cli

@@ -220,8 +220,17 @@ int main(int argc, char** argv) {
   auto* transfer = leader->add_subcommand(
       "transfer", "Hand leadership to voter ID (default: the most caught-up other voter)");
   transfer->add_option("id", transfer_to, "The new leader's node id");
-  transfer->callback(
-      with_context([&](const auto& c) { return lockd::cli::RunLeaderTransfer(c, transfer_to); }));
+  // Changing the cluster: asked on a terminal unless --yes; scripts (stdin not a terminal) go
+  // ahead, as the start scripts and runbook procedures rely on.
+  lockd::cli::Confirmation confirm_cluster{false, isatty(STDIN_FILENO) == 1, &std::cin};
+  transfer->add_flag("--yes,-y", confirm_cluster.yes, "Do not ask for confirmation");
+  transfer->callback(with_context([&](const auto& c) {
+    const std::string to = transfer_to ? "node " + std::to_string(transfer_to)
+                                       : std::string("the most caught-up other voter");
+    if (int code = lockd::cli::ConfirmOnTerminal(c, confirm_cluster, "hand leadership to " + to))
+      return code;
+    return lockd::cli::RunLeaderTransfer(c, transfer_to);
+  }));
 
   // Membership (docs/operations.md).
   auto* member = app.add_subcommand("member", "Add, remove and list members")
@@ -234,31 +243,54 @@ int main(int argc, char** argv) {
   member_add->add_option("id", member_id, "The new node's --id")->required();
   member_add->add_option("--peer", member_peer, "Its --peer-addr (host:port)")->required();
   member_add->add_option("--client", member_client, "Its --client-addr (host:port)")->required();
+  member_add->add_flag("--yes,-y", confirm_cluster.yes, "Do not ask for confirmation");
   member_add->callback(with_context([&](const auto& c) {
+    if (int code = lockd::cli::ConfirmOnTerminal(c, confirm_cluster,
+                                                 "add node " + std::to_string(member_id) +
+                                                     " (peer " + member_peer + ", client " +
+                                                     member_client + ") to the cluster"))
+      return code;
     return lockd::cli::RunMemberAdd(c, member_id, member_peer, member_client);
   }));
   auto* member_remove =
       member->add_subcommand("remove", "Remove node ID (a leader hands leadership over first)");
   member_remove->add_option("id", member_id, "The node's id")->required();
-  member_remove->callback(
-      with_context([&](const auto& c) { return lockd::cli::RunMemberRemove(c, member_id); }));
+  member_remove->add_flag("--yes,-y", confirm_cluster.yes, "Do not ask for confirmation");
+  member_remove->callback(with_context([&](const auto& c) {
+    if (int code = lockd::cli::ConfirmOnTerminal(
+            c, confirm_cluster, "remove node " + std::to_string(member_id) + " from the cluster"))
+      return code;
+    return lockd::cli::RunMemberRemove(c, member_id);
+  }));
   auto* member_list = member->add_subcommand("list", "Every member, its role and addresses");
   member_list->callback(with_context([](const auto& c) { return lockd::cli::RunMemberList(c); }));
 
   auto* snapshot = app.add_subcommand(
       "snapshot", "Compact the log of the node asked now (the first endpoint that answers)");
-  snapshot->callback(with_context([](const auto& c) { return lockd::cli::RunSnapshot(c); }));
+  snapshot->add_flag("--yes,-y", confirm_cluster.yes, "Do not ask for confirmation");
+  snapshot->callback(with_context([&](const auto& c) {
+    if (int code = lockd::cli::ConfirmOnTerminal(
+            c, confirm_cluster, "compact the log of the first endpoint that answers now"))
+      return code;
+    return lockd::cli::RunSnapshot(c);
+  }));
 
-  std::string backup_to;
+  std::string backup_file, backup_to;
   bool backup_overwrite = false;
   auto* backup = app.add_subcommand(
       "backup",
       "Stream a consistent backup from the first endpoint that answers into FILE (verified, then "
       "renamed into place); restore it with `lockd restore`");
-  backup->add_option("--to", backup_to, "The backup file to write")->required();
+  auto* backup_file_opt = backup->add_option("file", backup_file, "The backup file to write");
+  backup->add_option("--to", backup_to, "FILE, as an option (the older spelling)")
+      ->excludes(backup_file_opt);
   backup->add_flag("--overwrite", backup_overwrite, "Replace FILE if it exists");
-  backup->callback(with_context(
-      [&](const auto& c) { return lockd::cli::RunBackup(c, backup_to, backup_overwrite); }));
+  backup->callback(with_context([&](const auto& c) {
+    const std::string& path = backup_file.empty() ? backup_to : backup_file;
+    // A progress line only for a person watching: stderr a terminal, and not --json.
+    const bool progress = !c.json && isatty(STDERR_FILENO) == 1;
+    return lockd::cli::RunBackup(c, path, backup_overwrite, progress);
+  }));
 
   auto* completion =
       app.add_subcommand("completion", "Print a shell completion script")->require_subcommand(1);

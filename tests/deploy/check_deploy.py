@@ -4,8 +4,9 @@
   check_deploy.py --lockd BUILD/src/daemon/lockd --source SRC
 
 - Kubernetes: the manifests parse and carry the fields the runbook relies on; the StatefulSet's
-  start script, run with stub commands, gives each pod the right flags (bootstrap or --join), and
-  the real lockd parses those flags.
+  start script (deploy/kubernetes/lockd-start.sh, in the image), run with stub commands and no
+  cluster answering, gives each pod the right flags (bootstrap or --join), and the real lockd
+  parses those flags (k8s_replace_test.py runs it against a real cluster).
 - systemd: `systemd-analyze verify` passes on the unit (when systemd-analyze exists), with the
   hardening settings in place, and the flags it passes exist.
 - Docker: the build stage uses the project's install script and release preset; the runtime
@@ -75,11 +76,22 @@ def check_kubernetes(src, lockd, known):
     claims = [t["metadata"]["name"] for t in spec["volumeClaimTemplates"]]
     check("data" in claims and mounts.get("data") == "/var/lib/lockd",
           "k8s: a persistent volume per member at /var/lib/lockd")
-    script = c["args"][0]
-    unknown = flags_in(script) - known
+    check(c.get("command") == ["/usr/local/bin/lockd-start"] and "args" not in c,
+          "k8s: the container runs the start script")
+    dockerfile = open(os.path.join(src, "deploy/docker/Dockerfile")).read()
+    check("deploy/kubernetes/lockd-start.sh /out/usr/local/bin/lockd-start" in dockerfile,
+          "k8s: the image installs deploy/kubernetes/lockd-start.sh as /usr/local/bin/lockd-start")
+    script_path = os.path.join(src, "deploy/kubernetes/lockd-start.sh")
+    script = open(script_path).read()
+    # lockd's flags: the script's lines that do not run lockctl (its own flags are lockctl's).
+    joined = uncommented(script.replace("\\\n", " "))
+    lockd_lines = "\n".join(l for l in joined.splitlines() if "lockctl" not in l)
+    unknown = flags_in(lockd_lines) - known
     check(not unknown, f"k8s: the start script uses only lockd's flags (unknown: {sorted(unknown)})")
 
-    # The start script with stubs: getent resolves, lockd prints its arguments.
+    # The start script with stubs: getent resolves, lockd prints its arguments, no cluster answers
+    # (lockctl fails as when nothing runs yet; tests/deploy/k8s_replace_test.py runs it against a
+    # real cluster).
     env_values = {e["name"]: e.get("value") for e in c["env"] if "value" in e}
     with tempfile.TemporaryDirectory() as tmp:
         stub_bin = os.path.join(tmp, "bin")
@@ -91,12 +103,17 @@ def check_kubernetes(src, lockd, known):
         with open(fake_lockd, "w") as f:
             f.write('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
         os.chmod(fake_lockd, 0o755)
-        runnable = script.replace("/usr/local/bin/lockd", fake_lockd)
+        fake_lockctl = os.path.join(tmp, "lockctl")
+        with open(fake_lockctl, "w") as f:
+            f.write("#!/bin/sh\necho 'unavailable' >&2\nexit 4\n")
+        os.chmod(fake_lockctl, 0o755)
 
         def argv_of(pod):
             env = dict(os.environ, POD_NAME=pod, POD_NAMESPACE="ns",
-                       PATH=stub_bin + ":" + os.environ["PATH"], **env_values)
-            r = subprocess.run(["/bin/sh", "-c", runnable], env=env, capture_output=True,
+                       PATH=stub_bin + ":" + os.environ["PATH"], LOCKD_BIN=fake_lockd,
+                       LOCKCTL_BIN=fake_lockctl, LOCKD_VOLUME=os.path.join(tmp, "vol-" + pod),
+                       **env_values)
+            r = subprocess.run(["/bin/sh", script_path], env=env, capture_output=True,
                                text=True, timeout=20)
             check(r.returncode == 0, f"k8s: the start script runs for {pod} ({r.stderr.strip()})")
             return r.stdout.splitlines()
@@ -117,7 +134,8 @@ def check_kubernetes(src, lockd, known):
         # The real lockd accepts those flags: it gets past parsing (here it then waits for the
         # cluster's names to answer, or fails to resolve them: neither is a usage error).
         for pod, argv in (("lockd-0", a0), ("lockd-3", a3)):
-            argv = [a.replace("/var/lib/lockd/data", os.path.join(tmp, pod)) for a in argv]
+            argv = [a.replace(os.path.join(tmp, "vol-" + pod, "data"), os.path.join(tmp, pod))
+                    for a in argv]
             argv = [a.replace("0.0.0.0:7601", f"127.0.0.1:{free_port()}") for a in argv]
             proc = subprocess.Popen([lockd] + argv, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, text=True)
@@ -260,6 +278,18 @@ def check_monitoring(src, lockd):
     runbook = open(os.path.join(src, "docs/operations.md")).read()
     unexplained = [r["alert"] for g in rules["groups"] for r in g["rules"] if r["alert"] not in runbook]
     check(not unexplained, f"monitoring: the runbook explains every alert (missing: {unexplained})")
+    # The paging alerts' expressions, as the runbook gives them, are the rule file's.
+    m = re.search(r"<!-- alerts: paging -->\n```yaml\n(.*?)```", runbook, re.S)
+    check(m is not None, "monitoring: the runbook has the paging alerts' block (<!-- alerts: paging -->)")
+    shown = {r["alert"]: (r["expr"].strip(), str(r["for"])) for r in yaml.safe_load(m.group(1))}
+    paging = {r["alert"]: (r["expr"].strip(), str(r.get("for")))
+              for g in rules["groups"] for r in g["rules"] if r["labels"]["severity"] == "page"}
+    differ = sorted(n for n in set(shown) | set(paging) if shown.get(n) != paging.get(n))
+    check(not differ, "monitoring: the runbook's paging alerts and expressions are the rule "
+          f"file's severity: page rules (differ: {[(n, shown.get(n), paging.get(n)) for n in differ]})")
+    named = re.search(r"Worth a\s+page:(.*?)\. The", runbook, re.S)
+    check(named is not None and set(re.findall(r"\*\*(\w+)\*\*", named.group(1))) == set(paging),
+          "monitoring: the runbook's 'Worth a page' list names exactly those")
 
 
 def main():

@@ -7,7 +7,10 @@
 //
 // The watch-across-a-failover test kills the leader; it runs last and restarts the node.
 #include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 
 #include <fstream>
 #include <set>
@@ -19,6 +22,7 @@ namespace lockd::e2e {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 /// A pseudo-terminal for lockctl's stdin, so it asks for confirmation.
 class Pty {
@@ -35,6 +39,19 @@ class Pty {
   bool ok() const { return slave_ >= 0; }
   int slave() const { return slave_; }
   void Type(const std::string& s) { (void)!write(master_, s.data(), s.size()); }
+  /// What was written to the terminal so far (what a person would see), without blocking.
+  std::string Screen() {
+    std::string out;
+    char buf[4096];
+    for (;;) {
+      pollfd p{master_, POLLIN, 0};
+      if (poll(&p, 1, 0) <= 0) break;
+      const ssize_t n = read(master_, buf, sizeof buf);
+      if (n <= 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+    return out;
+  }
 
  private:
   int master_ = -1, slave_ = -1;
@@ -278,6 +295,113 @@ TEST_F(LockctlOps, OnATerminalItAsksAndOnlyYesGoesAhead) {
   EXPECT_EQ(*code, 0) << p->err();
   EXPECT_THAT(p->out(), HasSubstr(std::to_string(held.lease_id())));
   EXPECT_EQ(client().MustGetLock("cli/force/tty").holders_size(), 0);
+}
+
+TEST_F(LockctlOps, ClusterChangesAskOnATerminalGoAheadWithYesAndOffATerminal) {
+  Pty pty;
+  ASSERT_TRUE(pty.ok());
+  const int leader = cluster().WaitForLeader();
+  ASSERT_GE(leader, 0);
+  const uint64_t other = cluster().id(cluster().OtherLiveNode(leader));
+  // Each is asked, and "n" changes nothing (exit 2).
+  const std::vector<std::pair<std::vector<std::string>, std::string>> asked = {
+      {{"member", "add", "9", "--peer", "127.0.0.1:1", "--client", "127.0.0.1:2"},
+       "add node 9 (peer 127.0.0.1:1, client 127.0.0.1:2) to the cluster"},
+      {{"member", "remove", std::to_string(other)}, "remove node " + std::to_string(other)},
+      {{"leader", "transfer", std::to_string(other)}, "hand leadership to node"},
+      {{"snapshot"}, "compact the log"},
+  };
+  for (const auto& [args, what] : asked) {
+    auto p = StartWithStdin(args, pty.slave());
+    ASSERT_TRUE(WaitErr(*p, "Go ahead? [y/N]")) << args[0] << ": " << p->err();
+    EXPECT_THAT(p->err(), HasSubstr(what));
+    pty.Type("n\n");
+    auto code = p->Wait(30s);
+    ASSERT_TRUE(code.has_value());
+    EXPECT_EQ(*code, 2) << p->err();
+    EXPECT_THAT(p->err(), HasSubstr("not confirmed; nothing changed"));
+  }
+  auto members = Run({"member", "list"}, true);
+  ASSERT_EQ(members.code, 0) << members;
+  EXPECT_EQ(Parse<v1::StatusResponse>(members.out).members_size(), 3);
+  EXPECT_EQ(cluster().id(cluster().WaitForLeader()), cluster().id(leader));
+  {  // "y" goes ahead.
+    auto p = StartWithStdin({"snapshot"}, pty.slave());
+    ASSERT_TRUE(WaitErr(*p, "Go ahead? [y/N]")) << p->err();
+    pty.Type("y\n");
+    auto code = p->Wait(30s);
+    ASSERT_TRUE(code.has_value());
+    EXPECT_EQ(*code, 0) << p->err();
+    EXPECT_THAT(p->out(), HasSubstr("snapshot on "));
+  }
+  {  // --yes on a terminal: not asked.
+    auto p = StartWithStdin({"snapshot", "--yes"}, pty.slave());
+    auto code = p->Wait(30s);
+    ASSERT_TRUE(code.has_value());
+    EXPECT_EQ(*code, 0) << p->err();
+    EXPECT_THAT(p->err(), Not(HasSubstr("Go ahead")));
+  }
+  // Off a terminal (scripts, the Kubernetes start script): goes ahead without --yes.
+  auto r = Run({"snapshot"});
+  EXPECT_EQ(r.code, 0) << r;
+  EXPECT_THAT(r.err, Not(HasSubstr("Go ahead")));
+}
+
+// ------------------------------------------------------------------------------------------
+// backup
+// ------------------------------------------------------------------------------------------
+
+TEST_F(LockctlOps, BackupTakesFileAsItsArgumentOrAfterTo) {
+  testing::TempDir dir;
+  const std::string a = dir.path() + "/a.lockdbak", b = dir.path() + "/b.lockdbak";
+  auto r = Run({"backup", a});
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_THAT(r.out, HasSubstr("wrote ")) << r;
+  EXPECT_TRUE(std::ifstream(a).good());
+  auto to = Run({"backup", "--to", b});
+  ASSERT_EQ(to.code, 0) << to;
+  EXPECT_TRUE(std::ifstream(b).good());
+  // No progress line off a terminal: stderr stays empty.
+  EXPECT_EQ(r.err, "");
+  auto none = Run({"backup"});
+  EXPECT_EQ(none.code, 2) << none;
+  auto both = Run({"backup", a + ".x", "--to", b + ".x"});
+  EXPECT_EQ(both.code, 2) << both;
+  EXPECT_FALSE(std::ifstream(a + ".x").good());
+  EXPECT_FALSE(std::ifstream(b + ".x").good());
+}
+
+TEST_F(LockctlOps, BackupShowsAProgressLineOnATerminal) {
+  testing::TempDir dir;
+  const std::string file = dir.path() + "/tty.lockdbak";
+  Pty pty;
+  ASSERT_TRUE(pty.ok());
+  // stderr on the terminal, stdout on /dev/null: what `lockctl backup FILE` shows a person.
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, pty.slave(), 2);
+  std::vector<std::string> args{LOCKCTL_BINARY, "--endpoints", Endpoints(), "backup", file};
+  std::vector<char*> argv;
+  for (auto& x : args) argv.push_back(x.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  ASSERT_EQ(posix_spawn(&pid, LOCKCTL_BINARY, &fa, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  std::string screen;
+  int status = 0;
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        screen += pty.Screen();
+        return waitpid(pid, &status, WNOHANG) == pid;
+      },
+      30s));
+  screen += pty.Screen();
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << screen;
+  EXPECT_THAT(screen, HasSubstr("\rbackup from "));
+  EXPECT_THAT(screen, HasSubstr(" KiB received, verifying"));
+  EXPECT_TRUE(std::ifstream(file).good());
 }
 
 // ------------------------------------------------------------------------------------------

@@ -221,6 +221,87 @@ TEST(Metrics, EveryFamilyParsesAndMovesWithItsEvent) {
       cluster, follower, "lockd_grants_total{}", [](double v) { return v == 1; }, 10s));
 }
 
+// The Raft and peer families move with their events: toward a killed follower the leader queues
+// bytes and drops messages (lockd_peer_queue_bytes, lockd_peer_send_failures_total); with no
+// quorum a proposal stays in flight (lockd_proposals_in_flight) until a follower comes back; a
+// leadership transfer raises the term and counts a leader change on every member.
+TEST(Metrics, RaftAndPeerFamiliesMoveWithTheirEvents) {
+  ClusterOptions o;
+  // A leader without a quorum keeps leading for an election timeout at least: long enough for
+  // a scrape (curl and python) to see its proposal in flight on a loaded machine.
+  o.election_min_ms = 3000;
+  Cluster cluster(o);
+  const int leader = cluster.WaitForReady(60s);
+  ASSERT_GE(leader, 0) << cluster.StatusSummary();
+  const int dead = cluster.OtherLiveNode(leader);
+  int other = -1;
+  for (int i = 0; i < cluster.size(); ++i) {
+    if (i != leader && i != dead) other = i;
+  }
+  Client client(cluster);
+  CallOptions to_leader;
+  to_leader.node = leader;
+  to_leader.rotate = false;
+  const std::string peer = "{peer=" + std::to_string(cluster.id(dead)) + "}";
+
+  const Scrape before = ScrapeNode(cluster, leader);
+  EXPECT_EQ(before["lockd_peer_queue_bytes" + peer], 0);
+  EXPECT_EQ(before["lockd_proposals_in_flight{}"], 0);
+
+  // A killed follower: what the leader sends it queues (up to the unreachable bound), then drops.
+  cluster.Kill(dead);
+  for (int n = 0; n < 40; ++n) {
+    v1::GrantLeaseResponse g;
+    ASSERT_TRUE(client.GrantLease(60'000, &g, "peer-traffic", to_leader).status.ok());
+  }
+  EXPECT_TRUE(WaitSample(
+      cluster, leader, "lockd_peer_queue_bytes" + peer, [](double v) { return v > 0; }, 20s));
+  EXPECT_TRUE(WaitSample(
+      cluster, leader, "lockd_peer_send_failures_total" + peer,
+      [&](double v) { return v > std::max(0.0, before["lockd_peer_send_failures_total" + peer]); },
+      20s));
+  EXPECT_EQ(ScrapeNode(cluster, leader)["lockd_peer_connected" + peer], 0);
+
+  // No quorum (the other follower paused too): a proposal waits in flight, and commits once the
+  // follower resumes.
+  cluster.Pause(other);
+  std::thread proposer([&] {
+    CallOptions once = to_leader;
+    once.deadline = 20s;
+    once.attempt = 20s;
+    v1::GrantLeaseResponse g;
+    EXPECT_TRUE(client.GrantLease(60'000, &g, "in-flight", once).status.ok());
+  });
+  EXPECT_TRUE(WaitSample(
+      cluster, leader, "lockd_proposals_in_flight{}", [](double v) { return v >= 1; }, 5s));
+  cluster.Resume(other);
+  proposer.join();
+  EXPECT_TRUE(WaitSample(
+      cluster, leader, "lockd_proposals_in_flight{}", [](double v) { return v == 0; }, 10s));
+
+  // A leadership transfer to the other follower: a new term, a leader change seen by both.
+  const Scrape at_other = ScrapeNode(cluster, other);
+  const Scrape at_leader = ScrapeNode(cluster, leader);
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 20s);
+    v1::TransferLeadershipRequest req;
+    req.set_to(cluster.id(other));
+    v1::TransferLeadershipResponse resp;
+    ASSERT_TRUE(cluster.cluster(leader).TransferLeadership(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.leader_id(), cluster.id(other));
+  }
+  EXPECT_TRUE(WaitSample(
+      cluster, other, "lockd_is_leader{}", [](double v) { return v == 1; }, 10s));
+  const Scrape after = ScrapeNode(cluster, other);
+  EXPECT_GT(after["lockd_raft_term{}"], at_other["lockd_raft_term{}"]);
+  EXPECT_GT(after["lockd_leader_changes_total{}"], at_other["lockd_leader_changes_total{}"]);
+  EXPECT_TRUE(WaitSample(
+      cluster, leader, "lockd_leader_changes_total{}",
+      [&](double v) { return v > at_leader["lockd_leader_changes_total{}"]; }, 10s));
+  EXPECT_EQ(ScrapeNode(cluster, leader)["lockd_raft_term{}"], after["lockd_raft_term{}"]);
+}
+
 TEST(Metrics, HealthzIsLivenessAndReadyzNamesWhyANodeIsNotReady) {
   Cluster cluster;
   const int leader = cluster.WaitForReady();
