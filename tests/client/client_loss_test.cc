@@ -377,12 +377,33 @@ TEST(ClientLoss, AKeepAliveThatStopsReadingIsLeftForTheNextEndpoint) {
   const uint64_t stuck0 = Renewer::stuck_streams_total.load();
   // TTL 12 s: renewals every ~4 s, each answer awaited 2 s, far longer than the stuck rule.
   constexpr int kLeases = 300;
+  // Granted from several threads at once, so that their renewals come due close together and
+  // fill the queue well within one answer timeout even on a loaded machine (granted one by one
+  // at load ~10 they trickled in slower than that, and the answer timeout moved the stream
+  // first: the rule under test never ran).
+  constexpr int kGranters = 10;
   std::vector<std::shared_ptr<Lease>> leases;
-  for (int i = 0; i < kLeases; ++i) {
-    auto l = client->GrantLease(12'000ms, "t");
-    ASSERT_TRUE(l.ok()) << l.status().ToString();
-    leases.push_back(*l);
+  std::mutex leases_mu;
+  std::atomic<int> refused{0};
+  {
+    std::vector<std::thread> granters;
+    for (int t = 0; t < kGranters; ++t) {
+      granters.emplace_back([&] {
+        for (int i = 0; i < kLeases / kGranters; ++i) {
+          auto l = client->GrantLease(12'000ms, "t");
+          if (!l.ok()) {
+            ++refused;
+            continue;
+          }
+          std::lock_guard g(leases_mu);
+          leases.push_back(*l);
+        }
+      });
+    }
+    for (auto& t : granters) t.join();
   }
+  ASSERT_EQ(refused.load(), 0);
+  ASSERT_EQ(static_cast<int>(leases.size()), kLeases);
   ASSERT_TRUE(testing::WaitFor([&] { return Renewer::stuck_streams_total.load() > stuck0; }, 15s))
       << "the full queue on the stream that reads nothing was never judged stuck";
   Renewer::queue_limit_for_tests = Renewer::kMaxQueuedRenewals;
