@@ -23,8 +23,13 @@
 --          number, an empty or overlong (> 512 bytes) lock name, a cluster id that is not 1..64
 --          hex digits
 --   22P02  a fence given as text that is not a decimal integer ('12abc', '1.5')
--- Under REPEATABLE READ or SERIALIZABLE a concurrent update of the same fence row fails with 40001
--- (retry the transaction, as for any serialization failure); READ COMMITTED waits instead.
+-- Under REPEATABLE READ or SERIALIZABLE a check fails with 40001 when another transaction
+-- checked a write on the same lock and committed since this one's snapshot (every admitted
+-- lockd_fence updates the fence row, an equal fence included): retry the transaction, as for any
+-- serialization failure; READ COMMITTED waits instead. Run the check as a statement of its own,
+-- before the transaction's reads: a statement such as
+-- `SELECT balance, lockd_fence_read(...) FROM wallet` reads with the snapshot taken before the
+-- check waited, and under READ COMMITTED misses the previous holder's last write.
 
 CREATE SCHEMA IF NOT EXISTS lockd;
 
@@ -141,10 +146,12 @@ BEGIN
     SELECT * INTO v_row FROM lockd.fences WHERE lock_name = p_name FOR UPDATE;
   END IF;
   PERFORM lockd.admit(p_name, p_fence, v_cluster, v_row.fence, v_row.cluster_id);
-  IF p_fence > v_row.fence OR v_row.cluster_id <> v_cluster THEN
-    UPDATE lockd.fences SET fence = p_fence, cluster_id = v_cluster, updated_at = now()
-      WHERE lock_name = p_name;
-  END IF;
+  -- Updated even when the fence is equal: the new row version is what makes the next holder's
+  -- FOR UPDATE / FOR SHARE fail with 40001 under REPEATABLE READ or SERIALIZABLE when its
+  -- snapshot predates this transaction's commit. A row that was only locked raises nothing, and
+  -- such a holder would read data from before this write and overwrite it (a lost update).
+  UPDATE lockd.fences SET fence = p_fence, cluster_id = v_cluster, updated_at = now()
+    WHERE lock_name = p_name;
   RETURN p_fence;
 END $$;
 
