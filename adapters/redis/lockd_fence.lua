@@ -20,12 +20,15 @@
 -- would round above 2^53). A fence of another cluster is admitted only when it is above the largest
 -- seen: a restored cluster's raised token floor makes its fences so (docs/fencing.md). Unpinned
 -- (no ADMIT), that also admits an unrelated cluster whose fences happen to be larger; with ADMIT,
--- a cluster not in the list is refused (LOCKD_ADMIT) whatever its fence.
+-- a cluster not in the list is refused (LOCKD_ADMIT) whatever its fence. An admitted call with
+-- ADMIT stores its list in the fence record (field admit), and from then on a cluster not in the
+-- stored list is refused whatever the call passes, ADMIT or none; a call replaces the stored list
+-- only if its cluster is in it. To admit a restored cluster: HSET <fence key> admit <old>,<new>.
 --
 -- Errors (nothing is written):
 --   LOCKD_STALE    stale fence: below the largest seen for the lock (a holder paused past its lease)
 --   LOCKD_CLUSTER  a fence of another cluster that is not above the largest seen
---   LOCKD_ADMIT    the cluster is not in the ADMIT list
+--   LOCKD_ADMIT    the cluster is not in the ADMIT list, or in the list stored in the record
 --   LOCKD_BADARG   bad arguments: not 2 keys, an unknown operation, fence 0 / negative /
 --                  non-numeric / above 2^64-1, a lock name not 1..512 bytes or with a NUL, a
 --                  cluster id that is not 1..64 hex digits, a SET without exactly one value, a
@@ -49,7 +52,7 @@ local function check(keys, argv)
     return nil, fail('LOCKD_BADARG', "operation must be SET or GET, got '" .. tostring(op) .. "'")
   end
   local fixed = op == 'SET' and 5 or 4
-  local admitted = nil
+  local admitted, admit_list = nil, nil
   if #argv == fixed + 2 and argv[fixed + 1] == 'ADMIT' then
     admitted = {}
     for id in string.gmatch(argv[fixed + 2] .. ',', '([^,]*),') do
@@ -59,6 +62,10 @@ local function check(keys, argv)
       end
       admitted[string.lower(id)] = true
     end
+    local ids = {}
+    for id in pairs(admitted) do ids[#ids + 1] = id end
+    table.sort(ids)
+    admit_list = table.concat(ids, ',')
   elseif #argv ~= fixed then
     return nil, fail('LOCKD_BADARG', op .. ' takes lock name, fence, cluster id' ..
                      (op == 'SET' and ', value' or '') .. ' [ADMIT ids]; got ' .. (#argv - 1) ..
@@ -89,7 +96,7 @@ local function check(keys, argv)
     return nil, fail('LOCKD_ADMIT', 'cluster ' .. cluster .. " on lock '" .. name ..
                      "' is not admitted (ADMIT " .. string.sub(argv[fixed + 2], 1, 200) .. ')')
   end
-  return {op = op, name = name, fence = canonical, cluster = cluster}
+  return {op = op, name = name, fence = canonical, cluster = cluster, admit = admit_list}
 end
 
 -- Redis does not undo a script's writes when a later command of it fails, so everything that could
@@ -118,14 +125,25 @@ local function run(keys, argv)
   if not a then return err end
   err = check_keys(keys)
   if err then return err end
-  local seen = redis.call('HMGET', keys[1], 'fence', 'cluster', 'lock')
-  local largest, largest_cluster, recorded_lock = seen[1], seen[2], seen[3]
+  local seen = redis.call('HMGET', keys[1], 'fence', 'cluster', 'lock', 'admit')
+  local largest, largest_cluster, recorded_lock, pinned = seen[1], seen[2], seen[3], seen[4]
   -- A fence key shared by two locks would order their unrelated fences. (A second fence key for
   -- one lock, which would admit stale writes through it, cannot be seen from here: the docs ask
   -- for one fence key per lock, the builders' default.)
   if recorded_lock and recorded_lock ~= a.name then
     return fail('LOCKD_BADARG', "fence key '" .. string.sub(keys[1], 1, 200) ..
                 "' records lock '" .. recorded_lock .. "', not '" .. a.name .. "'")
+  end
+  -- The pin a pinned call stored binds every later call, whatever that call's own ADMIT says (or
+  -- whether it has one): a writer of a foreign cluster brings its own configuration.
+  if pinned then
+    local listed = false
+    for id in string.gmatch(pinned .. ',', '([^,]*),') do listed = listed or id == a.cluster end
+    if not listed then
+      return fail('LOCKD_ADMIT', 'cluster ' .. a.cluster .. " on lock '" .. a.name ..
+                  "' is not admitted (pinned in the fence record: " .. string.sub(pinned, 1, 200) ..
+                  ')')
+    end
   end
   if largest then
     local c = compare(a.fence, largest)
@@ -144,6 +162,8 @@ local function run(keys, argv)
      not recorded_lock then
     redis.call('HSET', keys[1], 'fence', a.fence, 'cluster', a.cluster, 'lock', a.name)
   end
+  -- An admitted pinned call stores its list (it is in the stored one, if any, checked above).
+  if a.admit and a.admit ~= pinned then redis.call('HSET', keys[1], 'admit', a.admit) end
   if a.op == 'SET' then return redis.call('SET', keys[2], argv[5]) end
   return redis.call('GET', keys[2])
 end

@@ -299,12 +299,41 @@ TEST_F(RedisFence, AnUnknownClusterWithALargerFenceIsAdmittedUnpinnedAndRefusedP
   EXPECT_EQ(admitted->argv[admitted->argv.size() - 2], "ADMIT");
   EXPECT_FALSE(Run(admitted).error);
   EXPECT_EQ(Recorded(name), "6000000000000 " + restored);
-  // Unpinned (the default), the same unknown cluster with a larger fence is admitted and the
-  // record relabelled: the documented cost of admitting restores unattended.
-  EXPECT_FALSE(Eval(name, {"SET", name, "7000000000000", unknown, "foreign"}, "pin").error);
-  EXPECT_EQ(Recorded(name), "7000000000000 " + unknown);
+  // The pin is stored in the record: a writer of a foreign cluster, which brings its own
+  // configuration (no ADMIT, or an ADMIT listing itself), is refused whatever its fence.
+  EXPECT_EQ(Command(ctx_, {"HGET", fence::RedisFenceKey(name), "admit"}).text,
+            ours + "," + restored);
+  for (const auto& foreign : std::vector<std::vector<std::string>>{
+           {"SET", name, "7000000000000", unknown, "foreign"},
+           {"SET", name, "7000000000000", unknown, "foreign", "ADMIT", unknown},
+           {"GET", name, "7000000000000", unknown}}) {
+    SCOPED_TRACE(foreign.back());
+    RedisAnswer a = Eval(name, foreign, "pin");
+    EXPECT_NE(a.text.find("LOCKD_ADMIT lockd_fence: cluster " + unknown +
+                          " on lock 'seat/pin' is not admitted (pinned in the fence record"),
+              std::string::npos)
+        << a.text;
+    EXPECT_EQ(Recorded(name), "6000000000000 " + restored);
+    EXPECT_EQ(Command(ctx_, {"GET", "pin"}).text, "v2");
+    EXPECT_EQ(Command(ctx_, {"HGET", fence::RedisFenceKey(name), "admit"}).text,
+              ours + "," + restored);
+  }
+  // A listed cluster passes unpinned calls, and replaces the stored list with its own.
+  EXPECT_FALSE(Eval(name, {"GET", name, "6000000000000", restored}, "pin").error);
+  EXPECT_FALSE(
+      Eval(name, {"SET", name, "6000000000000", restored, "v3", "ADMIT", restored}, "pin").error);
+  EXPECT_NE(Eval(name, {"SET", name, "7000000000000", ours, "v4", "ADMIT", ours}, "pin")
+                .text.find("LOCKD_ADMIT"),
+            std::string::npos);
+  EXPECT_EQ(Command(ctx_, {"GET", "pin"}).text, "v3");
+  // Unpinned (the default: no call ever passed ADMIT), an unknown cluster with a larger fence is
+  // admitted and the record relabelled: the documented cost of admitting restores unattended.
+  const std::string free = "seat/unpinned";
+  ASSERT_FALSE(Eval(free, {"SET", free, "6000000000000", restored, "v1"}, "free").error);
+  EXPECT_FALSE(Eval(free, {"SET", free, "7000000000000", unknown, "foreign"}, "free").error);
+  EXPECT_EQ(Recorded(free), "7000000000000 " + unknown);
   EXPECT_NE(
-      Eval(name, {"SET", name, "6000000000001", restored, "v3"}, "pin").text.find("LOCKD_CLUSTER"),
+      Eval(free, {"SET", free, "6000000000001", restored, "v3"}, "free").text.find("LOCKD_CLUSTER"),
       std::string::npos);
   // A malformed ADMIT list is bad input.
   EXPECT_NE(Eval(name, {"GET", name, "7000000000000", unknown, "ADMIT", "xyz"}, "pin")
