@@ -33,8 +33,9 @@
 --                  non-numeric / above 2^64-1, a lock name not 1..512 bytes or with a NUL, a
 --                  cluster id that is not 1..64 hex digits, a SET without exactly one value, a
 --                  malformed ADMIT list,
---                  fence key = data key, a fence key that is no hash or records another lock, a
---                  data key that holds no string
+--                  fence key = data key, a fence key that is no lockd record (not a hash, or a
+--                  hash without fence, cluster and lock or with other fields) or records another
+--                  lock, a data key that holds no string
 
 local function fail(code, msg) return redis.error_reply(code .. ' lockd_fence: ' .. msg) end
 
@@ -111,6 +112,25 @@ local function check_keys(keys)
     return fail('LOCKD_BADARG', "fence key '" .. string.sub(keys[1], 1, 200) .. "' holds a " ..
                 fence_type .. ', not a lockd fence record (a hash)')
   end
+  -- A hash that is not a lockd record (an application's hash passed as the fence key by mistake)
+  -- is refused rather than written into. Every record the script writes has fence, cluster and
+  -- lock, and admit once a pinned call recorded.
+  if fence_type == 'hash' then
+    local fields = redis.call('HLEN', keys[1]) <= 4 and redis.call('HKEYS', keys[1]) or {'?'}
+    local known = {fence = 0, cluster = 0, lock = 0, admit = 0}
+    for _, field in ipairs(fields) do
+      if not known[field] then
+        return fail('LOCKD_BADARG', "fence key '" .. string.sub(keys[1], 1, 200) ..
+                    "' is a hash with other fields than fence, cluster, lock and admit: " ..
+                    'not a lockd fence record')
+      end
+      known[field] = 1
+    end
+    if known.fence + known.cluster + known.lock ~= 3 then
+      return fail('LOCKD_BADARG', "fence key '" .. string.sub(keys[1], 1, 200) ..
+                  "' is a hash without the fields fence, cluster and lock: not a lockd fence record")
+    end
+  end
   -- Only strings: a SET over a hash could erase another lock's fence record.
   local data_type = redis.call('TYPE', keys[2]).ok
   if data_type ~= 'string' and data_type ~= 'none' then
@@ -158,8 +178,7 @@ local function run(keys, argv)
                   ' (cluster ' .. tostring(largest_cluster) .. ')')
     end
   end
-  if not largest or compare(a.fence, largest) > 0 or largest_cluster ~= a.cluster or
-     not recorded_lock then
+  if not largest or compare(a.fence, largest) > 0 or largest_cluster ~= a.cluster then
     redis.call('HSET', keys[1], 'fence', a.fence, 'cluster', a.cluster, 'lock', a.name)
   end
   -- An admitted pinned call stores its list (it is in the stored one, if any, checked above).

@@ -385,6 +385,25 @@ TEST_F(RedisFence, KeyMisuseIsRefusedBeforeAnythingIsWritten) {
   EXPECT_EQ(f.text, name);
   EXPECT_EQ(Command(ctx_, {"GET", "{keys/1}:data"}).text, "v");
   EXPECT_EQ(Command(ctx_, {"TYPE", "{keys/1}:hash"}).text, "hash");
+  // A hash that is not a lockd record (no lock field, or other fields) is not written into.
+  for (const auto& fields : std::vector<std::vector<std::string>>{
+           {"f", "x"},
+           {"fence", "1", "cluster", cluster},
+           {"fence", "1", "cluster", cluster, "lock", "keys/4", "f", "x"}}) {
+    SCOPED_TRACE(fields.size());
+    const std::string key = "{keys/4}:lockd-fence";
+    ASSERT_FALSE(Command(ctx_, {"DEL", key}).error);
+    std::vector<std::string> hset = {"HSET", key};
+    hset.insert(hset.end(), fields.begin(), fields.end());
+    ASSERT_FALSE(Command(ctx_, hset).error);
+    RedisAnswer a = Eval("keys/4", {"SET", "keys/4", "5", cluster, "v"}, "{keys/4}:data");
+    EXPECT_NE(a.text.find("LOCKD_BADARG lockd_fence: fence key '" + key + "' is a hash with"),
+              std::string::npos)
+        << a.text;
+    EXPECT_NE(a.text.find("not a lockd fence record"), std::string::npos) << a.text;
+    EXPECT_EQ(Command(ctx_, {"HLEN", key}).text, std::to_string(fields.size() / 2));
+    EXPECT_TRUE(Command(ctx_, {"GET", "{keys/4}:data"}).nil);
+  }
   // A fence key that is not a hash.
   ASSERT_FALSE(Command(ctx_, {"SET", "{keys/3}:lockd-fence", "x"}).error);
   EXPECT_NE(Eval("keys/3", {"SET", "keys/3", "1", cluster, "v"}, "{keys/3}:data")
