@@ -13,7 +13,10 @@
 -- do not block each other once that fence is recorded; the first reader of a new fence records it
 -- under the exclusive lock, and the others wait for its transaction).
 --
--- Errors (the transaction is aborted; nothing of it is written):
+-- Errors (the transaction is aborted; nothing of it is written). Never continue a transaction
+-- after a failed check: roll it back. Do not catch the error or run the call in a savepoint
+-- (psql ON_ERROR_ROLLBACK, pgJDBC autosave, a PL/pgSQL EXCEPTION block): rolling back only the
+-- savepoint also releases the fence row's lock, and the guarded write then commits.
 --   LF001  stale fence: below the largest fence seen for the lock (a holder paused past its lease)
 --   LF002  a fence of another cluster that is not above the largest seen (a holder of a cluster
 --          replaced by a restore, or of an unrelated cluster)
