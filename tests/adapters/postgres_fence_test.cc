@@ -249,7 +249,16 @@ TEST_F(PostgresFence, AnotherClustersFenceIsAdmittedOnlyAboveTheLargestAndPinnin
   ASSERT_TRUE(Exec(conn_, "SELECT lockd_fence('seat/44', 1000, $1)", {old_cluster}).ok());
   EXPECT_TRUE(Exec(conn_, "SELECT lockd_fence('seat/44', 7000000000000, $1)", {unrelated}).ok());
   EXPECT_EQ(Recorded("seat/44"), "7000000000000 " + unrelated);
-  // Pinned: only admitted clusters pass, even with a larger fence.
+  // Pinned: only admitted clusters pass, even with a larger fence. The pin is undone however the
+  // test ends: left behind, it would fail every later test of the binary with LF003.
+  struct Unpin {
+    PostgresServer* server;
+    ~Unpin() {
+      PGconn* conn = server->Connect();
+      EXPECT_TRUE(conn && Exec(conn, "DELETE FROM lockd.admitted_clusters").ok());
+      if (conn) PQfinish(conn);
+    }
+  } unpin{server_};
   ASSERT_TRUE(Exec(conn_, "SELECT lockd_fence_admit_cluster($1)", {restored}).ok());
   for (const char* fn : {"lockd_fence", "lockd_fence_read"}) {
     SCOPED_TRACE(fn);
@@ -264,7 +273,6 @@ TEST_F(PostgresFence, AnotherClustersFenceIsAdmittedOnlyAboveTheLargestAndPinnin
   EXPECT_EQ(Recorded("seat/43"), "");
   EXPECT_TRUE(Exec(conn_, "SELECT lockd_fence('seat/43', 1, $1)", {restored}).ok());
   EXPECT_EQ(Exec(conn_, "SELECT lockd_fence_admit_cluster('xyz')").sqlstate, "22023");
-  ASSERT_TRUE(Exec(conn_, "DELETE FROM lockd.admitted_clusters").ok());
 }
 
 TEST_F(PostgresFence, ReadersOfOneFenceDoNotBlockEachOtherAndAWriterWaitsForThem) {
