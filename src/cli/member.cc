@@ -75,13 +75,9 @@ int RunMemberRemove(const CommandContext& c, uint64_t id) {
 }
 
 int RunMemberList(const CommandContext& c) {
-  pb::StatusResponse resp;
-  grpc::Status s = CallAny<pb::ClusterService>(c, c.timeout, [&](auto& stub, auto& ctx, uint32_t) {
-    return stub.Status(&ctx, pb::StatusRequest(), &resp);
-  });
-  if (!s.ok()) return ReportError(c.err, s);
-  c.out << FormatStatus(resp, c.json);
-  return 0;
+  // The member table as the leader sees it: a follower that has not yet applied the entry a
+  // `member add` just waited for would still show the new member as a learner.
+  return RunStatus(c);
 }
 
 }  // namespace lockd::cli
