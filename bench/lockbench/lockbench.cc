@@ -7,6 +7,12 @@
 //   contended    N clients on K hot names, each Acquire waiting; handoffs/s and the time from a
 //                release being sent to the next holder's grant
 //   keepalive    L leases renewed over S KeepAlive streams, a window of renewals in flight each
+//   failover     closed-loop lock+unlock through the client library (its retries and leader
+//                discovery), every success's completion time kept: the longest gap between two
+//                successes is what a leader kill -9 during the run cost (bench/compare.sh kills)
+//   fill         the scale workload's load: --leases leases of --ttl-ms, then --locks locks held
+//                under them (round robin), many Acquires in flight; then each server's resident
+//                memory (bench/scale.sh restarts a node and times its catch-up)
 //   floor        what the hardware allows: a gRPC round trip to the leader (ClusterService.Status,
 //                answered from memory) and an append + fdatasync of 128 bytes in --sync-dir; the
 //                floor of an uncontended lock+unlock is 2 x (rtt + max(sync, rtt + sync)): each of
@@ -15,6 +21,7 @@
 // It prints a table row and a JSON line per workload: throughput, latency percentiles, errors by
 // code, and the CPU seconds of this process and of each server pid given (from /proc).
 #include <fcntl.h>
+#include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -35,6 +42,7 @@
 #include <thread>
 #include <vector>
 
+#include "lockd/client.h"
 #include "lockd/v1/lockd.grpc.pb.h"
 
 namespace lockbench {
@@ -54,10 +62,12 @@ struct Config {
   int clients = 16;
   int connections = 4;
   double seconds = 10;
-  int names = 1;      // contended: hot names
-  int leases = 1000;  // keepalive
-  int streams = 16;   // keepalive
-  int window = 8;     // keepalive: renewals in flight per stream
+  int names = 1;        // contended: hot names
+  int leases = 1000;    // keepalive
+  int streams = 16;     // keepalive
+  int window = 8;       // keepalive: renewals in flight per stream
+  int64_t locks = 0;    // fill: locks held at the end
+  int in_flight = 256;  // fill: Acquires in flight
   uint64_t ttl_ms = 60'000;
   bool spread = false;
   std::vector<int> server_pids;
@@ -88,6 +98,16 @@ double SelfCpuSeconds() {
   getrusage(RUSAGE_SELF, &ru);
   auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
   return tv(ru.ru_utime) + tv(ru.ru_stime);
+}
+
+/// Resident memory of `pid` in MiB (VmRSS), 0 if it is gone.
+double ResidentMiB(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // kB
+  }
+  return 0;
 }
 
 struct CpuSample {
@@ -140,7 +160,8 @@ void Report(const Config& c, const Summary& s) {
   double server_cpu = 0;
   std::string per_server;
   for (size_t k = 0; k < s.cpu_after.servers.size(); ++k) {
-    const double d = s.cpu_after.servers[k] - s.cpu_before.servers[k];
+    // A server killed during the run (failover) reads 0 after: its CPU is not known, not negative.
+    const double d = std::max(0.0, s.cpu_after.servers[k] - s.cpu_before.servers[k]);
     server_cpu += d;
     per_server += (k ? "," : "") + std::to_string(d);
   }
@@ -286,11 +307,14 @@ class Cluster {
 };
 
 uint64_t GrantLease(pb::LockService::Stub& stub, Identity& id, uint64_t ttl_ms) {
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    pb::GrantLeaseRequest req;
-    id.Next(req.mutable_header());
-    req.set_ttl_ms(ttl_ms);
-    req.set_label("lockbench");
+  // Retries keep the request id (attempt + 1): a grant whose answer was lost is answered again
+  // rather than granted twice.
+  pb::GrantLeaseRequest req;
+  id.Next(req.mutable_header());
+  req.set_ttl_ms(ttl_ms);
+  req.set_label("lockbench");
+  for (uint32_t attempt = 1; attempt <= 50; ++attempt) {
+    req.mutable_header()->set_attempt(attempt);
     pb::GrantLeaseResponse resp;
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -588,6 +612,233 @@ Summary RunKeepAlive(const Config& c, Cluster& cluster) {
   return s;
 }
 
+// --- Failover: the client library's retries across a leader kill ---------------------------------
+
+Summary RunFailover(const Config& c) {
+  Recorder rec(c.clients);
+  std::mutex succ_mu;
+  std::vector<Clock::time_point> successes;
+  std::atomic<uint64_t> ops{0};
+  Summary s;
+  s.workload = "failover";
+  std::mt19937_64 rng(std::random_device{}());
+  const std::string run = std::to_string(rng() % 1'000'000);
+  s.cpu_before = CpuSample::Take(c);
+  const auto start = Clock::now();
+  const auto deadline =
+      start + std::chrono::duration_cast<Clock::duration>(duration<double>(c.seconds));
+  std::vector<std::thread> threads;
+  for (int k = 0; k < c.clients; ++k) {
+    threads.emplace_back([&, k] {
+      lockd::client::ClientOptions o;
+      o.endpoints = c.endpoints;
+      o.log = [](const std::string&) {};
+      auto client = lockd::client::Client::Connect(o);
+      if (!client.ok()) {
+        rec.Error("connect: " + client.status().ToString());
+        return;
+      }
+      std::shared_ptr<lockd::client::Lease> lease;
+      const std::string name = "lockbench/" + run + "/failover/" + std::to_string(k);
+      std::vector<Clock::time_point> mine;
+      while (Clock::now() < deadline) {
+        if (!lease || !lease->valid()) {
+          auto l = (*client)->GrantLease(std::chrono::milliseconds(c.ttl_ms), "lockbench");
+          if (!l.ok()) {
+            rec.Error("grant: " + std::string(lockd::client::StatusCodeName(l.status().code())));
+            continue;
+          }
+          lease = l.value();
+        }
+        const auto t0 = Clock::now();
+        auto lock = (*client)->Acquire(name, lease);
+        if (!lock.ok() || !lock.value().acquired()) {
+          rec.Error(lock.ok()
+                        ? std::string("not acquired")
+                        : "acquire: " +
+                              std::string(lockd::client::StatusCodeName(lock.status().code())));
+          continue;
+        }
+        auto released = lock.value().Release();
+        if (!released.ok()) {
+          rec.Error("release: " + std::string(lockd::client::StatusCodeName(released.code())));
+          continue;
+        }
+        const auto t1 = Clock::now();
+        rec.per_client[static_cast<size_t>(k)].push_back(static_cast<uint32_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(t1 - t0).count()));
+        mine.push_back(t1);
+        ops.fetch_add(1, std::memory_order_relaxed);
+      }
+      std::lock_guard g(succ_mu);
+      successes.insert(successes.end(), mine.begin(), mine.end());
+    });
+  }
+  for (auto& t : threads) t.join();
+  s.seconds = Seconds(Clock::now() - start);
+  s.cpu_after = CpuSample::Take(c);
+  s.ops = ops.load();
+  for (auto& v : rec.per_client) s.lat.insert(s.lat.end(), v.begin(), v.end());
+  std::sort(s.lat.begin(), s.lat.end());
+  s.errors = rec.errors;
+  // The longest time no client completed an operation: from the start, between successes, to
+  // the end (a run that never recovered shows it).
+  std::sort(successes.begin(), successes.end());
+  Clock::duration max_gap{0};
+  Clock::time_point prev = start, gap_from = start;
+  for (const auto& t : successes) {
+    if (t - prev > max_gap) max_gap = t - prev, gap_from = prev;
+    prev = t;
+  }
+  const auto end = start + std::chrono::duration_cast<Clock::duration>(duration<double>(s.seconds));
+  if (end - prev > max_gap) max_gap = end - prev, gap_from = prev;
+  std::ostringstream e;
+  e << "\"max_gap_ms\":" << Seconds(max_gap) * 1000
+    << ",\"max_gap_from_s\":" << Seconds(gap_from - start) << ", ";
+  s.extra = e.str();
+  std::printf("failover: longest gap between successes %.0f ms, from %.2f s into the run\n",
+              Seconds(max_gap) * 1000, Seconds(gap_from - start));
+  return s;
+}
+
+// --- Fill: many leases and locks held, for the scale workload -----------------------------------
+
+/// Keeps `in_flight` Acquires outstanding until `total` locks are held, name k under lease
+/// k % leases. A refused or failed Acquire is retried (same name) after a pause.
+class Filler {
+ public:
+  Filler(pb::LockService::Stub& stub, const std::vector<uint64_t>& leases, int64_t total,
+         const std::string& prefix, Recorder& rec)
+      : stub_(stub), leases_(leases), total_(total), prefix_(prefix), rec_(rec) {}
+
+  void Run(int in_flight) {
+    std::mt19937_64 rng(std::random_device{}());
+    std::vector<std::unique_ptr<Slot>> slots;
+    for (int k = 0; k < in_flight; ++k) slots.push_back(std::make_unique<Slot>(*this, rng));
+    for (auto& sl : slots) sl->Next();
+    std::unique_lock g(mu_);
+    cv_.wait(g, [&] { return idle_ == in_flight; });
+  }
+  int64_t held() const { return held_.load(); }
+
+ private:
+  /// One Acquire in flight at a time. A retry keeps the request id (attempt + 1): an Acquire
+  /// whose answer was lost (a deadline during an election) then gets its first outcome back
+  /// instead of "not acquired" from its own grant. Pauses are alarms, never sleeps on gRPC's
+  /// callback threads (a sleeping callback holds up every other slot's answers).
+  struct Slot {
+    Filler& f;
+    Identity id;
+    std::unique_ptr<grpc::ClientContext> ctx;
+    grpc::Alarm pause;
+    pb::AcquireRequest req;
+    pb::AcquireResponse resp;
+    int64_t index = -1;
+    Slot(Filler& filler, std::mt19937_64& rng) : f(filler), id(rng) {}
+
+    void Next() {
+      if (index < 0) {
+        index = f.next_.fetch_add(1);
+        if (index >= f.total_) {
+          std::lock_guard g(f.mu_);
+          ++f.idle_;
+          f.cv_.notify_all();
+          return;
+        }
+        req.Clear();
+        id.Next(req.mutable_header());
+        req.set_name(f.prefix_ + std::to_string(index));
+        req.set_lease_id(f.leases_[static_cast<size_t>(index) % f.leases_.size()]);
+        req.set_mode(pb::EXCLUSIVE);
+      } else {
+        req.mutable_header()->set_attempt(req.header().attempt() + 1);
+      }
+      ctx = std::make_unique<grpc::ClientContext>();
+      ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      f.stub_.async()->Acquire(ctx.get(), &req, &resp, [this](grpc::Status s) {
+        if (s.ok() && resp.acquired()) {
+          f.held_.fetch_add(1);
+          index = -1;
+          Next();
+          return;
+        }
+        if (s.ok()) {
+          f.rec_.Error("not acquired");
+          index = -1;  // someone else's name: skip it (nothing else uses the prefix)
+        } else {
+          f.rec_.Error(s);
+        }
+        pause.Set(std::chrono::system_clock::now() + std::chrono::milliseconds(50),
+                  [this](bool) { Next(); });
+      });
+    }
+  };
+
+  pb::LockService::Stub& stub_;
+  const std::vector<uint64_t>& leases_;
+  const int64_t total_;
+  const std::string prefix_;
+  Recorder& rec_;
+  std::atomic<int64_t> next_{0};
+  std::atomic<int64_t> held_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int idle_ = 0;
+};
+
+Summary RunFill(const Config& c, Cluster& cluster) {
+  std::mt19937_64 rng(std::random_device{}());
+  Recorder rec(1);
+  Summary s;
+  s.workload = "fill";
+  s.cpu_before = CpuSample::Take(c);
+  const auto start = Clock::now();
+  // Leases first, granted many at a time over the connections.
+  std::vector<uint64_t> leases(static_cast<size_t>(c.leases));
+  {
+    std::atomic<size_t> next{0};
+    std::vector<std::thread> granters;
+    for (int t = 0; t < std::min(c.connections * 8, 64); ++t) {
+      granters.emplace_back([&, t] {
+        std::mt19937_64 r(rng() + static_cast<uint64_t>(t));
+        Identity id(r);
+        for (size_t k; (k = next.fetch_add(1)) < leases.size();) {
+          leases[k] = GrantLease(cluster.For(static_cast<int>(k)), id, c.ttl_ms);
+        }
+      });
+    }
+    for (auto& g : granters) g.join();
+  }
+  const double leases_s = Seconds(Clock::now() - start);
+  std::printf("fill: %d leases granted in %.1f s\n", c.leases, leases_s);
+  std::fflush(stdout);
+  const auto locks_start = Clock::now();
+  const std::string prefix = "lockbench/" + std::to_string(rng() % 1'000'000) + "/fill/";
+  Filler filler(cluster.For(0), leases, c.locks, prefix, rec);
+  filler.Run(std::max(1, c.in_flight));
+  const double locks_s = Seconds(Clock::now() - locks_start);
+  s.seconds = Seconds(Clock::now() - start);
+  s.cpu_after = CpuSample::Take(c);
+  s.ops = static_cast<uint64_t>(filler.held());
+  s.errors = rec.errors;
+  std::ostringstream e;
+  e << "\"leases\":" << c.leases << ",\"locks\":" << filler.held() << ",\"leases_s\":" << leases_s
+    << ",\"locks_s\":" << locks_s
+    << ",\"locks_per_s\":" << (locks_s > 0 ? static_cast<double>(filler.held()) / locks_s : 0)
+    << ",\"rss_mib\":[";
+  std::printf("fill: %lld locks held in %.1f s; resident memory (MiB):",
+              static_cast<long long>(filler.held()), locks_s);
+  for (size_t k = 0; k < c.server_pids.size(); ++k) {
+    const double rss = ResidentMiB(c.server_pids[k]);
+    e << (k ? "," : "") << rss;
+    std::printf(" %.0f", rss);
+  }
+  e << "], ";
+  std::printf("\n");
+  s.extra = e.str();
+  return s;
+}
+
 void RunFloor(const Config& c, const Cluster& cluster) {
   auto stub = pb::ClusterService::NewStub(Dial(cluster.target(), -2));
   std::vector<uint32_t> rtt, sync;
@@ -643,9 +894,11 @@ int Main(int argc, char** argv) {
   std::string endpoints = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003", pids;
   app.add_option("--endpoints", endpoints, "client addresses, comma-separated")
       ->capture_default_str();
-  app.add_option("--workload", c.workload, "uncontended | contended | keepalive | floor | all")
+  app.add_option("--workload", c.workload,
+                 "uncontended | contended | keepalive | floor | all (those four) | failover | fill")
       ->capture_default_str()
-      ->check(CLI::IsMember({"uncontended", "contended", "keepalive", "floor", "all"}));
+      ->check(CLI::IsMember(
+          {"uncontended", "contended", "keepalive", "floor", "all", "failover", "fill"}));
   app.add_option("--clients", c.clients, "closed-loop clients")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
@@ -658,7 +911,13 @@ int Main(int argc, char** argv) {
   app.add_option("--names", c.names, "contended: hot names the clients share")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
-  app.add_option("--leases", c.leases, "keepalive: leases renewed")
+  app.add_option("--locks", c.locks, "fill: locks to hold")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{100'000'000}));
+  app.add_option("--in-flight", c.in_flight, "fill: Acquires in flight")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--leases", c.leases, "keepalive: leases renewed; fill: leases granted")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000000));
   app.add_option("--streams", c.streams, "keepalive: KeepAlive streams")
@@ -682,7 +941,15 @@ int Main(int argc, char** argv) {
   }
   for (const auto& p : Split(pids)) c.server_pids.push_back(std::stoi(p));
   if (c.streams > c.leases) c.streams = c.leases;
+  if (c.workload == "failover") {  // the client library finds the leader itself
+    Report(c, RunFailover(c));
+    return 0;
+  }
   Cluster cluster(c);
+  if (c.workload == "fill") {
+    Report(c, RunFill(c, cluster));
+    return 0;
+  }
   const bool all = c.workload == "all";
   if (all || c.workload == "uncontended") Report(c, RunLocks(c, cluster, false));
   if (all || c.workload == "contended") Report(c, RunLocks(c, cluster, true));
