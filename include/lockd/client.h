@@ -93,12 +93,15 @@ struct ClientOptions {
   /// How long one call may take when the caller gives no deadline of its own (an Acquire's
   /// deadline is its wait; see LockOptions).
   std::chrono::milliseconds call_timeout{5000};
-  /// Attempts of one call at most (UNAVAILABLE, a broken connection, a hung node).
-  int max_attempts = 8;
+  /// Attempts of one call at most (UNAVAILABLE, a broken connection, a hung node). The default
+  /// is more than fit in call_timeout at max_backoff, so a call rides out an election (about
+  /// 1-2 s after a leader dies) and gives up only at its deadline.
+  int max_attempts = 32;
   /// Back-off after the first failed attempt; doubles up to max_backoff; each pause is jittered
-  /// in [1/2, 1] of its step.
+  /// in [1/2, 1] of its step. The cap bounds how long a client sleeps past the moment a new
+  /// leader is elected.
   std::chrono::milliseconds initial_backoff{20};
-  std::chrono::milliseconds max_backoff{1000};
+  std::chrono::milliseconds max_backoff{250};
   /// ρ, the assumed bound on the clock-drift rate between client and servers (design: 1%).
   double drift = 0.01;
   /// The fixed part of the safety margin (scheduling delay between a check and its use).

@@ -216,7 +216,8 @@ TEST_F(ClientTest, AWithdrawingCancelOutlastsAnElection) {
   ASSERT_TRUE(lease.ok());
   fake_.With([&] {
     fake_.acquire_hangs = true;
-    return fake_.fail_cancels_unavailable = 20;  // more than one call's max_attempts (8)
+    // More than one call makes in its call_timeout (~20 attempts in 5 s at the 250 ms cap).
+    return fake_.fail_cancels_unavailable = 40;
   });
   auto lock = client->Acquire("seat/9", *lease, Waiting(200ms));
   ASSERT_FALSE(lock.ok());
