@@ -68,6 +68,7 @@ struct Config {
   int window = 8;       // keepalive: renewals in flight per stream
   int64_t locks = 0;    // fill: locks held at the end
   int in_flight = 256;  // fill: Acquires in flight
+  int batch = 1;        // keepalive: leases renewed per message
   uint64_t ttl_ms = 60'000;
   bool spread = false;
   std::vector<int> server_pids;
@@ -486,10 +487,11 @@ Summary RunLocks(const Config& c, Cluster& cluster, bool contended) {
 /// One KeepAlive stream renewing its leases round robin, `window` renewals in flight.
 class Renewer : public grpc::ClientBidiReactor<pb::RenewRequest, pb::RenewResponse> {
  public:
-  Renewer(pb::LockService::Stub& stub, std::vector<uint64_t> leases, int window, Recorder& rec,
-          int index, Clock::time_point deadline)
+  Renewer(pb::LockService::Stub& stub, std::vector<uint64_t> leases, int window, int batch,
+          Recorder& rec, int index, Clock::time_point deadline)
       : leases_(std::move(leases)),
         window_(window),
+        batch_(std::max(1, batch)),
         rec_(rec),
         index_(index),
         deadline_(deadline),
@@ -513,15 +515,21 @@ class Renewer : public grpc::ClientBidiReactor<pb::RenewRequest, pb::RenewRespon
     {
       std::lock_guard g(mu_);
       --in_flight_;
-      if (resp_.code() == 0) {
-        ++ok_;
-        const auto at = sent_at_[resp_.seq() % sent_at_.size()];
-        rec_.per_client[static_cast<size_t>(index_)].push_back(static_cast<uint32_t>(
-            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - at).count()));
-      } else {
-        rec_.Error("renewal refused: code " + std::to_string(resp_.code()) + " " +
-                   resp_.message().substr(0, 60));
-      }
+      // One latency sample per lease renewed: a batch's leases all waited as long.
+      const auto at = sent_at_[resp_.seq() % sent_at_.size()];
+      const auto took = static_cast<uint32_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - at).count());
+      auto count = [&](const pb::RenewResponse& r) {
+        if (r.code() == 0) {
+          ++ok_;
+          rec_.per_client[static_cast<size_t>(index_)].push_back(took);
+        } else {
+          rec_.Error("renewal refused: code " + std::to_string(r.code()) + " " +
+                     r.message().substr(0, 60));
+        }
+      };
+      count(resp_);
+      for (const auto& m : resp_.more()) count(m);
       MaybeWrite();
     }
     StartRead(&resp_);
@@ -549,7 +557,9 @@ class Renewer : public grpc::ClientBidiReactor<pb::RenewRequest, pb::RenewRespon
       if (in_flight_ == 0) cv_.notify_all();
       return;
     }
+    req_.Clear();
     req_.set_lease_id(leases_[next_++ % leases_.size()]);
+    for (int k = 1; k < batch_; ++k) req_.add_more_lease_ids(leases_[next_++ % leases_.size()]);
     req_.set_seq(++seq_);
     sent_at_[seq_ % sent_at_.size()] = Clock::now();
     ++in_flight_;
@@ -560,6 +570,7 @@ class Renewer : public grpc::ClientBidiReactor<pb::RenewRequest, pb::RenewRespon
   grpc::ClientContext ctx_;
   const std::vector<uint64_t> leases_;
   const int window_;
+  const int batch_;
   Recorder& rec_;
   const int index_;
   const Clock::time_point deadline_;
@@ -596,7 +607,7 @@ Summary RunKeepAlive(const Config& c, Cluster& cluster) {
   std::vector<std::unique_ptr<Renewer>> streams;
   for (int k = 0; k < c.streams; ++k) {
     streams.push_back(std::make_unique<Renewer>(cluster.For(k), per_stream[static_cast<size_t>(k)],
-                                                c.window, rec, k, deadline));
+                                                c.window, c.batch, rec, k, deadline));
   }
   std::this_thread::sleep_until(deadline);
   for (auto& st : streams) s.ops += st->Finish();
@@ -607,7 +618,7 @@ Summary RunKeepAlive(const Config& c, Cluster& cluster) {
   s.errors = rec.errors;
   std::ostringstream e;
   e << "\"leases\":" << c.leases << ",\"streams\":" << c.streams << ",\"window\":" << c.window
-    << ", ";
+    << ",\"batch\":" << c.batch << ", ";
   s.extra = e.str();
   return s;
 }
@@ -926,6 +937,9 @@ int Main(int argc, char** argv) {
   app.add_option("--window", c.window, "keepalive: renewals in flight per stream")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
+  app.add_option("--batch", c.batch, "keepalive: leases renewed per message (more_lease_ids)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
   app.add_option("--ttl-ms", c.ttl_ms, "lease TTL")->capture_default_str();
   app.add_flag("--spread", c.spread, "send to every member instead of the leader (forwarding)");
   app.add_option("--server-pids", pids, "server pids whose CPU time to report, comma-separated");

@@ -309,6 +309,12 @@ grpc::ServerUnaryReactor* LockServiceImpl::Renew(grpc::CallbackServerContext* ct
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "lease_id is missing (0 names no lease)"));
     return reactor;
   }
+  if (req->more_lease_ids_size() > 0) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "more_lease_ids is for KeepAlive streams; a unary Renew renews "
+                                 "lease_id alone"));
+    return reactor;
+  }
   if (!ctx_.replica.is_leader()) {
     Forward<pb::LockService>(ctx, &Async::Renew, *req, resp,
                              [reactor](grpc::Status s) { reactor->Finish(s); });

@@ -93,6 +93,8 @@ class LockServiceImpl final : public lockd::v1::LockService::CallbackService {
   /// Renewals read and not yet answered on the wire, per KeepAlive stream: at this bound the
   /// stream stops reading renewals until writes complete (backpressure on the client).
   static constexpr size_t kMaxKeepAliveBacklog = 1024;
+  /// Leases one KeepAlive message may renew (lease_id and more_lease_ids together).
+  static constexpr size_t kMaxRenewalsPerMessage = 1000;
   /// The same bound in bytes of answers queued or in flight (an answer lists every lock its lease
   /// holds, so 1,024 of them can be large): above it the stream stops reading too.
   static constexpr size_t kMaxKeepAliveBacklogBytes = size_t{4} << 20;

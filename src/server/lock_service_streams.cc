@@ -36,10 +36,12 @@ void FinishDroppingWrite(Reactor& reactor, grpc::CallbackServerContext* ctx, boo
 
 /// KeepAlive: reads renewals, answers each (in the order answers are ready, each echoing its own
 /// seq), one write in flight at a time. A failed renewal is an answer with a code, not the end of
-/// the stream. Backpressure: at most kMaxKeepAliveBacklog renewals are read and not yet written
-/// back; at the bound the reactor stops reading (the client's writes block in flow control) and
-/// reads again as writes complete, so a client renewing thousands of leases in one burst is
-/// answered every one, and the node's memory per stream stays bounded. Only a client whose
+/// the stream. A message may renew a batch of leases (more_lease_ids): one answer, with one entry
+/// per lease. Backpressure: at most kMaxKeepAliveBacklog renewals (leases, not messages) are read
+/// and not yet written back, give or take the one message read below the bound; at the bound the
+/// reactor stops reading (the client's writes block in flow control) and reads again as writes
+/// complete, so a client renewing thousands of leases in one burst is answered every one, and
+/// the node's memory per stream stays bounded. Only a client whose
 /// answers make no progress for kStuckWriteTimeout (it stopped reading) is ended
 /// RESOURCE_EXHAUSTED, counted in lockd_keepalive_overflows_total.
 class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, pb::RenewResponse>,
@@ -85,14 +87,15 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
       return;
     }
     pb::RenewRequest req = in_;
+    const size_t weight = Weight(req);
     {
       std::lock_guard lock(alive_->mu);
       if (finished_) return;  // no more reads: the stream is ending
-      ++outstanding_;
+      outstanding_ += weight;
       read_paused_ = true;
       MaybeReadLocked();
     }
-    Handle(req);
+    Handle(req, weight);
   }
 
   void OnWriteDone(bool ok) override {
@@ -102,6 +105,7 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
     if (!ok) {
       reading_done_ = true;
       pending_.clear();
+      pending_weight_ = 0;
     }
     WriteNextLocked();
     MaybeReadLocked();
@@ -124,56 +128,135 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
     KeepAliveReactor* self = nullptr;
   };
 
-  void Handle(const pb::RenewRequest& req) {
+  /// The renewals a message stands for: 1, or the batch's size (a batch over the limit is
+  /// answered as one refusal).
+  static size_t Weight(const pb::RenewRequest& req) {
+    const size_t n = 1 + static_cast<size_t>(req.more_lease_ids_size());
+    return n > LockServiceImpl::kMaxRenewalsPerMessage ? 1 : n;
+  }
+
+  /// One lease's renewal: the leader renews it; a follower passes it to the leader as a unary
+  /// Renew. `done` gets the status and what a renewal answers (remaining_ms, held_tokens).
+  using RenewedFn = std::function<void(const grpc::Status&, pb::RenewResponse)>;
+  void RenewOne(uint64_t lease, uint64_t seq, BootTime received, RenewedFn done) {
+    if (lease == 0) {
+      done(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "lease_id is missing"), {});
+      return;
+    }
+    auto& ctx = service_.context();
+    if (ctx.replica.is_leader()) {
+      ctx.replica.Renew(
+          lease, received,
+          [done = std::move(done), &service = service_](Result<Replica::Renewed> renewed) {
+            service.CountRenewal(renewed);
+            if (!renewed.ok()) return done(ToGrpc(renewed.status()), {});
+            pb::RenewResponse r;
+            r.set_remaining_ms(renewed->remaining.count());
+            for (uint64_t t : renewed->held_tokens) r.add_held_tokens(t);
+            r.set_holdings_listed(true);
+            done(grpc::Status::OK, std::move(r));
+          });
+      return;
+    }
+    pb::RenewRequest one;
+    one.set_lease_id(lease);
+    one.set_seq(seq);
+    auto resp = std::make_shared<pb::RenewResponse>();
+    service_.Forward<pb::LockService>(ctx_, &Async::Renew, one, resp.get(),
+                                      [done = std::move(done), resp](grpc::Status s) {
+                                        done(s, s.ok() ? std::move(*resp) : pb::RenewResponse());
+                                      });
+  }
+
+  static void Stamp(pb::RenewResponse& r, uint64_t lease, const grpc::Status& s) {
+    r.set_lease_id(lease);
+    r.set_code(s.error_code());
+    r.set_message(s.error_message());
+  }
+
+  void Handle(const pb::RenewRequest& req, size_t weight) {
     auto alive = alive_;
-    // `r` carries what a renewal answers (remaining_ms, held_tokens); the rest is set here.
-    auto answer = [alive, lease = req.lease_id(), seq = req.seq()](const grpc::Status& s,
-                                                                   pb::RenewResponse r) {
+    // `r` carries what a renewal answers (remaining_ms, held_tokens, more); the rest is set here.
+    auto answer = [alive, weight, lease = req.lease_id(), seq = req.seq()](const grpc::Status& s,
+                                                                           pb::RenewResponse r) {
       std::lock_guard lock(alive->mu);
       if (!alive->self) return;
-      r.set_lease_id(lease);
+      Stamp(r, lease, s);
       r.set_seq(seq);
-      r.set_code(s.error_code());
-      r.set_message(s.error_message());
-      alive->self->Queue(std::move(r));
+      alive->self->Queue(std::move(r), weight);
     };
-    auto& ctx = service_.context();
     if (req.lease_id() == 0) {
       answer(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "lease_id is missing"), {});
+      return;
+    }
+    if (1 + static_cast<size_t>(req.more_lease_ids_size()) >
+        LockServiceImpl::kMaxRenewalsPerMessage) {
+      answer(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "a KeepAlive message renews at most " +
+                              std::to_string(LockServiceImpl::kMaxRenewalsPerMessage) +
+                              " leases (lease_id and more_lease_ids); this one names " +
+                              std::to_string(1 + req.more_lease_ids_size())),
+             {});
       return;
     }
     if (auto refused = service_.Refuse(req)) {
       answer(*refused, {});
       return;
     }
-    const BootTime received = ctx.clock.Now();
-    if (ctx.replica.is_leader()) {
-      ctx.replica.Renew(req.lease_id(), received,
-                        [answer, &service = service_](Result<Replica::Renewed> renewed) {
-                          service.CountRenewal(renewed);
-                          if (!renewed.ok()) return answer(ToGrpc(renewed.status()), {});
-                          pb::RenewResponse r;
-                          r.set_remaining_ms(renewed->remaining.count());
-                          for (uint64_t t : renewed->held_tokens) r.add_held_tokens(t);
-                          r.set_holdings_listed(true);
-                          answer(grpc::Status::OK, std::move(r));
-                        });
+    const BootTime received = service_.context().clock.Now();
+    if (req.more_lease_ids_size() == 0) {
+      RenewOne(req.lease_id(), req.seq(), received, std::move(answer));
       return;
     }
-    // A follower passes each renewal to the leader as a unary Renew.
-    auto resp = std::make_shared<pb::RenewResponse>();
-    service_.Forward<pb::LockService>(ctx_, &Async::Renew, req, resp.get(),
-                                      [answer, resp](grpc::Status s) {
-                                        answer(s, s.ok() ? std::move(*resp) : pb::RenewResponse());
-                                      });
+    // A batch: every lease renewed as received now; one answer once the last is decided.
+    struct Batch {
+      std::mutex mu;
+      size_t left;
+      grpc::Status first_status;
+      pb::RenewResponse first;
+      std::vector<pb::RenewResponse> more;
+    };
+    auto batch = std::make_shared<Batch>();
+    batch->left = weight;
+    batch->more.resize(static_cast<size_t>(req.more_lease_ids_size()));
+    auto settle = [batch, answer](size_t index, uint64_t lease, const grpc::Status& s,
+                                  pb::RenewResponse r) {
+      {
+        std::lock_guard lock(batch->mu);
+        if (index == 0) {
+          batch->first_status = s;
+          batch->first = std::move(r);
+        } else {
+          Stamp(r, lease, s);
+          batch->more[index - 1] = std::move(r);
+        }
+        if (--batch->left > 0) return;
+      }
+      for (auto& m : batch->more) *batch->first.add_more() = std::move(m);
+      answer(batch->first_status, std::move(batch->first));
+    };
+    RenewOne(req.lease_id(), req.seq(), received,
+             [settle, lease = req.lease_id()](const grpc::Status& s, pb::RenewResponse r) {
+               settle(0, lease, s, std::move(r));
+             });
+    for (int k = 0; k < req.more_lease_ids_size(); ++k) {
+      const uint64_t lease = req.more_lease_ids(k);
+      RenewOne(lease, req.seq(), received,
+               [settle, lease, index = static_cast<size_t>(k) + 1](const grpc::Status& s,
+                                                                   pb::RenewResponse r) {
+                 settle(index, lease, s, std::move(r));
+               });
+    }
   }
 
-  void Queue(pb::RenewResponse r) {  // alive_->mu held
-    --outstanding_;
+  void Queue(pb::RenewResponse r, size_t weight) {  // alive_->mu held
+    outstanding_ -= weight;
     if (finished_) return;
-    // No bound check here: the reads stop at the bound, so pending_ never exceeds it.
+    // No bound check here: the reads stop at the bound, so pending_ stays within it (plus the
+    // one message read below it).
     unwritten_bytes_ += r.ByteSizeLong();
-    pending_.push_back(std::move(r));
+    pending_weight_ += weight;
+    pending_.emplace_back(std::move(r), weight);
     WriteNextLocked();
   }
 
@@ -191,7 +274,9 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
 
   void WriteNextLocked() {
     if (writing_ || pending_.empty() || finished_) return;
-    out_ = std::move(pending_.front());
+    out_ = std::move(pending_.front().first);
+    out_weight_ = pending_.front().second;
+    pending_weight_ -= out_weight_;
     pending_.pop_front();
     out_bytes_ = out_.ByteSizeLong();
     writing_ = true;
@@ -200,7 +285,9 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
   }
 
   /// Renewals read and not yet written back: the quantity kMaxKeepAliveBacklog bounds.
-  size_t Unanswered() const { return outstanding_ + pending_.size() + (writing_ ? 1 : 0); }
+  size_t Unanswered() const {
+    return outstanding_ + pending_weight_ + (writing_ ? out_weight_ : 0);
+  }
 
   void MaybeFinishLocked() {
     if (reading_done_ && !writing_ && pending_.empty() && outstanding_ == 0 && !finished_) {
@@ -219,6 +306,7 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
     if (finished_) return;
     finished_ = true;
     pending_.clear();
+    pending_weight_ = 0;
     FinishDroppingWrite(*this, ctx_, writing_, s);
   }
 
@@ -227,7 +315,10 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
   std::shared_ptr<Alive> alive_;
   pb::RenewRequest in_;
   pb::RenewResponse out_;
-  std::deque<pb::RenewResponse> pending_;
+  size_t out_weight_ = 0;  ///< renewals out_ answers
+  /// Answers ready to write, each with the number of renewals it answers.
+  std::deque<std::pair<pb::RenewResponse, size_t>> pending_;
+  size_t pending_weight_ = 0;  ///< renewals pending_ answers
   bool writing_ = false;
   BootTime write_started_{};  ///< when the write in flight started (writing_)
   /// No read in flight: the last one completed and the next waits for room under the bound.

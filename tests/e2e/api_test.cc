@@ -190,6 +190,67 @@ TEST_F(Api, KeepAliveAnswersEachRenewalWithItsSeqAndReportsAnUnknownLeaseWithout
   }
 }
 
+// A batched renewal: one message renews many leases and is answered by one message with an entry
+// per lease, in order, each with its own code; the batch bound and the unary form are refused.
+TEST_F(Api, KeepAliveBatchRenewsManyLeasesInOneMessageAndAnswersEachInOrder) {
+  const uint64_t a = client_.MustGrantLease(10'000), b = client_.MustGrantLease(10'000),
+                 c = client_.MustGrantLease(10'000);
+  const uint64_t unknown = c + 1'000'000;
+  for (int node : {leader_, follower_}) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 20s);
+    auto stream = cluster_.lock(node).KeepAlive(&ctx);
+    v1::RenewRequest batch;
+    batch.set_lease_id(a);
+    batch.set_seq(7);
+    for (uint64_t id : {b, unknown, uint64_t{0}, c}) batch.add_more_lease_ids(id);
+    ASSERT_TRUE(stream->Write(batch)) << "node " << node + 1;
+    v1::RenewRequest too_big;
+    too_big.set_lease_id(a);
+    too_big.set_seq(8);
+    for (int k = 0; k < 1000; ++k) too_big.add_more_lease_ids(b);  // 1,001 with lease_id
+    ASSERT_TRUE(stream->Write(too_big));
+    std::map<uint64_t, v1::RenewResponse> answers;
+    v1::RenewResponse resp;
+    while (answers.size() < 2 && stream->Read(&resp)) answers[resp.seq()] = resp;
+    stream->WritesDone();
+    while (stream->Read(&resp)) answers[resp.seq()] = resp;
+    auto st = stream->Finish();
+    EXPECT_TRUE(st.ok()) << "node " << node + 1 << ": " << Describe(st);
+    ASSERT_EQ(answers.size(), 2u) << "node " << node + 1;
+
+    const auto& r = answers[7];
+    EXPECT_EQ(r.lease_id(), a);
+    EXPECT_EQ(r.code(), 0) << r.message();
+    EXPECT_GT(r.remaining_ms(), 0u);
+    ASSERT_EQ(r.more_size(), 4) << "one answer per more_lease_ids entry";
+    EXPECT_EQ(r.more(0).lease_id(), b);
+    EXPECT_EQ(r.more(0).code(), 0) << r.more(0).message();
+    EXPECT_GT(r.more(0).remaining_ms(), 0u);
+    EXPECT_TRUE(r.more(0).holdings_listed());
+    EXPECT_EQ(r.more(1).lease_id(), unknown);
+    EXPECT_EQ(r.more(1).code(), static_cast<int>(grpc::StatusCode::NOT_FOUND));
+    EXPECT_EQ(r.more(1).remaining_ms(), 0u);
+    EXPECT_EQ(r.more(2).code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+    EXPECT_EQ(r.more(3).lease_id(), c);
+    EXPECT_EQ(r.more(3).code(), 0) << r.more(3).message();
+
+    const auto& big = answers[8];
+    EXPECT_EQ(big.code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+    EXPECT_THAT(big.message(), HasSubstr("at most 1000"));
+    EXPECT_EQ(big.more_size(), 0);
+  }
+  // The unary form renews lease_id alone.
+  v1::RenewRequest unary;
+  unary.set_lease_id(a);
+  unary.set_seq(1);
+  unary.add_more_lease_ids(b);
+  v1::RenewResponse out;
+  grpc::ClientContext uctx;
+  auto st = cluster_.lock(leader_).Renew(&uctx, unary, &out);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(st);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Locks
 // ---------------------------------------------------------------------------------------------
