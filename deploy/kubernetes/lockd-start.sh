@@ -8,12 +8,18 @@
 #   empty volume, ordinal >= LOCKD_BOOTSTRAP_MEMBERS
 #                                    -> --join; an operator adds it (lockctl member add ID ...)
 #   empty volume, bootstrap ordinal, and
-#     no member answers, or the      -> bootstrap with --initial-cluster (a new cluster forming)
-#     cluster has no id decided yet
-#     a member has this pod's peer   -> exit 1, naming it: this pod's identity lost its data (or
-#     address or this ordinal's id      never started before its peers formed the cluster; lockd
-#                                       cannot tell which). The runbook's replacement: lockctl
-#                                       member remove ID, delete the claim and the pod
+#     every endpoint refuses the     -> bootstrap with --initial-cluster (a new cluster forming;
+#     connection at once                  a peer with no cluster id decided refuses too)
+#     none answers, and one timed    -> exit 1: a silent endpoint may be a live member (stale
+#     out or failed otherwise             DNS, a loaded node); the pod restarts and asks again
+#     this ordinal's member is at    -> bootstrap with --initial-cluster: its first start, later
+#     this pod's address, and the         than its peers' (it never ran, so it voted for and
+#     leader recorded no incarnation      acknowledged nothing)
+#     for it
+#     a member has this pod's peer   -> exit 1, naming it: this pod's identity ran and lost its
+#     address and the leader              data. The runbook's replacement: lockctl member remove
+#     recorded it (or it is a             ID, delete the claim and the pod (the leader does not
+#     replacement, 1003, ...)             answer: exit 1, asked again after the restart)
 #     otherwise (it was removed)     -> replace it under a fresh id
 #                                       ORDINAL+1 + 1000*k (the smallest k >= 1 no member has),
 #                                       recorded in $LOCKD_VOLUME/member-id, started with --join
@@ -60,11 +66,29 @@ while [ "$i" -lt "$LOCKD_BOOTSTRAP_MEMBERS" ]; do
   i=$((i + 1))
 done
 
-# The cluster's answer to `lockctl status` (from the leader when there is one, else from the first
-# member that answers): "cluster ID  term ..." then a table "ID ROLE CLIENT PEER ...". Empty when no
-# member answers.
+# The cluster's answer to `lockctl status`, each endpoint asked on its own (one that times out
+# must not hide the others): "cluster ID  term ... leader L ... (answered by node N)" then a table
+# "ID ROLE CLIENT PEER MATCH LAG REACHABLE RECORDED", from the leader when it answers (lockctl asks
+# it), else from the first member that answers. Empty when no member answers; $silent is then 1
+# when some endpoint failed otherwise than by refusing at once (UNAVAILABLE: nothing listens, the
+# name does not resolve, or the node has no cluster id decided): it timed out or erred, and may be
+# a member of a running cluster (a stale DNS record, a loaded node), so its silence proves nothing.
+# Sets $answer and $silent (not in a subshell: both are read by the caller).
 cluster_status() {
-  "$lockctl" --endpoints "$clients" --timeout-ms 3000 status 2>/dev/null || true
+  silent=0
+  errors="$(mktemp)"
+  for endpoint in $(echo "$clients" | tr , ' '); do
+    if answer="$("$lockctl" --endpoints "$endpoint" --timeout-ms 3000 status 2>"$errors")"; then
+      rm -f "$errors"
+      return 0
+    fi
+    answer=""
+    if ! grep -q "^lockctl: $endpoint: UNAVAILABLE: " "$errors"; then
+      silent=1
+      say "$endpoint did not answer: $(head -c 300 "$errors" | tr '\n' ' ')"
+    fi
+  done
+  rm -f "$errors"
 }
 # The cluster id in an answer, or nothing while the cluster has not decided one.
 decided_id() { echo "$1" | awk 'NR == 1 && $1 == "cluster" && $2 != "term" && $2 != "-" { print $2 }'; }
@@ -72,6 +96,15 @@ decided_id() { echo "$1" | awk 'NR == 1 && $1 == "cluster" && $2 != "term" && $2
 member_rows() { echo "$1" | awk '$1 ~ /^[0-9]+$/ { print $1, $2, $4 }'; }
 # The id of the member at this pod's peer address, or nothing.
 member_at_self() { member_rows "$1" | awk -v p="$self_peer" '$3 == p { print $1; exit }'; }
+# "yes" when the answer comes from the leader and it has recorded member $2's incarnation (it ran
+# and talked to the leader), "no" when the leader has not (it never ran against it), empty when
+# the answer is not the leader's.
+recorded_by_leader() {
+  echo "$1" | awk -v id="$2" '
+    NR == 1 { for (i = 1; i < NF; i++) if ($i == "leader") leader = $(i + 1)
+              node = $NF; sub(/\)$/, "", node) }
+    $1 == id && leader == node && leader != "none" { print $8 }'
+}
 # The runbook's procedure ("On Kubernetes", replace a member) for this pod's lost identity $1.
 refuse_lost() {
   say "member $1 is this pod's identity (peer address $self_peer) in cluster $2 and this volume" \
@@ -100,8 +133,26 @@ add_self() {
     sleep 0.5
   done
   n=0
-  until "$lockctl" --endpoints "$clients" member add "$1" --peer "$self_peer" \
-      --client "$self_client" >&2; do
+  # Before each attempt the cluster is asked again: add only a learner (AddMember resumes it), or
+  # a member missing while its data dir still says it is joining (never added). Missing otherwise
+  # means an operator removed it since the pod started: never add it back.
+  until
+    cluster_status
+    role="$(member_rows "$answer" | awk -v id="$1" '$1 == id { print $2 }')"
+    case "$role" in
+      leader | follower) return 0 ;;
+      learner) ;;
+      *)
+        if [ -n "$answer" ] && ! grep -qx "joining 1" "$data/cluster" 2>/dev/null; then
+          say "member $1 is not a member of the cluster and its data dir is not joining" \
+            "(removed meanwhile): not adding it back"
+          return 1
+        fi
+        ;;
+    esac
+    [ -n "$answer" ] && "$lockctl" --endpoints "$clients" member add "$1" --peer "$self_peer" \
+      --client "$self_client" >&2
+  do
     n=$((n + 1))
     if [ "$n" -ge 10 ]; then
       say "node $1 could not be added; add it by hand:" \
@@ -123,7 +174,7 @@ if [ -f "$volume/member-id" ]; then
   # missing and its data dir still says it is joining (stopped before the first add finished).
   # Missing otherwise means an operator removed it: never add it back (docs/operations.md).
   id="$(cat "$volume/member-id")"
-  answer="$(cluster_status)"
+  cluster_status
   role="$(member_rows "$answer" | awk -v id="$id" '$1 == id { print $2 }')"
   if [ -n "$(ls -A "$data" 2>/dev/null)" ] && ! grep -qx "joining 1" "$data/cluster" 2>/dev/null &&
     [ -n "$answer" ] && [ -z "$role" ]; then
@@ -149,25 +200,48 @@ if [ -n "$(ls -A "$data" 2>/dev/null)" ] || [ "$ord" -ge "$LOCKD_BOOTSTRAP_MEMBE
   start "$((ord + 1))" --initial-cluster "$members" --cluster-token "$LOCKD_CLUSTER_TOKEN"
 fi
 
-# An empty volume on a bootstrap ordinal. Bootstrap flags only while the cluster has not decided its
-# id (it is still forming): once it has, a member at this pod's address may have acknowledged
-# entries and votes, and the peers that remember it cannot all be counted on to refuse a wiped copy
-# (two wiped members accept each other and would form a second, empty cluster at the same
-# addresses). lockd does not say whether a member ever ran, so this script refuses in every such
-# case, a first start later than its peers' included: the operator replaces it.
-answer="$(cluster_status)"
+# An empty volume on a bootstrap ordinal. Bootstrap flags while no member of a decided cluster
+# answers (the cluster is forming), or when this pod's member never ran: the leader has recorded
+# no incarnation for it (a first start later than its peers'; it has voted and acknowledged
+# nothing). Once it ran, a member at this pod's address may have acknowledged entries and votes,
+# and the peers that remember it cannot all be counted on to refuse a wiped copy (two wiped
+# members accept each other and would form a second, empty cluster at the same addresses): the
+# operator replaces it.
+cluster_status
 if [ -z "$answer" ]; then
-  # Also when the survivors of a majority loss cannot be reached for 3 s: the runbook's "Losing
-  # quorum" is a restore into new volumes, not a restart of the old pods on empty ones.
+  if [ "$silent" = 1 ]; then
+    # A member that cannot be reached is not a member that does not exist: never bootstrap on a
+    # silence. Exit: the kubelet restarts the pod, and it asks again.
+    say "not every endpoint refused the connection and none answered: not bootstrapping a new" \
+      "cluster on an empty volume; asking again after a restart"
+    exit 1
+  fi
+  # Every endpoint refused at once: nothing listens at any member's address, or no member has a
+  # cluster id decided (it is forming). Also when the survivors of a majority loss are all down:
+  # the runbook's "Losing quorum" is a restore into new volumes, not a restart on empty ones.
   say "no member answers: bootstrapping member $((ord + 1)) of a new cluster"
   start "$((ord + 1))" --initial-cluster "$members" --cluster-token "$LOCKD_CLUSTER_TOKEN"
 fi
 cluster="$(decided_id "$answer")"
-if [ -z "$cluster" ]; then
-  say "the cluster is forming (no cluster id decided): bootstrapping member $((ord + 1))"
-  start "$((ord + 1))" --initial-cluster "$members" --cluster-token "$LOCKD_CLUSTER_TOKEN"
-fi
 lost="$(member_at_self "$answer")"
+if [ -z "$lost" ] && member_rows "$answer" | awk '{ print $1 }' | grep -qx "$((ord + 1))"; then
+  lost="$((ord + 1))"
+fi
+if [ "$lost" = "$((ord + 1))" ]; then
+  case "$(recorded_by_leader "$answer" "$lost")" in
+    no)
+      say "member $lost of cluster $cluster never ran (its leader has recorded no incarnation" \
+        "for it): first start, bootstrapping member $lost"
+      start "$lost" --initial-cluster "$members" --cluster-token "$LOCKD_CLUSTER_TOKEN"
+      ;;
+    yes) refuse_lost "$lost" "$cluster" ;;
+    *)
+      say "member $lost is in cluster $cluster but its leader did not answer: asking again" \
+        "after a restart"
+      exit 1
+      ;;
+  esac
+fi
 [ -z "$lost" ] || refuse_lost "$lost" "$cluster"
 ids="$(member_rows "$answer" | awk '{ print $1 }')"
 if echo "$ids" | grep -qx "$((ord + 1))"; then

@@ -6,10 +6,16 @@ outside Kubernetes: an empty volume never starts under an identity the cluster m
 
 Pods are processes: POD_NAME lockd-N, a folder per volume, every member on 127.0.0.1 with ports
 base + N (LOCKD_MEMBER_HOST, LOCKD_*_PORT, LOCKD_PORT_STRIDE), the build's lockd and lockctl.
-1. lockd-0 and lockd-1 start with empty volumes: no member answers (or no cluster id is decided
-   yet), they bootstrap members 1 and 2 of 3.
-2. lockd-2 starts late: the cluster has decided its id and member 3 has this pod's address: the
-   script exits 1 naming `lockctl member remove 3` and starts nothing.
+0. lockd-0 and lockd-1 start with empty volumes while lockd-2's endpoint accepts connections and
+   never answers (a stale DNS record, a loaded survivor): neither bootstraps; both exit 1 and
+   start no lockd (the kubelet restarts them and they ask again).
+1. lockd-0 and lockd-1 start with empty volumes: every endpoint refuses the connection, they
+   bootstrap members 1 and 2 of 3.
+2. lockd-2 starts late (its first start): the cluster has decided its id and member 3 has this
+   pod's address, but the leader has recorded no incarnation for it (it never ran): it bootstraps
+   as member 3 without an operator and becomes a READY voter. Its volume is then lost: now the
+   leader has recorded member 3, the script exits 1 naming `lockctl member remove 3` and starts
+   nothing.
 3. The operator removes 3 and deletes the claim: the script records id 1003 on the volume, starts
    with --join and adds itself; it becomes a voter, READY, serving locks through its own endpoint;
    it restarts on its volume as 1003.
@@ -176,13 +182,41 @@ def main():
     pods = Pods(a)
     failed = False
     try:
+        # A survivor that accepts connections and never answers: its silence proves nothing.
+        hung = socket.socket()
+        hung.bind(("127.0.0.1", pods.base + 2))
+        hung.listen(16)
+        t0 = time.time()
+        for o in (0, 1):
+            pods.start(o)
+        for o in (0, 1):
+            rc = wait_exit(pods, o)
+            check(rc == 1 and "not bootstrapping" in pods.log(o),
+                  f"lockd-{o}, with lockd-2's endpoint silent, does not bootstrap and exits 1 (rc {rc})")
+            check(not os.path.exists(os.path.join(pods.volume(o), "data")),
+                  f"and lockd-{o} started no lockd (no data dir on its volume)")
+        print(f"silent endpoint: both pods exited in {time.time() - t0:.1f} s")
+        hung.close()
         for o in (0, 1):
             pods.start(o)
         wait_until("lockd-0 and lockd-1 bootstrap a cluster (2 of 3 members) and are READY",
                    lambda: pods.ready(0) and pods.ready(1))
-        check(all("bootstrapping member" in pods.log(o) for o in (0, 1)),
-              "they bootstrapped (no member answered, or the cluster was still forming)")
+        check(all("no member answers: bootstrapping member" in pods.log(o) for o in (0, 1)),
+              "they bootstrapped (every endpoint refused the connection)")
+        wait_until("the cluster has decided its id", lambda: re.match(
+            r"cluster [0-9a-f]+ ", pods.lockctl("status", timeout=30)[1]) is not None)
         pods.start(2)  # late: its image took longer to pull
+        wait_until("lockd-2's late first start: it bootstraps as member 3, a voter, READY",
+                   lambda: members(pods).get(3) in ("follower", "leader") and pods.ready(2), 60)
+        check("first start, bootstrapping member 3" in pods.log(2),
+              "the script said the leader recorded no incarnation for member 3")
+        check(sorted(members(pods)) == [1, 2, 3], "members 1, 2, 3")
+        rc, out, _ = pods.lockctl("status", timeout=30)
+        check(rc == 0 and re.search(r"^3\s+\w+\s.*\syes\s*$", out, re.M),
+              f"the leader has now recorded member 3's incarnation ({out.strip()[-300:]})")
+        pods.kill(2)
+        shutil.rmtree(pods.volume(2))
+        pods.start(2)
         refused(pods, "3")
         check(sorted(members(pods)) == [1, 2, 3], "members 1, 2, 3")
 
