@@ -13,7 +13,10 @@
 -- do not block each other once that fence is recorded; the first reader of a new fence records it
 -- under the exclusive lock, and the others wait for its transaction).
 --
--- Errors (the transaction is aborted; nothing of it is written):
+-- Errors (the transaction is aborted; nothing of it is written). Never continue a transaction
+-- after a failed check: roll it back. Do not catch the error or run the call in a savepoint
+-- (psql ON_ERROR_ROLLBACK, pgJDBC autosave, a PL/pgSQL EXCEPTION block): rolling back only the
+-- savepoint also releases the fence row's lock, and the guarded write then commits.
 --   LF001  stale fence: below the largest fence seen for the lock (a holder paused past its lease)
 --   LF002  a fence of another cluster that is not above the largest seen (a holder of a cluster
 --          replaced by a restore, or of an unrelated cluster)
@@ -23,8 +26,13 @@
 --          number, an empty or overlong (> 512 bytes) lock name, a cluster id that is not 1..64
 --          hex digits
 --   22P02  a fence given as text that is not a decimal integer ('12abc', '1.5')
--- Under REPEATABLE READ or SERIALIZABLE a concurrent update of the same fence row fails with 40001
--- (retry the transaction, as for any serialization failure); READ COMMITTED waits instead.
+-- Under REPEATABLE READ or SERIALIZABLE a check fails with 40001 when another transaction
+-- checked a write on the same lock and committed since this one's snapshot (every admitted
+-- lockd_fence updates the fence row, an equal fence included): retry the transaction, as for any
+-- serialization failure; READ COMMITTED waits instead. Run the check as a statement of its own,
+-- before the transaction's reads: a statement such as
+-- `SELECT balance, lockd_fence_read(...) FROM wallet` reads with the snapshot taken before the
+-- check waited, and under READ COMMITTED misses the previous holder's last write.
 
 CREATE SCHEMA IF NOT EXISTS lockd;
 
@@ -141,10 +149,12 @@ BEGIN
     SELECT * INTO v_row FROM lockd.fences WHERE lock_name = p_name FOR UPDATE;
   END IF;
   PERFORM lockd.admit(p_name, p_fence, v_cluster, v_row.fence, v_row.cluster_id);
-  IF p_fence > v_row.fence OR v_row.cluster_id <> v_cluster THEN
-    UPDATE lockd.fences SET fence = p_fence, cluster_id = v_cluster, updated_at = now()
-      WHERE lock_name = p_name;
-  END IF;
+  -- Updated even when the fence is equal: the new row version is what makes the next holder's
+  -- FOR UPDATE / FOR SHARE fail with 40001 under REPEATABLE READ or SERIALIZABLE when its
+  -- snapshot predates this transaction's commit. A row that was only locked raises nothing, and
+  -- such a holder would read data from before this write and overwrite it (a lost update).
+  UPDATE lockd.fences SET fence = p_fence, cluster_id = v_cluster, updated_at = now()
+    WHERE lock_name = p_name;
   RETURN p_fence;
 END $$;
 

@@ -79,8 +79,10 @@ client::Result<SqlCall> PostgresCall(std::string_view lock_name, uint64_t fence,
 std::string RedisFenceKey(std::string_view lock_name);
 
 /// The clusters a Redis call pins (the script refuses any other with LOCKD_ADMIT, whatever its
-/// fence). Empty: unpinned — another cluster is admitted by a fence above the largest seen, which
-/// admits a restored cluster unattended but also an unrelated one whose fences are larger
+/// fence). An admitted pinned call stores the list in the fence record, and from then on the
+/// stored list refuses other clusters whatever later calls pass. Empty, on a lock no call ever
+/// pinned: unpinned — another cluster is admitted by a fence above the largest seen, which admits
+/// a restored cluster unattended but also an unrelated one whose fences are larger
 /// (docs/fencing.md, "Pinning"). Take it from the application's configuration, not from lockd.
 using AdmittedClusters = std::vector<std::string>;
 

@@ -249,7 +249,16 @@ TEST_F(PostgresFence, AnotherClustersFenceIsAdmittedOnlyAboveTheLargestAndPinnin
   ASSERT_TRUE(Exec(conn_, "SELECT lockd_fence('seat/44', 1000, $1)", {old_cluster}).ok());
   EXPECT_TRUE(Exec(conn_, "SELECT lockd_fence('seat/44', 7000000000000, $1)", {unrelated}).ok());
   EXPECT_EQ(Recorded("seat/44"), "7000000000000 " + unrelated);
-  // Pinned: only admitted clusters pass, even with a larger fence.
+  // Pinned: only admitted clusters pass, even with a larger fence. The pin is undone however the
+  // test ends: left behind, it would fail every later test of the binary with LF003.
+  struct Unpin {
+    PostgresServer* server;
+    ~Unpin() {
+      PGconn* conn = server->Connect();
+      EXPECT_TRUE(conn && Exec(conn, "DELETE FROM lockd.admitted_clusters").ok());
+      if (conn) PQfinish(conn);
+    }
+  } unpin{server_};
   ASSERT_TRUE(Exec(conn_, "SELECT lockd_fence_admit_cluster($1)", {restored}).ok());
   for (const char* fn : {"lockd_fence", "lockd_fence_read"}) {
     SCOPED_TRACE(fn);
@@ -264,7 +273,6 @@ TEST_F(PostgresFence, AnotherClustersFenceIsAdmittedOnlyAboveTheLargestAndPinnin
   EXPECT_EQ(Recorded("seat/43"), "");
   EXPECT_TRUE(Exec(conn_, "SELECT lockd_fence('seat/43', 1, $1)", {restored}).ok());
   EXPECT_EQ(Exec(conn_, "SELECT lockd_fence_admit_cluster('xyz')").sqlstate, "22023");
-  ASSERT_TRUE(Exec(conn_, "DELETE FROM lockd.admitted_clusters").ok());
 }
 
 TEST_F(PostgresFence, ReadersOfOneFenceDoNotBlockEachOtherAndAWriterWaitsForThem) {
@@ -369,6 +377,52 @@ TEST_F(PostgresFence, AnEqualFenceHoldsTheRowLockUntilItsTransactionEnds) {
   EXPECT_TRUE(Exec(newer, "SELECT lockd_fence('equal/1', 6, $1)", {cluster}).ok());
   EXPECT_EQ(Recorded("equal/1"), "6 " + cluster);
   PQfinish(newer);
+}
+
+// The second review's scenario under REPEATABLE READ (and SERIALIZABLE): Z (fence 5, already
+// recorded) checks its write with the equal fence and writes; A (fence 6) starts its fenced read,
+// so its snapshot predates Z's commit, and waits for Z's row lock. Z commits. A must get 40001:
+// admitted, it would read the balance from before Z's write and overwrite it (Z's withdrawal lost).
+TEST_F(PostgresFence, UnderRepeatableReadANewHoldersSnapshotFromBeforeTheLastWriteIsRefused) {
+  const std::string cluster(16, '7');
+  ASSERT_TRUE(
+      Exec(conn_, "CREATE TABLE rr_wallet (account text PRIMARY KEY, balance bigint)").ok());
+  PGconn* a = server_->Connect();
+  ASSERT_NE(a, nullptr);
+  Exec(a, "SET lock_timeout = '20s'");
+  // SERIALIZABLE as well: the same row-version conflict, before SSI gets to look.
+  for (const std::string level : {"REPEATABLE READ", "SERIALIZABLE"}) {
+    SCOPED_TRACE(level);
+    const std::string name = "rr/" + level;
+    ASSERT_TRUE(Exec(conn_, "DELETE FROM rr_wallet").ok());
+    ASSERT_TRUE(Exec(conn_, "INSERT INTO rr_wallet VALUES ('alice', 100)").ok());
+    ASSERT_TRUE(Exec(conn_, "SELECT lockd_fence_read($1, 5, $2)", {name, cluster}).ok());
+    Exec(conn_, "BEGIN ISOLATION LEVEL " + level);
+    ASSERT_TRUE(Exec(conn_, "SELECT lockd_fence($1, 5, $2)", {name, cluster}).ok());
+    ASSERT_TRUE(Exec(conn_, "UPDATE rr_wallet SET balance = 50 WHERE account = 'alice'").ok());
+    Exec(a, "BEGIN ISOLATION LEVEL " + level);
+    Send(a, "SELECT lockd_fence_read($1, 6, $2)", {name, cluster});
+    PGconn* observer = server_->Connect();
+    ASSERT_NE(observer, nullptr);
+    EXPECT_TRUE(WaitsOnALock(observer, a)) << "the new holder's check did not wait";
+    PQfinish(observer);
+    ASSERT_TRUE(Exec(conn_, "COMMIT").ok());
+    PgAnswer read = Finish(a);
+    EXPECT_EQ(read.sqlstate, "40001") << read.message;
+    if (read.ok()) {
+      EXPECT_EQ(Exec(a, "SELECT balance FROM rr_wallet WHERE account = 'alice'").value, "50")
+          << "the new holder reads the balance from before the previous holder's admitted write";
+    }
+    Exec(a, "ROLLBACK");
+    // Retried, A's new snapshot sees Z's write.
+    Exec(a, "BEGIN ISOLATION LEVEL " + level);
+    EXPECT_TRUE(Exec(a, "SELECT lockd_fence_read($1, 6, $2)", {name, cluster}).ok());
+    EXPECT_EQ(Exec(a, "SELECT balance FROM rr_wallet WHERE account = 'alice'").value, "50");
+    Exec(a, "COMMIT");
+    EXPECT_EQ(Recorded(name), "6 " + cluster);
+  }
+  PQfinish(a);
+  ASSERT_TRUE(Exec(conn_, "DROP TABLE rr_wallet").ok());
 }
 
 // Two first uses of a lock name at once: the second waits for the first's insert (ON CONFLICT)

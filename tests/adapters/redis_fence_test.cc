@@ -299,12 +299,41 @@ TEST_F(RedisFence, AnUnknownClusterWithALargerFenceIsAdmittedUnpinnedAndRefusedP
   EXPECT_EQ(admitted->argv[admitted->argv.size() - 2], "ADMIT");
   EXPECT_FALSE(Run(admitted).error);
   EXPECT_EQ(Recorded(name), "6000000000000 " + restored);
-  // Unpinned (the default), the same unknown cluster with a larger fence is admitted and the
-  // record relabelled: the documented cost of admitting restores unattended.
-  EXPECT_FALSE(Eval(name, {"SET", name, "7000000000000", unknown, "foreign"}, "pin").error);
-  EXPECT_EQ(Recorded(name), "7000000000000 " + unknown);
+  // The pin is stored in the record: a writer of a foreign cluster, which brings its own
+  // configuration (no ADMIT, or an ADMIT listing itself), is refused whatever its fence.
+  EXPECT_EQ(Command(ctx_, {"HGET", fence::RedisFenceKey(name), "admit"}).text,
+            ours + "," + restored);
+  for (const auto& foreign : std::vector<std::vector<std::string>>{
+           {"SET", name, "7000000000000", unknown, "foreign"},
+           {"SET", name, "7000000000000", unknown, "foreign", "ADMIT", unknown},
+           {"GET", name, "7000000000000", unknown}}) {
+    SCOPED_TRACE(foreign.back());
+    RedisAnswer a = Eval(name, foreign, "pin");
+    EXPECT_NE(a.text.find("LOCKD_ADMIT lockd_fence: cluster " + unknown +
+                          " on lock 'seat/pin' is not admitted (pinned in the fence record"),
+              std::string::npos)
+        << a.text;
+    EXPECT_EQ(Recorded(name), "6000000000000 " + restored);
+    EXPECT_EQ(Command(ctx_, {"GET", "pin"}).text, "v2");
+    EXPECT_EQ(Command(ctx_, {"HGET", fence::RedisFenceKey(name), "admit"}).text,
+              ours + "," + restored);
+  }
+  // A listed cluster passes unpinned calls, and replaces the stored list with its own.
+  EXPECT_FALSE(Eval(name, {"GET", name, "6000000000000", restored}, "pin").error);
+  EXPECT_FALSE(
+      Eval(name, {"SET", name, "6000000000000", restored, "v3", "ADMIT", restored}, "pin").error);
+  EXPECT_NE(Eval(name, {"SET", name, "7000000000000", ours, "v4", "ADMIT", ours}, "pin")
+                .text.find("LOCKD_ADMIT"),
+            std::string::npos);
+  EXPECT_EQ(Command(ctx_, {"GET", "pin"}).text, "v3");
+  // Unpinned (the default: no call ever passed ADMIT), an unknown cluster with a larger fence is
+  // admitted and the record relabelled: the documented cost of admitting restores unattended.
+  const std::string free = "seat/unpinned";
+  ASSERT_FALSE(Eval(free, {"SET", free, "6000000000000", restored, "v1"}, "free").error);
+  EXPECT_FALSE(Eval(free, {"SET", free, "7000000000000", unknown, "foreign"}, "free").error);
+  EXPECT_EQ(Recorded(free), "7000000000000 " + unknown);
   EXPECT_NE(
-      Eval(name, {"SET", name, "6000000000001", restored, "v3"}, "pin").text.find("LOCKD_CLUSTER"),
+      Eval(free, {"SET", free, "6000000000001", restored, "v3"}, "free").text.find("LOCKD_CLUSTER"),
       std::string::npos);
   // A malformed ADMIT list is bad input.
   EXPECT_NE(Eval(name, {"GET", name, "7000000000000", unknown, "ADMIT", "xyz"}, "pin")
@@ -356,6 +385,25 @@ TEST_F(RedisFence, KeyMisuseIsRefusedBeforeAnythingIsWritten) {
   EXPECT_EQ(f.text, name);
   EXPECT_EQ(Command(ctx_, {"GET", "{keys/1}:data"}).text, "v");
   EXPECT_EQ(Command(ctx_, {"TYPE", "{keys/1}:hash"}).text, "hash");
+  // A hash that is not a lockd record (no lock field, or other fields) is not written into.
+  for (const auto& fields : std::vector<std::vector<std::string>>{
+           {"f", "x"},
+           {"fence", "1", "cluster", cluster},
+           {"fence", "1", "cluster", cluster, "lock", "keys/4", "f", "x"}}) {
+    SCOPED_TRACE(fields.size());
+    const std::string key = "{keys/4}:lockd-fence";
+    ASSERT_FALSE(Command(ctx_, {"DEL", key}).error);
+    std::vector<std::string> hset = {"HSET", key};
+    hset.insert(hset.end(), fields.begin(), fields.end());
+    ASSERT_FALSE(Command(ctx_, hset).error);
+    RedisAnswer a = Eval("keys/4", {"SET", "keys/4", "5", cluster, "v"}, "{keys/4}:data");
+    EXPECT_NE(a.text.find("LOCKD_BADARG lockd_fence: fence key '" + key + "' is a hash with"),
+              std::string::npos)
+        << a.text;
+    EXPECT_NE(a.text.find("not a lockd fence record"), std::string::npos) << a.text;
+    EXPECT_EQ(Command(ctx_, {"HLEN", key}).text, std::to_string(fields.size() / 2));
+    EXPECT_TRUE(Command(ctx_, {"GET", "{keys/4}:data"}).nil);
+  }
   // A fence key that is not a hash.
   ASSERT_FALSE(Command(ctx_, {"SET", "{keys/3}:lockd-fence", "x"}).error);
   EXPECT_NE(Eval("keys/3", {"SET", "keys/3", "1", cluster, "v"}, "{keys/3}:data")
