@@ -13,11 +13,12 @@
 #     none answers, and one timed    -> exit 1: a silent endpoint may be a live member (stale
 #     out or failed otherwise             DNS, a loaded node); the pod restarts and asks again
 #     this ordinal's member is at    -> bootstrap with --initial-cluster: its first start, later
-#     this pod's address, and the         than its peers' (it never ran, so it voted for and
-#     leader recorded no incarnation      acknowledged nothing)
+#     this pod's address, the leader      than its peers' (it never ran, so it voted for and
+#     answers, and no member that         acknowledged nothing); a member that timed out might
+#     answers recorded an incarnation     have: exit 1, asked again after the restart
 #     for it
 #     a member has this pod's peer   -> exit 1, naming it: this pod's identity ran and lost its
-#     address and the leader              data. The runbook's replacement: lockctl member remove
+#     address and some member             data. The runbook's replacement: lockctl member remove
 #     recorded it (or it is a             ID, delete the claim and the pod (the leader does not
 #     replacement, 1003, ...)             answer: exit 1, asked again after the restart)
 #     otherwise (it was removed)     -> replace it under a fresh id
@@ -105,6 +106,31 @@ recorded_by_leader() {
               node = $NF; sub(/\)$/, "", node) }
     $1 == id && leader == node && leader != "none" { print $8 }'
 }
+# Whether any member recorded member $1's incarnation, each asked for its own view (`status
+# --local`): the leader may have been elected without ever hearing from it (it was down while
+# member $1 ran), and a member that did may be a follower. Every member the answer $2 lists and
+# every bootstrap endpoint is asked. "yes" when one recorded it; "unknown" when none did but one
+# timed out or failed otherwise than by refusing at once (it may have); "no" otherwise (an
+# endpoint that refuses at once runs no lockd, or one with no cluster id decided).
+recorded_by_any() {
+  verdict=no
+  errors="$(mktemp)"
+  for endpoint in $( (echo "$clients" | tr , '\n'; echo "$2" | awk '$1 ~ /^[0-9]+$/ { print $3 }') |
+    sort -u); do
+    if own="$("$lockctl" --endpoints "$endpoint" --timeout-ms 3000 status --local 2>"$errors")"; then
+      if [ "$(echo "$own" | awk -v id="$1" '$1 == id { print $8 }')" = yes ]; then
+        say "$endpoint has recorded member $1's incarnation"
+        verdict=yes
+        break
+      fi
+    elif ! grep -q "^lockctl: $endpoint: UNAVAILABLE: " "$errors"; then
+      say "$endpoint did not answer: $(head -c 300 "$errors" | tr '\n' ' ')"
+      verdict=unknown
+    fi
+  done
+  rm -f "$errors"
+  echo "$verdict"
+}
 # The runbook's procedure ("On Kubernetes", replace a member) for this pod's lost identity $1.
 refuse_lost() {
   say "member $1 is this pod's identity (peer address $self_peer) in cluster $2 and this volume" \
@@ -115,10 +141,21 @@ refuse_lost() {
   exit 1
 }
 
+# Stops lockd (this script's process: it exec'd lockd) so the kubelet restarts the pod, which then
+# decides again: for add_self, which runs in the background while lockd runs.
+stop_lockd() {
+  say "stopping lockd: the pod restarts and asks the cluster again"
+  kill -TERM $$ 2>/dev/null || true
+}
+
 # Adds this node (started with --join) until it is a voter: AddMember waits for it to catch up,
-# and resumes a learner that did not in time. Bounded: 10 attempts. Not before lockd answers on
-# its client address: a joiner asks the cluster first and refuses to start if its id is a member
-# already (up to 60 s: lockd waits up to 30 s for the cluster's answer).
+# and resumes a learner that did not in time. Not before lockd answers on its client address: a
+# joiner asks the cluster first and refuses to start if its id is a member already (up to 60 s:
+# lockd waits up to 30 s for the cluster's answer). Asks again without a bound while the cluster
+# does not answer or answers "another membership change is in progress" (two replacements at
+# once: the other's add waits up to a minute for its learner); after 10 other refusals, or when
+# lockd does not answer, it stops lockd so the pod restarts (a joiner never added would otherwise
+# run on, live and never ready).
 add_self() {
   n=0
   # Answered at all (SERVING or NOT_SERVING; a joiner not added yet is NOT_SERVING), not
@@ -128,35 +165,52 @@ add_self() {
     n=$((n + 1))
     if [ "$n" -ge 240 ]; then
       say "lockd did not answer on $self_client within 2 minutes: not adding node $1"
+      stop_lockd
       return 1
     fi
     sleep 0.5
   done
   n=0
+  add_errors="$(mktemp)"
   # Before each attempt the cluster is asked again: add only a learner (AddMember resumes it), or
   # a member missing while its data dir still says it is joining (never added). Missing otherwise
   # means an operator removed it since the pod started: never add it back.
-  until
+  while :; do
     cluster_status
     role="$(member_rows "$answer" | awk -v id="$1" '$1 == id { print $2 }')"
     case "$role" in
-      leader | follower) return 0 ;;
+      leader | follower)
+        rm -f "$add_errors"
+        return 0
+        ;;
       learner) ;;
       *)
         if [ -n "$answer" ] && ! grep -qx "joining 1" "$data/cluster" 2>/dev/null; then
           say "member $1 is not a member of the cluster and its data dir is not joining" \
             "(removed meanwhile): not adding it back"
+          rm -f "$add_errors"
+          stop_lockd
           return 1
         fi
         ;;
     esac
-    [ -n "$answer" ] && "$lockctl" --endpoints "$clients" member add "$1" --peer "$self_peer" \
-      --client "$self_client" >&2
-  do
-    n=$((n + 1))
+    if [ -n "$answer" ]; then
+      if "$lockctl" --endpoints "$clients" member add "$1" --peer "$self_peer" \
+        --client "$self_client" >&2 2>"$add_errors"; then
+        continue # the next round sees it a voter
+      fi
+      cat "$add_errors" >&2
+      # 4: no answer (retry later); 3 with this message: the other change will finish.
+      if ! grep -q "UNAVAILABLE\|DEADLINE_EXCEEDED\|another membership change is in progress" \
+        "$add_errors"; then
+        n=$((n + 1))
+      fi
+    fi
     if [ "$n" -ge 10 ]; then
-      say "node $1 could not be added; add it by hand:" \
+      say "node $1 could not be added (refused 10 times); add it by hand:" \
         "lockctl member add $1 --peer $self_peer --client $self_client"
+      rm -f "$add_errors"
+      stop_lockd
       return 1
     fi
     sleep 3
@@ -186,6 +240,17 @@ if [ -f "$volume/member-id" ]; then
   if [ -z "$(ls -A "$data" 2>/dev/null)" ] && [ -n "$(decided_id "$answer")" ] &&
     [ "$(member_at_self "$answer")" = "$id" ] && [ "$role" != learner ]; then
     refuse_lost "$id" "$(decided_id "$answer")"
+  fi
+  if [ -z "$(ls -A "$data" 2>/dev/null)" ] && [ "$role" = learner ]; then
+    # A learner whose volume was lost: --join would refuse (its id is listed). A learner holds no
+    # vote and acknowledges nothing that counts, so it is removed and added again as a new data
+    # dir. Refused (another change in progress, no quorum): exit, asked again after the restart.
+    say "member $id is a learner and this volume is empty: removing it, then joining again"
+    if ! "$lockctl" --endpoints "$clients" member remove "$id" >&2; then
+      say "could not remove learner $id: asking again after a restart"
+      exit 1
+    fi
+    role=""
   fi
   if [ "$role" != leader ] && [ "$role" != follower ]; then
     add_self "$id" &
@@ -230,9 +295,19 @@ fi
 if [ "$lost" = "$((ord + 1))" ]; then
   case "$(recorded_by_leader "$answer" "$lost")" in
     no)
-      say "member $lost of cluster $cluster never ran (its leader has recorded no incarnation" \
-        "for it): first start, bootstrapping member $lost"
-      start "$lost" --initial-cluster "$members" --cluster-token "$LOCKD_CLUSTER_TOKEN"
+      case "$(recorded_by_any "$lost" "$answer")" in
+        no)
+          say "member $lost of cluster $cluster never ran (no member that answers, its leader" \
+            "included, has recorded an incarnation for it): first start, bootstrapping member $lost"
+          start "$lost" --initial-cluster "$members" --cluster-token "$LOCKD_CLUSTER_TOKEN"
+          ;;
+        yes) refuse_lost "$lost" "$cluster" ;;
+        *)
+          say "member $lost of cluster $cluster: its leader has recorded no incarnation for it," \
+            "but a member did not answer and may have: asking again after a restart"
+          exit 1
+          ;;
+      esac
       ;;
     yes) refuse_lost "$lost" "$cluster" ;;
     *)
