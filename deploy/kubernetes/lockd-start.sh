@@ -91,7 +91,8 @@ cluster_status() {
   done
   rm -f "$errors"
 }
-# The cluster id in an answer, or nothing while the cluster has not decided one.
+# The cluster id in an answer. Never empty in practice: a node with no cluster id decided answers
+# Status UNAVAILABLE (cluster_status counts it as refusing), so an answer comes from a decided one.
 decided_id() { echo "$1" | awk 'NR == 1 && $1 == "cluster" && $2 != "term" && $2 != "-" { print $2 }'; }
 # "ID ROLE PEER" for each member in an answer.
 member_rows() { echo "$1" | awk '$1 ~ /^[0-9]+$/ { print $1, $2, $4 }'; }
@@ -265,10 +266,10 @@ if [ -n "$(ls -A "$data" 2>/dev/null)" ] || [ "$ord" -ge "$LOCKD_BOOTSTRAP_MEMBE
   start "$((ord + 1))" --initial-cluster "$members" --cluster-token "$LOCKD_CLUSTER_TOKEN"
 fi
 
-# An empty volume on a bootstrap ordinal. Bootstrap flags while no member of a decided cluster
-# answers (the cluster is forming), or when this pod's member never ran: the leader has recorded
-# no incarnation for it (a first start later than its peers'; it has voted and acknowledged
-# nothing). Once it ran, a member at this pod's address may have acknowledged entries and votes,
+# An empty volume on a bootstrap ordinal. Bootstrap flags when every endpoint refuses at once
+# (nothing listens, or the cluster is forming: an undecided node refuses), or when this pod's
+# member never ran: the leader answers and no member that answers has recorded an incarnation for
+# it (a first start later than its peers'; it has voted and acknowledged nothing). Once it ran, a member at this pod's address may have acknowledged entries and votes,
 # and the peers that remember it cannot all be counted on to refuse a wiped copy (two wiped
 # members accept each other and would form a second, empty cluster at the same addresses): the
 # operator replaces it.

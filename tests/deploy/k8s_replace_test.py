@@ -264,6 +264,30 @@ def learner_with_an_empty_volume(pods):
     check(sorted(members(pods)) == [1, 2, 1003], "members 1, 2, 1003")
 
 
+def removed_while_the_cluster_is_silent(pods):
+    """The removed 1003's pod restarts on its volume while the cluster does not answer (lockd-0
+    and lockd-1 stopped with SIGSTOP: their endpoints accept and never answer), so the start-time
+    check cannot see the removal: lockd starts and the background add asks the cluster again once
+    it answers, finds 1003 neither a member nor joining, does not add it back, and stops lockd."""
+    at = pods.log_size(2)
+    for o in (0, 1):
+        os.kill(pods.procs[o].pid, signal.SIGSTOP)
+    try:
+        pods.start(2)
+        wait_until("lockd-2's script found the cluster silent",
+                   lambda: f"{pods.client(1)} did not answer" in pods.log(2, at), 30)
+    finally:
+        for o in (0, 1):
+            os.kill(pods.procs[o].pid, signal.SIGCONT)
+    rc = wait_exit(pods, 2, 90)
+    log = pods.log(2, at)
+    check(rc is not None and "(removed meanwhile): not adding it back" in log and
+          "stopping lockd" in log,
+          f"once the cluster answers, 1003 is not added back and its lockd is stopped (rc {rc}: "
+          f"{log.strip()[-400:]})")
+    check(sorted(members(pods)) == [1, 2], "members 1, 2: 1003 was not added back")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lockd", required=True)
@@ -356,6 +380,7 @@ def main():
         check(rc == 1 and "not adding it back" in pods.log(2),
               f"restarted on its volume after its removal, the script exits 1 (rc {rc}) and says so")
         check(sorted(members(pods)) == [1, 2], "members 1, 2: the removed 1003 was not added back")
+        removed_while_the_cluster_is_silent(pods)
     except dr.Failure as e:
         failed = True
         print(f"FAILED: {e} (pods' logs in {pods.tmp})", file=sys.stderr)
