@@ -177,6 +177,11 @@ add_self() {
   # a member missing while its data dir still says it is joining (never added). Missing otherwise
   # means an operator removed it since the pod started: never add it back.
   while :; do
+    # lockd gone (it refused to start, or was stopped): nothing to add.
+    if ! kill -0 $$ 2>/dev/null; then
+      rm -f "$add_errors"
+      return 1
+    fi
     cluster_status
     role="$(member_rows "$answer" | awk -v id="$1" '$1 == id { print $2 }')"
     case "$role" in
