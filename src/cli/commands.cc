@@ -55,7 +55,7 @@ pb::RequestHeader OneShotHeader() {
   return h;
 }
 
-int RunStatus(const CommandContext& c) {
+int RunStatus(const CommandContext& c, bool ask_leader) {
   // Each endpoint in turn; when none answers, every endpoint's reason is printed: while a
   // cluster id is undecided only its leader can say why (a restore that cannot start), and it
   // need not be the last endpoint tried.
@@ -78,7 +78,7 @@ int RunStatus(const CommandContext& c) {
     return ExitCodeFor(s.error_code());
   }
   // Only the leader knows each follower's match index and lag: ask it when another node answered.
-  if (resp.leader_id() != 0 && resp.leader_id() != resp.node_id()) {
+  if (ask_leader && resp.leader_id() != 0 && resp.leader_id() != resp.node_id()) {
     std::string leader_addr;
     for (const auto& m : resp.members()) {
       if (m.id() == resp.leader_id()) leader_addr = m.client_addr();

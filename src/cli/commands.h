@@ -21,8 +21,9 @@ struct CommandContext {
 
 /// Status as the leader sees it (only it knows match and lag): the first endpoint that answers,
 /// then the leader it names; that endpoint's own view, with a warning, if the leader does not
-/// answer.
-int RunStatus(const CommandContext& c);
+/// answer. With `ask_leader` false, the first answering endpoint's own view (what that node
+/// recorded, e.g. each member's incarnation: the Kubernetes start script asks every member).
+int RunStatus(const CommandContext& c, bool ask_leader = true);
 int RunLocksList(const CommandContext& c, const std::string& prefix, const std::string& page_token,
                  bool stale);
 int RunLocksGet(const CommandContext& c, const std::string& name, bool stale);

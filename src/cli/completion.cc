@@ -13,6 +13,7 @@ struct Tree {
   std::vector<std::pair<std::string, std::string>> offers;  ///< path, words
   std::vector<std::pair<std::string, std::string>> moves;   ///< "path:word", new path
   std::set<std::string> value_options, file_options;
+  std::set<std::string> file_paths;  ///< paths whose positional argument is a file (backup FILE)
 };
 
 void Walk(const CLI::App& app, const std::string& path, Tree& t) {
@@ -31,7 +32,10 @@ void Walk(const CLI::App& app, const std::string& path, Tree& t) {
     Walk(*sub, deeper, t);
   }
   for (const CLI::Option* o : app.get_options()) {
-    if (!o->nonpositional()) continue;
+    if (!o->nonpositional()) {
+      if (o->get_name(/*positional=*/true) == "file") t.file_paths.insert(path);
+      continue;
+    }
     const bool takes_value = o->get_expected_max() > 0 && o->get_type_size_max() > 0;
     for (const auto& l : o->get_lnames()) {
       add("--" + l);
@@ -89,8 +93,18 @@ std::string BashCompletion(const CLI::App& app) {
   }
   s += "    " + Alternatives(t.value_options) +
        ") COMPREPLY=(); return 0 ;;\n"
-       "  esac\n"
-       "  local words=\"\"\n"
+       "  esac\n";
+  if (!t.file_paths.empty()) {
+    // A positional FILE: files, unless a flag is being typed.
+    s += "  if [[ \"$cur\" != -* ]]; then\n"
+         "    case \"$path\" in\n";
+    for (const auto& path : t.file_paths) {
+      s += "      \"" + path + "\") COMPREPLY=($(compgen -f -- \"$cur\")); return 0 ;;\n";
+    }
+    s += "    esac\n"
+         "  fi\n";
+  }
+  s += "  local words=\"\"\n"
        "  case \"$path\" in\n";
   for (const auto& [path, words] : t.offers) {
     s += "    \"" + path + "\") words=\"" + words + "\" ;;\n";

@@ -60,11 +60,11 @@ std::string FormatStatus(const pb::StatusResponse& s, bool json) {
                     std::to_string(s.applied_index()) + "  tokens " +
                     std::to_string(s.token_counter()) + "  (answered by node " +
                     std::to_string(s.node_id()) + ")\n\n";
-  Table t({"ID", "ROLE", "CLIENT", "PEER", "MATCH", "LAG", "REACHABLE"});
+  Table t({"ID", "ROLE", "CLIENT", "PEER", "MATCH", "LAG", "REACHABLE", "RECORDED"});
   for (const auto& m : s.members()) {
     t.AddRow({std::to_string(m.id()), RoleName(m.role()), m.client_addr(), m.peer_addr(),
               std::to_string(m.match_index()), std::to_string(m.lag()),
-              m.reachable() ? "yes" : "no"});
+              m.reachable() ? "yes" : "no", m.incarnation_recorded() ? "yes" : "no"});
   }
   return out + t.Render();
 }

@@ -76,7 +76,12 @@ int main(int argc, char** argv) {
       "status",
       "Members, roles, term, leader, commit, and each member's match and lag (asked of "
       "the leader)");
-  status->callback(with_context([](const auto& c) { return lockd::cli::RunStatus(c); }));
+  bool status_local = false;
+  status->add_flag("--local", status_local,
+                   "The answering node's own view, without asking the leader (match and lag "
+                   "only if it leads)");
+  status->callback(with_context(
+      [&](const auto& c) { return lockd::cli::RunStatus(c, /*ask_leader=*/!status_local); }));
 
   bool stale = false;
   std::string page_token;

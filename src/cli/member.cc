@@ -35,13 +35,13 @@ int RunMemberAdd(const CommandContext& c, uint64_t id, const std::string& peer_a
   req.set_peer_addr(peer_addr);
   req.set_client_addr(client_addr);
   pb::AddMemberResponse resp;
-  // A retry on the next endpoint keeps the request id: the cluster answers it once.
-  grpc::Status s =
-      CallAny<pb::ClusterService>(c, std::max(c.timeout, std::chrono::milliseconds(90'000)),
-                                  [&](auto& stub, auto& ctx, uint32_t n) {
-                                    req.mutable_header()->set_attempt(n);
-                                    return stub.AddMember(&ctx, req, &resp);
-                                  });
+  // A retry keeps the request id: the cluster answers it once. Retried through a leader change.
+  grpc::Status s = CallUntilAnswered<pb::ClusterService>(
+      c, std::max(c.timeout, std::chrono::milliseconds(90'000)),
+      [&](auto& stub, auto& ctx, uint32_t n) {
+        req.mutable_header()->set_attempt(n);
+        return stub.AddMember(&ctx, req, &resp);
+      });
   if (!s.ok()) return ReportError(c.err, s);
   if (c.json) {
     c.out << ToJson(resp);
@@ -58,12 +58,13 @@ int RunMemberRemove(const CommandContext& c, uint64_t id) {
   *req.mutable_header() = OneShotHeader();
   req.set_id(id);
   pb::RemoveMemberResponse resp;
-  grpc::Status s =
-      CallAny<pb::ClusterService>(c, std::max(c.timeout, std::chrono::milliseconds(30'000)),
-                                  [&](auto& stub, auto& ctx, uint32_t n) {
-                                    req.mutable_header()->set_attempt(n);
-                                    return stub.RemoveMember(&ctx, req, &resp);
-                                  });
+  // Retried through a leader change (a member is often removed right after its node was lost).
+  grpc::Status s = CallUntilAnswered<pb::ClusterService>(
+      c, std::max(c.timeout, std::chrono::milliseconds(30'000)),
+      [&](auto& stub, auto& ctx, uint32_t n) {
+        req.mutable_header()->set_attempt(n);
+        return stub.RemoveMember(&ctx, req, &resp);
+      });
   if (!s.ok()) return ReportError(c.err, s);
   if (c.json) {
     c.out << ToJson(resp);

@@ -351,6 +351,11 @@ bool IdentityStore::KnowsAnotherIncarnation(uint64_t peer, const std::string& in
   return known != recorded_.known_peers.end() && known->second != incarnation;
 }
 
+bool IdentityStore::KnowsIncarnationOf(uint64_t peer) const {
+  std::lock_guard lock(mu_);
+  return recorded_.known_peers.contains(peer);
+}
+
 std::string IdentityStore::UndecidedReason() const {
   std::lock_guard lock(mu_);
   std::string reason = "cluster id not decided yet; retry";

@@ -148,6 +148,9 @@ class IdentityStore {
   bool replaced() const { return replaced_flag_.load(std::memory_order_acquire); }
   /// Whether `peer` is known here under an incarnation other than `incarnation`.
   bool KnowsAnotherIncarnation(uint64_t peer, const std::string& incarnation) const;
+  /// Whether this node has recorded an incarnation for `peer` (trust on first use): false for a
+  /// member that never talked to this node since it was added (for Status).
+  bool KnowsIncarnationOf(uint64_t peer) const;
 
   // --- the member table (member_table.h): decided by the log, recorded here ---
   std::vector<MemberSpec> members() const;

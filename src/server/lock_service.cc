@@ -524,6 +524,9 @@ void ClusterServiceImpl::FillMembers(const ReplicaStatus& st,
       o->set_lag(st.commit > m.match ? st.commit - m.match : 0);
     }
     o->set_reachable(m.active);
+    const IdentityStore* identity = locks_.context().identity;
+    o->set_incarnation_recorded(m.id == st.node_id ||
+                                (identity != nullptr && identity->KnowsIncarnationOf(m.id)));
   }
 }
 

@@ -483,6 +483,10 @@ std::string Node::NotReadyReason(const ReplicaStatus& st) const {
   if (Status fatal = replica_->fatal(); !fatal.ok()) {
     return "stopped on an error: " + fatal.ToString();
   }
+  // Before the leader check: every lockd.v1 call is refused until the id is decided, whoever
+  // leads (a follower of a restored cluster whose leader cannot start it knows a leader). After
+  // the restore problem, which says why the id is not decided where it is known.
+  if (!identity_->decided()) return identity_->UndecidedReason();
   if (st.leader_id == 0) return "no leader known (election in progress, or no quorum)";
   if (st.cluster_commit > st.applied + options_.health_max_apply_lag) {
     return "applied index " + std::to_string(st.applied) + " is " +

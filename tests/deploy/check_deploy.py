@@ -105,7 +105,9 @@ def check_kubernetes(src, lockd, known):
         os.chmod(fake_lockd, 0o755)
         fake_lockctl = os.path.join(tmp, "lockctl")
         with open(fake_lockctl, "w") as f:
-            f.write("#!/bin/sh\necho 'unavailable' >&2\nexit 4\n")
+            # As lockctl says a refused connection: "lockctl: ENDPOINT: UNAVAILABLE: ..." (the
+            # script bootstraps only when every endpoint refuses; it is asked one at a time).
+            f.write('#!/bin/sh\necho "lockctl: $2: UNAVAILABLE: failed to connect" >&2\nexit 4\n')
         os.chmod(fake_lockctl, 0o755)
 
         def argv_of(pod):

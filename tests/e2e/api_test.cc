@@ -1288,6 +1288,23 @@ TEST_F(Api, StatusOnAFollowerShowsWhichPeersItsStreamsReach) {
       << "nor from the leader";
 }
 
+TEST_F(Api, StatusSaysForEachMemberWhetherTheAnsweringNodeRecordedItsIncarnation) {
+  // Every member of a running cluster has talked to every other: each node has recorded every
+  // peer's data dir incarnation (and its own). The start script reads this (lockd-start.sh).
+  auto all_recorded = [&](int asked) {
+    v1::StatusResponse s;
+    if (!cluster_.Status(asked, &s).ok() || s.members_size() != cluster_.size()) return false;
+    for (const auto& m : s.members()) {
+      if (!m.incarnation_recorded()) return false;
+    }
+    return true;
+  };
+  for (int i = 0; i < cluster_.size(); ++i) {
+    EXPECT_TRUE(testing::WaitFor([&] { return all_recorded(i); }, 15s)) << "node " << i << "\n"
+                                                                        << cluster_.StatusSummary();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // ClusterService: forwarded like every other call
 // ---------------------------------------------------------------------------------------------

@@ -191,14 +191,22 @@ class World:
             os.write(master, answer.encode())
             stdin = slave
         try:
-            r = subprocess.run(["/bin/bash", "-c", "set -o pipefail; " + text], env=self.env,
-                               stdin=stdin, capture_output=True, text=True, timeout=timeout,
-                               cwd=self.tmp)
-        except subprocess.TimeoutExpired as e:
-            said = b"".join(x for x in (e.stdout, e.stderr) if x).decode(errors="replace")
-            print(f"  $ {self.substituted(cmd, subst)}\n    -> still running after {timeout} s" +
-                  "".join(f"\n    | {l}" for l in said.splitlines()[-20:]), flush=True)
-            check(False, f"{cmd!r} ends within {timeout} s")
+            # A session of its own: on a timeout the whole group goes (a pipeline's other
+            # commands, a process bash forked), not only bash.
+            p = subprocess.Popen(["/bin/bash", "-c", "set -o pipefail; " + text], env=self.env,
+                                 stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, cwd=self.tmp, start_new_session=True)
+            try:
+                out, err = p.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                out, err = p.communicate()
+                said = (out or "") + (err or "")
+                print(f"  $ {self.substituted(cmd, subst)}\n    -> still running after {timeout} s"
+                      " (its process group killed)" +
+                      "".join(f"\n    | {l}" for l in said.splitlines()[-20:]), flush=True)
+                check(False, f"{cmd!r} ends within {timeout} s")
+            r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
         finally:
             if master is not None:
                 os.close(master)

@@ -108,6 +108,15 @@ TEST_F(LockctlOps, StatusAndMemberListAskedOfAFollowerShowTheLeadersViewWithMatc
     ASSERT_EQ(s.members_size(), 3);
     for (const auto& m : s.members()) EXPECT_GT(m.match_index(), 0u) << r.out;
   }
+  // --local: the follower's own view (what it recorded; the Kubernetes start script asks each).
+  auto local =
+      RunLockctl({"--endpoints", cluster().client_addr(follower), "--json", "status", "--local"});
+  ASSERT_EQ(local.code, 0) << local;
+  auto own = Parse<v1::StatusResponse>(local.out);
+  EXPECT_EQ(own.node_id(), cluster().id(follower)) << local.out;
+  EXPECT_EQ(own.leader_id(), cluster().id(leader));
+  ASSERT_EQ(own.members_size(), 3);
+  for (const auto& m : own.members()) EXPECT_TRUE(m.incarnation_recorded()) << local.out;
 }
 
 TEST_F(LockctlOps, MembersIsAnAliasOfMember) {
@@ -144,6 +153,27 @@ TEST_F(LockctlOps, LeaderTransferMovesLeadershipToTheNamedVoter) {
   auto self = Run({"leader", "transfer", "99"});
   EXPECT_EQ(self.code, 3) << self;
   EXPECT_THAT(self.err, HasSubstr("INVALID_ARGUMENT"));
+}
+
+// Right after the leader is killed, `member remove` of it waits out the election (retrying
+// UNAVAILABLE and "not the leader" under one request id) instead of exiting 4. A cluster of its
+// own: the shared one keeps its three members.
+TEST(LockctlMembers, RemoveRightAfterALeaderKillRetriesThroughTheElection) {
+  Cluster cluster;
+  const int leader = cluster.WaitForReady();
+  ASSERT_GE(leader, 0) << cluster.StatusSummary();
+  std::string endpoints = cluster.client_addr(leader);  // the dead one first
+  for (int i = 0; i < cluster.size(); ++i) {
+    if (i != leader) endpoints += "," + cluster.client_addr(i);
+  }
+  cluster.Kill(leader);
+  auto r = RunLockctl({"--endpoints", endpoints, "--timeout-ms", "30000", "--json", "member",
+                       "remove", std::to_string(cluster.id(leader))},
+                      60s);
+  ASSERT_EQ(r.code, 0) << r << cluster.StatusSummary();
+  auto removed = Parse<v1::RemoveMemberResponse>(r.out);
+  EXPECT_EQ(removed.members_size(), 2) << r.out;
+  for (const auto& m : removed.members()) EXPECT_NE(m.id(), cluster.id(leader)) << r.out;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -436,6 +466,10 @@ TEST_F(LockctlOps, BashCompletionParsesAndCompletesSubcommands) {
   EXPECT_EQ(complete("lockctl run x --g", 3), "--grace\n");
   EXPECT_THAT(complete("lockctl run x -- ech", 4), HasSubstr("echo"));
   EXPECT_THAT(complete("lockctl ''", 1), HasSubstr("completion"));
+  // backup's FILE is a file name (review 2 finding 8); a flag there still completes as one.
+  EXPECT_EQ(complete("lockctl backup " + dir.path() + "/lockctl.b", 2), script + "\n");
+  EXPECT_EQ(complete("lockctl backup --over", 2), "--overwrite\n");
+  EXPECT_EQ(complete("lockctl backup --to " + dir.path() + "/lockctl.b", 3), script + "\n");
 }
 
 // ------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "base/clock.h"
 #include "e2e/cluster_harness.h"
@@ -116,6 +117,50 @@ TEST(Restore, ALeaderThatCannotStartTheRestoredClusterSaysWhyInStatusHealthAndLo
       },
       10s))
       << health.output;
+}
+
+TEST(Restore, FollowersOfALeaderThatCannotStartTheRestoredClusterAreNotReady) {
+  // Three members restored, each seed as a clock gone back would leave it: the leader cannot
+  // start the cluster, so no cluster id is ever decided. Its followers know a leader, but every
+  // lockd.v1 call is refused on them: /readyz must not say READY (it did, as a leader was known).
+  ClusterOptions o;
+  o.nodes = 3;
+  o.start = false;
+  Cluster cluster(o);
+  const std::string file = cluster.dir() + "/ahead.lockdbak";
+  const std::string backup = BackupFromTheFuture(3600);
+  std::ofstream(file, std::ios::binary) << backup;
+  for (int i = 0; i < cluster.size(); ++i) {
+    auto r = Restore(cluster, i, file, {"--token-floor", "1000"});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    ASSERT_TRUE(storage::WriteRestoreSeed(cluster.data_dir(i), {0, WallSeconds(), backup}).ok());
+  }
+  cluster.StartAll();
+  auto readyz = [&](int i) {
+    return RunCommand({"/usr/bin/curl", "-s", "http://" + cluster.http_addr(i) + "/readyz"}, 20s)
+        .output;
+  };
+  int leader = -1;
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        for (int i = 0; i < cluster.size(); ++i) {
+          if (readyz(i).rfind("NOT_READY: cannot start the cluster restored", 0) == 0) leader = i;
+        }
+        return leader >= 0;
+      },
+      20s))
+      << cluster.LogTails();
+  // The followers have heard from it (its heartbeats) by now; for a few seconds, none is ready.
+  const auto until = std::chrono::steady_clock::now() + 3s;
+  while (std::chrono::steady_clock::now() < until) {
+    for (int i = 0; i < cluster.size(); ++i) {
+      if (i == leader) continue;
+      const std::string why = readyz(i);
+      ASSERT_EQ(why.rfind("NOT_READY: cluster id not decided yet", 0), 0u)
+          << "node " << i << ": " << why;
+    }
+    std::this_thread::sleep_for(200ms);
+  }
 }
 
 TEST(Restore, ADataDirRestoredWithoutItsSeedRefusesToStartUndecided) {

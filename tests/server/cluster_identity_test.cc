@@ -261,6 +261,19 @@ TEST(IdentityStore, KnowsEachPeerByItsFirstIncarnation) {
   EXPECT_FALSE(store.CheckPeer(4, "").ok()) << "malformed";
 }
 
+TEST(IdentityStore, SaysWhichPeersItRecordedAnIncarnationFor) {
+  // What Status reports as incarnation_recorded: a member that never talked to this node has none
+  // (a late first start), one that did keeps it (its wiped copy is a lost volume).
+  testing::TempDir dir;
+  IdentityStore store(dir.path(), Sample());  // knows node 2 already
+  EXPECT_TRUE(store.KnowsIncarnationOf(2));
+  EXPECT_FALSE(store.KnowsIncarnationOf(3));
+  EXPECT_FALSE(store.CheckPeer(3, "").ok()) << "malformed: not recorded";
+  EXPECT_FALSE(store.KnowsIncarnationOf(3));
+  ASSERT_TRUE(store.CheckPeer(3, "33333333333333333333333333333333").ok());
+  EXPECT_TRUE(store.KnowsIncarnationOf(3));
+}
+
 TEST(IdentityStore, TheUndecidedReasonNamesThePeersThatRefuseThisNode) {
   testing::TempDir dir;
   ClusterIdentity undecided = Sample();
