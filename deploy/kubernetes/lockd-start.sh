@@ -14,9 +14,10 @@
 #     out or failed otherwise             DNS, a loaded node); the pod restarts and asks again
 #     this ordinal's member is at    -> bootstrap with --initial-cluster: its first start, later
 #     this pod's address, the leader      than its peers' (it never ran, so it voted for and
-#     answers, and no member that         acknowledged nothing); a member that timed out might
-#     answers recorded an incarnation     have: exit 1, asked again after the restart
-#     for it
+#     answers, and every other member     acknowledged nothing); a member that timed out or
+#     answers without recording an        refused the connection might have: exit 1, asked
+#     incarnation for it (or has no       again after the restart
+#     cluster id decided)
 #     a member has this pod's peer   -> exit 1, naming it: this pod's identity ran and lost its
 #     address and some member             data. The runbook's replacement: lockctl member remove
 #     recorded it (or it is a             ID, delete the claim and the pod (the leader does not
@@ -110,9 +111,11 @@ recorded_by_leader() {
 # Whether any member recorded member $1's incarnation, each asked for its own view (`status
 # --local`): the leader may have been elected without ever hearing from it (it was down while
 # member $1 ran), and a member that did may be a follower. Every member the answer $2 lists and
-# every bootstrap endpoint is asked. "yes" when one recorded it; "unknown" when none did but one
-# timed out or failed otherwise than by refusing at once (it may have); "no" otherwise (an
-# endpoint that refuses at once runs no lockd, or one with no cluster id decided).
+# every bootstrap endpoint is asked. "yes" when one recorded it; "no" when every other one
+# answered without it or has no cluster id decided (it never took part: "cluster id not decided
+# yet"); "unknown" otherwise (it may have): one timed out, failed, or refused the connection or
+# did not resolve, which is also a listed voter restarting or crash-looping on a data dir that
+# holds the record. This pod's own endpoint runs no lockd yet and is not counted.
 recorded_by_any() {
   verdict=no
   errors="$(mktemp)"
@@ -124,7 +127,8 @@ recorded_by_any() {
         verdict=yes
         break
       fi
-    elif ! grep -q "^lockctl: $endpoint: UNAVAILABLE: " "$errors"; then
+    elif [ "$endpoint" != "$self_client" ] &&
+      ! grep -q "^lockctl: $endpoint: UNAVAILABLE: cluster id not decided yet" "$errors"; then
       say "$endpoint did not answer: $(head -c 300 "$errors" | tr '\n' ' ')"
       verdict=unknown
     fi
@@ -274,10 +278,10 @@ fi
 # An empty volume on a bootstrap ordinal. Bootstrap flags when every endpoint refuses at once
 # (nothing listens, or the cluster is forming: an undecided node refuses), or when this pod's
 # member never ran: the leader answers and no member that answers has recorded an incarnation for
-# it (a first start later than its peers'; it has voted and acknowledged nothing). Once it ran, a member at this pod's address may have acknowledged entries and votes,
-# and the peers that remember it cannot all be counted on to refuse a wiped copy (two wiped
-# members accept each other and would form a second, empty cluster at the same addresses): the
-# operator replaces it.
+# it (a first start later than its peers'; it has voted and acknowledged nothing). Once it ran, a
+# member at this pod's address may have acknowledged entries and votes, and the peers that
+# remember it cannot all be counted on to refuse a wiped copy (two wiped members accept each
+# other and would form a second, empty cluster at the same addresses): the operator replaces it.
 cluster_status
 if [ -z "$answer" ]; then
   if [ "$silent" = 1 ]; then
@@ -310,7 +314,8 @@ if [ "$lost" = "$((ord + 1))" ]; then
         yes) refuse_lost "$lost" "$cluster" ;;
         *)
           say "member $lost of cluster $cluster: its leader has recorded no incarnation for it," \
-            "but a member did not answer and may have: asking again after a restart"
+            "but another member did not answer (or refused) and may have: asking again after" \
+            "a restart"
           exit 1
           ;;
       esac

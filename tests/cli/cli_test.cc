@@ -1,5 +1,6 @@
 // lockctl's output (tables and JSON that parses back) and its commands against a scripted
-// in-process LockService: endpoint fall-back on UNAVAILABLE, errors and exit codes.
+// in-process LockService: endpoint fall-back on UNAVAILABLE, errors and exit codes; member add and
+// remove against a scripted ClusterService whose first answer is lost.
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/message_differencer.h>
 #include <grpcpp/grpcpp.h>
@@ -10,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #include "cli/format.h"
+#include "cli/member.h"
 #include "cli/table.h"
 #include "lockd/v1/lockd.grpc.pb.h"
 #include "support/process.h"
@@ -149,6 +151,133 @@ TEST(Commands, AnUnreachableClusterIsExitFour) {
   CommandContext c{{dead}, false, 1000ms, out, err};
   EXPECT_EQ(RunStatus(c), 4);
   EXPECT_NE(err.str().find("UNAVAILABLE"), std::string::npos) << err.str();
+}
+
+/// Answers each membership call with the next scripted status (the last one repeats); Status
+/// with a leader (itself, node 1) and `members`.
+class FakeCluster final : public pb::ClusterService::Service {
+ public:
+  std::vector<grpc::Status> answers;
+  std::vector<std::pair<uint64_t, pb::Member::Role>> members;
+  int calls = 0;
+  grpc::Status AddMember(grpc::ServerContext*, const pb::AddMemberRequest*,
+                         pb::AddMemberResponse*) override {
+    return Next();
+  }
+  grpc::Status RemoveMember(grpc::ServerContext*, const pb::RemoveMemberRequest*,
+                            pb::RemoveMemberResponse*) override {
+    return Next();
+  }
+  grpc::Status Status(grpc::ServerContext*, const pb::StatusRequest*,
+                      pb::StatusResponse* resp) override {
+    resp->set_node_id(1);
+    resp->set_leader_id(1);
+    for (const auto& [id, role] : members) {
+      auto* m = resp->add_members();
+      m->set_id(id);
+      m->set_role(role);
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  grpc::Status Next() {
+    const size_t i = std::min<size_t>(static_cast<size_t>(calls++), answers.size() - 1);
+    return answers[i];
+  }
+};
+
+struct ServedCluster {
+  FakeCluster service;
+  std::string endpoint;
+  std::unique_ptr<grpc::Server> server;
+  ServedCluster() {
+    endpoint = "127.0.0.1:" + std::to_string(testing::FreePorts(1)[0]);
+    grpc::ServerBuilder b;
+    b.AddListeningPort(endpoint, grpc::InsecureServerCredentials());
+    b.RegisterService(&service);
+    server = b.BuildAndStart();
+  }
+  ~ServedCluster() { server->Shutdown(std::chrono::system_clock::now() + 1s); }
+};
+
+const grpc::Status kLost(grpc::StatusCode::UNAVAILABLE, "the leader's stream was cut");
+const grpc::Status kInProgress(grpc::StatusCode::FAILED_PRECONDITION,
+                               "another membership change is in progress; retry once it finished "
+                               "(lockctl member list shows it)");
+const grpc::Status kNotAMember(grpc::StatusCode::FAILED_PRECONDITION, "node 2 is not a member");
+
+// The leader committed the removal, then its answer was lost: the retry's "not a member" (after
+// "in progress" while the entry was applied) is this command's own change.
+TEST(MemberChanges, ARemoveWhoseAnswerWasLostIsConfirmedByTheRetry) {
+  ServedCluster s;
+  s.service.answers = {kLost, kInProgress, kNotAMember};
+  s.service.members = {{1, pb::Member::LEADER}, {3, pb::Member::FOLLOWER}};
+  std::stringstream out, err;
+  CommandContext c{{s.endpoint}, false, 5000ms, out, err};
+  EXPECT_EQ(RunMemberRemove(c, 2), 0) << err.str();
+  EXPECT_EQ(s.service.calls, 3);
+  EXPECT_NE(out.str().find("node 2 removed (confirmed after a retry)"), std::string::npos)
+      << out.str();
+  EXPECT_NE(out.str().find("follower"), std::string::npos) << out.str();
+
+  std::stringstream jout, jerr;
+  CommandContext j{{s.endpoint}, true, 5000ms, jout, jerr};
+  s.service.calls = 0;
+  ASSERT_EQ(RunMemberRemove(j, 2), 0) << jerr.str();
+  pb::RemoveMemberResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(jout.str(), &parsed).ok()) << jout.str();
+  EXPECT_EQ(parsed.members_size(), 2);
+  EXPECT_EQ(parsed.removed_index(), 0u);
+}
+
+// Without a lost attempt, "not a member" is a refusal (exit 3), and so is "in progress": no wait.
+TEST(MemberChanges, ARemoveOfANonMemberIsRefusedWhenNoAttemptWasLost) {
+  ServedCluster s;
+  s.service.answers = {kNotAMember};
+  std::stringstream out, err;
+  CommandContext c{{s.endpoint}, false, 5000ms, out, err};
+  EXPECT_EQ(RunMemberRemove(c, 2), 3);
+  EXPECT_NE(err.str().find("node 2 is not a member"), std::string::npos) << err.str();
+  s.service.answers = {kInProgress, kNotAMember};
+  s.service.calls = 0;
+  EXPECT_EQ(RunMemberRemove(c, 2), 3);
+  EXPECT_EQ(s.service.calls, 1);
+}
+
+// An add whose answer was lost: "already a member" with the same addresses is success once the
+// leader shows the node as a voter; while it shows a learner, the add is asked again (the leader
+// resumes the promotion). Other addresses stay a refusal.
+TEST(MemberChanges, AnAddWhoseAnswerWasLostIsConfirmedOnceTheNodeIsAVoter) {
+  ServedCluster s;
+  const grpc::Status same(grpc::StatusCode::FAILED_PRECONDITION,
+                          "node 4 is already a member (peer 127.0.0.1:9, client 127.0.0.1:8)");
+  s.service.answers = {kLost, same};
+  s.service.members = {{1, pb::Member::LEADER}, {4, pb::Member::FOLLOWER}};
+  std::stringstream out, err;
+  CommandContext c{{s.endpoint}, false, 5000ms, out, err};
+  EXPECT_EQ(RunMemberAdd(c, 4, "127.0.0.1:9", "127.0.0.1:8"), 0) << err.str();
+  EXPECT_EQ(s.service.calls, 2);
+  EXPECT_NE(out.str().find("node 4 is a voter (confirmed after a retry)"), std::string::npos)
+      << out.str();
+
+  // Shown as a learner: asked again, then promoted (OK from the resumed add).
+  s.service.calls = 0;
+  s.service.answers = {kLost, same, grpc::Status::OK};
+  s.service.members = {{1, pb::Member::LEADER}, {4, pb::Member::LEARNER}};
+  std::stringstream out2, err2;
+  CommandContext c2{{s.endpoint}, false, 5000ms, out2, err2};
+  EXPECT_EQ(RunMemberAdd(c2, 4, "127.0.0.1:9", "127.0.0.1:8"), 0) << err2.str();
+  EXPECT_EQ(s.service.calls, 3);
+  EXPECT_NE(out2.str().find("is a voter since log index"), std::string::npos) << out2.str();
+
+  // Other addresses: not this command's change.
+  s.service.calls = 0;
+  s.service.answers = {kLost, same};
+  std::stringstream out3, err3;
+  CommandContext c3{{s.endpoint}, false, 5000ms, out3, err3};
+  EXPECT_EQ(RunMemberAdd(c3, 4, "127.0.0.1:7", "127.0.0.1:8"), 3);
+  EXPECT_NE(err3.str().find("already a member"), std::string::npos) << err3.str();
 }
 
 TEST(ExitCodes, EachGrpcCodeMapsToTheDocumentedExitCode) {

@@ -18,7 +18,8 @@ base + N (LOCKD_MEMBER_HOST, LOCKD_*_PORT, LOCKD_PORT_STRIDE), the build's lockd
    nothing. Before that: lockd-0's and lockd-1's volumes are wiped while lockd-2 runs, each
    started with the other's endpoint silent (a stale DNS record): both exit 1 naming members 1
    and 2 (the volumes are then put back); and lockd-2's wiped volume is refused with a leader that
-   (simulated by a lockctl wrapper) never recorded member 3, since a follower did.
+   (simulated by a lockctl wrapper) never recorded member 3, since a follower did; with
+   such a leader it also exits 1 (asks again) when that follower refuses the connection.
 3. The operator removes 3 and deletes the claim; 1003 is left a learner (added by hand while
    nothing runs there) with the pod's member-id and an empty volume: the script removes the
    learner, starts with --join and adds itself again; it becomes a voter, READY, serving locks
@@ -101,6 +102,21 @@ printf '%s\\n' "$out" | awk '
   $1 == "3" && leader == node {{ $8 = "no" }}
   {{ print }}'
 exit $rc
+''')
+        os.chmod(path, 0o755)
+        return path
+
+    def refusing_lockctl(self, endpoint):
+        """lagging_leader_lockctl, and `endpoint` refusing the connection when asked for its own
+        view (a member restarting, its data dir holding the record)."""
+        path = os.path.join(self.tmp, "lockctl-refusing")
+        with open(path, "w") as f:
+            f.write(f'''#!/bin/sh
+if [ "$2" = "{endpoint}" ] && [ "$6" = "--local" ]; then
+  echo "lockctl: {endpoint}: UNAVAILABLE: failed to connect to all addresses" >&2
+  exit 4
+fi
+exec {self.lagging_leader_lockctl()} "$@"
 ''')
         os.chmod(path, 0o755)
         return path
@@ -334,6 +350,21 @@ def main():
         two_wiped_with_a_survivor(pods)
         pods.kill(2)
         shutil.rmtree(pods.volume(2))
+        # A leader that never heard from member 3, and the follower (which recorded it) refusing
+        # the connection, as while it restarts: unknown, not "never ran" (simulated by lockctl
+        # wrappers).
+        rc, out, _ = pods.lockctl("status", timeout=30)
+        leader = re.search(r" leader (\d+) ", out)
+        check(rc == 0 and leader and leader.group(1) in ("1", "2"), f"a leader, 1 or 2 ({out[:200]})")
+        follower = 2 - int(leader.group(1))  # the other pod's ordinal
+        at = pods.log_size(2)
+        pods.start(2, LOCKCTL_BIN=pods.refusing_lockctl(pods.client(follower)))
+        rc = wait_exit(pods, 2)
+        check(rc == 1 and "refused) and may have: asking again" in pods.log(2, at),
+              f"with a leader that did not record member 3 and a follower refusing, lockd-2 on an "
+              f"empty volume exits 1 (rc {rc}) and asks again")
+        check(not os.path.exists(os.path.join(pods.volume(2), "data")),
+              "and started no lockd (no data dir on its volume)")
         # A leader that never heard from member 3 (simulated: lockctl blanks its record) is not
         # enough to call member 3 never run: a follower recorded it.
         at = pods.log_size(2)

@@ -5,6 +5,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <string>
 #include <thread>
 
 #include "base/clock.h"
@@ -150,7 +152,24 @@ TEST(Restore, FollowersOfALeaderThatCannotStartTheRestoredClusterAreNotReady) {
       },
       20s))
       << cluster.LogTails();
-  // The followers have heard from it (its heartbeats) by now; for a few seconds, none is ready.
+  // Each follower knows the leader (its log says so: the node's watcher logs every leader it
+  // learns), so "cluster id not decided yet" below is checked where "no leader known" does not
+  // apply; then, for a few seconds, none is ready.
+  const std::string knows = ": leader is " + std::to_string(cluster.id(leader));
+  for (int i = 0; i < cluster.size(); ++i) {
+    if (i == leader) continue;
+    const std::string line = "node " + std::to_string(cluster.id(i)) + knows;
+    EXPECT_TRUE(testing::WaitFor(
+        [&] {
+          std::ifstream log(cluster.log_path(i));
+          const std::string text((std::istreambuf_iterator<char>(log)),
+                                 std::istreambuf_iterator<char>());
+          return text.find(line) != std::string::npos;
+        },
+        10s))
+        << "node " << i << " never logged \"" << line << "\"\n"
+        << cluster.LogTail(i);
+  }
   const auto until = std::chrono::steady_clock::now() + 3s;
   while (std::chrono::steady_clock::now() < until) {
     for (int i = 0; i < cluster.size(); ++i) {
