@@ -101,7 +101,7 @@ void ExactlyOnce::EncodeTo(Writer& w) const {
   }
 }
 
-bool ExactlyOnce::DecodeFrom(Reader& r, uint8_t version) {
+bool ExactlyOnce::DecodeFrom(Reader& r, uint8_t version, LogIndex applied) {
   *this = ExactlyOnce();
   uint64_t n = 0;
   if (!r.Varint(&n)) return false;
@@ -116,6 +116,7 @@ bool ExactlyOnce::DecodeFrom(Reader& r, uint8_t version) {
     }
     c.id = id;
     c.last_active = LogIndex(active);
+    if (c.last_active > applied) return false;
     for (uint64_t j = 0; j < records; ++j) {
       uint64_t seq = 0, at = 0;
       uint8_t cancelled = 0;
@@ -125,6 +126,7 @@ bool ExactlyOnce::DecodeFrom(Reader& r, uint8_t version) {
         return false;
       }
       rec.recorded_at = LogIndex(at);
+      if (rec.recorded_at > applied) return false;
       rec.cancelled_in_advance = cancelled != 0;
       if (!c.records.emplace(seq, std::move(rec)).second) return false;
       ++records_;

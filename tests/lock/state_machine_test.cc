@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "base/codec.h"
 #include "harness.h"
 #include "lock/validate.h"
 
@@ -394,6 +395,53 @@ TEST(Snapshot, RoundTripsTheWholeStateAndRefusesDamage) {
   std::string newer = snap;
   newer[0] = 9;
   EXPECT_EQ(LockStateMachine::Restore(newer, {}).status().code(), StatusCode::kFailedPrecondition);
+}
+
+// Found by the lock_snapshot fuzz target (tests/fuzz/corpus/lock_snapshot/crash-*): an
+// exactly-once record "recorded" after the snapshot's applied index was accepted, and the next
+// apply appended an older record behind it, breaking the age list's order (retirement walks it
+// oldest first and stops at the first record too young).
+TEST(Snapshot, RefusesARecordOrActivityAfterItsAppliedIndex) {
+  Harness h;
+  LeaseId a = h.Lease();
+  h.Acquire("n", a, X);
+  const std::string snap = h.sm.Snapshot();
+  ASSERT_TRUE(LockStateMachine::Restore(snap, {}).ok());
+  // The same snapshot claiming to have applied only index 1: version, two counters, applied.
+  Writer prefix;
+  prefix.U8(snap[0]);
+  prefix.Varint(h.sm.token_counter().value());
+  prefix.Varint(h.sm.lease_counter().value());
+  Writer applied;
+  applied.Varint(h.sm.applied().value());
+  ASSERT_EQ(snap.substr(0, prefix.data().size() + applied.data().size()),
+            prefix.data() + applied.data());
+  Writer one;
+  one.Varint(1);
+  const std::string early =
+      prefix.data() + one.data() + snap.substr(prefix.data().size() + applied.data().size());
+  auto r = LockStateMachine::Restore(early, {});
+  EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << r.status().ToString();
+}
+
+// Also found by the lock_snapshot fuzz target: Restore checked only the framing, so a holder's
+// token above the token counter (a later grant would reissue it) was restored, and the next
+// CheckInvariants aborted. Restore now refuses any state that breaks an invariant.
+TEST(Snapshot, RefusesAStateThatBreaksAnInvariant) {
+  Harness h;
+  LeaseId a = h.Lease();
+  h.Acquire("n", a, X);
+  const std::string snap = h.sm.Snapshot();
+  Writer counter;
+  counter.Varint(h.sm.token_counter().value());
+  ASSERT_EQ(snap.substr(1, counter.data().size()), counter.data());
+  Writer zero;
+  zero.Varint(0);
+  const std::string behind =
+      snap.substr(0, 1) + zero.data() + snap.substr(1 + counter.data().size());
+  auto r = LockStateMachine::Restore(behind, {});
+  EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("token counter"), std::string::npos) << r.status().ToString();
 }
 
 TEST(Snapshot, RestoreAsANewClusterDropsLeasesAndRaisesCountersPastTheOldCluster) {

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The fuzzing soak (docs/security.md, "## Fuzzing"): builds the `fuzz` preset (clang, libFuzzer,
+# ASan + UBSan) and runs each target in turn for a bounded time from its checked-in corpus.
+#   scripts/fuzz.sh --hours 1                    # every target, one hour each
+#   scripts/fuzz.sh --minutes 10 lock_snapshot   # one target
+#   scripts/fuzz.sh --seed                       # rewrite the seed-* files (release build)
+#   scripts/fuzz.sh --replay FILE TARGET         # run one input (a crash-* file) under the fuzz build
+# New interesting inputs go to build/fuzz/tests/fuzz/work/<target> (not checked in). A crash, leak,
+# timeout or failed property is written to tests/fuzz/corpus/<target>/crash-<sha1> (or
+# crash-leak-, crash-timeout-, crash-oom-): commit it with the fix, and it becomes a regression case
+# that every unit run replays. The run prints execs/s, coverage and corpus size per target and
+# exits non-zero if any target found something. Runs at nice 19, one target at a time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARGETS=(peer_message lock_command lock_snapshot storage_records snapshot_assembler config)
+seconds=600
+mode=run
+replay_file=""
+picked=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --hours) seconds=$(( $2 * 3600 )); shift 2 ;;
+    --minutes) seconds=$(( $2 * 60 )); shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --seed) mode=seed; shift ;;
+    --replay) mode=replay; replay_file=$2; shift 2 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
+    *) picked+=("$1"); shift ;;
+  esac
+done
+[ ${#picked[@]} -eq 0 ] && picked=("${TARGETS[@]}")
+for t in "${picked[@]}"; do
+  [[ " ${TARGETS[*]} " == *" $t "* ]] || { echo "fuzz.sh: no target '$t' (${TARGETS[*]})" >&2; exit 2; }
+done
+
+if [ "$mode" = seed ]; then
+  cmake --preset release >/dev/null
+  cmake --build --preset release --target fuzz_make_corpus
+  build/release/tests/fuzz/fuzz_make_corpus tests/fuzz/corpus
+  exit 0
+fi
+
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz --target fuzz_targets
+bin=build/fuzz/tests/fuzz
+
+if [ "$mode" = replay ]; then
+  [ ${#picked[@]} -eq 1 ] || { echo "fuzz.sh: --replay FILE needs exactly one TARGET" >&2; exit 2; }
+  exec "$bin/${picked[0]}_fuzz" "$replay_file"
+fi
+
+mkdir -p build/fuzz/soak
+found=0
+printf '%-20s %8s %10s %8s %8s %12s %8s\n' target seconds execs/s cov ft corpus crashes
+for t in "${picked[@]}"; do
+  corpus=tests/fuzz/corpus/$t
+  work=$bin/work/$t
+  log=build/fuzz/soak/$t.log
+  mkdir -p "$work" "$corpus"
+  before=$(ls "$corpus" | grep -c '^crash-' || true)
+  # -malloc_limit_mb: one allocation above it is a finding (a decoder must not trust a length).
+  # -timeout: one input taking longer is a finding (decoding is linear in the input).
+  set +e
+  nice -n 19 "$bin/${t}_fuzz" -max_total_time="$seconds" -rss_limit_mb=2048 \
+    -malloc_limit_mb=256 -timeout=10 -print_final_stats=1 -artifact_prefix="$corpus/crash-" \
+    "$work" "$corpus" >"$log" 2>&1
+  rc=$?
+  set -e
+  after=$(ls "$corpus" | grep -c '^crash-' || true)
+  stat=$(grep -E '^#[0-9]+.*(DONE|pulse|NEW|REDUCE)' "$log" | tail -1)
+  cov=$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' <<<"$stat")
+  ft=$(sed -n 's/.*ft: \([0-9]*\).*/\1/p' <<<"$stat")
+  corp=$(sed -n 's/.*corp: \([0-9]*\/[0-9a-zA-Z]*\).*/\1/p' <<<"$stat")
+  eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
+  printf '%-20s %8s %10s %8s %8s %12s %8s\n' "$t" "$seconds" "${eps:-?}" "${cov:-?}" "${ft:-?}" \
+    "${corp:-?}" $(( after - before ))
+  if [ $rc -ne 0 ] || [ "$after" -gt "$before" ]; then
+    found=1
+    echo "  $t: exit $rc; see $log; new files: $(ls -t "$corpus" | grep '^crash-' | head -$(( after - before + 1 )) | tr '\n' ' ')"
+  fi
+done
+exit $found
