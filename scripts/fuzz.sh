@@ -5,9 +5,10 @@
 #   scripts/fuzz.sh --minutes 10 lock_snapshot   # one target
 #   scripts/fuzz.sh --seed                       # rewrite the seed-* files (release build)
 #   scripts/fuzz.sh --replay FILE TARGET         # run one input (a crash-* file) under the fuzz build
+#   --no-build: use the fuzz build as it is
 # New interesting inputs go to build/fuzz/tests/fuzz/work/<target> (not checked in). A crash, leak,
-# timeout or failed property is written to tests/fuzz/corpus/<target>/crash-<sha1> (or
-# crash-leak-, crash-timeout-, crash-oom-): commit it with the fix, and it becomes a regression case
+# timeout or failed property is written to tests/fuzz/corpus/<target>/crash-<sha1> (or leak-,
+# timeout-, oom-): commit it with the fix, and it becomes a regression case
 # that every unit run replays. The run prints execs/s, coverage and corpus size per target and
 # exits non-zero if any target found something. Runs at nice 19, one target at a time.
 set -euo pipefail
@@ -17,6 +18,7 @@ TARGETS=(peer_message lock_command lock_snapshot storage_records snapshot_assemb
 seconds=600
 mode=run
 replay_file=""
+build=1
 picked=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -24,8 +26,9 @@ while [ $# -gt 0 ]; do
     --minutes) seconds=$(( $2 * 60 )); shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --seed) mode=seed; shift ;;
+    --no-build) build=0; shift ;;
     --replay) mode=replay; replay_file=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) picked+=("$1"); shift ;;
   esac
@@ -42,8 +45,10 @@ if [ "$mode" = seed ]; then
   exit 0
 fi
 
-cmake --preset fuzz >/dev/null
-cmake --build --preset fuzz --target fuzz_targets
+if [ $build -eq 1 ]; then
+  cmake --preset fuzz >/dev/null
+  cmake --build --preset fuzz --target fuzz_targets
+fi
 bin=build/fuzz/tests/fuzz
 
 if [ "$mode" = replay ]; then
@@ -53,32 +58,39 @@ fi
 
 mkdir -p build/fuzz/soak
 found=0
-printf '%-20s %8s %10s %8s %8s %12s %8s\n' target seconds execs/s cov ft corpus crashes
+printf '%-20s %8s %8s %10s %10s %10s %7s %7s %12s %8s\n' target seconds cpu_s execs execs/s per_cpu_s \
+  cov ft corpus findings
 for t in "${picked[@]}"; do
   corpus=tests/fuzz/corpus/$t
   work=$bin/work/$t
   log=build/fuzz/soak/$t.log
   mkdir -p "$work" "$corpus"
-  before=$(ls "$corpus" | grep -c '^crash-' || true)
+  before=$(ls "$corpus" | grep -cE '^(crash|leak|timeout|oom)-' || true)
   # -malloc_limit_mb: one allocation above it is a finding (a decoder must not trust a length).
   # -timeout: one input taking longer is a finding (decoding is linear in the input).
   set +e
-  nice -n 19 "$bin/${t}_fuzz" -max_total_time="$seconds" -rss_limit_mb=2048 \
-    -malloc_limit_mb=256 -timeout=10 -print_final_stats=1 -artifact_prefix="$corpus/crash-" \
-    "$work" "$corpus" >"$log" 2>&1
+  # CPU seconds too: on a shared machine a nice 19 run gets little CPU, and execs per CPU second
+  # is the figure that compares between runs.
+  TIMEFORMAT='%U %S'
+  cpu=$( { time nice -n 19 "$bin/${t}_fuzz" -max_total_time="$seconds" -rss_limit_mb=2048 \
+    -malloc_limit_mb=256 -timeout=10 -print_final_stats=1 -artifact_prefix="$corpus/" \
+    "$work" "$corpus" >"$log" 2>&1; } 2>&1 )
   rc=$?
   set -e
-  after=$(ls "$corpus" | grep -c '^crash-' || true)
+  cpu=$(awk '{printf "%.0f", $1 + $2}' <<<"$cpu")
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+  after=$(ls "$corpus" | grep -cE '^(crash|leak|timeout|oom)-' || true)
   stat=$(grep -E '^#[0-9]+.*(DONE|pulse|NEW|REDUCE)' "$log" | tail -1)
   cov=$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' <<<"$stat")
   ft=$(sed -n 's/.*ft: \([0-9]*\).*/\1/p' <<<"$stat")
   corp=$(sed -n 's/.*corp: \([0-9]*\/[0-9a-zA-Z]*\).*/\1/p' <<<"$stat")
   eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
-  printf '%-20s %8s %10s %8s %8s %12s %8s\n' "$t" "$seconds" "${eps:-?}" "${cov:-?}" "${ft:-?}" \
-    "${corp:-?}" $(( after - before ))
+  per_cpu=$([ -n "$runs" ] && [ "${cpu:-0}" -gt 0 ] && echo $(( runs / cpu )) || echo "?")
+  printf '%-20s %8s %8s %10s %10s %10s %7s %7s %12s %8s\n' "$t" "$seconds" "${cpu:-?}" "${runs:-?}" \
+    "${eps:-?}" "$per_cpu" "${cov:-?}" "${ft:-?}" "${corp:-?}" $(( after - before ))
   if [ $rc -ne 0 ] || [ "$after" -gt "$before" ]; then
     found=1
-    echo "  $t: exit $rc; see $log; new files: $(ls -t "$corpus" | grep '^crash-' | head -$(( after - before + 1 )) | tr '\n' ' ')"
+    echo "  $t: exit $rc; see $log; new files: $(ls -t "$corpus" | grep -E '^(crash|leak|timeout|oom)-' | head -$(( after - before )) | tr '\n' ' ')"
   fi
 done
 exit $found
