@@ -77,7 +77,7 @@ for t in "${picked[@]}"; do
     "$work" "$corpus" >"$log" 2>&1; } 2>&1 )
   rc=$?
   set -e
-  cpu=$(awk '{printf "%.0f", $1 + $2}' <<<"$cpu")
+  cpu=$(awk '{printf "%.1f", $1 + $2}' <<<"$cpu")
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
   after=$(ls "$corpus" | grep -cE '^(crash|leak|timeout|oom)-' || true)
   stat=$(grep -E '^#[0-9]+.*(DONE|pulse|NEW|REDUCE)' "$log" | tail -1)
@@ -85,7 +85,7 @@ for t in "${picked[@]}"; do
   ft=$(sed -n 's/.*ft: \([0-9]*\).*/\1/p' <<<"$stat")
   corp=$(sed -n 's/.*corp: \([0-9]*\/[0-9a-zA-Z]*\).*/\1/p' <<<"$stat")
   eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
-  per_cpu=$([ -n "$runs" ] && [ "${cpu:-0}" -gt 0 ] && echo $(( runs / cpu )) || echo "?")
+  per_cpu=$(awk -v r="${runs:-0}" -v c="${cpu:-0}" 'BEGIN { print (c > 0 ? int(r / c) : "?") }')
   printf '%-20s %8s %8s %10s %10s %10s %7s %7s %12s %8s\n' "$t" "$seconds" "${cpu:-?}" "${runs:-?}" \
     "${eps:-?}" "$per_cpu" "${cov:-?}" "${ft:-?}" "${corp:-?}" $(( after - before ))
   if [ $rc -ne 0 ] || [ "$after" -gt "$before" ]; then
