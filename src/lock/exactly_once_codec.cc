@@ -140,9 +140,13 @@ bool ExactlyOnce::DecodeFrom(Reader& r, uint8_t version, LogIndex applied) {
       return false;
     }
     for (uint64_t i = 0; i < samples; ++i) {
-      uint64_t applied = 0, mark = 0;
-      if (!r.Varint(&applied) || !r.Varint(&mark)) return false;
-      const AgeSample a{LogIndex(applied), mark};
+      uint64_t sampled = 0, mark = 0;
+      if (!r.Varint(&sampled) || !r.Varint(&mark)) return false;
+      const AgeSample a{LogIndex(sampled), mark};
+      // Strictly before the applied index (AddAgeSample takes only a sample below the index it is
+      // applied at): a later one would stop the age clock for good and make the next retirement
+      // drop every finished record and idle client, whatever its age.
+      if (a.applied >= applied) return false;
       // In order, and none past the newest mark: the order AddAgeSample keeps.
       if (mark > last_mark_ms_ || (!ages_.empty() && (a.applied < ages_.back().applied ||
                                                       a.mark_ms < ages_.back().mark_ms))) {

@@ -23,6 +23,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(!sm.status().message().empty(), "a refusal says why");
   } else {
     sm->CheckInvariants();
+    // The age clock is behind the applied index: a sample at or after it would stop the clock
+    // and let the next retirement drop every record, whatever its age.
+    for (const auto& a : sm->exactly_once().age_samples()) {
+      FUZZ_CHECK(a.applied < sm->applied(), "every age sample is before the applied index");
+    }
     const std::string snap = sm->Snapshot();
     auto again = LockStateMachine::Restore(snap, limits);
     FUZZ_CHECK(again.ok(), "the snapshot of a restored state restores");

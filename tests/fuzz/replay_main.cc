@@ -3,6 +3,8 @@
 // line, and on a fixed number of deterministic mutations of each (truncations and byte flips), so
 // the checked-in corpus and its near neighbours run under every sanitizer CI builds. Bounded:
 // kMutations inputs per corpus file. Exits non-zero (the target aborts) on a failed property.
+// Each corpus file's name is printed before it runs, so a failure that ends the process without
+// SIGABRT (a sanitizer report exits through _exit) still names the file its input came from.
 #include <algorithm>
 #include <csignal>
 #include <cstdint>
@@ -14,6 +16,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
 namespace {
@@ -23,22 +29,34 @@ constexpr int kMutations = 200;
 // The input being run, so that a failed property (abort) leaves it in a file to replay.
 const std::string* g_current = nullptr;
 const char* g_source = "";
+// Per target (replay-failed-input-<binary>): ctest -j runs the targets in one directory.
+std::string g_failed_file = "replay-failed-input";
+
+void SaveInput() {
+  if (g_current == nullptr) return;
+  std::FILE* f = std::fopen(g_failed_file.c_str(), "wb");
+  if (f != nullptr) {
+    std::fwrite(g_current->data(), 1, g_current->size(), f);
+    std::fclose(f);
+  }
+  std::fprintf(stderr,
+               "replay: failed on an input derived from %s; it is in ./%s (run this binary on "
+               "that file to replay it)\n",
+               g_source, g_failed_file.c_str());
+}
 
 extern "C" void SaveInputOnAbort(int) {
-  if (g_current != nullptr) {
-    std::FILE* f = std::fopen("replay-failed-input", "wb");
-    if (f != nullptr) {
-      std::fwrite(g_current->data(), 1, g_current->size(), f);
-      std::fclose(f);
-    }
-    std::fprintf(stderr,
-                 "replay: failed on an input derived from %s; it is in ./replay-failed-input "
-                 "(run this binary on that file to replay it)\n",
-                 g_source);
-  }
+  SaveInput();
   std::signal(SIGABRT, SIG_DFL);
   std::abort();
 }
+
+#if defined(__SANITIZE_ADDRESS__)
+// ASan's report ends the process through _exit, not SIGABRT.
+extern "C" void SaveInputOnSanitizerDeath() {
+  SaveInput();
+}
+#endif
 
 void Run(const std::string& input) {
   g_current = &input;
@@ -98,11 +116,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::sort(files.begin(), files.end());
+  g_failed_file += "-" + std::filesystem::path(argv[0]).filename().string();
   uint64_t seed = 1;
   std::signal(SIGABRT, SaveInputOnAbort);
+#if defined(__SANITIZE_ADDRESS__)
+  __sanitizer_set_death_callback(SaveInputOnSanitizerDeath);
+#endif
   for (const auto& f : files) {
     const std::string path = f.string();
     g_source = path.c_str();
+    std::fprintf(stderr, "replay: %s\n", g_source);
     RunWithMutations(ReadFile(f), seed++);
   }
   std::printf("replay: %zu corpus files, %d mutations each, every property held\n", files.size(),
