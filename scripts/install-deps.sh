@@ -11,8 +11,6 @@ PACKAGES=(
   libcpp-httplib-dev libssl-dev zlib1g-dev libbrotli-dev prometheus-cpp-dev
   python3-prometheus-client python3-yaml
   clang-format iproute2 nftables procps curl
-  # clang and its runtime (libFuzzer): the fuzz preset, scripts/fuzz.sh
-  clang libclang-rt-14-dev
   postgresql-15 libpq-dev redis-server libhiredis-dev
 )
 
