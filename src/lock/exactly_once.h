@@ -150,7 +150,10 @@ class ExactlyOnce {
   void EncodeTo(Writer& w) const;
   /// `version`: the snapshot format (1 has no forgotten_through per client, 1 and 2 no age
   /// samples). Lease counts start at zero: the owner calls LeaseGranted for each lease after.
-  bool DecodeFrom(Reader& r, uint8_t version);
+  /// `applied`: the snapshot's applied index; a record or activity after it is refused (the age
+  /// list is kept in order of recording, and the next apply appends at applied + 1), and so is an
+  /// age sample at or after it (an honest sample is always taken below the index applying it).
+  bool DecodeFrom(Reader& r, uint8_t version, LogIndex applied);
   bool operator==(const ExactlyOnce& o) const {
     return clients_ == o.clients_ && ages_ == o.ages_ && last_mark_ms_ == o.last_mark_ms_;
   }

@@ -101,7 +101,7 @@ void ExactlyOnce::EncodeTo(Writer& w) const {
   }
 }
 
-bool ExactlyOnce::DecodeFrom(Reader& r, uint8_t version) {
+bool ExactlyOnce::DecodeFrom(Reader& r, uint8_t version, LogIndex applied) {
   *this = ExactlyOnce();
   uint64_t n = 0;
   if (!r.Varint(&n)) return false;
@@ -116,6 +116,7 @@ bool ExactlyOnce::DecodeFrom(Reader& r, uint8_t version) {
     }
     c.id = id;
     c.last_active = LogIndex(active);
+    if (c.last_active > applied) return false;
     for (uint64_t j = 0; j < records; ++j) {
       uint64_t seq = 0, at = 0;
       uint8_t cancelled = 0;
@@ -125,6 +126,7 @@ bool ExactlyOnce::DecodeFrom(Reader& r, uint8_t version) {
         return false;
       }
       rec.recorded_at = LogIndex(at);
+      if (rec.recorded_at > applied) return false;
       rec.cancelled_in_advance = cancelled != 0;
       if (!c.records.emplace(seq, std::move(rec)).second) return false;
       ++records_;
@@ -138,9 +140,13 @@ bool ExactlyOnce::DecodeFrom(Reader& r, uint8_t version) {
       return false;
     }
     for (uint64_t i = 0; i < samples; ++i) {
-      uint64_t applied = 0, mark = 0;
-      if (!r.Varint(&applied) || !r.Varint(&mark)) return false;
-      const AgeSample a{LogIndex(applied), mark};
+      uint64_t sampled = 0, mark = 0;
+      if (!r.Varint(&sampled) || !r.Varint(&mark)) return false;
+      const AgeSample a{LogIndex(sampled), mark};
+      // Strictly before the applied index (AddAgeSample takes only a sample below the index it is
+      // applied at): a later one would stop the age clock for good and make the next retirement
+      // drop every finished record and idle client, whatever its age.
+      if (a.applied >= applied) return false;
       // In order, and none past the newest mark: the order AddAgeSample keeps.
       if (mark > last_mark_ms_ || (!ages_.empty() && (a.applied < ages_.back().applied ||
                                                       a.mark_ms < ages_.back().mark_ms))) {

@@ -157,6 +157,9 @@ class LockStateMachine {
               FencingToken token, FencingToken fence);
   };
 
+  /// Why the locks and leases break an invariant, or nullptr: CheckInvariants aborts on it and
+  /// Restore refuses a snapshot with it.
+  const char* LockTableViolation() const;
   Outcome Execute(Ctx& ctx, const Command& command);
   /// Whether `command` would free a lease, a hold or a wait if run now: only such a request may
   /// use the exactly-once reserve above --max-outcomes (OutcomeReserve), so a table filled by a
