@@ -80,6 +80,11 @@ int RunMemberAdd(const CommandContext& c, uint64_t id, const std::string& peer_a
   // learner with them is not refused: the add resumes and waits for its promotion.
   const std::string same = "node " + std::to_string(id) + " is already a member (peer " +
                            peer_addr + ", client " + client_addr + ")";
+  // Read before the first attempt: a node that already was a voter is refused, whatever later
+  // attempts hear (an unreachable first endpoint also counts as a lost attempt).
+  const std::optional<pb::StatusResponse> before = LeaderStatus(c);
+  const pb::Member* was = before ? FindMember(*before, id) : nullptr;
+  const bool voter_before = was != nullptr && was->role() != pb::Member::LEARNER;
   std::optional<pb::StatusResponse> confirmed;
   // Retried through a leader change. A lost attempt may have added the node: then "already a
   // member" with these addresses is this command's own change, done once the node is a voter.
@@ -92,7 +97,7 @@ int RunMemberAdd(const CommandContext& c, uint64_t id, const std::string& peer_a
       [&](const grpc::Status& s, bool lost) {
         if (!lost) return false;
         if (ChangeInProgress(s)) return true;
-        if (!Refused(s, same)) return false;
+        if (voter_before || !Refused(s, same)) return false;
         auto st = LeaderStatus(c);
         const pb::Member* m = st ? FindMember(*st, id) : nullptr;
         if (m && m->role() != pb::Member::LEARNER) {
@@ -127,6 +132,10 @@ int RunMemberRemove(const CommandContext& c, uint64_t id) {
   *req.mutable_header() = OneShotHeader();
   req.set_id(id);
   pb::RemoveMemberResponse resp;
+  // Read before the first attempt: "not a member" can be this command's own change only if the
+  // node was one (an id mistyped is refused even when an unreachable endpoint came first).
+  const std::optional<pb::StatusResponse> before = LeaderStatus(c);
+  const bool member_before = before && FindMember(*before, id) != nullptr;
   // Retried through a leader change (a member is often removed right after its node was lost).
   // A lost attempt may have removed it: then "not a member" is this command's own change.
   const Answered a = CallUntilAnswered<pb::ClusterService>(
@@ -136,7 +145,7 @@ int RunMemberRemove(const CommandContext& c, uint64_t id) {
         return stub.RemoveMember(&ctx, req, &resp);
       },
       [](const grpc::Status& s, bool lost) { return lost && ChangeInProgress(s); });
-  if (a.earlier_attempt_lost &&
+  if (a.earlier_attempt_lost && member_before &&
       Refused(a.status, "node " + std::to_string(id) + " is not a member")) {
     auto st = LeaderStatus(c);
     if (st) *resp.mutable_members() = st->members();

@@ -6,6 +6,8 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <optional>
 #include <sstream>
 
 #include "cli/commands.h"
@@ -154,12 +156,15 @@ TEST(Commands, AnUnreachableClusterIsExitFour) {
 }
 
 /// Answers each membership call with the next scripted status (the last one repeats); Status
-/// with a leader (itself, node 1) and `members`.
+/// with a leader (itself, node 1) and `members` before the first membership call, `members_after`
+/// (if set) once one was made.
 class FakeCluster final : public pb::ClusterService::Service {
  public:
+  using Table = std::vector<std::pair<uint64_t, pb::Member::Role>>;
   std::vector<grpc::Status> answers;
-  std::vector<std::pair<uint64_t, pb::Member::Role>> members;
-  int calls = 0;
+  Table members;
+  std::optional<Table> members_after;
+  std::atomic<int> calls = 0;
   grpc::Status AddMember(grpc::ServerContext*, const pb::AddMemberRequest*,
                          pb::AddMemberResponse*) override {
     return Next();
@@ -172,7 +177,7 @@ class FakeCluster final : public pb::ClusterService::Service {
                       pb::StatusResponse* resp) override {
     resp->set_node_id(1);
     resp->set_leader_id(1);
-    for (const auto& [id, role] : members) {
+    for (const auto& [id, role] : calls > 0 && members_after ? *members_after : members) {
       auto* m = resp->add_members();
       m->set_id(id);
       m->set_role(role);
@@ -212,7 +217,9 @@ const grpc::Status kNotAMember(grpc::StatusCode::FAILED_PRECONDITION, "node 2 is
 TEST(MemberChanges, ARemoveWhoseAnswerWasLostIsConfirmedByTheRetry) {
   ServedCluster s;
   s.service.answers = {kLost, kInProgress, kNotAMember};
-  s.service.members = {{1, pb::Member::LEADER}, {3, pb::Member::FOLLOWER}};
+  s.service.members = {
+      {1, pb::Member::LEADER}, {2, pb::Member::FOLLOWER}, {3, pb::Member::FOLLOWER}};
+  s.service.members_after = {{1, pb::Member::LEADER}, {3, pb::Member::FOLLOWER}};
   std::stringstream out, err;
   CommandContext c{{s.endpoint}, false, 5000ms, out, err};
   EXPECT_EQ(RunMemberRemove(c, 2), 0) << err.str();
@@ -245,6 +252,21 @@ TEST(MemberChanges, ARemoveOfANonMemberIsRefusedWhenNoAttemptWasLost) {
   EXPECT_EQ(s.service.calls, 1);
 }
 
+// Found by review: an unreachable first endpoint counts as a lost attempt, so a mistyped id (never
+// a member) answered "not a member" by the live node was reported removed. The table read before
+// the first attempt decides: it did not name the node, so this is a refusal.
+TEST(MemberChanges, ARemoveOfAnIdThatNeverWasAMemberIsRefusedEvenAfterALostAttempt) {
+  ServedCluster s;
+  s.service.answers = {kNotAMember};
+  s.service.members = {{1, pb::Member::LEADER}, {3, pb::Member::FOLLOWER}};
+  const std::string dead = "127.0.0.1:" + std::to_string(testing::FreePorts(1)[0]);
+  std::stringstream out, err;
+  CommandContext c{{dead, s.endpoint}, false, 5000ms, out, err};
+  EXPECT_EQ(RunMemberRemove(c, 2), 3) << out.str();
+  EXPECT_NE(err.str().find("node 2 is not a member"), std::string::npos) << err.str();
+  EXPECT_EQ(out.str().find("confirmed"), std::string::npos) << out.str();
+}
+
 // An add whose answer was lost: "already a member" with the same addresses is success once the
 // leader shows the node as a voter; while it shows a learner, the add is asked again (the leader
 // resumes the promotion). Other addresses stay a refusal.
@@ -253,7 +275,8 @@ TEST(MemberChanges, AnAddWhoseAnswerWasLostIsConfirmedOnceTheNodeIsAVoter) {
   const grpc::Status same(grpc::StatusCode::FAILED_PRECONDITION,
                           "node 4 is already a member (peer 127.0.0.1:9, client 127.0.0.1:8)");
   s.service.answers = {kLost, same};
-  s.service.members = {{1, pb::Member::LEADER}, {4, pb::Member::FOLLOWER}};
+  s.service.members = {{1, pb::Member::LEADER}};
+  s.service.members_after = FakeCluster::Table{{1, pb::Member::LEADER}, {4, pb::Member::FOLLOWER}};
   std::stringstream out, err;
   CommandContext c{{s.endpoint}, false, 5000ms, out, err};
   EXPECT_EQ(RunMemberAdd(c, 4, "127.0.0.1:9", "127.0.0.1:8"), 0) << err.str();
@@ -264,7 +287,7 @@ TEST(MemberChanges, AnAddWhoseAnswerWasLostIsConfirmedOnceTheNodeIsAVoter) {
   // Shown as a learner: asked again, then promoted (OK from the resumed add).
   s.service.calls = 0;
   s.service.answers = {kLost, same, grpc::Status::OK};
-  s.service.members = {{1, pb::Member::LEADER}, {4, pb::Member::LEARNER}};
+  s.service.members_after = FakeCluster::Table{{1, pb::Member::LEADER}, {4, pb::Member::LEARNER}};
   std::stringstream out2, err2;
   CommandContext c2{{s.endpoint}, false, 5000ms, out2, err2};
   EXPECT_EQ(RunMemberAdd(c2, 4, "127.0.0.1:9", "127.0.0.1:8"), 0) << err2.str();
@@ -278,6 +301,16 @@ TEST(MemberChanges, AnAddWhoseAnswerWasLostIsConfirmedOnceTheNodeIsAVoter) {
   CommandContext c3{{s.endpoint}, false, 5000ms, out3, err3};
   EXPECT_EQ(RunMemberAdd(c3, 4, "127.0.0.1:7", "127.0.0.1:8"), 3);
   EXPECT_NE(err3.str().find("already a member"), std::string::npos) << err3.str();
+
+  // A voter before the first attempt: "already a member" is a refusal even after a lost attempt.
+  s.service.calls = 0;
+  s.service.answers = {kLost, same};
+  s.service.members = {{1, pb::Member::LEADER}, {4, pb::Member::FOLLOWER}};
+  s.service.members_after.reset();
+  std::stringstream out4, err4;
+  CommandContext c4{{s.endpoint}, false, 5000ms, out4, err4};
+  EXPECT_EQ(RunMemberAdd(c4, 4, "127.0.0.1:9", "127.0.0.1:8"), 3) << out4.str();
+  EXPECT_NE(err4.str().find("already a member"), std::string::npos) << err4.str();
 }
 
 TEST(ExitCodes, EachGrpcCodeMapsToTheDocumentedExitCode) {
