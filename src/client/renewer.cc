@@ -371,12 +371,16 @@ void Renewer::Loop() {
       expiring.push_back(leases_.at(it->second).lease);
     }
     lock.unlock();
+    // Headers before answers: a stream's initial metadata and its first answer can reach
+    // Deliver from two gRPC threads in either order, and a restored cluster's NOT_FOUND must be
+    // judged knowing that the cluster id changed (every lease is lost for that reason).
     for (auto& a : arrivals) {
       if (a.metadata) {
         core_.ObserveHeaders(a.leader, a.cluster);  // may lose every lease (cluster id change)
-      } else if (a.generation == current) {
-        OnAnswer(a.answer, a.at);
       }
+    }
+    for (auto& a : arrivals) {
+      if (!a.metadata && a.generation == current) OnAnswer(a.answer, a.at);
     }
     std::vector<uint64_t> lost;
     const TimePoint now = core_.Now();
