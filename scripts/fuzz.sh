@@ -6,7 +6,7 @@
 #   scripts/fuzz.sh --seed                       # rewrite the seed-* files (release build)
 #   scripts/fuzz.sh --replay FILE TARGET         # run one input (a crash-* file) under the fuzz build
 #   --no-build: use the fuzz build as it is
-# New interesting inputs go to build/fuzz/tests/fuzz/work/<target> (not checked in). A crash, leak,
+# New interesting inputs go to build/fuzz/tests/fuzz/new-inputs/<target> (not checked in). A crash, leak,
 # timeout or failed property is written to tests/fuzz/corpus/<target>/crash-<sha1> (or leak-,
 # timeout-, oom-): commit it with the fix, and it becomes a regression case
 # that every unit run replays. The run prints execs/s, coverage and corpus size per target and
@@ -86,7 +86,7 @@ printf '%-20s %8s %8s %10s %10s %10s %7s %7s %12s %8s\n' target wall_s cpu_s exe
   cov ft corpus findings
 for t in "${picked[@]}"; do
   corpus=tests/fuzz/corpus/$t
-  work=$bin/work/$t
+  work=$bin/new-inputs/$t
   log=build/fuzz/soak/$t.log
   mkdir -p "$work" "$corpus"
   before=$(ls "$corpus" | grep -cE '^(crash|leak|timeout|oom)-' || true)
