@@ -562,6 +562,7 @@ void Replica::DeliverPeerMessages(uint64_t from, std::vector<std::string> messag
       }
       const uint64_t before = raft_->newest_round();
       const BootTime stamp = clock_.Now();
+      last_heard_[from] = stamp;
       if (Status s = raft_->Step(*m); !s.ok()) {
         spdlog::warn("node {}: refused a {} from node {}: {}", options_.node_id,
                      raft::TypeName(m->type), from, s.ToString());
@@ -611,11 +612,19 @@ void Replica::TransferLeadership(uint64_t to, FailFn done) {
     if (target.zero()) {
       // The most caught-up voter that is up: its stream is connected and it answered recently.
       // A peer that just stopped may still have the best match index; handing over to it only
-      // waits out the bound (issue 13, defect 10).
+      // waits out the bound (issue 13, defect 10). "Recently" is Raft's flag or a message within
+      // the shortest election timeout: the flag alone is false for every peer right after an
+      // election and after each check-quorum round, until the next answers arrive.
+      const BootTime now = clock_.Now();
+      auto heard_recently = [&](uint64_t id) {
+        auto it = last_heard_.find(id);
+        return it != last_heard_.end() && now - it->second < options_.timing.election_min;
+      };
       raft::LogIndex best;
       for (const auto& [id, pr] : raft_->progress()) {
         if (id.value() == options_.node_id || !raft_->config().contains(id)) continue;
-        if (!pr.recent_active() || !transport_.Stats(id.value()).connected) continue;
+        if (!pr.recent_active() && !heard_recently(id.value())) continue;
+        if (!transport_.Stats(id.value()).connected) continue;
         if (target.zero() || pr.match() > best) {
           target = id;
           best = pr.match();

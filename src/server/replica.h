@@ -39,6 +39,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "base/clock.h"
@@ -361,6 +362,10 @@ class Replica {
   std::chrono::nanoseconds last_pass_{0};
   std::map<raft::LogIndex, PendingProposal> proposals_;
   uint64_t leader_commit_seen_ = 0;  ///< loop: largest commit index a leader's MsgApp carried
+  /// loop: when a well-formed message from each peer last arrived. Raft's recent_active flags
+  /// are all cleared at every check-quorum round and are false for every peer just after an
+  /// election, so on their own they say "nobody is up" for a heartbeat interval at a time.
+  std::unordered_map<uint64_t, BootTime> last_heard_;
   /// Loop: entries up to this index were committed before this process started; their events
   /// were counted by the process that applied them first (metrics count each event once).
   uint64_t counted_from_ = 0;
