@@ -324,6 +324,13 @@ void Replica::TickIfDue(BootTime now) {
   if (now - last_tick_ < options_.timing.tick) return;
   // One tick however long it has been: n ticks then span more than (n-1)·T_tick.
   last_tick_ = now;
+  // A removed or replaced node takes no part in Raft: its messages are dropped, and a follower's
+  // tick could only time out and campaign (counted, and a disturbance if its messages ever got
+  // through). The leader the core announces its removal to has usually told it already; this
+  // covers a node that missed that. A leader still ticks: check-quorum steps it down.
+  if (options_.identity && options_.identity->replaced() && raft_->role() != raft::Role::kLeader) {
+    return;
+  }
   const uint64_t before = raft_->newest_round();
   const BootTime stamp = clock_.Now();  // taken before the call that may start a round
   raft_->Tick();

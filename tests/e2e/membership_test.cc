@@ -375,6 +375,28 @@ TEST(Membership, RemovingTheLeaderHandsOverAndTheRemovedNodeNeverComesBack) {
   EXPECT_NE(log.find("docs/operations.md"), std::string::npos) << log;
 }
 
+// A node removed while it was down never gets the leader's announcement of its removal: after
+// its restart it counts itself a voter until a peer refuses it. From then on its Replica no longer
+// ticks the core (review of issue 18), so it stops campaigning at once.
+TEST(Membership, ANodeRemovedWhileDownStopsCampaigningOnceAPeerRefusesIt) {
+  Cluster cluster;
+  const int leader = cluster.WaitForReady();
+  ASSERT_GE(leader, 0) << cluster.StatusSummary();
+  const int gone = cluster.OtherLiveNode(leader);
+  cluster.Kill(gone);
+  const grpc::Status s = Remove(cluster, cluster.id(gone), leader);
+  ASSERT_TRUE(s.ok()) << Describe(s);
+  cluster.Start(gone);
+  const std::string mark = cluster.data_dir(gone) + "/removed";
+  for (int i = 0; i < 150 && !std::filesystem::exists(mark); ++i)
+    std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(std::filesystem::exists(mark)) << cluster.LogTail(gone);
+  const auto campaigns = Metric(cluster, gone, "lockd_campaigns_total");
+  ASSERT_TRUE(campaigns.has_value()) << cluster.LogTail(gone);
+  std::this_thread::sleep_for(2s);  // two to four election timeouts in this harness
+  EXPECT_EQ(Metric(cluster, gone, "lockd_campaigns_total"), campaigns) << cluster.LogTail(gone);
+}
+
 TEST(Membership, AddMemberThroughAFollowerWaitsTheMembershipBoundNotFfwd) {
   // Found by review: a forwarded AddMember was cut to F_fwd, so a learner that needed longer
   // than F_fwd to catch up failed through a follower where the same call to the leader worked.
