@@ -346,7 +346,21 @@ void Raft::HandleAppend(const Message& m) {
   r.type = MessageType::kAppResp;
   r.to = m.from;
   if (m.index < log_.committed()) {
-    r.index = log_.committed();
+    // It starts below what this node has committed. Those entries are committed, so the
+    // leader's log holds them as they are here (leader completeness): whatever the append carries
+    // past the commit index is taken from there (a leader's last append to a member it removes
+    // starts where it last heard of it; SendFarewell).
+    const LogIndex committed = log_.committed();
+    if (m.index.value() + m.entries.size() <= committed.value()) {
+      r.index = committed;
+      Send(std::move(r));
+      return;
+    }
+    const auto skip = static_cast<std::ptrdiff_t>(committed.value() - m.index.value());
+    const std::vector<Entry> rest(m.entries.begin() + skip, m.entries.end());
+    const LogIndex last_new = log_.MaybeAppend(committed, rest);
+    log_.CommitTo(std::min(m.commit, last_new));
+    r.index = last_new;
     Send(std::move(r));
     return;
   }
@@ -499,6 +513,26 @@ void Raft::SendAppend(NodeId to, bool allow_empty) {
   Send(std::move(m));
 }
 
+void Raft::SendFarewell(NodeId to, const Progress& pr) {
+  // A member this configuration leaves out learns so only from the commit of the entry that
+  // removes it, and its progress is dropped now: no later append or heartbeat would carry that
+  // commit, and a paused probe or a full window may have held the last broadcast back. One
+  // append from the last index it is known to hold, through the commit index, whatever the
+  // window says. (It is only a message: a follower that has moved on ignores it.)
+  const LogIndex prev = pr.match();
+  if (prev.next() < log_.first_index()) return;  // it needs a snapshot: the peers refuse it later
+  Message m;
+  m.type = MessageType::kApp;
+  m.to = to;
+  m.index = prev;
+  m.log_term = log_.TermOr(prev, Term());
+  m.commit = log_.committed();
+  if (prev < log_.committed()) {
+    m.entries = log_.Slice(prev.next(), log_.committed().next(), cfg_.max_msg_bytes);
+  }
+  Send(std::move(m));
+}
+
 void Raft::SendSnapshot(NodeId to, Progress& pr) {
   Message m;
   m.type = MessageType::kSnapshot;
@@ -645,6 +679,9 @@ void Raft::SetConf(const ConfState& cs, LogIndex index) {
   // Rounds begun under the old membership never confirm; newer ones (and the reads) carry on.
   round_acks_.clear();
   const std::set<NodeId> members = Members(cs);
+  for (const auto& [p, pr] : progress_) {
+    if (p != id_ && !members.count(p)) SendFarewell(p, pr);
+  }
   for (auto it = progress_.begin(); it != progress_.end();) {
     it = members.count(it->first) || it->first == id_ ? std::next(it) : progress_.erase(it);
   }

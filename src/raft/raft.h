@@ -234,6 +234,8 @@ class Raft {
   bool InLease() const;
   bool Voter(NodeId id) const { return config_.contains(id); }
   void SendSnapshot(NodeId to, Progress& pr);
+  /// The last append to a member the new configuration removes (SetConf).
+  void SendFarewell(NodeId to, const Progress& pr);
   void HandleSnapshot(const Message& m);
   /// Puts `cs` (made by the entry at `index`, or a snapshot there) in force.
   void SetConf(const ConfState& cs, LogIndex index);

@@ -39,7 +39,7 @@ class PeerTransport::Outbound {
 
   bool Enqueue(std::string msg) {
     std::lock_guard lock(mu_);
-    if (stopping_ ||
+    if (stopping_ || retiring_ ||
         (reachable_ && (queue_.size() >= owner_.options_.max_queued_messages ||
                         queued_bytes_ + msg.size() > owner_.options_.max_queued_bytes))) {
       ++stats_.dropped;
@@ -53,14 +53,32 @@ class PeerTransport::Outbound {
   }
 
   void Stop() {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_ && !sender_.joinable()) return;
-      stopping_ = true;
-      if (active_ctx_) active_ctx_->TryCancel();
-      cv_.notify_all();
-    }
+    Cut();
     if (sender_.joinable()) sender_.join();
+  }
+
+  /// Stop() without the join: the stream is cancelled and the sender ends soon (any thread).
+  void Cut() {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    if (active_ctx_) active_ctx_->TryCancel();
+    cv_.notify_all();
+  }
+
+  /// The peer left the configuration. What is already queued still goes out on the live stream
+  /// (the announcement that commits its removal is among it: the leader queues it just before it
+  /// applies the removal), nothing new is taken, and the sender ends once the queue is empty,
+  /// the stream breaks, or Stop()/Cut().
+  void Retire() {
+    std::lock_guard lock(mu_);
+    retiring_ = true;
+    cv_.notify_all();
+  }
+
+  /// Waits until the sender ended or `deadline` passed.
+  void AwaitSenderEnd(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock lock(mu_);
+    cv_.wait_until(lock, deadline, [this] { return sender_ended_ || stopping_; });
   }
 
   PeerStats Stats() const {
@@ -73,11 +91,18 @@ class PeerTransport::Outbound {
 
  private:
   void SenderLoop() {
+    SendUntilStopped();
+    std::lock_guard lock(mu_);
+    sender_ended_ = true;
+    cv_.notify_all();
+  }
+
+  void SendUntilStopped() {
     int backoff_ms = owner_.options_.backoff_initial_ms;
     while (true) {
       const bool was_accepted = RunStream();
       std::unique_lock lock(mu_);
-      if (stopping_) return;
+      if (stopping_ || retiring_) return;  // a retired peer's sender does not reconnect
       // Unreachable until a stream is accepted again: only the newest few messages wait.
       reachable_ = false;
       TrimForUnreachable();
@@ -86,8 +111,9 @@ class PeerTransport::Outbound {
                                 : std::min(backoff_ms * 2, owner_.options_.backoff_max_ms);
       // Full jitter on the upper half, so peers that lost a node together do not retry in step.
       const int wait = backoff_ms / 2 + static_cast<int>(jitter_() % (backoff_ms / 2 + 1));
-      cv_.wait_for(lock, std::chrono::milliseconds(wait), [this] { return stopping_; });
-      if (stopping_) return;
+      cv_.wait_for(lock, std::chrono::milliseconds(wait),
+                   [this] { return stopping_ || retiring_; });
+      if (stopping_ || retiring_) return;
     }
   }
 
@@ -179,8 +205,8 @@ class PeerTransport::Outbound {
       Frame frame;
       {
         std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return stopping_ || broken || !queue_.empty(); });
-        if (stopping_ || broken) return;
+        cv_.wait(lock, [&] { return stopping_ || broken || retiring_ || !queue_.empty(); });
+        if (stopping_ || broken || queue_.empty()) return;  // empty: retired and drained
         size_t bytes = 0;
         auto* batch = frame.mutable_batch();
         while (!queue_.empty() &&
@@ -249,6 +275,8 @@ class PeerTransport::Outbound {
   /// False from a failed or broken stream until the next accepted one (see the file comment).
   bool reachable_ = true;
   bool stopping_ = false;
+  bool retiring_ = false;                      ///< see Retire()
+  bool sender_ended_ = false;                  ///< the sender thread left its loop
   grpc::ClientContext* active_ctx_ = nullptr;  ///< the live stream's context, to cancel on Stop
   PeerStats stats_;
   std::minstd_rand jitter_;
@@ -678,19 +706,42 @@ void PeerTransport::SetPeer(uint64_t id, const std::string& peer_addr) {
 }
 
 void PeerTransport::RemovePeer(uint64_t id) {
-  std::unique_ptr<Outbound> old;
   std::unique_ptr<SnapshotSend> send;
+  std::vector<Retiree> finished;
   {
     std::lock_guard lock(mu_);
     if (auto s = snapshot_sends_.find(id); s != snapshot_sends_.end()) {
       send = std::move(s->second);
       snapshot_sends_.erase(s);
     }
+    // Earlier retirements that are over: their reapers are joined below, outside the lock.
+    for (auto it = retiring_.begin(); it != retiring_.end();) {
+      if (it->done->load()) {
+        finished.push_back(std::move(*it));
+        it = retiring_.erase(it);
+      } else {
+        ++it;
+      }
+    }
     auto it = outbound_.find(id);
-    if (it == outbound_.end()) return;
-    old = std::move(it->second);
-    outbound_.erase(it);
+    if (it != outbound_.end() && !stopped_) {
+      // Not cut at once: a removed member learns its removal from the commit announcement
+      // queued just before the leader applied the entry and called this. Cut, it could miss it,
+      // count itself a voter, serve stale reads and campaign until a peer refuses its Hello.
+      std::shared_ptr<Outbound> leaving = std::move(it->second);
+      outbound_.erase(it);
+      leaving->Retire();
+      auto done = std::make_shared<std::atomic<bool>>(false);
+      const auto deadline = std::chrono::steady_clock::now() + options_.retire_grace;
+      std::thread reaper([leaving, done, deadline] {
+        leaving->AwaitSenderEnd(deadline);
+        leaving->Stop();
+        done->store(true);
+      });
+      retiring_.push_back(Retiree{std::move(leaving), std::move(done), std::move(reaper)});
+    }
   }
+  for (auto& r : finished) r.reaper.join();
 }
 
 bool PeerTransport::Send(uint64_t to, std::string encoded) {
@@ -731,14 +782,20 @@ PeerStats PeerTransport::Stats(uint64_t id) const {
 void PeerTransport::Stop() {
   std::map<uint64_t, std::unique_ptr<Outbound>> all;
   std::map<uint64_t, std::unique_ptr<SnapshotSend>> sends;
+  std::vector<Retiree> retirees;
   {
     std::lock_guard lock(mu_);
     stopped_ = true;
     all.swap(outbound_);
     sends.swap(snapshot_sends_);
+    retirees.swap(retiring_);
   }
   sends.clear();  // cancels each transfer; their done(false) run here
   all.clear();
+  for (auto& r : retirees) {
+    r.outbound->Cut();
+    r.reaper.join();
+  }
 }
 
 }  // namespace lockd::server

@@ -37,6 +37,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -81,6 +82,9 @@ struct PeerTransportOptions {
   /// A snapshot transfer (sending, and the receiver's install) that takes longer fails; the
   /// core retries it.
   std::chrono::milliseconds snapshot_timeout{300'000};
+  /// A removed peer's stream stays open this long at most to deliver what was queued for it
+  /// (RemovePeer).
+  std::chrono::milliseconds retire_grace{1000};
 };
 
 /// Counters for one outbound peer, for Status and metrics.
@@ -117,6 +121,8 @@ class PeerTransport {
 
   /// Starts (or re-targets) the outbound stream to `id`.
   void SetPeer(uint64_t id, const std::string& peer_addr);
+  /// Stops sending to `id` (it left the configuration). What was already queued for it still
+  /// goes out on the live stream, for at most `retire_grace`, without blocking the caller.
   void RemovePeer(uint64_t id);
 
   /// Queues one encoded message for `to`. False when it was dropped (unknown peer, full queue).
@@ -170,6 +176,14 @@ class PeerTransport {
   mutable std::mutex mu_;  ///< guards outbound_ (the map; each Outbound has its own lock)
   std::map<uint64_t, std::unique_ptr<Outbound>> outbound_;
   std::map<uint64_t, std::unique_ptr<SnapshotSend>> snapshot_sends_;
+  /// Removed peers' outbounds still delivering what was queued, each with the thread that stops
+  /// it when done or at the grace deadline; pruned at the next RemovePeer, all cut by Stop().
+  struct Retiree {
+    std::shared_ptr<Outbound> outbound;
+    std::shared_ptr<std::atomic<bool>> done;
+    std::thread reaper;
+  };
+  std::vector<Retiree> retiring_;
   SnapshotHandler snapshot_handler_;
   std::unique_ptr<SnapshotAssembler> assembler_;
   bool stopped_ = false;

@@ -737,6 +737,19 @@ void Replica::HandleReadies() {
     SyncRole();
     ServeReads();
   }
+  RetireLeavingPeers();
+}
+
+void Replica::RetireLeavingPeers() {
+  if (peers_leaving_.empty()) return;
+  std::set<uint64_t> current;
+  if (options_.identity) {
+    for (const auto& m : options_.identity->members()) current.insert(m.id);
+  }
+  for (uint64_t id : peers_leaving_) {
+    if (!current.count(id)) transport_.RemovePeer(id);  // not added back in the meantime
+  }
+  peers_leaving_.clear();
 }
 
 void Replica::ServeReads() {

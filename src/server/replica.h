@@ -268,6 +268,9 @@ class Replica {
   void OnLostLeadership();
   void ActivateLeases(BootTime now);
   void CheckTransfer(BootTime now);
+  /// Retires the peer streams of members that membership entries applied in this pass removed
+  /// (after the pass's messages, among them the core's last append to each, were queued).
+  void RetireLeavingPeers();
   /// Answers every proposal, renewal and read with `s`, and every waiting Acquire with `waits`.
   void AnswerEveryCaller(const Status& s, const Status& waits);
 
@@ -366,6 +369,7 @@ class Replica {
   /// are all cleared at every check-quorum round and are false for every peer just after an
   /// election, so on their own they say "nobody is up" for a heartbeat interval at a time.
   std::unordered_map<uint64_t, BootTime> last_heard_;
+  std::set<uint64_t> peers_leaving_;  ///< loop: see RetireLeavingPeers()
   /// Loop: entries up to this index were committed before this process started; their events
   /// were counted by the process that applied them first (metrics count each event once).
   uint64_t counted_from_ = 0;

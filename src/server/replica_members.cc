@@ -69,8 +69,10 @@ Status Replica::ApplyMembership(const raft::Entry& entry) {
   for (const auto& m : *table) {
     if (m.id != options_.node_id) transport_.SetPeer(m.id, m.peer_addr);
   }
+  // Their streams are retired once this pass's Readies are sent (HandleReadies): the core sends
+  // a removed member its last append when it takes the new configuration, after this apply.
   for (const RemovedMember& r : removed) {
-    if (r.id != options_.node_id) transport_.RemovePeer(r.id);
+    if (r.id != options_.node_id) peers_leaving_.insert(r.id);
   }
   spdlog::info("node {}: membership entry {} applied: {}", options_.node_id, entry.index.value(),
                raft::ToString(cc->target));

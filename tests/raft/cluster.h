@@ -65,6 +65,8 @@ class Cluster {
     cut_.insert({NodeId(a), NodeId(b)});
     cut_.insert({NodeId(b), NodeId(a)});
   }
+  /// Drops what `from` sends to `to` only.
+  void CutOneWay(int from, int to) { cut_.insert({NodeId(from), NodeId(to)}); }
   void Isolate(int a) {
     for (NodeId id : ids_) {
       if (id != NodeId(a)) Cut(a, static_cast<int>(id.value()));

@@ -252,6 +252,25 @@ TEST(Membership, ARemovedLeaderEndsItsLeaseBranchAndStepsDownAfterTheCommit) {
   EXPECT_NE(c.node(leader).role(), Role::kCandidate);
 }
 
+TEST(Membership, ARemovedFollowerWhoseAnswersAreLostStillLearnsItsRemoval) {
+  // The leader never hears the follower, so its window to it stays full and no broadcast
+  // carries the commit of the removal; the leader then drops the follower's progress. Its last
+  // append (SendFarewell) must still tell it, or it counts itself a voter and campaigns.
+  Cluster c(3);
+  const int leader = c.ElectLeader();
+  ASSERT_NE(leader, 0);
+  const int removed = leader == 3 ? 2 : 3;
+  c.CutOneWay(removed, leader);
+  for (int k = 0; k < 300; ++k) ASSERT_TRUE(c.node(leader).Propose("x").ok());
+  c.Stabilize();
+  ASSERT_TRUE(c.node(leader).ProposeConfChange(Change(ConfChangeType::kRemove, removed)).ok());
+  c.Stabilize();
+  ASSERT_FALSE(c.node(leader).config().contains(NodeId(removed)));
+  EXPECT_FALSE(c.node(removed).config().contains(NodeId(removed)))
+      << "the removed follower never learned the commit of its removal";
+  EXPECT_EQ(c.node(removed).log().committed(), c.node(leader).log().committed());
+}
+
 // One node driven by hand: elected with node 2's vote, then refused a change until its term's
 // no-op is committed and applied.
 TEST(Membership, ANewLeaderProposesNoChangeBeforeItsTermsFirstCommit) {

@@ -3,8 +3,12 @@
 // peer is refused both ways; an undecided node takes the cluster id of a peer it accepted).
 #include "server/peer_transport.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -127,10 +131,67 @@ TEST(PeerTransport, DeliversEveryMessageInOrder) {
     ASSERT_EQ(got[i].second, "m" + std::to_string(i));
   }
   // The sender counts a batch once its write returns, which may be after the receiver read it.
-  EXPECT_TRUE(testing::WaitFor(
-      [&] { return a.Stats(2).sent == static_cast<uint64_t>(queued); }, 10s))
+  EXPECT_TRUE(
+      testing::WaitFor([&] { return a.Stats(2).sent == static_cast<uint64_t>(queued); }, 10s))
       << a.Stats(2).sent << " of " << queued;
   EXPECT_TRUE(a.Stats(2).connected);
+}
+
+TEST(PeerTransport, WhatWasQueuedForAPeerStillGoesOutWhenItIsRemoved) {
+  // The leader queues the announcement that commits a member's removal, then applies the entry
+  // and removes the peer in the same pass: the announcement must not die in the queue.
+  const int port = testing::FreePorts(1)[0];
+  Receiver b(Identity(2), port);
+  PeerTransport a(
+      Identity(1), Store(1), [](uint64_t, std::vector<std::string>) {},
+      [](uint64_t) { return true; });
+  a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
+  ASSERT_TRUE(a.Send(2, "first"));
+  ASSERT_TRUE(testing::WaitFor([&] { return b.count() == 1; }, 10s)) << "the stream never came up";
+  constexpr int kQueued = 50;
+  for (int i = 0; i < kQueued; ++i) ASSERT_TRUE(a.Send(2, "m" + std::to_string(i)));
+  const auto before = std::chrono::steady_clock::now();
+  a.RemovePeer(2);
+  EXPECT_LT(std::chrono::steady_clock::now() - before, 500ms) << "RemovePeer waited for the drain";
+  EXPECT_FALSE(a.Send(2, "after")) << "a removed peer takes nothing new";
+  ASSERT_TRUE(testing::WaitFor([&] { return b.count() == kQueued + 1; }, 10s)) << b.count();
+  auto got = b.received();
+  for (int i = 0; i < kQueued; ++i) EXPECT_EQ(got[i + 1].second, "m" + std::to_string(i));
+  // Removed twice, and removed while a retirement is still running: harmless.
+  a.RemovePeer(2);
+  a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
+  ASSERT_TRUE(a.Send(2, "again"));
+  a.RemovePeer(2);
+  ASSERT_TRUE(testing::WaitFor([&] { return b.count() == kQueued + 2; }, 10s)) << b.count();
+  a.Stop();
+}
+
+TEST(PeerTransport, StopCutsARemovedPeerThatNeverAnswers) {
+  // A peer that accepts TCP but never completes a handshake: the retirement's grace bounds it,
+  // and Stop() does not wait for the grace either.
+  // A listening socket nobody accepts on: TCP connects, the HTTP/2 handshake never answers.
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 16), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int port = ntohs(addr.sin_port);
+  PeerTransportOptions o;
+  o.retire_grace = 60s;
+  PeerTransport a(
+      Identity(1), Store(1), [](uint64_t, std::vector<std::string>) {},
+      [](uint64_t) { return true; }, o);
+  a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
+  a.Send(2, "lost");
+  a.RemovePeer(2);
+  const auto before = std::chrono::steady_clock::now();
+  a.Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - before, 10s);
+  ::close(listener);
 }
 
 TEST(PeerTransport, RefusesAnotherClusterANonMemberAndOtherTiming) {
