@@ -151,6 +151,9 @@ Renewer::~Renewer() {
 }
 
 std::chrono::milliseconds Renewer::AnswerTimeout(std::chrono::milliseconds ttl) {
+  if (const int64_t forced = answer_timeout_ms_for_tests.load(); forced > 0) {
+    return std::chrono::milliseconds(forced);
+  }
   return std::clamp<std::chrono::milliseconds>(ttl / 6, 250ms, 2000ms);
 }
 

@@ -58,6 +58,9 @@ class Renewer {
   /// a stuck stream), shorter than the 2 s answer timeout of long TTLs.
   static constexpr std::chrono::milliseconds kStuckAfter{1000};
   static inline std::atomic<size_t> queue_limit_for_tests{kMaxQueuedRenewals};
+  /// When positive, AnswerTimeout's value in milliseconds (tests of the stuck rule, which must
+  /// run before an unanswered renewal moves the stream).
+  static inline std::atomic<int64_t> answer_timeout_ms_for_tests{0};
   /// Streams this process moved because their write queue stayed full (for tests and debugging).
   static inline std::atomic<uint64_t> stuck_streams_total{0};
   /// The renewal thread's name (visible in debuggers and /proc; the scale test finds it so).

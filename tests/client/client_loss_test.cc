@@ -367,15 +367,23 @@ TEST(ClientLoss, AKeepAliveThatStopsReadingIsLeftForTheNextEndpoint) {
   GTEST_SKIP() << "timing-bound: not run under TSan";
 #endif
   struct RestoreLimit {
-    ~RestoreLimit() { Renewer::queue_limit_for_tests = Renewer::kMaxQueuedRenewals; }
+    ~RestoreLimit() {
+      Renewer::queue_limit_for_tests = Renewer::kMaxQueuedRenewals;
+      Renewer::answer_timeout_ms_for_tests = 0;
+    }
   } restore;
   Renewer::queue_limit_for_tests = 16;
+  // Renewals come due as fast as the leases were granted; on a loaded machine that is slower
+  // than one 2 s answer timeout, which then moved the stream before the rule under test ran
+  // (seen at load 6). Answers are awaited longer than the whole test takes to reach the rule.
+  Renewer::answer_timeout_ms_for_tests = 10'000;
   FakeServer a(/*stream_window=*/1024);
   a.service.renew_mode = FakeLockService::RenewMode::kStopReading;
   FakeServer b;
   auto client = ConnectTo({a.endpoint, b.endpoint}, 5000ms);
   const uint64_t stuck0 = Renewer::stuck_streams_total.load();
-  // TTL 12 s: renewals every ~4 s, each answer awaited 2 s, far longer than the stuck rule.
+  // TTL 12 s: renewals every ~4 s, each answer awaited 10 s (above), far longer than the stuck
+  // rule.
   constexpr int kLeases = 300;
   // Granted from several threads at once, so that their renewals come due close together and
   // fill the queue well within one answer timeout even on a loaded machine (granted one by one
@@ -407,6 +415,7 @@ TEST(ClientLoss, AKeepAliveThatStopsReadingIsLeftForTheNextEndpoint) {
   ASSERT_TRUE(testing::WaitFor([&] { return Renewer::stuck_streams_total.load() > stuck0; }, 15s))
       << "the full queue on the stream that reads nothing was never judged stuck";
   Renewer::queue_limit_for_tests = Renewer::kMaxQueuedRenewals;
+  Renewer::answer_timeout_ms_for_tests = 0;
   ASSERT_TRUE(testing::WaitFor(
       [&] { return b.service.With([&] { return b.service.renewals; }) >= kLeases; }, 10s))
       << "the renewals did not move to b";
