@@ -516,21 +516,35 @@ void Raft::SendAppend(NodeId to, bool allow_empty) {
 void Raft::SendFarewell(NodeId to, const Progress& pr) {
   // A member this configuration leaves out learns so only from the commit of the entry that
   // removes it, and its progress is dropped now: no later append or heartbeat would carry that
-  // commit, and a paused probe or a full window may have held the last broadcast back. One
-  // append from the last index it is known to hold, through the commit index, whatever the
-  // window says. (It is only a message: a follower that has moved on ignores it.)
-  const LogIndex prev = pr.match();
-  if (prev.next() < log_.first_index()) return;  // it needs a snapshot: the peers refuse it later
-  Message m;
-  m.type = MessageType::kApp;
-  m.to = to;
-  m.index = prev;
-  m.log_term = log_.TermOr(prev, Term());
-  m.commit = log_.committed();
-  if (prev < log_.committed()) {
-    m.entries = log_.Slice(prev.next(), log_.committed().next(), cfg_.max_msg_bytes);
+  // commit, and a paused probe or a full window may have held the last broadcast back. So,
+  // whatever the window says: the entries from the last index it is known to hold (a bounded
+  // number of messages), then an empty append at the commit index, which alone suffices when it
+  // holds the entries already and only its answers were lost. (These are only messages: a
+  // follower that has moved on ignores them.)
+  constexpr int kMaxFarewellMessages = 2;
+  const LogIndex committed = log_.committed();
+  auto append = [&](LogIndex prev, std::vector<Entry> entries) {
+    Message m;
+    m.type = MessageType::kApp;
+    m.to = to;
+    m.index = prev;
+    m.log_term = log_.TermOr(prev, Term());
+    m.commit = committed;
+    m.entries = std::move(entries);
+    Send(std::move(m));
+  };
+  LogIndex prev = pr.match();
+  // A match of 0 says nothing (a new leader has not heard from it); a compacted start needs a
+  // snapshot. Then only the empty append goes.
+  if (!prev.zero() && prev.next() >= log_.first_index()) {
+    for (int k = 0; k < kMaxFarewellMessages && prev < committed; ++k) {
+      std::vector<Entry> entries = log_.Slice(prev.next(), committed.next(), cfg_.max_msg_bytes);
+      const LogIndex last = entries.back().index;
+      append(prev, std::move(entries));
+      prev = last;
+    }
   }
-  Send(std::move(m));
+  if (prev < committed && committed >= log_.first_index()) append(committed, {});
 }
 
 void Raft::SendSnapshot(NodeId to, Progress& pr) {

@@ -123,6 +123,8 @@ class PeerTransport::Outbound {
     grpc::ClientContext ctx;
     {
       std::lock_guard lock(mu_);
+      // A retired sender not connected yet still connects, once: what it holds for the removed
+      // peer is its removal's commit. It never reconnects (SendUntilStopped); the grace bounds it.
       if (stopping_) return false;
       active_ctx_ = &ctx;
     }
@@ -147,6 +149,17 @@ class PeerTransport::Outbound {
         cv_.notify_all();
       });
       SendBatches(*stream, broken);
+      std::unique_lock lock(mu_);
+      if (retiring_ && !stopping_ && !broken) {
+        // Retired and drained. A write that returned has only reached the wire: a cancel now
+        // could still cost the peer the last frames (the commit of its removal is the last).
+        // Half-close, and let the peer end the stream once it read everything; the reaper's
+        // deadline (Cut) bounds the wait.
+        lock.unlock();
+        stream->WritesDone();
+        lock.lock();
+        cv_.wait(lock, [&] { return stopping_ || broken; });
+      }
     }
     ctx.TryCancel();
     if (reader.joinable()) reader.join();

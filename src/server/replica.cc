@@ -629,7 +629,8 @@ void Replica::TransferLeadership(uint64_t to, FailFn done) {
       };
       raft::LogIndex best;
       for (const auto& [id, pr] : raft_->progress()) {
-        if (id.value() == options_.node_id || !raft_->config().contains(id)) continue;
+        // Incoming voters only: in a joint phase an outgoing one would be refused the transfer.
+        if (id.value() == options_.node_id || !raft_->config().incoming().contains(id)) continue;
         if (!pr.recent_active() && !heard_recently(id.value())) continue;
         if (!transport_.Stats(id.value()).connected) continue;
         if (target.zero() || pr.match() > best) {
@@ -697,6 +698,11 @@ void Replica::Send(const std::vector<raft::Message>& messages) {
 }
 
 void Replica::HandleReadies() {
+  // Also when the pass stops on a failure: the process stays up for its supervisor.
+  struct Retire {
+    Replica* r;
+    ~Retire() { r->RetireLeavingPeers(); }
+  } retire{this};
   while (raft_->HasReady()) {
     raft::Ready rd = raft_->GetReady();
     SetLogTerm(raft_->term().value());  // before this Ready's log lines
@@ -737,7 +743,6 @@ void Replica::HandleReadies() {
     SyncRole();
     ServeReads();
   }
-  RetireLeavingPeers();
 }
 
 void Replica::RetireLeavingPeers() {
@@ -747,7 +752,9 @@ void Replica::RetireLeavingPeers() {
     for (const auto& m : options_.identity->members()) current.insert(m.id);
   }
   for (uint64_t id : peers_leaving_) {
-    if (!current.count(id)) transport_.RemovePeer(id);  // not added back in the meantime
+    if (current.count(id)) continue;  // added back in the meantime
+    transport_.RemovePeer(id);
+    last_heard_.erase(id);
   }
   peers_leaving_.clear();
 }

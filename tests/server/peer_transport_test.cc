@@ -72,6 +72,9 @@ class Receiver {
       : transport_(
             self, store ? *store : Store(self.node_id),
             [this](uint64_t from, std::vector<std::string> msgs) {
+              if (const int ms = delay_ms_.load()) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+              }
               std::lock_guard lock(mu_);
               for (auto& m : msgs) received_.emplace_back(from, std::move(m));
             },
@@ -95,8 +98,11 @@ class Receiver {
     std::lock_guard lock(mu_);
     return received_.size();
   }
+  /// Each batch is handled this much later (a receiver whose Raft loop is busy).
+  void SlowDown(int ms) { delay_ms_ = ms; }
 
  private:
+  std::atomic<int> delay_ms_{0};
   std::mutex mu_;
   std::vector<std::pair<uint64_t, std::string>> received_;
   PeerTransport transport_;
@@ -142,12 +148,17 @@ TEST(PeerTransport, WhatWasQueuedForAPeerStillGoesOutWhenItIsRemoved) {
   // and removes the peer in the same pass: the announcement must not die in the queue.
   const int port = testing::FreePorts(1)[0];
   Receiver b(Identity(2), port);
+  PeerTransportOptions o;
+  o.max_batch_bytes = 1;  // one message per frame
   PeerTransport a(
       Identity(1), Store(1), [](uint64_t, std::vector<std::string>) {},
-      [](uint64_t) { return true; });
+      [](uint64_t) { return true; }, o);
   a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
   ASSERT_TRUE(a.Send(2, "first"));
   ASSERT_TRUE(testing::WaitFor([&] { return b.count() == 1; }, 10s)) << "the stream never came up";
+  // The receiver handles each frame 10 ms late: the sender's writes return long before the last
+  // frames are read, so a cancel after the last write would lose them.
+  b.SlowDown(10);
   constexpr int kQueued = 50;
   for (int i = 0; i < kQueued; ++i) ASSERT_TRUE(a.Send(2, "m" + std::to_string(i)));
   const auto before = std::chrono::steady_clock::now();
@@ -157,6 +168,7 @@ TEST(PeerTransport, WhatWasQueuedForAPeerStillGoesOutWhenItIsRemoved) {
   ASSERT_TRUE(testing::WaitFor([&] { return b.count() == kQueued + 1; }, 10s)) << b.count();
   auto got = b.received();
   for (int i = 0; i < kQueued; ++i) EXPECT_EQ(got[i + 1].second, "m" + std::to_string(i));
+  b.SlowDown(0);
   // Removed twice, and removed while a retirement is still running: harmless.
   a.RemovePeer(2);
   a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
