@@ -364,6 +364,9 @@ Status Node::Start() {
     grpc::ServerBuilder builder;
     int bound = 0;
     builder.AddListeningPort(options_.peer_addr, grpc::InsecureServerCredentials(), &bound);
+    // gRPC sets SO_REUSEPORT by default: a second lockd on the same address would start and
+    // take a share of the connections. Refused instead, with the error below.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.RegisterService(transport_->service());
     builder.SetMaxReceiveMessageSize(64 << 20);
     peer_server_ = builder.BuildAndStart();
@@ -408,6 +411,7 @@ Status Node::Start() {
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(options_.client_addr, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // as on the peer port
   builder.RegisterService(lock_service_.get());
   builder.RegisterService(cluster_service_.get());
   builder.SetMaxReceiveMessageSize(ClientReceiveLimit(options_));

@@ -110,6 +110,30 @@ TEST(Daemon, RefusesADataDirAnotherProcessHolds) {
   EXPECT_TRUE(Serving(first_ports.client_addr())) << "the first node must be unaffected";
 }
 
+TEST(Daemon, RefusesAnAddressAnotherLockdListensOn) {
+  // gRPC's default SO_REUSEPORT would let a second lockd bind the same address and take a share
+  // of the connections (found by review: a likely cause of handshakes failing at random in tests).
+  TempDir dir;
+  NodePorts first_ports = PickPorts();
+  auto first = StartLockd(first_ports, dir.path() + "/a", dir.path() + "/first.log");
+  ASSERT_TRUE(testing::WaitFor([&] { return Serving(first_ports.client_addr()); }, 30s));
+  for (bool same_client : {true, false}) {
+    NodePorts second_ports = PickPorts();
+    if (same_client) {
+      second_ports.client = first_ports.client;
+    } else {
+      second_ports.peer = first_ports.peer;
+    }
+    auto second = StartLockd(second_ports, dir.path() + (same_client ? "/b" : "/c"),
+                             dir.path() + (same_client ? "/b.log" : "/c.log"));
+    auto code = second->Wait(30s);
+    ASSERT_TRUE(code.has_value()) << "a second lockd kept running on a port in use";
+    EXPECT_NE(*code, 0);
+    EXPECT_THAT(second->ReadLog(), HasSubstr("cannot listen on"));
+  }
+  EXPECT_TRUE(Serving(first_ports.client_addr())) << "the first node must be unaffected";
+}
+
 TEST(Daemon, ReusesItsDataDirAfterKill9) {
   TempDir dir;
   NodePorts ports = PickPorts();
