@@ -544,7 +544,7 @@ void Raft::SendFarewell(NodeId to, const Progress& pr) {
       prev = last;
     }
   }
-  if (prev < committed && committed >= log_.first_index()) append(committed, {});
+  if (committed >= log_.first_index()) append(committed, {});  // redundant if prev reached it
 }
 
 void Raft::SendSnapshot(NodeId to, Progress& pr) {

@@ -5,6 +5,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <httplib.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -534,6 +535,12 @@ Status Node::StartHttp() {
   http_server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     metrics_.up.Set(serving_.load() ? 1 : 0);
     res.set_content(metrics_.Render(), "text/plain; version=0.0.4");
+  });
+  // cpp-httplib sets SO_REUSEPORT by default: a second lockd on the same --http-addr would
+  // answer part of the probes and scrapes. SO_REUSEADDR only (a restart right after a kill).
+  http_server_->set_socket_options([](socket_t sock) {
+    const int yes = 1;
+    (void)::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
   if (!http_server_->bind_to_port(hp->host, hp->port)) {
     http_server_.reset();

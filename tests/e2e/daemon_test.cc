@@ -117,19 +117,17 @@ TEST(Daemon, RefusesAnAddressAnotherLockdListensOn) {
   NodePorts first_ports = PickPorts();
   auto first = StartLockd(first_ports, dir.path() + "/a", dir.path() + "/first.log");
   ASSERT_TRUE(testing::WaitFor([&] { return Serving(first_ports.client_addr()); }, 30s));
-  for (bool same_client : {true, false}) {
+  for (int shared : {0, 1, 2}) {  // the client, the peer, the HTTP port
     NodePorts second_ports = PickPorts();
-    if (same_client) {
-      second_ports.client = first_ports.client;
-    } else {
-      second_ports.peer = first_ports.peer;
-    }
-    auto second = StartLockd(second_ports, dir.path() + (same_client ? "/b" : "/c"),
-                             dir.path() + (same_client ? "/b.log" : "/c.log"));
+    if (shared == 0) second_ports.client = first_ports.client;
+    if (shared == 1) second_ports.peer = first_ports.peer;
+    if (shared == 2) second_ports.http = first_ports.http;
+    const std::string name = "/second" + std::to_string(shared);
+    auto second = StartLockd(second_ports, dir.path() + name, dir.path() + name + ".log");
     auto code = second->Wait(30s);
     ASSERT_TRUE(code.has_value()) << "a second lockd kept running on a port in use";
     EXPECT_NE(*code, 0);
-    EXPECT_THAT(second->ReadLog(), HasSubstr("cannot listen on"));
+    EXPECT_THAT(second->ReadLog(), HasSubstr("cannot listen on")) << "shared port " << shared;
   }
   EXPECT_TRUE(Serving(first_ports.client_addr())) << "the first node must be unaffected";
 }

@@ -150,6 +150,7 @@ TEST(PeerTransport, WhatWasQueuedForAPeerStillGoesOutWhenItIsRemoved) {
   Receiver b(Identity(2), port);
   PeerTransportOptions o;
   o.max_batch_bytes = 1;  // one message per frame
+  o.retire_grace = 10s;   // far more than the slow receiver needs, even under TSan
   PeerTransport a(
       Identity(1), Store(1), [](uint64_t, std::vector<std::string>) {},
       [](uint64_t) { return true; }, o);
