@@ -345,6 +345,10 @@ void Raft::HandleAppend(const Message& m) {
   Message r;
   r.type = MessageType::kAppResp;
   r.to = m.from;
+  LogIndex prev = m.index;
+  const std::vector<Entry>* entries = &m.entries;
+  std::vector<Entry> past_commit;
+  bool matches;
   if (m.index < log_.committed()) {
     // It starts below what this node has committed. Those entries are committed, so the
     // leader's log holds them as they are here (leader completeness): whatever the append carries
@@ -357,18 +361,17 @@ void Raft::HandleAppend(const Message& m) {
       return;
     }
     const auto skip = static_cast<std::ptrdiff_t>(committed.value() - m.index.value());
-    const std::vector<Entry> rest(m.entries.begin() + skip, m.entries.end());
-    const LogIndex last_new = log_.MaybeAppend(committed, rest);
-    log_.CommitTo(std::min(m.commit, last_new));
-    r.index = last_new;
-    Send(std::move(r));
-    return;
+    past_commit.assign(m.entries.begin() + skip, m.entries.end());
+    prev = committed;
+    entries = &past_commit;
+    matches = true;
+  } else {
+    matches = cfg_.knobs.skip_log_matching_check
+                  ? (m.index >= log_.first_index().prev() && m.index <= log_.last_index())
+                  : log_.MatchTerm(m.index, m.log_term);
   }
-  const bool matches = cfg_.knobs.skip_log_matching_check
-                           ? (m.index >= log_.first_index().prev() && m.index <= log_.last_index())
-                           : log_.MatchTerm(m.index, m.log_term);
   if (matches) {
-    const LogIndex last_new = log_.MaybeAppend(m.index, m.entries);
+    const LogIndex last_new = log_.MaybeAppend(prev, *entries);
     log_.CommitTo(std::min(m.commit, last_new));
     r.index = last_new;
   } else {

@@ -32,9 +32,9 @@
 // Threads: two per peer (a sender that writes, a reader that watches the reply stream), one per
 // snapshot being sent, plus gRPC's own for inbound streams. A removed peer's sender and reader
 // live on for at most `retire_grace` to deliver what was queued, with a reaper thread that stops
-// them (RemovePeer); an id added back meanwhile briefly has two outbound streams. The handler runs on gRPC threads and
-// must only enqueue. The node runtime owns the transport; it is not copyable and Stop() (or the
-// destructor) joins every thread.
+// them (RemovePeer); an id added back meanwhile briefly has two outbound streams. The handler runs
+// on gRPC threads and must only enqueue. The node runtime owns the transport; it is not copyable
+// and Stop() (or the destructor) joins every thread.
 #pragma once
 
 #include <grpcpp/grpcpp.h>

@@ -746,13 +746,8 @@ void Replica::HandleReadies() {
 }
 
 void Replica::RetireLeavingPeers() {
-  if (peers_leaving_.empty()) return;
-  std::set<uint64_t> current;
-  if (options_.identity) {
-    for (const auto& m : options_.identity->members()) current.insert(m.id);
-  }
   for (uint64_t id : peers_leaving_) {
-    if (current.count(id)) continue;  // added back in the meantime
+    if (options_.identity && options_.identity->IsMember(id)) continue;  // added back meanwhile
     transport_.RemovePeer(id);
     last_heard_.erase(id);
   }

@@ -157,14 +157,14 @@ TEST(PeerTransport, WhatWasQueuedForAPeerStillGoesOutWhenItIsRemoved) {
   a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
   ASSERT_TRUE(a.Send(2, "first"));
   ASSERT_TRUE(testing::WaitFor([&] { return b.count() == 1; }, 10s)) << "the stream never came up";
-  // The receiver handles each frame 10 ms late: the sender's writes return long before the last
+  // The receiver handles each frame 30 ms late: the sender's writes return long before the last
   // frames are read, so a cancel after the last write would lose them.
-  b.SlowDown(10);
+  b.SlowDown(30);
   constexpr int kQueued = 50;
   for (int i = 0; i < kQueued; ++i) ASSERT_TRUE(a.Send(2, "m" + std::to_string(i)));
   const auto before = std::chrono::steady_clock::now();
   a.RemovePeer(2);
-  EXPECT_LT(std::chrono::steady_clock::now() - before, 500ms) << "RemovePeer waited for the drain";
+  EXPECT_LT(std::chrono::steady_clock::now() - before, 1000ms) << "RemovePeer waited for the drain";
   EXPECT_FALSE(a.Send(2, "after")) << "a removed peer takes nothing new";
   ASSERT_TRUE(testing::WaitFor([&] { return b.count() == kQueued + 1; }, 10s)) << b.count();
   auto got = b.received();
