@@ -22,7 +22,7 @@
 
 #include "e2e/cluster_harness.h"
 #include "faults/history/history.h"
-#include "support/process.h"
+#include "faults/workload/run.h"
 
 namespace lockd::faults {
 namespace {
@@ -52,19 +52,25 @@ uint64_t EnvOr(const char* name, uint64_t fallback) {
 /// Applies process faults from a seed, one at a time, and appends each to the fault-event file.
 class ProcessNemesis {
  public:
-  ProcessNemesis(Cluster& cluster, std::vector<std::unique_ptr<testing::Process>>& workers,
-                 uint64_t seed, const std::string& dir)
+  /// The faults it draws from: 0 kill a random node, 1 kill the leader, 2 pause a node,
+  /// 3 pause a worker, 4 the leader's disk slow (each sync `slow_sync` late; the cluster's
+  /// nodes must carry the slow-sync shim watching `slow_dir`).
+  ProcessNemesis(Cluster& cluster, WorkloadRun& run, uint64_t seed,
+                 std::vector<int> kinds = {0, 1, 2, 3}, std::string slow_dir = "",
+                 Ms slow_sync = Ms(0))
       : cluster_(cluster),
-        workers_(workers),
-        dir_(dir),
+        run_(run),
         rng_(seed),
-        events_(dir + "/faults.jsonl") {}
+        events_(run.events_path()),
+        kinds_(std::move(kinds)),
+        slow_dir_(std::move(slow_dir)),
+        slow_sync_(slow_sync) {}
 
   /// Runs faults until `until`, then heals everything.
   void Run(std::chrono::steady_clock::time_point until) {
     while (std::chrono::steady_clock::now() + 6s < until) {
       Sleep(1000 + rng_() % 2000);
-      switch (rng_() % 4) {
+      switch (kinds_[rng_() % kinds_.size()]) {
         case 0:
           KillAndRestart(static_cast<int>(rng_() % cluster_.size()), "random node");
           break;
@@ -77,8 +83,13 @@ class ProcessNemesis {
           PauseNode(static_cast<int>(rng_() % cluster_.size()));
           break;
         case 3:
-          PauseWorker(static_cast<int>(rng_() % workers_.size()));
+          PauseWorker(static_cast<int>(rng_() % static_cast<uint64_t>(run_.workers())));
           break;
+        case 4: {
+          const int leader = cluster_.WaitForLeader(5s);
+          if (leader >= 0) SlowDisk(leader);
+          break;
+        }
       }
       // Before the next fault, the cluster must have a leader again (one fault at a time).
       cluster_.WaitForReady(30s);
@@ -114,160 +125,195 @@ class ProcessNemesis {
     // history's last line is an EXCLUSIVE read): its lease expires, another worker takes the
     // lock, and the late write must be refused by the fence.
     const uint64_t ms = kTtl.count() + 500 + rng_() % 1500;
-    bool mid_work = false;
-    for (const auto until = std::chrono::steady_clock::now() + 3s;
-         !mid_work && std::chrono::steady_clock::now() < until;) {
-      mid_work = MidWork(w);
-      if (!mid_work) std::this_thread::sleep_for(1ms);  // the window is tens of ms
-    }
-    Event("stop", "w" + std::to_string(w),
+    const bool mid_work = run_.WaitUntilMidWork(w, 3s);
+    Event("client_stop", WorkloadRun::WorkerName(w),
           std::to_string(ms) + " ms" + (mid_work ? ", between its read and its write" : ""));
-    workers_[w]->Signal(SIGSTOP);
+    run_.PauseWorker(w);
     Sleep(ms);
-    workers_[w]->Signal(SIGCONT);
-    Event("cont", "w" + std::to_string(w), "");
+    run_.ResumeWorker(w);
+    Event("client_cont", WorkloadRun::WorkerName(w), "");
   }
 
-  /// Worker w's last recorded op is an acknowledged EXCLUSIVE read (it is about to write).
-  bool MidWork(int w) const {
-    std::ifstream in(dir_ + "/w" + std::to_string(w) + ".jsonl", std::ios::ate);
-    const std::streamoff size = in.tellg();
-    if (size <= 0) return false;
-    const std::streamoff from = std::max<std::streamoff>(0, size - 1024);
-    std::string tail(static_cast<size_t>(size - from), '\0');
-    in.seekg(from);
-    in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
-    const size_t start = tail.rfind('\n', tail.size() >= 2 ? tail.size() - 2 : 0);
-    const std::string last = tail.substr(start == std::string::npos ? 0 : start + 1);
-    return last.find("\"kind\":\"read\"") != std::string::npos &&
-           last.find("\"mode\":\"EXCLUSIVE\"") != std::string::npos &&
-           last.find("\"outcome\":\"ok\"") != std::string::npos;
+  void SlowDisk(int i) {
+    const std::string knob = slow_dir_ + "/" + std::to_string(cluster_.pid(i));
+    const uint64_t ms = 4000 + rng_() % 3000;
+    Event("slow_disk", "node" + std::to_string(cluster_.id(i)),
+          std::to_string(slow_sync_.count()) + " ms per sync for " + std::to_string(ms) + " ms");
+    std::ofstream(knob) << slow_sync_.count() << "\n";
+    Sleep(ms);
+    std::remove(knob.c_str());
+    Event("heal", "node" + std::to_string(cluster_.id(i)), "disk at full speed");
   }
 
   Cluster& cluster_;
-  std::vector<std::unique_ptr<testing::Process>>& workers_;
-  std::string dir_;
+  WorkloadRun& run_;
   std::mt19937_64 rng_;
   JsonLinesWriter events_;
+  std::vector<int> kinds_;
+  std::string slow_dir_;
+  Ms slow_sync_;
   int faults_ = 0;
 };
 
-std::string Contents(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
+// lockd accepts a planted bug only when its environment arms it (src/daemon/main.cc); the
+// cluster's nodes inherit this process's environment. Set before any test starts a thread; the
+// knob itself is passed only by the planted-bug tests below.
+class ArmPlantedBugs : public ::testing::Environment {
+ public:
+  void SetUp() override { ASSERT_EQ(setenv("LOCKD_TESTING_UNSAFE_FAULTS", "1", 1), 0); }
+};
+const auto* const kArm = ::testing::AddGlobalTestEnvironment(new ArmPlantedBugs);
+
+struct LocalRun {
+  uint64_t seed = kQuickSeed;
+  Ms workload = Ms(1000 * kQuickWorkloadSeconds);
+  std::string planted_bug;             ///< --testing-unsafe-fault, "" for none
+  std::vector<int> kinds{0, 1, 2, 3};  ///< ProcessNemesis's faults
+  /// > 0: every node carries the slow-sync shim and kind 4 makes the leader's syncs this slow;
+  /// the cluster then ticks every 100 ms with E_min 5 s, so the stalls test the lease rules
+  /// rather than cause failovers.
+  Ms slow_sync{0};
+  int keepers = 0;
+};
+
+/// One run of the workload against a fresh loopback cluster under process faults; the verdict.
+/// Failed assertions inside (the cluster did not start, …) are reported to the calling test.
+WorkloadRun::Verdict RunLocal(const LocalRun& r) {
+  std::printf("seed=%llu replay with LOCKD_FAULTS_SEED=%llu (workload %lld s)%s%s\n",
+              static_cast<unsigned long long>(r.seed), static_cast<unsigned long long>(r.seed),
+              static_cast<long long>(r.workload.count() / 1000),
+              r.planted_bug.empty() ? "" : ", planted bug ", r.planted_bug.c_str());
+  std::fflush(stdout);
+  WorkloadRun::Verdict v;
+  ClusterOptions co;
+  co.election_min_ms = kElectionMin.count();
+  if (!r.planted_bug.empty()) co.extra_flags = {"--testing-unsafe-fault=" + r.planted_bug};
+  testing::TempDir slow_dir;
+  if (r.slow_sync > Ms(0)) {
+    co.tick_ms = 100;
+    co.election_min_ms = 5000;
+    EXPECT_EQ(setenv("LD_PRELOAD", LOCKD_SLOW_SYNC_LIB, 1), 0);
+    EXPECT_EQ(setenv("LOCKD_SLOW_SYNC_DIR", slow_dir.path().c_str(), 1), 0);
+  }
+  Cluster cluster(co);
+  unsetenv("LD_PRELOAD");  // the nodes have it; the client processes must not
+  if (cluster.WaitForReady(30s) < 0) {
+    ADD_FAILURE() << "no leader: " << cluster.StatusSummary();
+    return v;
+  }
+  std::string endpoints;
+  for (int i = 0; i < cluster.size(); ++i) {
+    endpoints += (i ? "," : "") + cluster.client_addr(i);
+  }
+  std::string error;
+  WorkloadRunOptions wo;
+  wo.dir = cluster.dir();
+  wo.endpoints = endpoints;
+  wo.workload = r.workload;
+  wo.seed = r.seed;
+  wo.workers = kWorkers;
+  wo.keepers = r.keepers;
+  wo.locks = kLocks;
+  wo.ttl = kTtl;
+  wo.cleanup_bound = kCleanupBound;
+  auto run = WorkloadRun::Start(wo, &error);
+  if (!run) {
+    ADD_FAILURE() << error;
+    return v;
+  }
+  ProcessNemesis nemesis(cluster, *run, r.seed, r.kinds, slow_dir.path(), r.slow_sync);
+  nemesis.Run(std::chrono::steady_clock::now() + r.workload);
+  for (int i = 0; i < cluster.size(); ++i) {
+    if (!cluster.running(i)) cluster.Start(i);
+    if (cluster.paused(i)) cluster.Resume(i);
+  }
+  EXPECT_GE(cluster.WaitForReady(30s), 0) << cluster.StatusSummary();
+  v = run->Finish();
+  for (const std::string& p : v.problems) ADD_FAILURE() << p;
+  std::printf("%d faults; faults_check:\n%s", nemesis.faults(), v.check_output.c_str());
+  EXPECT_GT(nemesis.faults(), 0);
+  if (::testing::Test::HasFailure() || !r.planted_bug.empty()) {
+    // Keep the run's records for a post-mortem (the cluster's TempDir goes with it).
+    const std::string keep = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") +
+                             "/lockd-faults-" + std::to_string(r.seed) +
+                             (r.planted_bug.empty() ? "" : "-" + r.planted_bug);
+    testing::RunCommand({"/bin/rm", "-rf", keep}, 60s);
+    testing::RunCommand({"/bin/cp", "-r", cluster.dir(), keep}, 60s);
+    std::printf("records kept in %s\n", keep.c_str());
+  }
+  return v;
 }
 
 TEST(JepsenLocal, CheckersPassUnderProcessFaults) {
   // Quick mode (CI) replays a fixed seed; a soak draws one unless LOCKD_FAULTS_SEED names it.
   const bool soak = std::getenv("LOCKD_FAULTS_SOAK_SECONDS") != nullptr;
-  const uint64_t seed = EnvOr("LOCKD_FAULTS_SEED", soak ? std::random_device{}() : kQuickSeed);
-  const Ms workload = Ms(1000 * EnvOr("LOCKD_FAULTS_SOAK_SECONDS", kQuickWorkloadSeconds));
-  std::printf("seed=%llu replay with LOCKD_FAULTS_SEED=%llu (workload %lld s)\n",
-              static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed),
-              static_cast<long long>(workload.count() / 1000));
-  std::fflush(stdout);
-
-  ClusterOptions co;
-  co.election_min_ms = kElectionMin.count();
-  Cluster cluster(co);
-  ASSERT_GE(cluster.WaitForReady(30s), 0) << cluster.StatusSummary();
-  std::string endpoints;
-  for (int i = 0; i < cluster.size(); ++i) {
-    endpoints += (i ? "," : "") + cluster.client_addr(i);
-  }
-  const std::string dir = cluster.dir();
-  const std::string resource_addr = "127.0.0.1:" + std::to_string(testing::FreePorts(1)[0]);
-  const std::string events_path = dir + "/faults.jsonl";
-  std::ofstream(events_path).flush();  // exists even when no fault ran
-
-  testing::Process resource(
-      {FAULTS_RESOURCE_BIN, "--port", resource_addr.substr(10), "--log", dir + "/resource.jsonl",
-       "--duration-ms", std::to_string((workload + 120s).count())},
-      dir + "/resource.out");
-  auto common = [&](const std::string& mode, const std::string& id, Ms duration, uint64_t s) {
-    return std::vector<std::string>{FAULTS_WORKER_BIN,
-                                    "--mode",
-                                    mode,
-                                    "--endpoints",
-                                    endpoints,
-                                    "--locks",
-                                    std::to_string(kLocks),
-                                    "--resource",
-                                    resource_addr,
-                                    "--history",
-                                    dir + "/" + id + ".jsonl",
-                                    "--process-id",
-                                    id,
-                                    "--seed",
-                                    std::to_string(s),
-                                    "--duration-ms",
-                                    std::to_string(duration.count()),
-                                    "--ttl-ms",
-                                    std::to_string(kTtl.count())};
-  };
-  // The watcher first: its history must start before the first grant.
-  testing::Process watcher(common("watcher", "watch", workload + 8s, seed), dir + "/watch.out");
-  ASSERT_TRUE(testing::WaitFor(
-      [&] { return Contents(dir + "/watch.jsonl").find("watch_start") != std::string::npos; }, 20s))
-      << watcher.ReadLog();
-  ASSERT_TRUE(testing::WaitFor(
-      [&] { return resource.ReadLog().find("listening") != std::string::npos; }, 10s))
-      << resource.ReadLog();
-
-  std::vector<std::unique_ptr<testing::Process>> workers;
-  std::vector<std::string> histories = {dir + "/watch.jsonl", dir + "/cleanup.jsonl"};
-  for (int w = 0; w < kWorkers; ++w) {
-    const std::string id = "w" + std::to_string(w);
-    workers.push_back(std::make_unique<testing::Process>(
-        common("worker", id, workload, seed * 31 + static_cast<uint64_t>(w) + 1),
-        dir + "/" + id + ".out"));
-    histories.push_back(dir + "/" + id + ".jsonl");
-  }
-
-  ProcessNemesis nemesis(cluster, workers, seed, dir);
-  nemesis.Run(std::chrono::steady_clock::now() + workload);
-  for (int i = 0; i < cluster.size(); ++i) {
-    if (!cluster.running(i)) cluster.Start(i);
-    if (cluster.paused(i)) cluster.Resume(i);
-  }
-  ASSERT_GE(cluster.WaitForReady(30s), 0) << cluster.StatusSummary();
-
-  for (int w = 0; w < kWorkers; ++w) {
-    auto code = workers[w]->Wait(workload + 60s);
-    EXPECT_EQ(code, std::optional<int>(0)) << "worker w" << w << ": " << workers[w]->ReadLog();
-  }
-
-  // At once, so the clean-up bound measures the cluster, not this test's pace.
-  testing::Process cleanup(common("cleanup", "cleanup", kCleanupBound + 5s, seed),
-                           dir + "/cleanup.out");
-  EXPECT_EQ(cleanup.Wait(kCleanupBound + 30s), std::optional<int>(0)) << cleanup.ReadLog();
-  EXPECT_EQ(watcher.Wait(60s), std::optional<int>(0)) << watcher.ReadLog();
-  resource.Signal(SIGTERM);
-  resource.Wait(10s);
-
-  std::string list;
-  for (const std::string& h : histories) list += (list.empty() ? "" : ",") + h;
-  auto check = testing::RunCommand(
-      {FAULTS_CHECK_BIN, "--history", list, "--resource-log", dir + "/resource.jsonl", "--faults",
-       events_path, "--cleanup-bound-ms", std::to_string(kCleanupBound.count())},
-      300s);
-  std::printf("%d faults; faults_check:\n%s", nemesis.faults(), check.output.c_str());
-  EXPECT_EQ(check.exit_code, 0) << "seed=" << seed << " replay with LOCKD_FAULTS_SEED=" << seed
-                                << "; histories in " << dir;
-  EXPECT_GT(nemesis.faults(), 0);
+  LocalRun r;
+  r.seed = EnvOr("LOCKD_FAULTS_SEED", soak ? std::random_device{}() : kQuickSeed);
+  r.workload = Ms(1000 * EnvOr("LOCKD_FAULTS_SOAK_SECONDS", kQuickWorkloadSeconds));
+  const WorkloadRun::Verdict v = RunLocal(r);
+  EXPECT_EQ(v.check_exit, 0) << "seed=" << r.seed << " replay with LOCKD_FAULTS_SEED=" << r.seed;
   // Every checker decided and passed (exit 0 alone would not show a checker that was skipped).
   for (const char* checker : {"fencing", "no-lost-update", "lease-safety", "mutual-exclusion",
                               "linearizability", "no-lost-ack", "clean-up", "availability"}) {
-    EXPECT_NE(check.output.find("[" + std::string(checker) + "] PASS"), std::string::npos)
-        << checker << " did not PASS";
+    EXPECT_TRUE(v.Passed(checker)) << checker << " did not PASS";
   }
-  if (::testing::Test::HasFailure()) {
-    // Keep the run's records for a post-mortem (the cluster's TempDir goes with it).
-    const std::string keep = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") +
-                             "/lockd-faults-" + std::to_string(seed);
-    testing::RunCommand({"cp", "-r", dir, keep}, 60s);
-    std::printf("records kept in %s\n", keep.c_str());
+}
+
+// The planted bugs (issue 17, "What it must show"): the same workload and checkers, with one
+// knob of base/unsafe_faults.h switched on, must report the violation the knob causes, by name.
+// (Each knob's direct effect is shown in planted_bugs_test.cc.)
+
+TEST(JepsenLocal, PlantedSkipNewLeaderRuleIsCaughtByLeaseSafety) {
+  // Leader kills only: a new leader that expires leases at once (instead of giving each a full
+  // TTL) lets a second worker take a lock while the first still believes it holds it.
+  LocalRun r;
+  r.planted_bug = "skip-new-leader-rule";
+  r.kinds = {1};
+  const WorkloadRun::Verdict v = RunLocal(r);
+  EXPECT_EQ(v.check_exit, 1) << "faults_check did not report a violation";
+  EXPECT_TRUE(v.Failed("lease-safety")) << "lease-safety did not fail";
+}
+
+TEST(JepsenLocal, PlantedSkipTokenIncrementIsCaughtByTheTokenCheckers) {
+  // No fault needed beyond the usual ones: every grant reuses the last token.
+  LocalRun r;
+  r.planted_bug = "skip-token-increment";
+  const WorkloadRun::Verdict v = RunLocal(r);
+  EXPECT_EQ(v.check_exit, 1) << "faults_check did not report a violation";
+  EXPECT_TRUE(v.Failed("no-lost-ack") || v.Failed("fencing"))
+      << "neither no-lost-ack nor fencing failed";
+}
+
+// The stall rule: a leader whose every sync takes 0.8 x TTL stalls its loop; renewals that arrive
+// during a stall must be honoured. Keepers renew on schedule over the raw API and record every
+// answer (the client library gives a lease up at its own valid_until, which under such a stall
+// always comes before the cluster's answer, so only raw renewals show what the cluster did).
+LocalRun StallRun(const std::string& planted_bug) {
+  LocalRun r;
+  r.workload = 14s;
+  r.planted_bug = planted_bug;
+  r.kinds = {4};
+  r.slow_sync = kTtl * 8 / 10;
+  r.keepers = 3;
+  return r;
+}
+
+TEST(JepsenLocal, ALeaderWithASlowDiskKeepsEveryLeaseThatIsRenewed) {
+  // The counterpart of the planted run below, without the knob: every checker passes.
+  const WorkloadRun::Verdict v = RunLocal(StallRun(""));
+  EXPECT_EQ(v.check_exit, 0);
+  for (const char* checker : {"fencing", "no-lost-update", "lease-safety", "mutual-exclusion",
+                              "linearizability", "no-lost-ack", "clean-up", "lease-kept"}) {
+    EXPECT_TRUE(v.Passed(checker)) << checker << " did not PASS";
   }
+  EXPECT_EQ(v.check_output.find("lease-kept] PASS: no keeper ran"), std::string::npos)
+      << "the keepers recorded nothing";
+}
+
+TEST(JepsenLocal, PlantedStallRuleOldOrderIsCaughtByLeaseKept) {
+  const WorkloadRun::Verdict v = RunLocal(StallRun("stall-rule-old-order"));
+  EXPECT_EQ(v.check_exit, 1) << "faults_check did not report a violation";
+  EXPECT_TRUE(v.Failed("lease-kept")) << "lease-kept did not fail";
 }
 
 }  // namespace

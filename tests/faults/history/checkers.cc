@@ -245,6 +245,47 @@ Report CheckMutualExclusion(const std::vector<Op>& ops) {
       std::move(violations));
 }
 
+Report CheckLeaseKept(const std::vector<Op>& ops, BootNs slack_ns) {
+  // Per (keeper, lease): its grant and renewals.
+  std::map<std::pair<std::string, uint64_t>, std::vector<const Op*>> by_lease;
+  for (const Op& op : ops) {
+    if (op.kind == OpKind::kRenew && op.lease != 0) by_lease[{op.process, op.lease}].push_back(&op);
+  }
+  if (by_lease.empty()) return Make("lease-kept", "no keeper ran: nothing to check", {});
+  std::vector<std::string> violations;
+  size_t renewals = 0, refused = 0;
+  for (const auto& [key, list] : by_lease) {
+    for (const Op* r : list) {
+      if (r->event == "grant") continue;
+      ++renewals;
+      if (r->outcome != Outcome::kFail) continue;
+      ++refused;
+      // The latest send among the acknowledged grant and renewals answered before r was sent.
+      const Op* anchor = nullptr;
+      for (const Op* a : list) {
+        if (a->outcome == Outcome::kOk && a->complete_ns < r->invoke_ns &&
+            (!anchor || a->invoke_ns > anchor->invoke_ns)) {
+          anchor = a;
+        }
+      }
+      if (!anchor) continue;
+      const BootNs deadline = anchor->invoke_ns + r->value * 1'000'000;
+      if (r->invoke_ns + slack_ns < deadline) {
+        violations.push_back("lease " + std::to_string(key.second) + " of " + key.first +
+                             " dropped while kept alive: " + r->Describe() + " was sent " +
+                             Ms(deadline - r->invoke_ns) + " before the deadline of " +
+                             anchor->Describe());
+      }
+    }
+  }
+  return Make("lease-kept",
+              std::to_string(renewals) + " renewals of " + std::to_string(by_lease.size()) +
+                  " keeper leases, " + std::to_string(refused) +
+                  " refused NOT_FOUND; none may be refused more than " + Ms(slack_ns) +
+                  " before its deadline",
+              std::move(violations));
+}
+
 Report CheckNoLostAck(const std::vector<Op>& ops) {
   BootNs watch_start = std::numeric_limits<BootNs>::max(), watch_end = 0;
   std::vector<std::pair<BootNs, BootNs>> gaps;

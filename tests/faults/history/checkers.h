@@ -8,7 +8,8 @@
 //   5. linearizability                   CheckLinearizability (linearizability.h)
 //   6. no lost acknowledgement           CheckNoLostAck
 //   7. clean-up                          CheckCleanup
-//   plus availability per fault kind     Availability
+//   plus leases kept alive stay alive    CheckLeaseKept (the keeper's renewals)
+//   and availability per fault kind      Availability
 //
 // The watcher's history: grant_seen (an ACQUIRED event) and release_seen (event "released",
 // "expired"; waits that end are not recorded), each with its position (index, event_no);
@@ -51,6 +52,15 @@ Report CheckNoLostAck(const std::vector<Op>& ops);
 /// last completion of an op of any process but `cleanup_process` and the watcher).
 Report CheckCleanup(const std::vector<Op>& ops, const std::vector<FaultEvent>& faults,
                     BootNs bound_ns, const std::string& cleanup_process = "cleanup");
+
+/// The keepers' renewals (`renew` ops, keeper.cc): a renewal the cluster refused NOT_FOUND although
+/// it was sent more than `slack` before the deadline an earlier renewal of the lease guarantees
+/// (one sent at S and acknowledged before this one was sent: the deadline is at least S + TTL),
+/// so it arrived before that deadline and must have been honoured, a stall notwithstanding
+/// (design: the stall rule). Assumes a renewal reaches the node within `slack` of its sending:
+/// true on loopback without client-side network faults; use it for such runs. PASS with nothing
+/// to check when no keeper ran.
+Report CheckLeaseKept(const std::vector<Op>& ops, BootNs slack_ns);
 
 /// Operations attempted and answered per kind, and per fault kind the longest window without a
 /// served cluster operation (acquire, release, inspect done, or refused without an error) that

@@ -241,5 +241,39 @@ TEST(Checkers, AvailabilityCountsTheTailWithNoAnswerAndOnlyServedOps) {
       << text;
 }
 
+TEST(Checkers, LeaseKeptFailsOnARenewalRefusedWellBeforeItsDeadline) {
+  // Granted at 0, renewed at 1000 (answered at once), then a stall: the renewals sent at 2000 and
+  // 3000 are answered at 3400. The one sent at 2000 was due to be honoured (deadline >= 1000 +
+  // 3000 = 4000, sent 2 s before it); the one sent at 3000 is within the 1 s slack.
+  const std::vector<Op> ops = {
+      Renew("k0", 1, 7, 0, 5, Outcome::kOk, 3000, "grant"),
+      Renew("k0", 2, 7, 1000, 1005, Outcome::kOk),
+      Renew("k0", 3, 7, 2000, 3400, Outcome::kFail),
+      Renew("k0", 4, 7, 3000, 3400, Outcome::kFail),
+  };
+  const Report r = CheckLeaseKept(ops, Ms(1000));
+  EXPECT_EQ(r.verdict, Verdict::kFail) << r.Format();
+  ASSERT_EQ(r.violations.size(), 1u) << r.Format();
+  EXPECT_NE(r.violations[0].find("k0#3"), std::string::npos) << r.violations[0];
+  EXPECT_NE(r.violations[0].find("k0#2"), std::string::npos) << r.violations[0];
+}
+
+TEST(Checkers, LeaseKeptPassesOnRefusalsNearOrPastTheDeadlineAndWithoutKeepers) {
+  // Refused once the deadline has passed (the keeper was silent), or with no acknowledged
+  // renewal answered before it was sent: the cluster may have been right.
+  const std::vector<Op> ops = {
+      Renew("k0", 1, 7, 0, 5, Outcome::kOk, 3000, "grant"),
+      Renew("k0", 2, 7, 3500, 3505, Outcome::kFail),
+      Renew("k1", 1, 8, 0, 4000, Outcome::kOk, 3000, "grant"),
+      Renew("k1", 2, 8, 1000, 4000, Outcome::kFail),  // the grant was not yet answered
+      Renew("k1", 3, 8, 2000, 2100, Outcome::kInfo),  // a timeout is no refusal
+  };
+  EXPECT_EQ(CheckLeaseKept(ops, Ms(1000)).verdict, Verdict::kPass)
+      << CheckLeaseKept(ops, Ms(1000)).Format();
+  const Report none = CheckLeaseKept({}, Ms(1000));
+  EXPECT_EQ(none.verdict, Verdict::kPass);
+  EXPECT_NE(none.summary.find("no keeper"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace lockd::faults

@@ -33,6 +33,8 @@ const char* Name(OpKind k) {
       return "grant_seen";
     case OpKind::kReleaseSeen:
       return "release_seen";
+    case OpKind::kRenew:
+      return "renew";
   }
   return "?";
 }
@@ -60,9 +62,9 @@ std::optional<E> Lookup(const std::string& s, const E (&all)[N]) {
   }
   return std::nullopt;
 }
-constexpr OpKind kKinds[] = {OpKind::kAcquire,    OpKind::kRelease,   OpKind::kInspect,
-                             OpKind::kRead,       OpKind::kIncrement, OpKind::kGrantSeen,
-                             OpKind::kReleaseSeen};
+constexpr OpKind kKinds[] = {OpKind::kAcquire,     OpKind::kRelease,   OpKind::kInspect,
+                             OpKind::kRead,        OpKind::kIncrement, OpKind::kGrantSeen,
+                             OpKind::kReleaseSeen, OpKind::kRenew};
 constexpr LockMode kModes[] = {LockMode::kExclusive, LockMode::kShared};
 constexpr Outcome kOutcomes[] = {Outcome::kOk, Outcome::kFail, Outcome::kInfo};
 
@@ -312,6 +314,7 @@ std::string Op::Describe() const {
   if (fence) s += " fence=" + std::to_string(fence);
   if (lease) s += " lease=" + std::to_string(lease);
   if (kind == OpKind::kRead || kind == OpKind::kIncrement) s += " value=" + std::to_string(value);
+  if (kind == OpKind::kRenew) s += " ttl=" + std::to_string(value) + "ms";
   if (!holders.empty()) s += " holders=" + EncodeHolders(holders);
   if (!event.empty()) s += " event=" + event;
   if (index) s += " index=" + std::to_string(index) + "." + std::to_string(event_no);

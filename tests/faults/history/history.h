@@ -20,7 +20,18 @@ namespace lockd::faults {
 using BootNs = int64_t;
 BootNs BootNow();
 
-enum class OpKind { kAcquire, kRelease, kInspect, kRead, kIncrement, kGrantSeen, kReleaseSeen };
+/// kRenew: a keeper's raw Renew of its lease (value = the lease's TTL in ms; the grant itself is
+/// recorded as a renew with event "grant").
+enum class OpKind {
+  kAcquire,
+  kRelease,
+  kInspect,
+  kRead,
+  kIncrement,
+  kGrantSeen,
+  kReleaseSeen,
+  kRenew
+};
 enum class LockMode { kExclusive, kShared };
 /// kInfo: indeterminate (a timeout, UNAVAILABLE after the retries): it may or may not have taken
 /// effect. kFail: a definite answer that it did not (not acquired, FAILED_PRECONDITION, rejected).
@@ -54,10 +65,10 @@ struct Op {
   /// The lease's valid_until (CLOCK_BOOTTIME) when the op completed (acquire) or was invoked
   /// (release): the end of the interval the client believed it held the lock.
   BootNs valid_until_ns = 0;
-  int64_t value = 0;            ///< read: the value read; increment: the value written
+  int64_t value = 0;  ///< read: the value read; increment: the value written; renew: TTL ms
   std::vector<Holder> holders;  ///< inspect: the holders seen; refused acquire: who holds it
-  std::string
-      event;  ///< release_seen: "released" | "expired" | "gap" | "watch_start" | "watch_end"
+  std::string event;            ///< release_seen: "released" | "expired" | "gap" | "watch_start" |
+                      ///< "watch_end"; renew: "grant" for the lease's grant
   uint64_t index = 0;     ///< grant_seen / release_seen: the log index of the event
   uint32_t event_no = 0;  ///< … and its number within the entry
   std::string error;      ///< what went wrong (fail / info)
@@ -83,7 +94,9 @@ struct ResourceRecord {
 /// One fault a nemesis injected (the shared fault-event file).
 struct FaultEvent {
   BootNs t_ns = 0;
-  std::string kind;  ///< kill|stop|cont|partition|heal|loss|delay|slow_disk|disk_full|wipe|...
+  /// kill|stop|cont|partition|heal|loss|delay|slow_disk|disk_full|wipe|member|transfer (nodes),
+  /// client_stop|client_cont (client processes)
+  std::string kind;
   std::string target;
   std::string detail;
 };

@@ -76,6 +76,23 @@ inline Op WatchMark(std::string event, int64_t invoke, int64_t complete) {
   return op;
 }
 
+/// A keeper's renewal of `lease` (TTL `ttl` ms); event "grant" for the grant itself.
+inline Op Renew(std::string process, uint64_t id, uint64_t lease, int64_t invoke, int64_t complete,
+                Outcome outcome, int64_t ttl = 3000, std::string event = "") {
+  Op op;
+  op.process = std::move(process);
+  op.id = id;
+  op.kind = OpKind::kRenew;
+  op.lease = lease;
+  op.invoke_ns = Ms(invoke);
+  op.complete_ns = Ms(complete);
+  op.outcome = outcome;
+  op.value = ttl;
+  op.event = std::move(event);
+  if (outcome == Outcome::kFail) op.error = "5: lease has expired";
+  return op;
+}
+
 inline ResourceRecord Res(int64_t at, std::string lock, bool write, uint64_t fence, int64_t value,
                           bool accepted, uint64_t largest, std::string process, uint64_t op) {
   return {Ms(at), std::move(lock), write, fence, value, accepted, largest, std::move(process), op};

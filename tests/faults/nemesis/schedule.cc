@@ -1,5 +1,6 @@
 #include "faults/nemesis/schedule.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <random>
@@ -47,15 +48,24 @@ std::string ToString(FaultKind k) {
       return "delay";
     case FaultKind::kReplaceFollower:
       return "replace-follower";
+    case FaultKind::kDiskFull:
+      return "disk-full";
+    case FaultKind::kWipe:
+      return "wipe";
+    case FaultKind::kPauseClient:
+      return "pause-client";
   }
   return "?";
 }
 
 std::string Step::Describe() const {
   std::ostringstream s;
-  const std::string who = kind == FaultKind::kReplaceFollower ? "a follower"
-                          : target < 0                        ? "leader"
-                                                              : std::to_string(target);
+  const std::string who = kind == FaultKind::kReplaceFollower || kind == FaultKind::kWipe
+                              ? "a follower"
+                          : kind == FaultKind::kDiskFull    ? "the tmpfs member"
+                          : kind == FaultKind::kPauseClient ? "client " + std::to_string(target)
+                          : target < 0                      ? "leader"
+                                                            : std::to_string(target);
   s << ToString(kind) << " target=" << who;
   if (other >= 0) s << " other=" << other;
   if (amount > 0) s << " amount=" << amount;
@@ -70,46 +80,75 @@ std::string Schedule::Describe() const {
   return s.str();
 }
 
+namespace {
+
+/// One step of kind `kind`, its targets and amounts drawn from `rng`; `hold` as given.
+Step DrawStep(std::mt19937_64& rng, FaultKind kind, int nodes, Ms hold) {
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint64_t>(n)); };
+  Step st;
+  st.kind = kind;
+  st.hold = hold;
+  switch (st.kind) {
+    case FaultKind::kKillRandom:
+    case FaultKind::kPauseRandom:
+    case FaultKind::kMinority:
+      st.target = pick(nodes);
+      break;
+    case FaultKind::kBridge:
+      st.target = pick(nodes);  // the middle
+      st.other = st.target;
+      break;
+    case FaultKind::kOneWay:
+      st.target = pick(nodes);
+      st.other = (st.target + 1 + pick(nodes - 1)) % nodes;
+      break;
+    case FaultKind::kLoss:
+      st.target = pick(nodes);
+      st.amount = 10 + pick(31);
+      break;
+    case FaultKind::kSlowDisk:
+      st.amount = 50 + pick(400);
+      break;
+    case FaultKind::kDelay:
+      st.amount = 5 + pick(60);
+      st.other = pick(40);  // jitter ms
+      break;
+    case FaultKind::kPauseClient:
+      st.target = pick(1000);  // the hook takes it modulo the number of clients
+      st.hold = std::max(st.hold, Ms(4000 + pick(2000)));  // past a lease TTL of up to 3.5 s
+      break;
+    default:
+      break;
+  }
+  return st;
+}
+
+}  // namespace
+
 Schedule MakeSchedule(uint64_t seed, Ms duration, int nodes, const std::vector<FaultKind>& kinds) {
   Schedule s;
   s.seed = seed;
   std::mt19937_64 rng(seed);
-  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint64_t>(n)); };
   Ms total{0};
   while (total < duration && !kinds.empty()) {
-    Step st;
-    st.kind = kinds[static_cast<size_t>(pick(static_cast<int>(kinds.size())))];
-    st.hold = Ms(2000 + pick(3000));
-    switch (st.kind) {
-      case FaultKind::kKillRandom:
-      case FaultKind::kPauseRandom:
-      case FaultKind::kMinority:
-        st.target = pick(nodes);
-        break;
-      case FaultKind::kBridge:
-        st.target = pick(nodes);  // the middle
-        st.other = st.target;
-        break;
-      case FaultKind::kOneWay:
-        st.target = pick(nodes);
-        st.other = (st.target + 1 + pick(nodes - 1)) % nodes;
-        break;
-      case FaultKind::kLoss:
-        st.target = pick(nodes);
-        st.amount = 10 + pick(31);
-        break;
-      case FaultKind::kSlowDisk:
-        st.amount = 50 + pick(400);
-        break;
-      case FaultKind::kDelay:
-        st.amount = 5 + pick(60);
-        st.other = pick(40);  // jitter ms
-        break;
-      default:
-        break;
-    }
+    const FaultKind kind = kinds[rng() % kinds.size()];
+    const Ms hold(2000 + static_cast<int64_t>(rng() % 3000));
+    Step st = DrawStep(rng, kind, nodes, hold);
     total += st.hold + kSettle;
     s.steps.push_back(st);
+  }
+  return s;
+}
+
+Schedule MakeCoveringSchedule(uint64_t seed, int nodes, const std::vector<FaultKind>& kinds) {
+  Schedule s;
+  s.seed = seed;
+  std::mt19937_64 rng(seed);
+  std::vector<FaultKind> order = kinds;
+  std::shuffle(order.begin(), order.end(), rng);
+  for (FaultKind kind : order) {
+    const Ms hold(2000 + static_cast<int64_t>(rng() % 1000));
+    s.steps.push_back(DrawStep(rng, kind, nodes, hold));
   }
   return s;
 }
@@ -129,7 +168,7 @@ Ms DurationFromEnv(Ms quick) {
 }
 
 std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis& n,
-                                     const std::atomic<bool>& stop) {
+                                     const std::atomic<bool>& stop, const ScheduleHooks& hooks) {
   std::vector<std::string> problems;
   uint64_t next_id = 100;  // replacements get ids no bootstrap member has
   for (size_t k = 0; k < s.steps.size() && !stop; ++k) {
@@ -142,15 +181,29 @@ std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis
     const int nodes = static_cast<int>(members.size());
     auto member = [&](int k) { return k < 0 ? -1 : members[static_cast<size_t>(k % nodes)]; };
     const int leader = c.WaitForLeader(10s);
-    int target = st.target < 0 ? leader : member(st.target);
+    auto a_follower = [&] {
+      int follower = -1;
+      for (int i : members) {
+        if (i != leader && c.running(i)) follower = i;
+      }
+      return follower;
+    };
+    int target = st.kind == FaultKind::kPauseClient ? 0  // not a node
+                 : st.target < 0                    ? leader
+                                                    : member(st.target);
     const int other = member(st.other);
     if (target < 0) {
       problems.push_back("step " + std::to_string(k) + " (" + st.Describe() + "): no leader");
       continue;
     }
-    std::cerr << "[schedule] step " << k << ": " << st.Describe() << " -> node " << c.id(target)
-              << "\n";
+    // Kinds that pick their own node (or none) say so in their fault events.
+    const bool own_target = st.kind == FaultKind::kReplaceFollower || st.kind == FaultKind::kWipe ||
+                            st.kind == FaultKind::kDiskFull || st.kind == FaultKind::kPauseClient ||
+                            st.kind == FaultKind::kTransfer;
+    std::cerr << "[schedule] step " << k << ": " << st.Describe()
+              << (own_target ? "" : " -> node " + std::to_string(c.id(target))) << "\n";
     std::string err;
+    bool client_paused = false;
     switch (st.kind) {
       case FaultKind::kKillRandom:
       case FaultKind::kKillLeader:
@@ -195,16 +248,44 @@ std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis
         err = n.Delay(Ms(st.amount), Ms(st.other));
         break;
       case FaultKind::kReplaceFollower: {
-        int follower = -1;
-        for (int i : members) {
-          if (i != leader && c.running(i)) follower = i;
-        }
+        const int follower = a_follower();
         if (follower < 0 || n.Replace(follower, next_id++, &err) >= 0) err.clear();
         break;
       }
+      case FaultKind::kDiskFull: {
+        int on_tmpfs = -1;
+        for (int i : members) {
+          if (c.network().IsHarnessTmpfs(c.data_dir(i))) on_tmpfs = i;
+        }
+        err = on_tmpfs < 0 ? "no member has its data dir on a harness tmpfs" : n.FillDisk(on_tmpfs);
+        break;
+      }
+      case FaultKind::kWipe: {
+        // Wiped and restarted under its old identity: its peers refuse it ("presents data dir
+        // incarnation"); after the hold it is replaced through the membership path.
+        const int follower = a_follower();
+        if (follower < 0) {
+          err = "no running follower to wipe";
+          break;
+        }
+        n.Wipe(follower);
+        SleepUnless(st.hold, stop);
+        if (n.Replace(follower, next_id++, &err) >= 0) err.clear();
+        break;
+      }
+      case FaultKind::kPauseClient:
+        if (!hooks.pause_client) {
+          err = "this driver has no client processes to pause";
+        } else if (hooks.pause_client(st.target).empty()) {
+          err = "no client process to pause";
+        } else {
+          client_paused = true;
+        }
+        break;
     }
     if (!err.empty()) problems.push_back("step " + std::to_string(k) + ": " + err);
     SleepUnless(st.hold, stop);
+    if (client_paused && hooks.resume_client) hooks.resume_client();
     n.Heal();
     SleepUnless(kSettle, stop);
   }

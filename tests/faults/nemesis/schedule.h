@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,9 @@ enum class FaultKind {
   kTransfer,
   kDelay,            ///< needs a cluster with the peer proxy
   kReplaceFollower,  ///< a follower removed and replaced by a new node (needs a spare slot)
+  kDiskFull,         ///< the member on a harness tmpfs fills it: it must fail stop
+  kWipe,             ///< a follower's data dir emptied: refused, then replaced (spare slot)
+  kPauseClient,      ///< a client process SIGSTOPped past its lease's TTL (ScheduleHooks)
 };
 
 std::string ToString(FaultKind k);
@@ -49,6 +53,10 @@ struct Schedule {
 /// Steps drawn from `kinds` until their holds and settle time fill `duration`.
 Schedule MakeSchedule(uint64_t seed, Ms duration, int nodes, const std::vector<FaultKind>& kinds);
 
+/// Each of `kinds` once (a kind listed twice, twice), in an order and with targets drawn from
+/// the seed, holds 2–3 s (a client pause 4–6 s): the quick mode's full coverage in little time.
+Schedule MakeCoveringSchedule(uint64_t seed, int nodes, const std::vector<FaultKind>& kinds);
+
 /// LOCKD_FAULTS_SEED if set; else, in soak mode (LOCKD_FAULTS_SOAK_SECONDS set), a fresh random
 /// seed; else `quick_seed`: the quick mode CI runs replays the same schedule every time, so a red
 /// run is the code's doing, not the draw's.
@@ -56,9 +64,19 @@ uint64_t SeedFromEnv(uint64_t quick_seed);
 /// LOCKD_FAULTS_SOAK_SECONDS if set, else `quick`.
 Ms DurationFromEnv(Ms quick);
 
+/// What a schedule cannot do to the cluster by itself: the client processes belong to the driver.
+struct ScheduleHooks {
+  /// kPauseClient: SIGSTOP one client process (`which` picks it, modulo their number); returns
+  /// the target's name, "" if there is none. The driver records the fault event.
+  std::function<std::string(int which)> pause_client;
+  /// …and SIGCONT it again after the step's hold.
+  std::function<void()> resume_client;
+};
+
 /// Runs every step (apply, hold, heal, settle) until done or `stop`; heals at the end. Returns
 /// problems met (a nemesis that could not be applied), each naming its step.
 std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis& n,
-                                     const std::atomic<bool>& stop);
+                                     const std::atomic<bool>& stop,
+                                     const ScheduleHooks& hooks = {});
 
 }  // namespace lockd::faults

@@ -157,6 +157,14 @@ std::string NetnsCluster::RoutePeersThroughProxy() {
   return "";
 }
 
+std::string NetnsCluster::slot_endpoints() const {
+  std::string out;
+  for (int s = 0; s < net_->size(); ++s) {
+    out += (s ? "," : "") + net_->node_ip(s) + ":" + std::to_string(kClientPort);
+  }
+  return out;
+}
+
 std::string NetnsCluster::data_dir(int i) const {
   // A tmpfs data dir is named for the leftover cleaner: <prefix>t<slot>.
   return dir_->path() + "/" + net_->prefix() + "t" + std::to_string(nodes_[i].slot + 1) + "-" +
@@ -365,6 +373,12 @@ int NetnsCluster::AddJoiningNode(uint64_t new_id) {
   n.joins = true;
   nodes_.push_back(std::move(n));
   const int i = size() - 1;
+  // A slot given a tmpfs keeps one for every node that runs in it (the disk-full nemesis).
+  if (auto it = options_.tmpfs_mb.find(slot); it != options_.tmpfs_mb.end()) {
+    if (std::string e = net_->MountTmpfs(data_dir(i), it->second); !e.empty()) {
+      std::cerr << "[netns] tmpfs for node " << new_id << ": " << e << "\n";
+    }
+  }
   std::filesystem::create_directories(data_dir(i));
   Connect(i);
   Start(i);

@@ -42,7 +42,8 @@ struct NetnsClusterOptions {
   uint64_t min_ttl_ms = 1000;
   std::vector<std::string> extra_flags;  ///< appended to every node's command line
   bool peer_proxy = false;
-  /// Node slot -> tmpfs size in MiB for its data dir (the disk-full nemesis).
+  /// Node slot -> tmpfs size in MiB for the data dir of each node that runs in it (the
+  /// disk-full nemesis).
   std::map<int, int> tmpfs_mb;
 };
 
@@ -77,6 +78,9 @@ class NetnsCluster {
   std::string LogTails(size_t lines = 30) const;
   /// Client addresses of every node in the cluster now, comma-separated.
   std::string endpoints() const;
+  /// The client address of every namespace slot, spare ones included: a client process given
+  /// this list finds every node a replacement may put there (an empty slot refuses at once).
+  std::string slot_endpoints() const;
   pid_t pid(int i) const;
 
   void Start(int i);

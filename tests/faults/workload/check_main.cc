@@ -27,6 +27,10 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--search-budget", budget, "linearizability: states per lock before UNKNOWN")
       ->check(CLI::PositiveNumber);
+  int64_t renewal_slack_ms = 1'000;
+  app.add_option("--renewal-slack-ms", renewal_slack_ms,
+                 "lease-kept: how long a keeper's renewal may take to reach a node")
+      ->check(CLI::NonNegativeNumber);
   bool allow_unknown = false;
   app.add_flag("--allow-unknown", allow_unknown,
                "exit 0 when a checker could not decide (UNKNOWN) and none failed");
@@ -72,6 +76,7 @@ int main(int argc, char** argv) {
       CheckLinearizability(ops, {.budget = budget}),
       CheckNoLostAck(ops),
       CheckCleanup(ops, faults, cleanup_bound_ms * 1'000'000),
+      CheckLeaseKept(ops, renewal_slack_ms * 1'000'000),
       Availability(ops, faults),
   };
   bool failed = false, unknown = false;

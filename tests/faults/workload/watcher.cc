@@ -54,7 +54,7 @@ class Watcher {
     // down (kill -9, partition, pause) must neither stall the watcher forever nor count as having
     // the history.
     std::vector<Answer> answers(stubs_.size(), Answer::kNone);
-    while (std::chrono::steady_clock::now() < deadline_) {
+    while (!Over()) {
       const v1::WatchPosition before = after_;
       const size_t tried = node_;
       grpc::Status s = Stream(tried);
@@ -123,7 +123,7 @@ class Watcher {
 
   /// The position after the applied index some node reports: the history starts there.
   bool Start() {
-    while (std::chrono::steady_clock::now() < deadline_) {
+    while (!Over()) {
       for (size_t i = 0; i < cluster_stubs_.size(); ++i) {
         Op start = Mark("watch_start");
         grpc::ClientContext ctx;
@@ -158,7 +158,7 @@ class Watcher {
       while (!done) {
         std::this_thread::sleep_for(100ms);
         const bool quiet = BootNow() - last_msg > std::chrono::nanoseconds(kQuiet).count();
-        if (quiet || std::chrono::steady_clock::now() >= deadline_) {
+        if (quiet || Over()) {
           ctx.TryCancel();
           return;
         }
@@ -219,6 +219,8 @@ class Watcher {
   std::vector<std::unique_ptr<v1::LockService::Stub>> stubs_;
   std::vector<std::unique_ptr<v1::ClusterService::Stub>> cluster_stubs_;
   std::chrono::steady_clock::time_point deadline_;
+  /// Past the deadline, or asked to stop (--stop-file).
+  bool Over() const { return std::chrono::steady_clock::now() >= deadline_ || StopRequested(o_); }
   size_t node_ = 0;
   v1::WatchPosition after_;
   bool has_after_ = false;

@@ -1,6 +1,9 @@
 // The worker role of faults_worker (worker.h).
 #include "faults/workload/worker.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <random>
 #include <thread>
@@ -57,7 +60,7 @@ class Worker {
       return 2;
     }
     const auto deadline = std::chrono::steady_clock::now() + o_.duration;
-    while (std::chrono::steady_clock::now() < deadline) {
+    while (std::chrono::steady_clock::now() < deadline && !StopRequested(o_)) {
       if (!lease_ || !lease_->valid()) {
         lease_.reset();
         auto l = client_->GrantLease(o_.ttl, o_.process_id);
@@ -159,6 +162,13 @@ class Worker {
       }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(rng_() % 10));
+    // One cycle in eight holds the lock longer (work done under it, up to a TTL, the library
+    // renewing meanwhile), so faults land while locks are held: a failover must keep a holder's
+    // lease (the new-leader rule; a failover takes longer than the short holds).
+    if (rng_() % 8 == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(
+          rng_() % static_cast<uint64_t>(std::max<int64_t>(1, o_.ttl.count()))));
+    }
 
     Op rel = Begin(OpKind::kRelease, name);
     FillGrant(rel, lock);
@@ -212,6 +222,10 @@ class Worker {
 };
 
 }  // namespace
+
+bool StopRequested(const WorkerOptions& o) {
+  return !o.stop_file.empty() && access(o.stop_file.c_str(), F_OK) == 0;
+}
 
 int RunWorker(const WorkerOptions& o) {
   lc::ClientOptions co;

@@ -7,6 +7,8 @@
 // - watcher: one Watch of the locks' prefix over the raw API, resumed by position on the next
 //   endpoint across failovers; grant_seen / release_seen ops, with gaps when history was lost.
 // - cleanup: after the workload, inspects every lock until all are free (or the bound passes).
+// - keeper: one lease renewed over the raw unary Renew every TTL/3 on schedule, each renewal
+//   recorded (keeper.cc; the lease-kept checker).
 #pragma once
 
 #include <chrono>
@@ -26,10 +28,16 @@ struct WorkerOptions {
   uint64_t seed = 1;
   std::chrono::milliseconds duration{10'000};
   std::chrono::milliseconds ttl{3'000};
+  /// When this file exists the process stops as at its deadline ("": only the deadline).
+  std::string stop_file;
 };
+
+/// Whether o.stop_file exists.
+bool StopRequested(const WorkerOptions& o);
 
 int RunWorker(const WorkerOptions& o);
 int RunWatcher(const WorkerOptions& o);
 int RunCleanup(const WorkerOptions& o);
+int RunKeeper(const WorkerOptions& o);
 
 }  // namespace lockd::faults

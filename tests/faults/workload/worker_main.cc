@@ -15,8 +15,8 @@ int main(int argc, char** argv) {
   std::string mode = "worker", endpoints, prefix = "faults/hot/";
   int locks = 3;
   int64_t duration_ms = 10'000, ttl_ms = 3'000;
-  app.add_option("--mode", mode, "worker | watcher | cleanup")
-      ->check(CLI::IsMember({"worker", "watcher", "cleanup"}));
+  app.add_option("--mode", mode, "worker | watcher | cleanup | keeper")
+      ->check(CLI::IsMember({"worker", "watcher", "cleanup", "keeper"}));
   app.add_option("--endpoints", endpoints, "comma-separated host:port client addresses")
       ->required();
   app.add_option("--locks", locks, "how many hot locks (named <prefix>0 …)")
@@ -28,8 +28,10 @@ int main(int argc, char** argv) {
   app.add_option("--duration-ms", duration_ms, "stop after this long")
       ->check(CLI::Range(int64_t{1}, int64_t{24} * 3600 * 1000));
   app.add_option("--ttl-ms", ttl_ms, "lease TTL (worker mode)")
-      ->check(CLI::Range(int64_t{1}, int64_t{3600} * 1000));
+      ->check(CLI::Range(int64_t{1}, int64_t{3600} * 1000));  // worker and keeper modes
   app.add_option("--process-id", o.process_id, "this process's name in the history")->required();
+  app.add_option("--stop-file", o.stop_file,
+                 "stop as at the deadline once this file exists (worker and watcher modes)");
   CLI11_PARSE(app, argc, argv);
 
   std::stringstream in(endpoints);
@@ -50,5 +52,6 @@ int main(int argc, char** argv) {
   o.ttl = std::chrono::milliseconds(ttl_ms);
   if (mode == "watcher") return lockd::faults::RunWatcher(o);
   if (mode == "cleanup") return lockd::faults::RunCleanup(o);
+  if (mode == "keeper") return lockd::faults::RunKeeper(o);
   return lockd::faults::RunWorker(o);
 }

@@ -1,0 +1,213 @@
+#include "faults/workload/run.h"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <fstream>
+#include <iterator>
+#include <thread>
+
+namespace lockd::faults {
+
+using namespace std::chrono_literals;
+using Ms = std::chrono::milliseconds;
+
+namespace {
+
+std::string Contents(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+/// The last complete line of a file (reads at most its last KiB).
+std::string LastLine(const std::string& path) {
+  std::ifstream in(path, std::ios::ate);
+  const std::streamoff size = in.tellg();
+  if (size <= 0) return "";
+  const std::streamoff from = std::max<std::streamoff>(0, size - 1024);
+  std::string tail(static_cast<size_t>(size - from), '\0');
+  in.seekg(from);
+  in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+  const size_t start = tail.rfind('\n', tail.size() >= 2 ? tail.size() - 2 : 0);
+  return tail.substr(start == std::string::npos ? 0 : start + 1);
+}
+
+testing::SpawnOptions Tied() {
+  testing::SpawnOptions o;
+  o.death_signal = SIGKILL;  // a crashed driver takes its client processes with it
+  return o;
+}
+
+}  // namespace
+
+std::vector<std::string> WorkloadRun::Argv(const std::string& mode, const std::string& id,
+                                           Ms duration, uint64_t seed) const {
+  return {FAULTS_WORKER_BIN,
+          "--mode",
+          mode,
+          "--endpoints",
+          o_.endpoints,
+          "--locks",
+          std::to_string(o_.locks),
+          "--resource",
+          resource_addr_,
+          "--history",
+          History(id),
+          "--process-id",
+          id,
+          "--seed",
+          std::to_string(seed),
+          "--duration-ms",
+          std::to_string(duration.count()),
+          "--ttl-ms",
+          std::to_string(o_.ttl.count()),
+          "--stop-file",
+          o_.dir + "/" + (mode == "watcher" ? "stop-watcher" : "stop-workers")};
+}
+
+std::unique_ptr<WorkloadRun> WorkloadRun::Start(WorkloadRunOptions options, std::string* error) {
+  if (options.events_path.empty()) options.events_path = options.dir + "/faults.jsonl";
+  std::unique_ptr<WorkloadRun> run(new WorkloadRun(std::move(options)));
+  const WorkloadRunOptions& o = run->o_;
+  std::ofstream(o.events_path, std::ios::app).flush();  // exists even when no fault ran
+
+  const int port = testing::FreePorts(1)[0];
+  run->resource_addr_ = "127.0.0.1:" + std::to_string(port);
+  run->resource_ = std::make_unique<testing::Process>(
+      std::vector<std::string>{FAULTS_RESOURCE_BIN, "--port", std::to_string(port), "--log",
+                               o.dir + "/resource.jsonl", "--duration-ms",
+                               std::to_string((o.workload + 180s).count())},
+      o.dir + "/resource.out", Tied());
+  // The watcher first: its history must start before the first grant.
+  run->watcher_ = std::make_unique<testing::Process>(
+      run->Argv("watcher", "watch", o.workload + 8s, o.seed), o.dir + "/watch.out", Tied());
+  if (!testing::WaitFor(
+          [&] { return Contents(run->History("watch")).find("watch_start") != std::string::npos; },
+          30s)) {
+    if (error) *error = "the watcher did not start watching: " + run->watcher_->ReadLog();
+    return nullptr;
+  }
+  if (!testing::WaitFor(
+          [&] { return run->resource_->ReadLog().find("listening") != std::string::npos; }, 10s)) {
+    if (error) *error = "faults_resource did not start: " + run->resource_->ReadLog();
+    return nullptr;
+  }
+  for (int w = 0; w < o.workers; ++w) {
+    const std::string id = WorkerName(w);
+    run->workers_.push_back(std::make_unique<testing::Process>(
+        run->Argv("worker", id, o.workload, o.seed * 31 + static_cast<uint64_t>(w) + 1),
+        o.dir + "/" + id + ".out", Tied()));
+    run->paused_.push_back(false);
+  }
+  for (int k = 0; k < o.keepers; ++k) {
+    const std::string id = "k" + std::to_string(k);
+    run->keepers_.push_back(std::make_unique<testing::Process>(
+        run->Argv("keeper", id, o.workload, o.seed), o.dir + "/" + id + ".out", Tied()));
+  }
+  return run;
+}
+
+WorkloadRun::~WorkloadRun() {
+  // Finish() was not reached (a failed assertion): a stopped worker must not stay stopped.
+  for (size_t w = 0; w < workers_.size(); ++w) {
+    if (paused_[w]) workers_[w]->Signal(SIGCONT);
+  }
+}
+
+bool WorkloadRun::WaitUntilMidWork(int w, Ms within) {
+  const std::string path = History(WorkerName(w));
+  for (const auto until = std::chrono::steady_clock::now() + within;
+       std::chrono::steady_clock::now() < until;) {
+    const std::string last = LastLine(path);
+    if (last.find("\"kind\":\"read\"") != std::string::npos &&
+        last.find("\"mode\":\"EXCLUSIVE\"") != std::string::npos &&
+        last.find("\"outcome\":\"ok\"") != std::string::npos) {
+      return true;
+    }
+    std::this_thread::sleep_for(1ms);  // the window is tens of ms
+  }
+  return false;
+}
+
+void WorkloadRun::PauseWorker(int w) {
+  workers_[static_cast<size_t>(w)]->Signal(SIGSTOP);
+  paused_[static_cast<size_t>(w)] = true;
+}
+
+void WorkloadRun::ResumeWorker(int w) {
+  workers_[static_cast<size_t>(w)]->Signal(SIGCONT);
+  paused_[static_cast<size_t>(w)] = false;
+}
+
+bool WorkloadRun::Verdict::Passed(const std::string& checker) const {
+  return check_output.find("[" + checker + "] PASS") != std::string::npos;
+}
+
+bool WorkloadRun::Verdict::Failed(const std::string& checker) const {
+  return check_output.find("[" + checker + "] FAIL") != std::string::npos;
+}
+
+WorkloadRun::Verdict WorkloadRun::Finish() {
+  Verdict v;
+  if (finished_) {
+    v.problems.push_back("Finish() called twice");
+    return v;
+  }
+  finished_ = true;
+  for (int w = 0; w < workers(); ++w) {
+    if (paused_[static_cast<size_t>(w)]) ResumeWorker(w);
+  }
+  std::ofstream(o_.dir + "/stop-workers").flush();
+  for (int w = 0; w < workers(); ++w) {
+    auto code = workers_[static_cast<size_t>(w)]->Wait(90s);
+    if (code != std::optional<int>(0)) {
+      v.problems.push_back(WorkerName(w) + " exited " +
+                           (code ? std::to_string(*code) : std::string("(still running)")) + ": " +
+                           workers_[static_cast<size_t>(w)]->ReadLog());
+    }
+  }
+  for (size_t k = 0; k < keepers_.size(); ++k) {
+    auto code = keepers_[k]->Wait(90s);
+    if (code != std::optional<int>(0)) {
+      v.problems.push_back("k" + std::to_string(k) + " exited " +
+                           (code ? std::to_string(*code) : std::string("(still running)")) + ": " +
+                           keepers_[k]->ReadLog());
+    }
+  }
+  // At once, so the clean-up bound measures the cluster, not this driver's pace.
+  testing::Process cleanup(Argv("cleanup", "cleanup", o_.cleanup_bound + 5s, o_.seed),
+                           o_.dir + "/cleanup.out", Tied());
+  if (auto code = cleanup.Wait(o_.cleanup_bound + 60s); code != std::optional<int>(0)) {
+    v.problems.push_back("cleanup exited " + (code ? std::to_string(*code) : "(hung)") + ": " +
+                         cleanup.ReadLog());
+  }
+  // The watcher outlives the clean-up by a moment, so it sees the last releases and expiries.
+  std::this_thread::sleep_for(1s);
+  std::ofstream(o_.dir + "/stop-watcher").flush();
+  if (auto code = watcher_->Wait(60s); code != std::optional<int>(0)) {
+    v.problems.push_back("watcher exited " + (code ? std::to_string(*code) : "(hung)") + ": " +
+                         watcher_->ReadLog());
+  }
+  resource_->Signal(SIGTERM);
+  resource_->Wait(10s);
+
+  std::string histories = History("watch") + "," + History("cleanup");
+  for (int w = 0; w < workers(); ++w) histories += "," + History(WorkerName(w));
+  for (size_t k = 0; k < keepers_.size(); ++k) histories += "," + History("k" + std::to_string(k));
+  std::vector<std::string> argv = {FAULTS_CHECK_BIN,
+                                   "--history",
+                                   histories,
+                                   "--resource-log",
+                                   o_.dir + "/resource.jsonl",
+                                   "--faults",
+                                   o_.events_path,
+                                   "--cleanup-bound-ms",
+                                   std::to_string(o_.cleanup_bound.count())};
+  argv.insert(argv.end(), o_.check_args.begin(), o_.check_args.end());
+  auto check = testing::RunCommand(argv, 900s);
+  v.check_exit = check.exit_code;
+  v.check_output = std::move(check.output);
+  return v;
+}
+
+}  // namespace lockd::faults
