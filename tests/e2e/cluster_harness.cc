@@ -301,7 +301,9 @@ void Cluster::Start(int i) {
     std::ofstream log(log_path(i), std::ios::app);
     log << "===== e2e harness: start #" << n.starts << " of node " << id(i) << " =====\n";
   }
-  n.process = std::make_unique<testing::Process>(Argv(i), log_path(i));
+  testing::SpawnOptions spawn;
+  spawn.env = options_.env;
+  n.process = std::make_unique<testing::Process>(Argv(i), log_path(i), spawn);
   // A channel that tried a port nobody listened on backs off for seconds: connect only once
   // the node listens, on a fresh channel.
   WaitListening(i, 10s);

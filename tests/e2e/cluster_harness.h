@@ -53,7 +53,9 @@ struct ClusterOptions {
   uint64_t forward_timeout_ms = 10'000;
   std::string log_level = "info";
   std::vector<std::string> extra_flags;  ///< appended to every node's command line
-  bool start = true;                     ///< start every node in the constructor
+  /// "NAME=value" added to every node's environment, at every start (e.g. an LD_PRELOAD shim).
+  std::vector<std::string> env;
+  bool start = true;  ///< start every node in the constructor
 };
 
 /// The leader and cluster metadata of one response.

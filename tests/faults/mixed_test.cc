@@ -62,7 +62,10 @@ TEST(MixedNemesis, ASeededScheduleOfFaultsLeavesAClusterThatServesAfterHealing) 
   std::cout << "mixed nemesis: seed " << seed << ", " << schedule.steps.size() << " faults, "
             << succeeded.load() << "/" << attempted.load() << " writes succeeded, events in "
             << log.path() << "\n";
-  for (const auto& p : problems) std::cout << "  note: " << p << "\n";
+  for (const auto& p : problems) {
+    std::cout << "  note: " << p << "\n";
+    if (IsSerious(p)) ADD_FAILURE() << p;
+  }
   EXPECT_GT(succeeded.load(), 0) << "nothing was committed during the whole run";
   // After healing: one leader, and writes commit through every node.
   ASSERT_GE(c->WaitForLeader(30s), 0) << "seed=" << seed << "\n" << c->StatusSummary();

@@ -286,6 +286,63 @@ Report CheckLeaseKept(const std::vector<Op>& ops, BootNs slack_ns) {
               std::move(violations));
 }
 
+Report CheckCoverage(const std::vector<Op>& ops, const std::vector<ResourceRecord>& log,
+                     const CoverageOptions& options) {
+  std::map<std::string, int64_t> grants;  // per lock any worker op touched
+  BootNs watch_start = std::numeric_limits<BootNs>::max(), watch_end = 0;
+  std::vector<std::pair<BootNs, BootNs>> gaps;
+  for (const Op& op : ops) {
+    if (IsWatch(op)) {
+      if (op.event == "watch_start") watch_start = std::min(watch_start, op.complete_ns);
+      if (op.event == "watch_end") watch_end = std::max(watch_end, op.invoke_ns);
+      if (op.event == "gap") gaps.emplace_back(op.invoke_ns, op.complete_ns);
+      continue;
+    }
+    if (op.lock.empty()) continue;
+    auto& n = grants[op.lock];
+    if (op.kind == OpKind::kAcquire && op.outcome == Outcome::kOk) ++n;
+  }
+  int64_t total = 0, covered = 0;
+  for (const Op& op : ops) {
+    if (op.kind != OpKind::kAcquire || op.outcome != Outcome::kOk) continue;
+    ++total;
+    bool in = op.invoke_ns >= watch_start && op.complete_ns <= watch_end;
+    for (auto [from, to] : gaps) {
+      if (op.invoke_ns <= to && op.complete_ns >= from) in = false;
+    }
+    covered += in;
+  }
+  const auto rejected =
+      std::count_if(log.begin(), log.end(), [](const ResourceRecord& r) { return !r.accepted; });
+  std::vector<std::string> violations;
+  if (grants.empty()) violations.push_back("no worker touched any lock");
+  for (const auto& [lock, n] : grants) {
+    if (n < options.min_grants_per_lock) {
+      violations.push_back(lock + ": " + std::to_string(n) + " acknowledged grants, fewer than " +
+                           std::to_string(options.min_grants_per_lock));
+    }
+  }
+  if (options.max_gaps >= 0 && static_cast<int64_t>(gaps.size()) > options.max_gaps) {
+    violations.push_back(std::to_string(gaps.size()) + " gaps in the Watch history, more than " +
+                         std::to_string(options.max_gaps));
+  }
+  if (total > 0 && covered * 10 < total * 9) {
+    violations.push_back("only " + std::to_string(covered) + " of " + std::to_string(total) +
+                         " acknowledged grants inside the watcher's coverage");
+  }
+  if (options.expect_fence_rejection && rejected == 0) {
+    violations.push_back(
+        "the resource never refused a fence, though a client was paused between "
+        "its read and its write");
+  }
+  return Make("coverage",
+              std::to_string(total) + " acknowledged grants on " + std::to_string(grants.size()) +
+                  " locks, " + std::to_string(covered) + " inside the Watch coverage, " +
+                  std::to_string(gaps.size()) + " gaps, " + std::to_string(rejected) +
+                  " fence refusals at the resource",
+              std::move(violations));
+}
+
 Report CheckNoLostAck(const std::vector<Op>& ops) {
   BootNs watch_start = std::numeric_limits<BootNs>::max(), watch_end = 0;
   std::vector<std::pair<BootNs, BootNs>> gaps;

@@ -8,7 +8,8 @@
 //   5. linearizability                   CheckLinearizability (linearizability.h)
 //   6. no lost acknowledgement           CheckNoLostAck
 //   7. clean-up                          CheckCleanup
-//   plus leases kept alive stay alive    CheckLeaseKept (the keeper's renewals)
+//   plus leases kept alive stay alive    CheckLeaseKept (the keepers' renewals; when asked)
+//   the run's coverage                   CheckCoverage (none of the above passed vacuously)
 //   and availability per fault kind      Availability
 //
 // The watcher's history: grant_seen (an ACQUIRED event) and release_seen (event "released",
@@ -57,10 +58,26 @@ Report CheckCleanup(const std::vector<Op>& ops, const std::vector<FaultEvent>& f
 /// it was sent more than `slack` before the deadline an earlier renewal of the lease guarantees
 /// (one sent at S and acknowledged before this one was sent: the deadline is at least S + TTL),
 /// so it arrived before that deadline and must have been honoured, a stall notwithstanding
-/// (design: the stall rule). Assumes a renewal reaches the node within `slack` of its sending:
-/// true on loopback without client-side network faults; use it for such runs. PASS with nothing
-/// to check when no keeper ran.
+/// (design: the stall rule). Sound only where (a) every renewal reaches the leader that judges it
+/// within `slack` of its sending (loopback, no network faults between client and nodes, no
+/// forwarding delayed by a paused or cut-off node) and (b) every NOT_FOUND comes from the one
+/// real leader (no partitions or pauses that leave a deposed leader answering from stale
+/// deadlines); and it catches anything only with slack < TTL − TTL/3. faults_check runs it only
+/// when asked (--renewal-slack-ms). PASS with nothing to check when no keeper ran.
 Report CheckLeaseKept(const std::vector<Op>& ops, BootNs slack_ns);
+
+/// That the run exercised what the checkers check, so none of them passed on an empty history:
+/// at least `min_grants_per_lock` acknowledged grants on every lock any op touched (and one lock at
+/// least), at most `max_gaps` gaps in the Watch history (-1: any), at least 90 % of the
+/// acknowledged grants inside the watcher's coverage, and, with `expect_fence_rejection`, at
+/// least one request the resource refused for its fence.
+struct CoverageOptions {
+  int64_t min_grants_per_lock = 1;
+  int64_t max_gaps = -1;
+  bool expect_fence_rejection = false;
+};
+Report CheckCoverage(const std::vector<Op>& ops, const std::vector<ResourceRecord>& log,
+                     const CoverageOptions& options);
 
 /// Operations attempted and answered per kind, and per fault kind the longest window without a
 /// served cluster operation (acquire, release, inspect done, or refused without an error) that

@@ -275,5 +275,28 @@ TEST(Checkers, LeaseKeptPassesOnRefusalsNearOrPastTheDeadlineAndWithoutKeepers) 
   EXPECT_NE(none.summary.find("no keeper"), std::string::npos);
 }
 
+TEST(Checkers, CoveragePassesAValidRunAndFailsOneThatDidTooLittle) {
+  ValidRun run;
+  EXPECT_EQ(CheckCoverage(run.ops, run.log,
+                          {.min_grants_per_lock = 2, .max_gaps = 0, .expect_fence_rejection = true})
+                .verdict,
+            Verdict::kPass)
+      << CheckCoverage(run.ops, run.log, {}).Format();
+  // Too few grants on a lock, a gap, no fence refusal.
+  std::vector<Op> ops = run.ops;
+  ops.push_back(WatchMark("gap", 120, 130));
+  std::vector<ResourceRecord> accepted(run.log.begin(), run.log.end() - 1);
+  const Report r = CheckCoverage(
+      ops, accepted, {.min_grants_per_lock = 3, .max_gaps = 0, .expect_fence_rejection = true});
+  EXPECT_EQ(r.verdict, Verdict::kFail);
+  EXPECT_EQ(r.violations.size(), 3u) << r.Format();
+  // Nothing done at all.
+  EXPECT_EQ(CheckCoverage({}, {}, {}).verdict, Verdict::kFail);
+  // Grants outside the watcher's coverage.
+  std::vector<Op> unwatched = {Acquire("w1", 1, "hot/0", X, 0, 10, Outcome::kOk, 5, 1),
+                               WatchMark("watch_start", 50, 50), WatchMark("watch_end", 60, 60)};
+  ExpectFailNaming(CheckCoverage(unwatched, {}, {}), "inside the watcher's coverage");
+}
+
 }  // namespace
 }  // namespace lockd::faults

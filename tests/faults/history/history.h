@@ -68,10 +68,10 @@ struct Op {
   int64_t value = 0;  ///< read: the value read; increment: the value written; renew: TTL ms
   std::vector<Holder> holders;  ///< inspect: the holders seen; refused acquire: who holds it
   std::string event;            ///< release_seen: "released" | "expired" | "gap" | "watch_start" |
-                      ///< "watch_end"; renew: "grant" for the lease's grant
-  uint64_t index = 0;     ///< grant_seen / release_seen: the log index of the event
-  uint32_t event_no = 0;  ///< … and its number within the entry
-  std::string error;      ///< what went wrong (fail / info)
+                                ///< "watch_end"; renew: "grant" for the lease's grant
+  uint64_t index = 0;           ///< grant_seen / release_seen: the log index of the event
+  uint32_t event_no = 0;        ///< … and its number within the entry
+  std::string error;            ///< what went wrong (fail / info)
 
   /// "w3#17 acquire EXCLUSIVE hot/1 ok token=9 fence=9 lease=4 [t1 .. t2]"
   std::string Describe() const;

@@ -113,9 +113,14 @@ Step DrawStep(std::mt19937_64& rng, FaultKind kind, int nodes, Ms hold) {
       st.amount = 5 + pick(60);
       st.other = pick(40);  // jitter ms
       break;
+    case FaultKind::kReplaceFollower:
+    case FaultKind::kWipe:
+      st.other = pick(1000);  // which follower, modulo their number then
+      break;
     case FaultKind::kPauseClient:
       st.target = pick(1000);  // the hook takes it modulo the number of clients
-      st.hold = std::max(st.hold, Ms(4000 + pick(2000)));  // past a lease TTL of up to 3.5 s
+      st.hold = std::max(
+          st.hold, Ms(4000 + pick(2000)));  // the driver may ask for longer (client_pause_min)
       break;
     default:
       break;
@@ -153,18 +158,45 @@ Schedule MakeCoveringSchedule(uint64_t seed, int nodes, const std::vector<FaultK
   return s;
 }
 
+bool SoakFromEnv() {
+  const char* s = std::getenv("LOCKD_FAULTS_SOAK_SECONDS");
+  return s && *s;
+}
+
 uint64_t SeedFromEnv(uint64_t quick_seed) {
   if (const char* s = std::getenv("LOCKD_FAULTS_SEED"); s && *s)
     return std::strtoull(s, nullptr, 10);
-  if (const char* s = std::getenv("LOCKD_FAULTS_SOAK_SECONDS"); !s || !*s) return quick_seed;
+  if (!SoakFromEnv()) return quick_seed;
   return std::random_device{}() | (static_cast<uint64_t>(std::random_device{}()) << 32);
 }
 
 Ms DurationFromEnv(Ms quick) {
-  if (const char* s = std::getenv("LOCKD_FAULTS_SOAK_SECONDS"); s && *s) {
-    return Ms(1000 * std::max(1L, std::atol(s)));
+  if (!SoakFromEnv()) return quick;
+  return Ms(1000 * std::max(1L, std::atol(std::getenv("LOCKD_FAULTS_SOAK_SECONDS"))));
+}
+
+namespace {
+
+/// Every node in service runs, within `within`; a problem naming each that exited (its code and
+/// log tail: a node that crashes on every restart must not pass unnoticed).
+std::vector<std::string> NodesThatDidNotStay(NetnsCluster& c, Ms within) {
+  std::vector<std::string> out;
+  std::this_thread::sleep_for(std::min(within, Ms(500)));
+  for (int i = 0; i < c.size(); ++i) {
+    if (c.retired(i)) continue;
+    if (auto code = c.ExitCode(i, Ms(0)); code.has_value()) {
+      out.push_back("node " + std::to_string(c.id(i)) + " exited " + std::to_string(*code) +
+                    " after being healed:\n" + c.LogTail(i, 15));
+    }
   }
-  return quick;
+  return out;
+}
+
+}  // namespace
+
+bool IsSerious(const std::string& problem) {
+  return problem.find("after being healed") != std::string::npos ||
+         problem.find("fail-stop") != std::string::npos;
 }
 
 std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis& n,
@@ -173,6 +205,7 @@ std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis
   uint64_t next_id = 100;  // replacements get ids no bootstrap member has
   for (size_t k = 0; k < s.steps.size() && !stop; ++k) {
     const Step& st = s.steps[k];
+    const std::string step = "step " + std::to_string(k) + " (" + st.Describe() + "): ";
     // Steps name the k-th member in service, so a replacement takes its predecessor's place.
     std::vector<int> members;
     for (int i = 0; i < c.size(); ++i) {
@@ -181,21 +214,22 @@ std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis
     const int nodes = static_cast<int>(members.size());
     auto member = [&](int k) { return k < 0 ? -1 : members[static_cast<size_t>(k % nodes)]; };
     const int leader = c.WaitForLeader(10s);
-    auto a_follower = [&] {
-      int follower = -1;
-      for (int i : members) {
-        if (i != leader && c.running(i)) follower = i;
-      }
-      return follower;
-    };
-    int target = st.kind == FaultKind::kPauseClient ? 0  // not a node
-                 : st.target < 0                    ? leader
-                                                    : member(st.target);
-    const int other = member(st.other);
-    if (target < 0) {
-      problems.push_back("step " + std::to_string(k) + " (" + st.Describe() + "): no leader");
+    if (leader < 0) {  // every step needs one: to aim at, or to change the membership through
+      problems.push_back(step + "no leader before it, not applied\n" + c.StatusSummary());
       continue;
     }
+    // The k-th running follower, k drawn from the seed (st.other).
+    auto a_follower = [&] {
+      std::vector<int> followers;
+      for (int i : members) {
+        if (i != leader && c.running(i)) followers.push_back(i);
+      }
+      return followers.empty()
+                 ? -1
+                 : followers[static_cast<size_t>(std::max(0, st.other)) % followers.size()];
+    };
+    const int target = st.target < 0 ? leader : member(st.target);
+    const int other = member(st.other);
     // Kinds that pick their own node (or none) say so in their fault events.
     const bool own_target = st.kind == FaultKind::kReplaceFollower || st.kind == FaultKind::kWipe ||
                             st.kind == FaultKind::kDiskFull || st.kind == FaultKind::kPauseClient ||
@@ -203,7 +237,9 @@ std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis
     std::cerr << "[schedule] step " << k << ": " << st.Describe()
               << (own_target ? "" : " -> node " + std::to_string(c.id(target))) << "\n";
     std::string err;
+    Ms hold = st.hold;
     bool client_paused = false;
+    int filled = -1;
     switch (st.kind) {
       case FaultKind::kKillRandom:
       case FaultKind::kKillLeader:
@@ -248,16 +284,22 @@ std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis
         err = n.Delay(Ms(st.amount), Ms(st.other));
         break;
       case FaultKind::kReplaceFollower: {
+        // lockctl member add answers once the new node is a voter (promoted when caught up), so
+        // the next step meets a full membership again.
         const int follower = a_follower();
-        if (follower < 0 || n.Replace(follower, next_id++, &err) >= 0) err.clear();
+        if (follower < 0) {
+          err = "no running follower to replace";
+        } else if (n.Replace(follower, next_id++, &err) >= 0) {
+          err.clear();
+        }
         break;
       }
       case FaultKind::kDiskFull: {
-        int on_tmpfs = -1;
         for (int i : members) {
-          if (c.network().IsHarnessTmpfs(c.data_dir(i))) on_tmpfs = i;
+          if (c.network().IsHarnessTmpfs(c.data_dir(i))) filled = i;
         }
-        err = on_tmpfs < 0 ? "no member has its data dir on a harness tmpfs" : n.FillDisk(on_tmpfs);
+        err = filled < 0 ? "no member has its data dir on a harness tmpfs" : n.FillDisk(filled);
+        if (!err.empty()) filled = -1;
         break;
       }
       case FaultKind::kWipe: {
@@ -270,10 +312,12 @@ std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis
         }
         n.Wipe(follower);
         SleepUnless(st.hold, stop);
+        hold = Ms(0);
         if (n.Replace(follower, next_id++, &err) >= 0) err.clear();
         break;
       }
       case FaultKind::kPauseClient:
+        hold = std::max(hold, hooks.client_pause_min);
         if (!hooks.pause_client) {
           err = "this driver has no client processes to pause";
         } else if (hooks.pause_client(st.target).empty()) {
@@ -283,13 +327,37 @@ std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis
         }
         break;
     }
-    if (!err.empty()) problems.push_back("step " + std::to_string(k) + ": " + err);
-    SleepUnless(st.hold, stop);
+    if (!err.empty()) problems.push_back(step + err);
+    SleepUnless(hold, stop);
     if (client_paused && hooks.resume_client) hooks.resume_client();
+    if (filled >= 0) {
+      // A write that fails for want of space must stop the node (exit 70, "storage failed,
+      // exiting"), never be acknowledged. A node whose writes still fit (RocksDB preallocates its
+      // WAL) rightly goes on serving: it is killed, so what it acknowledged on the full disk is
+      // also tested across a restart by the checkers.
+      const auto code = c.ExitCode(filled, 10s);
+      const std::string log = c.LogTail(filled, 200);
+      const bool enospc =
+          log.find("No space left") != std::string::npos || log.find("ENOSPC") != std::string::npos;
+      if (code && *code != 70) {
+        problems.push_back(step + "node " + std::to_string(c.id(filled)) + " exited " +
+                           std::to_string(*code) +
+                           " with a full disk; expected a fail-stop exit 70");
+      } else if (!code && enospc) {
+        problems.push_back(step + "node " + std::to_string(c.id(filled)) +
+                           " met a full disk and still runs; expected a fail-stop exit 70");
+      } else if (!code) {
+        std::cerr << "[schedule] step " << k << ": node " << c.id(filled)
+                  << " still serves on its full disk (its writes fit); killed\n";
+      }
+      if (!code) n.Kill(filled);
+    }
     n.Heal();
+    for (auto& p : NodesThatDidNotStay(c, kSettle)) problems.push_back(step + p);
     SleepUnless(kSettle, stop);
   }
   n.Heal();
+  for (auto& p : NodesThatDidNotStay(c, kSettle)) problems.push_back("after the last heal: " + p);
   return problems;
 }
 

@@ -30,7 +30,7 @@ enum class FaultKind {
   kReplaceFollower,  ///< a follower removed and replaced by a new node (needs a spare slot)
   kDiskFull,         ///< the member on a harness tmpfs fills it: it must fail stop
   kWipe,             ///< a follower's data dir emptied: refused, then replaced (spare slot)
-  kPauseClient,      ///< a client process SIGSTOPped past its lease's TTL (ScheduleHooks)
+  kPauseClient,  ///< a client process SIGSTOPped (4-6 s, at least ScheduleHooks::client_pause_min)
 };
 
 std::string ToString(FaultKind k);
@@ -57,6 +57,8 @@ Schedule MakeSchedule(uint64_t seed, Ms duration, int nodes, const std::vector<F
 /// the seed, holds 2–3 s (a client pause 4–6 s): the quick mode's full coverage in little time.
 Schedule MakeCoveringSchedule(uint64_t seed, int nodes, const std::vector<FaultKind>& kinds);
 
+/// LOCKD_FAULTS_SOAK_SECONDS is set and not empty: a soak.
+bool SoakFromEnv();
 /// LOCKD_FAULTS_SEED if set; else, in soak mode (LOCKD_FAULTS_SOAK_SECONDS set), a fresh random
 /// seed; else `quick_seed`: the quick mode CI runs replays the same schedule every time, so a red
 /// run is the code's doing, not the draw's.
@@ -71,10 +73,18 @@ struct ScheduleHooks {
   std::function<std::string(int which)> pause_client;
   /// …and SIGCONT it again after the step's hold.
   std::function<void()> resume_client;
+  /// A client pause is held at least this long (past the workload's lease TTL).
+  Ms client_pause_min{0};
 };
 
 /// Runs every step (apply, hold, heal, settle) until done or `stop`; heals at the end. Returns
-/// problems met (a nemesis that could not be applied), each naming its step.
+/// the problems met, each naming its step: a step that could not be applied (no leader before
+/// it, a refused rule or membership change, nothing to aim at), a full disk that did not make its
+/// node fail stop, a node that did not stay up once healed.
+/// A problem of RunSchedule that no run may have: a node that did not stay up once healed, a full
+/// disk that did not stop its node. (The others are steps that could not be applied.)
+bool IsSerious(const std::string& problem);
+
 std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis& n,
                                      const std::atomic<bool>& stop,
                                      const ScheduleHooks& hooks = {});

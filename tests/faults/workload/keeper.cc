@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -32,8 +33,7 @@ class Keeper {
  public:
   explicit Keeper(const WorkerOptions& o) : o_(o), out_(o.history) {
     for (const std::string& e : o.endpoints) {
-      stubs_.push_back(
-          v1::LockService::NewStub(grpc::CreateChannel(e, grpc::InsecureChannelCredentials())));
+      stubs_.push_back(v1::LockService::NewStub(RawChannel(e)));
     }
   }
 
@@ -41,6 +41,9 @@ class Keeper {
     if (!out_.ok()) return 2;
     const auto deadline = std::chrono::steady_clock::now() + o_.duration;
     auto over = [&] { return std::chrono::steady_clock::now() >= deadline || StopRequested(o_); };
+    // Keepers started together would renew in step and count as one trial: each starts at its
+    // own phase of the renewal interval.
+    std::this_thread::sleep_for(o_.phase);
     uint64_t lease = 0;
     while (lease == 0 && !over()) {
       lease = Grant();
@@ -50,17 +53,37 @@ class Keeper {
       std::fprintf(stderr, "%s: no lease granted\n", o_.process_id.c_str());
       return 1;
     }
-    std::vector<std::thread> inflight;
-    const auto interval = o_.ttl / 3;
+    struct Inflight {
+      std::thread thread;
+      std::shared_ptr<std::atomic<bool>> done;
+    };
+    std::vector<Inflight> inflight;
+    const auto interval = Ttl() / 3;
     for (auto next = std::chrono::steady_clock::now() + interval; !over(); next += interval) {
       std::this_thread::sleep_until(next);
-      if (lost_) {  // refused: keep a fresh lease so the run goes on checking
-        lost_ = false;
-        if (uint64_t l = Grant(); l != 0) lease = l;
+      if (refused_.load() == lease) {  // this lease was refused: a fresh one keeps the run checking
+        if (uint64_t l = Grant(); l != 0) {
+          Revoke(lease);
+          lease = l;
+        }
       }
-      inflight.emplace_back([this, lease] { Renew(lease); });
+      auto done = std::make_shared<std::atomic<bool>>(false);
+      inflight.push_back({std::thread([this, lease, done] {
+                            Renew(lease);
+                            *done = true;
+                          }),
+                          done});
+      // Renewals answered long ago are joined as we go (bounded threads).
+      for (auto it = inflight.begin(); it != inflight.end();) {
+        if (*it->done) {
+          it->thread.join();
+          it = inflight.erase(it);
+        } else {
+          ++it;
+        }
+      }
     }
-    for (auto& t : inflight) t.join();
+    for (auto& f : inflight) f.thread.join();
     Revoke(lease);
     return 0;
   }
@@ -71,7 +94,7 @@ class Keeper {
     op.process = o_.process_id;
     op.kind = OpKind::kRenew;
     op.lease = lease;
-    op.value = o_.ttl.count();
+    op.value = Ttl().count();
     op.invoke_ns = BootNow();
     return op;
   }
@@ -91,6 +114,7 @@ class Keeper {
     out_.Write(ToJson(op));
   }
   v1::LockService::Stub& Stub() { return *stubs_[node_.load() % stubs_.size()]; }
+  void Rotate() { node_.fetch_add(1); }
   /// A mutating call's request id: this process's random client id and the next sequence number.
   void Header(v1::RequestHeader* h) {
     h->mutable_id()->set_client_hi(client_hi_);
@@ -98,13 +122,12 @@ class Keeper {
     h->mutable_id()->set_seq(++seq_);
     h->set_attempt(1);
   }
-  void Rotate() { node_.fetch_add(1); }
 
   uint64_t Grant() {
     Op op = Begin(0);
     op.event = "grant";
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + o_.ttl);
+    ctx.set_deadline(std::chrono::system_clock::now() + 3 * o_.ttl);
     v1::GrantLeaseRequest req;
     Header(req.mutable_header());
     req.set_ttl_ms(static_cast<uint64_t>(o_.ttl.count()));
@@ -112,19 +135,25 @@ class Keeper {
     v1::GrantLeaseResponse resp;
     const grpc::Status s = Stub().GrantLease(&ctx, req, &resp);
     op.lease = s.ok() ? resp.lease_id() : 0;
+    if (s.ok()) {
+      // The TTL granted (the server may clamp the one asked for) is what the deadlines count.
+      ttl_ms_ = static_cast<int64_t>(resp.ttl_ms());
+      op.value = ttl_ms_;
+    }
     Finish(op, s);
     return op.lease;
   }
   void Renew(uint64_t lease) {
     Op op = Begin(lease);
     grpc::ClientContext ctx;
-    // As long as a TTL: a renewal that waits out a stall must still be answered.
-    ctx.set_deadline(std::chrono::system_clock::now() + o_.ttl);
+    // Longer than any stall a test makes (0.8 x TTL per sync, a few in a row): a renewal that
+    // waits out a stall is still answered, and so judged.
+    ctx.set_deadline(std::chrono::system_clock::now() + 3 * Ttl());
     v1::RenewRequest req;
     req.set_lease_id(lease);
     v1::RenewResponse resp;
     const grpc::Status s = Stub().Renew(&ctx, req, &resp);
-    if (s.error_code() == grpc::StatusCode::NOT_FOUND) lost_ = true;
+    if (s.error_code() == grpc::StatusCode::NOT_FOUND) refused_ = lease;
     Finish(op, s);
   }
   void Revoke(uint64_t lease) {
@@ -140,7 +169,11 @@ class Keeper {
   const WorkerOptions& o_;
   std::vector<std::unique_ptr<v1::LockService::Stub>> stubs_;
   std::atomic<size_t> node_{0};
-  std::atomic<bool> lost_{false};
+  /// The lease a renewal was last refused for (a late refusal of an older one changes nothing).
+  std::atomic<uint64_t> refused_{0};
+  std::chrono::milliseconds Ttl() const { return std::chrono::milliseconds(ttl_ms_.load()); }
+  /// The TTL granted (set by Grant; read by the renewal threads).
+  std::atomic<int64_t> ttl_ms_{o_.ttl.count()};
   std::mutex mu_;  ///< one line at a time, and the op ids
   JsonLinesWriter out_;
   uint64_t next_id_ = 0;

@@ -7,6 +7,8 @@
 #include <iterator>
 #include <thread>
 
+#include "faults/history/history.h"
+
 namespace lockd::faults {
 
 using namespace std::chrono_literals;
@@ -62,7 +64,9 @@ std::vector<std::string> WorkloadRun::Argv(const std::string& mode, const std::s
           "--ttl-ms",
           std::to_string(o_.ttl.count()),
           "--stop-file",
-          o_.dir + "/" + (mode == "watcher" ? "stop-watcher" : "stop-workers")};
+          o_.dir + "/" + (mode == "watcher" ? "stop-watcher" : "stop-workers"),
+          "--hold-ms",
+          std::to_string(o_.hold.count())};
 }
 
 std::unique_ptr<WorkloadRun> WorkloadRun::Start(WorkloadRunOptions options, std::string* error) {
@@ -101,18 +105,17 @@ std::unique_ptr<WorkloadRun> WorkloadRun::Start(WorkloadRunOptions options, std:
   }
   for (int k = 0; k < o.keepers; ++k) {
     const std::string id = "k" + std::to_string(k);
-    run->keepers_.push_back(std::make_unique<testing::Process>(
-        run->Argv("keeper", id, o.workload, o.seed), o.dir + "/" + id + ".out", Tied()));
+    // Out of step: keeper k starts k/keepers of a renewal interval later.
+    auto argv = run->Argv("keeper", id, o.workload, o.seed);
+    argv.push_back("--phase-ms");
+    argv.push_back(std::to_string(o.ttl.count() / 3 * k / o.keepers));
+    run->keepers_.push_back(
+        std::make_unique<testing::Process>(argv, o.dir + "/" + id + ".out", Tied()));
   }
   return run;
 }
 
-WorkloadRun::~WorkloadRun() {
-  // Finish() was not reached (a failed assertion): a stopped worker must not stay stopped.
-  for (size_t w = 0; w < workers_.size(); ++w) {
-    if (paused_[w]) workers_[w]->Signal(SIGCONT);
-  }
-}
+WorkloadRun::~WorkloadRun() = default;  // each Process SIGKILLs and reaps its child
 
 bool WorkloadRun::WaitUntilMidWork(int w, Ms within) {
   const std::string path = History(WorkerName(w));
@@ -127,6 +130,27 @@ bool WorkloadRun::WaitUntilMidWork(int w, Ms within) {
     std::this_thread::sleep_for(1ms);  // the window is tens of ms
   }
   return false;
+}
+
+int WorkloadRun::WaitUntilAnyHolds(Ms within, Ms for_at_least) {
+  for (const auto until = std::chrono::steady_clock::now() + within;
+       std::chrono::steady_clock::now() < until;) {
+    for (int w = 0; w < workers(); ++w) {
+      const std::string last = LastLine(History(WorkerName(w)));
+      if (last.find("\"kind\":\"increment\"") == std::string::npos ||
+          last.find("\"outcome\":\"ok\"") == std::string::npos) {
+        continue;
+      }
+      std::string error;
+      auto obj = ParseJsonObject(last.substr(0, last.find_last_not_of('\n') + 1), &error);
+      auto op = obj ? OpFromJson(*obj, &error) : std::nullopt;
+      if (op && BootNow() - op->complete_ns >= std::chrono::nanoseconds(for_at_least).count()) {
+        return w;
+      }
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  return -1;
 }
 
 void WorkloadRun::PauseWorker(int w) {
@@ -147,6 +171,29 @@ bool WorkloadRun::Verdict::Failed(const std::string& checker) const {
   return check_output.find("[" + checker + "] FAIL") != std::string::npos;
 }
 
+std::vector<std::string> WorkloadRun::Verdict::NotPassed(
+    const std::vector<std::string>& checkers) const {
+  std::vector<std::string> out;
+  for (const std::string& c : checkers) {
+    if (!Passed(c)) out.push_back(c);
+  }
+  return out;
+}
+
+void WorkloadRun::KeepRecords(const std::string& dest,
+                              const std::vector<std::string>& extra) const {
+  testing::RunCommand({"/bin/rm", "-rf", dest}, 60s);
+  testing::RunCommand({"/bin/mkdir", "-p", dest}, 60s);
+  // The run's own files (not the nodes' data dirs that may share its directory).
+  std::vector<std::string> argv = {"/usr/bin/find", o_.dir, "-maxdepth", "1", "-type", "f", "-exec",
+                                   "/bin/cp",       "{}",   dest + "/",  ";"};
+  testing::RunCommand(argv, 120s);
+  if (o_.events_path.rfind(o_.dir + "/", 0) != 0) {
+    testing::RunCommand({"/bin/cp", o_.events_path, dest + "/"}, 60s);
+  }
+  for (const std::string& f : extra) testing::RunCommand({"/bin/cp", f, dest + "/"}, 60s);
+}
+
 WorkloadRun::Verdict WorkloadRun::Finish() {
   Verdict v;
   if (finished_) {
@@ -159,7 +206,7 @@ WorkloadRun::Verdict WorkloadRun::Finish() {
   }
   std::ofstream(o_.dir + "/stop-workers").flush();
   for (int w = 0; w < workers(); ++w) {
-    auto code = workers_[static_cast<size_t>(w)]->Wait(90s);
+    auto code = workers_[static_cast<size_t>(w)]->Wait(60s);
     if (code != std::optional<int>(0)) {
       v.problems.push_back(WorkerName(w) + " exited " +
                            (code ? std::to_string(*code) : std::string("(still running)")) + ": " +
@@ -167,7 +214,7 @@ WorkloadRun::Verdict WorkloadRun::Finish() {
     }
   }
   for (size_t k = 0; k < keepers_.size(); ++k) {
-    auto code = keepers_[k]->Wait(90s);
+    auto code = keepers_[k]->Wait(30s);
     if (code != std::optional<int>(0)) {
       v.problems.push_back("k" + std::to_string(k) + " exited " +
                            (code ? std::to_string(*code) : std::string("(still running)")) + ": " +
@@ -202,9 +249,15 @@ WorkloadRun::Verdict WorkloadRun::Finish() {
                                    "--faults",
                                    o_.events_path,
                                    "--cleanup-bound-ms",
-                                   std::to_string(o_.cleanup_bound.count())};
-  argv.insert(argv.end(), o_.check_args.begin(), o_.check_args.end());
-  auto check = testing::RunCommand(argv, 900s);
+                                   std::to_string(o_.cleanup_bound.count()),
+                                   "--min-grants-per-lock",
+                                   std::to_string(o_.min_grants_per_lock),
+                                   "--max-gaps",
+                                   std::to_string(o_.max_gaps)};
+  // lease-kept holds only where the keepers run (loopback, no network faults): checkers.h.
+  if (!keepers_.empty()) argv.insert(argv.end(), {"--renewal-slack-ms", "1000"});
+  if (expect_fence_rejection_) argv.push_back("--expect-fence-rejection");
+  auto check = testing::RunCommand(argv, 300s);
   v.check_exit = check.exit_code;
   v.check_output = std::move(check.output);
   return v;

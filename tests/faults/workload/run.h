@@ -36,9 +36,19 @@ struct WorkloadRunOptions {
   std::chrono::milliseconds cleanup_bound{15'000};
   /// The fault-event file faults_check reads; "" = <dir>/faults.jsonl (created empty).
   std::string events_path;
-  /// Extra arguments for faults_check (e.g. a search budget).
-  std::vector<std::string> check_args;
+  /// > 0: the long hold of one worker cycle in eight lasts this long (worker.h); 0: random.
+  std::chrono::milliseconds hold{0};
+  /// Coverage (faults_check): acknowledged grants every lock must have, and the Watch gaps
+  /// allowed (-1: any). So no checker passes on a run that did nothing.
+  int min_grants_per_lock = 5;
+  int max_gaps = -1;
 };
+
+/// Every checker a full run must see PASS (faults_check's report names), lease-kept aside (it
+/// runs only with keepers).
+inline const std::vector<std::string> kEveryChecker = {
+    "coverage",         "fencing",         "no-lost-update", "lease-safety",
+    "mutual-exclusion", "linearizability", "no-lost-ack",    "clean-up"};
 
 class WorkloadRun {
  public:
@@ -59,6 +69,12 @@ class WorkloadRun {
   /// write (its history's last line), so a pause there makes a late write the fence must refuse.
   /// Whether it caught that moment (the pause goes ahead either way).
   bool WaitUntilMidWork(int w, std::chrono::milliseconds within);
+  /// Waits up to `within` for any worker to hold an EXCLUSIVE lock after its write (its history's
+  /// last line an acknowledged increment, at least `for_at_least` old); that worker, or -1.
+  int WaitUntilAnyHolds(std::chrono::milliseconds within, std::chrono::milliseconds for_at_least);
+  /// faults_check must also see the resource refuse a fence (a client was paused between its
+  /// read and its write).
+  void ExpectFenceRejection() { expect_fence_rejection_ = true; }
   void PauseWorker(int w);   ///< SIGSTOP
   void ResumeWorker(int w);  ///< SIGCONT
 
@@ -69,11 +85,16 @@ class WorkloadRun {
     /// The named checker's line says PASS / FAIL.
     bool Passed(const std::string& checker) const;
     bool Failed(const std::string& checker) const;
+    /// Those of `checkers` whose line does not say PASS.
+    std::vector<std::string> NotPassed(const std::vector<std::string>& checkers) const;
   };
   /// Stops the workers (each finishes the op in hand; --stop-file), runs the clean-up inspection
   /// at once, stops the watcher and the resource, and runs faults_check. Call once, after
-  /// healing.
+  /// healing. Bounded: about 5 minutes at most beyond the workers' last op.
   Verdict Finish();
+
+  /// Copies the run's records (histories, logs, fault events) and `extra` files to `dest`.
+  void KeepRecords(const std::string& dest, const std::vector<std::string>& extra = {}) const;
 
  private:
   explicit WorkloadRun(WorkloadRunOptions o) : o_(std::move(o)) {}
@@ -87,6 +108,7 @@ class WorkloadRun {
   std::vector<std::unique_ptr<testing::Process>> workers_, keepers_;
   std::vector<bool> paused_;
   bool finished_ = false;
+  bool expect_fence_rejection_ = false;
 };
 
 }  // namespace lockd::faults

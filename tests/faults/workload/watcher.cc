@@ -33,10 +33,9 @@ class Watcher {
  public:
   explicit Watcher(const WorkerOptions& o) : o_(o), out_(o.history) {
     for (const std::string& e : o.endpoints) {
-      stubs_.push_back(
-          v1::LockService::NewStub(grpc::CreateChannel(e, grpc::InsecureChannelCredentials())));
-      cluster_stubs_.push_back(
-          v1::ClusterService::NewStub(grpc::CreateChannel(e, grpc::InsecureChannelCredentials())));
+      auto channel = RawChannel(e);
+      stubs_.push_back(v1::LockService::NewStub(channel));
+      cluster_stubs_.push_back(v1::ClusterService::NewStub(channel));
     }
   }
 
@@ -230,6 +229,14 @@ class Watcher {
 };
 
 }  // namespace
+
+std::shared_ptr<grpc::Channel> RawChannel(const std::string& endpoint) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  return grpc::CreateCustomChannel(endpoint, grpc::InsecureChannelCredentials(), args);
+}
 
 int RunWatcher(const WorkerOptions& o) {
   return Watcher(o).Run();

@@ -162,12 +162,16 @@ class Worker {
       }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(rng_() % 10));
-    // One cycle in eight holds the lock longer (work done under it, up to a TTL, the library
-    // renewing meanwhile), so faults land while locks are held: a failover must keep a holder's
-    // lease (the new-leader rule; a failover takes longer than the short holds).
+    // One cycle in eight holds the lock longer (work done under it, the library renewing
+    // meanwhile: --hold-ms, or up to a TTL), so faults land while locks are held: a failover must
+    // keep a holder's lease (the new-leader rule; a failover takes longer than the short holds).
+    // The other seven leave the worker free to contend for locks others hold.
     if (rng_() % 8 == 0) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(
-          rng_() % static_cast<uint64_t>(std::max<int64_t>(1, o_.ttl.count()))));
+      std::this_thread::sleep_for(
+          o_.hold.count() > 0
+              ? o_.hold
+              : std::chrono::milliseconds(
+                    rng_() % static_cast<uint64_t>(std::max<int64_t>(1, o_.ttl.count()))));
     }
 
     Op rel = Begin(OpKind::kRelease, name);

@@ -13,8 +13,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+namespace grpc {
+class Channel;
+}
 
 namespace lockd::faults {
 
@@ -30,7 +35,17 @@ struct WorkerOptions {
   std::chrono::milliseconds ttl{3'000};
   /// When this file exists the process stops as at its deadline ("": only the deadline).
   std::string stop_file;
+  /// keeper: waits this long before its first grant (keepers renew out of step).
+  std::chrono::milliseconds phase{0};
+  /// worker: one cycle in eight holds its lock longer after the work: this long, or (0) a random
+  /// time up to a TTL.
+  std::chrono::milliseconds hold{0};
 };
+
+/// An insecure channel for the raw API (watcher, keeper) that reconnects within a second: gRPC's
+/// default backoff grows to 120 s, so a node down for a while, or a slot empty at the start that a
+/// replacement fills later, would stay unreachable long after it is back.
+std::shared_ptr<grpc::Channel> RawChannel(const std::string& endpoint);
 
 /// Whether o.stop_file exists.
 bool StopRequested(const WorkerOptions& o);

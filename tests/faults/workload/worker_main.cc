@@ -27,11 +27,17 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "seed of this process's choices");
   app.add_option("--duration-ms", duration_ms, "stop after this long")
       ->check(CLI::Range(int64_t{1}, int64_t{24} * 3600 * 1000));
-  app.add_option("--ttl-ms", ttl_ms, "lease TTL (worker mode)")
+  app.add_option("--ttl-ms", ttl_ms, "lease TTL (worker and keeper modes)")
       ->check(CLI::Range(int64_t{1}, int64_t{3600} * 1000));  // worker and keeper modes
   app.add_option("--process-id", o.process_id, "this process's name in the history")->required();
   app.add_option("--stop-file", o.stop_file,
-                 "stop as at the deadline once this file exists (worker and watcher modes)");
+                 "stop as at the deadline once this file exists (worker, watcher, keeper modes)");
+  int64_t phase_ms = 0, hold_ms = 0;
+  app.add_option("--phase-ms", phase_ms, "keeper: wait this long before the first grant")
+      ->check(CLI::Range(int64_t{0}, int64_t{3600} * 1000));
+  app.add_option("--hold-ms", hold_ms,
+                 "worker: the long hold of one cycle in eight (0: random, up to a TTL)")
+      ->check(CLI::Range(int64_t{0}, int64_t{3600} * 1000));
   CLI11_PARSE(app, argc, argv);
 
   std::stringstream in(endpoints);
@@ -50,6 +56,8 @@ int main(int argc, char** argv) {
   o.prefix = prefix;
   o.duration = std::chrono::milliseconds(duration_ms);
   o.ttl = std::chrono::milliseconds(ttl_ms);
+  o.phase = std::chrono::milliseconds(phase_ms);
+  o.hold = std::chrono::milliseconds(hold_ms);
   if (mode == "watcher") return lockd::faults::RunWatcher(o);
   if (mode == "cleanup") return lockd::faults::RunCleanup(o);
   if (mode == "keeper") return lockd::faults::RunKeeper(o);
