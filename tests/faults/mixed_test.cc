@@ -24,7 +24,7 @@ constexpr uint64_t kQuickSeed = 17;
 TEST(MixedNemesis, ASeededScheduleOfFaultsLeavesAClusterThatServesAfterHealing) {
   LOCKD_REQUIRE_NETNS();
   const uint64_t seed = SeedFromEnv(kQuickSeed);
-  // Quick: ~14 s of faults (two or three steps; CI's whole faults label must stay near 3 minutes);
+  // Quick: ~14 s of faults (two or three steps: CI's time);
   // LOCKD_FAULTS_SOAK_SECONDS for long runs.
   const Ms duration = DurationFromEnv(14s);
   const Schedule schedule = MakeSchedule(

@@ -77,14 +77,14 @@ struct ScheduleHooks {
   Ms client_pause_min{0};
 };
 
-/// Runs every step (apply, hold, heal, settle) until done or `stop`; heals at the end. Returns
-/// the problems met, each naming its step: a step that could not be applied (no leader before
-/// it, a refused rule or membership change, nothing to aim at), a full disk that did not make its
-/// node fail stop, a node that did not stay up once healed.
 /// A problem of RunSchedule that no run may have: a node that did not stay up once healed, a full
 /// disk that did not stop its node. (The others are steps that could not be applied.)
 bool IsSerious(const std::string& problem);
 
+/// Runs every step (apply, hold, heal, settle) until done or `stop`; heals at the end. Returns
+/// the problems met, each naming its step: a step that could not be applied (no leader before
+/// it, a refused rule or membership change, nothing to aim at), a full disk that did not make its
+/// node fail stop, a node that did not stay up once healed.
 std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis& n,
                                      const std::atomic<bool>& stop,
                                      const ScheduleHooks& hooks = {});

@@ -157,6 +157,11 @@ std::string NetnsCluster::RoutePeersThroughProxy() {
   return "";
 }
 
+void NetnsCluster::Retire(int i) {
+  nodes_[i].retired = true;
+  if (net_->IsHarnessTmpfs(data_dir(i))) net_->UnmountTmpfs(data_dir(i));
+}
+
 std::string NetnsCluster::slot_endpoints() const {
   std::string out;
   for (int s = 0; s < net_->size(); ++s) {

@@ -102,8 +102,9 @@ class NetnsCluster {
   /// A replacement node in the next spare slot: `lockd --join`, id `new_id`, fresh data dir.
   /// Returns its index (-1 if no slot is left). The members still have to add it.
   int AddJoiningNode(uint64_t new_id);
-  /// Retires node i from the endpoint list (it was removed from the cluster).
-  void Retire(int i) { nodes_[i].retired = true; }
+  /// Retires node i from the endpoint list (it was removed from the cluster; it must not run).
+  /// Its tmpfs, if it had one, is unmounted: replacements in a tmpfs slot would pile them up.
+  void Retire(int i);
   bool retired(int i) const { return nodes_[i].retired; }
   /// The namespace slot node i runs in.
   int SlotOf(int i) const { return nodes_[i].slot; }

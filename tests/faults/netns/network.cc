@@ -268,6 +268,13 @@ std::string Network::MountTmpfs(const std::string& dir, int megabytes) {
   return "";
 }
 
+void Network::UnmountTmpfs(const std::string& dir) {
+  auto it = std::find(mounts_.begin(), mounts_.end(), dir);
+  if (it == mounts_.end()) return;
+  umount2(dir.c_str(), MNT_DETACH);
+  mounts_.erase(it);
+}
+
 void Network::Register(pid_t pid) {
   for (auto& p : g_pids) {
     pid_t empty = 0;

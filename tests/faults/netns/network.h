@@ -59,6 +59,8 @@ class Network {
   /// Mounts a tmpfs of `megabytes` on `dir` (created), unmounted by the teardown. Empty on
   /// success, else the error.
   std::string MountTmpfs(const std::string& dir, int megabytes);
+  /// Unmounts a tmpfs MountTmpfs made (lazily: a process may still hold files there).
+  void UnmountTmpfs(const std::string& dir);
   /// Whether `dir` is a tmpfs this harness mounted (and it is still a tmpfs): the only place a
   /// nemesis may fill to the last byte.
   bool IsHarnessTmpfs(const std::string& dir) const;

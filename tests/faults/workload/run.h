@@ -72,8 +72,9 @@ class WorkloadRun {
   /// Waits up to `within` for any worker to hold an EXCLUSIVE lock after its write (its history's
   /// last line an acknowledged increment, at least `for_at_least` old); that worker, or -1.
   int WaitUntilAnyHolds(std::chrono::milliseconds within, std::chrono::milliseconds for_at_least);
-  /// faults_check must also see the resource refuse a fence (a client was paused between its
-  /// read and its write).
+  /// faults_check must also see the resource refuse a fence. Only where a refusal is certain:
+  /// a pause "between the read and the write" is detected from the history and may come after
+  /// the write was sent, and nobody may have taken the lock meanwhile.
   void ExpectFenceRejection() { expect_fence_rejection_ = true; }
   void PauseWorker(int w);   ///< SIGSTOP
   void ResumeWorker(int w);  ///< SIGCONT
