@@ -207,7 +207,7 @@ using Expectations = std::function<void(const LocalResult&)>;
 /// What a run leaves for the test to look at beyond the verdict.
 struct LocalResult {
   WorkloadRun::Verdict verdict;
-  std::string leader_logs;         ///< every node's log tail
+  std::string node_logs;           ///< every node's log tail
   std::vector<FaultEvent> faults;  ///< the fault events
   std::vector<Op> keeper_ops;      ///< the keepers' renewals
 };
@@ -275,7 +275,7 @@ LocalResult RunLocal(const LocalRun& r, const Expectations& expect) {
   std::printf("%d faults; faults_check:\n%s", nemesis.faults(),
               result.verdict.check_output.c_str());
   EXPECT_GT(nemesis.faults(), 0);
-  for (int i = 0; i < cluster.size(); ++i) result.leader_logs += cluster.LogTail(i, 100000);
+  for (int i = 0; i < cluster.size(); ++i) result.node_logs += cluster.LogTail(i, 100000);
   for (int k = 0; k < r.keepers; ++k) {
     auto ops = ReadOps(cluster.dir() + "/k" + std::to_string(k) + ".jsonl");
     result.keeper_ops.insert(result.keeper_ops.end(), ops.records.begin(), ops.records.end());
@@ -325,7 +325,7 @@ LocalRun StallRun(const std::string& planted_bug) {
 
 void ExpectStallsAndKeptLeases(const LocalResult& res) {
   ExpectEveryCheckerPassed(res.verdict, kQuickSeed, {"lease-kept"});
-  EXPECT_NE(res.leader_logs.find("loop stalled"), std::string::npos)
+  EXPECT_NE(res.node_logs.find("loop stalled"), std::string::npos)
       << "no stall was logged: the slow-sync shim did not take effect";
   // Each keeper had renewals sent during a slow-disk episode answered OK: the leases lived
   // through the stalls, not merely around them.
@@ -354,7 +354,7 @@ TEST(JepsenLocal, ALeaderWithASlowDiskKeepsEveryLeaseThatIsRenewed) {
 
 TEST(JepsenLocal, PlantedStallRuleOldOrderIsCaughtByLeaseKept) {
   RunLocal(StallRun("stall-rule-old-order"), [](const LocalResult& res) {
-    EXPECT_NE(res.leader_logs.find("loop stalled"), std::string::npos)
+    EXPECT_NE(res.node_logs.find("loop stalled"), std::string::npos)
         << "no stall was logged: the slow-sync shim did not take effect";
     EXPECT_EQ(res.verdict.check_exit, 1) << "faults_check did not report a violation";
     EXPECT_TRUE(res.verdict.Failed("lease-kept")) << "lease-kept did not fail";

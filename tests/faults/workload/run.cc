@@ -7,8 +7,6 @@
 #include <iterator>
 #include <thread>
 
-#include "faults/history/history.h"
-
 namespace lockd::faults {
 
 using namespace std::chrono_literals;
@@ -117,14 +115,19 @@ std::unique_ptr<WorkloadRun> WorkloadRun::Start(WorkloadRunOptions options, std:
 
 WorkloadRun::~WorkloadRun() = default;  // each Process SIGKILLs and reaps its child
 
+std::optional<Op> WorkloadRun::LastOp(int w) const {
+  const std::string last = LastLine(History(WorkerName(w)));
+  std::string error;
+  auto obj = ParseJsonObject(last.substr(0, last.find_last_not_of('\n') + 1), &error);
+  return obj ? OpFromJson(*obj, &error) : std::nullopt;
+}
+
 bool WorkloadRun::WaitUntilMidWork(int w, Ms within) {
-  const std::string path = History(WorkerName(w));
   for (const auto until = std::chrono::steady_clock::now() + within;
        std::chrono::steady_clock::now() < until;) {
-    const std::string last = LastLine(path);
-    if (last.find("\"kind\":\"read\"") != std::string::npos &&
-        last.find("\"mode\":\"EXCLUSIVE\"") != std::string::npos &&
-        last.find("\"outcome\":\"ok\"") != std::string::npos) {
+    const auto op = LastOp(w);
+    if (op && op->kind == OpKind::kRead && op->mode == LockMode::kExclusive &&
+        op->outcome == Outcome::kOk) {
       return true;
     }
     std::this_thread::sleep_for(1ms);  // the window is tens of ms
@@ -136,15 +139,9 @@ int WorkloadRun::WaitUntilAnyHolds(Ms within, Ms for_at_least) {
   for (const auto until = std::chrono::steady_clock::now() + within;
        std::chrono::steady_clock::now() < until;) {
     for (int w = 0; w < workers(); ++w) {
-      const std::string last = LastLine(History(WorkerName(w)));
-      if (last.find("\"kind\":\"increment\"") == std::string::npos ||
-          last.find("\"outcome\":\"ok\"") == std::string::npos) {
-        continue;
-      }
-      std::string error;
-      auto obj = ParseJsonObject(last.substr(0, last.find_last_not_of('\n') + 1), &error);
-      auto op = obj ? OpFromJson(*obj, &error) : std::nullopt;
-      if (op && BootNow() - op->complete_ns >= std::chrono::nanoseconds(for_at_least).count()) {
+      const auto op = LastOp(w);
+      if (op && op->kind == OpKind::kIncrement && op->outcome == Outcome::kOk &&
+          BootNow() - op->complete_ns >= std::chrono::nanoseconds(for_at_least).count()) {
         return w;
       }
     }
@@ -204,37 +201,25 @@ WorkloadRun::Verdict WorkloadRun::Finish() {
   for (int w = 0; w < workers(); ++w) {
     if (paused_[static_cast<size_t>(w)]) ResumeWorker(w);
   }
+  // A client process must end by itself, with 0.
+  auto ended = [&](const std::string& name, testing::Process& p, Ms within) {
+    const auto code = p.Wait(within);
+    if (code != std::optional<int>(0)) {
+      v.problems.push_back(name + " exited " + (code ? std::to_string(*code) : "(still running)") +
+                           ": " + p.ReadLog());
+    }
+  };
   std::ofstream(o_.dir + "/stop-workers").flush();
-  for (int w = 0; w < workers(); ++w) {
-    auto code = workers_[static_cast<size_t>(w)]->Wait(60s);
-    if (code != std::optional<int>(0)) {
-      v.problems.push_back(WorkerName(w) + " exited " +
-                           (code ? std::to_string(*code) : std::string("(still running)")) + ": " +
-                           workers_[static_cast<size_t>(w)]->ReadLog());
-    }
-  }
-  for (size_t k = 0; k < keepers_.size(); ++k) {
-    auto code = keepers_[k]->Wait(30s);
-    if (code != std::optional<int>(0)) {
-      v.problems.push_back("k" + std::to_string(k) + " exited " +
-                           (code ? std::to_string(*code) : std::string("(still running)")) + ": " +
-                           keepers_[k]->ReadLog());
-    }
-  }
+  for (int w = 0; w < workers(); ++w) ended(WorkerName(w), *workers_[static_cast<size_t>(w)], 60s);
+  for (size_t k = 0; k < keepers_.size(); ++k) ended("k" + std::to_string(k), *keepers_[k], 30s);
   // At once, so the clean-up bound measures the cluster, not this driver's pace.
   testing::Process cleanup(Argv("cleanup", "cleanup", o_.cleanup_bound + 5s, o_.seed),
                            o_.dir + "/cleanup.out", Tied());
-  if (auto code = cleanup.Wait(o_.cleanup_bound + 60s); code != std::optional<int>(0)) {
-    v.problems.push_back("cleanup exited " + (code ? std::to_string(*code) : "(hung)") + ": " +
-                         cleanup.ReadLog());
-  }
+  ended("cleanup", cleanup, o_.cleanup_bound + 60s);
   // The watcher outlives the clean-up by a moment, so it sees the last releases and expiries.
   std::this_thread::sleep_for(1s);
   std::ofstream(o_.dir + "/stop-watcher").flush();
-  if (auto code = watcher_->Wait(60s); code != std::optional<int>(0)) {
-    v.problems.push_back("watcher exited " + (code ? std::to_string(*code) : "(hung)") + ": " +
-                         watcher_->ReadLog());
-  }
+  ended("watcher", *watcher_, 60s);
   resource_->Signal(SIGTERM);
   resource_->Wait(10s);
 
@@ -256,7 +241,6 @@ WorkloadRun::Verdict WorkloadRun::Finish() {
                                    std::to_string(o_.max_gaps)};
   // lease-kept holds only where the keepers run (loopback, no network faults): checkers.h.
   if (!keepers_.empty()) argv.insert(argv.end(), {"--renewal-slack-ms", "1000"});
-  if (expect_fence_rejection_) argv.push_back("--expect-fence-rejection");
   auto check = testing::RunCommand(argv, 300s);
   v.check_exit = check.exit_code;
   v.check_output = std::move(check.output);

@@ -4,7 +4,8 @@
 // cluster in network namespaces and every nemesis) own the cluster and the faults; this owns the
 // client side, so both run the same workload and the same checkers.
 //
-//   auto run = WorkloadRun::Start({.dir = d, .endpoints = e, .workload = 16s, .seed = s}, &err);
+//   WorkloadRunOptions o;  o.dir = d;  o.endpoints = e;  o.seed = s;
+//   auto run = WorkloadRun::Start(o, &err);
 //   ... inject faults, record them in run->events_path() (FaultEvent lines) ...
 //   WorkloadRun::Verdict v = run->Finish();   // v.check_exit == 0: every checker passed
 #pragma once
@@ -12,9 +13,11 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "faults/history/history.h"
 #include "support/process.h"
 
 namespace lockd::faults {
@@ -59,7 +62,6 @@ class WorkloadRun {
   WorkloadRun(const WorkloadRun&) = delete;
   WorkloadRun& operator=(const WorkloadRun&) = delete;
 
-  const WorkloadRunOptions& options() const { return o_; }
   const std::string& events_path() const { return o_.events_path; }
   int workers() const { return static_cast<int>(workers_.size()); }
   /// "w<k>", as the worker's history and leases name it.
@@ -72,10 +74,6 @@ class WorkloadRun {
   /// Waits up to `within` for any worker to hold an EXCLUSIVE lock after its write (its history's
   /// last line an acknowledged increment, at least `for_at_least` old); that worker, or -1.
   int WaitUntilAnyHolds(std::chrono::milliseconds within, std::chrono::milliseconds for_at_least);
-  /// faults_check must also see the resource refuse a fence. Only where a refusal is certain:
-  /// a pause "between the read and the write" is detected from the history and may come after
-  /// the write was sent, and nobody may have taken the lock meanwhile.
-  void ExpectFenceRejection() { expect_fence_rejection_ = true; }
   void PauseWorker(int w);   ///< SIGSTOP
   void ResumeWorker(int w);  ///< SIGCONT
 
@@ -102,6 +100,8 @@ class WorkloadRun {
   std::vector<std::string> Argv(const std::string& mode, const std::string& id,
                                 std::chrono::milliseconds duration, uint64_t seed) const;
   std::string History(const std::string& id) const { return o_.dir + "/" + id + ".jsonl"; }
+  /// Worker w's last recorded op, if its history's last line holds one.
+  std::optional<Op> LastOp(int w) const;
 
   WorkloadRunOptions o_;
   std::string resource_addr_;
@@ -109,7 +109,6 @@ class WorkloadRun {
   std::vector<std::unique_ptr<testing::Process>> workers_, keepers_;
   std::vector<bool> paused_;
   bool finished_ = false;
-  bool expect_fence_rejection_ = false;
 };
 
 }  // namespace lockd::faults
