@@ -56,6 +56,24 @@ std::vector<const Op*> WatchEvents(const std::vector<Op>& ops) {
 
 }  // namespace
 
+bool WatchCoverage::Covers(BootNs from, BootNs to) const {
+  if (!present() || from < start || to > end) return false;
+  return std::none_of(gaps.begin(), gaps.end(),
+                      [&](const auto& gap) { return from <= gap.second && to >= gap.first; });
+}
+
+WatchCoverage CoverageOf(const std::vector<Op>& ops) {
+  WatchCoverage c;
+  c.start = std::numeric_limits<BootNs>::max();
+  for (const Op& op : ops) {
+    if (!IsWatch(op)) continue;
+    if (op.event == "watch_start") c.start = std::min(c.start, op.complete_ns);
+    if (op.event == "watch_end") c.end = std::max(c.end, op.invoke_ns);
+    if (op.event == "gap") c.gaps.emplace_back(op.invoke_ns, op.complete_ns);
+  }
+  return c;
+}
+
 const char* Name(Verdict v) {
   switch (v) {
     case Verdict::kPass:
@@ -289,16 +307,10 @@ Report CheckLeaseKept(const std::vector<Op>& ops, BootNs slack_ns) {
 Report CheckCoverage(const std::vector<Op>& ops, const std::vector<ResourceRecord>& log,
                      const CoverageOptions& options) {
   std::map<std::string, int64_t> grants;  // per lock any worker op touched
-  BootNs watch_start = std::numeric_limits<BootNs>::max(), watch_end = 0;
-  std::vector<std::pair<BootNs, BootNs>> gaps;
+  const WatchCoverage watch = CoverageOf(ops);
+  const auto& gaps = watch.gaps;
   for (const Op& op : ops) {
-    if (IsWatch(op)) {
-      if (op.event == "watch_start") watch_start = std::min(watch_start, op.complete_ns);
-      if (op.event == "watch_end") watch_end = std::max(watch_end, op.invoke_ns);
-      if (op.event == "gap") gaps.emplace_back(op.invoke_ns, op.complete_ns);
-      continue;
-    }
-    if (op.lock.empty()) continue;
+    if (IsWatch(op) || op.lock.empty()) continue;
     auto& n = grants[op.lock];
     if (op.kind == OpKind::kAcquire && op.outcome == Outcome::kOk) ++n;
   }
@@ -306,11 +318,7 @@ Report CheckCoverage(const std::vector<Op>& ops, const std::vector<ResourceRecor
   for (const Op& op : ops) {
     if (op.kind != OpKind::kAcquire || op.outcome != Outcome::kOk) continue;
     ++total;
-    bool in = op.invoke_ns >= watch_start && op.complete_ns <= watch_end;
-    for (auto [from, to] : gaps) {
-      if (op.invoke_ns <= to && op.complete_ns >= from) in = false;
-    }
-    covered += in;
+    covered += watch.Covers(op.invoke_ns, op.complete_ns);
   }
   const auto rejected =
       std::count_if(log.begin(), log.end(), [](const ResourceRecord& r) { return !r.accepted; });
@@ -344,19 +352,14 @@ Report CheckCoverage(const std::vector<Op>& ops, const std::vector<ResourceRecor
 }
 
 Report CheckNoLostAck(const std::vector<Op>& ops) {
-  BootNs watch_start = std::numeric_limits<BootNs>::max(), watch_end = 0;
-  std::vector<std::pair<BootNs, BootNs>> gaps;
+  const WatchCoverage watch = CoverageOf(ops);
   std::map<std::tuple<std::string, uint64_t>, const Op*> seen;  // (lock, token)
   for (const Op& op : ops) {
-    if (!IsWatch(op)) continue;
-    if (op.event == "watch_start") watch_start = std::min(watch_start, op.complete_ns);
-    if (op.event == "watch_end") watch_end = std::max(watch_end, op.invoke_ns);
-    if (op.event == "gap") gaps.emplace_back(op.invoke_ns, op.complete_ns);
     if (op.kind == OpKind::kGrantSeen) seen.emplace(std::make_tuple(op.lock, op.token), &op);
   }
   Report r;
   r.checker = "no-lost-ack";
-  if (watch_end == 0) {
+  if (!watch.present()) {
     r.verdict = Verdict::kUnknown;
     r.summary = "no Watch history (no watch_start/watch_end): cannot tell";
     return r;
@@ -371,11 +374,7 @@ Report CheckNoLostAck(const std::vector<Op>& ops) {
       violations.push_back("token " + std::to_string(op.token) + " granted twice on " + op.lock +
                            ": " + it->second->Describe() + " and " + op.Describe());
     }
-    bool covered = op.invoke_ns >= watch_start && op.complete_ns <= watch_end;
-    for (auto [from, to] : gaps) {
-      if (op.invoke_ns <= to && op.complete_ns >= from) covered = false;
-    }
-    if (!covered) {
+    if (!watch.Covers(op.invoke_ns, op.complete_ns)) {
       ++outside;
       continue;
     }

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "faults/history/history.h"
@@ -41,6 +42,16 @@ struct Report {
   /// "[fencing] PASS: …" and then one indented line per violation (the first `max_lines`).
   std::string Format(size_t max_lines = 20) const;
 };
+
+/// The time the watcher's history covers: from watch_start to watch_end, less its gaps.
+struct WatchCoverage {
+  BootNs start = 0, end = 0;  ///< end 0: no Watch history at all
+  std::vector<std::pair<BootNs, BootNs>> gaps;
+  bool present() const { return end != 0; }
+  /// Whether the history holds every event of [from, to].
+  bool Covers(BootNs from, BootNs to) const;
+};
+WatchCoverage CoverageOf(const std::vector<Op>& ops);
 
 Report CheckFencing(const std::vector<ResourceRecord>& log);
 Report CheckNoLostUpdate(const std::vector<ResourceRecord>& log, const std::vector<Op>& ops);

@@ -4,6 +4,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <tuple>
 #include <unordered_set>
 
 namespace lockd::faults {
@@ -23,9 +24,11 @@ using State = std::vector<ModelHolder>;  ///< sorted
 
 struct LinOp {
   const Op* op = nullptr;
-  BootNs call = 0, ret = 0;  ///< ret = kNever for an indeterminate op
-  bool required = true;      ///< must be linearized (not indeterminate)
+  BootNs call = 0, ret = 0;  ///< ret = kNever for an unresolved indeterminate acquire
+  bool required = true;      ///< must be linearized (it surely took effect)
   bool droppable = false;    ///< acquire: its hold may end without an op
+  uint64_t token = 0;        ///< acquire: the token granted (0: unknown)
+  BootNs seen_ns = 0;        ///< an indeterminate acquire the watcher saw granted: when
 };
 
 bool Conflicts(LockMode a, LockMode b) {
@@ -65,8 +68,7 @@ std::vector<State> Step(const State& s, const LinOp& l) {
         }
         next.push_back(h);
       }
-      const bool info = op.outcome == Outcome::kInfo;
-      next.push_back({op.lease, op.mode, info ? 0 : op.token, info || l.droppable});
+      next.push_back({op.lease, op.mode, l.token, l.droppable});
       std::sort(next.begin(), next.end());
       return {std::move(next)};
     }
@@ -122,23 +124,66 @@ void Mix(uint64_t& a, uint64_t& b, uint64_t v) {
   b ^= b >> 29;
 }
 
-/// The search over one lock's operations.
+std::string DescribeOp(const LinOp& l) {
+  std::string s = l.op->Describe();
+  if (l.seen_ns) {
+    s += " (the watcher saw it granted token " + std::to_string(l.token) + " at " +
+         std::to_string(l.seen_ns) + ")";
+  }
+  return s;
+}
+
+/// Whether `a` can do everything `b` can: it holds b's holders and more, each of them droppable.
+/// (No state holds two holders of one lease, so matching holders is unambiguous.)
+bool Dominates(const State& a, const State& b) {
+  if (a.size() <= b.size()) return false;
+  size_t j = 0;
+  for (const ModelHolder& h : a) {
+    if (j < b.size() && h == b[j]) {
+      ++j;
+    } else if (!h.droppable) {
+      return false;
+    }
+  }
+  return j == b.size();
+}
+
+/// The states not dominated by another.
+std::vector<State> Prune(const std::set<State>& states) {
+  std::vector<State> out;
+  for (const State& b : states) {
+    if (std::none_of(states.begin(), states.end(),
+                     [&](const State& a) { return Dominates(a, b); })) {
+      out.push_back(b);
+    }
+  }
+  return out;
+}
+
+/// The search over one piece of a lock's history (no op in flight at either end), from every
+/// state the lock may be in at its start, collecting the states it may be in at its end.
 class Search {
  public:
   Search(std::vector<LinOp> ops, uint64_t budget) : ops_(std::move(ops)), budget_(budget) {
-    std::sort(ops_.begin(), ops_.end(),
-              [](const LinOp& x, const LinOp& y) { return x.call < y.call; });
     done_.assign(ops_.size(), false);
     for (size_t i = 0; i < ops_.size(); ++i) {
-      if (ops_[i].required) by_ret_.push_back(i), ++required_left_;
+      if (ops_[i].required) by_ret_.push_back(i), ++required_;
     }
     std::sort(by_ret_.begin(), by_ret_.end(),
               [&](size_t x, size_t y) { return ops_[x].ret < ops_[y].ret; });
   }
 
-  Verdict Run() {
-    if (Dfs(State{}, 0)) return Verdict::kPass;
-    return exhausted_ ? Verdict::kUnknown : Verdict::kFail;
+  /// kPass with the end states in `ends` (only the first found when `first_only`), kFail when no
+  /// start state leads to an end, kUnknown when the budget ran out.
+  Verdict Run(const std::vector<State>& starts, bool first_only, std::set<State>* ends) {
+    first_only_ = first_only;
+    ends_ = ends;
+    for (const State& start : starts) {
+      required_left_ = required_;
+      if (Dfs(start, 0) && first_only_) break;
+      if (exhausted_) return Verdict::kUnknown;
+    }
+    return ends->empty() ? Verdict::kFail : Verdict::kPass;
   }
   uint64_t steps() const { return steps_; }
   size_t size() const { return ops_.size(); }
@@ -148,13 +193,17 @@ class Search {
     std::string s = "longest linearizable prefix: " + std::to_string(best_depth_) + " of " +
                     std::to_string(ops_.size()) + " ops, lock " + Describe(best_state_) +
                     "; none of these could be linearized next:";
-    for (size_t i : best_candidates_) s += "\n      " + ops_[i].op->Describe();
+    for (size_t i : best_candidates_) s += "\n      " + DescribeOp(ops_[i]);
     return s;
   }
 
  private:
+  /// True when an end was reached and the search should stop (first_only).
   bool Dfs(const State& state, size_t depth) {
-    if (required_left_ == 0) return true;
+    if (required_left_ == 0) {
+      ends_->insert(state);
+      return first_only_;
+    }
     if (++steps_ > budget_) {
       exhausted_ = true;
       return false;
@@ -181,10 +230,10 @@ class Search {
       for (State& next : Step(state, ops_[i])) {
         done_[i] = true;
         if (ops_[i].required) --required_left_;
-        const bool found = Dfs(next, depth + 1);
+        const bool stop = Dfs(next, depth + 1);
         done_[i] = false;
         if (ops_[i].required) ++required_left_;
-        if (found) return true;
+        if (stop) return true;
         if (exhausted_) return false;
       }
     }
@@ -215,11 +264,13 @@ class Search {
     return {a, b};
   }
 
-  std::vector<LinOp> ops_;
+  std::vector<LinOp> ops_;  ///< by invocation
   uint64_t budget_;
   std::vector<size_t> by_ret_;
   std::vector<bool> done_;
-  size_t required_left_ = 0;
+  size_t required_ = 0, required_left_ = 0;
+  bool first_only_ = false;
+  std::set<State>* ends_ = nullptr;
   uint64_t steps_ = 0;
   bool exhausted_ = false;
   std::unordered_set<Key, KeyHash> memo_;
@@ -227,6 +278,78 @@ class Search {
   State best_state_;
   std::vector<size_t> best_candidates_;
 };
+
+/// Indeterminate acquires, resolved from the Watch history where it covers them (see the header).
+struct Resolution {
+  size_t seen = 0, never = 0, unresolved = 0;
+};
+
+/// Fills in `lin` (one lock's ops, by invocation) the indeterminate acquires the watcher saw
+/// granted, and removes those it would have seen but did not.
+void Resolve(std::vector<LinOp>& lin, const std::vector<const Op*>& grants,
+             const WatchCoverage& watch,
+             const std::set<std::tuple<std::string, std::string, uint64_t>>& released,
+             Resolution& tally) {
+  // The tokens acknowledged acquires hold, and so need no explaining.
+  std::set<std::pair<uint64_t, uint64_t>> acknowledged;  // (lease, token)
+  BootNs last = 0;
+  for (const LinOp& l : lin) {
+    if (l.op->kind == OpKind::kAcquire && l.op->outcome == Outcome::kOk) {
+      acknowledged.insert({l.op->lease, l.op->token});
+    }
+    if (l.required) last = std::max(last, l.ret);
+  }
+  // Each unexplained grant, in the order the watcher saw them, goes to the earliest-invoked
+  // unresolved indeterminate acquire of its lease and mode invoked before it was seen: the widest
+  // window, so the choice narrows the search the least.
+  for (const Op* g : grants) {
+    if (acknowledged.count({g->lease, g->token})) continue;
+    for (LinOp& l : lin) {
+      const Op& op = *l.op;
+      if (l.call > g->complete_ns) break;
+      if (op.kind != OpKind::kAcquire || op.outcome != Outcome::kInfo || l.seen_ns ||
+          op.lease != g->lease || op.mode != g->mode) {
+        continue;
+      }
+      l.seen_ns = g->complete_ns;
+      l.ret = g->complete_ns;
+      l.token = g->token;
+      l.required = true;
+      l.droppable = !released.count({op.process, op.lock, g->token});
+      ++tally.seen;
+      break;
+    }
+  }
+  std::erase_if(lin, [&](const LinOp& l) {
+    if (l.op->kind != OpKind::kAcquire || l.op->outcome != Outcome::kInfo || l.seen_ns) {
+      return false;
+    }
+    if (watch.Covers(l.call, std::max(last, l.call))) {
+      ++tally.never;
+      return true;
+    }
+    ++tally.unresolved;
+    return false;
+  });
+}
+
+/// Where a lock's history may be cut: the starts of its pieces (by invocation; no op in flight).
+std::vector<size_t> Cuts(const std::vector<LinOp>& lin) {
+  std::vector<size_t> starts = {0};
+  BootNs reach = std::numeric_limits<BootNs>::min();
+  for (size_t i = 0; i < lin.size(); ++i) {
+    if (i > 0 && lin[i].call > reach) starts.push_back(i);
+    reach = std::max(reach, lin[i].ret);
+  }
+  return starts;
+}
+
+std::string DescribeStates(const std::vector<State>& states) {
+  if (states.size() == 1) return "lock " + Describe(states[0]);
+  std::string s = "any of " + std::to_string(states.size()) + " states: ";
+  for (size_t i = 0; i < states.size() && i < 4; ++i) s += (i ? "; " : "") + Describe(states[i]);
+  return s + (states.size() > 4 ? "; …" : "");
+}
 
 }  // namespace
 
@@ -238,9 +361,25 @@ Report CheckLinearizability(const std::vector<Op>& ops, LinearizabilityOptions o
       released.insert({op.process, op.lock, op.token});
     }
   }
-  // An indeterminate grant matters only if something later saw its lease hold the lock; one
-  // nobody saw may as well have ended at once, so leaving it out loses no linearization and
-  // keeps the search from trying it at every point.
+  const WatchCoverage watch = CoverageOf(ops);
+  std::map<std::string, std::vector<const Op*>> grants;  // per lock, as the watcher saw them
+  for (const Op& op : ops) {
+    if (op.kind == OpKind::kGrantSeen) grants[op.lock].push_back(&op);
+  }
+  for (auto& [lock, seen] : grants) {
+    // A watcher restarted after a gap may see a grant twice: keep its first receipt.
+    std::stable_sort(seen.begin(), seen.end(), [](const Op* a, const Op* b) {
+      return std::tie(a->token, a->complete_ns) < std::tie(b->token, b->complete_ns);
+    });
+    seen.erase(std::unique(seen.begin(), seen.end(),
+                           [](const Op* a, const Op* b) { return a->token == b->token; }),
+               seen.end());
+    std::stable_sort(seen.begin(), seen.end(),
+                     [](const Op* a, const Op* b) { return a->complete_ns < b->complete_ns; });
+  }
+  // Where the Watch history cannot resolve an indeterminate grant, it matters only if something
+  // later saw its lease hold the lock; one nobody saw may as well have ended at once, so leaving
+  // it out loses no linearization and keeps the search from trying it at every point.
   std::set<std::pair<std::string, uint64_t>> seen_holding;
   for (const Op& op : ops) {
     if (op.kind != OpKind::kInspect && op.kind != OpKind::kAcquire) continue;
@@ -248,43 +387,76 @@ Report CheckLinearizability(const std::vector<Op>& ops, LinearizabilityOptions o
   }
   std::map<std::string, std::vector<LinOp>> by_lock;
   for (const Op& op : ops) {
-    const bool relevant =
-        (op.kind == OpKind::kAcquire &&
-         (op.outcome != Outcome::kInfo || seen_holding.count({op.lock, op.lease}))) ||
-        ((op.kind == OpKind::kRelease || op.kind == OpKind::kInspect) &&
-         op.outcome == Outcome::kOk);
+    const bool relevant = op.kind == OpKind::kAcquire ||
+                          ((op.kind == OpKind::kRelease || op.kind == OpKind::kInspect) &&
+                           op.outcome == Outcome::kOk);
     if (!relevant || op.lock.empty()) continue;
+    const bool info = op.outcome == Outcome::kInfo;
     LinOp l;
     l.op = &op;
     l.call = op.invoke_ns;
-    l.required = op.outcome != Outcome::kInfo;
-    l.ret = l.required ? op.complete_ns : kNever;
-    l.droppable = !released.count({op.process, op.lock, op.token});
+    l.required = !info;
+    l.ret = info ? kNever : op.complete_ns;
+    l.token = info ? 0 : op.token;
+    l.droppable = info || !released.count({op.process, op.lock, op.token});
     by_lock[op.lock].push_back(l);
   }
   Report r;
   r.checker = "linearizability";
   uint64_t steps = 0;
-  size_t n = 0, unknown = 0;
+  size_t n = 0, unknown = 0, pieces = 0, widest = 0;
+  Resolution tally;
   for (auto& [lock, lin] : by_lock) {
-    Search search(std::move(lin), options.budget);
-    const Verdict v = search.Run();
-    steps += search.steps();
-    n += search.size();
-    if (v == Verdict::kFail) {
-      r.violations.push_back(lock + " is not linearizable: " + search.Explain());
-    } else if (v == Verdict::kUnknown) {
-      ++unknown;
-      r.details.push_back(lock + ": unknown: search budget exhausted (" +
-                          std::to_string(options.budget) + " states, " +
-                          std::to_string(search.size()) + " ops)");
+    std::stable_sort(lin.begin(), lin.end(),
+                     [](const LinOp& x, const LinOp& y) { return x.call < y.call; });
+    Resolve(lin, grants[lock], watch, released, tally);
+    // What the Watch history left unresolved matters only if its lease was seen holding.
+    std::erase_if(lin, [&](const LinOp& l) {
+      return !l.required && !seen_holding.count({lock, l.op->lease});
+    });
+    n += lin.size();
+    const std::vector<size_t> starts = Cuts(lin);
+    pieces += starts.size();
+    std::vector<State> frontier = {State{}};
+    for (size_t p = 0; p < starts.size(); ++p) {
+      const size_t from = starts[p], to = p + 1 < starts.size() ? starts[p + 1] : lin.size();
+      const bool last = to == lin.size();
+      Search search({lin.begin() + from, lin.begin() + to}, options.budget);
+      std::set<State> ends;
+      const Verdict v = search.Run(frontier, last, &ends);
+      steps += search.steps();
+      widest = std::max(widest, search.size());
+      if (v == Verdict::kFail) {
+        r.violations.push_back(lock + " is not linearizable: in the piece of its history from " +
+                               DescribeOp(lin[from]) + ", starting from " +
+                               DescribeStates(frontier) + ": " + search.Explain());
+        break;
+      }
+      if (v == Verdict::kUnknown) {
+        ++unknown;
+        r.details.push_back(lock + ": unknown: search budget exhausted (" +
+                            std::to_string(options.budget) + " states in a piece of " +
+                            std::to_string(search.size()) + " ops from " + DescribeOp(lin[from]) +
+                            ")");
+        break;
+      }
+      frontier = Prune(ends);
+      if (frontier.size() > options.max_frontier) {
+        ++unknown;
+        r.details.push_back(lock + ": unknown: " + std::to_string(frontier.size()) +
+                            " states possible after " + DescribeOp(lin[to - 1]));
+        break;
+      }
     }
   }
   r.verdict = !r.violations.empty() ? Verdict::kFail : unknown ? Verdict::kUnknown : Verdict::kPass;
-  r.summary =
-      std::to_string(n) + " ops on " + std::to_string(by_lock.size()) + " locks, " +
-      std::to_string(steps) + " search steps" +
-      (unknown ? ", " + std::to_string(unknown) + " locks unknown: search budget exhausted" : "");
+  r.summary = std::to_string(n) + " ops on " + std::to_string(by_lock.size()) + " locks in " +
+              std::to_string(pieces) + " pieces (the largest " + std::to_string(widest) +
+              " ops), " + std::to_string(steps) +
+              " search steps; indeterminate acquires: " + std::to_string(tally.seen) +
+              " seen granted by the watcher, " + std::to_string(tally.never) + " never granted, " +
+              std::to_string(tally.unresolved) + " unresolved" +
+              (unknown ? ", " + std::to_string(unknown) + " locks unknown" : "");
   return r;
 }
 

@@ -11,13 +11,32 @@
 //
 //   acquire ok (L, M, T):   conflicting holders must all be droppable; they go; (L, M, T) is added
 //   acquire fail (holders): every lease listed holds the lock (an empty list: refused for the
-//   queue) acquire info:           either nothing, or as acquire ok with the token unknown
-//   (droppable) release ok (L, T):      (L, T) holds the lock; it goes inspect ok (holders):   each
-//   one seen holds the lock; the unseen ones must be droppable; they go release fail/info, inspect
-//   fail/info: no constraint (the holder is droppable anyway)
+//                           queue)
+//   acquire info:           either nothing, or as acquire ok with the token unknown (droppable)
+//   release ok (L, T):      (L, T) holds the lock; it goes
+//   inspect ok (holders):   each one seen holds the lock; the unseen ones must be droppable; they
+//   go release fail/info, inspect fail/info: no constraint (the holder is droppable anyway)
 //
-// An indeterminate op may take effect at any time after its invocation, or never. The search is
-// bounded: past the budget of explored states the verdict is UNKNOWN, never a guess.
+// Scale (an hour's soak holds ~80,000 ops per lock and hundreds of indeterminate acquires):
+//
+// - Indeterminate acquires are resolved from the Watch history where it covers them. A grant the
+//   watcher saw for the acquire's lock, lease and mode, whose token no acknowledged acquire holds,
+//   is that acquire taking effect: it must be linearized between its invocation and the watcher's
+//   receipt, with that token. One the watcher could have seen (its coverage runs from the
+//   invocation past the lock's last op, no gap) but did not never took effect and is left out. Both
+//   only narrow the linearizations the search may choose, so neither can turn a violation into a
+//   pass: a Watch history that lied could only make the checker fail, never pass. An acquire the
+//   Watch history cannot resolve stays indeterminate (it may take effect at any time after its
+//   invocation, or never), as without a watcher.
+// - A lock's history is cut where no op is in flight (every op before the cut completed before
+//   every op after it was invoked), so every linearization orders the pieces as they came. The
+//   search runs piece by piece, carrying every state the lock may be in at the cut (pruned to the
+//   states not dominated by another: one that holds the same holders plus droppable ones can do
+//   all the other can). An unresolved indeterminate acquire may take effect at any later time, so
+//   no cut falls after one.
+//
+// The search is bounded: past the budget of explored states in one piece the verdict is UNKNOWN,
+// never a guess.
 #pragma once
 
 #include <cstdint>
@@ -29,8 +48,11 @@
 namespace lockd::faults {
 
 struct LinearizabilityOptions {
-  /// Search steps (states expanded) per lock before giving up on it with UNKNOWN.
+  /// Search steps (states expanded) per piece of a lock's history before giving up on the lock
+  /// with UNKNOWN.
   uint64_t budget = 500'000;
+  /// States the lock may be in at a cut, beyond which the lock is UNKNOWN.
+  size_t max_frontier = 4'096;
 };
 
 Report CheckLinearizability(const std::vector<Op>& ops, LinearizabilityOptions options = {});

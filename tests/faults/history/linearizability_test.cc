@@ -97,6 +97,136 @@ TEST(Linearizability, AnIndeterminateAcquireMayTakeEffectLaterOrNever) {
   EXPECT_EQ(Check(early).verdict, Verdict::kFail) << Check(early).Format();
 }
 
+// The watcher covers [0, 1000] unless a test says otherwise.
+std::vector<Op> Watched(std::vector<Op> ops, int64_t end = 1000) {
+  ops.push_back(WatchMark("watch_start", 0, 0));
+  ops.push_back(WatchMark("watch_end", end, end));
+  return ops;
+}
+
+TEST(Linearizability, AnIndeterminateAcquireTheWatcherSawTookEffectBeforeItWasSeen) {
+  std::vector<Op> ops = {
+      Acquire("w1", 1, "hot/0", X, 0, 10, Outcome::kOk, 5, 1),
+      Acquire("w2", 1, "hot/0", X, 20, 25, Outcome::kInfo, 0, 2),  // timed out
+      Release("w1", 2, "hot/0", 5, 1, 50, 60),
+      Inspect("w3", 1, "hot/0", 70, 75, {{2, X, 9}}),
+  };
+  // Without a watcher the acquire may have taken effect after w1's release: fine.
+  EXPECT_EQ(Check(ops).verdict, Verdict::kPass) << Check(ops).Format();
+  // The watcher saw it granted token 9 after w1's release: fine too, and it says so.
+  std::vector<Op> seen_late = Watched(ops);
+  seen_late.push_back(Seen("acquired", "hot/0", 2, 9, 7, X, 65));
+  Report r = Check(seen_late);
+  EXPECT_EQ(r.verdict, Verdict::kPass) << r.Format();
+  EXPECT_NE(r.summary.find("1 seen granted by the watcher"), std::string::npos) << r.Format();
+  // Seen granted before w1's acknowledged release: it cannot be placed after it any more.
+  std::vector<Op> seen_early = Watched(ops);
+  seen_early.push_back(Seen("acquired", "hot/0", 2, 9, 7, X, 40));
+  r = Check(seen_early);
+  EXPECT_EQ(r.verdict, Verdict::kFail) << r.Format();
+  EXPECT_NE(r.Format().find("the watcher saw it granted token 9"), std::string::npos) << r.Format();
+  // Seen granted another token than the one the inspection saw.
+  std::vector<Op> other_token = Watched(ops);
+  other_token.push_back(Seen("acquired", "hot/0", 2, 8, 7, X, 65));
+  EXPECT_EQ(Check(other_token).verdict, Verdict::kFail) << Check(other_token).Format();
+}
+
+TEST(Linearizability, AnIndeterminateAcquireTheWatcherWouldHaveSeenButDidNotNeverTookEffect) {
+  std::vector<Op> ops = {
+      Acquire("w1", 1, "hot/0", X, 0, 10, Outcome::kOk, 5, 1),
+      Acquire("w2", 1, "hot/0", X, 20, 25, Outcome::kInfo, 0, 2),
+      Release("w1", 2, "hot/0", 5, 1, 50, 60),
+      Inspect("w3", 1, "hot/0", 70, 75, {{2, X, 9}}),  // but lease 2 is seen holding it
+  };
+  Report r = Check(Watched(ops));
+  EXPECT_EQ(r.verdict, Verdict::kFail) << r.Format();
+  // A watcher that stopped too early, or lost events in a gap, cannot tell.
+  r = Check(Watched(ops, 40));
+  EXPECT_EQ(r.verdict, Verdict::kPass) << r.Format();
+  EXPECT_NE(r.summary.find("1 unresolved"), std::string::npos) << r.Format();
+  std::vector<Op> gap = Watched(ops);
+  gap.push_back(WatchMark("gap", 30, 35));
+  EXPECT_EQ(Check(gap).verdict, Verdict::kPass) << Check(gap).Format();
+  // Without the inspection it simply never happened.
+  r = Check(Watched({ops[0], ops[1], ops[2]}));
+  EXPECT_EQ(r.verdict, Verdict::kPass) << r.Format();
+  EXPECT_NE(r.summary.find("1 never granted"), std::string::npos) << r.Format();
+}
+
+TEST(Linearizability, WhatMayHaveHappenedBeforeACutCarriesOverIt) {
+  // w1's release failed, so its hold may end at any moment: three pieces with nothing in flight
+  // between them. An inspection seeing the lock free ends the hold; a later one cannot see it.
+  std::vector<Op> ops = {
+      Acquire("w1", 1, "hot/0", S, 0, 10, Outcome::kOk, 5, 1),
+      Acquire("w2", 1, "hot/0", S, 5, 12, Outcome::kOk, 6, 2),
+      Release("w1", 2, "hot/0", 5, 1, 20, 30, Outcome::kFail),
+      Inspect("w3", 1, "hot/0", 40, 45, {{2, S, 6}}),  // w1's hold ended; w2's goes on
+      Inspect("w3", 2, "hot/0", 50, 55, {{2, S, 6}}),
+  };
+  Report r = Check(ops);
+  EXPECT_EQ(r.verdict, Verdict::kPass) << r.Format();
+  EXPECT_NE(r.summary.find("in 3 pieces"), std::string::npos) << r.Format();
+  std::vector<Op> back = ops;
+  back.push_back(Inspect("w3", 3, "hot/0", 60, 65, {{1, S, 5}, {2, S, 6}}));
+  r = Check(back);
+  EXPECT_EQ(r.verdict, Verdict::kFail) << r.Format();
+  EXPECT_NE(r.Format().find("in the piece of its history from w3#3 inspect"), std::string::npos)
+      << r.Format();
+  EXPECT_NE(r.Format().find("starting from lock held by lease 2 SHARED token 6"), std::string::npos)
+      << r.Format();
+  // Whereas an inspection that does not pin the end keeps both possibilities open.
+  std::vector<Op> open = {ops[0], ops[1], ops[2]};
+  open.push_back(Inspect("w3", 3, "hot/0", 60, 65, {{1, S, 5}, {2, S, 6}}));
+  open.push_back(Inspect("w3", 4, "hot/0", 70, 75, {{2, S, 6}}));
+  EXPECT_EQ(Check(open).verdict, Verdict::kPass) << Check(open).Format();
+}
+
+/// An hour's soak in miniature: `cycles` handoffs of one lock among three workers, each with a
+/// refused attempt, an inspection, and every tenth an acquire that timed out and that the watcher
+/// saw granted.
+std::vector<Op> LongHistory(int cycles) {
+  std::vector<Op> ops = {WatchMark("watch_start", 0, 0)};
+  uint64_t id = 0, token = 0;
+  int64_t t = 10;
+  for (int c = 0; c < cycles; ++c, t += 100) {
+    const std::string me = "w" + std::to_string(c % 3), other = "w" + std::to_string((c + 1) % 3);
+    const uint64_t lease = 1 + c % 3;
+    ++token;
+    if (c % 10 == 9) {
+      // Timed out, yet granted; the holder never learns its token, so nobody releases it: the
+      // next grant finds it droppable.
+      ops.push_back(Acquire(me, ++id, "hot/0", X, t, t + 20, Outcome::kInfo, 0, lease));
+      ops.push_back(Seen("acquired", "hot/0", lease, token, token, X, t + 15));
+      continue;
+    }
+    ops.push_back(Acquire(me, ++id, "hot/0", X, t, t + 20, Outcome::kOk, token, lease));
+    ops.back().valid_until_ns = Ms(t + 10'000);
+    ops.push_back(Seen("acquired", "hot/0", lease, token, token, X, t + 15));
+    Op refused = Acquire(other, ++id, "hot/0", X, t + 30, t + 40, Outcome::kFail, 0, lease % 3 + 1);
+    refused.holders = {{lease, X, 0}};
+    ops.push_back(refused);
+    ops.push_back(Inspect(other, ++id, "hot/0", t + 45, t + 50, {{lease, X, token}}));
+    ops.push_back(Release(me, ++id, "hot/0", token, lease, t + 50, t + 90));
+  }
+  ops.push_back(WatchMark("watch_end", t, t));
+  return ops;
+}
+
+TEST(Linearizability, DecidesAnHoursWorthOfOneLockAndFindsTheOneBadOp) {
+  std::vector<Op> ops = LongHistory(20'000);  // ~74,000 ops on one lock
+  Report r = Check(ops, 10'000);
+  EXPECT_EQ(r.verdict, Verdict::kPass) << r.Format();
+  EXPECT_NE(r.summary.find("2000 seen granted by the watcher"), std::string::npos) << r.Format();
+  // Halfway through, an inspection sees a lease that has not held the lock for a while.
+  Op stale = Inspect("w9", 1, "hot/0", Ms(0), Ms(0), {{1, X, 1}});
+  stale.invoke_ns = Ms(10 + 10'000 * 100 + 60);
+  stale.complete_ns = stale.invoke_ns + Ms(1);
+  ops.push_back(stale);
+  r = Check(ops, 10'000);
+  EXPECT_EQ(r.verdict, Verdict::kFail) << r.Format();
+  EXPECT_NE(r.Format().find("w9#1 inspect"), std::string::npos) << r.Format();
+}
+
 TEST(Linearizability, LocksArePartitionedAndEachIsNamed) {
   std::vector<Op> ops = {
       Acquire("w1", 1, "hot/0", X, 0, 10, Outcome::kOk, 5, 1),

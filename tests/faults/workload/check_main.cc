@@ -29,7 +29,8 @@ int Check(int argc, char** argv) {
   app.add_option("--cleanup-bound-ms", cleanup_bound_ms,
                  "every lock free within this long after the faults and workload stop")
       ->check(CLI::PositiveNumber);
-  app.add_option("--search-budget", budget, "linearizability: states per lock before UNKNOWN")
+  app.add_option("--search-budget", budget,
+                 "linearizability: states per piece of a lock's history before UNKNOWN")
       ->check(CLI::PositiveNumber);
   int64_t renewal_slack_ms = 1'000;
   auto* slack = app.add_option("--renewal-slack-ms", renewal_slack_ms,
@@ -118,9 +119,11 @@ struct Args {
 
 }  // namespace
 
-// The linearizability search recurses once per operation it places: an hour's soak (80,000 ops
-// on a lock) overflows the main thread's 8 MiB stack (seen: SIGSEGV). The checks run on a thread
-// with a 2 GiB stack (address space reserved, touched only as deep as the search goes).
+// The linearizability search recurses once per operation it places in a piece of a lock's
+// history. Pieces are short when the Watch history resolves every indeterminate acquire, but one
+// it cannot resolve joins everything after it into one piece, and an hour's soak (80,000 ops on
+// a lock) then overflows the main thread's 8 MiB stack (seen: SIGSEGV). The checks run on a
+// thread with a 2 GiB stack (address space reserved, touched only as deep as the search goes).
 int main(int argc, char** argv) {
   Args args{argc, argv};
   pthread_attr_t attr;
