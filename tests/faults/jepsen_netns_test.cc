@@ -179,11 +179,10 @@ void RunNetns(const NetnsRun& r) {
   // few steps that could not be applied (a leader not back within 10 s), never a node that did
   // not stay up or a full disk that did not stop its node.
   size_t not_applied = 0;
-  for (const auto& p : problems) {
-    std::cout << "  problem: " << p << "\n";
-    const bool serious = IsSerious(p);
-    if (!soak || serious) ADD_FAILURE() << p;
-    not_applied += !serious;
+  for (const Problem& p : problems) {
+    std::cout << "  problem: " << p.text << "\n";
+    if (!soak || p.serious) ADD_FAILURE() << p.text;
+    not_applied += !p.serious;
   }
   EXPECT_LE(not_applied * 20, schedule.steps.size())
       << not_applied << " of " << schedule.steps.size() << " steps not applied";
@@ -203,6 +202,7 @@ void RunNetns(const NetnsRun& r) {
 
   const WorkloadRun::Verdict v = run->Finish();
   for (const std::string& p : v.problems) ADD_FAILURE() << p;
+  for (const std::string& p : NodesNotRunning(*c)) ADD_FAILURE() << "after the workload: " << p;
   std::cout << "jepsen netns: seed " << seed << ", " << schedule.steps.size() << " steps, "
             << lines.size() << " fault events; faults_check:\n"
             << v.check_output << std::flush;

@@ -62,9 +62,9 @@ TEST(MixedNemesis, ASeededScheduleOfFaultsLeavesAClusterThatServesAfterHealing) 
   std::cout << "mixed nemesis: seed " << seed << ", " << schedule.steps.size() << " faults, "
             << succeeded.load() << "/" << attempted.load() << " writes succeeded, events in "
             << log.path() << "\n";
-  for (const auto& p : problems) {
-    std::cout << "  note: " << p << "\n";
-    if (IsSerious(p)) ADD_FAILURE() << p;
+  for (const Problem& p : problems) {
+    std::cout << "  note: " << p.text << "\n";
+    if (p.serious) ADD_FAILURE() << p.text;
   }
   EXPECT_GT(succeeded.load(), 0) << "nothing was committed during the whole run";
   // After healing: one leader, and writes commit through every node.

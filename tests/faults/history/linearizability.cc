@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 #include <tuple>
 #include <unordered_set>
@@ -24,11 +25,13 @@ using State = std::vector<ModelHolder>;  ///< sorted
 
 struct LinOp {
   const Op* op = nullptr;
-  BootNs call = 0, ret = 0;  ///< ret = kNever for an unresolved indeterminate acquire
-  bool required = true;      ///< must be linearized (it surely took effect)
-  bool droppable = false;    ///< acquire: its hold may end without an op
-  uint64_t token = 0;        ///< acquire: the token granted (0: unknown)
-  BootNs seen_ns = 0;        ///< an indeterminate acquire the watcher saw granted: when
+  /// ret: a definite op's completion; an indeterminate acquire's deadline, the last moment it
+  /// can have taken effect (kNever: any time after its call).
+  BootNs call = 0, ret = 0;
+  bool required = true;    ///< must be linearized (it surely took effect)
+  bool droppable = false;  ///< acquire: its hold may end without an op
+  uint64_t token = 0;      ///< acquire: the token granted (0: unknown)
+  bool seen = false;       ///< an indeterminate acquire the watcher saw granted (at ret)
 };
 
 bool Conflicts(LockMode a, LockMode b) {
@@ -74,8 +77,9 @@ std::vector<State> Step(const State& s, const LinOp& l) {
     }
     case OpKind::kRelease: {
       State next = s;
+      // A hold whose token the history does not know may be the one released.
       auto it = std::find_if(next.begin(), next.end(), [&](const ModelHolder& h) {
-        return h.lease == op.lease && h.token == op.token;
+        return h.lease == op.lease && (h.token == op.token || h.token == 0);
       });
       if (it == next.end()) return {};
       next.erase(it);
@@ -126,9 +130,11 @@ void Mix(uint64_t& a, uint64_t& b, uint64_t v) {
 
 std::string DescribeOp(const LinOp& l) {
   std::string s = l.op->Describe();
-  if (l.seen_ns) {
+  if (l.seen) {
     s += " (the watcher saw it granted token " + std::to_string(l.token) + " at " +
-         std::to_string(l.seen_ns) + ")";
+         std::to_string(l.ret) + ")";
+  } else if (!l.required && l.ret != kNever) {
+    s += " (if it took effect, then by " + std::to_string(l.ret) + ", in a gap of the Watch)";
   }
   return s;
 }
@@ -180,7 +186,7 @@ class Search {
     ends_ = ends;
     for (const State& start : starts) {
       required_left_ = required_;
-      if (Dfs(start, 0) && first_only_) break;
+      if (Dfs(start, 0, std::numeric_limits<BootNs>::min()) && first_only_) break;
       if (exhausted_) return Verdict::kUnknown;
     }
     return ends->empty() ? Verdict::kFail : Verdict::kPass;
@@ -198,17 +204,21 @@ class Search {
   }
 
  private:
-  /// True when an end was reached and the search should stop (first_only).
-  bool Dfs(const State& state, size_t depth) {
-    if (required_left_ == 0) {
-      ends_->insert(state);
-      return first_only_;
-    }
+  /// True when an end was reached and the search should stop (first_only). `latest_call`: the
+  /// latest invocation among the ops linearized so far (a function of the linearized set, so
+  /// the memo need not hold it).
+  bool Dfs(const State& state, size_t depth, BootNs latest_call) {
     if (++steps_ > budget_) {
       exhausted_ = true;
       return false;
     }
     if (!memo_.insert(KeyOf(state)).second) return false;
+    if (required_left_ == 0) {
+      // Every required op placed: an end. Indeterminate ops not placed never took effect; those
+      // still possible may also take effect now, each leading to another end.
+      ends_->insert(state);
+      if (first_only_) return true;
+    }
     // An op may go next only if it was invoked before every pending op's completion.
     BootNs horizon = kNever;
     for (size_t i : by_ret_) {
@@ -223,14 +233,15 @@ class Search {
       if (!done_[i] && ops_[i].required) candidates.push_back(i);
     }
     const size_t definite = candidates.size();
+    // An indeterminate op with a deadline cannot go after an op invoked past it.
     for (size_t i = 0; i < ops_.size() && ops_[i].call <= horizon; ++i) {
-      if (!done_[i] && !ops_[i].required) candidates.push_back(i);
+      if (!done_[i] && !ops_[i].required && latest_call <= ops_[i].ret) candidates.push_back(i);
     }
     for (size_t i : candidates) {
       for (State& next : Step(state, ops_[i])) {
         done_[i] = true;
         if (ops_[i].required) --required_left_;
-        const bool stop = Dfs(next, depth + 1);
+        const bool stop = Dfs(next, depth + 1, std::max(latest_call, ops_[i].call));
         done_[i] = false;
         if (ops_[i].required) ++required_left_;
         if (stop) return true;
@@ -281,56 +292,98 @@ class Search {
 
 /// Indeterminate acquires, resolved from the Watch history where it covers them (see the header).
 struct Resolution {
-  size_t seen = 0, never = 0, unresolved = 0;
+  size_t seen = 0, never = 0, in_gaps = 0, unresolved = 0;
 };
 
+/// The last moment an indeterminate acquire invoked at `call` can have taken effect unseen by
+/// the watcher: the end of the latest stretch after `call` the Watch history does not cover (a
+/// gap, or before the watch started); nullopt when there is none (it did not take effect); kNever
+/// when the watcher stopped too early to tell (`last`: the lock's last completion).
+std::optional<BootNs> UnseenUntil(BootNs call, BootNs last, const WatchCoverage& watch,
+                                  BootNs tail) {
+  if (!watch.present() || watch.end < std::max(last, call) + tail) return kNever;
+  std::optional<BootNs> until;
+  if (call < watch.start) until = watch.start;
+  for (const auto& [from, to] : watch.gaps) {
+    if (to >= call) until = std::max(until.value_or(to), to);
+  }
+  return until;
+}
+
 /// Fills in `lin` (one lock's ops, by invocation) the indeterminate acquires the watcher saw
-/// granted, and removes those it would have seen but did not.
+/// granted, bounds those it may have missed by the gaps they could hide in, and removes those
+/// it would have seen but did not.
 void Resolve(std::vector<LinOp>& lin, const std::vector<const Op*>& grants,
              const WatchCoverage& watch,
-             const std::set<std::tuple<std::string, std::string, uint64_t>>& released,
+             const std::set<std::tuple<std::string, std::string, uint64_t>>& released, BootNs tail,
              Resolution& tally) {
   // The tokens acknowledged acquires hold, and so need no explaining.
-  std::set<std::pair<uint64_t, uint64_t>> acknowledged;  // (lease, token)
+  std::set<std::pair<uint64_t, uint64_t>> explained;  // (lease, token)
   BootNs last = 0;
   for (const LinOp& l : lin) {
     if (l.op->kind == OpKind::kAcquire && l.op->outcome == Outcome::kOk) {
-      acknowledged.insert({l.op->lease, l.op->token});
+      explained.insert({l.op->lease, l.op->token});
     }
     if (l.required) last = std::max(last, l.ret);
   }
+  auto indeterminate = [](const LinOp& l) {
+    return l.op->kind == OpKind::kAcquire && l.op->outcome == Outcome::kInfo;
+  };
   // Each unexplained grant, in the order the watcher saw them, goes to the earliest-invoked
   // unresolved indeterminate acquire of its lease and mode invoked before it was seen: the widest
-  // window, so the choice narrows the search the least.
+  // window, so the choice narrows the search the least. When another candidate's window crosses
+  // a gap, the grant may be that one's while the earliest one's was lost in the gap: none is
+  // pinned then, and each may have taken effect until the grant was seen.
+  std::map<size_t, BootNs> ambiguous;  // index in lin → the latest such grant's receipt
   for (const Op* g : grants) {
-    if (acknowledged.count({g->lease, g->token})) continue;
-    for (LinOp& l : lin) {
-      const Op& op = *l.op;
-      if (l.call > g->complete_ns) break;
-      if (op.kind != OpKind::kAcquire || op.outcome != Outcome::kInfo || l.seen_ns ||
-          op.lease != g->lease || op.mode != g->mode) {
+    if (explained.count({g->lease, g->token})) continue;
+    std::vector<size_t> candidates;
+    for (size_t i = 0; i < lin.size() && lin[i].call <= g->complete_ns; ++i) {
+      const LinOp& l = lin[i];
+      if (indeterminate(l) && !l.seen && l.op->lease == g->lease && l.op->mode == g->mode) {
+        candidates.push_back(i);
+      }
+    }
+    if (candidates.empty()) continue;
+    const bool clear =
+        candidates.size() == 1 || std::all_of(candidates.begin(), candidates.end(), [&](size_t c) {
+          return watch.Covers(lin[c].call, g->complete_ns);
+        });
+    if (!clear) {
+      for (size_t c : candidates) {
+        BootNs& until = ambiguous[c];
+        until = std::max(until, g->complete_ns);
+      }
+      continue;
+    }
+    LinOp& l = lin[candidates.front()];
+    l.seen = true;
+    l.ret = g->complete_ns;
+    l.token = g->token;
+    l.required = true;
+    l.droppable = !released.count({l.op->process, l.op->lock, g->token});
+    ambiguous.erase(candidates.front());
+    ++tally.seen;
+  }
+  std::vector<LinOp> kept;
+  kept.reserve(lin.size());
+  for (size_t i = 0; i < lin.size(); ++i) {
+    LinOp& l = lin[i];
+    if (indeterminate(l) && !l.seen) {
+      std::optional<BootNs> until = UnseenUntil(l.call, last, watch, tail);
+      if (auto a = ambiguous.find(i); a != ambiguous.end() && until != kNever) {
+        until = std::max(until.value_or(a->second), a->second);
+      }
+      if (!until) {
+        ++tally.never;
         continue;
       }
-      l.seen_ns = g->complete_ns;
-      l.ret = g->complete_ns;
-      l.token = g->token;
-      l.required = true;
-      l.droppable = !released.count({op.process, op.lock, g->token});
-      ++tally.seen;
-      break;
+      l.ret = *until;
+      ++(*until == kNever ? tally.unresolved : tally.in_gaps);
     }
+    kept.push_back(l);
   }
-  std::erase_if(lin, [&](const LinOp& l) {
-    if (l.op->kind != OpKind::kAcquire || l.op->outcome != Outcome::kInfo || l.seen_ns) {
-      return false;
-    }
-    if (watch.Covers(l.call, std::max(last, l.call))) {
-      ++tally.never;
-      return true;
-    }
-    ++tally.unresolved;
-    return false;
-  });
+  lin = std::move(kept);
 }
 
 /// Where a lock's history may be cut: the starts of its pieces (by invocation; no op in flight).
@@ -367,12 +420,16 @@ Report CheckLinearizability(const std::vector<Op>& ops, LinearizabilityOptions o
     if (op.kind == OpKind::kGrantSeen) grants[op.lock].push_back(&op);
   }
   for (auto& [lock, seen] : grants) {
-    // A watcher restarted after a gap may see a grant twice: keep its first receipt.
+    // A watcher restarted after a gap may see a grant twice: keep its first receipt of each log
+    // position (not of each token: two grants of one token are a violation to keep apart).
     std::stable_sort(seen.begin(), seen.end(), [](const Op* a, const Op* b) {
-      return std::tie(a->token, a->complete_ns) < std::tie(b->token, b->complete_ns);
+      return std::tie(a->index, a->event_no, a->complete_ns) <
+             std::tie(b->index, b->event_no, b->complete_ns);
     });
     seen.erase(std::unique(seen.begin(), seen.end(),
-                           [](const Op* a, const Op* b) { return a->token == b->token; }),
+                           [](const Op* a, const Op* b) {
+                             return a->index == b->index && a->event_no == b->event_no;
+                           }),
                seen.end());
     std::stable_sort(seen.begin(), seen.end(),
                      [](const Op* a, const Op* b) { return a->complete_ns < b->complete_ns; });
@@ -382,6 +439,10 @@ Report CheckLinearizability(const std::vector<Op>& ops, LinearizabilityOptions o
   // it out loses no linearization and keeps the search from trying it at every point.
   std::set<std::pair<std::string, uint64_t>> seen_holding;
   for (const Op& op : ops) {
+    // A release acknowledged is its lease seen holding the lock too.
+    if (op.kind == OpKind::kRelease && op.outcome == Outcome::kOk) {
+      seen_holding.insert({op.lock, op.lease});
+    }
     if (op.kind != OpKind::kInspect && op.kind != OpKind::kAcquire) continue;
     for (const Holder& h : op.holders) seen_holding.insert({op.lock, h.lease});
   }
@@ -409,7 +470,8 @@ Report CheckLinearizability(const std::vector<Op>& ops, LinearizabilityOptions o
   for (auto& [lock, lin] : by_lock) {
     std::stable_sort(lin.begin(), lin.end(),
                      [](const LinOp& x, const LinOp& y) { return x.call < y.call; });
-    Resolve(lin, grants[lock], watch, released, tally);
+    Resolve(lin, grants[lock], watch, released,
+            static_cast<BootNs>(options.watch_tail.count()) * 1'000'000, tally);
     // What the Watch history left unresolved matters only if its lease was seen holding.
     std::erase_if(lin, [&](const LinOp& l) {
       return !l.required && !seen_holding.count({lock, l.op->lease});
@@ -455,6 +517,7 @@ Report CheckLinearizability(const std::vector<Op>& ops, LinearizabilityOptions o
               " ops), " + std::to_string(steps) +
               " search steps; indeterminate acquires: " + std::to_string(tally.seen) +
               " seen granted by the watcher, " + std::to_string(tally.never) + " never granted, " +
+              std::to_string(tally.in_gaps) + " possible only in Watch gaps, " +
               std::to_string(tally.unresolved) + " unresolved" +
               (unknown ? ", " + std::to_string(unknown) + " locks unknown" : "");
   return r;

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include "faults/history/test_history.h"
 
 namespace lockd::faults {
@@ -97,8 +99,9 @@ TEST(Linearizability, AnIndeterminateAcquireMayTakeEffectLaterOrNever) {
   EXPECT_EQ(Check(early).verdict, Verdict::kFail) << Check(early).Format();
 }
 
-// The watcher covers [0, 1000] unless a test says otherwise.
-std::vector<Op> Watched(std::vector<Op> ops, int64_t end = 1000) {
+// The watcher covers [0, 10 s] unless a test says otherwise (it must run a second past the last
+// op for a grant it did not see to count as one that did not happen).
+std::vector<Op> Watched(std::vector<Op> ops, int64_t end = 10'000) {
   ops.push_back(WatchMark("watch_start", 0, 0));
   ops.push_back(WatchMark("watch_end", end, end));
   return ops;
@@ -144,9 +147,16 @@ TEST(Linearizability, AnIndeterminateAcquireTheWatcherWouldHaveSeenButDidNotNeve
   r = Check(Watched(ops, 40));
   EXPECT_EQ(r.verdict, Verdict::kPass) << r.Format();
   EXPECT_NE(r.summary.find("1 unresolved"), std::string::npos) << r.Format();
-  std::vector<Op> gap = Watched(ops);
-  gap.push_back(WatchMark("gap", 30, 35));
-  EXPECT_EQ(Check(gap).verdict, Verdict::kPass) << Check(gap).Format();
+  // A gap: the grant can have hidden only in it. After w1's release, fine; before, not.
+  std::vector<Op> late_gap = Watched(ops);
+  late_gap.push_back(WatchMark("gap", 55, 65));
+  r = Check(late_gap);
+  EXPECT_EQ(r.verdict, Verdict::kPass) << r.Format();
+  EXPECT_NE(r.summary.find("1 possible only in Watch gaps"), std::string::npos) << r.Format();
+  std::vector<Op> early_gap = Watched(ops);
+  early_gap.push_back(WatchMark("gap", 30, 35));
+  r = Check(early_gap);
+  EXPECT_EQ(r.verdict, Verdict::kFail) << r.Format();
   // Without the inspection it simply never happened.
   r = Check(Watched({ops[0], ops[1], ops[2]}));
   EXPECT_EQ(r.verdict, Verdict::kPass) << r.Format();
@@ -181,6 +191,38 @@ TEST(Linearizability, WhatMayHaveHappenedBeforeACutCarriesOverIt) {
   EXPECT_EQ(Check(open).verdict, Verdict::kPass) << Check(open).Format();
 }
 
+TEST(Linearizability, AGrantLostInAGapLeavesEveryCandidateOpen) {
+  // One lease, two timed-out acquires. The first one's grant (token 2) fell into a Watch gap; the
+  // watcher saw only the second one's (token 3). Pinning token 3 on the first would leave the
+  // second's hold unexplained.
+  std::vector<Op> ops = Watched({
+      WatchMark("gap", 10, 20),
+      Acquire("w1", 1, "hot/0", X, 12, 14, Outcome::kInfo, 0, 11),
+      Inspect("w3", 1, "hot/0", 30, 31, {{11, X, 2}}),
+      Inspect("w3", 2, "hot/0", 35, 36, {}),
+      Acquire("w1", 2, "hot/0", X, 40, 42, Outcome::kInfo, 0, 11),
+      Seen("acquired", "hot/0", 11, 3, 7, X, 52),
+      Inspect("w3", 3, "hot/0", 60, 61, {{11, X, 3}}),
+  });
+  const Report r = Check(ops);
+  EXPECT_EQ(r.verdict, Verdict::kPass) << r.Format();
+}
+
+TEST(Linearizability, AReleaseMayEndAHoldWhoseTokenOnlyTheWatcherSaw) {
+  std::vector<Op> ops = {
+      Acquire("w1", 1, "hot/0", X, 10, 20, Outcome::kInfo, 0, 10),
+      Release("w1", 2, "hot/0", 7, 10, 30, 40),  // the library learnt the token and released it
+  };
+  EXPECT_EQ(Check(ops).verdict, Verdict::kPass) << Check(ops).Format();
+  std::vector<Op> seen = Watched(ops);
+  seen.push_back(Seen("acquired", "hot/0", 10, 7, 5, X, 25));
+  EXPECT_EQ(Check(seen).verdict, Verdict::kPass) << Check(seen).Format();
+  // The cluster granted token 6, yet a release of token 7 succeeded.
+  std::vector<Op> other = Watched(ops);
+  other.push_back(Seen("acquired", "hot/0", 10, 6, 5, X, 25));
+  EXPECT_EQ(Check(other).verdict, Verdict::kFail) << Check(other).Format();
+}
+
 /// An hour's soak in miniature: `cycles` handoffs of one lock among three workers, each with a
 /// refused attempt, an inspection, and every tenth an acquire that timed out and that the watcher
 /// saw granted.
@@ -208,7 +250,7 @@ std::vector<Op> LongHistory(int cycles) {
     ops.push_back(Inspect(other, ++id, "hot/0", t + 45, t + 50, {{lease, X, token}}));
     ops.push_back(Release(me, ++id, "hot/0", token, lease, t + 50, t + 90));
   }
-  ops.push_back(WatchMark("watch_end", t, t));
+  ops.push_back(WatchMark("watch_end", t + 5'000, t + 5'000));
   return ops;
 }
 
@@ -225,6 +267,26 @@ TEST(Linearizability, DecidesAnHoursWorthOfOneLockAndFindsTheOneBadOp) {
   r = Check(ops, 10'000);
   EXPECT_EQ(r.verdict, Verdict::kFail) << r.Format();
   EXPECT_NE(r.Format().find("w9#1 inspect"), std::string::npos) << r.Format();
+}
+
+TEST(Linearizability, AnAcquireThatCanHideOnlyInAGapDoesNotJoinTheRestIntoOnePiece) {
+  // A timed-out acquire at the start whose grant, if any, fell into an early gap; then the
+  // long history. Without a deadline it would be one piece of ~18,000 ops.
+  std::vector<Op> ops = LongHistory(4'000);
+  ops.push_back(WatchMark("gap", 1, 5));
+  ops.push_back(Acquire("w7", 1, "hot/0", X, 1, 3, Outcome::kInfo, 0, 70));
+  Report r = Check(ops, 10'000);
+  EXPECT_EQ(r.verdict, Verdict::kPass) << r.Format();
+  EXPECT_NE(r.summary.find("1 possible only in Watch gaps"), std::string::npos) << r.Format();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.summary, m, std::regex(R"(the largest (\d+) ops)")));
+  EXPECT_LT(std::stoi(m[1]), 10) << r.Format();
+  // Seen holding long after the gap: it cannot have been granted then.
+  ops.push_back(Inspect("w9", 1, "hot/0", 0, 0, {{70, X, 0}}));
+  ops.back().invoke_ns = Ms(10 + 2'000 * 100 + 92);
+  ops.back().complete_ns = ops.back().invoke_ns + Ms(1);
+  r = Check(ops, 10'000);
+  EXPECT_EQ(r.verdict, Verdict::kFail) << r.Format();
 }
 
 TEST(Linearizability, LocksArePartitionedAndEachIsNamed) {

@@ -175,37 +175,37 @@ Ms DurationFromEnv(Ms quick) {
   return Ms(1000 * std::max(1L, std::atol(std::getenv("LOCKD_FAULTS_SOAK_SECONDS"))));
 }
 
-namespace {
-
-/// Every node in service runs, within `within`; a problem naming each that exited (its code and
-/// log tail: a node that crashes on every restart must not pass unnoticed).
-std::vector<std::string> NodesThatDidNotStay(NetnsCluster& c, Ms within) {
+std::vector<std::string> NodesNotRunning(NetnsCluster& c) {
   std::vector<std::string> out;
-  std::this_thread::sleep_for(std::min(within, Ms(500)));
   for (int i = 0; i < c.size(); ++i) {
     if (c.retired(i)) continue;
     if (auto code = c.ExitCode(i, Ms(0)); code.has_value()) {
-      out.push_back("node " + std::to_string(c.id(i)) + " exited " + std::to_string(*code) +
-                    " after being healed:\n" + c.LogTail(i, 15));
+      out.push_back("node " + std::to_string(c.id(i)) + " exited " + std::to_string(*code) + ":\n" +
+                    c.LogTail(i, 15));
     }
   }
   return out;
 }
 
-}  // namespace
-
-bool IsSerious(const std::string& problem) {
-  return problem.find("after being healed") != std::string::npos ||
-         problem.find("fail-stop") != std::string::npos;
-}
-
-std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis& n,
-                                     const std::atomic<bool>& stop, const ScheduleHooks& hooks) {
-  std::vector<std::string> problems;
+std::vector<Problem> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis& n,
+                                 const std::atomic<bool>& stop, const ScheduleHooks& hooks) {
+  std::vector<Problem> problems;
+  // Said as they happen too: a soak that only fails steps (no leader for an hour) must show it
+  // while it runs, not an hour later.
+  auto note = [&](Problem p) {
+    std::cerr << "[schedule] problem" << (p.serious ? " (serious)" : "") << ": " << p.text << "\n";
+    problems.push_back(std::move(p));
+  };
+  // Every node the last heal brought up must still run: one that crashed later (on catching up,
+  // on a snapshot) would otherwise be restarted by the next heal unnoticed.
+  auto check_nodes = [&](const std::string& when) {
+    for (auto& p : NodesNotRunning(c)) note({when + ": " + p, true});
+  };
   uint64_t next_id = 100;  // replacements get ids no bootstrap member has
   for (size_t k = 0; k < s.steps.size() && !stop; ++k) {
     const Step& st = s.steps[k];
     const std::string step = "step " + std::to_string(k) + " (" + st.Describe() + "): ";
+    if (k > 0) check_nodes(step + "before it, after the last heal");
     // Steps name the k-th member in service, so a replacement takes its predecessor's place.
     std::vector<int> members;
     for (int i = 0; i < c.size(); ++i) {
@@ -215,7 +215,7 @@ std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis
     auto member = [&](int k) { return k < 0 ? -1 : members[static_cast<size_t>(k % nodes)]; };
     const int leader = c.WaitForLeader(10s);
     if (leader < 0) {  // every step needs one: to aim at, or to change the membership through
-      problems.push_back(step + "no leader before it, not applied\n" + c.StatusSummary());
+      note({step + "no leader before it, not applied\n" + c.StatusSummary()});
       continue;
     }
     // The k-th running follower, k drawn from the seed (st.other).
@@ -327,7 +327,7 @@ std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis
         }
         break;
     }
-    if (!err.empty()) problems.push_back(step + err);
+    if (!err.empty()) note({step + err});
     SleepUnless(hold, stop);
     if (client_paused && hooks.resume_client) hooks.resume_client();
     if (filled >= 0) {
@@ -337,19 +337,22 @@ std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis
       auto snap = c.Lockctl({"snapshot", "--yes"}, c.client_addr(filled));
       const auto code = c.ExitCode(filled, 15s);
       if (code != std::optional<int>(70)) {
-        problems.push_back(step + "node " + std::to_string(c.id(filled)) +
-                           (code ? " exited " + std::to_string(*code) : " still runs") +
-                           " on a full disk after a snapshot was asked of it (lockctl: " +
-                           snap.output + "); expected a fail-stop exit 70");
+        note({step + "node " + std::to_string(c.id(filled)) +
+                  (code ? " exited " + std::to_string(*code) : " still runs") +
+                  " on a full disk after a snapshot was asked of it (lockctl: " + snap.output +
+                  "); expected a fail-stop exit 70",
+              true});
         if (!code) n.Kill(filled);
       }
     }
     n.Heal();
-    for (auto& p : NodesThatDidNotStay(c, kSettle)) problems.push_back(step + p);
+    std::this_thread::sleep_for(std::min(kSettle, Ms(500)));
+    check_nodes(step + "after being healed");
     SleepUnless(kSettle, stop);
   }
   n.Heal();
-  for (auto& p : NodesThatDidNotStay(c, kSettle)) problems.push_back("after the last heal: " + p);
+  std::this_thread::sleep_for(std::min(kSettle, Ms(500)));
+  check_nodes("after the last heal");
   return problems;
 }
 

@@ -77,16 +77,21 @@ struct ScheduleHooks {
   Ms client_pause_min{0};
 };
 
-/// A problem of RunSchedule that no run may have: a node that did not stay up once healed, a full
-/// disk that did not stop its node. (The others are steps that could not be applied.)
-bool IsSerious(const std::string& problem);
+/// A problem RunSchedule met, naming its step.
+struct Problem {
+  std::string text;
+  /// One no run may have: a node that did not stay up once healed, a full disk that did not
+  /// stop its node. The others are steps that could not be applied (no leader before it, a
+  /// refused rule or membership change, nothing to aim at).
+  bool serious = false;
+};
 
-/// Runs every step (apply, hold, heal, settle) until done or `stop`; heals at the end. Returns
-/// the problems met, each naming its step: a step that could not be applied (no leader before
-/// it, a refused rule or membership change, nothing to aim at), a full disk that did not make its
-/// node fail stop, a node that did not stay up once healed.
-std::vector<std::string> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis& n,
-                                     const std::atomic<bool>& stop,
-                                     const ScheduleHooks& hooks = {});
+/// Runs every step (apply, hold, heal, settle) until done or `stop`; heals at the end. Every node
+/// in service must run after each heal and still run when the next step starts.
+std::vector<Problem> RunSchedule(const Schedule& s, NetnsCluster& c, Nemesis& n,
+                                 const std::atomic<bool>& stop, const ScheduleHooks& hooks = {});
+
+/// The nodes in service that have exited, each with its exit code and log tail.
+std::vector<std::string> NodesNotRunning(NetnsCluster& c);
 
 }  // namespace lockd::faults

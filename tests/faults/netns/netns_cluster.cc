@@ -249,9 +249,11 @@ std::vector<std::string> NetnsCluster::Argv(int i) const {
       std::to_string(options_.min_ttl_ms),
   };
   if (nodes_[i].joins) {
+    // Every node in service, joined ones too: after a few replacements the bootstrap members may
+    // all be gone (an empty --join once made a node bootstrap a cluster of its own).
     std::string join;
     for (int j = 0; j < size(); ++j) {
-      if (j == i || nodes_[j].retired || nodes_[j].joins) continue;
+      if (j == i || nodes_[j].retired || client_addr(j) == client_addr(i)) continue;
       join += (join.empty() ? "" : ",") + client_addr(j);
     }
     cmd.insert(cmd.end(), {"--join", join});

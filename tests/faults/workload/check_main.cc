@@ -29,6 +29,11 @@ int Check(int argc, char** argv) {
   app.add_option("--cleanup-bound-ms", cleanup_bound_ms,
                  "every lock free within this long after the faults and workload stop")
       ->check(CLI::PositiveNumber);
+  int64_t watch_tail_ms = LinearizabilityOptions{}.watch_tail.count();
+  app.add_option("--watch-tail-ms", watch_tail_ms,
+                 "linearizability: how long after a lock's last op the watcher must have run "
+                 "for a grant it did not see to count as not made")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--search-budget", budget,
                  "linearizability: states per piece of a lock's history before UNKNOWN")
       ->check(CLI::PositiveNumber);
@@ -87,7 +92,8 @@ int Check(int argc, char** argv) {
       CheckNoLostUpdate(log.records, ops),
       CheckLeaseSafety(ops),
       CheckMutualExclusion(ops),
-      CheckLinearizability(ops, {.budget = budget}),
+      CheckLinearizability(
+          ops, {.budget = budget, .watch_tail = std::chrono::milliseconds(watch_tail_ms)}),
       CheckNoLostAck(ops),
       CheckCleanup(ops, faults, cleanup_bound_ms * 1'000'000),
   };

@@ -216,8 +216,10 @@ WorkloadRun::Verdict WorkloadRun::Finish() {
   testing::Process cleanup(Argv("cleanup", "cleanup", o_.cleanup_bound + 5s, o_.seed),
                            o_.dir + "/cleanup.out", Tied());
   ended("cleanup", cleanup, o_.cleanup_bound + 60s);
-  // The watcher outlives the clean-up by a moment, so it sees the last releases and expiries.
-  std::this_thread::sleep_for(1s);
+  // The watcher outlives the clean-up by a few seconds, so it sees the last releases and
+  // expiries, and so every grant made before the last op has reached it (linearizability counts
+  // a grant it did not see within --watch-tail-ms of a lock's last op as never made).
+  std::this_thread::sleep_for(3s);
   std::ofstream(o_.dir + "/stop-watcher").flush();
   ended("watcher", *watcher_, 60s);
   resource_->Signal(SIGTERM);
