@@ -3,6 +3,8 @@
 #   deploy/local/cluster.sh            # 3 nodes: client 7401-7403, peer 7501-7503, HTTP 7601-7603
 #   deploy/local/cluster.sh --nodes 5  # 5 nodes: 7401-7405, ...
 #   deploy/local/cluster.sh --wipe     # start from empty data dirs
+#   deploy/local/cluster.sh --tls      # TLS on both ports, with a throwaway CA made by openssl
+#                                      # (under the data dir's tls/; clients need a certificate)
 # Data lives under deploy/local/data/node<N> (or $LOCKD_LOCAL_DATA); logs beside it.
 # LOCKD_LOCAL_PORT_BASE (7400): node N listens on BASE+N (client), BASE+100+N (peer), BASE+200+N
 # (HTTP). LOCKD_BIN and LOCKCTL_BIN (both set): run these binaries, building nothing
@@ -12,11 +14,13 @@ cd "$(dirname "$0")/../.."
 
 nodes=3
 wipe=0
+tls=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) nodes="$2"; shift 2 ;;
     --wipe) wipe=1; shift ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --tls) tls=1; shift ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "cluster.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -45,6 +49,44 @@ echo "$nodes" >"$data/NODES"
 token="$(cat "$data/TOKEN")"
 bin="${LOCKD_BIN:-$PWD/build/release/src/daemon/lockd}"
 
+# --tls: a throwaway cluster CA and client CA (kept across restarts under $data/tls), a
+# certificate per node naming it (URI SAN urn:lockd:member:N) and its address (IP SAN 127.0.0.1),
+# and one client certificate for lockctl. docs/security.md says how to make real ones.
+ctl_tls=()
+if [ "$tls" -eq 1 ]; then
+  pki="$data/tls"
+  mkdir -p "$pki"
+  chmod 700 "$pki"
+  # Made for 30 days: a CA that expires within a day is made again, with everything it signed.
+  for ca in cluster-ca client-ca; do
+    if [ -f "$pki/$ca.crt" ] && ! openssl x509 -checkend 86400 -noout -in "$pki/$ca.crt" \
+      >/dev/null; then
+      rm -f "$pki"/*.crt "$pki"/*.key "$pki"/*.srl
+    fi
+  done
+  issue() {  # issue NAME CA CN SAN
+    [ -f "$pki/$1.crt" ] && openssl x509 -checkend 86400 -noout -in "$pki/$1.crt" >/dev/null &&
+      return 0
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$pki/$1.key" \
+      -subj "/CN=$3" -out "$pki/$1.csr" 2>/dev/null
+    printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$4" >"$pki/$1.ext"
+    openssl x509 -req -in "$pki/$1.csr" -CA "$pki/$2.crt" -CAkey "$pki/$2.key" -CAcreateserial \
+      -days 30 -out "$pki/$1.crt" -extfile "$pki/$1.ext" 2>/dev/null
+    rm -f "$pki/$1.csr" "$pki/$1.ext"
+  }
+  for ca in cluster-ca client-ca; do
+    [ -f "$pki/$ca.crt" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+      -keyout "$pki/$ca.key" -out "$pki/$ca.crt" -subj "/CN=lockd local $ca" -days 30 \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+      2>/dev/null
+  done
+  for i in $(seq 1 "$nodes"); do
+    issue "node$i" cluster-ca "lockd node $i" "URI:urn:lockd:member:$i,IP:127.0.0.1,DNS:localhost"
+  done
+  issue client client-ca "lockctl" "DNS:lockctl.local"
+  ctl_tls=(--cacert "$pki/cluster-ca.crt" --cert "$pki/client.crt" --key "$pki/client.key")
+fi
+
 pids=()
 stop() {
   trap - INT TERM EXIT
@@ -72,12 +114,17 @@ for i in $(seq 1 "$nodes"); do
   initial="${initial:+$initial,}$i=127.0.0.1:$((base + 100 + i))/127.0.0.1:$((base + i))"
 done
 for i in $(seq 1 "$nodes"); do
+  node_tls=()
+  if [ "$tls" -eq 1 ]; then
+    node_tls=(--tls-cert "$pki/node$i.crt" --tls-key "$pki/node$i.key"
+      --peer-ca "$pki/cluster-ca.crt" --tls-client-ca "$pki/client-ca.crt")
+  fi
   "$bin" --id "$i" \
     --client-addr "127.0.0.1:$((base + i))" \
     --peer-addr "127.0.0.1:$((base + 100 + i))" \
     --http-addr "127.0.0.1:$((base + 200 + i))" \
     --initial-cluster "$initial" --cluster-token "$token" \
-    --data-dir "$data/node$i" >>"$data/node$i.log" 2>&1 &
+    --data-dir "$data/node$i" "${node_tls[@]}" >>"$data/node$i.log" 2>&1 &
   pids+=($!)
   endpoints="${endpoints:+$endpoints,}127.0.0.1:$((base + i))"
 done
@@ -85,14 +132,18 @@ done
 echo "lockd: $nodes nodes starting; logs in $data/node*.log"
 ctl="${LOCKCTL_BIN:-$PWD/build/release/src/cli/lockctl}"
 for _ in $(seq 1 100); do
-  "$ctl" --endpoints "$endpoints" health >/dev/null 2>&1 && break
+  "$ctl" "${ctl_tls[@]}" --endpoints "$endpoints" health >/dev/null 2>&1 && break
   sleep 0.2
 done
-"$ctl" --endpoints "$endpoints" health || true
+"$ctl" "${ctl_tls[@]}" --endpoints "$endpoints" health || true
 echo
-"$ctl" --endpoints "$endpoints" status || true
+"$ctl" "${ctl_tls[@]}" --endpoints "$endpoints" status || true
 echo
 echo "Try:  export LOCKD_ENDPOINTS=$endpoints"
+if [ "$tls" -eq 1 ]; then
+  echo "      export LOCKD_CACERT=$pki/cluster-ca.crt LOCKD_CERT=$pki/client.crt" \
+    "LOCKD_KEY=$pki/client.key"
+fi
 echo "      $ctl health"
 echo "      $ctl acquire seat/42 --ttl 10000     # holds it until Ctrl-C"
 echo "      $ctl locks list"

@@ -108,6 +108,13 @@ struct ClientOptions {
   std::chrono::milliseconds margin_floor{100};
   /// Renew about every ttl / renew_divisor.
   int renew_divisor = 3;
+  /// TLS (docs/security.md): the CA that signed the nodes' certificates, and this client's own
+  /// certificate and key when the cluster asks for one. All empty: $LOCKD_CACERT, $LOCKD_CERT
+  /// and $LOCKD_KEY; those empty too: plaintext. A node's certificate must match the address
+  /// dialed (its DNS or IP SANs).
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
   /// For tests: the clock lease times are measured on. Unset: BootClock.
   std::function<BootClock::time_point()> clock;
   /// Where the library reports what it did on its own that no caller hears of (a grant released

@@ -63,7 +63,7 @@ int RunStatus(const CommandContext& c, bool ask_leader) {
   std::string reasons;
   grpc::Status s;
   for (const auto& e : c.endpoints) {
-    CommandContext one{{e}, c.json, c.timeout, c.out, c.err};
+    const CommandContext one = c.At({e});
     s = CallAny<pb::ClusterService>(one, c.timeout, [&](auto& stub, auto& ctx, uint32_t) {
       return stub.Status(&ctx, pb::StatusRequest(), &resp);
     });
@@ -86,7 +86,7 @@ int RunStatus(const CommandContext& c, bool ask_leader) {
     pb::StatusResponse from_leader;
     grpc::Status ls(grpc::StatusCode::NOT_FOUND, "the leader is not in the member table");
     if (!leader_addr.empty()) {
-      CommandContext at_leader{{leader_addr}, c.json, c.timeout, c.out, c.err};
+      const CommandContext at_leader = c.At({leader_addr});
       ls = CallAny<pb::ClusterService>(at_leader, c.timeout, [&](auto& stub, auto& ctx, uint32_t) {
         return stub.Status(&ctx, pb::StatusRequest(), &from_leader);
       });

@@ -3,11 +3,17 @@
 // cli/exit_codes.h (the one table every command uses).
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
+
+#include "client/credentials.h"
 
 namespace lockd::cli {
 
@@ -17,6 +23,23 @@ struct CommandContext {
   std::chrono::milliseconds timeout{5000};
   std::ostream& out;
   std::ostream& err;
+  /// TLS from --cacert/--cert/--key (or $LOCKD_CACERT…), read; nullopt: plaintext.
+  std::optional<grpc::SslCredentialsOptions> tls = std::nullopt;
+  /// The files behind `tls`, for the commands that use the client library.
+  std::string tls_ca = {}, tls_cert = {}, tls_key = {};
+
+  /// How to dial the endpoints. Made on use, not before: gRPC must not start its threads before
+  /// a command blocks the signals it awaits.
+  std::shared_ptr<grpc::ChannelCredentials> credentials() const {
+    return client::ChannelCredentialsFrom(tls);
+  }
+
+  /// The same context, for other endpoints.
+  CommandContext At(std::vector<std::string> other) const {
+    CommandContext c = *this;
+    c.endpoints = std::move(other);
+    return c;
+  }
 };
 
 /// Status as the leader sees it (only it knows match and lag): the first endpoint that answers,

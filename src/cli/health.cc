@@ -10,7 +10,8 @@
 namespace lockd::cli {
 
 std::vector<HealthResult> CheckHealth(const std::vector<std::string>& endpoints,
-                                      std::chrono::milliseconds timeout) {
+                                      std::chrono::milliseconds timeout,
+                                      std::shared_ptr<grpc::ChannelCredentials> credentials) {
   using grpc::health::v1::Health;
   using grpc::health::v1::HealthCheckRequest;
   using grpc::health::v1::HealthCheckResponse;
@@ -19,7 +20,7 @@ std::vector<HealthResult> CheckHealth(const std::vector<std::string>& endpoints,
     HealthResult r;
     r.endpoint = endpoint;
     r.status = "UNREACHABLE";
-    auto stub = Health::NewStub(grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials()));
+    auto stub = Health::NewStub(grpc::CreateChannel(endpoint, credentials));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + timeout);
     HealthCheckRequest req;

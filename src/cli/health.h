@@ -1,7 +1,10 @@
 // `lockctl health`: asks each endpoint's grpc.health.v1 service whether it is serving.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,8 +19,9 @@ struct HealthResult {
   bool serving() const { return status == "SERVING"; }
 };
 
-std::vector<HealthResult> CheckHealth(const std::vector<std::string>& endpoints,
-                                      std::chrono::milliseconds timeout);
+std::vector<HealthResult> CheckHealth(
+    const std::vector<std::string>& endpoints, std::chrono::milliseconds timeout,
+    std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials());
 
 /// A table for people, or one JSON array for scripts.
 std::string FormatHealth(const std::vector<HealthResult>& results, bool json);

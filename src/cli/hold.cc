@@ -22,6 +22,9 @@ int AcquireToHold(const CommandContext& c, const AcquireArgs& a, HeldLock& out) 
   client::ClientOptions o;
   o.endpoints = c.endpoints;
   o.call_timeout = c.timeout;
+  o.tls_ca_file = c.tls_ca;
+  o.tls_cert_file = c.tls_cert;
+  o.tls_key_file = c.tls_key;
   auto cl = client::Client::Connect(o);
   if (!cl.ok()) {
     c.err << "lockctl: " << cl.status().message() << "\n";

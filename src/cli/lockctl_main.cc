@@ -16,6 +16,7 @@
 #include "cli/member.h"
 #include "cli/run.h"
 #include "cli/watch.h"
+#include "client/credentials.h"
 
 namespace {
 
@@ -40,6 +41,14 @@ int main(int argc, char** argv) {
   app.add_option("--endpoints", endpoints_flag,
                  "Comma-separated host:port list (default: $LOCKD_ENDPOINTS, else 127.0.0.1:7401)");
   app.add_flag("--json", json, "Print JSON instead of a table");
+  lockd::client::TlsFiles tls;
+  app.add_option("--cacert", tls.ca,
+                 "TLS: the CA that signed the nodes' certificates (default: $LOCKD_CACERT; none: "
+                 "plaintext)");
+  app.add_option("--cert", tls.cert,
+                 "TLS: this client's certificate, when the cluster asks for one (default: "
+                 "$LOCKD_CERT)");
+  app.add_option("--key", tls.key, "TLS: the certificate's private key (default: $LOCKD_KEY)");
   auto* timeout_opt = app.add_option("--timeout-ms", timeout_ms,
                                      "Deadline of each call; for `locks watch`, how long to watch")
                           ->check(CLI::Range(1, 600'000))
@@ -55,8 +64,17 @@ int main(int argc, char** argv) {
         exit_code = lockd::cli::kExitUsage;
         return;
       }
-      lockd::cli::CommandContext c{*endpoints, json, std::chrono::milliseconds(timeout_ms),
-                                   std::cout, std::cerr};
+      const lockd::client::TlsFiles files = lockd::client::TlsFilesOrEnv(tls);
+      // Files only: gRPC must not start its threads before a command blocks its signals.
+      auto read = lockd::client::ReadTlsFiles(files);
+      if (!read.ok()) {
+        std::fprintf(stderr, "lockctl: %s\n", read.status().message().c_str());
+        exit_code = lockd::cli::kExitUsage;
+        return;
+      }
+      lockd::cli::CommandContext c{*endpoints, json,       std::chrono::milliseconds(timeout_ms),
+                                   std::cout,  std::cerr,  *read,
+                                   files.ca,   files.cert, files.key};
       exit_code = f(c);
     };
   };
@@ -64,7 +82,7 @@ int main(int argc, char** argv) {
   auto* health = app.add_subcommand(
       "health", "Ask every endpoint whether it is serving; exits 1 unless all are SERVING");
   health->callback(with_context([&](const lockd::cli::CommandContext& c) {
-    auto results = lockd::cli::CheckHealth(c.endpoints, c.timeout);
+    auto results = lockd::cli::CheckHealth(c.endpoints, c.timeout, c.credentials());
     c.out << lockd::cli::FormatHealth(results, c.json);
     for (const auto& r : results) {
       if (!r.serving()) return 1;

@@ -43,7 +43,7 @@ bool ChangeInProgress(const grpc::Status& s) {
 std::optional<pb::StatusResponse> LeaderStatus(const CommandContext& c) {
   pb::StatusResponse resp;
   const auto ask = [&](const std::vector<std::string>& endpoints, pb::StatusResponse* into) {
-    CommandContext at{endpoints, c.json, c.timeout, c.out, c.err};
+    const CommandContext at = c.At(endpoints);
     return CallAny<pb::ClusterService>(at, c.timeout, [&](auto& stub, auto& ctx, uint32_t) {
       return stub.Status(&ctx, pb::StatusRequest(), into);
     });

@@ -8,6 +8,7 @@
 
 #include "client/acquire.h"
 #include "client/client_core.h"
+#include "client/credentials.h"
 #include "client/renewer.h"
 
 namespace lockd::client {
@@ -193,7 +194,10 @@ Result<std::unique_ptr<Client>> Client::Connect(ClientOptions o) {
   }
   if (o.margin_floor < 0ms) return Status(StatusCode::kInvalidArgument, "margin_floor < 0");
   if (!o.clock) o.clock = [] { return BootClock::now(); };
-  auto core = std::make_shared<ClientCore>(std::move(o));
+  const TlsFiles files = TlsFilesOrEnv({o.tls_ca_file, o.tls_cert_file, o.tls_key_file});
+  auto credentials = ChannelCredentialsFor(files);
+  if (!credentials.ok()) return credentials.status();
+  auto core = std::make_shared<ClientCore>(std::move(o), std::move(credentials).value());
   core->Start();
   return std::unique_ptr<Client>(new Client(std::move(core)));
 }

@@ -44,24 +44,27 @@ std::optional<std::vector<uint64_t>> HeldTokensOf(const pb::RenewResponse& r) {
   return std::vector<uint64_t>(r.held_tokens().begin(), r.held_tokens().end());
 }
 
-static std::shared_ptr<grpc::Channel> NewChannel(const std::string& endpoint) {
+static std::shared_ptr<grpc::Channel> NewChannel(
+    const std::string& endpoint, const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
   grpc::ChannelArguments args;
   // gRPC's default reconnect back-off grows to minutes; a restarted node must be usable again
   // within a lease's validity.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  return grpc::CreateCustomChannel(endpoint, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(endpoint, credentials, args);
 }
 
-ClientCore::ClientCore(ClientOptions options) : options_(std::move(options)) {
+ClientCore::ClientCore(ClientOptions options, std::shared_ptr<grpc::ChannelCredentials> credentials)
+    : options_(std::move(options)),
+      credentials_(credentials ? std::move(credentials) : grpc::InsecureChannelCredentials()) {
   std::random_device rd;
   rng_.seed((uint64_t{rd()} << 32) | rd());
   client_hi_ = rng_();
   client_lo_ = rng_();
   endpoints_ = options_.endpoints;
   for (const auto& e : endpoints_) {
-    channels_.push_back(NewChannel(e));
+    channels_.push_back(NewChannel(e, credentials_));
     stubs_.push_back(pb::LockService::NewStub(channels_.back()));
   }
 }
@@ -153,7 +156,7 @@ size_t ClientCore::PickEndpoint() {
     }
     if (endpoints_.size() < kMaxEndpoints) {
       endpoints_.push_back(leader_);
-      channels_.push_back(NewChannel(leader_));
+      channels_.push_back(NewChannel(leader_, credentials_));
       stubs_.push_back(pb::LockService::NewStub(channels_.back()));
       return endpoints_.size() - 1;
     }

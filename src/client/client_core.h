@@ -51,7 +51,9 @@ std::optional<std::vector<uint64_t>> HeldTokensOf(const pb::RenewResponse& r);
 
 class ClientCore : public std::enable_shared_from_this<ClientCore> {
  public:
-  explicit ClientCore(ClientOptions options);
+  /// `credentials`: how to dial the endpoints (client/credentials.h); null: plaintext.
+  explicit ClientCore(ClientOptions options,
+                      std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
   ~ClientCore();
   /// Starts the renewer and cleanup threads (after construction: they need shared_from_this).
   void Start();
@@ -187,6 +189,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   };
 
   const ClientOptions options_;
+  const std::shared_ptr<grpc::ChannelCredentials> credentials_;
   uint64_t client_hi_ = 0, client_lo_ = 0;
 
   mutable std::mutex mu_;  ///< guards everything below up to the renewer

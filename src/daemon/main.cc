@@ -1,5 +1,5 @@
 // lockd: the lock server daemon. Parses flags and the TOML config, starts a Node, and runs until
-// SIGTERM or SIGINT, then shuts down cleanly and exits 0.
+// SIGTERM or SIGINT, then shuts down cleanly and exits 0. SIGHUP reloads the TLS certificates.
 #include <absl/synchronization/mutex.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -28,10 +28,12 @@ int Run(const lockd::server::NodeOptions& options, const std::vector<std::string
   // sigwait could see it: restore the default disposition first.
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
-  sigset_t stop_signals;
+  signal(SIGHUP, SIG_DFL);
+  sigset_t stop_signals;  // and SIGHUP: reload the TLS certificates
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   spdlog::set_level(spdlog::level::from_str(options.log_level));
@@ -50,7 +52,13 @@ int Run(const lockd::server::NodeOptions& options, const std::vector<std::string
   spdlog::info("node {} ready", options.node_id);
 
   int sig = 0;
-  sigwait(&stop_signals, &sig);
+  for (;;) {
+    sigwait(&stop_signals, &sig);
+    if (sig != SIGHUP) break;
+    if (lockd::Status s = node.ReloadCertificates(); !s.ok()) {
+      spdlog::error("SIGHUP: certificates not reloaded, the old ones stay: {}", s.ToString());
+    }
+  }
   spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   node.Shutdown();
   spdlog::info("stopped");
@@ -83,6 +91,19 @@ int main(int argc, char** argv) {
   app.add_option("--log-format", o.log_format,
                  "text, or json: one JSON object per line (ts, level, node, term, msg)")
       ->capture_default_str();
+  app.add_option("--tls-cert", o.tls_cert,
+                 "This member's certificate (PEM, with intermediates); its URI SAN "
+                 "urn:lockd:member:<id> names it. TLS on both ports (docs/security.md)");
+  app.add_option("--tls-key", o.tls_key, "The certificate's private key (PEM, unencrypted)");
+  app.add_option("--tls-client-ca", o.tls_client_ca,
+                 "Clients must present a certificate this CA signed (mutual TLS on the client "
+                 "port); unset: clients are not asked for one");
+  app.add_option("--peer-ca", o.peer_ca,
+                 "The cluster CA, which signs every member's certificate (mutual TLS on the peer "
+                 "port)");
+  app.add_flag("--plaintext", o.plaintext,
+               "Serve both ports without TLS (development only; what a node without TLS flags "
+               "does, said explicitly)");
   app.add_option("--initial-cluster", o.initial_cluster,
                  "Members of a new cluster: id=peer_host:port/client_host:port,... (used only "
                  "when the data dir is empty; empty: a one-node cluster)")
@@ -222,6 +243,14 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  // An empty --join (a script's empty variable) must not read as "no --join" and bootstrap a
+  // cluster of one next to the one it was meant to join.
+  if (app.count("--join") > 0 && lockd::server::SplitJoinAddrs(o.join).empty()) {
+    std::fprintf(stderr,
+                 "lockd: --join names no address: give the client addresses of some members "
+                 "(host:port,...)\n");
+    return 2;
+  }
   if (lockd::Status s = lockd::server::Validate(o); !s.ok()) {
     std::fprintf(stderr, "lockd: %s\n", s.message().c_str());
     return 2;

@@ -92,7 +92,7 @@ void Forwarder::Stop() {
 std::shared_ptr<grpc::Channel> Forwarder::ChannelFor(const std::string& addr) {
   std::lock_guard lock(mu_);
   auto& channel = channels_[addr];
-  if (!channel) channel = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+  if (!channel) channel = grpc::CreateChannel(addr, credentials_);
   return channel;
 }
 

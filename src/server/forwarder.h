@@ -36,8 +36,12 @@ bool WasForwarded(const grpc::CallbackServerContext& ctx);
 
 class Forwarder {
  public:
-  Forwarder(uint64_t node_id, std::chrono::milliseconds max_forward_age)
-      : node_id_(node_id), max_forward_age_(max_forward_age) {}
+  /// `credentials`: how to dial the leader's client port (server/tls.h; default plaintext).
+  Forwarder(uint64_t node_id, std::chrono::milliseconds max_forward_age,
+            std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr)
+      : node_id_(node_id),
+        max_forward_age_(max_forward_age),
+        credentials_(credentials ? std::move(credentials) : grpc::InsecureChannelCredentials()) {}
   /// Waits for every forwarded call's callback to finish, so no call outlives its channel.
   ~Forwarder();
 
@@ -107,6 +111,7 @@ class Forwarder {
 
   const uint64_t node_id_;
   const std::chrono::milliseconds max_forward_age_;
+  const std::shared_ptr<grpc::ChannelCredentials> credentials_;
   std::mutex mu_;  ///< guards channels_, outstanding_, in_flight_ and stopping_
   std::condition_variable idle_;
   size_t outstanding_ = 0;

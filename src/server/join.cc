@@ -13,8 +13,9 @@ namespace lockd::server {
 
 namespace {
 
-Result<lockd::v1::StatusResponse> AskStatus(const std::string& addr) {
-  auto channel = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+Result<lockd::v1::StatusResponse> AskStatus(
+    const std::string& addr, const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
+  auto channel = grpc::CreateChannel(addr, credentials);
   auto stub = lockd::v1::ClusterService::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
@@ -54,8 +55,10 @@ Result<JoinedCluster> FromLeader(const std::string& addr, const lockd::v1::Statu
 }  // namespace
 
 Result<JoinedCluster> AskCluster(const std::vector<std::string>& addrs,
-                                 std::chrono::milliseconds total) {
+                                 std::chrono::milliseconds total,
+                                 std::shared_ptr<grpc::ChannelCredentials> credentials) {
   if (addrs.empty()) return InvalidArgument("--join names no address");
+  if (!credentials) credentials = grpc::InsecureChannelCredentials();
   const auto give_up = std::chrono::steady_clock::now() + total;
   std::string failures;
   for (;;) {
@@ -65,7 +68,7 @@ Result<JoinedCluster> AskCluster(const std::vector<std::string>& addrs,
     for (size_t i = 0; i < ask.size(); ++i) {
       const std::string addr = ask[i];
       if (!asked.insert(addr).second) continue;
-      auto resp = AskStatus(addr);
+      auto resp = AskStatus(addr, credentials);
       if (!resp.ok()) {
         failures += "; " + addr + ": " + resp.status().message();
         continue;

@@ -4,6 +4,8 @@
 // (ClusterService.AddMember); everything else comes from the leader's log or snapshot.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <string>
 #include <vector>
 
@@ -21,7 +23,9 @@ struct JoinedCluster {
 /// takes the leader's answer (a follower's answer only points to the leader, which is asked
 /// next): UNAVAILABLE naming every failure when no leader answers with a decided cluster id, or
 /// when the leader's table lacks a member's address.
+/// `credentials`: how to dial a member's client port (server/tls.h; default plaintext).
 Result<JoinedCluster> AskCluster(const std::vector<std::string>& addrs,
-                                 std::chrono::milliseconds total);
+                                 std::chrono::milliseconds total,
+                                 std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 
 }  // namespace lockd::server

@@ -1,9 +1,11 @@
 #include "server/node.h"
 
+#include <arpa/inet.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -34,9 +36,42 @@ namespace lockd::server {
 
 namespace {
 
-PeerTransportOptions TransportOptionsOf(const NodeOptions& o) {
+bool IsLoopback(const std::string& addr) {
+  auto hp = ParseHostPort(addr);
+  if (!hp.ok()) return false;
+  std::string h = hp->host;
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  if (h == "localhost") return true;
+  in_addr v4{};
+  in6_addr v6{};
+  if (inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  return inet_pton(AF_INET6, h.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+/// Plaintext is for development: say so where it can be reached from elsewhere.
+void WarnOfPlaintext(const NodeOptions& o) {
+  for (const auto& [port, addr] :
+       {std::pair<const char*, const std::string&>{"client", o.client_addr},
+        {"peer", o.peer_addr}}) {
+    if (IsLoopback(addr)) continue;
+    spdlog::warn(
+        "node {}: the {} port {} is not a loopback address and serves plaintext: anyone who "
+        "can reach it can {}. Use TLS (--tls-cert, --tls-key, --peer-ca; docs/security.md)",
+        o.node_id, port, addr,
+        std::string(port) == "client"
+            ? "force-release any lock, revoke any lease and remove members"
+            : "pose as a member");
+  }
+}
+
+PeerTransportOptions TransportOptionsOf(const NodeOptions& o,
+                                        const std::shared_ptr<NodeSecurity>& security) {
   PeerTransportOptions t;
   t.max_snapshot_bytes = o.max_snapshot_bytes;
+  t.credentials_to = [security](uint64_t id) { return security->ToPeer(id); };
+  t.check_claim = [security](const grpc::ServerContext& ctx, uint64_t id) {
+    return security->CheckPeerClaim(ctx, id);
+  };
   return t;
 }
 
@@ -77,7 +112,8 @@ struct ResolvedIdentity {
 /// The cluster this data dir belongs to: recorded when the data dir was created, read back ever
 /// after. A new data dir gets a new incarnation and an undecided cluster id (the first leader
 /// decides it through the log).
-Result<ResolvedIdentity> ResolveIdentity(const NodeOptions& o, const storage::DataDir& dir) {
+Result<ResolvedIdentity> ResolveIdentity(const NodeOptions& o, const storage::DataDir& dir,
+                                         const NodeSecurity& security) {
   auto recorded = LoadClusterIdentity(dir.path());
   if (!recorded.ok()) return recorded.status();
   if (recorded->has_value()) {
@@ -87,7 +123,8 @@ Result<ResolvedIdentity> ResolveIdentity(const NodeOptions& o, const storage::Da
     for (const auto& m : id.members) self = self || m.id == o.node_id;
     if (!o.join.empty()) {
       // A restart of a joining node: the data dir must be of the cluster it joins.
-      auto cluster = AskCluster(SplitJoinAddrs(o.join), std::chrono::seconds(5));
+      auto cluster = AskCluster(SplitJoinAddrs(o.join), std::chrono::seconds(5),
+                                security.ToMemberClientPort());
       if (cluster.ok() && !id.cluster_id.empty() && cluster->cluster_id != id.cluster_id) {
         return FailedPrecondition("data dir " + dir.path() + " belongs to cluster " +
                                   id.cluster_id + ", not to cluster " + cluster->cluster_id +
@@ -131,7 +168,8 @@ Result<ResolvedIdentity> ResolveIdentity(const NodeOptions& o, const storage::Da
   r.fresh = true;
   ClusterIdentity& id = r.identity;
   if (!o.join.empty()) {
-    auto cluster = AskCluster(SplitJoinAddrs(o.join), std::chrono::seconds(30));
+    auto cluster =
+        AskCluster(SplitJoinAddrs(o.join), std::chrono::seconds(30), security.ToMemberClientPort());
     if (!cluster.ok()) return cluster.status();
     for (const auto& m : cluster->members) {
       if (m.id == o.node_id) {
@@ -188,7 +226,11 @@ Status Node::Start() {
         "cluster). To bring this machine back, give it an empty data dir and add it as a new "
         "member: docs/operations.md, \"Replace a member\"");
   }
-  auto resolved = ResolveIdentity(options_, *data_dir_);
+  auto security = NodeSecurity::Load(options_);
+  if (!security.ok()) return security.status();
+  security_ = std::move(security).value();
+  if (security_->plaintext()) WarnOfPlaintext(options_);
+  auto resolved = ResolveIdentity(options_, *data_dir_, *security_);
   if (!resolved.ok()) return resolved.status();
   const ClusterIdentity* identity = &resolved->identity;
 
@@ -296,7 +338,8 @@ Status Node::Start() {
       [this](uint64_t from, std::vector<std::string> messages) {
         replica_->DeliverPeerMessages(from, std::move(messages));
       },
-      [this](uint64_t from) { return identity_->Admits(from); }, TransportOptionsOf(options_));
+      [this](uint64_t from) { return identity_->Admits(from); },
+      TransportOptionsOf(options_, security_));
   transport_->SetSnapshotHandler([this](uint64_t from, std::string message, std::string payload,
                                         std::function<void(Status)> done) {
     replica_->DeliverSnapshot(from, std::move(message), std::move(payload), std::move(done));
@@ -364,7 +407,7 @@ Status Node::Start() {
   {
     grpc::ServerBuilder builder;
     int bound = 0;
-    builder.AddListeningPort(options_.peer_addr, grpc::InsecureServerCredentials(), &bound);
+    builder.AddListeningPort(options_.peer_addr, security_->PeerPortCredentials(), &bound);
     // gRPC sets SO_REUSEPORT by default: a second lockd on the same address would start and
     // take a share of the connections. Refused instead, with the error below.
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -384,7 +427,8 @@ Status Node::Start() {
 
   metadata_->SetLeaderSource([this] { return identity_->ClientAddr(replica_->leader_id()); });
   forwarder_ = std::make_unique<Forwarder>(options_.node_id,
-                                           std::chrono::milliseconds(options_.forward_timeout_ms));
+                                           std::chrono::milliseconds(options_.forward_timeout_ms),
+                                           security_->ToMemberClientPort());
   ServiceContext sc{*replica_,
                     *forwarder_,
                     *watch_,
@@ -411,7 +455,7 @@ Status Node::Start() {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(options_.client_addr, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(options_.client_addr, security_->ClientPortCredentials(), &bound_port);
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // as on the peer port
   builder.RegisterService(lock_service_.get());
   builder.RegisterService(cluster_service_.get());
@@ -555,6 +599,11 @@ namespace {
 /// How long a stopping node refuses new calls with UNAVAILABLE before its server shuts down.
 constexpr std::chrono::milliseconds kStopDrain{300};
 }  // namespace
+
+Status Node::ReloadCertificates() {
+  if (!security_) return FailedPrecondition("the node has not started");
+  return security_->Reload();
+}
 
 void Node::Shutdown() {
   stopping_ = true;

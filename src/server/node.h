@@ -23,6 +23,7 @@
 #include "base/status.h"
 #include "server/node_metrics.h"
 #include "server/options.h"
+#include "server/tls.h"
 
 namespace grpc {
 class Server;
@@ -54,6 +55,9 @@ class Node {
 
   Status Start();
   void Shutdown();
+  /// SIGHUP: reads the TLS certificate files again and serves them if they pass the checks a
+  /// start makes; otherwise the old ones stay and the error says why (server/tls.h).
+  Status ReloadCertificates();
 
   const NodeOptions& options() const { return options_; }
   /// Empty while not decided yet.
@@ -68,6 +72,7 @@ class Node {
 
   NodeOptions options_;
   std::unique_ptr<storage::DataDir> data_dir_;
+  std::shared_ptr<NodeSecurity> security_;
   std::unique_ptr<IdentityStore> identity_;
   std::unique_ptr<storage::NodeStorage> storage_;
   std::unique_ptr<WatchHub> watch_;

@@ -59,6 +59,11 @@ std::vector<std::string> SplitJoinAddrs(const std::string& join) {
   return out;
 }
 
+bool UsesTls(const NodeOptions& o) {
+  return !o.tls_cert.empty() || !o.tls_key.empty() || !o.tls_client_ca.empty() ||
+         !o.peer_ca.empty();
+}
+
 Status Validate(const NodeOptions& o) {
   if (o.node_id == 0) return InvalidArgument("--id must be a positive integer (0 means 'none')");
   for (const auto& [flag, addr] :
@@ -93,6 +98,9 @@ Status Validate(const NodeOptions& o) {
   }
   if (o.cluster_token.empty()) return InvalidArgument("--cluster-token must not be empty");
   if (!o.join.empty()) {
+    if (SplitJoinAddrs(o.join).empty()) {
+      return InvalidArgument("--join names no address: give the client addresses of some members");
+    }
     if (!o.initial_cluster.empty()) {
       return InvalidArgument(
           "--join and --initial-cluster exclude each other: a joining node learns the members "
@@ -101,6 +109,23 @@ Status Validate(const NodeOptions& o) {
     for (const auto& addr : SplitJoinAddrs(o.join)) {
       auto hp = ParseHostPort(addr);
       if (!hp.ok()) return InvalidArgument("--join: " + hp.status().message());
+    }
+  }
+  if (UsesTls(o)) {
+    if (o.plaintext) {
+      return InvalidArgument(
+          "--plaintext excludes --tls-cert, --tls-key, --tls-client-ca and "
+          "--peer-ca");
+    }
+    for (const auto& [flag, file] :
+         {std::pair<const char*, const std::string&>{"--tls-cert", o.tls_cert},
+          {"--tls-key", o.tls_key},
+          {"--peer-ca", o.peer_ca}}) {
+      if (file.empty()) {
+        return InvalidArgument(std::string(flag) +
+                               " is required with TLS (--tls-cert, --tls-key and --peer-ca "
+                               "together; --tls-client-ca optional), or run with --plaintext");
+      }
     }
   }
   if (o.backup_stall_timeout_ms < 100) {

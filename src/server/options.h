@@ -32,6 +32,15 @@ struct NodeOptions {
   /// added (ClusterService.AddMember) and learns everything else from the leader's log.
   std::string join;
 
+  // Transport security (server/tls.h, docs/security.md). TLS when any file is given: then
+  // --tls-cert, --tls-key and --peer-ca are all required.
+  std::string tls_cert;       ///< this member's certificate (chain), PEM; names it (MemberUri)
+  std::string tls_key;        ///< its private key, PEM, unencrypted
+  std::string tls_client_ca;  ///< set: clients must present a certificate this CA signed
+  std::string peer_ca;        ///< the cluster CA: signs every member's certificate
+  /// Serve both ports in plaintext, said explicitly (development only).
+  bool plaintext = false;
+
   // Membership changes.
   /// AddMember promotes a learner to voter once its log is within this many entries of the
   /// leader's.
@@ -93,5 +102,7 @@ std::vector<std::string> SplitJoinAddrs(const std::string& join);
 
 /// Checks every field; the message names the setting and what a valid value looks like.
 Status Validate(const NodeOptions& options);
+/// Whether the options ask for TLS (any certificate file given).
+bool UsesTls(const NodeOptions& options);
 
 }  // namespace lockd::server

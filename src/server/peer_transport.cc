@@ -29,7 +29,7 @@ class PeerTransport::Outbound {
       : owner_(owner),
         id_(id),
         addr_(std::move(addr)),
-        stub_(PeerService::NewStub(grpc::CreateChannel(addr_, grpc::InsecureChannelCredentials()))),
+        stub_(PeerService::NewStub(grpc::CreateChannel(addr_, owner.CredentialsTo(id)))),
         jitter_(static_cast<uint32_t>(owner.self_.node_id * 1'000'003 + id)) {
     sender_ = std::thread([this] { SenderLoop(); });
   }
@@ -341,8 +341,7 @@ class PeerTransport::SnapshotSend {
       if (cancelled_) return "cancelled";
       ctx_.set_deadline(std::chrono::system_clock::now() + owner_.options_.snapshot_timeout);
     }
-    auto stub =
-        PeerService::NewStub(grpc::CreateChannel(addr_, grpc::InsecureChannelCredentials()));
+    auto stub = PeerService::NewStub(grpc::CreateChannel(addr_, owner_.CredentialsTo(to_)));
     auto stream = stub->InstallSnapshot(&ctx_);
     const std::string& payload = *payload_;
     SnapshotChunk first;
@@ -415,6 +414,9 @@ class PeerTransport::InboundService final : public PeerService::Service {
     if (!stream->Read(&frame)) return grpc::Status::OK;
     if (!frame.has_hello())
       return Reject(ctx, stream, "the first frame of a peer stream must be a Hello");
+    if (std::string why = owner_.CheckClaim(*ctx, frame.hello().from()); !why.empty()) {
+      return Reject(ctx, stream, why);
+    }
     if (const std::string replaced = owner_.identity_.replaced_reason(); !replaced.empty()) {
       return Reject(ctx, stream, "this node takes no part in the cluster: " + replaced);
     }
@@ -468,6 +470,9 @@ class PeerTransport::InboundService final : public PeerService::Service {
     if (!stream->Read(&chunk)) return grpc::Status::OK;
     if (!chunk.has_hello()) {
       return Refuse(ctx, stream, "the first chunk of a snapshot must carry a Hello");
+    }
+    if (std::string why = owner_.CheckClaim(*ctx, chunk.hello().from()); !why.empty()) {
+      return Refuse(ctx, stream, why);
     }
     if (owner_.identity_.replaced()) {
       return Refuse(
@@ -610,6 +615,15 @@ Hello PeerTransport::MakeHello(uint64_t to) const {
     if (m.id == self_.node_id) hello.set_peer_addr(m.peer_addr);
   }
   return hello;
+}
+
+std::string PeerTransport::CheckClaim(const grpc::ServerContext& ctx, uint64_t from) const {
+  if (!options_.check_claim) return {};
+  return options_.check_claim(ctx, from);  // the refusal logs it
+}
+
+std::shared_ptr<grpc::ChannelCredentials> PeerTransport::CredentialsTo(uint64_t id) const {
+  return options_.credentials_to ? options_.credentials_to(id) : grpc::InsecureChannelCredentials();
 }
 
 std::string PeerTransport::CheckHello(const Hello& h) const {

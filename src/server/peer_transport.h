@@ -87,6 +87,11 @@ struct PeerTransportOptions {
   /// A removed peer's stream stays open this long at most to deliver what was queued for it
   /// (RemovePeer).
   std::chrono::milliseconds retire_grace{1000};
+  /// The credentials to dial member `id` with (unset: plaintext).
+  std::function<std::shared_ptr<grpc::ChannelCredentials>(uint64_t id)> credentials_to;
+  /// Whether the caller of an inbound call may claim to be member `id`: empty if so, else why
+  /// not (unset: every claim is taken). With TLS: its certificate must name `id`.
+  std::function<std::string(const grpc::ServerContext& ctx, uint64_t id)> check_claim;
 };
 
 /// Counters for one outbound peer, for Status and metrics.
@@ -146,8 +151,13 @@ class PeerTransport {
   /// Why a Hello is refused, or empty when it is acceptable. An acceptable Hello's sender gets
   /// its incarnation recorded if it is its first. Public for tests.
   std::string CheckHello(const lockd::peer::v1::Hello& hello) const;
+  /// Whether the caller of `ctx` may claim to be `from` (PeerTransportOptions::check_claim).
+  /// Checked before the Hello, which has effects (removals merged, peers noted).
+  std::string CheckClaim(const grpc::ServerContext& ctx, uint64_t from) const;
 
  private:
+  std::shared_ptr<grpc::ChannelCredentials> CredentialsTo(uint64_t id) const;
+
   class Outbound;
   class InboundService;
   class SnapshotSend;

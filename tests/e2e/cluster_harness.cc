@@ -150,8 +150,9 @@ void Cluster::Connect(int i) {
   // A channel of its own (no subchannel shared with another Cluster or an earlier start).
   args.SetString("lockd-e2e-channel",
                  std::to_string(i) + "#" + std::to_string(n.starts) + "@" + dir_->path());
-  n.channel =
-      grpc::CreateCustomChannel(Addr(n.client_port), grpc::InsecureChannelCredentials(), args);
+  n.channel = grpc::CreateCustomChannel(
+      Addr(n.client_port),
+      options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials(), args);
   n.lock = v1::LockService::NewStub(n.channel);
   n.cluster = v1::ClusterService::NewStub(n.channel);
 }
@@ -255,7 +256,7 @@ std::vector<std::string> Cluster::Argv(int i) const {
   if (nodes_[i].joins) {
     std::string join;
     for (int j = 0; j < size(); ++j) {
-      if (j == i || nodes_[j].joins || client_addr(j) == client_addr(i)) continue;
+      if (j == i || client_addr(j) == client_addr(i)) continue;
       join += (join.empty() ? "" : ",") + client_addr(j);
     }
     argv.push_back("--join");
@@ -265,6 +266,9 @@ std::vector<std::string> Cluster::Argv(int i) const {
     argv.push_back(InitialCluster());
   }
   for (const auto& f : o.extra_flags) argv.push_back(f);
+  if (o.node_flags) {
+    for (auto& f : o.node_flags(nodes_[i].id)) argv.push_back(std::move(f));
+  }
   return argv;
 }
 

@@ -53,6 +53,10 @@ struct ClusterOptions {
   uint64_t forward_timeout_ms = 10'000;
   std::string log_level = "info";
   std::vector<std::string> extra_flags;  ///< appended to every node's command line
+  /// Flags for node `id` alone (its certificate…), appended after extra_flags.
+  std::function<std::vector<std::string>(uint64_t id)> node_flags;
+  /// How the harness's own channels dial the client ports (null: plaintext).
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
   /// "NAME=value" added to every node's environment, at every start (e.g. an LD_PRELOAD shim).
   std::vector<std::string> env;
   bool start = true;  ///< start every node in the constructor

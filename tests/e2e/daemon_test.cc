@@ -151,6 +151,12 @@ TEST(Daemon, RejectsBadFlagsWithAClearError) {
   auto id = RunCommand({LOCKD_BINARY, "--id", "0", "--data-dir", dir.path()}, 20s);
   EXPECT_EQ(id.exit_code, 2);
   EXPECT_THAT(id.output, HasSubstr("--id"));
+  // An empty --join (once: a harness's empty list) must not bootstrap a cluster of its own.
+  for (const char* join : {"", ","}) {
+    auto empty = RunCommand({LOCKD_BINARY, "--data-dir", dir.path(), "--join", join}, 20s);
+    EXPECT_EQ(empty.exit_code, 2) << empty.output;
+    EXPECT_THAT(empty.output, HasSubstr("--join names no address"));
+  }
 }
 
 // A planted bug (--testing-unsafe-fault, fault tests only) needs the flag on the command line AND

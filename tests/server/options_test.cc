@@ -22,6 +22,24 @@ TEST(Options, EachBadSettingIsNamedInTheError) {
   o = NodeOptions{};
   o.log_level = "loud";
   EXPECT_NE(Validate(o).message().find("--log-level"), std::string::npos);
+  o = NodeOptions{};
+  o.join = ",,";
+  EXPECT_NE(Validate(o).message().find("--join names no address"), std::string::npos);
+}
+
+TEST(Options, TlsNeedsItsThreeFilesAndExcludesPlaintext) {
+  NodeOptions o;
+  EXPECT_FALSE(UsesTls(o));
+  o.tls_cert = "node.crt";
+  EXPECT_TRUE(UsesTls(o));
+  EXPECT_NE(Validate(o).message().find("--tls-key is required with TLS"), std::string::npos)
+      << Validate(o).message();
+  o.tls_key = "node.key";
+  EXPECT_NE(Validate(o).message().find("--peer-ca is required"), std::string::npos);
+  o.peer_ca = "ca.pem";
+  EXPECT_TRUE(Validate(o).ok()) << Validate(o).message();
+  o.plaintext = true;
+  EXPECT_NE(Validate(o).message().find("--plaintext excludes"), std::string::npos);
 }
 
 TEST(Options, ClusterTimingAndLimitsAreValidatedWithTheFlagNamed) {
