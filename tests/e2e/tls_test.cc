@@ -92,6 +92,16 @@ std::vector<std::string> Endpoints(Cluster& c) {
   return out;
 }
 
+/// The client library's options for `cluster`, trusting `ca`, with the client CA's certificate.
+lc::ClientOptions ClientOptionsFor(Cluster& cluster, const Pki& pki, const std::string& ca) {
+  lc::ClientOptions o;
+  o.endpoints = Endpoints(cluster);
+  o.tls_ca_file = pki.Path(ca);
+  o.tls_cert_file = pki.Path("client.crt");
+  o.tls_key_file = pki.Path("client.key");
+  return o;
+}
+
 /// lockctl status against node 0 with these TLS flags.
 testing::CommandResult Lockctl(Cluster& c, std::vector<std::string> tls) {
   std::vector<std::string> argv = {LOCKCTL_BINARY, "--endpoints", c.client_addr(0), "--timeout-ms",
@@ -110,11 +120,7 @@ TEST(Tls, ClientsOfTheClientCaAreServedAndEveryOtherClientIsRefused) {
   ASSERT_GE(cluster.WaitForReady(), 0) << cluster.StatusSummary();
 
   // The client library, through every node (followers forward to the leader over TLS).
-  lc::ClientOptions o;
-  o.endpoints = Endpoints(cluster);
-  o.tls_ca_file = pki.Path("cluster-ca.pem");
-  o.tls_cert_file = pki.Path("client.crt");
-  o.tls_key_file = pki.Path("client.key");
+  lc::ClientOptions o = ClientOptionsFor(cluster, pki, "cluster-ca.pem");
   auto client = lc::Client::Connect(o);
   ASSERT_TRUE(client.ok()) << client.status().ToString();
   auto lease = (*client)->GrantLease(5000ms, "tls");
@@ -273,12 +279,7 @@ TEST(Tls, CertificatesRotateOnSighupWhileALockStaysHeld) {
   Cluster cluster(pki.Options(pki.cluster_ca().cert + next_ca.cert));
   ASSERT_GE(cluster.WaitForReady(), 0) << cluster.StatusSummary();
 
-  lc::ClientOptions o;
-  o.endpoints = Endpoints(cluster);
-  o.tls_ca_file = pki.Path("both-cas.pem");
-  o.tls_cert_file = pki.Path("client.crt");
-  o.tls_key_file = pki.Path("client.key");
-  auto client = lc::Client::Connect(o);
+  auto client = lc::Client::Connect(ClientOptionsFor(cluster, pki, "both-cas.pem"));
   ASSERT_TRUE(client.ok()) << client.status().ToString();
   auto lease = (*client)->GrantLease(3000ms, "rotation");
   ASSERT_TRUE(lease.ok()) << lease.status().ToString();
