@@ -292,7 +292,7 @@ class Search {
 
 /// Indeterminate acquires, resolved from the Watch history where it covers them (see the header).
 struct Resolution {
-  size_t seen = 0, never = 0, in_gaps = 0, unresolved = 0;
+  size_t seen = 0, never = 0, in_gaps = 0, ambiguous = 0, unresolved = 0;
 };
 
 /// The last moment an indeterminate acquire invoked at `call` can have taken effect unseen by
@@ -371,7 +371,8 @@ void Resolve(std::vector<LinOp>& lin, const std::vector<const Op*>& grants,
     LinOp& l = lin[i];
     if (indeterminate(l) && !l.seen) {
       std::optional<BootNs> until = UnseenUntil(l.call, last, watch, tail);
-      if (auto a = ambiguous.find(i); a != ambiguous.end() && until != kNever) {
+      const auto a = ambiguous.find(i);
+      if (a != ambiguous.end() && until != kNever) {
         until = std::max(until.value_or(a->second), a->second);
       }
       if (!until) {
@@ -379,7 +380,9 @@ void Resolve(std::vector<LinOp>& lin, const std::vector<const Op*>& grants,
         continue;
       }
       l.ret = *until;
-      ++(*until == kNever ? tally.unresolved : tally.in_gaps);
+      ++(*until == kNever       ? tally.unresolved
+         : a != ambiguous.end() ? tally.ambiguous
+                                : tally.in_gaps);
     }
     kept.push_back(l);
   }
@@ -428,7 +431,9 @@ Report CheckLinearizability(const std::vector<Op>& ops, LinearizabilityOptions o
     });
     seen.erase(std::unique(seen.begin(), seen.end(),
                            [](const Op* a, const Op* b) {
-                             return a->index == b->index && a->event_no == b->event_no;
+                             // A record without a log position (index 0) is never a repeat.
+                             return a->index != 0 && a->index == b->index &&
+                                    a->event_no == b->event_no;
                            }),
                seen.end());
     std::stable_sort(seen.begin(), seen.end(),
@@ -518,6 +523,7 @@ Report CheckLinearizability(const std::vector<Op>& ops, LinearizabilityOptions o
               " search steps; indeterminate acquires: " + std::to_string(tally.seen) +
               " seen granted by the watcher, " + std::to_string(tally.never) + " never granted, " +
               std::to_string(tally.in_gaps) + " possible only in Watch gaps, " +
+              std::to_string(tally.ambiguous) + " sharing a grant with another (a gap), " +
               std::to_string(tally.unresolved) + " unresolved" +
               (unknown ? ", " + std::to_string(unknown) + " locks unknown" : "");
   return r;

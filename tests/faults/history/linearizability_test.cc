@@ -191,6 +191,21 @@ TEST(Linearizability, WhatMayHaveHappenedBeforeACutCarriesOverIt) {
   EXPECT_EQ(Check(open).verdict, Verdict::kPass) << Check(open).Format();
 }
 
+TEST(Linearizability, AnAcquireThatCouldHideOnlyInAGapCannotGoAfterAnOpInvokedPastIt) {
+  // One piece (a slow inspection spans it): w2's grant, if any, fell into the gap [30, 35], while
+  // w1 still held the lock (its release is acknowledged after). Placing w2's grant after the
+  // release, invoked at 50, would pass: the deadline forbids it.
+  std::vector<Op> ops = Watched({
+      WatchMark("gap", 30, 35),
+      Acquire("w1", 1, "hot/0", X, 0, 10, Outcome::kOk, 5, 1),
+      Inspect("w4", 1, "hot/0", 5, 100, {{1, X, 5}}),
+      Acquire("w2", 1, "hot/0", X, 20, 25, Outcome::kInfo, 0, 2),
+      Release("w1", 2, "hot/0", 5, 1, 50, 60),
+      Inspect("w3", 1, "hot/0", 70, 75, {{2, X, 9}}),
+  });
+  EXPECT_EQ(Check(ops).verdict, Verdict::kFail) << Check(ops).Format();
+}
+
 TEST(Linearizability, AGrantLostInAGapLeavesEveryCandidateOpen) {
   // One lease, two timed-out acquires. The first one's grant (token 2) fell into a Watch gap; the
   // watcher saw only the second one's (token 3). Pinning token 3 on the first would leave the
