@@ -14,7 +14,7 @@
 // second run puts every peer link through the harness's proxy for delay and reordering, with the
 // faults that work through it (partitions and loss match node addresses and would not reach proxied
 // links). The run's records (histories, fault events, node logs) are kept under
-// $TMPDIR/lockd-faults-netns-<seed> when it fails or when LOCKD_FAULTS_KEEP is set.
+// $TMPDIR/lockd-faults-<test>-<seed> when it fails or when LOCKD_FAULTS_KEEP is set.
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
