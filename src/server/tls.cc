@@ -177,16 +177,35 @@ std::string MemberUri(uint64_t id) {
   return std::string(kMemberUriPrefix) + std::to_string(id);
 }
 
+Result<CertificatePems> ReadCertificateFiles(const CertificateCheck& check) {
+  CertificatePems pems;
+  auto cert = ReadWhole(check.cert_flag, check.cert_file);
+  if (!cert.ok()) return cert.status();
+  auto key = ReadWhole(check.key_flag, check.key_file);
+  if (!key.ok()) return key.status();
+  pems.cert = std::move(cert).value();
+  pems.key = std::move(key).value();
+  for (const auto& [ca_flag, ca_file] : check.cas) {
+    auto ca = ReadWhole(ca_flag, ca_file);
+    if (!ca.ok()) return ca.status();
+    pems.cas.push_back(std::move(ca).value());
+  }
+  return pems;
+}
+
 Result<std::string> CheckCertificateFiles(const CertificateCheck& check) {
-  auto cert_pem = ReadWhole(check.cert_flag, check.cert_file);
-  if (!cert_pem.ok()) return cert_pem.status();
-  auto key_pem = ReadWhole(check.key_flag, check.key_file);
-  if (!key_pem.ok()) return key_pem.status();
+  auto pems = ReadCertificateFiles(check);
+  if (!pems.ok()) return pems.status();
+  return CheckCertificatePems(check, *pems);
+}
+
+Result<std::string> CheckCertificatePems(const CertificateCheck& check,
+                                         const CertificatePems& pems) {
   const std::string cert_name = Named(check.cert_flag, check.cert_file);
-  std::vector<X509Ptr> chain = ParseCertificates(*cert_pem);
+  std::vector<X509Ptr> chain = ParseCertificates(pems.cert);
   if (chain.empty()) return InvalidArgument(cert_name + " holds no PEM certificate");
   X509* leaf = chain.front().get();
-  BIO* bio = BIO_new_mem_buf(key_pem->data(), static_cast<int>(key_pem->size()));
+  BIO* bio = BIO_new_mem_buf(pems.key.data(), static_cast<int>(pems.key.size()));
   std::unique_ptr<EVP_PKEY, KeyFree> key(
       bio ? PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr) : nullptr);
   BIO_free(bio);
@@ -208,10 +227,9 @@ Result<std::string> CheckCertificateFiles(const CertificateCheck& check) {
   if (X509_cmp_current_time(X509_get0_notAfter(leaf)) <= 0) {
     return InvalidArgument(cert_name + " expired on " + TimeText(X509_get0_notAfter(leaf)));
   }
-  for (const auto& [ca_flag, ca_file] : check.cas) {
-    auto ca_pem = ReadWhole(ca_flag, ca_file);
-    if (!ca_pem.ok()) return ca_pem.status();
-    std::vector<X509Ptr> roots = ParseCertificates(*ca_pem);
+  for (size_t c = 0; c < check.cas.size() && c < pems.cas.size(); ++c) {
+    const auto& [ca_flag, ca_file] = check.cas[c];
+    std::vector<X509Ptr> roots = ParseCertificates(pems.cas[c]);
     if (roots.empty())
       return InvalidArgument(Named(ca_flag, ca_file) + " holds no PEM certificate");
     std::unique_ptr<X509_STORE, StoreFree> store(X509_STORE_new());
@@ -306,16 +324,15 @@ Status NodeSecurity::Activate(const std::string& why) {
   check.key_file = key_;
   check.cas = {{"--peer-ca", peer_ca_}};
   check.member = node_id_;
-  auto described = CheckCertificateFiles(check);
+  // Read once: the bytes installed are the bytes checked, whatever is written to the files
+  // meanwhile.
+  auto pems = ReadCertificateFiles(check);
+  if (!pems.ok()) return pems.status();
+  auto described = CheckCertificatePems(check, *pems);
   if (!described.ok()) return described.status();
-  // The member certificate is presented on the client port too: clients of a client CA verify
-  // it against the cluster CA (--cacert), which is the one it was just checked against.
-  auto cert = ReadWhole("--tls-cert", cert_);
-  auto key = ReadWhole("--tls-key", key_);
-  auto peer_ca = ReadWhole("--peer-ca", peer_ca_);
-  if (!cert.ok() || !key.ok() || !peer_ca.ok()) {
-    return !cert.ok() ? cert.status() : !key.ok() ? key.status() : peer_ca.status();
-  }
+  const std::string& cert = pems->cert;
+  const std::string& key = pems->key;
+  const std::string& peer_ca = pems->cas.front();
   std::string client_roots;
   if (!client_ca_.empty()) {
     auto client_ca = ReadWhole("--tls-client-ca", client_ca_);
@@ -324,17 +341,17 @@ Status NodeSecurity::Activate(const std::string& why) {
       return InvalidArgument("--tls-client-ca " + client_ca_ + " holds no PEM certificate");
     }
     // Members forward clients' calls to the leader's client port with their own certificates.
-    client_roots = *client_ca + "\n" + *peer_ca;
+    client_roots = *client_ca + "\n" + peer_ca;
   }
   const fs::path gen = fs::path(dir_) / ("gen-" + std::to_string(generation_ + 1));
   std::error_code ec;
   fs::remove_all(gen, ec);
   fs::create_directories(gen, ec);
   if (ec) return Unavailable("cannot create " + gen.string() + ": " + ec.message());
-  for (Status s : {WriteFile(gen / "cert.pem", *cert, 0600), WriteFile(gen / "key.pem", *key, 0600),
-                   WriteFile(gen / "peer-ca.pem", *peer_ca, 0600),
-                   WriteFile(gen / "client-roots.pem",
-                             client_roots.empty() ? *peer_ca : client_roots, 0600)}) {
+  for (Status s :
+       {WriteFile(gen / "cert.pem", cert, 0600), WriteFile(gen / "key.pem", key, 0600),
+        WriteFile(gen / "peer-ca.pem", peer_ca, 0600),
+        WriteFile(gen / "client-roots.pem", client_roots.empty() ? peer_ca : client_roots, 0600)}) {
     if (!s.ok()) return s;
   }
   // Swap the active link in one rename: a watcher reads the old copy or the new one.

@@ -47,6 +47,17 @@ struct CertificateCheck {
   std::optional<uint64_t> member;  ///< it must name this member (MemberUri)
 };
 
+/// What the files held.
+struct CertificatePems {
+  std::string cert, key;
+  std::vector<std::string> cas;  ///< in the order of CertificateCheck::cas
+};
+/// Reads the files (the error names the flag and the file).
+Result<CertificatePems> ReadCertificateFiles(const CertificateCheck& check);
+/// CheckCertificateFiles on contents already read.
+Result<std::string> CheckCertificatePems(const CertificateCheck& check,
+                                         const CertificatePems& pems);
+
 /// Checks the files as a start or a reload must: readable, a PEM certificate (chain) and a PEM
 /// private key that match, valid now, signed by every CA given (each readable, PEM), naming the
 /// member. The error names the flag, the file and what is wrong. OK: a one-line description of
