@@ -315,6 +315,11 @@ Result<std::shared_ptr<NodeSecurity>> NodeSecurity::Load(const NodeOptions& opti
     }
   }
   if (Status st = s->Activate("start"); !st.ok()) return st;
+  // One watcher per set of files (each re-reads them every second on a thread of its own),
+  // shared by every server and channel that uses them.
+  const fs::path active = fs::path(s->dir_) / "active";
+  s->peer_files_ = Watcher(active, "peer-ca.pem");
+  s->client_port_files_ = Watcher(active, s->client_ca_.empty() ? "" : "client-roots.pem");
   return s;
 }
 
@@ -385,8 +390,7 @@ Status NodeSecurity::Reload() {
 
 std::shared_ptr<grpc::ServerCredentials> NodeSecurity::ClientPortCredentials() const {
   if (plaintext_) return grpc::InsecureServerCredentials();
-  const fs::path active = fs::path(dir_) / "active";
-  gx::TlsServerCredentialsOptions o(Watcher(active, client_ca_.empty() ? "" : "client-roots.pem"));
+  gx::TlsServerCredentialsOptions o(client_port_files_);
   o.watch_identity_key_cert_pairs();
   if (client_ca_.empty()) {
     o.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
@@ -399,7 +403,7 @@ std::shared_ptr<grpc::ServerCredentials> NodeSecurity::ClientPortCredentials() c
 
 std::shared_ptr<grpc::ServerCredentials> NodeSecurity::PeerPortCredentials() const {
   if (plaintext_) return grpc::InsecureServerCredentials();
-  gx::TlsServerCredentialsOptions o(Watcher(fs::path(dir_) / "active", "peer-ca.pem"));
+  gx::TlsServerCredentialsOptions o(peer_files_);
   o.watch_identity_key_cert_pairs();
   o.watch_root_certs();
   o.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
@@ -407,10 +411,10 @@ std::shared_ptr<grpc::ServerCredentials> NodeSecurity::PeerPortCredentials() con
 }
 
 namespace {
-std::shared_ptr<grpc::ChannelCredentials> MemberChannel(const std::string& dir,
-                                                        std::optional<uint64_t> id) {
+std::shared_ptr<grpc::ChannelCredentials> MemberChannel(
+    const std::shared_ptr<gx::CertificateProviderInterface>& files, std::optional<uint64_t> id) {
   gx::TlsChannelCredentialsOptions o;
-  o.set_certificate_provider(Watcher(fs::path(dir) / "active", "peer-ca.pem"));
+  o.set_certificate_provider(files);
   o.watch_root_certs();
   o.watch_identity_key_cert_pairs();
   o.set_verify_server_certs(true);
@@ -423,12 +427,12 @@ std::shared_ptr<grpc::ChannelCredentials> MemberChannel(const std::string& dir,
 
 std::shared_ptr<grpc::ChannelCredentials> NodeSecurity::ToPeer(uint64_t id) const {
   if (plaintext_) return grpc::InsecureChannelCredentials();
-  return MemberChannel(dir_, id);
+  return MemberChannel(peer_files_, id);
 }
 
 std::shared_ptr<grpc::ChannelCredentials> NodeSecurity::ToMemberClientPort() const {
   if (plaintext_) return grpc::InsecureChannelCredentials();
-  return MemberChannel(dir_, std::nullopt);
+  return MemberChannel(peer_files_, std::nullopt);
 }
 
 std::string NodeSecurity::CheckPeerClaim(const grpc::ServerContext& ctx, uint64_t id) const {

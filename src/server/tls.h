@@ -20,6 +20,7 @@
 #pragma once
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/security/tls_certificate_provider.h>
 
 #include <cstdint>
 #include <memory>
@@ -101,7 +102,10 @@ class NodeSecurity {
   uint64_t node_id_ = 0;
   std::string cert_, key_, client_ca_, peer_ca_;  ///< the files the flags name
   std::string dir_;                               ///< <data dir>/tls
-  std::mutex mu_;                                 ///< one reload at a time
+  /// gRPC's watchers of the active copy: key, certificate and the cluster CA; and the same with
+  /// the client port's roots.
+  std::shared_ptr<grpc::experimental::CertificateProviderInterface> peer_files_, client_port_files_;
+  std::mutex mu_;  ///< one reload at a time
   uint64_t generation_ = 0;
 };
 
