@@ -299,13 +299,27 @@ Status IdentityStore::CheckPeer(uint64_t peer, const std::string& incarnation) {
     return InvalidArgument("node " + std::to_string(peer) + " presents a malformed incarnation");
   }
   std::lock_guard lock(mu_);
-  auto known = recorded_.known_peers.find(peer);
   const bool in_table = std::any_of(recorded_.members.begin(), recorded_.members.end(),
                                     [peer](const MemberSpec& m) { return m.id == peer; });
-  // Known only while not in the table (a joiner not added yet, or a member added after the
-  // entry this node applied): it cannot count in any quorum this node reckons, so a new data
-  // dir under that id (a joiner restarted empty) replaces the record rather than being refused.
-  if (known != recorded_.known_peers.end() && (known->second == incarnation || in_table)) {
+  if (!in_table) {
+    // Outside the table (a member added after the entry this node applied): it counts in no
+    // quorum this node reckons, so a new data dir under that id replaces the record rather than
+    // being refused, and nothing is written (a Hello must not be able to grow the file).
+    if (auto o = outside_peers_.find(peer); o != outside_peers_.end()) {
+      o->second = incarnation;
+      return Status::Ok();
+    }
+    if (outside_peers_.size() >= kMaxOutsidePeers) {
+      return Status(StatusCode::kResourceExhausted,
+                    "this node already tracks " + std::to_string(kMaxOutsidePeers) +
+                        " peers outside its member table; node " + std::to_string(peer) +
+                        " is refused until this node applies the membership that names it");
+    }
+    outside_peers_[peer] = incarnation;
+    return Status::Ok();
+  }
+  auto known = recorded_.known_peers.find(peer);
+  if (known != recorded_.known_peers.end()) {
     if (known->second == incarnation) return Status::Ok();
     const std::string n = "node " + std::to_string(peer);
     return FailedPrecondition(
@@ -353,7 +367,7 @@ bool IdentityStore::KnowsAnotherIncarnation(uint64_t peer, const std::string& in
 
 bool IdentityStore::KnowsIncarnationOf(uint64_t peer) const {
   std::lock_guard lock(mu_);
-  return recorded_.known_peers.contains(peer);
+  return recorded_.known_peers.contains(peer) || outside_peers_.contains(peer);
 }
 
 std::string IdentityStore::UndecidedReason() const {
@@ -385,16 +399,23 @@ bool IdentityStore::IsMember(uint64_t id) const {
   return false;
 }
 
-bool IdentityStore::Admits(uint64_t id) const {
+bool IdentityStore::Admits(uint64_t id, uint64_t peer_membership_index) const {
   if (joining()) return true;
   std::lock_guard lock(mu_);
   const auto& members = recorded_.members;
   const bool named =
       std::any_of(members.begin(), members.end(), [id](const MemberSpec& m) { return m.id == id; });
   if (named) return true;
+  if (peer_membership_index <= recorded_.membership_index) return false;
   return std::none_of(
       recorded_.removed.begin(), recorded_.removed.end(),
       [id](const RemovedMember& r) { return r.id == id && r.incarnation == kUnknownIncarnation; });
+}
+
+bool IdentityStore::WasRemovedId(uint64_t id) const {
+  std::lock_guard lock(mu_);
+  return std::any_of(recorded_.removed.begin(), recorded_.removed.end(),
+                     [id](const RemovedMember& r) { return r.id == id; });
 }
 
 std::string IdentityStore::ClientAddr(uint64_t id) const {
@@ -431,12 +452,14 @@ void AddRemoved(ClusterIdentity& id, RemovedMember r) {
 }  // namespace
 
 Status IdentityStore::SetMembers(std::vector<MemberSpec> members,
-                                 const std::vector<RemovedMember>& removed, uint64_t index) {
+                                 const std::vector<RemovedMember>& removed, uint64_t index,
+                                 bool names_self) {
   std::lock_guard lock(mu_);
   ClusterIdentity next = recorded_;
   next.members = std::move(members);
   next.membership_index = std::max(next.membership_index, index);
-  next.joining = false;
+  next.joining = next.joining && !names_self;
+  std::map<uint64_t, std::string> outside = outside_peers_;
   for (RemovedMember r : removed) {
     if (r.incarnation.empty()) {
       auto known = next.known_peers.find(r.id);
@@ -445,12 +468,32 @@ Status IdentityStore::SetMembers(std::vector<MemberSpec> members,
     }
     // The incarnation the leader names wins over ours: forget ours for the id either way.
     next.known_peers.erase(r.id);
+    outside.erase(r.id);
     AddRemoved(next, std::move(r));
   }
+  // Durable records for the table's peers only; the rest in memory (dropped past the bound).
+  for (auto it = next.known_peers.begin(); it != next.known_peers.end();) {
+    const uint64_t peer = it->first;
+    if (std::none_of(next.members.begin(), next.members.end(),
+                     [peer](const MemberSpec& m) { return m.id == peer; })) {
+      outside.emplace(peer, std::move(it->second));
+      it = next.known_peers.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const MemberSpec& m : next.members) {
+    if (auto o = outside.find(m.id); o != outside.end()) {
+      next.known_peers.emplace(m.id, std::move(o->second));
+      outside.erase(o);
+    }
+  }
+  while (outside.size() > kMaxOutsidePeers) outside.erase(std::prev(outside.end()));
   if (next != recorded_) {
     if (Status s = SaveClusterIdentity(data_dir_, next); !s.ok()) return s;
     recorded_ = std::move(next);
   }
+  outside_peers_ = std::move(outside);
   return Status::Ok();
 }
 
@@ -464,6 +507,10 @@ Status IdentityStore::NoteRemoved(const std::vector<RemovedMember>& removed) {
     // An id removed under an unknown incarnation is settled by this node's own log: the peer
     // may know of a later addition under it that this node has not applied yet, or not.
     if (r.incarnation == kUnknownIncarnation) continue;
+    if (auto o = outside_peers_.find(r.id);
+        o != outside_peers_.end() && o->second == r.incarnation) {
+      outside_peers_.erase(o);
+    }
     AddRemoved(next, r);
   }
   if (next == recorded_) return Status::Ok();

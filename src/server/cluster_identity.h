@@ -54,13 +54,18 @@ inline constexpr const char* kUnknownIncarnation = "-";
 /// this many the oldest is forgotten. A member removed that long ago is still stopped by its own
 /// data dir's removal mark, or refused as an unknown incarnation if its mark was lost.
 inline constexpr size_t kMaxRemovedMembers = 1024;
+/// How many peers outside the member table a node keeps an incarnation for (in memory only) and
+/// dials at the address they gave: leaders and members added after the membership entry this
+/// node applied. A node catching up meets a few; past this many a new one is refused.
+inline constexpr size_t kMaxOutsidePeers = 16;
 
 struct ClusterIdentity {
   std::string cluster_id;  ///< empty while not yet decided
   std::string bootstrap_id;
   std::string incarnation;  ///< empty only in a format-1 file, until the node records one
   std::vector<MemberSpec> members;
-  /// The incarnation this node first accepted for each peer.
+  /// The incarnation this node first accepted for each peer of its member table (peers outside
+  /// it are kept in memory only: IdentityStore::CheckPeer).
   std::map<uint64_t, std::string> known_peers;
   /// The log index of the last membership entry (or snapshot) whose table `members` records:
   /// a restart replays the entries up to it without acting on them again (format 3; 0 before).
@@ -127,7 +132,10 @@ class IdentityStore {
   /// Trust on first use: OK when `peer` presents the incarnation this node knows it by, or when
   /// it presents its first one (recorded durably before this returns). Another incarnation is
   /// FAILED_PRECONDITION with the message an operator needs (the member was wiped or replaced;
-  /// how to replace it).
+  /// how to replace it). A peer the member table does not name counts in no quorum this node
+  /// reckons: its incarnation is kept in memory only (nothing any Hello says can grow the
+  /// identity file), replaced by the next one it presents, at most kMaxOutsidePeers of them
+  /// (RESOURCE_EXHAUSTED past that); SetMembers makes it durable once the table names it.
   Status CheckPeer(uint64_t peer, const std::string& incarnation);
 
   /// Why `peer` refuses this node (empty: it accepts us again), for the answer clients get while
@@ -148,8 +156,8 @@ class IdentityStore {
   bool replaced() const { return replaced_flag_.load(std::memory_order_acquire); }
   /// Whether `peer` is known here under an incarnation other than `incarnation`.
   bool KnowsAnotherIncarnation(uint64_t peer, const std::string& incarnation) const;
-  /// Whether this node has recorded an incarnation for `peer` (trust on first use): false for a
-  /// member that never talked to this node since it was added (for Status).
+  /// Whether this node has an incarnation for `peer` (trust on first use, durable or in memory):
+  /// false for a member that never talked to this node since it was added (for Status).
   bool KnowsIncarnationOf(uint64_t peer) const;
 
   // --- the member table (member_table.h): decided by the log, recorded here ---
@@ -157,20 +165,27 @@ class IdentityStore {
   /// Whether `id` is in the member table, or this node is joining (it has applied no
   /// membership yet and knows only the members it asked when it started).
   bool IsMember(uint64_t id) const;
-  /// Whether a peer presenting `id` (and this cluster's id) may talk to this node: any id but
-  /// one removed before its incarnation was known and not named by the table since. The member
-  /// table is not the test: it follows the entry being applied, and a catching-up node must
-  /// admit a leader added after it (as etcd admits by cluster id and refuses removed ids).
-  /// A removed incarnation is refused by WasRemoved.
-  bool Admits(uint64_t id) const;
+  /// Whether a peer presenting `id` (and this cluster's id) may talk to this node, given the
+  /// index of the last membership entry the peer applied (its Hello says): a member of the
+  /// table, anyone while this node is joining, or — only if the peer applied a later membership
+  /// entry than this node (it knows a table that names it: a leader added after the entry this
+  /// node applied) — an id not removed before its incarnation was known. An id outside the table
+  /// that knows no later one was removed or was never added (a wiped data dir started with
+  /// bootstrap flags, a joiner not added yet, a stray process): refused. A removed incarnation is
+  /// refused by WasRemoved.
+  bool Admits(uint64_t id, uint64_t peer_membership_index) const;
+  /// Whether `id` was removed under any incarnation (for the refusal's message).
+  bool WasRemovedId(uint64_t id) const;
   /// The client address of member `id`, empty when it is not a member.
   std::string ClientAddr(uint64_t id) const;
   /// Records the table the membership entry (or snapshot) at `index` led to; `removed` left the
   /// cluster under the incarnation given (empty: the one this node knows, else unknown). Their
   /// incarnations are forgotten as known peers (a new node may join under the same id later)
-  /// and recorded as removed. Clears the joining flag: a membership is applied.
+  /// and recorded as removed. Peers the table names take their in-memory incarnation into the
+  /// file; recorded peers it does not name move to memory. `names_self`: the table names this
+  /// node, which clears the joining flag (an older entry met while catching up does not).
   Status SetMembers(std::vector<MemberSpec> members, const std::vector<RemovedMember>& removed,
-                    uint64_t index);
+                    uint64_t index, bool names_self);
   /// Merges removals a peer of this cluster applied (from its Hello): learnt before this node
   /// applies them itself, so a catching-up node admits a replacement under a removed id.
   Status NoteRemoved(const std::vector<RemovedMember>& removed);
@@ -207,6 +222,8 @@ class IdentityStore {
   ClusterIdentity recorded_;
   DecidedListener listener_;
   std::map<uint64_t, std::string> refusals_;
+  /// Incarnations of peers outside the member table (CheckPeer), at most kMaxOutsidePeers.
+  std::map<uint64_t, std::string> outside_peers_;
   std::string replaced_;  ///< MarkReplaced's reason
   std::string removed_;   ///< MarkRemoved's reason
   std::atomic<bool> joining_{false};

@@ -250,11 +250,12 @@ Status Node::Start() {
   storage_ = std::move(store).value();
   const auto initial = storage_->log().Initial();
   // A joiner that applied no membership yet joins again at a restart, even though its log may
-  // hold the leader's term and entries by now (the flag is cleared by the first membership it
-  // applies). A format-3 joiner has no flag: only an untouched log tells.
+  // hold the leader's term and entries, even older membership entries (the flag is cleared by
+  // the first membership it applies whose table names it). A format-3 joiner has no flag: only
+  // an untouched log tells.
   const bool untouched = storage_->log().LastIndex().value() == 0 && initial.hard.empty();
   const bool joining =
-      resolved->joining && initial.conf.voters.empty() && (identity->joining || untouched);
+      resolved->joining && (identity->joining || (initial.conf.voters.empty() && untouched));
   if (joining) {
     // Never bootstraps: the leader's log (or snapshot) brings the membership once it adds us.
     if (Status s = SaveClusterIdentity(data_dir_->path(), *identity); !s.ok()) return s;
@@ -338,7 +339,9 @@ Status Node::Start() {
       [this](uint64_t from, std::vector<std::string> messages) {
         replica_->DeliverPeerMessages(from, std::move(messages));
       },
-      [this](uint64_t from) { return identity_->Admits(from); },
+      [this](uint64_t from, uint64_t membership_index) {
+        return identity_->Admits(from, membership_index);
+      },
       TransportOptionsOf(options_, security_));
   transport_->SetSnapshotHandler([this](uint64_t from, std::string message, std::string payload,
                                         std::function<void(Status)> done) {

@@ -441,7 +441,7 @@ class PeerTransport::InboundService final : public PeerService::Service {
       p->set_incarnation(r.incarnation);
     }
     if (!stream->Write(ok)) return grpc::Status::OK;
-    owner_.LearnPeerAddr(from, frame.hello().peer_addr());
+    owner_.LearnPeerAddr(from, frame.hello().peer_addr(), frame.hello().membership_index());
 
     while (stream->Read(&frame)) {
       if (!frame.has_batch()) {
@@ -604,6 +604,7 @@ Hello PeerTransport::MakeHello(uint64_t to) const {
   hello.set_tick_ms(self_.tick_ms);
   hello.set_drift_ppm(self_.drift_ppm);
   hello.set_limits(self_.limits);
+  hello.set_membership_index(identity_.membership_index());
   for (const RemovedMember& r : identity_.removed_members()) {
     auto* p = hello.add_removed();
     p->set_id(r.id);
@@ -634,8 +635,24 @@ std::string PeerTransport::CheckHello(const Hello& h) const {
     return "addressed to node " + std::to_string(h.to()) + " but this is node " +
            std::to_string(self_.node_id);
   }
-  if (h.from() == 0 || h.from() == self_.node_id || !is_member_(h.from())) {
+  if (h.from() == 0 || h.from() == self_.node_id) {
     return "node " + std::to_string(h.from()) + " is not a member of this cluster";
+  }
+  if (!is_member_(h.from(), h.membership_index())) {
+    std::string why = "node " + std::to_string(h.from()) +
+                      " is not a member of this cluster (this node's member table, of membership "
+                      "entry " +
+                      std::to_string(identity_.membership_index()) +
+                      ", does not name it, and it applied no later one)";
+    if (identity_.WasRemovedId(h.from())) {
+      why +=
+          ": it was removed; a node cannot come back on its own (a wiped data dir started "
+          "with bootstrap flags is refused): start it with an empty data dir and --join, then "
+          "lockctl member add it (docs/operations.md, \"Replace a member\")";
+    } else {
+      why += ": add it first (lockctl member add), and start a new node with --join";
+    }
+    return why;
   }
   if (identity_.WasRemoved(h.from(), h.incarnation())) {
     return "node " + std::to_string(h.from()) + " was removed from the cluster";
@@ -709,19 +726,58 @@ std::string PeerTransport::MergeRemoved(
   return {};
 }
 
-void PeerTransport::LearnPeerAddr(uint64_t id, const std::string& peer_addr) {
+void PeerTransport::LearnPeerAddr(uint64_t id, const std::string& peer_addr,
+                                  uint64_t membership_index) {
   if (peer_addr.empty() || !ValidMemberAddr(peer_addr).ok()) return;
   std::lock_guard lock(mu_);
   if (stopped_ || outbound_.count(id)) return;  // the member table's address wins
+  if (learned_.size() >= kMaxOutsidePeers) {
+    spdlog::warn(
+        "node {}: not dialing node {} at {}: {} peers outside the member table dialed "
+        "already",
+        self_.node_id, id, peer_addr, learned_.size());
+    return;
+  }
   spdlog::info("node {}: dialing node {} at {}, the address it gave (not in our table yet)",
                self_.node_id, id, peer_addr);
   outbound_[id] = std::make_unique<Outbound>(*this, id, peer_addr);
+  learned_[id] = membership_index;
+}
+
+void PeerTransport::ForgetLearnedPeers(const std::vector<MemberSpec>& table, uint64_t index) {
+  std::vector<std::unique_ptr<Outbound>> ended;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = learned_.begin(); it != learned_.end();) {
+      const uint64_t id = it->first;
+      const bool named =
+          std::any_of(table.begin(), table.end(), [id](const MemberSpec& m) { return m.id == id; });
+      if (named) {
+        it = learned_.erase(it);  // a table peer now (SetPeer keeps or re-targets its stream)
+      } else if (it->second <= index) {
+        // Applied as far as the peer had when it said hello, and no table names it: it left.
+        spdlog::info(
+            "node {}: closing the stream to node {}: the member table of entry {} does "
+            "not name it",
+            self_.node_id, id, index);
+        if (auto o = outbound_.find(id); o != outbound_.end()) {
+          ended.push_back(std::move(o->second));
+          outbound_.erase(o);
+        }
+        it = learned_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  ended.clear();  // joins outside the map lock
 }
 
 void PeerTransport::SetPeer(uint64_t id, const std::string& peer_addr) {
   std::unique_ptr<Outbound> old;
   {
     std::lock_guard lock(mu_);
+    learned_.erase(id);  // a table peer from now on
     auto it = outbound_.find(id);
     if (it != outbound_.end()) {
       if (it->second->addr() == peer_addr) return;
@@ -750,6 +806,7 @@ void PeerTransport::RemovePeer(uint64_t id) {
         ++it;
       }
     }
+    learned_.erase(id);
     auto it = outbound_.find(id);
     if (it != outbound_.end() && !stopped_) {
       // Not cut at once: a removed member learns its removal from the commit announcement

@@ -109,8 +109,9 @@ class PeerTransport {
  public:
   /// Called with each accepted batch, in the order the sender queued it.
   using Handler = std::function<void(uint64_t from, std::vector<std::string> messages)>;
-  /// Whether a node id may talk to us (a member, or a learner being added).
-  using MembershipCheck = std::function<bool(uint64_t from)>;
+  /// Whether a node id may talk to us, given the index of the last membership entry it applied
+  /// (IdentityStore::Admits).
+  using MembershipCheck = std::function<bool(uint64_t from, uint64_t membership_index)>;
   /// A whole snapshot from `from`: its encoded kSnapshot message and its checked payload. The
   /// handler must call `done` once, with the outcome of handing it to Raft (from any thread).
   using SnapshotHandler = std::function<void(
@@ -128,6 +129,10 @@ class PeerTransport {
 
   /// Starts (or re-targets) the outbound stream to `id`.
   void SetPeer(uint64_t id, const std::string& peer_addr);
+  /// The member table of the membership applied at `index` took effect: streams opened to peers
+  /// it does not name, dialed at the address their Hello gave because they knew a later table
+  /// (LearnPeerAddr), end once this node has applied as far as they had.
+  void ForgetLearnedPeers(const std::vector<MemberSpec>& table, uint64_t index);
   /// Stops sending to `id` (it left the configuration). What was already queued for it still
   /// goes out on the live stream, for at most `retire_grace`, without blocking the caller.
   void RemovePeer(uint64_t id);
@@ -175,8 +180,9 @@ class PeerTransport {
   std::string MergeRemoved(
       const google::protobuf::RepeatedPtrField<lockd::peer::v1::RemovedPeer>& removed) const;
   /// An accepted peer that this node has no stream to (its table does not name it yet: this
-  /// node is catching up) is dialed at the address its Hello gave.
-  void LearnPeerAddr(uint64_t id, const std::string& peer_addr);
+  /// node is catching up) is dialed at the address its Hello gave, `membership_index` the index
+  /// of the membership it had applied; at most kMaxOutsidePeers such streams.
+  void LearnPeerAddr(uint64_t id, const std::string& peer_addr, uint64_t membership_index);
 
   const PeerIdentity self_;
   IdentityStore& identity_;
@@ -188,6 +194,8 @@ class PeerTransport {
   mutable std::mutex mu_;  ///< guards outbound_ (the map; each Outbound has its own lock)
   std::map<uint64_t, std::unique_ptr<Outbound>> outbound_;
   std::map<uint64_t, std::unique_ptr<SnapshotSend>> snapshot_sends_;
+  /// Outbound streams LearnPeerAddr opened: id -> the membership index the peer's Hello gave.
+  std::map<uint64_t, uint64_t> learned_;
   /// Removed peers' outbounds still delivering what was queued, each with the thread that stops
   /// it when done or at the grace deadline; pruned at the next RemovePeer, all cut by Stop().
   struct Retiree {

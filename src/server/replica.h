@@ -298,6 +298,10 @@ class Replica {
   /// The member table that came with an installed snapshot (the sender's), trimmed to the
   /// snapshot's membership: the addresses of members added by entries this node never applied.
   Status ApplySnapshotMembers(const raft::SnapshotMeta& meta);
+  bool NamesSelf(const std::vector<MemberSpec>& table) const;
+  /// After the identity recorded the table of the membership at `index`: the joining flag, the
+  /// streams to its peers, and the end of streams to peers it no longer explains.
+  void TakeMemberTable(const std::vector<MemberSpec>& table, uint64_t index);
   bool MemberChangeInProgress() const;
   /// Why removing `id` is refused, given the voters that answered lately (`seen`), or OK.
   Status RemovalRefusal(uint64_t id, const std::set<uint64_t>& seen) const;

@@ -19,6 +19,20 @@ std::string Node(uint64_t id) {
 
 }  // namespace
 
+bool Replica::NamesSelf(const std::vector<MemberSpec>& table) const {
+  return std::any_of(table.begin(), table.end(),
+                     [this](const MemberSpec& m) { return m.id == options_.node_id; });
+}
+
+void Replica::TakeMemberTable(const std::vector<MemberSpec>& table, uint64_t index) {
+  // A joiner stays one until a table names it: catching up, it applies older entries first.
+  if (NamesSelf(table)) options_.identity->SetJoining(false);
+  for (const auto& m : table) {
+    if (m.id != options_.node_id) transport_.SetPeer(m.id, m.peer_addr);
+  }
+  transport_.ForgetLearnedPeers(table, index);
+}
+
 Status Replica::ApplyMembership(const raft::Entry& entry) {
   auto cc = raft::DecodeConfChangeEntry(entry.data);
   if (!cc.ok()) {
@@ -62,13 +76,12 @@ Status Replica::ApplyMembership(const raft::Entry& entry) {
           options_.node_id, entry.index.value());
     }
   }
-  if (Status s = options_.identity->SetMembers(*table, removed, entry.index.value()); !s.ok()) {
+  if (Status s =
+          options_.identity->SetMembers(*table, removed, entry.index.value(), NamesSelf(*table));
+      !s.ok()) {
     return s;
   }
-  options_.identity->SetJoining(false);
-  for (const auto& m : *table) {
-    if (m.id != options_.node_id) transport_.SetPeer(m.id, m.peer_addr);
-  }
+  TakeMemberTable(*table, entry.index.value());
   // Their streams are retired once this pass's Readies are sent (HandleReadies): the core sends
   // a removed member its last append when it takes the new configuration, after this apply.
   for (const RemovedMember& r : removed) {
@@ -98,11 +111,11 @@ Status Replica::ApplySnapshotMembers(const raft::SnapshotMeta& meta) {
                  options_.node_id, meta.index.value(), table.status().ToString());
     return Status::Ok();
   }
-  if (Status s = options_.identity->SetMembers(*table, {}, meta.index.value()); !s.ok()) return s;
-  options_.identity->SetJoining(false);
-  for (const auto& m : *table) {
-    if (m.id != options_.node_id) transport_.SetPeer(m.id, m.peer_addr);
+  if (Status s = options_.identity->SetMembers(*table, {}, meta.index.value(), NamesSelf(*table));
+      !s.ok()) {
+    return s;
   }
+  TakeMemberTable(*table, meta.index.value());
   spdlog::info("node {}: member table from the snapshot at {}: {} members", options_.node_id,
                meta.index.value(), table->size());
   return Status::Ok();

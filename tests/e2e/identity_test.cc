@@ -164,6 +164,59 @@ TEST(Identity, AWipedMemberIsRefusedLoudlyAndTheOtherTwoKeepServing) {
   EXPECT_EQ(kept.holders(0).token(), held.token()) << "nothing acknowledged was lost";
 }
 
+// Found by review: peers were admitted by cluster (bootstrap) id alone, so a removed member whose
+// data dir was wiped, started again with its old bootstrap flags, was admitted by the members
+// (its new incarnation is not the removed one) and could talk Raft to them. Now an id outside the
+// member table is admitted only from a peer that applied a later membership: it is refused, and
+// told how to come back.
+TEST(Identity, ARemovedMembersWipedDataDirStartedWithBootstrapFlagsIsRefusedAndDisturbsNoOne) {
+  Cluster c;
+  const int leader = c.WaitForReady();
+  ASSERT_GE(leader, 0) << c.StatusSummary();
+  const int gone = (leader + 1) % 3;
+  const int a = leader, b = (leader + 2) % 3;
+  {
+    v1::RemoveMemberRequest req;
+    req.set_id(c.id(gone));
+    v1::RemoveMemberResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 30s);
+    const grpc::Status s = c.cluster(leader).RemoveMember(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << Describe(s) << "\n" << c.LogTails(15);
+  }
+  ASSERT_EQ(c.Stop(gone), std::optional<int>(0));
+  Wipe(c, gone);
+  c.Start(gone);
+  const std::string refused =
+      "node " + std::to_string(c.id(gone)) + " is not a member of this cluster";
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        return LogSinceLastStart(c, gone).find("refused our hello: " + refused) !=
+               std::string::npos;
+      },
+      30s))
+      << c.LogTails(15);
+  const std::string own = LogSinceLastStart(c, gone);
+  const size_t at = own.find(refused);
+  EXPECT_NE(own.find("it was removed", at), std::string::npos) << own;
+  EXPECT_NE(own.find("--join", at), std::string::npos) << own;
+  // The two members go on undisturbed: same leader, same term, 2 members, and the wiped node
+  // never got the cluster id (it learned nothing from them).
+  const int serving = LeaderAmong(c, a, b);
+  ASSERT_GE(serving, 0) << c.StatusSummary();
+  v1::StatusResponse before, after, mine;
+  ASSERT_TRUE(c.Status(serving, &before).ok());
+  std::this_thread::sleep_for(3s);  // several election timeouts of this harness
+  ASSERT_TRUE(c.Status(serving, &after).ok());
+  EXPECT_EQ(after.term(), before.term()) << c.LogTails(10);
+  EXPECT_EQ(after.leader_id(), before.leader_id());
+  EXPECT_EQ(after.members_size(), 2);
+  const grpc::Status undecided = c.Status(gone, &mine, 2s);
+  EXPECT_EQ(undecided.error_code(), grpc::StatusCode::UNAVAILABLE) << Describe(undecided);
+  EXPECT_NE(undecided.error_message().find("not decided"), std::string::npos)
+      << undecided.error_message();
+}
+
 // Found by review: a member whose Raft store was lost while its small identity file survived
 // (a replaced volume, a "reset" database) bootstrapped again with its old incarnation, so its
 // peers accepted a voter that had forgotten its log and votes. It must refuse to start.

@@ -128,7 +128,7 @@ TEST(IdentityStore, MembersAreRecordedAndARemovedIncarnationIsForgotten) {
   ASSERT_TRUE(store.CheckPeer(3, inc3).ok());
   auto two = Three();
   two.pop_back();
-  ASSERT_TRUE(store.SetMembers(two, {{3, ""}}, 17).ok());
+  ASSERT_TRUE(store.SetMembers(two, {{3, ""}}, 17, true).ok());
   EXPECT_EQ(store.membership_index(), 17u);
   EXPECT_FALSE(store.IsMember(3));
   EXPECT_TRUE(store.WasRemoved(3, inc3));
@@ -158,34 +158,62 @@ TEST(IdentityStore, AReplacementUnderARemovedIdIsAdmittedAndTheOldDataDirStaysRe
   auto two = Three();
   two.pop_back();
   // The removal names the incarnation the leader knew.
-  ASSERT_TRUE(store.SetMembers(two, {{3, old3}}, 10).ok());
+  ASSERT_TRUE(store.SetMembers(two, {{3, old3}}, 10, true).ok());
   const std::string new3 = NewRandomId();
-  EXPECT_TRUE(store.Admits(3));
+  // Its replacement applied the entry that added it back (past 10) before this node did.
+  EXPECT_TRUE(store.Admits(3, 11));
   EXPECT_TRUE(store.CheckPeer(3, new3).ok());
   // Added back under the same id: the table names 3 again, and the old data dir is still out
   // (before, re-adding the id forgot the removal).
-  ASSERT_TRUE(store.SetMembers(Three(), {}, 12).ok());
+  ASSERT_TRUE(store.SetMembers(Three(), {}, 12, true).ok());
   EXPECT_TRUE(store.WasRemoved(3, old3));
   EXPECT_FALSE(store.WasRemoved(3, new3));
 }
 
-TEST(IdentityStore, AdmissionIsByClusterNotByTheTableExceptForAnUnknownRemovedIncarnation) {
+// Found by review: any id presenting the cluster id was admitted (and recorded durably), so a
+// stray process, a joiner not added yet or a removed member's wiped data dir started with
+// bootstrap flags could talk Raft to the members.
+TEST(IdentityStore, AnIdOutsideTheTableIsAdmittedOnlyFromAPeerThatAppliedALaterMembership) {
+  testing::TempDir dir;
+  ClusterIdentity id;
+  id.incarnation = NewRandomId();
+  id.members = Three();
+  id.membership_index = 6;
+  IdentityStore store(dir.path(), id);
+  EXPECT_TRUE(store.Admits(2, 0)) << "a member of the table, whatever it applied";
+  // Never added, or added after the entry this node applied (a new leader, to a catching-up
+  // node): only the second applied a later membership.
+  EXPECT_FALSE(store.IsMember(5));
+  EXPECT_FALSE(store.Admits(5, 0));
+  EXPECT_FALSE(store.Admits(5, 6));
+  EXPECT_TRUE(store.Admits(5, 7));
+  // Removed: out (a wiped data dir under its id starts with nothing applied).
+  auto two = Three();
+  two.pop_back();
+  ASSERT_TRUE(store.SetMembers(two, {{3, NewRandomId()}}, 10, true).ok());
+  EXPECT_FALSE(store.Admits(3, 0));
+  EXPECT_TRUE(store.WasRemovedId(3));
+  EXPECT_FALSE(store.WasRemovedId(2));
+  // Its replacement, added back under the id by a later entry this node has not applied yet.
+  EXPECT_TRUE(store.Admits(3, 11));
+  // Joining, this node knows no table to go by.
+  store.SetJoining(true);
+  EXPECT_TRUE(store.Admits(9, 0));
+}
+
+TEST(IdentityStore, AnUnknownRemovedIncarnationKeepsItsIdOutUntilTheTableNamesItAgain) {
   testing::TempDir dir;
   ClusterIdentity id;
   id.incarnation = NewRandomId();
   id.members = Three();
   IdentityStore store(dir.path(), id);
-  // A member added after the entry this node applied (a new leader, to a catching-up node).
-  EXPECT_FALSE(store.IsMember(5));
-  EXPECT_TRUE(store.Admits(5));
-  // Removed before anyone knew its incarnation: its id is out until the table names it again.
   auto two = Three();
   two.pop_back();
-  ASSERT_TRUE(store.SetMembers(two, {{3, ""}}, 10).ok());
+  ASSERT_TRUE(store.SetMembers(two, {{3, ""}}, 10, true).ok());
   EXPECT_EQ(store.removed_members(), (std::vector<RemovedMember>{{3, kUnknownIncarnation}}));
-  EXPECT_FALSE(store.Admits(3));
-  ASSERT_TRUE(store.SetMembers(Three(), {}, 12).ok());
-  EXPECT_TRUE(store.Admits(3));
+  EXPECT_FALSE(store.Admits(3, 11));
+  ASSERT_TRUE(store.SetMembers(Three(), {}, 12, true).ok());
+  EXPECT_TRUE(store.Admits(3, 0));
 }
 
 TEST(IdentityStore, RemovalsReportedByAPeerAreMergedDurablyAndBounded) {
@@ -202,7 +230,7 @@ TEST(IdentityStore, RemovalsReportedByAPeerAreMergedDurablyAndBounded) {
   ASSERT_TRUE(store.NoteRemoved({{3, old3}, {9, kUnknownIncarnation}}).ok());
   EXPECT_TRUE(store.WasRemoved(3, old3));
   EXPECT_TRUE(store.CheckPeer(3, NewRandomId()).ok()) << "its replacement is admitted";
-  EXPECT_TRUE(store.Admits(9)) << "an unknown incarnation is settled by this node's own log";
+  EXPECT_TRUE(store.Admits(9, 1)) << "an unknown incarnation is settled by this node's own log";
   EXPECT_FALSE(store.NoteRemoved({{0, old3}}).ok());
   EXPECT_FALSE(store.NoteRemoved({{4, "not hex"}}).ok());
   auto loaded = LoadClusterIdentity(dir.path());
@@ -229,8 +257,13 @@ TEST(IdentityStore, AJoinerIsRecordedAsJoiningUntilItAppliesAMembership) {
   IdentityStore store(dir.path(), id);
   auto four = Three();
   four.push_back({4, "h:7504", "h:7404"});
-  ASSERT_TRUE(store.SetMembers(four, {}, 7).ok());
+  // Catching up, it applies an older entry first: its table does not name this node (4).
+  ASSERT_TRUE(store.SetMembers(Three(), {}, 5, false).ok());
   auto loaded = LoadClusterIdentity(dir.path());
+  ASSERT_TRUE(loaded.ok() && loaded->has_value());
+  EXPECT_TRUE((*loaded)->joining) << "found by review: the first membership applied cleared it";
+  ASSERT_TRUE(store.SetMembers(four, {}, 7, true).ok());
+  loaded = LoadClusterIdentity(dir.path());
   ASSERT_TRUE(loaded.ok() && loaded->has_value());
   EXPECT_FALSE((*loaded)->joining);
 }
@@ -240,16 +273,54 @@ TEST(IdentityStore, AnIncarnationKnownOnlyOutsideTheTableIsReplacedNotRefused) {
   // dir: not a member, it counts in no quorum here, so the record is only provisional.
   testing::TempDir dir;
   ClusterIdentity id;
+  id.bootstrap_id = DeriveBootstrapId("t", Three());
   id.incarnation = NewRandomId();
   id.members = Three();
   IdentityStore store(dir.path(), id);
+  ASSERT_TRUE(SaveClusterIdentity(dir.path(), id).ok());
   ASSERT_TRUE(store.CheckPeer(4, NewRandomId()).ok());
   const std::string again = NewRandomId();
   EXPECT_TRUE(store.CheckPeer(4, again).ok());
-  EXPECT_EQ(store.Recorded().known_peers.at(4), again);
+  EXPECT_TRUE(store.KnowsIncarnationOf(4));
+  // In memory only: no Hello can grow the identity file.
+  EXPECT_FALSE(store.Recorded().known_peers.contains(4));
+  auto loaded = LoadClusterIdentity(dir.path());
+  ASSERT_TRUE(loaded.ok() && loaded->has_value());
+  EXPECT_TRUE((*loaded)->known_peers.empty());
   // A member's is not: that is a wiped data dir.
   ASSERT_TRUE(store.CheckPeer(2, NewRandomId()).ok());
   EXPECT_EQ(store.CheckPeer(2, NewRandomId()).code(), StatusCode::kFailedPrecondition);
+  // Once a table names 4, the incarnation it was accepted under is durable and binding.
+  auto four = Three();
+  four.push_back({4, "h:7504", "h:7404"});
+  ASSERT_TRUE(store.SetMembers(four, {}, 9, true).ok());
+  loaded = LoadClusterIdentity(dir.path());
+  ASSERT_TRUE(loaded.ok() && loaded->has_value());
+  EXPECT_EQ((*loaded)->known_peers.at(4), again);
+  EXPECT_EQ(store.CheckPeer(4, NewRandomId()).code(), StatusCode::kFailedPrecondition);
+}
+
+TEST(IdentityStore, PeersOutsideTheTableAreBoundedAndARecordTheTableDropsMovesToMemory) {
+  testing::TempDir dir;
+  ClusterIdentity id;
+  id.incarnation = NewRandomId();
+  id.members = Three();
+  IdentityStore store(dir.path(), id);
+  for (uint64_t peer = 100; peer < 100 + kMaxOutsidePeers; ++peer) {
+    ASSERT_TRUE(store.CheckPeer(peer, NewRandomId()).ok()) << peer;
+  }
+  const Status full = store.CheckPeer(999, NewRandomId());
+  EXPECT_EQ(full.code(), StatusCode::kResourceExhausted) << full.ToString();
+  EXPECT_NE(full.message().find("outside its member table"), std::string::npos) << full.message();
+  EXPECT_TRUE(store.CheckPeer(100, NewRandomId()).ok()) << "one already tracked may come again";
+  EXPECT_TRUE(store.CheckPeer(2, NewRandomId()).ok()) << "the table's members are not bounded";
+  // An older table met while catching up does not name 2: its record leaves the file.
+  const std::string inc3 = NewRandomId();
+  ASSERT_TRUE(store.CheckPeer(3, inc3).ok());
+  std::vector<MemberSpec> one_three = {Three()[0], Three()[2]};
+  ASSERT_TRUE(store.SetMembers(one_three, {}, 4, true).ok());
+  EXPECT_FALSE(store.Recorded().known_peers.contains(2));
+  EXPECT_EQ(store.Recorded().known_peers.at(3), inc3);
 }
 
 TEST(IdentityStore, ARemovedNodeMarksItsDataDirAndTakesNoPart) {
@@ -266,7 +337,7 @@ TEST(IdentityStore, ARemovedNodeMarksItsDataDirAndTakesNoPart) {
   EXPECT_EQ(IdentityStore::RemovedMark(dir.path()), "node 1 was removed by entry 9");
 }
 
-TEST(IdentityStore, AJoiningNodeAcceptsAnyPeerUntilItHasAMembership) {
+TEST(IdentityStore, AJoiningNodeAcceptsAnyPeerUntilATableNamesIt) {
   testing::TempDir dir;
   ClusterIdentity id;
   id.incarnation = NewRandomId();

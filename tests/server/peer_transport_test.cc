@@ -67,7 +67,7 @@ class Receiver {
  public:
   Receiver(
       PeerIdentity self, int port,
-      std::function<bool(uint64_t)> is_member = [](uint64_t) { return true; },
+      PeerTransport::MembershipCheck is_member = [](uint64_t, uint64_t) { return true; },
       IdentityStore* store = nullptr)
       : transport_(
             self, store ? *store : Store(self.node_id),
@@ -113,7 +113,7 @@ PeerTransport MakeSender(PeerIdentity self) {
   IdentityStore& store = Store(self.node_id);
   return PeerTransport(
       std::move(self), store, [](uint64_t, std::vector<std::string>) {},
-      [](uint64_t) { return true; });
+      [](uint64_t, uint64_t) { return true; });
 }
 
 TEST(PeerTransport, DeliversEveryMessageInOrder) {
@@ -121,7 +121,7 @@ TEST(PeerTransport, DeliversEveryMessageInOrder) {
   Receiver b(Identity(2), port);
   PeerTransport a(
       Identity(1), Store(1), [](uint64_t, std::vector<std::string>) {},
-      [](uint64_t) { return true; });
+      [](uint64_t, uint64_t) { return true; });
   a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
   constexpr int kMessages = 2000;
   int queued = 0;
@@ -153,7 +153,7 @@ TEST(PeerTransport, WhatWasQueuedForAPeerStillGoesOutWhenItIsRemoved) {
   o.retire_grace = 10s;   // far more than the slow receiver needs, even under TSan
   PeerTransport a(
       Identity(1), Store(1), [](uint64_t, std::vector<std::string>) {},
-      [](uint64_t) { return true; }, o);
+      [](uint64_t, uint64_t) { return true; }, o);
   a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
   ASSERT_TRUE(a.Send(2, "first"));
   ASSERT_TRUE(testing::WaitFor([&] { return b.count() == 1; }, 10s)) << "the stream never came up";
@@ -197,7 +197,7 @@ TEST(PeerTransport, StopCutsARemovedPeerThatNeverAnswers) {
   o.retire_grace = 60s;
   PeerTransport a(
       Identity(1), Store(1), [](uint64_t, std::vector<std::string>) {},
-      [](uint64_t) { return true; }, o);
+      [](uint64_t, uint64_t) { return true; }, o);
   a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
   a.Send(2, "lost");
   a.RemovePeer(2);
@@ -209,16 +209,17 @@ TEST(PeerTransport, StopCutsARemovedPeerThatNeverAnswers) {
 
 TEST(PeerTransport, RefusesAnotherClusterANonMemberAndOtherTiming) {
   const int port = testing::FreePorts(1)[0];
-  Receiver b(Identity(2), port, [](uint64_t from) { return from == 1 || from == 3; });
+  Receiver b(Identity(2), port, [](uint64_t from, uint64_t) { return from == 1 || from == 3; });
   const std::string addr = "127.0.0.1:" + std::to_string(port);
 
-  PeerTransport other_cluster(Identity(1), Store(1, "c2"), {}, [](uint64_t) { return true; });
+  PeerTransport other_cluster(Identity(1), Store(1, "c2"), {},
+                              [](uint64_t, uint64_t) { return true; });
   other_cluster.SetPeer(2, addr);
-  PeerTransport non_member(Identity(4), Store(4), {}, [](uint64_t) { return true; });
+  PeerTransport non_member(Identity(4), Store(4), {}, [](uint64_t, uint64_t) { return true; });
   non_member.SetPeer(2, addr);
   PeerIdentity slow = Identity(3);
   slow.election_min_ms = 2000;
-  PeerTransport other_timing(slow, Store(3), {}, [](uint64_t) { return true; });
+  PeerTransport other_timing(slow, Store(3), {}, [](uint64_t, uint64_t) { return true; });
   other_timing.SetPeer(2, addr);
 
   for (auto* t : {&other_cluster, &non_member, &other_timing}) t->Send(2, "x");
@@ -237,7 +238,7 @@ TEST(PeerTransport, RefusesAnotherClusterANonMemberAndOtherTiming) {
 }
 
 TEST(PeerTransport, ChecksHelloFieldsOneByOne) {
-  PeerTransport t(Identity(2), Store(2), {}, [](uint64_t from) { return from == 1; });
+  PeerTransport t(Identity(2), Store(2), {}, [](uint64_t from, uint64_t) { return from == 1; });
   lockd::peer::v1::Hello h;
   h.set_cluster_id("c1");
   h.set_from(1);
@@ -315,7 +316,7 @@ TEST(PeerTransport, SendNeverBlocksOnADeadPeerAndDropsPastTheBound) {
   PeerTransportOptions options;
   options.max_queued_messages = 10;
   PeerTransport a(
-      Identity(1), Store(1), {}, [](uint64_t) { return true; }, options);
+      Identity(1), Store(1), {}, [](uint64_t, uint64_t) { return true; }, options);
   a.SetPeer(2, "127.0.0.1:" + std::to_string(testing::FreePorts(1)[0]));  // nobody listens
   const auto start = std::chrono::steady_clock::now();
   int accepted = 0;
@@ -353,7 +354,7 @@ class SnapshotTaker {
  public:
   SnapshotTaker(
       int port, Status outcome,
-      std::function<bool(uint64_t)> is_member = [](uint64_t) { return true; },
+      PeerTransport::MembershipCheck is_member = [](uint64_t, uint64_t) { return true; },
       IdentityStore* store = nullptr)
       : transport_(Identity(2), store ? *store : Store(2), {}, std::move(is_member)) {
     transport_.SetSnapshotHandler([this, outcome](uint64_t from, std::string message,
@@ -408,7 +409,7 @@ TEST(PeerTransport, StreamsASnapshotInChunksToTheHandler) {
   PeerTransportOptions options;
   options.snapshot_chunk_bytes = 64 << 10;
   PeerTransport a(
-      Identity(1), Store(1), {}, [](uint64_t) { return true; }, options);
+      Identity(1), Store(1), {}, [](uint64_t, uint64_t) { return true; }, options);
   a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
   std::string payload(3'000'000, '\0');
   for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 31 + i / 7);
@@ -431,7 +432,7 @@ TEST(PeerTransport, ASnapshotTheReceiverCannotInstallIsReportedAsFailed) {
 
 TEST(PeerTransport, ASnapshotFromANonMemberOrToAnUnknownPeerGoesNowhere) {
   const int port = testing::FreePorts(1)[0];
-  SnapshotTaker b(port, Status::Ok(), [](uint64_t from) { return from == 3; });
+  SnapshotTaker b(port, Status::Ok(), [](uint64_t from, uint64_t) { return from == 3; });
   auto a = MakeSender(Identity(1));
   a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
   EXPECT_EQ(SendOne(a, 2, "state"), std::optional<bool>(false));
@@ -470,7 +471,7 @@ lockd::peer::v1::Hello HelloFrom1(const std::string& incarnation) {
 
 TEST(PeerTransport, TrustsAPeersFirstIncarnationDurablyAndRefusesAnyOther) {
   StoreDir two("c1", NewRandomId());
-  PeerTransport t(Identity(2), two.store, {}, [](uint64_t from) { return from == 1; });
+  PeerTransport t(Identity(2), two.store, {}, [](uint64_t from, uint64_t) { return from == 1; });
   const std::string first = NewRandomId();
   EXPECT_EQ(t.CheckHello(HelloFrom1(first)), "");
   auto recorded = LoadClusterIdentity(two.dir.path());
@@ -486,18 +487,35 @@ TEST(PeerTransport, TrustsAPeersFirstIncarnationDurablyAndRefusesAnyOther) {
 }
 
 // Found by review: admission followed the member table being applied, so a catching-up node
-// turned away a leader added after the entry it had applied, and stayed stuck.
-TEST(PeerTransport, AdmitsAnyIdOfTheClusterAndRefusesOnlyARemovedDataDir) {
+// turned away a leader added after the entry it had applied, and stayed stuck. A later review:
+// admitting every id of the cluster let anyone talk Raft; an id outside the table is admitted
+// only from a peer that applied a later membership.
+TEST(PeerTransport, AdmitsAnIdOutsideTheTableOnlyFromALaterMembershipAndNeverARemovedDataDir) {
   StoreDir two("c1", NewRandomId());
   PeerTransport t(Identity(2), two.store, {},
-                  [&](uint64_t from) { return two.store.Admits(from); });
+                  [&](uint64_t from, uint64_t index) { return two.store.Admits(from, index); });
   const std::string inc5 = NewRandomId();
   auto h = HelloFrom1(inc5);
   h.set_from(5);  // not in this node's table
+  const std::string stray = t.CheckHello(h);
+  EXPECT_NE(stray.find("is not a member of this cluster"), std::string::npos) << stray;
+  EXPECT_NE(stray.find("lockctl member add"), std::string::npos) << stray;
+  EXPECT_FALSE(two.store.KnowsIncarnationOf(5)) << "a refused Hello records nothing";
+  h.set_membership_index(3);  // it applied a membership this node has not: a later member
   EXPECT_EQ(t.CheckHello(h), "");
-  ASSERT_TRUE(two.store.SetMembers(two.store.members(), {{5, inc5}}, 10).ok());
+  EXPECT_TRUE(two.store.KnowsIncarnationOf(5));
+  EXPECT_FALSE(two.store.Recorded().known_peers.contains(5)) << "in memory only";
+  ASSERT_TRUE(two.store.SetMembers(two.store.members(), {{5, inc5}}, 10, true).ok());
+  h.set_membership_index(11);
   EXPECT_NE(t.CheckHello(h).find("was removed"), std::string::npos) << t.CheckHello(h);
-  h.set_incarnation(NewRandomId());  // a replacement under the same id
+  // Its data dir wiped and started again with bootstrap flags: nothing applied.
+  h.set_incarnation(NewRandomId());
+  h.set_membership_index(0);
+  const std::string wiped = t.CheckHello(h);
+  EXPECT_NE(wiped.find("it was removed"), std::string::npos) << wiped;
+  EXPECT_NE(wiped.find("--join"), std::string::npos) << wiped;
+  // A replacement under the same id, added back by an entry this node has not applied yet.
+  h.set_membership_index(11);
   EXPECT_EQ(t.CheckHello(h), "");
 }
 
@@ -507,7 +525,7 @@ TEST(PeerTransport, ARemovalThePeerReportsIsTakenBeforeItsIncarnationIsChecked) 
   StoreDir two("c1", NewRandomId());
   const std::string old1 = NewRandomId();
   ASSERT_TRUE(two.store.CheckPeer(1, old1).ok());
-  PeerTransport t(Identity(2), two.store, {}, [](uint64_t) { return true; });
+  PeerTransport t(Identity(2), two.store, {}, [](uint64_t, uint64_t) { return true; });
   const std::string new1 = NewRandomId();
   auto h = HelloFrom1(new1);
   auto* r = h.add_removed();
@@ -520,14 +538,14 @@ TEST(PeerTransport, ARemovalThePeerReportsIsTakenBeforeItsIncarnationIsChecked) 
   // Without the report it is what it was: a wiped data dir, refused.
   StoreDir three("c1", NewRandomId());
   ASSERT_TRUE(three.store.CheckPeer(1, old1).ok());
-  PeerTransport u(Identity(2), three.store, {}, [](uint64_t) { return true; });
+  PeerTransport u(Identity(2), three.store, {}, [](uint64_t, uint64_t) { return true; });
   EXPECT_NE(u.CheckHello(HelloFrom1(new1)).find("presents data dir incarnation"),
             std::string::npos);
 }
 
 TEST(PeerTransport, ClusterIdsMustMatchOnceDecidedAndBootstrapIdsBefore) {
   StoreDir two("c1", NewRandomId());
-  PeerTransport t(Identity(2), two.store, {}, [](uint64_t) { return true; });
+  PeerTransport t(Identity(2), two.store, {}, [](uint64_t, uint64_t) { return true; });
   auto h = HelloFrom1(NewRandomId());
   h.set_cluster_id("c2");
   EXPECT_NE(t.CheckHello(h).find("is not this cluster's"), std::string::npos) << t.CheckHello(h);
@@ -542,7 +560,7 @@ struct Member {
   Member(uint64_t id, int port, std::string cluster_id, std::string incarnation)
       : files(std::move(cluster_id), std::move(incarnation)),
         receiver(
-            Identity(id), port, [](uint64_t) { return true; }, &files.store) {}
+            Identity(id), port, [](uint64_t, uint64_t) { return true; }, &files.store) {}
   StoreDir files;
   Receiver receiver;
 };
@@ -555,7 +573,7 @@ TEST(PeerTransport, AWipedPeerIsRefusedBothWaysAndLearnsWhy) {
   {
     // Node 1 as it was: node 2 accepts it, and records its incarnation.
     StoreDir old_one("c1", NewRandomId());
-    PeerTransport one(Identity(1), old_one.store, {}, [](uint64_t) { return true; });
+    PeerTransport one(Identity(1), old_one.store, {}, [](uint64_t, uint64_t) { return true; });
     one.SetPeer(2, addr2);
     ASSERT_TRUE(testing::WaitFor(
         [&] {
@@ -566,9 +584,10 @@ TEST(PeerTransport, AWipedPeerIsRefusedBothWaysAndLearnsWhy) {
   }
   // Node 1 again, its data dir wiped: a new incarnation and no cluster id.
   Member wiped(1, ports[0], "", NewRandomId());
-  PeerTransport wiped_out(Identity(1), wiped.files.store, {}, [](uint64_t) { return true; });
+  PeerTransport wiped_out(Identity(1), wiped.files.store, {},
+                          [](uint64_t, uint64_t) { return true; });
   wiped_out.SetPeer(2, addr2);
-  PeerTransport two_out(Identity(2), two.files.store, {}, [](uint64_t) { return true; });
+  PeerTransport two_out(Identity(2), two.files.store, {}, [](uint64_t, uint64_t) { return true; });
   two_out.SetPeer(1, addr1);
   const size_t before = two.receiver.count();
   ASSERT_TRUE(testing::WaitFor(
@@ -612,7 +631,8 @@ TEST(PeerTransport, ANodeRefusedAsReplacedTakesNoPartEvenWithAPeerThatWouldAccep
   Member three(3, ports[2], "c1", NewRandomId());
   // Node 1, wiped: a new incarnation.
   Member wiped(1, ports[0], "", NewRandomId());
-  PeerTransport wiped_out(Identity(1), wiped.files.store, {}, [](uint64_t) { return true; });
+  PeerTransport wiped_out(Identity(1), wiped.files.store, {},
+                          [](uint64_t, uint64_t) { return true; });
   wiped_out.SetPeer(2, addr(1));
   wiped_out.SetPeer(3, addr(2));
   ASSERT_TRUE(testing::WaitFor(
@@ -626,7 +646,8 @@ TEST(PeerTransport, ANodeRefusedAsReplacedTakesNoPartEvenWithAPeerThatWouldAccep
             std::string::npos)
       << wiped.files.store.replaced_reason();
   // Node 3 would accept it (it never saw the old incarnation), but nothing flows either way.
-  PeerTransport three_out(Identity(3), three.files.store, {}, [](uint64_t) { return true; });
+  PeerTransport three_out(Identity(3), three.files.store, {},
+                          [](uint64_t, uint64_t) { return true; });
   three_out.SetPeer(1, addr(0));
   for (int i = 0; i < 20; ++i) {
     wiped_out.Send(3, "ack");
@@ -648,7 +669,7 @@ TEST(PeerTransport, ANodeWithoutAClusterIdTakesTheOneOfAPeerItAccepted) {
     EXPECT_EQ(id, "c7");
     ++decisions;
   });
-  PeerTransport one(Identity(1), late.store, {}, [](uint64_t) { return true; });
+  PeerTransport one(Identity(1), late.store, {}, [](uint64_t, uint64_t) { return true; });
   one.SetPeer(2, "127.0.0.1:" + std::to_string(port));
   ASSERT_TRUE(testing::WaitFor([&] { return late.store.decided(); }, 20s));
   EXPECT_EQ(late.store.cluster_id(), "c7");
@@ -663,11 +684,11 @@ TEST(PeerTransport, NoSnapshotGoesToAPeerUnderAnotherIncarnation) {
   const int port = testing::FreePorts(1)[0];
   StoreDir receiver("c1", NewRandomId());
   SnapshotTaker b(
-      port, Status::Ok(), [](uint64_t) { return true; }, &receiver.store);
+      port, Status::Ok(), [](uint64_t, uint64_t) { return true; }, &receiver.store);
   StoreDir sender("c1", NewRandomId());
   // The sender knows node 2 by another incarnation than the one it presents now.
   ASSERT_TRUE(sender.store.CheckPeer(2, NewRandomId()).ok());
-  PeerTransport a(Identity(1), sender.store, {}, [](uint64_t) { return true; });
+  PeerTransport a(Identity(1), sender.store, {}, [](uint64_t, uint64_t) { return true; });
   a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
   EXPECT_EQ(SendOne(a, 2, "state"), std::optional<bool>(false));
   EXPECT_TRUE(b.got().empty()) << "the snapshot must not reach a replaced node";
