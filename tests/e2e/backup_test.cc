@@ -373,5 +373,93 @@ TEST(BackupRestore, ReadersThatNeverReadAreEndedAfterTheStallTimeoutAndFreeTheir
   }
 }
 
+// Guarantee 8's bump counts from the backup to the restored cluster's first leader, not to each
+// `lockd restore`: members restored seconds apart agree exactly on the starting counters.
+TEST(BackupRestore, MembersRestoredAtDifferentTimesStartOneClusterWithTheSameCounters) {
+  Cluster cluster;
+  const int leader = cluster.WaitForReady();
+  ASSERT_GE(leader, 0) << cluster.LogTails();
+  Client client(cluster);
+  const uint64_t lease = client.MustGrantLease(60'000, "before");
+  v1::AcquireResponse a;
+  ASSERT_TRUE(client.Acquire("restored-apart", lease, kEx, 0, &a).status.ok() && a.acquired());
+  const std::string file = cluster.dir() + "/apart.lockdbak";
+  auto out = Lockctl(cluster.client_addr(leader), {"--json", "backup", "--to", file});
+  ASSERT_EQ(out.exit_code, 0) << out.output;
+  const uint64_t at_backup = JsonNumber(out.output, "token_counter");
+  const auto taken = static_cast<int64_t>(JsonNumber(out.output, "taken_unix_seconds"));
+  ASSERT_GE(at_backup, a.token());
+  EXPECT_TRUE(cluster.StopAll());
+
+  fs::remove_all(cluster.data_dir(0));
+  auto first = Restore(cluster, 0, file, cluster.data_dir(0));
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  std::this_thread::sleep_for(2100ms);  // whole seconds apart
+  for (int i = 1; i < cluster.size(); ++i) {
+    fs::remove_all(cluster.data_dir(i));
+    auto r = Restore(cluster, i, file, cluster.data_dir(i));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  const int64_t before_start = WallSeconds();
+  cluster.StartAll();
+  const int new_leader = cluster.WaitForReady();
+  ASSERT_GE(new_leader, 0) << cluster.LogTails();
+  v1::StatusResponse st;
+  ASSERT_TRUE(cluster.Status(new_leader, &st).ok());
+  const auto bump = [](int64_t seconds) { return (uint64_t{1} << 32) * uint64_t(1 + seconds); };
+  EXPECT_GE(st.token_counter(), at_backup + bump(before_start - taken));
+  for (int i = 0; i < cluster.size(); ++i) {
+    v1::StatusResponse s;
+    ASSERT_TRUE(testing::WaitFor(
+        [&] { return cluster.Status(i, &s).ok() && s.token_counter() == st.token_counter(); }, 10s))
+        << cluster.StatusSummary();
+    EXPECT_EQ(s.cluster_id(), st.cluster_id());
+  }
+  const uint64_t fresh = client.MustGrantLease(10'000, "after");
+  v1::AcquireResponse b;
+  ASSERT_TRUE(client.Acquire("restored-apart", fresh, kEx, 0, &b).status.ok() && b.acquired());
+  EXPECT_GT(b.token(), at_backup);
+}
+
+// A node stopped while it streams a backup to a reader that takes nothing: the stream ends (the
+// reader sees an error, never a short file passed off as whole), the node exits 0 within the
+// harness's bound instead of waiting on the reader, and its data dir starts again with its state.
+TEST(BackupRestore, ANodeStoppedInTheMiddleOfABackupExitsCleanlyAndKeepsItsState) {
+  ClusterOptions o;
+  o.nodes = 1;
+  o.max_name_bytes = 60'000;
+  Cluster cluster(o);
+  ASSERT_GE(cluster.WaitForReady(), 0) << cluster.LogTails();
+  Client client(cluster);
+  const uint64_t lease = client.MustGrantLease(600'000, "big");
+  for (int k = 0; k < 200; ++k) {  // ~12 MB, far more than the transport's windows take
+    v1::AcquireResponse a;
+    std::string name = std::to_string(k) + "/";
+    name.resize(59'000, 'x');
+    ASSERT_TRUE(client.Acquire(name, lease, kEx, 0, &a).status.ok()) << k;
+  }
+  StuckReader stuck(cluster.client_addr(0), 1);
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return Metric(cluster, 0, "lockd_backups_in_progress") == 1; }, 10s));
+  const auto stopping = Clock::now();
+  EXPECT_EQ(cluster.Stop(0), std::optional<int>(0)) << cluster.LogTail(0, 30);
+  EXPECT_LT(Clock::now() - stopping, 15s);
+  v1::BackupChunk chunk;
+  uint64_t bytes = 0;
+  bool last = false;
+  while (stuck.reader->Read(&chunk)) {
+    bytes += chunk.data().size();
+    last = last || chunk.last();
+  }
+  const grpc::Status s = stuck.reader->Finish();
+  EXPECT_FALSE(s.ok()) << "a stream cut by the shutdown must not end OK (" << bytes << " bytes)";
+  EXPECT_FALSE(last) << "no trailer: the reader cannot take what it got for a whole backup";
+  cluster.Start(0);
+  ASSERT_GE(cluster.WaitForReady(), 0) << cluster.LogTails();
+  std::vector<v1::LockInfo> locks;
+  ASSERT_TRUE(client.ListAllLocks("", &locks).status.ok());
+  EXPECT_EQ(locks.size(), 200u);
+}
+
 }  // namespace
 }  // namespace lockd::e2e
