@@ -261,7 +261,21 @@ IdentityStore::IdentityStore(std::string data_dir, ClusterIdentity recorded)
     : data_dir_(std::move(data_dir)),
       bootstrap_id_(recorded.bootstrap_id),
       incarnation_(recorded.incarnation),
-      recorded_(std::move(recorded)) {}
+      recorded_(std::move(recorded)) {
+  // Older builds recorded peers outside the table durably: those are in memory from now on (the
+  // file loses them at its next write), so they are never taken for a wiped member's.
+  for (auto it = recorded_.known_peers.begin(); it != recorded_.known_peers.end();) {
+    const uint64_t peer = it->first;
+    if (std::none_of(recorded_.members.begin(), recorded_.members.end(),
+                     [peer](const MemberSpec& m) { return m.id == peer; }) &&
+        outside_peers_.size() < kMaxOutsidePeers) {
+      outside_peers_.emplace(peer, OutsidePeer{std::move(it->second), 0});
+      it = recorded_.known_peers.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
 
 void IdentityStore::SetDecidedListener(DecidedListener listener) {
   std::lock_guard lock(mu_);
@@ -294,7 +308,8 @@ Result<bool> IdentityStore::Decide(const std::string& cluster_id) {
   return true;
 }
 
-Status IdentityStore::CheckPeer(uint64_t peer, const std::string& incarnation) {
+Status IdentityStore::CheckPeer(uint64_t peer, const std::string& incarnation,
+                                uint64_t peer_membership_index) {
   if (!IsHexId(incarnation)) {
     return InvalidArgument("node " + std::to_string(peer) + " presents a malformed incarnation");
   }
@@ -306,7 +321,7 @@ Status IdentityStore::CheckPeer(uint64_t peer, const std::string& incarnation) {
     // quorum this node reckons, so a new data dir under that id replaces the record rather than
     // being refused, and nothing is written (a Hello must not be able to grow the file).
     if (auto o = outside_peers_.find(peer); o != outside_peers_.end()) {
-      o->second = incarnation;
+      o->second = {incarnation, peer_membership_index};
       return Status::Ok();
     }
     if (outside_peers_.size() >= kMaxOutsidePeers) {
@@ -315,7 +330,7 @@ Status IdentityStore::CheckPeer(uint64_t peer, const std::string& incarnation) {
                         " peers outside its member table; node " + std::to_string(peer) +
                         " is refused until this node applies the membership that names it");
     }
-    outside_peers_[peer] = incarnation;
+    outside_peers_[peer] = {incarnation, peer_membership_index};
     return Status::Ok();
   }
   auto known = recorded_.known_peers.find(peer);
@@ -370,6 +385,23 @@ bool IdentityStore::KnowsIncarnationOf(uint64_t peer) const {
   return recorded_.known_peers.contains(peer) || outside_peers_.contains(peer);
 }
 
+bool IdentityStore::Names(uint64_t id) const {
+  std::lock_guard lock(mu_);
+  return std::any_of(recorded_.members.begin(), recorded_.members.end(),
+                     [id](const MemberSpec& m) { return m.id == id; });
+}
+
+Status IdentityStore::EndJoining() {
+  SetJoining(false);
+  std::lock_guard lock(mu_);
+  if (!recorded_.joining) return Status::Ok();
+  ClusterIdentity next = recorded_;
+  next.joining = false;
+  if (Status s = SaveClusterIdentity(data_dir_, next); !s.ok()) return s;
+  recorded_ = std::move(next);
+  return Status::Ok();
+}
+
 std::string IdentityStore::UndecidedReason() const {
   std::lock_guard lock(mu_);
   std::string reason = "cluster id not decided yet; retry";
@@ -391,12 +423,7 @@ std::vector<MemberSpec> IdentityStore::members() const {
 }
 
 bool IdentityStore::IsMember(uint64_t id) const {
-  if (joining()) return true;
-  std::lock_guard lock(mu_);
-  for (const auto& m : recorded_.members) {
-    if (m.id == id) return true;
-  }
-  return false;
+  return joining() || Names(id);
 }
 
 bool IdentityStore::Admits(uint64_t id, uint64_t peer_membership_index) const {
@@ -459,12 +486,16 @@ Status IdentityStore::SetMembers(std::vector<MemberSpec> members,
   next.members = std::move(members);
   next.membership_index = std::max(next.membership_index, index);
   next.joining = next.joining && !names_self;
-  std::map<uint64_t, std::string> outside = outside_peers_;
+  std::map<uint64_t, OutsidePeer> outside = outside_peers_;
   for (RemovedMember r : removed) {
+    // A joiner replays its cluster's history with records taken now, when it started: the one
+    // it knows for a removed id may be a replacement's, added under the id since (found by
+    // review: naming it would expel the live replacement). It says unknown instead.
     if (r.incarnation.empty()) {
       auto known = next.known_peers.find(r.id);
-      r.incarnation =
-          known != next.known_peers.end() ? known->second : std::string(kUnknownIncarnation);
+      r.incarnation = known != next.known_peers.end() && !recorded_.joining
+                          ? known->second
+                          : std::string(kUnknownIncarnation);
     }
     // The incarnation the leader names wins over ours: forget ours for the id either way.
     next.known_peers.erase(r.id);
@@ -476,7 +507,7 @@ Status IdentityStore::SetMembers(std::vector<MemberSpec> members,
     const uint64_t peer = it->first;
     if (std::none_of(next.members.begin(), next.members.end(),
                      [peer](const MemberSpec& m) { return m.id == peer; })) {
-      outside.emplace(peer, std::move(it->second));
+      outside.emplace(peer, OutsidePeer{std::move(it->second), 0});
       it = next.known_peers.erase(it);
     } else {
       ++it;
@@ -484,10 +515,15 @@ Status IdentityStore::SetMembers(std::vector<MemberSpec> members,
   }
   for (const MemberSpec& m : next.members) {
     if (auto o = outside.find(m.id); o != outside.end()) {
-      next.known_peers.emplace(m.id, std::move(o->second));
+      next.known_peers.emplace(m.id, std::move(o->second.incarnation));
       outside.erase(o);
     }
   }
+  // Applied as far as the peer had when it was accepted, and the table does not name it: it left
+  // (or claimed a table it did not have). A record without an index goes at the next table.
+  std::erase_if(outside, [&next](const auto& o) {
+    return o.second.membership_index <= next.membership_index;
+  });
   while (outside.size() > kMaxOutsidePeers) outside.erase(std::prev(outside.end()));
   if (next != recorded_) {
     if (Status s = SaveClusterIdentity(data_dir_, next); !s.ok()) return s;
@@ -508,7 +544,7 @@ Status IdentityStore::NoteRemoved(const std::vector<RemovedMember>& removed) {
     // may know of a later addition under it that this node has not applied yet, or not.
     if (r.incarnation == kUnknownIncarnation) continue;
     if (auto o = outside_peers_.find(r.id);
-        o != outside_peers_.end() && o->second == r.incarnation) {
+        o != outside_peers_.end() && o->second.incarnation == r.incarnation) {
       outside_peers_.erase(o);
     }
     AddRemoved(next, r);

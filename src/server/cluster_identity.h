@@ -136,7 +136,11 @@ class IdentityStore {
   /// reckons: its incarnation is kept in memory only (nothing any Hello says can grow the
   /// identity file), replaced by the next one it presents, at most kMaxOutsidePeers of them
   /// (RESOURCE_EXHAUSTED past that); SetMembers makes it durable once the table names it.
-  Status CheckPeer(uint64_t peer, const std::string& incarnation);
+  /// `peer_membership_index`: the index of the membership the peer applied (its Hello; 0 when
+  /// unknown): an outside record is forgotten once this node applied that far and its table
+  /// still does not name the peer.
+  Status CheckPeer(uint64_t peer, const std::string& incarnation,
+                   uint64_t peer_membership_index = 0);
 
   /// Why `peer` refuses this node (empty: it accepts us again), for the answer clients get while
   /// the cluster id is not decided.
@@ -165,6 +169,8 @@ class IdentityStore {
   /// Whether `id` is in the member table, or this node is joining (it has applied no
   /// membership yet and knows only the members it asked when it started).
   bool IsMember(uint64_t id) const;
+  /// Whether the member table names `id` (joining or not).
+  bool Names(uint64_t id) const;
   /// Whether a peer presenting `id` (and this cluster's id) may talk to this node, given the
   /// index of the last membership entry the peer applied (its Hello says): a member of the
   /// table, anyone while this node is joining, or — only if the peer applied a later membership
@@ -202,6 +208,9 @@ class IdentityStore {
   /// restarts); a new data dir under the same id is not the removed member.
   bool WasRemoved(uint64_t id, const std::string& incarnation) const;
   void SetJoining(bool joining) { joining_.store(joining, std::memory_order_release); }
+  /// The Raft membership names this node although no member table naming it was recorded (a
+  /// snapshot that came without a readable table): it is no joiner any more, durably.
+  Status EndJoining();
   bool joining() const { return joining_.load(std::memory_order_acquire); }
 
   /// This node was removed from the cluster: the data dir is marked (a restart refuses to
@@ -222,8 +231,13 @@ class IdentityStore {
   ClusterIdentity recorded_;
   DecidedListener listener_;
   std::map<uint64_t, std::string> refusals_;
-  /// Incarnations of peers outside the member table (CheckPeer), at most kMaxOutsidePeers.
-  std::map<uint64_t, std::string> outside_peers_;
+  /// Peers outside the member table (CheckPeer), at most kMaxOutsidePeers: the incarnation
+  /// accepted and the membership index the peer had applied then.
+  struct OutsidePeer {
+    std::string incarnation;
+    uint64_t membership_index = 0;
+  };
+  std::map<uint64_t, OutsidePeer> outside_peers_;
   std::string replaced_;  ///< MarkReplaced's reason
   std::string removed_;   ///< MarkRemoved's reason
   std::atomic<bool> joining_{false};

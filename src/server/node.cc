@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "grpc/health/v1/health.pb.h"  // links the descriptor, so reflection can describe it
+#include "raft/conf_change.h"
 #include "raft/types.h"
 #include "server/cluster_identity.h"
 #include "server/cluster_metadata.h"
@@ -254,8 +255,14 @@ Status Node::Start() {
   // the first membership it applies whose table names it). A format-3 joiner has no flag: only
   // an untouched log tells.
   const bool untouched = storage_->log().LastIndex().value() == 0 && initial.hard.empty();
-  const bool joining =
-      resolved->joining && (identity->joining || (initial.conf.voters.empty() && untouched));
+  // Not a joiner any more once the Raft membership it recovers names it (a crash between a
+  // snapshot's install and the recording of its table leaves the flag behind).
+  const auto& snap = storage_->recovered_snapshot();
+  const raft::NodeId me(options_.node_id);
+  const bool conf_names_self = raft::Members(initial.conf).count(me) > 0 ||
+                               (snap.has_value() && raft::Members(snap->meta.conf).count(me) > 0);
+  const bool joining = resolved->joining && !conf_names_self &&
+                       (identity->joining || (initial.conf.voters.empty() && untouched));
   if (joining) {
     // Never bootstraps: the leader's log (or snapshot) brings the membership once it adds us.
     if (Status s = SaveClusterIdentity(data_dir_->path(), *identity); !s.ok()) return s;
@@ -301,6 +308,9 @@ Status Node::Start() {
   }
   identity_ = std::make_unique<IdentityStore>(data_dir_->path(), *identity);
   identity_->SetJoining(joining);
+  if (identity->joining && !joining) {
+    if (Status s = identity_->EndJoining(); !s.ok()) return s;
+  }
   const std::string cluster_id = identity_->cluster_id();
   spdlog::info("node {}: data dir {}: cluster {}, log [{}, {}], term {}, commit {}",
                options_.node_id, options_.data_dir,

@@ -197,7 +197,15 @@ class PeerTransport::Outbound {
         owner_.identity_.MarkReplaced("peer " + std::to_string(id_) +
                                       " refused us: " + reply.error());
       }
-      spdlog::error("peer {} at {} refused our hello: {}", id_, addr_, reply.error());
+      // Retried every few seconds: the same refusal is logged again only every 30 s. A joiner
+      // is refused until it is added, as its start-up line says: that is no error.
+      const auto now = std::chrono::steady_clock::now();
+      if (reply.error() != last_refusal_ || now - last_refusal_at_ >= std::chrono::seconds(30)) {
+        last_refusal_ = reply.error();
+        last_refusal_at_ = now;
+        spdlog::log(owner_.identity_.joining() ? spdlog::level::info : spdlog::level::err,
+                    "peer {} at {} refused our hello: {}", id_, addr_, reply.error());
+      }
       return false;
     }
     owner_.identity_.NotePeerRefusal(id_, {});
@@ -275,6 +283,9 @@ class PeerTransport::Outbound {
     std::lock_guard lock(mu_);
     stats_.last_error = std::move(e);
   }
+
+  std::string last_refusal_;  ///< the refusal last logged, and when (sender thread only)
+  std::chrono::steady_clock::time_point last_refusal_at_;
 
   const PeerTransport& owner_;
   const uint64_t id_;
@@ -425,9 +436,15 @@ class PeerTransport::InboundService final : public PeerService::Service {
       if (owner_.identity_.WasRemoved(frame.hello().from(), frame.hello().incarnation())) {
         return RejectRemoved(ctx, stream, frame.hello().from());
       }
+      bool log = owner_.RefusalWorthLogging(frame.hello().from(), why);
+      if (log && why.find("it waits to be added") != std::string::npos) {
+        spdlog::info("peer stream from {}: {}", ctx->peer(), why);  // the normal first step
+        log = false;
+      }
       return Reject(ctx, stream, why,
                     owner_.identity_.KnowsAnotherIncarnation(frame.hello().from(),
-                                                             frame.hello().incarnation()));
+                                                             frame.hello().incarnation()),
+                    log);
     }
     const uint64_t from = frame.hello().from();
     const std::string incarnation = frame.hello().incarnation();
@@ -560,8 +577,8 @@ class PeerTransport::InboundService final : public PeerService::Service {
 
   static grpc::Status Reject(grpc::ServerContext* ctx,
                              grpc::ServerReaderWriter<Reply, Frame>* stream, const std::string& why,
-                             bool replaced = false) {
-    spdlog::error("rejected peer stream from {}: {}", ctx->peer(), why);
+                             bool replaced = false, bool log = true) {
+    if (log) spdlog::error("rejected peer stream from {}: {}", ctx->peer(), why);
     Reply reply;
     reply.set_error(why);
     reply.set_replaced(replaced);
@@ -629,8 +646,6 @@ std::shared_ptr<grpc::ChannelCredentials> PeerTransport::CredentialsTo(uint64_t 
 
 std::string PeerTransport::CheckHello(const Hello& h) const {
   if (std::string why = CheckCluster(h.cluster_id(), h.bootstrap_id()); !why.empty()) return why;
-  // Of this cluster: what it knows removed is fact (applied from committed entries).
-  if (std::string why = MergeRemoved(h.removed()); !why.empty()) return why;
   if (h.to() != self_.node_id) {
     return "addressed to node " + std::to_string(h.to()) + " but this is node " +
            std::to_string(self_.node_id);
@@ -644,16 +659,27 @@ std::string PeerTransport::CheckHello(const Hello& h) const {
                       "entry " +
                       std::to_string(identity_.membership_index()) +
                       ", does not name it, and it applied no later one)";
+    if (h.membership_index() == 0 && h.peer_addr().empty() && !identity_.WasRemovedId(h.from())) {
+      // A node started with --join that has not been added yet: the normal first step.
+      return "node " + std::to_string(h.from()) +
+             " is not a member of this cluster yet: it waits to be added (lockctl member add " +
+             std::to_string(h.from()) + " --peer ... --client ...)";
+    }
     if (identity_.WasRemovedId(h.from())) {
       why +=
-          ": it was removed; a node cannot come back on its own (a wiped data dir started "
-          "with bootstrap flags is refused): start it with an empty data dir and --join, then "
-          "lockctl member add it (docs/operations.md, \"Replace a member\")";
+          ": an id that was removed. A replacement started with --join is admitted once it is "
+          "added (lockctl member add); a removed member cannot come back on its own (a wiped "
+          "data dir started with bootstrap flags is refused): start it with an empty data dir "
+          "and --join, then lockctl member add it (docs/operations.md, \"Replace a member\")";
     } else {
       why += ": add it first (lockctl member add), and start a new node with --join";
     }
     return why;
   }
+  // Admitted, of this cluster: what it knows removed is fact (applied from committed entries),
+  // taken before its own incarnation is judged (it may report the removal of the data dir this
+  // node knows under its id). Not before: a refused Hello changes nothing, the file included.
+  if (std::string why = MergeRemoved(h.removed()); !why.empty()) return why;
   if (identity_.WasRemoved(h.from(), h.incarnation())) {
     return "node " + std::to_string(h.from()) + " was removed from the cluster";
   }
@@ -674,7 +700,20 @@ std::string PeerTransport::CheckHello(const Hello& h) const {
            "; here: " + self_.limits + "): members applying different limits could diverge";
   }
   // Last: it records what it accepts.
-  return AcceptPeer(h.from(), h.cluster_id(), h.incarnation(), false);
+  return AcceptPeer(h.from(), h.cluster_id(), h.incarnation(), false, h.membership_index());
+}
+
+bool PeerTransport::RefusalWorthLogging(uint64_t from, const std::string& why) const {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(refusals_mu_);
+  auto it = refusals_logged_.find(from);
+  if (it != refusals_logged_.end() && it->second.first == why &&
+      now - it->second.second < std::chrono::seconds(30)) {
+    return false;
+  }
+  if (refusals_logged_.size() >= 64) refusals_logged_.clear();  // bounded: ids are the caller's
+  refusals_logged_[from] = {why, now};
+  return true;
 }
 
 std::string PeerTransport::CheckCluster(const std::string& cluster_id,
@@ -694,11 +733,12 @@ std::string PeerTransport::CheckCluster(const std::string& cluster_id,
 }
 
 std::string PeerTransport::AcceptPeer(uint64_t peer, const std::string& cluster_id,
-                                      const std::string& incarnation, bool adopt) const {
+                                      const std::string& incarnation, bool adopt,
+                                      uint64_t peer_membership_index) const {
   if (incarnation.empty()) {
     // A build before incarnations: nothing to check it by (a node of this build always has one).
     spdlog::warn("node {} presents no data dir incarnation (an older lockd); upgrade it", peer);
-  } else if (Status s = identity_.CheckPeer(peer, incarnation); !s.ok()) {
+  } else if (Status s = identity_.CheckPeer(peer, incarnation, peer_membership_index); !s.ok()) {
     return s.message();
   }
   if (!adopt || cluster_id.empty()) return {};
@@ -731,6 +771,10 @@ void PeerTransport::LearnPeerAddr(uint64_t id, const std::string& peer_addr,
   if (peer_addr.empty() || !ValidMemberAddr(peer_addr).ok()) return;
   std::lock_guard lock(mu_);
   if (stopped_ || outbound_.count(id)) return;  // the member table's address wins
+  // This node may have applied as far as the peer had since it was admitted: the table of that
+  // entry decides. Checked under mu_, which ForgetLearnedPeers takes after the table is
+  // recorded, so no stream learned here escapes it.
+  if (membership_index <= identity_.membership_index()) return;
   if (learned_.size() >= kMaxOutsidePeers) {
     spdlog::warn(
         "node {}: not dialing node {} at {}: {} peers outside the member table dialed "

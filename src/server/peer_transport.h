@@ -174,7 +174,11 @@ class PeerTransport {
   /// this node has none: why it is refused, or empty. Only the opener adopts, once both ends
   /// accepted each other (a receiver does not yet know whether the opener will accept it).
   std::string AcceptPeer(uint64_t peer, const std::string& cluster_id,
-                         const std::string& incarnation, bool adopt) const;
+                         const std::string& incarnation, bool adopt,
+                         uint64_t peer_membership_index = 0) const;
+  /// Whether a refusal of `from`'s Hello for `why` is logged: the same one again only after 30 s
+  /// (a refused peer retries every few seconds).
+  bool RefusalWorthLogging(uint64_t from, const std::string& why) const;
   /// Takes the removals a peer of this cluster reports (IdentityStore::NoteRemoved): why they
   /// cannot be taken (malformed, too many), or empty.
   std::string MergeRemoved(
@@ -196,6 +200,9 @@ class PeerTransport {
   std::map<uint64_t, std::unique_ptr<SnapshotSend>> snapshot_sends_;
   /// Outbound streams LearnPeerAddr opened: id -> the membership index the peer's Hello gave.
   std::map<uint64_t, uint64_t> learned_;
+  mutable std::mutex refusals_mu_;  ///< guards refusals_logged_
+  mutable std::map<uint64_t, std::pair<std::string, std::chrono::steady_clock::time_point>>
+      refusals_logged_;
   /// Removed peers' outbounds still delivering what was queued, each with the thread that stops
   /// it when done or at the grace deadline; pruned at the next RemovePeer, all cut by Stop().
   struct Retiree {

@@ -747,7 +747,9 @@ void Replica::HandleReadies() {
 
 void Replica::RetireLeavingPeers() {
   for (uint64_t id : peers_leaving_) {
-    if (options_.identity && options_.identity->IsMember(id)) continue;  // added back meanwhile
+    // Added back meanwhile? The table decides: IsMember holds for every id while joining, and a
+    // joiner replays the removals of its cluster's history.
+    if (options_.identity && options_.identity->Names(id)) continue;
     transport_.RemovePeer(id);
     last_heard_.erase(id);
   }

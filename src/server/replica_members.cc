@@ -102,14 +102,20 @@ Status Replica::ApplyMembership(const raft::Entry& entry) {
 
 Status Replica::ApplySnapshotMembers(const raft::SnapshotMeta& meta) {
   if (!options_.identity) return Status::Ok();
+  // Without a readable table the Raft membership still says whether this node is in: a joiner
+  // it names is one no more (else it would admit every peer, and rejoin at a restart, for good).
+  const auto members = raft::Members(meta.conf);
+  const bool conf_names_self = members.count(raft::NodeId(options_.node_id)) > 0;
   const std::string encoded = options_.identity->TakeSnapshotMembers(meta.index.value());
-  if (encoded.empty()) return Status::Ok();
+  if (encoded.empty()) {
+    return conf_names_self ? options_.identity->EndJoining() : Status::Ok();
+  }
   auto table = MemberTableAfter(options_.identity->members(), meta.conf, encoded);
   if (!table.ok()) {
     // The sender's table is advisory (the log decides membership): keep the one we have.
     spdlog::warn("node {}: the member table sent with the snapshot at {} is unreadable: {}",
                  options_.node_id, meta.index.value(), table.status().ToString());
-    return Status::Ok();
+    return conf_names_self ? options_.identity->EndJoining() : Status::Ok();
   }
   if (Status s = options_.identity->SetMembers(*table, {}, meta.index.value(), NamesSelf(*table));
       !s.ok()) {

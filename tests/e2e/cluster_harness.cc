@@ -95,6 +95,8 @@ std::string Describe(const grpc::Status& s) {
 
 Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {
   dir_ = std::make_unique<testing::TempDir>();
+  // Never reallocated: a test's load thread reads nodes while the test adds some.
+  nodes_.reserve(kMaxNodes);
   nodes_.resize(options_.nodes);
   auto ports = testing::FreePorts(3 * options_.nodes);
   for (int i = 0; i < options_.nodes; ++i) {
@@ -138,8 +140,6 @@ Cluster::~Cluster() {
 
 void Cluster::Connect(int i) {
   Node& n = nodes_[i];
-  // Keep the old stubs alive: a thread may still be in a call on them.
-  if (n.lock) retired_.push_back({n.channel, std::move(n.lock), std::move(n.cluster)});
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
@@ -150,11 +150,18 @@ void Cluster::Connect(int i) {
   // A channel of its own (no subchannel shared with another Cluster or an earlier start).
   args.SetString("lockd-e2e-channel",
                  std::to_string(i) + "#" + std::to_string(n.starts) + "@" + dir_->path());
-  n.channel = grpc::CreateCustomChannel(
+  auto channel = grpc::CreateCustomChannel(
       Addr(n.client_port),
       options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials(), args);
-  n.lock = v1::LockService::NewStub(n.channel);
-  n.cluster = v1::ClusterService::NewStub(n.channel);
+  auto lock = v1::LockService::NewStub(channel);
+  auto cluster = v1::ClusterService::NewStub(channel);
+  // Another thread (a test's load) may be calling through the old stubs right now: they are
+  // swapped under stubs_mu_ and kept alive (found as a null stub read in the middle of a swap).
+  std::lock_guard guard(stubs_mu_);
+  if (n.lock) retired_.push_back({n.channel, std::move(n.lock), std::move(n.cluster)});
+  n.channel = std::move(channel);
+  n.lock = std::move(lock);
+  n.cluster = std::move(cluster);
 }
 
 bool Cluster::WaitListening(int i, Ms timeout) {
@@ -265,6 +272,8 @@ std::vector<std::string> Cluster::Argv(int i) const {
     argv.push_back("--initial-cluster");
     argv.push_back(InitialCluster());
   }
+  // Without TLS the nodes must be told to serve plaintext (lockd requires one or the other).
+  if (!o.credentials) argv.push_back("--plaintext");
   for (const auto& f : o.extra_flags) argv.push_back(f);
   if (o.node_flags) {
     for (auto& f : o.node_flags(nodes_[i].id)) argv.push_back(std::move(f));
@@ -286,6 +295,10 @@ int Cluster::AddJoiningNode(uint64_t id, int same_addresses_as, bool start) {
     n.client_port = ports[0];
     n.peer_port = ports[1];
     n.http_port = ports[2];
+  }
+  if (nodes_.size() >= kMaxNodes) {
+    ADD_FAILURE() << "the harness holds at most " << kMaxNodes << " nodes";
+    return -1;
   }
   nodes_.push_back(std::move(n));
   const int i = size() - 1;
@@ -492,12 +505,15 @@ std::string Cluster::StatusSummary() {
 }
 
 v1::LockService::Stub& Cluster::lock(int i) {
+  std::lock_guard guard(stubs_mu_);
   return *nodes_[i].lock;
 }
 v1::ClusterService::Stub& Cluster::cluster(int i) {
+  std::lock_guard guard(stubs_mu_);
   return *nodes_[i].cluster;
 }
 std::shared_ptr<grpc::Channel> Cluster::channel(int i) {
+  std::lock_guard guard(stubs_mu_);
   return nodes_[i].channel;
 }
 

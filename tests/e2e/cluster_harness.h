@@ -55,7 +55,8 @@ struct ClusterOptions {
   std::vector<std::string> extra_flags;  ///< appended to every node's command line
   /// Flags for node `id` alone (its certificate…), appended after extra_flags.
   std::function<std::vector<std::string>(uint64_t id)> node_flags;
-  /// How the harness's own channels dial the client ports (null: plaintext).
+  /// How the harness's own channels dial the client ports (null: plaintext, and the nodes are
+  /// started with --plaintext).
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   /// "NAME=value" added to every node's environment, at every start (e.g. an LD_PRELOAD shim).
   std::vector<std::string> env;
@@ -172,6 +173,8 @@ class Cluster {
     std::unique_ptr<v1::ClusterService::Stub> cluster;
   };
   std::vector<Retired> retired_;
+  std::mutex stubs_mu_;  ///< guards each node's channel and stubs, and retired_
+  static constexpr size_t kMaxNodes = 32;
 
   ClusterOptions options_;
   std::unique_ptr<testing::TempDir> dir_;

@@ -198,7 +198,7 @@ TEST(Identity, ARemovedMembersWipedDataDirStartedWithBootstrapFlagsIsRefusedAndD
       << c.LogTails(15);
   const std::string own = LogSinceLastStart(c, gone);
   const size_t at = own.find(refused);
-  EXPECT_NE(own.find("it was removed", at), std::string::npos) << own;
+  EXPECT_NE(own.find("an id that was removed", at), std::string::npos) << own;
   EXPECT_NE(own.find("--join", at), std::string::npos) << own;
   // The two members go on undisturbed: same leader, same term, 2 members, and the wiped node
   // never got the cluster id (it learned nothing from them).

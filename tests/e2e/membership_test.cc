@@ -459,9 +459,9 @@ TEST(Membership, AJoinerStoppedAfterItsFirstContactStartsAgainAndJoins) {
 
 TEST(Membership, ANodeThatMissedAdditionsAdmitsALeaderAddedSinceAndCatchesUp) {
   // Found by review: peers were admitted by the member table this node had applied, so a node
-  // that was down while 4 and 5 were added refused leader 5 and could never catch up. Now any
-  // node of the cluster is admitted (only removed data dirs are refused), and the node dials a
-  // peer its table does not name yet at the address the peer's Hello gives.
+  // that was down while 4 and 5 were added refused leader 5 and could never catch up. Now a peer
+  // its table does not name is admitted if it applied a later membership (its Hello says so),
+  // and the node dials it at the address the peer's Hello gives.
   Cluster cluster;
   const int leader = cluster.WaitForReady();
   ASSERT_GE(leader, 0) << cluster.StatusSummary();
@@ -504,6 +504,56 @@ TEST(Membership, ANodeThatMissedAdditionsAdmitsALeaderAddedSinceAndCatchesUp) {
                          << "; leader commit " << lead.commit_index() << "\n"
                          << cluster.LogTail(behind, 20);
   EXPECT_FALSE(std::filesystem::exists(cluster.data_dir(behind) + "/removed"));
+}
+
+// Found by review: a joiner replaying a removal that named no incarnation (the removing leader
+// never heard from the member) took the one it knew for the id: a replacement's, added under the
+// same id since. It then answered the replacement "removed" (a permanent mark in its data dir)
+// and told every peer. A joiner records such a removal as unknown now.
+TEST(Membership, AJoinerReplayingAnOldRemovalLeavesAReplacementUnderTheSameIdAlone) {
+  Cluster cluster;
+  const int leader = cluster.WaitForReady();
+  ASSERT_GE(leader, 0) << cluster.StatusSummary();
+  const int dead = cluster.OtherLiveNode(leader);
+  cluster.Kill(dead);
+  // A leader that never heard from the dead member: node 4, added after it died.
+  const int four = cluster.AddJoiningNode(4);
+  grpc::Status s = Add(cluster, four);
+  ASSERT_TRUE(s.ok()) << Describe(s) << "\n" << cluster.LogTail(four);
+  v1::TransferLeadershipRequest to;
+  to.set_to(4);
+  v1::TransferLeadershipResponse moved;
+  for (int i = 0; i < 10; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    s = cluster.cluster(four).TransferLeadership(&ctx, to, &moved);
+    if (s.ok()) break;
+    std::this_thread::sleep_for(300ms);
+  }
+  ASSERT_TRUE(s.ok()) << Describe(s);
+  ASSERT_EQ(cluster.WaitForLeader(), four);
+  s = Remove(cluster, cluster.id(dead), four);
+  ASSERT_TRUE(s.ok()) << Describe(s);
+  EXPECT_NE(cluster.LogTail(four, 200).find("removing node " + std::to_string(cluster.id(dead))),
+            std::string::npos);
+  // Its replacement under the same id and addresses, on an empty data dir (the harness names
+  // data dirs by id: the dead member's is wiped, as a new machine's would be); then a joiner
+  // that replays all of it.
+  const int again = cluster.AddJoiningNode(cluster.id(dead), dead, /*start=*/false);
+  std::filesystem::remove_all(cluster.data_dir(again));
+  std::filesystem::create_directories(cluster.data_dir(again));
+  cluster.Start(again);
+  s = Add(cluster, again);
+  ASSERT_TRUE(s.ok()) << Describe(s) << "\n" << cluster.LogTail(again);
+  const int five = cluster.AddJoiningNode(5);
+  s = Add(cluster, five);
+  ASSERT_TRUE(s.ok()) << Describe(s) << "\n" << cluster.LogTail(five);
+  ExpectServingMember(cluster, five, "the joiner");
+  std::this_thread::sleep_for(2s);  // the joiner's Hellos (and removed lists) reached everyone
+  ExpectServingMember(cluster, again, "the replacement under the removed id");
+  v1::StatusResponse st;
+  ASSERT_TRUE(cluster.Status(five, &st).ok());
+  EXPECT_EQ(st.members_size(), 5) << cluster.StatusSummary();
 }
 
 TEST(Membership, BadRequestsAreRefusedClearlyAndChangeNothing) {

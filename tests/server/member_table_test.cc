@@ -300,6 +300,82 @@ TEST(IdentityStore, AnIncarnationKnownOnlyOutsideTheTableIsReplacedNotRefused) {
   EXPECT_EQ(store.CheckPeer(4, NewRandomId()).code(), StatusCode::kFailedPrecondition);
 }
 
+// Found by review: a joiner replaying an old removal that names no incarnation took the one it
+// knows for the id, recorded at its start: possibly a replacement's, added under the id since,
+// which would then be refused (and told it was removed) by the joiner and every peer it tells.
+TEST(IdentityStore, AJoinerReplayingARemovalOfUnknownIncarnationRecordsItUnknown) {
+  testing::TempDir dir;
+  ClusterIdentity id;
+  id.bootstrap_id = DeriveBootstrapId("t", Three());
+  id.incarnation = NewRandomId();
+  id.members = Three();  // asked at its start: 3 is the replacement by now
+  id.joining = true;
+  IdentityStore store(dir.path(), id);
+  store.SetJoining(true);
+  const std::string replacement = NewRandomId();
+  ASSERT_TRUE(store.CheckPeer(3, replacement).ok());
+  auto two = Three();
+  two.pop_back();
+  ASSERT_TRUE(store.SetMembers(two, {{3, ""}}, 10, false).ok());  // the old removal of 3
+  EXPECT_FALSE(store.WasRemoved(3, replacement));
+  EXPECT_EQ(store.removed_members(), (std::vector<RemovedMember>{{3, kUnknownIncarnation}}));
+  // A member's removal it applies once it is in (not joining) names the one it knows.
+  auto four = Three();
+  four.push_back({4, "h:7504", "h:7404"});
+  ASSERT_TRUE(store.SetMembers(four, {}, 12, true).ok());
+  const std::string inc2 = NewRandomId();
+  ASSERT_TRUE(store.CheckPeer(2, inc2).ok());
+  auto no_two = four;
+  no_two.erase(no_two.begin() + 1);
+  ASSERT_TRUE(store.SetMembers(no_two, {{2, ""}}, 14, true).ok());
+  EXPECT_TRUE(store.WasRemoved(2, inc2));
+}
+
+TEST(IdentityStore, AnOutsideRecordIsForgottenOnceThisNodeAppliedAsFarAsThePeerHad) {
+  testing::TempDir dir;
+  ClusterIdentity id;
+  id.incarnation = NewRandomId();
+  id.members = Three();
+  id.membership_index = 5;
+  IdentityStore store(dir.path(), id);
+  ASSERT_TRUE(store.CheckPeer(8, NewRandomId(), 9).ok());  // ahead: it knows the table of 9
+  ASSERT_TRUE(store.SetMembers(Three(), {}, 7, true).ok());
+  EXPECT_TRUE(store.KnowsIncarnationOf(8)) << "not there yet";
+  ASSERT_TRUE(store.SetMembers(Three(), {}, 9, true).ok());
+  EXPECT_FALSE(store.KnowsIncarnationOf(8)) << "the table of 9 does not name it: it left";
+}
+
+TEST(IdentityStore, RecordsOfAnOlderBuildForPeersOutsideTheTableAreNotBinding) {
+  testing::TempDir dir;
+  ClusterIdentity id;
+  id.bootstrap_id = DeriveBootstrapId("t", Three());
+  id.incarnation = NewRandomId();
+  id.members = Three();
+  id.known_peers = {{2, NewRandomId()}, {9, NewRandomId()}};
+  IdentityStore store(dir.path(), id);
+  EXPECT_FALSE(store.Recorded().known_peers.contains(9));
+  EXPECT_FALSE(store.KnowsAnotherIncarnation(9, NewRandomId()));
+  EXPECT_TRUE(store.CheckPeer(9, NewRandomId()).ok());
+  EXPECT_TRUE(store.KnowsAnotherIncarnation(2, NewRandomId()));
+}
+
+TEST(IdentityStore, EndJoiningClearsTheFlagDurably) {
+  testing::TempDir dir;
+  ClusterIdentity id;
+  id.bootstrap_id = DeriveBootstrapId("t", Three());
+  id.incarnation = NewRandomId();
+  id.members = Three();
+  id.joining = true;
+  ASSERT_TRUE(SaveClusterIdentity(dir.path(), id).ok());
+  IdentityStore store(dir.path(), id);
+  store.SetJoining(true);
+  ASSERT_TRUE(store.EndJoining().ok());
+  EXPECT_FALSE(store.joining());
+  auto loaded = LoadClusterIdentity(dir.path());
+  ASSERT_TRUE(loaded.ok() && loaded->has_value());
+  EXPECT_FALSE((*loaded)->joining);
+}
+
 TEST(IdentityStore, PeersOutsideTheTableAreBoundedAndARecordTheTableDropsMovesToMemory) {
   testing::TempDir dir;
   ClusterIdentity id;

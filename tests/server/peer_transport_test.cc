@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <future>
 #include <map>
 #include <mutex>
@@ -512,11 +513,31 @@ TEST(PeerTransport, AdmitsAnIdOutsideTheTableOnlyFromALaterMembershipAndNeverARe
   h.set_incarnation(NewRandomId());
   h.set_membership_index(0);
   const std::string wiped = t.CheckHello(h);
-  EXPECT_NE(wiped.find("it was removed"), std::string::npos) << wiped;
+  EXPECT_NE(wiped.find("an id that was removed"), std::string::npos) << wiped;
   EXPECT_NE(wiped.find("--join"), std::string::npos) << wiped;
   // A replacement under the same id, added back by an entry this node has not applied yet.
   h.set_membership_index(11);
   EXPECT_EQ(t.CheckHello(h), "");
+}
+
+// Found by review: the removals a Hello reports were merged before its sender was admitted, so a
+// refused Hello could rewrite (and fsync) the identity file and push out the genuine removals.
+TEST(PeerTransport, ARefusedHelloChangesNothingNotEvenTheRemovedList) {
+  StoreDir two("c1", NewRandomId());
+  PeerTransport t(Identity(2), two.store, {},
+                  [&](uint64_t from, uint64_t index) { return two.store.Admits(from, index); });
+  const ClusterIdentity before = two.store.Recorded();
+  auto h = HelloFrom1(NewRandomId());
+  h.set_from(7);  // never added, and it applied no later membership
+  for (uint64_t id = 100; id < 110; ++id) {
+    auto* r = h.add_removed();
+    r->set_id(id);
+    r->set_incarnation(NewRandomId());
+  }
+  EXPECT_NE(t.CheckHello(h), "");
+  EXPECT_EQ(two.store.Recorded(), before);
+  EXPECT_FALSE(std::filesystem::exists(two.dir.path() + "/cluster")) << "nothing was written";
+  EXPECT_FALSE(two.store.KnowsIncarnationOf(7));
 }
 
 TEST(PeerTransport, ARemovalThePeerReportsIsTakenBeforeItsIncarnationIsChecked) {
