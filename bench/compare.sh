@@ -74,7 +74,7 @@ start_lockd() {
     # Defaults: T_tick 100 ms and E_min 1 s, as etcd's heartbeat and election timeout.
     "$LOCKD" --id "$i" --client-addr "127.0.0.1:794$i" --peer-addr "127.0.0.1:795$i" \
       --http-addr "127.0.0.1:796$i" --initial-cluster "$init" --cluster-token "compare-$$" \
-      --data-dir "$work/lockd/n$i" >"$work/lockd/n$i.log" 2>&1 &
+      --data-dir "$work/lockd/n$i" --plaintext >"$work/lockd/n$i.log" 2>&1 &
     lockd_pids+=($!)
   done
   for _ in $(seq 1 150); do

@@ -52,7 +52,7 @@ start_node() {
   mkdir -p "$work/n$i"
   "$LOCKD" --id "$i" --client-addr "127.0.0.1:797$i" --peer-addr "127.0.0.1:798$i" \
     --http-addr "127.0.0.1:799$i" --initial-cluster "$INIT" --cluster-token "scale-$$" \
-    --data-dir "$work/n$i/data" --max-leases $((leases + 1000)) --max-locks $((locks + 100000)) \
+    --data-dir "$work/n$i/data" --plaintext --max-leases $((leases + 1000)) --max-locks $((locks + 100000)) \
     >>"$work/n$i.log" 2>&1 &
   pid[$i]=$!
 }

@@ -36,6 +36,8 @@
 #   LOCKD_CLIENT_PORT, LOCKD_PEER_PORT, LOCKD_HTTP_PORT (7401, 7501, 7601), LOCKD_PORT_STRIDE
 #                       (0: ordinal N listens on port + N * stride), LOCKD_HTTP_HOST (0.0.0.0)
 #   LOCKD_VOLUME (/var/lib/lockd; the data dir is $LOCKD_VOLUME/data), LOCKD_BIN, LOCKCTL_BIN
+#   LOCKD_FLAGS         more lockd flags, split on spaces: TLS (--tls-cert ... --peer-ca ...)
+#                       or --plaintext; lockd refuses to start with neither
 set -eu
 
 ord="${POD_NAME##*-}"
@@ -228,8 +230,10 @@ add_self() {
 }
 
 start() {
+  # $LOCKD_FLAGS: split on spaces (TLS, or --plaintext; see the manifest).
+  # shellcheck disable=SC2086
   exec "$lockd" --id "$1" --client-addr "$self_client" --peer-addr "$self_peer" \
-    --http-addr "$http" --data-dir "$data" "$2" "$3" ${4:+"$4"} ${5:+"$5"}
+    --http-addr "$http" --data-dir "$data" "$2" "$3" ${4:+"$4"} ${5:+"$5"} ${LOCKD_FLAGS:-}
 }
 
 if [ -f "$volume/member-id" ]; then

@@ -114,7 +114,7 @@ for i in $(seq 1 "$nodes"); do
   initial="${initial:+$initial,}$i=127.0.0.1:$((base + 100 + i))/127.0.0.1:$((base + i))"
 done
 for i in $(seq 1 "$nodes"); do
-  node_tls=()
+  node_tls=(--plaintext)  # loopback only, for development; --tls for TLS
   if [ "$tls" -eq 1 ]; then
     node_tls=(--tls-cert "$pki/node$i.crt" --tls-key "$pki/node$i.key"
       --peer-ca "$pki/cluster-ca.crt" --tls-client-ca "$pki/client-ca.crt")

@@ -21,7 +21,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 client_port=$(free_port); peer_port=$(free_port); http_port=$(free_port); wallet_port=$(free_port)
 
 "$build/src/daemon/lockd" --id 1 --client-addr "127.0.0.1:$client_port" \
-  --peer-addr "127.0.0.1:$peer_port" --http-addr "127.0.0.1:$http_port" --data-dir "$tmp/node1" \
+  --peer-addr "127.0.0.1:$peer_port" --http-addr "127.0.0.1:$http_port" --data-dir "$tmp/node1" --plaintext \
   --initial-cluster "1=127.0.0.1:$peer_port/127.0.0.1:$client_port" --cluster-token "demo-$$" \
   --min-ttl-ms 2000 >"$tmp/lockd.log" 2>&1 &
 pids+=($!)

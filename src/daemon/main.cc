@@ -102,8 +102,8 @@ int main(int argc, char** argv) {
                  "The cluster CA, which signs every member's certificate (mutual TLS on the peer "
                  "port)");
   app.add_flag("--plaintext", o.plaintext,
-               "Serve both ports without TLS (development only; what a node without TLS flags "
-               "does, said explicitly)");
+               "Serve both ports without TLS (development only). Without it a node needs "
+               "--tls-cert, --tls-key and --peer-ca");
   app.add_option("--initial-cluster", o.initial_cluster,
                  "Members of a new cluster: id=peer_host:port/client_host:port,... (used only "
                  "when the data dir is empty; empty: a one-node cluster)")

@@ -1,5 +1,6 @@
 #include "server/options.h"
 
+#include <algorithm>
 #include <charconv>
 #include <set>
 #include <sstream>
@@ -180,11 +181,19 @@ Status Validate(const NodeOptions& o) {
   if (Status s = ValidateLogFormat(o.log_format); !s.ok()) return s;
   static constexpr const char* kLevels[] = {"trace", "debug",    "info", "warn",
                                             "error", "critical", "off"};
-  for (const char* level : kLevels) {
-    if (o.log_level == level) return Status::Ok();
+  if (std::none_of(std::begin(kLevels), std::end(kLevels),
+                   [&o](const char* level) { return o.log_level == level; })) {
+    return InvalidArgument("--log-level '" + o.log_level +
+                           "' is not one of trace, debug, info, warn, error, critical, off");
   }
-  return InvalidArgument("--log-level '" + o.log_level +
-                         "' is not one of trace, debug, info, warn, error, critical, off");
+  // Last, so that any other mistake is named first. Plaintext is never what a node falls into
+  // for want of a flag: anyone who reaches a plaintext client port can force-release any lock.
+  if (!UsesTls(o) && !o.plaintext) {
+    return InvalidArgument(
+        "no TLS: give --tls-cert, --tls-key and --peer-ca (docs/security.md says how to make "
+        "them), or --plaintext to serve both ports without TLS (development only)");
+  }
+  return Status::Ok();
 }
 
 }  // namespace lockd::server

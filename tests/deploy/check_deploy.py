@@ -228,7 +228,8 @@ def exported_families(lockd):
         # families exist) and no leader, which /metrics does not need.
         c, p, h = free_port(), free_port(), free_port()
         others = ",".join(f"{i}=127.0.0.1:{free_port()}/127.0.0.1:{free_port()}" for i in (2, 3))
-        proc = subprocess.Popen([lockd, "--data-dir", os.path.join(tmp, "d"), "--client-addr",
+        proc = subprocess.Popen([lockd, "--plaintext", "--data-dir", os.path.join(tmp, "d"),
+                                 "--client-addr",
                                  f"127.0.0.1:{c}", "--peer-addr", f"127.0.0.1:{p}", "--http-addr",
                                  f"127.0.0.1:{h}", "--log-level", "warn", "--initial-cluster",
                                  f"1=127.0.0.1:{p}/127.0.0.1:{c},{others}"],

@@ -76,7 +76,7 @@ class Pods:
                         LOCKD_CLIENT_PORT=str(self.base), LOCKD_PEER_PORT=str(self.base + 10),
                         LOCKD_HTTP_PORT=str(self.base + 20), LOCKD_PORT_STRIDE="1",
                         LOCKD_HTTP_HOST="127.0.0.1", LOCKD_BIN=self.wrap_lockd(a.lockd),
-                        LOCKCTL_BIN=os.path.abspath(a.lockctl))
+                        LOCKCTL_BIN=os.path.abspath(a.lockctl), LOCKD_FLAGS="--plaintext")
         self.procs = {}
 
     def wrap_lockd(self, lockd):

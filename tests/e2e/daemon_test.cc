@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <filesystem>
+
 #include "support/process.h"
 
 namespace lockd {
@@ -38,7 +40,8 @@ std::unique_ptr<Process> StartLockd(const NodePorts& ports, const std::string& d
                                 "--http-addr",
                                 "127.0.0.1:" + std::to_string(ports.http),
                                 "--data-dir",
-                                data_dir};
+                                data_dir,
+                                "--plaintext"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return std::make_unique<Process>(argv, log);
 }
@@ -151,6 +154,12 @@ TEST(Daemon, RejectsBadFlagsWithAClearError) {
   auto id = RunCommand({LOCKD_BINARY, "--id", "0", "--data-dir", dir.path()}, 20s);
   EXPECT_EQ(id.exit_code, 2);
   EXPECT_THAT(id.output, HasSubstr("--id"));
+  // Neither TLS nor --plaintext: refused, naming both (plaintext is never a default).
+  auto none = RunCommand({LOCKD_BINARY, "--data-dir", dir.path()}, 20s);
+  EXPECT_EQ(none.exit_code, 2) << none.output;
+  EXPECT_THAT(none.output, HasSubstr("give --tls-cert, --tls-key and --peer-ca"));
+  EXPECT_THAT(none.output, HasSubstr("or --plaintext"));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/cluster")) << "nothing was written";
   // An empty --join (once: a harness's empty list) must not bootstrap a cluster of its own.
   for (const char* join : {"", ","}) {
     auto empty = RunCommand({LOCKD_BINARY, "--data-dir", dir.path(), "--join", join}, 20s);
@@ -164,7 +173,7 @@ TEST(Daemon, RejectsBadFlagsWithAClearError) {
 TEST(Daemon, RefusesAPlantedBugFromAConfigFileOrWithoutTheTestingEnvironment) {
   TempDir dir;
   const std::vector<std::string> flag{"--testing-unsafe-fault=skip-token-increment", "--data-dir",
-                                      dir.path() + "/data"};
+                                      dir.path() + "/data", "--plaintext"};
   std::vector<std::string> bare{"/usr/bin/env", "-u", "LOCKD_TESTING_UNSAFE_FAULTS", LOCKD_BINARY};
   bare.insert(bare.end(), flag.begin(), flag.end());
   auto refused = RunCommand(bare, 20s);
@@ -177,9 +186,10 @@ TEST(Daemon, RefusesAPlantedBugFromAConfigFileOrWithoutTheTestingEnvironment) {
 
   // Armed, the flag is still checked (an unknown name names the known ones), which shows the env
   // var reached the knob's parsing rather than being refused earlier.
-  auto unknown = RunCommand({"/usr/bin/env", "LOCKD_TESTING_UNSAFE_FAULTS=1", LOCKD_BINARY,
-                             "--testing-unsafe-fault=no-such-bug", "--data-dir", dir.path()},
-                            20s);
+  auto unknown =
+      RunCommand({"/usr/bin/env", "LOCKD_TESTING_UNSAFE_FAULTS=1", LOCKD_BINARY,
+                  "--testing-unsafe-fault=no-such-bug", "--data-dir", dir.path(), "--plaintext"},
+                 20s);
   EXPECT_EQ(unknown.exit_code, 2);
   EXPECT_THAT(unknown.output, HasSubstr("skip-token-increment"));
 
@@ -250,7 +260,8 @@ TEST(Daemon, ReadsItsTomlConfigFile) {
     ASSERT_NE(f, nullptr);
     fprintf(f,
             "id = 3\nclient-addr = \"%s\"\npeer-addr = \"127.0.0.1:%d\"\n"
-            "http-addr = \"127.0.0.1:%d\"\ndata-dir = \"%s/data\"\nlog-level = \"debug\"\n",
+            "http-addr = \"127.0.0.1:%d\"\ndata-dir = \"%s/data\"\nlog-level = \"debug\"\n"
+            "plaintext = true\n",
             ports.client_addr().c_str(), ports.peer, ports.http, dir.path().c_str());
     fclose(f);
   }

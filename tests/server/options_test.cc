@@ -5,24 +5,37 @@
 namespace lockd::server {
 namespace {
 
-TEST(Options, DefaultsAreValid) {
-  EXPECT_TRUE(Validate(NodeOptions{}).ok());
+/// The defaults, said explicitly to serve without TLS.
+NodeOptions Dev() {
+  NodeOptions o;
+  o.plaintext = true;
+  return o;
+}
+
+TEST(Options, DefaultsAreValidWithPlaintextSaidExplicitly) {
+  EXPECT_TRUE(Validate(Dev()).ok());
+  // Found by the issue: plaintext was what a node without TLS flags fell into.
+  const Status none = Validate(NodeOptions{});
+  EXPECT_EQ(none.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(none.message().find("give --tls-cert, --tls-key and --peer-ca"), std::string::npos)
+      << none.message();
+  EXPECT_NE(none.message().find("or --plaintext"), std::string::npos) << none.message();
 }
 
 TEST(Options, EachBadSettingIsNamedInTheError) {
-  NodeOptions o;
+  NodeOptions o = Dev();
   o.node_id = 0;
   EXPECT_NE(Validate(o).message().find("--id"), std::string::npos);
-  o = NodeOptions{};
+  o = Dev();
   o.peer_addr = "nope";
   EXPECT_NE(Validate(o).message().find("--peer-addr"), std::string::npos);
-  o = NodeOptions{};
+  o = Dev();
   o.http_addr = o.client_addr;
   EXPECT_NE(Validate(o).message().find("must all differ"), std::string::npos);
-  o = NodeOptions{};
+  o = Dev();
   o.log_level = "loud";
   EXPECT_NE(Validate(o).message().find("--log-level"), std::string::npos);
-  o = NodeOptions{};
+  o = Dev();
   o.join = ",,";
   EXPECT_NE(Validate(o).message().find("--join names no address"), std::string::npos);
 }
@@ -43,35 +56,35 @@ TEST(Options, TlsNeedsItsThreeFilesAndExcludesPlaintext) {
 }
 
 TEST(Options, ClusterTimingAndLimitsAreValidatedWithTheFlagNamed) {
-  NodeOptions o;
+  NodeOptions o = Dev();
   o.initial_cluster = "2=127.0.0.1:7502/127.0.0.1:7402";
   EXPECT_NE(Validate(o).message().find("does not name this node"), std::string::npos);
   o.initial_cluster = "1=127.0.0.1:9999/127.0.0.1:7401";
   EXPECT_NE(Validate(o).message().find("--peer-addr"), std::string::npos);
   o.initial_cluster = "1=127.0.0.1:7501/127.0.0.1:7401,2=127.0.0.1:7502/127.0.0.1:7402";
   EXPECT_TRUE(Validate(o).ok()) << Validate(o).ToString();
-  o = NodeOptions{};
+  o = Dev();
   o.election_min_ms = 2 * o.tick_ms;
   EXPECT_NE(Validate(o).message().find("--election-min-ms"), std::string::npos);
-  o = NodeOptions{};
+  o = Dev();
   o.drift = 0.5;
   EXPECT_NE(Validate(o).message().find("--drift"), std::string::npos);
-  o = NodeOptions{};
+  o = Dev();
   o.min_ttl_ms = o.max_ttl_ms + 1;
   EXPECT_NE(Validate(o).message().find("--min-ttl-ms"), std::string::npos);
-  o = NodeOptions{};
+  o = Dev();
   o.max_locks = 0;
   EXPECT_NE(Validate(o).message().find("--max-locks"), std::string::npos);
-  o = NodeOptions{};
+  o = Dev();
   o.max_request_bytes = 10;
   EXPECT_NE(Validate(o).message().find("--max-request-bytes"), std::string::npos);
-  o = NodeOptions{};
+  o = Dev();
   o.max_snapshot_bytes = 1000;
   EXPECT_NE(Validate(o).message().find("--max-snapshot-bytes"), std::string::npos);
-  o = NodeOptions{};
+  o = Dev();
   o.snapshot_entries = 0;  // never snapshot: allowed
   EXPECT_TRUE(Validate(o).ok());
-  o = NodeOptions{};
+  o = Dev();
   o.cluster_token = "";
   EXPECT_NE(Validate(o).message().find("--cluster-token"), std::string::npos);
 }

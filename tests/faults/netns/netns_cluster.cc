@@ -239,6 +239,7 @@ std::vector<std::string> NetnsCluster::Argv(int i) const {
       ip + ":" + std::to_string(kHttpPort),
       "--data-dir",
       data_dir(i),
+      "--plaintext",  // on addresses of the namespaces this harness made (lockd warns)
       "--cluster-token",
       "faults-" + net_->prefix(),
       "--tick-ms",
