@@ -20,7 +20,7 @@ namespace lockd::server {
 
 namespace {
 
-constexpr int kVersion = 4;
+constexpr int kVersion = 5;
 constexpr const char* kFile = "/cluster";
 constexpr const char* kUndecided = "-";  ///< the cluster id field while not decided
 
@@ -117,6 +117,9 @@ std::string EncodeClusterIdentity(const ClusterIdentity& id) {
   for (const auto& [peer, incarnation] : id.known_peers) {
     body += "known-peer " + std::to_string(peer) + " " + incarnation + "\n";
   }
+  for (const auto& [peer, since] : id.known_peer_since) {
+    body += "known-peer-since " + std::to_string(peer) + " " + std::to_string(since) + "\n";
+  }
   body += "membership-index " + std::to_string(id.membership_index) + "\n";
   if (!id.restored_from.empty()) body += "restored-from " + id.restored_from + "\n";
   if (id.joining) body += "joining 1\n";
@@ -180,6 +183,12 @@ Result<ClusterIdentity> DecodeClusterIdentity(const std::string& text) {
         return DataLoss("cluster identity file: a malformed known-peer line");
       }
       id.known_peers[peer] = std::move(incarnation);
+    } else if (word == "known-peer-since" && version >= 5) {
+      uint64_t peer = 0, since = 0;
+      if (!(in >> peer >> since) || peer == 0) {
+        return DataLoss("cluster identity file: a malformed known-peer-since line");
+      }
+      id.known_peer_since[peer] = since;
     } else if (word == "membership-index" && version >= 3) {
       if (!(in >> id.membership_index)) {
         return DataLoss("cluster identity file: a malformed membership-index line");
@@ -269,7 +278,11 @@ IdentityStore::IdentityStore(std::string data_dir, ClusterIdentity recorded)
     if (std::none_of(recorded_.members.begin(), recorded_.members.end(),
                      [peer](const MemberSpec& m) { return m.id == peer; }) &&
         outside_peers_.size() < kMaxOutsidePeers) {
-      outside_peers_.emplace(peer, OutsidePeer{std::move(it->second), 0});
+      auto since = recorded_.known_peer_since.find(peer);
+      outside_peers_.emplace(
+          peer, OutsidePeer{std::move(it->second),
+                            since == recorded_.known_peer_since.end() ? 0 : since->second});
+      recorded_.known_peer_since.erase(peer);
       it = recorded_.known_peers.erase(it);
     } else {
       ++it;
@@ -349,6 +362,7 @@ Status IdentityStore::CheckPeer(uint64_t peer, const std::string& incarnation,
   }
   ClusterIdentity next = recorded_;
   next.known_peers[peer] = incarnation;
+  if (peer_membership_index > 0) next.known_peer_since[peer] = peer_membership_index;
   if (Status s = SaveClusterIdentity(data_dir_, next); !s.ok()) return s;
   recorded_ = std::move(next);
   return Status::Ok();
@@ -433,10 +447,11 @@ bool IdentityStore::Admits(uint64_t id, uint64_t peer_membership_index) const {
   const bool named =
       std::any_of(members.begin(), members.end(), [id](const MemberSpec& m) { return m.id == id; });
   if (named) return true;
-  if (peer_membership_index <= recorded_.membership_index) return false;
-  return std::none_of(
-      recorded_.removed.begin(), recorded_.removed.end(),
-      [id](const RemovedMember& r) { return r.id == id && r.incarnation == kUnknownIncarnation; });
+  // Ahead of this node: it knows a table this node has not reached. A member removed here (under
+  // an unknown incarnation too) had not applied its removal, so it is never ahead: one that is,
+  // under a removed id, is a replacement added since (review: refusing it left a lagging node
+  // unable to follow a replacement that leads).
+  return peer_membership_index > recorded_.membership_index;
 }
 
 bool IdentityStore::WasRemovedId(uint64_t id) const {
@@ -466,6 +481,7 @@ void AddRemoved(ClusterIdentity& id, RemovedMember r) {
   if (auto known = id.known_peers.find(r.id);
       known != id.known_peers.end() && known->second == r.incarnation) {
     id.known_peers.erase(known);
+    id.known_peer_since.erase(r.id);
   }
   if (std::find(id.removed.begin(), id.removed.end(), r) != id.removed.end()) return;
   id.removed.push_back(std::move(r));
@@ -488,17 +504,23 @@ Status IdentityStore::SetMembers(std::vector<MemberSpec> members,
   next.joining = next.joining && !names_self;
   std::map<uint64_t, OutsidePeer> outside = outside_peers_;
   for (RemovedMember r : removed) {
-    // A joiner replays its cluster's history with records taken now, when it started: the one
-    // it knows for a removed id may be a replacement's, added under the id since (found by
-    // review: naming it would expel the live replacement). It says unknown instead.
+    // The removing leader knew no incarnation: the one this node knows is the one removed only if
+    // it was accepted from a peer known to have applied a membership before this entry. One that
+    // had applied it (or a later one) is a replacement added under the id since — met by a
+    // lagging node — and naming it would expel that live member (found by review); so may be one
+    // whose index is unknown (0: a joiner's Hello, an older build, a record from before format 5).
+    // Those say "unknown": the index rule of Admits still keeps the removed member out.
     if (r.incarnation.empty()) {
       auto known = next.known_peers.find(r.id);
-      r.incarnation = known != next.known_peers.end() && !recorded_.joining
-                          ? known->second
-                          : std::string(kUnknownIncarnation);
+      auto since = next.known_peer_since.find(r.id);
+      const bool before =
+          since != next.known_peer_since.end() && since->second > 0 && since->second < index;
+      r.incarnation = known != next.known_peers.end() && before ? known->second
+                                                                : std::string(kUnknownIncarnation);
     }
     // The incarnation the leader names wins over ours: forget ours for the id either way.
     next.known_peers.erase(r.id);
+    next.known_peer_since.erase(r.id);
     outside.erase(r.id);
     AddRemoved(next, std::move(r));
   }
@@ -507,7 +529,10 @@ Status IdentityStore::SetMembers(std::vector<MemberSpec> members,
     const uint64_t peer = it->first;
     if (std::none_of(next.members.begin(), next.members.end(),
                      [peer](const MemberSpec& m) { return m.id == peer; })) {
-      outside.emplace(peer, OutsidePeer{std::move(it->second), 0});
+      auto since = next.known_peer_since.find(peer);
+      outside.emplace(peer, OutsidePeer{std::move(it->second),
+                                        since == next.known_peer_since.end() ? 0 : since->second});
+      next.known_peer_since.erase(peer);
       it = next.known_peers.erase(it);
     } else {
       ++it;
@@ -515,7 +540,10 @@ Status IdentityStore::SetMembers(std::vector<MemberSpec> members,
   }
   for (const MemberSpec& m : next.members) {
     if (auto o = outside.find(m.id); o != outside.end()) {
-      next.known_peers.emplace(m.id, std::move(o->second.incarnation));
+      if (next.known_peers.emplace(m.id, std::move(o->second.incarnation)).second &&
+          o->second.membership_index > 0) {
+        next.known_peer_since[m.id] = o->second.membership_index;
+      }
       outside.erase(o);
     }
   }

@@ -20,6 +20,7 @@
 // (before membership changes) is read as membership index 0. Member addresses are written with
 // every byte other than an address character as %XX, so no address can split or add a line.
 // Format 4 adds the joining flag and the list of removed members (format 3 reads as neither).
+// Format 5 adds, per known peer, the membership index it had applied when it was accepted.
 #pragma once
 
 #include <atomic>
@@ -67,6 +68,12 @@ struct ClusterIdentity {
   /// The incarnation this node first accepted for each peer of its member table (peers outside
   /// it are kept in memory only: IdentityStore::CheckPeer).
   std::map<uint64_t, std::string> known_peers;
+  /// For a known peer: the index of the last membership it had applied when it was accepted (its
+  /// Hello or answer said; absent: 0, unknown). A removal entry that names no incarnation is taken
+  /// to remove the known one only if that index is below the entry's: an incarnation that had
+  /// applied the entry or a later one is a replacement added since, not the member removed.
+  /// Format 5.
+  std::map<uint64_t, uint64_t> known_peer_since;
   /// The log index of the last membership entry (or snapshot) whose table `members` records:
   /// a restart replays the entries up to it without acting on them again (format 3; 0 before).
   uint64_t membership_index = 0;
@@ -178,7 +185,8 @@ class IdentityStore {
   /// node applied) — an id not removed before its incarnation was known. An id outside the table
   /// that knows no later one was removed or was never added (a wiped data dir started with
   /// bootstrap flags, a joiner not added yet, a stray process): refused. A removed incarnation is
-  /// refused by WasRemoved.
+  /// refused by WasRemoved; a member removed under an unknown incarnation never applied its
+  /// removal, so it is never ahead either.
   bool Admits(uint64_t id, uint64_t peer_membership_index) const;
   /// Whether `id` was removed under any incarnation (for the refusal's message).
   bool WasRemovedId(uint64_t id) const;

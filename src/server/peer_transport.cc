@@ -198,12 +198,14 @@ class PeerTransport::Outbound {
                                       " refused us: " + reply.error());
       }
       // Retried every few seconds: the same refusal is logged again only every 30 s. A joiner
-      // is refused until it is added, as its start-up line says: that is no error.
+      // is refused until it is added, as its start-up line says: that one is no error.
       const auto now = std::chrono::steady_clock::now();
       if (reply.error() != last_refusal_ || now - last_refusal_at_ >= std::chrono::seconds(30)) {
         last_refusal_ = reply.error();
         last_refusal_at_ = now;
-        spdlog::log(owner_.identity_.joining() ? spdlog::level::info : spdlog::level::err,
+        const bool waiting = owner_.identity_.joining() &&
+                             reply.error().find("it waits to be added") != std::string::npos;
+        spdlog::log(waiting ? spdlog::level::info : spdlog::level::err,
                     "peer {} at {} refused our hello: {}", id_, addr_, reply.error());
       }
       return false;
@@ -212,7 +214,10 @@ class PeerTransport::Outbound {
     // The check is two-way: the peer accepted us, now we check who it is.
     std::string why = owner_.CheckCluster(reply.cluster_id(), owner_.identity_.bootstrap_id());
     if (why.empty()) why = owner_.MergeRemoved(reply.removed_peers());
-    if (why.empty()) why = owner_.AcceptPeer(id_, reply.cluster_id(), reply.incarnation(), true);
+    if (why.empty()) {
+      why = owner_.AcceptPeer(id_, reply.cluster_id(), reply.incarnation(), true,
+                              reply.membership_index());
+    }
     if (!why.empty()) {
       MarkUnreachable("we refuse peer " + std::to_string(id_) + ": " + why);
       spdlog::error("refusing peer {} at {}: {}", id_, addr_, why);
@@ -452,6 +457,7 @@ class PeerTransport::InboundService final : public PeerService::Service {
     ok.set_accepted(true);
     ok.set_cluster_id(owner_.identity_.cluster_id());
     ok.set_incarnation(owner_.identity_.incarnation());
+    ok.set_membership_index(owner_.identity_.membership_index());
     for (const RemovedMember& r : owner_.identity_.removed_members()) {
       auto* p = ok.add_removed_peers();
       p->set_id(r.id);
@@ -659,8 +665,10 @@ std::string PeerTransport::CheckHello(const Hello& h) const {
                       "entry " +
                       std::to_string(identity_.membership_index()) +
                       ", does not name it, and it applied no later one)";
-    if (h.membership_index() == 0 && h.peer_addr().empty() && !identity_.WasRemovedId(h.from())) {
-      // A node started with --join that has not been added yet: the normal first step.
+    if (h.membership_index() == 0 && h.peer_addr().empty()) {
+      // A node started with --join that has not been added yet (its own table does not name it,
+      // so it gives no address; a data dir started with bootstrap flags does): the normal first
+      // step, also of a replacement under a removed id.
       return "node " + std::to_string(h.from()) +
              " is not a member of this cluster yet: it waits to be added (lockctl member add " +
              std::to_string(h.from()) + " --peer ... --client ...)";

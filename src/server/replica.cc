@@ -746,14 +746,22 @@ void Replica::HandleReadies() {
 }
 
 void Replica::RetireLeavingPeers() {
+  std::set<uint64_t> later;
   for (uint64_t id : peers_leaving_) {
     // Added back meanwhile? The table decides: IsMember holds for every id while joining, and a
     // joiner replays the removals of its cluster's history.
     if (options_.identity && options_.identity->Names(id)) continue;
+    // The leader this node follows now is never one that left: a catching-up node replaying an
+    // old removal of a reused id (the replacement leads) needs its stream to answer the leader.
+    // Looked at again after the next pass (until a table names it or another leads).
+    if (raft::NodeId(id) == raft_->leader()) {
+      later.insert(id);
+      continue;
+    }
     transport_.RemovePeer(id);
     last_heard_.erase(id);
   }
-  peers_leaving_.clear();
+  peers_leaving_ = std::move(later);
 }
 
 void Replica::ServeReads() {

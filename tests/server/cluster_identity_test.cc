@@ -170,10 +170,24 @@ TEST(ClusterIdentity, TheJoiningFlagAndTheRemovedMembersRoundTrip) {
       DecodeClusterIdentity(with + "crc32c " + std::to_string(storage::Crc32c(with)) + "\n").ok());
 }
 
+TEST(ClusterIdentity, TheIndexAKnownPeerWasAcceptedAtRoundTrips) {
+  ClusterIdentity id = Sample();
+  id.known_peer_since = {{2, 17}};
+  auto back = DecodeClusterIdentity(EncodeClusterIdentity(id));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, id);
+  // Format 4 cannot carry it.
+  std::string four = EncodeClusterIdentity(id);
+  four = four.substr(0, four.rfind("crc32c "));
+  four.replace(0, four.find('\n'), "lockd-cluster 4");
+  EXPECT_FALSE(
+      DecodeClusterIdentity(four + "crc32c " + std::to_string(storage::Crc32c(four)) + "\n").ok());
+}
+
 TEST(ClusterIdentity, ANewerFormatIsRefused) {
   const std::string text = EncodeClusterIdentity(Sample());
   std::string body = text.substr(0, text.rfind("crc32c "));
-  body.replace(0, body.find('\n'), "lockd-cluster 5");
+  body.replace(0, body.find('\n'), "lockd-cluster 6");
   const std::string newer = body + "crc32c " + std::to_string(storage::Crc32c(body)) + "\n";
   auto r = DecodeClusterIdentity(newer);
   ASSERT_FALSE(r.ok());

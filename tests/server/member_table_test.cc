@@ -125,7 +125,7 @@ TEST(IdentityStore, MembersAreRecordedAndARemovedIncarnationIsForgotten) {
   ASSERT_TRUE(SaveClusterIdentity(dir.path(), id).ok());
   IdentityStore store(dir.path(), id);
   const std::string inc3 = NewRandomId();
-  ASSERT_TRUE(store.CheckPeer(3, inc3).ok());
+  ASSERT_TRUE(store.CheckPeer(3, inc3, 5).ok());  // it had applied the membership of 5
   auto two = Three();
   two.pop_back();
   ASSERT_TRUE(store.SetMembers(two, {{3, ""}}, 17, true).ok());
@@ -201,7 +201,10 @@ TEST(IdentityStore, AnIdOutsideTheTableIsAdmittedOnlyFromAPeerThatAppliedALaterM
   EXPECT_TRUE(store.Admits(9, 0));
 }
 
-TEST(IdentityStore, AnUnknownRemovedIncarnationKeepsItsIdOutUntilTheTableNamesItAgain) {
+// A member removed under an unknown incarnation never applied its removal: it is never ahead, so
+// the index keeps it out; an id that is ahead is a replacement added since, even one that leads
+// (re-review: refusing it left a lagging node unable to follow it).
+TEST(IdentityStore, AnIdRemovedUnderAnUnknownIncarnationIsAdmittedOnlyAhead) {
   testing::TempDir dir;
   ClusterIdentity id;
   id.incarnation = NewRandomId();
@@ -211,9 +214,49 @@ TEST(IdentityStore, AnUnknownRemovedIncarnationKeepsItsIdOutUntilTheTableNamesIt
   two.pop_back();
   ASSERT_TRUE(store.SetMembers(two, {{3, ""}}, 10, true).ok());
   EXPECT_EQ(store.removed_members(), (std::vector<RemovedMember>{{3, kUnknownIncarnation}}));
-  EXPECT_FALSE(store.Admits(3, 11));
+  EXPECT_FALSE(store.Admits(3, 9));
+  EXPECT_FALSE(store.Admits(3, 10));
+  EXPECT_TRUE(store.Admits(3, 11));
   ASSERT_TRUE(store.SetMembers(Three(), {}, 12, true).ok());
   EXPECT_TRUE(store.Admits(3, 0));
+}
+
+// Re-review: a removal that names no incarnation was resolved to whatever this node knew for the
+// id, even a replacement met since (a lagging node, or a joiner that replaces another reused id):
+// the live replacement was then expelled. Only an incarnation accepted from a peer that had not
+// applied the removal is the one removed.
+TEST(IdentityStore, ARemovalOfUnknownIncarnationNamesOnlyARecordFromBeforeIt) {
+  testing::TempDir dir;
+  ClusterIdentity id;
+  id.bootstrap_id = DeriveBootstrapId("t", Three());
+  id.incarnation = NewRandomId();
+  id.members = Three();
+  id.membership_index = 4;
+  IdentityStore store(dir.path(), id);
+  auto two = Three();
+  two.pop_back();
+  // Known from before the removal (it had applied 4): the one removed.
+  const std::string old3 = NewRandomId();
+  ASSERT_TRUE(store.CheckPeer(3, old3, 4).ok());
+  ASSERT_TRUE(store.SetMembers(two, {{3, ""}}, 10, true).ok());
+  EXPECT_TRUE(store.WasRemoved(3, old3));
+  // A lagging node that never met the old one meets the replacement (it had applied 12) while
+  // its table still names 3, then applies the removal at 10: the replacement is not removed.
+  testing::TempDir dir2;
+  IdentityStore lagging(dir2.path(), id);
+  const std::string new3 = NewRandomId();
+  ASSERT_TRUE(lagging.CheckPeer(3, new3, 12).ok());
+  ASSERT_TRUE(lagging.SetMembers(two, {{3, ""}}, 10, true).ok());
+  EXPECT_FALSE(lagging.WasRemoved(3, new3));
+  EXPECT_EQ(lagging.removed_members(), (std::vector<RemovedMember>{{3, kUnknownIncarnation}}));
+  // Nor one whose index is unknown (0): a same-id replacement joining says 0 while it catches up
+  // (third review), as do older builds.
+  testing::TempDir dir3;
+  IdentityStore unsure(dir3.path(), id);
+  const std::string joiner3 = NewRandomId();
+  ASSERT_TRUE(unsure.CheckPeer(3, joiner3, 0).ok());
+  ASSERT_TRUE(unsure.SetMembers(two, {{3, ""}}, 10, true).ok());
+  EXPECT_FALSE(unsure.WasRemoved(3, joiner3));
 }
 
 TEST(IdentityStore, RemovalsReportedByAPeerAreMergedDurablyAndBounded) {
@@ -313,7 +356,8 @@ TEST(IdentityStore, AJoinerReplayingARemovalOfUnknownIncarnationRecordsItUnknown
   IdentityStore store(dir.path(), id);
   store.SetJoining(true);
   const std::string replacement = NewRandomId();
-  ASSERT_TRUE(store.CheckPeer(3, replacement).ok());
+  // The replacement had applied the entry that added it (12), past the removal (10).
+  ASSERT_TRUE(store.CheckPeer(3, replacement, 12).ok());
   auto two = Three();
   two.pop_back();
   ASSERT_TRUE(store.SetMembers(two, {{3, ""}}, 10, false).ok());  // the old removal of 3
@@ -324,7 +368,7 @@ TEST(IdentityStore, AJoinerReplayingARemovalOfUnknownIncarnationRecordsItUnknown
   four.push_back({4, "h:7504", "h:7404"});
   ASSERT_TRUE(store.SetMembers(four, {}, 12, true).ok());
   const std::string inc2 = NewRandomId();
-  ASSERT_TRUE(store.CheckPeer(2, inc2).ok());
+  ASSERT_TRUE(store.CheckPeer(2, inc2, 12).ok());
   auto no_two = four;
   no_two.erase(no_two.begin() + 1);
   ASSERT_TRUE(store.SetMembers(no_two, {{2, ""}}, 14, true).ok());

@@ -44,6 +44,7 @@ struct StoreDir {
                                           std::move(incarnation),
                                           {{1, "x:1", "x:2"}, {2, "x:3", "x:4"}, {3, "x:5", "x:6"}},
                                           {},
+                                          {},
                                           0,
                                           {},
                                           false,
@@ -509,13 +510,20 @@ TEST(PeerTransport, AdmitsAnIdOutsideTheTableOnlyFromALaterMembershipAndNeverARe
   ASSERT_TRUE(two.store.SetMembers(two.store.members(), {{5, inc5}}, 10, true).ok());
   h.set_membership_index(11);
   EXPECT_NE(t.CheckHello(h).find("was removed"), std::string::npos) << t.CheckHello(h);
-  // Its data dir wiped and started again with bootstrap flags: nothing applied.
+  // Its data dir wiped and started again with bootstrap flags: nothing applied, and its own
+  // (bootstrap) table names it, so it gives its address.
   h.set_incarnation(NewRandomId());
   h.set_membership_index(0);
+  h.set_peer_addr("x:9");
   const std::string wiped = t.CheckHello(h);
   EXPECT_NE(wiped.find("an id that was removed"), std::string::npos) << wiped;
   EXPECT_NE(wiped.find("--join"), std::string::npos) << wiped;
-  // A replacement under the same id, added back by an entry this node has not applied yet.
+  // A replacement under the id, started with --join and not added yet: told to wait (no
+  // address: its table does not name it).
+  h.clear_peer_addr();
+  const std::string waiting = t.CheckHello(h);
+  EXPECT_NE(waiting.find("it waits to be added"), std::string::npos) << waiting;
+  // Added back by an entry this node has not applied yet.
   h.set_membership_index(11);
   EXPECT_EQ(t.CheckHello(h), "");
 }
