@@ -446,10 +446,7 @@ class PeerTransport::InboundService final : public PeerService::Service {
         spdlog::info("peer stream from {}: {}", ctx->peer(), why);  // the normal first step
         log = false;
       }
-      return Reject(ctx, stream, why,
-                    owner_.identity_.KnowsAnotherIncarnation(frame.hello().from(),
-                                                             frame.hello().incarnation()),
-                    log);
+      return Reject(ctx, stream, why, owner_.RefusalMeansReplaced(frame.hello()), log);
     }
     const uint64_t from = frame.hello().from();
     const std::string incarnation = frame.hello().incarnation();
@@ -709,6 +706,15 @@ std::string PeerTransport::CheckHello(const Hello& h) const {
   }
   // Last: it records what it accepts.
   return AcceptPeer(h.from(), h.cluster_id(), h.incarnation(), false, h.membership_index());
+}
+
+bool PeerTransport::RefusalMeansReplaced(const Hello& h) const {
+  // A peer ahead of this node may be a replacement under the id, added after a removal this node
+  // has not applied yet: told "replaced", it would take no part until restarted (third review).
+  // It is refused for now and admitted once this node has caught up. An honest wiped data dir
+  // has applied nothing, so it is never ahead.
+  return identity_.KnowsAnotherIncarnation(h.from(), h.incarnation()) &&
+         h.membership_index() <= identity_.membership_index();
 }
 
 bool PeerTransport::RefusalWorthLogging(uint64_t from, const std::string& why) const {

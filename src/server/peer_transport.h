@@ -159,6 +159,10 @@ class PeerTransport {
   /// Whether the caller of `ctx` may claim to be `from` (PeerTransportOptions::check_claim).
   /// Checked before the Hello, which has effects (removals merged, peers noted).
   std::string CheckClaim(const grpc::ServerContext& ctx, uint64_t from) const;
+  /// Whether a refused Hello's sender is told it was replaced (takes no part from then on): this
+  /// node knows its id under another incarnation, and it is not ahead of this node. Public for
+  /// tests.
+  bool RefusalMeansReplaced(const lockd::peer::v1::Hello& hello) const;
 
  private:
   std::shared_ptr<grpc::ChannelCredentials> CredentialsTo(uint64_t id) const;
