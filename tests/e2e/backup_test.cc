@@ -69,6 +69,30 @@ void WriteAll(const std::string& path, const std::string& data) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
 }
 
+/// Every member of the restored `cluster` reports the cluster id and starting token counter of
+/// `leader`'s status `st`.
+void ExpectEveryMemberAgrees(Cluster& cluster, const v1::StatusResponse& st) {
+  for (int i = 0; i < cluster.size(); ++i) {
+    v1::StatusResponse s;
+    ASSERT_TRUE(testing::WaitFor(
+        [&] { return cluster.Status(i, &s).ok() && s.token_counter() == st.token_counter(); }, 10s))
+        << cluster.StatusSummary();
+    EXPECT_EQ(s.cluster_id(), st.cluster_id());
+  }
+}
+
+/// Holds `n` locks of ~59 KB names under one lease of `client`: far more state than the
+/// transport's windows take from a Backup stream nobody reads.
+void HoldBigLocks(Client& client, int n) {
+  const uint64_t lease = client.MustGrantLease(600'000, "big");
+  for (int k = 0; k < n; ++k) {
+    v1::AcquireResponse a;
+    std::string name = std::to_string(k) + "/";
+    name.resize(59'000, 'x');
+    ASSERT_TRUE(client.Acquire(name, lease, kEx, 0, &a).status.ok()) << k;
+  }
+}
+
 /// Acquires and releases under "load/" until stopped (bounded by count and time), keeping the
 /// largest token granted.
 class Load {
@@ -244,13 +268,7 @@ TEST(BackupRestore, ARestoredClusterIsNewAndItsTokensExceedEveryOldOne) {
               std::string::npos);
   }
   // Every member agrees on the new id and starting counter.
-  for (int i = 0; i < cluster.size(); ++i) {
-    v1::StatusResponse s;
-    ASSERT_TRUE(testing::WaitFor(
-        [&] { return cluster.Status(i, &s).ok() && s.token_counter() == st.token_counter(); }, 10s))
-        << cluster.StatusSummary();
-    EXPECT_EQ(s.cluster_id(), st.cluster_id());
-  }
+  ExpectEveryMemberAgrees(cluster, st);
 
   // No leases, no locks; an old lease is unknown.
   std::vector<v1::LeaseInfo> leases;
@@ -330,15 +348,10 @@ TEST(BackupRestore, ReadersThatNeverReadAreEndedAfterTheStallTimeoutAndFreeTheir
   o.extra_flags = {"--backup-stall-timeout-ms", "1500"};
   Cluster cluster(o);
   ASSERT_GE(cluster.WaitForReady(), 0) << cluster.LogTails();
-  // ~12 MB of lock names, far more than the transport's windows take from a stream nobody reads.
+  // ~12 MB of lock names.
   Client client(cluster);
-  const uint64_t lease = client.MustGrantLease(60'000, "big");
-  for (int k = 0; k < 200; ++k) {
-    v1::AcquireResponse a;
-    std::string name = std::to_string(k) + "/";
-    name.resize(59'000, 'x');
-    ASSERT_TRUE(client.Acquire(name, lease, kEx, 0, &a).status.ok()) << k;
-  }
+  HoldBigLocks(client, 200);
+  if (HasFatalFailure()) return;
 
   // Two readers that never read hold both slots...
   StuckReader first(cluster.client_addr(0), 1), second(cluster.client_addr(0), 2);
@@ -408,13 +421,7 @@ TEST(BackupRestore, MembersRestoredAtDifferentTimesStartOneClusterWithTheSameCou
   ASSERT_TRUE(cluster.Status(new_leader, &st).ok());
   const auto bump = [](int64_t seconds) { return (uint64_t{1} << 32) * uint64_t(1 + seconds); };
   EXPECT_GE(st.token_counter(), at_backup + bump(before_start - taken));
-  for (int i = 0; i < cluster.size(); ++i) {
-    v1::StatusResponse s;
-    ASSERT_TRUE(testing::WaitFor(
-        [&] { return cluster.Status(i, &s).ok() && s.token_counter() == st.token_counter(); }, 10s))
-        << cluster.StatusSummary();
-    EXPECT_EQ(s.cluster_id(), st.cluster_id());
-  }
+  ExpectEveryMemberAgrees(cluster, st);
   const uint64_t fresh = client.MustGrantLease(10'000, "after");
   v1::AcquireResponse b;
   ASSERT_TRUE(client.Acquire("restored-apart", fresh, kEx, 0, &b).status.ok() && b.acquired());
@@ -431,13 +438,8 @@ TEST(BackupRestore, ANodeStoppedInTheMiddleOfABackupExitsCleanlyAndKeepsItsState
   Cluster cluster(o);
   ASSERT_GE(cluster.WaitForReady(), 0) << cluster.LogTails();
   Client client(cluster);
-  const uint64_t lease = client.MustGrantLease(600'000, "big");
-  for (int k = 0; k < 200; ++k) {  // ~12 MB, far more than the transport's windows take
-    v1::AcquireResponse a;
-    std::string name = std::to_string(k) + "/";
-    name.resize(59'000, 'x');
-    ASSERT_TRUE(client.Acquire(name, lease, kEx, 0, &a).status.ok()) << k;
-  }
+  HoldBigLocks(client, 200);  // ~12 MB
+  if (HasFatalFailure()) return;
   StuckReader stuck(cluster.client_addr(0), 1);
   ASSERT_TRUE(
       testing::WaitFor([&] { return Metric(cluster, 0, "lockd_backups_in_progress") == 1; }, 10s));

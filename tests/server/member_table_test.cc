@@ -14,6 +14,15 @@ std::vector<MemberSpec> Three() {
   return {{1, "h:7501", "h:7401"}, {2, "h:7502", "h:7402"}, {3, "h:7503", "h:7403"}};
 }
 
+/// A data dir's identity in a cluster of the three members above (a fresh incarnation).
+ClusterIdentity ThreeMembers() {
+  ClusterIdentity id;
+  id.bootstrap_id = DeriveBootstrapId("t", Three());
+  id.incarnation = NewRandomId();
+  id.members = Three();
+  return id;
+}
+
 raft::ConfState Voters(std::vector<uint64_t> ids, std::vector<uint64_t> learners = {}) {
   raft::ConfState cs;
   for (uint64_t id : ids) cs.voters.push_back(raft::NodeId(id));
@@ -118,10 +127,7 @@ TEST(MemberTable, ANewMemberNeedsAFreshIdAndFreshAddresses) {
 
 TEST(IdentityStore, MembersAreRecordedAndARemovedIncarnationIsForgotten) {
   testing::TempDir dir;
-  ClusterIdentity id;
-  id.bootstrap_id = DeriveBootstrapId("t", Three());
-  id.incarnation = NewRandomId();
-  id.members = Three();
+  ClusterIdentity id = ThreeMembers();
   ASSERT_TRUE(SaveClusterIdentity(dir.path(), id).ok());
   IdentityStore store(dir.path(), id);
   const std::string inc3 = NewRandomId();
@@ -149,9 +155,7 @@ TEST(IdentityStore, MembersAreRecordedAndARemovedIncarnationIsForgotten) {
 
 TEST(IdentityStore, AReplacementUnderARemovedIdIsAdmittedAndTheOldDataDirStaysRefused) {
   testing::TempDir dir;
-  ClusterIdentity id;
-  id.incarnation = NewRandomId();
-  id.members = Three();
+  ClusterIdentity id = ThreeMembers();
   IdentityStore store(dir.path(), id);
   const std::string old3 = NewRandomId();
   ASSERT_TRUE(store.CheckPeer(3, old3).ok());
@@ -175,9 +179,7 @@ TEST(IdentityStore, AReplacementUnderARemovedIdIsAdmittedAndTheOldDataDirStaysRe
 // bootstrap flags could talk Raft to the members.
 TEST(IdentityStore, AnIdOutsideTheTableIsAdmittedOnlyFromAPeerThatAppliedALaterMembership) {
   testing::TempDir dir;
-  ClusterIdentity id;
-  id.incarnation = NewRandomId();
-  id.members = Three();
+  ClusterIdentity id = ThreeMembers();
   id.membership_index = 6;
   IdentityStore store(dir.path(), id);
   EXPECT_TRUE(store.Admits(2, 0)) << "a member of the table, whatever it applied";
@@ -206,9 +208,7 @@ TEST(IdentityStore, AnIdOutsideTheTableIsAdmittedOnlyFromAPeerThatAppliedALaterM
 // (re-review: refusing it left a lagging node unable to follow it).
 TEST(IdentityStore, AnIdRemovedUnderAnUnknownIncarnationIsAdmittedOnlyAhead) {
   testing::TempDir dir;
-  ClusterIdentity id;
-  id.incarnation = NewRandomId();
-  id.members = Three();
+  ClusterIdentity id = ThreeMembers();
   IdentityStore store(dir.path(), id);
   auto two = Three();
   two.pop_back();
@@ -227,10 +227,7 @@ TEST(IdentityStore, AnIdRemovedUnderAnUnknownIncarnationIsAdmittedOnlyAhead) {
 // applied the removal is the one removed.
 TEST(IdentityStore, ARemovalOfUnknownIncarnationNamesOnlyARecordFromBeforeIt) {
   testing::TempDir dir;
-  ClusterIdentity id;
-  id.bootstrap_id = DeriveBootstrapId("t", Three());
-  id.incarnation = NewRandomId();
-  id.members = Three();
+  ClusterIdentity id = ThreeMembers();
   id.membership_index = 4;
   IdentityStore store(dir.path(), id);
   auto two = Three();
@@ -261,10 +258,7 @@ TEST(IdentityStore, ARemovalOfUnknownIncarnationNamesOnlyARecordFromBeforeIt) {
 
 TEST(IdentityStore, RemovalsReportedByAPeerAreMergedDurablyAndBounded) {
   testing::TempDir dir;
-  ClusterIdentity id;
-  id.bootstrap_id = DeriveBootstrapId("t", Three());
-  id.incarnation = NewRandomId();
-  id.members = Three();
+  ClusterIdentity id = ThreeMembers();
   ASSERT_TRUE(SaveClusterIdentity(dir.path(), id).ok());
   IdentityStore store(dir.path(), id);
   const std::string old3 = NewRandomId();
@@ -291,10 +285,7 @@ TEST(IdentityStore, RemovalsReportedByAPeerAreMergedDurablyAndBounded) {
 
 TEST(IdentityStore, AJoinerIsRecordedAsJoiningUntilItAppliesAMembership) {
   testing::TempDir dir;
-  ClusterIdentity id;
-  id.bootstrap_id = DeriveBootstrapId("t", Three());
-  id.incarnation = NewRandomId();
-  id.members = Three();
+  ClusterIdentity id = ThreeMembers();
   id.joining = true;
   ASSERT_TRUE(SaveClusterIdentity(dir.path(), id).ok());
   IdentityStore store(dir.path(), id);
@@ -315,10 +306,7 @@ TEST(IdentityStore, AnIncarnationKnownOnlyOutsideTheTableIsReplacedNotRefused) {
   // A joiner that dialed the members before it was added, then was restarted on an empty data
   // dir: not a member, it counts in no quorum here, so the record is only provisional.
   testing::TempDir dir;
-  ClusterIdentity id;
-  id.bootstrap_id = DeriveBootstrapId("t", Three());
-  id.incarnation = NewRandomId();
-  id.members = Three();
+  ClusterIdentity id = ThreeMembers();
   IdentityStore store(dir.path(), id);
   ASSERT_TRUE(SaveClusterIdentity(dir.path(), id).ok());
   ASSERT_TRUE(store.CheckPeer(4, NewRandomId()).ok());
@@ -377,9 +365,7 @@ TEST(IdentityStore, AJoinerReplayingARemovalOfUnknownIncarnationRecordsItUnknown
 
 TEST(IdentityStore, AnOutsideRecordIsForgottenOnceThisNodeAppliedAsFarAsThePeerHad) {
   testing::TempDir dir;
-  ClusterIdentity id;
-  id.incarnation = NewRandomId();
-  id.members = Three();
+  ClusterIdentity id = ThreeMembers();
   id.membership_index = 5;
   IdentityStore store(dir.path(), id);
   ASSERT_TRUE(store.CheckPeer(8, NewRandomId(), 9).ok());  // ahead: it knows the table of 9
@@ -391,10 +377,7 @@ TEST(IdentityStore, AnOutsideRecordIsForgottenOnceThisNodeAppliedAsFarAsThePeerH
 
 TEST(IdentityStore, RecordsOfAnOlderBuildForPeersOutsideTheTableAreNotBinding) {
   testing::TempDir dir;
-  ClusterIdentity id;
-  id.bootstrap_id = DeriveBootstrapId("t", Three());
-  id.incarnation = NewRandomId();
-  id.members = Three();
+  ClusterIdentity id = ThreeMembers();
   id.known_peers = {{2, NewRandomId()}, {9, NewRandomId()}};
   IdentityStore store(dir.path(), id);
   EXPECT_FALSE(store.Recorded().known_peers.contains(9));
@@ -405,10 +388,7 @@ TEST(IdentityStore, RecordsOfAnOlderBuildForPeersOutsideTheTableAreNotBinding) {
 
 TEST(IdentityStore, EndJoiningClearsTheFlagDurably) {
   testing::TempDir dir;
-  ClusterIdentity id;
-  id.bootstrap_id = DeriveBootstrapId("t", Three());
-  id.incarnation = NewRandomId();
-  id.members = Three();
+  ClusterIdentity id = ThreeMembers();
   id.joining = true;
   ASSERT_TRUE(SaveClusterIdentity(dir.path(), id).ok());
   IdentityStore store(dir.path(), id);
@@ -422,9 +402,7 @@ TEST(IdentityStore, EndJoiningClearsTheFlagDurably) {
 
 TEST(IdentityStore, PeersOutsideTheTableAreBoundedAndARecordTheTableDropsMovesToMemory) {
   testing::TempDir dir;
-  ClusterIdentity id;
-  id.incarnation = NewRandomId();
-  id.members = Three();
+  ClusterIdentity id = ThreeMembers();
   IdentityStore store(dir.path(), id);
   for (uint64_t peer = 100; peer < 100 + kMaxOutsidePeers; ++peer) {
     ASSERT_TRUE(store.CheckPeer(peer, NewRandomId()).ok()) << peer;
@@ -445,10 +423,7 @@ TEST(IdentityStore, PeersOutsideTheTableAreBoundedAndARecordTheTableDropsMovesTo
 
 TEST(IdentityStore, ARemovedNodeMarksItsDataDirAndTakesNoPart) {
   testing::TempDir dir;
-  ClusterIdentity id;
-  id.bootstrap_id = DeriveBootstrapId("t", Three());
-  id.incarnation = NewRandomId();
-  id.members = Three();
+  ClusterIdentity id = ThreeMembers();
   IdentityStore store(dir.path(), id);
   EXPECT_TRUE(IdentityStore::RemovedMark(dir.path()).empty());
   store.MarkRemoved("node 1 was removed by entry 9");
@@ -459,9 +434,7 @@ TEST(IdentityStore, ARemovedNodeMarksItsDataDirAndTakesNoPart) {
 
 TEST(IdentityStore, AJoiningNodeAcceptsAnyPeerUntilATableNamesIt) {
   testing::TempDir dir;
-  ClusterIdentity id;
-  id.incarnation = NewRandomId();
-  id.members = Three();
+  ClusterIdentity id = ThreeMembers();
   IdentityStore store(dir.path(), id);
   store.SetJoining(true);
   EXPECT_TRUE(store.IsMember(7));
