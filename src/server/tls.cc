@@ -19,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "server/options.h"
@@ -162,6 +163,55 @@ class MemberVerifier final : public gx::ExternalCertificateVerifier {
 
  private:
   const std::optional<uint64_t> id_;
+};
+
+/// The client port with --tls-client-ca: gRPC accepted a chain to the client CA or to the cluster
+/// CA (its roots hold both, since members forward clients' calls to the leader with their member
+/// certificates). A certificate that chains to the client CA is a client's; one that chains only
+/// to the cluster CA must name a member. Anything else the cluster CA signed is no client.
+class ClientPortVerifier final : public gx::ExternalCertificateVerifier {
+ public:
+  using Issuers = std::function<std::string()>;  ///< the client CA's certificates (PEM), now
+  explicit ClientPortVerifier(Issuers issuers) : issuers_(std::move(issuers)) {}
+
+  bool Verify(gx::TlsCustomVerificationCheckRequest* request, std::function<void(grpc::Status)>,
+              grpc::Status* sync_status) override {
+    *sync_status = grpc::Status::OK;
+    if (ChainsToClientCa(request)) return true;
+    for (const grpc::string_ref& uri : request->uri_names()) {
+      if (ParseMemberUri(std::string_view(uri.data(), uri.size()))) return true;
+    }
+    *sync_status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                                "the client's certificate is not the client CA's (--tls-client-ca) "
+                                "and names no member");
+    spdlog::warn("refused a TLS client: {}", sync_status->error_message());
+    return true;  // decided synchronously
+  }
+  void Cancel(gx::TlsCustomVerificationCheckRequest*) override {}
+
+ private:
+  bool ChainsToClientCa(gx::TlsCustomVerificationCheckRequest* request) const {
+    const std::vector<X509Ptr> roots = ParseCertificates(issuers_());
+    const grpc::string_ref full = request->peer_cert_full_chain();
+    const grpc::string_ref leaf_pem = request->peer_cert();
+    std::vector<X509Ptr> chain =
+        ParseCertificates(std::string(full.empty() ? leaf_pem.data() : full.data(),
+                                      full.empty() ? leaf_pem.size() : full.size()));
+    if (roots.empty() || chain.empty()) return false;
+    std::unique_ptr<X509_STORE, StoreFree> store(X509_STORE_new());
+    std::unique_ptr<STACK_OF(X509), StackFree> untrusted(sk_X509_new_null());
+    std::unique_ptr<X509_STORE_CTX, StoreCtxFree> ctx(X509_STORE_CTX_new());
+    if (!store || !untrusted || !ctx) return false;
+    for (const X509Ptr& root : roots) X509_STORE_add_cert(store.get(), root.get());
+    for (size_t i = 1; i < chain.size(); ++i) sk_X509_push(untrusted.get(), chain[i].get());
+    const bool ok =
+        X509_STORE_CTX_init(ctx.get(), store.get(), chain.front().get(), untrusted.get()) == 1 &&
+        X509_verify_cert(ctx.get()) == 1;
+    ERR_clear_error();
+    return ok;
+  }
+
+  const Issuers issuers_;
 };
 
 std::shared_ptr<gx::FileWatcherCertificateProvider> Watcher(const fs::path& active,
@@ -338,15 +388,16 @@ Status NodeSecurity::Activate(const std::string& why) {
   const std::string& cert = pems->cert;
   const std::string& key = pems->key;
   const std::string& peer_ca = pems->cas.front();
-  std::string client_roots;
+  std::string client_roots, client_issuers;
   if (!client_ca_.empty()) {
     auto client_ca = ReadWhole("--tls-client-ca", client_ca_);
     if (!client_ca.ok()) return client_ca.status();
     if (ParseCertificates(*client_ca).empty()) {
       return InvalidArgument("--tls-client-ca " + client_ca_ + " holds no PEM certificate");
     }
+    client_issuers = std::move(client_ca).value();
     // Members forward clients' calls to the leader's client port with their own certificates.
-    client_roots = *client_ca + "\n" + peer_ca;
+    client_roots = client_issuers + "\n" + peer_ca;
   }
   const fs::path gen = fs::path(dir_) / ("gen-" + std::to_string(generation_ + 1));
   std::error_code ec;
@@ -366,6 +417,10 @@ Status NodeSecurity::Activate(const std::string& why) {
   if (!ec) fs::rename(tmp, link, ec);
   if (ec) return Unavailable("cannot switch " + link.string() + ": " + ec.message());
   ++generation_;
+  {
+    std::lock_guard lock(client_issuers_->mu);
+    client_issuers_->pem = std::move(client_issuers);
+  }
   // Keep the previous copy (a watcher may be reading it right now); drop older ones.
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
     const std::string name = e.path().filename().string();
@@ -397,6 +452,11 @@ std::shared_ptr<grpc::ServerCredentials> NodeSecurity::ClientPortCredentials() c
   } else {
     o.watch_root_certs();
     o.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    o.set_certificate_verifier(
+        gx::ExternalCertificateVerifier::Create<ClientPortVerifier>([issuers = client_issuers_] {
+          std::lock_guard lock(issuers->mu);
+          return issuers->pem;
+        }));
   }
   return grpc::experimental::TlsServerCredentials(o);
 }

@@ -82,6 +82,9 @@ class NodeSecurity {
   /// a second). Otherwise the old ones stay; the error says why.
   Status Reload();
 
+  /// TLS with the member's certificate. With --tls-client-ca a client must present a certificate
+  /// that chains to the client CA, or one of the cluster CA that names a member (a member
+  /// forwarding a call to the leader): any other certificate the cluster CA signed is refused.
   std::shared_ptr<grpc::ServerCredentials> ClientPortCredentials() const;
   /// Mutual TLS: a caller must present a certificate the cluster CA signed.
   std::shared_ptr<grpc::ServerCredentials> PeerPortCredentials() const;
@@ -105,6 +108,14 @@ class NodeSecurity {
   /// gRPC's watchers of the active copy: key, certificate and the cluster CA; and the same with
   /// the client port's roots.
   std::shared_ptr<grpc::experimental::CertificateProviderInterface> peer_files_, client_port_files_;
+  /// With --tls-client-ca: the client CA's certificates of the active copy (PEM), which the client
+  /// port's verifier tells clients by (a certificate that chains only to the cluster CA must name
+  /// a member). Shared with the verifier; replaced at each reload.
+  struct ClientIssuers {
+    std::mutex mu;
+    std::string pem;
+  };
+  std::shared_ptr<ClientIssuers> client_issuers_ = std::make_shared<ClientIssuers>();
   std::mutex mu_;  ///< one reload at a time
   uint64_t generation_ = 0;
 };

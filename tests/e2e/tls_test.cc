@@ -57,6 +57,10 @@ class Pki {
     expired.not_after_s = -3600;
     Write("expired-client", Issue(client_ca_, expired));
     Write("foreign-client", Issue(MakeCa("another CA"), client));
+    // The cluster CA's, naming no member (what a CA shared with other uses might sign).
+    LeafSpec stray = client;
+    stray.cn = "stray";
+    Write("stray-client", Issue(cluster_ca_, stray));
   }
   std::string Path(const std::string& name) const { return dir_.path() + "/" + name; }
   void Write(const std::string& name, const Pem& pem) {
@@ -144,6 +148,11 @@ TEST(Tls, ClientsOfTheClientCaAreServedAndEveryOtherClientIsRefused) {
   unsetenv("LOCKD_CERT");
   unsetenv("LOCKD_KEY");
   EXPECT_EQ(from_env.exit_code, 0) << from_env.output;
+  // A member's certificate (the cluster CA's, naming the member) is served too: it is what a
+  // follower presents when it forwards a call to the leader.
+  auto member = Lockctl(cluster, {"--cacert", pki.Path("cluster-ca.pem"), "--cert",
+                                  pki.Path("node1.crt"), "--key", pki.Path("node1.key")});
+  EXPECT_EQ(member.exit_code, 0) << member.output;
 
   // Refused: no certificate, one from another CA, an expired one, and plaintext.
   const std::vector<std::pair<std::string, std::vector<std::string>>> refused = {
@@ -154,6 +163,10 @@ TEST(Tls, ClientsOfTheClientCaAreServedAndEveryOtherClientIsRefused) {
       {"expired",
        {"--cacert", pki.Path("cluster-ca.pem"), "--cert", pki.Path("expired-client.crt"), "--key",
         pki.Path("expired-client.key")}},
+      // Found by the TLS review: any certificate the cluster CA signed was a client.
+      {"the cluster CA's, naming no member",
+       {"--cacert", pki.Path("cluster-ca.pem"), "--cert", pki.Path("stray-client.crt"), "--key",
+        pki.Path("stray-client.key")}},
       {"plaintext", {}},
   };
   for (const auto& [what, flags] : refused) {
