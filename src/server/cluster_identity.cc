@@ -24,6 +24,11 @@ constexpr int kVersion = 5;
 constexpr const char* kFile = "/cluster";
 constexpr const char* kUndecided = "-";  ///< the cluster id field while not decided
 
+bool TableNames(const std::vector<MemberSpec>& members, uint64_t id) {
+  return std::any_of(members.begin(), members.end(),
+                     [id](const MemberSpec& m) { return m.id == id; });
+}
+
 /// The id entry: tag byte 0 (never a lock command's format version), then its own version.
 constexpr char kIdEntryTag = '\0';
 using std::string_view_literals::operator""sv;
@@ -273,20 +278,25 @@ IdentityStore::IdentityStore(std::string data_dir, ClusterIdentity recorded)
       recorded_(std::move(recorded)) {
   // Older builds recorded peers outside the table durably: those are in memory from now on (the
   // file loses them at its next write), so they are never taken for a wiped member's.
-  for (auto it = recorded_.known_peers.begin(); it != recorded_.known_peers.end();) {
+  MoveOutsideRecords(recorded_, outside_peers_);
+  while (outside_peers_.size() > kMaxOutsidePeers) {
+    outside_peers_.erase(std::prev(outside_peers_.end()));
+  }
+}
+
+void IdentityStore::MoveOutsideRecords(ClusterIdentity& id,
+                                       std::map<uint64_t, OutsidePeer>& outside) {
+  for (auto it = id.known_peers.begin(); it != id.known_peers.end();) {
     const uint64_t peer = it->first;
-    if (std::none_of(recorded_.members.begin(), recorded_.members.end(),
-                     [peer](const MemberSpec& m) { return m.id == peer; }) &&
-        outside_peers_.size() < kMaxOutsidePeers) {
-      auto since = recorded_.known_peer_since.find(peer);
-      outside_peers_.emplace(
-          peer, OutsidePeer{std::move(it->second),
-                            since == recorded_.known_peer_since.end() ? 0 : since->second});
-      recorded_.known_peer_since.erase(peer);
-      it = recorded_.known_peers.erase(it);
-    } else {
+    if (TableNames(id.members, peer)) {
       ++it;
+      continue;
     }
+    auto since = id.known_peer_since.find(peer);
+    outside.emplace(peer, OutsidePeer{std::move(it->second),
+                                      since == id.known_peer_since.end() ? 0 : since->second});
+    id.known_peer_since.erase(peer);
+    it = id.known_peers.erase(it);
   }
 }
 
@@ -327,8 +337,7 @@ Status IdentityStore::CheckPeer(uint64_t peer, const std::string& incarnation,
     return InvalidArgument("node " + std::to_string(peer) + " presents a malformed incarnation");
   }
   std::lock_guard lock(mu_);
-  const bool in_table = std::any_of(recorded_.members.begin(), recorded_.members.end(),
-                                    [peer](const MemberSpec& m) { return m.id == peer; });
+  const bool in_table = TableNames(recorded_.members, peer);
   if (!in_table) {
     // Outside the table (a member added after the entry this node applied): it counts in no
     // quorum this node reckons, so a new data dir under that id replaces the record rather than
@@ -401,8 +410,7 @@ bool IdentityStore::KnowsIncarnationOf(uint64_t peer) const {
 
 bool IdentityStore::Names(uint64_t id) const {
   std::lock_guard lock(mu_);
-  return std::any_of(recorded_.members.begin(), recorded_.members.end(),
-                     [id](const MemberSpec& m) { return m.id == id; });
+  return TableNames(recorded_.members, id);
 }
 
 Status IdentityStore::EndJoining() {
@@ -443,10 +451,7 @@ bool IdentityStore::IsMember(uint64_t id) const {
 bool IdentityStore::Admits(uint64_t id, uint64_t peer_membership_index) const {
   if (joining()) return true;
   std::lock_guard lock(mu_);
-  const auto& members = recorded_.members;
-  const bool named =
-      std::any_of(members.begin(), members.end(), [id](const MemberSpec& m) { return m.id == id; });
-  if (named) return true;
+  if (TableNames(recorded_.members, id)) return true;
   // Ahead of this node: it knows a table this node has not reached. A member removed here (under
   // an unknown incarnation too) had not applied its removal, so it is never ahead: one that is,
   // under a removed id, is a replacement added since (review: refusing it left a lagging node
@@ -524,20 +529,8 @@ Status IdentityStore::SetMembers(std::vector<MemberSpec> members,
     outside.erase(r.id);
     AddRemoved(next, std::move(r));
   }
-  // Durable records for the table's peers only; the rest in memory (dropped past the bound).
-  for (auto it = next.known_peers.begin(); it != next.known_peers.end();) {
-    const uint64_t peer = it->first;
-    if (std::none_of(next.members.begin(), next.members.end(),
-                     [peer](const MemberSpec& m) { return m.id == peer; })) {
-      auto since = next.known_peer_since.find(peer);
-      outside.emplace(peer, OutsidePeer{std::move(it->second),
-                                        since == next.known_peer_since.end() ? 0 : since->second});
-      next.known_peer_since.erase(peer);
-      it = next.known_peers.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  // Durable records for the table's peers only; the rest in memory.
+  MoveOutsideRecords(next, outside);
   for (const MemberSpec& m : next.members) {
     if (auto o = outside.find(m.id); o != outside.end()) {
       if (next.known_peers.emplace(m.id, std::move(o->second.incarnation)).second &&

@@ -246,6 +246,9 @@ class IdentityStore {
     uint64_t membership_index = 0;
   };
   std::map<uint64_t, OutsidePeer> outside_peers_;
+  /// Moves `id`'s durable records of peers its table does not name into `outside` (the caller
+  /// bounds it).
+  static void MoveOutsideRecords(ClusterIdentity& id, std::map<uint64_t, OutsidePeer>& outside);
   std::string replaced_;  ///< MarkReplaced's reason
   std::string removed_;   ///< MarkRemoved's reason
   std::atomic<bool> joining_{false};

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <future>
 #include <random>
+#include <string_view>
 
 #include "raft/wire.h"
 #include "server/member_table.h"
@@ -19,6 +20,16 @@ using lockd::peer::v1::PeerService;
 using lockd::peer::v1::Reply;
 using lockd::peer::v1::SnapshotChunk;
 using lockd::peer::v1::SnapshotReply;
+
+namespace {
+/// In the refusal of a joiner not added yet: the normal first step, which both ends log at info
+/// (the refusal travels as text: the opener knows it by this phrase).
+constexpr std::string_view kWaitsToBeAdded = "it waits to be added";
+
+bool SaysWaitsToBeAdded(const std::string& refusal) {
+  return refusal.find(kWaitsToBeAdded) != std::string::npos;
+}
+}  // namespace
 
 // ------------------------------------------------------------------------------------------------
 // Outbound: one peer's queue, its sender thread and, while connected, a reader thread.
@@ -203,8 +214,7 @@ class PeerTransport::Outbound {
       if (reply.error() != last_refusal_ || now - last_refusal_at_ >= std::chrono::seconds(30)) {
         last_refusal_ = reply.error();
         last_refusal_at_ = now;
-        const bool waiting = owner_.identity_.joining() &&
-                             reply.error().find("it waits to be added") != std::string::npos;
+        const bool waiting = owner_.identity_.joining() && SaysWaitsToBeAdded(reply.error());
         spdlog::log(waiting ? spdlog::level::info : spdlog::level::err,
                     "peer {} at {} refused our hello: {}", id_, addr_, reply.error());
       }
@@ -442,7 +452,7 @@ class PeerTransport::InboundService final : public PeerService::Service {
         return RejectRemoved(ctx, stream, frame.hello().from());
       }
       bool log = owner_.RefusalWorthLogging(frame.hello().from(), why);
-      if (log && why.find("it waits to be added") != std::string::npos) {
+      if (log && SaysWaitsToBeAdded(why)) {
         spdlog::info("peer stream from {}: {}", ctx->peer(), why);  // the normal first step
         log = false;
       }
@@ -667,8 +677,8 @@ std::string PeerTransport::CheckHello(const Hello& h) const {
       // so it gives no address; a data dir started with bootstrap flags does): the normal first
       // step, also of a replacement under a removed id.
       return "node " + std::to_string(h.from()) +
-             " is not a member of this cluster yet: it waits to be added (lockctl member add " +
-             std::to_string(h.from()) + " --peer ... --client ...)";
+             " is not a member of this cluster yet: " + std::string(kWaitsToBeAdded) +
+             " (lockctl member add " + std::to_string(h.from()) + " --peer ... --client ...)";
     }
     if (identity_.WasRemovedId(h.from())) {
       why +=
