@@ -1,5 +1,6 @@
 #include "lock/command.h"
 
+#include "base/check.h"
 #include "base/codec.h"
 #include "lock/wire.h"
 
@@ -11,19 +12,33 @@ uint8_t KindOf(const Command& c) {
   return static_cast<uint8_t>(c.index() + 1);
 }
 
-void PutHeader(Writer& w, const RequestHeader& h) {
+void PutHeader(Writer& w, uint8_t format, const RequestHeader& h) {
   w.Fixed64(h.id.client.hi);
   w.Fixed64(h.id.client.lo);
   w.Varint(h.id.seq);
   w.Varint(h.attempt);
   w.Varint(h.watermark);
+  if (format < 4) {
+    LOCKD_CHECK_MSG(h.caller == Caller{}, "a command format before 4 carries no caller");
+    return;
+  }
+  w.Bytes(h.caller.principal);
+  w.Varint(h.caller.max_leases);
+  w.Varint(h.caller.max_locks);
+  w.U8(h.caller.admin ? 1 : 0);
 }
 
-bool GetHeader(Reader& r, RequestHeader* h) {
+bool GetHeader(Reader& r, uint8_t version, RequestHeader* h) {
   uint64_t attempt = 0;
   bool ok = r.Fixed64(&h->id.client.hi) && r.Fixed64(&h->id.client.lo) && r.Varint(&h->id.seq) &&
             r.Varint(&attempt) && r.Varint(&h->watermark);
   h->attempt = static_cast<uint32_t>(attempt);
+  if (ok && version >= 4) {
+    uint8_t admin = 0;
+    ok = r.Bytes(&h->caller.principal) && r.Varint(&h->caller.max_leases) &&
+         r.Varint(&h->caller.max_locks) && r.U8(&admin) && admin <= 1;
+    h->caller.admin = admin == 1;
+  }
   return ok;
 }
 
@@ -114,7 +129,7 @@ bool DecodeKind(uint8_t kind, uint8_t version, Reader& r, Command* out) {
     using T = std::variant_alternative_t<I, Command>;
     T c;
     if constexpr (requires { c.header; }) {
-      if (!GetHeader(r, &c.header)) return false;
+      if (!GetHeader(r, version, &c.header)) return false;
     }
     if (!GetArgs(r, version, &c)) return false;
     *out = std::move(c);
@@ -126,12 +141,13 @@ bool DecodeKind(uint8_t kind, uint8_t version, Reader& r, Command* out) {
 
 }  // namespace
 
-std::string Encode(const Command& command, int64_t wall_seconds) {
+std::string Encode(const Command& command, int64_t wall_seconds, uint8_t format) {
+  LOCKD_CHECK_MSG(format >= 1 && format <= kCommandFormatVersion, "a known command format");
   Writer w;
-  w.U8(kCommandFormatVersion);
+  w.U8(format);
   w.Varint(static_cast<uint64_t>(wall_seconds));
   w.U8(KindOf(command));
-  if (const RequestHeader* h = HeaderOf(command)) PutHeader(w, *h);
+  if (const RequestHeader* h = HeaderOf(command)) PutHeader(w, format, *h);
   PutArgs(w, command);
   return w.Take();
 }
@@ -162,6 +178,12 @@ uint64_t Digest(const Command& command) {
   Writer w;
   w.U8(KindOf(command));
   PutArgs(w, command);
+  // Who called is part of the call: another identity reusing a request id is told it was used
+  // for a different call, never shown the first caller's outcome. Without a principal the bytes
+  // are those of format 3, so outcomes recorded before an upgrade still match their retries.
+  if (const std::string& principal = HeaderOf(command)->caller.principal; !principal.empty()) {
+    w.Bytes(principal);
+  }
   return Fnv1a64(w.data());
 }
 

@@ -17,9 +17,10 @@
 
 namespace lockd::lock {
 
-/// 2: RetireOutcomes carries `expired_at_or_before`. 3: it carries an age sample too. Versions 1
-/// and 2 are still read; version 2 entries are still applied (docs/storage.md, "Upgrading").
-inline constexpr uint8_t kCommandFormatVersion = 3;
+/// 2: RetireOutcomes carries `expired_at_or_before`. 3: it carries an age sample too. 4: every
+/// client command's header carries its Caller (access control). Versions 1 to 3 are still read;
+/// versions 2 and 3 are still applied (docs/storage.md, "Upgrading").
+inline constexpr uint8_t kCommandFormatVersion = 4;
 /// The oldest format whose entries mean today what they meant when written.
 inline constexpr uint8_t kOldestAppliedCommandFormat = 2;
 
@@ -97,7 +98,10 @@ struct Envelope {
   Command command;
 };
 
-std::string Encode(const Command& command, int64_t wall_seconds);
+/// `format`: kCommandFormatVersion, or an older one for tests of upgrades (a format before 4
+/// has no Caller: the command's must be empty).
+std::string Encode(const Command& command, int64_t wall_seconds,
+                   uint8_t format = kCommandFormatVersion);
 Result<Envelope> Decode(std::string_view bytes);
 
 /// The method-and-arguments digest of a client command (0 for leader-decided ones).

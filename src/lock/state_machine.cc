@@ -131,6 +131,9 @@ Outcome LockStateMachine::Execute(Ctx& ctx, const Command& command) {
         } else if constexpr (std::is_same_v<T, RevokeLease>) {
           if (!leases_.count(c.lease))
             return Error(StatusCode::kNotFound, LeaseName(c.lease) + " is unknown or expired");
+          if (Status s = CheckOwner(c.lease, c.header.caller, /*admin_may=*/true); !s.ok()) {
+            return Error(s);
+          }
           return EndLease(ctx, c.lease, /*expired=*/false);
         } else if constexpr (std::is_same_v<T, ExpireLease>) {
           if (!leases_.count(c.lease)) return Outcome{};  // already gone: nothing to do
@@ -188,7 +191,7 @@ bool LockStateMachine::Frees(const Command& command) const {
       command);
 }
 
-Status LockStateMachine::CheckLeaseLimits(const std::string& label) const {
+Status LockStateMachine::CheckLeaseLimits(const std::string& label, const Caller& caller) const {
   if (leases_.size() >= limits_.max_leases) {
     return ResourceExhausted("the cluster holds " + std::to_string(leases_.size()) +
                              " leases, the configured limit");
@@ -198,18 +201,46 @@ Status LockStateMachine::CheckLeaseLimits(const std::string& label) const {
     return ResourceExhausted("label '" + label + "' has " + std::to_string(it->second) +
                              " leases, the configured limit per label");
   }
+  if (caller.max_leases > 0) {
+    if (const size_t owned = UsageOf(caller.principal).leases; owned >= caller.max_leases) {
+      return ResourceExhausted("identity '" + caller.principal + "' owns " + std::to_string(owned) +
+                               " live leases, its quota max_leases (" +
+                               std::to_string(caller.max_leases) + ")");
+    }
+  }
   return Status::Ok();
 }
 
+Status LockStateMachine::CheckOwner(LeaseId id, const Caller& caller, bool admin_may) const {
+  if (caller.principal.empty()) return Status::Ok();
+  auto it = leases_.find(id);
+  if (it == leases_.end() || it->second.owner == caller.principal) return Status::Ok();
+  if (admin_may && caller.admin) return Status::Ok();
+  return Status(
+      StatusCode::kPermissionDenied,
+      LeaseName(id) + " belongs to another identity; '" + caller.principal + "' may not use it" +
+          (admin_may ? " (revoking another identity's lease needs admin on every name)" : ""));
+}
+
+void LockStateMachine::CountLock(LeaseId lease, int delta) {
+  const std::string& owner = leases_.at(lease).owner;
+  if (owner.empty()) return;
+  auto it = usage_.find(owner);
+  LOCKD_CHECK_MSG(it != usage_.end(), "a lease's owner is counted while it owns the lease");
+  it->second.locks = static_cast<size_t>(static_cast<ptrdiff_t>(it->second.locks) + delta);
+}
+
 LeaseId LockStateMachine::CreateLease(Ctx& ctx, uint64_t ttl_ms, const std::string& label,
-                                      const RequestId& by) {
+                                      const RequestHeader& by) {
   const LeaseId id(++lease_counter_);
   Lease& l = leases_[id];
   l.ttl_ms = ttl_ms;
   l.label = label;
-  l.granted_by = by;
+  l.granted_by = by.id;
+  l.owner = by.caller.principal;
+  if (!l.owner.empty()) ++usage_[l.owner].leases;
   ++leases_per_label_[label];
-  once_.LeaseGranted(by.client);
+  once_.LeaseGranted(by.id.client);
   ctx.result.leases_granted.emplace_back(id, ttl_ms);
   return id;
 }
@@ -217,9 +248,9 @@ LeaseId LockStateMachine::CreateLease(Ctx& ctx, uint64_t ttl_ms, const std::stri
 Outcome LockStateMachine::DoGrantLease(Ctx& ctx, const GrantLease& c) {
   if (Status s = ValidateTtl(c.ttl_ms, limits_); !s.ok()) return Error(s);
   if (Status s = ValidateLabel(c.label, limits_); !s.ok()) return Error(s);
-  if (Status s = CheckLeaseLimits(c.label); !s.ok()) return Error(s);
+  if (Status s = CheckLeaseLimits(c.label, c.header.caller); !s.ok()) return Error(s);
   Outcome o;
-  o.lease = CreateLease(ctx, c.ttl_ms, c.label, c.header.id);
+  o.lease = CreateLease(ctx, c.ttl_ms, c.label, c.header);
   o.ttl_ms = c.ttl_ms;
   return o;
 }
@@ -240,6 +271,7 @@ void LockStateMachine::Grant(Ctx& ctx, const std::string& name, Lock& lock, Leas
   lock.holders.push_back(Holder{lease, mode, *token, *fence, by, ctx.index});
   ++holder_count_;
   leases_.at(lease).held.insert(name);
+  CountLock(lease, +1);
   ctx.Emit(Event::Type::kAcquired, name, lease, mode, *token, *fence);
 }
 
@@ -256,7 +288,7 @@ std::optional<Outcome> LockStateMachine::CheckAcquire(const Acquire& c, bool* gr
     }
     if (Status s = ValidateTtl(c.ttl_ms, limits_); !s.ok()) return Error(s);
     if (Status s = ValidateLabel(c.label, limits_); !s.ok()) return Error(s);
-    if (Status s = CheckLeaseLimits(c.label); !s.ok()) return Error(s);
+    if (Status s = CheckLeaseLimits(c.label, c.header.caller); !s.ok()) return Error(s);
   } else {
     if (c.ttl_ms != 0) {
       return Error(StatusCode::kInvalidArgument,
@@ -265,6 +297,9 @@ std::optional<Outcome> LockStateMachine::CheckAcquire(const Acquire& c, bool* gr
     auto l = leases_.find(c.lease);
     if (l == leases_.end())
       return Error(StatusCode::kNotFound, LeaseName(c.lease) + " is unknown or expired");
+    if (Status s = CheckOwner(c.lease, c.header.caller, /*admin_may=*/false); !s.ok()) {
+      return Error(s);
+    }
     if (l->second.held.count(c.name) || l->second.waiting.count(c.name)) {
       return Error(StatusCode::kFailedPrecondition,
                    LeaseName(c.lease) + " already " +
@@ -284,6 +319,17 @@ std::optional<Outcome> LockStateMachine::CheckAcquire(const Acquire& c, bool* gr
     return Error(StatusCode::kResourceExhausted, "'" + c.name + "' has " +
                                                      std::to_string(it->second.waiters.size()) +
                                                      " waiters, the configured limit");
+  }
+  // The caller's quota counts what this Acquire would add: a hold or a wait (a failed try-lock
+  // adds nothing).
+  const Caller& caller = c.header.caller;
+  if (caller.max_locks > 0 && (*grantable || c.wait_ms > 0)) {
+    if (const size_t used = UsageOf(caller.principal).locks; used >= caller.max_locks) {
+      return Error(StatusCode::kResourceExhausted,
+                   "identity '" + caller.principal + "' holds or waits for " +
+                       std::to_string(used) + " names, its quota max_locks (" +
+                       std::to_string(caller.max_locks) + ")");
+    }
   }
   return std::nullopt;
 }
@@ -315,7 +361,7 @@ Outcome LockStateMachine::DoAcquire(Ctx& ctx, const Acquire& c) {
     o.holders = HolderViews(it->second);
     return o;
   }
-  const LeaseId lease = new_lease ? CreateLease(ctx, c.ttl_ms, c.label, c.header.id) : c.lease;
+  const LeaseId lease = new_lease ? CreateLease(ctx, c.ttl_ms, c.label, c.header) : c.lease;
   o.lease = lease;
   if (new_lease) o.ttl_ms = c.ttl_ms;
   if (!exists) it = locks_.emplace(c.name, Lock{}).first;
@@ -327,6 +373,7 @@ Outcome LockStateMachine::DoAcquire(Ctx& ctx, const Acquire& c) {
   it->second.waiters.push_back(Waiter{lease, c.mode, c.header.id, c.wait_ms, ctx.index, new_lease});
   ++waiter_count_;
   leases_.at(lease).waiting.insert(c.name);
+  CountLock(lease, +1);
   ctx.Emit(Event::Type::kWaiting, c.name, lease, c.mode, FencingToken(), FencingToken());
   ctx.result.waits_started.push_back(WaitStarted{c.name, c.header.id, lease, c.wait_ms});
   o.waiting = true;
@@ -340,6 +387,7 @@ void LockStateMachine::Promote(Ctx& ctx, const std::string& name, Lock& lock) {
     lock.waiters.erase(lock.waiters.begin());
     --waiter_count_;
     leases_.at(w.lease).waiting.erase(name);
+    CountLock(w.lease, -1);
     Outcome o;
     o.acquired = true;
     o.mode = w.mode;
@@ -361,6 +409,7 @@ void LockStateMachine::RemoveHolder(Ctx& ctx, LockMap::iterator it, size_t i, Ev
   lock.holders.erase(lock.holders.begin() + static_cast<ptrdiff_t>(i));
   --holder_count_;
   leases_.at(h.lease).held.erase(it->first);
+  CountLock(h.lease, -1);
   ctx.Emit(type, it->first, h.lease, h.mode, h.token, h.fence);
   Promote(ctx, it->first, lock);
   EraseIfEmpty(it);
@@ -373,6 +422,7 @@ void LockStateMachine::RemoveWaiter(Ctx& ctx, LockMap::iterator it, size_t i,
   lock.waiters.erase(lock.waiters.begin() + static_cast<ptrdiff_t>(i));
   --waiter_count_;
   leases_.at(w.lease).waiting.erase(it->first);
+  CountLock(w.lease, -1);
   ctx.Emit(type, it->first, w.lease, w.mode, FencingToken(), FencingToken());
   Outcome o;
   o.mode = w.mode;
@@ -415,6 +465,10 @@ Outcome LockStateMachine::EndLease(Ctx& ctx, LeaseId id, bool expired) {
   }
   auto label = leases_per_label_.find(lease.label);
   if (--label->second == 0) leases_per_label_.erase(label);
+  if (!lease.owner.empty()) {
+    auto usage = usage_.find(lease.owner);
+    if (--usage->second.leases == 0) usage_.erase(usage);  // its holds and waits went above
+  }
   leases_.erase(id);
   once_.LeaseEnded(lease.granted_by.client, ctx.index);
   ctx.result.leases_ended.push_back(id);
@@ -441,6 +495,7 @@ Outcome LockStateMachine::DoCancel(Ctx& ctx, const Cancel& c) {
     for (size_t i = 0; i < ws.size(); ++i) {
       if (ws[i].acquire != c.acquire) continue;
       if (!c.lease.zero() && ws[i].lease != c.lease) return other_lease(ws[i].lease, "waits for");
+      if (Status s = CheckOwner(ws[i].lease, c.header.caller, false); !s.ok()) return Error(s);
       RemoveWaiter(ctx, it, i, "cancelled", Event::Type::kCancelled);
       o.effect = CancelEffect::kWithdrewWait;
       return o;
@@ -449,6 +504,7 @@ Outcome LockStateMachine::DoCancel(Ctx& ctx, const Cancel& c) {
     for (size_t i = 0; i < hs.size(); ++i) {
       if (hs[i].acquired_by != c.acquire) continue;
       if (!c.lease.zero() && hs[i].lease != c.lease) return other_lease(hs[i].lease, "holds");
+      if (Status s = CheckOwner(hs[i].lease, c.header.caller, false); !s.ok()) return Error(s);
       RemoveHolder(ctx, it, i, Event::Type::kReleased);
       o.effect = CancelEffect::kReleasedGrant;
       return o;
@@ -460,6 +516,7 @@ Outcome LockStateMachine::DoCancel(Ctx& ctx, const Cancel& c) {
   }
   if (!c.lease.zero() && !leases_.count(c.lease))
     return Error(StatusCode::kNotFound, LeaseName(c.lease) + " is unknown or expired");
+  if (Status s = CheckOwner(c.lease, c.header.caller, false); !s.ok()) return Error(s);
   // A record of an Acquire that has not arrived lives in its client's table, so only that client
   // may make one: another client's Cancel could otherwise fill it, or name a far sequence number
   // whose retirement would refuse every later request of the victim.
@@ -480,6 +537,9 @@ Outcome LockStateMachine::DoRelease(Ctx& ctx, const Release& c) {
   if (Status s = ValidateName(c.name, limits_); !s.ok()) return Error(s);
   if (!leases_.count(c.lease))
     return Error(StatusCode::kNotFound, LeaseName(c.lease) + " is unknown or expired");
+  if (Status s = CheckOwner(c.lease, c.header.caller, /*admin_may=*/false); !s.ok()) {
+    return Error(s);
+  }
   auto it = locks_.find(c.name);
   if (it != locks_.end()) {
     auto& hs = it->second.holders;

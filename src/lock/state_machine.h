@@ -28,8 +28,8 @@
 namespace lockd::lock {
 
 /// 2: each exactly-once client carries forgotten_through. 3: the exactly-once table carries the
-/// age clock's samples. Versions 1 and 2 are still read.
-inline constexpr uint8_t kSnapshotFormatVersion = 3;
+/// age clock's samples. 4: each lease carries its owner. Versions 1 to 3 are still read.
+inline constexpr uint8_t kSnapshotFormatVersion = 4;
 
 struct LockView {
   std::string name;
@@ -43,6 +43,7 @@ struct LeaseView {
   uint64_t ttl_ms = 0;
   std::string label;
   RequestId granted_by;
+  std::string owner;  ///< the identity that granted it (empty: access control was off)
   std::vector<std::string> held;
   std::vector<std::string> waiting;
   bool operator==(const LeaseView&) const = default;
@@ -93,6 +94,15 @@ class LockStateMachine {
   size_t holder_count() const { return holder_count_; }
   size_t waiter_count() const { return waiter_count_; }
   size_t lease_count() const { return leases_.size(); }
+  /// What `principal`'s leases hold: live leases, and names held plus waited for.
+  struct Usage {
+    size_t leases = 0;
+    size_t locks = 0;
+    bool operator==(const Usage&) const = default;
+  };
+  Usage UsageOf(std::string_view principal) const;
+  /// The owner of lease `id` (empty when access control was off), or nullopt when unknown.
+  std::optional<std::string> OwnerOf(LeaseId id) const;
   const Limits& limits() const { return limits_; }
   const ExactlyOnce& exactly_once() const { return once_; }
 
@@ -143,6 +153,7 @@ class LockStateMachine {
     uint64_t ttl_ms = 0;
     std::string label;
     RequestId granted_by;
+    std::string owner;              ///< the Caller principal that granted it
     std::set<std::string> held;     ///< derived from locks_, kept for O(held) revoke
     std::set<std::string> waiting;  ///< likewise
     bool operator==(const Lease&) const = default;
@@ -174,8 +185,15 @@ class LockStateMachine {
   void DoWaitTimeout(Ctx& ctx, const WaitTimeout& c);
 
   /// A new lease; the caller has checked the limits.
-  LeaseId CreateLease(Ctx& ctx, uint64_t ttl_ms, const std::string& label, const RequestId& by);
-  Status CheckLeaseLimits(const std::string& label) const;
+  LeaseId CreateLease(Ctx& ctx, uint64_t ttl_ms, const std::string& label, const RequestHeader& by);
+  /// The cluster's lease limits, then the caller's lease quota.
+  Status CheckLeaseLimits(const std::string& label, const Caller& caller) const;
+  /// PERMISSION_DENIED unless `caller` may act with lease `id` (it owns it, or `admin_may` and
+  /// it is cluster admin); OK for an unknown lease (the command answers that itself) and when
+  /// access control is off (no principal).
+  Status CheckOwner(LeaseId id, const Caller& caller, bool admin_may) const;
+  /// Names held or waited for, per owner: +1 or -1 as a lease of `lease` gains or loses one.
+  void CountLock(LeaseId lease, int delta);
   /// Every check of an Acquire, changing nothing: its error outcome, or nullopt and whether the
   /// lock could be granted at once.
   std::optional<Outcome> CheckAcquire(const Acquire& c, bool* grantable) const;
@@ -198,6 +216,8 @@ class LockStateMachine {
   LockMap locks_;  ///< only names held or waited for
   std::map<LeaseId, Lease> leases_;
   std::map<std::string, size_t, std::less<>> leases_per_label_;
+  /// Derived (not encoded): per owner with a principal, its leases and their holds and waits.
+  std::map<std::string, Usage, std::less<>> usage_;
   ExactlyOnce once_;
   size_t holder_count_ = 0;     ///< derived from locks_ (not encoded): holders over every lock
   size_t waiter_count_ = 0;     ///< the same for waiters

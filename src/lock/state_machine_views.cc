@@ -31,8 +31,21 @@ LeaseView LockStateMachine::ViewOf(LeaseId id, const Lease& l) const {
                    l.ttl_ms,
                    l.label,
                    l.granted_by,
+                   l.owner,
                    {l.held.begin(), l.held.end()},
                    {l.waiting.begin(), l.waiting.end()}};
+}
+
+LockStateMachine::Usage LockStateMachine::UsageOf(std::string_view principal) const {
+  if (principal.empty()) return {};
+  auto it = usage_.find(principal);
+  return it == usage_.end() ? Usage{} : it->second;
+}
+
+std::optional<std::string> LockStateMachine::OwnerOf(LeaseId id) const {
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return std::nullopt;
+  return it->second.owner;
 }
 
 std::optional<LockView> LockStateMachine::GetLock(std::string_view name) const {
@@ -107,6 +120,7 @@ std::string LockStateMachine::Snapshot() const {
     w.Varint(l.ttl_ms);
     w.Bytes(l.label);
     PutRequestId(w, l.granted_by);
+    w.Bytes(l.owner);
   }
   w.Varint(locks_.size());
   for (const auto& [name, lock] : locks_) {
@@ -158,10 +172,12 @@ Result<LockStateMachine> LockStateMachine::Restore(std::string_view snapshot, Li
     uint64_t id = 0;
     Lease l;
     if (!r.Varint(&id) || !r.Varint(&l.ttl_ms) || !r.Bytes(&l.label) ||
-        !GetRequestId(r, &l.granted_by) || id == 0 || id > sm.lease_counter_) {
+        !GetRequestId(r, &l.granted_by) || (version >= 4 && !r.Bytes(&l.owner)) || id == 0 ||
+        id > sm.lease_counter_) {
       return bad("lease");
     }
     ++sm.leases_per_label_[l.label];
+    if (!l.owner.empty()) ++sm.usage_[l.owner].leases;
     if (!sm.leases_.emplace(LeaseId(id), std::move(l)).second) return bad("duplicate lease");
   }
   if (!r.Varint(&n)) return bad("lock count");
@@ -183,6 +199,7 @@ Result<LockStateMachine> LockStateMachine::Restore(std::string_view snapshot, Li
       h.granted_at = LogIndex(at);
       auto l = sm.leases_.find(h.lease);
       if (l == sm.leases_.end() || !l->second.held.insert(name).second) return bad("holder lease");
+      if (!l->second.owner.empty()) ++sm.usage_[l->second.owner].locks;
       lock.holders.push_back(h);
       ++sm.holder_count_;
     }
@@ -201,6 +218,7 @@ Result<LockStateMachine> LockStateMachine::Restore(std::string_view snapshot, Li
       auto l = sm.leases_.find(x.lease);
       if (l == sm.leases_.end() || !l->second.waiting.insert(name).second)
         return bad("waiter lease");
+      if (!l->second.owner.empty()) ++sm.usage_[l->second.owner].locks;
       lock.waiters.push_back(x);
       ++sm.waiter_count_;
     }
@@ -251,7 +269,7 @@ Result<LockStateMachine> LockStateMachine::NewClusterFrom(Limits limits, uint64_
 
 bool LockStateMachine::operator==(const LockStateMachine& o) const {
   return locks_ == o.locks_ && leases_ == o.leases_ && leases_per_label_ == o.leases_per_label_ &&
-         once_ == o.once_ && token_counter_ == o.token_counter_ &&
+         usage_ == o.usage_ && once_ == o.once_ && token_counter_ == o.token_counter_ &&
          lease_counter_ == o.lease_counter_ && applied_ == o.applied_ &&
          wall_seconds_ == o.wall_seconds_;
 }
@@ -293,14 +311,21 @@ const char* LockStateMachine::LockTableViolation() const {
     }
   }
   std::map<std::string, size_t, std::less<>> per_label;
+  std::map<std::string, Usage, std::less<>> usage;
   for (const auto& [id, l] : leases_) {
     if (id.value() > lease_counter_) return "a lease id is above the lease counter";
     if (l.held != held[id] || l.waiting != waiting[id]) {
       return "a lease's names disagree with the locks";
     }
     ++per_label[l.label];
+    if (!l.owner.empty()) {
+      Usage& u = usage[l.owner];
+      ++u.leases;
+      u.locks += l.held.size() + l.waiting.size();
+    }
   }
   if (per_label != leases_per_label_) return "the leases per label disagree";
+  if (usage != usage_) return "the usage per owner disagrees with the leases";
   if (holders != holder_count_ || waiters != waiter_count_) return "the holder counts disagree";
   return nullptr;
 }

@@ -31,11 +31,25 @@ struct RequestId {
   bool zero() const { return client.zero() && seq == 0; }
 };
 
+/// Who sent a client command, as the node that proposed it authenticated it (docs/security.md,
+/// "Access control"). No principal: access control is off on the proposing node (or the entry
+/// predates command format 4), and nothing below is checked.
+struct Caller {
+  std::string principal;    ///< the identity; a lease it grants records it as its owner
+  uint64_t max_leases = 0;  ///< its quota of live leases when proposed; 0: none
+  uint64_t max_locks = 0;   ///< its quota of names held plus waited for; 0: none
+  /// The proposer found cluster-wide admin (admin on every name): it may revoke, release and
+  /// cancel with leases other identities own.
+  bool admin = false;
+  bool operator==(const Caller&) const = default;
+};
+
 /// Carried by every client command (design brief, "Exactly once").
 struct RequestHeader {
   RequestId id;
   uint32_t attempt = 1;
   uint64_t watermark = 0;  ///< the client's lowest still-pending sequence number
+  Caller caller = {};      ///< command format 4 on
 };
 
 /// Configured limits. The ones that depend on state are enforced at apply; all of them are

@@ -233,6 +233,7 @@ void ToProto(const lock::LeaseView& v, const ViewClock& c, pb::LeaseInfo* out) {
   for (const auto& n : v.held) out->add_held(n);
   for (const auto& n : v.waiting) out->add_waiting(n);
   ToProto(v.granted_by, out->mutable_granted_by());
+  out->set_owner(v.owner);
 }
 
 }  // namespace lockd::server

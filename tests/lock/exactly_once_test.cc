@@ -147,14 +147,12 @@ TEST(Reserve, AFormatTwoEntryAtTheCapIsRefusedAsItWasWhenWritten) {
   }
   ASSERT_EQ(h.sm.exactly_once().size(), limits.max_outcomes);
   // A node that applied this entry before the upgrade refused it: so does this one.
-  std::string entry = Encode(Release{h.Header(), "x", lease, held.outcome.token}, 0);
-  entry[0] = 2;
-  auto old = h.sm.Apply(LogIndex(++h.index), entry);
+  const Release release{h.Header(), "x", lease, held.outcome.token};
+  auto old = h.sm.Apply(LogIndex(++h.index), Encode(release, 0, 2));
   ASSERT_TRUE(old.ok());
   EXPECT_EQ(old->outcome.code, StatusCode::kResourceExhausted);
   EXPECT_TRUE(h.sm.GetLock("x").has_value());
-  entry[0] = 3;
-  auto now = h.sm.Apply(LogIndex(++h.index), entry);
+  auto now = h.sm.Apply(LogIndex(++h.index), Encode(release, 0, 3));
   ASSERT_TRUE(now.ok());
   EXPECT_TRUE(now->outcome.ok()) << now->outcome.message;
   EXPECT_FALSE(h.sm.GetLock("x").has_value());
@@ -256,8 +254,7 @@ TEST(LeaselessShare, AFloodOfFreshIdsLeavesHalfTheTableToClientsHoldingALease) {
   // Freeing requests of lease-less clients are not held to the share (an operator's revoke).
   EXPECT_TRUE(h.Do(RevokeLease{{{{8, 1}, 1}, 1, 0}, more.outcome.lease}).outcome.ok());
   // A format-2 entry is admitted as it was written: the share came with format 3.
-  std::string entry = Encode(Release{{{{6, 1}, 1}, 1, 0}, "x", lease, FencingToken(999)}, 0);
-  entry[0] = 2;
+  std::string entry = Encode(Release{{{{6, 1}, 1}, 1, 0}, "x", lease, FencingToken(999)}, 0, 2);
   auto old = h.sm.Apply(LogIndex(++h.index), entry);
   ASSERT_TRUE(old.ok());
   EXPECT_NE(old->outcome.code, StatusCode::kResourceExhausted) << old->outcome.message;
