@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=(peer_message lock_command lock_snapshot storage_records snapshot_assembler config)
+TARGETS=(peer_message lock_command lock_snapshot storage_records snapshot_assembler config access_policy)
 seconds=600
 mode=run
 replay_file=""

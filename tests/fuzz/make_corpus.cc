@@ -249,6 +249,36 @@ void Configs() {
   Write("config", "flags", Tagged(1, line));
 }
 
+void AccessPolicies() {
+  // The two-teams example of src/server/access_policy.h, every key used.
+  Write("access_policy", "two-teams",
+        "[defaults]\nmax_leases = 1000\nmax_locks = 10000\nrate = 500\nburst = 1000\n\n"
+        "[roles.billing-writer]\nlock = [\"billing/\"]\nread = [\"billing/\"]\nadmin = []\n\n"
+        "[roles.reports-reader]\nread = [\"reports/\", \"billing/summary/\"]\n\n"
+        "[roles.operator]\nlock = [\"\"]\nread = [\"\"]\nadmin = [\"\"]\n\n"
+        "[identities.billing]\n"
+        "certs = [\"spiffe://example.org/billing\", \"billing-svc\"]\n"
+        "token_sha256 = [\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"]\n"
+        "roles = [\"billing-writer\"]\nmax_leases = 50\n\n"
+        "[identities.reports]\ncerts = [\"spiffe://example.org/reports\"]\n"
+        "roles = [\"reports-reader\", \"billing-writer\"]\nrate = 20.5\nburst = 40\n\n"
+        "[identities.\"ops@example.org\"]\n"
+        "token_sha256 = [\"D9310C002AF91822BEB0B3487D8B04F85BF6BF1F8A5496BFF7D35FC7C5A29DEF\"]\n"
+        "roles = [\"operator\"]\n");
+  // Inline tables, dotted keys and quoted names: the same tree written other ways.
+  Write("access_policy", "inline",
+        "defaults = { rate = 0.5 }\nroles.r = { lock = [\"a/\", \"\\u00fc/\"], read = [\"\"] }\n"
+        "identities.\"svc:a/b\" = { certs = ['CN with spaces'], roles = ['r'], max_locks = 3 }\n");
+  // Refused: a misspelt table, a role nobody defines, one certificate claimed twice, a burst
+  // without a rate, a syntax error.
+  Write("access_policy", "bad-unknown-table", "[identites.a]\ncerts = [\"a\"]\n");
+  Write("access_policy", "bad-missing-role", "[identities.a]\ncerts = [\"a\"]\nroles = [\"r\"]\n");
+  Write("access_policy", "bad-cert-twice",
+        "[identities.a]\ncerts = [\"x\"]\n[identities.b]\ncerts = [\"x\"]\n");
+  Write("access_policy", "bad-burst", "[defaults]\nburst = 10\n");
+  Write("access_policy", "bad-syntax", "[roles.r]\nlock = [\"a/\"\n[identities.a]\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -263,6 +293,7 @@ int main(int argc, char** argv) {
   StorageRecords();
   AssemblerScripts();
   Configs();
+  AccessPolicies();
   std::printf("seeds written under %s\n", argv[1]);
   return 0;
 }
