@@ -115,6 +115,16 @@ struct ClientOptions {
   std::string tls_ca_file;
   std::string tls_cert_file;
   std::string tls_key_file;
+  /// A bearer token, for a cluster that checks identities (`lockd --access-file`; see
+  /// docs/security.md) where this client has no certificate of its own: every call carries
+  /// `authorization: Bearer <token>` (plaintext channels too: development only, the token then
+  /// travels in the clear). Give the token, or a file holding it (its trailing whitespace is
+  /// dropped), not both; both empty: $LOCKD_AUTH_TOKEN, else $LOCKD_AUTH_TOKEN_FILE; those
+  /// empty too: no header. Connect refuses an unreadable or empty file (naming it) and a token
+  /// that is not printable ASCII without spaces. The token is read once, at Connect (a rotated
+  /// token takes a new Client), and never appears in a message or log line.
+  std::string auth_token;
+  std::string auth_token_file;
   /// For tests: the clock lease times are measured on. Unset: BootClock.
   std::function<BootClock::time_point()> clock;
   /// Where the library reports what it did on its own that no caller hears of (a grant released

@@ -44,7 +44,7 @@ bool WriteSynced(const CommandContext& c, const std::string& path, const std::st
 int RunSnapshot(const CommandContext& c) {
   grpc::Status last;
   for (const auto& e : c.endpoints) {
-    auto stub = pb::ClusterService::NewStub(grpc::CreateChannel(e, c.credentials()));
+    auto stub = pb::ClusterService::NewStub(c.Channel(e));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + c.timeout);
     pb::SnapshotResponse resp;
@@ -80,7 +80,7 @@ int RunBackup(const CommandContext& c, const std::string& path, bool overwrite, 
   const auto deadline = std::max<std::chrono::milliseconds>(c.timeout, std::chrono::minutes(5));
   grpc::Status last;
   for (const auto& e : c.endpoints) {
-    auto stub = pb::ClusterService::NewStub(grpc::CreateChannel(e, c.credentials()));
+    auto stub = pb::ClusterService::NewStub(c.Channel(e));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + deadline);
     auto reader = stub->Backup(&ctx, pb::BackupRequest());

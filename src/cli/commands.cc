@@ -6,6 +6,7 @@
 
 #include <random>
 
+#include "cli/endpoints.h"
 #include "cli/exit_codes.h"
 #include "cli/format.h"
 #include "cli/hold.h"
@@ -43,6 +44,18 @@ std::string FormatGetLease(const pb::GetLeaseResponse& r, bool json) {
 }
 
 }  // namespace
+
+std::shared_ptr<grpc::Channel> CommandContext::Channel(const std::string& endpoint) const {
+  WarnIfTokenInClear(endpoint);
+  return client::Dial(endpoint, credentials(), auth_token);
+}
+
+void CommandContext::WarnIfTokenInClear(const std::string& endpoint) const {
+  if (auth_token.empty() || tls || IsLoopback(endpoint)) return;
+  if (warned_token_in_clear->exchange(true)) return;
+  err << "lockctl: warning: the bearer token goes to " << endpoint
+      << " over plaintext, readable by anyone on the way; use TLS (--cacert) beyond loopback\n";
+}
 
 pb::RequestHeader OneShotHeader() {
   std::random_device rd;

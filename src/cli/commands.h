@@ -5,6 +5,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -27,12 +28,24 @@ struct CommandContext {
   std::optional<grpc::SslCredentialsOptions> tls = std::nullopt;
   /// The files behind `tls`, for the commands that use the client library.
   std::string tls_ca = {}, tls_cert = {}, tls_key = {};
+  /// The bearer token every call carries (--auth-token, --auth-token-file or their variables,
+  /// read and checked); "": none.
+  std::string auth_token = {};
+  /// Whether the warning that the token travels in the clear was printed (once per command,
+  /// shared by the copies At makes).
+  std::shared_ptr<std::atomic<bool>> warned_token_in_clear = std::make_shared<std::atomic<bool>>();
 
   /// How to dial the endpoints. Made on use, not before: gRPC must not start its threads before
   /// a command blocks the signals it awaits.
   std::shared_ptr<grpc::ChannelCredentials> credentials() const {
     return client::ChannelCredentialsFrom(tls);
   }
+  /// A channel to `endpoint` whose every call carries the bearer token: the way every command
+  /// dials (the commands built on the client library pass the token to it instead).
+  std::shared_ptr<grpc::Channel> Channel(const std::string& endpoint) const;
+  /// Warns on `err`, once, when a token would go to `endpoint` in plaintext and the endpoint is
+  /// not a loopback address: anyone on the path can read it.
+  void WarnIfTokenInClear(const std::string& endpoint) const;
 
   /// The same context, for other endpoints.
   CommandContext At(std::vector<std::string> other) const {

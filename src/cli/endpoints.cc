@@ -1,5 +1,10 @@
 #include "cli/endpoints.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <sstream>
 
@@ -25,6 +30,22 @@ Result<std::vector<std::string>> ResolveEndpoints(const std::string& flag_value)
   }
   if (out.empty()) return InvalidArgument("no endpoints given ('" + spec + "')");
   return out;
+}
+
+bool IsLoopback(const std::string& endpoint) {
+  auto hp = ParseHostPort(endpoint);
+  if (!hp.ok()) return false;
+  std::string host = hp->host;
+  std::transform(host.begin(), host.end(), host.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+    return IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+  }
+  return false;
 }
 
 }  // namespace lockd::cli

@@ -9,9 +9,9 @@
 
 namespace lockd::cli {
 
-std::vector<HealthResult> CheckHealth(const std::vector<std::string>& endpoints,
-                                      std::chrono::milliseconds timeout,
-                                      std::shared_ptr<grpc::ChannelCredentials> credentials) {
+std::vector<HealthResult> CheckHealth(
+    const std::vector<std::string>& endpoints, std::chrono::milliseconds timeout,
+    const std::function<std::shared_ptr<grpc::Channel>(const std::string&)>& dial) {
   using grpc::health::v1::Health;
   using grpc::health::v1::HealthCheckRequest;
   using grpc::health::v1::HealthCheckResponse;
@@ -20,7 +20,7 @@ std::vector<HealthResult> CheckHealth(const std::vector<std::string>& endpoints,
     HealthResult r;
     r.endpoint = endpoint;
     r.status = "UNREACHABLE";
-    auto stub = Health::NewStub(grpc::CreateChannel(endpoint, credentials));
+    auto stub = Health::NewStub(dial(endpoint));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + timeout);
     HealthCheckRequest req;

@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,9 +20,10 @@ struct HealthResult {
   bool serving() const { return status == "SERVING"; }
 };
 
+/// `dial` makes each endpoint's channel (CommandContext::Channel: TLS and the bearer token).
 std::vector<HealthResult> CheckHealth(
     const std::vector<std::string>& endpoints, std::chrono::milliseconds timeout,
-    std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials());
+    const std::function<std::shared_ptr<grpc::Channel>(const std::string&)>& dial);
 
 /// A table for people, or one JSON array for scripts.
 std::string FormatHealth(const std::vector<HealthResult>& results, bool json);

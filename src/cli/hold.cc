@@ -25,6 +25,7 @@ int AcquireToHold(const CommandContext& c, const AcquireArgs& a, HeldLock& out) 
   o.tls_ca_file = c.tls_ca;
   o.tls_cert_file = c.tls_cert;
   o.tls_key_file = c.tls_key;
+  o.auth_token = c.auth_token;
   auto cl = client::Client::Connect(o);
   if (!cl.ok()) {
     c.err << "lockctl: " << cl.status().message() << "\n";

@@ -49,6 +49,13 @@ int main(int argc, char** argv) {
                  "TLS: this client's certificate, when the cluster asks for one (default: "
                  "$LOCKD_CERT)");
   app.add_option("--key", tls.key, "TLS: the certificate's private key (default: $LOCKD_KEY)");
+  lockd::client::BearerTokenSource auth;
+  app.add_option("--auth-token", auth.token,
+                 "Access control: the bearer token every call carries (default: "
+                 "$LOCKD_AUTH_TOKEN; visible in ps: prefer --auth-token-file)");
+  app.add_option("--auth-token-file", auth.file,
+                 "Access control: a file holding the bearer token, trailing whitespace dropped "
+                 "(default: $LOCKD_AUTH_TOKEN_FILE)");
   auto* timeout_opt = app.add_option("--timeout-ms", timeout_ms,
                                      "Deadline of each call; for `locks watch`, how long to watch")
                           ->check(CLI::Range(1, 600'000))
@@ -72,9 +79,19 @@ int main(int argc, char** argv) {
         exit_code = lockd::cli::kExitUsage;
         return;
       }
+      auto token = lockd::client::ReadBearerToken(lockd::client::BearerTokenSourceOrEnv(auth));
+      if (!token.ok()) {
+        std::fprintf(stderr, "lockctl: %s\n", token.status().message().c_str());
+        exit_code = lockd::cli::kExitUsage;
+        return;
+      }
       lockd::cli::CommandContext c{*endpoints, json,       std::chrono::milliseconds(timeout_ms),
                                    std::cout,  std::cerr,  *read,
-                                   files.ca,   files.cert, files.key};
+                                   files.ca,   files.cert, files.key,
+                                   *token};
+      // Before any call: every endpoint the token may go to, including those the client
+      // library dials for `acquire` and `run`.
+      for (const auto& e : c.endpoints) c.WarnIfTokenInClear(e);
       exit_code = f(c);
     };
   };
@@ -82,7 +99,8 @@ int main(int argc, char** argv) {
   auto* health = app.add_subcommand(
       "health", "Ask every endpoint whether it is serving; exits 1 unless all are SERVING");
   health->callback(with_context([&](const lockd::cli::CommandContext& c) {
-    auto results = lockd::cli::CheckHealth(c.endpoints, c.timeout, c.credentials());
+    auto results = lockd::cli::CheckHealth(c.endpoints, c.timeout,
+                                           [&c](const std::string& e) { return c.Channel(e); });
     c.out << lockd::cli::FormatHealth(results, c.json);
     for (const auto& r : results) {
       if (!r.serving()) return 1;

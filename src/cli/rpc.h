@@ -22,7 +22,7 @@ grpc::Status CallAny(const CommandContext& c, std::chrono::milliseconds timeout,
   grpc::Status last;
   uint32_t attempt = 0;
   for (const auto& e : c.endpoints) {
-    auto stub = Service::NewStub(grpc::CreateChannel(e, c.credentials()));
+    auto stub = Service::NewStub(c.Channel(e));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + timeout);
     last = rpc(*stub, ctx, ++attempt);
@@ -58,7 +58,7 @@ Answered CallUntilAnswered(const CommandContext& c, std::chrono::milliseconds ti
     for (const auto& e : c.endpoints) {
       const auto left = deadline - Clock::now();
       if (left <= Clock::duration::zero()) return a;
-      auto stub = Service::NewStub(grpc::CreateChannel(e, c.credentials()));
+      auto stub = Service::NewStub(c.Channel(e));
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + left);
       a.status = rpc(*stub, ctx, ++attempt);

@@ -119,7 +119,7 @@ int RunLocksWatch(const CommandContext& c, const WatchArgs& a) {
       break;
     }
     const std::string endpoint = c.endpoints[next % c.endpoints.size()];
-    auto channel = grpc::CreateChannel(endpoint, c.credentials());
+    auto channel = c.Channel(endpoint);
     grpc::Status s;
     if (!last) {
       // Anchor at what this node has applied, so a failure before the first event loses

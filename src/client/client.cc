@@ -194,10 +194,13 @@ Result<std::unique_ptr<Client>> Client::Connect(ClientOptions o) {
   }
   if (o.margin_floor < 0ms) return Status(StatusCode::kInvalidArgument, "margin_floor < 0");
   if (!o.clock) o.clock = [] { return BootClock::now(); };
+  auto token = ReadBearerToken(BearerTokenSourceOrEnv({o.auth_token, o.auth_token_file}));
+  if (!token.ok()) return token.status();
   const TlsFiles files = TlsFilesOrEnv({o.tls_ca_file, o.tls_cert_file, o.tls_key_file});
   auto credentials = ChannelCredentialsFor(files);
   if (!credentials.ok()) return credentials.status();
-  auto core = std::make_shared<ClientCore>(std::move(o), std::move(credentials).value());
+  auto core = std::make_shared<ClientCore>(std::move(o), std::move(credentials).value(),
+                                           std::move(token).value());
   core->Start();
   return std::unique_ptr<Client>(new Client(std::move(core)));
 }

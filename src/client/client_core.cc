@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "client/credentials.h"
 #include "client/renewer.h"
 
 namespace lockd::client {
@@ -44,27 +45,31 @@ std::optional<std::vector<uint64_t>> HeldTokensOf(const pb::RenewResponse& r) {
   return std::vector<uint64_t>(r.held_tokens().begin(), r.held_tokens().end());
 }
 
+/// Every channel of the client, so every call carries the bearer token (Dial adds it).
 static std::shared_ptr<grpc::Channel> NewChannel(
-    const std::string& endpoint, const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
+    const std::string& endpoint, const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+    const std::string& bearer_token) {
   grpc::ChannelArguments args;
   // gRPC's default reconnect back-off grows to minutes; a restarted node must be usable again
   // within a lease's validity.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  return grpc::CreateCustomChannel(endpoint, credentials, args);
+  return Dial(endpoint, credentials, bearer_token, args);
 }
 
-ClientCore::ClientCore(ClientOptions options, std::shared_ptr<grpc::ChannelCredentials> credentials)
+ClientCore::ClientCore(ClientOptions options, std::shared_ptr<grpc::ChannelCredentials> credentials,
+                       std::string bearer_token)
     : options_(std::move(options)),
-      credentials_(credentials ? std::move(credentials) : grpc::InsecureChannelCredentials()) {
+      credentials_(credentials ? std::move(credentials) : grpc::InsecureChannelCredentials()),
+      bearer_token_(std::move(bearer_token)) {
   std::random_device rd;
   rng_.seed((uint64_t{rd()} << 32) | rd());
   client_hi_ = rng_();
   client_lo_ = rng_();
   endpoints_ = options_.endpoints;
   for (const auto& e : endpoints_) {
-    channels_.push_back(NewChannel(e, credentials_));
+    channels_.push_back(NewChannel(e, credentials_, bearer_token_));
     stubs_.push_back(pb::LockService::NewStub(channels_.back()));
   }
 }
@@ -156,7 +161,7 @@ size_t ClientCore::PickEndpoint() {
     }
     if (endpoints_.size() < kMaxEndpoints) {
       endpoints_.push_back(leader_);
-      channels_.push_back(NewChannel(leader_, credentials_));
+      channels_.push_back(NewChannel(leader_, credentials_, bearer_token_));
       stubs_.push_back(pb::LockService::NewStub(channels_.back()));
       return endpoints_.size() - 1;
     }

@@ -52,8 +52,12 @@ std::optional<std::vector<uint64_t>> HeldTokensOf(const pb::RenewResponse& r);
 class ClientCore : public std::enable_shared_from_this<ClientCore> {
  public:
   /// `credentials`: how to dial the endpoints (client/credentials.h); null: plaintext.
+  /// `bearer_token`: what every call's `authorization` header carries (ReadBearerToken's
+  /// answer; "" none): it is added on each channel (client/credentials.h, Dial), so every call
+  /// on it carries it.
   explicit ClientCore(ClientOptions options,
-                      std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
+                      std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr,
+                      std::string bearer_token = {});
   ~ClientCore();
   /// Starts the renewer and cleanup threads (after construction: they need shared_from_this).
   void Start();
@@ -190,6 +194,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
 
   const ClientOptions options_;
   const std::shared_ptr<grpc::ChannelCredentials> credentials_;
+  const std::string bearer_token_;  ///< for channels made later (a leader not in the list)
   uint64_t client_hi_ = 0, client_lo_ = 0;
 
   mutable std::mutex mu_;  ///< guards everything below up to the renewer

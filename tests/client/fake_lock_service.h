@@ -1,6 +1,7 @@
 // A scripted in-process LockService for the client library's tests: its answers are set by the
 // test (renewals OK / NOT_FOUND / UNAVAILABLE / silent, Acquires that fail, hang or come late),
-// and it records what it received (headers, Cancels, releases, revokes, renewals).
+// and it records what it received (headers, the authorization metadata, Cancels, releases,
+// revokes, renewals).
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -50,7 +51,10 @@ class FakeLockService final : public pb::LockService::Service {
   std::vector<uint64_t> revoked;
   std::map<uint64_t, std::set<uint64_t>> held;  ///< lease → tokens
   std::map<uint64_t, std::string> token_names;
+  /// Each call's method and its `authorization` header ("" when it had none), as they came.
+  std::vector<std::pair<std::string, std::string>> authorization;
   int get_leases = 0;
+  int watches = 0;
   int keepalive_streams = 0;
   int renewals = 0;
   BootClock::time_point first_renewal{};
@@ -59,7 +63,7 @@ class FakeLockService final : public pb::LockService::Service {
 
   grpc::Status GrantLease(grpc::ServerContext* ctx, const pb::GrantLeaseRequest* req,
                           pb::GrantLeaseResponse* resp) override {
-    Tag(ctx);
+    Tag(ctx, "GrantLease");
     bool hang = false;
     {
       std::lock_guard lock(mu);
@@ -83,7 +87,7 @@ class FakeLockService final : public pb::LockService::Service {
   grpc::Status KeepAlive(
       grpc::ServerContext* ctx,
       grpc::ServerReaderWriter<pb::RenewResponse, pb::RenewRequest>* stream) override {
-    Tag(ctx);
+    Tag(ctx, "KeepAlive");
     bool stop_reading;
     {
       std::lock_guard lock(mu);
@@ -124,7 +128,7 @@ class FakeLockService final : public pb::LockService::Service {
 
   grpc::Status Acquire(grpc::ServerContext* ctx, const pb::AcquireRequest* req,
                        pb::AcquireResponse* resp) override {
-    Tag(ctx);
+    Tag(ctx, "Acquire");
     bool hang;
     {
       std::lock_guard lock(mu);
@@ -154,7 +158,7 @@ class FakeLockService final : public pb::LockService::Service {
 
   grpc::Status GetLock(grpc::ServerContext* ctx, const pb::GetLockRequest* req,
                        pb::GetLockResponse* resp) override {
-    Tag(ctx);
+    Tag(ctx, "GetLock");
     std::lock_guard lock(mu);
     resp->mutable_lock()->set_name(req->name());
     for (const auto& [lease, tokens] : held) {
@@ -171,7 +175,7 @@ class FakeLockService final : public pb::LockService::Service {
 
   grpc::Status GetLease(grpc::ServerContext* ctx, const pb::GetLeaseRequest* req,
                         pb::GetLeaseResponse* resp) override {
-    Tag(ctx);
+    Tag(ctx, "GetLease");
     std::lock_guard lock(mu);
     ++get_leases;
     resp->mutable_lease()->set_lease_id(req->lease_id());
@@ -181,7 +185,7 @@ class FakeLockService final : public pb::LockService::Service {
 
   grpc::Status Cancel(grpc::ServerContext* ctx, const pb::CancelRequest* req,
                       pb::CancelResponse* resp) override {
-    Tag(ctx);
+    Tag(ctx, "Cancel");
     std::lock_guard lock(mu);
     if (fail_cancels_unavailable > 0) {
       --fail_cancels_unavailable;
@@ -194,7 +198,7 @@ class FakeLockService final : public pb::LockService::Service {
 
   grpc::Status Release(grpc::ServerContext* ctx, const pb::ReleaseRequest* req,
                        pb::ReleaseResponse*) override {
-    Tag(ctx);
+    Tag(ctx, "Release");
     std::lock_guard lock(mu);
     released_tokens.push_back(req->token());
     released_names.push_back(req->name());
@@ -204,10 +208,26 @@ class FakeLockService final : public pb::LockService::Service {
 
   grpc::Status RevokeLease(grpc::ServerContext* ctx, const pb::RevokeLeaseRequest* req,
                            pb::RevokeLeaseResponse*) override {
-    Tag(ctx);
+    Tag(ctx, "RevokeLease");
     std::lock_guard lock(mu);
     revoked.push_back(req->lease_id());
     held.erase(req->lease_id());
+    return grpc::Status::OK;
+  }
+
+  /// Sends one ACQUIRED event for the name watched, then ends the stream.
+  grpc::Status Watch(grpc::ServerContext* ctx, const pb::WatchRequest* req,
+                     grpc::ServerWriter<pb::WatchResponse>* writer) override {
+    Tag(ctx, "Watch");
+    {
+      std::lock_guard lock(mu);
+      ++watches;
+    }
+    pb::WatchResponse resp;
+    auto* e = resp.add_events();
+    e->set_type(pb::LockEvent::ACQUIRED);
+    e->set_name(req->name().empty() ? req->prefix() : req->name());
+    writer->Write(resp);
     return grpc::Status::OK;
   }
 
@@ -234,8 +254,12 @@ class FakeLockService final : public pb::LockService::Service {
     resp->set_lease_id(lease);
   }
 
-  void Tag(grpc::ServerContext* ctx) {
+  void Tag(grpc::ServerContext* ctx, const char* method) {
     std::lock_guard lock(mu);
+    const auto& md = ctx->client_metadata();
+    const auto it = md.find("authorization");
+    authorization.emplace_back(
+        method, it == md.end() ? std::string() : std::string(it->second.data(), it->second.size()));
     ctx->AddInitialMetadata("lockd-cluster", cluster_id);
     ctx->AddInitialMetadata("lockd-leader", leader);
   }
