@@ -55,8 +55,16 @@ int Run(const lockd::server::NodeOptions& options, const std::vector<std::string
   for (;;) {
     sigwait(&stop_signals, &sig);
     if (sig != SIGHUP) break;
-    if (lockd::Status s = node.ReloadCertificates(); !s.ok()) {
-      spdlog::error("SIGHUP: certificates not reloaded, the old ones stay: {}", s.ToString());
+    if (!node.options().plaintext) {
+      if (lockd::Status s = node.ReloadCertificates(); !s.ok()) {
+        spdlog::error("SIGHUP: certificates not reloaded, the old ones stay: {}", s.ToString());
+      }
+    }
+    if (!node.options().access_file.empty()) {
+      if (lockd::Status s = node.ReloadAccessPolicy(); !s.ok()) {
+        spdlog::error("SIGHUP: access policy not reloaded, the one in force stays: {}",
+                      s.ToString());
+      }
     }
   }
   spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -101,6 +109,10 @@ int main(int argc, char** argv) {
   app.add_option("--peer-ca", o.peer_ca,
                  "The cluster CA, which signs every member's certificate (mutual TLS on the peer "
                  "port)");
+  app.add_option("--access-file", o.access_file,
+                 "Access policy (TOML): identities by client certificate or bearer token, roles "
+                 "granting lock/read/admin per name prefix, quotas; reloaded on SIGHUP. Unset: "
+                 "no access control (docs/security.md)");
   app.add_flag("--plaintext", o.plaintext,
                "Serve both ports without TLS (development only). Without it a node needs "
                "--tls-cert, --tls-key and --peer-ca");

@@ -124,6 +124,10 @@ ExactlyOnce::Admission ExactlyOnce::Peek(const RequestHeader& h, uint64_t digest
                                          const Limits& limits, AdmitRules rules) const {
   auto c = clients_.find(h.id.client);
   if (c != clients_.end()) {
+    // Without a principal (access control off on the proposer) nothing is checked.
+    if (!h.caller.principal.empty() && c->second.principal != h.caller.principal) {
+      return {Verdict::kOtherIdentity, nullptr, {}};
+    }
     if (h.id.seq < c->second.watermark) return {Verdict::kBelowWatermark, nullptr, {}};
     auto it = c->second.records.find(h.id.seq);
     if (it != c->second.records.end()) {
@@ -144,9 +148,13 @@ ExactlyOnce::Admission ExactlyOnce::Admit(const RequestHeader& h, uint64_t diges
                                           const Limits& limits, AdmitRules rules) {
   Admission a = Peek(h, digest, limits, rules);
   if (a.verdict == Verdict::kNoRoom && !clients_.count(h.id.client)) return a;
+  if (a.verdict == Verdict::kOtherIdentity) return a;
   auto [it, added] = clients_.try_emplace(h.id.client);
   Client& c = it->second;
-  if (added) c.id = h.id.client;
+  if (added) {
+    c.id = h.id.client;
+    c.principal = h.caller.principal;
+  }
   if (h.watermark > c.watermark) c.watermark = h.watermark;
   Touch(c, at);
   return a;

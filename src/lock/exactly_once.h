@@ -88,6 +88,9 @@ class ExactlyOnce {
     kCancelledInAdvance,  ///< a Cancel named this Acquire before it arrived: a no-op
     kForgotten,  ///< at or below a sequence number retired for age: FAILED_PRECONDITION, not run
     kNoRoom,     ///< new, but the table is full (`refusal` says which limit): not run
+    /// The client id is another identity's (access control): PERMISSION_DENIED, not run, and
+    /// nothing of the client's record changes (its watermark least of all).
+    kOtherIdentity,
   };
   struct Admission {
     Verdict verdict = Verdict::kExecute;
@@ -183,6 +186,10 @@ class ExactlyOnce {
     uint64_t watermark = 0;
     uint64_t forgotten_through = 0;  ///< the highest sequence number retired for age
     LogIndex last_active;
+    /// The Caller principal of the request that created the record (empty: access control
+    /// was off). Requests of any other principal are refused: one identity cannot read
+    /// another's outcomes, raise its watermark or cancel its Acquires in advance.
+    std::string principal;
     std::map<uint64_t, Entry> records;  ///< by sequence number
     // Derived, not compared:
     uint32_t leases = 0;  ///< leases this client granted that have not ended
@@ -190,7 +197,7 @@ class ExactlyOnce {
     LogIndex idle_key;    ///< last_active when it went into idle_
     bool operator==(const Client& o) const {
       return id == o.id && watermark == o.watermark && forgotten_through == o.forgotten_through &&
-             last_active == o.last_active && records == o.records;
+             last_active == o.last_active && principal == o.principal && records == o.records;
     }
   };
 

@@ -84,6 +84,7 @@ void ExactlyOnce::EncodeTo(Writer& w) const {
     w.Varint(c.watermark);
     w.Varint(c.forgotten_through);
     w.Varint(c.last_active.value());
+    w.Bytes(c.principal);
     w.Varint(c.records.size());
     for (const auto& [seq, rec] : c.records) {
       w.Varint(seq);
@@ -111,7 +112,7 @@ bool ExactlyOnce::DecodeFrom(Reader& r, uint8_t version, LogIndex applied) {
     uint64_t active = 0, records = 0;
     if (!r.Fixed64(&id.hi) || !r.Fixed64(&id.lo) || !r.Varint(&c.watermark) ||
         (version >= 2 && !r.Varint(&c.forgotten_through)) || !r.Varint(&active) ||
-        !r.Varint(&records)) {
+        (version >= 4 && !r.Bytes(&c.principal)) || !r.Varint(&records)) {
       return false;
     }
     c.id = id;

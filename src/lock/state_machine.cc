@@ -99,6 +99,12 @@ ApplyResult LockStateMachine::ApplyCommand(LogIndex index, const Command& comman
     case ExactlyOnce::Verdict::kNoRoom:
       ctx.result.outcome = Error(admission.refusal);  // not recorded: it did not run
       break;
+    case ExactlyOnce::Verdict::kOtherIdentity:
+      ctx.result.outcome = Error(StatusCode::kPermissionDenied,
+                                 "client id of request " + ToString(header->id) +
+                                     " is another identity's; '" + header->caller.principal +
+                                     "' may not use it (each client process picks its own)");
+      break;
     case ExactlyOnce::Verdict::kDigestMismatch:
       ctx.result.outcome =
           Error(StatusCode::kInvalidArgument,

@@ -263,6 +263,10 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::Snapshot(grpc::CallbackServerConte
     reactor->Finish(*refused);
     return reactor;
   }
+  if (auto denied = locks_.Authorize(*ctx, {Permission::kAdmin, "", false, "Snapshot"})) {
+    reactor->Finish(*denied);
+    return reactor;
+  }
   locks_.context().replica.SnapshotNow([reactor, resp](Result<Replica::SnapshotTaken> taken) {
     if (!taken.ok()) {
       reactor->Finish(ToGrpc(taken.status()));
@@ -280,6 +284,10 @@ grpc::ServerWriteReactor<pb::BackupChunk>* ClusterServiceImpl::Backup(
   auto* reactor = new BackupReactor(locks_, ctx, backups_, backup_metrics_, backup_stall_timeout_);
   if (auto refused = locks_.Refuse(*req)) {
     reactor->Refuse(*refused);
+    return reactor;
+  }
+  if (auto denied = locks_.Authorize(*ctx, {Permission::kAdmin, "", false, "Backup"})) {
+    reactor->Refuse(*denied);
     return reactor;
   }
   if (backups_.fetch_add(1) >= kMaxConcurrentBackups) {

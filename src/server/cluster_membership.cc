@@ -43,6 +43,11 @@ bool AnsweredOrForwarded(LockServiceImpl& locks, grpc::CallbackServerContext* ct
     reactor->Finish(*refused);
     return true;
   }
+  const char* what = std::is_same_v<Req, pb::AddMemberRequest> ? "AddMember" : "RemoveMember";
+  if (auto denied = locks.Authorize(*ctx, {Permission::kAdmin, "", false, what})) {
+    reactor->Finish(*denied);
+    return true;
+  }
   if (req.id() == 0) {
     reactor->Finish(Invalid("id must be a positive integer"));
     return true;

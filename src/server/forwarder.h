@@ -24,6 +24,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "lockd/v1/lockd.grpc.pb.h"
 
@@ -36,6 +38,10 @@ bool WasForwarded(const grpc::CallbackServerContext& ctx);
 
 class Forwarder {
  public:
+  /// Metadata a forward carries besides `lockd-forwarded-by` (the caller's identity: access
+  /// control, server/access_control.h).
+  using Metadata = std::vector<std::pair<std::string, std::string>>;
+
   /// `credentials`: how to dial the leader's client port (server/tls.h; default plaintext).
   Forwarder(uint64_t node_id, std::chrono::milliseconds max_forward_age,
             std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr)
@@ -57,10 +63,12 @@ class Forwarder {
                    grpc::ClientContext*, const Req*, Resp*, std::function<void(grpc::Status)>),
                const Req& req, Resp* resp, std::chrono::system_clock::time_point received,
                std::chrono::system_clock::time_point caller_deadline,
-               std::chrono::milliseconds max_age, std::function<void(grpc::Status)> done) {
+               std::chrono::milliseconds max_age, std::function<void(grpc::Status)> done,
+               const Metadata& metadata = {}) {
     auto call = std::make_shared<Call<Service, Req>>();
     call->req = req;
     if (!Prepare(call->ctx, received, caller_deadline, max_age, done)) return;
+    for (const auto& [key, value] : metadata) call->ctx.AddMetadata(key, value);
     call->stub = Service::NewStub(ChannelFor(leader_addr));
     // Aliases the call: Stop may cancel the context while the callback drops its reference.
     if (!Started(std::shared_ptr<grpc::ClientContext>(call, &call->ctx))) {

@@ -41,6 +41,34 @@ uint32_t PageSize(uint32_t asked, uint32_t max) {
   return std::min(asked, max);
 }
 
+/// Every client command's header learns who called (the leader's view of it).
+void SetCaller(lock::Command& command, const lock::Caller& caller) {
+  std::visit(
+      [&](auto& c) {
+        if constexpr (requires { c.header; }) c.header.caller = caller;
+      },
+      command);
+}
+
+// What each mutating call needs of access control. The lease a call names must also be the
+// caller's own: the state machine checks that at apply (lock/state_machine.h).
+LockServiceImpl::Needs NeedsOf(const pb::GrantLeaseRequest&) {
+  return {Permission::kLock, "", true, "GrantLease"};
+}
+// Any identity may revoke its own leases (revoking frees); another's needs admin on every name.
+LockServiceImpl::Needs NeedsOf(const pb::RevokeLeaseRequest&) {
+  return {Permission::kLock, "", true, "RevokeLease", /*identity_only=*/true};
+}
+LockServiceImpl::Needs NeedsOf(const pb::AcquireRequest& r) {
+  return {Permission::kLock, r.name(), false, "Acquire"};
+}
+LockServiceImpl::Needs NeedsOf(const pb::CancelRequest& r) {
+  return {Permission::kLock, r.name(), false, "Cancel"};
+}
+LockServiceImpl::Needs NeedsOf(const pb::ReleaseRequest& r) {
+  return {Permission::kLock, r.name(), false, "Release"};
+}
+
 constexpr const char* kLockPage = "locks-after:";
 constexpr const char* kLeasePage = "leases-after:";
 
@@ -131,6 +159,29 @@ std::optional<grpc::Status> LockServiceImpl::Refuse(const google::protobuf::Mess
   return std::nullopt;
 }
 
+std::optional<grpc::Status> LockServiceImpl::Authorize(const grpc::ServerContextBase& ctx,
+                                                       const Needs& needs,
+                                                       AccessControl::Who* who) const {
+  if (!ctx_.access) return std::nullopt;
+  auto checked = needs.identity_only ? ctx_.access->Authenticate(ctx)
+                                     : ctx_.access->Check(ctx, needs.permission, needs.name,
+                                                          needs.what, needs.anywhere);
+  if (!checked.ok()) return ToGrpc(checked.status());
+  if (needs.identity_only) {
+    if (Status s = ctx_.access->Admit(*checked); !s.ok()) return ToGrpc(s);
+  }
+  if (who) *who = std::move(checked).value();
+  return std::nullopt;
+}
+
+Replica::CommandDone LockServiceImpl::CountRefusals(Replica::CommandDone done) const {
+  if (!ctx_.access) return done;
+  return [access = ctx_.access, done = std::move(done)](Result<lock::Outcome> r) {
+    if (r.ok() && !r->ok()) access->CountOutcome(Status(r->code, r->message));
+    done(std::move(r));
+  };
+}
+
 // --- the shapes every call takes ----------------------------------------------------------------
 
 template <typename Svc, typename Req, typename Resp>
@@ -155,8 +206,9 @@ void LockServiceImpl::Forward(
     return;
   }
   if (ctx_.metrics && ctx_.metrics->forwarded) ctx_.metrics->forwarded->Increment();
-  ctx_.forwarder.Forward<Svc>(addr, method, req, resp, std::chrono::system_clock::now(),
-                              ctx->deadline(), options.max_age, std::move(done));
+  ctx_.forwarder.Forward<Svc>(
+      addr, method, req, resp, std::chrono::system_clock::now(), ctx->deadline(), options.max_age,
+      std::move(done), ctx_.access ? ctx_.access->ForwardMetadata(*ctx) : Forwarder::Metadata{});
 }
 
 // The KeepAlive stream (lock_service_streams.cc) forwards its renewals with this one.
@@ -192,6 +244,11 @@ grpc::ServerUnaryReactor* LockServiceImpl::Mutate(
     reactor->Finish(*refused);
     return reactor;
   }
+  AccessControl::Who who;
+  if (auto denied = Authorize(*ctx, NeedsOf(*req), &who)) {
+    reactor->Finish(*denied);
+    return reactor;
+  }
   auto command = ToCommand(*req, ctx_.limits);
   if (!command.ok()) {
     reactor->Finish(ToGrpc(command.status()));
@@ -202,10 +259,11 @@ grpc::ServerUnaryReactor* LockServiceImpl::Mutate(
                              [reactor](grpc::Status s) { reactor->Finish(s); });
     return reactor;
   }
+  SetCaller(command.value(), AccessControl::CallerOf(who));
   // Nothing is proposed past the caller's deadline or more than F_fwd after it arrived here.
   const auto deadline =
       std::min(ctx->deadline(), std::chrono::system_clock::now() + ctx_.forward_timeout);
-  auto done = AnswerCommand(reactor, resp);
+  auto done = CountRefusals(AnswerCommand(reactor, resp));
   // First attempts only: a retry is answered from the exactly-once record (or joins the wait
   // in progress), and timing it again would skew the histograms.
   if constexpr (std::is_same_v<Req, pb::AcquireRequest>) {
@@ -315,15 +373,23 @@ grpc::ServerUnaryReactor* LockServiceImpl::Renew(grpc::CallbackServerContext* ct
                                  "lease_id alone"));
     return reactor;
   }
+  AccessControl::Who who;
+  if (auto denied = Authorize(*ctx, {Permission::kLock, "", true, "Renew"}, &who)) {
+    reactor->Finish(*denied);
+    return reactor;
+  }
   if (!ctx_.replica.is_leader()) {
     Forward<pb::LockService>(ctx, &Async::Renew, *req, resp,
                              [reactor](grpc::Status s) { reactor->Finish(s); });
     return reactor;
   }
   const uint64_t lease = req->lease_id(), seq = req->seq();
-  ctx_.replica.Renew(lease, received,
+  ctx_.replica.Renew(lease, received, AccessControl::CallerOf(who).principal,
                      [this, reactor, resp, lease, seq](Result<Replica::Renewed> renewed) {
                        CountRenewal(renewed);
+                       if (!renewed.ok() && ctx_.access) {
+                         ctx_.access->CountOutcome(renewed.status());
+                       }
                        if (!renewed.ok()) return reactor->Finish(ToGrpc(renewed.status()));
                        resp->set_lease_id(lease);
                        resp->set_seq(seq);
@@ -343,6 +409,11 @@ grpc::ServerUnaryReactor* LockServiceImpl::GetLock(grpc::CallbackServerContext* 
   if (auto refused = Refuse(*req)) {
     auto* reactor = ctx->DefaultReactor();
     reactor->Finish(*refused);
+    return reactor;
+  }
+  if (auto denied = Authorize(*ctx, {Permission::kRead, req->name(), false, "GetLock"})) {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(*denied);
     return reactor;
   }
   if (Status s = lock::ValidateName(req->name(), ctx_.limits); !s.ok()) {
@@ -376,6 +447,12 @@ grpc::ServerUnaryReactor* LockServiceImpl::ListLocks(grpc::CallbackServerContext
     reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, m));
     return reactor;
   };
+  // Every name the prefix covers must be readable: read on a prefix of the prefix.
+  if (auto denied = Authorize(*ctx, {Permission::kRead, req->prefix(), false, "ListLocks"})) {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(*denied);
+    return reactor;
+  }
   if (req->prefix().size() > ctx_.limits.max_name_bytes || !lock::IsValidUtf8(req->prefix())) {
     return fail("prefix must be valid UTF-8 of at most " +
                 std::to_string(ctx_.limits.max_name_bytes) + " bytes");
@@ -404,6 +481,12 @@ grpc::ServerUnaryReactor* LockServiceImpl::ListLeases(grpc::CallbackServerContex
   if (auto refused = Refuse(*req)) {
     auto* reactor = ctx->DefaultReactor();
     reactor->Finish(*refused);
+    return reactor;
+  }
+  // Leases are not named: listing them all needs read on every name.
+  if (auto denied = Authorize(*ctx, {Permission::kRead, "", false, "ListLeases"})) {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(*denied);
     return reactor;
   }
   uint64_t after = 0;
@@ -451,13 +534,29 @@ grpc::ServerUnaryReactor* LockServiceImpl::GetLease(grpc::CallbackServerContext*
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "lease_id is missing (0 names no lease)"));
     return reactor;
   }
+  // One's own lease, or any with read on every name (checked below, against its owner).
+  AccessControl::Who who;
+  if (auto denied = Authorize(*ctx, {Permission::kRead, "", false, "GetLease", true}, &who)) {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(*denied);
+    return reactor;
+  }
   return Inspect<pb::GetLeaseRequest, pb::GetLeaseResponse>(
       ctx, req, resp, req->stale(), &Async::GetLease,
-      [id = req->lease_id()](const ReadView& v, pb::GetLeaseResponse* out) {
+      [id = req->lease_id(), who, access = ctx_.access](const ReadView& v,
+                                                        pb::GetLeaseResponse* out) {
         auto view = v.state.GetLease(lock::LeaseId(id));
         if (!view) {
           return grpc::Status(grpc::StatusCode::NOT_FOUND,
                               "lease " + std::to_string(id) + " is unknown or has expired");
+        }
+        if (who.identity && view->owner != who.identity->name) {
+          if (Status s = access->Require(who, Permission::kRead, "",
+                                         "GetLease of another "
+                                         "identity's lease");
+              !s.ok()) {
+            return ToGrpc(s);
+          }
         }
         ToProto(*view, ClockOf(v), out->mutable_lease());
         return grpc::Status::OK;
@@ -470,6 +569,11 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::Status(grpc::CallbackServerContext
                                                      const pb::StatusRequest*,
                                                      pb::StatusResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
+  // Any identity may see the cluster's shape (members, leader, term): clients need it.
+  if (auto denied = locks_.Authorize(*ctx, {Permission::kRead, "", false, "Status", true})) {
+    reactor->Finish(*denied);
+    return reactor;
+  }
   locks_.context().replica.FreshStatus([this, reactor, resp](ReplicaStatus st) {
     if (st.restored_start_pending) {
       reactor->Finish(grpc::Status(
@@ -539,6 +643,10 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::TransferLeadership(
     reactor->Finish(*refused);
     return reactor;
   }
+  if (auto denied = locks_.Authorize(*ctx, {Permission::kAdmin, "", false, "TransferLeadership"})) {
+    reactor->Finish(*denied);
+    return reactor;
+  }
   if (req->to() != 0 && c.ClientAddr(req->to()).empty()) {
     reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                  "node " + std::to_string(req->to()) + " is not a member"));
@@ -566,6 +674,12 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::ForceRelease(grpc::CallbackServerC
     reactor->Finish(*refused);
     return reactor;
   }
+  AccessControl::Who who;
+  if (auto denied =
+          locks_.Authorize(*ctx, {Permission::kAdmin, req->name(), false, "ForceRelease"}, &who)) {
+    reactor->Finish(*denied);
+    return reactor;
+  }
   auto command = ToCommand(*req, c.limits);
   if (!command.ok()) {
     reactor->Finish(ToGrpc(command.status()));
@@ -576,6 +690,7 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::ForceRelease(grpc::CallbackServerC
                                        [reactor](grpc::Status s) { reactor->Finish(s); });
     return reactor;
   }
+  SetCaller(command.value(), AccessControl::CallerOf(who));
   const auto deadline =
       std::min(ctx->deadline(), std::chrono::system_clock::now() + c.forward_timeout);
   // First attempts only: a retry's answer comes from the exactly-once record and lists the same

@@ -33,6 +33,7 @@
 #include "base/clock.h"
 #include "lock/types.h"
 #include "lockd/v1/lockd.grpc.pb.h"
+#include "server/access_control.h"
 #include "server/forwarder.h"
 #include "server/metrics.h"
 #include "server/replica.h"
@@ -41,6 +42,7 @@ namespace lockd::server {
 
 class WatchHub;
 class IdentityStore;
+class AccessControl;
 
 /// How a call is forwarded to the leader (LockServiceImpl::Forward); the defaults are every
 /// lock call's.
@@ -72,6 +74,8 @@ struct ServiceContext {
   Counter* watch_overflows = nullptr;
   /// Acquire latencies, renewals, forwards, force-releases (null: not counted).
   ServiceMetrics* metrics = nullptr;
+  /// Access control (null: off, every call is allowed; not owned).
+  AccessControl* access = nullptr;
 
   /// The client address of member `id`, or empty when it is not a member.
   std::string ClientAddr(uint64_t id) const;
@@ -115,6 +119,23 @@ class LockServiceImpl final : public lockd::v1::LockService::CallbackService {
   /// The answer to a call this node refuses before looking at it: it is stopping, or `req` is
   /// larger than --max-request-bytes. nullopt: go on.
   std::optional<grpc::Status> Refuse(const google::protobuf::Message& req) const;
+
+  /// What a call needs of access control: `permission` on `name`, or on any name (`anywhere`).
+  struct Needs {
+    Permission permission;
+    std::string_view name;
+    bool anywhere = false;
+    const char* what = "";  ///< the call, for the refusal
+    /// Any identity may make the call (it checks what it shows itself): no permission needed.
+    bool identity_only = false;
+  };
+  /// Access control for one call (server/access_control.h): nullopt when it may go on (with
+  /// `who`, when asked, filled; left empty when access control is off), or the refusal
+  /// (UNAUTHENTICATED, RESOURCE_EXHAUSTED for the rate, PERMISSION_DENIED).
+  std::optional<grpc::Status> Authorize(const grpc::ServerContextBase& ctx, const Needs& needs,
+                                        AccessControl::Who* who = nullptr) const;
+  /// `done`, counting in /metrics the refusals the state machine answered for access control.
+  Replica::CommandDone CountRefusals(Replica::CommandDone done) const;
 
   grpc::ServerUnaryReactor* GrantLease(grpc::CallbackServerContext* ctx,
                                        const lockd::v1::GrantLeaseRequest* req,

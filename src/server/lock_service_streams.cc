@@ -54,6 +54,14 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
       FinishOnce(LockServiceImpl::Stopping("keep the leases alive through another node"));
       return;
     }
+    // Once per stream: its renewals are then held to this identity's own leases (and a stream
+    // counts one request against the identity's rate).
+    AccessControl::Who who;
+    if (auto denied = service_.Authorize(*ctx, {Permission::kLock, "", true, "KeepAlive"}, &who)) {
+      FinishOnce(*denied);
+      return;
+    }
+    principal_ = AccessControl::CallerOf(who).principal;
     StartRead(&in_);
   }
 
@@ -146,7 +154,7 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
     auto& ctx = service_.context();
     if (ctx.replica.is_leader()) {
       ctx.replica.Renew(
-          lease, received,
+          lease, received, principal_,
           [done = std::move(done), &service = service_](Result<Replica::Renewed> renewed) {
             service.CountRenewal(renewed);
             if (!renewed.ok()) return done(ToGrpc(renewed.status()), {});
@@ -313,6 +321,7 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
   LockServiceImpl& service_;
   grpc::CallbackServerContext* ctx_;
   std::shared_ptr<Alive> alive_;
+  std::string principal_;  ///< who renews (empty: access control is off)
   pb::RenewRequest in_;
   pb::RenewResponse out_;
   size_t out_weight_ = 0;  ///< renewals out_ answers
@@ -523,6 +532,13 @@ grpc::ServerWriteReactor<pb::WatchResponse>* LockServiceImpl::Watch(
   if (cluster_id.empty()) {
     reactor->Finish(
         grpc::Status(grpc::StatusCode::UNAVAILABLE, "cluster id not decided yet; retry"));
+    return reactor;
+  }
+  // A prefix needs read on a prefix of it: every name it can show must be readable.
+  const std::string& target =
+      req->target_case() == pb::WatchRequest::kName ? req->name() : req->prefix();
+  if (auto denied = Authorize(*call, {Permission::kRead, target, false, "Watch"})) {
+    reactor->Finish(*denied);
     return reactor;
   }
   WatchFilter filter;

@@ -231,6 +231,11 @@ Status Node::Start() {
   if (!security.ok()) return security.status();
   security_ = std::move(security).value();
   if (security_->plaintext()) WarnOfPlaintext(options_);
+  if (!options_.access_file.empty()) {
+    auto access = AccessControl::Load(options_.access_file, security_, metrics_.access);
+    if (!access.ok()) return access.status();
+    access_ = std::move(access).value();
+  }
   auto resolved = ResolveIdentity(options_, *data_dir_, *security_);
   if (!resolved.ok()) return resolved.status();
   const ClusterIdentity* identity = &resolved->identity;
@@ -454,7 +459,8 @@ Status Node::Start() {
                     options_.max_request_bytes,
                     &metrics_.keepalive_overflows,
                     &metrics_.watch_overflows,
-                    &metrics_.service};
+                    &metrics_.service,
+                    access_.get()};
   lock_service_ = std::make_unique<LockServiceImpl>(std::move(sc));
   cluster_service_ = std::make_unique<ClusterServiceImpl>(*lock_service_, metrics_.backup);
   cluster_service_->set_backup_stall_timeout(
@@ -616,6 +622,11 @@ constexpr std::chrono::milliseconds kStopDrain{300};
 Status Node::ReloadCertificates() {
   if (!security_) return FailedPrecondition("the node has not started");
   return security_->Reload();
+}
+
+Status Node::ReloadAccessPolicy() {
+  if (!access_) return FailedPrecondition("this node runs without --access-file");
+  return access_->Reload();
 }
 
 void Node::Shutdown() {

@@ -58,6 +58,8 @@ class Node {
   /// SIGHUP: reads the TLS certificate files again and serves them if they pass the checks a
   /// start makes; otherwise the old ones stay and the error says why (server/tls.h).
   Status ReloadCertificates();
+  /// SIGHUP too: reads --access-file again; on an error the policy in force stays.
+  Status ReloadAccessPolicy();
 
   const NodeOptions& options() const { return options_; }
   /// Empty while not decided yet.
@@ -73,6 +75,7 @@ class Node {
   NodeOptions options_;
   std::unique_ptr<storage::DataDir> data_dir_;
   std::shared_ptr<NodeSecurity> security_;
+  std::unique_ptr<AccessControl> access_;  ///< null: no --access-file
   std::unique_ptr<IdentityStore> identity_;
   std::unique_ptr<storage::NodeStorage> storage_;
   std::unique_ptr<WatchHub> watch_;

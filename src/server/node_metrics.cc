@@ -83,6 +83,27 @@ NodeMetrics::NodeMetrics()
       &registry_.AddCounter("lockd_force_releases_total",
                             "Grants released by ForceRelease calls this node, as leader, applied.");
 
+  const std::string denied_help =
+      "Client calls refused by access control (docs/security.md): UNAUTHENTICATED (no identity), "
+      "or PERMISSION_DENIED by the permission missing (a lease of another identity counts as "
+      "lock).";
+  access.unauthenticated = &registry_.AddCounter("lockd_access_denied_total", denied_help,
+                                                 {{"code", "unauthenticated"}});
+  for (Permission p : {Permission::kLock, Permission::kRead, Permission::kAdmin}) {
+    access.denied[static_cast<size_t>(p)] =
+        &registry_.AddCounter("lockd_access_denied_total", denied_help,
+                              {{"code", "permission_denied"}, {"permission", PermissionName(p)}});
+  }
+  const std::string quota_help =
+      "Client calls refused RESOURCE_EXHAUSTED by an identity's quota (rate: on this node; "
+      "max_leases, max_locks: answered by this node as leader).";
+  access.rate_limited =
+      &registry_.AddCounter("lockd_quota_exceeded_total", quota_help, {{"quota", "rate"}});
+  access.quota_leases =
+      &registry_.AddCounter("lockd_quota_exceeded_total", quota_help, {{"quota", "max_leases"}});
+  access.quota_locks =
+      &registry_.AddCounter("lockd_quota_exceeded_total", quota_help, {{"quota", "max_locks"}});
+
   apply.grants =
       &registry_.AddCounter("lockd_grants_total", "Grants applied (from a try or a wait).");
   apply.releases = &registry_.AddCounter(

@@ -10,6 +10,7 @@
 #include <set>
 #include <string>
 
+#include "server/access_control.h"
 #include "server/lock_service.h"
 #include "server/metrics.h"
 #include "server/peer_transport.h"
@@ -37,6 +38,7 @@ class NodeMetrics {
 
  public:
   ServiceMetrics service;
+  AccessMetrics access;
   ApplyMetrics apply;
   BackupMetrics backup;
 

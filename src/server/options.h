@@ -40,6 +40,9 @@ struct NodeOptions {
   std::string peer_ca;        ///< the cluster CA: signs every member's certificate
   /// Serve both ports in plaintext, said explicitly (development only).
   bool plaintext = false;
+  /// The access policy (server/access_policy.h): identities, roles, quotas. Empty: no access
+  /// control (anyone who reaches the client port may do anything).
+  std::string access_file;
 
   // Membership changes.
   /// AddMember promotes a learner to voter once its log is within this many entries of the

@@ -507,11 +507,11 @@ void Replica::TryLockByRead(lock::Command command, Deadline deadline, CommandDon
   reads_awaiting_index_.emplace(ctx, PendingRead{std::move(fn), std::move(fail)});
 }
 
-void Replica::Renew(uint64_t lease, BootTime received, RenewDone done) {
+void Replica::Renew(uint64_t lease, BootTime received, std::string principal, RenewDone done) {
   {
     std::lock_guard lock(mu_);
     if (!stopping_) {
-      renewals_in_.push_back(ParkedRenewal{lease, received, std::move(done)});
+      renewals_in_.push_back(ParkedRenewal{lease, received, std::move(principal), std::move(done)});
       done = nullptr;
     }
   }

@@ -182,8 +182,9 @@ class Replica {
   // --- thread-safe entry points ---
   /// Proposes a client command (leader only; the caller forwards otherwise).
   void Submit(lock::Command command, Deadline deadline, CommandDone done);
-  /// A renewal received at `received` (leader only).
-  void Renew(uint64_t lease, BootTime received, RenewDone done);
+  /// A renewal received at `received` (leader only). `principal`: the identity renewing (empty:
+  /// access control is off); a lease another identity owns is PERMISSION_DENIED and not renewed.
+  void Renew(uint64_t lease, BootTime received, std::string principal, RenewDone done);
   /// Runs `fn` on the loop: `linearizable` after a ReadIndex round (leader only), else at once.
   void Read(bool linearizable, ReadFn fn, FailFn fail);
   /// Encoded Raft messages from peer `from`.
@@ -242,6 +243,7 @@ class Replica {
   struct ParkedRenewal {
     uint64_t lease;
     BootTime received;
+    std::string principal;
     RenewDone done;
   };
   struct PendingRead {

@@ -64,6 +64,13 @@ void Replica::HandleRenewal(ParkedRenewal r, BootTime now) {
     r.done(NotFound("lease " + std::to_string(r.lease) + " is unknown or has expired"));
     return;
   }
+  // Before anything is renewed: another identity's renewal must not keep a lease alive.
+  if (!r.principal.empty() && view->owner != r.principal) {
+    r.done(Status(StatusCode::kPermissionDenied, "lease " + std::to_string(r.lease) +
+                                                     " belongs to another identity; '" +
+                                                     r.principal + "' may not renew it"));
+    return;
+  }
   // Judged by when the renewal arrived: a deadline that passed while it waited (in the queue,
   // a stall, a heartbeat round) does not refuse it (issue 13, defect 2).
   // Planted bug for the fault tests only (base/unsafe_faults.h): the old order judged at `now`.

@@ -136,6 +136,24 @@ Status WriteFile(const fs::path& path, const std::string& data, mode_t mode) {
   return Status::Ok();
 }
 
+/// Whether the chain (PEM: the leaf first, then intermediates) verifies against `roots_pem`.
+bool ChainsTo(const std::string& roots_pem, const std::string& chain_pem) {
+  const std::vector<X509Ptr> roots = ParseCertificates(roots_pem);
+  std::vector<X509Ptr> chain = ParseCertificates(chain_pem);
+  if (roots.empty() || chain.empty()) return false;
+  std::unique_ptr<X509_STORE, StoreFree> store(X509_STORE_new());
+  std::unique_ptr<STACK_OF(X509), StackFree> untrusted(sk_X509_new_null());
+  std::unique_ptr<X509_STORE_CTX, StoreCtxFree> ctx(X509_STORE_CTX_new());
+  if (!store || !untrusted || !ctx) return false;
+  for (const X509Ptr& root : roots) X509_STORE_add_cert(store.get(), root.get());
+  for (size_t i = 1; i < chain.size(); ++i) sk_X509_push(untrusted.get(), chain[i].get());
+  const bool ok =
+      X509_STORE_CTX_init(ctx.get(), store.get(), chain.front().get(), untrusted.get()) == 1 &&
+      X509_verify_cert(ctx.get()) == 1;
+  ERR_clear_error();
+  return ok;
+}
+
 /// Accepts a server certificate naming member `id` (any member when unset); the chain was
 /// verified against the cluster CA by then.
 class MemberVerifier final : public gx::ExternalCertificateVerifier {
@@ -191,24 +209,10 @@ class ClientPortVerifier final : public gx::ExternalCertificateVerifier {
 
  private:
   bool ChainsToClientCa(gx::TlsCustomVerificationCheckRequest* request) const {
-    const std::vector<X509Ptr> roots = ParseCertificates(issuers_());
     const grpc::string_ref full = request->peer_cert_full_chain();
     const grpc::string_ref leaf_pem = request->peer_cert();
-    std::vector<X509Ptr> chain =
-        ParseCertificates(std::string(full.empty() ? leaf_pem.data() : full.data(),
-                                      full.empty() ? leaf_pem.size() : full.size()));
-    if (roots.empty() || chain.empty()) return false;
-    std::unique_ptr<X509_STORE, StoreFree> store(X509_STORE_new());
-    std::unique_ptr<STACK_OF(X509), StackFree> untrusted(sk_X509_new_null());
-    std::unique_ptr<X509_STORE_CTX, StoreCtxFree> ctx(X509_STORE_CTX_new());
-    if (!store || !untrusted || !ctx) return false;
-    for (const X509Ptr& root : roots) X509_STORE_add_cert(store.get(), root.get());
-    for (size_t i = 1; i < chain.size(); ++i) sk_X509_push(untrusted.get(), chain[i].get());
-    const bool ok =
-        X509_STORE_CTX_init(ctx.get(), store.get(), chain.front().get(), untrusted.get()) == 1 &&
-        X509_verify_cert(ctx.get()) == 1;
-    ERR_clear_error();
-    return ok;
+    return ChainsTo(issuers_(), std::string(full.empty() ? leaf_pem.data() : full.data(),
+                                            full.empty() ? leaf_pem.size() : full.size()));
   }
 
   const Issuers issuers_;
@@ -324,7 +328,7 @@ Result<std::string> CheckCertificatePems(const CertificateCheck& check,
   return "subject " + SubjectText(leaf) + ", valid until " + TimeText(X509_get0_notAfter(leaf));
 }
 
-std::vector<uint64_t> MembersNamedBy(const grpc::ServerContext& ctx) {
+std::vector<uint64_t> MembersNamedBy(const grpc::ServerContextBase& ctx) {
   std::vector<uint64_t> out;
   const auto auth = ctx.auth_context();
   if (!auth) return out;
@@ -421,6 +425,10 @@ Status NodeSecurity::Activate(const std::string& why) {
     std::lock_guard lock(client_issuers_->mu);
     client_issuers_->pem = std::move(client_issuers);
   }
+  {
+    std::lock_guard lock(cluster_issuers_->mu);
+    cluster_issuers_->pem = peer_ca;
+  }
   // Keep the previous copy (a watcher may be reading it right now); drop older ones.
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
     const std::string name = e.path().filename().string();
@@ -503,6 +511,24 @@ std::string NodeSecurity::CheckPeerClaim(const grpc::ServerContext& ctx, uint64_
   for (uint64_t n : named) list += (list.empty() ? "" : ", ") + std::to_string(n);
   return "it claims to be node " + std::to_string(id) + " but its certificate names " +
          (list.empty() ? std::string("no member") : "member " + list);
+}
+
+bool NodeSecurity::PresentsMemberCertificate(const grpc::ServerContextBase& ctx) const {
+  if (plaintext_ || MembersNamedBy(ctx).empty()) return false;
+  const auto auth = ctx.auth_context();
+  std::string chain;
+  for (const char* property :
+       {GRPC_X509_PEM_CERT_CHAIN_PROPERTY_NAME, GRPC_X509_PEM_CERT_PROPERTY_NAME}) {
+    for (const grpc::string_ref& v : auth->FindPropertyValues(property)) {
+      if (chain.empty()) chain.assign(v.data(), v.size());
+    }
+  }
+  std::string roots;
+  {
+    std::lock_guard lock(cluster_issuers_->mu);
+    roots = cluster_issuers_->pem;
+  }
+  return ChainsTo(roots, chain);
 }
 
 }  // namespace lockd::server

@@ -67,7 +67,7 @@ Result<std::string> CheckCertificateFiles(const CertificateCheck& check);
 
 /// The member ids a certificate names (its "urn:lockd:member:" URI SANs), from the peer of a
 /// call served on a TLS port; empty for a plaintext call or a certificate naming none.
-std::vector<uint64_t> MembersNamedBy(const grpc::ServerContext& ctx);
+std::vector<uint64_t> MembersNamedBy(const grpc::ServerContextBase& ctx);
 
 class NodeSecurity {
  public:
@@ -96,6 +96,10 @@ class NodeSecurity {
   /// Whether the peer of an inbound peer call may claim to be member `id`: always in plaintext;
   /// with TLS only if its certificate names `id`. Otherwise the reason, for the refusal.
   std::string CheckPeerClaim(const grpc::ServerContext& ctx, uint64_t id) const;
+  /// Whether the client of a call on the client port presented a member's certificate: one that
+  /// names a member and chains to the cluster CA (a certificate of the client CA naming a member
+  /// is not one). Always false in plaintext.
+  bool PresentsMemberCertificate(const grpc::ServerContextBase& ctx) const;
 
  private:
   NodeSecurity() = default;
@@ -116,6 +120,8 @@ class NodeSecurity {
     std::string pem;
   };
   std::shared_ptr<ClientIssuers> client_issuers_ = std::make_shared<ClientIssuers>();
+  /// The cluster CA's certificates of the active copy (PEM), for PresentsMemberCertificate.
+  std::shared_ptr<ClientIssuers> cluster_issuers_ = std::make_shared<ClientIssuers>();
   std::mutex mu_;  ///< one reload at a time
   uint64_t generation_ = 0;
 };

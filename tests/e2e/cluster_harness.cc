@@ -405,6 +405,9 @@ std::vector<int> Cluster::LiveNodes() {
 grpc::Status Cluster::Status(int i, v1::StatusResponse* out, Ms timeout) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+  if (!options_.bearer_token.empty()) {
+    ctx.AddMetadata("authorization", "Bearer " + options_.bearer_token);
+  }
   return nodes_[i].cluster->Status(&ctx, v1::StatusRequest(), out);
 }
 
@@ -452,6 +455,9 @@ int Cluster::WaitForReady(Ms timeout) {
     if (leader < 0) return -1;
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + 2s);
+    if (!options_.bearer_token.empty()) {
+      ctx.AddMetadata("authorization", "Bearer " + options_.bearer_token);
+    }
     v1::ListLeasesRequest req;
     req.set_page_size(1);
     v1::ListLeasesResponse resp;

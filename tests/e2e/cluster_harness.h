@@ -58,6 +58,8 @@ struct ClusterOptions {
   /// How the harness's own channels dial the client ports (null: plaintext, and the nodes are
   /// started with --plaintext).
   std::shared_ptr<grpc::ChannelCredentials> credentials;
+  /// A bearer token the harness's own calls carry (a cluster with --access-file; empty: none).
+  std::string bearer_token;
   /// "NAME=value" added to every node's environment, at every start (e.g. an LD_PRELOAD shim).
   std::vector<std::string> env;
   bool start = true;  ///< start every node in the constructor

@@ -32,11 +32,7 @@ std::string ReadAll(const std::string& path) {
 }
 
 LeafSpec Member(uint64_t id) {
-  LeafSpec s;
-  s.cn = "node" + std::to_string(id);
-  s.uris = {"urn:lockd:member:" + std::to_string(id)};  // what names a member (server/tls.h)
-  s.ips = {"127.0.0.1"};
-  return s;
+  return testing::MemberLeaf(id);
 }
 
 /// The certificates of a cluster, a client CA, and the bad ones, as files in a temp dir.

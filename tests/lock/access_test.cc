@@ -15,7 +15,9 @@ constexpr Mode X = Mode::kExclusive;
 
 /// A harness whose commands carry a Caller.
 struct Callers : Harness {
-  RequestHeader As(const std::string& principal, ClientId client = {1, 1}) {
+  /// A command of `principal`, from its own client process unless `client` is given.
+  RequestHeader As(const std::string& principal, ClientId client = {}) {
+    if (client.zero()) client = {std::hash<std::string>{}(principal) | 1, 1};
     RequestHeader h = Header(client);
     h.caller.principal = principal;
     h.caller.max_leases = quota.max_leases;
@@ -144,12 +146,44 @@ TEST(Ownership, ARequestIdReusedByAnotherIdentityIsADifferentCall) {
   RequestHeader stolen = first;
   stolen.caller.principal = "bob";
   const Outcome replay = h.Do(GrantLease{stolen, 10'000, ""}).outcome;
-  EXPECT_EQ(replay.code, StatusCode::kInvalidArgument);
-  EXPECT_EQ(replay.lease, LeaseId());  // bob is not shown alice's lease id
+  EXPECT_EQ(replay.code, StatusCode::kPermissionDenied);  // the client id is alice's
+  EXPECT_EQ(replay.lease, LeaseId());                     // bob is not shown alice's lease id
   // Alice's own retry gets her first outcome.
   RequestHeader retry = first;
   retry.attempt = 2;
   EXPECT_EQ(h.Do(GrantLease{retry, 10'000, ""}).outcome.lease, granted.lease);
+}
+
+TEST(Ownership, AClientIdBelongsToTheIdentityThatFirstUsedIt) {
+  Callers h;
+  const ClientId alice_client{7, 7};
+  RequestHeader first = h.As("alice", alice_client);
+  const Outcome granted = h.Do(GrantLease{first, 10'000, ""}).outcome;
+  ASSERT_TRUE(granted.ok());
+  // Bob under alice's client id: a high watermark would refuse alice's next calls as late
+  // duplicates, a cancel in advance would void her next Acquire. Neither runs or leaves a trace.
+  RequestHeader bob = h.As("bob", alice_client);
+  bob.watermark = bob.id.seq;  // would make alice's retry of `first` a late duplicate
+  const Outcome refused = h.Do(GrantLease{bob, 10'000, ""}).outcome;
+  EXPECT_EQ(refused.code, StatusCode::kPermissionDenied);
+  EXPECT_NE(refused.message.find("another identity's"), std::string::npos) << refused.message;
+  RequestId next_of_alice{alice_client, bob.id.seq + 2};  // after bob's Cancel below
+  EXPECT_EQ(h.Do(Cancel{h.As("bob", alice_client), "x", LeaseId(), next_of_alice}).outcome.code,
+            StatusCode::kPermissionDenied);
+  EXPECT_EQ(h.sm.lease_count(), 1u);
+  // Alice's calls go on as before: no watermark raised (her retry is answered as the first
+  // attempt was), no Acquire cancelled.
+  RequestHeader retry = first;
+  retry.attempt = 2;
+  EXPECT_EQ(h.Do(GrantLease{retry, 10'000, ""}).outcome.lease, granted.lease);
+  RequestHeader next = h.As("alice", alice_client);
+  ASSERT_EQ(next.id, next_of_alice);
+  const Outcome acquired = h.Do(Acquire{next, "x", granted.lease, X, 0, 0, ""}).outcome;
+  EXPECT_TRUE(acquired.acquired) << acquired.message;
+  // And it survives a snapshot.
+  auto back = LockStateMachine::Restore(h.sm.Snapshot(), {});
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(*back == h.sm);
 }
 
 TEST(Quota, LeasesPerIdentityAreRefusedNamingTheQuotaAndOthersAreUnaffected) {

@@ -435,6 +435,7 @@ std::string OneClientTable(uint64_t last_active, uint64_t recorded_at) {
   w.Varint(0);  // watermark
   w.Varint(0);  // forgotten_through
   w.Varint(last_active);
+  w.Bytes("");  // principal (format 4)
   w.Varint(1);  // records
   w.Varint(1);  // seq
   w.Fixed64(0);

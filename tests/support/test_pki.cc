@@ -133,4 +133,12 @@ void WriteFile(const std::string& path, const std::string& data) {
   }
 }
 
+LeafSpec MemberLeaf(uint64_t id) {
+  LeafSpec s;
+  s.cn = "node" + std::to_string(id);
+  s.uris = {"urn:lockd:member:" + std::to_string(id)};
+  s.ips = {"127.0.0.1"};
+  return s;
+}
+
 }  // namespace lockd::testing

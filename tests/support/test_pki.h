@@ -24,6 +24,9 @@ struct LeafSpec {
   std::string eku = "serverAuth,clientAuth";  ///< extended key usage; empty: none
 };
 
+/// A member's certificate: CN node<id>, URI SAN urn:lockd:member:<id> (what names a member,
+/// server/tls.h), IP SAN 127.0.0.1.
+LeafSpec MemberLeaf(uint64_t id);
 /// A self-signed CA.
 Pem MakeCa(const std::string& cn);
 /// A leaf certificate `ca` signed (for server and client authentication).
