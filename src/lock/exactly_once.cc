@@ -124,8 +124,11 @@ ExactlyOnce::Admission ExactlyOnce::Peek(const RequestHeader& h, uint64_t digest
                                          const Limits& limits, AdmitRules rules) const {
   auto c = clients_.find(h.id.client);
   if (c != clients_.end()) {
-    // Without a principal (access control off on the proposer) nothing is checked.
-    if (!h.caller.principal.empty() && c->second.principal != h.caller.principal) {
+    // A record made with access control on belongs to its principal: a request of another
+    // one, or of none (a leader without --access-file), may not use it. A record made with
+    // access control off is claimed by the first principal that uses it (Admit): a client
+    // process running when access control is switched on carries on.
+    if (!c->second.principal.empty() && c->second.principal != h.caller.principal) {
       return {Verdict::kOtherIdentity, nullptr, {}};
     }
     if (h.id.seq < c->second.watermark) return {Verdict::kBelowWatermark, nullptr, {}};
@@ -151,10 +154,8 @@ ExactlyOnce::Admission ExactlyOnce::Admit(const RequestHeader& h, uint64_t diges
   if (a.verdict == Verdict::kOtherIdentity) return a;
   auto [it, added] = clients_.try_emplace(h.id.client);
   Client& c = it->second;
-  if (added) {
-    c.id = h.id.client;
-    c.principal = h.caller.principal;
-  }
+  if (added) c.id = h.id.client;
+  if (c.principal.empty()) c.principal = h.caller.principal;
   if (h.watermark > c.watermark) c.watermark = h.watermark;
   Touch(c, at);
   return a;

@@ -188,9 +188,9 @@ class LockStateMachine {
   LeaseId CreateLease(Ctx& ctx, uint64_t ttl_ms, const std::string& label, const RequestHeader& by);
   /// The cluster's lease limits, then the caller's lease quota.
   Status CheckLeaseLimits(const std::string& label, const Caller& caller) const;
-  /// PERMISSION_DENIED unless `caller` may act with lease `id` (it owns it, or `admin_may` and
-  /// it is cluster admin); OK for an unknown lease (the command answers that itself) and when
-  /// access control is off (no principal).
+  /// PERMISSION_DENIED unless `caller` may act with lease `id`: it owns it (a lease granted with
+  /// access control off is owned by the empty principal), or `admin_may` and it is cluster admin.
+  /// OK for an unknown lease (the command answers that itself).
   Status CheckOwner(LeaseId id, const Caller& caller, bool admin_may) const;
   /// Names held or waited for, per owner: +1 or -1 as a lease of `lease` gains or loses one.
   void CountLock(LeaseId lease, int delta);

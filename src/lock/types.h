@@ -33,13 +33,14 @@ struct RequestId {
 
 /// Who sent a client command, as the node that proposed it authenticated it (docs/security.md,
 /// "Access control"). No principal: access control is off on the proposing node (or the entry
-/// predates command format 4), and nothing below is checked.
+/// predates command format 4): no quota is checked, and the command may use only leases and
+/// client ids no principal owns.
 struct Caller {
   std::string principal;    ///< the identity; a lease it grants records it as its owner
   uint64_t max_leases = 0;  ///< its quota of live leases when proposed; 0: none
   uint64_t max_locks = 0;   ///< its quota of names held plus waited for; 0: none
-  /// The proposer found cluster-wide admin (admin on every name): it may revoke, release and
-  /// cancel with leases other identities own.
+  /// The proposer found cluster-wide admin (admin on every name): it may revoke leases other
+  /// identities own (and nothing else with them).
   bool admin = false;
   bool operator==(const Caller&) const = default;
 };

@@ -34,11 +34,12 @@ void Bump(Counter* c) {
 }  // namespace
 
 Result<std::unique_ptr<AccessControl>> AccessControl::Load(
-    std::string path, std::shared_ptr<const NodeSecurity> security, AccessMetrics metrics) {
+    std::string path, std::shared_ptr<const NodeSecurity> security,
+    std::function<bool(uint64_t)> is_member, AccessMetrics metrics) {
   auto policy = AccessPolicy::Load(path);
   if (!policy.ok()) return policy.status();
   std::unique_ptr<AccessControl> ac(
-      new AccessControl(std::move(path), std::move(security), metrics));
+      new AccessControl(std::move(path), std::move(security), std::move(is_member), metrics));
   ac->policy_ = std::make_shared<const AccessPolicy>(std::move(policy).value());
   if (!ac->security_ || ac->security_->plaintext()) {
     spdlog::warn(
@@ -56,7 +57,8 @@ Status AccessControl::Reload() {
   auto next = std::make_shared<const AccessPolicy>(std::move(policy).value());
   std::lock_guard lock(mu_);
   policy_ = std::move(next);
-  // A bucket of an identity that is gone, or whose rate changed, starts again.
+  // The bucket of an identity that is gone goes with it (one that stays keeps its level, and
+  // refills at the new rate from now on).
   for (auto it = buckets_.begin(); it != buckets_.end();) {
     it = policy_->ByName(it->first) ? std::next(it) : buckets_.erase(it);
   }
@@ -70,14 +72,24 @@ std::shared_ptr<const AccessPolicy> AccessControl::policy() const {
   return policy_;
 }
 
+bool AccessControl::FromMember(const grpc::ServerContextBase& ctx) const {
+  if (!security_ || security_->plaintext() ||
+      ctx.client_metadata().count(kForwardedByHeader) == 0) {
+    return false;
+  }
+  // A current member: a removed member's certificate still names it until it expires.
+  const std::vector<uint64_t> named = MembersNamedBy(ctx);
+  if (std::none_of(named.begin(), named.end(), [&](uint64_t id) { return is_member_(id); })) {
+    return false;
+  }
+  return security_->PresentsMemberCertificate(ctx);
+}
+
 Result<AccessControl::Who> AccessControl::Identify(const grpc::ServerContextBase& ctx) const {
   Who who;
   who.policy = policy();
   const AccessPolicy& policy = *who.policy;
-  const bool member = security_ && !security_->plaintext() &&
-                      ctx.client_metadata().count(kForwardedByHeader) > 0 &&
-                      security_->PresentsMemberCertificate(ctx);
-  if (member) {
+  if (FromMember(ctx)) {
     // A member vouches for the caller it authenticated; it presents its own certificate, so
     // the caller's credentials are the member's word.
     const auto named = Header(ctx, kForwardedIdentityHeader);
@@ -101,7 +113,9 @@ Result<AccessControl::Who> AccessControl::Identify(const grpc::ServerContextBase
       names.emplace_back(View(v));
     }
     for (const auto& v : auth->FindPropertyValues(GRPC_X509_CN_PROPERTY_NAME)) {
-      names.emplace_back(View(v));
+      // A CN spelled like a URI would pass for an identity listed by its URI SAN, in a CA that
+      // vouches for URIs but copies CNs from requests.
+      if (View(v).find(':') == std::string_view::npos) names.emplace_back(View(v));
     }
   }
   if (!names.empty()) {
@@ -172,15 +186,17 @@ Status AccessControl::Admit(const Who& who) {
   char rate[32];
   std::snprintf(rate, sizeof rate, "%g", q.rate);
   return ResourceExhausted("identity '" + who.identity->name + "' is over its quota rate (" + rate +
-                           " requests per second on this node); retry later");
+                           " requests per second, counted on each node it calls); retry later");
 }
 
 Result<AccessControl::Who> AccessControl::Check(const grpc::ServerContextBase& ctx, Permission p,
                                                 std::string_view name, std::string_view what,
-                                                bool anywhere) {
+                                                bool anywhere, bool metered) {
   auto who = Authenticate(ctx);
   if (!who.ok()) return who;
-  if (Status s = Admit(*who); !s.ok()) return s;
+  if (metered) {
+    if (Status s = Admit(*who); !s.ok()) return s;
+  }
   if (Status s = Require(*who, p, name, what, anywhere); !s.ok()) return s;
   return who;
 }

@@ -8,14 +8,18 @@
 //      the member names in `lockd-forwarded-identity`, authenticated there. Without such a
 //      certificate (plaintext, or no --tls-client-ca) the header is ignored and the call's own
 //      credentials, which the member passes on, are authenticated again here.
-//   2. The client certificate (with --tls-client-ca): its URI SANs, then its subject CN, looked up
-//      in the policy's `certs`.
+//   2. The client certificate (with --tls-client-ca): its URI SANs, then its subject CN (unless
+//      the CN has a ':', which only URIs have: a CN cannot pass for a URI), looked up in the
+//      policy's `certs`.
 //   3. A bearer token: metadata `authorization: Bearer <token>`, looked up by its SHA-256.
 // No identity: UNAUTHENTICATED. Authorization: the permission the RPC needs on the name it names
 // (lock, read or admin; cluster-wide calls need it on every name, the prefix ""), else
 // PERMISSION_DENIED naming the permission and the name. Both are counted in /metrics
-// (lockd_access_denied_total). Each call is also held to its identity's request rate (a token
-// bucket per identity on the node that received the call): RESOURCE_EXHAUSTED naming the quota.
+// (lockd_access_denied_total). Each call that can add state is also held to its identity's
+// request rate (a token bucket per identity and node): RESOURCE_EXHAUSTED naming the quota.
+// Calls that free or keep alive (Release, Cancel, RevokeLease, renewals), retries (so one reaches
+// the exactly-once record of its first attempt) and inspection of the cluster (Status) are not
+// metered.
 //
 // Thread-safe: the policy is swapped whole on Reload (SIGHUP); a call uses the one it started with.
 #pragma once
@@ -23,6 +27,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -57,8 +62,11 @@ class AccessControl {
  public:
   /// Loads the policy at `path` (the error names the file and key). `security`: the node's TLS
   /// (to tell a member's certificate); null means plaintext.
+  /// `is_member`: whether an id names a current member (only a current member's certificate
+  /// vouches for a forwarded caller).
   static Result<std::unique_ptr<AccessControl>> Load(std::string path,
                                                      std::shared_ptr<const NodeSecurity> security,
+                                                     std::function<bool(uint64_t)> is_member,
                                                      AccessMetrics metrics = {});
   /// Reads the file again; on any error the policy in force stays, and the error says why.
   Status Reload();
@@ -80,9 +88,9 @@ class AccessControl {
   /// Takes one request from `who`'s rate bucket: RESOURCE_EXHAUSTED naming the quota when empty.
   /// A call a member vouched for is not counted again.
   Status Admit(const Who& who);
-  /// Authenticate, Admit, then Require: the one call a handler makes.
+  /// Authenticate, Admit (when `metered`), then Require: the one call a handler makes.
   Result<Who> Check(const grpc::ServerContextBase& ctx, Permission p, std::string_view name,
-                    std::string_view what, bool anywhere = false);
+                    std::string_view what, bool anywhere = false, bool metered = true);
   /// What the state machine is told of `who` (its principal, quotas, cluster admin).
   static lock::Caller CallerOf(const Who& who);
   /// The metadata a forward to the leader carries for `ctx`'s caller: its identity (trusted by a
@@ -96,8 +104,13 @@ class AccessControl {
 
  private:
   AccessControl(std::string path, std::shared_ptr<const NodeSecurity> security,
-                AccessMetrics metrics)
-      : path_(std::move(path)), security_(std::move(security)), metrics_(metrics) {}
+                std::function<bool(uint64_t)> is_member, AccessMetrics metrics)
+      : path_(std::move(path)),
+        security_(std::move(security)),
+        is_member_(std::move(is_member)),
+        metrics_(metrics) {}
+  /// Whether the call comes from a current member vouching under its certificate.
+  bool FromMember(const grpc::ServerContextBase& ctx) const;
   Result<Who> Identify(const grpc::ServerContextBase& ctx) const;
 
   struct Bucket {
@@ -107,6 +120,7 @@ class AccessControl {
 
   const std::string path_;
   const std::shared_ptr<const NodeSecurity> security_;
+  const std::function<bool(uint64_t)> is_member_;
   const AccessMetrics metrics_;
   mutable std::mutex mu_;  ///< guards policy_ and buckets_
   std::shared_ptr<const AccessPolicy> policy_;

@@ -56,17 +56,18 @@ LockServiceImpl::Needs NeedsOf(const pb::GrantLeaseRequest&) {
   return {Permission::kLock, "", true, "GrantLease"};
 }
 // Any identity may revoke its own leases (revoking frees); another's needs admin on every name.
+// Calls that free are not metered: a throttled client must still give its locks back.
 LockServiceImpl::Needs NeedsOf(const pb::RevokeLeaseRequest&) {
-  return {Permission::kLock, "", true, "RevokeLease", /*identity_only=*/true};
+  return {Permission::kLock, "", true, "RevokeLease", /*identity_only=*/true, /*metered=*/false};
 }
 LockServiceImpl::Needs NeedsOf(const pb::AcquireRequest& r) {
   return {Permission::kLock, r.name(), false, "Acquire"};
 }
 LockServiceImpl::Needs NeedsOf(const pb::CancelRequest& r) {
-  return {Permission::kLock, r.name(), false, "Cancel"};
+  return {Permission::kLock, r.name(), false, "Cancel", false, /*metered=*/false};
 }
 LockServiceImpl::Needs NeedsOf(const pb::ReleaseRequest& r) {
-  return {Permission::kLock, r.name(), false, "Release"};
+  return {Permission::kLock, r.name(), false, "Release", false, /*metered=*/false};
 }
 
 constexpr const char* kLockPage = "locks-after:";
@@ -163,11 +164,12 @@ std::optional<grpc::Status> LockServiceImpl::Authorize(const grpc::ServerContext
                                                        const Needs& needs,
                                                        AccessControl::Who* who) const {
   if (!ctx_.access) return std::nullopt;
-  auto checked = needs.identity_only ? ctx_.access->Authenticate(ctx)
-                                     : ctx_.access->Check(ctx, needs.permission, needs.name,
-                                                          needs.what, needs.anywhere);
+  auto checked = needs.identity_only
+                     ? ctx_.access->Authenticate(ctx)
+                     : ctx_.access->Check(ctx, needs.permission, needs.name, needs.what,
+                                          needs.anywhere, needs.metered);
   if (!checked.ok()) return ToGrpc(checked.status());
-  if (needs.identity_only) {
+  if (needs.identity_only && needs.metered) {
     if (Status s = ctx_.access->Admit(*checked); !s.ok()) return ToGrpc(s);
   }
   if (who) *who = std::move(checked).value();
@@ -245,7 +247,9 @@ grpc::ServerUnaryReactor* LockServiceImpl::Mutate(
     return reactor;
   }
   AccessControl::Who who;
-  if (auto denied = Authorize(*ctx, NeedsOf(*req), &who)) {
+  Needs needs = NeedsOf(*req);
+  needs.metered = needs.metered && req->header().attempt() <= 1;
+  if (auto denied = Authorize(*ctx, needs, &who)) {
     reactor->Finish(*denied);
     return reactor;
   }
@@ -374,7 +378,7 @@ grpc::ServerUnaryReactor* LockServiceImpl::Renew(grpc::CallbackServerContext* ct
     return reactor;
   }
   AccessControl::Who who;
-  if (auto denied = Authorize(*ctx, {Permission::kLock, "", true, "Renew"}, &who)) {
+  if (auto denied = Authorize(*ctx, {Permission::kLock, "", true, "Renew", false, false}, &who)) {
     reactor->Finish(*denied);
     return reactor;
   }
@@ -569,11 +573,9 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::Status(grpc::CallbackServerContext
                                                      const pb::StatusRequest*,
                                                      pb::StatusResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  // Any identity may see the cluster's shape (members, leader, term): clients need it.
-  if (auto denied = locks_.Authorize(*ctx, {Permission::kRead, "", false, "Status", true})) {
-    reactor->Finish(*denied);
-    return reactor;
-  }
+  // Not authenticated: the cluster's shape (members, leader, term) is what a client needs before
+  // anything else, and what a node joining with --join asks for before it is a member (with
+  // --tls-client-ca the caller still needs a certificate to get a TLS session at all).
   locks_.context().replica.FreshStatus([this, reactor, resp](ReplicaStatus st) {
     if (st.restored_start_pending) {
       reactor->Finish(grpc::Status(
@@ -675,8 +677,10 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::ForceRelease(grpc::CallbackServerC
     return reactor;
   }
   AccessControl::Who who;
-  if (auto denied =
-          locks_.Authorize(*ctx, {Permission::kAdmin, req->name(), false, "ForceRelease"}, &who)) {
+  if (auto denied = locks_.Authorize(*ctx,
+                                     {Permission::kAdmin, req->name(), false, "ForceRelease", false,
+                                      req->header().attempt() <= 1},
+                                     &who)) {
     reactor->Finish(*denied);
     return reactor;
   }
@@ -698,7 +702,8 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::ForceRelease(grpc::CallbackServerC
   Counter* applied =
       c.metrics && req->header().attempt() <= 1 ? c.metrics->force_releases : nullptr;
   c.replica.Submit(std::move(command).value(), deadline,
-                   [answer = AnswerCommand(reactor, resp), applied](Result<lock::Outcome> r) {
+                   [answer = locks_.CountRefusals(AnswerCommand(reactor, resp)),
+                    applied](Result<lock::Outcome> r) {
                      // The answer lists the grants it released.
                      if (applied && r.ok() && r->ok()) {
                        applied->Increment(static_cast<double>(r->holders.size()));

@@ -57,7 +57,8 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
     // Once per stream: its renewals are then held to this identity's own leases (and a stream
     // counts one request against the identity's rate).
     AccessControl::Who who;
-    if (auto denied = service_.Authorize(*ctx, {Permission::kLock, "", true, "KeepAlive"}, &who)) {
+    if (auto denied = service_.Authorize(
+            *ctx, {Permission::kLock, "", true, "KeepAlive", false, /*metered=*/false}, &who)) {
       FinishOnce(*denied);
       return;
     }
@@ -157,7 +158,10 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
           lease, received, principal_,
           [done = std::move(done), &service = service_](Result<Replica::Renewed> renewed) {
             service.CountRenewal(renewed);
-            if (!renewed.ok()) return done(ToGrpc(renewed.status()), {});
+            if (!renewed.ok()) {
+              if (auto* access = service.context().access) access->CountOutcome(renewed.status());
+              return done(ToGrpc(renewed.status()), {});
+            }
             pb::RenewResponse r;
             r.set_remaining_ms(renewed->remaining.count());
             for (uint64_t t : renewed->held_tokens) r.add_held_tokens(t);

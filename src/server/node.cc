@@ -232,7 +232,9 @@ Status Node::Start() {
   security_ = std::move(security).value();
   if (security_->plaintext()) WarnOfPlaintext(options_);
   if (!options_.access_file.empty()) {
-    auto access = AccessControl::Load(options_.access_file, security_, metrics_.access);
+    auto access = AccessControl::Load(
+        options_.access_file, security_,
+        [this](uint64_t id) { return identity_ && identity_->Names(id); }, metrics_.access);
     if (!access.ok()) return access.status();
     access_ = std::move(access).value();
   }

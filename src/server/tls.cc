@@ -136,19 +136,25 @@ Status WriteFile(const fs::path& path, const std::string& data, mode_t mode) {
   return Status::Ok();
 }
 
-/// Whether the chain (PEM: the leaf first, then intermediates) verifies against `roots_pem`.
-bool ChainsTo(const std::string& roots_pem, const std::string& chain_pem) {
+/// Whether the peer's own certificate `leaf_pem` verifies against `roots_pem`, with the other
+/// certificates the peer sent (`others_pem`) as untrusted intermediates only. The leaf is passed
+/// on its own: on the server side gRPC's chain properties (and a verifier's full chain) are
+/// OpenSSL's SSL_get_peer_cert_chain, which leaves the peer's certificate out, so treating that
+/// chain's first certificate as the leaf would verify whatever a client appended to its own.
+bool LeafChainsTo(const std::string& roots_pem, const std::string& leaf_pem,
+                  const std::string& others_pem) {
   const std::vector<X509Ptr> roots = ParseCertificates(roots_pem);
-  std::vector<X509Ptr> chain = ParseCertificates(chain_pem);
-  if (roots.empty() || chain.empty()) return false;
+  std::vector<X509Ptr> leaf = ParseCertificates(leaf_pem);
+  std::vector<X509Ptr> others = ParseCertificates(others_pem);
+  if (roots.empty() || leaf.size() != 1) return false;
   std::unique_ptr<X509_STORE, StoreFree> store(X509_STORE_new());
   std::unique_ptr<STACK_OF(X509), StackFree> untrusted(sk_X509_new_null());
   std::unique_ptr<X509_STORE_CTX, StoreCtxFree> ctx(X509_STORE_CTX_new());
   if (!store || !untrusted || !ctx) return false;
   for (const X509Ptr& root : roots) X509_STORE_add_cert(store.get(), root.get());
-  for (size_t i = 1; i < chain.size(); ++i) sk_X509_push(untrusted.get(), chain[i].get());
+  for (const X509Ptr& x : others) sk_X509_push(untrusted.get(), x.get());
   const bool ok =
-      X509_STORE_CTX_init(ctx.get(), store.get(), chain.front().get(), untrusted.get()) == 1 &&
+      X509_STORE_CTX_init(ctx.get(), store.get(), leaf.front().get(), untrusted.get()) == 1 &&
       X509_verify_cert(ctx.get()) == 1;
   ERR_clear_error();
   return ok;
@@ -209,10 +215,10 @@ class ClientPortVerifier final : public gx::ExternalCertificateVerifier {
 
  private:
   bool ChainsToClientCa(gx::TlsCustomVerificationCheckRequest* request) const {
-    const grpc::string_ref full = request->peer_cert_full_chain();
-    const grpc::string_ref leaf_pem = request->peer_cert();
-    return ChainsTo(issuers_(), std::string(full.empty() ? leaf_pem.data() : full.data(),
-                                            full.empty() ? leaf_pem.size() : full.size()));
+    const grpc::string_ref leaf = request->peer_cert();
+    const grpc::string_ref others = request->peer_cert_full_chain();
+    return LeafChainsTo(issuers_(), std::string(leaf.data(), leaf.size()),
+                        std::string(others.data(), others.size()));
   }
 
   const Issuers issuers_;
@@ -516,19 +522,20 @@ std::string NodeSecurity::CheckPeerClaim(const grpc::ServerContext& ctx, uint64_
 bool NodeSecurity::PresentsMemberCertificate(const grpc::ServerContextBase& ctx) const {
   if (plaintext_ || MembersNamedBy(ctx).empty()) return false;
   const auto auth = ctx.auth_context();
-  std::string chain;
-  for (const char* property :
-       {GRPC_X509_PEM_CERT_CHAIN_PROPERTY_NAME, GRPC_X509_PEM_CERT_PROPERTY_NAME}) {
+  const auto first = [&](const char* property) {
     for (const grpc::string_ref& v : auth->FindPropertyValues(property)) {
-      if (chain.empty()) chain.assign(v.data(), v.size());
+      return std::string(v.data(), v.size());
     }
-  }
+    return std::string();
+  };
   std::string roots;
   {
     std::lock_guard lock(cluster_issuers_->mu);
     roots = cluster_issuers_->pem;
   }
-  return ChainsTo(roots, chain);
+  // The leaf (whose URI SANs MembersNamedBy read) is what must chain to the cluster CA.
+  return LeafChainsTo(roots, first(GRPC_X509_PEM_CERT_PROPERTY_NAME),
+                      first(GRPC_X509_PEM_CERT_CHAIN_PROPERTY_NAME));
 }
 
 }  // namespace lockd::server

@@ -13,8 +13,8 @@ namespace {
 
 using namespace lockd::lock;
 
-/// A state with something for the fuzzed command to act on: lease 1 holds "a" exclusively and
-/// lease 2 waits for it.
+/// A state with something for the fuzzed command to act on: lease 1 holds "a" exclusively,
+/// lease 2 waits for it, and so does lease 3 of identity "billing".
 LockStateMachine Seeded() {
   LockStateMachine sm;
   RequestHeader h;
@@ -27,6 +27,13 @@ LockStateMachine Seeded() {
   sm.ApplyCommand(LogIndex(3), Acquire{h, "a", LeaseId(1), Mode::kExclusive, 0, 0, ""});
   h.id.seq = 4;
   sm.ApplyCommand(LogIndex(4), Acquire{h, "a", LeaseId(2), Mode::kExclusive, 60'000, 0, ""});
+  // Lease 3 belongs to identity "billing" (access control), which waits for "a" too.
+  h.id.client = {8, 8};
+  h.id.seq = 1;
+  h.caller = Caller{"billing", 2, 3, false};
+  sm.ApplyCommand(LogIndex(5), GrantLease{h, 10'000, "owned"});
+  h.id.seq = 2;
+  sm.ApplyCommand(LogIndex(6), Acquire{h, "a", LeaseId(3), Mode::kExclusive, 60'000, 0, ""});
   return sm;
 }
 
@@ -56,14 +63,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   LockStateMachine sm = Seeded();
   const LockStateMachine before = sm;
-  auto applied = sm.Apply(LogIndex(5), bytes);
+  auto applied = sm.Apply(LogIndex(7), bytes);
   if (!applied.ok()) {
     FUZZ_CHECK(sm == before, "a refused entry changes nothing");
     return 0;
   }
   FUZZ_CHECK(e.ok(), "Apply accepts only what Decode accepts");
   sm.CheckInvariants();
-  FUZZ_CHECK(sm.applied() == LogIndex(5), "the applied index advances");
+  FUZZ_CHECK(sm.applied() == LogIndex(7), "the applied index advances");
   auto restored = LockStateMachine::Restore(sm.Snapshot(), sm.limits());
   FUZZ_CHECK(restored.ok(), "the snapshot of an applied state restores");
   FUZZ_CHECK(*restored == sm, "restore(snapshot(sm)) == sm");

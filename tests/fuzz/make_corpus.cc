@@ -49,6 +49,12 @@ std::vector<server::MemberSpec> Members() {
           {3, "node-3.example:7503", "[::1]:7403"}};
 }
 
+/// `h` as identity "billing" sends it (quotas of 2 leases and 3 names, cluster admin).
+lock::RequestHeader Owned(lock::RequestHeader h) {
+  h.caller = lock::Caller{"billing", 2, 3, true};
+  return h;
+}
+
 std::vector<lock::Command> Commands() {
   using namespace lock;
   RequestHeader h;
@@ -56,8 +62,7 @@ std::vector<lock::Command> Commands() {
   h.id.seq = 42;
   h.attempt = 2;
   h.watermark = 40;
-  return {GrantLease{h, 10'000, "billing-worker"},
-          RevokeLease{h, LeaseId(1)},
+  return {GrantLease{h, 10'000, "billing-worker"}, RevokeLease{h, LeaseId(1)},
           ExpireLease{LeaseId(1)},
           Acquire{h, "billing/invoice-7", LeaseId(1), Mode::kExclusive, 5'000, 0, ""},
           Acquire{h, "reports/q3", LeaseId(0), Mode::kShared, 0, 30'000, "cron"},
@@ -65,7 +70,11 @@ std::vector<lock::Command> Commands() {
           Release{h, "a", LeaseId(1), FencingToken(1)},
           ForceRelease{h, "a", LeaseId(0), "operator: stuck holder"},
           WaitTimeout{"a", RequestId{{7, 7}, 4}},
-          RetireOutcomes{LogIndex(3), LogIndex(2), LogIndex(4), 1'500}};
+          RetireOutcomes{LogIndex(3), LogIndex(2), LogIndex(4), 1'500},
+          // Format 4: commands stamped with the caller access control authenticated.
+          GrantLease{Owned(h), 10'000, "billing-worker"},
+          Acquire{Owned(h), "billing/invoice-7", LeaseId(2), Mode::kExclusive, 5'000, 0, ""},
+          RevokeLease{Owned(h), LeaseId(1)}};
 }
 
 lock::LockStateMachine Busy() {
@@ -87,6 +96,13 @@ lock::LockStateMachine Busy() {
   apply(Acquire{h, "b", LeaseId(1), Mode::kShared, 0, 0, ""});
   h.id.seq = 6;
   apply(Acquire{h, "b", LeaseId(2), Mode::kShared, 0, 0, ""});
+  // Lease 3 belongs to identity "billing" (its own client id), which holds "c".
+  RequestHeader owned = Owned(h);
+  owned.id.client = {8, 8};
+  owned.id.seq = 1;
+  apply(GrantLease{owned, 10'000, "owned"});
+  owned.id.seq = 2;
+  apply(Acquire{owned, "c", LeaseId(3), Mode::kExclusive, 0, 0, ""});
   apply(RetireOutcomes{LogIndex(2), LogIndex(1), LogIndex(i), 2'000});
   return sm;
 }
