@@ -30,6 +30,9 @@ bool Reader::Varint(uint64_t* v) {
   for (int shift = 0; shift < 64; shift += 7) {
     if (pos_ >= in_.size()) return false;
     const uint8_t b = static_cast<uint8_t>(in_[pos_++]);
+    // The tenth byte holds bit 63 alone: anything more is a value past 64 bits, not silently
+    // truncated (found by the lock_snapshot fuzz target).
+    if (shift == 63 && b > 1) return false;
     result |= uint64_t{b & 0x7fu} << shift;
     if (!(b & 0x80)) {
       *v = result;

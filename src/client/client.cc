@@ -32,9 +32,12 @@ std::vector<std::string> EndpointsFromEnv() {
 }
 
 /// Answers after which the Acquire is known not to be pending on the server: no Cancel needed.
-bool Definitive(grpc::StatusCode c) {
+/// Not RESOURCE_EXHAUSTED: an identity's request rate (access control) is answered before the
+/// log, so when it refuses a retry, the first attempt may have run.
+bool Definitive(const grpc::Status& s) {
+  const grpc::StatusCode c = s.error_code();
   return c == grpc::StatusCode::INVALID_ARGUMENT || c == grpc::StatusCode::FAILED_PRECONDITION ||
-         c == grpc::StatusCode::NOT_FOUND || c == grpc::StatusCode::RESOURCE_EXHAUSTED;
+         c == grpc::StatusCode::NOT_FOUND;
 }
 
 }  // namespace
@@ -116,7 +119,7 @@ Result<Lock> FinishAcquire(ClientCore& core, AcquireCall& c, const grpc::Status&
   const pb::RequestId& id = c.req.header().id();
   const uint64_t lease_id = c.lease ? c.lease->id() : resp.lease_id();
   if (!s.ok()) {
-    if (Definitive(s.error_code())) {
+    if (Definitive(s)) {
       core.EndRequest(id.seq());
       return FromGrpc(s);
     }

@@ -124,11 +124,12 @@ ExactlyOnce::Admission ExactlyOnce::Peek(const RequestHeader& h, uint64_t digest
                                          const Limits& limits, AdmitRules rules) const {
   auto c = clients_.find(h.id.client);
   if (c != clients_.end()) {
-    // A record made with access control on belongs to its principal: a request of another
-    // one, or of none (a leader without --access-file), may not use it. A record made with
-    // access control off is claimed by the first principal that uses it (Admit): a client
-    // process running when access control is switched on carries on.
-    if (!c->second.principal.empty() && c->second.principal != h.caller.principal) {
+    // A record made with access control on belongs to its principal: a request of another one
+    // may not use it (one without a principal was proposed with access control off: nothing is
+    // checked). A record made with access control off is claimed by the first principal that
+    // uses it (Admit): a client process running when access control is switched on carries on.
+    if (!h.caller.principal.empty() && !c->second.principal.empty() &&
+        c->second.principal != h.caller.principal) {
       return {Verdict::kOtherIdentity, nullptr, {}};
     }
     if (h.id.seq < c->second.watermark) return {Verdict::kBelowWatermark, nullptr, {}};

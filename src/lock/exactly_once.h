@@ -187,8 +187,8 @@ class ExactlyOnce {
     uint64_t forgotten_through = 0;  ///< the highest sequence number retired for age
     LogIndex last_active;
     /// The first Caller principal that used the client id (empty: none yet, access control was
-    /// off). Requests of any other principal, or of none, are refused: one identity cannot read
-    /// another's outcomes, raise its watermark or cancel its Acquires in advance.
+    /// off). Requests of any other principal are refused: one identity cannot read another's
+    /// outcomes, raise its watermark or cancel its Acquires in advance.
     std::string principal;
     std::map<uint64_t, Entry> records;  ///< by sequence number
     // Derived, not compared:

@@ -166,6 +166,9 @@ Result<LockStateMachine> LockStateMachine::Restore(std::string_view snapshot, Li
       !r.Varint(&applied) || !r.Varint(&wall) || !r.Varint(&n)) {
     return bad("header");
   }
+  if (sm.token_counter_ > kMaxStartCounter || sm.lease_counter_ > kMaxStartCounter) {
+    return bad("a counter above 2^63");
+  }
   sm.applied_ = LogIndex(applied);
   sm.wall_seconds_ = static_cast<int64_t>(wall);
   for (uint64_t i = 0; i < n; ++i) {
@@ -252,13 +255,15 @@ Result<LockStateMachine> LockStateMachine::NewClusterFrom(Limits limits, uint64_
       (static_cast<unsigned __int128>(1) << 32) * (static_cast<unsigned __int128>(elapsed) + 1);
   const auto raise = [&](uint64_t counter) -> std::optional<uint64_t> {
     const unsigned __int128 v = static_cast<unsigned __int128>(counter) + bump;
-    if (v > UINT64_MAX) return std::nullopt;
+    if (v > kMaxStartCounter || floor > kMaxStartCounter) return std::nullopt;
     return std::max<uint64_t>(floor, static_cast<uint64_t>(v));
   };
   const auto tokens = raise(token_counter);
   const auto leases = raise(lease_counter);
   if (!tokens || !leases) {
-    return OutOfRange("restoring would overflow the 64-bit token or lease-id counter");
+    return OutOfRange(
+        "restoring would start the token or lease-id counter above 2^63 (the floor, or the "
+        "backup's counters plus 2^32 per second since it was taken)");
   }
   LockStateMachine sm(limits);
   sm.token_counter_ = *tokens;

@@ -33,8 +33,7 @@ struct RequestId {
 
 /// Who sent a client command, as the node that proposed it authenticated it (docs/security.md,
 /// "Access control"). No principal: access control is off on the proposing node (or the entry
-/// predates command format 4): no quota is checked, and the command may use only leases and
-/// client ids no principal owns.
+/// predates command format 4), and nothing below is checked.
 struct Caller {
   std::string principal;    ///< the identity; a lease it grants records it as its owner
   uint64_t max_leases = 0;  ///< its quota of live leases when proposed; 0: none

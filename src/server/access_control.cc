@@ -164,9 +164,9 @@ Status AccessControl::Require(const Who& who, Permission p, std::string_view nam
   return Status(StatusCode::kPermissionDenied, std::move(message));
 }
 
-Status AccessControl::Admit(const Who& who) {
+Status AccessControl::Admit(const Who& who, Metering metering) {
   const Quota& q = who.identity->quota;
-  if (q.rate <= 0 || who.vouched) return Status::Ok();
+  if (q.rate <= 0 || who.vouched || metering == Metering::kUnmetered) return Status::Ok();
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(mu_);
   auto [it, fresh] = buckets_.try_emplace(who.identity->name);
@@ -178,7 +178,7 @@ Status AccessControl::Admit(const Who& who) {
     b.tokens = std::min(q.burst, b.tokens + elapsed * q.rate);
   }
   b.at = now;
-  if (b.tokens >= 1) {
+  if (b.tokens >= (metering == Metering::kFrees ? 1 - q.burst : 1)) {
     b.tokens -= 1;
     return Status::Ok();
   }
@@ -191,12 +191,10 @@ Status AccessControl::Admit(const Who& who) {
 
 Result<AccessControl::Who> AccessControl::Check(const grpc::ServerContextBase& ctx, Permission p,
                                                 std::string_view name, std::string_view what,
-                                                bool anywhere, bool metered) {
+                                                bool anywhere, Metering metering) {
   auto who = Authenticate(ctx);
   if (!who.ok()) return who;
-  if (metered) {
-    if (Status s = Admit(*who); !s.ok()) return s;
-  }
+  if (Status s = Admit(*who, metering); !s.ok()) return s;
   if (Status s = Require(*who, p, name, what, anywhere); !s.ok()) return s;
   return who;
 }

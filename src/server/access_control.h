@@ -15,11 +15,8 @@
 // No identity: UNAUTHENTICATED. Authorization: the permission the RPC needs on the name it names
 // (lock, read or admin; cluster-wide calls need it on every name, the prefix ""), else
 // PERMISSION_DENIED naming the permission and the name. Both are counted in /metrics
-// (lockd_access_denied_total). Each call that can add state is also held to its identity's
-// request rate (a token bucket per identity and node): RESOURCE_EXHAUSTED naming the quota.
-// Calls that free or keep alive (Release, Cancel, RevokeLease, renewals), retries (so one reaches
-// the exactly-once record of its first attempt) and inspection of the cluster (Status) are not
-// metered.
+// (lockd_access_denied_total). Each call is also held to its identity's request rate (a token
+// bucket per identity and node, Metering): RESOURCE_EXHAUSTED naming the quota.
 //
 // Thread-safe: the policy is swapped whole on Reload (SIGHUP); a call uses the one it started with.
 #pragma once
@@ -48,6 +45,15 @@ class NodeSecurity;
 
 inline constexpr const char* kForwardedIdentityHeader = "lockd-forwarded-identity";
 inline constexpr const char* kAuthorizationHeader = "authorization";
+/// How a call counts against its identity's request rate.
+enum class Metering : uint8_t {
+  kMetered,  ///< takes a token; refused when the bucket is empty
+  /// Takes a token, and may overdraw the bucket by up to `burst` (Release, Cancel, RevokeLease):
+  /// an identity over its rate can still give back what it holds, while a flood of frees that
+  /// free nothing (each a log entry and an exactly-once record) stays bounded by the rate.
+  kFrees,
+  kUnmetered,  ///< not counted: renewals (no log entry, no record)
+};
 
 /// What access control counts (null members: not counted).
 struct AccessMetrics {
@@ -87,10 +93,11 @@ class AccessControl {
                  bool anywhere = false) const;
   /// Takes one request from `who`'s rate bucket: RESOURCE_EXHAUSTED naming the quota when empty.
   /// A call a member vouched for is not counted again.
-  Status Admit(const Who& who);
-  /// Authenticate, Admit (when `metered`), then Require: the one call a handler makes.
+  Status Admit(const Who& who, Metering metering = Metering::kMetered);
+  /// Authenticate, Admit, then Require: the one call a handler makes.
   Result<Who> Check(const grpc::ServerContextBase& ctx, Permission p, std::string_view name,
-                    std::string_view what, bool anywhere = false, bool metered = true);
+                    std::string_view what, bool anywhere = false,
+                    Metering metering = Metering::kMetered);
   /// What the state machine is told of `who` (its principal, quotas, cluster admin).
   static lock::Caller CallerOf(const Who& who);
   /// The metadata a forward to the leader carries for `ctx`'s caller: its identity (trusted by a

@@ -56,18 +56,18 @@ LockServiceImpl::Needs NeedsOf(const pb::GrantLeaseRequest&) {
   return {Permission::kLock, "", true, "GrantLease"};
 }
 // Any identity may revoke its own leases (revoking frees); another's needs admin on every name.
-// Calls that free are not metered: a throttled client must still give its locks back.
+// Calls that free may overdraw the rate: a throttled client must still give its locks back.
 LockServiceImpl::Needs NeedsOf(const pb::RevokeLeaseRequest&) {
-  return {Permission::kLock, "", true, "RevokeLease", /*identity_only=*/true, /*metered=*/false};
+  return {Permission::kLock, "", true, "RevokeLease", /*identity_only=*/true, Metering::kFrees};
 }
 LockServiceImpl::Needs NeedsOf(const pb::AcquireRequest& r) {
   return {Permission::kLock, r.name(), false, "Acquire"};
 }
 LockServiceImpl::Needs NeedsOf(const pb::CancelRequest& r) {
-  return {Permission::kLock, r.name(), false, "Cancel", false, /*metered=*/false};
+  return {Permission::kLock, r.name(), false, "Cancel", false, Metering::kFrees};
 }
 LockServiceImpl::Needs NeedsOf(const pb::ReleaseRequest& r) {
-  return {Permission::kLock, r.name(), false, "Release", false, /*metered=*/false};
+  return {Permission::kLock, r.name(), false, "Release", false, Metering::kFrees};
 }
 
 constexpr const char* kLockPage = "locks-after:";
@@ -167,11 +167,11 @@ std::optional<grpc::Status> LockServiceImpl::Authorize(const grpc::ServerContext
   auto checked = needs.identity_only
                      ? ctx_.access->Authenticate(ctx)
                      : ctx_.access->Check(ctx, needs.permission, needs.name, needs.what,
-                                          needs.anywhere, needs.metered);
-  if (!checked.ok()) return ToGrpc(checked.status());
-  if (needs.identity_only && needs.metered) {
-    if (Status s = ctx_.access->Admit(*checked); !s.ok()) return ToGrpc(s);
+                                          needs.anywhere, needs.metering);
+  if (needs.identity_only && checked.ok()) {
+    if (Status s = ctx_.access->Admit(*checked, needs.metering); !s.ok()) checked = s;
   }
+  if (!checked.ok()) return ToGrpc(checked.status());
   if (who) *who = std::move(checked).value();
   return std::nullopt;
 }
@@ -247,9 +247,7 @@ grpc::ServerUnaryReactor* LockServiceImpl::Mutate(
     return reactor;
   }
   AccessControl::Who who;
-  Needs needs = NeedsOf(*req);
-  needs.metered = needs.metered && req->header().attempt() <= 1;
-  if (auto denied = Authorize(*ctx, needs, &who)) {
+  if (auto denied = Authorize(*ctx, NeedsOf(*req), &who)) {
     reactor->Finish(*denied);
     return reactor;
   }
@@ -378,7 +376,8 @@ grpc::ServerUnaryReactor* LockServiceImpl::Renew(grpc::CallbackServerContext* ct
     return reactor;
   }
   AccessControl::Who who;
-  if (auto denied = Authorize(*ctx, {Permission::kLock, "", true, "Renew", false, false}, &who)) {
+  if (auto denied = Authorize(
+          *ctx, {Permission::kLock, "", true, "Renew", false, Metering::kUnmetered}, &who)) {
     reactor->Finish(*denied);
     return reactor;
   }
@@ -677,10 +676,8 @@ grpc::ServerUnaryReactor* ClusterServiceImpl::ForceRelease(grpc::CallbackServerC
     return reactor;
   }
   AccessControl::Who who;
-  if (auto denied = locks_.Authorize(*ctx,
-                                     {Permission::kAdmin, req->name(), false, "ForceRelease", false,
-                                      req->header().attempt() <= 1},
-                                     &who)) {
+  if (auto denied =
+          locks_.Authorize(*ctx, {Permission::kAdmin, req->name(), false, "ForceRelease"}, &who)) {
     reactor->Finish(*denied);
     return reactor;
   }

@@ -128,10 +128,9 @@ class LockServiceImpl final : public lockd::v1::LockService::CallbackService {
     const char* what = "";  ///< the call, for the refusal
     /// Any identity may make the call (it checks what it shows itself): no permission needed.
     bool identity_only = false;
-    /// Held to the identity's request rate. Not: calls that free or keep alive (a throttled
-    /// client must still be able to give its locks back and keep its leases), and retries (one
-    /// must reach the exactly-once record of its first attempt, which may have run).
-    bool metered = true;
+    /// How it counts against the identity's request rate. A retry counts like a first attempt
+    /// (an attempt number is the client's word).
+    Metering metering = Metering::kMetered;
   };
   /// Access control for one call (server/access_control.h): nullopt when it may go on (with
   /// `who`, when asked, filled; left empty when access control is off), or the refusal

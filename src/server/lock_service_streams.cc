@@ -58,7 +58,7 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
     // counts one request against the identity's rate).
     AccessControl::Who who;
     if (auto denied = service_.Authorize(
-            *ctx, {Permission::kLock, "", true, "KeepAlive", false, /*metered=*/false}, &who)) {
+            *ctx, {Permission::kLock, "", true, "KeepAlive", false, Metering::kUnmetered}, &who)) {
       FinishOnce(*denied);
       return;
     }

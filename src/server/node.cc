@@ -350,7 +350,12 @@ Status Node::Start() {
   self.election_min_ms = options_.election_min_ms;
   self.tick_ms = options_.tick_ms;
   self.drift_ppm = static_cast<uint32_t>(options_.drift * 1'000'000 + 0.5);
-  self.limits = lock::ToString(LimitsOf(options_));
+  // Whether access control is on travels with the limits: members must agree on it, so that a
+  // member started without --access-file (a rolling change, a hand restart) cannot lead the
+  // others and propose commands for nobody (docs/security.md, "Where it is enforced"). The
+  // string is unchanged without it, as older builds send.
+  self.limits = lock::ToString(LimitsOf(options_)) +
+                (options_.access_file.empty() ? "" : " --access-file=(set)");
   transport_ = std::make_unique<PeerTransport>(
       self, *identity_,
       [this](uint64_t from, std::vector<std::string> messages) {

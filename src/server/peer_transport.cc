@@ -711,8 +711,10 @@ std::string PeerTransport::CheckHello(const Hello& h) const {
            "): the leader lease requires equal values on every node";
   }
   if (h.limits() != self_.limits) {
-    return "limits differ (node " + std::to_string(h.from()) + ": " + h.limits() +
-           "; here: " + self_.limits + "): members applying different limits could diverge";
+    return "limits or access control differ (node " + std::to_string(h.from()) + ": " + h.limits() +
+           "; here: " + self_.limits +
+           "): members applying different limits could diverge, and every member needs the same "
+           "--access-file setting (a member without one would serve anyone while it leads)";
   }
   // Last: it records what it accepts.
   return AcceptPeer(h.from(), h.cluster_id(), h.incarnation(), false, h.membership_index());

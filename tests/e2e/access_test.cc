@@ -711,6 +711,41 @@ TEST(Access, TokensWorkInPlaintextThroughAFollowerAndThePolicyReloadsOnSighup) {
       10s));
 }
 
+// Found by review: a member started without --access-file could lead the others and serve anyone.
+// Members agree on the setting now: such a member is refused by the others and never leads.
+TEST(Access, AMemberWithoutThePolicyIsCutOffFromTheOthers) {
+  testing::TempDir dir;
+  const std::string policy = dir.path() + "/access.toml";
+  WriteFile(policy, Policy());
+  ClusterOptions o;
+  o.bearer_token = kOpsToken;
+  o.node_flags = [&](uint64_t id) {
+    return id == 3 ? std::vector<std::string>{} : std::vector<std::string>{"--access-file", policy};
+  };
+  Cluster cluster(o);
+  int leader = -1;
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        leader = cluster.LeaderSeenBy(0);
+        return leader == 0 || leader == 1;
+      },
+      30s))
+      << cluster.StatusSummary();
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        return cluster.LogTail(leader, 400).find("access control differ") != std::string::npos;
+      },
+      20s))
+      << cluster.LogTail(leader);
+  Caller anonymous(cluster.client_addr(2), grpc::InsecureChannelCredentials());
+  uint64_t lease = 0;
+  const grpc::Status s = anonymous.GrantLease(&lease);
+  EXPECT_EQ(s.error_code(), G::UNAVAILABLE) << Describe(s);  // no leader it could reach
+  EXPECT_NE(cluster.LeaderSeenBy(2), 2);
+  Caller batch(cluster.client_addr(leader), grpc::InsecureChannelCredentials(), kBatchToken);
+  EXPECT_TRUE(batch.GrantLease(&lease).ok());
+}
+
 TEST(Access, ANodeRefusesToStartOnABadPolicyNamingTheFileAndKey) {
   testing::TempDir dir;
   const std::string policy = dir.path() + "/access.toml";

@@ -459,6 +459,29 @@ TEST(Snapshot, RefusesARecordAfterItsAppliedIndexWhenTheActivityIsNot) {
   EXPECT_FALSE(decodes(4, 2, 3));  // last_active > applied
 }
 
+// Found by the lock_snapshot fuzz target (corpus crash-5a8f520d…): a snapshot with a counter at
+// 2^64-1 restored, and the next lease wrapped its id to 0.
+TEST(Snapshot, RefusesACounterAbove2To63AndARestoreThatWouldStartAboveIt) {
+  for (int which = 0; which < 2; ++which) {
+    Writer w;
+    w.U8(kSnapshotFormatVersion);
+    w.Varint(which == 0 ? kMaxStartCounter + 1 : 0);  // token counter
+    w.Varint(which == 1 ? kMaxStartCounter + 1 : 0);  // lease counter
+    w.Varint(0);                                      // applied
+    w.Varint(0);                                      // wall
+    w.Varint(0);                                      // leases
+    w.Varint(0);                                      // locks
+    ExactlyOnce().EncodeTo(w);
+    auto r = LockStateMachine::Restore(w.data(), {});
+    EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << which;
+  }
+  EXPECT_TRUE(LockStateMachine::NewClusterFrom({}, 0, 0, 0, 0, kMaxStartCounter).ok());
+  EXPECT_EQ(LockStateMachine::NewClusterFrom({}, 0, 0, 0, 0, kMaxStartCounter + 1).status().code(),
+            StatusCode::kOutOfRange);
+  EXPECT_EQ(LockStateMachine::NewClusterFrom({}, kMaxStartCounter, 0, 0, 0, 0).status().code(),
+            StatusCode::kOutOfRange);
+}
+
 // A state whose last age sample is at index 2, applied through 3, its client last active at 1.
 std::string SampledSnapshot() {
   Harness h;

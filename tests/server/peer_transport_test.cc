@@ -264,7 +264,8 @@ TEST(PeerTransport, ChecksHelloFieldsOneByOne) {
   EXPECT_NE(t.CheckHello(bad), "");
   bad = h;
   bad.set_limits("--max-name-bytes=64");
-  EXPECT_NE(t.CheckHello(bad).find("limits differ"), std::string::npos) << t.CheckHello(bad);
+  EXPECT_NE(t.CheckHello(bad).find("limits or access control differ"), std::string::npos)
+      << t.CheckHello(bad);
 }
 
 TEST(PeerTransport, ReconnectsAfterTheReceiverRestarts) {
