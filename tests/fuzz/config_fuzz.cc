@@ -40,6 +40,7 @@ void AddOptions(CLI::App& app, NodeOptions& o) {
   app.add_option("--tls-client-ca", o.tls_client_ca);
   app.add_option("--peer-ca", o.peer_ca);
   app.add_flag("--plaintext", o.plaintext);
+  app.add_option("--access-file", o.access_file);
   app.add_option("--max-promotion-lag", o.max_promotion_lag);
   app.add_option("--member-add-timeout-ms", o.member_add_timeout_ms);
   app.add_option("--tick-ms", o.tick_ms);
