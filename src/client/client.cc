@@ -32,10 +32,12 @@ std::vector<std::string> EndpointsFromEnv() {
 }
 
 /// Answers after which the Acquire is known not to be pending on the server: no Cancel needed.
-/// Not RESOURCE_EXHAUSTED: an identity's request rate (access control) is answered before the
-/// log, so when it refuses a retry, the first attempt may have run.
-bool Definitive(const grpc::Status& s) {
+/// RESOURCE_EXHAUSTED only to a first attempt (`attempt`: the one the answer is to): an
+/// identity's request rate (access control) is answered before the log, so when it refuses a
+/// retry, the first attempt may have run.
+bool Definitive(const grpc::Status& s, uint32_t attempt) {
   const grpc::StatusCode c = s.error_code();
+  if (c == grpc::StatusCode::RESOURCE_EXHAUSTED) return attempt <= 1;
   return c == grpc::StatusCode::INVALID_ARGUMENT || c == grpc::StatusCode::FAILED_PRECONDITION ||
          c == grpc::StatusCode::NOT_FOUND;
 }
@@ -119,7 +121,7 @@ Result<Lock> FinishAcquire(ClientCore& core, AcquireCall& c, const grpc::Status&
   const pb::RequestId& id = c.req.header().id();
   const uint64_t lease_id = c.lease ? c.lease->id() : resp.lease_id();
   if (!s.ok()) {
-    if (Definitive(s)) {
+    if (Definitive(s, c.req.header().attempt())) {
       core.EndRequest(id.seq());
       return FromGrpc(s);
     }

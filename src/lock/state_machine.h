@@ -31,11 +31,13 @@ namespace lockd::lock {
 /// age clock's samples. 4: each lease carries its owner. Versions 1 to 3 are still read.
 inline constexpr uint8_t kSnapshotFormatVersion = 4;
 
-/// The token and lease-id counters never start above this (a snapshot with a larger one is
-/// refused, a restore that would pass it fails): one grant or lease at a time, it is 2^63 of them
-/// away from wrapping (found by the lock_snapshot fuzz target: a counter restored at 2^64-1
-/// wrapped to 0 at the next lease).
-inline constexpr uint64_t kMaxStartCounter = uint64_t{1} << 63;
+/// A snapshot with a token or lease-id counter above this is refused: one grant or lease at a
+/// time, it is 2^63 of them away from wrapping (found by the lock_snapshot fuzz target: a counter
+/// restored at 2^64-1 wrapped to 0 at the next lease).
+inline constexpr uint64_t kMaxSnapshotCounter = uint64_t{1} << 63;
+/// A restore as a new cluster never starts a counter above this: 2^62 grants of headroom before
+/// its snapshots would be refused.
+inline constexpr uint64_t kMaxStartCounter = uint64_t{1} << 62;
 
 struct LockView {
   std::string name;

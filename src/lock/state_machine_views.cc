@@ -166,7 +166,7 @@ Result<LockStateMachine> LockStateMachine::Restore(std::string_view snapshot, Li
       !r.Varint(&applied) || !r.Varint(&wall) || !r.Varint(&n)) {
     return bad("header");
   }
-  if (sm.token_counter_ > kMaxStartCounter || sm.lease_counter_ > kMaxStartCounter) {
+  if (sm.token_counter_ > kMaxSnapshotCounter || sm.lease_counter_ > kMaxSnapshotCounter) {
     return bad("a counter above 2^63");
   }
   sm.applied_ = LogIndex(applied);
@@ -262,7 +262,7 @@ Result<LockStateMachine> LockStateMachine::NewClusterFrom(Limits limits, uint64_
   const auto leases = raise(lease_counter);
   if (!tokens || !leases) {
     return OutOfRange(
-        "restoring would start the token or lease-id counter above 2^63 (the floor, or the "
+        "restoring would start the token or lease-id counter above 2^62 (the floor, or the "
         "backup's counters plus 2^32 per second since it was taken)");
   }
   LockStateMachine sm(limits);

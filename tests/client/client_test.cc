@@ -209,16 +209,21 @@ TEST_F(ClientTest, AnAcquirePastItsDeadlineIsWithdrawnByItsRequestId) {
 
 // Found by review (access control): an identity's request rate is answered before the log, with
 // RESOURCE_EXHAUSTED; when it refuses a retry, the first attempt may have run, so the Acquire is
-// withdrawn like after UNAVAILABLE (a Cancel of one that never ran is a harmless no-op).
-TEST_F(ClientTest, AResourceExhaustedAcquireIsWithdrawn) {
+// withdrawn like after UNAVAILABLE. To a first attempt it is final: nothing ran, no Cancel.
+TEST_F(ClientTest, AResourceExhaustedRetryIsWithdrawnAndAFirstAttemptIsFinal) {
   auto client = Connect();
   auto lease = client->GrantLease(5000ms, "t");
   ASSERT_TRUE(lease.ok());
   fake_.With([&] { return fake_.acquire_error = grpc::StatusCode::RESOURCE_EXHAUSTED; });
-  auto limited = client->Acquire("seat/1", *lease);
-  ASSERT_FALSE(limited.ok());
-  EXPECT_EQ(limited.status().code(), StatusCode::kResourceExhausted);
+  auto first = client->Acquire("seat/1", *lease);
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.status().code(), StatusCode::kResourceExhausted);
+  fake_.With([&] { return fake_.fail_acquires_unavailable = 1; });  // the retry is refused
+  auto retried = client->Acquire("seat/2", *lease);
+  ASSERT_FALSE(retried.ok());
+  EXPECT_EQ(retried.status().code(), StatusCode::kResourceExhausted);
   EXPECT_TRUE(CancelArrives(fake_, LastAcquireId(fake_)));
+  EXPECT_EQ(fake_.With([&] { return fake_.cancels.size(); }), 1u);  // none for the first
 }
 
 // Found by review: a Cancel gave up after one call's attempts (~1-2 s), shorter than an election,

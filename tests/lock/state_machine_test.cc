@@ -461,16 +461,16 @@ TEST(Snapshot, RefusesARecordAfterItsAppliedIndexWhenTheActivityIsNot) {
 
 // Found by the lock_snapshot fuzz target (corpus crash-5a8f520d…): a snapshot with a counter at
 // 2^64-1 restored, and the next lease wrapped its id to 0.
-TEST(Snapshot, RefusesACounterAbove2To63AndARestoreThatWouldStartAboveIt) {
+TEST(Snapshot, RefusesACounterAbove2To63AndARestoreThatWouldStartAbove2To62) {
   for (int which = 0; which < 2; ++which) {
     Writer w;
     w.U8(kSnapshotFormatVersion);
-    w.Varint(which == 0 ? kMaxStartCounter + 1 : 0);  // token counter
-    w.Varint(which == 1 ? kMaxStartCounter + 1 : 0);  // lease counter
-    w.Varint(0);                                      // applied
-    w.Varint(0);                                      // wall
-    w.Varint(0);                                      // leases
-    w.Varint(0);                                      // locks
+    w.Varint(which == 0 ? kMaxSnapshotCounter + 1 : 0);  // token counter
+    w.Varint(which == 1 ? kMaxSnapshotCounter + 1 : 0);  // lease counter
+    w.Varint(0);                                         // applied
+    w.Varint(0);                                         // wall
+    w.Varint(0);                                         // leases
+    w.Varint(0);                                         // locks
     ExactlyOnce().EncodeTo(w);
     auto r = LockStateMachine::Restore(w.data(), {});
     EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << which;
