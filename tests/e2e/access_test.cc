@@ -22,6 +22,7 @@ using ::testing::HasSubstr;
 using testing::Issue;
 using testing::LeafSpec;
 using testing::MakeCa;
+using testing::MemberLeaf;
 using testing::Pem;
 using testing::WriteFile;
 using G = grpc::StatusCode;
@@ -95,10 +96,6 @@ burst = 2
 )";
 }
 
-LeafSpec Member(uint64_t id) {
-  return testing::MemberLeaf(id);
-}
-
 class Pki {
  public:
   Pki() {
@@ -107,7 +104,7 @@ class Pki {
     WriteFile(Path("cluster-ca.pem"), cluster_ca_.cert);
     WriteFile(Path("client-ca.pem"), client_ca_.cert);
     for (uint64_t id = 1; id <= 3; ++id) {
-      member_[id] = Issue(cluster_ca_, Member(id));
+      member_[id] = Issue(cluster_ca_, MemberLeaf(id));
       WriteFile(Path("node" + std::to_string(id) + ".crt"), member_[id].cert);
       WriteFile(Path("node" + std::to_string(id) + ".key"), member_[id].key);
     }
@@ -130,7 +127,7 @@ class Pki {
     stray.cn = "ops";
     clients_["stray"] = Issue(cluster_ca_, stray);
     // A member once (node 9), never of this cluster's table.
-    member_[9] = Issue(cluster_ca_, Member(9));
+    member_[9] = Issue(cluster_ca_, MemberLeaf(9));
     WriteFile(Path("access.toml"), Policy());
   }
   std::string Path(const std::string& name) const { return dir_.path() + "/" + name; }
@@ -576,7 +573,6 @@ TEST(Access, QuotasAreRefusedNamingThemAndOtherIdentitiesAreUnaffected) {
     // Token identities: the certificate ('nobody') names no identity, the token does.
     Caller batch(addr, pki.Credentials(pki.client("nobody")), kBatchToken);
     Caller billing(addr, pki.Credentials(pki.client("billing")));
-    Caller ops(addr, pki.Credentials(pki.client("ops")));
     uint64_t l1 = 0, l2 = 0, l3 = 0;
     ASSERT_TRUE(batch.GrantLease(&l1).ok());
     ASSERT_TRUE(batch.GrantLease(&l2).ok());
@@ -598,7 +594,6 @@ TEST(Access, QuotasAreRefusedNamingThemAndOtherIdentitiesAreUnaffected) {
     EXPECT_TRUE(batch.Acquire("batch/3", l3, &r).ok() && r.acquired());
     ASSERT_TRUE(batch.Revoke(l2).ok());
     ASSERT_TRUE(batch.Revoke(l3).ok());
-    (void)ops;
   });
 
   // The rate: a bucket of 2, refilled once per 20 s; the third call in a row is refused.

@@ -21,6 +21,7 @@ namespace lc = ::lockd::client;
 using testing::Issue;
 using testing::LeafSpec;
 using testing::MakeCa;
+using testing::MemberLeaf;
 using testing::Pem;
 using testing::WriteFile;
 
@@ -29,10 +30,6 @@ std::string ReadAll(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-LeafSpec Member(uint64_t id) {
-  return testing::MemberLeaf(id);
 }
 
 /// The certificates of a cluster, a client CA, and the bad ones, as files in a temp dir.
@@ -44,7 +41,7 @@ class Pki {
     WriteFile(Path("cluster-ca.pem"), cluster_ca_.cert);
     WriteFile(Path("client-ca.pem"), client_ca_.cert);
     for (uint64_t id = 1; id <= 3; ++id)
-      Write("node" + std::to_string(id), Issue(cluster_ca_, Member(id)));
+      Write("node" + std::to_string(id), Issue(cluster_ca_, MemberLeaf(id)));
     LeafSpec client;
     client.cn = "billing";
     Write("client", Issue(client_ca_, client));
@@ -213,7 +210,7 @@ TEST(Tls, APeerMustPresentACertificateOfTheClusterCaNamingTheMemberItClaims) {
   Cluster cluster(pki.Options());
   ASSERT_GE(cluster.WaitForReady(), 0) << cluster.StatusSummary();
   // Member 9's certificate (the cluster CA's) claiming to be member 2.
-  const Pem nine = Issue(pki.cluster_ca(), Member(9));
+  const Pem nine = Issue(pki.cluster_ca(), MemberLeaf(9));
   const std::string why = HelloAs(cluster, 0, pki, nine, 2);
   EXPECT_NE(why.find("claims to be node 2 but its certificate names member 9"), std::string::npos)
       << why;
@@ -224,7 +221,8 @@ TEST(Tls, APeerMustPresentACertificateOfTheClusterCaNamingTheMemberItClaims) {
   const std::string anonymous = HelloAs(cluster, 0, pki, Issue(pki.cluster_ca(), plain), 2);
   EXPECT_NE(anonymous.find("its certificate names no member"), std::string::npos) << anonymous;
   // Member 2's certificate from another CA: no TLS session at all.
-  const std::string foreign = HelloAs(cluster, 0, pki, Issue(MakeCa("another CA"), Member(2)), 2);
+  const std::string foreign =
+      HelloAs(cluster, 0, pki, Issue(MakeCa("another CA"), MemberLeaf(2)), 2);
   EXPECT_NE(foreign.find("no answer"), std::string::npos) << foreign;
   // The cluster carries on.
   EXPECT_GE(cluster.WaitForReady(), 0) << cluster.StatusSummary();
@@ -236,11 +234,11 @@ TEST(Tls, ANodeRefusesToStartOnABadCertificate) {
   o.nodes = 1;
   o.start = false;
   Cluster cluster(o);
-  LeafSpec expired = Member(1);
+  LeafSpec expired = MemberLeaf(1);
   expired.not_before_s = -7200;
   expired.not_after_s = -3600;
   pki.Write("expired1", Issue(pki.cluster_ca(), expired));
-  pki.Write("named2", Issue(pki.cluster_ca(), Member(2)));
+  pki.Write("named2", Issue(pki.cluster_ca(), MemberLeaf(2)));
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--tls-cert", pki.Path("expired1.crt"), "--tls-key", pki.Path("expired1.key")},
        "expired on"},
@@ -320,7 +318,7 @@ TEST(Tls, CertificatesRotateOnSighupWhileALockStaysHeld) {
             0);
   // 3. The new certificates, then SIGHUP: served within the watchers' second.
   for (uint64_t id = 1; id <= 3; ++id)
-    pki.Write("node" + std::to_string(id), Issue(next_ca, Member(id)));
+    pki.Write("node" + std::to_string(id), Issue(next_ca, MemberLeaf(id)));
   hup_all();
   bool served = false;
   for (int k = 0; k < 20 && !served; ++k) {
