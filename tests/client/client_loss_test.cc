@@ -218,6 +218,9 @@ TEST(ClientLoss, AGrantAnsweredLateIsRenewedAtOnceAndStaysValid) {
 TEST(ClientLoss, ARetriedGrantIsAnchoredAtItsFirstAttempt) {
   FakeServer a;
   a.service.grant_hangs = 1;
+  // The grant answers past a renewal period (3.3 s) after its anchor, so a renewal goes out at
+  // once; left unanswered, it cannot move valid_until before the assertions read it.
+  a.service.renew_mode = FakeLockService::RenewMode::kSilent;
   auto client = ConnectTo({a.endpoint}, 8000ms);  // attempts of 4 s: room for a slow retry
   const auto before = BootClock::now();
   auto lease = client->GrantLease(10'000ms, "retried");
