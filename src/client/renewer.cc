@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <random>
+#include <utility>
 
 namespace lockd::client {
 
@@ -283,13 +284,47 @@ void Renewer::Kick() {
 }
 
 void Renewer::OnAnswer(const pb::RenewResponse& r, TimePoint arrived) {
-  std::shared_ptr<LeaseCore> lease;
+  std::vector<uint64_t> ids;
+  bool stopped_batching = false;
   {
     std::lock_guard lock(mu_);
     auto it = outstanding_.find(r.seq());
-    if (it == outstanding_.end() || it->second.lease_id != r.lease_id()) return;  // not ours
+    if (it == outstanding_.end() || it->second.lease_ids.front() != r.lease_id()) return;
+    ids = std::move(it->second.lease_ids);
     Answered(it);
-    auto e = leases_.find(r.lease_id());
+    if (ids.size() > 1 && static_cast<size_t>(r.more_size()) != ids.size() - 1) {
+      // The server answered the batch as a whole: one that predates batches (it renewed the
+      // first lease only, if code is 0) or one that refuses them. One lease per message from
+      // now on; the others go out again at once.
+      stopped_batching = std::exchange(batching_, false);
+      const TimePoint now = core_.Now();
+      for (size_t k = r.code() == 0 ? 1 : 0; k < ids.size(); ++k) {
+        if (auto e = leases_.find(ids[k]); e != leases_.end() && e->second.lease->renewed()) {
+          ScheduleRenewal(e->second, ids[k], now);
+        }
+      }
+      kick_ = true;
+      ids.resize(r.code() == 0 ? 1 : 0);
+    }
+  }
+  if (stopped_batching) {  // outside mu_: the log callback is the user's code
+    core_.Log("the server answered a batched renewal without its per-lease answers (code " +
+              std::to_string(r.code()) + "): renewing one lease per message from now on");
+  }
+  if (ids.empty()) return;
+  OnLeaseAnswer(ids.front(), r.seq(), r, arrived);
+  for (size_t k = 1; k < ids.size(); ++k) {
+    const pb::RenewResponse& m = r.more(static_cast<int>(k - 1));
+    if (m.lease_id() == ids[k]) OnLeaseAnswer(ids[k], r.seq(), m, arrived);  // else not ours
+  }
+}
+
+void Renewer::OnLeaseAnswer(uint64_t id, uint64_t seq, const pb::RenewResponse& r,
+                            TimePoint arrived) {
+  std::shared_ptr<LeaseCore> lease;
+  {
+    std::lock_guard lock(mu_);
+    auto e = leases_.find(id);
     if (e == leases_.end()) return;
     lease = e->second.lease;
     if (r.code() == 0) {
@@ -308,7 +343,7 @@ void Renewer::OnAnswer(const pb::RenewResponse& r, TimePoint arrived) {
   if (r.code() != 0) return;
   std::optional<std::vector<uint64_t>> judged = HeldTokensOf(r);
   // Judged at its arrival: an answer that came in time counts even if applied a little later.
-  const auto answer = lease->Acknowledged(r.seq(), arrived, judged);
+  const auto answer = lease->Acknowledged(seq, arrived, judged);
   if (answer != LeaseCore::Answer::kApplied) return;
   {
     std::lock_guard lock(mu_);  // valid_until moved: so does the loss check
@@ -353,6 +388,48 @@ void Renewer::ProbeHoldings(const std::shared_ptr<LeaseCore>& lease) {
   if (!queued) {
     std::lock_guard lock(mu_);
     probing_.erase(lease->id());
+  }
+}
+
+void Renewer::SendDue(TimePoint now) {
+  const size_t room = queue_limit_for_tests.load();
+  size_t backlog = stream_->Backlog();  // only shrinks meanwhile (this thread alone sends)
+  const size_t most = batching_ ? std::max<size_t>(1, batch_limit_for_tests.load()) : 1;
+  while (!due_.empty() && due_.begin()->first <= now && backlog < room) {
+    // The renewal due, and every lease due within the window after it.
+    const TimePoint until = now + kBatchWindow;
+    pb::RenewRequest req;
+    req.set_seq(core_.NextRenewSeq());
+    std::vector<uint64_t> taken;  // first, since renewing one reschedules it (a short TTL: soon)
+    for (auto it = due_.begin(); it != due_.end() && it->first <= until && taken.size() < most;
+         ++it) {
+      taken.push_back(it->second);
+    }
+    std::vector<uint64_t> ids;
+    TimePoint answer_by = TimePoint::max();
+    for (const uint64_t id : taken) {
+      Entry& e = leases_.at(id);
+      // No renewal goes out once the loss is decided (by any thread); the lease leaves at its
+      // valid_until (expiry_).
+      if (!e.lease->RenewalSent(req.seq(), now)) {
+        ScheduleRenewal(e, id, TimePoint::max());
+        continue;
+      }
+      ScheduleRenewal(e, id, NextDue(now, e.lease->ttl()));
+      answer_by = std::min(answer_by, now + AnswerTimeout(e.lease->ttl()));
+      if (ids.empty()) {
+        req.set_lease_id(id);
+      } else {
+        req.add_more_lease_ids(id);
+      }
+      ids.push_back(id);
+    }
+    if (ids.empty()) continue;  // every lease taken was lost meanwhile
+    if (ids.size() > 1) batched_messages_total.fetch_add(1);
+    outstanding_[req.seq()] = {std::move(ids), now, answer_by, stream_->generation()};
+    answer_by_.insert({answer_by, req.seq()});
+    stream_->Send(std::move(req));
+    ++backlog;
   }
 }
 
@@ -463,29 +540,7 @@ void Renewer::Loop() {
     }
 
     // Send what is due: queued on the stream, never waited for.
-    if (stream_) {
-      const size_t room = queue_limit_for_tests.load();
-      size_t backlog = stream_->Backlog();  // only shrinks meanwhile (this thread alone sends)
-      while (!due_.empty() && due_.begin()->first <= now && backlog < room) {
-        const uint64_t id = due_.begin()->second;
-        Entry& e = leases_.at(id);
-        pb::RenewRequest req;
-        req.set_lease_id(id);
-        req.set_seq(core_.NextRenewSeq());
-        // No renewal goes out once the loss is decided (by any thread); the lease leaves at its
-        // valid_until (expiry_).
-        if (!e.lease->RenewalSent(req.seq(), now)) {
-          ScheduleRenewal(e, id, TimePoint::max());
-          continue;
-        }
-        ScheduleRenewal(e, id, NextDue(now, e.lease->ttl()));
-        const TimePoint answer_by = now + AnswerTimeout(e.lease->ttl());
-        outstanding_[req.seq()] = {id, now, answer_by, stream_->generation()};
-        answer_by_.insert({answer_by, req.seq()});
-        stream_->Send(std::move(req));
-        ++backlog;
-      }
-    }
+    if (stream_) SendDue(now);
 
     // Sleep until the next thing to do: a renewal due, an answer overdue, a lease's valid_until.
     TimePoint wake = now + 200ms;

@@ -373,9 +373,11 @@ TEST(ClientLoss, AKeepAliveThatStopsReadingIsLeftForTheNextEndpoint) {
     ~RestoreLimit() {
       Renewer::queue_limit_for_tests = Renewer::kMaxQueuedRenewals;
       Renewer::answer_timeout_ms_for_tests = 0;
+      Renewer::batch_limit_for_tests = Renewer::kMaxLeasesPerMessage;
     }
   } restore;
   Renewer::queue_limit_for_tests = 16;
+  Renewer::batch_limit_for_tests = 1;  // one lease per message: the queue counts messages
   // Renewals come due as fast as the leases were granted; on a loaded machine that is slower
   // than one 2 s answer timeout, which then moved the stream before the rule under test ran
   // (seen at load 6). Answers are awaited longer than the whole test takes to reach the rule.

@@ -6,6 +6,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -35,6 +36,10 @@ class FakeLockService final : public pb::LockService::Service {
   std::string leader;  ///< lockd-leader to announce
   RenewMode renew_mode = RenewMode::kOk;
   bool report_holdings = true;  ///< held_tokens in renewal answers
+  bool answer_batches = true;   ///< false: a server that predates batches (answers lease_id only)
+  std::set<uint64_t> unknown_leases;  ///< renewals of these answer NOT_FOUND (in kOk mode)
+  int renewal_messages = 0;           ///< KeepAlive messages read (a batch counts once)
+  size_t largest_batch = 0;           ///< the most leases one message named
   int fail_acquires_unavailable = 0;
   int fail_cancels_unavailable = 0;  ///< so many Cancels answer UNAVAILABLE first (an election)
   grpc::StatusCode acquire_error = grpc::StatusCode::OK;
@@ -101,29 +106,39 @@ class FakeLockService final : public pb::LockService::Service {
     pb::RenewRequest req;
     while (stream->Read(&req)) {
       pb::RenewResponse resp;
-      resp.set_lease_id(req.lease_id());
       resp.set_seq(req.seq());
       {
         std::lock_guard lock(mu);
         if (renew_mode == RenewMode::kSilent) continue;
-        if (renew_mode == RenewMode::kNotFound) {
-          resp.set_code(static_cast<int>(grpc::StatusCode::NOT_FOUND));
-          resp.set_message("lease expired");
-        } else if (renew_mode == RenewMode::kUnavailable) {
-          resp.set_code(static_cast<int>(grpc::StatusCode::UNAVAILABLE));
-          resp.set_message("no leader");
-        } else {
-          if (renewals++ == 0) first_renewal = BootClock::now();
-          resp.set_remaining_ms(2000);
-          if (report_holdings) {
-            for (uint64_t t : held[req.lease_id()]) resp.add_held_tokens(t);
-            resp.set_holdings_listed(true);
-          }
+        ++renewal_messages;
+        largest_batch = std::max(largest_batch, 1 + static_cast<size_t>(req.more_lease_ids_size()));
+        RenewOneLocked(req.lease_id(), resp);
+        if (answer_batches) {
+          for (uint64_t id : req.more_lease_ids()) RenewOneLocked(id, *resp.add_more());
         }
       }
       if (!stream->Write(resp)) break;
     }
     return grpc::Status::OK;
+  }
+
+  /// One lease's answer, as the renew mode says (mu held).
+  void RenewOneLocked(uint64_t lease, pb::RenewResponse& resp) {
+    resp.set_lease_id(lease);
+    if (renew_mode == RenewMode::kNotFound || unknown_leases.count(lease)) {
+      resp.set_code(static_cast<int>(grpc::StatusCode::NOT_FOUND));
+      resp.set_message("lease expired");
+    } else if (renew_mode == RenewMode::kUnavailable) {
+      resp.set_code(static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+      resp.set_message("no leader");
+    } else {
+      if (renewals++ == 0) first_renewal = BootClock::now();
+      resp.set_remaining_ms(2000);
+      if (report_holdings) {
+        for (uint64_t t : held[lease]) resp.add_held_tokens(t);
+        resp.set_holdings_listed(true);
+      }
+    }
   }
 
   grpc::Status Acquire(grpc::ServerContext* ctx, const pb::AcquireRequest* req,
