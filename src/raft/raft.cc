@@ -76,6 +76,13 @@ void Raft::ResetRandomizedTimeout() {
   randomized_timeout_ = cfg_.election_tick + static_cast<int>(rng_() % cfg_.election_tick);
 }
 
+void Raft::PeerUnreachable(NodeId peer) {
+  if (role_ != Role::kFollower || peer.zero() || peer != leader_) return;
+  const int spread = std::max(2, cfg_.election_tick / 5);
+  randomized_timeout_ =
+      std::min(randomized_timeout_, cfg_.election_tick + static_cast<int>(rng_() % spread));
+}
+
 void Raft::Reset(Term term) {
   if (term != term_) {
     term_ = term;

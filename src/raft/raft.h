@@ -173,6 +173,14 @@ class Raft {
   Result<LogIndex> ProposeConfChange(const ConfChange& cc);
   /// The runtime finished streaming the snapshot of a kSnapshot message to `to` (ok), or gave up.
   void ReportSnapshot(NodeId to, bool ok);
+  /// The runtime's connection to `peer` broke (its process died, its machine went away). A
+  /// follower whose leader that is draws its election timeout again from [E_min, E_min + s),
+  /// s = max(2 ticks, E_min/5), instead of [E_min, 2·E_min): it still waits at least E_min since
+  /// it last heard from the leader (the leader lease and the renewal rule rest on that), but not
+  /// a random extra second for a leader it cannot hear. A hint only: a wrong one (a stream that
+  /// broke and reconnects) costs an early pre-vote, which a voter that still hears from the
+  /// leader refuses; it lasts until the next term or the next reset of the timeout.
+  void PeerUnreachable(NodeId peer);
   /// What a snapshot of the state machine at applied index `index` covers: its term and the
   /// membership then. OUT_OF_RANGE unless durable snapshot index <= index <= applied;
   /// FAILED_PRECONDITION where the membership is not known (a node added later, before the first

@@ -364,7 +364,14 @@ Status Node::Start() {
       [this](uint64_t from, uint64_t membership_index) {
         return identity_->Admits(from, membership_index);
       },
-      TransportOptionsOf(options_, security_));
+      [&] {
+        PeerTransportOptions t = TransportOptionsOf(options_, security_);
+        // A broken stream to the leader: elect a new one at the minimum timeout (failover).
+        t.on_peer_lost = [this](uint64_t id) {
+          if (replica_) replica_->PeerUnreachable(id);
+        };
+        return t;
+      }());
   transport_->SetSnapshotHandler([this](uint64_t from, std::string message, std::string payload,
                                         std::function<void(Status)> done) {
     replica_->DeliverSnapshot(from, std::move(message), std::move(payload), std::move(done));

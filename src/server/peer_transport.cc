@@ -112,6 +112,14 @@ class PeerTransport::Outbound {
     int backoff_ms = owner_.options_.backoff_initial_ms;
     while (true) {
       const bool was_accepted = RunStream();
+      if (was_accepted && owner_.options_.on_peer_lost) {
+        bool ending;
+        {
+          std::lock_guard lock(mu_);
+          ending = stopping_ || retiring_;
+        }
+        if (!ending) owner_.options_.on_peer_lost(id_);
+      }
       std::unique_lock lock(mu_);
       if (stopping_ || retiring_) return;  // a retired peer's sender does not reconnect
       // Unreachable until a stream is accepted again: only the newest few messages wait.

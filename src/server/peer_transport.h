@@ -93,6 +93,9 @@ struct PeerTransportOptions {
   /// Whether the caller of an inbound call may claim to be member `id`: empty if so, else why
   /// not (unset: every claim is taken). With TLS: its certificate must name `id`.
   std::function<std::string(const grpc::ServerContext& ctx, uint64_t id)> check_claim;
+  /// Called (on the peer's sender thread) when an accepted stream to peer `id` broke, not when
+  /// this node stops or retires the peer: its process may have died (Raft::PeerUnreachable).
+  std::function<void(uint64_t id)> on_peer_lost;
 };
 
 /// Counters for one outbound peer, for Status and metrics.

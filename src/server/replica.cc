@@ -953,6 +953,12 @@ std::shared_ptr<const std::string> Replica::SnapshotPayload(const raft::Snapshot
   return p;
 }
 
+void Replica::PeerUnreachable(uint64_t id) {
+  Enqueue([this, id] {
+    if (!stopping_) raft_->PeerUnreachable(raft::NodeId(id));
+  });
+}
+
 void Replica::SendSnapshot(const raft::Message& m) {
   const uint64_t to = m.to.value();
   // The core hears the outcome on a later pass (never inside the Ready being handled).

@@ -193,6 +193,8 @@ class Replica {
   /// `done` once it is installed (or was not needed), or with why it failed.
   void DeliverSnapshot(uint64_t from, std::string message, std::string payload,
                        std::function<void(Status)> done);
+  /// The transport's stream to peer `id` broke (raft::Raft::PeerUnreachable, on the loop).
+  void PeerUnreachable(uint64_t id);
   /// Asks the leader to hand leadership to `to` (0: the most caught-up voter). `done` once `to`
   /// leads (OK), leadership went elsewhere (ABORTED), or it did not happen within 3·E_min
   /// (DEADLINE_EXCEEDED).

@@ -84,6 +84,43 @@ TEST(Election, AVoterRefusesVotesWhileItHearsFromALeader) {
   EXPECT_EQ(c.node(b).vote(), NodeId(leader));
 }
 
+// Failover (issue 18): a follower told that its connection to the leader broke campaigns at the
+// minimum timeout instead of a random one up to twice that; counted from its last heartbeat.
+TEST(Election, AFollowerThatLostItsLeadersConnectionCampaignsNearTheMinimumTimeout) {
+  constexpr int kElectionTick = 10;  // Config's default
+  Cluster c(3);
+  const int leader = c.ElectLeader();
+  ASSERT_NE(leader, 0);
+  c.TickAll(3);
+  const Term term = c.node(leader).term();
+  const int a = leader == 1 ? 2 : 1;
+  c.Isolate(leader);  // as if its process died: nothing more from it
+  c.node(a).PeerUnreachable(NodeId(leader));
+  int ticks = 0;
+  while (c.node(a).role() != Role::kLeader && ticks < 10 * kElectionTick) {
+    c.TickAll();
+    ++ticks;
+  }
+  EXPECT_EQ(c.node(a).role(), Role::kLeader);
+  EXPECT_GE(ticks, kElectionTick) << "never before E_min since the last heartbeat";
+  EXPECT_LE(ticks, kElectionTick + kElectionTick / 5) << "within [E_min, 1.2 E_min)";
+  EXPECT_EQ(c.node(a).term(), term + 1);
+}
+
+// The hint is only a hint: a follower that still hears from its leader never campaigns on it.
+TEST(Election, AWrongUnreachableHintDoesNotDisruptALiveLeader) {
+  Cluster c(3);
+  const int leader = c.ElectLeader();
+  ASSERT_NE(leader, 0);
+  const Term term = c.node(leader).term();
+  for (int t = 0; t < 50; ++t) {
+    for (int i = 1; i <= 3; ++i) c.node(i).PeerUnreachable(NodeId(leader));
+    c.TickAll();
+  }
+  EXPECT_EQ(c.node(leader).role(), Role::kLeader);
+  EXPECT_EQ(c.node(leader).term(), term);
+}
+
 TEST(Election, ARestartedVoterRefusesVotesForAnElectionTimeout) {
   Cluster c(3);
   c.ElectLeader();
