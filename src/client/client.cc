@@ -32,12 +32,16 @@ std::vector<std::string> EndpointsFromEnv() {
 }
 
 /// Answers after which the Acquire is known not to be pending on the server: no Cancel needed.
-/// RESOURCE_EXHAUSTED only to a first attempt (`attempt`: the one the answer is to): an
-/// identity's request rate (access control) is answered before the log, so when it refuses a
-/// retry, the first attempt may have run.
+/// RESOURCE_EXHAUSTED, PERMISSION_DENIED and UNAUTHENTICATED only to a first attempt (`attempt`:
+/// the one the answer is to): access control answers them before the log (or at apply, having
+/// changed nothing), so when they refuse a retry the first attempt may have run — the rate ran
+/// out, or the policy was reloaded, between the two.
 bool Definitive(const grpc::Status& s, uint32_t attempt) {
   const grpc::StatusCode c = s.error_code();
-  if (c == grpc::StatusCode::RESOURCE_EXHAUSTED) return attempt <= 1;
+  if (c == grpc::StatusCode::RESOURCE_EXHAUSTED || c == grpc::StatusCode::PERMISSION_DENIED ||
+      c == grpc::StatusCode::UNAUTHENTICATED) {
+    return attempt <= 1;
+  }
   return c == grpc::StatusCode::INVALID_ARGUMENT || c == grpc::StatusCode::FAILED_PRECONDITION ||
          c == grpc::StatusCode::NOT_FOUND;
 }

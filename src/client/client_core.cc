@@ -297,36 +297,48 @@ void ClientCore::SweepUnowned(LeaseCore& lease) {
            .ok()) {
     return;  // the next renewal answer that lists the grant tries again
   }
-  for (const std::string& name : lresp.lease().held()) {
+  const auto& info = lresp.lease();
+  // The token of each held name: listed by the lease itself (a server that predates
+  // held_tokens: asked of each lock, which needs `read` on its name under access control).
+  const bool listed = info.held_tokens_size() == info.held_size();
+  for (int i = 0; i < info.held_size(); ++i) {
+    const std::string& name = info.held(i);
     // A name a Lock of this lease holds is that Lock's (a lease holds a name at most once).
     if (lease.OwnsName(name) || AcquirePending(lease.id(), name)) continue;
-    pb::GetLockRequest req;
-    req.set_name(name);
-    pb::GetLockResponse resp;
-    if (!Call(&pb::LockService::Stub::GetLock, req, &resp,
-              std::chrono::steady_clock::now() + timeout, timeout)
-             .ok()) {
-      continue;
+    std::vector<uint64_t> tokens;
+    if (listed) {
+      tokens.push_back(info.held_tokens(i));
+    } else {
+      pb::GetLockRequest req;
+      req.set_name(name);
+      pb::GetLockResponse resp;
+      if (!Call(&pb::LockService::Stub::GetLock, req, &resp,
+                std::chrono::steady_clock::now() + timeout, timeout)
+               .ok()) {
+        continue;
+      }
+      for (const auto& h : resp.lock().holders()) {
+        if (h.lease_id() == lease.id()) tokens.push_back(h.token());
+      }
     }
-    for (const auto& h : resp.lock().holders()) {
-      if (h.lease_id() != lease.id()) continue;
+    for (const uint64_t token : tokens) {
       // In this order: an Acquire registers its Lock before its request (and claim) ends, and a
       // Release claims the token before its Lock leaves the lease; so a grant this client owns
       // is always seen by one of the three checks.
-      if (AcquirePending(lease.id(), name) || lease.OwnsToken(h.token()) ||
-          ReleasePending(lease.id(), h.token())) {
+      if (AcquirePending(lease.id(), name) || lease.OwnsToken(token) ||
+          ReleasePending(lease.id(), token)) {
         continue;
       }
       pb::ReleaseRequest rel;
       *rel.mutable_header() = NewHeader();
-      ClaimRelease(rel.header().id().seq(), lease.id(), h.token());
+      ClaimRelease(rel.header().id().seq(), lease.id(), token);
       rel.set_name(name);
       rel.set_lease_id(lease.id());
-      rel.set_token(h.token());
+      rel.set_token(token);
       pb::ReleaseResponse rr;
       const grpc::Status s = Settle(&pb::LockService::Stub::Release, rel, &rr);
       EndRequest(rel.header().id().seq());
-      Log("released '" + name + "' (token " + std::to_string(h.token()) + ") held by lease " +
+      Log("released '" + name + "' (token " + std::to_string(token) + ") held by lease " +
           std::to_string(lease.id()) +
           ": no Lock of this client owns it and no Acquire of it is pending (a grant that came "
           "after its Acquire was given up and withdrawn); release " +
@@ -369,9 +381,25 @@ Status ClientCore::Revoke(LeaseCore& lease) {
     req.set_lease_id(lease.id());
     pb::RevokeLeaseResponse resp;
     const auto deadline = std::chrono::steady_clock::now() + options_.call_timeout;
-    result = FromGrpc(
-        Call(&pb::LockService::Stub::RevokeLease, req, &resp, deadline, options_.call_timeout));
-    EndRequest(req.header().id().seq());
+    const grpc::Status s =
+        Call(&pb::LockService::Stub::RevokeLease, req, &resp, deadline, options_.call_timeout);
+    result = FromGrpc(s);
+    const bool again = RetryableCode(s.error_code()) ||
+                       s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+                       s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
+    // Unanswered, or refused by the identity's rate: the lease may still hold locks (a one-call
+    // lock's TTL may be an hour). Revoke it in the background, with the same request id.
+    if (again && Enqueue([this, req]() mutable {
+          pb::RevokeLeaseResponse r;
+          (void)Settle(&pb::LockService::Stub::RevokeLease, req, &r);
+          EndRequest(req.header().id().seq());
+        })) {
+      result = Status(result.code(), result.message() +
+                                         "; the revoke goes on in the background with the same "
+                                         "request id");
+    } else {
+      EndRequest(req.header().id().seq());
+    }
   }
   lease.Lose("revoked by this client");
   ForgetLease(lease.id());

@@ -166,8 +166,10 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   /// On the cleanup thread: sends a Cancel or Release (its request id already pending) until the
   /// answer is definitive, retrying with the same request id for up to kSettleBudget — long enough
   /// to outlast elections, which one Call's max_attempts is not (a wait a new leader re-arms would
-  /// otherwise be granted to a lease this client keeps renewing). Stops early when the client
-  /// shuts down.
+  /// otherwise be granted to a lease this client keeps renewing). RESOURCE_EXHAUSTED (the
+  /// identity's request rate, or no room in the exactly-once table) is waited out too, backing
+  /// off up to 2 s: refusing to free something never trades a lock for a rate. Stops early when
+  /// the client shuts down.
   template <typename Req, typename Resp>
   grpc::Status Settle(grpc::Status (pb::LockService::Stub::*method)(grpc::ClientContext*,
                                                                     const Req&, Resp*),
@@ -287,6 +289,7 @@ grpc::Status ClientCore::Settle(grpc::Status (pb::LockService::Stub::*method)(gr
                                                                               const Req&, Resp*),
                                 Req& req, Resp* resp) {
   const auto give_up = std::chrono::steady_clock::now() + kSettleBudget;
+  auto pause = std::chrono::milliseconds(250);
   for (;;) {
     // Attempts of half a call_timeout: a hung node (the stopped leader the Acquire waited on)
     // costs one attempt, then the next endpoint is tried, within the same call.
@@ -294,10 +297,16 @@ grpc::Status ClientCore::Settle(grpc::Status (pb::LockService::Stub::*method)(gr
         Call(method, req, resp, std::chrono::steady_clock::now() + options_.call_timeout,
              std::clamp<std::chrono::milliseconds>(
                  options_.call_timeout / 2, std::chrono::milliseconds(300), options_.call_timeout));
-    const bool definitive =
-        !RetryableCode(s.error_code()) && s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED;
+    const bool exhausted = s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
+    const bool definitive = !RetryableCode(s.error_code()) && !exhausted &&
+                            s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED;
     if (definitive || std::chrono::steady_clock::now() >= give_up || Stopping()) return s;
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    {  // The pause ends early when the client shuts down.
+      std::unique_lock lock(mu_);
+      cleanup_cv_.wait_for(lock, exhausted ? pause : std::chrono::milliseconds(250),
+                           [this] { return stopping_; });
+    }
+    if (exhausted) pause = std::min(2 * pause, std::chrono::milliseconds(2000));
   }
 }
 

@@ -188,7 +188,10 @@ std::optional<ReleaseWork> BeginRelease(LockCore& lock, const std::shared_ptr<Le
 /// held. Keep releasing in the background with the same request id, across elections, rather
 /// than leave it held for the rest of the lease.
 Status FinishRelease(ClientCore& client, const pb::ReleaseRequest& req, const grpc::Status& s) {
-  if (RetryableCode(s.error_code()) || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+  // Unanswered, or refused by the identity's request rate (access control): the lock has left
+  // its handle, so the release must still happen; it goes on in the background.
+  if (RetryableCode(s.error_code()) || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+      s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
     const bool queued = client.Enqueue([c = &client, again = req]() mutable {
       pb::ReleaseResponse r;
       (void)c->Settle(&pb::LockService::Stub::Release, again, &r);
@@ -196,7 +199,8 @@ Status FinishRelease(ClientCore& client, const pb::ReleaseRequest& req, const gr
     });
     if (queued) {
       return Status(
-          StatusCode::kUnavailable,
+          s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ? StatusCode::kResourceExhausted
+                                                                 : StatusCode::kUnavailable,
           s.error_message() + "; the release goes on in the background with the same request id");
     }
   }

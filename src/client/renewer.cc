@@ -293,23 +293,37 @@ void Renewer::OnAnswer(const pb::RenewResponse& r, TimePoint arrived) {
     ids = std::move(it->second.lease_ids);
     Answered(it);
     if (ids.size() > 1 && static_cast<size_t>(r.more_size()) != ids.size() - 1) {
-      // The server answered the batch as a whole: one that predates batches (it renewed the
-      // first lease only, if code is 0) or one that refuses them. One lease per message from
-      // now on; the others go out again at once.
-      stopped_batching = std::exchange(batching_, false);
-      const TimePoint now = core_.Now();
-      for (size_t k = r.code() == 0 ? 1 : 0; k < ids.size(); ++k) {
-        if (auto e = leases_.find(ids[k]); e != leases_.end() && e->second.lease->renewed()) {
-          ScheduleRenewal(e->second, ids[k], now);
+      const int code = r.code();
+      if (code == 0 || code == static_cast<int>(grpc::StatusCode::NOT_FOUND)) {
+        // A server that predates batches answered lease_id alone (a current one never answers
+        // a whole message OK or NOT_FOUND): one lease per message on this stream; the others
+        // go out again at once.
+        stopped_batching = std::exchange(batching_, false);
+        const TimePoint now = core_.Now();
+        for (size_t k = 1; k < ids.size(); ++k) {
+          if (auto e = leases_.find(ids[k]); e != leases_.end() && e->second.lease->renewed()) {
+            ScheduleRenewal(e->second, ids[k], now);
+          }
         }
+        ids.resize(1);
+      } else {
+        // The message was refused as a whole (the node is stopping or was removed; a message
+        // too large): it judges no lease. The stream moves and renews them all there; a
+        // message too large halves the batches from now on.
+        if (code == static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED) ||
+            code == static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT)) {
+          batch_limit_ = std::max<size_t>(1, batch_limit_ / 2);
+        }
+        failover_ = true;
+        ids.clear();
       }
       kick_ = true;
-      ids.resize(r.code() == 0 ? 1 : 0);
     }
   }
   if (stopped_batching) {  // outside mu_: the log callback is the user's code
-    core_.Log("the server answered a batched renewal without its per-lease answers (code " +
-              std::to_string(r.code()) + "): renewing one lease per message from now on");
+    core_.Log(
+        "the server answered a batched renewal for its first lease only (a server that "
+        "predates batches): renewing one lease per message on this stream");
   }
   if (ids.empty()) return;
   OnLeaseAnswer(ids.front(), r.seq(), r, arrived);
@@ -394,10 +408,15 @@ void Renewer::ProbeHoldings(const std::shared_ptr<LeaseCore>& lease) {
 void Renewer::SendDue(TimePoint now) {
   const size_t room = queue_limit_for_tests.load();
   size_t backlog = stream_->Backlog();  // only shrinks meanwhile (this thread alone sends)
-  const size_t most = batching_ ? std::max<size_t>(1, batch_limit_for_tests.load()) : 1;
+  const size_t most =
+      batching_ ? std::max<size_t>(1, std::min(batch_limit_, batch_limit_for_tests.load())) : 1;
   while (!due_.empty() && due_.begin()->first <= now && backlog < room) {
-    // The renewal due, and every lease due within the window after it.
-    const TimePoint until = now + kBatchWindow;
+    // The renewal due, and every lease due within the window after it (at most a quarter of
+    // its renewal period, so a lease is never renewed twice in a row by one pass).
+    const auto period = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            leases_.at(due_.begin()->second).lease->ttl()) /
+                        core_.options().renew_divisor;
+    const TimePoint until = now + std::min<std::chrono::nanoseconds>(kBatchWindow, period / 4);
     pb::RenewRequest req;
     req.set_seq(core_.NextRenewSeq());
     std::vector<uint64_t> taken;  // first, since renewing one reschedules it (a short TTL: soon)
@@ -515,6 +534,7 @@ void Renewer::Loop() {
         ++failovers_in_a_row_;
         last_failover_ = now;
         failover_ = false;
+        batching_ = true;  // the next server may answer batches (an old one costs one round)
         // The old stream's renewals will never be answered: forget them; renew everything now
         // (O(n), once per failover, like the renewals it sends).
         outstanding_.clear();

@@ -151,9 +151,10 @@ class Renewer {
   bool stream_broken_ = false;                     ///< the current stream ended
   bool kick_ = false;                              ///< something happened: the thread should look
   std::set<uint64_t> probing_;                     ///< leases with a holdings probe in flight
-  bool batching_ = true;     ///< false once a server answered a batch for its first lease only
-  uint64_t generation_ = 0;  ///< of the current stream
-  int live_streams_ = 0;     ///< streams whose OnDone has not run yet
+  bool batching_ = true;  ///< false while the stream's server answers batches for one lease only
+  size_t batch_limit_ = kMaxLeasesPerMessage;  ///< halved by each batch refused as too large
+  uint64_t generation_ = 0;                    ///< of the current stream
+  int live_streams_ = 0;                       ///< streams whose OnDone has not run yet
   int failovers_in_a_row_ = 0;
   TimePoint last_failover_{};
 

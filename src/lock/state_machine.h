@@ -53,6 +53,7 @@ struct LeaseView {
   RequestId granted_by;
   std::string owner;  ///< the identity that granted it (empty: access control was off)
   std::vector<std::string> held;
+  std::vector<uint64_t> held_tokens;  ///< the token of each grant in `held`, in its order
   std::vector<std::string> waiting;
   bool operator==(const LeaseView&) const = default;
 };

@@ -27,13 +27,19 @@ LockView LockStateMachine::ViewOf(const std::string& name, const Lock& lock) con
 }
 
 LeaseView LockStateMachine::ViewOf(LeaseId id, const Lease& l) const {
-  return LeaseView{id,
-                   l.ttl_ms,
-                   l.label,
-                   l.granted_by,
-                   l.owner,
-                   {l.held.begin(), l.held.end()},
-                   {l.waiting.begin(), l.waiting.end()}};
+  LeaseView v{id,      l.ttl_ms,
+              l.label, l.granted_by,
+              l.owner, {l.held.begin(), l.held.end()},
+              {},      {l.waiting.begin(), l.waiting.end()}};
+  v.held_tokens.reserve(v.held.size());
+  for (const std::string& name : v.held) {
+    const Lock& lock = locks_.at(name);
+    auto h = std::find_if(lock.holders.begin(), lock.holders.end(),
+                          [&](const Holder& x) { return x.lease == id; });
+    LOCKD_CHECK(h != lock.holders.end());
+    v.held_tokens.push_back(h->token.value());
+  }
+  return v;
 }
 
 LockStateMachine::Usage LockStateMachine::UsageOf(std::string_view principal) const {

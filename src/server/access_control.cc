@@ -194,8 +194,10 @@ Result<AccessControl::Who> AccessControl::Check(const grpc::ServerContextBase& c
                                                 bool anywhere, Metering metering) {
   auto who = Authenticate(ctx);
   if (!who.ok()) return who;
-  if (Status s = Admit(*who, metering); !s.ok()) return s;
+  // Permission first: a refused call reaches no log and costs nothing of the rate (a denied
+  // call charged to the rate could starve the identity's own Releases).
   if (Status s = Require(*who, p, name, what, anywhere); !s.ok()) return s;
+  if (Status s = Admit(*who, metering); !s.ok()) return s;
   return who;
 }
 

@@ -231,6 +231,7 @@ void ToProto(const lock::LeaseView& v, const ViewClock& c, pb::LeaseInfo* out) {
   out->set_ttl_ms(v.ttl_ms);
   if (auto left = c.lease_remaining(v.id)) out->set_remaining_ms(left->count());
   for (const auto& n : v.held) out->add_held(n);
+  for (uint64_t t : v.held_tokens) out->add_held_tokens(t);
   for (const auto& n : v.waiting) out->add_waiting(n);
   ToProto(v.granted_by, out->mutable_granted_by());
   out->set_owner(v.owner);

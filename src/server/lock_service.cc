@@ -64,10 +64,12 @@ LockServiceImpl::Needs NeedsOf(const pb::AcquireRequest& r) {
   return {Permission::kLock, r.name(), false, "Acquire"};
 }
 LockServiceImpl::Needs NeedsOf(const pb::CancelRequest& r) {
-  return {Permission::kLock, r.name(), false, "Cancel", false, Metering::kFrees};
+  // Identity only: Cancel and Release free what the caller's own lease holds or waits for (the
+  // lease's owner is checked at apply), so a permission withdrawn meanwhile cannot trap a lock.
+  return {Permission::kLock, r.name(), false, "Cancel", /*identity_only=*/true, Metering::kFrees};
 }
 LockServiceImpl::Needs NeedsOf(const pb::ReleaseRequest& r) {
-  return {Permission::kLock, r.name(), false, "Release", false, Metering::kFrees};
+  return {Permission::kLock, r.name(), false, "Release", /*identity_only=*/true, Metering::kFrees};
 }
 
 constexpr const char* kLockPage = "locks-after:";

@@ -54,8 +54,8 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
       FinishOnce(LockServiceImpl::Stopping("keep the leases alive through another node"));
       return;
     }
-    // Once per stream: its renewals are then held to this identity's own leases (and a stream
-    // counts one request against the identity's rate).
+    // Once per stream: its renewals are then held to this identity's own leases (renewals write
+    // no log entry and are not counted against the identity's rate).
     AccessControl::Who who;
     if (auto denied = service_.Authorize(
             *ctx, {Permission::kLock, "", true, "KeepAlive", false, Metering::kUnmetered}, &who)) {

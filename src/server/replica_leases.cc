@@ -87,13 +87,7 @@ void Replica::HandleRenewal(ParkedRenewal r, BootTime now) {
     auto left = deadlines_.Remaining(r.lease, now);
     Renewed answer;
     answer.remaining = left ? ToMillis(*left) : std::chrono::milliseconds(0);
-    for (const auto& name : view->held) {
-      const auto lock = state_.GetLock(name);
-      if (!lock) continue;
-      for (const auto& h : lock->holders) {
-        if (h.lease.value() == r.lease) answer.held_tokens.push_back(h.token.value());
-      }
-    }
+    answer.held_tokens = view->held_tokens;
     r.done(std::move(answer));
     return;
   }
@@ -122,7 +116,7 @@ lock::Outcome Replica::GrantAnswer(lock::Outcome o) const {
   // committed after it), or after the lease's expiry applied (a retry answered from the
   // exactly-once record), is void: the expiry releases it. Saying "acquired" would invite the
   // caller to use a lock its lease no longer backs, so the answer is the lease's NOT_FOUND.
-  const bool gone = !state_.GetLease(o.lease).has_value();
+  const bool gone = !state_.OwnerOf(o.lease).has_value();
   const bool expiring = leader_ && deadlines_.active() && deadlines_.Expiring(o.lease.value());
   if (!gone && !expiring) return o;
   lock::Outcome void_grant;

@@ -44,6 +44,9 @@ class ClientTest : public ::testing::Test {
     return std::move(c).value();
   }
 
+  /// The fake ends with a grant no Lock owns: the library must release it by its token.
+  void ExpectAGrantNoLockOwnsIsReleasedByItsToken();
+
   FakeServer a_;
   FakeLockService& fake_ = a_.service;
 };
@@ -210,20 +213,78 @@ TEST_F(ClientTest, AnAcquirePastItsDeadlineIsWithdrawnByItsRequestId) {
 // Found by review (access control): an identity's request rate is answered before the log, with
 // RESOURCE_EXHAUSTED; when it refuses a retry, the first attempt may have run, so the Acquire is
 // withdrawn like after UNAVAILABLE. To a first attempt it is final: nothing ran, no Cancel.
-TEST_F(ClientTest, AResourceExhaustedRetryIsWithdrawnAndAFirstAttemptIsFinal) {
+// Found by the next review: PERMISSION_DENIED and UNAUTHENTICATED (a policy reloaded between two
+// attempts) are the same; a Cancel after a first attempt's refusal only drained the rate.
+TEST_F(ClientTest, AnAccessRefusalOfARetryIsWithdrawnAndOfAFirstAttemptIsFinal) {
+  const std::pair<grpc::StatusCode, StatusCode> codes[] = {
+      {grpc::StatusCode::RESOURCE_EXHAUSTED, StatusCode::kResourceExhausted},
+      {grpc::StatusCode::PERMISSION_DENIED, StatusCode::kPermissionDenied},
+      {grpc::StatusCode::UNAUTHENTICATED, StatusCode::kUnauthenticated}};
   auto client = Connect();
   auto lease = client->GrantLease(5000ms, "t");
   ASSERT_TRUE(lease.ok());
-  fake_.With([&] { return fake_.acquire_error = grpc::StatusCode::RESOURCE_EXHAUSTED; });
-  auto first = client->Acquire("seat/1", *lease);
-  ASSERT_FALSE(first.ok());
-  EXPECT_EQ(first.status().code(), StatusCode::kResourceExhausted);
-  fake_.With([&] { return fake_.fail_acquires_unavailable = 1; });  // the retry is refused
-  auto retried = client->Acquire("seat/2", *lease);
+  size_t cancels = 0;
+  for (const auto& [grpc_code, code] : codes) {
+    SCOPED_TRACE(StatusCodeName(code));
+    fake_.With([&, c = grpc_code] { return fake_.acquire_error = c; });
+    auto first = client->Acquire("seat/first", *lease);
+    ASSERT_FALSE(first.ok());
+    EXPECT_EQ(first.status().code(), code);
+    EXPECT_EQ(fake_.With([&] { return fake_.acquire_headers.back().attempt(); }), 1u);
+    fake_.With([&] { return fake_.fail_acquires_unavailable = 1; });  // the retry is refused
+    auto retried = client->Acquire("seat/retried", *lease);
+    ASSERT_FALSE(retried.ok());
+    EXPECT_EQ(retried.status().code(), code);
+    EXPECT_EQ(fake_.With([&] { return fake_.acquire_headers.back().attempt(); }), 2u);
+    EXPECT_TRUE(CancelArrives(fake_, LastAcquireId(fake_)));
+    // One Cancel, for the retried Acquire: none for the first (the cleanup queue is in order).
+    EXPECT_EQ(fake_.With([&] { return fake_.cancels.size(); }), ++cancels);
+  }
+}
+
+// Found by review (session 14): a withdrawing Cancel or a Release refused by the identity's rate
+// was dropped, and the lock stayed held by a lease the library keeps renewing. Both are retried.
+TEST_F(ClientTest, ACancelOrReleaseRefusedByTheRateIsRetriedUntilItIsDone) {
+  auto client = Connect();
+  auto lease = client->GrantLease(5000ms, "t");
+  ASSERT_TRUE(lease.ok());
+  fake_.With([&] {
+    fake_.acquire_error = grpc::StatusCode::RESOURCE_EXHAUSTED;
+    fake_.fail_acquires_unavailable = 1;
+    return fake_.fail_cancels_exhausted = 2;
+  });
+  auto retried = client->Acquire("seat/1", *lease);
   ASSERT_FALSE(retried.ok());
-  EXPECT_EQ(retried.status().code(), StatusCode::kResourceExhausted);
-  EXPECT_TRUE(CancelArrives(fake_, LastAcquireId(fake_)));
-  EXPECT_EQ(fake_.With([&] { return fake_.cancels.size(); }), 1u);  // none for the first
+  EXPECT_TRUE(CancelArrives(fake_, LastAcquireId(fake_))) << "the Cancel was retried";
+  EXPECT_EQ(fake_.With([&] { return fake_.fail_cancels_exhausted; }), 0);
+
+  fake_.With([&] { return fake_.acquire_error = grpc::StatusCode::OK; });
+  auto lock = client->Acquire("seat/2", *lease);
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  const uint64_t token = lock->token();
+  fake_.With([&] { return fake_.fail_releases_exhausted = 2; });
+  const Status released = lock->Release();
+  EXPECT_EQ(released.code(), StatusCode::kResourceExhausted) << released.ToString();
+  EXPECT_NE(released.message().find("goes on in the background"), std::string::npos)
+      << released.ToString();
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        return fake_.With([&] {
+          return std::count(fake_.released_tokens.begin(), fake_.released_tokens.end(), token);
+        }) == 1;
+      },
+      10s))
+      << "the Release was retried";
+
+  // The one-call form's release is a RevokeLease: retried too (its TTL may be an hour).
+  auto one = client->AcquireWithTtl("seat/3", 60'000ms);
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  fake_.With([&] { return fake_.fail_revokes_exhausted = 2; });
+  const Status revoked = one->Release();
+  EXPECT_EQ(revoked.code(), StatusCode::kResourceExhausted) << revoked.ToString();
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return fake_.With([&] { return fake_.revoked.size(); }) == 1u; }, 10s))
+      << "the RevokeLease was retried";
 }
 
 // Found by review: a Cancel gave up after one call's attempts (~1-2 s), shorter than an election,
@@ -369,7 +430,7 @@ TEST_F(ClientTest, WithoutHeldTokensAForceReleaseIsLearnedThroughGetLease) {
 // the library keeps renewing, and nothing ever released it. The fake ends in that state: the
 // lease holds a grant no Lock owns and no Acquire is pending for. The renewal answer lists its
 // token; the library must release it by that token.
-TEST_F(ClientTest, AGrantNoLockOwnsIsReleasedByItsToken) {
+void ClientTest::ExpectAGrantNoLockOwnsIsReleasedByItsToken() {
   std::mutex log_mu;
   std::vector<std::string> logged;
   ClientOptions o;
@@ -407,6 +468,23 @@ TEST_F(ClientTest, AGrantNoLockOwnsIsReleasedByItsToken) {
   std::lock_guard g(log_mu);
   ASSERT_EQ(logged.size(), 1u);
   EXPECT_NE(logged[0].find("seat/late"), std::string::npos) << logged[0];
+}
+
+TEST_F(ClientTest, AGrantNoLockOwnsIsReleasedByItsToken) {
+  ExpectAGrantNoLockOwnsIsReleasedByItsToken();  // the token from GetLease's held_tokens
+}
+
+// Found by review (session 14): the sweep learned each unowned grant's token from GetLock, which
+// needs `read` on the name under access control; an identity allowed only `lock` never released
+// it. GetLease of one's own lease (identity only) now lists the tokens.
+TEST_F(ClientTest, AGrantNoLockOwnsIsReleasedWithoutReadPermission) {
+  fake_.deny_get_lock = true;
+  ExpectAGrantNoLockOwnsIsReleasedByItsToken();
+}
+
+TEST_F(ClientTest, AGrantNoLockOwnsIsReleasedByAServerThatListsNoLeaseTokens) {
+  fake_.list_lease_tokens = false;  // asked of GetLock instead
+  ExpectAGrantNoLockOwnsIsReleasedByItsToken();
 }
 
 // The other side of the rule above: a grant committed before its Acquire's answer arrives is

@@ -35,13 +35,19 @@ class FakeLockService final : public pb::LockService::Service {
   std::string cluster_id = "cluster-a";
   std::string leader;  ///< lockd-leader to announce
   RenewMode renew_mode = RenewMode::kOk;
-  bool report_holdings = true;  ///< held_tokens in renewal answers
-  bool answer_batches = true;   ///< false: a server that predates batches (answers lease_id only)
+  bool report_holdings = true;    ///< held_tokens in renewal answers
+  bool answer_batches = true;     ///< false: a server that predates batches (answers lease_id only)
+  bool list_lease_tokens = true;  ///< GetLease lists held_tokens (false: a server before them)
+  bool deny_get_lock = false;     ///< GetLock is PERMISSION_DENIED (an identity without `read`)
   std::set<uint64_t> unknown_leases;  ///< renewals of these answer NOT_FOUND (in kOk mode)
   int renewal_messages = 0;           ///< KeepAlive messages read (a batch counts once)
   size_t largest_batch = 0;           ///< the most leases one message named
   int fail_acquires_unavailable = 0;
   int fail_cancels_unavailable = 0;  ///< so many Cancels answer UNAVAILABLE first (an election)
+  int fail_cancels_exhausted = 0;    ///< so many Cancels answer RESOURCE_EXHAUSTED first (a rate)
+  int fail_releases_exhausted = 0;   ///< so many Releases answer RESOURCE_EXHAUSTED first
+  int fail_revokes_exhausted = 0;    ///< so many RevokeLeases answer RESOURCE_EXHAUSTED first
+  int refuse_renewal_messages = 0;   ///< so many KeepAlive messages refused whole (code 14)
   grpc::StatusCode acquire_error = grpc::StatusCode::OK;
   bool acquire_hangs = false;  ///< an Acquire waits until its caller gives up
   std::chrono::milliseconds acquire_delay{0};
@@ -110,6 +116,20 @@ class FakeLockService final : public pb::LockService::Service {
       {
         std::lock_guard lock(mu);
         if (renew_mode == RenewMode::kSilent) continue;
+        if (refuse_renewal_messages > 0) {  // a current server stopping: no `more`
+          --refuse_renewal_messages;
+          resp.set_lease_id(req.lease_id());
+          resp.set_code(static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+          resp.set_message("this node is stopping");
+        }
+      }
+      if (resp.code() != 0) {
+        if (!stream->Write(resp)) break;
+        continue;
+      }
+      {
+        std::lock_guard lock(mu);
+        if (renew_mode == RenewMode::kSilent) continue;
         ++renewal_messages;
         largest_batch = std::max(largest_batch, 1 + static_cast<size_t>(req.more_lease_ids_size()));
         RenewOneLocked(req.lease_id(), resp);
@@ -175,6 +195,7 @@ class FakeLockService final : public pb::LockService::Service {
                        pb::GetLockResponse* resp) override {
     Tag(ctx, "GetLock");
     std::lock_guard lock(mu);
+    if (deny_get_lock) return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "no read");
     resp->mutable_lock()->set_name(req->name());
     for (const auto& [lease, tokens] : held) {
       for (uint64_t t : tokens) {
@@ -194,7 +215,10 @@ class FakeLockService final : public pb::LockService::Service {
     std::lock_guard lock(mu);
     ++get_leases;
     resp->mutable_lease()->set_lease_id(req->lease_id());
-    for (uint64_t t : held[req->lease_id()]) resp->mutable_lease()->add_held(token_names[t]);
+    for (uint64_t t : held[req->lease_id()]) {
+      resp->mutable_lease()->add_held(token_names[t]);
+      if (list_lease_tokens) resp->mutable_lease()->add_held_tokens(t);
+    }
     return grpc::Status::OK;
   }
 
@@ -206,6 +230,10 @@ class FakeLockService final : public pb::LockService::Service {
       --fail_cancels_unavailable;
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no leader");
     }
+    if (fail_cancels_exhausted > 0) {
+      --fail_cancels_exhausted;
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "over its quota rate");
+    }
     cancels.push_back(*req);
     resp->set_effect(pb::CancelResponse::WITHDREW_WAIT);
     return grpc::Status::OK;
@@ -215,6 +243,10 @@ class FakeLockService final : public pb::LockService::Service {
                        pb::ReleaseResponse*) override {
     Tag(ctx, "Release");
     std::lock_guard lock(mu);
+    if (fail_releases_exhausted > 0) {
+      --fail_releases_exhausted;
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "over its quota rate");
+    }
     released_tokens.push_back(req->token());
     released_names.push_back(req->name());
     held[req->lease_id()].erase(req->token());
@@ -225,6 +257,10 @@ class FakeLockService final : public pb::LockService::Service {
                            pb::RevokeLeaseResponse*) override {
     Tag(ctx, "RevokeLease");
     std::lock_guard lock(mu);
+    if (fail_revokes_exhausted > 0) {
+      --fail_revokes_exhausted;
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "over its quota rate");
+    }
     revoked.push_back(req->lease_id());
     held.erase(req->lease_id());
     return grpc::Status::OK;

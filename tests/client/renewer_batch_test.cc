@@ -136,5 +136,24 @@ TEST(RenewerBatch, AServerThatAnswersOnlyTheFirstLeaseGetsOneLeasePerMessage) {
   for (auto& l : leases) EXPECT_TRUE(l->valid()) << l->lost_reason();
 }
 
+// Found by review: a current server refuses a whole message (stopping, removed, too large) without
+// `more`; that was taken for a server that predates batches, and batching stopped for good.
+TEST(RenewerBatch, AMessageRefusedWholeMovesTheStreamAndBatchingGoesOn) {
+  FakeServer a;
+  Logged logged;
+  auto client = ConnectTo(a.endpoint, &logged);
+  auto leases = Grant(*client, 10, 3000ms);
+  ASSERT_EQ(leases.size(), 10u);
+  FailOverOnce(a, [&] { a.service.refuse_renewal_messages = 1; });
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return a.service.With([&] { return a.service.refuse_renewal_messages; }) == 0; }, 10s));
+  a.service.With([&] { return a.service.largest_batch = 0; });
+  // The refusal moved the stream (a new one renews every lease at once, in one message).
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return a.service.With([&] { return a.service.largest_batch; }) == 10u; }, 10s));
+  EXPECT_FALSE(logged.Contains("one lease per message"));
+  for (auto& l : leases) EXPECT_TRUE(l->valid()) << l->lost_reason();
+}
+
 }  // namespace
 }  // namespace lockd::client

@@ -482,6 +482,34 @@ TEST(Snapshot, RefusesACounterAbove2To63AndARestoreThatWouldStartAbove2To62) {
             StatusCode::kOutOfRange);
 }
 
+// Found by review (session 13): a cluster restored with its counters as high as allowed must
+// still be restorable after it granted: every state a start allows snapshots and restores.
+TEST(Snapshot, AClusterStartedAtTheHighestCountersGrantsAndStillRestores) {
+  auto started = LockStateMachine::NewClusterFrom({}, 0, 0, 0, 0, kMaxStartCounter);
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  Harness h;
+  h.sm = std::move(started).value();
+  const LeaseId lease = h.Lease();
+  EXPECT_GT(lease.value(), kMaxStartCounter);
+  const auto got = h.Acquire("seat/1", lease);
+  ASSERT_TRUE(got.outcome.ok());
+  EXPECT_GT(got.outcome.token.value(), kMaxStartCounter);
+  auto restored = LockStateMachine::Restore(h.sm.Snapshot(), {});
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  EXPECT_TRUE(*restored == h.sm);
+  // The bound itself is a value a snapshot may carry.
+  Writer w;
+  w.U8(kSnapshotFormatVersion);
+  w.Varint(kMaxSnapshotCounter);  // token counter
+  w.Varint(kMaxSnapshotCounter);  // lease counter
+  w.Varint(0);                    // applied
+  w.Varint(0);                    // wall
+  w.Varint(0);                    // leases
+  w.Varint(0);                    // locks
+  ExactlyOnce().EncodeTo(w);
+  EXPECT_TRUE(LockStateMachine::Restore(w.data(), {}).ok());
+}
+
 // A state whose last age sample is at index 2, applied through 3, its client last active at 1.
 std::string SampledSnapshot() {
   Harness h;
