@@ -55,6 +55,10 @@ static std::shared_ptr<grpc::Channel> NewChannel(
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // A batched renewal's answer lists every held token of up to 1,000 leases: more than gRPC's
+  // default 4 MiB for leases that hold many locks each (a refused read would break the stream on
+  // every endpoint, and every lease would run out).
+  args.SetMaxReceiveMessageSize(64 << 20);
   return Dial(endpoint, credentials, bearer_token, args);
 }
 

@@ -119,6 +119,11 @@ void LockServiceImpl::Unregister(Stream* s) {
   streams_.erase(s);
 }
 
+void LockServiceImpl::RecheckStreams() {
+  std::lock_guard lock(mu_);  // as for End(): a stream finishing meanwhile waits in Unregister
+  for (Stream* s : streams_) s->Recheck();
+}
+
 void LockServiceImpl::Shutdown() {
   {
     std::lock_guard lock(mu_);

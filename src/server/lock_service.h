@@ -184,10 +184,16 @@ class LockServiceImpl final : public lockd::v1::LockService::CallbackService {
     /// Called by the watchdog every kWatchdogPeriod (with the service's mutex held, so the
     /// stream is not deleted meanwhile): ends a stream whose writes made no progress.
     virtual void CheckProgress(BootTime /*now*/) {}
+    /// The access policy was reloaded (with the service's mutex held): a stream whose caller
+    /// may no longer make it (its identity gone or changed, the permission withdrawn) ends with
+    /// the refusal a new call would get.
+    virtual void Recheck() {}
   };
   /// False when the node is stopping: the stream must end at once.
   [[nodiscard]] bool Register(Stream* s);
   void Unregister(Stream* s);
+  /// After a policy reload: every open stream checks its caller again (Stream::Recheck).
+  void RecheckStreams();
 
   /// Forwards a unary call of `Svc` (LockService or ClusterService) to the leader, or
   /// answers UNAVAILABLE when none can take it.

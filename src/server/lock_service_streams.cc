@@ -57,8 +57,7 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
     // Once per stream: its renewals are then held to this identity's own leases (renewals write
     // no log entry and are not counted against the identity's rate).
     AccessControl::Who who;
-    if (auto denied = service_.Authorize(
-            *ctx, {Permission::kLock, "", true, "KeepAlive", false, Metering::kUnmetered}, &who)) {
+    if (auto denied = service_.Authorize(*ctx, Needs(), &who)) {
       FinishOnce(*denied);
       return;
     }
@@ -68,6 +67,20 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
 
   void End() override {
     FinishOnce(LockServiceImpl::Stopping("keep the leases alive through another node"));
+  }
+
+  /// A reload that removed the stream's identity, or moved its credentials to another one, or
+  /// withdrew `lock`, ends it: its renewals would otherwise keep that identity's leases alive.
+  void Recheck() override {
+    if (!service_.context().access) return;
+    AccessControl::Who who;
+    if (auto denied = service_.Authorize(*ctx_, Needs(), &who)) {
+      FinishOnce(*denied);
+    } else if (AccessControl::CallerOf(who).principal != principal_) {
+      FinishOnce(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                              "the access policy was reloaded and this stream's credentials now "
+                              "name another identity; open a new stream"));
+    }
   }
 
   void CheckProgress(BootTime now) override {
@@ -178,6 +191,11 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
                                       [done = std::move(done), resp](grpc::Status s) {
                                         done(s, s.ok() ? std::move(*resp) : pb::RenewResponse());
                                       });
+  }
+
+  /// What a KeepAlive stream needs of access control: lock anywhere, no rate (no log entry).
+  static LockServiceImpl::Needs Needs() {
+    return {Permission::kLock, "", true, "KeepAlive", false, Metering::kUnmetered};
   }
 
   static void Stamp(pb::RenewResponse& r, uint64_t lease, const grpc::Status& s) {
@@ -402,6 +420,17 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
     FinishLocked(LockServiceImpl::Stopping("resume on another node from your last position"));
   }
 
+  /// What the watch was authorized for (read on its name or prefix), checked again on reload.
+  void Guard(std::string target) { target_ = std::move(target); }
+  void Recheck() override {
+    if (!service_.context().access) return;
+    if (auto denied = service_.Authorize(
+            *ctx_, {Permission::kRead, target_, false, "Watch", false, Metering::kUnmetered})) {
+      std::lock_guard lock(mu_);
+      FinishLocked(*denied);
+    }
+  }
+
   void OnWriteDone(bool ok) override {
     bool pump = false;
     {
@@ -507,7 +536,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
   grpc::CallbackServerContext* ctx_;
   WatchHub& hub_;
   const std::string cluster_id_;
-  std::mutex mu_;  ///< guards everything below (Deliver runs on the apply thread)
+  std::string target_;  ///< the name or prefix watched (set before Start, then constant)
+  std::mutex mu_;       ///< guards everything below (Deliver runs on the apply thread)
   std::deque<pb::WatchResponse> queue_;
   pb::WatchResponse out_;
   bool writing_ = false;
@@ -545,6 +575,7 @@ grpc::ServerWriteReactor<pb::WatchResponse>* LockServiceImpl::Watch(
     reactor->Finish(*denied);
     return reactor;
   }
+  reactor->Guard(target);
   WatchFilter filter;
   std::string bad;
   if (req->target_case() == pb::WatchRequest::kName) {

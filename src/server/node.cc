@@ -640,7 +640,10 @@ Status Node::ReloadCertificates() {
 
 Status Node::ReloadAccessPolicy() {
   if (!access_) return FailedPrecondition("this node runs without --access-file");
-  return access_->Reload();
+  if (Status s = access_->Reload(); !s.ok()) return s;
+  // Open streams were authorized under the old policy: they are judged again under the new one.
+  if (lock_service_) lock_service_->RecheckStreams();
+  return Status::Ok();
 }
 
 void Node::Shutdown() {

@@ -9,8 +9,10 @@
 #include <openssl/evp.h>
 #include <signal.h>
 
+#include <atomic>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "cluster_harness.h"
 #include "support/test_pki.h"
@@ -271,6 +273,39 @@ class Caller {
       return grpc::Status(static_cast<G>(resp.code()), resp.message());
     }
     return stream->Finish();
+  }
+  /// A KeepAlive stream that renews `lease` once (then `renewed` turns true) and stays open until
+  /// the server ends it: its status, or DEADLINE_EXCEEDED if it was still open after `wait`.
+  grpc::Status KeepAliveHeld(uint64_t lease, std::atomic<bool>& renewed,
+                             std::chrono::milliseconds wait) {
+    grpc::ClientContext ctx;
+    Prepare(ctx);
+    ctx.set_deadline(std::chrono::system_clock::now() + wait);
+    auto stream = lock_->KeepAlive(&ctx);
+    v1::RenewRequest req;
+    req.set_lease_id(lease);
+    req.set_seq(1);
+    v1::RenewResponse resp;
+    if (stream->Write(req) && stream->Read(&resp) && resp.code() == 0) {
+      renewed = true;
+      while (stream->Read(&resp)) {
+      }
+    }
+    return stream->Finish();
+  }
+  /// A Watch of `prefix` that turns `seen` true at its first event and reads until the server
+  /// ends it: its status, or DEADLINE_EXCEEDED if it was still open after `wait`.
+  grpc::Status WatchHeld(const std::string& prefix, std::atomic<bool>& seen,
+                         std::chrono::milliseconds wait) {
+    grpc::ClientContext ctx;
+    Prepare(ctx);
+    ctx.set_deadline(std::chrono::system_clock::now() + wait);
+    v1::WatchRequest req;
+    req.set_prefix(prefix);
+    auto reader = lock_->Watch(&ctx, req);
+    v1::WatchResponse resp;
+    while (reader->Read(&resp)) seen = true;
+    return reader->Finish();
   }
   grpc::Status GetLock(const std::string& name, v1::GetLockResponse* resp) {
     v1::GetLockRequest req;
@@ -723,10 +758,31 @@ TEST(Access, TokensWorkInPlaintextThroughAFollowerAndThePolicyReloadsOnSighup) {
       10s))
       << cluster.LogTail(follower);
   EXPECT_TRUE(batch.GrantLease(&lease).ok());
-  // A policy without batch: its token is no identity any more, on every node.
+  // Streams open when the policy changes are judged again under the new one (found by review: a
+  // Watch kept streaming, and a KeepAlive on the leader kept renewing, for a removed identity).
+  Caller ops_at_leader(cluster.client_addr(leader), grpc::InsecureChannelCredentials(), kOpsToken);
+  Caller batch_at_leader(cluster.client_addr(leader), grpc::InsecureChannelCredentials(),
+                         kBatchToken);
+  std::atomic<bool> watching{false}, renewing{false};
+  grpc::Status watch_end, keepalive_end;
+  std::thread watcher([&] { watch_end = ops_at_leader.WatchHeld("", watching, 30s); });
+  std::thread renewer([&] { keepalive_end = batch_at_leader.KeepAliveHeld(lease, renewing, 30s); });
+  EXPECT_TRUE(testing::WaitFor([&] { return renewing.load(); }, 10s));
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        v1::AcquireResponse ev;  // an event, so the watch is known to be open
+        (void)batch.Acquire("elsewhere/watched", lease, &ev);  // the policy in force
+        return watching.load();
+      },
+      10s));
+
+  // A policy without batch (its token is no identity any more) and without ops' read.
   std::string without = Policy();
   without = without.substr(0, without.find("[identities.batch]")) +
             without.substr(without.find("[identities.spammy]"));
+  const std::string ops_role = "[roles.ops]\nadmin = [\"\"]\nread = [\"\"]\n";
+  ASSERT_NE(without.find(ops_role), std::string::npos);
+  without.replace(without.find(ops_role), ops_role.size(), "[roles.ops]\nadmin = [\"\"]\n");
   WriteFile(policy, without);
   for (int i = 0; i < cluster.size(); ++i) kill(cluster.pid(i), SIGHUP);
   EXPECT_TRUE(testing::WaitFor(
@@ -735,6 +791,10 @@ TEST(Access, TokensWorkInPlaintextThroughAFollowerAndThePolicyReloadsOnSighup) {
         return batch.GrantLease(&l).error_code() == G::UNAUTHENTICATED;
       },
       10s));
+  watcher.join();
+  renewer.join();
+  EXPECT_EQ(keepalive_end.error_code(), G::UNAUTHENTICATED) << Describe(keepalive_end);
+  EXPECT_EQ(watch_end.error_code(), G::PERMISSION_DENIED) << Describe(watch_end);
 }
 
 // Found by review: a member started without --access-file could lead the others and serve anyone.
