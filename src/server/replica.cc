@@ -117,6 +117,9 @@ void Replica::Stop() {
   }
   wake_.notify_all();
   if (loop_.joinable()) loop_.join();
+  // A snapshot file being written: its completion lands in the queue drained below (or runs
+  // there, seeing stopping_); the log is compacted to it at the next start.
+  JoinSnapshotWriter();
   // The loop is gone: answer whatever still waits, so no RPC outlives the node.
   const Status gone =
       Unavailable("this node is stopping; retry on another node with the same request id");
@@ -890,12 +893,14 @@ void Replica::MaybeTakeSnapshot() {
       applied_ < snapshot_retry_at_ || !fatal().ok()) {
     return;
   }
-  if (auto taken = TakeSnapshot(); !taken.ok() && fatal().ok()) {
+  if (snapshot_writing_) return;  // the next pass after it finished tries again
+  TakeSnapshot([this, at = applied_](Result<SnapshotTaken> taken) {
+    if (taken.ok() || !fatal().ok() || stopping_) return;
     // E.g. a node that joined later and does not know the membership at this index yet.
-    snapshot_retry_at_ = applied_ + options_.snapshot_entries;
-    spdlog::warn("node {}: no snapshot at {} (next try at {}): {}", options_.node_id, applied_,
+    snapshot_retry_at_ = at + options_.snapshot_entries;
+    spdlog::warn("node {}: no snapshot at {} (next try at {}): {}", options_.node_id, at,
                  snapshot_retry_at_, taken.status().ToString());
-  }
+  });
 }
 
 Status Replica::InstallSnapshot(const raft::SnapshotMeta& meta) {
@@ -909,6 +914,7 @@ Status Replica::InstallSnapshot(const raft::SnapshotMeta& meta) {
     return DataLoss("the leader's snapshot at index " + std::to_string(meta.index.value()) +
                     " does not restore: " + restored.status().message());
   }
+  JoinSnapshotWriter();  // a file of our own being written: the store is one thread's at a time
   if (Status s = storage_.InstallSnapshot(meta, incoming_->payload); !s.ok()) return s;
   if (Status s = ApplySnapshotMembers(meta); !s.ok()) return s;
   applied_conf_ = meta.conf;
@@ -939,6 +945,9 @@ void Replica::AnswerSnapshotSenders() {
 
 std::shared_ptr<const std::string> Replica::SnapshotPayload(const raft::SnapshotMeta& meta) {
   if (auto p = cached_payload_.lock(); p && cached_meta_ == meta) return p;
+  // The store is one thread's at a time, and the file being written replaces this one: the
+  // transfer is reported failed, and the core asks again (for the new one, once compacted).
+  if (snapshot_writing_) return nullptr;
   auto loaded = storage_.snapshots().LoadLatest();
   if (!loaded.ok() || !loaded->has_value() || (*loaded)->meta.index != meta.index ||
       (*loaded)->meta.term != meta.term) {

@@ -314,8 +314,17 @@ class Replica {
 
   // Snapshots.
   void MaybeTakeSnapshot();
-  /// Saves a snapshot at the applied index and compacts the log to it.
-  Result<SnapshotTaken> TakeSnapshot();
+  using SnapshotDone = std::function<void(Result<SnapshotTaken>)>;
+  /// A snapshot at the applied index: the state is encoded on the loop, the file written and
+  /// synced on a thread of its own (the slow part, tens of MB at a million locks), and the log
+  /// compacted to it back on the loop, where `done` runs. One at a time: UNAVAILABLE while one
+  /// is being written.
+  void TakeSnapshot(SnapshotDone done);
+  /// On the loop, once the file of the snapshot at `meta` is written (`written`).
+  void FinishSnapshot(const raft::SnapshotMeta& meta, std::shared_ptr<const std::string> payload,
+                      const Status& written, BootTime started, double encode_ms, SnapshotDone done);
+  /// Waits for a snapshot file being written (before a snapshot is installed, read or at Stop).
+  void JoinSnapshotWriter();
   /// Proposes the cluster id of a restored cluster with its starting state (leader only).
   Result<raft::LogIndex> ProposeRestoredClusterId(const std::string& id);
   /// A restored cluster's id entry: decides the id and, if it is the one decided, starts the
@@ -411,6 +420,8 @@ class Replica {
   uint64_t snapshot_index_ = 0;     ///< of the newest snapshot this node holds
   uint64_t snapshot_bytes_ = 0;     ///< its state's size (taken, installed or loaded at start)
   uint64_t snapshot_retry_at_ = 0;  ///< after a failed attempt, no new one before this index
+  bool snapshot_writing_ = false;   ///< a snapshot's file is being written (until FinishSnapshot)
+  std::thread snapshot_writer_;     ///< writes it; joined by the next one, an install, or Stop
   /// The newest snapshot's payload while a transfer still uses it (loaded from disk on demand).
   raft::SnapshotMeta cached_meta_;
   std::weak_ptr<const std::string> cached_payload_;

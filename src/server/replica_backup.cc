@@ -8,31 +8,79 @@
 
 namespace lockd::server {
 
-Result<Replica::SnapshotTaken> Replica::TakeSnapshot() {
+void Replica::TakeSnapshot(SnapshotDone done) {
+  if (snapshot_writing_) {
+    done(Unavailable("a snapshot is being written right now; retry in a moment"));
+    return;
+  }
   // A snapshot of the state before the restored start would, loaded at a restart, pass for the
   // started cluster's (restored_start_pending_ is cleared by any snapshot).
   if (restored_start_pending_) {
-    return FailedPrecondition(
-        "this restored member has not applied the entry that starts the restored cluster yet");
+    done(FailedPrecondition(
+        "this restored member has not applied the entry that starts the restored cluster yet"));
+    return;
   }
   auto meta = raft_->SnapshotMetaAt(raft::LogIndex(applied_));
-  if (!meta.ok()) return meta.status();
+  if (!meta.ok()) {
+    done(meta.status());
+    return;
+  }
+  if (Status s = storage_.CheckSnapshot(*meta); !s.ok()) {
+    done(s);
+    return;
+  }
   const BootTime start = clock_.Now();
-  const std::string payload = state_.Snapshot();
-  if (Status s = storage_.SaveSnapshot(*meta, payload); !s.ok()) {
-    Fail(s);
-    return s;
+  auto payload = std::make_shared<const std::string>(state_.Snapshot());
+  const double encode_ms = std::chrono::duration<double, std::milli>(clock_.Now() - start).count();
+  JoinSnapshotWriter();  // the previous one finished (FinishSnapshot ran): only its thread is left
+  snapshot_writing_ = true;
+  snapshot_writer_ = std::thread(
+      [this, meta = *meta, payload, start, encode_ms, done = std::move(done)]() mutable {
+        Status written = storage_.WriteSnapshotFile(meta, *payload);
+        Enqueue([this, meta, payload, written, start, encode_ms, done = std::move(done)]() mutable {
+          FinishSnapshot(meta, std::move(payload), written, start, encode_ms, std::move(done));
+        });
+      });
+}
+
+void Replica::FinishSnapshot(const raft::SnapshotMeta& meta,
+                             std::shared_ptr<const std::string> payload, const Status& written,
+                             BootTime started, double encode_ms, SnapshotDone done) {
+  snapshot_writing_ = false;
+  if (stopping_) {  // the log is compacted to the file at the next start (NodeStorage::Open)
+    done(Unavailable("this node is stopping; ask another node"));
+    return;
   }
-  snapshot_index_ = applied_;
-  snapshot_bytes_ = payload.size();
-  const auto took = clock_.Now() - start;
-  spdlog::info("node {}: snapshot at index {} ({} bytes, {} ms); log compacted up to it",
-               options_.node_id, applied_, payload.size(),
-               std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
+  if (!written.ok()) {
+    Fail(written);
+    done(written);
+    return;
+  }
+  if (Status s = storage_.CompactToSnapshot(meta); !s.ok()) {
+    // A snapshot from the leader installed meanwhile is newer: nothing to do. Anything else
+    // (a failed write) stopped the storage already.
+    if (storage_.failed()) Fail(s);
+    done(s);
+    return;
+  }
+  snapshot_index_ = meta.index.value();
+  snapshot_bytes_ = payload->size();
+  cached_meta_ = meta;
+  cached_payload_ = payload;  // a follower that needs it soon gets it without a read
+  const auto took = clock_.Now() - started;
+  spdlog::info(
+      "node {}: snapshot at index {} ({} bytes; encoded on the loop in {:.0f} ms, written and "
+      "compacted in {} ms in all); log compacted up to it",
+      options_.node_id, meta.index.value(), payload->size(), encode_ms,
+      std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
   if (options_.on_snapshot) {
-    options_.on_snapshot(payload.size(), std::chrono::duration<double>(took).count());
+    options_.on_snapshot(payload->size(), std::chrono::duration<double>(took).count());
   }
-  return SnapshotTaken{applied_, payload.size()};
+  done(SnapshotTaken{meta.index.value(), payload->size()});
+}
+
+void Replica::JoinSnapshotWriter() {
+  if (snapshot_writer_.joinable()) snapshot_writer_.join();
 }
 
 void Replica::SnapshotNow(std::function<void(Result<SnapshotTaken>)> done) {
@@ -55,13 +103,14 @@ void Replica::SnapshotNow(std::function<void(Result<SnapshotTaken>)> done) {
       done(SnapshotTaken{snapshot_index_, snapshot_bytes_});
       return;
     }
-    auto taken = TakeSnapshot();
-    if (!taken.ok()) {
-      done(FailedPrecondition("no snapshot at index " + std::to_string(applied_) + ": " +
-                              taken.status().message()));
-      return;
-    }
-    done(*taken);
+    TakeSnapshot([this, done = std::move(done), at = applied_](Result<SnapshotTaken> taken) {
+      if (!taken.ok() && taken.status().code() != StatusCode::kUnavailable) {
+        done(FailedPrecondition("no snapshot at index " + std::to_string(at) + ": " +
+                                taken.status().message()));
+        return;
+      }
+      done(std::move(taken));
+    });
   });
 }
 

@@ -95,6 +95,26 @@ Status NodeStorage::Reconcile() {
 }
 
 Status NodeStorage::SaveSnapshot(const raft::SnapshotMeta& meta, const std::string& payload) {
+  if (Status s = CheckSnapshot(meta); !s.ok()) return s;
+  if (Status s = WriteSnapshotFile(meta, payload); !s.ok()) return s;
+  return CompactToSnapshot(meta);
+}
+
+Status NodeStorage::WriteSnapshotFile(const raft::SnapshotMeta& meta, const std::string& payload) {
+  if (Status s = fail_stop_->Check(); !s.ok()) return s;
+  return snapshots_->Save(meta, payload);
+}
+
+Status NodeStorage::CompactToSnapshot(const raft::SnapshotMeta& meta) {
+  if (Status s = fail_stop_->Check(); !s.ok()) return s;
+  if (meta.index <= log_->Snapshot().index) {
+    return FailedPrecondition("the log already starts at " + N(log_->Snapshot().index.value()) +
+                              ", not before the snapshot at " + N(meta.index.value()));
+  }
+  return log_->Compact(meta);
+}
+
+Status NodeStorage::CheckSnapshot(const raft::SnapshotMeta& meta) const {
   if (Status s = fail_stop_->Check(); !s.ok()) return s;
   // Checked before the file is written: a file the log cannot be compacted to would be taken for
   // an interrupted install at the next start.
@@ -111,8 +131,7 @@ Status NodeStorage::SaveSnapshot(const raft::SnapshotMeta& meta, const std::stri
     return FailedPrecondition("a snapshot at " + N(meta.index.value()) + " with term " +
                               N(meta.term.value()) + " disagrees with the log");
   }
-  if (Status s = snapshots_->Save(meta, payload); !s.ok()) return s;
-  return log_->Compact(meta);
+  return Status::Ok();
 }
 
 Status NodeStorage::InstallSnapshot(const raft::SnapshotMeta& meta, const std::string& payload) {

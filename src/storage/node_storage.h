@@ -70,8 +70,17 @@ class NodeStorage {
   const std::optional<StoredSnapshot>& recovered_snapshot() const { return recovered_; }
 
   /// The state machine's snapshot at meta.index (committed, in the log with meta.term): saved
-  /// durably, then the log's prefix up to it compacted.
+  /// durably, then the log's prefix up to it compacted. The three steps it takes, for a caller
+  /// that writes the file on another thread (the file is the slow part):
+  ///   CheckSnapshot (the log's thread) → WriteSnapshotFile (any one thread, while no other
+  ///   snapshot is saved, installed or read) → CompactToSnapshot (the log's thread).
+  /// A crash between the file and the compaction is finished by Open (see the top).
   Status SaveSnapshot(const raft::SnapshotMeta& meta, const std::string& payload);
+  Status CheckSnapshot(const raft::SnapshotMeta& meta) const;
+  Status WriteSnapshotFile(const raft::SnapshotMeta& meta, const std::string& payload);
+  /// FAILED_PRECONDITION (nothing changed) if the log already starts at or after meta.index (a
+  /// snapshot from the leader was installed meanwhile).
+  Status CompactToSnapshot(const raft::SnapshotMeta& meta);
   /// A snapshot from the leader (newer than the log's start, not behind its commit): saved
   /// durably, then the log replaced by it.
   Status InstallSnapshot(const raft::SnapshotMeta& meta, const std::string& payload);
