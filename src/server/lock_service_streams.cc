@@ -50,18 +50,22 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
   KeepAliveReactor(LockServiceImpl& service, grpc::CallbackServerContext* ctx)
       : service_(service), ctx_(ctx), alive_(std::make_shared<Alive>()) {
     alive_->self = this;
-    if (!service_.Register(this)) {
-      FinishOnce(LockServiceImpl::Stopping("keep the leases alive through another node"));
-      return;
-    }
     // Once per stream: its renewals are then held to this identity's own leases (renewals write
-    // no log entry and are not counted against the identity's rate).
+    // no log entry and are not counted against the identity's rate). Before Register, so a
+    // reload's Recheck never sees the stream half-built.
     AccessControl::Who who;
     if (auto denied = service_.Authorize(*ctx, Needs(), &who)) {
       FinishOnce(*denied);
       return;
     }
     principal_ = AccessControl::CallerOf(who).principal;
+    if (!service_.Register(this)) {
+      FinishOnce(LockServiceImpl::Stopping("keep the leases alive through another node"));
+      return;
+    }
+    // A reload between the check and Register: its RecheckStreams did not see this stream.
+    auto* access = service_.context().access;
+    if (access && who.policy != access->policy() && Refused()) return;
     StartRead(&in_);
   }
 
@@ -72,15 +76,7 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
   /// A reload that removed the stream's identity, or moved its credentials to another one, or
   /// withdrew `lock`, ends it: its renewals would otherwise keep that identity's leases alive.
   void Recheck() override {
-    if (!service_.context().access) return;
-    AccessControl::Who who;
-    if (auto denied = service_.Authorize(*ctx_, Needs(), &who)) {
-      FinishOnce(*denied);
-    } else if (AccessControl::CallerOf(who).principal != principal_) {
-      FinishOnce(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                              "the access policy was reloaded and this stream's credentials now "
-                              "name another identity; open a new stream"));
-    }
+    if (service_.context().access) (void)Refused();
   }
 
   void CheckProgress(BootTime now) override {
@@ -191,6 +187,23 @@ class KeepAliveReactor final : public grpc::ServerBidiReactor<pb::RenewRequest, 
                                       [done = std::move(done), resp](grpc::Status s) {
                                         done(s, s.ok() ? std::move(*resp) : pb::RenewResponse());
                                       });
+  }
+
+  /// Judges the stream under the policy in force: true (and ended) if its caller may no longer
+  /// keep it open.
+  bool Refused() {
+    AccessControl::Who who;
+    if (auto denied = service_.Authorize(*ctx_, Needs(), &who)) {
+      FinishOnce(*denied);
+      return true;
+    }
+    if (AccessControl::CallerOf(who).principal != principal_) {
+      FinishOnce(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                              "the access policy was reloaded and this stream's credentials now "
+                              "name another identity; open a new stream"));
+      return true;
+    }
+    return false;
   }
 
   /// What a KeepAlive stream needs of access control: lock anywhere, no rate (no log entry).
@@ -399,6 +412,13 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
       FinishLocked(LockServiceImpl::Stopping("watch on another node from your last position"));
       return;
     }
+    // A reload between the check (LockServiceImpl::Watch) and Register: its RecheckStreams did
+    // not see this stream.
+    if (auto* access = service_.context().access; access && policy_ != access->policy()) {
+      Recheck();
+      std::lock_guard lock(mu_);
+      if (finishing_) return;
+    }
     auto id = hub_.Subscribe(std::move(filter), after,
                              [this](const WatchEntry& e) { return Deliver(e); });
     {
@@ -420,8 +440,12 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
     FinishLocked(LockServiceImpl::Stopping("resume on another node from your last position"));
   }
 
-  /// What the watch was authorized for (read on its name or prefix), checked again on reload.
-  void Guard(std::string target) { target_ = std::move(target); }
+  /// What the watch was authorized for (read on its name or prefix, under `policy`), checked
+  /// again on reload.
+  void Guard(std::string target, std::shared_ptr<const AccessPolicy> policy) {
+    target_ = std::move(target);
+    policy_ = std::move(policy);
+  }
   void Recheck() override {
     if (!service_.context().access) return;
     if (auto denied = service_.Authorize(
@@ -537,7 +561,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchResponse>,
   WatchHub& hub_;
   const std::string cluster_id_;
   std::string target_;  ///< the name or prefix watched (set before Start, then constant)
-  std::mutex mu_;       ///< guards everything below (Deliver runs on the apply thread)
+  std::shared_ptr<const AccessPolicy> policy_;  ///< the policy it was authorized under
+  std::mutex mu_;  ///< guards everything below (Deliver runs on the apply thread)
   std::deque<pb::WatchResponse> queue_;
   pb::WatchResponse out_;
   bool writing_ = false;
@@ -571,11 +596,12 @@ grpc::ServerWriteReactor<pb::WatchResponse>* LockServiceImpl::Watch(
   // A prefix needs read on a prefix of it: every name it can show must be readable.
   const std::string& target =
       req->target_case() == pb::WatchRequest::kName ? req->name() : req->prefix();
-  if (auto denied = Authorize(*call, {Permission::kRead, target, false, "Watch"})) {
+  AccessControl::Who who;
+  if (auto denied = Authorize(*call, {Permission::kRead, target, false, "Watch"}, &who)) {
     reactor->Finish(*denied);
     return reactor;
   }
-  reactor->Guard(target);
+  reactor->Guard(target, who.policy);
   WatchFilter filter;
   std::string bad;
   if (req->target_case() == pb::WatchRequest::kName) {

@@ -51,9 +51,11 @@ NodeMetrics::NodeMetrics()
       snapshot_bytes(
           registry_.AddGauge("lockd_snapshot_bytes",
                              "Size of the newest snapshot this node took (its state encoding).")),
-      snapshot_duration(registry_.AddHistogram("lockd_snapshot_duration_seconds",
-                                               "Time to encode and durably save a snapshot.",
-                                               LatencyBuckets())),
+      snapshot_duration(registry_.AddHistogram(
+          "lockd_snapshot_duration_seconds",
+          "Time from the start of a snapshot's encoding (on the loop) to the log compacted to it "
+          "(the file is written off the loop in between; the loop's own share is logged).",
+          LatencyBuckets())),
       snapshots(registry_.AddCounter("lockd_snapshots_total",
                                      "Snapshots this node took (periodic or asked).")) {
   for (size_t o = 0; o < ServiceMetrics::kOutcomes; ++o) {

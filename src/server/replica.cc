@@ -893,7 +893,7 @@ void Replica::MaybeTakeSnapshot() {
       applied_ < snapshot_retry_at_ || !fatal().ok()) {
     return;
   }
-  if (snapshot_writing_) return;  // the next pass after it finished tries again
+  if (snapshot_writing_ || stopping_) return;  // the next pass after it finished tries again
   TakeSnapshot([this, at = applied_](Result<SnapshotTaken> taken) {
     if (taken.ok() || !fatal().ok() || stopping_) return;
     // E.g. a node that joined later and does not know the membership at this index yet.
@@ -914,7 +914,9 @@ Status Replica::InstallSnapshot(const raft::SnapshotMeta& meta) {
     return DataLoss("the leader's snapshot at index " + std::to_string(meta.index.value()) +
                     " does not restore: " + restored.status().message());
   }
-  JoinSnapshotWriter();  // a file of our own being written: the store is one thread's at a time
+  // A file of our own being written: the store is one thread's at a time, so the loop waits for
+  // it (at most one write; the whole write used to run on the loop).
+  JoinSnapshotWriter();
   if (Status s = storage_.InstallSnapshot(meta, incoming_->payload); !s.ok()) return s;
   if (Status s = ApplySnapshotMembers(meta); !s.ok()) return s;
   applied_conf_ = meta.conf;
@@ -930,6 +932,8 @@ Status Replica::InstallSnapshot(const raft::SnapshotMeta& meta) {
   watch_.Applied(applied_);
   spdlog::info("node {}: installed the leader's snapshot at index {} (term {}, {} bytes)",
                options_.node_id, applied_, meta.term.value(), incoming_->payload.size());
+  snapshot_meta_ = meta;
+  snapshot_payload_ = std::make_shared<const std::string>(std::move(incoming_->payload));
   incoming_.reset();
   return Status::Ok();
 }
@@ -944,9 +948,9 @@ void Replica::AnswerSnapshotSenders() {
 }
 
 std::shared_ptr<const std::string> Replica::SnapshotPayload(const raft::SnapshotMeta& meta) {
-  if (auto p = cached_payload_.lock(); p && cached_meta_ == meta) return p;
-  // The store is one thread's at a time, and the file being written replaces this one: the
-  // transfer is reported failed, and the core asks again (for the new one, once compacted).
+  if (snapshot_payload_ && snapshot_meta_ == meta) return snapshot_payload_;
+  // The store is the writer's while a file is written (it replaces this one): the transfer is
+  // reported failed, and the core asks again. Only before the first snapshot of this run.
   if (snapshot_writing_) return nullptr;
   auto loaded = storage_.snapshots().LoadLatest();
   if (!loaded.ok() || !loaded->has_value() || (*loaded)->meta.index != meta.index ||
@@ -957,8 +961,8 @@ std::shared_ptr<const std::string> Replica::SnapshotPayload(const raft::Snapshot
     return nullptr;
   }
   auto p = std::make_shared<const std::string>(std::move((*loaded)->payload));
-  cached_meta_ = meta;
-  cached_payload_ = p;
+  snapshot_meta_ = meta;
+  snapshot_payload_ = p;
   return p;
 }
 

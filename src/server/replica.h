@@ -323,8 +323,11 @@ class Replica {
   /// On the loop, once the file of the snapshot at `meta` is written (`written`).
   void FinishSnapshot(const raft::SnapshotMeta& meta, std::shared_ptr<const std::string> payload,
                       const Status& written, BootTime started, double encode_ms, SnapshotDone done);
-  /// Waits for a snapshot file being written (before a snapshot is installed, read or at Stop).
+  /// Waits for a snapshot file being written (before a snapshot is installed, or at Stop).
   void JoinSnapshotWriter();
+  /// Answers the Snapshot calls that waited for the one being written: with it (or a newer one
+  /// installed meanwhile) if it covers what they asked for, else with a new one.
+  void AnswerSnapshotWaiters();
   /// Proposes the cluster id of a restored cluster with its starting state (leader only).
   Result<raft::LogIndex> ProposeRestoredClusterId(const std::string& id);
   /// A restored cluster's id entry: decides the id and, if it is the one decided, starts the
@@ -422,9 +425,13 @@ class Replica {
   uint64_t snapshot_retry_at_ = 0;  ///< after a failed attempt, no new one before this index
   bool snapshot_writing_ = false;   ///< a snapshot's file is being written (until FinishSnapshot)
   std::thread snapshot_writer_;     ///< writes it; joined by the next one, an install, or Stop
-  /// The newest snapshot's payload while a transfer still uses it (loaded from disk on demand).
-  raft::SnapshotMeta cached_meta_;
-  std::weak_ptr<const std::string> cached_payload_;
+  /// Snapshot calls made while one was being written: (the applied index then, their answer).
+  std::vector<std::pair<uint64_t, SnapshotDone>> snapshot_waiters_;
+  /// The payload of the snapshot the log starts after, once taken, installed or read: what a
+  /// follower behind the log start is sent, also while the next one is being written (the file
+  /// store is the writer's then). One encoding of the state in memory.
+  raft::SnapshotMeta snapshot_meta_;
+  std::shared_ptr<const std::string> snapshot_payload_;
   struct IncomingSnapshot {
     raft::SnapshotMeta meta;
     std::string payload;
@@ -454,7 +461,7 @@ class Replica {
   std::condition_variable wake_;
   std::vector<ParkedRenewal> renewals_in_;
   std::vector<std::function<void()>> work_in_;
-  bool stopping_ = false;
+  std::atomic<bool> stopping_{false};
   ReplicaStatus status_;
   Status fatal_;
   std::atomic<bool> is_leader_{false};

@@ -33,14 +33,19 @@ void Replica::TakeSnapshot(SnapshotDone done) {
   auto payload = std::make_shared<const std::string>(state_.Snapshot());
   const double encode_ms = std::chrono::duration<double, std::milli>(clock_.Now() - start).count();
   JoinSnapshotWriter();  // the previous one finished (FinishSnapshot ran): only its thread is left
-  snapshot_writing_ = true;
   snapshot_writer_ = std::thread(
       [this, meta = *meta, payload, start, encode_ms, done = std::move(done)]() mutable {
         Status written = storage_.WriteSnapshotFile(meta, *payload);
-        Enqueue([this, meta, payload, written, start, encode_ms, done = std::move(done)]() mutable {
-          FinishSnapshot(meta, std::move(payload), written, start, encode_ms, std::move(done));
-        });
+        // Always through the queue, never run here: with the node stopping, Stop() drains the queue
+        // once the loop and this thread are gone.
+        std::lock_guard lock(mu_);
+        work_in_.push_back(
+            [this, meta, payload, written, start, encode_ms, done = std::move(done)]() mutable {
+              FinishSnapshot(meta, std::move(payload), written, start, encode_ms, std::move(done));
+            });
+        wake_.notify_one();
       });
+  snapshot_writing_ = true;
 }
 
 void Replica::FinishSnapshot(const raft::SnapshotMeta& meta,
@@ -48,25 +53,35 @@ void Replica::FinishSnapshot(const raft::SnapshotMeta& meta,
                              BootTime started, double encode_ms, SnapshotDone done) {
   snapshot_writing_ = false;
   if (stopping_) {  // the log is compacted to the file at the next start (NodeStorage::Open)
-    done(Unavailable("this node is stopping; ask another node"));
+    const Status gone = Unavailable("this node is stopping; ask another node");
+    done(gone);
+    for (auto& [at, waiter] : snapshot_waiters_) waiter(gone);
+    snapshot_waiters_.clear();
     return;
   }
   if (!written.ok()) {
     Fail(written);
     done(written);
+    AnswerSnapshotWaiters();
     return;
   }
   if (Status s = storage_.CompactToSnapshot(meta); !s.ok()) {
-    // A snapshot from the leader installed meanwhile is newer: nothing to do. Anything else
-    // (a failed write) stopped the storage already.
-    if (storage_.failed()) Fail(s);
-    done(s);
+    if (storage_.failed()) {
+      Fail(s);
+      done(s);
+    } else {
+      // A newer snapshot from the leader was installed meanwhile: it is the answer.
+      spdlog::info("node {}: the snapshot at index {} was overtaken by the leader's at {}",
+                   options_.node_id, meta.index.value(), snapshot_index_);
+      done(SnapshotTaken{snapshot_index_, snapshot_bytes_});
+    }
+    AnswerSnapshotWaiters();
     return;
   }
   snapshot_index_ = meta.index.value();
   snapshot_bytes_ = payload->size();
-  cached_meta_ = meta;
-  cached_payload_ = payload;  // a follower that needs it soon gets it without a read
+  snapshot_meta_ = meta;
+  snapshot_payload_ = payload;
   const auto took = clock_.Now() - started;
   spdlog::info(
       "node {}: snapshot at index {} ({} bytes; encoded on the loop in {:.0f} ms, written and "
@@ -77,6 +92,29 @@ void Replica::FinishSnapshot(const raft::SnapshotMeta& meta,
     options_.on_snapshot(payload->size(), std::chrono::duration<double>(took).count());
   }
   done(SnapshotTaken{meta.index.value(), payload->size()});
+  AnswerSnapshotWaiters();
+}
+
+void Replica::AnswerSnapshotWaiters() {
+  if (snapshot_waiters_.empty()) return;
+  auto waiters = std::move(snapshot_waiters_);
+  snapshot_waiters_.clear();
+  auto later = std::make_shared<std::vector<SnapshotDone>>();
+  for (auto& [at, done] : waiters) {
+    if (at <= snapshot_index_ || !fatal().ok()) {
+      if (fatal().ok()) {
+        done(SnapshotTaken{snapshot_index_, snapshot_bytes_});
+      } else {
+        done(Unavailable("this node stopped applying: " + fatal().ToString()));
+      }
+    } else {
+      later->push_back(std::move(done));
+    }
+  }
+  if (later->empty()) return;
+  TakeSnapshot([later](Result<SnapshotTaken> taken) {
+    for (auto& done : *later) done(taken);
+  });
 }
 
 void Replica::JoinSnapshotWriter() {
@@ -101,6 +139,12 @@ void Replica::SnapshotNow(std::function<void(Result<SnapshotTaken>)> done) {
     // was taken, installed or loaded at start; nothing is read from disk on the loop).
     if (applied_ == snapshot_index_) {
       done(SnapshotTaken{snapshot_index_, snapshot_bytes_});
+      return;
+    }
+    // One is being written: answered with it if it covers what was applied now, else with the
+    // next one (AnswerSnapshotWaiters).
+    if (snapshot_writing_) {
+      snapshot_waiters_.emplace_back(applied_, std::move(done));
       return;
     }
     TakeSnapshot([this, done = std::move(done), at = applied_](Result<SnapshotTaken> taken) {

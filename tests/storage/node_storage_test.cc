@@ -119,6 +119,49 @@ TEST_F(NodeStorageTest, InstallSnapshotReplacesTheLogAndSurvivesRestart) {
   EXPECT_EQ(s->log().Initial().conf, Meta(100, 3).conf);
 }
 
+// The node writes a snapshot's file on a thread of its own and compacts the log back on the
+// loop (docs/storage.md): the log goes on meanwhile, and a crash in between is finished at start.
+TEST_F(NodeStorageTest, ASnapshotWrittenWhileTheLogGrowsIsCompactedAfterwardsOrAtTheNextStart) {
+  for (const bool crash : {false, true}) {
+    SCOPED_TRACE(crash ? "a crash before the compaction" : "compacted on the loop");
+    std::filesystem::remove_all(dir_.path() + "/raft");
+    std::filesystem::remove_all(dir_.path() + "/snapshots");
+    auto s = Open();
+    ASSERT_TRUE(s->log().Append(Entries(1, 10, 1, 8)).ok());
+    ASSERT_TRUE(s->CheckSnapshot(Meta(8, 1)).ok());
+    ASSERT_TRUE(s->WriteSnapshotFile(Meta(8, 1), "state@8").ok());
+    // Meanwhile: entries past the snapshot are replaced by a new leader's, and more appended.
+    ASSERT_TRUE(s->log().Append(Entries(9, 14, 2, 12)).ok());
+    if (!crash) {
+      ASSERT_TRUE(s->CompactToSnapshot(Meta(8, 1)).ok());
+    }
+    s.reset();
+    s = Open();
+    EXPECT_EQ(s->log().Snapshot(), Meta(8, 1));
+    EXPECT_EQ(s->recovered_snapshot()->payload, "state@8");
+    EXPECT_EQ(s->log().LastIndex(), LogIndex(14));
+    EXPECT_EQ(*s->log().TermAt(LogIndex(9)), Term(2));
+    EXPECT_EQ(s->log().Initial().hard.commit, LogIndex(12));
+  }
+}
+
+// ... and a newer snapshot from the leader installed between the file and the compaction makes
+// the compaction refuse, changing nothing.
+TEST_F(NodeStorageTest, ACompactionOvertakenByAnInstallChangesNothing) {
+  auto s = Open();
+  ASSERT_TRUE(s->log().Append(Entries(1, 10, 1, 8)).ok());
+  ASSERT_TRUE(s->CheckSnapshot(Meta(8, 1)).ok());
+  ASSERT_TRUE(s->WriteSnapshotFile(Meta(8, 1), "state@8").ok());
+  ASSERT_TRUE(s->InstallSnapshot(Meta(50, 3), "leader-state@50").ok());
+  EXPECT_EQ(s->CompactToSnapshot(Meta(8, 1)).code(), StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(s->failed());
+  EXPECT_EQ(s->log().Snapshot(), Meta(50, 3));
+  s.reset();
+  s = Open();
+  EXPECT_EQ(s->recovered_snapshot()->payload, "leader-state@50");
+  EXPECT_EQ(s->log().FirstIndex(), LogIndex(51));
+}
+
 TEST_F(NodeStorageTest, AnInterruptedCompactionIsFinishedAtStart) {
   {
     auto s = Open();
