@@ -220,7 +220,7 @@ int main(int argc, char** argv) {
   restore
       ->add_option("--token-floor", ro.token_floor,
                    "The token and lease-id counters start at least here (e.g. above the largest "
-                   "fence a protected resource has seen)")
+                   "fence a protected resource has seen); a start above 2^62 is refused")
       ->capture_default_str();
   // Hidden (no group): planted bugs for the fault tests, base/unsafe_faults.h. Not configurable:
   // a key in a deployed TOML file must never switch a planted bug on (CLI11 refuses the key).
