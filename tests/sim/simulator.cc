@@ -323,6 +323,12 @@ class Sim {
     n.received.clear();
     ++restarts_;
     Log(std::string("crash ") + std::to_string(n.id.value()) + " (" + why + ")");
+    // Its connections reset: every running peer hears that its stream to it broke (the runtime's
+    // failover hint, Raft::PeerUnreachable; it only changes an election timeout, so no Ready).
+    for (NodeId id : ids_) {
+      Node& m = *nodes_.at(id);
+      if (id != n.id && m.up && m.raft) m.raft->PeerUnreachable(n.id);
+    }
   }
 
   // --- network -------------------------------------------------------------------------------
@@ -706,6 +712,13 @@ class Sim {
       const NodeId to = ids_[rng_() % ids_.size()];
       if (to != leader->id) Call(*leader, [&](raft::Raft& r) { (void)r.TransferLeadership(to); });
       Log("transfer " + std::to_string(leader->id.value()) + "->" + std::to_string(to.value()));
+    } else if (roll >= 560 && roll < 575) {
+      // A wrong failover hint: a stream that broke and reconnected, its peer alive.
+      Node& n = *nodes_.at(ids_[rng_() % ids_.size()]);
+      const NodeId peer = ids_[rng_() % ids_.size()];
+      if (n.up && n.raft && peer != n.id) n.raft->PeerUnreachable(peer);
+      Log("hint " + std::to_string(n.id.value()) + ": " + std::to_string(peer.value()) +
+          " unreachable");
     } else if (roll >= 600 && roll < 630 && o_.snapshots) {
       Node& n = *nodes_.at(ids_[rng_() % ids_.size()]);
       if (Running(n)) TakeSnapshot(n);
