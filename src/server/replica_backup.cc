@@ -144,6 +144,8 @@ void Replica::SnapshotNow(std::function<void(Result<SnapshotTaken>)> done) {
     // One is being written: answered with it if it covers what was applied now, else with the
     // next one (AnswerSnapshotWaiters).
     if (snapshot_writing_) {
+      spdlog::info("node {}: a Snapshot call waits for the snapshot being written",
+                   options_.node_id);
       snapshot_waiters_.emplace_back(applied_, std::move(done));
       return;
     }

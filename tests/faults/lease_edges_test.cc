@@ -186,6 +186,73 @@ std::unique_ptr<Cluster> SlowableCluster(const testing::TempDir& slow_dir) {
   return cluster;
 }
 
+// Snapshot files are written off the loop (issue 18): a Snapshot call that comes while one is
+// being written waits for it (it was answered UNAVAILABLE, and lockctl moved to another node); a
+// node stopped meanwhile exits cleanly and compacts its log to the file at its next start.
+TEST(SlowDisk, ASnapshotCallDuringAWriteWaitsForItAndAStopMeanwhileLosesNothing) {
+  testing::TempDir slow_dir;
+  auto cluster_ptr = SlowableCluster(slow_dir);
+  Cluster& cluster = *cluster_ptr;
+  const int leader = cluster.WaitForReady();
+  ASSERT_GE(leader, 0) << cluster.StatusSummary();
+  Client client(cluster);
+  const uint64_t lease = client.MustGrantLease(600'000, "snapshot");  // outlives the test
+  const int node = cluster.OtherLiveNode(leader);
+  const auto snapshot = [&](v1::SnapshotResponse* out) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 60s);
+    return cluster.cluster(node).Snapshot(&ctx, v1::SnapshotRequest(), out);
+  };
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE(round == 0 ? "two calls" : "a stop during the write");
+    // Something new to snapshot, then a slow disk on the follower: its file (a sync of the file
+    // and one of the folder) takes seconds to write.
+    v1::AcquireResponse a;
+    ASSERT_TRUE(
+        client.Acquire("snap/" + std::to_string(round), lease, v1::EXCLUSIVE, 0, &a).status.ok());
+    ASSERT_TRUE(testing::WaitFor(
+        [&] {
+          v1::StatusResponse s;
+          v1::StatusResponse l;
+          return cluster.Status(node, &s).ok() && cluster.Status(leader, &l).ok() &&
+                 s.applied_index() >= l.commit_index();
+        },
+        10s));
+    const std::string knob = slow_dir.path() + "/" + std::to_string(cluster.pid(node));
+    std::ofstream(knob) << 1500 << "\n";
+    v1::SnapshotResponse first, second;
+    grpc::Status first_status;
+    std::thread t([&] { first_status = snapshot(&first); });
+    std::this_thread::sleep_for(500ms);  // the first is writing (its syncs take 1.5 s each)
+    if (round == 0) {
+      const grpc::Status second_status = snapshot(&second);
+      t.join();
+      std::remove(knob.c_str());
+      ASSERT_TRUE(first_status.ok()) << Describe(first_status);
+      ASSERT_TRUE(second_status.ok()) << Describe(second_status);
+      EXPECT_GE(second.index(), first.index()) << "answered with the snapshot it waited for";
+      EXPECT_NE(cluster.LogTail(node, 2000).find("waits for the snapshot being written"),
+                std::string::npos)
+          << "the second call did not come during the write";
+    } else {
+      const auto exited = cluster.Stop(node);  // SIGTERM while the file is being written
+      t.join();
+      EXPECT_EQ(exited, std::optional<int>(0)) << cluster.LogTail(node);
+      std::remove(knob.c_str());
+      EXPECT_FALSE(first_status.ok()) << "answered by a node that stopped before compacting";
+      cluster.Start(node);
+      ASSERT_GE(cluster.WaitForReady(), 0) << cluster.StatusSummary() << cluster.LogTail(node);
+      v1::SnapshotResponse after;
+      const grpc::Status again = snapshot(&after);
+      ASSERT_TRUE(again.ok()) << Describe(again);
+      v1::GetLockResponse g;
+      auto info = client.GetLock("snap/0", &g);
+      ASSERT_TRUE(info.status.ok()) << Describe(info.status);
+      EXPECT_EQ(g.lock().holders_size(), 1) << "nothing acknowledged was lost";
+    }
+  }
+}
+
 TEST(GrantAnswer, AGrantCommittedAfterItsLeaseWasDecidedExpiredIsNotFound) {
   testing::TempDir slow_dir;
   auto cluster_ptr = SlowableCluster(slow_dir);
