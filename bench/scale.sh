@@ -39,8 +39,13 @@ LOCKCTL="$root/build/release/src/cli/lockctl"
 work="$(mktemp -d /var/tmp/lockd-scale.XXXXXX)"
 declare -A pid
 cleanup() {
+  local status=$?
   for p in "${pid[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pid[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ "$status" -ne 0 ]; then  # keep the nodes' logs of a failed run next to its results
+    mkdir -p "${out%.jsonl}-logs" && cp "$work"/n*.log "${out%.jsonl}-logs/" 2>/dev/null || true
+    echo "scale.sh: failed; the nodes' logs are in ${out%.jsonl}-logs" >&2
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -52,7 +57,8 @@ start_node() {
   mkdir -p "$work/n$i"
   "$LOCKD" --id "$i" --client-addr "127.0.0.1:797$i" --peer-addr "127.0.0.1:798$i" \
     --http-addr "127.0.0.1:799$i" --initial-cluster "$INIT" --cluster-token "scale-$$" \
-    --data-dir "$work/n$i/data" --plaintext --max-leases $((leases + 1000)) --max-locks $((locks + 100000)) \
+    --data-dir "$work/n$i/data" --plaintext --max-leases $((leases + 1000)) --max-leases-per-label $((leases + 1000)) \
+    --max-locks $((locks + 100000)) \
     >>"$work/n$i.log" 2>&1 &
   pid[$i]=$!
 }
@@ -86,7 +92,7 @@ t0=$(date +%s.%N)
 start_node 3
 caught_up=""
 for _ in $(seq 1 1200); do
-  applied=$(status_of 127.0.0.1:7973 | field applied_index || echo 0)
+  applied=$({ status_of 127.0.0.1:7973 || true; } | field applied_index)
   if [ "${applied:-0}" -ge "$target" ]; then caught_up=$(date +%s.%N); break; fi
   sleep 0.1
 done

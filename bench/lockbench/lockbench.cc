@@ -314,15 +314,18 @@ uint64_t GrantLease(pb::LockService::Stub& stub, Identity& id, uint64_t ttl_ms) 
   id.Next(req.mutable_header());
   req.set_ttl_ms(ttl_ms);
   req.set_label("lockbench");
+  grpc::Status last;
   for (uint32_t attempt = 1; attempt <= 50; ++attempt) {
     req.mutable_header()->set_attempt(attempt);
     pb::GrantLeaseResponse resp;
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    if (stub.GrantLease(&ctx, req, &resp).ok()) return resp.lease_id();
+    last = stub.GrantLease(&ctx, req, &resp);
+    if (last.ok()) return resp.lease_id();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  std::fprintf(stderr, "lockbench: could not grant a lease\n");
+  std::fprintf(stderr, "lockbench: could not grant a lease: %d %s\n",
+               static_cast<int>(last.error_code()), last.error_message().c_str());
   std::exit(2);
 }
 
