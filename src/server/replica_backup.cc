@@ -99,14 +99,13 @@ void Replica::AnswerSnapshotWaiters() {
   if (snapshot_waiters_.empty()) return;
   auto waiters = std::move(snapshot_waiters_);
   snapshot_waiters_.clear();
+  const Status failed = fatal();
   auto later = std::make_shared<std::vector<SnapshotDone>>();
   for (auto& [at, done] : waiters) {
-    if (at <= snapshot_index_ || !fatal().ok()) {
-      if (fatal().ok()) {
-        done(SnapshotTaken{snapshot_index_, snapshot_bytes_});
-      } else {
-        done(Unavailable("this node stopped applying: " + fatal().ToString()));
-      }
+    if (!failed.ok()) {
+      done(Unavailable("this node stopped applying: " + failed.ToString()));
+    } else if (at <= snapshot_index_) {
+      done(SnapshotTaken{snapshot_index_, snapshot_bytes_});
     } else {
       later->push_back(std::move(done));
     }
