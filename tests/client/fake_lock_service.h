@@ -41,7 +41,7 @@ class FakeLockService final : public pb::LockService::Service {
   bool deny_get_lock = false;     ///< GetLock is PERMISSION_DENIED (an identity without `read`)
   std::set<uint64_t> unknown_leases;  ///< renewals of these answer NOT_FOUND (in kOk mode)
   int renewal_messages = 0;           ///< KeepAlive messages read (a batch counts once)
-  size_t largest_batch = 0;           ///< the most leases one message named
+  size_t largest_batch = 0;  ///< the most leases one message named (since the last refused one)
   int fail_acquires_unavailable = 0;
   int fail_cancels_unavailable = 0;  ///< so many Cancels answer UNAVAILABLE first (an election)
   int fail_cancels_exhausted = 0;    ///< so many Cancels answer RESOURCE_EXHAUSTED first (a rate)
@@ -118,6 +118,7 @@ class FakeLockService final : public pb::LockService::Service {
         if (renew_mode == RenewMode::kSilent) continue;
         if (refuse_renewal_messages > 0) {  // a current server stopping: no `more`
           --refuse_renewal_messages;
+          largest_batch = 0;  // what follows the refusal, counted from it (no race with a test)
           resp.set_lease_id(req.lease_id());
           resp.set_code(static_cast<int>(grpc::StatusCode::UNAVAILABLE));
           resp.set_message("this node is stopping");

@@ -147,8 +147,8 @@ TEST(RenewerBatch, AMessageRefusedWholeMovesTheStreamAndBatchingGoesOn) {
   FailOverOnce(a, [&] { a.service.refuse_renewal_messages = 1; });
   ASSERT_TRUE(testing::WaitFor(
       [&] { return a.service.With([&] { return a.service.refuse_renewal_messages; }) == 0; }, 10s));
-  a.service.With([&] { return a.service.largest_batch = 0; });
-  // The refusal moved the stream (a new one renews every lease at once, in one message).
+  // The refusal moved the stream (a new one renews every lease at once, in one message); the
+  // fake counts the largest batch from the refusal on (a reset here could miss that message).
   ASSERT_TRUE(testing::WaitFor(
       [&] { return a.service.With([&] { return a.service.largest_batch; }) == 10u; }, 10s));
   EXPECT_FALSE(logged.Contains("one lease per message"));
