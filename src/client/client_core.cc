@@ -2,12 +2,12 @@
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/unknown_field_set.h>
-#include <pthread.h>
 #include <time.h>
 
 #include <cstdio>
 #include <cstdlib>
 
+#include "base/thread_name.h"
 #include "client/credentials.h"
 #include "client/renewer.h"
 
@@ -76,10 +76,6 @@ ClientCore::ClientCore(ClientOptions options, std::shared_ptr<grpc::ChannelCrede
     channels_.push_back(NewChannel(e, credentials_, bearer_token_));
     stubs_.push_back(pb::LockService::NewStub(channels_.back()));
   }
-}
-
-void NameThisThread(const char* name) {
-  pthread_setname_np(pthread_self(), name);
 }
 
 ClientCore::~ClientCore() {

@@ -232,9 +232,6 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::once_flag shutdown_once_;
 };
 
-/// Names the calling thread (at most 15 characters).
-void NameThisThread(const char* name);
-
 // ------------------------------------------------------------------------------------------
 
 inline bool RetryableCode(grpc::StatusCode c) {

@@ -4,6 +4,8 @@
 #include <random>
 #include <utility>
 
+#include "base/thread_name.h"
+
 namespace lockd::client {
 
 using namespace std::chrono_literals;

@@ -4,6 +4,7 @@
 // are compacted: a snapshot is on its way, and no append is sent until it is installed or fails).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <deque>
 
@@ -46,6 +47,9 @@ class Progress {
     if (!inflight_.empty() && inflight_.size() >= max_inflight_) inflight_.pop_front();
   }
   size_t inflight() const { return inflight_.size(); }
+  /// The highest commit index an append or heartbeat to this follower carried.
+  LogIndex commit_sent() const { return commit_sent_; }
+  void CommitSent(LogIndex commit) { commit_sent_ = std::max(commit_sent_, commit); }
 
  private:
   LogIndex match_;
@@ -56,6 +60,7 @@ class Progress {
   bool recent_active_ = false;
   size_t max_inflight_;
   std::deque<LogIndex> inflight_;  ///< last index of each append in flight (replicate state)
+  LogIndex commit_sent_;           ///< see commit_sent()
 };
 
 }  // namespace lockd::raft

@@ -455,7 +455,7 @@ void Raft::HandleAppendResponse(const Message& m) {
     pr.BecomeReplicate();
   }
   if (MaybeCommit()) {
-    BroadcastAppend();
+    BroadcastCommit();
   } else {
     SendAppend(m.from, /*allow_empty=*/false);
   }
@@ -486,13 +486,14 @@ void Raft::HandleHeartbeatResponse(const Message& m) {
 void Raft::StartRound() {
   const uint64_t round = next_round_++;
   round_acks_[round] = {id_};
-  for (const auto& [p, pr] : progress_) {
+  for (auto& [p, pr] : progress_) {
     if (p == id_) continue;
     Message h;
     h.type = MessageType::kHeartbeat;
     h.to = p;
     h.round = round;
     h.commit = std::min(pr.match(), log_.committed());
+    pr.CommitSent(h.commit);
     Send(std::move(h));
   }
   if (quorum_.Majority([&](NodeId p) { return p == id_; })) {  // a single voter confirms alone
@@ -520,6 +521,7 @@ void Raft::SendAppend(NodeId to, bool allow_empty) {
   const LogIndex last = entries.empty() ? prev : entries.back().index;
   m.entries = std::move(entries);
   pr.Sent(last);
+  pr.CommitSent(m.commit);
   Send(std::move(m));
 }
 
@@ -574,11 +576,32 @@ void Raft::ReportSnapshot(NodeId to, bool ok) {
   if (it != progress_.end()) it->second.SnapshotDone(ok);
 }
 
-void Raft::BroadcastAppend() {
+void Raft::BroadcastAppend(bool empty_ok) {
   // An empty append only carries the commit index; while appends are in flight to a follower, the
   // next one (or a heartbeat) carries it, so commit propagation does not bypass the in-flight
   // bound. (A heartbeat response still sends an empty append, which repairs lost ones.)
-  for (const auto& [p, pr] : progress_) SendAppend(p, /*allow_empty=*/pr.inflight() == 0);
+  for (const auto& [p, pr] : progress_)
+    SendAppend(p, /*allow_empty=*/empty_ok && pr.inflight() == 0);
+}
+
+bool Raft::CommitUnsentTo(const Progress& pr) const {
+  return pr.state() == Progress::State::kReplicate && pr.inflight() == 0 && pr.CanSend() &&
+         pr.commit_sent() < log_.committed();
+}
+
+bool Raft::commit_unsent() const {
+  if (role_ != Role::kLeader || !cfg_.defer_commit_only_appends) return false;
+  for (const auto& [p, pr] : progress_) {
+    if (p != id_ && CommitUnsentTo(pr)) return true;
+  }
+  return false;
+}
+
+void Raft::SendCommit() {
+  if (role_ != Role::kLeader) return;
+  for (const auto& [p, pr] : progress_) {
+    if (p != id_ && CommitUnsentTo(pr)) SendAppend(p, /*allow_empty=*/true);
+  }
 }
 
 void Raft::AppendEntries(std::vector<Entry> entries) {
@@ -716,7 +739,7 @@ void Raft::SetConf(const ConfState& cs, LogIndex index) {
     return;
   }
   AddProgressForMembers();
-  if (MaybeCommit()) BroadcastAppend();
+  if (MaybeCommit()) BroadcastCommit();
   MaybeAutoLeave();
 }
 
@@ -851,7 +874,7 @@ void Raft::Advance(const Ready& rd) {
     if (role_ == Role::kLeader) {
       // The leader's own vote in the commit quorum counts only now that its disk has the entries.
       progress_.at(id_).MaybeUpdate(log_.stable_last());
-      if (MaybeCommit()) BroadcastAppend();
+      if (MaybeCommit()) BroadcastCommit();
     }
   }
   if (!rd.committed.empty()) {

@@ -106,6 +106,12 @@ struct Config {
   size_t max_inflight = 256;
   uint64_t max_uncommitted_bytes = 64 << 20;
   bool pre_vote = true;
+  /// When the commit index advances and a follower has no entries to be sent, the leader does not
+  /// send it an empty append for the commit index alone: the next append or heartbeat carries it,
+  /// or SendCommit() when the runtime decides (it bounds how long followers lag behind). At low
+  /// load that saves an append and its answer per entry and follower (issue 18); safety does not
+  /// depend on when followers learn the commit index. Off: sent at once, as the paper's leader.
+  bool defer_commit_only_appends = false;
   bool check_quorum = true;
   /// A node becomes a voter only if the leader's log is at most this many entries ahead of it.
   uint64_t max_promotion_lag = 1000;
@@ -161,6 +167,11 @@ class Raft {
   Status RequestRound();
   /// Reads are waiting for a round that has not started yet.
   bool round_wanted() const;
+  /// On a leader that defers commit-only appends: a follower in the replicate state with nothing
+  /// in flight has not been sent the commit index yet (SendCommit would send it an append).
+  bool commit_unsent() const;
+  /// Sends the commit index to each follower commit_unsent() counts (an empty append each).
+  void SendCommit();
   /// The id of the newest round started (0: none this term).
   uint64_t newest_round() const { return next_round_ - 1; }
   /// Hands leadership to `to` once it has caught up (TimeoutNow).
@@ -234,7 +245,13 @@ class Raft {
 
   void Send(Message m);
   void SendAppend(NodeId to, bool allow_empty = true);
-  void BroadcastAppend();
+  /// Appends to every follower the window lets through; with `empty_ok`, an empty one (the commit
+  /// index alone) to a follower with nothing in flight and nothing new.
+  void BroadcastAppend(bool empty_ok = true);
+  /// After the commit index advanced: BroadcastAppend, without the empty appends when deferred.
+  void BroadcastCommit() { BroadcastAppend(!cfg_.defer_commit_only_appends); }
+  /// Whether `pr` is a follower SendCommit() would send the commit index to.
+  bool CommitUnsentTo(const Progress& pr) const;
   void StartRound();
   bool MaybeCommit();
   void AppendEntries(std::vector<Entry> entries);

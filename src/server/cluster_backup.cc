@@ -19,6 +19,7 @@
 #include <system_error>
 #include <thread>
 
+#include "base/thread_name.h"
 #include "server/convert.h"
 #include "server/lock_service.h"
 #include "storage/backup_file.h"
@@ -124,7 +125,10 @@ class BackupReactor final : public grpc::ServerWriteReactor<pb::BackupChunk>,
       return;
     }
     try {
-      std::thread([this, b = std::move(b).value()] { Encode(b); }).detach();
+      std::thread([this, b = std::move(b).value()] {
+        NameThisThread("backup-encode");
+        Encode(b);
+      }).detach();
     } catch (const std::system_error& e) {
       capturing_ = false;
       FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,

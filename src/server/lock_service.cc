@@ -4,6 +4,7 @@
 
 #include <charconv>
 
+#include "base/thread_name.h"
 #include "lock/validate.h"
 #include "server/cluster_identity.h"
 #include "server/convert.h"
@@ -90,7 +91,10 @@ std::string ServiceContext::RemovedReason() const {
 }
 
 LockServiceImpl::LockServiceImpl(ServiceContext ctx) : ctx_(std::move(ctx)) {
-  watchdog_ = std::thread([this] { WatchStreams(); });
+  watchdog_ = std::thread([this] {
+    NameThisThread("stream-watch");
+    WatchStreams();
+  });
 }
 
 void LockServiceImpl::WatchStreams() {

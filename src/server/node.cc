@@ -18,6 +18,7 @@
 #include <set>
 #include <thread>
 
+#include "base/thread_name.h"
 #include "grpc/health/v1/health.pb.h"  // links the descriptor, so reflection can describe it
 #include "raft/conf_change.h"
 #include "raft/types.h"
@@ -512,7 +513,10 @@ Status Node::Start() {
     return s;
   }
   stop_watcher_ = false;
-  watcher_ = std::thread([this] { WatchLeadership(); });
+  watcher_ = std::thread([this] {
+    NameThisThread("leader-watch");
+    WatchLeadership();
+  });
   return Status::Ok();
 }
 
@@ -623,7 +627,10 @@ Status Node::StartHttp() {
     http_server_.reset();
     return Unavailable("cannot listen on --http-addr " + options_.http_addr);
   }
-  http_thread_ = std::thread([server = http_server_.get()] { server->listen_after_bind(); });
+  http_thread_ = std::thread([server = http_server_.get()] {
+    NameThisThread("http");
+    server->listen_after_bind();
+  });
   spdlog::info("node {}: HTTP on {}", options_.node_id, options_.http_addr);
   return Status::Ok();
 }

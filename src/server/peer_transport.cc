@@ -8,6 +8,7 @@
 #include <random>
 #include <string_view>
 
+#include "base/thread_name.h"
 #include "raft/wire.h"
 #include "server/member_table.h"
 #include "storage/crc32c.h"
@@ -42,7 +43,10 @@ class PeerTransport::Outbound {
         addr_(std::move(addr)),
         stub_(PeerService::NewStub(grpc::CreateChannel(addr_, owner.CredentialsTo(id)))),
         jitter_(static_cast<uint32_t>(owner.self_.node_id * 1'000'003 + id)) {
-    sender_ = std::thread([this] { SenderLoop(); });
+    sender_ = std::thread([this] {
+      NameThisThread("peer-send-" + std::to_string(id_));
+      SenderLoop();
+    });
   }
   ~Outbound() { Stop(); }
 
@@ -159,6 +163,7 @@ class PeerTransport::Outbound {
         stats_.last_error.clear();
       }
       reader = std::thread([&] {
+        NameThisThread("peer-read-" + std::to_string(id_));
         Reply reply;
         while (stream->Read(&reply)) {
           if (!reply.error().empty()) SetError("peer closed the stream: " + reply.error());
@@ -343,7 +348,10 @@ class PeerTransport::SnapshotSend {
         message_(std::move(message)),
         payload_(std::move(payload)),
         done_(std::move(done)) {
-    thread_ = std::thread([this] { Run(); });
+    thread_ = std::thread([this] {
+      NameThisThread("snap-send-" + std::to_string(to_));
+      Run();
+    });
   }
   ~SnapshotSend() {
     Cancel();

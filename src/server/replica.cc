@@ -8,6 +8,7 @@
 #include <future>
 #include <random>
 
+#include "base/thread_name.h"
 #include "base/unsafe_faults.h"
 #include "raft/wire.h"
 #include "server/cluster_identity.h"
@@ -99,13 +100,17 @@ Status Replica::Start() {
   cfg.election_tick = static_cast<int>(options_.timing.election_min / tick);
   cfg.heartbeat_tick = 1;
   cfg.seed = options_.seed;
+  cfg.defer_commit_only_appends = options_.commit_flush_delay.count() > 0;
   raft_ = std::make_unique<raft::Raft>(cfg, storage_.log());
   counted_from_ = raft_->log().committed().value();
   const BootTime now = clock_.Now();
   last_tick_ = now;
   expected_wake_ = now;
   SyncRole();
-  loop_ = std::thread([this] { Loop(); });
+  loop_ = std::thread([this] {
+    NameThisThread("replica-loop");
+    Loop();
+  });
   return Status::Ok();
 }
 
@@ -243,8 +248,10 @@ void Replica::Loop() {
       StartRoundNow();
     }
     round_for_renewals_ = false;
+    FlushCommitIfDue(clock_.Now());
     // 5. The Ready cycle, then (rarely) a snapshot of what it applied.
     HandleReadies();
+    ArmCommitFlush(clock_.Now());
     AdvanceMemberChange(clock_.Now());
     CheckTransfer(clock_.Now());
     AnswerSnapshotSenders();
@@ -320,7 +327,24 @@ BootTime Replica::NextWake(BootTime now) const {
       next = wait_order_.begin()->first;
     }
   }
+  if (commit_flush_at_ && *commit_flush_at_ < next) next = *commit_flush_at_;
   return next < now ? now : next;
+}
+
+void Replica::FlushCommitIfDue(BootTime now) {
+  if (!commit_flush_at_ || now < *commit_flush_at_) return;
+  commit_flush_at_.reset();
+  raft_->SendCommit();  // every follower it counted is sent the index: no longer counted
+}
+
+void Replica::ArmCommitFlush(BootTime now) {
+  // At low load the next entry's append carries the commit index to the followers, well within
+  // the delay; only a commit with nothing after it costs its own append (and answer).
+  if (!raft_->commit_unsent()) {
+    commit_flush_at_.reset();
+  } else if (!commit_flush_at_) {
+    commit_flush_at_ = now + options_.commit_flush_delay;
+  }
 }
 
 void Replica::TickIfDue(BootTime now) {

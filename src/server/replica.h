@@ -81,6 +81,10 @@ struct ReplicaOptions {
   /// A node started with --join: it has no membership until the leader's log gives it one, and
   /// never bootstraps (no initial voters).
   bool joining = false;
+  /// How long a leader may leave a follower without the newest commit index before it sends the
+  /// index alone (an empty append, and its answer); the next append or heartbeat usually carries it
+  /// sooner (raft::Config::defer_commit_only_appends). Zero: sent the moment it advances.
+  std::chrono::microseconds commit_flush_delay{2000};
   /// AddMember promotes a learner only once its log is within this many entries of the leader's.
   uint64_t max_promotion_lag = 1000;
   /// Set on a member `lockd restore` made: while the cluster id is undecided, its leader proposes
@@ -280,6 +284,10 @@ class Replica {
 
   // The core.
   void TickIfDue(BootTime now);
+  /// Sends the commit index to followers still without it once the flush delay has passed since
+  /// it went unsent (ArmCommitFlush, at the end of the pass that left it unsent).
+  void FlushCommitIfDue(BootTime now);
+  void ArmCommitFlush(BootTime now);
   void StartRoundNow();
   void StampRounds(uint64_t before, BootTime at);
   void HandleReadies();
@@ -382,6 +390,7 @@ class Replica {
   uint64_t applied_ = 0;
   BootTime last_tick_;
   BootTime expected_wake_;
+  std::optional<BootTime> commit_flush_at_;  ///< when FlushCommitIfDue sends (unset: nothing to)
   std::chrono::nanoseconds last_pass_{0};
   std::map<raft::LogIndex, PendingProposal> proposals_;
   uint64_t leader_commit_seen_ = 0;  ///< loop: largest commit index a leader's MsgApp carried

@@ -2,6 +2,7 @@
 // from replica.cc by responsibility; the same single-threaded loop runs all of it.
 #include <spdlog/spdlog.h>
 
+#include "base/thread_name.h"
 #include "server/cluster_identity.h"
 #include "server/replica.h"
 #include "storage/node_storage.h"
@@ -35,6 +36,7 @@ void Replica::TakeSnapshot(SnapshotDone done) {
   JoinSnapshotWriter();  // the previous one finished (FinishSnapshot ran): only its thread is left
   snapshot_writer_ = std::thread(
       [this, meta = *meta, payload, start, encode_ms, done = std::move(done)]() mutable {
+        NameThisThread("snap-write");
         Status written = storage_.WriteSnapshotFile(meta, *payload);
         // Always through the queue, never run here: with the node stopping, Stop() drains the queue
         // once the loop and this thread are gone.

@@ -16,7 +16,8 @@ namespace lockd::raft::testing {
 
 class Cluster {
  public:
-  explicit Cluster(int n, TestingKnobs knobs = {}, size_t max_inflight = 256) {
+  explicit Cluster(int n, TestingKnobs knobs = {}, size_t max_inflight = 256,
+                   bool defer_commit_only_appends = false) {
     for (int i = 1; i <= n; ++i) ids_.push_back(NodeId(i));
     for (NodeId id : ids_) {
       storage_[id] = std::make_unique<MemoryLogStorage>();
@@ -26,6 +27,7 @@ class Cluster {
       c.seed = id.value();
       c.knobs = knobs;
       c.max_inflight = max_inflight;
+      c.defer_commit_only_appends = defer_commit_only_appends;
       configs_[id] = c;
       nodes_[id] = std::make_unique<Raft>(c, *storage_[id]);
     }

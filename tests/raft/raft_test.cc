@@ -204,6 +204,80 @@ TEST(Replication, InflightAppendsPerFollowerAreBounded) {
   EXPECT_LE(apps, 4);
 }
 
+// Issue 18: a leader that defers commit-only appends sends each follower one append per entry
+// (the entry, carrying the commit index as it was); the next append, a heartbeat or SendCommit
+// carries the new commit index. Without deferral, each commit costs every follower an empty
+// append (and its answer) more.
+int AppsPerFollowerForOneEntry(bool defer) {
+  Cluster c(3, {}, 256, defer);
+  const int leader = c.ElectLeader();
+  c.Stabilize();
+  const int f = leader == 1 ? 2 : 1;
+  c.sent().clear();
+  EXPECT_TRUE(c.node(leader).Propose("x").ok());
+  c.Stabilize();
+  int apps = 0;
+  for (const auto& m : c.sent()) apps += m.type == MessageType::kApp && m.to == NodeId(f);
+  return apps;
+}
+
+TEST(Replication, ADeferredCommitIndexTravelsWithTheNextAppendOrSendCommit) {
+  EXPECT_EQ(AppsPerFollowerForOneEntry(false), 2) << "the entry, then the commit index alone";
+  EXPECT_EQ(AppsPerFollowerForOneEntry(true), 1) << "the entry only";
+
+  Cluster c(3, {}, 256, /*defer_commit_only_appends=*/true);
+  const int leader = c.ElectLeader();
+  c.Stabilize();
+  c.node(leader).SendCommit();  // the election's no-op, committed, reaches everyone
+  c.Stabilize();
+  ASSERT_FALSE(c.node(leader).commit_unsent());
+  ASSERT_TRUE(c.node(leader).Propose("a").ok());
+  c.Stabilize();
+  const LogIndex a = c.node(leader).log().committed();
+  EXPECT_EQ(a, c.node(leader).log().last_index()) << "committed on the leader";
+  EXPECT_TRUE(c.node(leader).commit_unsent());
+  for (int i = 1; i <= 3; ++i) {
+    if (i == leader) continue;
+    EXPECT_LT(c.node(i).log().committed(), a) << "not told yet: " << i;
+  }
+  // The next entry's append carries a's commit.
+  ASSERT_TRUE(c.node(leader).Propose("b").ok());
+  c.Stabilize();
+  for (int i = 1; i <= 3; ++i) EXPECT_GE(c.node(i).log().committed(), a) << i;
+  // SendCommit sends b's, once: then nothing is unsent.
+  EXPECT_TRUE(c.node(leader).commit_unsent());
+  c.node(leader).SendCommit();
+  c.Stabilize();
+  EXPECT_FALSE(c.node(leader).commit_unsent());
+  for (int i = 1; i <= 3; ++i) {
+    EXPECT_EQ(c.node(i).log().committed(), c.node(leader).log().committed()) << i;
+  }
+  // A heartbeat carries it too (without SendCommit).
+  ASSERT_TRUE(c.node(leader).Propose("c").ok());
+  c.Stabilize();
+  c.TickAll(2);
+  for (int i = 1; i <= 3; ++i) {
+    EXPECT_EQ(c.node(i).log().committed(), c.node(leader).log().committed()) << i;
+  }
+  EXPECT_FALSE(c.node(leader).commit_unsent());
+}
+
+// A follower with nothing acknowledged in flight, or cut off, is not counted forever: SendCommit
+// sends it the index once (a lost append is repaired by heartbeats), so a runtime that flushes
+// while commit_unsent() holds never spins.
+TEST(Replication, SendCommitClearsCommitUnsentEvenWhenTheFollowerIsCutOff) {
+  Cluster c(3, {}, 256, /*defer_commit_only_appends=*/true);
+  const int leader = c.ElectLeader();
+  c.Stabilize();
+  const int f = leader == 1 ? 2 : 1;
+  c.Cut(leader, f);
+  ASSERT_TRUE(c.node(leader).Propose("a").ok());
+  c.Stabilize();
+  c.node(leader).SendCommit();
+  c.Stabilize();
+  EXPECT_FALSE(c.node(leader).commit_unsent());
+}
+
 TEST(CheckQuorum, AnIsolatedLeaderStepsDown) {
   Cluster c(3);
   const int leader = c.ElectLeader();

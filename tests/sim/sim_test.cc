@@ -49,7 +49,7 @@ TEST(Sim, ManySeedsAreSafeAndLive) {
   const uint64_t soak = EnvOr("LOCKD_SIM_SOAK_SECONDS", 0);
   const auto start = std::chrono::steady_clock::now();
   uint64_t runs = 0, steps = 0, committed = 0, acked = 0, reads = 0, renewals = 0, snapshots = 0,
-           installs = 0, failed_transfers = 0, conf_changes = 0;
+           installs = 0, failed_transfers = 0, conf_changes = 0, commit_flushes = 0;
   for (uint64_t seed = 1;; ++seed) {
     if (soak == 0 && seed > seeds) break;
     if (soak > 0 && std::chrono::steady_clock::now() - start > std::chrono::seconds(soak)) break;
@@ -74,15 +74,18 @@ TEST(Sim, ManySeedsAreSafeAndLive) {
     installs += r.installs;
     failed_transfers += r.transfers_failed;
     conf_changes += r.conf_changes;
+    commit_flushes += r.commit_flushes;
   }
   std::printf(
       "simulated %llu seeds, %llu steps: %llu entries committed, %llu proposals acknowledged, "
       "%llu reads and %llu renewals confirmed, %llu snapshots taken, %llu installed from a leader, "
-      "%llu transfers failed, %llu membership changes committed; every check held\n",
+      "%llu transfers failed, %llu membership changes committed, %llu deferred commit indexes "
+      "flushed; every check held\n",
       (unsigned long long)runs, (unsigned long long)steps, (unsigned long long)committed,
       (unsigned long long)acked, (unsigned long long)reads, (unsigned long long)renewals,
       (unsigned long long)snapshots, (unsigned long long)installs,
-      (unsigned long long)failed_transfers, (unsigned long long)conf_changes);
+      (unsigned long long)failed_transfers, (unsigned long long)conf_changes,
+      (unsigned long long)commit_flushes);
 }
 
 TEST(Sim, TheSameSeedGivesTheSameTraceHash) {

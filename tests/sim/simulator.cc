@@ -27,8 +27,11 @@ using raft::Term;
 
 constexpr int64_t kMs = 1000;         // the simulator's time unit is the microsecond
 constexpr int64_t kTick = 100 * kMs;  // T_tick
-constexpr int kElectionTicks = 10;    // E_min = 1 s
-constexpr double kDrift = 0.01;       // ρ
+/// A leader deferring commit-only appends sends them this long after the commit went unsent
+/// (server::Replica's commit_flush_delay).
+constexpr int64_t kCommitFlush = 2 * kMs;
+constexpr int kElectionTicks = 10;  // E_min = 1 s
+constexpr double kDrift = 0.01;     // ρ
 
 struct Node {
   NodeId id;
@@ -41,6 +44,7 @@ struct Node {
   bool up = true;
   int64_t restart_at = 0;
   int64_t stalled_until = 0;
+  int64_t commit_flush_local = -1;  // when the runtime sends the unsent commit (-1: not armed)
   server::LeaderLease lease{server::LeaseTiming{std::chrono::milliseconds(kElectionTicks * 100),
                                                 std::chrono::milliseconds(100), kDrift}};
   uint64_t lease_term = 0;
@@ -157,6 +161,7 @@ class Sim {
     r.renewals = renewals_done_;
     r.snapshots = snapshots_;
     r.installs = installs_;
+    r.commit_flushes = commit_flushes_;
     r.transfers_failed = transfers_failed_;
     r.conf_changes = conf_hist_.size() - 1;
     if (o_.trace)
@@ -183,6 +188,9 @@ class Sim {
     // Without CheckQuorum a cut-off leader keeps accepting proposals for as long as the partition
     // lasts, which grows long divergent logs (the aggressive mode wants them).
     c.check_quorum = !(o_.aggressive && o_.seed % 2 == 0);
+    // Half the default runs defer commit-only appends as lockd does (the runtime's flush is in
+    // Advance); the hunts for planted bugs keep the sequences their seeds were chosen with.
+    c.defer_commit_only_appends = !o_.aggressive && !o_.knobs.any() && o_.seed % 2 == 1;
     return c;
   }
 
@@ -200,6 +208,7 @@ class Sim {
   void Start(Node& n) {
     n.raft = std::make_unique<raft::Raft>(ConfigFor(n.id), *n.storage);
     n.up = true;
+    n.commit_flush_local = -1;
     ++n.incarnation;
     n.received.clear();
     // The state machine comes back from the durable snapshot file; the core replays the rest.
@@ -857,6 +866,19 @@ class Sim {
         Call(n, [](raft::Raft& r) { r.Tick(); });
       }
     }
+    for (NodeId id : ids_) {  // the runtime's commit flush (server::Replica::ArmCommitFlush)
+      Node& n = *nodes_.at(id);
+      if (!Running(n)) continue;
+      if (!n.raft->commit_unsent()) {
+        n.commit_flush_local = -1;
+      } else if (n.commit_flush_local < 0) {
+        n.commit_flush_local = Local(n) + kCommitFlush;
+      } else if (Local(n) >= n.commit_flush_local) {
+        n.commit_flush_local = -1;
+        ++commit_flushes_;
+        Call(n, [](raft::Raft& r) { r.SendCommit(); });
+      }
+    }
     ProcessRenewals();
   }
 
@@ -1213,7 +1235,7 @@ class Sim {
   std::map<NodeId, std::unique_ptr<Node>> nodes_;
   std::map<std::pair<int64_t, uint64_t>, Transfer> xfers_;
   std::map<std::pair<NodeId, NodeId>, uint64_t> active_xfer_;  // (from, to) -> the current stream
-  uint64_t xfer_seq_ = 0, snapshots_ = 0, installs_ = 0, transfers_failed_ = 0;
+  uint64_t xfer_seq_ = 0, snapshots_ = 0, installs_ = 0, transfers_failed_ = 0, commit_flushes_ = 0;
   std::map<uint64_t, ConfState> conf_hist_;  // index -> membership of the committed history
   // (candidate, term) -> the voters that granted it a vote.
   std::map<std::pair<NodeId, uint64_t>, std::set<NodeId>> vote_grants_;

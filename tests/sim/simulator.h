@@ -48,6 +48,7 @@ struct SimResult {
   uint64_t installs = 0;          ///< snapshots installed from a leader
   uint64_t transfers_failed = 0;  ///< snapshot transfers reported failed
   uint64_t conf_changes = 0;      ///< membership entries in the committed history
+  uint64_t commit_flushes = 0;    ///< deferred commit indexes sent by the runtime's flush
   bool ok() const { return failure.empty(); }
 };
 
