@@ -143,6 +143,10 @@ int main(int argc, char** argv) {
   app.add_option("--member-add-timeout-ms", o.member_add_timeout_ms,
                  "How long AddMember waits for the new node to catch up")
       ->capture_default_str();
+  app.add_option("--commit-flush-us", o.commit_flush_us,
+                 "A leader sends an advanced commit index alone only after this many microseconds "
+                 "(the next append usually carries it sooner; 0: at once)")
+      ->capture_default_str();
   app.add_option("--tick-ms", o.tick_ms, "T_tick: heartbeat interval (same on every member)")
       ->capture_default_str();
   app.add_option("--election-min-ms", o.election_min_ms,

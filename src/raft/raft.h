@@ -248,8 +248,12 @@ class Raft {
   /// Appends to every follower the window lets through; with `empty_ok`, an empty one (the commit
   /// index alone) to a follower with nothing in flight and nothing new.
   void BroadcastAppend(bool empty_ok = true);
-  /// After the commit index advanced: BroadcastAppend, without the empty appends when deferred.
-  void BroadcastCommit() { BroadcastAppend(!cfg_.defer_commit_only_appends); }
+  /// After the commit index advanced: BroadcastAppend, without the empty appends when deferred,
+  /// except while a membership change is committed and not applied (its commit changes who
+  /// votes: every member learns it at once, as raft-rs's should_bcast_commit does).
+  void BroadcastCommit() {
+    BroadcastAppend(!cfg_.defer_commit_only_appends || pending_conf_index_ > log_.applied());
+  }
   /// Whether `pr` is a follower SendCommit() would send the commit index to.
   bool CommitUnsentTo(const Progress& pr) const;
   void StartRound();

@@ -389,6 +389,7 @@ Status Node::Start() {
   ro.limits = LimitsOf(options_);
   ro.seed = std::random_device{}() ^ (options_.node_id << 32);
   ro.snapshot_entries = options_.snapshot_entries;
+  ro.commit_flush_delay = std::chrono::microseconds(options_.commit_flush_us);
   ro.joining = joining;
   ro.max_promotion_lag = options_.max_promotion_lag;
   ro.apply_metrics = metrics_.apply;

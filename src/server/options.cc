@@ -153,6 +153,10 @@ Status Validate(const NodeOptions& o) {
     return InvalidArgument("--drift must be in [0, 0.25) (a fraction: 0.01 is 1%)");
   }
   if (o.forward_timeout_ms < 100) return InvalidArgument("--forward-timeout-ms must be >= 100");
+  if (o.commit_flush_us > 100'000) {
+    return InvalidArgument("--commit-flush-us must be in [0, 100000] (0: no deferral), not " +
+                           std::to_string(o.commit_flush_us));
+  }
   // A retry may be proposed up to F_fwd after a node received it: its record must outlive that.
   if (o.outcome_retention_ms < o.forward_timeout_ms) {
     return InvalidArgument("--outcome-retention-ms (" + std::to_string(o.outcome_retention_ms) +

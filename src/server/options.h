@@ -51,6 +51,9 @@ struct NodeOptions {
   /// How long AddMember waits for the new learner to catch up before it answers
   /// DEADLINE_EXCEEDED (the node stays a learner; adding it again promotes it).
   uint64_t member_add_timeout_ms = 60'000;
+  /// A leader sends a commit index alone (an empty append) this long after it went unsent; the
+  /// next append or heartbeat usually carries it sooner (0: at once). ReplicaOptions.
+  uint64_t commit_flush_us = 2000;
 
   // Timing. Every member must use the same values (peers check them when they connect).
   uint64_t tick_ms = 100;           ///< T_tick: heartbeat interval and the core's tick

@@ -251,12 +251,12 @@ void Replica::Loop() {
     FlushCommitIfDue(clock_.Now());
     // 5. The Ready cycle, then (rarely) a snapshot of what it applied.
     HandleReadies();
-    ArmCommitFlush(clock_.Now());
     AdvanceMemberChange(clock_.Now());
     CheckTransfer(clock_.Now());
     AnswerSnapshotSenders();
     MaybeTakeSnapshot();
     RetryParkedRenewals(clock_.Now());
+    ArmCommitFlush(clock_.Now());  // after everything this pass proposed and sent
     {
       ReplicaStatus fresh = CurrentStatus();  // before mu_, which the transport's callbacks need
       std::lock_guard lock(mu_);

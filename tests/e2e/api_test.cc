@@ -1442,5 +1442,45 @@ TEST_F(Api, RenewalsAnswerTheTokensTheLeaseHoldsSoAForceReleaseIsSeen) {
   stream->Finish();
 }
 
+// ---------------------------------------------------------------------------------------------
+// The deferred commit index (issue 18, --commit-flush-us)
+// ---------------------------------------------------------------------------------------------
+
+// A leader does not send a follower the commit index alone the moment it advances, but it sends
+// it within --commit-flush-us (2 ms) when no append carries it: at idle, each follower applies a
+// write long before the next heartbeat. Heartbeats every 500 ms here, and six writes: were the
+// flush missing, each catch-up would wait for a heartbeat (a uniform wait in [0, 500) ms), and
+// all six under 250 ms would have a chance of 1 in 64; with it, each takes a few ms.
+TEST(CommitFlush, FollowersApplyAnIdleWriteLongBeforeTheNextHeartbeat) {
+  ClusterOptions o;
+  o.tick_ms = 500;
+  o.election_min_ms = 1500;
+  Cluster cluster(o);
+  const int leader = cluster.WaitForReady();
+  ASSERT_GE(leader, 0) << cluster.StatusSummary();
+  Client client(cluster);
+  const uint64_t lease = client.MustGrantLease(kLongTtl);
+  for (int i = 0; i < 6; ++i) {
+    SCOPED_TRACE("write " + std::to_string(i));
+    std::this_thread::sleep_for(100ms);  // idle: nothing in flight
+    v1::AcquireResponse a;
+    ASSERT_TRUE(client.Acquire("flush/" + std::to_string(i), lease, kEx, 0, &a).status.ok());
+    v1::StatusResponse ls;
+    ASSERT_TRUE(cluster.Status(leader, &ls).ok());
+    const auto start = std::chrono::steady_clock::now();
+    for (int node = 0; node < cluster.size(); ++node) {
+      if (node == leader) continue;
+      ASSERT_TRUE(testing::WaitFor(
+          [&] {
+            v1::StatusResponse s;
+            return cluster.Status(node, &s).ok() && s.applied_index() >= ls.commit_index();
+          },
+          10s));
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 250ms)
+        << "the followers waited for a heartbeat to learn the commit index";
+  }
+}
+
 }  // namespace
 }  // namespace lockd::e2e

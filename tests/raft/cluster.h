@@ -16,8 +16,10 @@ namespace lockd::raft::testing {
 
 class Cluster {
  public:
+  /// The nodes defer commit-only appends by default, as lockd's do (no runtime flushes them
+  /// here: the next append or a heartbeat carries the commit index, or a test's SendCommit).
   explicit Cluster(int n, TestingKnobs knobs = {}, size_t max_inflight = 256,
-                   bool defer_commit_only_appends = false) {
+                   bool defer_commit_only_appends = true) {
     for (int i = 1; i <= n; ++i) ids_.push_back(NodeId(i));
     for (NodeId id : ids_) {
       storage_[id] = std::make_unique<MemoryLogStorage>();

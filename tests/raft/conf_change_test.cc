@@ -252,6 +252,30 @@ TEST(Membership, ARemovedLeaderEndsItsLeaseBranchAndStepsDownAfterTheCommit) {
   EXPECT_NE(c.node(leader).role(), Role::kCandidate);
 }
 
+// Found by review (issue 18's deferred commit index): a leader that commits its own removal stops
+// leading when it applies it; the member that stays must learn that the removal committed, or a
+// cluster of two voters left with one waits for the removed node's vote for good. (lockd reaches
+// this when a leader dies with another's removal proposed and that node wins the next election.)
+TEST(Membership, TheVoterLeftByALeadersOwnRemovalLearnsItAndLeads) {
+  for (bool defer : {true, false}) {
+    Cluster c(2, {}, 256, defer);
+    const int leader = c.ElectLeader();
+    ASSERT_NE(leader, 0);
+    c.TickAll(2);
+    ASSERT_TRUE(c.node(leader).ProposeConfChange(Change(ConfChangeType::kRemove, leader)).ok());
+    c.Stabilize();
+    const int other = 3 - leader;
+    EXPECT_FALSE(c.node(other).config().contains(NodeId(leader))) << "defer " << defer;
+    c.Isolate(leader);  // the operator shuts the removed node down
+    int ticks = 0;
+    while (c.node(other).role() != Role::kLeader && ticks < 300) {
+      c.TickAll();
+      ++ticks;
+    }
+    EXPECT_EQ(c.node(other).role(), Role::kLeader) << "defer " << defer;
+  }
+}
+
 TEST(Membership, ARemovedFollowerWhoseAnswersAreLostStillLearnsItsRemoval) {
   // The leader never hears the follower, so its window to it stays full and no broadcast
   // carries the commit of the removal; the leader then drops the follower's progress. Its last

@@ -262,20 +262,52 @@ TEST(Replication, ADeferredCommitIndexTravelsWithTheNextAppendOrSendCommit) {
   EXPECT_FALSE(c.node(leader).commit_unsent());
 }
 
-// A follower with nothing acknowledged in flight, or cut off, is not counted forever: SendCommit
-// sends it the index once (a lost append is repaired by heartbeats), so a runtime that flushes
-// while commit_unsent() holds never spins.
+// A follower counted by commit_unsent() and then cut off is counted no more once SendCommit sent
+// it the index (the lost append is repaired by heartbeats), so a runtime that flushes while
+// commit_unsent() holds never spins; with nothing to send, SendCommit sends nothing.
 TEST(Replication, SendCommitClearsCommitUnsentEvenWhenTheFollowerIsCutOff) {
   Cluster c(3, {}, 256, /*defer_commit_only_appends=*/true);
   const int leader = c.ElectLeader();
   c.Stabilize();
   const int f = leader == 1 ? 2 : 1;
-  c.Cut(leader, f);
   ASSERT_TRUE(c.node(leader).Propose("a").ok());
   c.Stabilize();
+  ASSERT_TRUE(c.node(leader).commit_unsent()) << "both followers acknowledged, neither was told";
+  c.Cut(leader, f);
   c.node(leader).SendCommit();
   c.Stabilize();
   EXPECT_FALSE(c.node(leader).commit_unsent());
+  EXPECT_LT(c.node(f).log().committed(), c.node(leader).log().committed()) << "lost on the way";
+  c.sent().clear();
+  c.node(leader).SendCommit();
+  c.Stabilize();
+  EXPECT_TRUE(c.sent().empty()) << "nothing left to send";
+  c.Heal();
+  c.TickAll(2);  // a heartbeat carries it
+  EXPECT_EQ(c.node(f).log().committed(), c.node(leader).log().committed());
+}
+
+// Followers in the probe state, or with appends in flight, are not counted: the next answer or
+// heartbeat sends them what they lack, the commit index with it.
+TEST(Replication, AFollowerWithAppendsInFlightIsNotCountedUntilItAnswers) {
+  Cluster c(3, {}, 256, /*defer_commit_only_appends=*/true);
+  const int leader = c.ElectLeader();
+  c.Stabilize();
+  c.node(leader).SendCommit();
+  c.Stabilize();
+  const int f = leader == 1 ? 2 : 1;
+  c.CutOneWay(f, leader);  // its answers are lost: its append stays in flight
+  ASSERT_TRUE(c.node(leader).Propose("a").ok());
+  c.Stabilize();
+  ASSERT_EQ(c.node(leader).progress(NodeId(f))->inflight(), 1u);
+  // The third member answered and was not told: counted. f is not.
+  ASSERT_TRUE(c.node(leader).commit_unsent());
+  c.node(leader).SendCommit();
+  c.Stabilize();
+  EXPECT_FALSE(c.node(leader).commit_unsent()) << "f, with an append in flight, is not counted";
+  c.Heal();
+  c.TickAll(2);
+  EXPECT_EQ(c.node(f).log().committed(), c.node(leader).log().committed());
 }
 
 TEST(CheckQuorum, AnIsolatedLeaderStepsDown) {

@@ -85,6 +85,11 @@ TEST(Options, ClusterTimingAndLimitsAreValidatedWithTheFlagNamed) {
   o.snapshot_entries = 0;  // never snapshot: allowed
   EXPECT_TRUE(Validate(o).ok());
   o = Dev();
+  o.commit_flush_us = 0;  // no deferral: allowed
+  EXPECT_TRUE(Validate(o).ok());
+  o.commit_flush_us = 100'001;
+  EXPECT_NE(Validate(o).message().find("--commit-flush-us"), std::string::npos);
+  o = Dev();
   o.cluster_token = "";
   EXPECT_NE(Validate(o).message().find("--cluster-token"), std::string::npos);
 }
