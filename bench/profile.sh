@@ -4,7 +4,8 @@
 #   bench/profile.sh [--seconds S] [--perf] [--lockd PATH] [--no-build] -- LOCKBENCH-ARGS...
 #   e.g. bench/profile.sh -- --workload uncontended --clients 1 --connections 1
 #
-# Builds lockd and lockbench (release) unless --no-build, starts a fresh 3-node cluster on loopback
+# Builds lockd and lockbench (release; the dependencies as scripts/install-deps.sh installs them,
+# plus jq) unless --no-build, starts a fresh 3-node cluster on loopback
 # (ports 7971-7973 / 7981-7983 / 7991-7993), runs one lockbench workload against it, and prints for
 # each member (leader first) the CPU time and the context switches (voluntary + involuntary, from
 # /proc/<pid>/task/*/{stat,status}) of each thread name over the run, also per operation: on this
@@ -13,6 +14,7 @@
 # peer-read-N, ...; nexting_thread and grpcpp_sync_ser are gRPC's). With --perf, `perf record -g`
 # samples the leader for the middle of the run and the top of `perf report` (by thread and
 # library) is printed; the data is kept. --lockd runs another lockd binary (an A/B comparison).
+# One workload per run (not `--workload all`: the per-op figures divide by its operations).
 # Every process it starts it stops, also on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +37,10 @@ done
 [ $# -gt 0 ] || { echo "profile.sh: give lockbench's arguments after --" >&2; exit 2; }
 if [ "$build" = 1 ]; then
   scripts/install-deps.sh
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  command -v jq >/dev/null ||
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null
   cmake --preset release >/dev/null
   cmake --build --preset release --target lockd lockctl lockbench >/dev/null
 fi
@@ -45,14 +51,21 @@ if [ "$perf" = 1 ] && ! command -v perf >/dev/null; then
   exit 2
 fi
 
+command -v jq >/dev/null || { echo "profile.sh: needs jq" >&2; exit 2; }
+case " $* " in *" all "*) echo "profile.sh: one workload per run, not all" >&2; exit 2 ;; esac
+
 work="$(mktemp -d /var/tmp/lockd-profile.XXXXXX)"
 pids=()
+lb=""
 cleanup() {
+  trap - EXIT INT TERM
+  [ -z "$lb" ] || kill -TERM "$lb" 2>/dev/null || true
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   [ "$perf" = 1 ] || rm -rf "$work"  # with --perf the data (and the nodes' logs) stay
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
 
 EPS=127.0.0.1:7971,127.0.0.1:7972,127.0.0.1:7973
 init="1=127.0.0.1:7981/127.0.0.1:7971,2=127.0.0.1:7982/127.0.0.1:7972,3=127.0.0.1:7983/127.0.0.1:7973"
@@ -73,7 +86,10 @@ if [ "$healthy" != 1 ]; then
   exit 1
 fi
 leader=$("$LOCKCTL" --endpoints "$EPS" --json status | jq -r '.leader_id // .leaderId // empty' | head -1)
-[ -n "$leader" ] || { echo "profile.sh: no leader reported" >&2; exit 1; }
+case "$leader" in
+  1|2|3) ;;
+  *) echo "profile.sh: no leader reported (status said '$leader')" >&2; exit 1 ;;
+esac
 
 # snapshot FILE: one line per thread: pid, tid, name, CPU ticks, context switches.
 snapshot() {
@@ -97,9 +113,15 @@ if [ "$perf" = 1 ]; then
   perf record -F 1999 -g -p "${pids[$((leader - 1))]}" -o "$work/perf.data" \
     -- sleep "$((seconds > 3 ? seconds - 2 : 1))" >/dev/null 2>&1 || true
 fi
-wait "$lb"
+lb_status=0
+wait "$lb" || lb_status=$?
+lb=""
 snapshot "$work/after"
 grep -v '^{' "$work/lockbench.out" || true
+if [ "$lb_status" != 0 ] || [ ! -s "$work/run.json" ]; then
+  echo "profile.sh: lockbench failed (exit $lb_status)" >&2
+  exit 1
+fi
 
 python3 - "$work/before" "$work/after" "$work/run.json" "$leader" "${pids[@]}" <<'PY'
 import collections, json, os, sys

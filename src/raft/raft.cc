@@ -735,14 +735,7 @@ void Raft::SetConf(const ConfState& cs, LogIndex index) {
   if (!transfer_target_.zero() && !config_.incoming().contains(transfer_target_))
     transfer_target_ = NodeId();
   if (!Voter(id_)) {
-    // Its removal is committed: it leads no more. The members that stay may not know yet that
-    // the entry committed (a lost message, or a commit index not sent yet), and no heartbeat of
-    // this node will tell them: a farewell each, as to the members it removes. Without it, a
-    // two-voter cluster left with one voter could wait for the removed node's vote for good.
-    for (const auto& [p, pr] : progress_) {
-      if (p != id_) SendFarewell(p, pr);
-    }
-    BecomeFollower(term_, NodeId());
+    BecomeFollower(term_, NodeId());  // its removal is committed: it leads no more
     return;
   }
   AddProgressForMembers();

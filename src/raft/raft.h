@@ -249,8 +249,11 @@ class Raft {
   /// index alone) to a follower with nothing in flight and nothing new.
   void BroadcastAppend(bool empty_ok = true);
   /// After the commit index advanced: BroadcastAppend, without the empty appends when deferred,
-  /// except while a membership change is committed and not applied (its commit changes who
-  /// votes: every member learns it at once, as raft-rs's should_bcast_commit does).
+  /// except while a membership change is committed and not applied (as raft-rs's
+  /// should_bcast_commit): its commit changes who votes, and a leader that committed its own
+  /// removal steps down as it applies it and sends nothing after. Deferred, the members that stay
+  /// would not learn it committed, and a two-voter cluster left with one would wait for the
+  /// removed node's vote for good (found by review).
   void BroadcastCommit() {
     BroadcastAppend(!cfg_.defer_commit_only_appends || pending_conf_index_ > log_.applied());
   }

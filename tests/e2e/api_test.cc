@@ -1448,9 +1448,10 @@ TEST_F(Api, RenewalsAnswerTheTokensTheLeaseHoldsSoAForceReleaseIsSeen) {
 
 // A leader does not send a follower the commit index alone the moment it advances, but it sends
 // it within --commit-flush-us (2 ms) when no append carries it: at idle, each follower applies a
-// write long before the next heartbeat. Heartbeats every 500 ms here, and six writes: were the
-// flush missing, each catch-up would wait for a heartbeat (a uniform wait in [0, 500) ms), and
-// all six under 250 ms would have a chance of 1 in 64; with it, each takes a few ms.
+// write long before the next heartbeat. Heartbeats every 500 ms here, and six writes 100 ms
+// apart: were the flush missing, each catch-up would wait for the next heartbeat (~375 ms after
+// the first), so at most one would come in under 250 ms; with it, each takes a few ms, and one
+// slow one (a stalled machine) is forgiven.
 TEST(CommitFlush, FollowersApplyAnIdleWriteLongBeforeTheNextHeartbeat) {
   ClusterOptions o;
   o.tick_ms = 500;
@@ -1460,6 +1461,7 @@ TEST(CommitFlush, FollowersApplyAnIdleWriteLongBeforeTheNextHeartbeat) {
   ASSERT_GE(leader, 0) << cluster.StatusSummary();
   Client client(cluster);
   const uint64_t lease = client.MustGrantLease(kLongTtl);
+  int quick = 0;
   for (int i = 0; i < 6; ++i) {
     SCOPED_TRACE("write " + std::to_string(i));
     std::this_thread::sleep_for(100ms);  // idle: nothing in flight
@@ -1477,9 +1479,9 @@ TEST(CommitFlush, FollowersApplyAnIdleWriteLongBeforeTheNextHeartbeat) {
           },
           10s));
     }
-    EXPECT_LT(std::chrono::steady_clock::now() - start, 250ms)
-        << "the followers waited for a heartbeat to learn the commit index";
+    quick += std::chrono::steady_clock::now() - start < 250ms;
   }
+  EXPECT_GE(quick, 5) << "the followers waited for heartbeats to learn the commit index";
 }
 
 }  // namespace
