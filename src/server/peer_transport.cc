@@ -54,7 +54,11 @@ class PeerTransport::Outbound {
 
   bool Enqueue(std::string msg) {
     std::lock_guard lock(mu_);
-    if (stopping_ || retiring_ ||
+    // A node marked replaced or removed takes no part: nothing it produces from then on leaves.
+    // What it queued before still goes out (checked here, not at the write): the last thing a
+    // leader that committed its own removal queues is that commit, and the members that stay
+    // must get it (docs/raft.md, "Telling followers the commit index").
+    if (stopping_ || retiring_ || owner_.identity_.replaced() ||
         (reachable_ && (queue_.size() >= owner_.options_.max_queued_messages ||
                         queued_bytes_ + msg.size() > owner_.options_.max_queued_bytes))) {
       ++stats_.dropped;
@@ -268,14 +272,6 @@ class PeerTransport::Outbound {
         }
       }
       const int n = frame.batch().messages_size();
-      if (owner_.identity_.replaced()) {
-        // Marked replaced by another peer after this stream opened: nothing more leaves.
-        std::lock_guard lock(mu_);
-        stats_.dropped += n;
-        stats_.last_error =
-            "this node takes no part in the cluster: " + owner_.identity_.replaced_reason();
-        return;
-      }
       if (!stream.Write(frame)) {
         // The batch is lost with the stream; Raft retransmits what matters.
         std::lock_guard lock(mu_);

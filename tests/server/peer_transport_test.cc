@@ -706,6 +706,34 @@ TEST(PeerTransport, ANodeRefusedAsReplacedTakesNoPartEvenWithAPeerThatWouldAccep
       << three_out.Stats(1).last_error;
 }
 
+// Found by review (issue 18): a leader that commits its own removal queues that commit for the
+// members that stay, then applies the removal and marks itself removed in the same pass. What it
+// queued before the mark must still go out (in a two-voter cluster shrunk to one, the survivor
+// learns of the commit from nobody else); nothing it queues after may.
+TEST(PeerTransport, WhatANodeQueuedBeforeItWasMarkedRemovedStillGoesOut) {
+  const int port = testing::FreePorts(1)[0];
+  Member two(2, port, "c1", NewRandomId());
+  StoreDir one("c1", NewRandomId());
+  PeerTransportOptions o;
+  o.max_batch_bytes = 1;  // one message per frame: most writes come after the mark
+  PeerTransport a(
+      Identity(1), one.store, [](uint64_t, std::vector<std::string>) {},
+      [](uint64_t, uint64_t) { return true; }, o);
+  a.SetPeer(2, "127.0.0.1:" + std::to_string(port));
+  ASSERT_TRUE(a.Send(2, "first"));
+  ASSERT_TRUE(testing::WaitFor([&] { return two.receiver.count() == 1; }, 10s))
+      << "the stream never came up: " << a.Stats(2).last_error;
+  constexpr int kQueued = 30;
+  for (int i = 0; i < kQueued; ++i) ASSERT_TRUE(a.Send(2, "m" + std::to_string(i)));
+  one.store.MarkRemoved("removed by the test");
+  EXPECT_FALSE(a.Send(2, "after")) << "a removed node queues nothing new";
+  ASSERT_TRUE(testing::WaitFor([&] { return two.receiver.count() == kQueued + 1; }, 10s))
+      << two.receiver.count() << " of " << kQueued + 1;
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(two.receiver.count(), static_cast<size_t>(kQueued + 1)) << "nothing after the mark";
+  a.Stop();
+}
+
 TEST(PeerTransport, ANodeWithoutAClusterIdTakesTheOneOfAPeerItAccepted) {
   const int port = testing::FreePorts(1)[0];
   Member two(2, port, "c7", NewRandomId());
