@@ -158,8 +158,10 @@ class IdentityStore {
 
   /// A peer refused this node because it knows this node's id under another incarnation: this
   /// data dir replaced a member's (wiped, or a new disk). From then on the node takes no part in
-  /// Raft — no message in or out, no snapshot — so a peer that never saw the old incarnation
-  /// (it lagged, or was down) cannot win an election or commit with this node's help.
+  /// Raft — no new message out (what was queued before still goes out on a live stream: no vote,
+  /// as a node refuses votes for E_min after it starts), none in, no snapshot — so a peer that
+  /// never saw the old incarnation (it lagged, or was down) cannot win an election or commit
+  /// with this node's help.
   void MarkReplaced(const std::string& why);
   /// Why this node takes no part (empty while it may).
   std::string replaced_reason() const;

@@ -141,7 +141,8 @@ class PeerTransport {
   /// goes out on the live stream, for at most `retire_grace`, without blocking the caller.
   void RemovePeer(uint64_t id);
 
-  /// Queues one encoded message for `to`. False when it was dropped (unknown peer, full queue).
+  /// Queues one encoded message for `to`. False when it was dropped (unknown peer, full queue,
+  /// this node marked removed or replaced; what it queued before the mark still goes out).
   bool Send(uint64_t to, std::string encoded);
 
   /// Where received snapshots go; set before the peer server starts. Without one, every incoming
