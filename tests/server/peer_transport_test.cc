@@ -723,14 +723,22 @@ TEST(PeerTransport, WhatANodeQueuedBeforeItWasMarkedRemovedStillGoesOut) {
   ASSERT_TRUE(a.Send(2, "first"));
   ASSERT_TRUE(testing::WaitFor([&] { return two.receiver.count() == 1; }, 10s))
       << "the stream never came up: " << a.Stats(2).last_error;
+  // Frames of 256 KiB, each read 20 ms late: gRPC's flow control holds the sender's writes until
+  // the receiver reads, so nearly all of them are still queued when the mark comes.
+  two.receiver.SlowDown(20);
   constexpr int kQueued = 30;
-  for (int i = 0; i < kQueued; ++i) ASSERT_TRUE(a.Send(2, "m" + std::to_string(i)));
+  for (int i = 0; i < kQueued; ++i) {
+    ASSERT_TRUE(a.Send(2, std::to_string(i) + std::string(256 << 10, 'x')));
+  }
   one.store.MarkRemoved("removed by the test");
   EXPECT_FALSE(a.Send(2, "after")) << "a removed node queues nothing new";
-  ASSERT_TRUE(testing::WaitFor([&] { return two.receiver.count() == kQueued + 1; }, 10s))
+  ASSERT_TRUE(testing::WaitFor([&] { return two.receiver.count() == kQueued + 1; }, 20s))
       << two.receiver.count() << " of " << kQueued + 1;
   std::this_thread::sleep_for(100ms);
   EXPECT_EQ(two.receiver.count(), static_cast<size_t>(kQueued + 1)) << "nothing after the mark";
+  EXPECT_TRUE(
+      testing::WaitFor([&] { return a.Stats(2).sent == static_cast<uint64_t>(kQueued + 1); }, 10s))
+      << a.Stats(2).sent;
   a.Stop();
 }
 
